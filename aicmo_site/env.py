@@ -1,0 +1,134 @@
+"""Strict readers for environment variables.
+
+django-environ parses the common shapes (database and cache URLs, lists), but it is lenient where
+an operator's typo should stop start-up: ``DEBUG=ture`` silently means False and ``PORT=80x`` raises
+a bare ``ValueError`` that names nothing. Every reader here raises ``ImproperlyConfigured`` with the
+variable's name, the value it found and what it expected.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import environ
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.validators import validate_email
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "psql", "sqlite"}
+EMAIL_SCHEMES = {"consolemail", "smtp", "smtps", "smtp+tls", "smtp+ssl", "filemail", "memorymail", "dummymail"}
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class StrictEnv:
+    """Typed access to ``os.environ`` (or any mapping) that refuses bad values by name."""
+
+    def __init__(self, environ_mapping=None) -> None:
+        self._env = environ.Env()
+        if environ_mapping is not None:
+            self._env.ENVIRON = environ_mapping
+
+    @property
+    def raw(self):
+        return self._env.ENVIRON
+
+    def _fail(self, name: str, value: str, expected: str) -> ImproperlyConfigured:
+        return ImproperlyConfigured(f"{name}={value!r} is not valid: expected {expected}.")
+
+    def is_set(self, name: str) -> bool:
+        return name in self.raw
+
+    def str(self, name: str, default: str = "") -> str:
+        return self.raw.get(name, default).strip()
+
+    def bool(self, name: str, default: bool) -> bool:
+        if name not in self.raw:
+            return default
+        value = self.raw[name].strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise self._fail(name, self.raw[name], "true or false (1/0, yes/no, on/off)")
+
+    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+        if name not in self.raw or not self.raw[name].strip():
+            return default
+        raw = self.raw[name].strip()
+        try:
+            value = int(raw)
+        except ValueError:
+            raise self._fail(name, raw, "a whole number") from None
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+            raise self._fail(name, raw, f"a whole number {bounds}")
+        return value
+
+    def list(self, name: str, default: list[str] | None = None, *, item: Callable[[str], Any] | None = None,
+             expected: str = "a comma-separated list") -> list:
+        if name not in self.raw or not self.raw[name].strip():
+            return list(default or [])
+        items = [part.strip() for part in self.raw[name].split(",") if part.strip()]
+        if item is None:
+            return items
+        out = []
+        for part in items:
+            try:
+                out.append(item(part))
+            except (ValueError, ValidationError):
+                raise self._fail(name, self.raw[name], f"{expected} ({part!r} is not)") from None
+        return out
+
+    def emails(self, name: str) -> list[str]:
+        def one(value: str) -> str:
+            validate_email(value)
+            return value
+
+        return self.list(name, item=one, expected="a comma-separated list of email addresses")
+
+    def url(self, name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+        raw = self.str(name, default)
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or not parts.netloc:
+            raise self._fail(name, raw, f"an absolute URL starting with {' or '.join(s + '://' for s in schemes)}")
+        return raw.rstrip("/")
+
+    def env_name(self, name: str, default: str) -> str:
+        """The *name* of another environment variable (secrets are referred to by name, never stored)."""
+        raw = self.str(name, default)
+        if not _ENV_NAME.match(raw):
+            raise self._fail(name, raw, "the name of an environment variable (letters, digits, underscores)")
+        return raw
+
+    def db(self, name: str, default: str) -> dict:
+        raw = self.str(name, default) or default
+        expected = "a PostgreSQL or SQLite URL such as postgres://user@host:5432/db or sqlite:////path/db.sqlite3"
+        if urlsplit(raw).scheme not in DATABASE_SCHEMES:
+            raise self._fail(name, raw, expected)
+        try:
+            return environ.Env.db_url_config(raw)
+        except Exception as exc:  # django-environ raises several types for malformed URLs
+            raise self._fail(name, raw, f"{expected} ({exc})") from None
+
+    def email_url(self, name: str, default: str) -> dict:
+        raw = self.str(name, default) or default
+        expected = "an email URL such as consolemail://, smtp://user@host:587 or smtp+tls://user@host:587"
+        if urlsplit(raw).scheme not in EMAIL_SCHEMES:
+            raise self._fail(name, raw, expected)
+        try:
+            return environ.Env.email_url_config(raw)
+        except Exception as exc:
+            raise self._fail(name, raw, f"{expected} ({exc})") from None
+
+    def origins(self, name: str) -> list[str]:
+        def one(value: str) -> str:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+                raise ValueError(value)
+            return value.rstrip("/")
+
+        return self.list(name, item=one, expected="a comma-separated list of origins such as https://cam.example.com")

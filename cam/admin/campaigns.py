@@ -1,0 +1,151 @@
+"""Campaigns, their sequence steps and lead sources."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+
+from cam.admin.base import CommaSeparatedListField, TimezoneSelect
+from cam.campaigns import campaigns_activate, campaigns_pause, campaigns_resume
+from cam.models import Campaign, Lead, LeadSource, SequenceStep
+from cam.models.fields import WEEKDAYS
+
+
+def _count_of(model, **filters) -> Coalesce:
+    """A per-campaign count as a subquery: one query for the whole changelist, no row fan-out."""
+    counted = (model.objects.filter(campaign=OuterRef("pk"), **filters).order_by()
+               .values("campaign").annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+class CampaignForm(forms.ModelForm):
+    icp_industries = CommaSeparatedListField(required=False, label="Industries",
+                                             help_text="Separated by commas, e.g. software, logistics.")
+    icp_title_keywords = CommaSeparatedListField(required=False, label="Title keywords",
+                                                 help_text="Separated by commas, e.g. cto, head of, founder.")
+    icp_countries = CommaSeparatedListField(required=False, label="Countries",
+                                            help_text="Separated by commas, e.g. DE, AT, CH.")
+    send_days = forms.TypedMultipleChoiceField(
+        choices=[(number, name) for number, name in enumerate(WEEKDAYS, start=1)],
+        coerce=int, widget=forms.CheckboxSelectMultiple, label="Send on")
+
+    class Meta:
+        model = Campaign
+        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
+        widgets = {"timezone": TimezoneSelect()}
+
+    def clean(self):
+        cleaned = super().clean()
+        low, high = cleaned.get("icp_company_size_min"), cleaned.get("icp_company_size_max")
+        if low is not None and high is not None and low > high:
+            self.add_error("icp_company_size_max", "Must be at least the lower bound.")
+        start, end = cleaned.get("send_start_hour"), cleaned.get("send_end_hour")
+        if start is not None and end is not None and start >= end:
+            self.add_error("send_end_hour", "The window must end after it starts.")
+        return cleaned
+
+
+class SequenceStepInline(admin.StackedInline):
+    model = SequenceStep
+    extra = 0
+    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "html_template"]
+
+
+class LeadSourceInline(admin.TabularInline):
+    model = LeadSource
+    extra = 0
+    fields = ["name", "kind", "config", "enabled", "last_harvest_at", "last_error"]
+    readonly_fields = ["last_harvest_at", "last_error"]
+
+
+@admin.register(Campaign)
+class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    list_display = ["name", "status", "status_reason", "lead_count", "in_sequence_count", "step_count",
+                    "daily_cap", "updated_at"]
+    list_filter = ["status"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
+    filter_horizontal = ["mailboxes"]
+    inlines = [SequenceStepInline, LeadSourceInline]
+    actions = ["pause", "resume", "activate"]
+    fieldsets = [
+        (None, {"fields": ["name", "description", ("status", "status_changed_at"), "status_reason"]}),
+        ("Ideal customer", {"fields": [
+            "icp_industries", "icp_title_keywords", "icp_countries",
+            ("icp_company_size_min", "icp_company_size_max"),
+            ("weight_industry", "weight_title", "weight_country", "weight_company_size"),
+            ("penalty_free_mail", "penalty_role_account"), "min_score",
+        ]}),
+        ("Sending", {"fields": ["send_days", ("send_start_hour", "send_end_hour"), "timezone", "daily_cap",
+                                "mailboxes"]}),
+        ("After the last step", {"fields": [("no_reply_days", "no_reply_outcome")]}),
+        ("Guard rails", {"fields": [("max_hard_bounce_rate", "max_complaint_rate")]}),
+        ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
+    ]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(
+            _lead_count=_count_of(Lead),
+            _in_sequence_count=_count_of(Lead, status=Lead.Status.IN_SEQUENCE),
+            _step_count=_count_of(SequenceStep),
+        )
+
+    @admin.display(description="Leads", ordering="_lead_count")
+    def lead_count(self, obj: Campaign) -> int:
+        return obj._lead_count
+
+    @admin.display(description="In sequence", ordering="_in_sequence_count")
+    def in_sequence_count(self, obj: Campaign) -> int:
+        return obj._in_sequence_count
+
+    @admin.display(description="Steps", ordering="_step_count")
+    def step_count(self, obj: Campaign) -> int:
+        return obj._step_count
+
+    def _report(self, request, queryset, changed: int, verb: str, allowed) -> None:
+        skipped = queryset.count() - changed
+        self.message_user(request, f"{changed} campaign(s) {verb}.", messages.SUCCESS)
+        if skipped:
+            names = ", ".join(label for label in (Campaign.Status(s).label for s in allowed))
+            self.message_user(request, f"{skipped} left as they were: only {names} campaigns can be {verb}.",
+                              messages.WARNING)
+
+    @admin.action(description="Pause selected campaigns")
+    def pause(self, request, queryset):
+        changed = campaigns_pause(campaign_ids=queryset.values_list("pk", flat=True),
+                                  reason=f"Paused by {request.user.get_username()}")
+        self._report(request, queryset, changed, "paused", ("ACTIVE", "DEGRADED"))
+
+    @admin.action(description="Resume selected campaigns")
+    def resume(self, request, queryset):
+        changed = campaigns_resume(campaign_ids=queryset.values_list("pk", flat=True),
+                                   reason=f"Resumed by {request.user.get_username()}")
+        self._report(request, queryset, changed, "resumed", ("PAUSED", "DEGRADED"))
+
+    @admin.action(description="Activate selected draft campaigns")
+    def activate(self, request, queryset):
+        changed = campaigns_activate(campaign_ids=queryset.values_list("pk", flat=True),
+                                     reason=f"Activated by {request.user.get_username()}")
+        self._report(request, queryset, changed, "activated", ("DRAFT",))
+
+
+@admin.register(SequenceStep)
+class SequenceStepAdmin(admin.ModelAdmin):
+    list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours"]
+    list_filter = ["campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["subject_template", "body_template", "campaign__name"]
+    autocomplete_fields = ["campaign"]
+
+
+@admin.register(LeadSource)
+class LeadSourceAdmin(admin.ModelAdmin):
+    list_display = ["name", "campaign", "kind", "enabled", "last_harvest_at", "last_error"]
+    list_filter = ["kind", "enabled", "campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["name", "campaign__name"]
+    autocomplete_fields = ["campaign"]
+    readonly_fields = ["last_harvest_at", "last_harvest_counts", "last_error", "created_at", "updated_at"]

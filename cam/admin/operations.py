@@ -1,0 +1,54 @@
+"""Job runs, leases, worker heartbeats, alerts and alert channels."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from cam.admin.base import AuditAdmin
+from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
+
+
+@admin.register(JobExecution)
+class JobExecutionAdmin(AuditAdmin):
+    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "finished_at", "counts",
+                    "error"]
+    list_filter = ["job", "status", "trigger", "campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["execution_id", "job", "error"]
+    date_hierarchy = "started_at"
+
+
+@admin.register(Lease)
+class LeaseAdmin(AuditAdmin):
+    list_display = ["name", "holder", "acquired_at", "expires_at"]
+    search_fields = ["name", "holder"]
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Releasing a stuck lock by hand is a legitimate operator action.
+        return request.user.is_superuser
+
+
+@admin.register(WorkerHeartbeat)
+class WorkerHeartbeatAdmin(AuditAdmin):
+    list_display = ["worker_id", "status", "current_step", "last_seen_at", "last_cycle_started_at",
+                    "last_cycle_finished_at", "cycles_completed", "last_error"]
+    list_filter = ["status"]
+    search_fields = ["worker_id", "hostname"]
+
+
+@admin.register(HumanAlertLog)
+class HumanAlertLogAdmin(AuditAdmin):
+    list_display = ["title", "alert_type", "channel", "sent_successfully", "sent_at", "attempts", "last_error",
+                    "created_at"]
+    list_filter = ["alert_type", "sent_successfully", "channel"]
+    list_select_related = ["channel"]
+    search_fields = ["title", "body", "idempotency_key"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(AlertChannel)
+class AlertChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "enabled", "last_error", "last_error_at"]
+    list_filter = ["kind", "enabled"]
+    search_fields = ["name"]
+    readonly_fields = ["last_error", "last_error_at", "created_at", "updated_at"]

@@ -1,0 +1,24 @@
+"""CAM's tables, split by concern; import them from here."""
+
+from cam.models.campaigns import Campaign, SequenceStep
+from cam.models.leads import Lead, LeadSource, Suppression
+from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, Security
+from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
+
+__all__ = [
+    "AlertChannel",
+    "Campaign",
+    "HumanAlertLog",
+    "InboundEmail",
+    "JobExecution",
+    "Lead",
+    "LeadSource",
+    "Lease",
+    "Mailbox",
+    "MailboxFolder",
+    "OutboundEmail",
+    "Security",
+    "SequenceStep",
+    "Suppression",
+    "WorkerHeartbeat",
+]

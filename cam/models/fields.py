@@ -1,0 +1,78 @@
+"""Model fields and validators shared by the CAM tables."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+
+
+class LowercaseEmailField(models.EmailField):
+    """An address stored and looked up in lower case.
+
+    Dedupe, suppression and threading all compare addresses, and mail systems treat them
+    case-insensitively in practice, so the database only ever holds one spelling.
+    """
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+class LowercaseCharField(models.CharField):
+    """Text stored and looked up in lower case (domains)."""
+
+    def to_python(self, value):
+        value = super().to_python(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+    def get_prep_value(self, value):
+        value = super().get_prep_value(value)
+        return value.strip().lower() if isinstance(value, str) else value
+
+
+validate_env_name = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$",
+    "Enter the name of an environment variable (letters, digits and underscores), not the secret itself.",
+)
+
+validate_domain = RegexValidator(
+    r"^(?=.{1,253}$)([a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+    "Enter a domain such as example.com.",
+    flags=re.IGNORECASE,
+)
+
+
+def validate_timezone(value: str) -> None:
+    if not value:
+        return
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError("%(value)s is not a known time zone (use a name such as Europe/Berlin).",
+                              params={"value": value}) from None
+
+
+WEEKDAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+
+
+def validate_weekdays(value) -> None:
+    """A send window's days: a non-empty list of distinct ISO weekday numbers 1 (Monday) to 7."""
+    if not isinstance(value, list) or not value:
+        raise ValidationError("Choose at least one day of the week.")
+    if any(not isinstance(day, int) or isinstance(day, bool) or not 1 <= day <= 7 for day in value):
+        raise ValidationError("Days are numbers from 1 (Monday) to 7 (Sunday).")
+    if len(set(value)) != len(value):
+        raise ValidationError("Each day may appear once.")
+
+
+def validate_string_list(value) -> None:
+    if not isinstance(value, list) or any(not isinstance(item, str) for item in value):
+        raise ValidationError("Enter a list of words or phrases.")

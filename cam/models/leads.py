@@ -1,0 +1,170 @@
+"""Leads, where they come from, and who must never be mailed."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator
+from django.db import models
+from django.db.models import Q, Value
+from django.db.models.functions import StrIndex, Substr
+
+from cam.models.fields import LowercaseCharField, LowercaseEmailField, validate_domain, validate_timezone
+
+
+class LeadSource(models.Model):
+    """Where a campaign's leads are harvested from (a CSV file, an HTTP JSON API, …)."""
+
+    class Kind(models.TextChoices):
+        CSV = "csv", "CSV file"
+        HTTP_JSON = "http_json", "HTTP JSON API"
+
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="sources")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=32, choices=Kind.choices)
+    config = models.JSONField(default=dict, blank=True,
+                              help_text="Settings of this kind of source (path, URL, column mapping, …). "
+                                        "Secrets are named by environment variable, never written here.")
+    enabled = models.BooleanField(default=True)
+    last_harvest_at = models.DateTimeField(null=True, blank=True)
+    last_harvest_counts = models.JSONField(default=dict, blank=True)
+    last_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "name"]
+        constraints = [models.UniqueConstraint(fields=["campaign", "name"], name="lead_source_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.get_kind_display()})"
+
+
+class Lead(models.Model):
+    class Status(models.TextChoices):
+        NEW = "NEW", "New"
+        QUALIFIED = "QUALIFIED", "Qualified"
+        DISQUALIFIED = "DISQUALIFIED", "Disqualified"
+        IN_SEQUENCE = "IN_SEQUENCE", "In sequence"
+        PAUSED = "PAUSED", "Paused"
+        INTERESTED = "INTERESTED", "Interested"
+        NOT_INTERESTED = "NOT_INTERESTED", "Not interested"
+        NURTURE = "NURTURE", "Nurture"
+        DEAD = "DEAD", "Dead"
+        BOUNCED = "BOUNCED", "Bounced"
+        UNSUBSCRIBED = "UNSUBSCRIBED", "Unsubscribed"
+        WON = "WON", "Won"
+        LOST = "LOST", "Lost"
+
+    class BlockedReason(models.TextChoices):
+        """Why a lead that is due was not sent this time (cleared when it is sent)."""
+
+        OUTSIDE_WINDOW = "outside_window", "Outside the send window"
+        MAILBOX_CAP = "mailbox_cap", "Mailbox daily cap reached"
+        MAILBOX_GAP = "mailbox_gap", "Mailbox minimum gap not yet passed"
+        CAMPAIGN_CAP = "campaign_cap", "Campaign daily cap reached"
+        SUPPRESSED = "suppressed", "Address or domain suppressed"
+        CAMPAIGN_PAUSED = "campaign_paused", "Campaign not active"
+        NO_MAILBOX = "no_mailbox", "No active mailbox"
+        NO_STEP = "no_step", "No sequence step to send"
+
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="leads")
+    email = LowercaseEmailField(max_length=254)
+    # Derived by the database so no write path can forget it: domain suppression and grouping use it.
+    email_domain = models.GeneratedField(
+        expression=Substr("email", StrIndex("email", Value("@")) + 1),
+        output_field=models.CharField(max_length=253),
+        db_persist=True,
+    )
+    first_name = models.CharField(max_length=100, blank=True)
+    last_name = models.CharField(max_length=100, blank=True)
+    company = models.CharField(max_length=200, blank=True)
+    title = models.CharField("job title", max_length=200, blank=True)
+    industry = models.CharField(max_length=100, blank=True)
+    country = models.CharField(max_length=100, blank=True)
+    company_size = models.PositiveIntegerField(null=True, blank=True)
+    website = models.URLField(max_length=500, blank=True)
+    timezone = models.CharField(max_length=64, blank=True, validators=[validate_timezone],
+                                help_text="The lead's own time zone, when known; sends follow it.")
+    is_role_account = models.BooleanField(default=False, help_text="info@, sales@ and the like.")
+    is_free_mail = models.BooleanField(default=False, help_text="gmail.com, outlook.com and the like.")
+
+    # Provenance.
+    source = models.ForeignKey(LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="leads")
+    harvested_at = models.DateTimeField(null=True, blank=True)
+    raw_data = models.JSONField(default=dict, blank=True, help_text="The record as the source gave it.")
+
+    score = models.PositiveSmallIntegerField(null=True, blank=True, validators=[MaxValueValidator(100)])
+    score_breakdown = models.JSONField(default=dict, blank=True)
+    scored_at = models.DateTimeField(null=True, blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.NEW)
+    status_reason = models.TextField(blank=True)
+    status_changed_at = models.DateTimeField(null=True, blank=True)
+
+    # Where the lead is in its sequence: the position of the last step sent (0 = none yet).
+    current_step = models.PositiveSmallIntegerField(default=0)
+    next_send_at = models.DateTimeField(null=True, blank=True)
+    blocked_reason = models.CharField(max_length=32, choices=BlockedReason.choices, blank=True)
+    paused_until = models.DateTimeField(null=True, blank=True, help_text="Out of office until this time.")
+    mailbox = models.ForeignKey("cam.Mailbox", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="leads", help_text="The mailbox that sent the first email; "
+                                                                "follow-ups use it too.")
+    last_contacted_at = models.DateTimeField(null=True, blank=True)
+    replied_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "email"], name="lead_unique_email_per_campaign"),
+            models.CheckConstraint(condition=Q(score__isnull=True) | Q(score__lte=100), name="lead_score_0_100"),
+            models.CheckConstraint(condition=~Q(email=""), name="lead_email_not_empty"),
+        ]
+        indexes = [
+            # The send step's hot filter: leads in sequence whose next email is due.
+            models.Index(fields=["next_send_at"], condition=Q(status="IN_SEQUENCE"), name="lead_due_idx"),
+            models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
+            # One active sequence per address across campaigns; suppression by domain.
+            models.Index(fields=["email"], name="lead_email_idx"),
+            models.Index(fields=["email_domain"], name="lead_email_domain_idx"),
+            models.Index(fields=["paused_until"], condition=Q(status="PAUSED"), name="lead_paused_until_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    @property
+    def full_name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class Suppression(models.Model):
+    """An address or a whole domain that CAM never mails, in any campaign."""
+
+    class Reason(models.TextChoices):
+        UNSUBSCRIBED = "UNSUBSCRIBED", "Unsubscribed"
+        HARD_BOUNCE = "HARD_BOUNCE", "Hard bounce"
+        COMPLAINT = "COMPLAINT", "Complaint"
+        MANUAL = "MANUAL", "Added by staff"
+
+    email = LowercaseEmailField(max_length=254, blank=True)
+    domain = LowercaseCharField(max_length=253, blank=True, validators=[validate_domain],
+                                help_text="Suppress every address at this domain.")
+    reason = models.CharField(max_length=16, choices=Reason.choices, default=Reason.MANUAL)
+    source = models.CharField(max_length=200, blank=True, help_text="What added it: a reply, a webhook, a person.")
+    note = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.CheckConstraint(condition=(Q(email="") & ~Q(domain="")) | (~Q(email="") & Q(domain="")),
+                                   name="suppression_email_xor_domain"),
+            models.UniqueConstraint(fields=["email"], condition=~Q(email=""), name="suppression_unique_email"),
+            models.UniqueConstraint(fields=["domain"], condition=~Q(domain=""), name="suppression_unique_domain"),
+        ]
+
+    def __str__(self) -> str:
+        return self.email or f"@{self.domain}"

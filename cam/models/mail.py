@@ -1,0 +1,232 @@
+"""Sending identities and every message that went out or came in."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+from cam.models.fields import LowercaseEmailField, validate_env_name
+
+
+class Security(models.TextChoices):
+    NONE = "none", "None (plain text)"
+    STARTTLS = "starttls", "STARTTLS"
+    SSL = "ssl", "SSL/TLS"
+
+
+class Mailbox(models.Model):
+    """A sending identity, and the inbox its replies arrive in.
+
+    Secrets are never stored here: the password and API key fields hold the *name* of the
+    environment variable that holds the secret.
+    """
+
+    class Provider(models.TextChoices):
+        CONSOLE = "console", "Console (nothing leaves the machine)"
+        SMTP = "smtp", "SMTP"
+        RESEND = "resend", "Resend"
+
+    name = models.CharField(max_length=200, unique=True)
+    from_email = LowercaseEmailField(max_length=254, unique=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    reply_to = LowercaseEmailField(max_length=254, blank=True)
+    provider = models.CharField(max_length=16, choices=Provider.choices, default=Provider.CONSOLE)
+    is_active = models.BooleanField(default=True)
+    daily_cap = models.PositiveIntegerField(default=50, validators=[MinValueValidator(1)],
+                                            help_text="Most emails this mailbox sends in one day.")
+    min_gap_seconds = models.PositiveIntegerField(default=120, help_text="Least time between two sends.")
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+
+    smtp_host = models.CharField(max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
+                                                                              MaxValueValidator(65535)])
+    smtp_security = models.CharField(max_length=16, choices=Security.choices, default=Security.STARTTLS)
+    smtp_username = models.CharField(max_length=255, blank=True)
+    smtp_password_env = models.CharField("SMTP password variable", max_length=100, blank=True,
+                                         validators=[validate_env_name],
+                                         help_text="Name of the environment variable holding the password.")
+    resend_api_key_env = models.CharField("Resend API key variable", max_length=100, blank=True,
+                                          default="AICMO_RESEND_API_KEY", validators=[validate_env_name])
+
+    imap_host = models.CharField(max_length=255, blank=True, help_text="Leave empty to not poll for replies.")
+    imap_port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
+                                                                              MaxValueValidator(65535)])
+    imap_security = models.CharField(max_length=16, choices=Security.choices, default=Security.SSL)
+    imap_username = models.CharField(max_length=255, blank=True)
+    imap_password_env = models.CharField("IMAP password variable", max_length=100, blank=True,
+                                         validators=[validate_env_name])
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+    last_poll_error = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name_plural = "mailboxes"
+        constraints = [
+            models.CheckConstraint(condition=Q(daily_cap__gte=1), name="mailbox_daily_cap_positive"),
+            models.CheckConstraint(
+                condition=Q(smtp_port__isnull=True) | Q(smtp_port__gte=1, smtp_port__lte=65535),
+                name="mailbox_smtp_port_range"),
+            models.CheckConstraint(
+                condition=Q(imap_port__isnull=True) | Q(imap_port__gte=1, imap_port__lte=65535),
+                name="mailbox_imap_port_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} <{self.from_email}>"
+
+
+class MailboxFolder(models.Model):
+    """An IMAP folder polled for replies, with its watermark.
+
+    UIDs only mean something within one folder and one UIDVALIDITY, so the watermark lives here.
+    """
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
+    name = models.CharField(max_length=255, default="INBOX")
+    uidvalidity = models.BigIntegerField(null=True, blank=True)
+    last_uid = models.BigIntegerField(default=0)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["mailbox", "name"]
+        constraints = [models.UniqueConstraint(fields=["mailbox", "name"], name="mailbox_folder_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.mailbox.name}/{self.name}"
+
+
+class OutboundEmail(models.Model):
+    """One email of a sequence to one lead. (lead, step) is unique: a step is never sent twice."""
+
+    class Status(models.TextChoices):
+        PENDING = "PENDING", "Pending"
+        SENDING = "SENDING", "Sending"
+        SENT = "SENT", "Sent"
+        RETRY = "RETRY", "Waiting to retry"
+        FAILED = "FAILED", "Failed"
+        UNKNOWN = "UNKNOWN", "Unknown (check before resending)"
+        CANCELLED = "CANCELLED", "Cancelled"
+
+    lead = models.ForeignKey("cam.Lead", on_delete=models.CASCADE, related_name="outbound_emails")
+    step = models.ForeignKey("cam.SequenceStep", on_delete=models.PROTECT, related_name="outbound_emails")
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="outbound_emails")
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.PROTECT, null=True, blank=True,
+                                related_name="outbound_emails")
+    to_email = LowercaseEmailField(max_length=254)
+    from_email = models.CharField(max_length=320, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    body_text = models.TextField(blank=True)
+    body_html = models.TextField(blank=True)
+    message_id = models.CharField(max_length=255, unique=True, help_text="Our RFC 5322 Message-ID, with <>.")
+    in_reply_to = models.CharField(max_length=255, blank=True)
+    references = models.TextField(blank=True)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    claimed_by = models.CharField(max_length=200, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    provider = models.CharField(max_length=16, choices=Mailbox.Provider.choices, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        # The table name of the earlier deployment, kept so its monitoring queries still run.
+        db_table = "outbound_emails"
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["lead", "step"], name="outbound_unique_lead_step"),
+        ]
+        indexes = [
+            # The sender's hot filter: rows waiting to be claimed.
+            models.Index(fields=["next_attempt_at"], condition=Q(status__in=["PENDING", "RETRY"]),
+                         name="outbound_pending_idx"),
+            models.Index(fields=["status", "created_at"], name="outbound_status_created_idx"),
+            # Daily caps and gaps count sends per mailbox and campaign since a time.
+            models.Index(fields=["mailbox", "sent_at"], name="outbound_mailbox_sent_idx"),
+            models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
+            models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.to_email} · step {self.step.position if self.step_id else '?'} · {self.status}"
+
+
+class InboundEmail(models.Model):
+    """A message read from a mailbox's IMAP folder, kept whether or not it matched anything."""
+
+    class Category(models.TextChoices):
+        POSITIVE = "POSITIVE", "Positive"
+        NEGATIVE = "NEGATIVE", "Negative"
+        UNSUBSCRIBE = "UNSUBSCRIBE", "Unsubscribe request"
+        OUT_OF_OFFICE = "OUT_OF_OFFICE", "Out of office"
+        AUTO_REPLY = "AUTO_REPLY", "Automatic reply"
+        BOUNCE_HARD = "BOUNCE_HARD", "Hard bounce"
+        BOUNCE_SOFT = "BOUNCE_SOFT", "Soft bounce"
+        COMPLAINT = "COMPLAINT", "Complaint"
+        REFERRAL = "REFERRAL", "Referral"
+        QUESTION = "QUESTION", "Question"
+        NEUTRAL = "NEUTRAL", "Neutral"
+
+    mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbound_emails")
+    folder = models.CharField(max_length=255, default="INBOX")
+    uidvalidity = models.BigIntegerField()
+    uid = models.BigIntegerField()
+    message_id = models.CharField(max_length=255, blank=True)
+    in_reply_to = models.CharField(max_length=255, blank=True)
+    references = models.TextField(blank=True)
+    from_email = LowercaseEmailField(max_length=254, blank=True)
+    from_name = models.CharField(max_length=200, blank=True)
+    subject = models.CharField(max_length=998, blank=True)
+    received_at = models.DateTimeField(null=True, blank=True)
+    new_text = models.TextField(blank=True, help_text="The reply's own words, quotes and signature removed.")
+    raw_message = models.BinaryField(blank=True, help_text="The raw message, cut at the configured size.")
+    raw_truncated = models.BooleanField(default=False)
+
+    outbound_email = models.ForeignKey(OutboundEmail, on_delete=models.SET_NULL, null=True, blank=True,
+                                       related_name="replies")
+    lead = models.ForeignKey("cam.Lead", on_delete=models.SET_NULL, null=True, blank=True,
+                             related_name="inbound_emails")
+
+    category = models.CharField(max_length=16, choices=Category.choices, blank=True)
+    confidence = models.FloatField(null=True, blank=True)
+    classification_reasons = models.JSONField(default=list, blank=True)
+    classified_at = models.DateTimeField(null=True, blank=True)
+    classified_by = models.CharField(max_length=150, blank=True,
+                                     help_text="The classifier, or the staff member who corrected it.")
+    failed_recipients = models.JSONField(default=list, blank=True)
+    bounce_status_code = models.CharField(max_length=16, blank=True)
+    return_date = models.DateField(null=True, blank=True, help_text="When an out-of-office sender is back.")
+    referral_email = LowercaseEmailField(max_length=254, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    alert_sent = models.BooleanField(default=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            # A reply is processed once. UIDs are only unique within one folder and UIDVALIDITY.
+            models.UniqueConstraint(fields=["mailbox", "folder", "uidvalidity", "uid"],
+                                    name="inbound_unique_mailbox_uid"),
+            models.CheckConstraint(condition=Q(confidence__isnull=True) | Q(confidence__gte=0, confidence__lte=1),
+                                   name="inbound_confidence_0_1"),
+        ]
+        indexes = [
+            models.Index(fields=["created_at"], condition=Q(processed_at__isnull=True),
+                         name="inbound_unprocessed_idx"),
+            models.Index(fields=["message_id"], name="inbound_message_id_idx"),
+            models.Index(fields=["category", "created_at"], name="inbound_category_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.from_email or '(unknown sender)'}: {self.subject[:60]}"

@@ -1,0 +1,172 @@
+"""One plain factory per model. Defaults make a valid row; tests set what they assert on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import factory
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from cam import models
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"staff{n}")
+    email = factory.LazyAttribute(lambda o: f"{o.username}@cam.test")
+    is_staff = True
+    password = factory.django.Password("correct-horse-battery")
+
+
+class SuperuserFactory(UserFactory):
+    username = factory.Sequence(lambda n: f"admin{n}")
+    is_superuser = True
+
+
+class MailboxFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Mailbox
+
+    name = factory.Sequence(lambda n: f"Mailbox {n}")
+    from_email = factory.Sequence(lambda n: f"sender{n}@outreach.test")
+    from_name = "Alex Sender"
+
+
+class MailboxFolderFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.MailboxFolder
+
+    mailbox = factory.SubFactory(MailboxFactory)
+    name = "INBOX"
+
+
+class CampaignFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Campaign
+
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    status = models.Campaign.Status.ACTIVE
+    icp_industries = factory.LazyFunction(lambda: ["software"])
+    icp_title_keywords = factory.LazyFunction(lambda: ["cto", "founder"])
+    icp_countries = factory.LazyFunction(lambda: ["DE"])
+
+
+class SequenceStepFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.SequenceStep
+
+    campaign = factory.SubFactory(CampaignFactory)
+    position = factory.Sequence(lambda n: n + 1)
+    subject_template = "Quick question, {{ first_name|default:'there' }}"
+    body_template = "Hi {{ first_name|default:'there' }},\n\nWould {{ company }} like fewer chores?\n"
+
+
+class LeadSourceFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.LeadSource
+
+    campaign = factory.SubFactory(CampaignFactory)
+    name = factory.Sequence(lambda n: f"Source {n}")
+    kind = models.LeadSource.Kind.CSV
+    config = factory.LazyFunction(lambda: {"path": "leads.csv"})
+
+
+class LeadFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Lead
+
+    campaign = factory.SubFactory(CampaignFactory)
+    email = factory.Sequence(lambda n: f"lead{n}@company{n}.test")
+    first_name = factory.Faker("first_name")
+    last_name = factory.Faker("last_name")
+    company = factory.Faker("company")
+    title = "CTO"
+    industry = "software"
+    country = "DE"
+
+
+class SuppressionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Suppression
+
+    email = factory.Sequence(lambda n: f"blocked{n}@suppressed.test")
+    reason = models.Suppression.Reason.MANUAL
+
+
+class OutboundEmailFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.OutboundEmail
+
+    lead = factory.SubFactory(LeadFactory)
+    campaign = factory.SelfAttribute("lead.campaign")
+    step = factory.SubFactory(SequenceStepFactory, campaign=factory.SelfAttribute("..campaign"))
+    mailbox = factory.SubFactory(MailboxFactory)
+    to_email = factory.SelfAttribute("lead.email")
+    subject = "Quick question"
+    body_text = "Hi there"
+    message_id = factory.Sequence(lambda n: f"<cam.{n}@outreach.test>")
+
+
+class InboundEmailFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.InboundEmail
+
+    mailbox = factory.SubFactory(MailboxFactory)
+    folder = "INBOX"
+    uidvalidity = 1
+    uid = factory.Sequence(lambda n: n + 1)
+    message_id = factory.Sequence(lambda n: f"<reply.{n}@lead.test>")
+    from_email = factory.Sequence(lambda n: f"lead{n}@company.test")
+    subject = "Re: Quick question"
+    new_text = "Sounds interesting, let's talk."
+
+
+class JobExecutionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.JobExecution
+
+    execution_id = factory.Sequence(lambda n: f"harvest:global:slot-{n}")
+    job = "harvest"
+    status = models.JobExecution.Status.COMPLETED
+    started_at = factory.LazyFunction(timezone.now)
+
+
+class LeaseFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.Lease
+
+    name = factory.Sequence(lambda n: f"job:harvest:{n}")
+    holder = "worker-1"
+    acquired_at = factory.LazyFunction(timezone.now)
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(minutes=5))
+
+
+class WorkerHeartbeatFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.WorkerHeartbeat
+
+    worker_id = factory.Sequence(lambda n: f"worker-{n}")
+    status = models.WorkerHeartbeat.Status.IDLE
+    last_seen_at = factory.LazyFunction(timezone.now)
+
+
+class AlertChannelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.AlertChannel
+
+    name = factory.Sequence(lambda n: f"Channel {n}")
+    kind = models.AlertChannel.Kind.EMAIL
+    recipients = "sales@cam.test"
+
+
+class HumanAlertLogFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.HumanAlertLog
+
+    alert_type = models.HumanAlertLog.AlertType.POSITIVE_REPLY
+    title = "Positive reply"
+    idempotency_key = factory.Sequence(lambda n: f"positive-reply:{n}")
