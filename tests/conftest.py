@@ -11,4 +11,5 @@ def superuser(db):
 @pytest.fixture
 def admin_client(client, superuser):
     client.force_login(superuser)
+    client.user = superuser
     return client

@@ -1,0 +1,92 @@
+"""Campaign actions and form validation in the back office."""
+
+import pytest
+from django.urls import reverse
+
+from cam.models import Campaign, SequenceStep
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+CHANGELIST = reverse("admin:cam_campaign_changelist")
+
+
+def act(client, action: str, *campaigns):
+    return client.post(CHANGELIST, {"action": action, "_selected_action": [c.pk for c in campaigns]}, follow=True)
+
+
+def test_it_pauses_active_campaigns_with_who_did_it_and_leaves_drafts_alone(admin_client):
+    active = factories.CampaignFactory(status=Campaign.Status.ACTIVE)
+    draft = factories.CampaignFactory(status=Campaign.Status.DRAFT)
+    response = act(admin_client, "pause", active, draft)
+    active.refresh_from_db()
+    draft.refresh_from_db()
+    assert (active.status, draft.status) == ("PAUSED", "DRAFT")
+    assert active.status_reason == f"Paused by {admin_client.user.username}"
+    assert active.status_changed_at is not None
+    text = response.content.decode()
+    assert "1 campaign(s) paused." in text
+    assert "1 left as they were: only Active, Degraded campaigns can be paused." in text
+
+
+def test_it_resumes_paused_and_degraded_campaigns(admin_client):
+    paused = factories.CampaignFactory(status=Campaign.Status.PAUSED, status_reason="Bounce rate 7.1% > 5%")
+    degraded = factories.CampaignFactory(status=Campaign.Status.DEGRADED)
+    act(admin_client, "resume", paused, degraded)
+    assert set(Campaign.objects.values_list("status", flat=True)) == {"ACTIVE"}
+    paused.refresh_from_db()
+    assert paused.status_reason.startswith("Resumed by ")
+
+
+def test_it_activates_a_draft(admin_client):
+    draft = factories.CampaignFactory(status=Campaign.Status.DRAFT)
+    act(admin_client, "activate", draft)
+    draft.refresh_from_db()
+    assert draft.status == "ACTIVE"
+
+
+def campaign_form(**overrides) -> dict:
+    data = {
+        "name": "Logistics Q1", "description": "", "icp_industries": "logistics, freight, logistics",
+        "icp_title_keywords": "head of, coo", "icp_countries": "DE, AT", "icp_company_size_min": "50",
+        "icp_company_size_max": "5000", "weight_industry": "30", "weight_title": "30", "weight_country": "20",
+        "weight_company_size": "20", "penalty_free_mail": "20", "penalty_role_account": "30", "min_score": "60",
+        "send_days": ["1", "2", "3", "4", "5"], "send_start_hour": "9", "send_end_hour": "17",
+        "timezone": "Europe/Berlin", "daily_cap": "150", "no_reply_days": "7", "no_reply_outcome": "NURTURE",
+        "max_hard_bounce_rate": "5", "max_complaint_rate": "0.3",
+        "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0",
+        "steps-0-position": "1", "steps-0-delay_days": "0", "steps-0-delay_hours": "0",
+        "steps-0-subject_template": "Hello {{ first_name }}", "steps-0-body_template": "Hi there",
+        "steps-0-html_template": "",
+        "sources-TOTAL_FORMS": "0", "sources-INITIAL_FORMS": "0",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_it_creates_a_campaign_with_lists_edited_as_text_and_its_first_step(admin_client):
+    response = admin_client.post(reverse("admin:cam_campaign_add"), campaign_form())
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign = Campaign.objects.get(name="Logistics Q1")
+    assert campaign.icp_industries == ["logistics", "freight"]
+    assert campaign.icp_countries == ["DE", "AT"]
+    assert campaign.send_days == [1, 2, 3, 4, 5]
+    assert campaign.status == "DRAFT"
+    assert SequenceStep.objects.get(campaign=campaign).subject_template == "Hello {{ first_name }}"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"send_start_hour": "18"}, "send_end_hour", "The window must end after it starts."),
+        ({"icp_company_size_min": "900", "icp_company_size_max": "10"}, "icp_company_size_max",
+         "Must be at least the lower bound."),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus is not a known time zone"),
+        ({"min_score": "140"}, "min_score", "Ensure this value is less than or equal to 100."),
+        ({"send_days": []}, "send_days", "This field is required."),
+    ],
+)
+def test_it_refuses_a_bad_campaign_with_a_message_on_the_field(admin_client, overrides, field, message):
+    response = admin_client.post(reverse("admin:cam_campaign_add"), campaign_form(**overrides))
+    assert response.status_code == 200
+    assert any(message in error for error in response.context["adminform"].form.errors[field])
+    assert not Campaign.objects.exists()
