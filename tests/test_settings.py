@@ -72,3 +72,13 @@ def test_it_reads_the_cam_family_with_their_defaults(settings):
     assert settings.AICMO_CAM_LOCK_TTL_SECONDS == 300
     assert settings.AICMO_CAM_WORKER_ENABLED is True
     assert settings.Q_CLUSTER["timeout"] < settings.Q_CLUSTER["retry"]
+
+
+def test_it_moves_the_broker_and_cache_to_redis_when_redis_url_is_set():
+    probe = ("from django.conf import settings as s; "
+             "print(s.Q_CLUSTER.get('redis'), s.Q_CLUSTER.get('orm'), s.CACHES['default']['BACKEND'])")
+    with_redis = run_manage("shell", "-c", probe, REDIS_URL="redis://127.0.0.1:6379/3")
+    without = run_manage("shell", "-c", probe)
+    assert with_redis.stdout.split()[-3:] == ["redis://127.0.0.1:6379/3", "None",
+                                              "django.core.cache.backends.redis.RedisCache"]
+    assert without.stdout.split()[-3:] == ["None", "default", "django.core.cache.backends.db.DatabaseCache"]
