@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -96,6 +97,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The web server and qcluster's processes share the file: WAL lets readers run beside the one
     # writer, IMMEDIATE transactions take the write lock up front (no mid-transaction upgrade
     # deadlocks), and the timeout waits for the lock instead of failing with "database is locked".
+    DATABASES["default"]["ENGINE"] = "aicmo_site.sqlite_backend"
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         {
             "timeout": 20,
@@ -103,6 +105,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
+    # Tests use a file too, not Django's shared in-memory database: that one fails concurrent
+    # writers at once ("table is locked") instead of waiting, so locking could not be tested on it.
+    # One file per test process, so two suites running at once never share it.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"cam-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -219,9 +225,14 @@ AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=
 AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
 AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
+# Check that a harvested address's domain accepts mail (a DNS lookup per domain); syntax only when off.
+AICMO_CAM_VERIFY_MX = env.bool("AICMO_CAM_VERIFY_MX", False)
 AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
 if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
     raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")
+
+# Exported CSV cells that start with = + - @ are escaped, so a spreadsheet never runs them as formulas.
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
 
 # --- Logging --------------------------------------------------------------------------------------
 

@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Q
+from django.utils.html import format_html, format_html_join
+from import_export.admin import ImportExportMixin
+from import_export.formats import base_formats
 
 from cam.admin.base import TimezoneSelect
+from cam.admin.lead_import import (
+    LeadConfirmImportForm,
+    LeadCsvFormat,
+    LeadExportResource,
+    LeadImportForm,
+    LeadImportResource,
+    LeadImportResult,
+)
 from cam.models import Lead, Suppression
+from cam.pipeline.csv_rows import CsvFileError
+
+# Lines listed in the message after an import; the preview page lists them all.
+REJECTIONS_LISTED = 20
 
 
 class ScoreBandFilter(admin.SimpleListFilter):
@@ -28,7 +43,7 @@ class ScoreBandFilter(admin.SimpleListFilter):
 
 
 @admin.register(Lead)
-class LeadAdmin(admin.ModelAdmin):
+class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
     list_display = ["email", "full_name", "company", "title", "campaign", "status", "score", "blocked_reason",
                     "next_send_at", "created_at"]
     list_filter = ["campaign", "status", ScoreBandFilter, "blocked_reason", "is_role_account", "is_free_mail"]
@@ -53,11 +68,68 @@ class LeadAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "timezone":
             kwargs["widget"] = TimezoneSelect(blank=True)
+        elif db_field.name == "website":
+            kwargs["assume_scheme"] = "https"
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description="Name", ordering="last_name")
     def full_name(self, obj: Lead) -> str:
         return obj.full_name
+
+    # Import and export: the rules live in cam.admin.lead_import; these hooks only wire them in.
+    import_form_class = LeadImportForm
+    confirm_form_class = LeadConfirmImportForm
+    import_template_name = "admin/cam/lead/import.html"
+    import_formats = [LeadCsvFormat]
+    export_formats = [base_formats.CSV]
+    # One format and one set of columns: the Export button downloads the filtered list at once.
+    skip_export_form = True
+    # With a byte-order mark, Excel opens the file as UTF-8 instead of garbling accented letters.
+    to_encoding = "utf-8-sig"
+
+    def get_import_resource_classes(self, request):
+        return [LeadImportResource]
+
+    def get_export_resource_classes(self, request):
+        return [LeadExportResource]
+
+    def get_import_resource_kwargs(self, request, **kwargs):
+        # The same form class is bound at the preview and at the confirmation (as a hidden field).
+        form = kwargs.get("form")
+        return {"campaign": getattr(form, "cleaned_data", {}).get("campaign")}
+
+    def get_confirm_form_initial(self, request, import_form):
+        initial = super().get_confirm_form_initial(request, import_form)
+        if import_form is not None:
+            initial["campaign"] = import_form.cleaned_data["campaign"].pk
+        return initial
+
+    def add_data_read_fail_error_to_form(self, form, e):
+        if isinstance(e, CsvFileError):
+            form.add_error("import_file", str(e))
+        else:
+            super().add_data_read_fail_error_to_form(form, e)
+
+    def add_success_message(self, result: LeadImportResult, request) -> None:
+        if result.has_errors():
+            # The import was rolled back (a lead added meanwhile, a database error): say so, not "imported".
+            failures = [error.error for error in result.base_errors]
+            failures += [error.error for _, errors in result.row_errors() for error in errors]
+            messages.error(request, f"Nothing was imported: {'; '.join(map(str, failures))}")
+            return
+        messages.success(request, f"Imported {result.created} new lead{'s' * (result.created != 1)} "
+                                  f"into “{result.campaign}”; skipped {len(result.rejections)} "
+                                  f"line{'s' * (len(result.rejections) != 1)}.")
+        if result.encoding_note:
+            messages.info(request, result.encoding_note)
+        if result.rejections:
+            listed = result.rejections[:REJECTIONS_LISTED]
+            more = len(result.rejections) - len(listed)
+            messages.warning(request, format_html(
+                "Skipped lines:<ul>{}</ul>{}",
+                format_html_join("", "<li>{}</li>", ((str(rejection),) for rejection in listed)),
+                f"… and {more} more." if more else "",
+            ))
 
 
 @admin.register(Suppression)

@@ -1,13 +1,14 @@
 """CAM's tables, split by concern; import them from here."""
 
 from cam.models.campaigns import Campaign, SequenceStep
-from cam.models.leads import Lead, LeadSource, Suppression
+from cam.models.leads import HarvestRejection, Lead, LeadSource, Suppression
 from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, Security
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
 
 __all__ = [
     "AlertChannel",
     "Campaign",
+    "HarvestRejection",
     "HumanAlertLog",
     "InboundEmail",
     "JobExecution",

@@ -140,6 +140,29 @@ class Lead(models.Model):
         return " ".join(part for part in (self.first_name, self.last_name) if part)
 
 
+class HarvestRejection(models.Model):
+    """A harvested record that did not become a lead, kept with the reason so staff can fix the source."""
+
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="harvest_rejections")
+    source = models.ForeignKey(LeadSource, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="rejections")
+    job_execution = models.ForeignKey("cam.JobExecution", on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="harvest_rejections")
+    line = models.PositiveIntegerField(null=True, blank=True, help_text="Line in the file, or item number.")
+    email = models.CharField(max_length=320, blank=True, help_text="The address as the source gave it.")
+    reason = models.TextField()
+    raw_data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "line", "id"]
+        indexes = [models.Index(fields=["campaign", "created_at"], name="rejection_campaign_idx")]
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line is not None else "record"
+        return f"{where}: {self.reason}"
+
+
 class Suppression(models.Model):
     """An address or a whole domain that CAM never mails, in any campaign."""
 

@@ -155,6 +155,8 @@ class OutboundEmail(models.Model):
             models.Index(fields=["mailbox", "sent_at"], name="outbound_mailbox_sent_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
+            # "Already contacted?" is asked by address, across campaigns.
+            models.Index(fields=["to_email"], name="outbound_to_email_idx"),
         ]
 
     def __str__(self) -> str:

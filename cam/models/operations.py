@@ -31,6 +31,7 @@ class JobExecution(models.Model):
     scheduled_for = models.DateTimeField(null=True, blank=True, help_text="The slot this run belongs to.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     trigger = models.CharField(max_length=16, choices=Trigger.choices, default=Trigger.COMMAND)
+    reason = models.TextField(blank=True, help_text="Why a run was skipped.")
     params = models.JSONField(default=dict, blank=True)
     counts = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)

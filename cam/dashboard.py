@@ -1,0 +1,135 @@
+"""The dashboard: how the machinery is doing, in a fixed handful of queries.
+
+``get_dashboard()`` feeds the admin's dashboard page and the API's metrics endpoint. Its query count
+does not depend on how many job executions exist.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Max, Q
+from django.utils import timezone
+from django_q.models import Schedule
+
+from cam.jobs.registry import job_names
+from cam.jobs.schedules import declared_schedules
+from cam.models import JobExecution
+
+Status = JobExecution.Status
+
+# A schedule whose next run is this far in the past means no cluster is taking it.
+OVERDUE_GRACE = timedelta(minutes=10)
+METRICS_WINDOW = timedelta(days=7)
+RECENT = 10
+
+HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+
+def _execution(execution: JobExecution | None) -> dict[str, Any] | None:
+    if execution is None:
+        return None
+    return {
+        "execution_id": execution.execution_id,
+        "job": execution.job,
+        "campaign": execution.campaign_id,
+        "status": execution.status,
+        "trigger": execution.trigger,
+        "reason": execution.reason,
+        "counts": execution.counts,
+        "error": execution.error,
+        "started_at": execution.started_at,
+        "finished_at": execution.finished_at,
+        "duration_seconds": execution.duration_seconds,
+    }
+
+
+def _p95(values: list[float]) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+def _last_runs(jobs: list[str]) -> dict[str, JobExecution]:
+    """The latest run of each job that actually ran (skips are not runs)."""
+    latest = (JobExecution.objects.filter(job__in=jobs).exclude(status=Status.SKIPPED).values("job")
+              .annotate(at=Max("started_at")))
+    pairs = Q()
+    for row in latest:
+        pairs |= Q(job=row["job"], started_at=row["at"])
+    if not pairs:
+        return {}
+    return {e.job: e for e in JobExecution.objects.filter(pairs).exclude(status=Status.SKIPPED)}
+
+
+def _job_metrics(jobs: list[str], since: datetime) -> dict[str, dict[str, Any]]:
+    metrics = {job: {"runs": 0, "completed": 0, "failed": 0, "skipped": 0, "running": 0,
+                     "mean_duration_seconds": None, "p95_duration_seconds": None} for job in jobs}
+    durations: dict[str, list[float]] = defaultdict(list)
+    rows = (JobExecution.objects.filter(started_at__gte=since, job__in=jobs)
+            .values_list("job", "status", "started_at", "finished_at"))
+    for job, status, started, finished in rows.iterator():
+        entry = metrics[job]
+        entry["runs"] += 1
+        entry[status.lower()] += 1
+        if status in (Status.COMPLETED, Status.FAILED) and finished:
+            durations[job].append((finished - started).total_seconds())
+    for job, values in durations.items():
+        metrics[job]["mean_duration_seconds"] = round(sum(values) / len(values), 3)
+        metrics[job]["p95_duration_seconds"] = round(_p95(values), 3)
+    return metrics
+
+
+def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
+    now = now or timezone.now()
+    jobs = job_names()
+    last_runs = _last_runs(jobs)
+    installed = {s.name: s for s in Schedule.objects.filter(name__in=[d.schedule_name for d in declared_schedules()])}
+    reasons: list[str] = []
+    worst = HEALTHY
+
+    def flag(level: str, reason: str) -> None:
+        nonlocal worst
+        reasons.append(reason)
+        if level == UNHEALTHY or worst == HEALTHY:
+            worst = level
+
+    scheduler_status = []
+    for spec in declared_schedules():
+        schedule = installed.get(spec.schedule_name)
+        last = last_runs.get(spec.job)
+        if schedule is None:
+            health = "not_installed"
+            flag(DEGRADED, f"{spec.job}: schedule not installed (run manage.py cam_schedules)")
+        elif schedule.next_run and schedule.next_run < now - OVERDUE_GRACE:
+            health = "overdue"
+            flag(UNHEALTHY, f"{spec.job}: was due at {schedule.next_run.isoformat()}; is qcluster running?")
+        elif last is not None and last.status == Status.FAILED:
+            health = "failing"
+        else:
+            health = "ok"
+        scheduler_status.append({
+            "job": spec.job,
+            "schedule": spec.describe(),
+            "next_run": schedule.next_run if schedule else None,
+            "last_run": _execution(last),
+            "last_status": last.status if last else None,
+            "health": health,
+        })
+    for job, last in sorted(last_runs.items()):
+        if last.status == Status.FAILED:
+            flag(DEGRADED, f"{job}: last run failed ({last.error[:200]})")
+
+    recent = JobExecution.objects.select_related(None).order_by("-started_at", "-id")[:RECENT]
+    return {
+        "timestamp": now,
+        "health_status": worst,
+        "health_reasons": reasons,
+        "scheduler_status": scheduler_status,
+        "job_metrics": _job_metrics(jobs, now - METRICS_WINDOW),
+        "recent_jobs": [_execution(e) for e in recent],
+    }

@@ -1,0 +1,47 @@
+"""The jobs CAM runs, registered by name. Each is thin: it picks the campaigns and calls a service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from cam.jobs.registry import JobContext, job
+from cam.models import Campaign
+from cam.pipeline.harvest import harvest_campaign
+from cam.pipeline.qualify import leads_qualify
+from cam.pipeline.scoring import leads_score
+
+# Jobs for "all campaigns" work on these; a campaign named explicitly is worked on whatever its status.
+WORKING_STATUSES = (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED)
+
+
+def _per_campaign(context: JobContext, work: Callable[[Campaign], dict[str, Any]]) -> dict[str, Any]:
+    campaigns = [context.campaign] if context.campaign else Campaign.objects.filter(status__in=WORKING_STATUSES)
+    totals: dict[str, Any] = {"campaigns": 0}
+    for campaign in campaigns:
+        counts = work(campaign)
+        totals["campaigns"] += 1
+        for key, value in counts.items():
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+            elif isinstance(value, list):
+                totals.setdefault(key, []).extend(value)
+        context.renew_lease()
+    return totals
+
+
+@job("harvest", description="Read every enabled lead source into leads.")
+def harvest(context: JobContext) -> dict[str, Any]:
+    max_leads = context.params.get("max_leads")
+    return _per_campaign(context, lambda campaign: harvest_campaign(
+        campaign=campaign, execution=context.execution, max_leads=max_leads))
+
+
+@job("score", description="Score uncontacted leads against the campaign's ideal-customer profile.")
+def score(context: JobContext) -> dict[str, Any]:
+    return _per_campaign(context, lambda campaign: leads_score(campaign=campaign))
+
+
+@job("qualify", description="Enrol leads that meet the minimum score; set the others aside with the reason.")
+def qualify(context: JobContext) -> dict[str, Any]:
+    return _per_campaign(context, lambda campaign: leads_qualify(campaign=campaign))

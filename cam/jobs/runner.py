@@ -1,0 +1,134 @@
+"""``run_job``: the one way any job runs, from a schedule, the API, the admin or a command.
+
+It guarantees that a job runs once per scheduled slot (``execution_id`` is derived from the job,
+the campaign and the slot, and is unique in the database) and that two runs of the same job and
+campaign never overlap (a lease is taken first). Whatever happens, the outcome is a JobExecution
+row — COMPLETED with counts, FAILED with the traceback, or SKIPPED with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.jobs.registry import JobContext, get_job
+from cam.models import Campaign, JobExecution
+
+logger = logging.getLogger(__name__)
+
+Status = JobExecution.Status
+Trigger = JobExecution.Trigger
+
+
+@dataclass(frozen=True)
+class JobResult:
+    execution_id: str
+    job: str
+    campaign_id: int | None
+    status: str
+    reason: str
+    counts: dict[str, Any]
+    error: str
+    started_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def ok(self) -> bool:
+        return self.status in (Status.COMPLETED, Status.SKIPPED)
+
+    @classmethod
+    def from_execution(cls, execution: JobExecution) -> JobResult:
+        return cls(execution_id=execution.execution_id, job=execution.job, campaign_id=execution.campaign_id,
+                   status=execution.status, reason=execution.reason, counts=execution.counts,
+                   error=execution.error, started_at=execution.started_at, finished_at=execution.finished_at)
+
+
+def execution_id_for(*, job: str, campaign_id: int | None, slot: datetime) -> str:
+    """The id of a job's run in one slot: the same job, campaign and slot always give the same id."""
+    return f"{job}:{campaign_id or 'global'}:{slot.astimezone(UTC).isoformat()}"
+
+
+def lease_name_for(*, job: str, campaign_id: int | None) -> str:
+    return f"job:{job}:{campaign_id or 'global'}"
+
+
+def run_job(
+    name: str,
+    *,
+    campaign: Campaign | None = None,
+    scheduled_for: datetime | None = None,
+    force: bool = False,
+    params: dict[str, Any] | None = None,
+    trigger: str = Trigger.COMMAND,
+) -> JobResult:
+    """Run the job ``name`` once for its slot and return what happened.
+
+    ``scheduled_for`` is the slot (a schedule passes the time it fired for; without one the run gets
+    a slot of its own, now). ``force`` runs again under a new id even if the slot already ran.
+    Raises ``UnknownJob`` for a name no job is registered under; every other outcome is recorded.
+    """
+    spec = get_job(name)
+    params = dict(params or {})
+    campaign_id = campaign.pk if campaign else None
+    slot = scheduled_for or timezone.now()
+    if timezone.is_naive(slot):
+        slot = timezone.make_aware(slot)
+    slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
+    execution_id = f"{slot_id}:force-{uuid.uuid4().hex[:12]}" if force else slot_id
+    record = {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger, "params": params,
+              "worker_id": settings.AICMO_CAM_WORKER_ID}
+
+    if not force and JobExecution.objects.filter(execution_id=slot_id).exists():
+        return _skipped(slot_id, f"This slot already ran as {slot_id}.", record)
+
+    lease = lease_name_for(job=name, campaign_id=campaign_id)
+    holder = f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
+    if not lease_acquire(name=lease, holder=holder):
+        return _skipped(slot_id, f"Already running: another run of {name} holds the lease {lease}.", record)
+    try:
+        try:
+            with transaction.atomic():
+                execution = JobExecution.objects.create(execution_id=execution_id, status=Status.RUNNING,
+                                                        started_at=timezone.now(), **record)
+        except IntegrityError:
+            # Another process claimed the same slot between our check and our insert.
+            return _skipped(slot_id, f"This slot already ran as {slot_id}.", record)
+        context = JobContext(execution=execution, campaign=campaign, params=params, slot=slot,
+                             renew_lease=lambda: lease_renew(name=lease, holder=holder))
+        try:
+            counts = spec.func(context)
+        except Exception as exc:
+            logger.exception("Job %s failed (%s)", name, execution_id)
+            execution.status = Status.FAILED
+            execution.error = f"{type(exc).__name__}: {exc}"[:2000]
+            execution.traceback = traceback.format_exc()
+        else:
+            execution.status = Status.COMPLETED
+            execution.counts = dict(counts or {})
+        execution.finished_at = timezone.now()
+        execution.save(update_fields=["status", "error", "traceback", "counts", "finished_at"])
+        return JobResult.from_execution(execution)
+    finally:
+        lease_release(name=lease, holder=holder)
+
+
+def _skipped(slot_id: str, reason: str, record: dict[str, Any]) -> JobResult:
+    now = timezone.now()
+    execution = JobExecution.objects.create(
+        execution_id=f"{slot_id}:skipped-{uuid.uuid4().hex[:12]}", status=Status.SKIPPED, reason=reason,
+        started_at=now, finished_at=now, **record)
+    logger.info("Job %s skipped: %s", record["job"], reason)
+    return JobResult.from_execution(execution)

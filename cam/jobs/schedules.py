@@ -1,0 +1,88 @@
+"""The schedules CAM runs on, declared here and installed idempotently by ``manage.py cam_schedules``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_q.models import Schedule
+
+from cam.jobs.slots import slot_for
+
+PREFIX = "cam: "
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class ScheduleSpec:
+    name: str
+    job: str
+    every_seconds: int
+    offset_seconds: int = 0
+
+    @property
+    def schedule_name(self) -> str:
+        return f"{PREFIX}{self.name}"
+
+    def next_run(self, now: datetime) -> datetime:
+        return slot_for(now, every_seconds=self.every_seconds, offset_seconds=self.offset_seconds) + timedelta(
+            seconds=self.every_seconds)
+
+    def describe(self) -> str:
+        if self.every_seconds == DAY:
+            hours, rest = divmod(self.offset_seconds, 3600)
+            return f"daily at {hours:02d}:{rest // 60:02d} {settings.TIME_ZONE}"
+        return f"every {self.every_seconds} s"
+
+
+def declared_schedules() -> list[ScheduleSpec]:
+    return [
+        ScheduleSpec(name="harvest", job="harvest", every_seconds=DAY, offset_seconds=2 * 3600),
+        ScheduleSpec(name="score", job="score", every_seconds=DAY, offset_seconds=3 * 3600),
+        ScheduleSpec(name="qualify", job="qualify", every_seconds=DAY, offset_seconds=3 * 3600 + 30 * 60),
+    ]
+
+
+def _q2_fields(spec: ScheduleSpec) -> dict:
+    # q2 has no cron parser by default; MINUTES repeats every n minutes from next_run, which we align
+    # to the slot grid so runs start on the hour they are declared for.
+    return {
+        "func": "cam.jobs.tasks.run_scheduled_job",
+        "kwargs": f"job={spec.job!r}, every_seconds={spec.every_seconds}, offset_seconds={spec.offset_seconds}",
+        "schedule_type": Schedule.MINUTES,
+        "minutes": max(1, spec.every_seconds // 60),
+        "repeats": -1,
+    }
+
+
+@transaction.atomic
+def schedules_install(*, now: datetime | None = None) -> dict[str, list[str]]:
+    """Create or update CAM's schedules by name and remove CAM schedules no longer declared.
+
+    A schedule whose timing is unchanged keeps its next run; one whose timing changed is realigned.
+    """
+    now = now or timezone.now()
+    declared = {spec.schedule_name: spec for spec in declared_schedules()}
+    report: dict[str, list[str]] = {"created": [], "updated": [], "unchanged": [], "removed": []}
+    existing = {s.name: s for s in Schedule.objects.filter(name__startswith=PREFIX)}
+    for name, spec in declared.items():
+        fields = _q2_fields(spec)
+        schedule = existing.get(name)
+        if schedule is None:
+            Schedule.objects.create(name=name, next_run=spec.next_run(now), **fields)
+            report["created"].append(name)
+        elif any(getattr(schedule, key) != value for key, value in fields.items()):
+            for key, value in fields.items():
+                setattr(schedule, key, value)
+            schedule.next_run = spec.next_run(now)
+            schedule.save()
+            report["updated"].append(name)
+        else:
+            report["unchanged"].append(name)
+    for name in sorted(set(existing) - set(declared)):
+        existing[name].delete()
+        report["removed"].append(name)
+    return report

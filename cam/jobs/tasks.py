@@ -1,0 +1,43 @@
+"""django-q2 entry points. Thin: primitive arguments in, ``run_job`` does the work, a summary out."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from cam.jobs.runner import JobResult, Trigger, run_job
+from cam.jobs.slots import slot_for
+from cam.models import Campaign
+
+logger = logging.getLogger(__name__)
+
+
+def _summary(result: JobResult) -> dict[str, Any]:
+    return {"execution_id": result.execution_id, "status": result.status, "reason": result.reason,
+            "counts": result.counts, "error": result.error}
+
+
+def run_scheduled_job(*, job: str, every_seconds: int, offset_seconds: int = 0) -> dict[str, Any]:
+    """What a schedule calls: the slot is derived from the schedule's period, so a second cluster that
+    fires the same schedule finds the slot taken and records a skip."""
+    slot = slot_for(timezone.now(), every_seconds=every_seconds, offset_seconds=offset_seconds)
+    return _summary(run_job(job, scheduled_for=slot, trigger=Trigger.SCHEDULE))
+
+
+def run_job_task(*, job: str, campaign_id: int | None = None, scheduled_for: str | None = None,
+                 force: bool = False, params: dict[str, Any] | None = None,
+                 trigger: str = Trigger.ADMIN) -> dict[str, Any] | None:
+    """A job queued by the admin or the API. Returns quietly if its campaign was deleted meanwhile."""
+    campaign = None
+    if campaign_id is not None:
+        campaign = Campaign.objects.filter(pk=campaign_id).first()
+        if campaign is None:
+            logger.info("Job %s not run: campaign %s no longer exists", job, campaign_id)
+            return None
+    slot: datetime | None = parse_datetime(scheduled_for) if scheduled_for else None
+    return _summary(run_job(job, campaign=campaign, scheduled_for=slot, force=force, params=params,
+                            trigger=trigger))

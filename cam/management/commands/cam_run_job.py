@@ -1,0 +1,49 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+from django.utils.dateparse import parse_datetime
+
+from cam.jobs.registry import UnknownJob, job_names
+from cam.jobs.runner import Trigger, run_job
+from cam.models import Campaign
+
+
+class Command(BaseCommand):
+    help = "Run a CAM job now and print its result. Exit status 1 when the job failed."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("job", help=f"One of: {', '.join(job_names())}.")
+        parser.add_argument("--campaign", type=int, help="Campaign id (default: every active campaign).")
+        parser.add_argument("--slot", help="The scheduled slot, an ISO date-time (default: now).")
+        parser.add_argument("--force", action="store_true", help="Run even if the slot already ran.")
+        parser.add_argument("--max-leads", type=int, help="harvest: create at most this many leads per campaign.")
+
+    def handle(self, *args, **options) -> None:
+        campaign = None
+        if options["campaign"] is not None:
+            campaign = Campaign.objects.filter(pk=options["campaign"]).first()
+            if campaign is None:
+                raise CommandError(f"No campaign with id {options['campaign']}.")
+        slot = None
+        if options["slot"]:
+            slot = parse_datetime(options["slot"])
+            if slot is None:
+                raise CommandError(f"--slot {options['slot']!r} is not an ISO date-time such as 2026-11-22T02:00Z.")
+        params = {"max_leads": options["max_leads"]} if options["max_leads"] is not None else {}
+        try:
+            result = run_job(options["job"], campaign=campaign, scheduled_for=slot, force=options["force"],
+                             params=params, trigger=Trigger.COMMAND)
+        except UnknownJob as exc:
+            raise CommandError(str(exc)) from None
+        style = self.style.SUCCESS if result.ok else self.style.ERROR
+        self.stdout.write(style(f"{result.job}: {result.status}") + f"  ({result.execution_id})")
+        if result.reason:
+            self.stdout.write(f"reason: {result.reason}")
+        if result.counts:
+            self.stdout.write(f"counts: {json.dumps(result.counts, ensure_ascii=False)}")
+        if result.duration_seconds is not None:
+            self.stdout.write(f"took:   {result.duration_seconds:.2f} s")
+        if result.error:
+            self.stderr.write(f"error:  {result.error}")
+        if not result.ok:
+            raise SystemExit(1)

@@ -1,0 +1,91 @@
+"""Cleaning one harvested record into lead fields, or a reason to reject it."""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
+
+from cam.models import Lead
+from cam.pipeline.normalize import NormalizedAddress, RejectedAddress, normalize_address
+
+TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
+_MAX_LENGTH = {name: Lead._meta.get_field(name).max_length for name in (*TEXT_FIELDS, "website", "timezone")}
+# A whole number, optionally with thousands separators: 250, 1200, 1,200, 1.200, 1 200, 1'200.
+_WHOLE = r"\d{1,3}(?:[.,' _]\d{3})+|\d+"
+_SIZE = re.compile(rf"^({_WHOLE})\+?$")
+_SIZE_RANGE = re.compile(rf"^({_WHOLE})\s*(?:-|–|to|bis)\s*({_WHOLE})$", re.IGNORECASE)
+# Larger than any company, and than the column holds.
+MAX_COMPANY_SIZE = 10_000_000
+_ZONES_BY_LOWER = {name.lower(): name for name in zoneinfo.available_timezones()}
+_validate_url = URLValidator(schemes=["http", "https"])
+
+
+class RejectedRecord(ValueError):
+    """The record cannot become a lead; the message says why, for staff."""
+
+
+@dataclass(frozen=True)
+class CleanRecord:
+    address: NormalizedAddress
+    fields: dict[str, Any]
+
+
+def _whole_number(text: str) -> int:
+    return int(re.sub(r"[.,' _]", "", text))
+
+
+def parse_company_size(value: Any) -> int | None:
+    """A head count: ``250``, ``"1,200"``, ``"500+"``, or a range such as ``"51-200"`` (its midpoint)."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    else:
+        text = str(value).strip()
+        single, span = _SIZE.match(text), _SIZE_RANGE.match(text)
+        if single:
+            size = _whole_number(single.group(1))
+        elif span:
+            size = (_whole_number(span.group(1)) + _whole_number(span.group(2))) // 2
+        else:
+            raise RejectedRecord(f"company_size {value!r} is not a whole number")
+    if not 0 <= size <= MAX_COMPANY_SIZE:
+        raise RejectedRecord(f"company_size {value!r} is not between 0 and {MAX_COMPANY_SIZE:,}")
+    return size
+
+
+def clean_record(data: Mapping[str, Any], *, check_mx: bool = False) -> CleanRecord:
+    """Lead fields from one mapped record. Raises ``RejectedRecord`` (or ``RejectedAddress``) with the reason."""
+    try:
+        address = normalize_address(data.get("email"), check_mx=check_mx)
+    except RejectedAddress as exc:
+        raise RejectedRecord(str(exc)) from None
+    fields: dict[str, Any] = {}
+    for name in TEXT_FIELDS:
+        value = data.get(name)
+        if value is not None:
+            fields[name] = " ".join(str(value).split())[: _MAX_LENGTH[name]]
+    if "company_size" in data:
+        fields["company_size"] = parse_company_size(data["company_size"])
+    website = str(data.get("website") or "").strip()
+    if website:
+        if "://" not in website:
+            website = f"https://{website}"
+        try:
+            _validate_url(website)
+        except ValidationError:
+            raise RejectedRecord(f"website {data['website']!r} is not a web address") from None
+        fields["website"] = website[: _MAX_LENGTH["website"]]
+    tz_name = str(data.get("timezone") or "").strip()
+    if tz_name:
+        known = _ZONES_BY_LOWER.get(tz_name.lower())
+        if known is None:
+            raise RejectedRecord(f"timezone {tz_name!r} is not a known time zone")
+        fields["timezone"] = known
+    return CleanRecord(address=address, fields=fields)

@@ -1,0 +1,68 @@
+"""A CSV file on disk (or an uploaded stream), read row by row with its line numbers.
+
+Configuration (``LeadSource.config``)::
+
+    {"path": "/srv/cam/imports/trade-fair.csv", "columns": {"email": "E-Mail", "company": "Firma"}}
+
+Column names match loosely ("E-Mail", "e mail" and "e_mail" are one name); UTF-8 with or without a
+byte-order mark and Windows-1252/Latin-1 files are read (see ``cam.pipeline.csv_rows``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from django.core.exceptions import ValidationError
+
+from cam.pipeline.csv_rows import CsvFileError, CsvRows, normalise_column_name
+from cam.pipeline.sources.base import LEAD_FIELDS, LeadSourceBackend, SourceError, SourceRecord
+
+
+class CsvFileSource(LeadSourceBackend):
+    kind = "csv"
+
+    def __init__(self, config: Mapping[str, Any], *, stream: BinaryIO | None = None) -> None:
+        super().__init__(config)
+        self.stream = stream
+        self.encoding = ""
+
+    @classmethod
+    def clean_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().clean_config(config)
+        config["columns"] = {field: normalise_column_name(name) for field, name in config.get("columns", {}).items()}
+        return config
+
+    def _open(self) -> BinaryIO:
+        if self.stream is not None:
+            return self.stream
+        path = str(self.config.get("path", ""))
+        if not path:
+            raise ValidationError({"path": "Name the CSV file to read."})
+        try:
+            return Path(path).open("rb")  # records() closes it when done
+        except OSError as exc:
+            raise SourceError(f"Cannot open {path}: {exc.strerror}.") from None
+
+    def records(self) -> Iterator[SourceRecord]:
+        stream = self._open()
+        try:
+            try:
+                rows = CsvRows(stream)
+            except CsvFileError as exc:
+                raise SourceError(str(exc)) from None
+            self.encoding = rows.encoding
+            email_column = self.config["columns"].get("email", "email")
+            if email_column not in rows.header:
+                raise SourceError(f"The file has no {email_column!r} column; its columns are: "
+                                  f"{', '.join(rows.header) or '(none)'}.")
+            for row in rows:
+                yield SourceRecord(line=row.line, data=row.values, error=row.error)
+        finally:
+            if stream is not self.stream:
+                stream.close()
+
+    def map_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        columns = self.config["columns"]
+        return {field: data[columns.get(field, field)] for field in LEAD_FIELDS if columns.get(field, field) in data}
