@@ -89,6 +89,17 @@ class LeadFactory(factory.django.DjangoModelFactory):
     country = "DE"
 
 
+class HarvestRejectionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.HarvestRejection
+
+    campaign = factory.SubFactory(CampaignFactory)
+    line = factory.Sequence(lambda n: n + 2)
+    email = "not-an-address"
+    reason = "invalid email 'not-an-address': An email address must have an @-sign."
+    raw_data = factory.LazyFunction(lambda: {"email": "not-an-address"})
+
+
 class SuppressionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = models.Suppression

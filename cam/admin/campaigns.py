@@ -9,7 +9,8 @@ from django.db.models.functions import Coalesce
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.campaigns import campaigns_activate, campaigns_pause, campaigns_resume
-from cam.models import Campaign, Lead, LeadSource, SequenceStep
+from cam.jobs.queue import job_enqueue
+from cam.models import Campaign, JobExecution, Lead, LeadSource, SequenceStep
 from cam.models.fields import WEEKDAYS
 
 
@@ -70,7 +71,7 @@ class CampaignAdmin(admin.ModelAdmin):
     readonly_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
     filter_horizontal = ["mailboxes"]
     inlines = [SequenceStepInline, LeadSourceInline]
-    actions = ["pause", "resume", "activate"]
+    actions = ["pause", "resume", "activate", "run_harvest", "run_score", "run_qualify"]
     fieldsets = [
         (None, {"fields": ["name", "description", ("status", "status_changed_at"), "status_reason"]}),
         ("Ideal customer", {"fields": [
@@ -131,6 +132,25 @@ class CampaignAdmin(admin.ModelAdmin):
                                      reason=f"Activated by {request.user.get_username()}")
         self._report(request, queryset, changed, "activated", ("DRAFT",))
 
+    def _queue(self, request, queryset, job: str) -> None:
+        ids = list(queryset.values_list("pk", flat=True))
+        for campaign_id in ids:
+            job_enqueue(job=job, campaign_id=campaign_id, trigger=JobExecution.Trigger.ADMIN)
+        self.message_user(request, f"Queued {job} for {len(ids)} campaign(s). Its results appear under Job "
+                                   f"executions as soon as the task queue has run it.", messages.SUCCESS)
+
+    @admin.action(description="Run now: harvest lead sources")
+    def run_harvest(self, request, queryset):
+        self._queue(request, queryset, "harvest")
+
+    @admin.action(description="Run now: score leads")
+    def run_score(self, request, queryset):
+        self._queue(request, queryset, "score")
+
+    @admin.action(description="Run now: qualify and enrol leads")
+    def run_qualify(self, request, queryset):
+        self._queue(request, queryset, "qualify")
+
 
 @admin.register(SequenceStep)
 class SequenceStepAdmin(admin.ModelAdmin):
@@ -149,3 +169,4 @@ class LeadSourceAdmin(admin.ModelAdmin):
     search_fields = ["name", "campaign__name"]
     autocomplete_fields = ["campaign"]
     readonly_fields = ["last_harvest_at", "last_harvest_counts", "last_error", "created_at", "updated_at"]
+

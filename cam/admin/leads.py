@@ -8,7 +8,7 @@ from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportMixin
 from import_export.formats import base_formats
 
-from cam.admin.base import TimezoneSelect
+from cam.admin.base import AuditAdmin, TimezoneSelect
 from cam.admin.lead_import import (
     LeadConfirmImportForm,
     LeadCsvFormat,
@@ -17,7 +17,7 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
-from cam.models import Lead, Suppression
+from cam.models import HarvestRejection, Lead, Suppression
 from cam.pipeline.csv_rows import CsvFileError
 
 # Lines listed in the message after an import; the preview page lists them all.
@@ -139,4 +139,13 @@ class SuppressionAdmin(admin.ModelAdmin):
     search_fields = ["email", "domain", "source", "note"]
     fields = ["email", "domain", "reason", "source", "note", "created_at"]
     readonly_fields = ["created_at"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(HarvestRejection)
+class HarvestRejectionAdmin(AuditAdmin):
+    list_display = ["campaign", "source", "line", "email", "reason", "created_at"]
+    list_filter = ["campaign", "source"]
+    list_select_related = ["campaign", "source"]
+    search_fields = ["email", "reason"]
     date_hierarchy = "created_at"

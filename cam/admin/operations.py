@@ -10,12 +10,17 @@ from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerH
 
 @admin.register(JobExecution)
 class JobExecutionAdmin(AuditAdmin):
-    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "finished_at", "counts",
-                    "error"]
+    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "duration", "counts",
+                    "reason", "error"]
     list_filter = ["job", "status", "trigger", "campaign"]
     list_select_related = ["campaign"]
-    search_fields = ["execution_id", "job", "error"]
+    search_fields = ["execution_id", "job", "error", "reason"]
     date_hierarchy = "started_at"
+
+    @admin.display(description="Took")
+    def duration(self, obj: JobExecution) -> str:
+        seconds = obj.duration_seconds
+        return "—" if seconds is None else f"{seconds:.2f} s"
 
 
 @admin.register(Lease)

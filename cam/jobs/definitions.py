@@ -33,6 +33,8 @@ def _per_campaign(context: JobContext, work: Callable[[Campaign], dict[str, Any]
 @job("harvest", description="Read every enabled lead source into leads.")
 def harvest(context: JobContext) -> dict[str, Any]:
     max_leads = context.params.get("max_leads")
+    if max_leads is not None and (not isinstance(max_leads, int) or isinstance(max_leads, bool) or max_leads < 1):
+        raise ValueError(f"max_leads must be a whole number of at least 1, not {max_leads!r}.")
     return _per_campaign(context, lambda campaign: harvest_campaign(
         campaign=campaign, execution=context.execution, max_leads=max_leads))
 

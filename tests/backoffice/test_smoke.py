@@ -27,6 +27,7 @@ FACTORIES = {
     models.WorkerHeartbeat: factories.WorkerHeartbeatFactory,
     models.AlertChannel: factories.AlertChannelFactory,
     models.HumanAlertLog: factories.HumanAlertLogFactory,
+    models.HarvestRejection: factories.HarvestRejectionFactory,
 }
 
 

@@ -29,7 +29,11 @@ class Command(BaseCommand):
             slot = parse_datetime(options["slot"])
             if slot is None:
                 raise CommandError(f"--slot {options['slot']!r} is not an ISO date-time such as 2026-11-22T02:00Z.")
-        params = {"max_leads": options["max_leads"]} if options["max_leads"] is not None else {}
+        params = {}
+        if options["max_leads"] is not None:
+            if options["max_leads"] < 1:
+                raise CommandError("--max-leads must be at least 1.")
+            params["max_leads"] = options["max_leads"]
         try:
             result = run_job(options["job"], campaign=campaign, scheduled_for=slot, force=options["force"],
                              params=params, trigger=Trigger.COMMAND)
