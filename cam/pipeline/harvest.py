@@ -17,6 +17,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record
 from cam.pipeline.sources import SourceError, SourceRecord, get_backend
@@ -72,14 +73,15 @@ def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, ro
     seen: set[str] = set()
     for record in batch:
         counts["read"] += 1
+        mapped = map_record(record.data)
         try:
             if record.error:
                 raise RejectedRecord(record.error)
-            cleaned = clean_record(map_record(record.data), check_mx=check_mx)
+            cleaned = clean_record(mapped, check_mx=check_mx)
         except RejectedRecord as exc:
             rejections.append(HarvestRejection(
                 campaign=campaign, source=source, job_execution=execution, line=record.line, reason=str(exc),
-                email=str(record.data.get("email", ""))[:320], raw_data=_jsonable(record.data)))
+                email=str(mapped.get("email") or "")[:320], raw_data=_jsonable(record.data)))
             continue
         if cleaned.address.email in seen:
             counts["duplicate"] += 1
@@ -102,6 +104,7 @@ def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, ro
         lead = existing.get(address.email)
         if lead is None:
             if room is not None and len(to_create) >= room:
+                counts["read"] -= 1  # past the cap: left for a later harvest, so not read this time
                 continue
             to_create.append(Lead(
                 campaign=campaign, email=address.email, is_role_account=address.is_role_account,
@@ -119,8 +122,7 @@ def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, ro
         to_update.append(lead)
 
     Lead.objects.bulk_create(to_create, ignore_conflicts=True)
-    if to_update:
-        Lead.objects.bulk_update(to_update, [*PROFILE_FIELDS, "source", "harvested_at", "raw_data", "updated_at"])
+    bulk_update_values(to_update, [*PROFILE_FIELDS, "source", "harvested_at", "raw_data", "updated_at"])
     HarvestRejection.objects.bulk_create(rejections)
     counts["created"] += len(to_create)
     counts["updated"] += len(to_update)

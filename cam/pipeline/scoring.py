@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import transaction
 from django.utils import timezone
 
+from cam.bulk import bulk_update_values
 from cam.models import Campaign, Lead
 
 BATCH_SIZE = 2000
@@ -124,8 +124,7 @@ def leads_score(*, campaign: Campaign, only_unscored: bool = False, batch_size: 
             if (lead.score, lead.score_breakdown) != (result.value, result.breakdown):
                 lead.score, lead.score_breakdown, lead.scored_at = result.value, result.breakdown, now
                 changed.append(lead)
-        with transaction.atomic():
-            Lead.objects.bulk_update(changed, ["score", "score_breakdown", "scored_at"], batch_size=batch_size)
+        bulk_update_values(changed, ["score", "score_breakdown", "scored_at"])
         counts["scored"] += len(batch)
         counts["changed"] += len(changed)
         last_pk = batch[-1].pk

@@ -93,8 +93,11 @@ class HttpJsonSource(LeadSourceBackend):
             wait = float(self.config["backoff"]) * (2 ** attempt)
             try:
                 response = self.session.get(url, params=params, headers=headers, timeout=self.config["timeout"])
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+                # ChunkedEncodingError: the connection dropped while the body was being read.
                 problem = f"{type(exc).__name__}: {exc}"
+            except requests.RequestException as exc:
+                raise SourceError(f"{url} could not be fetched ({type(exc).__name__}: {exc}).") from None
             else:
                 if response.status_code < 400:
                     try:
