@@ -13,3 +13,12 @@ def admin_client(client, superuser):
     client.force_login(superuser)
     client.user = superuser
     return client
+
+
+@pytest.fixture
+def http_server():
+    """A real HTTP server on 127.0.0.1 with scripted replies; see ``tests.servers.http``."""
+    from tests.servers.http import HttpTestServer
+
+    with HttpTestServer() as server:
+        yield server

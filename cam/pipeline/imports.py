@@ -7,10 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from django.core.exceptions import ValidationError
 from django.utils import timezone
 
 from cam.models import Campaign, HarvestRejection, LeadSource
 from cam.pipeline.harvest import harvest_records
+from cam.pipeline.sources import SourceError
 from cam.pipeline.sources.csv_file import CsvFileSource
 
 
@@ -47,16 +49,27 @@ def leads_import_csv(
     """Harvest ``path`` into ``campaign`` through a CSV source named after the file (kept for provenance).
 
     ``on_progress(counts, bytes_read, total_bytes)`` is called after each batch. Raises ``SourceError``
-    when the file as a whole cannot be read (missing, empty, no email column).
+    when the file as a whole cannot be read (missing, empty, no email column) or ``columns`` names an
+    unknown lead field.
     """
     path = path.resolve()
+    # Checked before the source row is written, so a mistyped name or mapping leaves nothing behind.
+    if not path.is_file():
+        raise SourceError(f"No file at {path}.")
     config = {"path": str(path), "columns": columns or {}}
+    try:
+        CsvFileSource.clean_config(dict(config))
+    except ValidationError as exc:
+        raise SourceError("; ".join(exc.messages)) from None
+    # A one-off import: the source is kept for provenance, not harvested again by the daily job
+    # (which would re-read the file and overwrite what staff changed since). Staff may enable it.
     source, _ = LeadSource.objects.update_or_create(
         campaign=campaign, name=f"CSV import: {path.name}"[:200],
-        defaults={"kind": LeadSource.Kind.CSV, "config": config})
+        defaults={"kind": LeadSource.Kind.CSV, "config": config},
+        create_defaults={"kind": LeadSource.Kind.CSV, "config": config, "enabled": False})
     started = timezone.now()
-    total = path.stat().st_size if path.exists() else 0
-    with path.open("rb") if path.exists() else _missing(path) as raw:
+    total = path.stat().st_size
+    with path.open("rb") as raw:
         counting = CountingReader(raw)
         backend = CsvFileSource(config, stream=counting)
         counts = harvest_records(
@@ -69,8 +82,3 @@ def leads_import_csv(
                  .order_by("line", "pk")[:rejections_shown])
     return ImportReport(source=source, counts=counts, encoding=backend.encoding, first_rejections=first)
 
-
-def _missing(path: Path):
-    from cam.pipeline.sources import SourceError
-
-    raise SourceError(f"No file at {path}.")

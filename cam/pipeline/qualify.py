@@ -56,8 +56,11 @@ def leads_qualify(*, campaign: Campaign, now: datetime | None = None) -> dict[st
     } if has_steps else {"waiting: the campaign has no sequence steps": passing}
     not_enrolled = 0
     for why, leads in held.items():
-        not_enrolled += leads.update(status=Status.QUALIFIED, status_changed_at=now, updated_at=now,
-                                     status_reason=_score_text("Score ", f" qualifies; not enrolled: {why}."))
+        reason = _score_text("Score ", f" qualifies; not enrolled: {why}.")
+        # A lead held for the same reason as last run keeps its status time: nothing changed for it.
+        not_enrolled += leads.count()
+        leads.exclude(status=Status.QUALIFIED, status_reason=reason).update(
+            status=Status.QUALIFIED, status_changed_at=now, updated_at=now, status_reason=reason)
     enrolled = 0
     if has_steps:
         opening = next_window_opening(campaign, now)

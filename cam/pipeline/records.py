@@ -46,6 +46,8 @@ def parse_company_size(value: Any) -> int | None:
         return None
     if isinstance(value, int) and not isinstance(value, bool):
         size = value
+    elif isinstance(value, float) and value.is_integer():
+        size = int(value)  # JSON APIs often send 250.0
     else:
         text = str(value).strip()
         single, span = _SIZE.match(text), _SIZE_RANGE.match(text)

@@ -1,0 +1,39 @@
+# CAM production image: gunicorn serves the web app (static files through whitenoise); the same
+# image runs the task cluster with `python manage.py qcluster`. See docs/deployment.md.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --system --create-home --uid 10001 --user-group cam
+
+WORKDIR /app
+
+# Runtime packages only, every transitive version pinned by constraints.txt.
+COPY requirements.txt constraints.txt ./
+RUN pip install -r requirements.txt -c constraints.txt
+
+COPY . .
+
+# Hashed, compressed static files for whitenoise. The key exists for this step only (settings
+# refuse DEBUG=false without one); the running container must be given its own SECRET_KEY.
+RUN DEBUG=false SECRET_KEY=collectstatic-build-step-only python manage.py collectstatic --noinput
+
+# Without DATABASE_URL the container keeps SQLite in /app/data (mount a volume there); the
+# compose file points it at PostgreSQL instead.
+RUN mkdir -p /app/data && chown cam:cam /app/data \
+    && chmod +x scripts/docker-entrypoint.sh
+ENV DEBUG=false \
+    DATABASE_URL=sqlite:////app/data/db.sqlite3
+
+USER cam
+EXPOSE 8000
+
+# The entrypoint applies migrations, creates the cache table and installs the schedules (unless
+# CAM_MIGRATE=false), then runs the command: gunicorn by default, or `python manage.py qcluster`
+# for the worker.
+ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
+CMD ["gunicorn", "aicmo_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", \
+     "--access-logfile", "-"]

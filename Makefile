@@ -1,0 +1,108 @@
+# CAM: the two everyday commands are `make run` and `make test`. Everything they need is set up
+# here, from a clean clone: a .venv with Python 3.11, the pinned packages, and (for the tests, when
+# run as root) the Debian packages the suite drives.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Rewritten whenever the requirements or constraints change, so `pip install` only runs then.
+STAMP := $(VENV)/.installed-requirements
+
+# Debian packages the test suite needs on the machine (Chromium for the browser test).
+TEST_DEB_PACKAGES := chromium
+
+# The SQLite run names the default database explicitly, so a DATABASE_URL in .env cannot redirect it
+# (the test database itself is in memory). Tests of PostgreSQL's row locks are deselected there:
+# deselected, not skipped, because CI fails on a skipped test.
+SQLITE_ENV := DATABASE_URL=sqlite:///$(CURDIR)/db.sqlite3
+SQLITE_PYTEST_ARGS := -m "not postgres_only"
+# The PostgreSQL run; pytest-django creates and drops its own `test_<name>` database.
+POSTGRES_TEST_URL ?= postgres://postgres@127.0.0.1:5432/test
+# Extra arguments for both pytest runs, e.g. `make test PYTEST_ARGS="-x -k admin"`.
+PYTEST_ARGS ?=
+TEST_RESULTS := test-results
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help run test test-sqlite test-postgres lint venv system-packages postgres-started constraints clean
+
+help:
+	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
+	@echo "make test   lint, check migrations, and run the test suite on SQLite and on PostgreSQL"
+	@echo "make lint   ruff check"
+	@echo "make constraints  rewrite constraints.txt from the installed packages"
+	@echo "make clean  remove .venv, the SQLite database and collected static files"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	@touch $@
+
+run: $(STAMP)
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createcachetable
+	$(PY) manage.py cam_demo
+	$(PY) manage.py cam_admin_user
+	@if $(PY) manage.py help cam_schedules >/dev/null 2>&1; then $(PY) manage.py cam_schedules; fi
+	@scripts/run-dev.sh $(PY)
+
+# Installs what is missing (as root) and does nothing when all is there, so repeat runs are fast.
+system-packages:
+	@missing=""; \
+	for pkg in $(TEST_DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$pkg"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian packages for the tests:$$missing"; \
+	    apt-get update -qq; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	  else \
+	    echo "Missing Debian packages the tests need:$$missing (run as root, or: sudo apt-get install$$missing)" >&2; \
+	  fi; \
+	fi
+
+postgres-started:
+	@if [ "$$(id -u)" = 0 ] && command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then \
+	  for version in $$(ls /etc/postgresql); do \
+	    pg_ctlcluster --skip-systemctl-redirect "$$version" main status >/dev/null 2>&1 \
+	      || pg_ctlcluster --skip-systemctl-redirect "$$version" main start; \
+	  done; \
+	fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Lint and both database runs always all run; the target fails at the end if any of them failed.
+test: $(STAMP) system-packages postgres-started
+	@rm -rf $(TEST_RESULTS); mkdir -p $(TEST_RESULTS); failed=""; \
+	echo "== ruff check"; $(VENV)/bin/ruff check . || failed="$$failed ruff"; \
+	echo "== makemigrations --check"; \
+	$(PY) manage.py makemigrations --check --dry-run || failed="$$failed migrations"; \
+	echo "== pytest on SQLite"; \
+	$(SQLITE_ENV) $(VENV)/bin/pytest --junitxml=$(TEST_RESULTS)/junit-sqlite.xml $(SQLITE_PYTEST_ARGS) $(PYTEST_ARGS) \
+	  || failed="$$failed sqlite"; \
+	echo "== pytest on PostgreSQL ($(POSTGRES_TEST_URL))"; \
+	DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest --junitxml=$(TEST_RESULTS)/junit-postgres.xml $(PYTEST_ARGS) \
+	  || failed="$$failed postgres"; \
+	if [ -n "$$failed" ]; then echo "make test failed:$$failed" >&2; exit 1; fi
+
+test-sqlite: $(STAMP) system-packages
+	$(SQLITE_ENV) $(VENV)/bin/pytest $(SQLITE_PYTEST_ARGS) $(PYTEST_ARGS)
+
+test-postgres: $(STAMP) system-packages postgres-started
+	DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+constraints: $(STAMP)
+	{ echo "# Every installed package pinned (make constraints). Used with -c by the Makefile and the Dockerfile."; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+	@touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal staticfiles $(TEST_RESULTS)

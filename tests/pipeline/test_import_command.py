@@ -1,0 +1,173 @@
+"""``manage.py cam_import_leads FILE --campaign ID``: a CSV file into a campaign, with a report of bad lines."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from cam.models import HarvestRejection, Lead, LeadSource
+from cam.pipeline.harvest import harvest_campaign
+from tests.factories import CampaignFactory, LeadFactory, SuppressionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def import_leads(*args: str) -> list[str]:
+    out = io.StringIO()
+    call_command("cam_import_leads", *args, stdout=out)
+    return out.getvalue().splitlines()
+
+
+def write(tmp_path, content: str, name: str = "fair.csv", encoding: str = "utf-8"):
+    path = tmp_path / name
+    path.write_bytes(content.encode(encoding))
+    return path
+
+
+def test_it_imports_a_file_and_reports_every_outcome_and_the_rejected_lines(tmp_path):
+    campaign = CampaignFactory(name="DACH CTOs")
+    LeadFactory(campaign=campaign, email="known@acme-gmbh.de", title="Developer")
+    SuppressionFactory(email="blocked@acme-gmbh.de")
+    path = write(tmp_path, "email,first_name,title,company_size\n"
+                           "anna@acme-gmbh.de,Anna,CTO,51-200\n"
+                           "known@acme-gmbh.de,,CTO,\n"
+                           "ANNA@acme-gmbh.de,Annette,,\n"
+                           "blocked@acme-gmbh.de,,,\n"
+                           "not-an-address,Ben,,\n"
+                           "cem@acme-gmbh.de,Cem,,lots\n")
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk))
+
+    assert lines == [
+        f"6 rows read from {path} (utf-8) into “DACH CTOs”: 1 created, 1 updated, 1 duplicate, 1 suppressed, "
+        f"2 rejected.",
+        "Rejected lines:",
+        "  line 6: invalid email 'not-an-address': An email address must have an @-sign.",
+        "  line 7: company_size 'lots' is not a whole number",
+    ]
+    assert sorted(Lead.objects.filter(campaign=campaign).values_list("email", "title")) == [
+        ("anna@acme-gmbh.de", "CTO"), ("known@acme-gmbh.de", "CTO")]
+    source = LeadSource.objects.get(campaign=campaign)
+    assert (source.name, source.kind, source.config["path"]) == ("CSV import: fair.csv", "csv", str(path))
+    assert source.last_harvest_counts == {"read": 6, "created": 1, "updated": 1, "duplicate": 1, "suppressed": 1,
+                                          "rejected": 2}
+    assert Lead.objects.get(email="anna@acme-gmbh.de").source == source
+
+
+def test_it_keeps_the_imported_file_out_of_the_daily_harvest(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "email,title\nanna@acme-gmbh.de,CTO\n")
+    import_leads(str(path), "--campaign", str(campaign.pk))
+    Lead.objects.filter(campaign=campaign).update(title="Chief Technology Officer")  # corrected by staff
+
+    assert harvest_campaign(campaign=campaign)["sources"] == 0
+    assert Lead.objects.get(campaign=campaign).title == "Chief Technology Officer"
+    assert LeadSource.objects.get(campaign=campaign).enabled is False
+
+
+def test_it_leaves_a_source_staff_enabled_enabled_when_the_file_is_imported_again(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "email\nanna@acme-gmbh.de\n")
+    import_leads(str(path), "--campaign", str(campaign.pk))
+    LeadSource.objects.filter(campaign=campaign).update(enabled=True)
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk))
+
+    assert lines[0].endswith(": 0 created, 0 updated, 1 duplicate, 0 suppressed, 0 rejected.")
+    assert LeadSource.objects.get(campaign=campaign).enabled is True
+
+
+def test_it_lists_only_the_first_rejected_lines_and_says_how_many_more(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "email\n" + "".join(f"bad{n}\n" for n in range(5)))
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk), "--show-rejected", "2")
+
+    assert lines[1:] == [
+        "Rejected lines (first 2):",
+        "  line 2: invalid email 'bad0': An email address must have an @-sign.",
+        "  line 3: invalid email 'bad1': An email address must have an @-sign.",
+        "  … and 3 more, listed under Harvest rejections in the admin.",
+    ]
+    assert HarvestRejection.objects.filter(campaign=campaign).count() == 5
+
+
+def test_it_reads_a_differently_named_column(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "E-Mail,Firma\nanna@acme-gmbh.de,ACME\n")
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk), "--column", "email=E-Mail",
+                         "--column", "company = Firma")
+
+    assert lines[0].endswith(": 1 created, 0 updated, 0 duplicate, 0 suppressed, 0 rejected.")
+    assert list(Lead.objects.filter(campaign=campaign).values_list("email", "company")) == [
+        ("anna@acme-gmbh.de", "ACME")]
+
+
+def test_it_says_which_encoding_it_read_a_latin_1_file_in(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "email,last_name\nanna@acme-gmbh.de,Müller\n", encoding="latin-1")
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk))
+
+    assert f"from {path} (cp1252) into" in lines[0]
+    assert Lead.objects.get(campaign=campaign).last_name == "Müller"
+
+
+def test_it_creates_no_more_than_max_leads(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "email\n" + "".join(f"lead{n}@acme-gmbh.de\n" for n in range(5)))
+
+    lines = import_leads(str(path), "--campaign", str(campaign.pk), "--max-leads", "3")
+
+    assert lines == [f"3 rows read from {path} (utf-8) into “{campaign.name}”: 3 created, 0 updated, "
+                     f"0 duplicate, 0 suppressed, 0 rejected."]
+    assert Lead.objects.filter(campaign=campaign).count() == 3
+
+
+def test_it_refuses_an_unknown_campaign(tmp_path):
+    path = write(tmp_path, "email\nanna@acme-gmbh.de\n")
+
+    with pytest.raises(CommandError, match=r"^No campaign with id 999999\.$"):
+        import_leads(str(path), "--campaign", "999999")
+
+
+def test_it_refuses_a_missing_file_and_leaves_no_source_behind(tmp_path):
+    campaign = CampaignFactory()
+    path = tmp_path / "typo.csv"
+
+    with pytest.raises(CommandError) as caught:
+        import_leads(str(path), "--campaign", str(campaign.pk))
+
+    assert str(caught.value) == f"No file at {path}."
+    assert not LeadSource.objects.filter(campaign=campaign).exists()
+
+
+def test_it_refuses_a_file_without_an_email_column(tmp_path):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "Name,Mail\nAnna,anna@acme-gmbh.de\n")
+
+    with pytest.raises(CommandError) as caught:
+        import_leads(str(path), "--campaign", str(campaign.pk))
+
+    assert str(caught.value) == "The file has no 'email' column; its columns are: name, mail."
+    assert not Lead.objects.filter(campaign=campaign).exists()
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("email", "--column 'email' should look like email=E-Mail."),
+    ("=E-Mail", "--column '=E-Mail' should look like email=E-Mail."),
+    ("mail=E-Mail", "Unknown lead field(s): mail. Known: email, first_name, last_name, company, title, industry, "
+                    "country, company_size, website, timezone."),
+])
+def test_it_refuses_a_bad_column_mapping(tmp_path, option, message):
+    campaign = CampaignFactory()
+    path = write(tmp_path, "E-Mail\nanna@acme-gmbh.de\n")
+
+    with pytest.raises(CommandError) as caught:
+        import_leads(str(path), "--campaign", str(campaign.pk), "--column", option)
+
+    assert str(caught.value) == message
+    assert not LeadSource.objects.filter(campaign=campaign).exists()

@@ -1,0 +1,210 @@
+"""Scoring leads against the campaign's ideal-customer profile, with the reason for every point."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from cam.models import Lead
+from cam.pipeline.scoring import leads_score, score_lead
+from tests.factories import CampaignFactory, LeadFactory
+
+pytestmark = pytest.mark.django_db
+
+Status = Lead.Status
+
+
+def profile(**overrides):
+    """A campaign looking for German software CTOs at companies of 10–500 people."""
+    return CampaignFactory(**{"icp_industries": ["Software"], "icp_title_keywords": ["CTO", "head of"],
+                              "icp_countries": ["DE", "AT"], "icp_company_size_min": 10,
+                              "icp_company_size_max": 500, **overrides})
+
+
+def lead(**fields):
+    return Lead(**{"email": "anna@acme-gmbh.de", "industry": "software", "title": "CTO", "country": "DE",
+                   "company_size": 120, **fields})
+
+
+def test_it_gives_a_lead_matching_every_criterion_100_with_the_breakdown():
+    score = score_lead(lead(industry="Enterprise Software", title="Deputy CTO"), profile())
+
+    assert score.value == 100
+    assert score.breakdown == {
+        "industry": {"matched": True, "points": 30, "weight": 30,
+                     "detail": "industry 'Enterprise Software' matches 'Software'"},
+        "title": {"matched": True, "points": 30, "weight": 30, "detail": "title 'Deputy CTO' contains 'CTO'"},
+        "country": {"matched": True, "points": 20, "weight": 20, "detail": "country 'DE' is in the profile"},
+        "company_size": {"matched": True, "points": 20, "weight": 20,
+                         "detail": "company size 120 is within 10–500"},
+        "total": {"base": 100, "penalties": 0, "score": 100},
+    }
+
+
+def test_it_says_why_each_criterion_did_not_match():
+    score = score_lead(lead(industry="Retail", title="Director of Sales", country="FR", company_size=5000), profile())
+
+    assert score.value == 0
+    assert {name: (part["matched"], part["points"], part["detail"]) for name, part in score.breakdown.items()
+            if name != "total"} == {
+        "industry": (False, 0, "industry 'Retail' is not in the profile"),
+        "title": (False, 0, "title 'Director of Sales' has no profile keyword"),
+        "country": (False, 0, "country 'FR' is not in the profile"),
+        "company_size": (False, 0, "company size 5000 is not within 10–500"),
+    }
+
+
+def test_it_counts_unknown_values_as_no_match():
+    score = score_lead(lead(industry="", title="", country="", company_size=None), profile())
+
+    assert score.value == 0
+    assert [score.breakdown[name]["detail"] for name in ("industry", "title", "country", "company_size")] == [
+        "industry unknown", "title unknown", "country unknown", "company size unknown"]
+
+
+@pytest.mark.parametrize(("title", "matched"), [
+    ("CTO", True), ("cto & co-founder", True), ("Head of  Engineering", True), ("Director", False),
+    ("CTOs assistant", False), ("Headhunter", False),
+])
+def test_it_matches_title_keywords_as_whole_words(title, matched):
+    assert score_lead(lead(title=title), profile()).breakdown["title"]["matched"] is matched
+
+
+@pytest.mark.parametrize(("country", "matched"), [("de", True), (" AT ", True), ("Deutschland", False)])
+def test_it_matches_countries_ignoring_case(country, matched):
+    assert score_lead(lead(country=country), profile()).breakdown["country"]["matched"] is matched
+
+
+@pytest.mark.parametrize(("low", "high", "size", "detail", "matched"), [
+    (50, None, 50, "company size 50 is within 50–∞", True),
+    (50, None, 49, "company size 49 is not within 50–∞", False),
+    (None, 200, 200, "company size 200 is within 0–200", True),
+    (None, 200, 201, "company size 201 is not within 0–200", False),
+])
+def test_it_matches_a_company_size_range_open_at_one_end(low, high, size, detail, matched):
+    part = score_lead(lead(company_size=size), profile(icp_company_size_min=low, icp_company_size_max=high)
+                      ).breakdown["company_size"]
+
+    assert (part["matched"], part["detail"]) == (matched, detail)
+
+
+def test_it_scales_points_to_the_criteria_the_profile_configures():
+    campaign = profile(icp_title_keywords=[], icp_company_size_min=None, icp_company_size_max=None)
+
+    score = score_lead(lead(country="FR"), campaign)
+
+    # industry (30) matched out of industry + country (30 + 20).
+    assert score.value == 60
+    assert set(score.breakdown) == {"industry", "country", "total"}
+
+
+def test_it_leaves_out_a_criterion_weighted_zero():
+    score = score_lead(lead(country="FR"), profile(weight_country=0))
+
+    assert score.value == 100
+    assert "country" not in score.breakdown
+
+
+def test_it_gives_100_when_the_profile_configures_nothing():
+    campaign = profile(icp_industries=[], icp_title_keywords=[], icp_countries=[], icp_company_size_min=None,
+                       icp_company_size_max=None)
+
+    assert score_lead(lead(), campaign).breakdown == {"total": {"base": 100, "penalties": 0, "score": 100}}
+
+
+def test_it_takes_off_the_free_mail_and_role_account_penalties():
+    campaign = profile(penalty_free_mail=15, penalty_role_account=25)
+
+    free = score_lead(lead(is_free_mail=True), campaign)
+    role = score_lead(lead(is_role_account=True), campaign)
+    both = score_lead(lead(is_free_mail=True, is_role_account=True), campaign)
+
+    assert (free.value, role.value, both.value) == (85, 75, 60)
+    assert both.breakdown["free_mail"] == {"points": -15, "detail": "free-mail address"}
+    assert both.breakdown["role_account"] == {"points": -25, "detail": "role account"}
+    assert both.breakdown["total"] == {"base": 100, "penalties": 40, "score": 60}
+
+
+def test_it_takes_off_no_penalty_set_to_zero():
+    score = score_lead(lead(is_free_mail=True), profile(penalty_free_mail=0))
+
+    assert score.value == 100
+    assert "free_mail" not in score.breakdown
+
+
+def test_it_clamps_a_score_pushed_below_zero_to_zero():
+    campaign = profile(penalty_free_mail=100, penalty_role_account=100)
+
+    score = score_lead(lead(title="Intern", is_free_mail=True, is_role_account=True), campaign)
+
+    assert score.value == 0
+    assert score.breakdown["total"] == {"base": 70, "penalties": 200, "score": 0}
+
+
+def test_it_scores_the_uncontacted_leads_of_the_campaign():
+    campaign = profile()
+    fits = LeadFactory(campaign=campaign, industry="Software", title="CTO", country="DE", company_size=50)
+    misfit = LeadFactory(campaign=campaign, industry="Retail", title="Intern", country="FR", company_size=None,
+                         status=Status.DISQUALIFIED)
+    qualified = LeadFactory(campaign=campaign, status=Status.QUALIFIED, company_size=50)
+    in_sequence = LeadFactory(campaign=campaign, status=Status.IN_SEQUENCE, current_step=1)
+    interested = LeadFactory(campaign=campaign, status=Status.INTERESTED)
+    contacted = LeadFactory(campaign=campaign, status=Status.NEW, current_step=1)
+    elsewhere = LeadFactory(industry="Software", title="CTO", country="DE")
+
+    assert leads_score(campaign=campaign) == {"scored": 3, "changed": 3}
+
+    scores = dict(Lead.objects.values_list("pk", "score"))
+    assert {lead.pk: scores[lead.pk] for lead in (fits, misfit, qualified)} == {
+        fits.pk: 100, misfit.pk: 0, qualified.pk: 100}
+    assert [scores[lead.pk] for lead in (in_sequence, interested, contacted, elsewhere)] == [None] * 4
+    fits.refresh_from_db()
+    assert fits.score_breakdown["total"] == {"base": 100, "penalties": 0, "score": 100}
+    assert fits.scored_at is not None
+
+
+def test_it_rescores_in_one_run_after_the_profile_or_the_lead_changes():
+    campaign = profile()
+    anna = LeadFactory(campaign=campaign, title="CTO", company_size=50)
+    ben = LeadFactory(campaign=campaign, title="CTO", company_size=50)
+    leads_score(campaign=campaign)
+
+    Lead.objects.filter(pk=anna.pk).update(title="Intern")
+    campaign.icp_countries = ["CH"]
+    campaign.save()
+
+    assert leads_score(campaign=campaign) == {"scored": 2, "changed": 2}
+    assert dict(Lead.objects.values_list("pk", "score")) == {anna.pk: 50, ben.pk: 80}
+    assert leads_score(campaign=campaign) == {"scored": 2, "changed": 0}
+
+
+def test_it_scores_only_unscored_leads_when_asked():
+    campaign = profile()
+    scored = LeadFactory(campaign=campaign, score=7)
+    fresh = LeadFactory(campaign=campaign, company_size=50)
+
+    assert leads_score(campaign=campaign, only_unscored=True) == {"scored": 1, "changed": 1}
+    assert dict(Lead.objects.values_list("pk", "score")) == {scored.pk: 7, fresh.pk: 100}
+
+
+def test_it_works_through_the_leads_in_batches():
+    campaign = profile()
+    LeadFactory.create_batch(5, campaign=campaign, company_size=50)
+
+    assert leads_score(campaign=campaign, batch_size=2) == {"scored": 5, "changed": 5}
+    assert set(Lead.objects.values_list("score", flat=True)) == {100}
+
+
+def queries_to_score(count: int) -> int:
+    campaign = profile()
+    Lead.objects.bulk_create(Lead(campaign=campaign, email=f"lead{n}@acme-gmbh.de", industry="Software",
+                                  title="CTO" if n % 2 else "Intern", country="DE", company_size=n)
+                             for n in range(count))
+    with CaptureQueriesContext(connection) as scoring:
+        assert leads_score(campaign=campaign) == {"scored": count, "changed": count}
+    return len(scoring)
+
+
+def test_it_scores_in_the_same_number_of_queries_for_10_and_1000_leads():
+    assert queries_to_score(10) == queries_to_score(1000)
