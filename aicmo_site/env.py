@@ -8,6 +8,7 @@ variable's name, the value it found and what it expected.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from typing import Any
@@ -123,6 +124,23 @@ class StrictEnv:
             return environ.Env.email_url_config(raw)
         except Exception as exc:
             raise self._fail(name, raw, f"{expected} ({exc})") from None
+
+    def nameservers(self, name: str) -> list[tuple[str, int]]:
+        """DNS servers as ``ip`` or ``ip:port`` (IPv6 as ``[ip]:port``), comma-separated."""
+
+        def one(value: str) -> tuple[str, int]:
+            host, port = value, "53"
+            if value.startswith("["):
+                host, _, rest = value[1:].partition("]")
+                port = rest.removeprefix(":") or "53"
+            elif value.count(":") == 1:
+                host, port = value.split(":")
+            ipaddress.ip_address(host)
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(value)
+            return host, int(port)
+
+        return self.list(name, item=one, expected="a comma-separated list of IP addresses, each with an optional :port")
 
     def origins(self, name: str) -> list[str]:
         def one(value: str) -> str:

@@ -227,6 +227,9 @@ AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
 # Check that a harvested address's domain accepts mail (a DNS lookup per domain); syntax only when off.
 AICMO_CAM_VERIFY_MX = env.bool("AICMO_CAM_VERIFY_MX", False)
+# The DNS servers for that check; empty means the system's resolver configuration.
+AICMO_CAM_DNS_NAMESERVERS = env.nameservers("AICMO_CAM_DNS_NAMESERVERS")
+AICMO_CAM_DNS_TIMEOUT_SECONDS = env.int("AICMO_CAM_DNS_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
 AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
 if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
     raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")

@@ -39,6 +39,8 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("EMAIL_URL", "smtp-but-wrong"),
         ("CSRF_TRUSTED_ORIGINS", "cam.example.com"),
         ("LOG_LEVEL", "LOUD"),
+        ("AICMO_CAM_DNS_NAMESERVERS", "dns.example.com"),
+        ("AICMO_CAM_DNS_NAMESERVERS", "127.0.0.1:99999"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_and_names_the_variable(variable, value):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
+from cam.pipeline.normalize import mx_resolver
 from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record
 from cam.pipeline.sources import SourceError, SourceRecord, get_backend
 from cam.pipeline.suppressions import suppressed_addresses
@@ -52,20 +53,22 @@ def harvest_records(
     """
     counts = empty_counts()
     iterator = iter(records)
+    # One resolver for the whole run: it caches answers, so each domain is looked up once.
+    dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
     while max_leads is None or counts["created"] < max_leads:
         batch = list(islice(iterator, BATCH_SIZE))
         if not batch:
             break
         room = None if max_leads is None else max_leads - counts["created"]
         _harvest_batch(campaign=campaign, batch=batch, map_record=map_record, source=source, execution=execution,
-                       counts=counts, room=room)
+                       dns_resolver=dns_resolver, counts=counts, room=room)
         if on_batch:
             on_batch(dict(counts))
     return counts
 
 
 @transaction.atomic
-def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, room) -> None:
+def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, room, dns_resolver) -> None:
     now = timezone.now()
     check_mx = settings.AICMO_CAM_VERIFY_MX
     rejections: list[HarvestRejection] = []
@@ -77,7 +80,7 @@ def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, ro
         try:
             if record.error:
                 raise RejectedRecord(record.error)
-            cleaned = clean_record(mapped, check_mx=check_mx)
+            cleaned = clean_record(mapped, check_mx=check_mx, dns_resolver=dns_resolver)
         except RejectedRecord as exc:
             rejections.append(HarvestRejection(
                 campaign=campaign, source=source, job_execution=execution, line=record.line, reason=str(exc),

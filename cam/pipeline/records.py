@@ -62,10 +62,10 @@ def parse_company_size(value: Any) -> int | None:
     return size
 
 
-def clean_record(data: Mapping[str, Any], *, check_mx: bool = False) -> CleanRecord:
+def clean_record(data: Mapping[str, Any], *, check_mx: bool = False, dns_resolver=None) -> CleanRecord:
     """Lead fields from one mapped record. Raises ``RejectedRecord`` (or ``RejectedAddress``) with the reason."""
     try:
-        address = normalize_address(data.get("email"), check_mx=check_mx)
+        address = normalize_address(data.get("email"), check_mx=check_mx, dns_resolver=dns_resolver)
     except RejectedAddress as exc:
         raise RejectedRecord(str(exc)) from None
     fields: dict[str, Any] = {}
