@@ -171,3 +171,12 @@ def test_it_refuses_a_bad_column_mapping(tmp_path, option, message):
 
     assert str(caught.value) == message
     assert not LeadSource.objects.filter(campaign=campaign).exists()
+
+
+def test_it_draws_a_progress_bar_when_asked(tmp_path):
+    campaign = CampaignFactory()
+    path = tmp_path / "leads.csv"
+    path.write_bytes(b"email\n" + b"".join(f"p{n}@acme-gmbh.de\n".encode() for n in range(30)))
+    out = io.StringIO()
+    call_command("cam_import_leads", str(path), "--campaign", str(campaign.pk), "--progress", stdout=out)
+    assert "\r[##############################] 100%  30 rows  30 created  0 rejected" in out.getvalue()

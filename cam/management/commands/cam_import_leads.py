@@ -1,4 +1,4 @@
-import sys
+import argparse
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -20,6 +20,8 @@ class Command(BaseCommand):
                             help="Read a lead field from a differently named column, e.g. email=E-Mail.")
         parser.add_argument("--max-leads", type=int, help="Create at most this many leads.")
         parser.add_argument("--show-rejected", type=int, default=10, help="How many rejected lines to list.")
+        parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                            help="Show a progress bar (default: when the output is a terminal).")
 
     def handle(self, *args, **options) -> None:
         campaign = Campaign.objects.filter(pk=options["campaign"]).first()
@@ -31,7 +33,7 @@ class Command(BaseCommand):
             if not sep or not field.strip() or not name.strip():
                 raise CommandError(f"--column {pair!r} should look like email=E-Mail.")
             columns[field.strip()] = name.strip()
-        interactive = sys.stdout.isatty() if self.stdout._out is sys.stdout else False
+        interactive = self.stdout.isatty() if options["progress"] is None else options["progress"]
         try:
             report = leads_import_csv(
                 campaign=campaign, path=options["file"], columns=columns, max_leads=options["max_leads"],
