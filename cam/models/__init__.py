@@ -2,7 +2,7 @@
 
 from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.leads import HarvestRejection, Lead, LeadSource, Suppression
-from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, Security
+from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Security
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "Mailbox",
     "MailboxFolder",
     "OutboundEmail",
+    "ProviderEvent",
     "Security",
     "SequenceStep",
     "Suppression",

@@ -232,3 +232,31 @@ class InboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_email or '(unknown sender)'}: {self.subject[:60]}"
+
+
+class ProviderEvent(models.Model):
+    """A delivery event a provider reported by webhook (delivered, bounced, complained), kept once.
+
+    ``(provider, event_id)`` is unique, so a replayed webhook changes nothing the second time.
+    """
+
+    provider = models.CharField(max_length=16, choices=Mailbox.Provider.choices)
+    event_id = models.CharField(max_length=255)
+    event_type = models.CharField(max_length=32)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    outbound_email = models.ForeignKey(OutboundEmail, on_delete=models.SET_NULL, null=True, blank=True,
+                                       related_name="provider_events")
+    recipient = LowercaseEmailField(max_length=254, blank=True)
+    description = models.TextField(blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    occurred_at = models.DateTimeField(null=True, blank=True)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-received_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "event_id"], name="provider_event_unique_id"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider} {self.event_type} {self.provider_message_id}"

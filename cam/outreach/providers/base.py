@@ -1,0 +1,72 @@
+"""The interface every mail provider implements, and the registry that picks one per mailbox.
+
+A provider sends one already-built message at a time inside an open batch (one SMTP connection or
+HTTP session per batch) and reports what happened as a ``SendResult``; it never raises for a
+refused or failed send, so the caller records every outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from django.core.mail import EmailMultiAlternatives
+from django.utils.module_loading import import_string
+
+from cam.models import Mailbox
+
+# kind → dotted path; a new provider is one class and one line here.
+PROVIDERS: dict[str, str] = {
+    Mailbox.Provider.CONSOLE: "cam.outreach.providers.console.ConsoleProvider",
+    Mailbox.Provider.SMTP: "cam.outreach.providers.smtp.SmtpProvider",
+    Mailbox.Provider.RESEND: "cam.outreach.providers.resend.ResendProvider",
+}
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What became of one message.
+
+    ``status`` is one of ``SENT``; ``RETRY`` (nothing was sent, try again later — honour
+    ``retry_after`` seconds when given); ``FAILED`` (permanently refused, do not retry); or
+    ``UNKNOWN`` (it may or may not have gone out: a person must decide, never resent on its own).
+    """
+
+    status: str
+    provider_message_id: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+
+class MailProvider:
+    """Sends messages for one mailbox. Use as a context manager around a batch."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        self.mailbox = mailbox
+
+    def __enter__(self) -> MailProvider:
+        self.open()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Open the batch's connection or session (may be lazy)."""
+
+    def close(self) -> None:
+        """Close it; never raises."""
+
+    def send(self, message: EmailMultiAlternatives, *, idempotency_key: str) -> SendResult:
+        """Send one message; ``idempotency_key`` is stable across retries of the same email."""
+        raise NotImplementedError
+
+
+def get_provider(mailbox: Mailbox) -> MailProvider:
+    try:
+        path = PROVIDERS[mailbox.provider]
+    except KeyError:
+        raise LookupError(f"Mailbox {mailbox.pk} has an unknown provider {mailbox.provider!r}.") from None
+    return import_string(path)(mailbox)
