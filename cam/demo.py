@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from cam.models import Campaign, Lead, Mailbox, MailboxFolder, SequenceStep
+from cam.models import Campaign, Lead, Mailbox, MailboxFolder, Security, SequenceStep
 
 DEMO_CAMPAIGN_NAME = "Demo: software leaders in DACH"
 DEMO_MAILBOX_EMAIL = "demo@outreach.example.com"
@@ -117,17 +117,34 @@ def _demo_leads(campaign: Campaign) -> list[Lead]:
     return leads
 
 
+@dataclass(frozen=True)
+class DemoSmtp:
+    """Where the demo mailbox should send instead of the console (a local mail catcher, say)."""
+
+    host: str
+    port: int
+    username: str = ""
+    password_env: str = ""
+
+
 @transaction.atomic
-def demo_seed() -> DemoSummary:
+def demo_seed(*, smtp: DemoSmtp | None = None) -> DemoSummary:
     """Create (or complete) the demo campaign, its mailbox, sequence and leads.
 
-    Existing rows are left as they are, so staff edits to the demo survive a second run.
+    Existing rows are left as they are, so staff edits to the demo survive a second run; only
+    ``smtp``, when given, re-points the demo mailbox at that server.
     """
     mailbox, _ = Mailbox.objects.get_or_create(
         from_email=DEMO_MAILBOX_EMAIL,
         defaults={"name": "Demo mailbox", "from_name": "Alex from CAM", "provider": Mailbox.Provider.CONSOLE,
                   "daily_cap": 100, "min_gap_seconds": 0},
     )
+    if smtp is not None:
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            provider=Mailbox.Provider.SMTP, smtp_host=smtp.host, smtp_port=smtp.port,
+            smtp_security=Security.NONE if not smtp.username else Security.STARTTLS,
+            smtp_username=smtp.username, smtp_password_env=smtp.password_env)
+        mailbox.refresh_from_db()
     MailboxFolder.objects.get_or_create(mailbox=mailbox, name="INBOX")
     campaign, created = Campaign.objects.get_or_create(
         name=DEMO_CAMPAIGN_NAME,

@@ -1,7 +1,7 @@
 from io import StringIO
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from cam.demo import DEMO_CAMPAIGN_NAME
 from cam.models import Campaign, Lead, Mailbox, SequenceStep
@@ -41,3 +41,36 @@ def test_it_is_safe_to_run_twice_and_keeps_staff_edits():
             Lead.objects.count()) == counts
     assert SequenceStep.objects.get(campaign=campaign, position=1).subject_template == "Edited by staff"
     assert "(0 new)" in output
+
+
+def test_it_scores_and_enrols_the_demo_leads_so_it_sends_at_once():
+    output = run_demo()
+    assert "qualify: COMPLETED" in output
+    assert Lead.objects.filter(status=Lead.Status.IN_SEQUENCE).count() >= 20
+
+
+def test_it_points_the_demo_mailbox_at_a_real_smtp_server_and_sends_there(smtp_server):
+    out = StringIO()
+    call_command("cam_demo", "--smtp", f"{smtp_server.host}:{smtp_server.port}", stdout=out)
+    mailbox = Mailbox.objects.get()
+    assert (mailbox.provider, mailbox.smtp_host, mailbox.smtp_port, mailbox.smtp_security) == (
+        "smtp", smtp_server.host, smtp_server.port, "none")
+    call_command("cam_run_job", "outreach", stdout=StringIO())
+    enrolled = Lead.objects.filter(current_step=1).count()
+    assert enrolled >= 20
+    assert len(smtp_server.messages) == enrolled
+    assert all(m.parsed["From"].addresses[0].addr_spec == "demo@outreach.example.com" for m in smtp_server.messages)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--smtp", "localhost"], "should look like HOST:PORT"),
+        (["--smtp", "localhost:99999"], "should look like HOST:PORT"),
+        (["--smtp-user", "bob"], "need --smtp HOST:PORT"),
+        (["--smtp", "localhost:25", "--smtp-password-env", "hunter2!"], "NAME of an environment variable"),
+    ],
+)
+def test_it_refuses_bad_smtp_options_clearly(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("cam_demo", *args, stdout=StringIO())

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.campaigns import campaigns_activate, campaigns_pause, campaigns_resume
 from cam.jobs.queue import job_enqueue
-from cam.models import Campaign, JobExecution, Lead, LeadSource, SequenceStep
+from cam.models import Campaign, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.fields import WEEKDAYS
+from cam.outreach.preview import preview_step
+from cam.outreach.rendering import TemplateProblem, check_templates
 
 
 def _count_of(model, **filters) -> Coalesce:
@@ -48,10 +55,52 @@ class CampaignForm(forms.ModelForm):
         return cleaned
 
 
+class SequenceStepForm(forms.ModelForm):
+    """Refuses a template that does not render, with Django's message, before it reaches a lead."""
+
+    class Meta:
+        model = SequenceStep
+        fields = ["position", "delay_days", "delay_hours", "subject_template", "body_template", "html_template"]
+
+    def clean(self):
+        cleaned = super().clean()
+        position = cleaned.get("position")
+        if position == 1 and not (cleaned.get("subject_template") or "").strip():
+            self.add_error("subject_template", "The first email needs a subject; follow-ups reuse it as “Re: …”.")
+        for field, message in check_templates(subject=cleaned.get("subject_template") or "",
+                                              body=cleaned.get("body_template") or "",
+                                              html=cleaned.get("html_template") or ""):
+            self.add_error(field, message)
+        return cleaned
+
+
+def _sent_counts(queryset):
+    sent = (OutboundEmail.objects.filter(step=OuterRef("pk"), status=OutboundEmail.Status.SENT).order_by()
+            .values("step").annotate(n=Count("pk")).values("n"))
+    return queryset.annotate(_sent=Coalesce(Subquery(sent, output_field=IntegerField()), 0))
+
+
 class SequenceStepInline(admin.StackedInline):
     model = SequenceStep
+    form = SequenceStepForm
     extra = 0
-    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "html_template"]
+    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "html_template",
+              ("sent", "preview")]
+    readonly_fields = ["sent", "preview"]
+
+    def get_queryset(self, request):
+        return _sent_counts(super().get_queryset(request))
+
+    @admin.display(description="Sent")
+    def sent(self, obj: SequenceStep) -> int:
+        return getattr(obj, "_sent", 0)
+
+    @admin.display(description="Preview")
+    def preview(self, obj: SequenceStep) -> str:
+        if not obj.pk:
+            return "—"
+        return format_html('<a href="{}">Preview for a lead</a>',
+                           reverse("admin:cam_sequencestep_preview", args=[obj.pk]))
 
 
 class LeadSourceInline(admin.TabularInline):
@@ -154,11 +203,46 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(SequenceStep)
 class SequenceStepAdmin(admin.ModelAdmin):
-    list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours"]
+    form = SequenceStepForm
+    list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours", "sent"]
     list_filter = ["campaign"]
     list_select_related = ["campaign"]
     search_fields = ["subject_template", "body_template", "campaign__name"]
     autocomplete_fields = ["campaign"]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        kwargs["fields"] = ["campaign", *SequenceStepForm.Meta.fields]
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_queryset(self, request):
+        return _sent_counts(super().get_queryset(request))
+
+    @admin.display(description="Sent", ordering="_sent")
+    def sent(self, obj: SequenceStep) -> int:
+        return obj._sent
+
+    def get_urls(self):
+        return [path("<int:step_id>/preview/", self.admin_site.admin_view(self.preview_view),
+                     name="cam_sequencestep_preview"), *super().get_urls()]
+
+    def preview_view(self, request, step_id: int):
+        """The step rendered for a chosen lead of its campaign, exactly as it would be sent."""
+        step = get_object_or_404(SequenceStep.objects.select_related("campaign"), pk=step_id)
+        if not self.has_view_permission(request, step):
+            raise PermissionDenied
+        leads = Lead.objects.filter(campaign=step.campaign).order_by("email")
+        lead = leads.filter(pk=request.GET.get("lead")).first() if request.GET.get("lead", "").isdigit() else None
+        lead = lead or leads.first()
+        rendered, problem = None, ""
+        if lead is not None:
+            try:
+                rendered = preview_step(step=step, lead=lead)
+            except TemplateProblem as exc:
+                problem = str(exc)
+        context = {**self.admin_site.each_context(request), "title": f"Preview: {step}", "step": step,
+                   "lead": lead, "leads": leads[:500], "rendered": rendered, "problem": problem,
+                   "opts": self.model._meta}
+        return TemplateResponse(request, "admin/cam/sequencestep/preview.html", context)
 
 
 @admin.register(LeadSource)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
-from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail
+from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
+from cam.outreach.outbound import outbound_cancel, outbound_resend
 
 
 class MailboxFolderInline(admin.TabularInline):
@@ -46,12 +47,27 @@ class MailboxFolderAdmin(admin.ModelAdmin):
 
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(AuditAdmin):
-    list_display = ["to_email", "campaign", "step_position", "mailbox", "status", "attempts", "last_error",
-                    "sent_at", "created_at"]
+    """The outbound queue: by status, with the reason for anything not sent."""
+
+    list_display = ["to_email", "campaign", "step_position", "mailbox", "status", "attempts", "next_attempt_at",
+                    "last_error", "sent_at", "created_at"]
     list_filter = ["status", "campaign", "mailbox", "provider"]
     list_select_related = ["campaign", "step", "mailbox"]
     search_fields = ["to_email", "subject", "message_id", "provider_message_id"]
     date_hierarchy = "created_at"
+    # Rows stay read-only; these actions are the only changes staff make, through the services.
+    actions = ["cancel", "resend"]
+
+    @admin.action(description="Cancel selected emails (not yet sent)")
+    def cancel(self, request, queryset):
+        changed = outbound_cancel(outbound_ids=queryset.values_list("pk", flat=True), by=request.user.get_username())
+        self.message_user(request, f"{changed} email(s) cancelled. Sent emails cannot be cancelled.", messages.SUCCESS)
+
+    @admin.action(description="Resend selected emails (failed, unknown or cancelled)")
+    def resend(self, request, queryset):
+        changed = outbound_resend(outbound_ids=queryset.values_list("pk", flat=True), by=request.user.get_username())
+        self.message_user(request, f"{changed} email(s) queued again. Only failed, unknown or cancelled emails "
+                                   f"can be resent.", messages.SUCCESS)
 
     @admin.display(description="Step", ordering="step__position")
     def step_position(self, obj: OutboundEmail) -> int:
@@ -73,3 +89,13 @@ class InboundEmailAdmin(AuditAdmin):
         if obj.lead_id is None:
             return "—"
         return format_html('<a href="../lead/{}/change/">{}</a>', obj.lead_id, obj.lead.email)
+
+
+@admin.register(ProviderEvent)
+class ProviderEventAdmin(AuditAdmin):
+    list_display = ["event_type", "provider", "recipient", "outbound_email", "description", "occurred_at",
+                    "received_at"]
+    list_filter = ["provider", "event_type"]
+    list_select_related = ["outbound_email"]
+    search_fields = ["event_id", "provider_message_id", "recipient"]
+    date_hierarchy = "received_at"

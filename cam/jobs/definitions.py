@@ -6,7 +6,9 @@ from collections.abc import Callable
 from typing import Any
 
 from cam.jobs.registry import JobContext, job
-from cam.models import Campaign
+from cam.models import Campaign, JobExecution
+from cam.outreach.planning import outreach_plan
+from cam.outreach.sending import outbound_recover_stuck, outreach_send
 from cam.pipeline.harvest import harvest_campaign
 from cam.pipeline.qualify import leads_qualify
 from cam.pipeline.scoring import leads_score
@@ -47,3 +49,17 @@ def score(context: JobContext) -> dict[str, Any]:
 @job("qualify", description="Enrol leads that meet the minimum score; set the others aside with the reason.")
 def qualify(context: JobContext) -> dict[str, Any]:
     return _per_campaign(context, lambda campaign: leads_qualify(campaign=campaign))
+
+
+@job("outreach", description="Send due emails: recover interrupted sends, plan who gets what, then send.")
+def outreach(context: JobContext) -> dict[str, Any]:
+    # A schedule fans the sending out to the cluster, one task per mailbox, so several workers send
+    # at once; a person running it by hand sees the sends happen in this run.
+    inline = context.params.get("inline", context.execution.trigger != JobExecution.Trigger.SCHEDULE)
+    counts: dict[str, Any] = {}
+    counts.update(outbound_recover_stuck())
+    context.renew_lease()
+    counts.update(outreach_plan(campaign=context.campaign))
+    context.renew_lease()
+    counts.update(outreach_send(inline=bool(inline)))
+    return counts

@@ -39,11 +39,15 @@ class ScheduleSpec:
 
 
 def declared_schedules() -> list[ScheduleSpec]:
-    return [
+    specs = [
         ScheduleSpec(name="harvest", job="harvest", every_seconds=DAY, offset_seconds=2 * 3600),
         ScheduleSpec(name="score", job="score", every_seconds=DAY, offset_seconds=3 * 3600),
         ScheduleSpec(name="qualify", job="qualify", every_seconds=DAY, offset_seconds=3 * 3600 + 30 * 60),
     ]
+    if settings.AICMO_CAM_WORKER_ENABLED:
+        specs.append(ScheduleSpec(name="outreach", job="outreach",
+                                  every_seconds=settings.AICMO_CAM_WORKER_INTERVAL_SECONDS))
+    return specs
 
 
 def _q2_fields(spec: ScheduleSpec) -> dict:

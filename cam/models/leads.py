@@ -66,6 +66,10 @@ class Lead(models.Model):
         CAMPAIGN_PAUSED = "campaign_paused", "Campaign not active"
         NO_MAILBOX = "no_mailbox", "No active mailbox"
         NO_STEP = "no_step", "No sequence step to send"
+        TEMPLATE_ERROR = "template_error", "The step's template does not render"
+        SEND_FAILED = "send_failed", "The provider refused the email"
+        SEND_UNKNOWN = "send_unknown", "Unknown whether the email went out"
+        CANCELLED = "cancelled", "Email cancelled by staff"
 
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="leads")
     email = LowercaseEmailField(max_length=254)

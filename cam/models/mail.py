@@ -151,9 +151,12 @@ class OutboundEmail(models.Model):
             models.Index(fields=["next_attempt_at"], condition=Q(status__in=["PENDING", "RETRY"]),
                          name="outbound_pending_idx"),
             models.Index(fields=["status", "created_at"], name="outbound_status_created_idx"),
-            # Daily caps and gaps count sends per mailbox and campaign since a time.
-            models.Index(fields=["mailbox", "sent_at"], name="outbound_mailbox_sent_idx"),
+            # Daily caps count emails per mailbox and campaign since a time; metrics count sends.
+            models.Index(fields=["mailbox", "created_at"], name="outbound_mailbox_created_idx"),
+            models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
+            models.Index(fields=["status", "claimed_at"], condition=Q(status="SENDING"),
+                         name="outbound_sending_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),

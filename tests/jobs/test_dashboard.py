@@ -23,7 +23,7 @@ def test_it_has_the_documented_shape():
     schedules_install()
     dashboard = get_dashboard()
     assert set(dashboard) >= {"timestamp", "health_status", "scheduler_status", "job_metrics", "recent_jobs"}
-    assert [entry["job"] for entry in dashboard["scheduler_status"]] == ["harvest", "score", "qualify"]
+    assert [entry["job"] for entry in dashboard["scheduler_status"]] == ["harvest", "score", "qualify", "outreach"]
     assert set(dashboard["scheduler_status"][0]) >= {"schedule", "last_run", "last_status", "next_run", "health"}
     assert set(dashboard["job_metrics"]["harvest"]) >= {"runs", "completed", "failed", "skipped",
                                                         "mean_duration_seconds", "p95_duration_seconds"}

@@ -1,0 +1,177 @@
+"""Planning a send: which due leads get which email, from which mailbox, now — and why the rest wait.
+
+A lead is due when it is ``IN_SEQUENCE`` and its ``next_send_at`` has passed. It is planned — an
+``OutboundEmail`` row, rendered, ready to claim — when its campaign is sending, its address and domain
+are not suppressed, the send window is open (in the lead's time zone when known, else the
+campaign's), the campaign and a mailbox have room under their caps for the last 24 hours, and the
+mailbox's minimum gap has passed. A due lead that is held back gets a ``blocked_reason``.
+
+The whole plan costs a fixed number of queries, however many leads are due.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import Count, Prefetch
+from django.utils import timezone
+
+from cam.bulk import bulk_update_values
+from cam.models import Campaign, Lead, Mailbox, OutboundEmail, SequenceStep
+from cam.outreach.messages import new_message_id
+from cam.outreach.rendering import TemplateProblem, render_step, template_context
+from cam.outreach.unsubscribe import unsubscribe_url
+from cam.outreach.windows import next_window_opening, window_is_open
+from cam.pipeline.suppressions import suppressed_addresses
+
+Blocked = Lead.BlockedReason
+SENDING_CAMPAIGNS = (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED)
+# Emails that count against today's caps: everything planned that was not refused or cancelled.
+COUNTED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.SENDING, OutboundEmail.Status.SENT,
+           OutboundEmail.Status.RETRY, OutboundEmail.Status.UNKNOWN)
+CAP_WINDOW = timedelta(hours=24)
+# Due leads looked at per plan; the rest are still due next cycle.
+PLAN_LIMIT = 5000
+
+
+def step_delay(step: SequenceStep) -> timedelta:
+    return timedelta(days=step.delay_days, hours=step.delay_hours)
+
+
+@dataclass
+class _Room:
+    """What the caps and gaps still allow in this plan."""
+
+    campaign_used: Counter = field(default_factory=Counter)
+    mailbox_used: Counter = field(default_factory=Counter)
+    planned_now: Counter = field(default_factory=Counter)
+
+    def campaign_left(self, campaign: Campaign) -> int:
+        return campaign.daily_cap - self.campaign_used[campaign.pk]
+
+    def mailbox_state(self, mailbox: Mailbox, now: datetime) -> str:
+        """"" when the mailbox can take one more email now, else the blocked reason."""
+        if self.mailbox_used[mailbox.pk] >= mailbox.daily_cap:
+            return Blocked.MAILBOX_CAP
+        # One email per gap: the next may only be planned once this one has gone out.
+        gap = timedelta(seconds=mailbox.min_gap_seconds)
+        if gap and (self.planned_now[mailbox.pk] or (mailbox.last_sent_at and mailbox.last_sent_at + gap > now)):
+            return Blocked.MAILBOX_GAP
+        return ""
+
+    def take(self, campaign: Campaign, mailbox: Mailbox) -> None:
+        self.campaign_used[campaign.pk] += 1
+        self.mailbox_used[mailbox.pk] += 1
+        self.planned_now[mailbox.pk] += 1
+
+
+def _choose_mailbox(lead: Lead, campaign: Campaign, room: _Room, now: datetime) -> tuple[Mailbox | None, str]:
+    mailboxes = {m.pk: m for m in campaign.mailboxes.all()}  # prefetched: active ones only
+    if lead.mailbox_id:
+        # A lead keeps the mailbox of its first email, so the thread stays in one inbox.
+        sticky = mailboxes.get(lead.mailbox_id) or (lead.mailbox if lead.mailbox and lead.mailbox.is_active else None)
+        if sticky is None:
+            return None, Blocked.NO_MAILBOX
+        reason = room.mailbox_state(sticky, now)
+        return (None, reason) if reason else (sticky, "")
+    if not mailboxes:
+        return None, Blocked.NO_MAILBOX
+    reasons = {}
+    for mailbox in mailboxes.values():
+        reasons[mailbox.pk] = room.mailbox_state(mailbox, now)
+    open_ones = [m for m in mailboxes.values() if not reasons[m.pk]]
+    if not open_ones:
+        return None, Blocked.MAILBOX_GAP if Blocked.MAILBOX_GAP in reasons.values() else Blocked.MAILBOX_CAP
+    # New leads go to the least used mailbox relative to its cap, so each fills at the same pace.
+    return min(open_ones, key=lambda m: (room.mailbox_used[m.pk] / m.daily_cap,
+                                         -(m.daily_cap - room.mailbox_used[m.pk]), m.pk)), ""
+
+
+@transaction.atomic
+def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = None) -> dict[str, int]:
+    """Create the OutboundEmail rows for every lead that may be mailed now; mark the others blocked.
+
+    Returns counts: ``due``, ``planned`` and one entry per blocked reason.
+    """
+    now = now or timezone.now()
+    due = Lead.objects.filter(status=Lead.Status.IN_SEQUENCE, next_send_at__lte=now).select_related("mailbox")
+    if campaign is not None:
+        due = due.filter(campaign=campaign)
+    leads = list(due.order_by("next_send_at", "pk")[:PLAN_LIMIT])
+    counts: Counter = Counter(due=len(leads), planned=0)
+    if not leads:
+        return dict(counts)
+
+    campaign_ids = {lead.campaign_id for lead in leads}
+    campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).prefetch_related(
+        Prefetch("mailboxes", queryset=Mailbox.objects.filter(is_active=True)))}
+    steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(campaign_id__in=campaign_ids)}
+    suppressed = suppressed_addresses(lead.email for lead in leads)
+    since = now - CAP_WINDOW
+    room = _Room()
+    for row in (OutboundEmail.objects.filter(campaign_id__in=campaign_ids, created_at__gte=since, status__in=COUNTED)
+                .values("campaign_id").annotate(n=Count("pk"))):
+        room.campaign_used[row["campaign_id"]] = row["n"]
+    mailbox_ids = {m.pk for c in campaigns.values() for m in c.mailboxes.all()} | {
+        lead.mailbox_id for lead in leads if lead.mailbox_id}
+    for row in (OutboundEmail.objects.filter(mailbox_id__in=mailbox_ids, created_at__gte=since, status__in=COUNTED)
+                .values("mailbox_id").annotate(n=Count("pk"))):
+        room.mailbox_used[row["mailbox_id"]] = row["n"]
+    history: dict[int, list[tuple[str, str]]] = defaultdict(list)  # lead → [(message_id, subject)] in order
+    for lead_id, message_id, subject in (OutboundEmail.objects.filter(
+            lead_id__in=[lead.pk for lead in leads if lead.current_step], status=OutboundEmail.Status.SENT)
+            .order_by("lead_id", "step__position").values_list("lead_id", "message_id", "subject")):
+        history[lead_id].append((message_id, subject))
+
+    planned: list[OutboundEmail] = []
+    changed: list[Lead] = []
+    for lead in leads:
+        owner = campaigns[lead.campaign_id]
+        step = steps.get((owner.pk, lead.current_step + 1))
+        reason, mailbox = "", None
+        if owner.status not in SENDING_CAMPAIGNS:
+            reason = Blocked.CAMPAIGN_PAUSED
+        elif step is None:
+            reason = Blocked.NO_STEP
+        elif lead.email in suppressed:
+            reason = Blocked.SUPPRESSED
+        elif not window_is_open(owner, now, tz_name=lead.timezone):
+            reason = Blocked.OUTSIDE_WINDOW
+            # Not due again before the window opens: saves looking at it every cycle.
+            lead.next_send_at = next_window_opening(owner, now, tz_name=lead.timezone)
+        elif room.campaign_left(owner) <= 0:
+            reason = Blocked.CAMPAIGN_CAP
+        else:
+            mailbox, reason = _choose_mailbox(lead, owner, room, now)
+        if not reason:
+            thread = history.get(lead.pk, [])
+            url = unsubscribe_url(lead)
+            try:
+                rendered = render_step(step=step, first_subject=thread[0][1] if thread else "",
+                                       context=template_context(lead=lead, campaign=owner, mailbox=mailbox,
+                                                                unsubscribe_url=url))
+            except TemplateProblem:
+                reason = Blocked.TEMPLATE_ERROR
+        if reason:
+            counts[reason] += 1
+            lead.blocked_reason = reason
+            changed.append(lead)
+            continue
+        room.take(owner, mailbox)
+        planned.append(OutboundEmail(
+            lead=lead, step=step, campaign=owner, mailbox=mailbox, to_email=lead.email,
+            from_email=mailbox.from_email, subject=rendered.subject, body_text=rendered.body_text,
+            body_html=rendered.body_html, message_id=new_message_id(mailbox),
+            in_reply_to=thread[-1][0] if thread else "", references=" ".join(mid for mid, _ in thread),
+            status=OutboundEmail.Status.PENDING, next_attempt_at=now, provider=mailbox.provider))
+        # In flight: not due again until the send has been recorded.
+        lead.mailbox, lead.next_send_at, lead.blocked_reason = mailbox, None, ""
+        changed.append(lead)
+        counts["planned"] += 1
+
+    OutboundEmail.objects.bulk_create(planned, ignore_conflicts=True)
+    bulk_update_values(changed, ["blocked_reason", "next_send_at", "mailbox"])
+    return dict(counts)

@@ -1,0 +1,105 @@
+"""Rendering a sequence step for one lead: subject, plain text and HTML, from Django templates.
+
+Templates see the lead's fields (``first_name``, ``company``, …), ``full_name``, ``sender_name``,
+``campaign`` and ``unsubscribe_url``; a missing value renders empty, so ``|default:"there"`` gives a
+fallback. Plain text is rendered without HTML escaping; HTML with it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.template import Context, Engine, TemplateSyntaxError
+from django.utils.html import escape
+
+from cam.models import Campaign, Lead, Mailbox, SequenceStep
+
+TEXT_ENGINE = Engine(autoescape=False)
+HTML_ENGINE = Engine(autoescape=True)
+
+LEAD_VARIABLES = ("email", "first_name", "last_name", "company", "title", "industry", "country", "company_size",
+                  "website", "timezone")
+
+
+class TemplateProblem(ValueError):
+    """A step's template cannot be compiled or rendered; the message says where and why, for staff."""
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    body_text: str
+    body_html: str
+
+
+def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None, unsubscribe_url: str) -> dict:
+    context: dict[str, Any] = {name: getattr(lead, name) for name in LEAD_VARIABLES}
+    context.update(full_name=lead.full_name, campaign=campaign.name, unsubscribe_url=unsubscribe_url,
+                   sender_name=(mailbox.from_name if mailbox else ""),
+                   sender_email=(mailbox.from_email if mailbox else ""))
+    return context
+
+
+def _render(engine: Engine, source: str, context: dict, what: str) -> str:
+    try:
+        return engine.from_string(source).render(Context(context))
+    except TemplateSyntaxError as exc:
+        raise TemplateProblem(f"The {what} template does not compile: {exc}") from None
+    except Exception as exc:  # a filter that fails on a value, a bad tag argument …
+        raise TemplateProblem(f"The {what} template does not render: {type(exc).__name__}: {exc}") from None
+
+
+def footer_text(unsubscribe_url: str) -> str:
+    lines = ["", "--"]
+    if settings.AICMO_CAM_POSTAL_ADDRESS:
+        lines.append(settings.AICMO_CAM_POSTAL_ADDRESS)
+    lines.append(f"Not interested? Unsubscribe: {unsubscribe_url}")
+    return "\n".join(lines) + "\n"
+
+
+def footer_html(unsubscribe_url: str) -> str:
+    address = escape(settings.AICMO_CAM_POSTAL_ADDRESS)
+    parts = [f"<p style=\"color:#666;font-size:12px\">{address}<br>" if address else
+             "<p style=\"color:#666;font-size:12px\">",
+             f"Not interested? <a href=\"{escape(unsubscribe_url)}\">Unsubscribe</a></p>"]
+    return "".join(parts)
+
+
+def render_step(*, step: SequenceStep, context: dict, first_subject: str = "") -> RenderedEmail:
+    """The step rendered for one lead, with the compliance footer. Raises ``TemplateProblem``.
+
+    A follow-up (position > 1) goes out in the first email's thread: its subject is ``Re: <first
+    subject>`` whatever its own subject template says.
+    """
+    if step.position > 1 and first_subject:
+        subject = first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}"
+    else:
+        subject = _render(TEXT_ENGINE, step.subject_template, context, "subject")
+    subject = " ".join(subject.split())  # headers are one line
+    body = _render(TEXT_ENGINE, step.body_template, context, "body").rstrip() + "\n"
+    html = _render(HTML_ENGINE, step.html_template, context, "HTML") if step.html_template.strip() else ""
+    url = context.get("unsubscribe_url", "")
+    return RenderedEmail(subject=subject, body_text=body + footer_text(url),
+                         body_html=(html + footer_html(url)) if html else "")
+
+
+SAMPLE_LEAD = Lead(email="anna.schmidt@brightlane.example.com", first_name="Anna", last_name="Schmidt",
+                   company="Brightlane Software", title="CTO", industry="software", country="DE",
+                   company_size=120, website="https://brightlane.example.com", timezone="Europe/Berlin")
+
+
+def check_templates(*, subject: str, body: str, html: str) -> list[tuple[str, str]]:
+    """Render each template for a sample lead; returns ``(field, message)`` for each that fails."""
+    context = template_context(lead=SAMPLE_LEAD, campaign=Campaign(name="Sample campaign"), mailbox=None,
+                               unsubscribe_url="https://cam.example.com/u/sample/")
+    problems = []
+    for field, engine, source, what in (("subject_template", TEXT_ENGINE, subject, "subject"),
+                                        ("body_template", TEXT_ENGINE, body, "body"),
+                                        ("html_template", HTML_ENGINE, html, "HTML")):
+        try:
+            _render(engine, source or "", context, what)
+        except TemplateProblem as exc:
+            problems.append((field, str(exc)))
+    return problems

@@ -1,0 +1,70 @@
+"""Rendering a step for a lead: personalisation, fallbacks, threading subject, compliance footer."""
+
+import pytest
+
+from cam.models import Campaign, Lead, SequenceStep
+from cam.outreach.rendering import TemplateProblem, check_templates, render_step, template_context
+
+
+def render(step: SequenceStep, lead: Lead | None = None, first_subject: str = ""):
+    lead = lead or Lead(email="anna@brightlane.example.com", first_name="Anna", company="Brightlane")
+    context = template_context(lead=lead, campaign=Campaign(name="Q4"), mailbox=None,
+                               unsubscribe_url="https://cam.example.com/u/token/")
+    return render_step(step=step, context=context, first_subject=first_subject)
+
+
+def test_it_personalises_with_the_leads_fields_and_falls_back_when_one_is_missing():
+    step = SequenceStep(position=1, subject_template="{{ company }} & {{ first_name|default:'there' }}",
+                        body_template="Hi {{ first_name|default:'there' }}, {{ title|default:'friend' }}")
+    rendered = render(step)
+    assert rendered.subject == "Brightlane & Anna"  # plain text: no HTML escaping
+    assert rendered.body_text.startswith("Hi Anna, friend\n")
+    anonymous = render(step, Lead(email="info@brightlane.example.com"))
+    assert anonymous.body_text.startswith("Hi there, friend\n")
+
+
+def test_it_adds_the_postal_address_and_unsubscribe_link_to_every_body(settings):
+    settings.AICMO_CAM_POSTAL_ADDRESS = "CAM GmbH, Hauptstraße 1, 10115 Berlin"
+    step = SequenceStep(position=1, subject_template="Hi", body_template="Hello",
+                        html_template="<p>Hello {{ company }}</p>")
+    rendered = render(step, Lead(email="a@b.example.com", company="<Acme & Co>"))
+    assert rendered.body_text == ("Hello\n\n--\nCAM GmbH, Hauptstraße 1, 10115 Berlin\n"
+                                  "Not interested? Unsubscribe: https://cam.example.com/u/token/\n")
+    assert rendered.body_html.startswith("<p>Hello &lt;Acme &amp; Co&gt;</p>")
+    assert "CAM GmbH, Hauptstraße 1, 10115 Berlin" in rendered.body_html
+    assert '<a href="https://cam.example.com/u/token/">Unsubscribe</a>' in rendered.body_html
+
+
+def test_it_sends_no_html_part_when_the_step_has_none():
+    assert render(SequenceStep(position=1, subject_template="Hi", body_template="Hello")).body_html == ""
+
+
+def test_it_puts_a_follow_up_in_the_first_emails_thread():
+    follow_up = SequenceStep(position=2, subject_template="ignored", body_template="Bumping this")
+    assert render(follow_up, first_subject="Brightlane and fewer hand-offs").subject == \
+        "Re: Brightlane and fewer hand-offs"
+    assert render(follow_up, first_subject="Re: already a reply").subject == "Re: already a reply"
+
+
+def test_it_keeps_a_subject_on_one_line():
+    step = SequenceStep(position=1, subject_template="Hello\n{{ first_name }}\r\n", body_template="x")
+    assert render(step).subject == "Hello Anna"
+
+
+@pytest.mark.parametrize(
+    ("subject", "body", "html", "field", "message"),
+    [
+        ("Hi {% endif %}", "ok", "", "subject_template", "The subject template does not compile"),
+        ("Hi", "{% if company %}open", "", "body_template", "Unclosed tag on line 1: 'if'"),
+        ("Hi", "ok", "{{ company|shout }}", "html_template", "Invalid filter: 'shout'"),
+    ],
+)
+def test_it_names_the_template_that_does_not_render(subject, body, html, field, message):
+    problems = dict(check_templates(subject=subject, body=body, html=html))
+    assert list(problems) == [field]
+    assert message in problems[field]
+
+
+def test_it_raises_a_template_problem_for_a_broken_step():
+    with pytest.raises(TemplateProblem, match="The body template does not compile"):
+        render(SequenceStep(position=1, subject_template="Hi", body_template="{% for %}"))

@@ -1,0 +1,248 @@
+"""The send step against a real SMTP server: what arrives, threading, outcomes, crashes, concurrency."""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from cam.models import Lead, Mailbox, OutboundEmail
+from cam.outreach.planning import outreach_plan
+from cam.outreach.sending import outbound_recover_stuck, outbound_send_batch, outreach_send
+from cam.outreach.unsubscribe import unsubscribe_url
+from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory
+from tests.servers.smtp import DROP
+
+Status = OutboundEmail.Status
+
+
+def smtp_mailbox(server, **fields) -> Mailbox:
+    values = {"provider": Mailbox.Provider.SMTP, "smtp_host": server.host, "smtp_port": server.port,
+              "smtp_security": "none", "daily_cap": 1000, "min_gap_seconds": 0, "from_name": "Alex Sender",
+              "from_email": "alex@outreach.example.com", **fields}
+    return MailboxFactory(**values)
+
+
+def open_campaign(mailbox: Mailbox, **fields):
+    owner = CampaignFactory(send_days=[1, 2, 3, 4, 5, 6, 7], send_start_hour=0, send_end_hour=24, daily_cap=10_000,
+                            **fields)
+    owner.mailboxes.set([mailbox])
+    SequenceStepFactory(campaign=owner, position=1, subject_template="{{ company }} and fewer hand-offs",
+                        body_template="Hi {{ first_name|default:'there' }}, quick question about {{ company }}.",
+                        html_template="<p>Hi {{ first_name|default:'there' }}</p>")
+    SequenceStepFactory(campaign=owner, position=2, subject_template="", body_template="Bumping this up.",
+                        delay_days=2)
+    return owner
+
+
+def due_lead(owner, **fields) -> Lead:
+    return LeadFactory(campaign=owner, status=Lead.Status.IN_SEQUENCE,
+                       next_send_at=timezone.now() - timedelta(minutes=1), **fields)
+
+
+def send_now():
+    outreach_plan()
+    return outreach_send(inline=True)
+
+
+@pytest.mark.django_db
+def test_it_delivers_a_personalised_compliant_first_email(smtp_server, settings):
+    settings.AICMO_CAM_POSTAL_ADDRESS = "CAM GmbH, Hauptstraße 1, 10115 Berlin"
+    mailbox = smtp_mailbox(smtp_server)
+    lead = due_lead(open_campaign(mailbox), first_name="Anna", company="Brightlane",
+                    email="anna@brightlane.example.com")
+    assert send_now()["sent"] == 1
+
+    (received,) = smtp_server.messages
+    message = received.parsed
+    assert received.rcpt_tos == ["anna@brightlane.example.com"]
+    assert message["Subject"] == "Brightlane and fewer hand-offs"
+    assert message["From"] == "Alex Sender <alex@outreach.example.com>"
+    sent = OutboundEmail.objects.get()
+    assert message["Message-ID"].strip() == sent.message_id
+    url = unsubscribe_url(lead)
+    assert message["List-Unsubscribe"].strip().startswith(f"<{url}>, <mailto:")
+    assert message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    assert text.startswith("Hi Anna, quick question about Brightlane.")
+    assert "CAM GmbH, Hauptstraße 1, 10115 Berlin" in text and url in text
+    assert "<p>Hi Anna</p>" in message.get_body(preferencelist=("html",)).get_content()
+
+    sent.refresh_from_db()
+    lead.refresh_from_db()
+    assert (sent.status, sent.attempts, sent.provider_message_id) == (Status.SENT, 1, sent.message_id)
+    assert (lead.current_step, lead.blocked_reason) == (1, "")
+    assert timedelta(days=2) - timedelta(minutes=1) < lead.next_send_at - sent.sent_at <= timedelta(days=2)
+    assert Mailbox.objects.get(pk=mailbox.pk).last_sent_at == sent.sent_at
+
+
+@pytest.mark.django_db
+def test_it_sends_the_follow_up_as_a_reply_in_the_same_thread(smtp_server):
+    lead = due_lead(open_campaign(smtp_mailbox(smtp_server)), company="Brightlane")
+    send_now()
+    Lead.objects.filter(pk=lead.pk).update(next_send_at=timezone.now() - timedelta(seconds=1))
+    assert send_now()["sent"] == 1
+
+    first, second = (m.parsed for m in smtp_server.messages)
+    assert second["Subject"] == "Re: Brightlane and fewer hand-offs"
+    assert second["In-Reply-To"].strip() == first["Message-ID"].strip()
+    assert second["References"].strip() == first["Message-ID"].strip()
+    lead.refresh_from_db()
+    assert (lead.current_step, lead.next_send_at) == (2, None)  # the last step: now the no-reply wait
+
+
+@pytest.mark.django_db
+def test_it_records_a_refused_recipient_as_failed_with_the_servers_words(smtp_server):
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    smtp_server.answer_rcpt("ghost@brightlane.example.com", "550 5.1.1 No such user here")
+    lead = due_lead(owner, email="ghost@brightlane.example.com")
+    assert send_now()["failed"] == 1
+    email = OutboundEmail.objects.get()
+    assert email.status == Status.FAILED and "No such user here" in email.last_error
+    lead.refresh_from_db()
+    assert lead.blocked_reason == "send_failed"
+
+
+@pytest.mark.django_db
+def test_it_retries_a_temporary_refusal_later_and_gives_up_after_five_attempts(smtp_server):
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    smtp_server.answer_data("451 4.3.0 Try again later")
+    due_lead(owner)
+    assert send_now()["retry"] == 1
+    email = OutboundEmail.objects.get()
+    assert email.status == Status.RETRY and email.next_attempt_at > timezone.now()
+    for _ in range(4):
+        OutboundEmail.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+        outreach_send()
+    email.refresh_from_db()
+    assert (email.status, email.attempts) == (Status.FAILED, 5)
+    assert email.last_error.startswith("Gave up after 5 attempts.")
+
+
+@pytest.mark.django_db
+def test_it_never_resends_an_email_whose_connection_dropped_after_the_data(smtp_server):
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    smtp_server.answer_data(DROP)
+    lead = due_lead(owner)
+    assert send_now()["unknown"] == 1
+    assert OutboundEmail.objects.get().status == Status.UNKNOWN
+    OutboundEmail.objects.update(next_attempt_at=timezone.now() - timedelta(hours=1))
+    assert outreach_send() == {"mailboxes": 0}
+    lead.refresh_from_db()
+    assert lead.blocked_reason == "send_unknown"
+
+
+@pytest.mark.django_db
+def test_it_turns_an_smtp_email_left_sending_by_a_crash_into_unknown(smtp_server, settings):
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    lead = due_lead(owner)
+    outreach_plan()
+    crashed_at = timezone.now() - timedelta(seconds=settings.Q_TIMEOUT_SECONDS + 120)
+    OutboundEmail.objects.update(status=Status.SENDING, claimed_at=crashed_at, attempts=1)
+    assert outbound_recover_stuck() == {"recovered_retry": 0, "recovered_unknown": 1}
+    email = OutboundEmail.objects.get()
+    assert email.status == Status.UNKNOWN and "may have gone out" in email.last_error
+    assert outreach_send() == {"mailboxes": 0}
+    assert smtp_server.messages == []
+    lead.refresh_from_db()
+    assert lead.blocked_reason == "send_unknown"
+
+
+@pytest.mark.django_db
+def test_it_retries_a_resend_email_left_sending_by_a_crash(settings):
+    mailbox = MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)
+    due_lead(open_campaign(mailbox))
+    outreach_plan()
+    OutboundEmail.objects.update(status=Status.SENDING, attempts=1,
+                                 claimed_at=timezone.now() - timedelta(seconds=settings.Q_TIMEOUT_SECONDS + 120))
+    assert outbound_recover_stuck() == {"recovered_retry": 1, "recovered_unknown": 0}
+    assert OutboundEmail.objects.get().status == Status.RETRY
+
+
+@pytest.mark.django_db
+def test_it_leaves_a_fresh_sending_row_alone():
+    mailbox = MailboxFactory(daily_cap=100, min_gap_seconds=0)
+    due_lead(open_campaign(mailbox))
+    outreach_plan()
+    OutboundEmail.objects.update(status=Status.SENDING, claimed_at=timezone.now())
+    assert outbound_recover_stuck() == {"recovered_retry": 0, "recovered_unknown": 0}
+
+
+@pytest.mark.django_db
+def test_it_cancels_an_email_whose_address_was_suppressed_after_planning(smtp_server):
+    from tests.factories import SuppressionFactory
+
+    lead = due_lead(open_campaign(smtp_mailbox(smtp_server)), email="late@brightlane.example.com")
+    outreach_plan()
+    SuppressionFactory(email="late@brightlane.example.com")
+    assert outreach_send()["cancelled"] == 1
+    assert smtp_server.messages == []
+    assert OutboundEmail.objects.get().status == Status.CANCELLED
+    lead.refresh_from_db()
+    assert lead.blocked_reason == "suppressed"
+
+
+@pytest.mark.django_db
+def test_it_sends_one_email_per_minimum_gap_per_batch(smtp_server):
+    mailbox = smtp_mailbox(smtp_server, min_gap_seconds=600)
+    owner = open_campaign(mailbox)
+    for _ in range(3):
+        due_lead(owner)
+    outreach_plan()
+    assert outbound_send_batch(mailbox_id=mailbox.pk) == {"sent": 1}
+    assert outbound_send_batch(mailbox_id=mailbox.pk) == {"waiting_gap": 1}
+    assert len(smtp_server.messages) == 1
+
+
+@pytest.mark.django_db
+def test_it_sends_10_or_200_emails_with_the_same_number_of_queries(smtp_server, settings):
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 500
+
+    def queries_for(count: int) -> int:
+        mailbox = smtp_mailbox(smtp_server, from_email=f"batch{count}@outreach.example.com", name=f"Batch {count}")
+        owner = open_campaign(mailbox)
+        for _ in range(count):
+            due_lead(owner)
+        outreach_plan(campaign=owner)
+        with CaptureQueriesContext(connection) as captured:
+            assert outbound_send_batch(mailbox_id=mailbox.pk) == {"sent": count}
+        return len(captured)
+
+    assert queries_for(10) == queries_for(200)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_senders_over_the_same_500_due_leads_deliver_each_email_exactly_once(smtp_server, settings):
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 60
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    second_mailbox = smtp_mailbox(smtp_server, from_email="bea@outreach.example.com", name="Bea")
+    owner.mailboxes.add(second_mailbox)
+    for n in range(500):
+        due_lead(owner, email=f"lead{n}@company{n % 50}.example.com")
+    barrier = threading.Barrier(2)
+    errors = []
+
+    def sender():
+        try:
+            barrier.wait(timeout=10)
+            for _ in range(12):
+                outreach_plan()
+                outreach_send(inline=True)
+        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sender) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert errors == []
+    recipients = [message.rcpt_tos[0] for message in smtp_server.messages]
+    assert len(recipients) == 500
+    assert len(set(recipients)) == 500
+    assert OutboundEmail.objects.filter(status=Status.SENT).count() == 500
+    assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
