@@ -8,6 +8,7 @@ variable's name, the value it found and what it expected.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import re
 from collections.abc import Callable
@@ -141,6 +142,21 @@ class StrictEnv:
             return host, int(port)
 
         return self.list(name, item=one, expected="a comma-separated list of IP addresses, each with an optional :port")
+
+    def svix_secret(self, name: str) -> str:
+        """A webhook signing secret as svix issues it: ``whsec_`` and base64. The error never echoes it."""
+        raw = self.str(name)
+        if not raw:
+            return ""
+        key = raw.removeprefix("whsec_")
+        try:
+            valid = bool(base64.b64decode(key + "=" * (-len(key) % 4), validate=True))
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ImproperlyConfigured(f"{name} is not valid: expected the signing secret the provider shows for "
+                                       f"the webhook (whsec_ followed by base64).")
+        return raw
 
     def origins(self, name: str) -> list[str]:
         def one(value: str) -> str:

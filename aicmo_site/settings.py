@@ -213,7 +213,6 @@ SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 ANYMAIL = {
     "RESEND_API_KEY": env.str("AICMO_RESEND_API_KEY"),
-    "RESEND_SIGNING_SECRET": env.str("AICMO_RESEND_WEBHOOK_SECRET"),
 }
 
 # --- CAM ------------------------------------------------------------------------------------------
@@ -222,6 +221,8 @@ AICMO_CAM_WORKER_ENABLED = env.bool("AICMO_CAM_WORKER_ENABLED", True)
 AICMO_CAM_WORKER_INTERVAL_SECONDS = env.int("AICMO_CAM_WORKER_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)
+# Emails one mailbox sends per batch (a mailbox with a minimum gap sends one at a time).
+AICMO_CAM_SEND_BATCH_SIZE = env.int("AICMO_CAM_SEND_BATCH_SIZE", 50, minimum=1, maximum=1000)
 AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
 AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
@@ -233,6 +234,20 @@ AICMO_CAM_DNS_TIMEOUT_SECONDS = env.int("AICMO_CAM_DNS_TIMEOUT_SECONDS", 5, mini
 AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
 if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
     raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")
+# Resend's API for mailboxes on the Resend provider: where it is (tests point it at a local server),
+# how long one request may take, and the most requests per second this process makes (Resend's
+# default account limit is 2; a 429 is still honoured when several processes share the account).
+AICMO_CAM_RESEND_API_URL = env.url("AICMO_CAM_RESEND_API_URL", "https://api.resend.com")
+AICMO_CAM_RESEND_TIMEOUT_SECONDS = env.int("AICMO_CAM_RESEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300)
+AICMO_CAM_RESEND_RATE_PER_SECOND = env.int("AICMO_CAM_RESEND_RATE_PER_SECOND", 2, minimum=1, maximum=1000)
+# Resend's webhook signing secret ("whsec_" and base64). The svix signature it checks is the
+# webhook's only proof of origin (no basic auth): without the secret, cam.views refuses every
+# webhook request. An unreadable value stops start-up here instead of failing each request;
+# the message never repeats the secret.
+AICMO_RESEND_WEBHOOK_SECRET = env.svix_secret("AICMO_RESEND_WEBHOOK_SECRET")
+# None, not "", when unset: from "" anymail would build a signature checker that fails every request
+# with a 500; with None, cam.views refuses each request with a clear 400.
+ANYMAIL["RESEND_SIGNING_SECRET"] = AICMO_RESEND_WEBHOOK_SECRET or None
 
 # Exported CSV cells that start with = + - @ are escaped, so a spreadsheet never runs them as formulas.
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True

@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 admin.site.site_header = "CAM — client acquisition"
@@ -9,4 +9,6 @@ admin.site.index_title = "Back office"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # The unsubscribe page (/u/<token>/) and Resend's tracking webhook (/webhooks/resend/tracking/).
+    path("", include("cam.urls")),
 ]

@@ -5,3 +5,10 @@ class CamConfig(AppConfig):
     name = "cam"
     verbose_name = "CAM"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from cam.outreach.events import provider_event_received
+
+        tracking.connect(provider_event_received, dispatch_uid="cam.provider_event_received")

@@ -22,3 +22,12 @@ def http_server():
 
     with HttpTestServer() as server:
         yield server
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1 that records what it receives; see ``tests.servers.smtp``."""
+    from tests.servers.smtp import SmtpTestServer
+
+    with SmtpTestServer() as server:
+        yield server

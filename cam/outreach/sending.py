@@ -26,6 +26,7 @@ from django_q.tasks import async_task
 from cam.bulk import bulk_update_values
 from cam.jobs.leases import lease_acquire, lease_release
 from cam.models import Lead, Mailbox, OutboundEmail, SequenceStep
+from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.planning import SENDING_CAMPAIGNS, step_delay
 from cam.outreach.providers import SendResult, get_provider
@@ -157,6 +158,7 @@ def _send(*, mailbox: Mailbox, limit: int, now: datetime) -> dict[str, int]:
                                               "blocked_reason"])
     if counts.get("sent"):
         Mailbox.objects.filter(pk=mailbox.pk).update(last_sent_at=now)
+        provider_events_link(outbound_emails=[row for row in rows if row.status == Status.SENT])
     return counts
 
 

@@ -1,0 +1,91 @@
+"""Lead status changes that stop mail to an address: unsubscribe, hard bounce, complaint.
+
+The unsubscribe page, the provider webhook and (later) the reply classifier all call these, so an
+address is stopped the same way whichever door the news came through: the lead's status changes
+with its reason and time, the address goes on the global suppression list, every email still
+waiting for it is cancelled, and the same address in other campaigns stops too. Each change is a
+handful of set-based statements, whatever the number of leads and emails involved.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from cam.models import Lead, OutboundEmail, Suppression
+
+Status = Lead.Status
+
+# Leads of the same address elsewhere that are waiting to be mailed, or being mailed: once the
+# address is suppressed they never will be, so they are stopped with the reason. Leads past that
+# (a reply, a sale, an earlier bounce) keep their status: the suppression alone protects them.
+STOPPABLE_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
+# Emails not yet handed to a provider; a SENDING row is in flight and is left to the sender.
+CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY)
+
+
+def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
+                  suppression_reason: str, source: str) -> bool:
+    """Stop every email to ``lead.email``; returns whether any row changed.
+
+    ``what_happened`` completes "The address …" in the reasons staff read.
+    """
+    now = timezone.now()
+    email = lead.email
+    _, suppressed = Suppression.objects.get_or_create(
+        email=email, defaults={"reason": suppression_reason, "source": source[:200]})
+
+    stop = {"status": to_status, "status_changed_at": now, "updated_at": now, "next_send_at": None,
+            "blocked_reason": "", "paused_until": None}
+    own = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses).update(
+        status_reason=f"The address {what_happened} ({source}).", **stop)
+    others = (Lead.objects.filter(email=email, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+              .update(status_reason=f"The address {what_happened} (campaign “{lead.campaign}”, {source}).",
+                      **stop))
+    cancelled = (OutboundEmail.objects.filter(Q(lead__email=email) | Q(to_email=email),
+                                              status__in=CANCELLABLE_EMAIL_STATUSES)
+                 .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
+                         last_error=f"Cancelled before sending: the address {what_happened} ({source})."))
+
+    lead.refresh_from_db(fields=["status", "status_reason", "status_changed_at", "next_send_at",
+                                 "blocked_reason", "paused_until", "updated_at"])
+    return bool(suppressed or own or others or cancelled)
+
+
+@transaction.atomic
+def lead_unsubscribe(*, lead: Lead, source: str) -> bool:
+    """The person behind ``lead`` asked to receive nothing more; ``source`` says how.
+
+    The lead becomes ``UNSUBSCRIBED``; the address is suppressed (reason ``UNSUBSCRIBED``) unless it
+    already was; its pending emails in every campaign are cancelled, and its leads in other campaigns
+    that were still to be mailed become ``UNSUBSCRIBED`` too. Calling it again changes nothing.
+    Returns whether anything changed.
+    """
+    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
+                         what_happened="unsubscribed", suppression_reason=Suppression.Reason.UNSUBSCRIBED,
+                         source=source)
+
+
+@transaction.atomic
+def lead_mark_complained(*, lead: Lead, source: str) -> bool:
+    """The recipient reported our email as spam: treated as an unsubscribe, suppressed as ``COMPLAINT``.
+
+    Same effects and return value as ``lead_unsubscribe``.
+    """
+    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
+                         what_happened="marked our email as spam", suppression_reason=Suppression.Reason.COMPLAINT,
+                         source=source)
+
+
+@transaction.atomic
+def lead_mark_bounced(*, lead: Lead, source: str) -> bool:
+    """The address does not accept mail (a hard bounce): the lead becomes ``BOUNCED``.
+
+    The address is suppressed as ``HARD_BOUNCE``, its pending emails everywhere are cancelled and
+    its leads elsewhere that were still to be mailed become ``BOUNCED``. A lead that had already
+    unsubscribed keeps that status (the person's own request is the more important fact).
+    Returns whether anything changed.
+    """
+    return _address_stop(lead=lead, to_status=Status.BOUNCED, keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED),
+                         what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source)

@@ -1,0 +1,233 @@
+"""The Resend provider: anymail's Resend backend, with an ``Idempotency-Key`` on every request.
+
+Resend keeps a key for 24 hours and answers a repeated request with the first one's response, without
+sending again; so a request that timed out or failed on the network is simply retried (``RETRY``)
+with the same key. Outcomes:
+
+- 2xx → ``SENT`` with Resend's email id;
+- 429 → ``RETRY`` after ``retry-after`` seconds; the rest of the batch is not sent either, until then;
+- 5xx, a timeout or a connection error → ``RETRY``;
+- 409 ``concurrent_idempotent_requests`` (the same email is being sent right now) → ``RETRY``;
+- 409 for a key already used with a different payload → ``UNKNOWN``: an email went out under this key;
+- 401, or a 403 about the API key → ``RETRY`` for the whole batch, naming the key's variable;
+- any other 4xx (400, 403, 422, …) → ``FAILED`` with Resend's message.
+
+Requests per second stay under ``AICMO_CAM_RESEND_RATE_PER_SECOND`` within the process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import parsedate_to_datetime
+
+from anymail.backends.resend import EmailBackend as AnymailResendBackend
+from anymail.backends.resend import ResendPayload
+from anymail.exceptions import AnymailError, AnymailRequestsAPIError
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.utils import timezone
+
+from cam.models import Mailbox, OutboundEmail
+from cam.outreach.providers.base import MailProvider, SendResult
+from cam.secrets import MissingSecret, secret_from_env
+
+Status = OutboundEmail.Status
+
+# Resend's own tags travel in the API request only; anymail's tags and metadata would become
+# X-Tags / X-Metadata headers that every recipient can read.
+RESEND_TAGS = [{"name": "cam", "value": "outreach"}]
+# Errors about the API key: configuration for a person to fix, like a refused SMTP login.
+API_KEY_ERRORS = {"missing_api_key", "invalid_api_key", "restricted_api_key"}
+
+
+class RateLimiter:
+    """At most ``rate`` calls in any ``per``-second window, shared by the threads of one process.
+
+    ``clock`` and ``sleep`` are injectable so tests can run it on a fake clock.
+    """
+
+    def __init__(self, rate: int, *, per: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate < 1:
+            raise ValueError("rate must be at least 1")
+        self.rate = rate
+        self.per = per
+        self._clock = clock
+        self._sleep = sleep
+        self._recent: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until one more call fits in the window, and count it."""
+        with self._lock:
+            while True:
+                now = self._clock()
+                while self._recent and now - self._recent[0] >= self.per:
+                    self._recent.popleft()
+                if len(self._recent) < self.rate:
+                    self._recent.append(now)
+                    return
+                self._sleep(self.per - (now - self._recent[0]))
+
+
+_process_limiter: RateLimiter | None = None
+_process_limiter_lock = threading.Lock()
+
+
+def process_rate_limiter() -> RateLimiter:
+    """The limiter every Resend provider of this process shares."""
+    global _process_limiter
+    with _process_limiter_lock:
+        rate = settings.AICMO_CAM_RESEND_RATE_PER_SECOND
+        if _process_limiter is None or _process_limiter.rate != rate:
+            _process_limiter = RateLimiter(rate)
+        return _process_limiter
+
+
+class IdempotentResendBackend(AnymailResendBackend):
+    """anymail's Resend backend; each message's ``idempotency_key`` goes out as the request's
+    ``Idempotency-Key`` header (an HTTP header of the API call, never a header of the email)."""
+
+    def build_message_payload(self, message, defaults):
+        key = getattr(message, "idempotency_key", "")
+        if not key:
+            raise ValueError("A message sent through Resend needs an idempotency_key.")
+        return ResendPayload(message, defaults, self, headers={"Idempotency-Key": key})
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, (parsedate_to_datetime(value) - timezone.now()).total_seconds())
+    except (TypeError, ValueError):
+        return None
+
+
+class ResendProvider(MailProvider):
+    kind = Mailbox.Provider.RESEND
+
+    def __init__(self, mailbox: Mailbox, *, limiter: RateLimiter | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(mailbox)
+        self.limiter = limiter or process_rate_limiter()
+        self._clock = clock
+        self.backend: IdempotentResendBackend | None = None
+        self.batch_error = ""  # why nothing in this batch can be sent (a missing API key)
+        self._paused_until: float | None = None  # after a 429: no request before this clock time
+        self._pause_reason = ""
+
+    def open(self) -> None:
+        """Read the API key and open the batch's HTTP session."""
+        if self.backend is not None or self.batch_error:
+            return
+        try:
+            api_key = secret_from_env(self.mailbox.resend_api_key_env,
+                                      purpose=f"the Resend API key of mailbox {self.mailbox.name!r}")
+        except MissingSecret as exc:
+            self.batch_error = str(exc)
+            return
+        self.backend = IdempotentResendBackend(
+            api_key=api_key, api_url=settings.AICMO_CAM_RESEND_API_URL,
+            timeout=settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS, fail_silently=False)
+        self.backend.open()
+
+    def close(self) -> None:
+        if self.backend is not None:
+            with contextlib.suppress(Exception):  # closing a pooled session; nothing to report
+                self.backend.close()
+            self.backend = None
+
+    def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
+        self.open()
+        if self.batch_error:
+            return SendResult(Status.RETRY, error=self.batch_error)
+        if self._paused_until is not None:
+            remaining = self._paused_until - self._clock()
+            if remaining > 0:
+                return SendResult(Status.RETRY, error=self._pause_reason, retry_after=remaining)
+            self._paused_until = None
+
+        outgoing = copy.copy(message)  # the caller's message is left as it was
+        outgoing.idempotency_key = idempotency_key
+        esp_extra = dict(getattr(message, "esp_extra", None) or {})
+        esp_extra.setdefault("tags", RESEND_TAGS)
+        outgoing.esp_extra = esp_extra
+
+        self.limiter.wait()
+        try:
+            sent = self.backend.send_messages([outgoing])
+        except AnymailRequestsAPIError as exc:
+            return self._outcome_of(exc)
+        except Exception as exc:  # every other failure is classified, never raised
+            return self._not_posted(outgoing, exc)
+        if not sent:
+            return SendResult(Status.FAILED, error="The message has no recipients, or a pre_send receiver "
+                                                   "cancelled it.")
+        return SendResult(Status.SENT, provider_message_id=outgoing.anymail_status.message_id or "")
+
+    @staticmethod
+    def _not_posted(outgoing: EmailMessage, exc: Exception) -> SendResult:
+        anymail_status = getattr(outgoing, "anymail_status", None)
+        if getattr(anymail_status, "esp_response", None) is not None:
+            # Resend had accepted it; something after (a post_send receiver) failed.
+            return SendResult(Status.SENT, provider_message_id=anymail_status.message_id or "",
+                              error=f"Sent, then: {type(exc).__name__}: {exc}")
+        if isinstance(exc, AnymailError | ValueError | TypeError):
+            # anymail refused to build the request (an invalid address, a feature Resend lacks).
+            first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            return SendResult(Status.FAILED, error=f"The message cannot be sent through Resend: {first_line}")
+        # Unexpected; retrying is safe, as a request that did reach Resend carried the idempotency key.
+        return SendResult(Status.RETRY, error=f"Sending through Resend failed: {type(exc).__name__}: {exc}")
+
+    def _outcome_of(self, exc: AnymailRequestsAPIError) -> SendResult:
+        response = exc.response
+        if response is None:  # timeout, refused connection, reset: retried with the same key
+            cause = exc.__cause__ or exc
+            return SendResult(Status.RETRY, error=f"Resend could not be reached: {type(cause).__name__}: {cause}")
+        status = response.status_code
+        name, text = _resend_error(response)
+        said = f"Resend answered {status}{f' {name}' if name else ''}: {text}"
+        if 200 <= status < 300:
+            # Accepted, but the reply could not be read: it went out, and retrying under the same
+            # key would only repeat this reply.
+            return SendResult(Status.SENT, error=f"Resend accepted the message but its reply had no id: {text}")
+        retry_after = retry_after_seconds(response.headers.get("retry-after"))
+        if status == 429:
+            wait = retry_after if retry_after is not None else 1.0
+            self._paused_until = self._clock() + wait
+            self._pause_reason = f"{said} (waiting {wait:g} s before the next request)"
+            return SendResult(Status.RETRY, error=said, retry_after=wait)
+        if status >= 500:
+            return SendResult(Status.RETRY, error=said, retry_after=retry_after)
+        if status == 409 and name == "concurrent_idempotent_requests":
+            return SendResult(Status.RETRY, error=said, retry_after=retry_after)
+        if status == 401 or name in API_KEY_ERRORS:
+            # The key itself is wrong: no email of the batch can go, and a person must fix the variable.
+            self.batch_error = f"{said.rstrip('.')}. Check the API key in {self.mailbox.resend_api_key_env}."
+            return SendResult(Status.RETRY, error=self.batch_error)
+        if status == 409:
+            return SendResult(Status.UNKNOWN, error=f"{said.rstrip('.')}. An email was already sent under this "
+                                                    f"idempotency key with different content: check before resending.")
+        return SendResult(Status.FAILED, error=said)
+
+
+def _resend_error(response) -> tuple[str, str]:
+    """Resend's error ``name`` and ``message`` (its JSON error body), or the raw text."""
+    try:
+        body = response.json()
+    except ValueError:
+        return "", (response.text or response.reason or "").strip()[:500]
+    if isinstance(body, dict):
+        return str(body.get("name") or ""), str(body.get("message") or body)[:500]
+    return "", str(body)[:500]

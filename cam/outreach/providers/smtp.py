@@ -1,0 +1,230 @@
+"""The SMTP provider: Django's SMTP backend, built from the mailbox, one connection per batch.
+
+SMTP has no idempotency key, so the outcome of a send is decided by how far the conversation got:
+
+- nothing sent yet (cannot connect, login refused, the connection broke before the server said
+  "354 go ahead" to DATA) → ``RETRY``: the message cannot have been delivered;
+- the server answered with a code → ``FAILED`` for 5xx (permanent), ``RETRY`` for 4xx (temporary),
+  whether it refused the sender, the recipient or the message after its data;
+- the connection dropped or timed out after "354", while or after the message data went out, before
+  the server's final answer → ``UNKNOWN``: the server may have accepted it, and it is never resent
+  on its own.
+
+The connection is opened by the batch's first send and reused; before each reuse a NOOP checks the
+server still answers on it (servers close idle connections), and a connection that broke is replaced
+for the next message. A connection that cannot be opened at all ends the batch: every further send
+answers ``RETRY`` at once.
+"""
+
+from __future__ import annotations
+
+import smtplib
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
+
+from cam.models import Mailbox, OutboundEmail
+from cam.models.mail import Security
+from cam.outreach.providers.base import MailProvider, SendResult
+from cam.outreach.providers.console import message_id_of
+from cam.secrets import MissingSecret, secret_from_env
+
+Status = OutboundEmail.Status
+DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
+
+
+class _DataPhaseTracking:
+    """Remembers whether the message data may have reached the server during the current sendmail().
+
+    ``data_started`` turns true when the server answers 354 to DATA: from then on the client
+    transmits the message, and a broken connection no longer proves it was not accepted.
+    """
+
+    data_started = False
+    _in_data = False
+
+    def sendmail(self, *args, **kwargs):
+        self.data_started = False
+        return super().sendmail(*args, **kwargs)
+
+    def data(self, msg):
+        self._in_data = True
+        try:
+            return super().data(msg)
+        finally:
+            self._in_data = False
+
+    def getreply(self):
+        code, text = super().getreply()
+        if self._in_data and code == 354:
+            self.data_started = True
+        return code, text
+
+
+class _SMTP(_DataPhaseTracking, smtplib.SMTP):
+    pass
+
+
+class _SMTP_SSL(_DataPhaseTracking, smtplib.SMTP_SSL):
+    pass
+
+
+class SmtpBackend(DjangoSmtpBackend):
+    """Django's SMTP backend on connections that track the DATA phase."""
+
+    @property
+    def connection_class(self):
+        return _SMTP_SSL if self.use_ssl else _SMTP
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+
+
+class SmtpProvider(MailProvider):
+    kind = Mailbox.Provider.SMTP
+
+    def __init__(self, mailbox: Mailbox) -> None:
+        super().__init__(mailbox)
+        self.backend: SmtpBackend | None = None
+        # Why nothing in this batch can be sent (a missing password, a server that cannot be reached):
+        # every further send answers RETRY with it at once instead of waiting for a timeout again.
+        self.batch_error = ""
+
+    @property
+    def port(self) -> int:
+        return self.mailbox.smtp_port or DEFAULT_PORTS.get(self.mailbox.smtp_security, 25)
+
+    @property
+    def server(self) -> str:
+        return f"{self.mailbox.smtp_host}:{self.port}"
+
+    # --- the batch's connection -------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Build the backend; the connection itself is opened by the first send and then reused."""
+        if self.backend is not None or self.batch_error:
+            return
+        mailbox = self.mailbox
+        if not mailbox.smtp_host:
+            self.batch_error = f"Mailbox {mailbox.name!r} has no SMTP host."
+            return
+        password = ""
+        if mailbox.smtp_password_env:
+            try:
+                password = secret_from_env(mailbox.smtp_password_env,
+                                           purpose=f"the SMTP password of mailbox {mailbox.name!r}")
+            except MissingSecret as exc:
+                self.batch_error = str(exc)
+                return
+        self.backend = SmtpBackend(
+            host=mailbox.smtp_host,
+            port=self.port,
+            username=mailbox.smtp_username,
+            password=password,
+            use_tls=mailbox.smtp_security == Security.STARTTLS,
+            use_ssl=mailbox.smtp_security == Security.SSL,
+            timeout=settings.EMAIL_TIMEOUT,
+            fail_silently=False,
+        )
+
+    def close(self) -> None:
+        if self.backend is not None:
+            self._disconnect()
+            self.backend = None
+
+    def _disconnect(self) -> None:
+        try:
+            self.backend.close()
+        except Exception:  # QUIT on a broken connection; it is closed either way
+            self.backend.connection = None
+            self.backend._partial_connection = None
+
+    def _connect(self) -> bool:
+        """Have an open connection, reusing the batch's while the server still answers on it.
+
+        False (with ``batch_error`` set) when none could be opened.
+        """
+        if self.backend.connection is not None and not self._still_open(self.backend.connection):
+            self._disconnect()  # the server closed it (idle timeout, a 421): open a new one
+        try:
+            self.backend.open()
+            return True
+        except smtplib.SMTPAuthenticationError as exc:
+            self.batch_error = (f"The SMTP server {self.server} refused the login as "
+                                f"{self.mailbox.smtp_username!r}: {exc.smtp_code} {_text(exc.smtp_error)} "
+                                f"(check the password in {self.mailbox.smtp_password_env or 'its variable'}).")
+        except smtplib.SMTPNotSupportedError as exc:
+            self.batch_error = (f"The SMTP server {self.server} does not support what the mailbox asks: "
+                                f"{str(exc).rstrip('.')}.")
+        except smtplib.SMTPResponseException as exc:
+            self.batch_error = (f"The SMTP server {self.server} refused the connection: {exc.smtp_code} "
+                                f"{_text(exc.smtp_error)}.")
+        except OSError as exc:  # refused, unknown host, timeout, TLS handshake, disconnected on greeting
+            self.batch_error = (f"Could not connect to the SMTP server {self.server}: "
+                                f"{type(exc).__name__}: {str(exc).rstrip('.')}.")
+        self._disconnect()
+        return False
+
+    @staticmethod
+    def _still_open(connection: smtplib.SMTP) -> bool:
+        if connection.sock is None:
+            return False
+        try:
+            return connection.noop()[0] == 250
+        except OSError:
+            return False
+
+    # --- sending ----------------------------------------------------------------------------------
+
+    def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
+        self.open()
+        message_id = message_id_of(message)
+        if self.batch_error or not self._connect():
+            return SendResult(Status.RETRY, error=self.batch_error)
+        try:
+            sent = self.backend.send_messages([message])
+        except smtplib.SMTPRecipientsRefused as exc:
+            refusals = "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply)
+                                 in exc.recipients.items())
+            code = min(code for code, _ in exc.recipients.values())  # any temporary refusal may pass later
+            return self._answered(code, f"The SMTP server {self.server} refused the recipient: {refusals}")
+        except smtplib.SMTPSenderRefused as exc:
+            return self._answered(exc.smtp_code, f"The SMTP server {self.server} refused the sender "
+                                                 f"{exc.sender}: {exc.smtp_code} {_text(exc.smtp_error)}")
+        except smtplib.SMTPDataError as exc:
+            return self._answered(exc.smtp_code, f"The SMTP server {self.server} refused the message: "
+                                                 f"{exc.smtp_code} {_text(exc.smtp_error)}")
+        except Exception as exc:  # every other failure is classified, never raised
+            return self._broken(exc, message_id)
+        if not sent:
+            return SendResult(Status.FAILED, error="The message has no recipients.")
+        return SendResult(Status.SENT, provider_message_id=message_id)
+
+    def _answered(self, code: int, error: str) -> SendResult:
+        """The server answered with a code: it did not accept the message."""
+        if 500 <= code < 600:
+            return SendResult(Status.FAILED, error=error)
+        if 400 <= code < 500:
+            return SendResult(Status.RETRY, error=error)
+        # Not a reply code at all (a garbled answer): after the data this may have been an acceptance.
+        status = Status.UNKNOWN if self._data_started() else Status.RETRY
+        return SendResult(status, error=error)
+
+    def _data_started(self) -> bool:
+        connection = self.backend.connection
+        return bool(connection is not None and connection.data_started)
+
+    def _broken(self, exc: Exception, message_id: str) -> SendResult:
+        data_started = self._data_started()
+        self._disconnect()  # the next message of the batch gets a new connection
+        what = f"{type(exc).__name__}: {exc}"
+        if data_started:
+            return SendResult(Status.UNKNOWN, provider_message_id=message_id, error=(
+                f"The connection to the SMTP server {self.server} broke after the message was handed over, "
+                f"before the server confirmed it ({what}). It may have been delivered: check before resending."))
+        if not isinstance(exc, OSError):  # building the message failed: no server would ever take it
+            return SendResult(Status.FAILED, error=f"The message could not be built: {what}")
+        return SendResult(Status.RETRY, error=f"The connection to the SMTP server {self.server} broke before "
+                                              f"the message was sent ({what}).")

@@ -1,0 +1,69 @@
+"""Unsubscribe links and headers: the signed token every campaign email carries, and reading it back.
+
+The token is the lead's id signed with ``SECRET_KEY`` under a salt of its own: it cannot be
+guessed or altered, and it does not expire, because a link in a months-old email must still
+work. Rotating ``SECRET_KEY`` would break every link already sent unless the old key stays in
+``SECRET_KEY_FALLBACKS``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+from django.conf import settings
+from django.core import signing
+from django.urls import reverse
+
+from cam.models import Lead, Mailbox
+
+SALT = "cam.unsubscribe"
+# RFC 8058: what a mail provider posts, as form data, when the recipient clicks "Unsubscribe".
+ONE_CLICK_FIELD, ONE_CLICK_VALUE = "List-Unsubscribe", "One-Click"
+
+
+class InvalidUnsubscribeToken(Exception):
+    """The token was cut, altered or made up, or its lead no longer exists."""
+
+
+def unsubscribe_token(lead: Lead) -> str:
+    """A URL-safe token that names ``lead`` and only it."""
+    return signing.Signer(salt=SALT).sign_object(lead.pk)
+
+
+def lead_from_token(token: str) -> Lead:
+    """The lead a token names. Raises ``InvalidUnsubscribeToken`` for anything else."""
+    try:
+        lead_id = signing.Signer(salt=SALT).unsign_object(token)
+    except (signing.BadSignature, ValueError):
+        raise InvalidUnsubscribeToken("The unsubscribe token is not valid.") from None
+    if not isinstance(lead_id, int) or isinstance(lead_id, bool):
+        raise InvalidUnsubscribeToken("The unsubscribe token does not name a lead.")
+    try:
+        return Lead.objects.get(pk=lead_id)
+    except Lead.DoesNotExist:
+        raise InvalidUnsubscribeToken("The lead of this unsubscribe token no longer exists.") from None
+
+
+def unsubscribe_url(lead: Lead) -> str:
+    """The absolute one-click URL (``AICMO_CAM_PUBLIC_URL``, which must be https in production)."""
+    return settings.AICMO_CAM_PUBLIC_URL + reverse("cam:unsubscribe", kwargs={"token": unsubscribe_token(lead)})
+
+
+def unsubscribe_mailto(lead: Lead, mailbox: Mailbox) -> str:
+    """A mailto: URL whose subject carries the token, so an emailed request can be matched to the lead."""
+    address = mailbox.reply_to or mailbox.from_email
+    return f"mailto:{address}?subject={quote(f'unsubscribe {unsubscribe_token(lead)}', safe=':')}"
+
+
+def list_unsubscribe_headers(lead: Lead, mailbox: Mailbox) -> dict[str, str]:
+    """``List-Unsubscribe`` (RFC 2369: the https URL first, then mailto) and ``List-Unsubscribe-Post`` (RFC 8058)."""
+    return {
+        "List-Unsubscribe": f"<{unsubscribe_url(lead)}>, <{unsubscribe_mailto(lead, mailbox)}>",
+        "List-Unsubscribe-Post": f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}",
+    }
+
+
+def masked_email(email: str) -> str:
+    """``j***@example.com``: enough for a person to recognise their address, little for anyone else."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}" if domain else "***"

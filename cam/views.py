@@ -1,0 +1,81 @@
+"""The public pages: one-click unsubscribe, and the provider webhook. Thin doors onto the services."""
+
+from __future__ import annotations
+
+from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.webhooks.resend import ResendTrackingWebhookView as AnymailResendTrackingWebhookView
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from cam.leads import lead_unsubscribe
+from cam.models import Lead
+from cam.outreach.unsubscribe import (
+    ONE_CLICK_FIELD,
+    ONE_CLICK_VALUE,
+    InvalidUnsubscribeToken,
+    lead_from_token,
+    masked_email,
+)
+
+# The pages load nothing from anywhere and post only to themselves.
+CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
+
+
+def _public_page(request: HttpRequest, template: str, context: dict, *, status: int = 200) -> HttpResponse:
+    response = render(request, template, context, status=status)
+    # The token in the URL is a key to the lead: keep it out of search engines and other sites' logs.
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    response["Referrer-Policy"] = "no-referrer"
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    return response
+
+
+@csrf_exempt  # RFC 8058: providers post without cookies or a CSRF token; the signed token is the check.
+@login_not_required
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
+    """POST unsubscribes at once (idempotent); GET only shows a button, since link scanners open every link."""
+    try:
+        lead = lead_from_token(token)
+    except InvalidUnsubscribeToken:
+        return _public_page(request, "cam/unsubscribe_invalid.html", {}, status=400)
+    if request.method == "POST":
+        one_click = request.POST.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
+        lead_unsubscribe(lead=lead, source="one-click unsubscribe from the mail client" if one_click
+                         else "unsubscribe page")
+        return _public_page(request, "cam/unsubscribed.html", {"email": masked_email(lead.email)})
+    return _public_page(request, "cam/unsubscribe.html", {
+        "email": masked_email(lead.email),
+        "already_unsubscribed": lead.status == Lead.Status.UNSUBSCRIBED,
+    })
+
+
+class ResendTrackingWebhookView(AnymailResendTrackingWebhookView):
+    """Anymail's Resend tracking webhook, accepting only requests signed with Resend's signing secret.
+
+    Anymail checks the svix signature when ``ANYMAIL["RESEND_SIGNING_SECRET"]`` is set; without it
+    anymail would fall back to optional basic auth and, with no ``WEBHOOK_SECRET`` either, accept
+    anything. Here a missing secret refuses every request (400) instead, so the endpoint is never
+    open. Basic auth is not used: the signature already proves the request came from Resend.
+    """
+
+    @property
+    def warn_if_no_basic_auth(self) -> bool:
+        # Anymail warns on each request when neither check is set up; this view refuses those
+        # requests instead, so the warning would only be noise.
+        return False
+
+    @warn_if_no_basic_auth.setter
+    def warn_if_no_basic_auth(self, value: bool) -> None:
+        pass
+
+    def validate_request(self, request: HttpRequest) -> None:
+        # Anymail runs every validate_request in the class chain, this one first.
+        if self._svix_webhook is None:
+            raise AnymailWebhookValidationFailure(
+                "Resend webhook refused: AICMO_RESEND_WEBHOOK_SECRET is not set, so its signature cannot be checked.")

@@ -1,0 +1,530 @@
+"""The mail providers against real servers on loopback: what arrives, and what each outcome means."""
+
+from __future__ import annotations
+
+import email
+import io
+import time
+from email.policy import default as default_policy
+
+import pytest
+from django.core.mail import EmailMultiAlternatives
+
+from cam.models import Mailbox, OutboundEmail
+from cam.models.mail import Security
+from cam.outreach.providers.base import SendResult, get_provider
+from cam.outreach.providers.console import ConsoleProvider
+from cam.outreach.providers.resend import RESEND_TAGS, RateLimiter, ResendProvider
+from cam.outreach.providers.smtp import SmtpProvider
+from tests.factories import MailboxFactory
+from tests.servers.http import Reply
+from tests.servers.smtp import DROP, SmtpTestServer, Stall, free_port
+
+Status = OutboundEmail.Status
+UNSUBSCRIBE = "<https://cam.example.com/u/tok3n/>, <mailto:unsubscribe@outreach.test?subject=unsubscribe>"
+
+
+def outreach_message(to: str = "anna@company.test", *, message_id: str = "<step2.42@outreach.test>",
+                     subject: str = "Re: Quick question") -> EmailMultiAlternatives:
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body="Hi Anna,\n\nJust following up on my last note.\n",
+        from_email="Alex Sender <sender@outreach.test>",
+        to=[to],
+        headers={
+            "Message-ID": message_id,
+            "In-Reply-To": "<step1.42@outreach.test>",
+            "References": "<step1.42@outreach.test>",
+            "List-Unsubscribe": UNSUBSCRIBE,
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        },
+    )
+    message.attach_alternative("<p>Hi Anna,</p><p>Just following up on my last note.</p>", "text/html")
+    return message
+
+
+# --- registry ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("kind", "provider_class"), [
+    (Mailbox.Provider.CONSOLE, ConsoleProvider),
+    (Mailbox.Provider.SMTP, SmtpProvider),
+    (Mailbox.Provider.RESEND, ResendProvider),
+])
+def test_it_picks_the_provider_of_the_mailbox(kind, provider_class):
+    assert type(get_provider(MailboxFactory.build(provider=kind))) is provider_class
+
+
+# --- console ----------------------------------------------------------------------------------------
+
+
+def test_it_writes_the_message_to_the_console_and_reports_it_sent():
+    stream = io.StringIO()
+
+    with ConsoleProvider(MailboxFactory.build(), stream=stream) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result == SendResult(Status.SENT, provider_message_id="<step2.42@outreach.test>")
+    written = email.message_from_string(stream.getvalue().split("\n" + "-" * 79)[0], policy=default_policy)
+    assert written["Subject"] == "Re: Quick question"
+    assert written["Message-ID"] == "<step2.42@outreach.test>"
+    assert written["List-Unsubscribe"] == UNSUBSCRIBE
+    assert written["To"] == "anna@company.test"
+
+
+def test_it_gives_a_message_without_a_message_id_one_and_reports_that_one(capsys):
+    message = outreach_message()
+    del message.extra_headers["Message-ID"]
+
+    with ConsoleProvider(MailboxFactory.build()) as provider:
+        result = provider.send(message, idempotency_key="1")
+
+    assert result.status == Status.SENT
+    assert result.provider_message_id.endswith("@outreach.test>")
+    assert f"Message-ID: {result.provider_message_id}" in capsys.readouterr().out
+
+
+# --- SMTP -------------------------------------------------------------------------------------------
+
+
+def smtp_mailbox(server: SmtpTestServer, **fields) -> Mailbox:
+    fields = {"smtp_security": Security.NONE, **fields}
+    return MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host=server.host, smtp_port=server.port,
+                                **fields)
+
+
+def test_it_delivers_the_message_with_its_headers_and_both_parts(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="42")
+
+    assert result == SendResult(Status.SENT, provider_message_id="<step2.42@outreach.test>")
+    (received,) = smtp_server.messages
+    assert (received.mail_from, received.rcpt_tos) == ("sender@outreach.test", ["anna@company.test"])
+    parsed = received.parsed
+    assert parsed["Message-ID"] == "<step2.42@outreach.test>"
+    assert parsed["In-Reply-To"] == "<step1.42@outreach.test>"
+    assert parsed["References"] == "<step1.42@outreach.test>"
+    assert parsed["List-Unsubscribe"] == UNSUBSCRIBE
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["Subject"] == "Re: Quick question"
+    assert parsed.get_body(("plain",)).get_content() == "Hi Anna,\n\nJust following up on my last note.\n"
+    assert parsed.get_body(("html",)).get_content().strip() == (
+        "<p>Hi Anna,</p><p>Just following up on my last note.</p>")
+
+
+def test_it_sends_a_batch_over_one_connection(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        results = [provider.send(outreach_message(f"lead{n}@company.test", message_id=f"<{n}@outreach.test>"),
+                                 idempotency_key=str(n)) for n in range(3)]
+
+    assert [result.status for result in results] == [Status.SENT] * 3
+    assert [message.rcpt_tos for message in smtp_server.messages] == [
+        ["lead0@company.test"], ["lead1@company.test"], ["lead2@company.test"]]
+    assert len(smtp_server.sessions) == 1
+    assert len({message.peer for message in smtp_server.messages}) == 1
+
+
+def test_it_fails_a_recipient_refused_permanently_and_goes_on_with_the_batch(smtp_server):
+    smtp_server.answer_rcpt("nobody@company.test", "550 5.1.1 <nobody@company.test>: Recipient address rejected")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        refused = provider.send(outreach_message("nobody@company.test"), idempotency_key="1")
+        accepted = provider.send(outreach_message("anna@company.test"), idempotency_key="2")
+
+    assert refused.status == Status.FAILED
+    assert "550 5.1.1 <nobody@company.test>: Recipient address rejected" in refused.error
+    assert accepted.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.messages] == [["anna@company.test"]]
+    assert len(smtp_server.sessions) == 1
+
+
+def test_it_retries_a_recipient_refused_for_now(smtp_server):
+    smtp_server.answer_rcpt("anna@company.test", "451 4.7.1 Greylisted, please try again later")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send(outreach_message("anna@company.test"), idempotency_key="1")
+
+    assert result.status == Status.RETRY
+    assert "451 4.7.1 Greylisted, please try again later" in result.error
+    assert smtp_server.received == []
+
+
+def test_it_fails_a_sender_the_server_refuses(smtp_server):
+    smtp_server.answer_mail("sender@outreach.test", "553 5.7.1 Sender address not owned by user")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.FAILED
+    assert "553 5.7.1 Sender address not owned by user" in result.error
+
+
+@pytest.mark.parametrize(("reply", "status"), [
+    ("451 4.3.0 Temporary local problem, try again", Status.RETRY),
+    ("554 5.7.1 Message rejected as spam", Status.FAILED),
+])
+def test_it_follows_the_servers_answer_to_the_message_data(smtp_server, reply, status):
+    smtp_server.answer_data(reply)
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == status
+    assert reply in result.error
+
+
+def test_it_fails_a_message_that_cannot_be_built_and_keeps_the_connection_for_the_next(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        broken = provider.send(outreach_message("anna@company@test"), idempotency_key="1")
+        fine = provider.send(outreach_message("ben@company.test"), idempotency_key="2")
+
+    assert broken.status == Status.FAILED
+    assert 'Invalid address "anna@company@test"' in broken.error
+    assert fine.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.messages] == [["ben@company.test"]]
+
+
+def test_it_retries_when_the_server_cannot_be_reached_and_stops_trying_for_the_batch():
+    mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="127.0.0.1", smtp_port=free_port(),
+                                   smtp_security=Security.NONE)
+
+    with SmtpProvider(mailbox) as provider:
+        results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
+
+    assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
+    assert "Could not connect to the SMTP server 127.0.0.1:" in results[0].error
+    assert "Connection refused" in results[0].error
+    assert results[1].error == results[0].error
+
+
+def test_it_reports_unknown_when_the_connection_drops_after_the_data_and_reconnects_for_the_next(smtp_server):
+    smtp_server.answer_data(DROP, "250 OK")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        dropped = provider.send(outreach_message("anna@company.test", message_id="<1@outreach.test>"),
+                                idempotency_key="1")
+        following = provider.send(outreach_message("ben@company.test", message_id="<2@outreach.test>"),
+                                  idempotency_key="2")
+
+    assert dropped.status == Status.UNKNOWN
+    assert dropped.provider_message_id == "<1@outreach.test>"
+    assert "may have been delivered" in dropped.error
+    # The server did get the whole message; only its answer was lost.
+    assert [(message.rcpt_tos, message.reply) for message in smtp_server.received] == [
+        (["anna@company.test"], "drop"), (["ben@company.test"], "250 OK")]
+    assert following.status == Status.SENT
+    assert len(smtp_server.sessions) == 2
+
+
+def test_it_reports_unknown_when_the_server_does_not_confirm_the_data_in_time(smtp_server, settings):
+    settings.EMAIL_TIMEOUT = 1
+    smtp_server.answer_data(Stall(3))
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.UNKNOWN
+    assert "timed out" in result.error
+    assert len(smtp_server.received) == 1
+
+
+def test_it_opens_a_new_connection_when_the_server_closed_the_idle_one():
+    with SmtpTestServer(idle_timeout=0.3) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        first = provider.send(outreach_message("anna@company.test"), idempotency_key="1")
+        time.sleep(0.8)
+        second = provider.send(outreach_message("ben@company.test"), idempotency_key="2")
+
+        assert [first.status, second.status] == [Status.SENT, Status.SENT]
+        assert [message.rcpt_tos for message in server.messages] == [["anna@company.test"], ["ben@company.test"]]
+        assert len(server.sessions) == 2
+
+
+def test_it_logs_in_with_the_password_from_the_named_variable(monkeypatch):
+    monkeypatch.setenv("SMTP_PASSWORD_SALES", "s3cret")
+
+    with SmtpTestServer(auth=("sales", "s3cret")) as server:
+        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_SALES")
+        with SmtpProvider(mailbox) as provider:
+            result = provider.send(outreach_message(), idempotency_key="1")
+
+        assert result.status == Status.SENT
+        assert server.logins == ["sales"]
+        assert len(server.messages) == 1
+
+
+def test_it_retries_when_the_login_is_refused_and_names_the_variable(monkeypatch):
+    monkeypatch.setenv("SMTP_PASSWORD_SALES", "an-old-password")
+
+    with SmtpTestServer(auth=("sales", "s3cret")) as server:
+        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_SALES")
+        with SmtpProvider(mailbox) as provider:
+            result = provider.send(outreach_message(), idempotency_key="1")
+
+        assert result.status == Status.RETRY
+        assert "refused the login as 'sales': 535" in result.error
+        assert "SMTP_PASSWORD_SALES" in result.error
+        assert server.received == []
+
+
+def test_it_retries_every_send_when_the_password_variable_is_missing(smtp_server, monkeypatch):
+    monkeypatch.delenv("SMTP_PASSWORD_NOWHERE", raising=False)
+    mailbox = smtp_mailbox(smtp_server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_NOWHERE")
+
+    with SmtpProvider(mailbox) as provider:
+        results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
+
+    assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
+    assert "The environment variable SMTP_PASSWORD_NOWHERE for the SMTP password" in results[0].error
+    assert smtp_server.sessions == []
+
+
+def test_it_never_falls_back_to_plain_text_when_starttls_is_not_offered(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server, smtp_security=Security.STARTTLS)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.RETRY
+    assert "STARTTLS extension not supported by server" in result.error
+    assert smtp_server.received == []
+
+
+def test_it_never_falls_back_to_plain_text_when_ssl_meets_a_plain_server(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server, smtp_security=Security.SSL)) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.RETRY
+    assert "SSL" in result.error
+    assert smtp_server.received == []
+
+
+@pytest.mark.parametrize(("security", "use_tls", "use_ssl", "port"), [
+    (Security.NONE, False, False, 25),
+    (Security.STARTTLS, True, False, 587),
+    (Security.SSL, False, True, 465),
+])
+def test_it_builds_djangos_smtp_backend_from_the_mailbox(settings, monkeypatch, security, use_tls, use_ssl, port):
+    settings.EMAIL_TIMEOUT = 17
+    monkeypatch.setenv("SMTP_PASSWORD_SALES", "s3cret")
+    mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="mail.outreach.test", smtp_port=None,
+                                   smtp_security=security, smtp_username="sales",
+                                   smtp_password_env="SMTP_PASSWORD_SALES")
+
+    provider = SmtpProvider(mailbox)
+    provider.open()
+    backend = provider.backend
+
+    assert (backend.host, backend.port, backend.username, backend.password) == (
+        "mail.outreach.test", port, "sales", "s3cret")
+    assert (backend.use_tls, backend.use_ssl, backend.timeout, backend.fail_silently) == (
+        use_tls, use_ssl, 17, False)
+    assert backend.connection is None  # nothing is opened before the first send
+
+
+# --- Resend -----------------------------------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+@pytest.fixture
+def clock():
+    return FakeClock()
+
+
+@pytest.fixture
+def resend_api(http_server, settings, monkeypatch):
+    """The local HTTP server standing in for Resend's API, with a key in the default variable."""
+    settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
+    settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS = 5
+    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    return http_server
+
+
+def resend_provider(clock: FakeClock, *, rate: int = 100) -> ResendProvider:
+    mailbox = MailboxFactory.build(provider=Mailbox.Provider.RESEND)
+    return ResendProvider(mailbox, limiter=RateLimiter(rate, clock=clock, sleep=clock.sleep), clock=clock)
+
+
+def test_it_posts_to_resend_with_the_idempotency_key_and_the_api_key(resend_api, clock):
+    resend_api.reply("/emails", Reply(200, {"id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}))
+
+    with resend_provider(clock) as provider:
+        result = provider.send(outreach_message(), idempotency_key="outbound-42")
+
+    assert result == SendResult(Status.SENT, provider_message_id="4ef9a417-02e9-4d39-ad75-9611e0fcc33c")
+    (request,) = resend_api.requests_to("/emails")
+    assert request.method == "POST"
+    assert request.headers["idempotency-key"] == "outbound-42"
+    assert request.headers["authorization"] == "Bearer re_test_123"
+    body = request.json()
+    assert body["to"] == ["anna@company.test"]
+    assert body["from"] == "Alex Sender <sender@outreach.test>"
+    assert body["subject"] == "Re: Quick question"
+    assert body["text"] == "Hi Anna,\n\nJust following up on my last note.\n"
+    assert body["html"] == "<p>Hi Anna,</p><p>Just following up on my last note.</p>"
+    assert body["tags"] == RESEND_TAGS
+    assert body["headers"] == {
+        "Message-ID": "<step2.42@outreach.test>",
+        "In-Reply-To": "<step1.42@outreach.test>",
+        "References": "<step1.42@outreach.test>",
+        "List-Unsubscribe": UNSUBSCRIBE,
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }  # no X-Tags / X-Metadata for the recipient to read, and the key stays out of the email
+
+
+def test_it_retries_a_server_error_with_the_same_key(resend_api, clock):
+    resend_api.reply("/emails", Reply(500, {"statusCode": 500, "name": "internal_server_error",
+                                            "message": "An unexpected error occurred."}),
+                     Reply(200, {"id": "re-id-1"}))
+
+    with resend_provider(clock) as provider:
+        first = provider.send(outreach_message(), idempotency_key="outbound-42")
+        second = provider.send(outreach_message(), idempotency_key="outbound-42")
+
+    assert first.status == Status.RETRY
+    assert "500 internal_server_error: An unexpected error occurred." in first.error
+    assert second == SendResult(Status.SENT, provider_message_id="re-id-1")
+    assert [r.headers["idempotency-key"] for r in resend_api.requests_to("/emails")] == ["outbound-42"] * 2
+
+
+def test_it_honours_retry_after_on_429_for_the_rest_of_the_batch(resend_api, clock):
+    resend_api.reply("/emails", Reply(429, {"statusCode": 429, "name": "rate_limit_exceeded",
+                                            "message": "Too many requests."}, headers={"retry-after": "2"}),
+                     Reply(200, {"id": "re-id-2"}))
+
+    with resend_provider(clock) as provider:
+        limited = provider.send(outreach_message(), idempotency_key="1")
+        clock.now += 0.5
+        waiting = provider.send(outreach_message(), idempotency_key="2")
+        clock.now += 1.5
+        after = provider.send(outreach_message(), idempotency_key="2")
+
+    assert (limited.status, limited.retry_after) == (Status.RETRY, 2)
+    assert "429 rate_limit_exceeded: Too many requests." in limited.error
+    assert (waiting.status, waiting.retry_after) == (Status.RETRY, 1.5)
+    assert after == SendResult(Status.SENT, provider_message_id="re-id-2")
+    assert [r.headers["idempotency-key"] for r in resend_api.requests_to("/emails")] == ["1", "2"]
+
+
+@pytest.mark.parametrize(("status", "name", "text"), [
+    (422, "validation_error", "The `to` field must be a valid email address."),
+    (400, "invalid_idempotency_key", "The key must be between 1-256 chars."),
+    (403, "invalid_from_address", "The outreach.test domain is not verified."),
+])
+def test_it_fails_what_resend_refuses_with_resends_message(resend_api, clock, status, name, text):
+    resend_api.reply("/emails", Reply(status, {"statusCode": status, "name": name, "message": text}))
+
+    with resend_provider(clock) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.FAILED
+    assert result.error == f"Resend answered {status} {name}: {text}"
+
+
+def test_it_retries_the_batch_when_resend_refuses_the_api_key(resend_api, clock):
+    resend_api.reply("/emails", Reply(403, {"statusCode": 403, "name": "invalid_api_key",
+                                            "message": "API key is invalid"}))
+
+    with resend_provider(clock) as provider:
+        results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
+
+    assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
+    assert results[0].error == ("Resend answered 403 invalid_api_key: API key is invalid. "
+                                "Check the API key in AICMO_RESEND_API_KEY.")
+    assert results[1].error == results[0].error
+    assert len(resend_api.requests) == 1
+
+
+@pytest.mark.parametrize(("name", "status"), [
+    ("concurrent_idempotent_requests", Status.RETRY),
+    ("invalid_idempotent_request", Status.UNKNOWN),
+])
+def test_it_tells_a_key_in_use_from_a_key_used_for_other_content(resend_api, clock, name, status):
+    resend_api.reply("/emails", Reply(409, {"statusCode": 409, "name": name, "message": "Idempotency conflict."}))
+
+    with resend_provider(clock) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == status
+
+
+def test_it_retries_after_a_timeout_with_the_same_key(resend_api, clock, settings):
+    settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS = 0.3
+    resend_api.reply("/emails", Reply(200, {"id": "late"}, delay=2), Reply(200, {"id": "re-id-3"}))
+
+    with resend_provider(clock) as provider:
+        timed_out = provider.send(outreach_message(), idempotency_key="outbound-7")
+        retried = provider.send(outreach_message(), idempotency_key="outbound-7")
+
+    assert timed_out.status == Status.RETRY
+    assert "Resend could not be reached: " in timed_out.error
+    assert "timed out" in timed_out.error
+    assert retried == SendResult(Status.SENT, provider_message_id="re-id-3")
+    assert [r.headers["idempotency-key"] for r in resend_api.requests_to("/emails")] == ["outbound-7"] * 2
+
+
+def test_it_fails_a_message_anymail_cannot_build_without_a_request(resend_api, clock):
+    with resend_provider(clock) as provider:
+        result = provider.send(outreach_message("anna@company@test"), idempotency_key="1")
+
+    assert result.status == Status.FAILED
+    assert result.error == ("The message cannot be sent through Resend: "
+                            "Invalid email address '' in `to` parsed from 'anna@company@test'")
+    assert resend_api.requests == []
+
+
+def test_it_retries_when_resend_cannot_be_reached(settings, monkeypatch, clock):
+    settings.AICMO_CAM_RESEND_API_URL = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+
+    with resend_provider(clock) as provider:
+        result = provider.send(outreach_message(), idempotency_key="1")
+
+    assert result.status == Status.RETRY
+    assert "Resend could not be reached: ConnectionError" in result.error
+
+
+def test_it_retries_every_send_when_the_api_key_variable_is_missing(resend_api, clock, monkeypatch):
+    monkeypatch.delenv("AICMO_RESEND_API_KEY")
+
+    with resend_provider(clock) as provider:
+        results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
+
+    assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
+    assert "The environment variable AICMO_RESEND_API_KEY for the Resend API key" in results[0].error
+    assert resend_api.requests == []
+
+
+def test_it_keeps_requests_within_the_configured_rate(resend_api, clock):
+    request_times: list[float] = []
+
+    def accept(request):
+        request_times.append(clock.now)
+        return Reply(200, {"id": f"re-{len(request_times)}"})
+
+    resend_api.reply("/emails", accept)
+
+    with resend_provider(clock, rate=2) as provider:
+        results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(5)]
+
+    assert [result.status for result in results] == [Status.SENT] * 5
+    assert request_times == [0.0, 0.0, 1.0, 1.0, 2.0]
+    assert clock.sleeps == [1.0, 1.0]
+
+
+def test_it_shares_one_limiter_per_process_at_the_configured_rate(settings):
+    settings.AICMO_CAM_RESEND_RATE_PER_SECOND = 3
+    first = ResendProvider(MailboxFactory.build(provider=Mailbox.Provider.RESEND))
+    second = ResendProvider(MailboxFactory.build(provider=Mailbox.Provider.RESEND))
+
+    assert first.limiter is second.limiter
+    assert first.limiter.rate == 3

@@ -1,0 +1,214 @@
+"""A real SMTP server (aiosmtpd) on 127.0.0.1 that records every message and can refuse on cue.
+
+    def test_it_sends(smtp_server):
+        smtp_server.answer_rcpt("nobody@example.test", "550 5.1.1 No such user")
+        smtp_server.answer_data("451 4.3.0 Try again later", "250 OK")
+        ...  # point the code under test at smtp_server.host, smtp_server.port
+        (message,) = smtp_server.messages
+        assert message.parsed["Subject"] == "Hello"
+
+``received`` holds every transaction whose data arrived, with the reply it got; ``messages`` only the
+accepted ones. ``sessions`` has one entry (the client's address) per HELO/EHLO, so a test can count
+the connections a client opened. Scripted DATA replies are given out in order and the last one
+repeats; besides a reply line, a DATA reply may be ``DROP`` (close the connection without answering,
+after the message arrived) or ``Stall(seconds)`` (answer ``250 OK`` that much later).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+import threading
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from functools import cached_property
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+
+@dataclass(frozen=True)
+class Stall:
+    """Hold the DATA reply back for ``seconds``, e.g. to make a client time out after sending."""
+
+    seconds: float
+    then: str = "250 OK"
+
+
+class _Drop:
+    def __repr__(self) -> str:
+        return "DROP"
+
+
+DROP = _Drop()
+DataReply = str | Stall | _Drop
+
+
+@dataclass
+class ReceivedMessage:
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+    peer: tuple[str, int]
+    reply: str  # what the server answered to the data: "250 OK", "451 …", "drop", "stall"
+
+    @property
+    def accepted(self) -> bool:
+        return self.reply.startswith("250")
+
+    @cached_property
+    def parsed(self) -> EmailMessage:
+        """The message as the recipient would read it (lines end with "\\n", as Python writes them)."""
+        return email.message_from_bytes(self.data.replace(b"\r\n", b"\n"), policy=default_policy)
+
+
+@dataclass
+class _Script:
+    rcpt: dict[str, str] = field(default_factory=dict)
+    mail: dict[str, str] = field(default_factory=dict)
+    data: list[DataReply] = field(default_factory=list)
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound and released at once), also good for "connection refused"."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SmtpTestServer:
+    """Start with ``start()`` (or use as a context manager). ``auth=(username, password)`` is the only
+    login accepted (``logins`` records who logged in); ``idle_timeout`` closes a connection that has been
+    quiet that many seconds, as real servers do."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, *, auth: tuple[str, str] | None = None, idle_timeout: float = 300) -> None:
+        self.port = free_port()
+        self.received: list[ReceivedMessage] = []
+        self.sessions: list[tuple[str, int]] = []
+        self.logins: list[str] = []
+        self._auth = auth
+        self._idle_timeout = idle_timeout
+        self._script = _Script()
+        self._lock = threading.Lock()
+        self._controller: Controller | None = None
+
+    # --- scripting and inspection ---------------------------------------------------------------
+
+    def answer_rcpt(self, address: str, reply: str) -> None:
+        """Answer ``RCPT TO:<address>`` with ``reply`` (e.g. ``550 5.1.1 No such user``) every time."""
+        with self._lock:
+            self._script.rcpt[address.lower()] = reply
+
+    def answer_mail(self, address: str, reply: str) -> None:
+        """Answer ``MAIL FROM:<address>`` with ``reply`` every time."""
+        with self._lock:
+            self._script.mail[address.lower()] = reply
+
+    def answer_data(self, *replies: DataReply) -> None:
+        """Answer the next messages' data with ``replies`` in turn; the last one repeats."""
+        if not replies:
+            raise ValueError("Script at least one reply.")
+        with self._lock:
+            self._script.data = list(replies)
+
+    @property
+    def messages(self) -> list[ReceivedMessage]:
+        with self._lock:
+            return [message for message in self.received if message.accepted]
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> SmtpTestServer:
+        options = {"timeout": self._idle_timeout}
+        if self._auth is not None:
+            # A login is checked when the client offers one (over plain text: loopback only).
+            options |= {"authenticator": self._authenticate, "auth_require_tls": False}
+        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=5,
+                                      **options)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    def __enter__(self) -> SmtpTestServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # --- serving (runs in the server's thread) ---------------------------------------------------
+
+    def _authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = (auth_data.login.decode(), auth_data.password.decode()) == self._auth
+        if ok:
+            with self._lock:
+                self.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok, handled=False)
+
+    def _next_data_reply(self) -> DataReply:
+        with self._lock:
+            script = self._script.data
+            if not script:
+                return "250 OK"
+            return script.pop(0) if len(script) > 1 else script[0]
+
+    def _record(self, envelope, peer, reply: str) -> None:
+        with self._lock:
+            self.received.append(ReceivedMessage(
+                mail_from=envelope.mail_from, rcpt_tos=list(envelope.rcpt_tos), data=envelope.original_content,
+                peer=peer, reply=reply))
+
+
+class _Handler:
+    def __init__(self, server: SmtpTestServer) -> None:
+        self.server = server
+
+    async def handle_EHLO(self, smtp, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with self.server._lock:
+            self.server.sessions.append(session.peer)
+        return responses
+
+    async def handle_HELO(self, smtp, session, envelope, hostname):
+        session.host_name = hostname
+        with self.server._lock:
+            self.server.sessions.append(session.peer)
+        return f"250 {smtp.hostname}"
+
+    async def handle_MAIL(self, smtp, session, envelope, address, mail_options):
+        with self.server._lock:
+            reply = self.server._script.mail.get(address.lower())
+        if reply:
+            return reply
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
+        with self.server._lock:
+            reply = self.server._script.rcpt.get(address.lower())
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, smtp, session, envelope):
+        reply = self.server._next_data_reply()
+        if reply is DROP:
+            # The message arrived, and the client never learns whether it was accepted.
+            self.server._record(envelope, session.peer, "drop")
+            smtp.transport.abort()
+            raise asyncio.CancelledError
+        if isinstance(reply, Stall):
+            self.server._record(envelope, session.peer, reply.then)  # accepted; the client may not wait
+            await asyncio.sleep(reply.seconds)
+            return reply.then
+        self.server._record(envelope, session.peer, reply)
+        return reply
