@@ -246,3 +246,66 @@ def test_two_senders_over_the_same_500_due_leads_deliver_each_email_exactly_once
     assert len(set(recipients)) == 500
     assert OutboundEmail.objects.filter(status=Status.SENT).count() == 500
     assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
+
+
+@pytest.mark.django_db
+def test_a_scheduled_outreach_run_fans_the_sending_out_to_the_task_queue(
+        smtp_server, monkeypatch, django_capture_on_commit_callbacks):
+    from django_q.conf import Conf
+    from django_q.models import Success
+
+    from cam.jobs.runner import Trigger, run_job
+
+    monkeypatch.setattr(Conf, "SYNC", True)  # the cluster's worker runs each queued task right here
+    first, second = smtp_mailbox(smtp_server), smtp_mailbox(smtp_server, from_email="bea@outreach.example.com",
+                                                             name="Bea")
+    owner = open_campaign(first)
+    owner.mailboxes.add(second)
+    for _ in range(4):
+        due_lead(owner)
+    with django_capture_on_commit_callbacks(execute=True):
+        result = run_job("outreach", trigger=Trigger.SCHEDULE)
+    assert (result.status, result.counts["planned"], result.counts["queued"]) == ("COMPLETED", 4, 2)
+    assert len(smtp_server.messages) == 4
+    assert Success.objects.filter(group="cam: send").count() == 2
+
+
+@pytest.mark.django_db
+def test_it_sends_through_resend_and_retries_a_timeout_with_the_same_idempotency_key(
+        http_server, settings, monkeypatch):
+    from tests.servers.http import Reply
+
+    settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
+    settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS = 0.3
+    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    http_server.reply("/emails", Reply(200, {"id": "late"}, delay=2), Reply(200, {"id": "re-4711"}))
+    mailbox = MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)
+    lead = due_lead(open_campaign(mailbox), first_name="Anna")
+
+    assert send_now()["retry"] == 1
+    email = OutboundEmail.objects.get()
+    assert email.status == Status.RETRY and "timed out" in email.last_error
+    OutboundEmail.objects.update(next_attempt_at=timezone.now() - timedelta(seconds=1))
+    assert outreach_send()["sent"] == 1
+
+    email.refresh_from_db()
+    assert (email.status, email.provider_message_id, email.attempts) == (Status.SENT, "re-4711", 2)
+    keys = [request.headers["idempotency-key"] for request in http_server.requests_to("/emails")]
+    assert keys == [f"cam-outbound-{email.pk}"] * 2
+    body = http_server.requests_to("/emails")[-1].json()
+    assert body["to"] == [lead.email] and body["subject"] == email.subject
+    assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+@pytest.mark.django_db
+def test_it_fails_an_email_resend_refuses_with_its_message(http_server, settings, monkeypatch):
+    from tests.servers.http import Reply
+
+    settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
+    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    http_server.reply("/emails", Reply(422, {"statusCode": 422, "name": "validation_error",
+                                             "message": "Invalid `to` field."}))
+    due_lead(open_campaign(MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)))
+    assert send_now()["failed"] == 1
+    email = OutboundEmail.objects.get()
+    assert email.status == Status.FAILED and "Invalid `to` field." in email.last_error

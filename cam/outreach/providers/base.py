@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from django.core.mail import EmailMultiAlternatives
+from django.core.mail import EmailMessage, EmailMultiAlternatives
+from django.core.mail.message import make_msgid
+from django.core.mail.utils import DNS_NAME
 from django.utils.module_loading import import_string
 
 from cam.models import Mailbox
@@ -62,6 +64,20 @@ class MailProvider:
     def send(self, message: EmailMultiAlternatives, *, idempotency_key: str) -> SendResult:
         """Send one message; ``idempotency_key`` is stable across retries of the same email."""
         raise NotImplementedError
+
+
+def message_id_of(message: EmailMessage) -> str:
+    """The Message-ID the message goes out with; one is added when the message has none.
+
+    Django would otherwise make a new one each time the message is serialised, and the id a
+    provider reports must be the one the recipient's replies refer to.
+    """
+    for name, value in message.extra_headers.items():
+        if name.lower() == "message-id":
+            return str(value)
+    _, _, domain = str(message.from_email or "").rstrip(">").rpartition("@")
+    message.extra_headers["Message-ID"] = make_msgid(domain=domain or DNS_NAME.get_fqdn())
+    return message.extra_headers["Message-ID"]
 
 
 def get_provider(mailbox: Mailbox) -> MailProvider:

@@ -8,28 +8,14 @@ from typing import TextIO
 
 from django.core.mail import EmailMessage
 from django.core.mail.backends.console import EmailBackend as ConsoleBackend
-from django.core.mail.message import make_msgid
-from django.core.mail.utils import DNS_NAME
 
 from cam.models import Mailbox, OutboundEmail
-from cam.outreach.providers.base import MailProvider, SendResult
+from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
 
 SENT = OutboundEmail.Status.SENT
 FAILED = OutboundEmail.Status.FAILED
 
 
-def message_id_of(message: EmailMessage) -> str:
-    """The Message-ID the message goes out with; one is added when the message has none.
-
-    Django would otherwise make a new one each time the message is serialised, and the id a
-    provider reports must be the one the recipient's replies refer to.
-    """
-    for name, value in message.extra_headers.items():
-        if name.lower() == "message-id":
-            return str(value)
-    _, _, domain = str(message.from_email or "").rstrip(">").rpartition("@")
-    message.extra_headers["Message-ID"] = make_msgid(domain=domain or DNS_NAME.get_fqdn())
-    return message.extra_headers["Message-ID"]
 
 
 class ConsoleProvider(MailProvider):

@@ -26,8 +26,7 @@ from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
-from cam.outreach.providers.base import MailProvider, SendResult
-from cam.outreach.providers.console import message_id_of
+from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
