@@ -89,6 +89,17 @@ class LeadFactory(factory.django.DjangoModelFactory):
     country = "DE"
 
 
+class LeadEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.LeadEvent
+
+    lead = factory.SubFactory(LeadFactory)
+    from_status = models.Lead.Status.IN_SEQUENCE
+    to_status = models.Lead.Status.INTERESTED
+    actor = "system:reply"
+    reason = "Positive reply"
+
+
 class HarvestRejectionFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = models.HarvestRejection
@@ -120,6 +131,16 @@ class OutboundEmailFactory(factory.django.DjangoModelFactory):
     subject = "Quick question"
     body_text = "Hi there"
     message_id = factory.Sequence(lambda n: f"<cam.{n}@outreach.test>")
+
+
+class ProviderEventFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.ProviderEvent
+
+    provider = models.Mailbox.Provider.RESEND
+    event_id = factory.Sequence(lambda n: f"msg_{n:020d}")
+    event_type = "delivered"
+    provider_message_id = factory.Sequence(lambda n: f"re-{n}")
 
 
 class InboundEmailFactory(factory.django.DjangoModelFactory):

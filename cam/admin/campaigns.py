@@ -131,7 +131,8 @@ class CampaignAdmin(admin.ModelAdmin):
         ]}),
         ("Sending", {"fields": ["send_days", ("send_start_hour", "send_end_hour"), "timezone", "daily_cap",
                                 "mailboxes"]}),
-        ("After the last step", {"fields": [("no_reply_days", "no_reply_outcome")]}),
+        ("Replies", {"fields": [("no_reply_days", "no_reply_outcome"), ("out_of_office_days", "soft_bounce_limit"),
+                                "stop_company_on_reply"]}),
         ("Guard rails", {"fields": [("max_hard_bounce_rate", "max_complaint_rate")]}),
         ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
     ]

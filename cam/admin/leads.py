@@ -17,7 +17,7 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
-from cam.models import HarvestRejection, Lead, Suppression
+from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.pipeline.csv_rows import CsvFileError
 
 # Lines listed in the message after an import; the preview page lists them all.
@@ -148,4 +148,13 @@ class HarvestRejectionAdmin(AuditAdmin):
     list_filter = ["campaign", "source"]
     list_select_related = ["campaign", "source"]
     search_fields = ["email", "reason"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(LeadEvent)
+class LeadEventAdmin(AuditAdmin):
+    list_display = ["lead", "from_status", "to_status", "actor", "reason", "created_at"]
+    list_filter = ["to_status", "from_status"]
+    list_select_related = ["lead"]
+    search_fields = ["lead__email", "actor", "reason"]
     date_hierarchy = "created_at"

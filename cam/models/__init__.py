@@ -1,7 +1,7 @@
 """CAM's tables, split by concern; import them from here."""
 
 from cam.models.campaigns import Campaign, SequenceStep
-from cam.models.leads import HarvestRejection, Lead, LeadSource, Suppression
+from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Security
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
 
@@ -13,6 +13,7 @@ __all__ = [
     "InboundEmail",
     "JobExecution",
     "Lead",
+    "LeadEvent",
     "LeadSource",
     "Lease",
     "Mailbox",

@@ -73,6 +73,16 @@ class Campaign(models.Model):
     no_reply_outcome = models.CharField(max_length=16, choices=NoReplyOutcome.choices,
                                         default=NoReplyOutcome.NURTURE)
 
+    # Replies.
+    out_of_office_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1)],
+        help_text="How long an out-of-office reply pauses a lead when it gives no return date.")
+    soft_bounce_limit = models.PositiveSmallIntegerField(
+        default=3, validators=[MinValueValidator(1)],
+        help_text="Soft bounces of one email before the lead counts as bounced.")
+    stop_company_on_reply = models.BooleanField(
+        default=False, help_text="When one lead replies, stop every lead of the same company domain.")
+
     # Deliverability guard rails, in percent; the rules engine pauses the campaign past them.
     max_hard_bounce_rate = models.DecimalField(
         max_digits=5, decimal_places=2, default=5,
@@ -97,6 +107,8 @@ class Campaign(models.Model):
                                    name="campaign_send_window_start_before_end"),
             models.CheckConstraint(condition=Q(daily_cap__gte=1), name="campaign_daily_cap_positive"),
             models.CheckConstraint(condition=Q(no_reply_days__gte=1), name="campaign_no_reply_days_positive"),
+            models.CheckConstraint(condition=Q(out_of_office_days__gte=1, soft_bounce_limit__gte=1),
+                                   name="campaign_reply_settings_positive"),
             models.CheckConstraint(
                 condition=Q(icp_company_size_min__isnull=True) | Q(icp_company_size_max__isnull=True)
                 | Q(icp_company_size_min__lte=F("icp_company_size_max")),

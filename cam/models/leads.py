@@ -47,6 +47,7 @@ class Lead(models.Model):
         IN_SEQUENCE = "IN_SEQUENCE", "In sequence"
         PAUSED = "PAUSED", "Paused"
         INTERESTED = "INTERESTED", "Interested"
+        REFERRED = "REFERRED", "Referred us to someone else"
         NOT_INTERESTED = "NOT_INTERESTED", "Not interested"
         NURTURE = "NURTURE", "Nurture"
         DEAD = "DEAD", "Dead"
@@ -142,6 +143,26 @@ class Lead(models.Model):
     @property
     def full_name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+
+class LeadEvent(models.Model):
+    """One change of a lead's status: from what, to what, who or what did it, when and why."""
+
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="events")
+    from_status = models.CharField(max_length=16, choices=Lead.Status.choices)
+    to_status = models.CharField(max_length=16, choices=Lead.Status.choices)
+    actor = models.CharField(max_length=200, help_text="A person (staff:<name>) or a part of CAM (system:<part>).")
+    reason = models.TextField(blank=True)
+    inbound_email = models.ForeignKey("cam.InboundEmail", on_delete=models.SET_NULL, null=True, blank=True,
+                                      related_name="lead_events")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["lead", "created_at"], name="lead_event_lead_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.from_status} → {self.to_status}"
 
 
 class HarvestRejection(models.Model):

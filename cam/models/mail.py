@@ -127,6 +127,7 @@ class OutboundEmail(models.Model):
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveSmallIntegerField(default=0)
+    soft_bounces = models.PositiveSmallIntegerField(default=0, help_text="Soft bounces reported for this email.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     claimed_by = models.CharField(max_length=200, blank=True)

@@ -52,6 +52,7 @@ def campaign_form(**overrides) -> dict:
         "weight_company_size": "20", "penalty_free_mail": "20", "penalty_role_account": "30", "min_score": "60",
         "send_days": ["1", "2", "3", "4", "5"], "send_start_hour": "9", "send_end_hour": "17",
         "timezone": "Europe/Berlin", "daily_cap": "150", "no_reply_days": "7", "no_reply_outcome": "NURTURE",
+        "out_of_office_days": "7", "soft_bounce_limit": "3",
         "max_hard_bounce_rate": "5", "max_complaint_rate": "0.3",
         "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0",
         "steps-0-position": "1", "steps-0-delay_days": "0", "steps-0-delay_hours": "0",

@@ -28,6 +28,8 @@ FACTORIES = {
     models.AlertChannel: factories.AlertChannelFactory,
     models.HumanAlertLog: factories.HumanAlertLogFactory,
     models.HarvestRejection: factories.HarvestRejectionFactory,
+    models.LeadEvent: factories.LeadEventFactory,
+    models.ProviderEvent: factories.ProviderEventFactory,
 }
 
 
