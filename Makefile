@@ -13,7 +13,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-requirements
 
 # Debian packages the test suite needs on the machine (Chromium for the browser test).
-TEST_DEB_PACKAGES := chromium
+TEST_DEB_PACKAGES := chromium dovecot-imapd
 
 # The SQLite run names the default database explicitly, so a DATABASE_URL in .env cannot redirect it
 # (the test database itself is in memory). Tests of PostgreSQL's row locks are deselected there:

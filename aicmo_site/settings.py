@@ -224,6 +224,8 @@ AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=
 # Emails one mailbox sends per batch (a mailbox with a minimum gap sends one at a time).
 AICMO_CAM_SEND_BATCH_SIZE = env.int("AICMO_CAM_SEND_BATCH_SIZE", 50, minimum=1, maximum=1000)
 AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
+# How long one alert's delivery may wait on Slack, a webhook or the mail server, per request.
+AICMO_CAM_ALERT_TIMEOUT_SECONDS = env.int("AICMO_CAM_ALERT_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
 AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
 # Check that a harvested address's domain accepts mail (a DNS lookup per domain); syntax only when off.
@@ -231,6 +233,12 @@ AICMO_CAM_VERIFY_MX = env.bool("AICMO_CAM_VERIFY_MX", False)
 # The DNS servers for that check; empty means the system's resolver configuration.
 AICMO_CAM_DNS_NAMESERVERS = env.nameservers("AICMO_CAM_DNS_NAMESERVERS")
 AICMO_CAM_DNS_TIMEOUT_SECONDS = env.int("AICMO_CAM_DNS_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
+# Polling the mailboxes' IMAP folders for replies: the most of one message kept (and read) in bytes,
+# how long one IMAP operation may take, and how many messages are fetched and stored together.
+AICMO_CAM_RAW_MESSAGE_MAX_BYTES = env.int("AICMO_CAM_RAW_MESSAGE_MAX_BYTES", 1024 * 1024, minimum=1024,
+                                          maximum=100 * 1024 * 1024)
+AICMO_CAM_IMAP_TIMEOUT_SECONDS = env.int("AICMO_CAM_IMAP_TIMEOUT_SECONDS", 30, minimum=1, maximum=600)
+AICMO_CAM_IMAP_FETCH_CHUNK = env.int("AICMO_CAM_IMAP_FETCH_CHUNK", 50, minimum=1, maximum=1000)
 AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
 if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
     raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")

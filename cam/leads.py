@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from cam.models import Lead, OutboundEmail, Suppression
+from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
 
 Status = Lead.Status
 
@@ -25,11 +25,20 @@ STOPPABLE_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.
 CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY)
 
 
+def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: str, reason: str,
+                   inbound_email=None) -> None:
+    LeadEvent.objects.bulk_create([
+        LeadEvent(lead_id=pk, from_status=from_status, to_status=to_status, actor=actor[:200], reason=reason,
+                  inbound_email=inbound_email)
+        for pk, from_status in leads if from_status != to_status])
+
+
 def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
-                  suppression_reason: str, source: str) -> bool:
+                  suppression_reason: str, source: str, actor: str = "system", inbound_email=None) -> bool:
     """Stop every email to ``lead.email``; returns whether any row changed.
 
-    ``what_happened`` completes "The address …" in the reasons staff read.
+    ``what_happened`` completes "The address …" in the reasons staff read. Every status change is
+    recorded as a ``LeadEvent``.
     """
     now = timezone.now()
     email = lead.email
@@ -38,11 +47,16 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
 
     stop = {"status": to_status, "status_changed_at": now, "updated_at": now, "next_send_at": None,
             "blocked_reason": "", "paused_until": None}
-    own = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses).update(
-        status_reason=f"The address {what_happened} ({source}).", **stop)
-    others = (Lead.objects.filter(email=email, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
-              .update(status_reason=f"The address {what_happened} (campaign “{lead.campaign}”, {source}).",
-                      **stop))
+    own_rows = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses)
+    other_rows = Lead.objects.filter(email=email, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+    own_reason = f"The address {what_happened} ({source})."
+    other_reason = f"The address {what_happened} (campaign “{lead.campaign}”, {source})."
+    lead_events_record(list(own_rows.values_list("pk", "status")), to_status=to_status, actor=actor, reason=own_reason,
+                   inbound_email=inbound_email)
+    lead_events_record(list(other_rows.values_list("pk", "status")), to_status=to_status, actor=actor,
+                   reason=other_reason, inbound_email=inbound_email)
+    own = own_rows.update(status_reason=own_reason, **stop)
+    others = other_rows.update(status_reason=other_reason, **stop)
     cancelled = (OutboundEmail.objects.filter(Q(lead__email=email) | Q(to_email=email),
                                               status__in=CANCELLABLE_EMAIL_STATUSES)
                  .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
@@ -54,7 +68,7 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
 
 
 @transaction.atomic
-def lead_unsubscribe(*, lead: Lead, source: str) -> bool:
+def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
     """The person behind ``lead`` asked to receive nothing more; ``source`` says how.
 
     The lead becomes ``UNSUBSCRIBED``; the address is suppressed (reason ``UNSUBSCRIBED``) unless it
@@ -64,22 +78,22 @@ def lead_unsubscribe(*, lead: Lead, source: str) -> bool:
     """
     return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
                          what_happened="unsubscribed", suppression_reason=Suppression.Reason.UNSUBSCRIBED,
-                         source=source)
+                         source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
-def lead_mark_complained(*, lead: Lead, source: str) -> bool:
+def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
     """The recipient reported our email as spam: treated as an unsubscribe, suppressed as ``COMPLAINT``.
 
     Same effects and return value as ``lead_unsubscribe``.
     """
     return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
                          what_happened="marked our email as spam", suppression_reason=Suppression.Reason.COMPLAINT,
-                         source=source)
+                         source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
-def lead_mark_bounced(*, lead: Lead, source: str) -> bool:
+def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
     """The address does not accept mail (a hard bounce): the lead becomes ``BOUNCED``.
 
     The address is suppressed as ``HARD_BOUNCE``, its pending emails everywhere are cancelled and
@@ -88,4 +102,50 @@ def lead_mark_bounced(*, lead: Lead, source: str) -> bool:
     Returns whether anything changed.
     """
     return _address_stop(lead=lead, to_status=Status.BOUNCED, keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED),
-                         what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source)
+                         what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source,
+                         actor=actor, inbound_email=inbound_email)
+
+
+# Emails still to go out for a lead whose sequence stops.
+def _cancel_pending(*, lead_ids: list[int], why: str, now) -> int:
+    return OutboundEmail.objects.filter(lead_id__in=lead_ids, status__in=CANCELLABLE_EMAIL_STATUSES).update(
+        status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
+        last_error=f"Cancelled before sending: {why}")
+
+
+@transaction.atomic
+def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbound_email=None,
+                    stop_sequence: bool = True, paused_until=None, next_send_at=None) -> bool:
+    """Move one lead to ``to_status`` with the reason, recorded as a ``LeadEvent``.
+
+    With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
+    emails still waiting are cancelled. Returns whether the lead's status changed.
+    """
+    now = timezone.now()
+    previous = lead.status
+    lead.status, lead.status_reason, lead.status_changed_at, lead.updated_at = to_status, reason, now, now
+    lead.paused_until = paused_until
+    lead.blocked_reason = ""
+    lead.next_send_at = None if stop_sequence else next_send_at
+    lead.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at", "paused_until",
+                             "blocked_reason", "next_send_at"])
+    lead_events_record([(lead.pk, previous)], to_status=to_status, actor=actor, reason=reason,
+                   inbound_email=inbound_email)
+    if stop_sequence:
+        _cancel_pending(lead_ids=[lead.pk], why=reason, now=now)
+    return previous != to_status
+
+
+@transaction.atomic
+def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email=None) -> int:
+    """Move every other lead of ``lead``'s campaign at the same company domain to ``NURTURE`` (the
+    campaign's "stop the company on a reply" setting): the conversation is now with their colleague."""
+    now = timezone.now()
+    rows = Lead.objects.filter(campaign_id=lead.campaign_id, email_domain=lead.email_domain,
+                               status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+    found = list(rows.values_list("pk", "status"))
+    lead_events_record(found, to_status=Status.NURTURE, actor=actor, reason=reason, inbound_email=inbound_email)
+    rows.update(status=Status.NURTURE, status_reason=reason, status_changed_at=now, updated_at=now,
+                next_send_at=None, blocked_reason="", paused_until=None)
+    _cancel_pending(lead_ids=[pk for pk, _ in found], why=reason, now=now)
+    return len(found)

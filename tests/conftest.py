@@ -31,3 +31,19 @@ def smtp_server():
 
     with SmtpTestServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def imap_server():
+    """A real IMAP server (Dovecot) on 127.0.0.1 for the whole session; see ``tests.servers.imap``.
+
+    Each test takes its own users from ``imap_server.new_user()``, so tests never see each other's mail.
+    """
+    from tests.servers.imap import DovecotNotInstalled, DovecotServer
+
+    try:
+        server = DovecotServer().start()
+    except DovecotNotInstalled as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.stop()

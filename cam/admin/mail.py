@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, Value, When
+from django.urls import reverse
 from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
+from cam.inbox.processing import reply_reclassify
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
 from cam.outreach.outbound import outbound_cancel, outbound_resend
 
@@ -74,21 +77,66 @@ class OutboundEmailAdmin(AuditAdmin):
         return obj.step.position
 
 
+def _reclassify_action(category: InboundEmail.Category):
+    def action(modeladmin, request, queryset):
+        for inbound in queryset:
+            reply_reclassify(inbound=inbound, category=category, by=request.user.get_username())
+        modeladmin.message_user(request, f"{queryset.count()} repl(ies) set to {category.label}; "
+                                         f"the follow-up for it was applied.", messages.SUCCESS)
+
+    action.__name__ = f"reclassify_{category.value.lower()}"
+    return admin.action(description=f"Reclassify as {category.label.lower()}")(action)
+
+
+# Warm replies first: they are the ones a person must answer today.
+TRIAGE_ORDER = Case(
+    When(category__in=[InboundEmail.Category.POSITIVE, InboundEmail.Category.REFERRAL,
+                       InboundEmail.Category.QUESTION], then=Value(0)),
+    When(processed_at__isnull=True, then=Value(1)),
+    When(lead__isnull=True, then=Value(2)),
+    default=Value(3), output_field=IntegerField())
+
+
 @admin.register(InboundEmail)
 class InboundEmailAdmin(AuditAdmin):
-    list_display = ["from_email", "subject", "category", "confidence", "lead_link", "mailbox", "received_at",
-                    "processed_at", "alert_sent"]
-    list_filter = ["category", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter)]
-    list_select_related = ["mailbox", "lead"]
+    """Reply triage: positive and referral replies first, with the reply's own words and the reasons."""
+
+    list_display = ["from_email", "category", "confidence", "reply_text", "reasons", "lead_link", "thread",
+                    "received_at", "alert_sent"]
+    list_filter = ["category", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter),
+                   ("lead", admin.EmptyFieldListFilter)]
+    list_select_related = ["mailbox", "lead", "outbound_email"]
     search_fields = ["from_email", "subject", "message_id", "new_text"]
     date_hierarchy = "created_at"
     exclude = ["raw_message"]
+    actions = [_reclassify_action(category) for category in InboundEmail.Category]
+
+    def get_ordering(self, request):
+        return [TRIAGE_ORDER.asc(), "-created_at", "-id"]
+
+    @admin.display(description="Reply")
+    def reply_text(self, obj: InboundEmail) -> str:
+        text = " ".join(obj.new_text.split())
+        return f"{text[:160]}…" if len(text) > 160 else text
+
+    @admin.display(description="Why")
+    def reasons(self, obj: InboundEmail) -> str:
+        return "; ".join(obj.classification_reasons[:3])
 
     @admin.display(description="Lead", ordering="lead__email")
     def lead_link(self, obj: InboundEmail) -> str:
         if obj.lead_id is None:
+            return "— (unmatched)"
+        return format_html('<a href="{}">{}</a>', reverse("admin:cam_lead_change", args=[obj.lead_id]),
+                           obj.lead.email)
+
+    @admin.display(description="Answers")
+    def thread(self, obj: InboundEmail) -> str:
+        if obj.outbound_email_id is None:
             return "—"
-        return format_html('<a href="../lead/{}/change/">{}</a>', obj.lead_id, obj.lead.email)
+        return format_html('<a href="{}">{}</a>', reverse("admin:cam_outboundemail_change",
+                                                          args=[obj.outbound_email_id]),
+                           obj.outbound_email.subject[:60])
 
 
 @admin.register(ProviderEvent)

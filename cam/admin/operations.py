@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from cam.admin.base import AuditAdmin
 from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
@@ -43,9 +43,9 @@ class WorkerHeartbeatAdmin(AuditAdmin):
 
 @admin.register(HumanAlertLog)
 class HumanAlertLogAdmin(AuditAdmin):
-    list_display = ["title", "alert_type", "channel", "sent_successfully", "sent_at", "attempts", "last_error",
-                    "created_at"]
-    list_filter = ["alert_type", "sent_successfully", "channel"]
+    list_display = ["title", "alert_type", "channel", "sent_successfully", "sent_at", "failed_at", "attempts",
+                    "last_error", "created_at"]
+    list_filter = ["alert_type", "sent_successfully", ("failed_at", admin.EmptyFieldListFilter), "channel"]
     list_select_related = ["channel"]
     search_fields = ["title", "body", "idempotency_key"]
     date_hierarchy = "created_at"
@@ -57,3 +57,10 @@ class AlertChannelAdmin(admin.ModelAdmin):
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
     readonly_fields = ["last_error", "last_error_at", "created_at", "updated_at"]
+    actions = ["enable"]
+
+    @admin.action(description="Enable selected channels again (after fixing what disabled them)")
+    def enable(self, request, queryset):
+        changed = queryset.filter(enabled=False).update(enabled=True)
+        self.message_user(request, f"{changed} channel(s) enabled; their waiting alerts go out on the next cycle.",
+                          messages.SUCCESS)

@@ -5,6 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from cam.alerts.service import alerts_dispatch
+from cam.followup import leads_no_reply_timeout, leads_resume_paused
+from cam.inbox.polling import inboxes_poll
+from cam.inbox.processing import replies_process
 from cam.jobs.registry import JobContext, job
 from cam.models import Campaign, JobExecution
 from cam.outreach.planning import outreach_plan
@@ -63,3 +67,21 @@ def outreach(context: JobContext) -> dict[str, Any]:
     context.renew_lease()
     counts.update(outreach_send(inline=bool(inline)))
     return counts
+
+
+@job("inbox", description="Poll the IMAP inboxes, read new replies, apply follow-ups, resume paused leads, "
+                          "send alerts.")
+def inbox(context: JobContext) -> dict[str, Any]:
+    counts: dict[str, Any] = {}
+    counts.update({f"poll_{key}": value for key, value in inboxes_poll().items()})
+    context.renew_lease()
+    counts.update({f"replies_{key}": value for key, value in replies_process().items()})
+    counts["resumed"] = leads_resume_paused()
+    # Warm replies are told to a person in the same run that read them.
+    counts.update({f"alerts_{key}": value for key, value in alerts_dispatch().items()})
+    return counts
+
+
+@job("no_reply_timeouts", description="Move leads that never answered the last step to nurture or dead.")
+def no_reply_timeouts(context: JobContext) -> dict[str, Any]:
+    return leads_no_reply_timeout()

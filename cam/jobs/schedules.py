@@ -45,8 +45,12 @@ def declared_schedules() -> list[ScheduleSpec]:
         ScheduleSpec(name="qualify", job="qualify", every_seconds=DAY, offset_seconds=3 * 3600 + 30 * 60),
     ]
     if settings.AICMO_CAM_WORKER_ENABLED:
-        specs.append(ScheduleSpec(name="outreach", job="outreach",
-                                  every_seconds=settings.AICMO_CAM_WORKER_INTERVAL_SECONDS))
+        interval = settings.AICMO_CAM_WORKER_INTERVAL_SECONDS
+        specs += [
+            ScheduleSpec(name="outreach", job="outreach", every_seconds=interval),
+            ScheduleSpec(name="inbox", job="inbox", every_seconds=interval),
+            ScheduleSpec(name="no-reply timeouts", job="no_reply_timeouts", every_seconds=3600, offset_seconds=15 * 60),
+        ]
     return specs
 
 

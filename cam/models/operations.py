@@ -157,6 +157,10 @@ class HumanAlertLog(models.Model):
     idempotency_key = models.CharField(max_length=255, unique=True)
     sent_successfully = models.BooleanField(default=False)
     sent_at = models.DateTimeField(null=True, blank=True)
+    # A dispatcher claims an alert before sending it, so two never send the same one; a claim older
+    # than a few minutes belongs to a dispatcher that died and is taken over.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True, help_text="When dispatch gave up on it.")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_error = models.TextField(blank=True)
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.SET_NULL, null=True, blank=True,

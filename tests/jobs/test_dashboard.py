@@ -7,7 +7,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from cam.dashboard import get_dashboard
-from cam.jobs.schedules import schedules_install
+from cam.jobs.schedules import declared_schedules, schedules_install
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -23,7 +23,7 @@ def test_it_has_the_documented_shape():
     schedules_install()
     dashboard = get_dashboard()
     assert set(dashboard) >= {"timestamp", "health_status", "scheduler_status", "job_metrics", "recent_jobs"}
-    assert [entry["job"] for entry in dashboard["scheduler_status"]] == ["harvest", "score", "qualify", "outreach"]
+    assert [entry["job"] for entry in dashboard["scheduler_status"]] == [s.job for s in declared_schedules()]
     assert set(dashboard["scheduler_status"][0]) >= {"schedule", "last_run", "last_status", "next_run", "health"}
     assert set(dashboard["job_metrics"]["harvest"]) >= {"runs", "completed", "failed", "skipped",
                                                         "mean_duration_seconds", "p95_duration_seconds"}

@@ -13,7 +13,7 @@ from django_q.queues import Queue
 from django_q.scheduler import scheduler
 from django_q.worker import worker
 
-from cam.jobs.schedules import schedules_install
+from cam.jobs.schedules import declared_schedules, schedules_install
 from cam.jobs.slots import slot_for
 from cam.models import JobExecution
 
@@ -33,13 +33,16 @@ def test_it_computes_minute_slots():
 @pytest.mark.django_db
 def test_it_installs_the_schedules_once_and_updates_them_by_name():
     first = schedules_install(now=datetime(2026, 11, 22, 1, 0, tzinfo=UTC))
-    assert first["created"] == ["cam: harvest", "cam: score", "cam: qualify", "cam: outreach"]
+    names = [spec.schedule_name for spec in declared_schedules()]
+    assert names[:3] == ["cam: harvest", "cam: score", "cam: qualify"]
+    assert {"cam: outreach", "cam: inbox", "cam: no-reply timeouts"} <= set(names)
+    assert first["created"] == names
     harvest = Schedule.objects.get(name="cam: harvest")
     assert harvest.next_run == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
     assert harvest.func == "cam.jobs.tasks.run_scheduled_job"
     again = schedules_install()
-    assert again["unchanged"] == ["cam: harvest", "cam: score", "cam: qualify", "cam: outreach"]
-    assert Schedule.objects.filter(name__startswith="cam: ").count() == 4
+    assert again["unchanged"] == names
+    assert Schedule.objects.filter(name__startswith="cam: ").count() == len(names)
 
     Schedule.objects.filter(name="cam: score").update(kwargs="job='score', every_seconds=60")
     Schedule.objects.create(name="cam: retired", func="math.floor", schedule_type=Schedule.DAILY)

@@ -1,0 +1,222 @@
+"""What a classified reply, or a silence, does to a lead.
+
+One handler per category (a table, not a chain of ifs). Every change goes through ``cam.leads`` so
+it is recorded as a ``LeadEvent`` with who or what made it and why; a lead whose sequence stops has
+its waiting emails cancelled. Warm replies queue an alert to a person, once per reply.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+from django.urls import reverse
+from django.utils import timezone
+
+from cam.alerts.service import alert_queue
+from cam.leads import (
+    lead_events_record,
+    lead_mark_bounced,
+    lead_mark_complained,
+    lead_set_status,
+    lead_unsubscribe,
+    leads_stop_company,
+)
+from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, OutboundEmail
+
+Category = InboundEmail.Category
+Status = Lead.Status
+AlertType = HumanAlertLog.AlertType
+
+# Replies written by a person (as opposed to machines answering for them).
+HUMAN = (Category.POSITIVE, Category.NEGATIVE, Category.UNSUBSCRIBE, Category.REFERRAL, Category.QUESTION,
+         Category.NEUTRAL)
+SOFT_BOUNCE_RETRY = timedelta(hours=24)
+
+
+@dataclass(frozen=True)
+class Reply:
+    inbound: InboundEmail
+    lead: Lead
+    outbound: OutboundEmail | None
+    actor: str
+
+    @property
+    def quote(self) -> str:
+        text = " ".join(self.inbound.new_text.split())
+        return f"“{text[:140]}{'…' if len(text) > 140 else ''}”" if text else "(no text)"
+
+    @property
+    def source(self) -> str:
+        return f"reply #{self.inbound.pk}"
+
+
+def _admin_link(inbound: InboundEmail) -> str:
+    return settings.AICMO_CAM_PUBLIC_URL + reverse("admin:cam_inboundemail_change", args=[inbound.pk])
+
+
+def _alert(reply: Reply, alert_type: str, title: str) -> None:
+    """Queue the alert (sent by the alert step of the same cycle) and mark the reply as alerted."""
+    lead = reply.lead
+    body = (f"{lead.full_name or lead.email} <{lead.email}> at {lead.company or '—'} ({lead.campaign}) wrote:\n\n"
+            f"{reply.inbound.new_text.strip()}\n\nOpen it: {_admin_link(reply.inbound)}")
+    alert_queue(alert_type=alert_type, title=title, body=body, idempotency_key=f"reply:{reply.inbound.pk}",
+                campaign=reply.lead.campaign, lead=reply.lead, inbound_email=reply.inbound)
+    InboundEmail.objects.filter(pk=reply.inbound.pk).update(alert_sent=True)
+    reply.inbound.alert_sent = True
+
+
+def _set(reply: Reply, status: str, reason: str, **options) -> None:
+    lead_set_status(lead=reply.lead, to_status=status, actor=reply.actor, reason=reason,
+                    inbound_email=reply.inbound, **options)
+
+
+def _positive(reply: Reply) -> None:
+    _set(reply, Status.INTERESTED, f"Positive reply: {reply.quote}")
+    _alert(reply, AlertType.POSITIVE_REPLY, f"Interested: {reply.lead.full_name or reply.lead.email}")
+
+
+def _question(reply: Reply) -> None:
+    # A question is a conversation a person should take over: the sequence stops and someone is told.
+    _set(reply, Status.INTERESTED, f"Asked a question: {reply.quote}")
+    _alert(reply, AlertType.POSITIVE_REPLY, f"Question from {reply.lead.full_name or reply.lead.email}")
+
+
+def _negative(reply: Reply) -> None:
+    _set(reply, Status.NOT_INTERESTED, f"Not interested: {reply.quote}")
+
+
+def _neutral(reply: Reply) -> None:
+    _set(reply, Status.NURTURE, f"Replied without a clear answer: {reply.quote}")
+
+
+def _referral(reply: Reply) -> None:
+    to = reply.inbound.referral_email
+    _set(reply, Status.REFERRED, f"Referred us to {to or 'someone else'}: {reply.quote}")
+    _alert(reply, AlertType.REFERRAL, f"Referral from {reply.lead.full_name or reply.lead.email}"
+                                      f"{f' to {to}' if to else ''}")
+
+
+def _unsubscribe(reply: Reply) -> None:
+    lead_unsubscribe(lead=reply.lead, source=f"asked by email, {reply.source}", actor=reply.actor,
+                     inbound_email=reply.inbound)
+
+
+def _complaint(reply: Reply) -> None:
+    lead_mark_complained(lead=reply.lead, source=f"feedback report, {reply.source}", actor=reply.actor,
+                         inbound_email=reply.inbound)
+
+
+def _bounce_hard(reply: Reply) -> None:
+    lead_mark_bounced(lead=reply.lead, source=f"bounce {reply.inbound.bounce_status_code or ''}, {reply.source}",
+                      actor=reply.actor, inbound_email=reply.inbound)
+
+
+def _bounce_soft(reply: Reply) -> None:
+    outbound = reply.outbound
+    campaign = reply.lead.campaign
+    if outbound is None:
+        return
+    soft = outbound.soft_bounces + 1
+    if soft >= campaign.soft_bounce_limit:
+        OutboundEmail.objects.filter(pk=outbound.pk).update(soft_bounces=soft)
+        lead_mark_bounced(lead=reply.lead, actor=reply.actor, inbound_email=reply.inbound,
+                          source=f"{soft} soft bounces of one email, {reply.source}")
+        return
+    # The same step goes out again later, as the same email (same Message-ID, same content).
+    now = timezone.now()
+    OutboundEmail.objects.filter(pk=outbound.pk).update(
+        soft_bounces=soft, status=OutboundEmail.Status.RETRY, next_attempt_at=now + SOFT_BOUNCE_RETRY,
+        updated_at=now, last_error=f"Soft bounce {soft} of {campaign.soft_bounce_limit} "
+                                   f"({reply.inbound.bounce_status_code or 'no code'}); retried later.")
+    Lead.objects.filter(pk=reply.lead.pk, current_step=outbound.step.position).update(
+        current_step=outbound.step.position - 1, next_send_at=None, updated_at=now)
+
+
+def _out_of_office(reply: Reply) -> None:
+    back = reply.inbound.return_date
+    campaign = reply.lead.campaign
+    # Back in the morning of the return day, in the lead's (or the campaign's) time zone.
+    zone = zoneinfo.ZoneInfo(reply.lead.timezone or campaign.timezone or "UTC")
+    until = (datetime.combine(back, time(9), tzinfo=zone) if back
+             else timezone.now() + timedelta(days=campaign.out_of_office_days))
+    # Waiting emails stay queued: the sender only sends to leads in sequence, so they go out after.
+    _set(reply, Status.PAUSED, f"Out of office until {until.date().isoformat()}: {reply.quote}",
+         stop_sequence=False, paused_until=until)
+
+
+def _automatic(reply: Reply) -> None:
+    """An automatic reply that is not an absence changes nothing."""
+
+
+FOLLOW_UPS: dict[str, Callable[[Reply], None]] = {
+    Category.POSITIVE: _positive,
+    Category.QUESTION: _question,
+    Category.NEGATIVE: _negative,
+    Category.NEUTRAL: _neutral,
+    Category.REFERRAL: _referral,
+    Category.UNSUBSCRIBE: _unsubscribe,
+    Category.COMPLAINT: _complaint,
+    Category.BOUNCE_HARD: _bounce_hard,
+    Category.BOUNCE_SOFT: _bounce_soft,
+    Category.OUT_OF_OFFICE: _out_of_office,
+    Category.AUTO_REPLY: _automatic,
+}
+
+
+@transaction.atomic
+def reply_follow_up(*, inbound: InboundEmail, actor: str) -> None:
+    """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead)."""
+    if inbound.lead_id is None or not inbound.category:
+        return
+    lead = Lead.objects.select_related("campaign").get(pk=inbound.lead_id)
+    outbound = (OutboundEmail.objects.select_related("step").filter(pk=inbound.outbound_email_id).first()
+                if inbound.outbound_email_id else None)
+    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor)
+    if inbound.category in HUMAN:
+        Lead.objects.filter(pk=lead.pk, replied_at__isnull=True).update(replied_at=inbound.received_at
+                                                                         or timezone.now())
+        if lead.campaign.stop_company_on_reply:
+            leads_stop_company(lead=lead, actor=actor, inbound_email=inbound,
+                               reason=f"{lead.email} at the same company replied ({reply.source}).")
+    FOLLOW_UPS[inbound.category](reply)
+
+
+def leads_resume_paused(*, now: datetime | None = None) -> int:
+    """Leads whose out-of-office pause is over go back into their sequence."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        due = Lead.objects.filter(status=Status.PAUSED, paused_until__lte=now)
+        found = list(due.values_list("pk", "status"))
+        lead_events_record(found, to_status=Status.IN_SEQUENCE, actor="system:follow-up",
+                       reason="Back from out of office.")
+        due.update(status=Status.IN_SEQUENCE, status_reason="Back from out of office.", status_changed_at=now,
+                   updated_at=now, paused_until=None, next_send_at=now)
+    return len(found)
+
+
+def leads_no_reply_timeout(*, now: datetime | None = None) -> dict[str, int]:
+    """Leads that got the last step more than the campaign's no-reply days ago, with no reply, move to
+    ``NURTURE`` or ``DEAD`` as the campaign says. A few statements per campaign."""
+    now = now or timezone.now()
+    counts = {"nurture": 0, "dead": 0}
+    campaigns = Campaign.objects.annotate(last_step=Max("steps__position")).filter(last_step__isnull=False)
+    for campaign in campaigns:
+        silent = Lead.objects.filter(
+            campaign=campaign, status=Status.IN_SEQUENCE, current_step__gte=campaign.last_step,
+            next_send_at__isnull=True, replied_at__isnull=True,
+            last_contacted_at__lte=now - timedelta(days=campaign.no_reply_days))
+        reason = f"No reply {campaign.no_reply_days} days after the last email."
+        with transaction.atomic():
+            found = list(silent.values_list("pk", "status"))
+            lead_events_record(found, to_status=campaign.no_reply_outcome, actor="system:no-reply timeout",
+                           reason=reason)
+            silent.update(status=campaign.no_reply_outcome, status_reason=reason, status_changed_at=now,
+                          updated_at=now)
+        counts[campaign.no_reply_outcome.lower()] += len(found)
+    return counts

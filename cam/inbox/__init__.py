@@ -1,0 +1,1 @@
+"""Replies: polling the mailboxes' IMAP folders and reading what arrives."""

@@ -1,0 +1,495 @@
+"""What an incoming message is: a bounce, a complaint, an automatic reply, or a person's answer and its intent.
+
+``classify_message`` is the one entry point. It runs the classifiers of ``CLASSIFIERS`` in order, and
+the first one that recognises the message decides; their order is the precedence of the categories:
+
+1. ``BounceClassifier``: a failed-delivery report → ``BOUNCE_HARD`` or ``BOUNCE_SOFT``, with the
+   failed recipients and the status code (``cam.inbox.bounces``);
+2. ``ComplaintClassifier``: an RFC 5965 feedback report → ``COMPLAINT``, with the complaining
+   recipient in ``failed_recipients``;
+3. ``AutoReplyClassifier``: an automatic answer → ``OUT_OF_OFFICE`` (with the return date when the
+   text gives one) or ``AUTO_REPLY`` (``cam.inbox.autoreplies``);
+4. ``ReplyIntentClassifier``: a person's reply, read on its new text only (``cam.inbox.text``),
+   against ``PHRASES``: ``UNSUBSCRIBE`` > ``REFERRAL`` > ``NEGATIVE`` > ``POSITIVE`` > ``QUESTION``
+   > ``NEUTRAL``.
+
+A referral outranks a refusal because “not interested, but talk to anna@…” is worth a person's look,
+and both stop the lead; an unsubscribe request outranks everything a person writes because it is the
+one that must never be missed. Another classifier (a model, say) joins by subclassing ``Classifier``
+and taking its place in the list: return ``None`` to let the next one decide.
+
+Confidence is how sure the rule that decided is, from 0 to 1: about 0.95 and above for a
+standard report or an explicit header, about 0.85 for a clear phrase, less when phrases of other
+categories were also found or when a bounce's status code is missing, 0.5 for ``NEUTRAL``. The
+reasons say which rule fired and on what text. docs/classification.md is the staff-facing version.
+"""
+
+from __future__ import annotations
+
+import datetime
+import email
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from email import policy
+from email.message import EmailMessage, Message
+from functools import cached_property
+
+from cam.inbox.autoreplies import detect_auto_reply
+from cam.inbox.bounces import detect_bounce, detect_complaint
+from cam.inbox.text import ADDRESS, body_text, fold, header, header_addresses, new_text, sender_address
+from cam.models.mail import InboundEmail
+
+Category = InboundEmail.Category
+
+
+@dataclass(frozen=True)
+class Classification:
+    category: str  # an InboundEmail.Category value
+    confidence: float  # 0..1
+    reasons: list[str]  # human-readable: which rule fired, on what text
+    failed_recipients: list[str] = field(default_factory=list)
+    status_code: str = ""  # e.g. "5.1.1" or "550"
+    return_date: datetime.date | None = None
+    referral_email: str = ""
+    new_text: str = ""  # the sender's own words, quotes and signature removed
+
+
+class UnreadableMessage(ValueError):
+    """The bytes are not an email message (empty, binary, or no header at all)."""
+
+
+def read_message(raw: bytes) -> EmailMessage:
+    """``raw`` parsed as an email message; raises ``UnreadableMessage`` when it is not one."""
+    if not raw.strip():
+        raise UnreadableMessage("empty")
+    if b"\x00" in raw[:4096]:
+        raise UnreadableMessage("binary data, not a message")
+    message = email.message_from_bytes(raw, policy=policy.default)
+    if not message.keys():
+        raise UnreadableMessage("no header fields, not a message")
+    return message
+
+
+class IncomingMessage:
+    """A message being classified, with what the classifiers read from it worked out once."""
+
+    def __init__(self, message: Message, *, today: datetime.date) -> None:
+        self.message = message
+        self.today = today
+
+    @cached_property
+    def subject(self) -> str:
+        return header(self.message, "Subject")
+
+    @cached_property
+    def sender(self) -> str:
+        return sender_address(self.message)
+
+    @cached_property
+    def own_addresses(self) -> tuple[str, ...]:
+        """The sender's and the addressees' addresses: never a referral."""
+        return tuple(address for address in (self.sender, *header_addresses(self.message, "To", "Reply-To"))
+                     if address)
+
+    @cached_property
+    def body(self) -> str:
+        return body_text(self.message)
+
+    @cached_property
+    def new_text(self) -> str:
+        return new_text(self.body)
+
+
+class Classifier:
+    """One way of recognising messages. ``classify`` returns ``None`` to leave the message to the next one."""
+
+    name = "classifier"
+
+    def classify(self, message: IncomingMessage) -> Classification | None:
+        raise NotImplementedError
+
+
+class BounceClassifier(Classifier):
+    name = "bounce"
+
+    def classify(self, message: IncomingMessage) -> Classification | None:
+        bounce = detect_bounce(message.message, subject=message.subject)
+        if bounce is None:
+            return None
+        return Classification(category=Category.BOUNCE_HARD if bounce.hard else Category.BOUNCE_SOFT,
+                              confidence=bounce.confidence, reasons=bounce.reasons,
+                              failed_recipients=bounce.failed_recipients, status_code=bounce.status_code)
+
+
+class ComplaintClassifier(Classifier):
+    name = "complaint"
+
+    def classify(self, message: IncomingMessage) -> Classification | None:
+        complaint = detect_complaint(message.message)
+        if complaint is None:
+            return None
+        return Classification(category=Category.COMPLAINT, confidence=complaint.confidence,
+                              reasons=complaint.reasons, failed_recipients=complaint.recipients)
+
+
+class AutoReplyClassifier(Classifier):
+    name = "auto-reply"
+
+    def classify(self, message: IncomingMessage) -> Classification | None:
+        found = detect_auto_reply(message.message, subject=message.subject, text=message.new_text,
+                                  today=message.today, own_addresses=message.own_addresses)
+        if found is None:
+            return None
+        return Classification(category=Category.OUT_OF_OFFICE if found.out_of_office else Category.AUTO_REPLY,
+                              confidence=found.confidence, reasons=found.reasons, return_date=found.return_date,
+                              referral_email=found.referral_email)
+
+
+# --- a person's reply -------------------------------------------------------------------------
+
+A = ADDRESS.pattern.replace("A-Z", "")
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A phrase (a regular expression on folded text) that points to a category.
+
+    A ``negatable`` phrase does not count when a negation comes just before it in the same clause
+    (“not interested”, “nicht interessant”, “pas intéressé”, “no me interesa”) or, for German and
+    French, just after it (“interessiert uns nicht”, “ne m'intéresse pas”).
+    """
+
+    category: str
+    pattern: re.Pattern[str]
+    confidence: float
+    negatable: bool = False
+
+
+def _phrases(category: str, confidence: float, *patterns: str, negatable: bool = False) -> list[Phrase]:
+    return [Phrase(category, re.compile(pattern), confidence, negatable) for pattern in patterns]
+
+
+PHRASES: list[Phrase] = [
+    *_phrases(
+        Category.UNSUBSCRIBE, 0.95,
+        # English
+        r"\bunsubscribe\b", r"\bremove me\b", r"\bremove us\b",
+        r"\bremove (?:my|our|this) (?:e-?mail|address|name|contact|details|data)\b",
+        r"\btake (?:me|us) off\b", r"\btake (?:my|our|this) (?:e-?mail|address|name) off\b",
+        r"\boff (?:your|the|this) (?:mailing |e-?mail |contact |distribution )?list\b",
+        r"\bstop (?:e-?mailing|contacting|sending|messaging|writing to|spamming|bothering|pestering) (?:me|us)\b",
+        r"\bstop (?:sending|spamming)\b",
+        r"\b(?:do not|don't|dont|never) (?:e-?mail|contact|write to|message|spam) (?:me|us)\b",
+        r"\bno (?:more|further) (?:e-?mails|mails|messages|contact)\b", r"\bopt(?:-| )?out\b",
+        r"\bdelete (?:my|our) (?:data|e-?mail|address|contact|details)\b", r"\bleave (?:me|us) alone\b",
+        # German
+        r"\babmelden\b", r"\babmeldung\b", r"\babbestellen\b", r"\baustragen\b", r"\btragen sie (?:mich|uns) aus\b",
+        r"\bentfernen sie (?:mich|uns|meine|unsere)\b",
+        r"\b(?:aus|von) (?:ihrem|ihrer|dem|der|eurem|eurer|ihren) (?:verteiler|liste|mailingliste|datenbank|"
+        r"e-?mail-?liste|adressliste)\b",
+        r"\bkeine (?:weiteren |werblichen )?(?:e-?mails|mails|nachrichten|werbung|zuschriften|werbemails)(?: mehr)?\b",
+        r"\bnicht (?:mehr|weiter) (?:kontaktieren|anschreiben|anmailen|kontaktiert|angeschrieben|schreiben)\b",
+        r"\b(?:loschen|entfernen) sie (?:bitte )?(?:meine|unsere) (?:daten|adresse|e-?mail)",
+        # French
+        r"\bdesabonn\w*", r"\bdesinscri\w*", r"\bne (?:plus|pas) recevoir\b", r"\bne plus etre contacte",
+        r"\b(?:retirez|supprimez|enlevez|rayez)[- ](?:moi|nous)\b",
+        r"\b(?:retirer|supprimer|enlever|effacer) (?:mon|notre|mes|nos) (?:adresse|e-?mail|nom|coordonnees|donnees)",
+        r"\bne (?:me|nous) (?:contactez|ecrivez|envoyez|sollicitez) plus\b",
+        r"\barretez de (?:m'|me |nous )(?:envoyer|ecrire|contacter|spammer|solliciter)",
+        r"\bplus (?:aucun|de) (?:mails?|courriels?|e-?mails?|messages?|sollicitations?)\b",
+        # Spanish
+        r"\bdar(?:me|nos)? de baja\b", r"\b(?:dame|denme|deme|dennos) de baja\b", r"\bde baja\b",
+        r"\b(?:borrar|eliminar|quitar|sacar)(?:me|nos)? de (?:la|su|vuestra|tu|sus) (?:lista|listas|base de datos)\b",
+        r"\b(?:eliminen|borren|quiten|saquen|eliminad|borrad) (?:mi|mis|nuestro|nuestra|nuestros) "
+        r"(?:correo|direccion|datos|e-?mail)",
+        r"\bno (?:me|nos) (?:envie|envien|mande|manden|escriba|escriban|contacte|contacten|envies|mandes|escribas|"
+        r"contactes|moleste|molesten) mas\b",
+        r"\bno (?:quiero|queremos) recibir (?:mas|ningun|ninguna)\b", r"\bdejen? de (?:enviar|escribir|mandar)",
+        r"\bno (?:vuelva|vuelvan) a (?:escribir|contactar)",
+    ),
+    *_phrases(
+        Category.REFERRAL, 0.85,
+        # English
+        r"\bnot the (?:right|best|correct|appropriate|relevant) (?:person|contact|one|people)\b",
+        r"\bwrong (?:person|contact)\b",
+        r"\b(?:right|best|correct|better|appropriate) (?:person|contact) "
+        r"(?:is|would be|to (?:talk|speak|contact|reach))\b",
+        r"\b(?:contact|reach out to|talk to|speak (?:to|with)|get in touch with|e-?mail|write to|ask|try|loop in) "
+        r"(?:my |our |the )?(?:colleague|coworker|co-worker|manager|boss|head of|team lead|department|cto|ceo|cfo|coo|"
+        r"cmo|founder|co-founder|partner|assistant|purchasing|procurement|office manager|it team|marketing team|"
+        r"sales team|buyer)\b",
+        rf"\b(?:contact|reach out to|talk to|speak (?:to|with)|get in touch with|e-?mail|write to|reach) "
+        rf"(?:\w+ ){{0,3}}(?:at |via |on )?<?{A}>?",
+        r"\bforward(?:ed|ing)? (?:this|it|your (?:e-?mail|message|note|request)) (?:on )?to\b",
+        r"\bpass(?:ed|ing)? (?:this|it|your (?:e-?mail|message|note)) (?:on|along) to\b",
+        r"\b(?:i'?ve|i have|i'm|i am|have) (?:cc'?d|cc'?ed|cc'?ing|copied|copying|looped in|looping in|added)\b",
+        r"\b(?:he|she|they) (?:handles|is responsible for|are responsible for|is in charge of|are in charge of|"
+        r"looks after|takes care of|owns|manages) (?:this|these|that|our|it|all)\b",
+        r"\bis (?:responsible|in charge) (?:for|of) "
+        r"(?:this|these|that|our|it|purchasing|procurement|marketing|sales)\b",
+        r"\bno longer (?:with|at|works|working|in charge|responsible)\b", r"\b(?:left|has left) the company\b",
+        # German
+        r"\bnicht (?:der|die) (?:richtige|passende|zustandige)n? (?:ansprechpartner(?:in)?|person|kontakt)\b",
+        r"\bnicht zustandig\b", r"\bzustandig (?:ist|sind|dafur|hierfur|ware)\b",
+        r"\bansprechpartner(?:in)? (?:ist|ware|hierfur|dafur)\b",
+        r"\b(?:wenden|melden) sie sich (?:bitte |gerne |doch )?(?:an|bei)\b", r"\bweitergeleitet\b",
+        r"\bleite (?:ihre|die|diese|das|es) (?:\w+ )?(?:anfrage |nachricht |e-?mail )?weiter\b",
+        r"\b(?:kontaktieren|schreiben) sie (?:bitte |gerne |doch )?(?:meine|meinen|unsere|unseren|herrn|frau)\b",
+        r"\bin (?:kopie|cc) (?:gesetzt|genommen)\b", r"\bnicht mehr (?:im unternehmen|bei uns|fur .{0,20} zustandig)\b",
+        # French
+        r"\bpas (?:la|le) (?:bonne|bon) (?:personne|interlocuteur|contact)\b",
+        r"\b(?:contactez|veuillez contacter|merci de contacter|adressez-vous a|adressez vous a|voyez avec|ecrivez a|"
+        r"rapprochez-vous de)\s+(?!moi\b|nous\b)",
+        r"\b(?:j'ai|je l'ai|nous avons) (?:transmis|transfere|fait suivre)\b", r"\bs'occupe (?:de|des|du)\b",
+        r"\best (?:en charge|responsable) (?:de|des|du)\b", r"\bmis en copie\b",
+        # Spanish
+        r"\bno soy la persona\b", r"\bno soy (?:el|la) (?:adecuad[oa]|indicad[oa]|correct[oa]|responsable)\b",
+        r"\b(?:contacte|contacta|contactar|escriba|escribe|hable|habla|pongase en contacto|dirijase|dirigete) "
+        r"(?:con|a)\b",
+        r"\b(?:he|lo he|la he|te he|le he) (?:reenviado|pasado|copiado)\b", r"\bse encarga (?:de|del)\b",
+        r"\bes (?:el|la) responsable\b", r"\ben copia\b",
+    ),
+    *_phrases(
+        Category.NEGATIVE, 0.88,
+        # English
+        r"\bnot (?:really |very |that |so |at all |currently |too |particularly )?interested\b",
+        r"\b\w+n't (?:really |currently |that |particularly )?interested\b", r"\bno interest\b",
+        r"\bno,? thanks?\b", r"\bno,? thank you\b", r"\bthanks?,? but no\b", r"\bthank you,? but no\b",
+        r"\bnot (?:a |the )?(?:good |right )?fit\b", r"\bnot for (?:us|me)\b", r"\bnot relevant\b",
+        r"\bnot a priority\b", r"\bnot (?:looking|in the market|buying)\b", r"\bnot (?:right )?now\b",
+        r"\bnot at (?:this time|the moment|present)\b", r"\bnot this (?:year|quarter|time)\b",
+        r"\b(?:don't|do not|doesn't|does not) (?:need|have (?:a |any )?need)\b", r"\bno need\b",
+        r"\bwe(?:'re| are) (?:all )?(?:set|covered)\b", r"\bwe already (?:have|use|work with|got|partner)\b",
+        r"\balready (?:have|using|use|work with) (?:a|an|our|someone|something|one|this|that|similar)\b",
+        r"\bwe(?:'re| are) (?:happy|satisfied|content) with\b", r"\b(?:i'll|we'll|i will|we will|going to) pass\b",
+        r"\bpass on this\b", r"\bno budget\b", r"\b(?:have to|must|will|going to) decline\b",
+        r"\bnot something (?:we|i)\b",
+        # German
+        r"\bkein(?:erlei)? interesse\b", r"\bkein(?:en)? bedarf\b", r"\bnicht (?:interessiert|interessant|relevant)\b",
+        r"\binteressiert (?:uns|mich) (?:leider |derzeit |aktuell )?nicht\b", r"\bkein thema\b",
+        r"\bnein,? danke\b", r"\bdanke,? (?:aber )?nein\b", r"\bwir haben (?:bereits|schon)\b",
+        r"\bhaben (?:bereits|schon) (?:einen|eine|ein)\b",
+        r"\b(?:brauchen|benotigen) (?:wir |ich )?(?:so etwas |das )?(?:keine|keinen|kein|nicht)\b",
+        r"\bpasst (?:leider |aktuell |derzeit )?nicht\b",
+        r"\b(?:derzeit|momentan|aktuell|zurzeit|im moment) (?:leider )?(?:nicht|kein)\b", r"\bnicht jetzt\b",
+        r"\bsind (?:gut |bestens )?versorgt\b", r"\bsehr zufrieden mit\b",
+        # French
+        r"\bpas (?:vraiment |du tout |tres |trop )?interess\w*", r"\bpas d'interet\b", r"\baucun interet\b",
+        r"\bne (?:m'|nous |me )interesse (?:pas|plus)\b", r"\bnon,? merci\b", r"\bpas besoin\b", r"\baucun besoin\b",
+        r"\b(?:nous avons|on a|j'ai) deja\b", r"\bpas pour (?:nous|moi)\b",
+        r"\bpas (?:pour le moment|pour l'instant|en ce moment|maintenant)\b",
+        r"\bnous sommes (?:deja )?(?:equipes|satisfaits)\b",
+        # Spanish
+        r"\bno (?:me|nos) interesa\b", r"\bno (?:estamos|estoy) interesad[oa]s?\b", r"\bno,? gracias\b",
+        r"\bya (?:tenemos|contamos con|trabajamos con|usamos|utilizamos)\b",
+        r"\bno (?:lo )?necesitamos\b", r"\bno nos hace falta\b",
+        r"\bno es (?:de nuestro interes|para nosotros|prioridad)\b",
+        r"\b(?:por ahora|de momento|ahora mismo|por el momento),? no\b",
+        r"\bno (?:por ahora|de momento|por el momento)\b",
+        r"\bsin interes\b", r"\bningun interes\b",
+    ),
+    *_phrases(
+        Category.POSITIVE, 0.85,
+        # English
+        r"\binterested\b",
+        r"\b(?:sounds|looks|seems) (?:very |really |quite |pretty |super )?(?:interesting|good|great|promising|useful|"
+        r"relevant)\b",
+        r"\blet'?s (?:talk|chat|connect|discuss|set up|schedule|book|meet|do it|hop on|jump on|find a time|speak)\b",
+        r"\b(?:happy|glad|keen|open) to (?:talk|chat|connect|discuss|learn|hear|meet|jump on|hop on|take a look|have a|"
+        r"explore)\b",
+        r"\b(?:would|'d) (?:love|like|be happy|be glad|be keen|be open|be interested) to (?:talk|chat|learn|hear|see|"
+        r"know|discuss|meet|connect|get|set up|schedule|try|explore|find out|book)\b",
+        r"\bsend (?:me |us |over )?(?:some |more |the |a |your )?(?:details|info|information|deck|proposal|pricing|"
+        r"price list|brochure|case stud(?:y|ies)|overview|presentation|quote|offer)\b",
+        r"\bsend (?:it|them|that) over\b",
+        r"\b(?:book|schedule|set up|arrange|organi[sz]e|have|jump on|hop on) (?:a |an |some )?(?:quick |short |brief |"
+        r"\d+[- ]?min(?:ute)? )?(?:call|meeting|demo|chat|intro)\b",
+        r"\btell me more\b", r"\b(?:more|further) (?:info|information|details)\b",
+        r"\b(?:what|when) (?:time |day )?(?:works|suits) (?:for )?you\b",
+        r"\bhow about (?:monday|tuesday|wednesday|thursday|friday|next week|tomorrow|this week)\b",
+        r"\b(?:i'?m|i am|we'?re|we are) (?:free|available) (?:on|at|next|tomorrow|this|monday|tuesday|wednesday|"
+        r"thursday|friday)\b",
+        r"\bcalendly\.com\b", r"\bcount (?:me|us) in\b", r"\bsign (?:me|us) up\b",
+        r"\byes,? (?:please|let'?s|i'?m|we'?re|sure|interested|send|definitely|absolutely|i'?d)\b",
+        r"\A\s*(?:yes|yep|yeah|sure|absolutely|definitely|of course)\s*[.!]*\s*\Z",
+        r"\b(?:give me|give us) a (?:call|ring)\b", r"\bcall me\b",
+        # German
+        r"\binteressiert\b",
+        r"\b(?:klingt|hort sich|liest sich) (?:sehr |durchaus |ganz |wirklich |echt )?(?:interessant|gut|spannend|"
+        r"vielversprechend)\b",
+        r"\binteressant\b", r"\bgerne?\b",
+        r"\blassen sie uns (?:sprechen|telefonieren|reden|austauschen|einen termin|treffen)\b",
+        r"\btermin (?:vereinbaren|ausmachen|machen|finden|vorschlagen)\b",
+        r"\b(?:schicken|senden|schick|sende) (?:sie )?(?:mir|uns) (?:gerne |bitte |doch )?(?:mehr |weitere |ein |eine |"
+        r"einige |ihre )?(?:infos|informationen|unterlagen|details|angebot|prasentation|preise|preisliste)\b",
+        r"\b(?:mehr|weitere|nahere) (?:infos|informationen|details|unterlagen)\b",
+        r"\brufen sie (?:mich|uns) (?:gerne |bitte |doch )?an\b", r"\btelefonat\b", r"\btelefonieren\b",
+        r"\binteresse (?:besteht|haben wir|hatte ich|hatten wir|ist da)\b", r"\b(?:bin|sind) dabei\b",
+        # French
+        r"\binteresse(?:e|s|es)?\b", r"\b(?:ca|cela) (?:m'|nous )interesse\b", r"\bavec plaisir\b", r"\bvolontiers\b",
+        r"\b(?:envoyez|envoyer|transmettez|faites parvenir)[- ](?:moi|nous) (?:plus d'|des |davantage d'|votre |vos |"
+        r"la |une )?(?:informations|infos|details|documentation|brochure|proposition|tarifs|devis|presentation|"
+        r"plaquette)\b",
+        r"\b(?:plus|davantage) d'(?:informations|infos|details)\b",
+        r"\b(?:prenons|fixons|organisons|planifions|calons|programmons) (?:un )?(?:rendez-vous|rdv|appel|call|creneau|"
+        r"echange|point)\b",
+        r"\b(?:appelez|telephonez|contactez)[- ]moi\b", r"\bme contacter\b", r"\bdiscutons\b", r"\bparlons-en\b",
+        r"\bechangeons\b", r"\b(?:ca|cela) (?:me|nous) (?:parait|semble) interessant\b",
+        r"\bje suis (?:disponible|dispo)\b",
+        # Spanish
+        r"\b(?:me|nos) interesa(?:ria)?\b", r"\b(?:estamos|estoy) interesad[oa]s?\b",
+        r"\b(?:suena|parece) (?:muy )?(?:interesante|bien|genial)\b", r"\bcon (?:mucho )?gusto\b",
+        r"\bencantad[oa]s?\b", r"\bme encantaria\b",
+        r"\b(?:envieme|envienos|mandeme|mandenos|enviame|mandame|envie|manden|envien)(?: usted)? (?:mas )?"
+        r"(?:informacion|detalles|info|una propuesta|el catalogo|precios|presupuesto)\b",
+        r"\bmas (?:informacion|detalles|info)\b",
+        r"\b(?:agendemos|agendar|programemos|programar|organicemos|hagamos|tengamos|coordinemos) (?:una )?(?:llamada|"
+        r"reunion|cita|videollamada|demo)\b",
+        r"\bhablemos\b", r"\bllam(?:ame|eme|enme)\b", r"\bcuando (?:le|te) (?:viene|va) bien\b",
+        r"\bme gustaria (?:saber|conocer|hablar|ver|recibir)\b",
+        negatable=True,
+    ),
+]
+
+INTENT_ORDER = [Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Category.POSITIVE]
+
+_NEGATORS = {"not", "no", "never", "nicht", "kein", "keine", "keinen", "keinem", "keiner", "nie", "niemals", "kaum",
+             "pas", "plus", "jamais", "ne", "n'", "nunca", "tampoco", "ni", "sin", "without", "ohne", "sans", "hardly"}
+_TRAILING_NEGATORS = {"nicht", "pas", "plus", "jamais"}
+_CLAUSE = re.compile(r"[.,;:!?()\n]|\bbut\b|\baber\b|\bmais\b|\bpero\b|\bsondern\b|\bsino\b")
+_DOUBLE_NEGATIVE = re.compile(r"(?:don't|do not|dont) hesitate|n'hesitez pas|zogern sie nicht|no dude|no dudes")
+_QUESTION_START = re.compile(
+    r"^(?:how|what|who|why|when|where|which|can you|could you|do you|does|is it|is this|are you|would you|"
+    r"wie|was|wer|warum|wann|wo|welche[rsn]?|konnen sie|konnten sie|haben sie|gibt es|"
+    r"comment|quel(?:le)?s?|qui|pourquoi|quand|combien|est-ce que|pouvez-vous|avez-vous|"
+    r"como|que|quien|por que|cuando|cuanto|cual|donde|pueden|puede usted|tienen)\b")
+_URL = re.compile(r"\b(?:https?://|www\.)\S+")
+_SUBJECT_PREFIX = re.compile(r"^(?:(?:re|aw|wg|fw|fwd|tr|rv|sv|antw|ref)\s*(?:\[\d+\])?\s*:\s*)+")
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[\w']+", text)
+
+
+def _negated(folded: str, start: int, end: int) -> bool:
+    before = _CLAUSE.split(folded[max(0, start - 80):start])[-1]
+    before = _DOUBLE_NEGATIVE.sub(" ", before)
+    words = _words(before)[-4:]
+    if any(word in _NEGATORS or word.endswith("n't") or word.startswith("n'") for word in words):
+        return True
+    after = _CLAUSE.split(folded[end:end + 40])[0]
+    return any(word in _TRAILING_NEGATORS for word in _words(after)[:3])
+
+
+class ReplyIntentClassifier(Classifier):
+    """A person's reply: unsubscribe, referral, negative, positive, question or neutral, from its new text."""
+
+    name = "reply intent"
+
+    def classify(self, message: IncomingMessage) -> Classification:
+        text = message.new_text
+        folded = fold(_URL.sub(" ", text))
+        subject = _SUBJECT_PREFIX.sub("", fold(message.subject)).strip()
+        hits: dict[str, list[tuple[str, float]]] = {}
+        negated: list[str] = []
+        referred: list[str] = []  # the words of the referral phrases, where an address may be
+
+        def text_of(match: re.Match[str]) -> str:
+            return match.string[match.start():match.end() + 80]
+
+        for phrase in PHRASES:
+            sources = [("", folded)]
+            if phrase.category == Category.UNSUBSCRIBE:
+                sources.append(("subject ", subject))
+            for where, searched in sources:
+                for match in phrase.pattern.finditer(searched):
+                    if phrase.negatable and _negated(searched, match.start(), match.end()):
+                        negated.append(match.group(0).strip())
+                        continue
+                    hits.setdefault(phrase.category, []).append((f"{where}{match.group(0).strip()!r}",
+                                                                 phrase.confidence))
+                    if phrase.category == Category.REFERRAL:
+                        referred.append(text_of(match))
+                    break
+        base = dict(new_text=text)
+        category = next((category for category in INTENT_ORDER if category in hits), None)
+        if category is None:
+            return self._without_intent(text, folded, negated, base)
+
+        found = hits[category]
+        confidence = max(value for _, value in found) + 0.03 * (len(found) - 1)
+        reasons = [f"{Category(category).label}: {', '.join(label for label, _ in found)}"]
+        for other in INTENT_ORDER:
+            if other != category and other in hits:
+                confidence -= 0.1
+                reasons.append(f"also {Category(other).label.lower()}: "
+                               f"{', '.join(label for label, _ in hits[other])} (outranked)")
+        if negated:
+            reasons.append(f"negated, so not positive: {', '.join(repr(word) for word in negated)}")
+        referral = ""
+        if category == Category.REFERRAL:
+            referral = self._referral_address(message, [*referred, text])
+            if referral:
+                confidence += 0.07
+                reasons.append(f"referred to {referral}")
+        return Classification(category=category, confidence=round(min(0.97, max(0.5, confidence)), 2),
+                              reasons=reasons, referral_email=referral, **base)
+
+    @staticmethod
+    def _without_intent(text: str, folded: str, negated: list[str], base: dict) -> Classification:
+        reasons = [f"negated, so not positive: {', '.join(repr(word) for word in negated)}"] if negated else []
+        if not folded.strip():
+            return Classification(category=Category.NEUTRAL, confidence=0.5,
+                                  reasons=["no text of the sender's own (only quotes, a signature, or nothing)"],
+                                  **base)
+        question = "?" in folded
+        opening = _QUESTION_START.search(folded.strip())
+        if question or opening:
+            shown = next((line.strip() for line in text.splitlines() if "?" in line), "") if question else ""
+            reason = f"a question: {shown[:120]!r}" if shown else f"starts like a question: {opening.group(0)!r}"
+            return Classification(category=Category.QUESTION, confidence=0.7 if question else 0.55,
+                                  reasons=[reason, *reasons], **base)
+        return Classification(category=Category.NEUTRAL, confidence=0.5,
+                              reasons=["no phrase of any category", *reasons], **base)
+
+    @staticmethod
+    def _referral_address(message: IncomingMessage, texts: list[str]) -> str:
+        """The first address, not the sender's nor ours, near a referral phrase, else anywhere, else in Cc."""
+        own = set(message.own_addresses)
+        for text in texts:
+            for address in ADDRESS.findall(text):
+                if address.lower() not in own:
+                    return address.lower()
+        for address in header_addresses(message.message, "Cc"):
+            if address not in own:
+                return address
+        return ""
+
+
+CLASSIFIERS: list[Classifier] = [BounceClassifier(), ComplaintClassifier(), AutoReplyClassifier(),
+                                 ReplyIntentClassifier()]
+
+
+def classify_message(message: bytes | Message, *, today: datetime.date | None = None,
+                     classifiers: Sequence[Classifier] | None = None) -> Classification:
+    """What ``message`` (raw bytes or a parsed message) is, how sure we are, and why.
+
+    Never raises for any bytes: what is not a message at all comes back as ``NEUTRAL`` with
+    confidence 0 and the reason. ``today`` (default: the machine's date) places return dates
+    written without a year. ``classifiers`` replaces ``CLASSIFIERS``; the first that answers decides.
+    """
+    if isinstance(message, bytes | bytearray):
+        try:
+            parsed: Message = read_message(bytes(message))
+        except UnreadableMessage as exc:
+            return Classification(category=Category.NEUTRAL, confidence=0.0, reasons=[f"not a message: {exc}"])
+    else:
+        parsed = message
+    incoming = IncomingMessage(parsed, today=today or datetime.date.today())
+    for classifier in CLASSIFIERS if classifiers is None else classifiers:
+        result = classifier.classify(incoming)
+        if result is not None:
+            return result if result.new_text else replace(result, new_text=incoming.new_text)
+    return Classification(category=Category.NEUTRAL, confidence=0.5, reasons=["no classifier recognised it"],
+                          new_text=incoming.new_text)

@@ -1,0 +1,83 @@
+"""Which email of ours a message answers, and which lead it is about.
+
+In order of trust: the thread headers (``In-Reply-To``, ``References``) point at our Message-ID; a
+bounce or a complaint carries our original message inside it (``message/rfc822``,
+``text/rfc822-headers``) with our Message-ID, or names the failed recipient; otherwise the sender's
+address is a lead's. A message that matches nothing is kept and shown, never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.parser import HeaderParser
+from email.policy import default as default_policy
+
+from cam.models import Lead, OutboundEmail
+
+_MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+CONTACTED = (OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)
+
+
+@dataclass(frozen=True)
+class Match:
+    outbound: OutboundEmail | None
+    lead: Lead | None
+    how: str  # "thread", "original message", "failed recipient", "sender", or "" when unmatched
+
+
+def _ids(*values: str) -> list[str]:
+    found: list[str] = []
+    for value in values:
+        found.extend(_MESSAGE_ID.findall(value or ""))
+    return found
+
+
+def embedded_message_ids(message: EmailMessage) -> list[str]:
+    """Message-IDs of the original messages a bounce or feedback report carries."""
+    found: list[str] = []
+    for part in message.walk():
+        content_type = part.get_content_type()
+        if content_type == "message/rfc822":
+            for inner in part.iter_parts() if part.is_multipart() else []:
+                found.extend(_ids(str(inner.get("Message-ID", ""))))
+        elif content_type in ("text/rfc822-headers", "message/rfc822-headers"):
+            payload = part.get_payload(decode=True) or b""
+            headers = HeaderParser(policy=default_policy).parsestr(payload.decode("utf-8", "replace"))
+            found.extend(_ids(str(headers.get("Message-ID", ""))))
+    return found
+
+
+def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
+    sent = (OutboundEmail.objects.select_related("lead").filter(to_email=address, status__in=CONTACTED)
+            .order_by("-sent_at", "-pk"))
+    return sent.filter(mailbox_id=mailbox_id).first() or sent.first()
+
+
+def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
+                  failed_recipients: list[str]) -> Match:
+    """Find what ``message`` answers. Costs a few indexed lookups."""
+    thread = _ids(in_reply_to, references)
+    if thread:
+        outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)
+                    .order_by("-step__position", "-pk").first())
+        if outbound:
+            return Match(outbound, outbound.lead, "thread")
+    embedded = embedded_message_ids(message)
+    if embedded:
+        outbound = OutboundEmail.objects.select_related("lead").filter(message_id__in=embedded).first()
+        if outbound:
+            return Match(outbound, outbound.lead, "original message")
+    for address in failed_recipients:
+        outbound = _latest_to(address.lower(), mailbox_id)
+        if outbound:
+            return Match(outbound, outbound.lead, "failed recipient")
+    if sender:
+        outbound = _latest_to(sender.lower(), mailbox_id)
+        if outbound:
+            return Match(outbound, outbound.lead, "sender")
+        lead = Lead.objects.filter(email=sender.lower()).order_by("-last_contacted_at", "-pk").first()
+        if lead:
+            return Match(None, lead, "sender")
+    return Match(None, None, "")

@@ -1,0 +1,224 @@
+"""Reading a raw message into the fields CAM stores for it, whatever shape the message is in.
+
+``parse_message`` never raises: mail from the outside world is often malformed (headers that are
+not what they claim, unknown charsets, bytes that are not text, a message cut at the size cap), and
+a reply that cannot be read fully must still be stored with what could be read. Each field is read
+on its own; a field that cannot be read is left empty and the reason is listed in ``problems``.
+
+Every string returned is safe to store: no NUL characters (PostgreSQL refuses them) and no lone
+surrogates (raw 8-bit bytes are read as UTF-8, with replacement characters where they are not).
+"""
+
+from __future__ import annotations
+
+import email
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email import policy
+from email.header import decode_header, make_header
+from email.message import EmailMessage, Message
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+
+# A msg-id as RFC 5322 writes it: <left@right>; broken mailers leave out the @ or the brackets.
+_MSG_ID = re.compile(r"<([^<>\s]+)>")
+_BARE_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_FOLDING = re.compile(r"\s*[\r\n]+\s*")
+_ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    message_id: str = ""
+    in_reply_to: str = ""
+    references: str = ""  # the ids, in order, separated by single spaces
+    from_email: str = ""  # lower case; empty when the sender's address is not an address
+    from_name: str = ""
+    subject: str = ""
+    date: datetime | None = None  # the Date header, timezone-aware
+    text: str = ""  # the body as plain text (from the HTML part when there is no plain one)
+    problems: tuple[str, ...] = field(default=())
+
+
+def parse_message(raw: bytes) -> ParsedMessage:
+    """The stored fields of ``raw`` (the message's bytes, possibly cut short); never raises."""
+    problems: list[str] = []
+    try:
+        message = email.message_from_bytes(raw or b"", policy=policy.default)
+    except Exception as exc:  # the parser is lenient; this is a last resort
+        return ParsedMessage(problems=(f"not a message: {type(exc).__name__}: {exc}",))
+    headers = _raw_headers(message)
+
+    def read(name: str, reader, default):
+        try:
+            return reader()
+        except Exception as exc:  # one unreadable field must not cost the others
+            problems.append(f"{name}: {type(exc).__name__}: {exc}")
+            return default
+
+    from_email, from_name = read("From", lambda: _sender(message, headers), ("", ""))
+    return ParsedMessage(
+        message_id=read("Message-ID", lambda: _first_id(headers.get("message-id", "")), ""),
+        in_reply_to=read("In-Reply-To", lambda: _first_id(headers.get("in-reply-to", "")), ""),
+        references=read("References", lambda: " ".join(_ids(headers.get("references", ""))), ""),
+        from_email=from_email,
+        from_name=from_name,
+        subject=read("Subject", lambda: _subject(message, headers), ""),
+        date=read("Date", lambda: _date(message, headers), None),
+        text=read("body", lambda: _body_text(message), ""),
+        problems=tuple(problems),
+    )
+
+
+def clean_text(value: str) -> str:
+    """``value`` made safe to store: raw 8-bit bytes read as UTF-8, control characters dropped."""
+    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return _CONTROL.sub("", value)
+
+
+def _one_line(value: str) -> str:
+    return _FOLDING.sub(" ", clean_text(value)).strip()
+
+
+def _raw_headers(message: Message) -> dict[str, str]:
+    """Each header's first raw value (before any structured parsing), by lower-case name."""
+    headers: dict[str, str] = {}
+    for name, value in message.raw_items():
+        headers.setdefault(name.lower(), value if isinstance(value, str) else str(value))
+    return headers
+
+
+def _ids(value: str) -> list[str]:
+    value = _one_line(value)
+    ids = [f"<{found}>" for found in _MSG_ID.findall(value)]
+    if not ids:  # "abc@host" without brackets, written by a few mailers
+        ids = [f"<{found}>" for found in _BARE_ID.findall(value)]
+    return ids
+
+
+def _first_id(value: str) -> str:
+    ids = _ids(value)
+    return ids[0] if ids else ""
+
+
+def _decoded(value: str) -> str:
+    """A raw header value with its encoded words (=?utf-8?q?…?=) decoded, as far as they decode."""
+    try:
+        return str(make_header(decode_header(_one_line(value))))
+    except Exception:  # an unknown charset or a broken encoded word: keep the words as written
+        return _one_line(value)
+
+
+def _sender(message: EmailMessage, headers: dict[str, str]) -> tuple[str, str]:
+    raw = headers.get("from", "") or headers.get("sender", "")
+    if not raw:
+        return "", ""
+    try:
+        addresses = message["From"].addresses if "from" in headers else message["Sender"].addresses
+        address = addresses[0]
+        email_address, name = address.addr_spec, address.display_name
+    except Exception:  # the structured parser gave up: fall back to the forgiving one
+        name, email_address = getaddresses([_decoded(raw)])[0]
+    email_address = _one_line(email_address).strip("<>").lower()
+    if not _ADDRESS.match(email_address):  # e.g. an unclosed quote swallowed it: take what looks like one
+        found = _BARE_ID.search(_decoded(raw).replace('"', " "))
+        email_address = found.group(0).lower() if found else ""
+    return email_address, _one_line(name).strip("\"' ")
+
+
+def _subject(message: EmailMessage, headers: dict[str, str]) -> str:
+    if "subject" not in headers:
+        return ""
+    try:
+        return _one_line(str(message["Subject"]))
+    except Exception:
+        return _decoded(headers["subject"])
+
+
+def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
+    if "date" not in headers:
+        return None
+    try:
+        value = message["Date"].datetime
+    except Exception:
+        value = None
+    if value is None:
+        value = parsedate_to_datetime(_one_line(headers["date"]))  # raises on what it cannot read
+    # "-0000" means "no time zone known": read it as UTC, as RFC 5322 asks.
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:  # no body where get_body looks (a bare text/* of another subtype, odd nesting)
+        part = next((p for p in message.walk() if p.get_content_maintype() == "text" and not p.is_attachment()),
+                    None)
+    if part is None:
+        return ""
+    text = _part_text(part)
+    if part.get_content_subtype() == "html":
+        text = html_to_text(text)
+    return text.strip()
+
+
+def _part_text(part: Message) -> str:
+    """A text part's content, decoded with its charset; undeclared or unknown charsets read as UTF-8."""
+    payload = part.get_payload(decode=True)
+    if not isinstance(payload, bytes):
+        return ""
+    charset = (part.get_content_charset() or "utf-8").lower()
+    if charset in ("us-ascii", "ascii"):
+        charset = "utf-8"  # 8-bit text labelled ASCII is common; UTF-8 reads ASCII the same
+    try:
+        text = payload.decode(charset, "replace")
+    except LookupError:
+        text = payload.decode("utf-8", "replace")
+    return clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+class _TextExtractor(HTMLParser):
+    """The readable text of an HTML body: block elements become line breaks, scripts and styles go."""
+
+    BLOCKS = {"br", "p", "div", "tr", "li", "ul", "ol", "table", "blockquote", "pre", "hr",
+              "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer"}
+    HIDDEN = {"script", "style", "head", "title", "template"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.hidden = 0
+
+    def handle_starttag(self, tag: str, attrs) -> None:
+        if tag in self.HIDDEN:
+            self.hidden += 1
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_startendtag(self, tag: str, attrs) -> None:
+        if tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN:
+            self.hidden = max(0, self.hidden - 1)
+        elif tag in self.BLOCKS:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self.hidden:
+            self.parts.append(data)
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML document, one line per block, blank lines collapsed."""
+    extractor = _TextExtractor()
+    try:
+        extractor.feed(html)
+        extractor.close()
+    except Exception:  # HTMLParser is forgiving; keep what was read before anything it could not take
+        pass
+    lines = [" ".join(line.split()) for line in "".join(extractor.parts).replace("\xa0", " ").split("\n")]
+    text = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()

@@ -1,0 +1,225 @@
+"""Polling the mailboxes' IMAP folders: every new message is stored once, and nothing is lost.
+
+- Each folder keeps a watermark: the folder's UIDVALIDITY and the highest UID already read. A poll
+  asks the server only for UIDs above it, fetches them in chunks of ``AICMO_CAM_IMAP_FETCH_CHUNK``,
+  and stores each chunk's rows *and* the advanced watermark in one transaction: a crash between
+  chunks leaves a watermark that matches exactly what was stored, so nothing is fetched twice or skipped.
+- ``(mailbox, folder, uidvalidity, uid)`` is unique, and a message whose Message-ID is already
+  stored for the mailbox (in any folder) is not stored again. Messages without a Message-ID are
+  compared by their date and raw bytes instead. When the server reports a new UIDVALIDITY for a folder
+  (it was rebuilt or restored), the folder is read again from its first UID and these checks keep
+  every message already stored from coming back.
+- The server is never changed: folders are opened read-only and read with ``BODY.PEEK[]``.
+- A mailbox that cannot be polled (unreachable, login refused, timeout, a missing password) gets
+  ``last_poll_error`` and the poll goes on with the next mailbox; a successful poll clears it.
+- Each chunk costs the same few queries, however many messages it holds.
+
+Classification and threading of the stored rows happen later, elsewhere: polling leaves
+``category``, ``lead``, ``outbound_email`` and ``processed_at`` empty.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.db.models import BinaryField, Case, F, Q, Value, When
+from django.utils import timezone
+
+from cam.inbox.imap import FetchedMessage, ImapError, ImapFolderError, ImapInbox
+from cam.inbox.parsing import parse_message
+from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.models import InboundEmail, Mailbox, MailboxFolder
+from cam.secrets import MissingSecret, secret_from_env
+
+logger = logging.getLogger(__name__)
+
+COUNTS = ("mailboxes", "fetched", "stored", "skipped_duplicates", "failed")
+
+
+class _WatermarkMoved(Exception):
+    """Another poller advanced this folder's watermark meanwhile: its rows win, ours are rolled back."""
+
+
+def inboxes_poll() -> dict[str, int]:
+    """Poll every active mailbox that has an IMAP host; one mailbox's failure does not stop the others.
+
+    Returns the summed counts: ``mailboxes`` polled, messages ``fetched``, ``stored``,
+    ``skipped_duplicates`` (already stored), mailboxes ``failed``, and ``busy`` (being polled by
+    another worker just then).
+    """
+    totals = dict.fromkeys(COUNTS, 0)
+    for mailbox in Mailbox.objects.filter(is_active=True).exclude(imap_host="").order_by("pk"):
+        for key, value in inbox_poll(mailbox=mailbox).items():
+            totals[key] = totals.get(key, 0) + value
+    return totals
+
+
+def inbox_poll(*, mailbox: Mailbox) -> dict[str, int]:
+    """Store the new messages of every folder of ``mailbox`` (``INBOX`` when it lists none).
+
+    Records the outcome on the mailbox: ``last_polled_at``, and ``last_poll_error`` (empty after a
+    poll in which every folder was read). Raises only on database errors.
+    """
+    counts = dict.fromkeys(COUNTS, 0)
+    lease, holder = f"poll:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
+    if not lease_acquire(name=lease, holder=holder):
+        return {**counts, "busy": 1}
+    counts["mailboxes"] = 1
+    try:
+        errors = _poll(mailbox=mailbox, counts=counts, lease=(lease, holder))
+    finally:
+        lease_release(name=lease, holder=holder)
+    now = timezone.now()
+    error = "\n".join(errors)
+    Mailbox.objects.filter(pk=mailbox.pk).update(last_polled_at=now, last_poll_error=error)
+    mailbox.last_polled_at, mailbox.last_poll_error = now, error
+    if errors:
+        counts["failed"] = 1
+        logger.warning("Polling mailbox %s failed: %s", mailbox.name, error)
+    logger.info("Polled mailbox %s: %s", mailbox.name, counts)
+    return counts
+
+
+def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -> list[str]:
+    """Read every folder; returns what went wrong, for ``last_poll_error``."""
+    folders = list(mailbox.folders.order_by("name"))
+    if not folders:
+        folders = [mailbox.folders.get_or_create(name="INBOX")[0]]
+    errors: list[str] = []
+    try:
+        password = secret_from_env(mailbox.imap_password_env,
+                                   purpose=f"the IMAP password of mailbox {mailbox.name!r}")
+        with ImapInbox(mailbox, password=password, timeout=settings.AICMO_CAM_IMAP_TIMEOUT_SECONDS,
+                       max_bytes=settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES) as inbox:
+            for folder in folders:
+                try:
+                    _poll_folder(inbox=inbox, folder=folder, counts=counts, lease=lease)
+                except ImapFolderError as exc:  # the other folders may still be read
+                    errors.append(str(exc))
+    except (MissingSecret, ImapError) as exc:
+        errors.append(str(exc))
+    except DatabaseError:
+        raise
+    except Exception as exc:  # a surprise from the IMAP library must not stop the other mailboxes
+        logger.exception("Polling mailbox %s failed unexpectedly", mailbox.name)
+        errors.append(f"Unexpected error while polling: {type(exc).__name__}: {exc}")
+    return errors
+
+
+def _poll_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, int],
+                 lease: tuple[str, str]) -> None:
+    uidvalidity = inbox.select(folder.name)
+    if folder.uidvalidity is not None and folder.uidvalidity != uidvalidity:
+        logger.warning("Folder %s has a new UIDVALIDITY (%s, was %s): reading it again from the start; "
+                       "messages already stored are skipped.", folder, uidvalidity, folder.uidvalidity)
+    last_uid = folder.last_uid if folder.uidvalidity == uidvalidity else 0
+    uids = inbox.uids_after(last_uid)
+    if not uids:
+        _advance(folder, uidvalidity=uidvalidity, last_uid=last_uid, rows=[])
+        return
+    size = settings.AICMO_CAM_IMAP_FETCH_CHUNK
+    for start in range(0, len(uids), size):
+        chunk = uids[start:start + size]
+        if not lease_renew(name=lease[0], holder=lease[1]):
+            logger.warning("Lost the polling lease of mailbox %s; stopping.", folder.mailbox.name)
+            return
+        messages = inbox.fetch(chunk)
+        rows = _new_rows(folder=folder, uidvalidity=uidvalidity, messages=messages)
+        try:
+            _advance(folder, uidvalidity=uidvalidity, last_uid=chunk[-1], rows=rows)
+        except _WatermarkMoved:
+            logger.warning("Folder %s was polled by another worker meanwhile; leaving it to that one.", folder)
+            return
+        counts["fetched"] += len(messages)
+        counts["stored"] += len(rows)
+        counts["skipped_duplicates"] += len(messages) - len(rows)
+
+
+def _advance(folder: MailboxFolder, *, uidvalidity: int, last_uid: int, rows: list[InboundEmail]) -> None:
+    """Store ``rows`` and move the folder's watermark, together or not at all.
+
+    The watermark only moves from the value this poll read: if another poller moved it first, the
+    transaction is rolled back (``_WatermarkMoved``) and that poller's rows stand.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        # ignore_conflicts: the unique key's last word when two pollers race past the lease.
+        InboundEmail.objects.bulk_create(rows, ignore_conflicts=True)
+        moved = MailboxFolder.objects.filter(pk=folder.pk, uidvalidity=folder.uidvalidity,
+                                             last_uid=folder.last_uid).update(
+            uidvalidity=uidvalidity, last_uid=last_uid, last_polled_at=now)
+        if not moved:
+            raise _WatermarkMoved
+    folder.uidvalidity, folder.last_uid, folder.last_polled_at = uidvalidity, last_uid, now
+
+
+def _new_rows(*, folder: MailboxFolder, uidvalidity: int, messages: list[FetchedMessage]) -> list[InboundEmail]:
+    """Rows for the messages not stored yet, in one query however many there are.
+
+    Already stored means: the same folder, UIDVALIDITY and UID; or the same Message-ID anywhere in
+    the mailbox; or, for a message without a Message-ID, the same date and the same raw bytes.
+    """
+    mailbox = folder.mailbox
+    rows = [_row(folder=folder, uidvalidity=uidvalidity, message=message) for message in messages]
+    if not rows:
+        return []
+    stored = Q(folder=folder.name, uidvalidity=uidvalidity, uid__in=[row.uid for row in rows])
+    message_ids = {row.message_id for row in rows if row.message_id}
+    if message_ids:
+        stored |= Q(message_id__in=message_ids)
+    anonymous_dates = {row.received_at for row in rows if not row.message_id}
+    if anonymous_dates:
+        dated = Q(received_at__in=[date for date in anonymous_dates if date is not None])
+        if None in anonymous_dates:
+            dated |= Q(received_at__isnull=True)
+        stored |= Q(dated, message_id="")
+    existing = (InboundEmail.objects.filter(stored, mailbox=mailbox)
+                # The raw bytes only of rows without a Message-ID: the only ones compared by content.
+                .annotate(anonymous_raw=Case(When(message_id="", then=F("raw_message")), default=Value(None),
+                                             output_field=BinaryField()))
+                .values_list("folder", "uidvalidity", "uid", "message_id", "received_at", "anonymous_raw"))
+    seen_uids, seen_ids, seen_contents = set(), set(), set()
+    for folder_name, row_uidvalidity, uid, message_id, received_at, raw in existing:
+        seen_uids.add((folder_name, row_uidvalidity, uid))
+        if message_id:
+            seen_ids.add(message_id)
+        elif raw is not None:
+            seen_contents.add((received_at, bytes(raw)))
+    new = []
+    for row in rows:
+        content = (row.received_at, row.raw_message)
+        if ((row.folder, row.uidvalidity, row.uid) in seen_uids
+                or (row.message_id and row.message_id in seen_ids)
+                or (not row.message_id and content in seen_contents)):
+            continue
+        new.append(row)
+        # Two copies of one message in the same chunk are stored once too.
+        if row.message_id:
+            seen_ids.add(row.message_id)
+        else:
+            seen_contents.add(content)
+    return new
+
+
+def _fit(value: str, field: str) -> str:
+    return value[:InboundEmail._meta.get_field(field).max_length]
+
+
+def _row(*, folder: MailboxFolder, uidvalidity: int, message: FetchedMessage) -> InboundEmail:
+    parsed = parse_message(message.raw)
+    if parsed.problems:
+        logger.info("Message %s/%s in %s read in part: %s", uidvalidity, message.uid, folder,
+                    "; ".join(parsed.problems))
+    received_at: datetime | None = parsed.date or message.internal_date
+    from_email = parsed.from_email if len(parsed.from_email) <= 254 else ""
+    return InboundEmail(
+        mailbox=folder.mailbox, folder=folder.name, uidvalidity=uidvalidity, uid=message.uid,
+        message_id=_fit(parsed.message_id, "message_id"), in_reply_to=_fit(parsed.in_reply_to, "in_reply_to"),
+        references=parsed.references, from_email=from_email, from_name=_fit(parsed.from_name, "from_name"),
+        subject=_fit(parsed.subject, "subject"), received_at=received_at, new_text=parsed.text,
+        raw_message=message.raw, raw_truncated=message.truncated,
+    )

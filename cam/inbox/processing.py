@@ -1,0 +1,86 @@
+"""Reading stored replies: classify, match to what we sent, and apply the follow-up — once each.
+
+A reply is processed in its own transaction and marked ``processed_at`` in it, so a crash never
+applies a follow-up twice, and one unreadable message never holds up the others.
+"""
+
+from __future__ import annotations
+
+import email
+import logging
+from email.policy import default as default_policy
+
+from django.db import transaction
+from django.utils import timezone
+
+from cam.followup import reply_follow_up
+from cam.inbox.classify import classify_message
+from cam.inbox.matching import match_message
+from cam.models import InboundEmail
+
+logger = logging.getLogger(__name__)
+
+CLASSIFIER = "system:classifier"
+
+
+def reply_process(*, inbound: InboundEmail) -> str:
+    """Classify and match one stored reply, then apply its follow-up. Returns its category."""
+    message = email.message_from_bytes(bytes(inbound.raw_message or b""), policy=default_policy)
+    result = classify_message(message)
+    match = match_message(message=message, mailbox_id=inbound.mailbox_id, sender=inbound.from_email,
+                          in_reply_to=inbound.in_reply_to, references=inbound.references,
+                          failed_recipients=list(result.failed_recipients))
+    now = timezone.now()
+    with transaction.atomic():
+        # Re-read under the transaction: another worker may have processed it meanwhile.
+        if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(processed_at=now):
+            return inbound.category
+        inbound.category, inbound.confidence = result.category, result.confidence
+        inbound.classification_reasons = [*result.reasons, *([f"matched by {match.how}"] if match.how else [])]
+        inbound.failed_recipients = list(result.failed_recipients)
+        inbound.bounce_status_code = result.status_code[:16]
+        inbound.return_date = result.return_date
+        inbound.referral_email = (result.referral_email or "")[:254]
+        inbound.new_text = result.new_text or inbound.new_text
+        inbound.outbound_email, inbound.lead = match.outbound, match.lead
+        inbound.classified_at, inbound.classified_by, inbound.processed_at = now, CLASSIFIER, now
+        inbound.save(update_fields=[
+            "category", "confidence", "classification_reasons", "failed_recipients", "bounce_status_code",
+            "return_date", "referral_email", "new_text", "outbound_email", "lead", "classified_at",
+            "classified_by", "processed_at"])
+        reply_follow_up(inbound=inbound, actor=CLASSIFIER)
+    return inbound.category
+
+
+def replies_process(*, limit: int = 200) -> dict[str, int]:
+    """Process stored replies not processed yet, oldest first. Returns counts per category."""
+    counts: dict[str, int] = {"processed": 0, "errors": 0}
+    for inbound in InboundEmail.objects.filter(processed_at__isnull=True).order_by("created_at", "pk")[:limit]:
+        try:
+            category = reply_process(inbound=inbound)
+        except Exception:
+            # Recorded, and set aside so the next cycle does not trip over it again; staff can
+            # reclassify it by hand.
+            logger.exception("Reply %s could not be processed", inbound.pk)
+            InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(
+                processed_at=timezone.now(), classification_reasons=["could not be processed: see the log"])
+            counts["errors"] += 1
+            continue
+        counts["processed"] += 1
+        counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
+    return counts
+
+
+@transaction.atomic
+def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
+    """Staff correct a reply's category; the follow-up for the new category is applied."""
+    if category not in InboundEmail.Category.values:
+        raise ValueError(f"Unknown category {category!r}.")
+    now = timezone.now()
+    inbound.category, inbound.confidence, inbound.classified_at = category, 1.0, now
+    inbound.classified_by = f"staff:{by}"[:150]
+    inbound.classification_reasons = [f"set by {by}", *inbound.classification_reasons]
+    inbound.processed_at = inbound.processed_at or now
+    inbound.save(update_fields=["category", "confidence", "classified_at", "classified_by",
+                                "classification_reasons", "processed_at"])
+    reply_follow_up(inbound=inbound, actor=f"staff:{by}")

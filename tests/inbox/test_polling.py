@@ -1,0 +1,369 @@
+"""Polling against a real Dovecot on loopback: what is stored, what the server keeps, what is recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email.utils import format_datetime
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from cam.inbox import imap
+from cam.inbox.polling import inbox_poll, inboxes_poll
+from cam.jobs.leases import lease_acquire
+from cam.models import InboundEmail, Mailbox, MailboxFolder
+from tests.factories import MailboxFactory, MailboxFolderFactory
+from tests.servers.smtp import free_port
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD_ENV = "CAM_TEST_IMAP_PASSWORD"
+
+
+@pytest.fixture(autouse=True)
+def imap_password(monkeypatch):
+    monkeypatch.setenv(PASSWORD_ENV, "secret")
+
+
+def mailbox_on(server, user: str, **fields) -> Mailbox:
+    fields = {"imap_host": server.host, "imap_port": server.port, "imap_security": "none", "imap_username": user,
+              "imap_password_env": PASSWORD_ENV, **fields}
+    return MailboxFactory(**fields)
+
+
+def message(n: int, *, message_id: str | None = "", subject: str | None = None, body: str = "",
+            date: datetime | None = None) -> bytes:
+    """A reply as a lead's mail program writes it; ``message_id=None`` leaves the header out."""
+    headers = [
+        f"From: Lead {n} <lead{n}@company.test>",
+        "To: sender@outreach.test",
+        f"Subject: {subject if subject is not None else f'Re: Quick question {n}'}",
+        f"Date: {format_datetime(date or datetime(2025, 3, 3, 9, n % 60, tzinfo=UTC))}",
+    ]
+    if message_id is not None:
+        headers.append(f"Message-ID: {message_id or f'<reply.{n}@company.test>'}")
+    headers += ["In-Reply-To: <cam.1@outreach.test>", "MIME-Version: 1.0",
+                "Content-Type: text/plain; charset=utf-8"]
+    return ("\r\n".join(headers) + "\r\n\r\n" + (body or f"Reply number {n}.") + "\r\n").encode()
+
+
+def rows(mailbox: Mailbox) -> list[InboundEmail]:
+    return list(InboundEmail.objects.filter(mailbox=mailbox).order_by("folder", "uidvalidity", "uid"))
+
+
+def watermark(mailbox: Mailbox, name: str = "INBOX") -> tuple[int | None, int]:
+    folder = MailboxFolder.objects.get(mailbox=mailbox, name=name)
+    return folder.uidvalidity, folder.last_uid
+
+
+def test_it_stores_new_mail_once(imap_server):
+    user = imap_server.new_user()
+    first = [message(1), message(2)]
+    uids = [imap_server.append(user, raw) for raw in first]
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 2, "stored": 2, "skipped_duplicates": 0,
+                                           "failed": 0}
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 0, "stored": 0, "skipped_duplicates": 0,
+                                           "failed": 0}
+    uids.append(imap_server.append(user, message(3)))
+    assert inbox_poll(mailbox=mailbox)["stored"] == 1
+
+    stored = rows(mailbox)
+    uidvalidity = imap_server.uidvalidity(user)
+    assert [(row.folder, row.uidvalidity, row.uid) for row in stored] == [("INBOX", uidvalidity, uid) for uid in uids]
+    assert [row.message_id for row in stored] == ["<reply.1@company.test>", "<reply.2@company.test>",
+                                                  "<reply.3@company.test>"]
+    row = stored[0]
+    assert (row.from_email, row.from_name, row.subject, row.in_reply_to) == (
+        "lead1@company.test", "Lead 1", "Re: Quick question 1", "<cam.1@outreach.test>")
+    assert row.received_at == datetime(2025, 3, 3, 9, 1, tzinfo=UTC)
+    assert row.new_text == "Reply number 1."
+    assert (bytes(row.raw_message), row.raw_truncated) == (first[0], False)
+    # Classification and threading come later.
+    assert (row.category, row.lead, row.outbound_email, row.processed_at) == ("", None, None, None)
+    assert watermark(mailbox) == (uidvalidity, uids[-1])
+    mailbox.refresh_from_db()
+    assert mailbox.last_poll_error == ""
+    assert mailbox.last_polled_at is not None
+    assert MailboxFolder.objects.get(mailbox=mailbox).last_polled_at is not None
+
+
+def test_it_leaves_every_message_unread_and_in_place(imap_server):
+    user = imap_server.new_user()
+    plain = imap_server.append(user, message(1))
+    flagged = imap_server.append(user, message(2), flags=(b"\\Flagged",))
+    archived = imap_server.append(user, message(3), folder="Archive")
+    mailbox = mailbox_on(imap_server, user)
+    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    MailboxFolderFactory(mailbox=mailbox, name="Archive")
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 3
+
+    assert imap_server.flags(user) == {plain: set(), flagged: {b"\\Flagged"}}
+    assert imap_server.flags(user, "Archive") == {archived: set()}
+
+
+def test_it_resyncs_after_a_new_uidvalidity_without_storing_twice(imap_server):
+    user = imap_server.new_user()
+    for raw in (message(1), message(2), message(3, message_id=None)):
+        imap_server.append(user, raw)
+    mailbox = mailbox_on(imap_server, user)
+    assert inbox_poll(mailbox=mailbox)["stored"] == 3
+    old_uidvalidity = imap_server.uidvalidity(user)
+
+    new_uidvalidity = imap_server.reset_uidvalidity(user)
+    new_uid = imap_server.append(user, message(4))
+    counts = inbox_poll(mailbox=mailbox)
+
+    assert counts == {"mailboxes": 1, "fetched": 4, "stored": 1, "skipped_duplicates": 3, "failed": 0}
+    assert [(row.uidvalidity, row.message_id) for row in rows(mailbox)] == [
+        (old_uidvalidity, "<reply.1@company.test>"), (old_uidvalidity, "<reply.2@company.test>"),
+        (old_uidvalidity, ""), (new_uidvalidity, "<reply.4@company.test>")]
+    assert watermark(mailbox) == (new_uidvalidity, new_uid)
+    assert inbox_poll(mailbox=mailbox)["fetched"] == 0
+
+
+def test_it_records_a_server_that_refuses_connections_and_polls_the_others(imap_server):
+    closed_port = free_port()
+    down = MailboxFactory(imap_host="127.0.0.1", imap_port=closed_port, imap_security="none",
+                          imap_username="nobody", imap_password_env=PASSWORD_ENV)
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    up = mailbox_on(imap_server, user)
+    MailboxFactory(imap_host="")  # no IMAP: not polled
+    MailboxFactory(imap_host="127.0.0.1", imap_port=closed_port, is_active=False)  # inactive: not polled
+
+    assert inboxes_poll() == {"mailboxes": 2, "fetched": 1, "stored": 1, "skipped_duplicates": 0, "failed": 1}
+
+    down.refresh_from_db()
+    assert down.last_poll_error.startswith(f"Could not reach the IMAP server 127.0.0.1:{closed_port} while "
+                                           f"connecting: ConnectionRefusedError")
+    assert down.last_polled_at is not None
+    assert watermark(down) == (None, 0)
+    up.refresh_from_db()
+    assert up.last_poll_error == ""
+    assert len(rows(up)) == 1
+
+
+def test_it_records_a_wrong_password(imap_server, monkeypatch):
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    monkeypatch.setenv("CAM_TEST_WRONG_PASSWORD", "not-the-password")
+    mailbox = mailbox_on(imap_server, user, imap_password_env="CAM_TEST_WRONG_PASSWORD")
+
+    assert inbox_poll(mailbox=mailbox)["failed"] == 1
+
+    mailbox.refresh_from_db()
+    assert mailbox.last_poll_error == (
+        f"The IMAP server {imap_server.host}:{imap_server.port} refused the login as {user!r}: "
+        f"[AUTHENTICATIONFAILED] Authentication failed (check the password in CAM_TEST_WRONG_PASSWORD).")
+    assert rows(mailbox) == []
+
+
+def test_it_records_a_password_variable_that_is_not_set(imap_server):
+    mailbox = mailbox_on(imap_server, imap_server.new_user(), imap_password_env="CAM_TEST_UNSET_PASSWORD")
+
+    assert inbox_poll(mailbox=mailbox)["failed"] == 1
+
+    mailbox.refresh_from_db()
+    assert mailbox.last_poll_error == (f"The environment variable CAM_TEST_UNSET_PASSWORD for the IMAP password of "
+                                       f"mailbox {mailbox.name!r} is not set.")
+
+
+def test_it_clears_the_last_error_after_a_successful_poll(imap_server):
+    mailbox = mailbox_on(imap_server, imap_server.new_user(), last_poll_error="Connection refused")
+
+    assert inbox_poll(mailbox=mailbox)["failed"] == 0
+
+    mailbox.refresh_from_db()
+    assert mailbox.last_poll_error == ""
+
+
+def test_it_cuts_a_raw_message_at_the_size_cap(imap_server, settings):
+    settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES = 2048
+    user = imap_server.new_user()
+    large = message(1, subject="Big attachment", body="x" * 10_000)
+    small = message(2)
+    imap_server.append(user, large)
+    imap_server.append(user, small)
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 2
+
+    cut, whole = rows(mailbox)
+    assert (bytes(cut.raw_message), cut.raw_truncated) == (large[:2048], True)
+    assert (cut.subject, cut.message_id) == ("Big attachment", "<reply.1@company.test>")
+    assert (bytes(whole.raw_message), whole.raw_truncated) == (small, False)
+
+
+def test_it_polls_several_folders(imap_server):
+    user = imap_server.new_user()
+    inbox_uid = imap_server.append(user, message(1))
+    replies_uids = [imap_server.append(user, message(n), folder="Replies") for n in (2, 3)]
+    mailbox = mailbox_on(imap_server, user)
+    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    MailboxFolderFactory(mailbox=mailbox, name="Replies")
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 3
+
+    assert [(row.folder, row.uid, row.message_id) for row in rows(mailbox)] == [
+        ("INBOX", inbox_uid, "<reply.1@company.test>"),
+        ("Replies", replies_uids[0], "<reply.2@company.test>"),
+        ("Replies", replies_uids[1], "<reply.3@company.test>")]
+    assert watermark(mailbox, "INBOX") == (imap_server.uidvalidity(user, "INBOX"), inbox_uid)
+    assert watermark(mailbox, "Replies") == (imap_server.uidvalidity(user, "Replies"), replies_uids[1])
+
+
+def test_it_stores_a_message_found_in_two_folders_once(imap_server):
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    imap_server.append(user, message(1), folder="Copies")
+    mailbox = mailbox_on(imap_server, user)
+    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    MailboxFolderFactory(mailbox=mailbox, name="Copies")
+
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 2, "stored": 1, "skipped_duplicates": 1,
+                                           "failed": 0}
+    assert watermark(mailbox, "Copies")[1] == 1
+
+
+def test_it_records_a_missing_folder_and_reads_the_others(imap_server):
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    mailbox = mailbox_on(imap_server, user)
+    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    MailboxFolderFactory(mailbox=mailbox, name="Does-Not-Exist")
+
+    counts = inbox_poll(mailbox=mailbox)
+
+    assert (counts["stored"], counts["failed"]) == (1, 1)
+    mailbox.refresh_from_db()
+    assert mailbox.last_poll_error.startswith(f"The IMAP server {imap_server.host}:{imap_server.port} refused "
+                                              f"opening folder 'Does-Not-Exist':")
+
+
+def test_it_polls_the_inbox_when_the_mailbox_lists_no_folder(imap_server):
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    mailbox = mailbox_on(imap_server, user)
+
+    inbox_poll(mailbox=mailbox)
+
+    assert list(mailbox.folders.values_list("name", flat=True)) == ["INBOX"]
+    assert len(rows(mailbox)) == 1
+
+
+def test_it_stores_a_message_that_cannot_be_parsed(imap_server):
+    user = imap_server.new_user()
+    broken = (b'From: "Unclosed <\r\nSubject: =?x-bogus?q?caf=E9?=\r\nDate: the day before yesterday\r\n'
+              b"Content-Type: multipart/mixed\r\n\r\nno boundary \xff\xfe at all\r\n")
+    imap_server.append(user, broken)
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 1
+
+    (row,) = rows(mailbox)
+    assert bytes(row.raw_message) == broken
+    assert (row.message_id, row.from_email) == ("", "")
+    # Without a readable Date the server's arrival time stands in.
+    assert row.received_at is not None
+    assert abs((datetime.now(UTC) - row.received_at).total_seconds()) < 120
+
+
+def test_it_stores_a_message_without_message_id_once_per_content(imap_server):
+    user = imap_server.new_user()
+    twin = message(1, message_id=None)
+    imap_server.append(user, twin)
+    imap_server.append(user, twin)
+    imap_server.append(user, message(2, message_id=None))
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 3, "stored": 2, "skipped_duplicates": 1,
+                                           "failed": 0}
+
+
+def test_it_fetches_in_chunks(imap_server, settings):
+    settings.AICMO_CAM_IMAP_FETCH_CHUNK = 2
+    user = imap_server.new_user()
+    uids = [imap_server.append(user, message(n)) for n in range(1, 6)]
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 5
+
+    assert [row.uid for row in rows(mailbox)] == uids
+    assert watermark(mailbox)[1] == uids[-1]
+
+
+def test_it_keeps_each_stored_chunk_when_the_connection_breaks(imap_server, settings, monkeypatch):
+    settings.AICMO_CAM_IMAP_FETCH_CHUNK = 2
+    user = imap_server.new_user()
+    uids = [imap_server.append(user, message(n)) for n in range(1, 6)]
+    mailbox = mailbox_on(imap_server, user)
+    real_fetch = imap.ImapInbox.fetch
+    calls = []
+
+    def fetch_then_break(inbox, chunk):
+        calls.append(chunk)
+        if len(calls) == 2:
+            raise imap.ImapError("The IMAP server broke off the connection.")
+        return real_fetch(inbox, chunk)
+
+    monkeypatch.setattr(imap.ImapInbox, "fetch", fetch_then_break)
+    assert inbox_poll(mailbox=mailbox)["failed"] == 1
+    assert [row.uid for row in rows(mailbox)] == uids[:2]
+    assert watermark(mailbox)[1] == uids[1]
+
+    monkeypatch.setattr(imap.ImapInbox, "fetch", real_fetch)
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 3, "stored": 3, "skipped_duplicates": 0,
+                                           "failed": 0}
+    assert [row.uid for row in rows(mailbox)] == uids
+
+
+def test_it_leaves_a_folder_to_a_worker_that_advanced_it_meanwhile(imap_server, monkeypatch):
+    user = imap_server.new_user()
+    uids = [imap_server.append(user, message(n)) for n in (1, 2)]
+    mailbox = mailbox_on(imap_server, user)
+    folder = MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    real_fetch = imap.ImapInbox.fetch
+
+    def fetch_while_another_worker_stores(inbox, chunk):
+        MailboxFolder.objects.filter(pk=folder.pk).update(uidvalidity=imap_server.uidvalidity(user),
+                                                          last_uid=uids[-1])
+        return real_fetch(inbox, chunk)
+
+    monkeypatch.setattr(imap.ImapInbox, "fetch", fetch_while_another_worker_stores)
+    counts = inbox_poll(mailbox=mailbox)
+
+    assert (counts["stored"], counts["failed"]) == (0, 0)
+    assert rows(mailbox) == []
+    assert watermark(mailbox)[1] == uids[-1]
+
+
+def test_it_skips_a_mailbox_another_worker_is_polling(imap_server):
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    mailbox = mailbox_on(imap_server, user)
+    assert lease_acquire(name=f"poll:mailbox:{mailbox.pk}", holder="another-worker")
+
+    assert inbox_poll(mailbox=mailbox) == {"mailboxes": 0, "fetched": 0, "stored": 0, "skipped_duplicates": 0,
+                                           "failed": 0, "busy": 1}
+    assert rows(mailbox) == []
+
+
+def _queries_to_poll(server, count: int) -> int:
+    user = server.new_user()
+    for n in range(1, count + 1):
+        server.append(user, message(n))
+    mailbox = mailbox_on(server, user)
+    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    with CaptureQueriesContext(connection) as queries:
+        assert inbox_poll(mailbox=mailbox)["stored"] == count
+    return len(queries.captured_queries)
+
+
+def test_it_costs_the_same_queries_for_3_and_30_messages(imap_server, settings):
+    settings.AICMO_CAM_IMAP_FETCH_CHUNK = 30
+
+    assert _queries_to_poll(imap_server, 3) == _queries_to_poll(imap_server, 30)
