@@ -271,5 +271,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # imapclient logs whole messages at DEBUG; keep them out of the logs even when LOG_LEVEL=DEBUG.
+    "loggers": {"django.db.backends": {"level": "INFO"}, "imapclient": {"level": "INFO"}},
 }

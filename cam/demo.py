@@ -127,8 +127,18 @@ class DemoSmtp:
     password_env: str = ""
 
 
+@dataclass(frozen=True)
+class DemoImap:
+    """The inbox the demo mailbox's replies are read from."""
+
+    host: str
+    port: int
+    username: str
+    password_env: str
+
+
 @transaction.atomic
-def demo_seed(*, smtp: DemoSmtp | None = None) -> DemoSummary:
+def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> DemoSummary:
     """Create (or complete) the demo campaign, its mailbox, sequence and leads.
 
     Existing rows are left as they are, so staff edits to the demo survive a second run; only
@@ -144,6 +154,13 @@ def demo_seed(*, smtp: DemoSmtp | None = None) -> DemoSummary:
             provider=Mailbox.Provider.SMTP, smtp_host=smtp.host, smtp_port=smtp.port,
             smtp_security=Security.NONE if not smtp.username else Security.STARTTLS,
             smtp_username=smtp.username, smtp_password_env=smtp.password_env)
+        mailbox.refresh_from_db()
+    if imap is not None:
+        # Plain IMAP is for a server on this machine (a test or demo server); real ones use SSL.
+        Mailbox.objects.filter(pk=mailbox.pk).update(
+            imap_host=imap.host, imap_port=imap.port, imap_username=imap.username,
+            imap_password_env=imap.password_env,
+            imap_security=Security.NONE if imap.host in ("127.0.0.1", "localhost", "::1") else Security.SSL)
         mailbox.refresh_from_db()
     MailboxFolder.objects.get_or_create(mailbox=mailbox, name="INBOX")
     campaign, created = Campaign.objects.get_or_create(

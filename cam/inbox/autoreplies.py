@@ -82,6 +82,7 @@ _UNTIL_WORDS = re.compile(
 _START_BEFORE = re.compile(r"(?:\bfrom|\bstarting|\bvom|\bab|\bdu|\ba partir du|\bdesde|\bdel|\ba partir del)"
                            r"\s*(?:the\s+|dem\s+|le\s+|el\s+)?$")
 _RETURN_AFTER = re.compile(r"^[^.!?\n]{0,20}\b(?:wieder|zuruck|de retour|back|de vuelta)\b")
+_WEAK_CONTEXT = re.compile(r"\b(?:on|am|le|el|until|till|bis|au|al|back|zuruck|retour|vuelta)\s+(?:the\s+|dem\s+)?$")
 _CLAUSE_END = re.compile(r"[!?\n;]|\.\s")
 
 _OUT_OF_OFFICE = re.compile(
@@ -159,7 +160,7 @@ def detect_auto_reply(message: Message, *, subject: str, text: str,
     folded_subject, folded_text = fold(subject), fold(text)
     subject_match = _AUTO_SUBJECT.search(folded_subject)
     if subject_match:
-        signals.append((f"subject {subject_match.group(0).strip()!r}", 0.9))
+        signals.append((f"subject {subject!r}", 0.9))
     opening = folded_text[:400]
     away = _AWAY_OPENING.search(opening)
     if not signals and not away:
@@ -256,6 +257,8 @@ def return_date(folded: str, *, today: datetime.date) -> tuple[datetime.date | N
     for start, end, value, kind in _dates(folded, today):
         before = folded[max(0, start - 60):start]
         clause = _CLAUSE_END.split(before)[-1]
+        if kind == "weak" and not _WEAK_CONTEXT.search(clause):
+            continue  # 12/3 only right after "on", "until", "back" …: "available 24/7" is no date
         back_at, until_at = _last(_RETURN_WORDS, clause), _last(_UNTIL_WORDS, clause)
         if until_at > back_at:
             candidates.append((2, kind == "date", value + datetime.timedelta(days=1)))

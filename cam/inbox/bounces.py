@@ -32,13 +32,13 @@ with less confidence.
 
 from __future__ import annotations
 
-import email
 import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import policy
 from email.message import Message
+from email.parser import HeaderParser
 
 import flufl.bounce
 
@@ -223,18 +223,32 @@ def _parts_of_type(message: Message, *types: str) -> list[Message]:
     return found
 
 
-def _header_blocks(part: Message) -> list[Message]:
-    """The header blocks of a ``message/delivery-status`` or ``message/feedback-report`` part."""
-    payload = part.get_payload()
-    if isinstance(payload, list) and all(isinstance(block, Message) for block in payload):
-        return payload
-    text = payload if isinstance(payload, str) else ""
-    raw = part.get_payload(decode=True)
-    if isinstance(raw, bytes) and raw:
-        text = raw.decode("utf-8", "replace")
-    parser = email.parser.HeaderParser(policy=policy.compat32)
+def _parse_blocks(text: str) -> list[Message]:
+    parser = HeaderParser(policy=policy.compat32)
     return [parser.parsestr(block.strip() + "\n") for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
             if block.strip()]
+
+
+def _header_blocks(part: Message) -> list[Message]:
+    """The header blocks of a ``message/delivery-status`` or ``message/feedback-report`` part.
+
+    The parser splits ``message/delivery-status`` into its blocks, but reads other types
+    (``message/global-delivery-status``, a report sent as text) as one block followed by a body
+    that holds the rest: those are split here.
+    """
+    payload = part.get_payload()
+    if isinstance(payload, list):
+        blocks: list[Message] = []
+        for block in payload:
+            if isinstance(block, Message):
+                blocks.append(block)
+                rest = block.get_payload()
+                if isinstance(rest, str) and rest.strip():
+                    blocks.extend(_parse_blocks(rest))
+        return blocks
+    raw = part.get_payload(decode=True)
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else payload if isinstance(payload, str) else ""
+    return _parse_blocks(text)
 
 
 def is_feedback_report(message: Message) -> bool:
@@ -251,7 +265,7 @@ def original_headers(message: Message) -> Message | None:
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):
             return inner[0]
-    parser = email.parser.HeaderParser(policy=policy.compat32)
+    parser = HeaderParser(policy=policy.compat32)
     for part in _parts_of_type(message, "text/rfc822-headers", "message/rfc822-headers", "text/rfc822-header"):
         text = part_text(part) if not part.is_multipart() else ""
         if text.strip():
@@ -499,12 +513,12 @@ def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
     if had_blocks and not dsn:
         return None  # a report of successful delivery, relay or expansion
     text_found = [failure for failure in _text_failures(text) if not _is_excluded(failure.address, excluded)]
-    if not decisive and not (text_found or (_codes(text) != ("", "") and _FAILURE_WORDS.search(text))):
-        return None
-    if not decisive and not _FAILURE_WORDS.search(text + " " + fold(subject)):
-        return None
+    if not decisive and not (
+            (text_found or _codes(text) != ("", "")) and _FAILURE_WORDS.search(f"{text} {fold(subject)}")):
+        return None  # a bounce-like subject or an empty return path, but no failure in the text
 
     reasons = decisive + supporting
+
     def generic() -> list[_Failure]:
         if not (_SOFT.search(text) or _ADDRESS_GONE.search(text) or _codes(text) != ("", "")):
             return []
@@ -538,13 +552,13 @@ def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
 
     # Diagnostics found in the text complete what another source lacks.
     by_address = {failure.address: failure for failure in text_found}
-    hard_any, soft_any, status_code, why = False, False, "", ""
+    hard_any, status_code, why = False, "", ""
     for failure in failures:
         extra = by_address.get(failure.address)
         if extra is not None and not failure.diagnostic:
             failure.diagnostic = extra.diagnostic
         hard, code, failure_why = _severity(failure, text)
-        hard_any, soft_any = hard_any or hard, soft_any or not hard
+        hard_any = hard_any or hard
         if code and not status_code:
             status_code = code
         if not why or hard:

@@ -393,10 +393,7 @@ class ReplyIntentClassifier(Classifier):
         subject = _SUBJECT_PREFIX.sub("", fold(message.subject)).strip()
         hits: dict[str, list[tuple[str, float]]] = {}
         negated: list[str] = []
-        referred: list[str] = []  # the words of the referral phrases, where an address may be
-
-        def text_of(match: re.Match[str]) -> str:
-            return match.string[match.start():match.end() + 80]
+        referred: list[tuple[int, int]] = []  # where the referral phrases are: the address is near one
 
         for phrase in PHRASES:
             sources = [("", folded)]
@@ -409,8 +406,8 @@ class ReplyIntentClassifier(Classifier):
                         continue
                     hits.setdefault(phrase.category, []).append((f"{where}{match.group(0).strip()!r}",
                                                                  phrase.confidence))
-                    if phrase.category == Category.REFERRAL:
-                        referred.append(text_of(match))
+                    if phrase.category == Category.REFERRAL and not where:
+                        referred.append((match.start(), match.end() + 120))
                     break
         base = dict(new_text=text)
         category = next((category for category in INTENT_ORDER if category in hits), None)
@@ -429,7 +426,7 @@ class ReplyIntentClassifier(Classifier):
             reasons.append(f"negated, so not positive: {', '.join(repr(word) for word in negated)}")
         referral = ""
         if category == Category.REFERRAL:
-            referral = self._referral_address(message, [*referred, text])
+            referral = self._referral_address(message, folded, referred)
             if referral:
                 confidence += 0.07
                 reasons.append(f"referred to {referral}")
@@ -454,13 +451,16 @@ class ReplyIntentClassifier(Classifier):
                               reasons=["no phrase of any category", *reasons], **base)
 
     @staticmethod
-    def _referral_address(message: IncomingMessage, texts: list[str]) -> str:
+    def _referral_address(message: IncomingMessage, folded: str, near: list[tuple[int, int]]) -> str:
         """The first address, not the sender's nor ours, near a referral phrase, else anywhere, else in Cc."""
         own = set(message.own_addresses)
-        for text in texts:
-            for address in ADDRESS.findall(text):
-                if address.lower() not in own:
-                    return address.lower()
+        found = [match for match in ADDRESS.finditer(folded) if match.group(0) not in own]
+        for start, end in near:
+            for match in found:
+                if start <= match.start() <= end:
+                    return match.group(0)
+        if found:
+            return found[0].group(0)
         for address in header_addresses(message.message, "Cc"):
             if address not in own:
                 return address

@@ -37,7 +37,7 @@ class ParsedMessage:
     from_email: str = ""  # lower case; empty when the sender's address is not an address
     from_name: str = ""
     subject: str = ""
-    date: datetime | None = None  # the Date header, timezone-aware
+    date: datetime | None = None  # the Date header, in UTC
     text: str = ""  # the body as plain text (from the HTML part when there is no plain one)
     problems: tuple[str, ...] = field(default=())
 
@@ -74,7 +74,10 @@ def parse_message(raw: bytes) -> ParsedMessage:
 
 def clean_text(value: str) -> str:
     """``value`` made safe to store: raw 8-bit bytes read as UTF-8, control characters dropped."""
-    value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    try:
+        value = value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:  # a surrogate that is not an escaped byte (an odd codec made it)
+        value = value.encode("utf-8", "replace").decode("utf-8", "replace")
     return _CONTROL.sub("", value)
 
 
@@ -106,7 +109,7 @@ def _first_id(value: str) -> str:
 def _decoded(value: str) -> str:
     """A raw header value with its encoded words (=?utf-8?q?…?=) decoded, as far as they decode."""
     try:
-        return str(make_header(decode_header(_one_line(value))))
+        return _one_line(str(make_header(decode_header(_one_line(value)))))
     except Exception:  # an unknown charset or a broken encoded word: keep the words as written
         return _one_line(value)
 
@@ -146,8 +149,11 @@ def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
         value = None
     if value is None:
         value = parsedate_to_datetime(_one_line(headers["date"]))  # raises on what it cannot read
-    # "-0000" means "no time zone known": read it as UTC, as RFC 5322 asks.
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    # "-0000" means "no time zone known": read it as UTC, as RFC 5322 asks. Converting here also
+    # refuses a date that has no UTC equivalent (31 Dec 9999 west of Greenwich) before it is stored.
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _body_text(message: EmailMessage) -> str:

@@ -25,7 +25,7 @@ import uuid
 from datetime import datetime
 
 from django.conf import settings
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import BinaryField, Case, F, Q, Value, When
 from django.utils import timezone
 
@@ -48,8 +48,8 @@ def inboxes_poll() -> dict[str, int]:
     """Poll every active mailbox that has an IMAP host; one mailbox's failure does not stop the others.
 
     Returns the summed counts: ``mailboxes`` polled, messages ``fetched``, ``stored``,
-    ``skipped_duplicates`` (already stored), mailboxes ``failed``, and ``busy`` (being polled by
-    another worker just then).
+    ``skipped_duplicates`` (already stored), mailboxes ``failed``; and ``busy`` when a mailbox was
+    being polled by another worker just then (and so was left to it).
     """
     totals = dict.fromkeys(COUNTS, 0)
     for mailbox in Mailbox.objects.filter(is_active=True).exclude(imap_host="").order_by("pk"):
@@ -62,7 +62,7 @@ def inbox_poll(*, mailbox: Mailbox) -> dict[str, int]:
     """Store the new messages of every folder of ``mailbox`` (``INBOX`` when it lists none).
 
     Records the outcome on the mailbox: ``last_polled_at``, and ``last_poll_error`` (empty after a
-    poll in which every folder was read). Raises only on database errors.
+    poll in which every folder was read). Raises only when the database itself fails.
     """
     counts = dict.fromkeys(COUNTS, 0)
     lease, holder = f"poll:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
@@ -89,6 +89,8 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -
     folders = list(mailbox.folders.order_by("name"))
     if not folders:
         folders = [mailbox.folders.get_or_create(name="INBOX")[0]]
+    if not mailbox.imap_host:
+        return [f"Mailbox {mailbox.name!r} has no IMAP host."]
     errors: list[str] = []
     try:
         password = secret_from_env(mailbox.imap_password_env,
@@ -102,7 +104,10 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -
                     errors.append(str(exc))
     except (MissingSecret, ImapError) as exc:
         errors.append(str(exc))
-    except DatabaseError:
+    except (DataError, IntegrityError) as exc:  # this mailbox's data, not the database, is the problem
+        logger.exception("Storing the messages of mailbox %s failed", mailbox.name)
+        errors.append(f"A message could not be stored: {type(exc).__name__}: {exc}")
+    except DatabaseError:  # the database is unreachable: the caller's cycle ends here
         raise
     except Exception as exc:  # a surprise from the IMAP library must not stop the other mailboxes
         logger.exception("Polling mailbox %s failed unexpectedly", mailbox.name)
@@ -111,6 +116,14 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -
 
 
 def _poll_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, int],
+                 lease: tuple[str, str]) -> None:
+    try:
+        _read_folder(inbox=inbox, folder=folder, counts=counts, lease=lease)
+    except _WatermarkMoved:
+        logger.warning("Folder %s was polled by another worker meanwhile; leaving it to that one.", folder)
+
+
+def _read_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, int],
                  lease: tuple[str, str]) -> None:
     uidvalidity = inbox.select(folder.name)
     if folder.uidvalidity is not None and folder.uidvalidity != uidvalidity:
@@ -129,11 +142,7 @@ def _poll_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, i
             return
         messages = inbox.fetch(chunk)
         rows = _new_rows(folder=folder, uidvalidity=uidvalidity, messages=messages)
-        try:
-            _advance(folder, uidvalidity=uidvalidity, last_uid=chunk[-1], rows=rows)
-        except _WatermarkMoved:
-            logger.warning("Folder %s was polled by another worker meanwhile; leaving it to that one.", folder)
-            return
+        _advance(folder, uidvalidity=uidvalidity, last_uid=chunk[-1], rows=rows)
         counts["fetched"] += len(messages)
         counts["stored"] += len(rows)
         counts["skipped_duplicates"] += len(messages) - len(rows)

@@ -177,7 +177,9 @@ def html_to_text(html: str) -> str:
 
 # --- new text ----------------------------------------------------------------------------------
 
-_WROTE = re.compile(r"(?:\bwrote|\bschrieb|\ba [ée]crit|\bescribi[óo]|\bha escrit[oa])\s*:?\s*(?:-+)?\s*$", re.I)
+# "… wrote:", and German's "Am … schrieb Anna <anna@…>:", where the name comes after the verb.
+_WROTE = re.compile(r"(?:\bwrote|\bschrieb|\ba [ée]crit|\bescribi[óo]|\bha escrit[oa])"
+                    r"(?:\s*:?\s*-*|\b[^:\n]{0,150}:)\s*$", re.I)
 _WROTE_START = re.compile(r"^(?:-+\s*)?(?:on|am|le|el)\b", re.I)
 _SEPARATOR = re.compile(
     r"^\s*[-=_*]{2,}\s*(?:original message|ursprüngliche nachricht|urspr\S*ngliche nachricht|original-nachricht|"

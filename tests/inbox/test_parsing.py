@@ -162,3 +162,16 @@ def test_it_reads_bytes_that_are_not_a_message_without_failing():
 def test_it_turns_html_into_lines():
     assert html_to_text("<div>One</div><div>Two&nbsp;words</div><ul><li>a</li><li>b</li></ul>") == (
         "One\n\nTwo words\n\na\n\nb")
+
+
+def test_it_returns_only_what_a_database_can_store():
+    parsed = parse_message(
+        b"From: =?unicode_escape?q?\\ud800Lead?= <lead@company.test>\r\n"
+        b"Subject: =?unicode_escape?q?\\ud800Hi?=\r\n"
+        b"Date: Fri, 31 Dec 9999 23:00:00 -0500\r\n"
+        b"Content-Type: text/plain; charset=unicode_escape\r\n"
+        b"\r\n"
+        b"\\ud800Yes\\x00 please.\r\n")
+
+    assert (parsed.from_name, parsed.subject, parsed.text) == ("?Lead", "?Hi", "?Yes please.")
+    assert parsed.date is None  # no UTC equivalent: 10000-01-01 04:00 UTC

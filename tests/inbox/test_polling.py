@@ -272,6 +272,21 @@ def test_it_stores_a_message_that_cannot_be_parsed(imap_server):
     assert abs((datetime.now(UTC) - row.received_at).total_seconds()) < 120
 
 
+def test_it_stores_a_message_whose_headers_decode_to_text_no_database_takes(imap_server):
+    user = imap_server.new_user()
+    hostile = (b"From: =?unicode_escape?q?\\ud800Lead?= <lead@company.test>\r\n"
+               b"Subject: =?unicode_escape?q?\\ud800Hi?=\r\nDate: Fri, 31 Dec 9999 23:00:00 -0500\r\n"
+               b"Content-Type: text/plain; charset=unicode_escape\r\n\r\n\\ud800Yes\\x00 please.\r\n")
+    imap_server.append(user, hostile)
+    mailbox = mailbox_on(imap_server, user)
+
+    assert inbox_poll(mailbox=mailbox)["stored"] == 1
+
+    (row,) = rows(mailbox)
+    assert (row.from_name, row.subject, row.new_text) == ("?Lead", "?Hi", "?Yes please.")
+    assert bytes(row.raw_message) == hostile
+
+
 def test_it_stores_a_message_without_message_id_once_per_content(imap_server):
     user = imap_server.new_user()
     twin = message(1, message_id=None)

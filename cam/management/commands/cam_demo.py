@@ -1,6 +1,7 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from cam.demo import DemoSmtp, demo_seed
+from cam.demo import DemoImap, DemoSmtp, demo_seed
 from cam.jobs.runner import Trigger, run_job
 from cam.models.fields import validate_env_name
 
@@ -10,6 +11,13 @@ def host_port(value: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise CommandError(f"{value!r} should look like HOST:PORT, e.g. 127.0.0.1:1025.")
     return host, int(port)
+
+
+def _check_env_name(option: str, value: str) -> None:
+    try:
+        validate_env_name(value)
+    except ValidationError:
+        raise CommandError(f"{option} takes the NAME of an environment variable, not the password itself.") from None
 
 
 class Command(BaseCommand):
@@ -23,6 +31,11 @@ class Command(BaseCommand):
         parser.add_argument("--smtp-user", default="", help="SMTP user name (then STARTTLS is used).")
         parser.add_argument("--smtp-password-env", default="", metavar="VAR",
                             help="Name of the environment variable holding the SMTP password.")
+        parser.add_argument("--imap", metavar="HOST:PORT", help="Read the demo mailbox's replies from this IMAP "
+                                                                "server (plain IMAP on this machine, SSL elsewhere).")
+        parser.add_argument("--imap-user", default="", help="IMAP user name (required with --imap).")
+        parser.add_argument("--imap-password-env", default="", metavar="VAR",
+                            help="Name of the environment variable holding the IMAP password (required with --imap).")
         parser.add_argument("--no-enrol", action="store_true", help="Only create the data; do not score or enrol.")
 
     def handle(self, *args, **options) -> None:
@@ -30,16 +43,22 @@ class Command(BaseCommand):
         if options["smtp"]:
             host, port = host_port(options["smtp"])
             if options["smtp_password_env"]:
-                try:
-                    validate_env_name(options["smtp_password_env"])
-                except Exception:
-                    raise CommandError("--smtp-password-env takes the NAME of an environment variable, "
-                                       "not the password itself.") from None
+                _check_env_name("--smtp-password-env", options["smtp_password_env"])
             smtp = DemoSmtp(host=host, port=port, username=options["smtp_user"],
                             password_env=options["smtp_password_env"])
         elif options["smtp_user"] or options["smtp_password_env"]:
             raise CommandError("--smtp-user and --smtp-password-env need --smtp HOST:PORT.")
-        summary = demo_seed(smtp=smtp)
+        imap = None
+        if options["imap"]:
+            host, port = host_port(options["imap"])
+            if not options["imap_user"] or not options["imap_password_env"]:
+                raise CommandError("--imap needs --imap-user and --imap-password-env.")
+            _check_env_name("--imap-password-env", options["imap_password_env"])
+            imap = DemoImap(host=host, port=port, username=options["imap_user"],
+                            password_env=options["imap_password_env"])
+        elif options["imap_user"] or options["imap_password_env"]:
+            raise CommandError("--imap-user and --imap-password-env need --imap HOST:PORT.")
+        summary = demo_seed(smtp=smtp, imap=imap)
         self.stdout.write(self.style.SUCCESS(
             f"Demo campaign “{summary.campaign.name}” (id {summary.campaign.pk}) is ready: "
             f"{summary.steps} steps, mailbox {summary.mailbox.from_email} "
