@@ -475,8 +475,8 @@ def _evidence(message: Message, subject: str) -> tuple[list[str], list[str]]:
     """Reasons that make ``message`` a mail system's report: (decisive ones, supporting ones)."""
     decisive: list[str] = []
     supporting: list[str] = []
-    if _report_type(message) == "delivery-status":
-        decisive.append("a delivery status report (multipart/report; report-type=delivery-status)")
+    if _report_type(message) in ("delivery-status", "global-delivery-status"):
+        decisive.append(f"a delivery status report (multipart/report; report-type={_report_type(message)})")
     elif _parts_of_type(message, "message/delivery-status", "message/global-delivery-status"):
         decisive.append("carries a message/delivery-status part")
     if header(message, "X-Failed-Recipients"):
