@@ -272,5 +272,7 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # imapclient logs whole messages at DEBUG; keep them out of the logs even when LOG_LEVEL=DEBUG.
-    "loggers": {"django.db.backends": {"level": "INFO"}, "imapclient": {"level": "INFO"}},
+    "loggers": {"django.db.backends": {"level": "INFO"}, "imapclient": {"level": "INFO"},
+                # flufl.bounce narrates every detector it runs at INFO.
+                "flufl.bounce": {"level": "WARNING"}},
 }

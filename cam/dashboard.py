@@ -15,9 +15,10 @@ from django.db.models import Max, Q
 from django.utils import timezone
 from django_q.models import Schedule
 
+from cam.jobs.heartbeat import STALE_AFTER_INTERVALS, stale_after
 from cam.jobs.registry import job_names
 from cam.jobs.schedules import declared_schedules
-from cam.models import JobExecution
+from cam.models import JobExecution, WorkerHeartbeat
 
 Status = JobExecution.Status
 
@@ -25,6 +26,7 @@ Status = JobExecution.Status
 OVERDUE_GRACE = timedelta(minutes=10)
 METRICS_WINDOW = timedelta(days=7)
 RECENT = 10
+WORKERS_SHOWN = 20
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
 
@@ -84,6 +86,27 @@ def _job_metrics(jobs: list[str], since: datetime) -> dict[str, dict[str, Any]]:
     return metrics
 
 
+def _worker(now: datetime) -> dict[str, Any]:
+    """The workers' heartbeats, newest first, and whether the newest is older than three intervals.
+
+    Stale is only judged once some worker has reported: before that, an uninstalled or overdue
+    worker-cycle schedule is what the scheduler status reports.
+    """
+    rows = list(WorkerHeartbeat.objects.order_by("-last_seen_at")[:WORKERS_SHOWN])
+    last_seen = rows[0].last_seen_at if rows else None
+    return {
+        "last_seen_at": last_seen,
+        "stale_after_seconds": int(stale_after().total_seconds()),
+        "stale": last_seen is not None and last_seen < now - stale_after(),
+        "workers": [{
+            "worker_id": row.worker_id, "status": row.status, "current_step": row.current_step,
+            "hostname": row.hostname, "pid": row.pid, "last_seen_at": row.last_seen_at,
+            "last_cycle_started_at": row.last_cycle_started_at, "last_cycle_finished_at": row.last_cycle_finished_at,
+            "cycles_completed": row.cycles_completed, "last_error": row.last_error,
+        } for row in rows],
+    }
+
+
 def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     jobs = job_names()
@@ -124,6 +147,13 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         if last.status == Status.FAILED:
             flag(DEGRADED, f"{job}: last run failed ({last.error[:200]})")
 
+    worker = _worker(now)
+    if worker["stale"]:
+        flag(UNHEALTHY, f"worker: no heartbeat since {worker['last_seen_at'].isoformat()} (more than "
+                        f"{STALE_AFTER_INTERVALS} intervals); is a worker running?")
+    elif worker["workers"] and worker["workers"][0]["status"] == WorkerHeartbeat.Status.ERROR:
+        flag(DEGRADED, f"worker: a step of the last cycle failed ({worker['workers'][0]['last_error'][:200]})")
+
     recent = JobExecution.objects.select_related(None).order_by("-started_at", "-id")[:RECENT]
     return {
         "timestamp": now,
@@ -132,4 +162,5 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         "scheduler_status": scheduler_status,
         "job_metrics": _job_metrics(jobs, now - METRICS_WINDOW),
         "recent_jobs": [_execution(e) for e in recent],
+        "worker": worker,
     }

@@ -24,8 +24,9 @@ Where the original message's ``To`` is known, addresses from the heuristic sourc
 not in it are dropped, as long as one that is remains.
 
 Hard or soft: an ``Action: delayed``, a 4.x.x status or a 4xx reply is soft; so is a full mailbox
-or an exceeded quota (even with 5.2.2 or 552), greylisting, “try again later”, and a rejection as
-spam or by a block list (the address itself may be fine). Otherwise 5.x.x, 5xx, and phrases such as
+or an exceeded quota (even with 5.2.2 or 552), greylisting, “try again later”, and a refusal of the
+message rather than the address (as spam, by a block list, for its size), since the address itself
+may be fine. Otherwise 5.x.x, 5xx, and phrases such as
 “user unknown” or “does not exist” are hard; a failure with no code and no phrase is taken as hard,
 with less confidence.
 """
@@ -48,6 +49,7 @@ from cam.inbox.text import (
     header,
     header_addresses,
     html_to_text,
+    is_text,
     leaf_parts,
     part_text,
     sender_address,
@@ -55,9 +57,19 @@ from cam.inbox.text import (
 
 logger = logging.getLogger(__name__)
 
+
+class _WithoutDetectorRuns(logging.Filter):
+    """flufl.bounce logs each detector it runs at INFO: some twenty lines a bounce, nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Running detector")
+
+
+logging.getLogger("flufl.bounce").addFilter(_WithoutDetectorRuns())
+
 A = ADDRESS.pattern.replace("A-Z", "")  # matched against folded (lower-case) text
 
-_DAEMONS = re.compile(r"^(?:mailer[-_.]?daemon|postmaster|mail[-_.]?daemon|mail[-_.]?delivery[-_.\w]*|mdaemon|"
+_DAEMONS = re.compile(r"^(?:mailer[-_.]?daemon|post[-_.]?master|mail[-_.]?daemon|mail[-_.]?delivery[-_.\w]*|mdaemon|"
                       r"microsoftexchange[0-9a-f]*|bounces?|nobody|noreply-dsn|no-reply-dsn|mailerdaemon|"
                       r"mail-notification|deliverystatus|ndr)(?:[+=@]|$)", re.I)
 _DAEMON_NAMES = re.compile(r"mail delivery (?:system|subsystem|service|agent)|mailer[- ]daemon|postmaster|"
@@ -93,7 +105,8 @@ _LIST_INTRO = re.compile(
     r"delivery to the following recipients? (?:failed|has been delayed|was aborted|is delayed)|"
     r"delivery has failed to these recipients|could not be delivered to (?:the following|these) recipients?|"
     r"following (?:recipient|address)(?:\(s\)|es|s)? (?:could not|cannot|was not|were not)|"
-    r"following addresses had (?:permanent fatal|transient non-fatal) errors|"
+    r"following (?:address(?:es)?|recipients?)(?:\(e?s\))? (?:had|has|have|were)\b[^\n]{0,40}"
+    r"(?:errors?|problems?|affected)|"
     r"error occurred while trying to deliver the mail to the following recipients|"
     r"unable to deliver (?:your |this )?message to the following (?:address|recipient)|"
     r"failed recipients?:|undeliverable (?:address|recipients?):|here is your list of failed recipients|"
@@ -117,6 +130,7 @@ _INLINE = [re.compile(pattern, re.M) for pattern in (
     rf"rcpt to:\s*<?(?P<addr>{A})>?",
     rf"(?:final|original)-recipient:\s*rfc822;\s*<?(?P<addr>{A})>?",
     rf"(?:failed|intended|invalid|unknown|bad) recipient(?: address)?:\s*<?(?P<addr>{A})>?",
+    rf"(?:unknown user|user unknown|no such user|invalid user|unknown address):\s*<?(?P<addr>{A})>?",
     rf"^\s*(?:recipient|recipient address|empfanger|destinataire|destinatario|to):\s*<?(?P<addr>{A})>?\s*$",
     rf"undeliverable address:\s*<?(?P<addr>{A})>?",
     rf"error-for:\s*<?(?P<addr>{A})>?",
@@ -140,7 +154,8 @@ _ENHANCED = re.compile(r"(?<![\d.])([45]\.\d{1,3}\.\d{1,3})(?!\d|\.\d)")
 _SMTP_CODE = re.compile(r"(?:^|[\s#'\"(;:\[=])([45][0-5]\d)(?=[\s\-:]|$)", re.M)
 
 _SOFT = re.compile(
-    r"mailbox (?:is )?full|mailbox full|(?:over|exceed(?:ed|s)?|exceeding)(?: the)?(?: allowed| mailbox| disk)? ?"
+    r"(?:mailbox|mailfolder|mail folder|inbox|postfach|boite) (?:is |ist |est )?(?:full|voll|pleine)|"
+    r"(?:over|exceed(?:ed|s)?|exceeding)(?: the)?(?: allowed| mailbox| disk)? ?"
     r"(?:quota|storage)|quota exceeded|"
     r"quota (?:exceeded|full)|over ?quota|insufficient (?:system )?storage|mailbox size limit|out of storage|"
     r"storage (?:space )?(?:full|exceeded)|"
@@ -148,8 +163,11 @@ _SOFT = re.compile(
     r"still trying|not yet been delivered|could not send message for past|will keep trying|"
     r"postfach (?:ist )?voll|speicherplatz|kontingent|boite (?:aux lettres |de reception )?(?:est )?pleine|"
     r"quota (?:depasse|atteint)|buzon (?:esta )?lleno|cuota (?:excedida|superada)")
+# Refusals that are about the message or the sender, not the address: the address may well work.
 _BLOCKED = re.compile(r"\bspam\b|block ?list|black ?list|blocked|\bdnsbl\b|spamhaus|reputation|"
-                      r"rejected (?:for|due to|by) policy|policy (?:rejection|reasons)|content rejected")
+                      r"rejected (?:for|due to|by) policy|policy (?:rejection|reasons)|content rejected|"
+                      r"size limit exceeded|message (?:is )?too (?:large|big)|exceeds? (?:the )?(?:maximum )?"
+                      r"(?:message )?size")
 _ADDRESS_GONE = re.compile(
     r"user unknown|unknown user|no such (?:user|mailbox|recipient|address|person)|does not exist|doesn't exist|"
     r"not exist|recipient not found|address not found|user not found|mailbox not found|couldn't be found|"
@@ -296,7 +314,7 @@ def report_text(message: Message) -> str:
     """The report's own text (folded): its text parts, without any copy of the original message."""
     texts: list[str] = []
     for part in leaf_parts(message):
-        if part.get_content_maintype() != "text" or part.get_content_type() in ("text/rfc822-headers",):
+        if not is_text(part) or part.get_content_type() == "text/rfc822-headers":
             continue
         text = part_text(part)
         if part.get_content_subtype() == "html":
@@ -459,7 +477,7 @@ def _verdict(action: str, block_status: str, text: str, codes: tuple[str, str]) 
     if status.endswith(".2.2"):
         return False, code, f"{status} means the mailbox is full"
     if blocked and not _ADDRESS_GONE.search(text):
-        return False, code, f"rejected by the receiving server's policy ({blocked.group(0)!r}), not for the address"
+        return False, code, f"refused for the message or the sender ({blocked.group(0)!r}), not for the address"
     if code.startswith("5"):
         return True, code, f"{code} is a permanent failure"
     hard = _ADDRESS_GONE.search(text) or _PERMANENT.search(text)

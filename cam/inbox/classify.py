@@ -45,6 +45,8 @@ Category = InboundEmail.Category
 
 @dataclass(frozen=True)
 class Classification:
+    """What a message is. For a complaint, ``failed_recipients`` holds the complaining recipient."""
+
     category: str  # an InboundEmail.Category value
     confidence: float  # 0..1
     reasons: list[str]  # human-readable: which rule fired, on what text
@@ -134,12 +136,20 @@ class ComplaintClassifier(Classifier):
 
 
 class AutoReplyClassifier(Classifier):
+    """Automatic answers. A weak sign alone (``Precedence: bulk``, ``X-Auto-Response-Suppress``, which
+    some mail systems put on everything) does not hide a person's clear answer: that reply is left to
+    ``ReplyIntentClassifier``."""
+
     name = "auto-reply"
+    CLEAR_ANSWERS = (Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Category.POSITIVE)
 
     def classify(self, message: IncomingMessage) -> Classification | None:
         found = detect_auto_reply(message.message, subject=message.subject, text=message.new_text,
                                   today=message.today, own_addresses=message.own_addresses)
         if found is None:
+            return None
+        weak = found.confidence < 0.9 and not found.out_of_office
+        if weak and ReplyIntentClassifier().classify(message).category in self.CLEAR_ANSWERS:
             return None
         return Classification(category=Category.OUT_OF_OFFICE if found.out_of_office else Category.AUTO_REPLY,
                               confidence=found.confidence, reasons=found.reasons, return_date=found.return_date,

@@ -11,9 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
-from email.parser import HeaderParser
-from email.policy import default as default_policy
 
+from cam.inbox.bounces import original_headers
 from cam.models import Lead, OutboundEmail
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
@@ -35,18 +34,10 @@ def _ids(*values: str) -> list[str]:
 
 
 def embedded_message_ids(message: EmailMessage) -> list[str]:
-    """Message-IDs of the original messages a bounce or feedback report carries."""
-    found: list[str] = []
-    for part in message.walk():
-        content_type = part.get_content_type()
-        if content_type == "message/rfc822":
-            for inner in part.iter_parts() if part.is_multipart() else []:
-                found.extend(_ids(str(inner.get("Message-ID", ""))))
-        elif content_type in ("text/rfc822-headers", "message/rfc822-headers"):
-            payload = part.get_payload(decode=True) or b""
-            headers = HeaderParser(policy=default_policy).parsestr(payload.decode("utf-8", "replace"))
-            found.extend(_ids(str(headers.get("Message-ID", ""))))
-    return found
+    """Message-IDs of the original message a bounce or feedback report carries (attached, or pasted
+    below the MTA's text)."""
+    original = original_headers(message)
+    return _ids(str(original.get("Message-ID", ""))) if original is not None else []
 
 
 def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:

@@ -97,6 +97,12 @@ def leaf_parts(message: Message) -> Iterator[Message]:
         yield message
 
 
+def is_text(part: Message) -> bool:
+    """A text part, or a multipart one whose boundary was lost (its raw content is then the text)."""
+    return part.get_content_maintype() == "text" or (part.get_content_maintype() == "multipart"
+                                                      and not part.is_multipart())
+
+
 def _is_attachment(part: Message) -> bool:
     return (part.get("Content-Disposition") or "").strip().lower().startswith("attachment")
 
@@ -105,10 +111,10 @@ def body_text(message: Message) -> str:
     """What a person reads as the message: the first plain-text part, else the first HTML part as text."""
     html = None
     for part in leaf_parts(message):
-        if part.get_content_maintype() != "text" or _is_attachment(part):
+        if not is_text(part) or _is_attachment(part):
             continue
         subtype = part.get_content_subtype()
-        if subtype == "plain":
+        if subtype == "plain" or part.get_content_maintype() == "multipart":
             return part_text(part)
         if subtype == "html" and html is None:
             html = part
@@ -231,6 +237,23 @@ def _is_reply_header(lines: list[str], index: int) -> bool:
     return bool(_WROTE.search(line)) and len(line) < 300 and bool(re.search(r"@|\d", line))
 
 
+# Closings that also open a message ("Thanks!\n\nWe'd love to …"): a signature only when little follows.
+_THANKS = re.compile(r"^\s*(?:thanks|thank you|many thanks|merci|danke|vielen dank|gracias|muchas gracias)\b", re.I)
+
+
+def _ends(lines: list[str], index: int) -> bool:
+    """Is the closing at ``lines[index]`` the end of the message (a name and a signature may follow)?"""
+    if not _THANKS.match(lines[index]):
+        return True
+    following = []
+    for later in range(index + 1, len(lines)):
+        if _is_reply_header(lines, later) or _SIGNATURE_DASHES.match(lines[later]):
+            break
+        if lines[later].strip() and not lines[later].strip().startswith(">"):
+            following.append(lines[later].strip())
+    return len(following) <= 4 and not any(line.endswith("?") or len(line) > 70 for line in following)
+
+
 def new_text(body: str) -> str:
     """The sender's own words in ``body``: quotes, quoted history and the signature removed."""
     lines = body.replace("\r\n", "\n").replace("\r", "\n").split("\n")
@@ -243,7 +266,7 @@ def new_text(body: str) -> str:
             break
         if _SIGNATURE_DASHES.match(line) or _MOBILE.match(stripped):
             break
-        if _CLOSING.match(stripped) and any(previous.strip() for previous in kept):
+        if _CLOSING.match(stripped) and any(previous.strip() for previous in kept) and _ends(lines, index):
             break
         kept.append(line.rstrip())
     text = "\n".join(kept).strip()

@@ -9,6 +9,8 @@ from cam.alerts.service import alerts_dispatch
 from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.polling import inboxes_poll
 from cam.inbox.processing import replies_process
+from cam.jobs.cycle import cycle_job
+from cam.jobs.heartbeat import watchdog_check
 from cam.jobs.registry import JobContext, job
 from cam.models import Campaign, JobExecution
 from cam.outreach.planning import outreach_plan
@@ -85,3 +87,14 @@ def inbox(context: JobContext) -> dict[str, Any]:
 @job("no_reply_timeouts", description="Move leads that never answered the last step to nurture or dead.")
 def no_reply_timeouts(context: JobContext) -> dict[str, Any]:
     return leads_no_reply_timeout()
+
+
+@job("worker_cycle", description="The autonomous worker's cycle: send, poll, replies, no-reply timeouts, alerts; "
+                                 "each step isolated, the heartbeat updated.")
+def worker_cycle(context: JobContext) -> dict[str, Any]:
+    return cycle_job(context)
+
+
+@job("watchdog", description="Alert once per outage when no worker has reported for three intervals.")
+def watchdog(context: JobContext) -> dict[str, Any]:
+    return watchdog_check()

@@ -46,10 +46,11 @@ def declared_schedules() -> list[ScheduleSpec]:
     ]
     if settings.AICMO_CAM_WORKER_ENABLED:
         interval = settings.AICMO_CAM_WORKER_INTERVAL_SECONDS
+        # The cycle sends, polls, processes replies, handles no-reply timeouts and dispatches alerts,
+        # so the jobs that do those parts alone are for people running them by hand.
         specs += [
-            ScheduleSpec(name="outreach", job="outreach", every_seconds=interval),
-            ScheduleSpec(name="inbox", job="inbox", every_seconds=interval),
-            ScheduleSpec(name="no-reply timeouts", job="no_reply_timeouts", every_seconds=3600, offset_seconds=15 * 60),
+            ScheduleSpec(name="worker cycle", job="worker_cycle", every_seconds=interval),
+            ScheduleSpec(name="watchdog", job="watchdog", every_seconds=interval),
         ]
     return specs
 

@@ -116,7 +116,7 @@ def test_it_reports_the_address_we_sent_to_when_the_server_expanded_an_alias():
     ("bounce_qmail_over_quota.eml", "quota"),
     ("bounce_postfix_greylisted.eml", "delayed"),
     ("bounce_sendmail_warning_4_hours.eml", "delayed"),
-    ("bounce_office365_blocked_as_spam.eml", "policy"),
+    ("bounce_office365_blocked_as_spam.eml", "not for the address"),
 ])
 def test_it_takes_full_mailboxes_greylisting_delays_and_blocks_as_soft(name, why):
     result = classify_file(name)
@@ -203,6 +203,12 @@ def test_it_recognises_out_of_office_subjects_in_four_languages(subject):
     assert result.category in AUTOMATIC
 
 
+@pytest.mark.parametrize("headers", [{"Precedence": "bulk"}, {"X_Auto_Response_Suppress": "All"}])
+def test_it_does_not_let_a_weak_header_hide_a_clear_answer(headers):
+    assert classify_message(reply("Yes, let's talk on Thursday.", **headers)).category == Category.POSITIVE
+    assert classify_message(reply("Please remove me from your list.", **headers)).category == Category.UNSUBSCRIBE
+
+
 def test_it_ignores_auto_submitted_no():
     result = classify_message(reply("Yes, let's talk on Thursday.", Auto_Submitted="no"))
     assert result.category == Category.POSITIVE
@@ -279,6 +285,12 @@ def test_it_strips_quotes_and_signatures_in_four_languages(body):
     assert new_text(body) == "Yes please."
 
 
+def test_it_keeps_a_thank_you_that_opens_the_reply():
+    body = "Hi Lena,\n\nThanks!\n\nWe'd love to talk next week. Does Tuesday suit you?\n\nAnna\n\n> Interested?"
+    assert new_text(body) == "Hi Lena,\n\nThanks!\n\nWe'd love to talk next week. Does Tuesday suit you?\n\nAnna"
+    assert classify_message(reply(body)).category == Category.POSITIVE
+
+
 def test_it_drops_quoted_html_and_keeps_the_reply():
     html = ('<div>Not interested.</div><div class="gmail_quote">On Mon Lena wrote:<blockquote>Interested?'
             '</blockquote></div><div id="divRplyFwdMsg">From: Lena</div><p>Let us talk</p>')
@@ -301,6 +313,16 @@ def test_it_returns_neutral_with_no_confidence_for_bytes_that_are_not_a_message(
     result = classify_message(raw)
     assert (result.category, result.confidence) == (Category.NEUTRAL, 0.0)
     assert result.reasons[0].startswith("not a message")
+
+
+@pytest.mark.parametrize("ending", [b"\r\n", b"\r"])
+@pytest.mark.parametrize("name", ["bounce_qmail_no_mailbox.eml", "bounce_sendmail_dsn_user_unknown.eml",
+                                  "reply_de_kein_interesse_above_quote.eml"])
+def test_it_reads_messages_whatever_their_line_endings(name, ending):
+    raw = (CORPUS / name).read_bytes().replace(b"\n", ending)
+    expected = EXPECTED["messages"][name]
+    result = classify_message(raw, today=TODAY)
+    assert (result.category, result.failed_recipients) == (expected["category"], expected["failed_recipients"])
 
 
 def test_it_survives_broken_headers_and_unknown_charsets():

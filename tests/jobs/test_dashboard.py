@@ -22,7 +22,8 @@ def execution(job: str, status: str, minutes_ago: float, seconds: float = 2.0, *
 def test_it_has_the_documented_shape():
     schedules_install()
     dashboard = get_dashboard()
-    assert set(dashboard) >= {"timestamp", "health_status", "scheduler_status", "job_metrics", "recent_jobs"}
+    assert set(dashboard) >= {"timestamp", "health_status", "scheduler_status", "job_metrics", "recent_jobs",
+                              "worker"}
     assert [entry["job"] for entry in dashboard["scheduler_status"]] == [s.job for s in declared_schedules()]
     assert set(dashboard["scheduler_status"][0]) >= {"schedule", "last_run", "last_status", "next_run", "health"}
     assert set(dashboard["job_metrics"]["harvest"]) >= {"runs", "completed", "failed", "skipped",
@@ -89,5 +90,28 @@ def test_it_costs_the_same_queries_however_many_executions_exist(django_assert_n
     for index in range(executions):
         execution(["harvest", "score", "qualify"][index % 3], ["COMPLETED", "FAILED"][index % 2],
                   minutes_ago=index, campaign=campaign)
-    with django_assert_num_queries(5):
+    with django_assert_num_queries(6):
         get_dashboard()
+
+
+def test_it_shows_the_workers_and_is_unhealthy_when_none_was_seen_for_three_intervals(settings):
+    settings.AICMO_CAM_WORKER_INTERVAL_SECONDS = 60
+    schedules_install()
+    factories.WorkerHeartbeatFactory(worker_id="host-1", last_seen_at=timezone.now() - timedelta(minutes=4))
+    dashboard = get_dashboard()
+    assert dashboard["health_status"] == "unhealthy"
+    assert any(r.startswith("worker: no heartbeat since") for r in dashboard["health_reasons"])
+    assert (dashboard["worker"]["stale"], dashboard["worker"]["workers"][0]["worker_id"]) == (True, "host-1")
+
+    factories.WorkerHeartbeatFactory(worker_id="host-2", last_seen_at=timezone.now())
+    dashboard = get_dashboard()
+    assert (dashboard["health_status"], dashboard["worker"]["stale"]) == ("healthy", False)
+    assert [w["worker_id"] for w in dashboard["worker"]["workers"]] == ["host-2", "host-1"]
+
+
+def test_it_is_not_stale_before_any_worker_reported(settings):
+    settings.AICMO_CAM_WORKER_INTERVAL_SECONDS = 60
+    schedules_install()
+    dashboard = get_dashboard()
+    assert (dashboard["health_status"], dashboard["worker"]) == (
+        "healthy", {"last_seen_at": None, "stale_after_seconds": 180, "stale": False, "workers": []})
