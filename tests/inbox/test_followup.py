@@ -256,3 +256,27 @@ def test_the_triage_list_puts_warm_replies_first(sent, admin_client):
     page = admin_client.get(reverse("admin:cam_inboundemail_changelist"))
     rows = list(page.context["cl"].result_list)
     assert rows[0] == warm and cold in rows
+
+
+@pytest.mark.parametrize(
+    ("category", "status", "alerts"),
+    [
+        ("QUESTION", Status.INTERESTED, 1),
+        ("NEUTRAL", Status.NURTURE, 0),
+        ("AUTO_REPLY", Status.IN_SEQUENCE, 0),
+        ("COMPLAINT", Status.UNSUBSCRIBED, 0),
+    ],
+)
+def test_every_other_category_has_its_follow_up(sent, category, status, alerts):
+    from cam.inbox.processing import reply_reclassify
+
+    inbound = reply(sent, "Thanks.")
+    InboundEmail.objects.filter(pk=inbound.pk).update(lead=sent.lead, outbound_email=sent)
+    inbound.refresh_from_db()
+    reply_reclassify(inbound=inbound, category=category, by="alex")
+    assert state(sent.lead)[0] == status
+    assert HumanAlertLog.objects.count() == alerts
+    if category == "COMPLAINT":
+        assert Suppression.objects.get(email=sent.to_email).reason == "COMPLAINT"
+    if status != Status.IN_SEQUENCE:
+        assert LeadEvent.objects.filter(lead=sent.lead, to_status=status, actor="staff:alex").exists()

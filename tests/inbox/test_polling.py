@@ -382,3 +382,17 @@ def test_it_costs_the_same_queries_for_3_and_30_messages(imap_server, settings):
     settings.AICMO_CAM_IMAP_FETCH_CHUNK = 30
 
     assert _queries_to_poll(imap_server, 3) == _queries_to_poll(imap_server, 30)
+
+
+@pytest.mark.parametrize("security", ["starttls", "ssl"])
+def test_it_never_falls_back_to_plain_text_when_the_mailbox_asks_for_tls(imap_server, security):
+    # The test server offers neither STARTTLS nor implicit TLS: the poll must fail, not log in in clear.
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    mailbox = mailbox_on(imap_server, user, imap_security=security)
+
+    assert inbox_poll(mailbox=mailbox)["failed"] == 1
+
+    mailbox.refresh_from_db()
+    assert f"IMAP server {imap_server.host}:{imap_server.port}" in mailbox.last_poll_error
+    assert rows(mailbox) == []
