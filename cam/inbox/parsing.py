@@ -19,7 +19,8 @@ from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
+
+from cam.inbox.text import html_to_text
 
 # A msg-id as RFC 5322 writes it: <left@right>; broken mailers leave out the @ or the brackets.
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
@@ -182,49 +183,3 @@ def _part_text(part: Message) -> str:
     except LookupError:
         text = payload.decode("utf-8", "replace")
     return clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-class _TextExtractor(HTMLParser):
-    """The readable text of an HTML body: block elements become line breaks, scripts and styles go."""
-
-    BLOCKS = {"br", "p", "div", "tr", "li", "ul", "ol", "table", "blockquote", "pre", "hr",
-              "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "header", "footer"}
-    HIDDEN = {"script", "style", "head", "title", "template"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self.hidden = 0
-
-    def handle_starttag(self, tag: str, attrs) -> None:
-        if tag in self.HIDDEN:
-            self.hidden += 1
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_startendtag(self, tag: str, attrs) -> None:
-        if tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.HIDDEN:
-            self.hidden = max(0, self.hidden - 1)
-        elif tag in self.BLOCKS:
-            self.parts.append("\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.hidden:
-            self.parts.append(data)
-
-
-def html_to_text(html: str) -> str:
-    """Plain text of an HTML document, one line per block, blank lines collapsed."""
-    extractor = _TextExtractor()
-    try:
-        extractor.feed(html)
-        extractor.close()
-    except Exception:  # HTMLParser is forgiving; keep what was read before anything it could not take
-        pass
-    lines = [" ".join(line.split()) for line in "".join(extractor.parts).replace("\xa0", " ").split("\n")]
-    text = "\n".join(lines)
-    return re.sub(r"\n{3,}", "\n\n", text).strip()
