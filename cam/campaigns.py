@@ -46,3 +46,18 @@ def campaigns_activate(*, campaign_ids: Iterable[int], reason: str) -> int:
     """Start draft campaigns. Returns how many changed."""
     return _campaigns_set_status(campaign_ids=campaign_ids, from_statuses=ACTIVATABLE, to_status=Status.ACTIVE,
                                  reason=reason)
+
+
+DEGRADABLE = (Status.ACTIVE,)
+
+
+@transaction.atomic
+def campaign_apply_rule(*, campaign_id: int, action: str, reason: str) -> bool:
+    """Apply a rule's action: ``PAUSE`` pauses an active or degraded campaign, ``DEGRADE`` marks an
+    active one degraded. Returns whether the status changed; raises ``ValueError`` for another action."""
+    if action == "PAUSE":
+        return bool(campaigns_pause(campaign_ids=[campaign_id], reason=reason))
+    if action == "DEGRADE":
+        return bool(_campaigns_set_status(campaign_ids=[campaign_id], from_statuses=DEGRADABLE,
+                                          to_status=Status.DEGRADED, reason=reason))
+    raise ValueError(f"Unknown rule action {action!r}.")

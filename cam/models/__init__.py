@@ -1,6 +1,7 @@
 """CAM's tables, split by concern; import them from here."""
 
 from cam.models.campaigns import Campaign, SequenceStep
+from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Security
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
@@ -8,6 +9,7 @@ from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lea
 __all__ = [
     "AlertChannel",
     "Campaign",
+    "CampaignRule",
     "HarvestRejection",
     "HumanAlertLog",
     "InboundEmail",
@@ -18,8 +20,10 @@ __all__ = [
     "Lease",
     "Mailbox",
     "MailboxFolder",
+    "MetricSnapshot",
     "OutboundEmail",
     "ProviderEvent",
+    "RuleDecision",
     "Security",
     "SequenceStep",
     "Suppression",

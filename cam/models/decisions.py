@@ -1,0 +1,123 @@
+"""What the worker measures and decides: metric snapshots, campaign rules and the decisions they made."""
+
+from __future__ import annotations
+
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+
+class Scope(models.TextChoices):
+    CAMPAIGN = "campaign", "Campaign"
+    MAILBOX = "mailbox", "Mailbox"
+
+
+class MetricSnapshot(models.Model):
+    """The latest metrics of one campaign or one mailbox, over the rolling window and all time.
+
+    One row per subject (``key`` is ``campaign:<id>`` or ``mailbox:<id>``), overwritten by each
+    ``metrics_compute``; the dashboard and the API read it instead of counting emails again.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="metric_snapshots")
+    mailbox = models.ForeignKey("cam.Mailbox", on_delete=models.CASCADE, null=True, blank=True,
+                                related_name="metric_snapshots")
+    window_days = models.PositiveSmallIntegerField()
+    window = models.JSONField(default=dict, blank=True, help_text="Counts and rates over the last window_days.")
+    all_time = models.JSONField(default=dict, blank=True, help_text="Counts and rates since the first send.")
+    computed_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["scope", "key"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(scope="campaign", campaign__isnull=False, mailbox__isnull=True)
+                | Q(scope="mailbox", mailbox__isnull=False, campaign__isnull=True),
+                name="metric_snapshot_one_subject"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Metrics of {self.key}"
+
+
+class CampaignRule(models.Model):
+    """A guard rail as data: when ``metric`` over the last ``window`` sends is above (or below)
+    ``threshold`` percent, with at least ``min_sample`` sends measured, ``action`` is applied."""
+
+    class Metric(models.TextChoices):
+        HARD_BOUNCE_RATE = "hard_bounce_rate", "Hard-bounce rate"
+        COMPLAINT_RATE = "complaint_rate", "Complaint rate"
+        POSITIVE_REPLY_RATE = "positive_reply_rate", "Positive-reply rate"
+        REPLY_RATE = "reply_rate", "Reply rate"
+        UNSUBSCRIBE_RATE = "unsubscribe_rate", "Unsubscribe rate"
+
+    class Comparison(models.TextChoices):
+        ABOVE = "above", "is above"
+        BELOW = "below", "is below"
+
+    class Action(models.TextChoices):
+        PAUSE = "PAUSE", "Pause the campaign"
+        DEGRADE = "DEGRADE", "Mark the campaign degraded"
+
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="rules")
+    metric = models.CharField(max_length=32, choices=Metric.choices)
+    comparison = models.CharField(max_length=8, choices=Comparison.choices, default=Comparison.ABOVE)
+    threshold = models.DecimalField(max_digits=5, decimal_places=2,
+                                    validators=[MinValueValidator(0), MaxValueValidator(100)],
+                                    help_text="In percent (0–100).")
+    window = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)],
+                                         help_text="Measure over the campaign's last this many sends.")
+    min_sample = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1)],
+                                             help_text="Do nothing until at least this many sends are measured.")
+    scope = models.CharField(max_length=16, choices=[(Scope.CAMPAIGN.value, Scope.CAMPAIGN.label)],
+                             default=Scope.CAMPAIGN, help_text="What is measured: the campaign's sends.")
+    action = models.CharField(max_length=8, choices=Action.choices, default=Action.PAUSE)
+    enabled = models.BooleanField(default=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["campaign", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(threshold__gte=0, threshold__lte=100),
+                                   name="campaign_rule_threshold_0_100"),
+            models.CheckConstraint(condition=Q(window__gte=1, min_sample__gte=1),
+                                   name="campaign_rule_window_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return (f"{self.campaign}: {self.get_metric_display()} {self.get_comparison_display()} "
+                f"{self.threshold.normalize() if self.threshold is not None else '?'} % "
+                f"→ {self.get_action_display().lower()}")
+
+
+class RuleDecision(models.Model):
+    """A rule that fired: what it measured, on which sends, and what it did.
+
+    ``evidence_until`` is the ``sent_at`` of the newest send measured: the rule only counts sends
+    after it next time, so it does not fire again on the same evidence after a resume.
+    """
+
+    rule = models.ForeignKey(CampaignRule, on_delete=models.CASCADE, related_name="decisions")
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="rule_decisions")
+    metric = models.CharField(max_length=32, choices=CampaignRule.Metric.choices)
+    measured_value = models.DecimalField(max_digits=7, decimal_places=3, help_text="In percent.")
+    threshold = models.DecimalField(max_digits=5, decimal_places=2, help_text="In percent, as it was then.")
+    sample_size = models.PositiveIntegerField()
+    action = models.CharField(max_length=8, choices=CampaignRule.Action.choices)
+    status_before = models.CharField(max_length=16)
+    status_after = models.CharField(max_length=16)
+    reason = models.TextField()
+    evidence_until = models.DateTimeField(help_text="When the newest measured email was sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["rule", "-evidence_until"], name="rule_decision_rule_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.campaign}: {self.reason}"
