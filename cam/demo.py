@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
+from cam.decisions import campaign_rules_ensure_defaults
 from cam.models import Campaign, Lead, Mailbox, MailboxFolder, Security, SequenceStep
 
 DEMO_CAMPAIGN_NAME = "Demo: software leaders in DACH"
@@ -186,6 +187,7 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
     )
     if created:
         campaign.mailboxes.add(mailbox)
+    campaign_rules_ensure_defaults(campaign)
     for step in DEMO_STEPS:
         SequenceStep.objects.get_or_create(campaign=campaign, position=step["position"], defaults=step)
     before = Lead.objects.filter(campaign=campaign).count()

@@ -202,3 +202,46 @@ class HumanAlertLogFactory(factory.django.DjangoModelFactory):
     alert_type = models.HumanAlertLog.AlertType.POSITIVE_REPLY
     title = "Positive reply"
     idempotency_key = factory.Sequence(lambda n: f"positive-reply:{n}")
+
+
+class CampaignRuleFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.CampaignRule
+
+    campaign = factory.SubFactory(CampaignFactory)
+    metric = models.CampaignRule.Metric.HARD_BOUNCE_RATE
+    comparison = models.CampaignRule.Comparison.ABOVE
+    threshold = 5
+    window = 100
+    min_sample = 20
+    action = models.CampaignRule.Action.PAUSE
+
+
+class RuleDecisionFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.RuleDecision
+
+    rule = factory.SubFactory(CampaignRuleFactory)
+    campaign = factory.SelfAttribute("rule.campaign")
+    metric = factory.SelfAttribute("rule.metric")
+    measured_value = 7
+    threshold = factory.SelfAttribute("rule.threshold")
+    sample_size = 100
+    action = factory.SelfAttribute("rule.action")
+    status_before = models.Campaign.Status.ACTIVE
+    status_after = models.Campaign.Status.PAUSED
+    reason = "Hard-bounce rate 7 % over the last 100 sends is above 5 %"
+    evidence_until = factory.LazyFunction(timezone.now)
+
+
+class MetricSnapshotFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = models.MetricSnapshot
+
+    campaign = factory.SubFactory(CampaignFactory)
+    scope = "campaign"
+    key = factory.LazyAttribute(lambda o: f"campaign:{o.campaign.pk}")
+    window_days = 7
+    window = factory.LazyFunction(lambda: {"sent": 0})
+    all_time = factory.LazyFunction(lambda: {"sent": 0})
+    computed_at = factory.LazyFunction(timezone.now)

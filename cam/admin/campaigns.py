@@ -14,8 +14,9 @@ from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.campaigns import campaigns_activate, campaigns_pause, campaigns_resume
+from cam.decisions import campaign_rules_ensure_defaults
 from cam.jobs.queue import job_enqueue
-from cam.models import Campaign, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
+from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step
 from cam.outreach.rendering import TemplateProblem, check_templates
@@ -110,6 +111,12 @@ class LeadSourceInline(admin.TabularInline):
     readonly_fields = ["last_harvest_at", "last_error"]
 
 
+class CampaignRuleInline(admin.TabularInline):
+    model = CampaignRule
+    extra = 0
+    fields = ["metric", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
     form = CampaignForm
@@ -119,7 +126,7 @@ class CampaignAdmin(admin.ModelAdmin):
     search_fields = ["name", "description"]
     readonly_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
     filter_horizontal = ["mailboxes"]
-    inlines = [SequenceStepInline, LeadSourceInline]
+    inlines = [SequenceStepInline, LeadSourceInline, CampaignRuleInline]
     actions = ["pause", "resume", "activate", "run_harvest", "run_score", "run_qualify"]
     fieldsets = [
         (None, {"fields": ["name", "description", ("status", "status_changed_at"), "status_reason"]}),
@@ -136,6 +143,15 @@ class CampaignAdmin(admin.ModelAdmin):
         ("Guard rails", {"fields": [("max_hard_bounce_rate", "max_complaint_rate")]}),
         ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
     ]
+
+    def get_inlines(self, request, obj):
+        # Rules are edited once the campaign exists: it is created with the defaults (from its guard rails).
+        return self.inlines if obj is not None else [i for i in self.inlines if i is not CampaignRuleInline]
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if not change:
+            campaign_rules_ensure_defaults(obj)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(

@@ -27,6 +27,7 @@ from django.db import connection
 from django.db.utils import InterfaceError, OperationalError
 
 from cam.alerts.service import alerts_dispatch
+from cam.decisions import metrics_step, rules_evaluate
 from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.polling import inboxes_poll
 from cam.inbox.processing import replies_process
@@ -68,6 +69,8 @@ STEPS: dict[str, Callable[[StepOptions], dict[str, Any]]] = {
     "poll": lambda options: inboxes_poll(),
     "replies": _replies,
     "no_reply": lambda options: leads_no_reply_timeout(),
+    "metrics": lambda options: metrics_step(),
+    "rules": lambda options: rules_evaluate(),
     "alerts": lambda options: alerts_dispatch(),
 }
 

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+
+def percent_text(value) -> str:
+    """A percentage for people: 5.00 → "5", 0.30 → "0.3", 7.1428 → "7.14"."""
+    if value is None:
+        return "?"
+    text = f"{Decimal(str(value)).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 class Scope(models.TextChoices):
@@ -91,7 +101,7 @@ class CampaignRule(models.Model):
 
     def __str__(self) -> str:
         return (f"{self.campaign}: {self.get_metric_display()} {self.get_comparison_display()} "
-                f"{self.threshold.normalize() if self.threshold is not None else '?'} % "
+                f"{percent_text(self.threshold)} % "
                 f"→ {self.get_action_display().lower()}")
 
 

@@ -30,6 +30,9 @@ FACTORIES = {
     models.HarvestRejection: factories.HarvestRejectionFactory,
     models.LeadEvent: factories.LeadEventFactory,
     models.ProviderEvent: factories.ProviderEventFactory,
+    models.CampaignRule: factories.CampaignRuleFactory,
+    models.RuleDecision: factories.RuleDecisionFactory,
+    models.MetricSnapshot: factories.MetricSnapshotFactory,
 }
 
 

@@ -1,0 +1,36 @@
+"""Campaign rules (editable), the decisions they made and the stored metrics (both read-only)."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+
+from cam.admin.base import AuditAdmin
+from cam.models import CampaignRule, MetricSnapshot, RuleDecision
+
+
+@admin.register(CampaignRule)
+class CampaignRuleAdmin(admin.ModelAdmin):
+    list_display = ["campaign", "metric", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
+    list_filter = ["metric", "action", "enabled", "campaign"]
+    list_editable = ["enabled"]
+    list_select_related = ["campaign"]
+    search_fields = ["campaign__name"]
+    autocomplete_fields = ["campaign"]
+    readonly_fields = ["created_at", "updated_at"]
+
+
+@admin.register(RuleDecision)
+class RuleDecisionAdmin(AuditAdmin):
+    list_display = ["created_at", "campaign", "action", "reason", "measured_value", "sample_size", "status_after"]
+    list_filter = ["action", "metric", "campaign"]
+    list_select_related = ["campaign"]
+    search_fields = ["campaign__name", "reason"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(MetricSnapshot)
+class MetricSnapshotAdmin(AuditAdmin):
+    list_display = ["key", "scope", "campaign", "mailbox", "window_days", "computed_at"]
+    list_filter = ["scope"]
+    list_select_related = ["campaign", "mailbox"]
+    search_fields = ["key", "campaign__name", "mailbox__name"]

@@ -1,0 +1,293 @@
+"""Metrics per campaign and mailbox, and the campaign rules that pause or degrade a campaign on them.
+
+Every count is a count of *emails*: an email is hard-bounced when a hard-bounce notice (an inbound
+``BOUNCE_HARD``) or a provider's ``bounced`` event points at it, complained about when an inbound
+``COMPLAINT`` or a provider's ``complained`` event does, replied to when a human reply is matched to
+it, and so on. Rates are percentages of the emails sent. A reply, bounce or complaint counts in the
+period its email was sent in, so a rate compares like with like.
+
+- ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
+  grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
+- ``rules_evaluate`` measures each enabled rule of an active or degraded campaign over the
+  campaign's last ``window`` sends and applies the rule's action when it fires, through
+  ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction.
+
+Same evidence: a decision remembers ``evidence_until``, the ``sent_at`` of the newest send it
+measured. Every rule of that campaign then measures only emails sent after the newest such
+moment, so once staff resume a campaign no rule fires again on the sends that were already judged;
+it fires again once enough new sends (its ``min_sample``) show the problem.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+
+from cam.alerts.service import alert_queue
+from cam.campaigns import campaign_apply_rule
+from cam.models import (
+    Campaign,
+    CampaignRule,
+    HumanAlertLog,
+    InboundEmail,
+    Mailbox,
+    MetricSnapshot,
+    OutboundEmail,
+    ProviderEvent,
+    RuleDecision,
+)
+from cam.models.decisions import Scope, percent_text
+
+logger = logging.getLogger(__name__)
+
+METRICS_WINDOW_DAYS = 7
+
+Category = InboundEmail.Category
+Metric = CampaignRule.Metric
+Action = CampaignRule.Action
+
+# Inbound categories written by a person answering an email (not a machine, not a bounce).
+REPLY_CATEGORIES = [Category.POSITIVE, Category.NEGATIVE, Category.UNSUBSCRIBE, Category.REFERRAL,
+                    Category.QUESTION, Category.NEUTRAL]
+
+# Counted per email: the flag each count needs, as a filter on an annotated OutboundEmail queryset.
+FLAG_COUNTS = {
+    "bounced_hard": "_hard",
+    "bounced_soft": "_soft",
+    "complaints": "_complaint",
+    "replies": "_reply",
+    "positive": "_positive",
+    "negative": "_negative",
+    "unsubscribes": "_unsubscribe",
+    "out_of_office": "_ooo",
+}
+
+# The count each rule metric is a rate of (per email sent).
+METRIC_COUNTS = {
+    Metric.HARD_BOUNCE_RATE: "bounced_hard",
+    Metric.COMPLAINT_RATE: "complaints",
+    Metric.POSITIVE_REPLY_RATE: "positive",
+    Metric.REPLY_RATE: "replies",
+    Metric.UNSUBSCRIBE_RATE: "unsubscribes",
+}
+
+ALERT_TYPES = {Action.PAUSE: HumanAlertLog.AlertType.CAMPAIGN_PAUSED,
+               Action.DEGRADE: HumanAlertLog.AlertType.CAMPAIGN_DEGRADED}
+ACTION_WORDS = {Action.PAUSE: "paused", Action.DEGRADE: "degraded"}
+# Which statuses a rule with each action is evaluated in (a degrade rule has nothing to do on a
+# degraded campaign).
+EVALUATED_IN = {Action.PAUSE: (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED),
+                Action.DEGRADE: (Campaign.Status.ACTIVE,)}
+
+
+def _inbound(*categories: str) -> Exists:
+    return Exists(InboundEmail.objects.filter(outbound_email=OuterRef("pk"), category__in=categories))
+
+
+def _provider(event_type: str) -> Exists:
+    return Exists(ProviderEvent.objects.filter(outbound_email=OuterRef("pk"), event_type=event_type))
+
+
+def _with_flags(queryset: QuerySet[OutboundEmail]) -> QuerySet[OutboundEmail]:
+    """Each email with one boolean per outcome (subqueries on its own id: no row fan-out)."""
+    return queryset.annotate(
+        _hard=_inbound(Category.BOUNCE_HARD) | _provider("bounced"),
+        _soft=Q(soft_bounces__gt=0) | _inbound(Category.BOUNCE_SOFT),
+        _complaint=_inbound(Category.COMPLAINT) | _provider("complained"),
+        _reply=_inbound(*REPLY_CATEGORIES),
+        _positive=_inbound(Category.POSITIVE),
+        _negative=_inbound(Category.NEGATIVE),
+        _unsubscribe=_inbound(Category.UNSUBSCRIBE),
+        _ooo=_inbound(Category.OUT_OF_OFFICE),
+    )
+
+
+def _rate(count: int, sent: int) -> float | None:
+    return round(100 * count / sent, 3) if sent else None
+
+
+def _with_rates(counts: dict[str, int]) -> dict[str, Any]:
+    """Counts plus ``delivered`` (sent, less hard bounces) and a ``<count>_rate`` per outcome."""
+    sent = counts["sent"]
+    result: dict[str, Any] = {**counts, "delivered": sent - counts["bounced_hard"]}
+    for name in FLAG_COUNTS:
+        result[f"{name}_rate"] = _rate(counts[name], sent)
+    return result
+
+
+def _empty() -> dict[str, int]:
+    return {"sent": 0, "failed": 0, **{name: 0 for name in FLAG_COUNTS}}
+
+
+def _grouped(group_field: str, since: datetime) -> dict[int, dict[str, dict[str, int]]]:
+    """One query: per value of ``group_field``, the counts all time and since ``since``."""
+    sent, failed = Q(status=OutboundEmail.Status.SENT), Q(status=OutboundEmail.Status.FAILED)
+    recent = Q(_at__gte=since)
+    aggregates = {"all__sent": Count("pk", filter=sent), "all__failed": Count("pk", filter=failed),
+                  "win__sent": Count("pk", filter=sent & recent), "win__failed": Count("pk", filter=failed & recent)}
+    for name, flag in FLAG_COUNTS.items():
+        aggregates[f"all__{name}"] = Count("pk", filter=sent & Q(**{flag: True}))
+        aggregates[f"win__{name}"] = Count("pk", filter=sent & recent & Q(**{flag: True}))
+    rows = (_with_flags(OutboundEmail.objects.filter(sent | failed, **{f"{group_field}__isnull": False}))
+            .annotate(_at=Coalesce("sent_at", "updated_at"))
+            .order_by().values(group_field).annotate(**aggregates))
+    result: dict[int, dict[str, dict[str, int]]] = {}
+    for row in rows:
+        periods: dict[str, dict[str, int]] = {"all": {}, "win": {}}
+        for key, value in row.items():
+            if "__" in key:
+                period, name = key.split("__", 1)
+                periods[period][name] = value
+        result[row[group_field]] = periods
+    return result
+
+
+def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_WINDOW_DAYS) -> dict[str, Any]:
+    """Count every campaign's and mailbox's emails over the last ``window_days`` and all time, store
+    them as ``MetricSnapshot`` rows and return them.
+
+    Returns ``{"campaigns": {id: {"window": {...}, "all_time": {...}}}, "mailboxes": {...}}``; each
+    period holds sent, failed, delivered, bounced_hard, bounced_soft, complaints, replies, positive,
+    negative, unsubscribes, out_of_office and a ``<count>_rate`` (percent of sent, None before the
+    first send) for each outcome. A fixed number of queries, however many campaigns or emails exist.
+    """
+    now = now or timezone.now()
+    since = now - timedelta(days=window_days)
+    result: dict[str, Any] = {"campaigns": {}, "mailboxes": {}}
+    snapshots: list[MetricSnapshot] = []
+    subjects = [("campaigns", Scope.CAMPAIGN, "campaign", Campaign.objects.values_list("pk", flat=True)),
+                ("mailboxes", Scope.MAILBOX, "mailbox", Mailbox.objects.values_list("pk", flat=True))]
+    for name, scope, field, ids in subjects:
+        grouped = _grouped(f"{field}_id", since)
+        for subject_id in ids:
+            periods = grouped.get(subject_id, {})
+            window = _with_rates({**_empty(), **periods.get("win", {})})
+            all_time = _with_rates({**_empty(), **periods.get("all", {})})
+            result[name][subject_id] = {"window": window, "all_time": all_time}
+            snapshots.append(MetricSnapshot(key=f"{scope}:{subject_id}", scope=scope, window_days=window_days,
+                                            window=window, all_time=all_time, computed_at=now,
+                                            **{f"{field}_id": subject_id}))
+    MetricSnapshot.objects.bulk_create(snapshots, update_conflicts=True, unique_fields=["key"],
+                                       update_fields=["window_days", "window", "all_time", "computed_at"])
+    return result
+
+
+def metrics_step() -> dict[str, int]:
+    """The worker's metrics step: compute and store, and say how many subjects were counted."""
+    return {name: len(rows) for name, rows in metrics_compute().items()}
+
+
+# -- rules -------------------------------------------------------------------------------------
+
+DEFAULT_RULES = (
+    # (metric, comparison, threshold (None: the campaign's own guard rail), window, min_sample, action)
+    (Metric.HARD_BOUNCE_RATE, CampaignRule.Comparison.ABOVE, "max_hard_bounce_rate", 100, 20, Action.PAUSE),
+    (Metric.COMPLAINT_RATE, CampaignRule.Comparison.ABOVE, "max_complaint_rate", 1000, 100, Action.PAUSE),
+    (Metric.POSITIVE_REPLY_RATE, CampaignRule.Comparison.BELOW, Decimal("0.5"), 200, 200, Action.DEGRADE),
+)
+
+
+def campaign_rules_ensure_defaults(campaign: Campaign) -> int:
+    """Give ``campaign`` the default rules it has no rule for yet (by metric); returns how many were
+    created. The bounce and complaint thresholds come from the campaign's guard-rail fields. Safe to
+    call again: a metric that already has a rule (edited or disabled by staff) is left alone."""
+    present = set(CampaignRule.objects.filter(campaign=campaign).values_list("metric", flat=True))
+    rules = [CampaignRule(campaign=campaign, metric=metric, comparison=comparison,
+                          threshold=getattr(campaign, threshold) if isinstance(threshold, str) else threshold,
+                          window=window, min_sample=min_sample, action=action)
+             for metric, comparison, threshold, window, min_sample, action in DEFAULT_RULES if metric not in present]
+    CampaignRule.objects.bulk_create(rules)
+    return len(rules)
+
+
+def rule_measure(rule: CampaignRule, *, after: datetime | None) -> tuple[int, int, datetime | None]:
+    """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given): how
+    many were sent, how many count for the rule's metric, and when the newest was sent."""
+    recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
+                                          sent_at__isnull=False)
+    if after is not None:
+        recent = recent.filter(sent_at__gt=after)
+    last_ids = recent.order_by("-sent_at", "-pk").values("pk")[: rule.window]
+    flag = FLAG_COUNTS[METRIC_COUNTS[rule.metric]]
+    row = _with_flags(OutboundEmail.objects.filter(pk__in=last_ids)).aggregate(
+        sample=Count("pk"), hits=Count("pk", filter=Q(**{flag: True})), newest=Max("sent_at"))
+    return row["sample"], row["hits"], row["newest"]
+
+
+def _fires(rule: CampaignRule, value: Decimal) -> bool:
+    if rule.comparison == CampaignRule.Comparison.ABOVE:
+        return value > rule.threshold
+    return value < rule.threshold
+
+
+def rule_reason(rule: CampaignRule, *, value: Decimal, sample: int) -> str:
+    """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %"."""
+    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends "
+            f"{rule.get_comparison_display()} {percent_text(rule.threshold)} %")
+
+
+def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
+    """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire.
+
+    Per campaign, pause rules go first and evaluation stops at the first rule that changes the
+    status. A rule is skipped while fewer than ``min_sample`` sends are measured. A rule that fires
+    changes the status through ``campaign_apply_rule`` with the measured value as the reason,
+    records a ``RuleDecision`` and queues a CAMPAIGN_PAUSED / CAMPAIGN_DEGRADED alert keyed by the
+    decision, all in one transaction. Returns counts: ``evaluated``, ``below_sample``, ``fired``,
+    ``paused``, ``degraded``.
+    """
+    counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0}
+    rules = list(CampaignRule.objects.filter(
+        enabled=True, scope=Scope.CAMPAIGN,
+        campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
+    ).select_related("campaign").order_by("campaign_id", "-action", "pk"))  # descending action: PAUSE before DEGRADE
+    if not rules:
+        return counts
+    floors = dict(RuleDecision.objects.filter(campaign_id__in={rule.campaign_id for rule in rules})
+                  .order_by().values("campaign_id").annotate(until=Max("evidence_until"))
+                  .values_list("campaign_id", "until"))
+    changed: set[int] = set()
+    for rule in rules:
+        if rule.campaign_id in changed or rule.campaign.status not in EVALUATED_IN[rule.action]:
+            continue
+        counts["evaluated"] += 1
+        sample, hits, newest = rule_measure(rule, after=floors.get(rule.campaign_id))
+        if sample < rule.min_sample or newest is None:
+            counts["below_sample"] += 1
+            continue
+        value = Decimal(100 * hits) / Decimal(sample)
+        if not _fires(rule, value):
+            continue
+        if _rule_apply(rule, value=value, sample=sample, evidence_until=newest):
+            changed.add(rule.campaign_id)
+            counts["fired"] += 1
+            counts[ACTION_WORDS[rule.action]] += 1
+    return counts
+
+
+@transaction.atomic
+def _rule_apply(rule: CampaignRule, *, value: Decimal, sample: int, evidence_until: datetime) -> RuleDecision | None:
+    campaign = rule.campaign
+    reason = rule_reason(rule, value=value, sample=sample)
+    status_before = campaign.status
+    if not campaign_apply_rule(campaign_id=campaign.pk, action=rule.action, reason=reason):
+        return None  # its status changed meanwhile (a person paused it, say): nothing to decide
+    campaign.refresh_from_db(fields=["status", "status_reason", "status_changed_at"])
+    decision = RuleDecision.objects.create(
+        rule=rule, campaign=campaign, metric=rule.metric, measured_value=value.quantize(Decimal("0.001")),
+        threshold=rule.threshold, sample_size=sample, action=rule.action, status_before=status_before,
+        status_after=campaign.status, reason=reason, evidence_until=evidence_until)
+    link = reverse("admin:cam_campaign_change", args=[campaign.pk])
+    alert_queue(alert_type=ALERT_TYPES[rule.action], title=f"Campaign {campaign.name} {ACTION_WORDS[rule.action]}",
+                body=f"{reason}.\n\nThe campaign is now {campaign.get_status_display().lower()}: {link}",
+                idempotency_key=f"rule-decision:{decision.pk}", campaign=campaign)
+    logger.warning("Campaign %s %s by rule %s: %s", campaign.pk, ACTION_WORDS[rule.action], rule.pk, reason)
+    return decision
