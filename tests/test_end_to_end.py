@@ -23,7 +23,7 @@ def test_a_positive_reply_in_the_inbox_reaches_a_person(smtp_server, imap_server
     call_command("cam_demo", "--smtp", f"{smtp_server.host}:{smtp_server.port}",
                  "--imap", f"{imap_server.host}:{imap_server.port}", "--imap-user", user,
                  "--imap-password-env", "DEMO_IMAP_PASSWORD", stdout=StringIO())
-    call_command("cam_run_job", "outreach", stdout=StringIO())
+    call_command("cam_worker", "--once", stdout=StringIO())  # one cycle: the first emails go out
     first_emails = list(smtp_server.messages)
     assert len(first_emails) == OutboundEmail.objects.filter(status="SENT").count() >= 20
 
@@ -39,7 +39,7 @@ def test_a_positive_reply_in_the_inbox_reaches_a_person(smtp_server, imap_server
                        ours.get_body(preferencelist=("plain",)).get_content().replace("\n", "\n> "))
     imap_server.append(user, answer.as_bytes())
 
-    call_command("cam_run_job", "inbox", stdout=StringIO())
+    call_command("cam_worker", "--once", stdout=StringIO())  # the next: poll, classify, follow up, alert
 
     reply = InboundEmail.objects.get()
     lead = Lead.objects.get(email=ours["To"].addresses[0].addr_spec)
