@@ -11,11 +11,8 @@ from cam.models import HumanAlertLog, InboundEmail, Lead, OutboundEmail
 
 
 @pytest.mark.django_db
-def test_a_positive_reply_in_the_inbox_reaches_a_person(smtp_server, imap_server, settings, monkeypatch):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_server.host, smtp_server.port
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+def test_a_positive_reply_in_the_inbox_reaches_a_person(smtp_server, smtp_settings, imap_server, settings,
+                                                         monkeypatch):
     settings.AICMO_CAM_ALERT_EMAILS = ["sales-team@cam.example.com"]
     user = imap_server.new_user("demo")
     monkeypatch.setenv("DEMO_IMAP_PASSWORD", imap_server.password)

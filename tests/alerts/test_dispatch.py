@@ -35,16 +35,6 @@ def no_alert_emails(settings):
 
 
 @pytest.fixture
-def smtp_settings(settings, smtp_server):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_server.host, smtp_server.port
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.DEFAULT_FROM_EMAIL = "CAM <cam@cam.example.com>"
-    return settings
-
-
-@pytest.fixture
 def slack(http_server, monkeypatch):
     monkeypatch.setenv("CAM_TEST_SLACK_URL", http_server.url(SLACK_PATH))
     return AlertChannelFactory(name="Sales Slack", kind=Kind.SLACK, recipients="", url_env="CAM_TEST_SLACK_URL")

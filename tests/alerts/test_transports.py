@@ -37,16 +37,6 @@ def public_url(settings):
     settings.AICMO_CAM_PUBLIC_URL = "https://cam.example.com"
 
 
-@pytest.fixture
-def smtp_settings(settings, smtp_server):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
-    settings.EMAIL_HOST, settings.EMAIL_PORT = smtp_server.host, smtp_server.port
-    settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
-    settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
-    settings.DEFAULT_FROM_EMAIL = "CAM <cam@cam.example.com>"
-    return settings
-
-
 def positive_reply_alert(**fields) -> HumanAlertLog:
     campaign = CampaignFactory(name="DACH founders")
     lead = LeadFactory(campaign=campaign, email="anna@brightlane.example.com")
