@@ -3,16 +3,16 @@ and two dispatchers at once, against real servers on loopback."""
 
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from cam.alerts.service import ALERT_RETRY_WINDOW, alert_queue, alert_target_key, alerts_dispatch, alerts_failed
 from cam.alerts.webhook import verify_signature
 from cam.models import AlertChannel, HumanAlertLog, InboundEmail
+from tests.concurrency import run_at_once
 from tests.factories import AlertChannelFactory, InboundEmailFactory, LeadFactory
 from tests.servers.http import Reply
 
@@ -358,23 +358,7 @@ def test_it_sends_each_alert_exactly_once_with_two_dispatchers_at_once(http_serv
     http_server.reply(HOOK_PATH, Reply(204, delay=0.02))
     for n in range(25):
         queue(key=f"positive-reply:{n}", title=f"Reply {n}")
-    barrier = threading.Barrier(2)
-    results, errors = [], []
-
-    def dispatcher():
-        try:
-            barrier.wait(timeout=10)
-            results.append(alerts_dispatch())
-        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=dispatcher) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
+    results, errors = run_at_once(alerts_dispatch, threads=2, timeout=120)
 
     assert errors == []
     assert sum(result["sent"] for result in results) == 50

@@ -12,6 +12,7 @@ from cam.jobs.registry import UnknownJob, job
 from cam.jobs.runner import JobResult, lease_name_for, run_job
 from cam.models import JobExecution, Lease
 from tests import factories
+from tests.concurrency import run_at_once
 
 CALLS: list[str] = []
 
@@ -153,23 +154,8 @@ def test_it_never_runs_the_same_job_twice_at_once_across_threads():
 
 @pytest.mark.django_db(transaction=True)
 def test_it_runs_a_slot_exactly_once_when_many_threads_race_for_it():
-    barrier = threading.Barrier(4)
-    statuses: list[str] = []
-    lock = threading.Lock()
-
-    def racer():
-        try:
-            barrier.wait(timeout=10)
-            status = run_job("test_counting", scheduled_for=slot(10)).status
-            with lock:
-                statuses.append(status)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=racer) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    results, errors = run_at_once(lambda: run_job("test_counting", scheduled_for=slot(10)), threads=4, timeout=30)
+    assert errors == []
+    statuses = [result.status for result in results]
     assert sorted(statuses) == ["COMPLETED", "SKIPPED", "SKIPPED", "SKIPPED"]
     assert len(CALLS) == 1

@@ -1,6 +1,5 @@
 """The send step against a real SMTP server: what arrives, threading, outcomes, crashes, concurrency."""
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from cam.models import Lead, Mailbox, OutboundEmail
 from cam.outreach.planning import outreach_plan
 from cam.outreach.sending import outbound_recover_stuck, outbound_send_batch, outreach_send
 from cam.outreach.unsubscribe import unsubscribe_url
+from tests.concurrency import run_at_once
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory
 from tests.servers.smtp import DROP
 
@@ -221,25 +221,12 @@ def test_two_senders_over_the_same_500_due_leads_deliver_each_email_exactly_once
     owner.mailboxes.add(second_mailbox)
     for n in range(500):
         due_lead(owner, email=f"lead{n}@company{n % 50}.example.com")
-    barrier = threading.Barrier(2)
-    errors = []
-
     def sender():
-        try:
-            barrier.wait(timeout=10)
-            for _ in range(12):
-                outreach_plan()
-                outreach_send(inline=True)
-        except Exception as exc:  # reported below; a thread's exception would otherwise vanish
-            errors.append(exc)
-        finally:
-            connection.close()
+        for _ in range(12):
+            outreach_plan()
+            outreach_send(inline=True)
 
-    threads = [threading.Thread(target=sender) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
+    _, errors = run_at_once(sender, threads=2, timeout=300)
     assert errors == []
     recipients = [message.rcpt_tos[0] for message in smtp_server.messages]
     assert len(recipients) == 500
