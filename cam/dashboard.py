@@ -154,7 +154,7 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     elif worker["workers"] and worker["workers"][0]["status"] == WorkerHeartbeat.Status.ERROR:
         flag(DEGRADED, f"worker: a step of the last cycle failed ({worker['workers'][0]['last_error'][:200]})")
 
-    recent = JobExecution.objects.select_related(None).order_by("-started_at", "-id")[:RECENT]
+    recent = JobExecution.objects.order_by("-started_at", "-id")[:RECENT]
     return {
         "timestamp": now,
         "health_status": worst,
