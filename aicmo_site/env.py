@@ -24,6 +24,7 @@ _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "psql", "sqlite"}
 EMAIL_SCHEMES = {"consolemail", "smtp", "smtps", "smtp+tls", "smtp+ssl", "filemail", "memorymail", "dummymail"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
 class StrictEnv:
@@ -98,6 +99,13 @@ class StrictEnv:
         if parts.scheme not in schemes or not parts.netloc:
             raise self._fail(name, raw, f"an absolute URL starting with {' or '.join(s + '://' for s in schemes)}")
         return raw.rstrip("/")
+
+    def rate(self, name: str, default: str) -> str:
+        """A request rate as DRF's throttles read it: ``120/min``, ``10/s``, ``5000/day``."""
+        value = self.str(name, default)
+        if not _RATE.fullmatch(value):
+            raise self._fail(name, value, "a number of requests per second, minute, hour or day, like 120/min")
+        return value
 
     def env_name(self, name: str, default: str) -> str:
         """The *name* of another environment variable (secrets are referred to by name, never stored)."""

@@ -54,6 +54,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework_api_key",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "import_export",
     "django_q",
     "anymail",
@@ -259,6 +260,55 @@ ANYMAIL["RESEND_SIGNING_SECRET"] = AICMO_RESEND_WEBHOOK_SECRET or None
 
 # Exported CSV cells that start with = + - @ are escaped, so a spreadsheet never runs them as formulas.
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+
+# --- REST API -------------------------------------------------------------------------------------
+
+# /api/cam/: an API key (`Authorization: Api-Key <key>`, read-only or full) or a staff session.
+# Throttles count per key (or per user, or per address) in the shared cache above, so a limit holds
+# across every web process.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "cam.api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["cam.api.auth.CamAccess"],
+    "DEFAULT_THROTTLE_CLASSES": ["cam.api.throttling.CamRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "cam_read": env.rate("AICMO_CAM_API_READ_RATE", "600/min"),
+        "cam_write": env.rate("AICMO_CAM_API_WRITE_RATE", "120/min"),
+        "cam_jobs": env.rate("AICMO_CAM_API_JOB_RATE", "30/min"),
+    },
+    "DEFAULT_PAGINATION_CLASS": "cam.api.pagination.CamPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_PARSER_CLASSES": ["cam.api.parsers.CappedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"]
+    + (["rest_framework.renderers.BrowsableAPIRenderer"] if DEBUG else []),
+    "DEFAULT_FILTER_BACKENDS": [],
+    "EXCEPTION_HANDLER": "cam.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DATETIME_FORMAT": "iso-8601",
+    "COERCE_DECIMAL_TO_STRING": False,
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+# The most one API request body may hold, in bytes; a bigger one is refused with a 400 before it is read.
+AICMO_CAM_API_MAX_BODY_BYTES = env.int("AICMO_CAM_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024,
+                                       maximum=100 * 1024 * 1024)
+# The most leads one bulk-create request may carry.
+AICMO_CAM_API_BULK_MAX_ITEMS = env.int("AICMO_CAM_API_BULK_MAX_ITEMS", 500, minimum=1, maximum=10_000)
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "CAM API",
+    "DESCRIPTION": "Metrics and orchestration for CAM: campaigns, leads, replies, suppressions, alerts, "
+    "the worker and jobs. Authenticate with `Authorization: Api-Key <key>` or a staff session.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/cam",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI's files come from the drf-spectacular-sidecar package, served by this site: no CDN.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 
 # --- Logging --------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 admin.site.site_header = "CAM — client acquisition"
 admin.site.site_title = "CAM"
@@ -9,6 +10,11 @@ admin.site.index_title = "Back office"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("api/cam/", include("cam.api.urls")),
+    # The OpenAPI schema and its readers; Swagger UI's and Redoc's files are served from this site.
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # The unsubscribe page (/u/<token>/) and Resend's tracking webhook (/webhooks/resend/tracking/).
     path("", include("cam.urls")),
 ]

@@ -1,5 +1,6 @@
 """CAM's tables, split by concern; import them from here."""
 
+from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
@@ -8,6 +9,7 @@ from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lea
 
 __all__ = [
     "AlertChannel",
+    "CamAPIKey",
     "Campaign",
     "CampaignRule",
     "HarvestRejection",

@@ -1,0 +1,3 @@
+"""API: jobs."""
+
+urlpatterns: list = []

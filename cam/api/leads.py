@@ -1,0 +1,3 @@
+"""API: leads."""
+
+urlpatterns: list = []

@@ -1,0 +1,3 @@
+"""API: monitoring."""
+
+urlpatterns: list = []

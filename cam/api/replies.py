@@ -1,0 +1,3 @@
+"""API: replies."""
+
+urlpatterns: list = []

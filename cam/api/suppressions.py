@@ -1,0 +1,3 @@
+"""API: suppressions."""
+
+urlpatterns: list = []
