@@ -9,7 +9,8 @@ period its email was sent in, so a rate compares like with like.
 - ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
   grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
 - ``rules_evaluate`` measures each enabled rule of an active or degraded campaign over the
-  campaign's last ``window`` sends and applies the rule's action when it fires, through
+  campaign's last ``window`` sends (a mailbox rule: over each mailbox's last ``window`` sends for the
+  campaign, judged on the worst mailbox) and applies the rule's action when it fires, through
   ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction.
 
 Same evidence: a decision remembers ``evidence_until``, the ``sent_at`` of the newest send it
@@ -21,13 +22,14 @@ it fires again once enough new sends (its ``min_sample``) show the problem.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet
-from django.db.models.functions import Coalesce
+from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Window
+from django.db.models.functions import Coalesce, RowNumber
 from django.urls import reverse
 from django.utils import timezone
 
@@ -208,18 +210,35 @@ def campaign_rules_ensure_defaults(campaign: Campaign) -> int:
     return len(rules)
 
 
+def _sends_after(rule: CampaignRule, after: datetime | None) -> QuerySet[OutboundEmail]:
+    recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
+                                          sent_at__isnull=False)
+    return recent.filter(sent_at__gt=after) if after is not None else recent
+
+
+def _hits(rule: CampaignRule) -> Q:
+    return Q(**{FLAG_COUNTS[METRIC_COUNTS[rule.metric]]: True})
+
+
 def rule_measure(rule: CampaignRule, *, after: datetime | None) -> tuple[int, int, datetime | None]:
     """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given): how
     many were sent, how many count for the rule's metric, and when the newest was sent."""
-    recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
-                                          sent_at__isnull=False)
-    if after is not None:
-        recent = recent.filter(sent_at__gt=after)
-    last_ids = recent.order_by("-sent_at", "-pk").values("pk")[: rule.window]
-    flag = FLAG_COUNTS[METRIC_COUNTS[rule.metric]]
+    last_ids = _sends_after(rule, after).order_by("-sent_at", "-pk").values("pk")[: rule.window]
     row = _with_flags(OutboundEmail.objects.filter(pk__in=last_ids)).aggregate(
-        sample=Count("pk"), hits=Count("pk", filter=Q(**{flag: True})), newest=Max("sent_at"))
+        sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at"))
     return row["sample"], row["hits"], row["newest"]
+
+
+def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None) -> dict[int, tuple[int, int, datetime]]:
+    """For a mailbox rule, in one query: per mailbox that sent for the campaign (after ``after``),
+    over that mailbox's last ``rule.window`` sends of the campaign, the sample, the hits and when the
+    newest was sent."""
+    ranked = _sends_after(rule, after).filter(mailbox__isnull=False).annotate(
+        _rank=Window(RowNumber(), partition_by=[F("mailbox_id")], order_by=[F("sent_at").desc(), F("pk").desc()]))
+    rows = (_with_flags(OutboundEmail.objects.filter(pk__in=ranked.filter(_rank__lte=rule.window).values("pk")))
+            .order_by().values("mailbox_id")
+            .annotate(sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at")))
+    return {row["mailbox_id"]: (row["sample"], row["hits"], row["newest"]) for row in rows}
 
 
 def _fires(rule: CampaignRule, value: Decimal) -> bool:
@@ -228,26 +247,64 @@ def _fires(rule: CampaignRule, value: Decimal) -> bool:
     return value < rule.threshold
 
 
-def rule_reason(rule: CampaignRule, *, value: Decimal, sample: int) -> str:
-    """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %"."""
-    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends "
+def rule_reason(rule: CampaignRule, *, value: Decimal, sample: int, mailbox: Mailbox | None = None) -> str:
+    """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %", and for a mailbox rule
+    "… over the last 40 sends from Sales <sales@agency.test> …"."""
+    source = f" from {mailbox.name} <{mailbox.from_email}>" if mailbox is not None else ""
+    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends{source} "
             f"{rule.get_comparison_display()} {percent_text(rule.threshold)} %")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What one rule measured: the sample it judged, the value, and (for a mailbox rule) where."""
+
+    sample: int
+    value: Decimal
+    evidence_until: datetime
+    mailbox_id: int | None = None
+
+
+def _value(hits: int, sample: int) -> Decimal:
+    return Decimal(100 * hits) / Decimal(sample)
+
+
+def _finding(rule: CampaignRule, after: datetime | None) -> Finding | None:
+    """The measurement a rule is judged on, or None while below its minimum sample.
+
+    A campaign rule has one. A mailbox rule measures each mailbox and is judged on the worst one that
+    has its minimum sample (the highest value for an "above" rule, the lowest for "below"); its
+    evidence runs to the newest send of any mailbox measured, since all of them were judged.
+    """
+    if rule.scope == Scope.CAMPAIGN:
+        sample, hits, newest = rule_measure(rule, after=after)
+        if sample < rule.min_sample or newest is None:
+            return None
+        return Finding(sample=sample, value=_value(hits, sample), evidence_until=newest)
+    measured = rule_measure_mailboxes(rule, after=after)
+    judged = [Finding(sample=sample, value=_value(hits, sample), evidence_until=newest, mailbox_id=mailbox_id)
+              for mailbox_id, (sample, hits, newest) in sorted(measured.items()) if sample >= rule.min_sample]
+    if not judged:
+        return None
+    pick = max if rule.comparison == CampaignRule.Comparison.ABOVE else min
+    worst = pick(judged, key=lambda finding: finding.value)
+    return Finding(sample=worst.sample, value=worst.value, mailbox_id=worst.mailbox_id,
+                   evidence_until=max(finding.evidence_until for finding in judged))
 
 
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire.
 
     Per campaign, pause rules go first and evaluation stops at the first rule that changes the
-    status. A rule is skipped while fewer than ``min_sample`` sends are measured. A rule that fires
-    changes the status through ``campaign_apply_rule`` with the measured value as the reason,
-    records a ``RuleDecision`` and queues a CAMPAIGN_PAUSED / CAMPAIGN_DEGRADED alert keyed by the
-    decision, all in one transaction. Returns counts: ``evaluated``, ``below_sample``, ``fired``,
-    ``paused``, ``degraded``.
+    status. A rule is skipped while fewer than ``min_sample`` sends are measured (for a mailbox rule:
+    in every mailbox). A rule that fires changes the status through ``campaign_apply_rule`` with the
+    measured value as the reason, records a ``RuleDecision`` and queues a CAMPAIGN_PAUSED /
+    CAMPAIGN_DEGRADED alert keyed by the decision, all in one transaction. Returns counts:
+    ``evaluated``, ``below_sample``, ``fired``, ``paused``, ``degraded``.
     """
     counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0}
     rules = list(CampaignRule.objects.filter(
-        enabled=True, scope=Scope.CAMPAIGN,
-        campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
+        enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
     ).select_related("campaign").order_by("campaign_id", "-action", "pk"))  # descending action: PAUSE before DEGRADE
     if not rules:
         return counts
@@ -259,14 +316,13 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
         if rule.campaign_id in changed or rule.campaign.status not in EVALUATED_IN[rule.action]:
             continue
         counts["evaluated"] += 1
-        sample, hits, newest = rule_measure(rule, after=floors.get(rule.campaign_id))
-        if sample < rule.min_sample or newest is None:
+        finding = _finding(rule, floors.get(rule.campaign_id))
+        if finding is None:
             counts["below_sample"] += 1
             continue
-        value = Decimal(100 * hits) / Decimal(sample)
-        if not _fires(rule, value):
+        if not _fires(rule, finding.value):
             continue
-        if _rule_apply(rule, value=value, sample=sample, evidence_until=newest):
+        if _rule_apply(rule, finding):
             changed.add(rule.campaign_id)
             counts["fired"] += 1
             counts[ACTION_WORDS[rule.action]] += 1
@@ -274,17 +330,19 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
 
 
 @transaction.atomic
-def _rule_apply(rule: CampaignRule, *, value: Decimal, sample: int, evidence_until: datetime) -> RuleDecision | None:
+def _rule_apply(rule: CampaignRule, finding: Finding) -> RuleDecision | None:
     campaign = rule.campaign
-    reason = rule_reason(rule, value=value, sample=sample)
+    mailbox = Mailbox.objects.filter(pk=finding.mailbox_id).first() if finding.mailbox_id else None
+    reason = rule_reason(rule, value=finding.value, sample=finding.sample, mailbox=mailbox)
     status_before = campaign.status
     if not campaign_apply_rule(campaign_id=campaign.pk, action=rule.action, reason=reason):
         return None  # its status changed meanwhile (a person paused it, say): nothing to decide
     campaign.refresh_from_db(fields=["status", "status_reason", "status_changed_at"])
     decision = RuleDecision.objects.create(
-        rule=rule, campaign=campaign, metric=rule.metric, measured_value=value.quantize(Decimal("0.001")),
-        threshold=rule.threshold, sample_size=sample, action=rule.action, status_before=status_before,
-        status_after=campaign.status, reason=reason, evidence_until=evidence_until)
+        rule=rule, campaign=campaign, mailbox=mailbox, metric=rule.metric,
+        measured_value=finding.value.quantize(Decimal("0.001")), threshold=rule.threshold,
+        sample_size=finding.sample, action=rule.action, status_before=status_before,
+        status_after=campaign.status, reason=reason, evidence_until=finding.evidence_until)
     link = reverse("admin:cam_campaign_change", args=[campaign.pk])
     alert_queue(alert_type=ALERT_TYPES[rule.action], title=f"Campaign {campaign.name} {ACTION_WORDS[rule.action]}",
                 body=f"{reason}.\n\nThe campaign is now {campaign.get_status_display().lower()}: {link}",

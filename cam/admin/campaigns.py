@@ -114,7 +114,7 @@ class LeadSourceInline(admin.TabularInline):
 class CampaignRuleInline(admin.TabularInline):
     model = CampaignRule
     extra = 0
-    fields = ["metric", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
+    fields = ["metric", "scope", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
 
 
 @admin.register(Campaign)

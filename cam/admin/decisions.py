@@ -10,8 +10,9 @@ from cam.models import CampaignRule, MetricSnapshot, RuleDecision
 
 @admin.register(CampaignRule)
 class CampaignRuleAdmin(admin.ModelAdmin):
-    list_display = ["campaign", "metric", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
-    list_filter = ["metric", "action", "enabled", "campaign"]
+    list_display = ["campaign", "metric", "scope", "comparison", "threshold", "window", "min_sample", "action",
+                    "enabled"]
+    list_filter = ["metric", "scope", "action", "enabled", "campaign"]
     list_editable = ["enabled"]
     list_select_related = ["campaign"]
     search_fields = ["campaign__name"]
@@ -21,9 +22,10 @@ class CampaignRuleAdmin(admin.ModelAdmin):
 
 @admin.register(RuleDecision)
 class RuleDecisionAdmin(AuditAdmin):
-    list_display = ["created_at", "campaign", "action", "reason", "measured_value", "sample_size", "status_after"]
+    list_display = ["created_at", "campaign", "mailbox", "action", "reason", "measured_value", "sample_size",
+                    "status_after"]
     list_filter = ["action", "metric", "campaign"]
-    list_select_related = ["campaign"]
+    list_select_related = ["campaign", "mailbox"]
     search_fields = ["campaign__name", "reason"]
     date_hierarchy = "created_at"
 

@@ -79,11 +79,15 @@ class CampaignRule(models.Model):
                                     validators=[MinValueValidator(0), MaxValueValidator(100)],
                                     help_text="In percent (0–100).")
     window = models.PositiveIntegerField(default=100, validators=[MinValueValidator(1)],
-                                         help_text="Measure over the campaign's last this many sends.")
+                                         help_text="Measure over the last this many sends (of the campaign, or of "
+                                                   "each mailbox for the campaign).")
     min_sample = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1)],
                                              help_text="Do nothing until at least this many sends are measured.")
-    scope = models.CharField(max_length=16, choices=[(Scope.CAMPAIGN.value, Scope.CAMPAIGN.label)],
-                             default=Scope.CAMPAIGN, help_text="What is measured: the campaign's sends.")
+    scope = models.CharField(
+        max_length=16, choices=Scope.choices, default=Scope.CAMPAIGN,
+        help_text="Campaign: the campaign's sends, all mailboxes together. Mailbox: each mailbox's sends for "
+                  "this campaign, judged one by one, so one bad sending identity fires the rule even when the "
+                  "campaign as a whole looks fine.")
     action = models.CharField(max_length=8, choices=Action.choices, default=Action.PAUSE)
     enabled = models.BooleanField(default=True)
 
@@ -100,7 +104,8 @@ class CampaignRule(models.Model):
         ]
 
     def __str__(self) -> str:
-        return (f"{self.campaign}: {self.get_metric_display()} {self.get_comparison_display()} "
+        per_mailbox = " (per mailbox)" if self.scope == Scope.MAILBOX else ""
+        return (f"{self.campaign}: {self.get_metric_display()}{per_mailbox} {self.get_comparison_display()} "
                 f"{percent_text(self.threshold)} % "
                 f"→ {self.get_action_display().lower()}")
 
@@ -114,6 +119,9 @@ class RuleDecision(models.Model):
 
     rule = models.ForeignKey(CampaignRule, on_delete=models.CASCADE, related_name="decisions")
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="rule_decisions")
+    mailbox = models.ForeignKey("cam.Mailbox", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="rule_decisions",
+                                help_text="For a mailbox rule: the mailbox whose sends fired it.")
     metric = models.CharField(max_length=32, choices=CampaignRule.Metric.choices)
     measured_value = models.DecimalField(max_digits=7, decimal_places=3, help_text="In percent.")
     threshold = models.DecimalField(max_digits=5, decimal_places=2, help_text="In percent, as it was then.")
