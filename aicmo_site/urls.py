@@ -3,12 +3,16 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from cam.admin.dashboard import dashboard_view
+
 admin.site.site_header = "CAM — client acquisition"
 admin.site.site_title = "CAM"
 admin.site.index_title = "Back office"
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Before admin/ so the admin's own catch-all patterns never see it; admin_view keeps it staff-only.
+    path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="cam_dashboard"),
     path("admin/", admin.site.urls),
     path("api/cam/", include("cam.api.urls")),
     # The OpenAPI schema and its readers; Swagger UI's and Redoc's files are served from this site.
