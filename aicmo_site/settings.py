@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -55,6 +56,7 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "axes",
     "import_export",
     "django_q",
     "anymail",
@@ -70,6 +72,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "cam.api.errors.JsonNotFoundMiddleware",
+    # Last, as django-axes requires: it turns a lockout flagged during authentication into its response.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "aicmo_site.urls"
@@ -149,6 +154,40 @@ Q_CLUSTER = {
 }
 
 # --- Auth, i18n, static ---------------------------------------------------------------------------
+
+# django-axes sees every password login first (the admin's form) and refuses it while its username and
+# address are locked out; Django's own backend then checks the password. API keys and sessions do not
+# pass through here, so they are never counted or locked.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# After this many failed logins for one username from one address, both together are locked out for
+# the cool-off time (a wrong guess from elsewhere neither locks the real user out nor counts here).
+# Staff lift a lockout early under "Axes" in the admin or with `manage.py axes_reset`.
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", 5, minimum=1, maximum=1000)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("AXES_COOLOFF_MINUTES", 60, minimum=1, maximum=525_600))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A failed login while locked out does not extend the lockout, so the cool-off time is what staff read.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+# No start-up banner in every management command's output; lockouts are still logged (username and address).
+AXES_VERBOSE = False
+# The client's address is REMOTE_ADDR, which a client cannot forge. Behind reverse proxies that append
+# to X-Forwarded-For, AICMO_CAM_TRUSTED_PROXY_COUNT says how many: the address that many hops from the
+# right is the client's (every address to its left could have been written by the client itself).
+AICMO_CAM_TRUSTED_PROXY_COUNT = env.int("AICMO_CAM_TRUSTED_PROXY_COUNT", 0, minimum=0, maximum=10)
+
+
+def _client_ip(request) -> str | None:
+    if AICMO_CAM_TRUSTED_PROXY_COUNT:
+        hops = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
+        if len(hops) >= AICMO_CAM_TRUSTED_PROXY_COUNT:
+            return hops[-AICMO_CAM_TRUSTED_PROXY_COUNT]
+    return request.META.get("REMOTE_ADDR")
+
+
+AXES_CLIENT_IP_CALLABLE = _client_ip
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -302,6 +341,20 @@ SPECTACULAR_SETTINGS = {
     "the worker and jobs. Authenticate with `Authorization: Api-Key <key>` or a staff session.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its readers are for the API's users: a key or a staff session, as for the API.
+    "SERVE_PERMISSIONS": ["cam.api.auth.CamAccess"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
+                             "cam.api.schema.document_common_errors"],
+    # Several models have a `status`: name each choice set after its model, so the components are stable
+    # and readable (CampaignStatusEnum) instead of hash-suffixed (Status3c7Enum).
+    "ENUM_NAME_OVERRIDES": {
+        "CampaignStatusEnum": "cam.models.Campaign.Status",
+        "LeadStatusEnum": "cam.models.Lead.Status",
+        "OutboundEmailStatusEnum": "cam.models.OutboundEmail.Status",
+        "JobExecutionStatusEnum": "cam.models.JobExecution.Status",
+        "JobExecutionTriggerEnum": "cam.models.JobExecution.Trigger",
+        "WorkerHeartbeatStatusEnum": "cam.models.WorkerHeartbeat.Status",
+    },
     "SCHEMA_PATH_PREFIX": "/api/cam",
     "COMPONENT_SPLIT_REQUEST": True,
     # Swagger UI's files come from the drf-spectacular-sidecar package, served by this site: no CDN.
@@ -324,5 +377,7 @@ LOGGING = {
     # imapclient logs whole messages at DEBUG; keep them out of the logs even when LOG_LEVEL=DEBUG.
     "loggers": {"django.db.backends": {"level": "INFO"}, "imapclient": {"level": "INFO"},
                 # flufl.bounce narrates every detector it runs at INFO.
-                "flufl.bounce": {"level": "WARNING"}},
+                "flufl.bounce": {"level": "WARNING"},
+                # django-axes logs every login and clean-up at INFO; failures and lockouts are WARNING.
+                "axes": {"level": "WARNING"}},
 }

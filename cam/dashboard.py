@@ -1,7 +1,9 @@
 """The dashboard: how the machinery is doing, in a fixed handful of queries.
 
 ``get_dashboard()`` feeds the admin's dashboard page and the API's metrics endpoint. Its query count
-does not depend on how many job executions exist.
+does not depend on how many job executions, campaigns or mailboxes exist. Campaign and mailbox rates
+come from their stored ``MetricSnapshot`` (written by ``cam.decisions.metrics_compute``), not from
+counting emails again.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from django_q.models import Schedule
 from cam.jobs.heartbeat import STALE_AFTER_INTERVALS, stale_after
 from cam.jobs.registry import job_names
 from cam.jobs.schedules import declared_schedules
-from cam.models import JobExecution, WorkerHeartbeat
+from cam.models import Campaign, JobExecution, Mailbox, WorkerHeartbeat
 
 Status = JobExecution.Status
 
@@ -29,6 +31,10 @@ RECENT = 10
 WORKERS_SHOWN = 20
 
 HEALTHY, DEGRADED, UNHEALTHY = "healthy", "degraded", "unhealthy"
+
+# The snapshot counts shown per campaign and mailbox; each comes with its ``<count>_rate`` (percent of
+# the emails sent, None before the first send).
+KEY_COUNTS = ("replies", "positive", "bounced_hard", "complaints", "unsubscribes")
 
 
 def _execution(execution: JobExecution | None) -> dict[str, Any] | None:
@@ -107,6 +113,43 @@ def _worker(now: datetime) -> dict[str, Any]:
     }
 
 
+def _key_rates(period: dict[str, Any]) -> dict[str, Any]:
+    rates: dict[str, Any] = {"sent": period.get("sent", 0)}
+    for name in KEY_COUNTS:
+        rates[name] = period.get(name, 0)
+        rates[f"{name}_rate"] = period.get(f"{name}_rate")
+    return rates
+
+
+SNAPSHOT_VALUES = ("metric_snapshots__computed_at", "metric_snapshots__window_days", "metric_snapshots__window",
+                   "metric_snapshots__all_time")
+
+
+def _snapshot_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """The snapshot part of a subject's row; every value None when it was never computed."""
+    has_snapshot = row["metric_snapshots__computed_at"] is not None
+    return {
+        "computed_at": row["metric_snapshots__computed_at"],
+        "window_days": row["metric_snapshots__window_days"],
+        "window": _key_rates(row["metric_snapshots__window"] or {}) if has_snapshot else None,
+        "all_time": _key_rates(row["metric_snapshots__all_time"] or {}) if has_snapshot else None,
+    }
+
+
+def _campaigns() -> list[dict[str, Any]]:
+    """Every campaign with its status and key rates: one query (a subject has at most one snapshot)."""
+    rows = Campaign.objects.order_by("name").values("id", "name", "status", "status_reason", *SNAPSHOT_VALUES)
+    return [{"id": row["id"], "name": row["name"], "status": row["status"], "status_reason": row["status_reason"],
+             **_snapshot_fields(row)} for row in rows]
+
+
+def _mailboxes() -> list[dict[str, Any]]:
+    """Every mailbox with whether it sends and its key rates: one query."""
+    rows = Mailbox.objects.order_by("name").values("id", "name", "provider", "is_active", *SNAPSHOT_VALUES)
+    return [{"id": row["id"], "name": row["name"], "provider": row["provider"], "is_active": row["is_active"],
+             **_snapshot_fields(row)} for row in rows]
+
+
 def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     now = now or timezone.now()
     jobs = job_names()
@@ -163,4 +206,6 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         "job_metrics": _job_metrics(jobs, now - METRICS_WINDOW),
         "recent_jobs": [_execution(e) for e in recent],
         "worker": worker,
+        "campaigns": _campaigns(),
+        "mailboxes": _mailboxes(),
     }

@@ -9,11 +9,16 @@ handful of set-based statements, whatever the number of leads and emails involve
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
+from cam.pipeline.suppressions import suppressed_addresses
 
 Status = Lead.Status
 
@@ -149,3 +154,118 @@ def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email=Non
                 next_send_at=None, blocked_reason="", paused_until=None)
     _cancel_pending(lead_ids=[pk for pk, _ in found], why=reason, now=now)
     return len(found)
+
+
+# -- changes made by a person (staff or an API client) --------------------------------------------
+
+# Where a person may move a lead, by its current status. Entering or re-entering a sequence (NEW,
+# QUALIFIED, IN_SEQUENCE) and pausing it belong to the pipeline (scoring, qualification, the
+# out-of-office handling), which check what a hand-made change would skip; so does nothing bring
+# back an address that unsubscribed or bounced. The targets are the outcomes the follow-up engine
+# records for a reply or a silence, plus the sales outcomes WON and LOST.
+_CONVERSATION = (Status.INTERESTED, Status.REFERRED, Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD,
+                 Status.WON, Status.LOST)
+_ADDRESS_STOPS = (Status.UNSUBSCRIBED, Status.BOUNCED)
+MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    **dict.fromkeys((Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED),
+                    (Status.DISQUALIFIED, Status.DEAD, *_ADDRESS_STOPS)),
+    **dict.fromkeys((Status.IN_SEQUENCE, Status.PAUSED), (*_CONVERSATION, *_ADDRESS_STOPS)),
+    **dict.fromkeys(_CONVERSATION, (*_CONVERSATION, *_ADDRESS_STOPS)),
+    # The person's own request outranks a bounce, as ``lead_unsubscribe`` has it; nothing outranks that.
+    Status.BOUNCED: (Status.UNSUBSCRIBED,),
+    Status.UNSUBSCRIBED: (),
+}
+
+
+def lead_statuses_allowed(from_status: str) -> tuple[str, ...]:
+    """The statuses a person may move a lead in ``from_status`` to (not counting its own)."""
+    return tuple(status for status in MANUAL_TRANSITIONS.get(from_status, ()) if status != from_status)
+
+
+class TransitionRefused(ValueError):
+    """A person asked for a status change the lead's current status does not allow."""
+
+    def __init__(self, *, from_status: str, to_status: str, allowed: tuple[str, ...]) -> None:
+        self.from_status, self.to_status, self.allowed = from_status, to_status, allowed
+        options = ", ".join(allowed) if allowed else "none: the lead's status is final"
+        super().__init__(f"A lead cannot go from {from_status} to {to_status}. Allowed from {from_status}: "
+                         f"{options}.")
+
+
+@transaction.atomic
+def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = "") -> bool:
+    """A person moves ``lead`` to ``to_status``, within ``MANUAL_TRANSITIONS``; recorded as a ``LeadEvent``.
+
+    Unsubscribing or marking bounced goes through ``lead_unsubscribe`` / ``lead_mark_bounced`` (the
+    address is suppressed everywhere); every other change stops the lead's sequence. Asking for the
+    status the lead already has changes nothing. Raises ``TransitionRefused``; returns whether the
+    status changed (``lead`` is refreshed either way).
+    """
+    current = Lead.objects.select_for_update().only("status").get(pk=lead.pk).status
+    if to_status == current:
+        lead.refresh_from_db()
+        return False
+    allowed = lead_statuses_allowed(current)
+    if to_status not in allowed:
+        raise TransitionRefused(from_status=current, to_status=to_status, allowed=allowed)
+    lead.status = current
+    if to_status == Status.UNSUBSCRIBED:
+        lead_unsubscribe(lead=lead, source=reason or f"set by {actor}", actor=actor)
+    elif to_status == Status.BOUNCED:
+        lead_mark_bounced(lead=lead, source=reason or f"set by {actor}", actor=actor)
+    else:
+        lead_set_status(lead=lead, to_status=to_status, actor=actor, reason=reason or f"Set by {actor}.")
+    lead.refresh_from_db()
+    return True
+
+
+# -- leads added one by one (API), rather than harvested ------------------------------------------
+
+@dataclass(frozen=True)
+class NewLead:
+    """A lead to add: its campaign, its normalised address (``cam.pipeline.normalize``) and profile fields."""
+
+    campaign_id: int
+    email: str
+    is_role_account: bool = False
+    is_free_mail: bool = False
+    fields: dict[str, Any] = field(default_factory=dict)
+    raw_data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LeadsAdded:
+    created: dict[int, Lead]  # by the item's index
+    refused: dict[int, str]  # by the item's index: why, naming the address
+
+
+@transaction.atomic
+def leads_add(*, items: Sequence[NewLead]) -> LeadsAdded:
+    """Create a ``NEW`` lead for each item, refusing (by index, with the reason) an address given twice
+    for one campaign, one already a lead of its campaign, or one suppressed — as the CSV import
+    does. Three queries whatever the number of items (suppressions, existing leads, one insert)."""
+    refused: dict[int, str] = {}
+    first_index: dict[tuple[int, str], int] = {}
+    for index, item in enumerate(items):
+        key = (item.campaign_id, item.email)
+        if key in first_index:
+            refused[index] = f"duplicate: {item.email} is already item {first_index[key]} of this request"
+        else:
+            first_index[key] = index
+    emails = sorted({email for _, email in first_index})
+    suppressed = suppressed_addresses(emails)
+    campaign_ids = {campaign_id for campaign_id, _ in first_index}
+    existing = set(Lead.objects.filter(email__in=emails, campaign_id__in=campaign_ids)
+                   .values_list("campaign_id", "email")) if emails else set()
+    to_create: dict[int, Lead] = {}
+    for (campaign_id, email), index in first_index.items():
+        item = items[index]
+        if (campaign_id, email) in existing:
+            refused[index] = f"duplicate: {email} is already a lead in this campaign"
+        elif email in suppressed:
+            refused[index] = suppressed[email]
+        else:
+            to_create[index] = Lead(campaign_id=campaign_id, email=email, is_role_account=item.is_role_account,
+                                    is_free_mail=item.is_free_mail, raw_data=item.raw_data, **item.fields)
+    Lead.objects.bulk_create(list(to_create.values()))
+    return LeadsAdded(created=dict(sorted(to_create.items())), refused=dict(sorted(refused.items())))

@@ -245,3 +245,19 @@ class MetricSnapshotFactory(factory.django.DjangoModelFactory):
     window = factory.LazyFunction(lambda: {"sent": 0})
     all_time = factory.LazyFunction(lambda: {"sent": 0})
     computed_at = factory.LazyFunction(timezone.now)
+
+
+class CamAPIKeyFactory(factory.django.DjangoModelFactory):
+    """A stored key; the plain key (shown once in real use) is kept on the instance as ``key``."""
+
+    class Meta:
+        model = models.CamAPIKey
+
+    name = factory.Sequence(lambda n: f"key {n}")
+    read_only = False
+
+    @classmethod
+    def _create(cls, model_class, *args, **kwargs):
+        api_key, key = model_class.objects.create_key(**kwargs)
+        api_key.key = key
+        return api_key

@@ -1,5 +1,6 @@
 """Settings refuse bad values by name, and production settings pass Django's deploy checks."""
 
+import json
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": "x7Qm2vR9pL4tY8wK1nB6cF3hJ5sD0gZaE2uI9oP7yT4rW1qXvN3mK8",
     "ALLOWED_HOSTS": "cam.example.com",
+    "CSRF_TRUSTED_ORIGINS": "https://cam.example.com",
 }
 
 
@@ -84,3 +86,35 @@ def test_it_moves_the_broker_and_cache_to_redis_when_redis_url_is_set():
     assert with_redis.stdout.split()[-3:] == ["redis://127.0.0.1:6379/3", "None",
                                               "django.core.cache.backends.redis.RedisCache"]
     assert without.stdout.split()[-3:] == ["None", "default", "django.core.cache.backends.db.DatabaseCache"]
+
+
+def test_production_settings_secure_cookies_hsts_ssl_and_trusted_origins_from_the_environment():
+    probe = ("import json; from django.conf import settings as s; print(json.dumps([s.DEBUG, s.SESSION_COOKIE_SECURE, "
+             "s.CSRF_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, "
+             "s.SECURE_HSTS_INCLUDE_SUBDOMAINS, s.SECURE_CONTENT_TYPE_NOSNIFF, s.X_FRAME_OPTIONS, "
+             "s.CSRF_TRUSTED_ORIGINS, s.ALLOWED_HOSTS, s.AICMO_CAM_API_MAX_BODY_BYTES, s.AXES_FAILURE_LIMIT, "
+             "s.AXES_COOLOFF_TIME.total_seconds(), s.AXES_LOCKOUT_PARAMETERS, s.AUTHENTICATION_BACKENDS[0], "
+             "s.MIDDLEWARE[-1]]))")
+    result = run_manage("shell", "-c", probe, **PRODUCTION)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == [
+        False, True, True, True, True, 31_536_000, True, True, "DENY",
+        ["https://cam.example.com"], ["cam.example.com"], 1024 * 1024, 5, 3600.0, [["username", "ip_address"]],
+        "axes.backends.AxesStandaloneBackend", "axes.middleware.AxesMiddleware"]
+
+
+def test_the_login_lockout_is_set_from_the_environment():
+    probe = "from django.conf import settings as s; print(s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.total_seconds())"
+    result = run_manage("shell", "-c", probe, AXES_FAILURE_LIMIT="3", AXES_COOLOFF_MINUTES="15")
+    assert result.stdout.split()[-2:] == ["3", "900.0"]
+    bad = run_manage("check", AXES_FAILURE_LIMIT="0")
+    assert "AXES_FAILURE_LIMIT='0' is not valid" in bad.stderr
+
+
+def test_behind_declared_proxies_the_login_lockout_reads_the_client_address_from_x_forwarded_for():
+    probe = ("from django.conf import settings as s; from types import SimpleNamespace as R; "
+             "m = {'REMOTE_ADDR': '10.0.0.1', 'HTTP_X_FORWARDED_FOR': '6.6.6.6, 203.0.113.9'}; "
+             "print(s.AXES_CLIENT_IP_CALLABLE(R(META=m)))")
+    assert run_manage("shell", "-c", probe).stdout.split()[-1] == "10.0.0.1"
+    assert run_manage("shell", "-c", probe, AICMO_CAM_TRUSTED_PROXY_COUNT="1").stdout.split()[-1] == "203.0.113.9"
+    assert run_manage("shell", "-c", probe, AICMO_CAM_TRUSTED_PROXY_COUNT="2").stdout.split()[-1] == "6.6.6.6"

@@ -80,7 +80,7 @@ class OutboundEmailAdmin(AuditAdmin):
 def _reclassify_action(category: InboundEmail.Category):
     def action(modeladmin, request, queryset):
         for inbound in queryset:
-            reply_reclassify(inbound=inbound, category=category, by=request.user.get_username())
+            reply_reclassify(inbound=inbound, category=category, by=f"staff:{request.user.get_username()}")
         modeladmin.message_user(request, f"{queryset.count()} repl(ies) set to {category.label}; "
                                          f"the follow-up for it was applied.", messages.SUCCESS)
 

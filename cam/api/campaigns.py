@@ -1,3 +1,372 @@
-"""API: campaigns."""
+"""API: campaigns (list, read, create, update), their status (pause, resume, activate), their stored
+metrics, and their sequence steps, nested under the campaign (``campaigns/{id}/steps/``)."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery
+from django.db.models.functions import Coalesce
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from cam.api.errors import Conflict
+from cam.api.leads import ERROR_RESPONSES, request_actor
+from cam.api.serializers import StrictModelSerializer, StrictSerializer
+from cam.campaigns import (
+    ACTIVATABLE,
+    PAUSABLE,
+    RESUMABLE,
+    StepInUse,
+    campaign_create,
+    campaign_update,
+    campaigns_activate,
+    campaigns_pause,
+    campaigns_resume,
+    sequence_step_delete,
+    sequence_step_save,
+)
+from cam.models import Campaign, Mailbox, MetricSnapshot, SequenceStep
+from cam.models.decisions import Scope
+from cam.models.fields import validate_timezone
+from cam.outreach.rendering import check_templates
+
+# -- campaigns -------------------------------------------------------------------------------------
+
+def _string_list(help_text: str) -> serializers.ListField:
+    return serializers.ListField(child=serializers.CharField(max_length=200), required=False, max_length=500,
+                                 help_text=help_text)
+
+
+class CampaignSerializer(StrictModelSerializer):
+    """A campaign as the API shows it; the same fields (but status and times) are writable."""
+
+    icp_industries = _string_list('Industries that fit, e.g. ["software"].')
+    icp_title_keywords = _string_list('Words in a job title, e.g. ["cto"].')
+    icp_countries = _string_list('Country codes or names, e.g. ["DE", "AT"].')
+    send_days = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=7), min_length=1,
+                                      max_length=7, required=False,
+                                      help_text="ISO weekdays to send on: 1 is Monday, 7 is Sunday.")
+    timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone],
+                                     help_text="An IANA time zone name, e.g. Europe/Berlin.")
+    mailboxes = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Mailbox.objects.all(),
+                                                   help_text="Ids of the mailboxes the campaign sends from.")
+    step_count = serializers.IntegerField(read_only=True, help_text="How many sequence steps it has.")
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id", "name", "description", "status", "status_reason", "status_changed_at",
+            "icp_industries", "icp_title_keywords", "icp_countries", "icp_company_size_min", "icp_company_size_max",
+            "weight_industry", "weight_title", "weight_country", "weight_company_size", "penalty_free_mail",
+            "penalty_role_account", "min_score",
+            "send_days", "send_start_hour", "send_end_hour", "timezone", "daily_cap", "mailboxes",
+            "no_reply_days", "no_reply_outcome", "out_of_office_days", "soft_bounce_limit", "stop_company_on_reply",
+            "max_hard_bounce_rate", "max_complaint_rate",
+            "step_count", "created_at", "updated_at",
+        ]
+        read_only_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
+        # Bounds the model leaves to the column type (which SQLite does not enforce): stated here, so a
+        # huge number is a 400 on every database rather than an overflow on PostgreSQL.
+        extra_kwargs = {"icp_company_size_min": {"max_value": 10_000_000},
+                        "icp_company_size_max": {"max_value": 10_000_000},
+                        "daily_cap": {"max_value": 1_000_000},
+                        "no_reply_days": {"max_value": 3650},
+                        "out_of_office_days": {"max_value": 365},
+                        "soft_bounce_limit": {"max_value": 100}}
+
+    def validate_send_days(self, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValidationError("Each day may appear once.")
+        return sorted(value)
+
+    def validate(self, attrs: dict) -> dict:
+        # Cross-field rules, checked against the stored values for what a PATCH leaves out.
+        def current(name):
+            return attrs[name] if name in attrs else getattr(self.instance, name, Campaign._meta.get_field(name)
+                                                              .get_default())
+
+        low, high = current("icp_company_size_min"), current("icp_company_size_max")
+        if low is not None and high is not None and low > high:
+            raise ValidationError({"icp_company_size_max": ["Must be at least icp_company_size_min."]})
+        start, end = current("send_start_hour"), current("send_end_hour")
+        if start >= end:
+            raise ValidationError({"send_end_hour": ["The send window must end after it starts "
+                                                     "(send_end_hour greater than send_start_hour)."]})
+        return attrs
+
+    def create(self, validated_data: dict) -> Campaign:
+        mailboxes = validated_data.pop("mailboxes", None)
+        return campaign_create(fields=validated_data, mailboxes=mailboxes)
+
+    def update(self, instance: Campaign, validated_data: dict) -> Campaign:
+        mailboxes = validated_data.pop("mailboxes", None)
+        return campaign_update(campaign=instance, fields=validated_data, mailboxes=mailboxes)
+
+
+class CampaignStatusChangeSerializer(StrictSerializer):
+    """The body of pause, resume and activate (optional; it may be empty)."""
+
+    reason = serializers.CharField(required=False, allow_blank=True, max_length=1000,
+                                   help_text="Why; kept on the campaign with who made the change.")
+
+
+class CampaignListQuerySerializer(serializers.Serializer):
+    """The list's filters, from the query string."""
+
+    status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
+
+
+class CampaignMetricsPeriodSerializer(serializers.Serializer):
+    """Counts of emails over one period, and each outcome's rate in percent of the emails sent
+    (null before the first send)."""
+
+    sent = serializers.IntegerField(required=False)
+    failed = serializers.IntegerField(required=False)
+    delivered = serializers.IntegerField(required=False)
+    bounced_hard = serializers.IntegerField(required=False)
+    bounced_soft = serializers.IntegerField(required=False)
+    complaints = serializers.IntegerField(required=False)
+    replies = serializers.IntegerField(required=False)
+    positive = serializers.IntegerField(required=False)
+    negative = serializers.IntegerField(required=False)
+    unsubscribes = serializers.IntegerField(required=False)
+    out_of_office = serializers.IntegerField(required=False)
+    bounced_hard_rate = serializers.FloatField(required=False, allow_null=True)
+    bounced_soft_rate = serializers.FloatField(required=False, allow_null=True)
+    complaints_rate = serializers.FloatField(required=False, allow_null=True)
+    replies_rate = serializers.FloatField(required=False, allow_null=True)
+    positive_rate = serializers.FloatField(required=False, allow_null=True)
+    negative_rate = serializers.FloatField(required=False, allow_null=True)
+    unsubscribes_rate = serializers.FloatField(required=False, allow_null=True)
+    out_of_office_rate = serializers.FloatField(required=False, allow_null=True)
+
+
+class CampaignMetricsSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField()
+    computed_at = serializers.DateTimeField(allow_null=True,
+                                            help_text="When the worker counted them; null: not counted yet "
+                                                      "(window and all_time are then empty).")
+    window_days = serializers.IntegerField(allow_null=True, help_text="The rolling window, in days.")
+    window = CampaignMetricsPeriodSerializer(help_text="Over the last window_days.")
+    all_time = CampaignMetricsPeriodSerializer(help_text="Since the first send.")
+
+
+def _step_count() -> Coalesce:
+    counted = (SequenceStep.objects.filter(campaign=OuterRef("pk")).order_by().values("campaign")
+               .annotate(n=Count("pk")).values("n"))
+    return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+STATUS_CHANGES = {
+    # action: (service, the statuses it applies to, what it did for the status reason)
+    "pause": (campaigns_pause, PAUSABLE, "Paused"),
+    "resume": (campaigns_resume, RESUMABLE, "Resumed"),
+    "activate": (campaigns_activate, ACTIVATABLE, "Activated"),
+}
+
+
+def _status_change_schema(verb: str, applies_to) -> dict:
+    names = " or ".join(str(status) for status in applies_to)
+    return {"request": CampaignStatusChangeSerializer, "summary": f"{verb.capitalize()} a campaign",
+            "description": f"{verb.capitalize()} a campaign that is {names}; in any other status it "
+                           f"is left as it is and the answer is 409.",
+            "responses": {200: CampaignSerializer, 409: ERROR_RESPONSES[409], **_errors(400, 401, 403, 404)}}
+
+
+def _errors(*codes: int) -> dict:
+    return {code: ERROR_RESPONSES[code] for code in codes}
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List campaigns", parameters=[
+        OpenApiParameter("status", OpenApiTypes.STR, enum=Campaign.Status.values, description="Only this status.")],
+        responses={200: CampaignSerializer(many=True), **_errors(400, 401, 403, 404)}),
+    retrieve=extend_schema(summary="Read a campaign", responses={200: CampaignSerializer, **_errors(401, 403, 404)}),
+    create=extend_schema(summary="Create a campaign",
+                         description="A new campaign is a draft, with the default rules (bounce and complaint "
+                                     "guard rails from its own thresholds, a low positive-reply rate).",
+                         responses={201: CampaignSerializer, **_errors(400, 401, 403)}),
+    update=extend_schema(summary="Replace a campaign's settings",
+                         responses={200: CampaignSerializer, **_errors(400, 401, 403, 404)}),
+    partial_update=extend_schema(summary="Change some of a campaign's settings",
+                                 responses={200: CampaignSerializer, **_errors(400, 401, 403, 404)}),
+    pause=extend_schema(**_status_change_schema("pause", PAUSABLE)),
+    resume=extend_schema(**_status_change_schema("resume", RESUMABLE)),
+    activate=extend_schema(**_status_change_schema("activate", ACTIVATABLE)),
+    metrics=extend_schema(summary="A campaign's stored metrics",
+                          description="The latest metric snapshot the worker stored for the campaign, over the "
+                                      "rolling window and all time. Before the first one, computed_at is null "
+                                      "and the periods are empty.",
+                          responses={200: CampaignMetricsSerializer, **_errors(401, 403, 404)}),
+)
+class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                      mixins.UpdateModelMixin, viewsets.GenericViewSet):
+    serializer_class = CampaignSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Campaign.objects.none()
+        queryset = (Campaign.objects.annotate(step_count=_step_count())
+                    .prefetch_related(Prefetch("mailboxes", queryset=Mailbox.objects.only("pk"))))
+        if self.action == "list":
+            query = CampaignListQuerySerializer(data=self.request.query_params)
+            query.is_valid(raise_exception=True)
+            if "status" in query.validated_data:
+                queryset = queryset.filter(status=query.validated_data["status"])
+        return queryset.order_by("name", "pk")
+
+    def _fresh(self, pk: int) -> Campaign:
+        return self.get_queryset().get(pk=pk)
+
+    def create(self, request, *args, **kwargs):
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        campaign = serializer.save()
+        return Response(CampaignSerializer(self._fresh(campaign.pk)).data, status=status.HTTP_201_CREATED)
+
+    def update(self, request, *args, **kwargs):
+        serializer = self.get_serializer(self.get_object(), data=request.data, partial=kwargs.pop("partial", False))
+        serializer.is_valid(raise_exception=True)
+        campaign = serializer.save()
+        return Response(CampaignSerializer(self._fresh(campaign.pk)).data)
+
+    def _change_status(self, request, change: str) -> Response:
+        campaign = self.get_object()
+        body = CampaignStatusChangeSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        service, applies_to, done = STATUS_CHANGES[change]
+        why = body.validated_data.get("reason", "").strip()
+        reason = f"{done} by {request_actor(request)}" + (f": {why}" if why else "")
+        if not service(campaign_ids=[campaign.pk], reason=reason):
+            current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
+            names = " or ".join(str(s) for s in applies_to)
+            raise Conflict(f"The campaign is {current}: only campaigns that are {names} can be {done.lower()}.")
+        return Response(CampaignSerializer(self._fresh(campaign.pk)).data)
+
+    @action(detail=True, methods=["post"])
+    def pause(self, request, pk=None):
+        return self._change_status(request, "pause")
+
+    @action(detail=True, methods=["post"])
+    def resume(self, request, pk=None):
+        return self._change_status(request, "resume")
+
+    @action(detail=True, methods=["post"])
+    def activate(self, request, pk=None):
+        return self._change_status(request, "activate")
+
+    @action(detail=True, methods=["get"])
+    def metrics(self, request, pk=None):
+        campaign = get_object_or_404(Campaign.objects.only("pk"), pk=pk)
+        snapshot = MetricSnapshot.objects.filter(scope=Scope.CAMPAIGN, campaign=campaign).first()
+        data = {"campaign": campaign.pk, "computed_at": None, "window_days": None, "window": {}, "all_time": {}}
+        if snapshot is not None:
+            data.update(computed_at=snapshot.computed_at, window_days=snapshot.window_days,
+                        window=snapshot.window or {}, all_time=snapshot.all_time or {})
+        # The stored periods are returned as the worker wrote them (CampaignMetricsSerializer documents them).
+        return Response(data)
+
+
+# -- sequence steps ------------------------------------------------------------------------------
+
+class CampaignStepSerializer(StrictModelSerializer):
+    """One email of a campaign's sequence; templates are Django templates, checked before they are saved."""
+
+    class Meta:
+        model = SequenceStep
+        fields = ["id", "campaign", "position", "delay_days", "delay_hours", "subject_template", "body_template",
+                  "html_template", "created_at", "updated_at"]
+        read_only_fields = ["campaign", "created_at", "updated_at"]
+        extra_kwargs = {"position": {"max_value": 1000}, "delay_days": {"max_value": 3650},
+                        "delay_hours": {"max_value": 10_000}}
+
+    def validate(self, attrs: dict) -> dict:
+        campaign = self.context["campaign"]
+
+        def current(name):
+            return attrs[name] if name in attrs else getattr(self.instance, name,
+                                                             SequenceStep._meta.get_field(name).get_default())
+
+        position = current("position")
+        if position is None:
+            raise ValidationError({"position": ["This field is required."]})
+        taken = SequenceStep.objects.filter(campaign=campaign, position=position)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise ValidationError({"position": [f"The campaign already has a step {position}."]})
+        errors: dict[str, list[str]] = {}
+        if position == 1 and not (current("subject_template") or "").strip():
+            errors["subject_template"] = ["The first email needs a subject; follow-ups reuse it as “Re: …”."]
+        for field, message in check_templates(subject=current("subject_template") or "",
+                                              body=current("body_template") or "",
+                                              html=current("html_template") or ""):
+            errors.setdefault(field, []).append(message)
+        if errors:
+            raise ValidationError(errors)
+        return attrs
+
+    def create(self, validated_data: dict) -> SequenceStep:
+        return sequence_step_save(step=SequenceStep(campaign=self.context["campaign"]), fields=validated_data)
+
+    def update(self, instance: SequenceStep, validated_data: dict) -> SequenceStep:
+        return sequence_step_save(step=instance, fields=validated_data)
+
+
+CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter.PATH,
+                               description="The campaign's id.")
+
+
+@extend_schema_view(
+    list=extend_schema(summary="List a campaign's sequence steps", parameters=[CAMPAIGN_ID],
+                       responses={200: CampaignStepSerializer(many=True), **_errors(401, 403, 404)}),
+    retrieve=extend_schema(summary="Read a sequence step", parameters=[CAMPAIGN_ID],
+                           responses={200: CampaignStepSerializer, **_errors(401, 403, 404)}),
+    create=extend_schema(summary="Add a sequence step", parameters=[CAMPAIGN_ID],
+                         responses={201: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+    update=extend_schema(summary="Replace a sequence step", parameters=[CAMPAIGN_ID],
+                         responses={200: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+    partial_update=extend_schema(summary="Change a sequence step", parameters=[CAMPAIGN_ID],
+                                 responses={200: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+    destroy=extend_schema(summary="Delete a sequence step",
+                          description="Only a step no email was sent or queued from; otherwise 409.",
+                          parameters=[CAMPAIGN_ID],
+                          responses={204: None, 409: ERROR_RESPONSES[409], **_errors(401, 403, 404)}),
+)
+class CampaignStepViewSet(viewsets.ModelViewSet):
+    serializer_class = CampaignStepSerializer
+    http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
+
+    def campaign(self) -> Campaign:
+        if not hasattr(self, "_campaign"):
+            self._campaign = get_object_or_404(Campaign.objects.only("pk", "name"), pk=self.kwargs["campaign_pk"])
+        return self._campaign
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return SequenceStep.objects.none()
+        return SequenceStep.objects.filter(campaign=self.campaign()).order_by("position")
+
+    def get_serializer_context(self) -> dict:
+        context = super().get_serializer_context()
+        if not getattr(self, "swagger_fake_view", False):
+            context["campaign"] = self.campaign()
+        return context
+
+    def perform_destroy(self, instance: SequenceStep) -> None:
+        try:
+            sequence_step_delete(step=instance)
+        except StepInUse as exc:
+            raise Conflict(str(exc)) from None
+
+
+router = SimpleRouter(trailing_slash=True)
+router.register("campaigns", CampaignViewSet, basename="campaign")
+router.register(r"campaigns/(?P<campaign_pk>[^/.]+)/steps", CampaignStepViewSet, basename="campaign-step")
+
+urlpatterns = router.urls

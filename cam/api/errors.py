@@ -7,6 +7,7 @@ import logging
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
+from django.http import JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -31,3 +32,18 @@ def exception_handler(exc, context):
         return Response({"detail": "The request conflicts with existing data (a uniqueness or "
                                    "consistency rule refused it)."}, status=status.HTTP_409_CONFLICT)
     return drf_exception_handler(exc, context)
+
+
+class JsonNotFoundMiddleware:
+    """A URL under /api/ that matches no route (``/api/cam/leads/abc/`` where an id is a number) gets
+    DRF's JSON 404, not Django's HTML page: API clients parse every answer as JSON."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        if (response.status_code == 404 and request.path.startswith("/api/")
+                and not response.get("Content-Type", "").startswith("application/json")):
+            return JsonResponse({"detail": "Not found."}, status=404)
+        return response

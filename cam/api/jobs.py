@@ -1,3 +1,306 @@
-"""API: jobs."""
+"""API: jobs — run one now or queue it to the cluster; list and read job executions.
 
-urlpatterns: list = []
+A run goes through ``cam.jobs.runner.run_job`` (``wait``) or ``cam.jobs.queue.job_enqueue`` (queued), so
+the runner's rules hold for every door: one run per job, campaign and slot (a second run of the slot is
+recorded and answered as SKIPPED), and never two runs of a job and campaign at once (here: 409).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from django.db.models import QuerySet
+from django.urls import path, reverse
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import exceptions, generics, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from cam.api.errors import Conflict
+from cam.api.serializers import StrictSerializer
+from cam.jobs.queue import job_enqueue
+from cam.jobs.registry import UnknownJob, get_job, job_names
+from cam.jobs.runner import (
+    execution_id_for,
+    forced_execution_id_for,
+    job_is_running,
+    run_job,
+    running_execution,
+)
+from cam.models import Campaign, JobExecution
+
+# Jobs that work on one campaign when given one (and on every working campaign otherwise). The others
+# always work on everything: a campaign would give them a lease of their own, so they could overlap.
+CAMPAIGN_JOBS = frozenset({"harvest", "score", "qualify", "outreach"})
+# The parameters a job reads, by job; any other job refuses them rather than ignore them.
+PARAMETER_JOBS = {"max_leads": frozenset({"harvest"})}
+MAX_LEADS_LIMIT = 100_000
+# Slots outside these bounds cannot be turned into an execution id in every time zone.
+SLOT_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+SLOT_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_DATABASE_ID = 2**63 - 1
+QUEUED = "QUEUED"
+
+
+# --- Serializers ------------------------------------------------------------------------------------
+
+
+class JobsExecutionSerializer(serializers.ModelSerializer):
+    """A job execution: one run, or one refused run, of a job."""
+
+    campaign = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
+                                                  help_text="The campaign it worked on; null for all.")
+    counts = serializers.DictField(read_only=True, help_text="What the job did, as the job reports it.")
+    duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = JobExecution
+        fields = ["execution_id", "job", "campaign", "scheduled_for", "status", "trigger", "counts", "error",
+                  "reason", "started_at", "finished_at", "duration_seconds"]
+        read_only_fields = fields
+
+
+class JobsRunInputSerializer(StrictSerializer):
+    campaign = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_DATABASE_ID,
+        help_text=f"Campaign id; only for {', '.join(sorted(CAMPAIGN_JOBS))}. Without it they work on every "
+                  "active or degraded campaign.")
+    max_leads = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=MAX_LEADS_LIMIT,
+        help_text="harvest only: create at most this many leads.")
+    scheduled_for = serializers.DateTimeField(
+        required=False, allow_null=True,
+        help_text="The slot this run belongs to (ISO 8601). Default: now, a slot of its own.")
+    force = serializers.BooleanField(default=False, help_text="Run even if the slot already ran (under a new id).")
+    wait = serializers.BooleanField(
+        default=False, help_text="true: run in this request and answer the outcome; false: queue it to the "
+                                 "cluster and answer 202 at once.")
+
+    def validate_campaign(self, value: int | None) -> Campaign | None:
+        if value is None:
+            return None
+        campaign = Campaign.objects.filter(pk=value).first()
+        if campaign is None:
+            raise serializers.ValidationError(f"No campaign with id {value}.")
+        return campaign
+
+    def validate_scheduled_for(self, value: datetime | None) -> datetime | None:
+        if value is not None and not SLOT_EARLIEST <= value < SLOT_LATEST:
+            raise serializers.ValidationError("Choose a slot between 1970 and 9000.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        job = self.context["job"]
+        errors = {}
+        if attrs.get("campaign") is not None and job not in CAMPAIGN_JOBS:
+            errors["campaign"] = [f"The job {job} always works on every campaign; it takes no campaign."]
+        for name, jobs in PARAMETER_JOBS.items():
+            if attrs.get(name) is not None and job not in jobs:
+                errors[name] = [f"Only {', '.join(sorted(jobs))} takes {name}."]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class JobsQueuedSerializer(serializers.Serializer):
+    execution_id = serializers.CharField(help_text="The id the run will be recorded under.")
+    job = serializers.CharField()
+    campaign = serializers.IntegerField(allow_null=True)
+    scheduled_for = serializers.DateTimeField()
+    status = serializers.ChoiceField(choices=[QUEUED])
+    url = serializers.URLField(help_text="Where to read the execution (404 until the cluster has started it).")
+
+
+class JobsRunningSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    running = JobsExecutionSerializer(allow_null=True, help_text="The run holding the job now, if recorded yet.")
+
+
+class JobsUnknownSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    known_jobs = serializers.ListField(child=serializers.CharField())
+
+
+class JobsExecutionFilterSerializer(StrictSerializer):
+    """The list's query string; any other parameter is refused by name (a typo would filter nothing)."""
+
+    job = serializers.CharField(required=False, max_length=64, help_text="A job name.")
+    campaign = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DATABASE_ID)
+    status = serializers.ChoiceField(required=False, choices=JobExecution.Status.choices)
+    trigger = serializers.ChoiceField(required=False, choices=JobExecution.Trigger.choices)
+    started_after = serializers.DateTimeField(required=False, help_text="Started at or after (ISO 8601).")
+    started_before = serializers.DateTimeField(required=False, help_text="Started before (ISO 8601).")
+    page = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DATABASE_ID)
+    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500)
+
+    def validate_job(self, value: str) -> str:
+        if value not in job_names():
+            raise serializers.ValidationError(f"Unknown job; known jobs: {', '.join(job_names())}.")
+        return value
+
+    def validate(self, attrs: dict) -> dict:
+        after, before = attrs.get("started_after"), attrs.get("started_before")
+        if after and before and after >= before:
+            raise serializers.ValidationError({"started_before": ["Must be later than started_after."]})
+        return attrs
+
+
+# --- Errors with a body of their own ---------------------------------------------------------------
+
+
+class JobNotFound(exceptions.NotFound):
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        # A dict detail is sent as it is by DRF's handler: the names stay a list of strings.
+        self.detail = {"detail": f"Unknown job {name!r}.", "known_jobs": job_names()}
+
+
+class JobRunning(Conflict):
+    def __init__(self, *, job: str, campaign: Campaign | None) -> None:
+        super().__init__()
+        holder = running_execution(job=job, campaign_id=campaign.pk if campaign else None)
+        scope = f"campaign {campaign.pk}" if campaign else "all campaigns"
+        self.detail = {"detail": f"The job {job} is already running for {scope}; try again when it has finished.",
+                       "running": JobsExecutionSerializer(holder).data if holder else None}
+
+
+# --- Views ------------------------------------------------------------------------------------------
+
+
+def _execution_url(request, execution_id: str) -> str:
+    return request.build_absolute_uri(reverse("cam-api:job-execution-detail", args=[execution_id]))
+
+
+class JobRunView(APIView):
+    throttle_scope = "cam_jobs"
+
+    @extend_schema(
+        operation_id="jobs_run",
+        summary="Run a job now, or queue it",
+        description=(
+            "Runs the job `name` for its slot. With `wait: true` the job runs in the request and the answer "
+            "is its execution record (status COMPLETED or FAILED); with `wait: false` (the default) it is "
+            "queued to the task cluster and the answer is 202 with the id to poll. Either way, a second "
+            "run for a slot that already ran answers 200 with the SKIPPED record of that refusal, and a "
+            "run while the same job (for the same campaign) is running answers 409 with the running "
+            f"execution. Jobs: {', '.join(job_names())}."),
+        parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The job name.")],
+        request=JobsRunInputSerializer,
+        responses={
+            200: OpenApiResponse(JobsExecutionSerializer, description="Ran (wait), or refused as SKIPPED."),
+            202: OpenApiResponse(JobsQueuedSerializer, description="Queued; poll `url`."),
+            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Per-field messages."),
+            404: OpenApiResponse(JobsUnknownSerializer, description="Unknown job; the known ones are listed."),
+            409: OpenApiResponse(JobsRunningSerializer, description="The job is running now."),
+        },
+    )
+    def post(self, request, name: str) -> Response:
+        try:
+            get_job(name)
+        except UnknownJob:
+            raise JobNotFound(name) from None
+        serializer = JobsRunInputSerializer(data=request.data, context={"job": name, "request": request})
+        serializer.is_valid(raise_exception=True)
+        attrs = serializer.validated_data
+        campaign: Campaign | None = attrs.get("campaign")
+        campaign_id = campaign.pk if campaign else None
+        params = {key: attrs[key] for key in PARAMETER_JOBS if attrs.get(key) is not None}
+        force: bool = attrs["force"]
+        slot = attrs.get("scheduled_for") or timezone.now()
+        slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
+
+        # The runner's order: a slot that already ran is refused as SKIPPED (whether or not the job is
+        # running now); otherwise a running job is a conflict. Checked here so a refused run leaves no
+        # record and a queued run is refused at once rather than later in the cluster.
+        slot_taken = not force and JobExecution.objects.filter(execution_id=slot_id).exists()
+        if not slot_taken and job_is_running(job=name, campaign_id=campaign_id):
+            raise JobRunning(job=name, campaign=campaign)
+
+        if attrs["wait"] or slot_taken:
+            # A taken slot is refused by the runner at once (and the refusal recorded): no need for the cluster.
+            result = run_job(name, campaign=campaign, scheduled_for=slot, force=force, params=params,
+                             trigger=JobExecution.Trigger.API)
+            if result.refused_while_running:  # another run started between our check and the runner's
+                raise JobRunning(job=name, campaign=campaign)
+            execution = JobExecution.objects.get(execution_id=result.execution_id)
+            return Response(JobsExecutionSerializer(execution).data, status=status.HTTP_200_OK)
+
+        execution_id = forced_execution_id_for(slot_id) if force else slot_id
+        job_enqueue(job=name, trigger=JobExecution.Trigger.API, campaign_id=campaign_id, params=params, force=force,
+                    scheduled_for=slot.isoformat(), execution_id=execution_id if force else None)
+        url = _execution_url(request, execution_id)
+        body = JobsQueuedSerializer({"execution_id": execution_id, "job": name, "campaign": campaign_id,
+                                     "scheduled_for": slot, "status": QUEUED, "url": url}).data
+        return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+
+_FILTER_PARAMETERS = [JobsExecutionFilterSerializer]
+
+
+_DETAIL = inline_serializer("JobsDetail", {"detail": serializers.CharField()})
+
+
+@extend_schema(
+    summary="List job executions, newest first",
+    parameters=_FILTER_PARAMETERS,
+    responses={200: JobsExecutionSerializer(many=True),
+               400: OpenApiResponse(OpenApiTypes.OBJECT, description="A bad filter, named."),
+               404: OpenApiResponse(_DETAIL, description="A page past the last one.")},
+)
+class JobExecutionListView(generics.ListAPIView):
+    serializer_class = JobsExecutionSerializer
+
+    def get_queryset(self) -> QuerySet[JobExecution]:
+        filters = JobsExecutionFilterSerializer(data=self.request.query_params)
+        filters.is_valid(raise_exception=True)
+        attrs = filters.validated_data
+        queryset = JobExecution.objects.order_by("-started_at", "-id")
+        for field in ("job", "status", "trigger"):
+            if field in attrs:
+                queryset = queryset.filter(**{field: attrs[field]})
+        if "campaign" in attrs:
+            queryset = queryset.filter(campaign_id=attrs["campaign"])
+        if "started_after" in attrs:
+            queryset = queryset.filter(started_at__gte=attrs["started_after"])
+        if "started_before" in attrs:
+            queryset = queryset.filter(started_at__lt=attrs["started_before"])
+        return queryset
+
+
+@extend_schema(
+    summary="Read one job execution",
+    description="By `execution_id` (percent-encode it in the path). For a slot's id whose run was refused "
+                "because the job was running, the record of that refusal (SKIPPED).",
+    parameters=[OpenApiParameter("execution_id", OpenApiTypes.STR, OpenApiParameter.PATH)],
+    responses={200: JobsExecutionSerializer,
+               404: OpenApiResponse(_DETAIL, description="No such execution (yet: a queued run appears once "
+                                                         "the cluster has started it).")},
+)
+class JobExecutionDetailView(generics.RetrieveAPIView):
+    serializer_class = JobsExecutionSerializer
+    queryset = JobExecution.objects.all()
+
+    def get_object(self) -> JobExecution:
+        execution_id = self.kwargs["execution_id"]
+        if "\x00" in execution_id:  # no id holds one, and PostgreSQL refuses it in a query
+            raise exceptions.NotFound(f"No job execution {execution_id!r}.")
+        execution = JobExecution.objects.filter(execution_id=execution_id).first()
+        if execution is None:
+            # A queued run is handed its slot's id; if the runner refused it because the job was running,
+            # the refusal is recorded under the slot's id plus a suffix (the slot stays free to run).
+            execution = (JobExecution.objects.filter(execution_id__startswith=f"{execution_id}:skipped-",
+                                                     status=JobExecution.Status.SKIPPED)
+                         .order_by("-started_at", "-id").first())
+        if execution is None:
+            raise exceptions.NotFound(f"No job execution {execution_id!r}.")
+        self.check_object_permissions(self.request, execution)
+        return execution
+
+
+urlpatterns = [
+    path("jobs/executions/", JobExecutionListView.as_view(), name="job-execution-list"),
+    path("jobs/executions/<str:execution_id>/", JobExecutionDetailView.as_view(), name="job-execution-detail"),
+    path("jobs/<str:name>/run/", JobRunView.as_view(), name="job-run"),
+]

@@ -1,3 +1,111 @@
-"""API: replies."""
+"""API: replies — the messages read from the mailboxes, their classification, and staff's correction."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.db.models import F, Q, QuerySet
+from django.db.models.functions import Coalesce
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from cam.api.auth import api_key_of
+from cam.api.monitoring import error_responses, id_filter, query_filters
+from cam.api.serializers import StrictSerializer
+from cam.inbox.processing import reply_reclassify
+from cam.models import InboundEmail
+
+CATEGORIES = InboundEmail.Category.values
+
+
+class ReplyFilterSerializer(StrictSerializer):
+    category = serializers.ChoiceField(choices=InboundEmail.Category.choices, required=False)
+    campaign = id_filter("The campaign of the lead or of the email the reply answers.")
+    unprocessed = serializers.BooleanField(required=False, help_text="true: only replies not processed yet; "
+                                                                      "false: only processed ones.")
+    received_after = serializers.DateTimeField(required=False, help_text="Received at or after (ISO 8601).")
+    received_before = serializers.DateTimeField(required=False, help_text="Received before (ISO 8601).")
+
+
+class ReplySerializer(serializers.ModelSerializer):
+    campaign = serializers.IntegerField(source="campaign_id", read_only=True, allow_null=True,
+                                        help_text="The campaign of the email it answers, else of its lead.")
+    outbound_email = serializers.IntegerField(source="outbound_email_id", read_only=True, allow_null=True,
+                                              help_text="The email it answers, when matched.")
+    lead = serializers.IntegerField(source="lead_id", read_only=True, allow_null=True)
+    mailbox = serializers.IntegerField(source="mailbox_id", read_only=True)
+    # Declared so the schema allows the empty values an unclassified or unmatched reply has.
+    category = serializers.ChoiceField(choices=InboundEmail.Category.choices, allow_blank=True, read_only=True,
+                                       help_text="Empty until the reply is classified.")
+    from_email = serializers.CharField(read_only=True)
+    referral_email = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = InboundEmail
+        fields = ["id", "mailbox", "campaign", "lead", "outbound_email", "from_email", "from_name", "subject",
+                  "message_id", "received_at", "new_text", "category", "confidence", "classification_reasons",
+                  "classified_at", "classified_by", "return_date", "referral_email", "bounce_status_code",
+                  "failed_recipients", "processed_at", "alert_sent", "created_at"]
+        read_only_fields = fields
+
+
+class ReplyReclassifySerializer(StrictSerializer):
+    category = serializers.ChoiceField(
+        choices=InboundEmail.Category.choices,
+        error_messages={"invalid_choice": f'"{{input}}" is not a category; choose one of {", ".join(CATEGORIES)}.'})
+
+
+def reviewer(request: Request) -> str:
+    """Who made a change, for the reply's ``classified_by`` and the lead's history."""
+    key = api_key_of(request)
+    return f"api-key:{key.name}" if key is not None else request.user.get_username()
+
+
+@extend_schema_view(
+    list=extend_schema(summary="Replies, newest first", parameters=[ReplyFilterSerializer],
+                       responses={200: ReplySerializer(many=True), **error_responses(400, 401, 403, 404)}),
+    retrieve=extend_schema(summary="One reply with its text and classification",
+                           responses={200: ReplySerializer, **error_responses(401, 403, 404)}),
+)
+class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = ReplySerializer
+
+    def get_queryset(self) -> QuerySet[InboundEmail]:
+        # The raw message can be large and is not part of the answer.
+        queryset = (InboundEmail.objects.defer("raw_message")
+                    .annotate(campaign_id=Coalesce(F("outbound_email__campaign_id"), F("lead__campaign_id")))
+                    .order_by("-created_at", "-id"))
+        if self.action != "list":
+            return queryset
+        filters = query_filters(ReplyFilterSerializer, self.request)
+        if "category" in filters:
+            queryset = queryset.filter(category=filters["category"])
+        if "campaign" in filters:
+            queryset = queryset.filter(Q(outbound_email__campaign_id=filters["campaign"])
+                                       | Q(outbound_email__isnull=True, lead__campaign_id=filters["campaign"]))
+        if "unprocessed" in filters:
+            queryset = queryset.filter(processed_at__isnull=filters["unprocessed"])
+        if "received_after" in filters:
+            queryset = queryset.filter(received_at__gte=filters["received_after"])
+        if "received_before" in filters:
+            queryset = queryset.filter(received_at__lt=filters["received_before"])
+        return queryset
+
+    @extend_schema(request=ReplyReclassifySerializer,
+                   responses={200: ReplySerializer, **error_responses(400, 401, 403, 404)},
+                   summary="Correct a reply's category; the follow-up for the new category is applied")
+    @action(detail=True, methods=["post"])
+    def reclassify(self, request: Request, pk: str) -> Response:
+        inbound = self.get_object()
+        serializer = ReplyReclassifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        reply_reclassify(inbound=inbound, category=serializer.validated_data["category"], by=reviewer(request))
+        return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
+
+
+router = SimpleRouter()
+router.register("replies", ReplyViewSet, basename="reply")
+
+urlpatterns = router.urls

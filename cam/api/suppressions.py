@@ -1,3 +1,101 @@
-"""API: suppressions."""
+"""API: the suppression list — addresses and whole domains CAM never mails, in any campaign."""
 
-urlpatterns: list = []
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
+
+from cam.api.auth import api_key_of
+from cam.api.monitoring import error_responses, query_filters
+from cam.api.serializers import StrictSerializer
+from cam.models import Suppression
+from cam.suppressions import suppression_add, suppression_remove
+
+SEARCH_MAX_LENGTH = 254
+
+
+class SuppressionFilterSerializer(StrictSerializer):
+    search = serializers.CharField(required=False, max_length=SEARCH_MAX_LENGTH,
+                                   help_text="Part of the address, domain, source or note (any case).")
+    reason = serializers.ChoiceField(choices=Suppression.Reason.choices, required=False)
+
+
+class SuppressionSerializer(serializers.ModelSerializer):
+    # Plain strings: one of the two is always empty, which an "email" format would not allow.
+    email = serializers.CharField(read_only=True, help_text="The suppressed address; empty for a domain.")
+    domain = serializers.CharField(read_only=True, help_text="The suppressed domain; empty for an address.")
+
+    class Meta:
+        model = Suppression
+        fields = ["id", "email", "domain", "reason", "source", "note", "created_at"]
+        read_only_fields = fields
+
+
+class SuppressionCreateSerializer(StrictSerializer):
+    email = serializers.CharField(required=False, allow_blank=True, max_length=254,
+                                  help_text="An address to suppress (normalised: trimmed, lower case). "
+                                            "Give this or domain.")
+    domain = serializers.CharField(required=False, allow_blank=True, max_length=253,
+                                   help_text="Suppress every address at this domain, e.g. example.com. "
+                                             "Give this or email.")
+    reason = serializers.ChoiceField(choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+
+
+def requester(request: Request) -> str:
+    """What added a suppression, as its ``source`` says."""
+    key = api_key_of(request)
+    return f"api-key:{key.name}" if key is not None else f"staff:{request.user.get_username()}"
+
+
+@extend_schema_view(
+    list=extend_schema(summary="The suppression list, newest first", parameters=[SuppressionFilterSerializer],
+                       responses={200: SuppressionSerializer(many=True), **error_responses(400, 401, 403, 404)}),
+    retrieve=extend_schema(summary="One suppression",
+                           responses={200: SuppressionSerializer, **error_responses(401, 403, 404)}),
+    create=extend_schema(
+        summary="Suppress an address or a domain",
+        request=SuppressionCreateSerializer,
+        responses={201: SuppressionSerializer,
+                   200: OpenApiResponse(SuppressionSerializer, description="Already on the list: the existing "
+                                                                           "row, unchanged."),
+                   **error_responses(400, 401, 403)}),
+    destroy=extend_schema(summary="Take an address or domain off the list",
+                          responses={204: None, **error_responses(401, 403, 404)}),
+)
+class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
+                         mixins.DestroyModelMixin, viewsets.GenericViewSet):
+    serializer_class = SuppressionSerializer
+
+    def get_queryset(self) -> QuerySet[Suppression]:
+        queryset = Suppression.objects.order_by("-created_at", "-id")
+        if self.action != "list":
+            return queryset
+        filters = query_filters(SuppressionFilterSerializer, self.request)
+        if filters.get("search"):
+            term = filters["search"]
+            queryset = queryset.filter(Q(email__icontains=term) | Q(domain__icontains=term)
+                                       | Q(source__icontains=term) | Q(note__icontains=term))
+        if "reason" in filters:
+            queryset = queryset.filter(reason=filters["reason"])
+        return queryset
+
+    def create(self, request: Request, *args, **kwargs) -> Response:
+        serializer = SuppressionCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        suppression, created = suppression_add(**serializer.validated_data, source=requester(request))
+        return Response(SuppressionSerializer(suppression).data,
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    def perform_destroy(self, instance: Suppression) -> None:
+        suppression_remove(suppression=instance)
+
+
+router = SimpleRouter()
+router.register("suppressions", SuppressionViewSet, basename="suppression")
+
+urlpatterns = router.urls

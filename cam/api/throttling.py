@@ -8,6 +8,7 @@ A refused request gets 429 with ``Retry-After`` (DRF's exception handler sets it
 from __future__ import annotations
 
 from rest_framework.permissions import SAFE_METHODS
+from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from cam.api.auth import api_key_of
@@ -17,6 +18,12 @@ READ, WRITE, JOBS = "cam_read", "cam_write", "cam_jobs"
 
 class CamRateThrottle(SimpleRateThrottle):
     scope = READ
+
+    @property
+    def THROTTLE_RATES(self) -> dict:  # the name DRF's get_rate() reads
+        # DRF copies the rates onto the class once, at import; read them per request instead, so a
+        # changed setting (override_settings, a test's ``settings`` fixture) takes effect.
+        return api_settings.DEFAULT_THROTTLE_RATES
 
     def allow_request(self, request, view) -> bool:
         self.scope = getattr(view, "throttle_scope", None) or (READ if request.method in SAFE_METHODS else WRITE)

@@ -73,14 +73,16 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
 
 @transaction.atomic
 def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
-    """Staff correct a reply's category; the follow-up for the new category is applied."""
+    """A person corrects a reply's category; the follow-up for the new category is applied.
+
+    ``by`` names who, as lead events do: ``staff:<username>`` or ``api-key:<name>``."""
     if category not in InboundEmail.Category.values:
         raise ValueError(f"Unknown category {category!r}.")
     now = timezone.now()
     inbound.category, inbound.confidence, inbound.classified_at = category, 1.0, now
-    inbound.classified_by = f"staff:{by}"[:150]
+    inbound.classified_by = by[:150]
     inbound.classification_reasons = [f"set by {by}", *inbound.classification_reasons]
     inbound.processed_at = inbound.processed_at or now
     inbound.save(update_fields=["category", "confidence", "classified_at", "classified_by",
                                 "classification_reasons", "processed_at"])
-    reply_follow_up(inbound=inbound, actor=f"staff:{by}")
+    reply_follow_up(inbound=inbound, actor=by)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from cam.jobs.leases import lease_acquire, lease_release, lease_renew
 from cam.jobs.registry import JobContext, get_job
-from cam.models import Campaign, JobExecution
+from cam.models import Campaign, JobExecution, Lease
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +40,9 @@ class JobResult:
     error: str
     started_at: datetime
     finished_at: datetime | None
+    # True for a SKIPPED run refused because another run of the job held its lease (not because the slot
+    # already ran): a door can then answer "busy" rather than "done".
+    refused_while_running: bool = False
 
     @property
     def duration_seconds(self) -> float | None:
@@ -61,8 +64,28 @@ def execution_id_for(*, job: str, campaign_id: int | None, slot: datetime) -> st
     return f"{job}:{campaign_id or 'global'}:{slot.astimezone(UTC).isoformat()}"
 
 
+def forced_execution_id_for(slot_id: str) -> str:
+    """A fresh id for a forced run of the slot ``slot_id`` (see ``run_job``'s ``execution_id``)."""
+    return f"{slot_id}:force-{uuid.uuid4().hex[:12]}"
+
+
 def lease_name_for(*, job: str, campaign_id: int | None) -> str:
     return f"job:{job}:{campaign_id or 'global'}"
+
+
+def job_is_running(*, job: str, campaign_id: int | None) -> bool:
+    """Whether a live run of ``job`` for this campaign (None: the run for all) holds its lease right now.
+
+    A lease past its expiry does not count: ``run_job`` would take it over."""
+    return Lease.objects.filter(name=lease_name_for(job=job, campaign_id=campaign_id),
+                                expires_at__gt=timezone.now()).exists()
+
+
+def running_execution(*, job: str, campaign_id: int | None) -> JobExecution | None:
+    """The record of the run of ``job`` for this campaign that is running now, newest first; None if
+    there is none (the lease is taken just before the record is written, so there may briefly be none)."""
+    return (JobExecution.objects.filter(job=job, campaign_id=campaign_id, status=Status.RUNNING)
+            .order_by("-started_at", "-id").first())
 
 
 def run_job(
@@ -73,12 +96,18 @@ def run_job(
     force: bool = False,
     params: dict[str, Any] | None = None,
     trigger: str = Trigger.COMMAND,
+    execution_id: str | None = None,
 ) -> JobResult:
     """Run the job ``name`` once for its slot and return what happened.
 
     ``scheduled_for`` is the slot (a schedule passes the time it fired for; without one the run gets
     a slot of its own, now). ``force`` runs again under a new id even if the slot already ran.
     Raises ``UnknownJob`` for a name no job is registered under; every other outcome is recorded.
+
+    ``execution_id`` (with ``force`` only, from ``forced_execution_id_for`` of this slot) is the id the
+    forced run is recorded under instead of a random one: a door that queues the run hands it out
+    before the run exists. A refusal because the job is running is then recorded under it too, so
+    whoever holds the id finds the outcome. Raises ``ValueError`` for an id that is not of that form.
     """
     spec = get_job(name)
     params = dict(params or {})
@@ -87,7 +116,13 @@ def run_job(
     if timezone.is_naive(slot):
         slot = timezone.make_aware(slot)
     slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
-    execution_id = f"{slot_id}:force-{uuid.uuid4().hex[:12]}" if force else slot_id
+    if execution_id is not None and not (force and execution_id.startswith(f"{slot_id}:force-")):
+        raise ValueError(f"{execution_id!r} is not a forced run's id for the slot {slot_id}.")
+    assigned_id = execution_id
+    if not force:
+        execution_id = slot_id
+    elif execution_id is None:
+        execution_id = forced_execution_id_for(slot_id)
     record = {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger, "params": params,
               "worker_id": settings.AICMO_CAM_WORKER_ID}
 
@@ -97,7 +132,8 @@ def run_job(
     lease = lease_name_for(job=name, campaign_id=campaign_id)
     holder = f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
-        return _skipped(slot_id, f"Already running: another run of {name} holds the lease {lease}.", record)
+        return _skipped(slot_id, f"Already running: another run of {name} holds the lease {lease}.", record,
+                        execution_id=assigned_id, refused_while_running=True)
     try:
         try:
             with transaction.atomic():
@@ -125,10 +161,11 @@ def run_job(
         lease_release(name=lease, holder=holder)
 
 
-def _skipped(slot_id: str, reason: str, record: dict[str, Any]) -> JobResult:
+def _skipped(slot_id: str, reason: str, record: dict[str, Any], *, execution_id: str | None = None,
+             refused_while_running: bool = False) -> JobResult:
     now = timezone.now()
     execution = JobExecution.objects.create(
-        execution_id=f"{slot_id}:skipped-{uuid.uuid4().hex[:12]}", status=Status.SKIPPED, reason=reason,
-        started_at=now, finished_at=now, **record)
+        execution_id=execution_id or f"{slot_id}:skipped-{uuid.uuid4().hex[:12]}", status=Status.SKIPPED,
+        reason=reason, started_at=now, finished_at=now, **record)
     logger.info("Job %s skipped: %s", record["job"], reason)
-    return JobResult.from_execution(execution)
+    return replace(JobResult.from_execution(execution), refused_while_running=refused_while_running)

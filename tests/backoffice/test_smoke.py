@@ -33,6 +33,7 @@ FACTORIES = {
     models.CampaignRule: factories.CampaignRuleFactory,
     models.RuleDecision: factories.RuleDecisionFactory,
     models.MetricSnapshot: factories.MetricSnapshotFactory,
+    models.CamAPIKey: factories.CamAPIKeyFactory,
 }
 
 

@@ -273,7 +273,7 @@ def test_every_other_category_has_its_follow_up(sent, category, status, alerts):
     inbound = reply(sent, "Thanks.")
     InboundEmail.objects.filter(pk=inbound.pk).update(lead=sent.lead, outbound_email=sent)
     inbound.refresh_from_db()
-    reply_reclassify(inbound=inbound, category=category, by="alex")
+    reply_reclassify(inbound=inbound, category=category, by="staff:alex")
     assert state(sent.lead)[0] == status
     assert HumanAlertLog.objects.count() == alerts
     if category == "COMPLAINT":

@@ -7,6 +7,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from cam.dashboard import get_dashboard
+from cam.decisions import metrics_compute
 from cam.jobs.schedules import declared_schedules, schedules_install
 from tests import factories
 
@@ -23,7 +24,7 @@ def test_it_has_the_documented_shape():
     schedules_install()
     dashboard = get_dashboard()
     assert set(dashboard) >= {"timestamp", "health_status", "scheduler_status", "job_metrics", "recent_jobs",
-                              "worker"}
+                              "worker", "campaigns", "mailboxes"}
     assert [entry["job"] for entry in dashboard["scheduler_status"]] == [s.job for s in declared_schedules()]
     assert set(dashboard["scheduler_status"][0]) >= {"schedule", "last_run", "last_status", "next_run", "health"}
     assert set(dashboard["job_metrics"]["harvest"]) >= {"runs", "completed", "failed", "skipped",
@@ -83,15 +84,47 @@ def test_it_lists_the_last_ten_runs_newest_first():
     assert recent[0]["started_at"] > recent[-1]["started_at"]
 
 
-@pytest.mark.parametrize("executions", [1, 60])
-def test_it_costs_the_same_queries_however_many_executions_exist(django_assert_num_queries, executions):
+@pytest.mark.parametrize(("executions", "subjects"), [(1, 1), (60, 5)])
+def test_it_costs_the_same_queries_however_many_executions_campaigns_and_mailboxes_exist(
+        django_assert_num_queries, executions, subjects):
     schedules_install()
-    campaign = factories.CampaignFactory()
+    campaigns = factories.CampaignFactory.create_batch(subjects)
     for index in range(executions):
         execution(["harvest", "score", "qualify"][index % 3], ["COMPLETED", "FAILED"][index % 2],
-                  minutes_ago=index, campaign=campaign)
-    with django_assert_num_queries(6):
-        get_dashboard()
+                  minutes_ago=index, campaign=campaigns[0])
+    factories.MailboxFactory.create_batch(subjects)
+    metrics_compute()
+    with django_assert_num_queries(8):
+        dashboard = get_dashboard()
+    assert (len(dashboard["campaigns"]), len(dashboard["mailboxes"])) == (subjects, subjects)
+
+
+def test_it_shows_each_campaign_and_mailbox_with_the_key_rates_of_its_snapshot():
+    campaign = factories.CampaignFactory(name="Alpha", status="PAUSED", status_reason="Hard-bounce rate too high")
+    mailbox = factories.MailboxFactory(name="Sales box")
+    leads = factories.LeadFactory.create_batch(4, campaign=campaign)
+    sent = [factories.OutboundEmailFactory(lead=lead, mailbox=mailbox, status="SENT", sent_at=timezone.now())
+            for lead in leads]
+    factories.InboundEmailFactory(mailbox=mailbox, outbound_email=sent[0], lead=leads[0], category="POSITIVE")
+    factories.InboundEmailFactory(mailbox=mailbox, outbound_email=sent[1], lead=leads[1], category="BOUNCE_HARD")
+    metrics_compute()
+    factories.CampaignFactory(name="Beta, never measured")
+
+    dashboard = get_dashboard()
+
+    alpha, beta = dashboard["campaigns"]
+    rates = {"sent": 4, "replies": 1, "replies_rate": 25.0, "positive": 1, "positive_rate": 25.0,
+             "bounced_hard": 1, "bounced_hard_rate": 25.0, "complaints": 0, "complaints_rate": 0.0,
+             "unsubscribes": 0, "unsubscribes_rate": 0.0}
+    assert {key: alpha[key] for key in ("id", "name", "status", "status_reason", "window_days")} == {
+        "id": campaign.pk, "name": "Alpha", "status": "PAUSED", "status_reason": "Hard-bounce rate too high",
+        "window_days": 7}
+    assert (alpha["window"], alpha["all_time"]) == (rates, rates)
+    assert alpha["computed_at"] is not None
+    assert beta == {"id": beta["id"], "name": "Beta, never measured", "status": "ACTIVE", "status_reason": "",
+                    "computed_at": None, "window_days": None, "window": None, "all_time": None}
+    [box] = dashboard["mailboxes"]
+    assert (box["id"], box["name"], box["is_active"], box["all_time"]) == (mailbox.pk, "Sales box", True, rates)
 
 
 def test_it_shows_the_workers_and_is_unhealthy_when_none_was_seen_for_three_intervals(settings):

@@ -1,0 +1,65 @@
+"""Putting addresses and domains on the suppression list, and taking them off, by hand or by API.
+
+A row in ``Suppression`` is all it takes to stop mail: planning (``cam.outreach.planning``) blocks a
+suppressed lead before an email is created, and sending (``cam.outreach.sending``) cancels an email
+already queued for a suppressed address, both through ``cam.pipeline.suppressions``. So adding a row
+here stops sending exactly as one added in the admin does. Unsubscribes, bounces and complaints go
+through ``cam.leads`` instead, which also changes the lead's status.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+
+from cam.models import Suppression
+from cam.models.fields import validate_domain
+
+SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
+
+
+def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
+    """The address or domain as the list stores and compares it: trimmed and in lower case, as the
+    lead and suppression tables store addresses. Any address the admin would accept is accepted
+    (also reserved domains such as ``.test``): refusing to suppress an address a lead already has
+    would be worse than suppressing an odd one. Raises ``ValidationError`` by field."""
+    email, domain = (email or "").strip().lower(), (domain or "").strip().lower().removeprefix("@")
+    if bool(email) == bool(domain):
+        message = "Give either an email address or a domain, not both." if email else \
+            "Give an email address or a domain."
+        raise ValidationError({"email": [message], "domain": [message]})
+    if email:
+        try:
+            validate_email(email)
+        except ValidationError as exc:
+            raise ValidationError({"email": exc.messages}) from None
+        return email, ""
+    try:
+        validate_domain(domain)
+    except ValidationError as exc:
+        raise ValidationError({"domain": exc.messages}) from None
+    return "", domain
+
+
+@transaction.atomic
+def suppression_add(*, email: str = "", domain: str = "", reason: str = Suppression.Reason.MANUAL,
+                    source: str, note: str = "") -> tuple[Suppression, bool]:
+    """Suppress ``email`` or every address at ``domain``; returns the row and whether it is new.
+
+    An address or domain already on the list keeps its row as it is (its first reason is the one
+    that matters); calling again is safe, also concurrently. Raises ``ValidationError`` for a bad
+    address, domain or reason.
+    """
+    if reason not in Suppression.Reason.values:
+        raise ValidationError({"reason": [f"Unknown reason {reason!r}."]})
+    email, domain = suppression_normalize(email=email, domain=domain)
+    lookup = {"email": email} if email else {"domain": domain}
+    return Suppression.objects.get_or_create(**lookup, defaults={"reason": reason, "source": source[:SOURCE_MAX_LENGTH],
+                                                                 "note": note})
+
+
+def suppression_remove(*, suppression: Suppression) -> None:
+    """Take an address or domain off the list: it may be mailed again by leads still in a sequence.
+    Leads that unsubscribed or bounced keep their status."""
+    suppression.delete()

@@ -1,0 +1,175 @@
+"""Replies: list with filters, read, reclassify."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from cam.models import HumanAlertLog, InboundEmail, Lead
+from tests import factories
+
+pytestmark = pytest.mark.django_db
+
+REPLIES = reverse("cam-api:reply-list")
+
+
+def reply_url(pk) -> str:
+    return reverse("cam-api:reply-detail", args=[pk])
+
+
+def reclassify_url(pk) -> str:
+    return reverse("cam-api:reply-reclassify", args=[pk])
+
+
+def subjects(response) -> list[str]:
+    assert response.status_code == 200, response.json()
+    return [row["subject"] for row in response.json()["results"]]
+
+
+@pytest.fixture
+def replies():
+    """Three replies: matched to an email of campaign A, matched to a lead of campaign B only, unmatched."""
+    now = timezone.now()
+    campaign_a, campaign_b = factories.CampaignFactory(name="A"), factories.CampaignFactory(name="B")
+    lead_a = factories.LeadFactory(campaign=campaign_a, email="anna@brightlane.test", status=Lead.Status.IN_SEQUENCE)
+    outbound = factories.OutboundEmailFactory(lead=lead_a, status="SENT", sent_at=now - timedelta(days=2))
+    lead_b = factories.LeadFactory(campaign=campaign_b)
+    positive = factories.InboundEmailFactory(subject="Re: yes", lead=lead_a, outbound_email=outbound,
+                                             category="POSITIVE", confidence=0.9, processed_at=now,
+                                             received_at=now - timedelta(hours=1),
+                                             new_text="Sounds good, call me on Tuesday.",
+                                             classification_reasons=["positive phrase"], classified_by="rules")
+    ooo = factories.InboundEmailFactory(subject="Away", lead=lead_b, category="OUT_OF_OFFICE",
+                                        processed_at=now, received_at=now - timedelta(days=3))
+    unmatched = factories.InboundEmailFactory(subject="Who are you?", received_at=now - timedelta(days=5))
+    return {"a": campaign_a, "b": campaign_b, "lead_a": lead_a, "outbound": outbound, "positive": positive,
+            "ooo": ooo, "unmatched": unmatched}
+
+
+def test_it_lists_the_replies_newest_first(read_api, replies):
+    assert subjects(read_api.get(REPLIES)) == ["Who are you?", "Away", "Re: yes"]
+
+
+def test_it_reads_one_reply_with_its_text_classification_lead_and_email(api, replies):
+    response = api.get(reply_url(replies["positive"].pk))
+    assert response.status_code == 200
+    body = response.json()
+    assert {key: body[key] for key in ("new_text", "category", "confidence", "classification_reasons",
+                                       "classified_by", "lead", "outbound_email", "campaign")} == {
+        "new_text": "Sounds good, call me on Tuesday.", "category": "POSITIVE", "confidence": 0.9,
+        "classification_reasons": ["positive phrase"], "classified_by": "rules", "lead": replies["lead_a"].pk,
+        "outbound_email": replies["outbound"].pk, "campaign": replies["a"].pk}
+    assert "raw_message" not in body
+
+
+@pytest.mark.parametrize(("params", "expected"), [
+    ({"category": "POSITIVE"}, ["Re: yes"]),
+    ({"unprocessed": "true"}, ["Who are you?"]),
+    ({"unprocessed": "false"}, ["Away", "Re: yes"]),
+    ({"received_after": "past"}, ["Re: yes"]),
+    ({"received_before": "past"}, ["Who are you?", "Away"]),
+])
+def test_it_filters_the_replies(api, replies, params, expected):
+    yesterday = (timezone.now() - timedelta(days=1)).isoformat()
+    params = {key: yesterday if value == "past" else value for key, value in params.items()}
+    assert subjects(api.get(REPLIES, params)) == expected
+
+
+def test_it_filters_the_replies_by_the_campaign_of_their_email_or_else_their_lead(api, replies):
+    assert subjects(api.get(REPLIES, {"campaign": replies["a"].pk})) == ["Re: yes"]
+    assert subjects(api.get(REPLIES, {"campaign": replies["b"].pk})) == ["Away"]
+    assert api.get(REPLIES, {"campaign": replies["b"].pk}).json()["results"][0]["campaign"] == replies["b"].pk
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"category": "happy"}, "category"),
+    ({"unprocessed": "maybe"}, "unprocessed"),
+    ({"campaign": "x"}, "campaign"),
+    ({"campaign": str(2**64)}, "campaign"),
+    ({"received_after": "tuesday"}, "received_after"),
+    ({"received_before": "2024-02-30T10:00"}, "received_before"),
+    ({"search": "anna"}, "search"),
+])
+def test_it_refuses_bad_reply_filters_by_name(api, params, field):
+    response = api.get(REPLIES, params)
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+@pytest.mark.parametrize("pk", ["424242", str(2**70)])
+def test_it_answers_404_for_an_unknown_reply(api, pk):
+    assert api.get(f"{REPLIES}{pk}/").status_code == 404
+    assert api.post(f"{REPLIES}{pk}/reclassify/", {"category": "NEGATIVE"}, format="json").status_code == 404
+
+
+def test_it_refuses_the_replies_without_credentials(anon_api, replies):
+    assert anon_api.get(REPLIES).status_code == 401
+    assert anon_api.get(reply_url(replies["positive"].pk)).status_code == 401
+
+
+def test_it_reclassifies_a_reply_and_applies_the_follow_up_naming_the_key(api, replies):
+    response = api.post(reclassify_url(replies["positive"].pk), {"category": "NEGATIVE"}, format="json")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["category"], body["confidence"], body["classified_by"]) == ("NEGATIVE", 1.0, "staff:api-key:full key")
+    assert body["classification_reasons"][0] == "set by api-key:full key"
+    inbound = InboundEmail.objects.get(pk=replies["positive"].pk)
+    assert inbound.category == "NEGATIVE"
+    lead = Lead.objects.get(pk=replies["lead_a"].pk)
+    assert lead.status == Lead.Status.NOT_INTERESTED
+    assert lead.events.get().actor == "staff:api-key:full key"
+
+
+def test_it_reclassifies_for_a_staff_session_naming_the_user(admin_client, superuser, replies):
+    response = admin_client.post(reclassify_url(replies["ooo"].pk), {"category": "POSITIVE"},
+                                 content_type="application/json")
+    assert response.status_code == 200
+    assert response.json()["classified_by"] == f"staff:{superuser.username}"
+    assert HumanAlertLog.objects.filter(inbound_email=replies["ooo"]).exists()
+
+
+def test_it_reclassifies_a_reply_that_matched_no_lead(api, replies):
+    response = api.post(reclassify_url(replies["unmatched"].pk), {"category": "NEUTRAL"}, format="json")
+    assert response.status_code == 200
+    assert (response.json()["category"], response.json()["lead"]) == ("NEUTRAL", None)
+    assert response.json()["processed_at"] is not None
+
+
+def test_it_refuses_an_unknown_category_listing_the_valid_ones(api, replies):
+    response = api.post(reclassify_url(replies["positive"].pk), {"category": "HAPPY"}, format="json")
+    assert response.status_code == 400
+    [message] = response.json()["category"]
+    assert message.startswith('"HAPPY" is not a category; choose one of POSITIVE, NEGATIVE, UNSUBSCRIBE')
+    assert InboundEmail.objects.get(pk=replies["positive"].pk).category == "POSITIVE"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({}, "category"),
+    ({"category": 7}, "category"),
+    ({"category": "NEGATIVE", "note": "x"}, "note"),
+])
+def test_it_refuses_a_bad_reclassify_body_by_field(api, replies, body, field):
+    response = api.post(reclassify_url(replies["positive"].pk), body, format="json")
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+
+
+def test_it_refuses_a_reclassify_with_a_read_only_key_or_none(read_api, anon_api, replies):
+    url = reclassify_url(replies["positive"].pk)
+    assert read_api.post(url, {"category": "NEGATIVE"}, format="json").status_code == 403
+    assert anon_api.post(url, {"category": "NEGATIVE"}, format="json").status_code == 401
+    assert InboundEmail.objects.get(pk=replies["positive"].pk).category == "POSITIVE"
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_it_lists_the_replies_in_a_fixed_number_of_queries(api, django_assert_num_queries, rows):
+    for _ in range(rows):
+        lead = factories.LeadFactory()
+        factories.InboundEmailFactory(lead=lead, outbound_email=factories.OutboundEmailFactory(lead=lead))
+    api.get(REPLIES)
+    with django_assert_num_queries(9):
+        assert len(api.get(REPLIES).json()["results"]) == rows
