@@ -12,8 +12,11 @@ PY := $(VENV)/bin/python
 # Rewritten whenever the requirements or constraints change, so `pip install` only runs then.
 STAMP := $(VENV)/.installed-requirements
 
-# Debian packages the test suite needs on the machine (Chromium for the browser test).
-TEST_DEB_PACKAGES := chromium dovecot-imapd
+# Debian packages the test suite needs on the machine (Chromium for the browser test, Dovecot for
+# IMAP, Redis for the throttles shared across processes).
+TEST_DEB_PACKAGES := chromium dovecot-imapd redis-server
+# The Redis the suite uses (a test proves API throttle counts are shared through it).
+TEST_REDIS_PORT := 6379
 
 # The SQLite run names the default database explicitly, so a DATABASE_URL in .env cannot redirect it
 # (the test database itself is in memory). Tests of PostgreSQL's row locks are deselected there:
@@ -28,7 +31,7 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres lint venv system-packages postgres-started constraints clean
+.PHONY: help run test test-sqlite test-postgres lint venv system-packages postgres-started redis-started constraints clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
@@ -76,11 +79,26 @@ postgres-started:
 	  done; \
 	fi
 
+# Starts a Redis on 127.0.0.1:$(TEST_REDIS_PORT) unless one answers there already (it keeps nothing on disk).
+redis-started: system-packages
+	@if ! $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', $(TEST_REDIS_PORT)), 1).close()" 2>/dev/null; then \
+	  if command -v redis-server >/dev/null; then \
+	    echo "Starting Redis on 127.0.0.1:$(TEST_REDIS_PORT)"; \
+	    redis-server --bind 127.0.0.1 --port $(TEST_REDIS_PORT) --save '' --appendonly no --daemonize yes >/dev/null; \
+	    for i in 1 2 3 4 5 6 7 8 9 10; do \
+	      $(PYTHON) -c "import socket; socket.create_connection(('127.0.0.1', $(TEST_REDIS_PORT)), 1).close()" 2>/dev/null && break; \
+	      sleep 0.5; \
+	    done; \
+	  else \
+	    echo "No Redis on 127.0.0.1:$(TEST_REDIS_PORT) and no redis-server to start (run as root, or: sudo apt-get install redis-server)" >&2; \
+	  fi; \
+	fi
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 # Lint and both database runs always all run; the target fails at the end if any of them failed.
-test: $(STAMP) system-packages postgres-started
+test: $(STAMP) system-packages postgres-started redis-started
 	@rm -rf $(TEST_RESULTS); mkdir -p $(TEST_RESULTS); failed=""; \
 	echo "== ruff check"; $(VENV)/bin/ruff check . || failed="$$failed ruff"; \
 	echo "== makemigrations --check"; \
@@ -93,10 +111,10 @@ test: $(STAMP) system-packages postgres-started
 	  || failed="$$failed postgres"; \
 	if [ -n "$$failed" ]; then echo "make test failed:$$failed" >&2; exit 1; fi
 
-test-sqlite: $(STAMP) system-packages
+test-sqlite: $(STAMP) system-packages redis-started
 	$(SQLITE_ENV) $(VENV)/bin/pytest $(SQLITE_PYTEST_ARGS) $(PYTEST_ARGS)
 
-test-postgres: $(STAMP) system-packages postgres-started
+test-postgres: $(STAMP) system-packages postgres-started redis-started
 	DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
 
 constraints: $(STAMP)
