@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import RedirectView
-from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from cam.admin.dashboard import dashboard_view
 
@@ -15,10 +15,9 @@ urlpatterns = [
     path("admin/dashboard/", admin.site.admin_view(dashboard_view), name="cam_dashboard"),
     path("admin/", admin.site.urls),
     path("api/cam/", include("cam.api.urls")),
-    # The OpenAPI schema and its readers; Swagger UI's and Redoc's files are served from this site.
+    # The OpenAPI schema and Swagger UI over it; Swagger UI's files are served from this site (no CDN).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # The unsubscribe page (/u/<token>/) and Resend's tracking webhook (/webhooks/resend/tracking/).
     path("", include("cam.urls")),
 ]

@@ -41,6 +41,16 @@ def api_key_of(request) -> CamAPIKey | None:
     return request.auth if isinstance(request.auth, CamAPIKey) else None
 
 
+def actor_of(request) -> str:
+    """Who made a request, as CAM records it (lead events, status reasons, a reply's ``classified_by``,
+    a suppression's ``source``): ``api-key:<name>`` (the prefix for a key with no name) or
+    ``staff:<username>``."""
+    key = api_key_of(request)
+    if key is not None:
+        return f"api-key:{key.name or key.prefix}"
+    return f"staff:{request.user.get_username()}"
+
+
 class CamAccess(permissions.BasePermission):
     """Reads need any valid key or a staff session; writes and job runs need a full key or staff."""
 

@@ -14,8 +14,10 @@ from rest_framework.generics import get_object_or_404
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from cam.api.auth import actor_of
 from cam.api.errors import Conflict
-from cam.api.leads import ERROR_RESPONSES, request_actor
+from cam.api.filters import query_filters
+from cam.api.schema import error_response
 from cam.api.serializers import StrictModelSerializer, StrictSerializer
 from cam.campaigns import (
     ACTIVATABLE,
@@ -118,7 +120,7 @@ class CampaignStatusChangeSerializer(StrictSerializer):
 class CampaignListQuerySerializer(serializers.Serializer):
     """The list's filters, from the query string."""
 
-    status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False)
+    status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False, help_text="Only this status.")
 
 
 class CampaignMetricsPeriodSerializer(serializers.Serializer):
@@ -175,26 +177,22 @@ def _status_change_schema(verb: str, applies_to) -> dict:
     return {"request": CampaignStatusChangeSerializer, "summary": f"{verb.capitalize()} a campaign",
             "description": f"{verb.capitalize()} a campaign that is {names}; in any other status it "
                            f"is left as it is and the answer is 409.",
-            "responses": {200: CampaignSerializer, 409: ERROR_RESPONSES[409], **_errors(400, 401, 403, 404)}}
-
-
-def _errors(*codes: int) -> dict:
-    return {code: ERROR_RESPONSES[code] for code in codes}
+            "responses": {200: CampaignSerializer,
+                          409: error_response(f"The campaign is not {names}; it is left as it is.")}}
 
 
 @extend_schema_view(
-    list=extend_schema(summary="List campaigns", parameters=[
-        OpenApiParameter("status", OpenApiTypes.STR, enum=Campaign.Status.values, description="Only this status.")],
-        responses={200: CampaignSerializer(many=True), **_errors(400, 401, 403, 404)}),
-    retrieve=extend_schema(summary="Read a campaign", responses={200: CampaignSerializer, **_errors(401, 403, 404)}),
+    list=extend_schema(summary="List campaigns", parameters=[CampaignListQuerySerializer],
+                       responses={200: CampaignSerializer(many=True)}),
+    retrieve=extend_schema(summary="Read a campaign", responses={200: CampaignSerializer}),
     create=extend_schema(summary="Create a campaign",
                          description="A new campaign is a draft, with the default rules (bounce and complaint "
                                      "guard rails from its own thresholds, a low positive-reply rate).",
-                         responses={201: CampaignSerializer, **_errors(400, 401, 403)}),
+                         responses={201: CampaignSerializer}),
     update=extend_schema(summary="Replace a campaign's settings",
-                         responses={200: CampaignSerializer, **_errors(400, 401, 403, 404)}),
+                         responses={200: CampaignSerializer}),
     partial_update=extend_schema(summary="Change some of a campaign's settings",
-                                 responses={200: CampaignSerializer, **_errors(400, 401, 403, 404)}),
+                                 responses={200: CampaignSerializer}),
     pause=extend_schema(**_status_change_schema("pause", PAUSABLE)),
     resume=extend_schema(**_status_change_schema("resume", RESUMABLE)),
     activate=extend_schema(**_status_change_schema("activate", ACTIVATABLE)),
@@ -202,7 +200,7 @@ def _errors(*codes: int) -> dict:
                           description="The latest metric snapshot the worker stored for the campaign, over the "
                                       "rolling window and all time. Before the first one, computed_at is null "
                                       "and the periods are empty.",
-                          responses={200: CampaignMetricsSerializer, **_errors(401, 403, 404)}),
+                          responses={200: CampaignMetricsSerializer}),
 )
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                       mixins.UpdateModelMixin, viewsets.GenericViewSet):
@@ -214,10 +212,9 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         queryset = (Campaign.objects.annotate(step_count=_step_count())
                     .prefetch_related(Prefetch("mailboxes", queryset=Mailbox.objects.only("pk"))))
         if self.action == "list":
-            query = CampaignListQuerySerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            if "status" in query.validated_data:
-                queryset = queryset.filter(status=query.validated_data["status"])
+            filters = query_filters(CampaignListQuerySerializer, self.request)
+            if "status" in filters:
+                queryset = queryset.filter(status=filters["status"])
         return queryset.order_by("name", "pk")
 
     def _fresh(self, pk: int) -> Campaign:
@@ -241,7 +238,7 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         body.is_valid(raise_exception=True)
         service, applies_to, done = STATUS_CHANGES[change]
         why = body.validated_data.get("reason", "").strip()
-        reason = f"{done} by {request_actor(request)}" + (f": {why}" if why else "")
+        reason = f"{done} by {actor_of(request)}" + (f": {why}" if why else "")
         if not service(campaign_ids=[campaign.pk], reason=reason):
             current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
             names = " or ".join(str(s) for s in applies_to)
@@ -324,19 +321,20 @@ CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter
 
 @extend_schema_view(
     list=extend_schema(summary="List a campaign's sequence steps", parameters=[CAMPAIGN_ID],
-                       responses={200: CampaignStepSerializer(many=True), **_errors(401, 403, 404)}),
+                       responses={200: CampaignStepSerializer(many=True)}),
     retrieve=extend_schema(summary="Read a sequence step", parameters=[CAMPAIGN_ID],
-                           responses={200: CampaignStepSerializer, **_errors(401, 403, 404)}),
+                           responses={200: CampaignStepSerializer}),
     create=extend_schema(summary="Add a sequence step", parameters=[CAMPAIGN_ID],
-                         responses={201: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+                         responses={201: CampaignStepSerializer}),
     update=extend_schema(summary="Replace a sequence step", parameters=[CAMPAIGN_ID],
-                         responses={200: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+                         responses={200: CampaignStepSerializer}),
     partial_update=extend_schema(summary="Change a sequence step", parameters=[CAMPAIGN_ID],
-                                 responses={200: CampaignStepSerializer, **_errors(400, 401, 403, 404)}),
+                                 responses={200: CampaignStepSerializer}),
     destroy=extend_schema(summary="Delete a sequence step",
                           description="Only a step no email was sent or queued from; otherwise 409.",
                           parameters=[CAMPAIGN_ID],
-                          responses={204: None, 409: ERROR_RESPONSES[409], **_errors(401, 403, 404)}),
+                          responses={204: None, 409: error_response("An email was sent or queued from the step: "
+                                                                   "it is kept.")}),
 )
 class CampaignStepViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignStepSerializer

@@ -13,12 +13,14 @@ from django.db.models import QuerySet
 from django.urls import path, reverse
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from cam.api.errors import Conflict
+from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
+from cam.api.schema import error_response
 from cam.api.serializers import StrictSerializer
 from cam.jobs.queue import job_enqueue
 from cam.jobs.registry import UnknownJob, get_job, job_names
@@ -40,7 +42,6 @@ MAX_LEADS_LIMIT = 100_000
 # Slots outside these bounds cannot be turned into an execution id in every time zone.
 SLOT_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 SLOT_LATEST = datetime(9000, 1, 1, tzinfo=UTC)
-MAX_DATABASE_ID = 2**63 - 1
 QUEUED = "QUEUED"
 
 
@@ -64,7 +65,7 @@ class JobsExecutionSerializer(serializers.ModelSerializer):
 
 class JobsRunInputSerializer(StrictSerializer):
     campaign = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=MAX_DATABASE_ID,
+        required=False, allow_null=True, min_value=1, max_value=MAX_ID,
         help_text=f"Campaign id; only for {', '.join(sorted(CAMPAIGN_JOBS))}. Without it they work on every "
                   "active or degraded campaign.")
     max_leads = serializers.IntegerField(
@@ -127,13 +128,11 @@ class JobsExecutionFilterSerializer(StrictSerializer):
     """The list's query string; any other parameter is refused by name (a typo would filter nothing)."""
 
     job = serializers.CharField(required=False, max_length=64, help_text="A job name.")
-    campaign = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DATABASE_ID)
+    campaign = id_filter("The campaign's id.")
     status = serializers.ChoiceField(required=False, choices=JobExecution.Status.choices)
     trigger = serializers.ChoiceField(required=False, choices=JobExecution.Trigger.choices)
     started_after = serializers.DateTimeField(required=False, help_text="Started at or after (ISO 8601).")
     started_before = serializers.DateTimeField(required=False, help_text="Started before (ISO 8601).")
-    page = serializers.IntegerField(required=False, min_value=1, max_value=MAX_DATABASE_ID)
-    page_size = serializers.IntegerField(required=False, min_value=1, max_value=500)
 
     def validate_job(self, value: str) -> str:
         if value not in job_names():
@@ -191,7 +190,6 @@ class JobRunView(APIView):
         responses={
             200: OpenApiResponse(JobsExecutionSerializer, description="Ran (wait), or refused as SKIPPED."),
             202: OpenApiResponse(JobsQueuedSerializer, description="Queued; poll `url`."),
-            400: OpenApiResponse(OpenApiTypes.OBJECT, description="Per-field messages."),
             404: OpenApiResponse(JobsUnknownSerializer, description="Unknown job; the known ones are listed."),
             409: OpenApiResponse(JobsRunningSerializer, description="The job is running now."),
         },
@@ -236,37 +234,21 @@ class JobRunView(APIView):
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
 
 
-_FILTER_PARAMETERS = [JobsExecutionFilterSerializer]
-
-
-_DETAIL = inline_serializer("JobsDetail", {"detail": serializers.CharField()})
+EXECUTION_LOOKUPS = {"job": "job", "status": "status", "trigger": "trigger", "campaign": "campaign_id",
+                     "started_after": "started_at__gte", "started_before": "started_at__lt"}
 
 
 @extend_schema(
     summary="List job executions, newest first",
-    parameters=_FILTER_PARAMETERS,
-    responses={200: JobsExecutionSerializer(many=True),
-               400: OpenApiResponse(OpenApiTypes.OBJECT, description="A bad filter, named."),
-               404: OpenApiResponse(_DETAIL, description="A page past the last one.")},
+    parameters=[JobsExecutionFilterSerializer],
+    responses={200: JobsExecutionSerializer(many=True)},
 )
 class JobExecutionListView(generics.ListAPIView):
     serializer_class = JobsExecutionSerializer
 
     def get_queryset(self) -> QuerySet[JobExecution]:
-        filters = JobsExecutionFilterSerializer(data=self.request.query_params)
-        filters.is_valid(raise_exception=True)
-        attrs = filters.validated_data
-        queryset = JobExecution.objects.order_by("-started_at", "-id")
-        for field in ("job", "status", "trigger"):
-            if field in attrs:
-                queryset = queryset.filter(**{field: attrs[field]})
-        if "campaign" in attrs:
-            queryset = queryset.filter(campaign_id=attrs["campaign"])
-        if "started_after" in attrs:
-            queryset = queryset.filter(started_at__gte=attrs["started_after"])
-        if "started_before" in attrs:
-            queryset = queryset.filter(started_at__lt=attrs["started_before"])
-        return queryset
+        filters = query_filters(JobsExecutionFilterSerializer, self.request)
+        return apply_filters(JobExecution.objects.order_by("-started_at", "-id"), filters, EXECUTION_LOOKUPS)
 
 
 @extend_schema(
@@ -275,8 +257,8 @@ class JobExecutionListView(generics.ListAPIView):
                 "because the job was running, the record of that refusal (SKIPPED).",
     parameters=[OpenApiParameter("execution_id", OpenApiTypes.STR, OpenApiParameter.PATH)],
     responses={200: JobsExecutionSerializer,
-               404: OpenApiResponse(_DETAIL, description="No such execution (yet: a queued run appears once "
-                                                         "the cluster has started it).")},
+               404: error_response("No such execution (yet: a queued run appears once the cluster has "
+                                   "started it).")},
 )
 class JobExecutionDetailView(generics.RetrieveAPIView):
     serializer_class = JobsExecutionSerializer

@@ -3,64 +3,23 @@ within the transitions ``cam.leads`` allows a person."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.db.models import Q
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import (
-    OpenApiParameter,
-    OpenApiResponse,
-    extend_schema,
-    extend_schema_field,
-    extend_schema_view,
-)
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from cam.api.auth import api_key_of
+from cam.api.auth import actor_of
+from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
 from cam.api.serializers import StrictSerializer
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
 from cam.models.fields import validate_timezone
 from cam.pipeline.normalize import RejectedAddress, normalize_address
 from cam.pipeline.records import MAX_COMPANY_SIZE
-
-# Ids arrive as JSON numbers or in query strings; past this no row can exist, and SQLite refuses such
-# a number in a query outright.
-MAX_ID = 2**63 - 1
-
-
-class CampaignLeadErrorSerializer(serializers.Serializer):
-    """An error that concerns the request as a whole."""
-
-    detail = serializers.CharField()
-
-
-ERROR_RESPONSES = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: each field named with its messages, "
-                                                          '`{"field": ["message", …]}` (or `{"detail": …}`).'),
-    401: OpenApiResponse(CampaignLeadErrorSerializer, description="No credentials, or an invalid API key."),
-    403: OpenApiResponse(CampaignLeadErrorSerializer, description="A read-only key asked to change something."),
-    404: OpenApiResponse(CampaignLeadErrorSerializer, description="No such object (or no such page of a list)."),
-    409: OpenApiResponse(CampaignLeadErrorSerializer, description="Refused in the object's current state."),
-}
-
-
-def _errors(*codes: int) -> dict:
-    return {code: ERROR_RESPONSES[code] for code in codes}
-
-
-def request_actor(request) -> str:
-    """Who made the request, as lead events and status reasons name it."""
-    key = api_key_of(request)
-    if key is not None:
-        return f"api-key:{key.name or key.prefix}"
-    return f"staff:{request.user.get_username()}"
-
 
 # -- serializers ------------------------------------------------------------------------------------
 
@@ -169,13 +128,17 @@ class LeadStatusChangeSerializer(StrictSerializer):
 class LeadListQuerySerializer(serializers.Serializer):
     """The list's filters, from the query string."""
 
-    campaign = serializers.IntegerField(min_value=1, max_value=MAX_ID, required=False)
-    status = serializers.ChoiceField(choices=Lead.Status.choices, required=False)
-    score_min = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    score_max = serializers.IntegerField(min_value=0, max_value=100, required=False)
-    created_after = serializers.DateTimeField(required=False)
-    created_before = serializers.DateTimeField(required=False)
-    search = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    campaign = id_filter("Only leads of this campaign (its id).")
+    status = serializers.ChoiceField(choices=Lead.Status.choices, required=False, help_text="Only this status.")
+    score_min = serializers.IntegerField(min_value=0, max_value=100, required=False,
+                                         help_text="Score at least this (0–100); unscored leads are left out.")
+    score_max = serializers.IntegerField(min_value=0, max_value=100, required=False,
+                                         help_text="Score at most this (0–100); unscored leads are left out.")
+    created_after = serializers.DateTimeField(required=False, help_text="Created at or after (ISO 8601).")
+    created_before = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601).")
+    search = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                   help_text="Words that must each appear in the email, first or last name or "
+                                             "company (any case).")
 
     def validate(self, attrs: dict) -> dict:
         if attrs.get("score_min", 0) > attrs.get("score_max", 100):
@@ -186,55 +149,26 @@ class LeadListQuerySerializer(serializers.Serializer):
         return attrs
 
 
-LIST_PARAMETERS = [
-    OpenApiParameter("campaign", OpenApiTypes.INT, description="Only leads of this campaign (its id)."),
-    OpenApiParameter("status", OpenApiTypes.STR, enum=Lead.Status.values, description="Only this status."),
-    OpenApiParameter("score_min", OpenApiTypes.INT, description="Score at least this (0–100); unscored leads "
-                                                                "are left out."),
-    OpenApiParameter("score_max", OpenApiTypes.INT, description="Score at most this (0–100); unscored leads "
-                                                                "are left out."),
-    OpenApiParameter("created_after", OpenApiTypes.DATETIME, description="Created at or after (ISO 8601)."),
-    OpenApiParameter("created_before", OpenApiTypes.DATETIME, description="Created before (ISO 8601)."),
-    OpenApiParameter("search", OpenApiTypes.STR, description="Words that must each appear in the email, first "
-                                                             "or last name or company (any case)."),
-]
-
-
-def _filtered(queryset, query: dict[str, Any]):
-    if "campaign" in query:
-        queryset = queryset.filter(campaign_id=query["campaign"])
-    if "status" in query:
-        queryset = queryset.filter(status=query["status"])
-    if "score_min" in query:
-        queryset = queryset.filter(score__gte=query["score_min"])
-    if "score_max" in query:
-        queryset = queryset.filter(score__lte=query["score_max"])
-    if "created_after" in query:
-        queryset = queryset.filter(created_at__gte=query["created_after"])
-    if "created_before" in query:
-        queryset = queryset.filter(created_at__lt=query["created_before"])
-    for word in query.get("search", "").split():
-        queryset = queryset.filter(Q(email__icontains=word) | Q(first_name__icontains=word)
-                                   | Q(last_name__icontains=word) | Q(company__icontains=word))
-    return queryset
+LIST_LOOKUPS = {"campaign": "campaign_id", "status": "status", "score_min": "score__gte",
+                "score_max": "score__lte", "created_after": "created_at__gte", "created_before": "created_at__lt"}
 
 
 # -- views ----------------------------------------------------------------------------------------
 
 @extend_schema_view(
-    list=extend_schema(summary="List leads", parameters=LIST_PARAMETERS,
-                       responses={200: LeadSerializer(many=True), **_errors(400, 401, 403, 404)}),
-    retrieve=extend_schema(summary="Read a lead", responses={200: LeadSerializer, **_errors(401, 403, 404)}),
+    list=extend_schema(summary="List leads", parameters=[LeadListQuerySerializer],
+                       responses={200: LeadSerializer(many=True)}),
+    retrieve=extend_schema(summary="Read a lead", responses={200: LeadSerializer}),
     create=extend_schema(summary="Add a lead", request=LeadInputSerializer,
                          description="The address is normalised as the harvest does. An address already a lead "
                                      "of the campaign, or on the suppression list, is refused (400 naming "
                                      "`email`). The lead starts NEW; scoring and qualification take it from there.",
-                         responses={201: LeadSerializer, **_errors(400, 401, 403)}),
+                         responses={201: LeadSerializer}),
     bulk=extend_schema(summary="Add many leads", request=LeadBulkInputSerializer,
                        description="Each item is checked as for a single create. Valid items are saved; each "
                                    "refused one is listed with its index and messages. More items than "
                                    "AICMO_CAM_API_BULK_MAX_ITEMS refuses the whole request.",
-                       responses={200: LeadBulkResultSerializer, **_errors(400, 401, 403)}),
+                       responses={200: LeadBulkResultSerializer}),
     change_status=extend_schema(
         summary="Change a lead's status", request=LeadStatusChangeSerializer,
         description="Only the changes a person may make: the outcomes of a conversation (INTERESTED, REFERRED, "
@@ -242,7 +176,7 @@ def _filtered(queryset, query: dict[str, Any]):
                     "BOUNCED (the address is then suppressed everywhere). Nothing re-enters a sequence and "
                     "nothing leaves UNSUBSCRIBED. Any other change is a 400 naming `status` with the allowed "
                     "ones. Asking for the current status changes nothing. Recorded as a lead event.",
-        responses={200: LeadSerializer, **_errors(400, 401, 403, 404)}),
+        responses={200: LeadSerializer}),
 )
 class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = LeadSerializer
@@ -250,9 +184,11 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def get_queryset(self):
         queryset = Lead.objects.order_by("-created_at", "-id")
         if self.action == "list" and not getattr(self, "swagger_fake_view", False):
-            query = LeadListQuerySerializer(data=self.request.query_params)
-            query.is_valid(raise_exception=True)
-            queryset = _filtered(queryset, query.validated_data)
+            filters = query_filters(LeadListQuerySerializer, self.request)
+            queryset = apply_filters(queryset, filters, LIST_LOOKUPS)
+            for word in filters.get("search", "").split():
+                queryset = queryset.filter(Q(email__icontains=word) | Q(first_name__icontains=word)
+                                           | Q(last_name__icontains=word) | Q(company__icontains=word))
         return queryset
 
     def create(self, request, *args, **kwargs):
@@ -305,7 +241,7 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 errors["status"] = [*errors["status"], f"Allowed from {lead.status}: {allowed}."]
             raise ValidationError(errors)
         try:
-            lead_change_status(lead=lead, to_status=body.validated_data["status"], actor=request_actor(request),
+            lead_change_status(lead=lead, to_status=body.validated_data["status"], actor=actor_of(request),
                                reason=body.validated_data.get("reason", "").strip())
         except TransitionRefused as exc:
             raise ValidationError({"status": [str(exc)]}) from None

@@ -14,7 +14,6 @@ from django.db.models import Max, Q, QuerySet
 from django.urls import path
 from django.utils import timezone
 from django_q.models import Schedule
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.request import Request
@@ -23,6 +22,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from cam.api.auth import Public
+from cam.api.filters import apply_filters, id_filter, query_filters
 from cam.api.serializers import StrictSerializer
 from cam.dashboard import DEGRADED, HEALTHY, OVERDUE_GRACE, UNHEALTHY, get_dashboard
 from cam.jobs.heartbeat import stale_after
@@ -31,44 +31,8 @@ from cam.models import Campaign, HumanAlertLog, JobExecution, WorkerHeartbeat
 
 logger = logging.getLogger(__name__)
 
-# Query-string keys that belong to pagination or rendering, not to a list's filters.
-NON_FILTER_PARAMS = frozenset({"page", "page_size", "format"})
-MAX_ID = 2**63 - 1  # the largest primary key; a bigger number in a filter is a 400, not an overflow
 # Seconds the health check waits for Redis: a load balancer's probe must answer quickly.
 BROKER_TIMEOUT_SECONDS = 2
-
-
-def query_filters(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    """A list's filters from the query string, validated: a bad or unknown one is a 400 naming it.
-
-    A plain dict is validated, not the QueryDict: DRF reads a missing boolean in form-like data as
-    false, which would turn "no filter" into "only the false ones"."""
-    data = {key: value for key, value in request.query_params.items() if key not in NON_FILTER_PARAMS}
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
-
-
-class MonitoringErrorSerializer(serializers.Serializer):
-    detail = serializers.CharField()
-
-
-ERROR_RESPONSES = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, description="Bad input: each field (or query parameter) named "
-                                                          "with its messages."),
-    401: OpenApiResponse(MonitoringErrorSerializer, description="No credentials, or an invalid API key."),
-    403: OpenApiResponse(MonitoringErrorSerializer, description="A read-only key asked to change something, or "
-                                                                "a session of a user who is not staff."),
-    404: OpenApiResponse(MonitoringErrorSerializer, description="No such object (or no such page of a list)."),
-}
-
-
-def error_responses(*codes: int) -> dict[int, OpenApiResponse]:
-    return {code: ERROR_RESPONSES[code] for code in codes}
-
-
-def id_filter(help_text: str) -> serializers.IntegerField:
-    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text=help_text)
 
 
 # -- metrics ------------------------------------------------------------------------------------
@@ -179,7 +143,7 @@ class MetricsSerializer(serializers.Serializer):
 
 
 class MetricsView(APIView):
-    @extend_schema(operation_id="metrics_retrieve", responses={200: MetricsSerializer, **error_responses(401, 403)},
+    @extend_schema(operation_id="metrics_retrieve", responses={200: MetricsSerializer},
                    summary="The dashboard: health, schedules, job metrics, recent runs, worker, campaigns, mailboxes")
     def get(self, request: Request) -> Response:
         return Response(MetricsSerializer(get_dashboard()).data)
@@ -312,8 +276,7 @@ class WorkerFilterSerializer(StrictSerializer):
 
 
 @extend_schema_view(list=extend_schema(summary="The workers' heartbeats, most recently seen first",
-                                       responses={200: WorkerHeartbeatSerializer(many=True),
-                                                  **error_responses(400, 401, 403, 404)}))
+                                       responses={200: WorkerHeartbeatSerializer(many=True)}))
 class WorkerViewSet(mixins.ListModelMixin, viewsets.GenericViewSet):
     serializer_class = WorkerHeartbeatSerializer
 
@@ -345,6 +308,10 @@ class AlertFilterSerializer(StrictSerializer):
     created_before = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601).")
 
 
+ALERT_LOOKUPS = {"type": "alert_type", "campaign": "campaign_id", "created_after": "created_at__gte",
+                 "created_before": "created_at__lt"}
+
+
 class AlertSerializer(serializers.ModelSerializer):
     status = serializers.SerializerMethodField(help_text="sent, failed (dispatch gave up) or pending.")
     channel_name = serializers.CharField(source="channel.name", allow_null=True, default=None,
@@ -365,8 +332,8 @@ class AlertSerializer(serializers.ModelSerializer):
 
 @extend_schema_view(
     list=extend_schema(summary="Alerts to people, newest first", parameters=[AlertFilterSerializer],
-                       responses={200: AlertSerializer(many=True), **error_responses(400, 401, 403, 404)}),
-    retrieve=extend_schema(summary="One alert", responses={200: AlertSerializer, **error_responses(401, 403, 404)}),
+                       responses={200: AlertSerializer(many=True)}),
+    retrieve=extend_schema(summary="One alert", responses={200: AlertSerializer}),
 )
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AlertSerializer
@@ -376,17 +343,9 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action != "list":
             return queryset
         filters = query_filters(AlertFilterSerializer, self.request)
-        if "type" in filters:
-            queryset = queryset.filter(alert_type=filters["type"])
         if "status" in filters:
             queryset = queryset.filter(ALERT_STATUSES[filters["status"]])
-        if "campaign" in filters:
-            queryset = queryset.filter(campaign_id=filters["campaign"])
-        if "created_after" in filters:
-            queryset = queryset.filter(created_at__gte=filters["created_after"])
-        if "created_before" in filters:
-            queryset = queryset.filter(created_at__lt=filters["created_before"])
-        return queryset
+        return apply_filters(queryset, filters, ALERT_LOOKUPS)
 
 
 router = SimpleRouter()

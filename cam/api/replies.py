@@ -11,8 +11,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from cam.api.auth import api_key_of
-from cam.api.monitoring import error_responses, id_filter, query_filters
+from cam.api.auth import actor_of
+from cam.api.filters import apply_filters, id_filter, query_filters
 from cam.api.serializers import StrictSerializer
 from cam.inbox.processing import reply_reclassify
 from cam.models import InboundEmail
@@ -57,17 +57,15 @@ class ReplyReclassifySerializer(StrictSerializer):
         error_messages={"invalid_choice": f'"{{input}}" is not a category; choose one of {", ".join(CATEGORIES)}.'})
 
 
-def reviewer(request: Request) -> str:
-    """Who made a change, for the reply's ``classified_by`` and the lead's history."""
-    key = api_key_of(request)
-    return f"api-key:{key.name}" if key is not None else request.user.get_username()
+REPLY_LOOKUPS = {"category": "category", "unprocessed": "processed_at__isnull",
+                 "received_after": "received_at__gte", "received_before": "received_at__lt"}
 
 
 @extend_schema_view(
     list=extend_schema(summary="Replies, newest first", parameters=[ReplyFilterSerializer],
-                       responses={200: ReplySerializer(many=True), **error_responses(400, 401, 403, 404)}),
+                       responses={200: ReplySerializer(many=True)}),
     retrieve=extend_schema(summary="One reply with its text and classification",
-                           responses={200: ReplySerializer, **error_responses(401, 403, 404)}),
+                           responses={200: ReplySerializer}),
 )
 class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ReplySerializer
@@ -80,28 +78,20 @@ class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
         if self.action != "list":
             return queryset
         filters = query_filters(ReplyFilterSerializer, self.request)
-        if "category" in filters:
-            queryset = queryset.filter(category=filters["category"])
         if "campaign" in filters:
             queryset = queryset.filter(Q(outbound_email__campaign_id=filters["campaign"])
                                        | Q(outbound_email__isnull=True, lead__campaign_id=filters["campaign"]))
-        if "unprocessed" in filters:
-            queryset = queryset.filter(processed_at__isnull=filters["unprocessed"])
-        if "received_after" in filters:
-            queryset = queryset.filter(received_at__gte=filters["received_after"])
-        if "received_before" in filters:
-            queryset = queryset.filter(received_at__lt=filters["received_before"])
-        return queryset
+        return apply_filters(queryset, filters, REPLY_LOOKUPS)
 
     @extend_schema(request=ReplyReclassifySerializer,
-                   responses={200: ReplySerializer, **error_responses(400, 401, 403, 404)},
+                   responses={200: ReplySerializer},
                    summary="Correct a reply's category; the follow-up for the new category is applied")
     @action(detail=True, methods=["post"])
     def reclassify(self, request: Request, pk: str) -> Response:
         inbound = self.get_object()
         serializer = ReplyReclassifySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        reply_reclassify(inbound=inbound, category=serializer.validated_data["category"], by=reviewer(request))
+        reply_reclassify(inbound=inbound, category=serializer.validated_data["category"], by=actor_of(request))
         return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
 
 

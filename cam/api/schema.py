@@ -1,6 +1,7 @@
 """How the API's own pieces appear in the OpenAPI schema (drf-spectacular extensions)."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.utils import OpenApiResponse
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -23,6 +24,7 @@ ERROR_SCHEMA = {
     "properties": {"detail": {"type": "string"}},
     "additionalProperties": True,
 }
+ERROR_CONTENT_SCHEMA = {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}
 COMMON_ERRORS = {
     "400": "Invalid input: a body, query parameter or page that is malformed, of the wrong type, out of "
            "range or unknown; or a body larger than the limit.",
@@ -37,11 +39,18 @@ WRITE_ERRORS = {
 }
 
 
+def error_response(description: str) -> OpenApiResponse:
+    """An error response an operation documents itself, for a description of its own (a 409 that says
+    what conflicts): the shared ``CamError`` body. Statuses that only repeat the common descriptions are
+    left to ``document_common_errors``."""
+    return OpenApiResponse(ERROR_CONTENT_SCHEMA, description=description)
+
+
 def document_common_errors(result, generator, request, public):
     """drf-spectacular post-processing hook: add the shared error responses an operation does not
     document itself (an operation's own description of a status wins)."""
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
-    content = {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_COMPONENT}"}}}
+    content = {"application/json": {"schema": ERROR_CONTENT_SCHEMA}}
     for operations in result.get("paths", {}).values():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete", "head", "options"}:

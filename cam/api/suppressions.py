@@ -9,8 +9,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
-from cam.api.auth import api_key_of
-from cam.api.monitoring import error_responses, query_filters
+from cam.api.auth import actor_of
+from cam.api.filters import query_filters
 from cam.api.serializers import StrictSerializer
 from cam.models import Suppression
 from cam.suppressions import suppression_add, suppression_remove
@@ -46,26 +46,19 @@ class SuppressionCreateSerializer(StrictSerializer):
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 
 
-def requester(request: Request) -> str:
-    """What added a suppression, as its ``source`` says."""
-    key = api_key_of(request)
-    return f"api-key:{key.name}" if key is not None else f"staff:{request.user.get_username()}"
-
-
 @extend_schema_view(
     list=extend_schema(summary="The suppression list, newest first", parameters=[SuppressionFilterSerializer],
-                       responses={200: SuppressionSerializer(many=True), **error_responses(400, 401, 403, 404)}),
+                       responses={200: SuppressionSerializer(many=True)}),
     retrieve=extend_schema(summary="One suppression",
-                           responses={200: SuppressionSerializer, **error_responses(401, 403, 404)}),
+                           responses={200: SuppressionSerializer}),
     create=extend_schema(
         summary="Suppress an address or a domain",
         request=SuppressionCreateSerializer,
         responses={201: SuppressionSerializer,
                    200: OpenApiResponse(SuppressionSerializer, description="Already on the list: the existing "
-                                                                           "row, unchanged."),
-                   **error_responses(400, 401, 403)}),
+                                                                           "row, unchanged.")}),
     destroy=extend_schema(summary="Take an address or domain off the list",
-                          responses={204: None, **error_responses(401, 403, 404)}),
+                          responses={204: None}),
 )
 class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                          mixins.DestroyModelMixin, viewsets.GenericViewSet):
@@ -87,7 +80,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
     def create(self, request: Request, *args, **kwargs) -> Response:
         serializer = SuppressionCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        suppression, created = suppression_add(**serializer.validated_data, source=requester(request))
+        suppression, created = suppression_add(**serializer.validated_data, source=actor_of(request))
         return Response(SuppressionSerializer(suppression).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

@@ -30,8 +30,10 @@ def run_scheduled_job(*, job: str, every_seconds: int, offset_seconds: int = 0) 
 
 def run_job_task(*, job: str, campaign_id: int | None = None, scheduled_for: str | None = None,
                  force: bool = False, params: dict[str, Any] | None = None,
-                 trigger: str = Trigger.ADMIN) -> dict[str, Any] | None:
-    """A job queued by the admin or the API. Returns quietly if its campaign was deleted meanwhile."""
+                 trigger: str = Trigger.ADMIN, execution_id: str | None = None) -> dict[str, Any] | None:
+    """A job queued by the admin or the API. Returns quietly if its campaign was deleted meanwhile.
+
+    ``execution_id``: the id a forced run was promised under when it was queued (see ``run_job``)."""
     campaign = None
     if campaign_id is not None:
         campaign = Campaign.objects.filter(pk=campaign_id).first()
@@ -40,4 +42,4 @@ def run_job_task(*, job: str, campaign_id: int | None = None, scheduled_for: str
             return None
     slot: datetime | None = parse_datetime(scheduled_for) if scheduled_for else None
     return _summary(run_job(job, campaign=campaign, scheduled_for=slot, force=force, params=params,
-                            trigger=trigger))
+                            trigger=trigger, execution_id=execution_id))

@@ -25,6 +25,7 @@ from rest_framework.test import APIClient
 from rest_framework.views import APIView
 from rest_framework_api_key.models import APIKey
 
+from cam.api.auth import actor_of
 from cam.api.serializers import StrictSerializer
 from cam.models import CamAPIKey
 from tests.factories import CamAPIKeyFactory, UserFactory
@@ -47,12 +48,18 @@ class Echo(APIView):
         return Response(serializer.validated_data, status=201)
 
 
+class Actor(APIView):
+    def get(self, request):
+        return Response({"actor": actor_of(request)})
+
+
 @ensure_csrf_cookie
 def page_with_form(request):
     return HttpResponse("<form>")
 
 
-urlpatterns = [path("echo/", Echo.as_view()), path("form/", page_with_form), path("", include("aicmo_site.urls"))]
+urlpatterns = [path("echo/", Echo.as_view()), path("actor/", Actor.as_view()), path("form/", page_with_form),
+               path("", include("aicmo_site.urls"))]
 URL = "/echo/"
 
 
@@ -68,6 +75,16 @@ def test_it_answers_401_with_the_api_key_challenge_and_no_data_without_credentia
     assert response["WWW-Authenticate"] == "Api-Key"
     assert "secret data" not in response.content.decode()
     assert anon_api.post(URL, {"name": "x"}, format="json").status_code == 401
+
+
+def test_the_actor_is_the_key_by_name_or_else_prefix_or_the_staff_user(client):
+    _, named = CamAPIKey.objects.create_key(name="crm sync")
+    assert with_key(named).get("/actor/").json() == {"actor": "api-key:crm sync"}
+    unnamed, key = CamAPIKey.objects.create_key(name="")
+    assert with_key(key).get("/actor/").json() == {"actor": f"api-key:{unnamed.prefix}"}
+    staff = UserFactory(is_staff=True)
+    client.force_login(staff)
+    assert client.get("/actor/").json() == {"actor": f"staff:{staff.username}"}
 
 
 @pytest.mark.parametrize("header", ["Api-Key nope.nothing", "Api-Key ", "Api-Key abc", "Api-Key a.b.c"])

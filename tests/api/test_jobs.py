@@ -378,6 +378,10 @@ def test_it_filters_executions(api):
     page = api.get(LIST_URL, {"page_size": 1, "page": 2}).json()
     assert (page["count"], [item["execution_id"] for item in page["results"]]) == (2, [early.execution_id])
     assert api.get(LIST_URL, {"page": str(2**63 - 1)}).status_code == 404
+    # Paged as every list is: a larger page size asks for the most, and "last" is the last page.
+    assert api.get(LIST_URL, {"page_size": 1000}).json()["count"] == 2
+    last = api.get(LIST_URL, {"page_size": 1, "page": "last"}).json()
+    assert [item["execution_id"] for item in last["results"]] == [early.execution_id]
 
 
 @pytest.mark.django_db

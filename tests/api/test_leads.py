@@ -89,6 +89,7 @@ def test_it_searches_email_name_and_company_word_by_word(read_api):
     ({"campaign": "first"}, "campaign"),
     ({"campaign": str(10**30)}, "campaign"),
     ({"status": "HAPPY"}, "status"),
+    ({"status": ""}, "status"),
     ({"score_min": "high"}, "score_min"),
     ({"score_min": "101"}, "score_min"),
     ({"score_max": "-1"}, "score_max"),

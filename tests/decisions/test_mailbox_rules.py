@@ -21,11 +21,6 @@ Category = InboundEmail.Category
 Status = Campaign.Status
 
 
-@pytest.fixture(autouse=True)
-def alert_emails(settings):
-    settings.AICMO_CAM_ALERT_EMAILS = ["ops@agency.test"]
-
-
 def mailbox_rule(campaign: Campaign, **fields) -> CampaignRule:
     values = {"metric": CampaignRule.Metric.HARD_BOUNCE_RATE, "comparison": CampaignRule.Comparison.ABOVE,
               "threshold": Decimal("5"), "window": 100, "min_sample": 20, "action": CampaignRule.Action.PAUSE,

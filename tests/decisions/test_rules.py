@@ -21,11 +21,6 @@ Category = InboundEmail.Category
 Status = Campaign.Status
 
 
-@pytest.fixture(autouse=True)
-def alert_emails(settings):
-    settings.AICMO_CAM_ALERT_EMAILS = ["ops@agency.test"]
-
-
 def campaign_with_defaults(**fields) -> Campaign:
     campaign = CampaignFactory(**fields)
     campaign_rules_ensure_defaults(campaign)

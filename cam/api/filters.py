@@ -1,0 +1,41 @@
+"""A list's filters, from the query string: each list declares them as a serializer (a ``StrictSerializer``
+refuses unknown parameters by name), reads them with ``query_filters`` and applies the plain ones with
+``apply_filters``. The same serializer documents them: ``extend_schema(parameters=[TheFilterSerializer])``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from rest_framework import serializers
+from rest_framework.request import Request
+
+# Query-string keys that belong to pagination or rendering, not to a list's filters.
+NON_FILTER_PARAMS = frozenset({"page", "page_size", "format"})
+# The largest primary key. Ids arrive as JSON numbers or in query strings; past this no row can exist,
+# and the databases refuse such a number in a query (SQLite outright, PostgreSQL with an overflow), so a
+# bigger one is a 400 naming it.
+MAX_ID = 2**63 - 1
+
+
+def id_filter(help_text: str) -> serializers.IntegerField:
+    """An optional filter on an object's id."""
+    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text=help_text)
+
+
+def query_filters(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
+    """A list's filters from the query string, validated: a bad one (or, for a strict serializer, an
+    unknown one) is a 400 naming it.
+
+    A plain dict is validated, not the QueryDict: DRF reads a missing boolean in form-like data as
+    false, which would turn "no filter" into "only the false ones"."""
+    data = {key: value for key, value in request.query_params.items() if key not in NON_FILTER_PARAMS}
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def apply_filters(queryset: QuerySet, filters: dict[str, Any], lookups: dict[str, str]) -> QuerySet:
+    """Narrow ``queryset`` by each filter given, through its lookup (``{"created_after": "created_at__gte"}``)."""
+    conditions = {lookup: filters[name] for name, lookup in lookups.items() if name in filters}
+    return queryset.filter(**conditions) if conditions else queryset
