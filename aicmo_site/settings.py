@@ -64,6 +64,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every error under /api/ it sees (the other middleware's too) is answered in JSON.
+    "cam.api.errors.JsonErrorMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -72,7 +74,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "cam.api.errors.JsonNotFoundMiddleware",
     # Last, as django-axes requires: it turns a lockout flagged during authentication into its response.
     "axes.middleware.AxesMiddleware",
 ]
@@ -131,9 +132,14 @@ if REDIS_URL and not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
 # one, the database otherwise. The table is created by `manage.py createcachetable`.
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+        # Timeouts, so a Redis that stops answering fails a request (and the health check) quickly
+        # instead of hanging it.
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+         "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}
         if REDIS_URL
-        else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "cam_cache"}
+        # Room for every API client's throttle counters: past MAX_ENTRIES the cache drops entries,
+        # and a dropped counter would start again at zero.
+        else {"BACKEND": "aicmo_site.cache.DatabaseCache", "LOCATION": "cam_cache", "OPTIONS": {"MAX_ENTRIES": 50_000}}
     )
 }
 

@@ -3,6 +3,11 @@
 One handler per category (a table, not a chain of ifs). Every change goes through ``cam.leads`` so
 it is recorded as a ``LeadEvent`` with who or what made it and why; a lead whose sequence stops has
 its waiting emails cancelled. Warm replies queue an alert to a person, once per reply.
+
+A lead in a final status (``cam.leads.FINAL_STATUSES``: unsubscribed or bounced) stays in it,
+whatever the reply or a later reclassification says — only an unsubscribe or complaint still moves a
+bounced lead to ``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the
+lead stayed.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ from django.utils import timezone
 
 from cam.alerts.service import alert_queue
 from cam.leads import (
+    FINAL_STATUSES,
     lead_events_record,
     lead_mark_bounced,
     lead_mark_complained,
     lead_set_status,
+    lead_status_kept,
     lead_unsubscribe,
     leads_stop_company,
 )
@@ -121,6 +128,11 @@ def _bounce_soft(reply: Reply) -> None:
     outbound = reply.outbound
     campaign = reply.lead.campaign
     if outbound is None:
+        return
+    if reply.lead.status in FINAL_STATUSES:
+        # Nothing is sent to it again, so nothing is retried.
+        lead_status_kept(lead=reply.lead, status=reply.lead.status, actor=reply.actor,
+                         reason=f"Soft bounce, not retried ({reply.source})", inbound_email=reply.inbound)
         return
     soft = outbound.soft_bounces + 1
     if soft >= campaign.soft_bounce_limit:

@@ -18,9 +18,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
+from cam.pipeline.normalize import address_spellings
 from cam.pipeline.suppressions import suppressed_addresses
 
 Status = Lead.Status
+
+# Statuses nothing moves a lead out of — no reply, reclassification, silence or person — because the
+# address asked for no more mail or takes none. The one way on: a bounced lead may still unsubscribe
+# (``lead_unsubscribe``), the person's own request being the more important fact. See
+# ``MANUAL_TRANSITIONS``, which allows the same for changes made by hand.
+FINAL_STATUSES = (Status.UNSUBSCRIBED, Status.BOUNCED)
 
 # Leads of the same address elsewhere that are waiting to be mailed, or being mailed: once the
 # address is suppressed they never will be, so they are stopped with the reason. Leads past that
@@ -38,6 +45,17 @@ def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: s
         for pk, from_status in leads if from_status != to_status])
 
 
+def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_status: str = "",
+                     inbound_email=None) -> None:
+    """Record that ``lead`` stays in its final ``status`` although ``reason`` would have moved it (to
+    ``to_status``, when given): an event from and to the same status, so the lead's history shows
+    the reply or request and why nothing changed."""
+    instead = f" (it would otherwise have become {to_status})" if to_status else ""
+    LeadEvent.objects.create(
+        lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
+        reason=f"{reason} — the lead stays {status}: a final status, which nothing moves a lead out of{instead}.")
+
+
 def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
                   suppression_reason: str, source: str, actor: str = "system", inbound_email=None) -> bool:
     """Stop every email to ``lead.email``; returns whether any row changed.
@@ -46,23 +64,33 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     recorded as a ``LeadEvent``.
     """
     now = timezone.now()
-    email = lead.email
-    _, suppressed = Suppression.objects.get_or_create(
-        email=email, defaults={"reason": suppression_reason, "source": source[:200]})
+    # The address as stored and compared (``cam.pipeline.normalize``), and the other spellings a lead,
+    # an email or a suppression of it may have been stored under.
+    spellings = address_spellings(lead.email)
+    suppressed = False
+    if not Suppression.objects.filter(email__in=spellings).exists():
+        _, suppressed = Suppression.objects.get_or_create(
+            email=spellings[0], defaults={"reason": suppression_reason, "source": source[:200]})
 
     stop = {"status": to_status, "status_changed_at": now, "updated_at": now, "next_send_at": None,
             "blocked_reason": "", "paused_until": None}
+    kept = Lead.objects.filter(pk=lead.pk, status__in=keep_statuses).exclude(status=to_status).values_list(
+        "status", flat=True).first()
     own_rows = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses)
-    other_rows = Lead.objects.filter(email=email, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+    other_rows = Lead.objects.filter(email__in=spellings, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
     own_reason = f"The address {what_happened} ({source})."
     other_reason = f"The address {what_happened} (campaign “{lead.campaign}”, {source})."
     lead_events_record(list(own_rows.values_list("pk", "status")), to_status=to_status, actor=actor, reason=own_reason,
                    inbound_email=inbound_email)
     lead_events_record(list(other_rows.values_list("pk", "status")), to_status=to_status, actor=actor,
                    reason=other_reason, inbound_email=inbound_email)
+    if kept:
+        # E.g. a bounce for a lead that had unsubscribed: it stays unsubscribed, and the history says so.
+        lead_status_kept(lead=lead, status=kept, to_status=to_status, actor=actor, reason=own_reason,
+                         inbound_email=inbound_email)
     own = own_rows.update(status_reason=own_reason, **stop)
     others = other_rows.update(status_reason=other_reason, **stop)
-    cancelled = (OutboundEmail.objects.filter(Q(lead__email=email) | Q(to_email=email),
+    cancelled = (OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings),
                                               status__in=CANCELLABLE_EMAIL_STATUSES)
                  .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
                          last_error=f"Cancelled before sending: the address {what_happened} ({source})."))
@@ -124,10 +152,20 @@ def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbo
     """Move one lead to ``to_status`` with the reason, recorded as a ``LeadEvent``.
 
     With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
-    emails still waiting are cancelled. Returns whether the lead's status changed.
+    emails still waiting are cancelled. A lead in a final status (``FINAL_STATUSES``) is not moved:
+    the event records the reason and that it stayed. Unsubscribing and bouncing go through
+    ``lead_unsubscribe`` / ``lead_mark_bounced``, which also suppress the address. Returns whether
+    the lead's status changed.
     """
+    if to_status in FINAL_STATUSES:
+        raise ValueError(f"{to_status} is set by lead_unsubscribe / lead_mark_bounced, which suppress the address.")
     now = timezone.now()
-    previous = lead.status
+    previous = Lead.objects.select_for_update().only("status").get(pk=lead.pk).status
+    if previous in FINAL_STATUSES:
+        lead.refresh_from_db()
+        lead_status_kept(lead=lead, status=previous, to_status=to_status, actor=actor, reason=reason,
+                         inbound_email=inbound_email)
+        return False
     lead.status, lead.status_reason, lead.status_changed_at, lead.updated_at = to_status, reason, now, now
     lead.paused_until = paused_until
     lead.blocked_reason = ""

@@ -10,35 +10,48 @@ through ``cam.leads`` instead, which also changes the lead's status.
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
-from django.core.validators import validate_email
 from django.db import transaction
 
 from cam.models import Suppression
-from cam.models.fields import validate_domain
+from cam.pipeline.normalize import (
+    RejectedAddress,
+    address_spellings,
+    domain_spellings,
+    normalize_address,
+    normalize_domain,
+)
 
 SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
+EMAIL_MAX_LENGTH = Suppression._meta.get_field("email").max_length
+DOMAIN_MAX_LENGTH = Suppression._meta.get_field("domain").max_length
 
 
 def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
-    """The address or domain as the list stores and compares it: trimmed and in lower case, as the
-    lead and suppression tables store addresses. Any address the admin would accept is accepted
-    (also reserved domains such as ``.test``): refusing to suppress an address a lead already has
-    would be worse than suppressing an odd one. Raises ``ValidationError`` by field."""
-    email, domain = (email or "").strip().lower(), (domain or "").strip().lower().removeprefix("@")
+    """The address or domain as the list stores and compares it: spelled exactly as a lead's address
+    (``cam.pipeline.normalize.normalize_address``: trimmed, the domain in Unicode even when given in
+    punycode, lower case), so ``Üser@XN--EXMPLE-CUA.COM`` is stored as ``üser@exämple.com``. Any
+    address a lead may hold is accepted, also at reserved domains such as ``.test``: refusing to
+    suppress an address a lead already has would be worse than suppressing an odd one. Raises
+    ``ValidationError`` by field."""
+    email, domain = (email or "").strip(), (domain or "").strip()
     if bool(email) == bool(domain):
         message = "Give either an email address or a domain, not both." if email else \
             "Give an email address or a domain."
         raise ValidationError({"email": [message], "domain": [message]})
     if email:
         try:
-            validate_email(email)
-        except ValidationError as exc:
-            raise ValidationError({"email": exc.messages}) from None
+            email = normalize_address(email, allow_reserved=True).email
+        except RejectedAddress as exc:
+            raise ValidationError({"email": [str(exc)]}) from None
+        if len(email) > EMAIL_MAX_LENGTH:
+            raise ValidationError({"email": [f"The address is longer than {EMAIL_MAX_LENGTH} characters."]})
         return email, ""
     try:
-        validate_domain(domain)
-    except ValidationError as exc:
-        raise ValidationError({"domain": exc.messages}) from None
+        domain = normalize_domain(domain)
+    except RejectedAddress as exc:
+        raise ValidationError({"domain": [str(exc)]}) from None
+    if len(domain) > DOMAIN_MAX_LENGTH:
+        raise ValidationError({"domain": [f"The domain is longer than {DOMAIN_MAX_LENGTH} characters."]})
     return "", domain
 
 
@@ -47,13 +60,18 @@ def suppression_add(*, email: str = "", domain: str = "", reason: str = Suppress
                     source: str, note: str = "") -> tuple[Suppression, bool]:
     """Suppress ``email`` or every address at ``domain``; returns the row and whether it is new.
 
-    An address or domain already on the list keeps its row as it is (its first reason is the one
-    that matters); calling again is safe, also concurrently. Raises ``ValidationError`` for a bad
-    address, domain or reason.
+    An address or domain already on the list, in any spelling (see ``suppression_normalize``), keeps
+    its row as it is (its first reason is the one that matters); calling again is safe, also
+    concurrently. Raises ``ValidationError`` for a bad address, domain or reason.
     """
     if reason not in Suppression.Reason.values:
         raise ValidationError({"reason": [f"Unknown reason {reason!r}."]})
     email, domain = suppression_normalize(email=email, domain=domain)
+    # A row stored in another spelling (e.g. punycode, as the admin stores it) is the same entry.
+    existing = (Suppression.objects.filter(email__in=address_spellings(email)) if email
+                else Suppression.objects.filter(domain__in=domain_spellings(domain))).order_by("pk").first()
+    if existing is not None:
+        return existing, False
     lookup = {"email": email} if email else {"domain": domain}
     return Suppression.objects.get_or_create(**lookup, defaults={"reason": reason, "source": source[:SOURCE_MAX_LENGTH],
                                                                  "note": note})

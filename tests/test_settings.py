@@ -85,7 +85,7 @@ def test_it_moves_the_broker_and_cache_to_redis_when_redis_url_is_set():
     without = run_manage("shell", "-c", probe)
     assert with_redis.stdout.split()[-3:] == ["redis://127.0.0.1:6379/3", "None",
                                               "django.core.cache.backends.redis.RedisCache"]
-    assert without.stdout.split()[-3:] == ["None", "default", "django.core.cache.backends.db.DatabaseCache"]
+    assert without.stdout.split()[-3:] == ["None", "default", "aicmo_site.cache.DatabaseCache"]
 
 
 def test_production_settings_secure_cookies_hsts_ssl_and_trusted_origins_from_the_environment():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -15,8 +16,9 @@ if admin.site.is_registered(APIKey):
 
 @admin.register(CamAPIKey)
 class CamAPIKeyAdmin(APIKeyModelAdmin):
-    """The library's admin prints the key once, in the message after "Save"; only its hash is stored,
-    so no page can show it again. Revoking cannot be undone."""
+    """Only the key's hash is stored, so no page can show it again once it is created. The new key is
+    shown on the page that answers "Save" itself — not in a flash message, which Django keeps in a
+    cookie (or the session table) until the next page. Revoking cannot be undone."""
 
     list_display = ["name", "prefix", "read_only", "created", "expiry_date", "_has_expired", "revoked"]
     list_filter = ["read_only", "revoked", "created"]
@@ -29,6 +31,23 @@ class CamAPIKeyAdmin(APIKeyModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         # Revoke instead: the row stays as the record of a key that once worked.
         return False
+
+    def save_model(self, request, obj, form=None, change=False) -> None:
+        if obj.pk:
+            obj.save()
+            return
+        request.cam_new_api_key = self.model.objects.assign_key(obj)
+        obj.save()
+
+    def response_add(self, request, obj, post_url_continue=None):
+        key = getattr(request, "cam_new_api_key", None)
+        if key is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {**self.admin_site.each_context(request), "title": "New API key", "api_key": obj, "key": key,
+                   "opts": self.model._meta}
+        response = TemplateResponse(request, "admin/cam/camapikey/created.html", context)
+        response["Cache-Control"] = "no-store"  # the page holds the key: no cache may keep it
+        return response
 
     @admin.action(description="Revoke selected API keys (cannot be undone)")
     def revoke(self, request, queryset):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 from import_export.admin import ImportExportMixin
@@ -19,6 +21,8 @@ from cam.admin.lead_import import (
 )
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.pipeline.csv_rows import CsvFileError
+from cam.pipeline.normalize import address_spellings, domain_spellings
+from cam.suppressions import suppression_normalize
 
 # Lines listed in the message after an import; the preview page lists them all.
 REJECTIONS_LISTED = 20
@@ -132,8 +136,36 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
             ))
 
 
+class SuppressionForm(forms.ModelForm):
+    """Spells the address or domain as leads are spelled (``cam.suppressions.suppression_normalize``:
+    Unicode or punycode, any case, all one entry) and refuses one already listed in another spelling."""
+
+    email = forms.CharField(required=False, max_length=254, help_text="One address; or leave empty and give a domain.")
+    domain = forms.CharField(required=False, max_length=253, help_text="Suppress every address at this domain.")
+
+    class Meta:
+        model = Suppression
+        fields = ["email", "domain", "reason", "source", "note"]
+
+    def clean(self):
+        data = super().clean()
+        email, domain = suppression_normalize(email=data.get("email", ""), domain=data.get("domain", ""))
+        data["email"], data["domain"] = email, domain
+        listed = Q(email__in=address_spellings(email)) if email else Q(domain__in=domain_spellings(domain))
+        existing = Suppression.objects.filter(listed).exclude(pk=self.instance.pk).first()
+        if existing is not None:
+            field = "email" if email else "domain"
+            raise ValidationError({field: f"Already on the suppression list as {existing}."})
+        return data
+
+    def _get_validation_exclusions(self):
+        # The model's validators know ASCII addresses only; clean() above has checked both fields.
+        return {*super()._get_validation_exclusions(), "email", "domain"}
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    form = SuppressionForm
     list_display = ["__str__", "reason", "source", "created_at"]
     list_filter = ["reason"]
     search_fields = ["email", "domain", "source", "note"]

@@ -16,9 +16,14 @@ from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
 from cam.api.errors import Conflict
-from cam.api.filters import query_filters
+from cam.api.filters import NoFilters, query_filters
 from cam.api.schema import error_response
-from cam.api.serializers import StrictModelSerializer, StrictSerializer
+from cam.api.serializers import (
+    IdRelatedField,
+    StrictModelSerializer,
+    StrictSerializer,
+    validate_timezone_name,
+)
 from cam.campaigns import (
     ACTIVATABLE,
     PAUSABLE,
@@ -34,7 +39,6 @@ from cam.campaigns import (
 )
 from cam.models import Campaign, Mailbox, MetricSnapshot, SequenceStep
 from cam.models.decisions import Scope
-from cam.models.fields import validate_timezone
 from cam.outreach.rendering import check_templates
 
 # -- campaigns -------------------------------------------------------------------------------------
@@ -53,9 +57,9 @@ class CampaignSerializer(StrictModelSerializer):
     send_days = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=7), min_length=1,
                                       max_length=7, required=False,
                                       help_text="ISO weekdays to send on: 1 is Monday, 7 is Sunday.")
-    timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone],
+    timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone_name],
                                      help_text="An IANA time zone name, e.g. Europe/Berlin.")
-    mailboxes = serializers.PrimaryKeyRelatedField(many=True, required=False, queryset=Mailbox.objects.all(),
+    mailboxes = IdRelatedField(many=True, required=False, queryset=Mailbox.objects.all(),
                                                    help_text="Ids of the mailboxes the campaign sends from.")
     step_count = serializers.IntegerField(read_only=True, help_text="How many sequence steps it has.")
 
@@ -117,7 +121,7 @@ class CampaignStatusChangeSerializer(StrictSerializer):
                                    help_text="Why; kept on the campaign with who made the change.")
 
 
-class CampaignListQuerySerializer(serializers.Serializer):
+class CampaignListQuerySerializer(StrictSerializer):
     """The list's filters, from the query string."""
 
     status = serializers.ChoiceField(choices=Campaign.Status.choices, required=False, help_text="Only this status.")
@@ -348,6 +352,8 @@ class CampaignStepViewSet(viewsets.ModelViewSet):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return SequenceStep.objects.none()
+        if self.action == "list":
+            query_filters(NoFilters, self.request)
         return SequenceStep.objects.filter(campaign=self.campaign()).order_by("position")
 
     def get_serializer_context(self) -> dict:

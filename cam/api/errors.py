@@ -4,7 +4,10 @@ cases a client can cause that Django would otherwise answer with a 500."""
 from __future__ import annotations
 
 import logging
+from http import HTTPStatus
 
+from django.conf import settings
+from django.core.exceptions import DisallowedHost, SuspiciousOperation, TooManyFieldsSent
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import JsonResponse
@@ -23,6 +26,10 @@ class Conflict(exceptions.APIException):
 
 
 def exception_handler(exc, context):
+    if isinstance(exc, SuspiciousOperation):
+        # A request Django refuses as malformed (too many fields, a bad Host), read first by the view.
+        logging.getLogger(f"django.security.{exc.__class__.__name__}").error(str(exc), extra={"status_code": 400})
+        return Response({"detail": "Bad request."}, status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, DjangoValidationError):
         # A model's clean() or a service refusing a value: the client's input, so a 400 with the messages.
         exc = exceptions.ValidationError(as_serializer_error(exc))
@@ -34,16 +41,85 @@ def exception_handler(exc, context):
     return drf_exception_handler(exc, context)
 
 
-class JsonNotFoundMiddleware:
-    """A URL under /api/ that matches no route (``/api/cam/leads/abc/`` where an id is a number) gets
-    DRF's JSON 404, not Django's HTML page: API clients parse every answer as JSON."""
+# Messages for error statuses whose response carries no detail of its own (Django's pages, a renderer
+# that is not JSON); any other status gets its reason phrase.
+STATUS_MESSAGES = {
+    400: "Bad request.",
+    401: "Send an API key (Authorization: Api-Key <key>) or log in as staff.",
+    403: "You do not have permission to perform this action.",
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "The request is too large.",
+    500: "A server error occurred.",
+}
+# Headers of a response that describe its body, which the JSON answer replaces.
+BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "content-disposition",
+                          "content-language"})
+
+
+def _is_json(response) -> bool:
+    media_type = response.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or media_type.endswith("+json")
+
+
+def _detail(response) -> object:
+    data = getattr(response, "data", None)  # a DRF response rendered by another renderer (the schema's YAML)
+    if isinstance(data, dict) and data:
+        return data
+    status_code = response.status_code
+    try:
+        phrase = HTTPStatus(status_code).phrase
+    except ValueError:
+        phrase = "Error"
+    return {"detail": STATUS_MESSAGES.get(status_code, f"{phrase}.")}
+
+
+def _json_error(status_code: int, body: object) -> JsonResponse:
+    return JsonResponse(body, status=status_code, json_dumps_params={"ensure_ascii": False})
+
+
+class JsonErrorMiddleware:
+    """Every error (4xx or 5xx) under /api/ is JSON, as API clients parse every answer as JSON: a URL
+    that matches no route, a renderer that is not JSON (the schema's YAML), Django's own pages.
+
+    First in MIDDLEWARE, so it also sees what the other middleware answer. A Host header not in
+    ALLOWED_HOSTS and a query string with more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters are
+    refused here, before anything reads them: elsewhere they raise where they are first read and
+    become Django's HTML 400 (or, with DEBUG on, a debug page that itself fails reading them)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        if not request.path_info.startswith("/api/"):
+            return self.get_response(request)
+        refused = self._refuse_suspicious(request)
+        if refused is not None:
+            return refused
         response = self.get_response(request)
-        if (response.status_code == 404 and request.path.startswith("/api/")
-                and not response.get("Content-Type", "").startswith("application/json")):
-            return JsonResponse({"detail": "Not found."}, status=404)
-        return response
+        if response.status_code < 400 or _is_json(response):
+            return response
+        converted = _json_error(response.status_code, _detail(response))
+        for name, value in response.items():
+            if name.lower() not in BODY_HEADERS:
+                converted[name] = value
+        converted.cookies = response.cookies
+        return converted
+
+    @staticmethod
+    def _refuse_suspicious(request) -> JsonResponse | None:
+        try:
+            request.get_host()
+            request.GET  # noqa: B018 -- parsed here, where a refusal can still be JSON
+        except SuspiciousOperation as exc:
+            security_logger = logging.getLogger(f"django.security.{exc.__class__.__name__}")
+            security_logger.error(str(exc), extra={"status_code": 400, "request": request})
+            if isinstance(exc, DisallowedHost):
+                message = "The Host header is not one this site serves."
+            elif isinstance(exc, TooManyFieldsSent):
+                message = (f"Too many query parameters: at most {settings.DATA_UPLOAD_MAX_NUMBER_FIELDS} "
+                           "are accepted.")
+            else:
+                message = "Bad request."
+            return _json_error(400, {"detail": message})
+        return None

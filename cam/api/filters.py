@@ -1,6 +1,8 @@
-"""A list's filters, from the query string: each list declares them as a serializer (a ``StrictSerializer``
-refuses unknown parameters by name), reads them with ``query_filters`` and applies the plain ones with
-``apply_filters``. The same serializer documents them: ``extend_schema(parameters=[TheFilterSerializer])``."""
+"""A list's filters, from the query string: each list declares them as a serializer, reads them with
+``query_filters`` (which refuses a parameter the serializer does not declare, by name) and applies the
+plain ones with ``apply_filters``. The same serializer documents them:
+``extend_schema(parameters=[TheFilterSerializer])``. A list with no filters reads ``NoFilters``, so an
+unknown parameter is refused there too rather than silently ignored."""
 
 from __future__ import annotations
 
@@ -23,14 +25,20 @@ def id_filter(help_text: str) -> serializers.IntegerField:
     return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text=help_text)
 
 
+class NoFilters(serializers.Serializer):
+    """A list with no filters: only pagination."""
+
+
 def query_filters(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    """A list's filters from the query string, validated: a bad one (or, for a strict serializer, an
-    unknown one) is a 400 naming it.
+    """A list's filters from the query string, validated: a bad one or an unknown one is a 400 naming it.
 
     A plain dict is validated, not the QueryDict: DRF reads a missing boolean in form-like data as
     false, which would turn "no filter" into "only the false ones"."""
     data = {key: value for key, value in request.query_params.items() if key not in NON_FILTER_PARAMS}
     serializer = serializer_class(data=data)
+    unknown = sorted(set(data) - set(serializer.fields))
+    if unknown:
+        raise serializers.ValidationError({name: ["Unknown query parameter."] for name in unknown})
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

@@ -1,8 +1,9 @@
 """API: jobs — run one now or queue it to the cluster; list and read job executions.
 
 A run goes through ``cam.jobs.runner.run_job`` (``wait``) or ``cam.jobs.queue.job_enqueue`` (queued), so
-the runner's rules hold for every door: one run per job, campaign and slot (a second run of the slot is
-recorded and answered as SKIPPED), and never two runs of a job and campaign at once (here: 409).
+the runner's rules hold for every door: one run per job, campaign and slot (a second run of the slot,
+ran or queued, is recorded and answered as SKIPPED), and never two overlapping runs of a job: for the
+same campaign, or one for a campaign and one for all (here: 409). Only quick jobs run in the request.
 """
 
 from __future__ import annotations
@@ -22,20 +23,31 @@ from cam.api.errors import Conflict
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
 from cam.api.schema import error_response
 from cam.api.serializers import StrictSerializer
-from cam.jobs.queue import job_enqueue
+from cam.jobs.queue import job_enqueue, job_is_queued
 from cam.jobs.registry import UnknownJob, get_job, job_names
 from cam.jobs.runner import (
+    ALREADY_RUNNING,
     execution_id_for,
     forced_execution_id_for,
-    job_is_running,
+    job_refuse,
+    lease_campaign_id,
     run_job,
     running_execution,
+    running_lease,
 )
-from cam.models import Campaign, JobExecution
+from cam.models import Campaign, JobExecution, Lease
 
 # Jobs that work on one campaign when given one (and on every working campaign otherwise). The others
 # always work on everything: a campaign would give them a lease of their own, so they could overlap.
 CAMPAIGN_JOBS = frozenset({"harvest", "score", "qualify", "outreach"})
+# Jobs quick enough to run inside a web request (`wait: true`): they only read and write the database.
+# The others talk to outside servers (sources, SMTP, IMAP) and can outlast the web server's request
+# timeout (gunicorn's --timeout), which would kill the run half done and leave its lease held until it
+# expires; they are queued to the cluster. A job missing here (a new one) is queued only, to be safe.
+WAIT_JOBS = frozenset({"score", "qualify", "no_reply_timeouts", "watchdog"})
+# Jobs whose run in a web process would mislead: the cycle writes its worker heartbeat under the process's
+# worker id, so the health checks would report a live worker where no cluster runs.
+CLUSTER_ONLY_JOBS = {"worker_cycle": "it writes the worker heartbeat, which must come from the cluster"}
 # The parameters a job reads, by job; any other job refuses them rather than ignore them.
 PARAMETER_JOBS = {"max_leads": frozenset({"harvest"})}
 MAX_LEADS_LIMIT = 100_000
@@ -76,8 +88,9 @@ class JobsRunInputSerializer(StrictSerializer):
         help_text="The slot this run belongs to (ISO 8601). Default: now, a slot of its own.")
     force = serializers.BooleanField(default=False, help_text="Run even if the slot already ran (under a new id).")
     wait = serializers.BooleanField(
-        default=False, help_text="true: run in this request and answer the outcome; false: queue it to the "
-                                 "cluster and answer 202 at once.")
+        default=False, help_text="true: run in this request and answer the outcome (only "
+                                 f"{', '.join(sorted(WAIT_JOBS))}); false: queue it to the cluster and answer "
+                                 "202 at once.")
 
     def validate_campaign(self, value: int | None) -> Campaign | None:
         if value is None:
@@ -100,6 +113,10 @@ class JobsRunInputSerializer(StrictSerializer):
         for name, jobs in PARAMETER_JOBS.items():
             if attrs.get(name) is not None and job not in jobs:
                 errors[name] = [f"Only {', '.join(sorted(jobs))} takes {name}."]
+        if attrs.get("wait") and job not in WAIT_JOBS:
+            why = CLUSTER_ONLY_JOBS.get(job, "it can run for longer than a web request may last")
+            errors["wait"] = [f"The job {job} cannot run in the request: {why}. Queue it instead (leave out "
+                              "wait, or send false) and poll the url of the answer."]
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
@@ -157,10 +174,15 @@ class JobNotFound(exceptions.NotFound):
 
 
 class JobRunning(Conflict):
-    def __init__(self, *, job: str, campaign: Campaign | None) -> None:
+    """A run of ``job`` that the asked run would overlap is going on: the lease it holds names its scope
+    (one campaign, or all); ``campaign_id`` is the asked run's, for when the lease is gone meanwhile."""
+
+    def __init__(self, *, job: str, lease: Lease | None, campaign_id: int | None) -> None:
         super().__init__()
-        holder = running_execution(job=job, campaign_id=campaign.pk if campaign else None)
-        scope = f"campaign {campaign.pk}" if campaign else "all campaigns"
+        if lease is not None:
+            campaign_id = lease_campaign_id(lease.name)
+        holder = running_execution(job=job, campaign_id=campaign_id)
+        scope = f"campaign {campaign_id}" if campaign_id else "all campaigns"
         self.detail = {"detail": f"The job {job} is already running for {scope}; try again when it has finished.",
                        "running": JobsExecutionSerializer(holder).data if holder else None}
 
@@ -172,6 +194,11 @@ def _execution_url(request, execution_id: str) -> str:
     return request.build_absolute_uri(reverse("cam-api:job-execution-detail", args=[execution_id]))
 
 
+def _execution_response(execution_id: str) -> Response:
+    execution = JobExecution.objects.get(execution_id=execution_id)
+    return Response(JobsExecutionSerializer(execution).data, status=status.HTTP_200_OK)
+
+
 class JobRunView(APIView):
     throttle_scope = "cam_jobs"
 
@@ -180,16 +207,20 @@ class JobRunView(APIView):
         summary="Run a job now, or queue it",
         description=(
             "Runs the job `name` for its slot. With `wait: true` the job runs in the request and the answer "
-            "is its execution record (status COMPLETED or FAILED); with `wait: false` (the default) it is "
-            "queued to the task cluster and the answer is 202 with the id to poll. Either way, a second "
-            "run for a slot that already ran answers 200 with the SKIPPED record of that refusal, and a "
-            "run while the same job (for the same campaign) is running answers 409 with the running "
-            f"execution. Jobs: {', '.join(job_names())}."),
+            "is its execution record (status COMPLETED or FAILED); only quick jobs "
+            f"({', '.join(sorted(WAIT_JOBS))}) run in the request, the others answer 400 on `wait: true`. "
+            "With `wait: false` (the default) it is queued to the task cluster and the answer is 202 with "
+            "the id to poll. Either way, a second run for a slot that already ran, or that is queued and "
+            "not run yet, answers 200 with the SKIPPED record of that refusal; a run while a run of the "
+            "same job it would overlap is going on (for the same campaign, for all campaigns, or - asked "
+            "for all - for any campaign) answers 409 with the running execution. "
+            f"Jobs: {', '.join(job_names())}."),
         parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The job name.")],
         request=JobsRunInputSerializer,
         responses={
             200: OpenApiResponse(JobsExecutionSerializer, description="Ran (wait), or refused as SKIPPED."),
             202: OpenApiResponse(JobsQueuedSerializer, description="Queued; poll `url`."),
+            400: error_response("Per-field messages, e.g. `wait` for a job that only runs queued."),
             404: OpenApiResponse(JobsUnknownSerializer, description="Unknown job; the known ones are listed."),
             409: OpenApiResponse(JobsRunningSerializer, description="The job is running now."),
         },
@@ -210,28 +241,45 @@ class JobRunView(APIView):
         slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
 
         # The runner's order: a slot that already ran is refused as SKIPPED (whether or not the job is
-        # running now); otherwise a running job is a conflict. Checked here so a refused run leaves no
-        # record and a queued run is refused at once rather than later in the cluster.
+        # running now); so is a slot whose run is queued and not run yet; otherwise a run it would overlap
+        # is a conflict. Checked here, in a fixed number of queries, so a conflict leaves no record and a
+        # queued run is refused at once rather than later in the cluster.
         slot_taken = not force and JobExecution.objects.filter(execution_id=slot_id).exists()
-        if not slot_taken and job_is_running(job=name, campaign_id=campaign_id):
-            raise JobRunning(job=name, campaign=campaign)
+        if not slot_taken:
+            if not force and job_is_queued(slot_id):
+                return self._already_queued(name, campaign=campaign, slot=slot, params=params, slot_id=slot_id)
+            holder = running_lease(job=name, campaign_id=campaign_id)
+            if holder is not None:
+                raise JobRunning(job=name, lease=holder, campaign_id=campaign_id)
 
         if attrs["wait"] or slot_taken:
             # A taken slot is refused by the runner at once (and the refusal recorded): no need for the cluster.
             result = run_job(name, campaign=campaign, scheduled_for=slot, force=force, params=params,
                              trigger=JobExecution.Trigger.API)
             if result.refused_while_running:  # another run started between our check and the runner's
-                raise JobRunning(job=name, campaign=campaign)
-            execution = JobExecution.objects.get(execution_id=result.execution_id)
-            return Response(JobsExecutionSerializer(execution).data, status=status.HTTP_200_OK)
+                raise JobRunning(job=name, lease=running_lease(job=name, campaign_id=campaign_id),
+                                 campaign_id=campaign_id)
+            return _execution_response(result.execution_id)
 
         execution_id = forced_execution_id_for(slot_id) if force else slot_id
-        job_enqueue(job=name, trigger=JobExecution.Trigger.API, campaign_id=campaign_id, params=params, force=force,
-                    scheduled_for=slot.isoformat(), execution_id=execution_id if force else None)
+        queued = job_enqueue(job=name, trigger=JobExecution.Trigger.API, campaign_id=campaign_id, params=params,
+                             force=force, scheduled_for=slot.isoformat(), execution_id=execution_id if force else None,
+                             reserve_as=None if force else slot_id)
+        if not queued:  # another request queued the slot between our check and our reservation
+            return self._already_queued(name, campaign=campaign, slot=slot, params=params, slot_id=slot_id)
         url = _execution_url(request, execution_id)
         body = JobsQueuedSerializer({"execution_id": execution_id, "job": name, "campaign": campaign_id,
                                      "scheduled_for": slot, "status": QUEUED, "url": url}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
+
+    @staticmethod
+    def _already_queued(name: str, *, campaign: Campaign | None, slot: datetime, params: dict,
+                        slot_id: str) -> Response:
+        result = job_refuse(name, campaign=campaign, scheduled_for=slot, params=params,
+                            trigger=JobExecution.Trigger.API,
+                            reason=f"Already queued: the run of this slot is queued as {slot_id}; poll that "
+                                   "execution for its outcome.")
+        return _execution_response(result.execution_id)
 
 
 EXECUTION_LOOKUPS = {"job": "job", "status": "status", "trigger": "trigger", "campaign": "campaign_id",
@@ -271,9 +319,11 @@ class JobExecutionDetailView(generics.RetrieveAPIView):
         execution = JobExecution.objects.filter(execution_id=execution_id).first()
         if execution is None:
             # A queued run is handed its slot's id; if the runner refused it because the job was running,
-            # the refusal is recorded under the slot's id plus a suffix (the slot stays free to run).
+            # the refusal is recorded under the slot's id plus a suffix (the slot stays free to run). Other
+            # refusals of the slot (a second request while it was queued) say nothing about this run.
             execution = (JobExecution.objects.filter(execution_id__startswith=f"{execution_id}:skipped-",
-                                                     status=JobExecution.Status.SKIPPED)
+                                                     status=JobExecution.Status.SKIPPED,
+                                                     reason__startswith=ALREADY_RUNNING)
                          .order_by("-started_at", "-id").first())
         if execution is None:
             raise exceptions.NotFound(f"No job execution {execution_id!r}.")

@@ -14,10 +14,9 @@ from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
-from cam.api.serializers import StrictSerializer
+from cam.api.serializers import StrictSerializer, validate_timezone_name
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
-from cam.models.fields import validate_timezone
 from cam.pipeline.normalize import RejectedAddress, normalize_address
 from cam.pipeline.records import MAX_COMPANY_SIZE
 
@@ -57,7 +56,7 @@ class LeadInputSerializer(StrictSerializer):
     company_size = serializers.IntegerField(min_value=0, max_value=MAX_COMPANY_SIZE, required=False, allow_null=True)
     website = serializers.URLField(max_length=500, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                     validators=[validate_timezone], help_text="An IANA name, e.g. Europe/Berlin.")
+                                     validators=[validate_timezone_name], help_text="An IANA name, e.g. Europe/Berlin.")
 
     def validate_email(self, value: str):
         try:
@@ -81,7 +80,8 @@ class LeadInputSerializer(StrictSerializer):
 class LeadItemsField(serializers.ListField):
     """The items of a bulk request, each checked on its own so one bad item does not refuse the others."""
 
-    child = serializers.JSONField()
+    # Any JSON value: an item that is not an object (null, a number, a list) is that item's error.
+    child = serializers.JSONField(allow_null=True)
 
 
 class LeadBulkInputSerializer(StrictSerializer):
@@ -125,7 +125,7 @@ class LeadStatusChangeSerializer(StrictSerializer):
                                    help_text="Why; recorded on the lead and its event.")
 
 
-class LeadListQuerySerializer(serializers.Serializer):
+class LeadListQuerySerializer(StrictSerializer):
     """The list's filters, from the query string."""
 
     campaign = id_filter("Only leads of this campaign (its id).")

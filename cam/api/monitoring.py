@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import logging
+import uuid
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.core.cache import cache
+from django.core.cache.backends.db import BaseDatabaseCache
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Max, Q, QuerySet
 from django.urls import path
 from django.utils import timezone
@@ -155,7 +159,7 @@ OK, FAILED = "ok", "failed"
 
 
 class HealthCheckSerializer(serializers.Serializer):
-    name = serializers.ChoiceField(choices=["database", "broker", "heartbeat"])
+    name = serializers.ChoiceField(choices=["database", "broker", "heartbeat", "cache"])
     status = serializers.ChoiceField(choices=[OK, FAILED])
     message = serializers.CharField()
 
@@ -180,6 +184,28 @@ def health_database() -> dict[str, str]:
     except DatabaseError:
         return _check("database", False, "The database did not answer.")
     return _check("database", True, "The database answers.")
+
+
+# Seconds the cache check's key lives: long enough to read it back, gone soon after.
+CACHE_PROBE_SECONDS = 10
+
+
+def health_cache() -> dict[str, str]:
+    """Write a short-lived key to the shared cache and read it back: the API counts its throttles there,
+    so every authenticated request fails while it does not work (a missing cache table, Redis down)."""
+    key, value = "cam:health:probe", uuid.uuid4().hex
+    try:
+        # A database cache in its own transaction: a failed query (no cache table) must not spoil the
+        # transaction around it.
+        with transaction.atomic() if isinstance(cache, BaseDatabaseCache) else nullcontext():
+            cache.set(key, value, timeout=CACHE_PROBE_SECONDS)
+            ok = cache.get(key) == value
+    except Exception:  # whatever the backend raises (a missing table, a refused connection), a probe gets a 503
+        logger.warning("Health check: the cache did not answer.", exc_info=True)
+        return _check("cache", False, "The cache did not answer.")
+    if not ok:
+        return _check("cache", False, "The cache did not return what was written to it.")
+    return _check("cache", True, "The cache answers.")
 
 
 def health_broker(database_ok: bool) -> dict[str, str]:
@@ -236,13 +262,13 @@ class HealthView(APIView):
     @extend_schema(operation_id="health_retrieve", auth=[],
                    responses={200: OpenApiResponse(HealthReportSerializer, description="Every check passed."),
                               503: OpenApiResponse(HealthReportSerializer, description="At least one check failed.")},
-                   summary="Database, broker and worker heartbeat: 200 when all pass, 503 otherwise")
+                   summary="Database, broker, worker heartbeat and cache: 200 when all pass, 503 otherwise")
     def get(self, request: Request) -> Response:
         now = timezone.now()
         database = health_database()
         broker = health_broker(database["status"] == OK)
         heartbeat, age = health_heartbeat(now)
-        checks = [database, broker, heartbeat]
+        checks = [database, broker, heartbeat, health_cache()]
         healthy = all(check["status"] == OK for check in checks)
         body = {"status": HEALTHY if healthy else UNHEALTHY, "timestamp": now, "heartbeat_age_seconds": age,
                 "checks": checks}

@@ -1,7 +1,9 @@
 """How the API's own pieces appear in the OpenAPI schema (drf-spectacular extensions)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
 from drf_spectacular.utils import OpenApiResponse
+
+from cam.api.serializers import StrictMixin
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -12,6 +14,20 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "`Api-Key <key>`; create one in the admin or with "
                                "`manage.py cam_api_key create NAME` (shown once)."}
+
+
+class StrictSerializerScheme(OpenApiSerializerExtension):
+    """A request body read by a strict serializer refuses fields it does not know: say so in the schema
+    (``additionalProperties: false``), so clients and validators see the same rule."""
+
+    target_class = StrictMixin
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if direction == "request" and schema.get("type") == "object":
+            schema["additionalProperties"] = False
+        return schema
 
 
 # What the shared machinery (authentication, permissions, throttles, the capped JSON parser, the
@@ -46,21 +62,44 @@ def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(ERROR_CONTENT_SCHEMA, description=description)
 
 
+def _view_classes(generator) -> dict[tuple[str, str], type]:
+    """The view class behind each operation, by (path, method)."""
+    return {(path, method.lower()): getattr(callback, "cls", None)
+            for path, _regex, method, callback in (generator.endpoints or [])}
+
+
+def _errors_answerable(method: str, operation: dict, view_class) -> dict[str, str]:
+    """The shared errors an operation can answer: a public operation (no security requirement, or an
+    optional one) answers no 401 or 403; an unthrottled one no 429; one with no parameter and no body
+    no 400; one with no path parameter that is not a paginated list no 404."""
+    errors = dict(COMMON_ERRORS)
+    if method in {"post", "put", "patch", "delete"}:
+        errors.update(WRITE_ERRORS)
+    security = operation.get("security")
+    if not security or {} in security:  # none required, or optional
+        errors.pop("401")
+        errors.pop("403")
+    if view_class is not None and not view_class.throttle_classes:
+        errors.pop("429")
+    parameters = operation.get("parameters", [])
+    if not parameters and "requestBody" not in operation:
+        errors.pop("400")
+    if not any(parameter.get("in") == "path" or parameter.get("name") == "page" for parameter in parameters):
+        errors.pop("404")
+    return errors
+
+
 def document_common_errors(result, generator, request, public):
-    """drf-spectacular post-processing hook: add the shared error responses an operation does not
-    document itself (an operation's own description of a status wins)."""
+    """drf-spectacular post-processing hook: add the shared error responses an operation can answer
+    and does not document itself (an operation's own description of a status wins)."""
     result.setdefault("components", {}).setdefault("schemas", {})[ERROR_COMPONENT] = ERROR_SCHEMA
     content = {"application/json": {"schema": ERROR_CONTENT_SCHEMA}}
-    for operations in result.get("paths", {}).values():
+    views = _view_classes(generator)
+    for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             if method not in {"get", "post", "put", "patch", "delete", "head", "options"}:
                 continue
-            errors = dict(COMMON_ERRORS)
-            if method in {"post", "put", "patch", "delete"}:
-                errors.update(WRITE_ERRORS)
-            if operation.get("security") == [{}] or {} in operation.get("security", []):
-                errors.pop("401")
-                errors.pop("403")
+            errors = _errors_answerable(method, operation, views.get((path, method)))
             responses = operation.setdefault("responses", {})
             for status, description in errors.items():
                 responses.setdefault(status, {"description": description, "content": content})

@@ -37,11 +37,12 @@ class SuppressionSerializer(serializers.ModelSerializer):
 
 class SuppressionCreateSerializer(StrictSerializer):
     email = serializers.CharField(required=False, allow_blank=True, max_length=254,
-                                  help_text="An address to suppress (normalised: trimmed, lower case). "
-                                            "Give this or domain.")
+                                  help_text="An address to suppress, normalised as a lead's address is (trimmed, "
+                                            "lower case, an internationalised domain in Unicode even when given in "
+                                            "punycode). Give this or domain.")
     domain = serializers.CharField(required=False, allow_blank=True, max_length=253,
-                                   help_text="Suppress every address at this domain, e.g. example.com. "
-                                             "Give this or email.")
+                                   help_text="Suppress every address at this domain, e.g. example.com (Unicode or "
+                                             "punycode, stored in Unicode). Give this or email.")
     reason = serializers.ChoiceField(choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL)
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
 

@@ -1,9 +1,10 @@
 """``run_job``: the one way any job runs, from a schedule, the API, the admin or a command.
 
 It guarantees that a job runs once per scheduled slot (``execution_id`` is derived from the job,
-the campaign and the slot, and is unique in the database) and that two runs of the same job and
-campaign never overlap (a lease is taken first). Whatever happens, the outcome is a JobExecution
-row — COMPLETED with counts, FAILED with the traceback, or SKIPPED with the reason.
+the campaign and the slot, and is unique in the database) and that two runs of the same job never
+overlap on a campaign: not for the same campaign, and not a run for one campaign with a run for all
+(a lease is taken first, see ``run_job``). Whatever happens, the outcome is a JobExecution row —
+COMPLETED with counts, FAILED with the traceback, or SKIPPED with the reason.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from cam.jobs.leases import lease_acquire, lease_release, lease_renew
@@ -27,6 +29,10 @@ logger = logging.getLogger(__name__)
 
 Status = JobExecution.Status
 Trigger = JobExecution.Trigger
+
+# How the reason of a run refused because another run of the job was going on begins.
+ALREADY_RUNNING = "Already running"
+GLOBAL = "global"
 
 
 @dataclass(frozen=True)
@@ -70,20 +76,47 @@ def forced_execution_id_for(slot_id: str) -> str:
 
 
 def lease_name_for(*, job: str, campaign_id: int | None) -> str:
-    return f"job:{job}:{campaign_id or 'global'}"
+    return f"job:{job}:{campaign_id or GLOBAL}"
+
+
+def lease_campaign_id(name: str) -> int | None:
+    """The campaign of a job's lease name (``lease_name_for``); None for the run for all campaigns."""
+    suffix = name.rsplit(":", 1)[-1]
+    return int(suffix) if suffix.isdigit() else None
+
+
+def _overlapping(*, job: str, campaign_id: int | None) -> Q:
+    """The leases of the runs of ``job`` that a run for this campaign (None: for all) must not overlap.
+
+    A run for one campaign overlaps a run for the same campaign and the run for all; the run for all
+    overlaps every run of the job. Runs for two different campaigns do not overlap."""
+    if campaign_id is None:
+        return Q(name__startswith=f"job:{job}:")  # job names hold no ":", so no other job's lease matches
+    return Q(name__in=[lease_name_for(job=job, campaign_id=campaign_id), lease_name_for(job=job, campaign_id=None)])
+
+
+def running_lease(*, job: str, campaign_id: int | None, exclude: str | None = None) -> Lease | None:
+    """The lease of a live run of ``job`` that a run for this campaign (None: for all) would overlap,
+    the oldest first; None when there is none. One query, however many runs are going on.
+
+    A lease past its expiry does not count: ``run_job`` would take it over. ``exclude``: a lease name
+    to leave out (the caller's own)."""
+    leases = Lease.objects.filter(_overlapping(job=job, campaign_id=campaign_id), expires_at__gt=timezone.now())
+    if exclude:
+        leases = leases.exclude(name=exclude)
+    return leases.order_by("acquired_at", "name").first()
 
 
 def job_is_running(*, job: str, campaign_id: int | None) -> bool:
-    """Whether a live run of ``job`` for this campaign (None: the run for all) holds its lease right now.
-
-    A lease past its expiry does not count: ``run_job`` would take it over."""
-    return Lease.objects.filter(name=lease_name_for(job=job, campaign_id=campaign_id),
-                                expires_at__gt=timezone.now()).exists()
+    """Whether a live run of ``job`` that a run for this campaign (None: for all) would overlap holds
+    its lease right now (see ``running_lease``)."""
+    return running_lease(job=job, campaign_id=campaign_id) is not None
 
 
 def running_execution(*, job: str, campaign_id: int | None) -> JobExecution | None:
-    """The record of the run of ``job`` for this campaign that is running now, newest first; None if
-    there is none (the lease is taken just before the record is written, so there may briefly be none)."""
+    """The record of the run of ``job`` for exactly this campaign (None: the run for all) that is running
+    now, newest first; None if there is none (the lease is taken just before the record is written, so
+    there may briefly be none)."""
     return (JobExecution.objects.filter(job=job, campaign_id=campaign_id, status=Status.RUNNING)
             .order_by("-started_at", "-id").first())
 
@@ -103,6 +136,11 @@ def run_job(
     ``scheduled_for`` is the slot (a schedule passes the time it fired for; without one the run gets
     a slot of its own, now). ``force`` runs again under a new id even if the slot already ran.
     Raises ``UnknownJob`` for a name no job is registered under; every other outcome is recorded.
+
+    Overlaps: the run takes its lease (``lease_name_for``), then looks for a live lease of a run it must
+    not overlap (``running_lease``). Finding one, it gives its lease back and is refused. Both sides
+    take before they look, so of two runs that start together at least one sees the other and is
+    refused; in the same instant both may be (neither runs, and neither uses up its slot).
 
     ``execution_id`` (with ``force`` only, from ``forced_execution_id_for`` of this slot) is the id the
     forced run is recorded under instead of a random one: a door that queues the run hands it out
@@ -132,9 +170,13 @@ def run_job(
     lease = lease_name_for(job=name, campaign_id=campaign_id)
     holder = f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
-        return _skipped(slot_id, f"Already running: another run of {name} holds the lease {lease}.", record,
+        return _skipped(slot_id, f"{ALREADY_RUNNING}: another run of {name} holds the lease {lease}.", record,
                         execution_id=assigned_id, refused_while_running=True)
     try:
+        other = running_lease(job=name, campaign_id=campaign_id, exclude=lease)
+        if other is not None:
+            return _skipped(slot_id, f"{ALREADY_RUNNING}: another run of {name} holds the lease {other.name}.",
+                            record, execution_id=assigned_id, refused_while_running=True)
         try:
             with transaction.atomic():
                 execution = JobExecution.objects.create(execution_id=execution_id, status=Status.RUNNING,
@@ -159,6 +201,21 @@ def run_job(
         return JobResult.from_execution(execution)
     finally:
         lease_release(name=lease, holder=holder)
+
+
+def job_refuse(name: str, *, reason: str, campaign: Campaign | None = None, scheduled_for: datetime | None = None,
+               params: dict[str, Any] | None = None, trigger: str = Trigger.COMMAND) -> JobResult:
+    """Record a run of ``name`` for this slot that a door refused before it reached ``run_job`` (the API:
+    a run of the slot is already queued) as SKIPPED with ``reason``, under the slot's id plus
+    ``:skipped-…``, the way ``run_job`` records its own refusals."""
+    get_job(name)
+    slot = scheduled_for or timezone.now()
+    if timezone.is_naive(slot):
+        slot = timezone.make_aware(slot)
+    slot_id = execution_id_for(job=name, campaign_id=campaign.pk if campaign else None, slot=slot)
+    record = {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger,
+              "params": dict(params or {}), "worker_id": settings.AICMO_CAM_WORKER_ID}
+    return _skipped(slot_id, reason, record)
 
 
 def _skipped(slot_id: str, reason: str, record: dict[str, Any], *, execution_id: str | None = None,

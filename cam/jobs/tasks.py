@@ -9,6 +9,7 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from cam.jobs.leases import lease_release
 from cam.jobs.runner import JobResult, Trigger, run_job
 from cam.jobs.slots import slot_for
 from cam.models import Campaign
@@ -30,16 +31,23 @@ def run_scheduled_job(*, job: str, every_seconds: int, offset_seconds: int = 0) 
 
 def run_job_task(*, job: str, campaign_id: int | None = None, scheduled_for: str | None = None,
                  force: bool = False, params: dict[str, Any] | None = None,
-                 trigger: str = Trigger.ADMIN, execution_id: str | None = None) -> dict[str, Any] | None:
+                 trigger: str = Trigger.ADMIN, execution_id: str | None = None,
+                 reservation: dict[str, str] | None = None) -> dict[str, Any] | None:
     """A job queued by the admin or the API. Returns quietly if its campaign was deleted meanwhile.
 
-    ``execution_id``: the id a forced run was promised under when it was queued (see ``run_job``)."""
-    campaign = None
-    if campaign_id is not None:
-        campaign = Campaign.objects.filter(pk=campaign_id).first()
-        if campaign is None:
-            logger.info("Job %s not run: campaign %s no longer exists", job, campaign_id)
-            return None
-    slot: datetime | None = parse_datetime(scheduled_for) if scheduled_for else None
-    return _summary(run_job(job, campaign=campaign, scheduled_for=slot, force=force, params=params,
-                            trigger=trigger, execution_id=execution_id))
+    ``execution_id``: the id a forced run was promised under when it was queued (see ``run_job``).
+    ``reservation``: the lease ``job_enqueue`` took so the run is queued once (``name`` and ``holder``);
+    given back when the run is over, whatever its outcome."""
+    try:
+        campaign = None
+        if campaign_id is not None:
+            campaign = Campaign.objects.filter(pk=campaign_id).first()
+            if campaign is None:
+                logger.info("Job %s not run: campaign %s no longer exists", job, campaign_id)
+                return None
+        slot: datetime | None = parse_datetime(scheduled_for) if scheduled_for else None
+        return _summary(run_job(job, campaign=campaign, scheduled_for=slot, force=force, params=params,
+                                trigger=trigger, execution_id=execution_id))
+    finally:
+        if reservation:
+            lease_release(name=reservation["name"], holder=reservation["holder"])

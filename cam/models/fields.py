@@ -55,7 +55,8 @@ def validate_timezone(value: str) -> None:
         return
     try:
         zoneinfo.ZoneInfo(value)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+    # The zone database is read as files: an overlong name fails there (OSError), a NUL byte as ValueError.
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         raise ValidationError("%(value)s is not a known time zone (use a name such as Europe/Berlin).",
                               params={"value": value}) from None
 

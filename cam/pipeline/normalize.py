@@ -1,11 +1,21 @@
-"""Turning a harvested address into the one CAM stores, or a reason to reject it."""
+"""Turning a harvested address into the one CAM stores, or a reason to reject it.
+
+``normalize_address`` is the one spelling of an address CAM stores and compares: trimmed, the domain
+in Unicode (an internationalised domain given in punycode, ``xn--…``, is decoded), the whole address
+in lower case. Leads and the suppression list both go through it, and ``address_key`` /
+``domain_key`` give that spelling for comparing, so ``ÜSER@xn--exmple-cua.com`` and
+``üser@exämple.com`` are the same address everywhere.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import dns.resolver
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email as django_validate_email
 from email_validator import EmailNotValidError, caching_resolver, validate_email
 
 # Addresses that reach a department rather than a person: fine to keep, but they score lower.
@@ -48,22 +58,37 @@ def mx_resolver() -> dns.resolver.Resolver:
     return caching_resolver(timeout=settings.AICMO_CAM_DNS_TIMEOUT_SECONDS, dns_resolver=resolver)
 
 
-def normalize_address(raw: object, *, check_mx: bool = False,
-                      dns_resolver: dns.resolver.Resolver | None = None) -> NormalizedAddress:
+# For addresses never to be mailed: whatever a lead could hold is accepted (see ``normalize_address``).
+RESERVED_OK = {"test_environment": True, "globally_deliverable": False, "allow_quoted_local": True,
+               "allow_domain_literal": True}
+
+
+def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.resolver.Resolver | None = None,
+                      allow_reserved: bool = False) -> NormalizedAddress:
     """Validate and normalise one address (syntax only unless ``check_mx``).
 
     Raises ``RejectedAddress`` naming the problem: empty, not an address, or (with ``check_mx``) a
     domain that accepts no mail. A DNS server that does not answer in time rejects nothing.
+
+    ``allow_reserved`` is for addresses CAM must never mail (the suppression list), which must accept
+    any address a lead may hold: reserved and special-use domains (``.test``, ``.local``, …), quoted
+    local parts, address literals and anything else Django's own address validator accepts, spelled
+    the same way. It never looks anything up in DNS.
     """
     text = str(raw or "").strip()
     if not text:
         raise RejectedAddress("no email address")
     try:
-        checked = validate_email(text, check_deliverability=check_mx,
-                                 dns_resolver=(dns_resolver or mx_resolver()) if check_mx else None)
+        if allow_reserved:
+            checked = validate_email(text, check_deliverability=False, **RESERVED_OK)
+        else:
+            checked = validate_email(text, check_deliverability=check_mx,
+                                     dns_resolver=(dns_resolver or mx_resolver()) if check_mx else None)
+        email = checked.normalized.lower()
     except EmailNotValidError as exc:
-        raise RejectedAddress(f"invalid email {text!r}: {exc}") from None
-    email = checked.normalized.lower()
+        email = _django_accepted(text) if allow_reserved else None
+        if email is None:
+            raise RejectedAddress(f"invalid email {text!r}: {exc}") from None
     local, _, domain = email.rpartition("@")
     return NormalizedAddress(
         email=email,
@@ -71,3 +96,69 @@ def normalize_address(raw: object, *, check_mx: bool = False,
         is_role_account=local.split("+", 1)[0] in ROLE_LOCAL_PARTS,
         is_free_mail=domain in FREE_MAIL_DOMAINS,
     )
+
+
+def _django_accepted(text: str) -> str | None:
+    """``text`` in lower case, if Django's address validator (the one the admin uses) accepts it."""
+    try:
+        django_validate_email(text)
+    except ValidationError:
+        return None
+    return text.lower()
+
+
+def domain_spellings(raw: object) -> tuple[str, ...]:
+    """A domain's spellings, in lower case: Unicode first, then punycode (``xn--…``), then as given.
+    Only the spelling as given when it is no valid domain name."""
+    text = str(raw or "").strip().lower()
+    try:
+        checked = validate_email(f"postmaster@{text}", check_deliverability=False, **RESERVED_OK)
+    except EmailNotValidError:
+        return (text,)
+    return tuple(dict.fromkeys((checked.domain.lower(), checked.ascii_domain.lower(), text)))
+
+
+@functools.lru_cache(maxsize=8192)
+def address_key(raw: str) -> str:
+    """The spelling of ``raw`` that CAM stores and compares, as ``normalize_address`` gives it (reserved
+    domains allowed). Never raises: text that is no address comes back trimmed and in lower case."""
+    try:
+        return normalize_address(raw, allow_reserved=True).email
+    except RejectedAddress:
+        return str(raw or "").strip().lower()
+
+
+def address_spellings(raw: str) -> tuple[str, ...]:
+    """Every spelling under which ``raw`` may have been stored: ``address_key`` first, then with the
+    domain in punycode, then as given (lower case)."""
+    key = address_key(raw)
+    local, at, domain = key.rpartition("@")
+    spelled = [key]
+    if at:
+        spelled += [f"{local}@{spelling}" for spelling in domain_spellings(domain)]
+    spelled.append(str(raw or "").strip().lower())
+    return tuple(dict.fromkeys(spelled))
+
+
+def normalize_domain(raw: object) -> str:
+    """A domain as ``normalize_address`` spells the domain of an address (reserved domains allowed):
+    trimmed, a leading ``@`` dropped, in Unicode and lower case. Raises ``RejectedAddress``."""
+    text = str(raw or "").strip().removeprefix("@").strip()
+    if not text:
+        raise RejectedAddress("no domain")
+    if "@" in text or "." not in text.strip(".") or text.startswith("[") or any(char.isspace() for char in text):
+        raise RejectedAddress(f"invalid domain {text!r}: enter a domain such as example.com.")
+    try:
+        return normalize_address(f"postmaster@{text}", allow_reserved=True).domain
+    except RejectedAddress as exc:
+        reason = str(exc).partition(": ")[2] or "enter a domain such as example.com."
+        raise RejectedAddress(f"invalid domain {text!r}: {reason}") from None
+
+
+@functools.lru_cache(maxsize=8192)
+def domain_key(raw: str) -> str:
+    """The spelling of a domain that CAM stores and compares (see ``normalize_domain``); never raises."""
+    try:
+        return normalize_domain(raw)
+    except RejectedAddress:
+        return str(raw or "").strip().lower()

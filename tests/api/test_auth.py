@@ -14,8 +14,10 @@ from datetime import date, timedelta
 
 import pytest
 from django.contrib import admin
+from django.core.exceptions import TooManyFieldsSent
 from django.core.management import CommandError, call_command
 from django.http import HttpResponse
+from django.test import Client
 from django.urls import include, path
 from django.utils import timezone
 from django.views.decorators.csrf import ensure_csrf_cookie
@@ -58,8 +60,25 @@ def page_with_form(request):
     return HttpResponse("<form>")
 
 
+class Suspicious(APIView):
+    def get(self, request):
+        raise TooManyFieldsSent("The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.")
+
+
+def crash(request):
+    raise RuntimeError("boom")
+
+
+def slow_down(request):
+    response = HttpResponse("Slow down", status=429, content_type="text/plain")
+    response["Retry-After"] = "42"
+    response.set_cookie("seen", "1")
+    return response
+
+
 urlpatterns = [path("echo/", Echo.as_view()), path("actor/", Actor.as_view()), path("form/", page_with_form),
-               path("", include("aicmo_site.urls"))]
+               path("api/test/suspicious/", Suspicious.as_view()), path("api/test/crash/", crash),
+               path("api/test/slow-down/", slow_down), path("", include("aicmo_site.urls"))]
 URL = "/echo/"
 
 
@@ -223,6 +242,89 @@ def test_it_refuses_other_content_types_with_415(api, content_type):
     assert "Unsupported media type" in response.json()["detail"]
 
 
+def test_it_refuses_a_deeply_nested_body_with_400_naming_the_problem(api):
+    response = api.post(URL, "[" * 1000 + "]" * 1000, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The JSON body is nested more than 32 levels deep."}
+
+
+def test_it_accepts_nesting_up_to_the_limit_and_refuses_one_level_more(api):
+    def nested(levels: int) -> str:
+        return "[" * levels + "]" * levels
+
+    at_the_limit = api.post(URL, nested(32), content_type="application/json")
+    assert at_the_limit.status_code == 400
+    assert list(at_the_limit.json()) == ["non_field_errors"]  # parsed: refused only for not being an object
+    assert "nested" in api.post(URL, nested(33), content_type="application/json").json()["detail"]
+
+
+# --- Errors under /api/ are JSON, whatever answers them ---------------------------------------------
+
+
+def assert_json_error(response, status: int) -> dict:
+    assert response.status_code == status, response.content[:300]
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"detail"}
+    return body
+
+
+TOO_MANY_PARAMS = "&".join(f"x{n}=1" for n in range(1001))
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize("url", ["/api/cam/replies/", "/api/cam/health/", "/api/cam/nowhere/"])
+def test_too_many_query_parameters_are_a_json_400(api, settings, debug, url):
+    settings.DEBUG = debug
+    body = assert_json_error(api.get(f"{url}?{TOO_MANY_PARAMS}"), 400)
+    assert body["detail"] == "Too many query parameters: at most 1000 are accepted."
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+@pytest.mark.parametrize("url", ["/api/cam/replies/", "/api/cam/health/", "/api/schema/"])
+def test_a_host_that_is_not_allowed_is_a_json_400(api, settings, debug, url):
+    settings.DEBUG = debug
+    body = assert_json_error(api.get(url, HTTP_HOST="evil.example"), 400)
+    assert body["detail"] == "The Host header is not one this site serves."
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_a_view_reading_too_many_parameters_itself_gets_a_json_400(api, settings, debug):
+    settings.DEBUG = debug
+    assert_json_error(api.get("/api/test/suspicious/"), 400)
+
+
+def test_outside_the_api_django_answers_as_usual(settings):
+    response = Client().get("/admin/login/", HTTP_HOST="evil.example")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_the_schema_without_credentials_is_a_json_401_with_the_challenge(anon_api):
+    response = anon_api.get("/api/schema/")
+    body = assert_json_error(response, 401)
+    assert body["detail"] == "Send an API key (Authorization: Api-Key <key>) or log in as staff."
+    assert response["WWW-Authenticate"] == "Api-Key"
+
+
+@pytest.mark.parametrize("debug", [False, True], ids=["debug-off", "debug-on"])
+def test_a_server_error_under_the_api_is_a_json_500(settings, debug):
+    settings.DEBUG = debug
+    body = assert_json_error(Client(raise_request_exception=False).get("/api/test/crash/"), 500)
+    assert body["detail"] == "A server error occurred."
+
+
+def test_an_error_page_keeps_its_status_and_headers_but_becomes_json(api):
+    response = api.get("/api/test/slow-down/")
+    assert_json_error(response, 429)
+    assert response["Retry-After"] == "42"
+    assert response.cookies["seen"].value == "1"
+
+
+def test_an_unknown_url_under_the_api_is_a_json_404(api):
+    assert assert_json_error(api.get("/api/cam/no/such/thing/"), 404) == {"detail": "Not found."}
+
+
 # --- Keys: `manage.py cam_api_key` and the admin ----------------------------------------------------
 
 
@@ -310,24 +412,6 @@ def test_the_command_refuses_to_revoke_an_unknown_or_ambiguous_key():
     run_key_command("revoke", second.prefix)
     assert list(CamAPIKey.objects.filter(revoked=True)) == [second]
     assert first.prefix
-
-
-def test_the_admin_shows_a_new_key_once_and_never_again(admin_client):
-    response = admin_client.post("/admin/cam/camapikey/add/", {"name": "from the admin", "read_only": "on"},
-                                 follow=True)
-    assert response.status_code == 200
-    api_key = CamAPIKey.objects.get(name="from the admin")
-    message = next(str(m) for m in response.context["messages"] if api_key.prefix in str(m))
-    key = re.search(rf"{api_key.prefix}\.\S+?(?=\. )", message).group(0)
-    assert "you will not be able to see it again" in message
-    assert api_key.read_only is True
-    assert with_key(key).get(URL).status_code == 200
-    # Neither the list nor the key's own page shows it again.
-    for page in ("/admin/cam/camapikey/", f"/admin/cam/camapikey/{api_key.pk}/change/"):
-        body = admin_client.get(page).content.decode()
-        assert api_key.prefix in body
-        # (The row's id holds the key's hash, not the key: the key cannot be recovered from it.)
-        assert key.split(".", 1)[1] not in body
 
 
 def test_the_admin_revokes_keys_with_an_action_and_lists_their_rights(admin_client):

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from django_q.brokers import get_broker
@@ -15,11 +16,14 @@ from django_q.monitor import monitor
 from django_q.pusher import pusher
 from django_q.queues import Queue
 from django_q.worker import worker
+from rest_framework.test import APIClient
 
+from cam.api import jobs as jobs_api
 from cam.jobs.registry import job
 from cam.jobs.runner import execution_id_for, lease_name_for, run_job
-from cam.models import JobExecution, Lease
+from cam.models import CamAPIKey, JobExecution, Lease, WorkerHeartbeat
 from tests import factories
+from tests.concurrency import run_at_once
 
 GATE = threading.Event()
 STARTED = threading.Event()
@@ -37,10 +41,17 @@ def failing(context):
     raise RuntimeError("the source is on fire")
 
 
+@job("test_api_queued_only", description="A job for tests: not in the list of jobs that may run in a request.")
+def queued_only(context):
+    return {}
+
+
 @pytest.fixture(autouse=True)
-def _reset():
+def _reset(monkeypatch):
     GATE.clear()
     STARTED.clear()
+    # The test jobs are quick enough to run in the request, like score or qualify.
+    monkeypatch.setattr("cam.api.jobs.WAIT_JOBS", jobs_api.WAIT_JOBS | {"test_api_slow", "test_api_failing"})
     yield
     GATE.set()
 
@@ -127,12 +138,15 @@ def test_it_answers_a_failed_run_with_its_error(api):
     assert (response.json()["status"], response.json()["error"]) == ("FAILED", "RuntimeError: the source is on fire")
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_it_passes_max_leads_to_harvest(api):
     campaign = factories.CampaignFactory()
-    response = api.post(run_url("harvest"), {"campaign": campaign.pk, "max_leads": 5, "wait": True}, format="json")
-    assert (response.status_code, response.json()["status"]) == (200, "COMPLETED")
-    assert JobExecution.objects.get(execution_id=response.json()["execution_id"]).params == {"max_leads": 5}
+    response = api.post(run_url("harvest"), {"campaign": campaign.pk, "max_leads": 5}, format="json")
+    assert response.status_code == 202, response.json()
+    run_queue(get_broker())
+    polled = api.get(response["Location"]).json()
+    assert polled["status"] == "COMPLETED"
+    assert JobExecution.objects.get(execution_id=polled["execution_id"]).params == {"max_leads": 5}
 
 
 @pytest.mark.django_db
@@ -164,9 +178,79 @@ def test_it_answers_409_with_the_running_execution_while_another_holder_has_the_
         assert (body["running"]["execution_id"], body["running"]["status"]) == (running.execution_id, "RUNNING")
     assert list(JobExecution.objects.values_list("execution_id", flat=True)) == [running.execution_id]
     assert not OrmQ.objects.exists()
-    # The same job for another campaign, or for all, holds another lease: it runs.
-    other = api.post(run_url("score"), {"scheduled_for": SLOT, "wait": True}, format="json")
+    # The same job for another campaign does not overlap it: it runs.
+    other = api.post(run_url("score"), {"campaign": factories.CampaignFactory().pk, "scheduled_for": SLOT,
+                                        "wait": True}, format="json")
     assert (other.status_code, other.json()["status"]) == (200, "COMPLETED")
+    # The same job for all campaigns would work on this campaign too: 409, naming the campaign's run.
+    for wait in (True, False):
+        response = api.post(run_url("score"), {"scheduled_for": SLOT, "wait": wait}, format="json")
+        assert response.status_code == 409, response.json()
+        assert response.json()["detail"] == (f"The job score is already running for campaign {campaign.pk}; "
+                                             "try again when it has finished.")
+        assert response.json()["running"]["execution_id"] == running.execution_id
+    assert not JobExecution.objects.filter(job="score", campaign=None).exists()
+    assert not OrmQ.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["score", "harvest"])
+def test_it_answers_409_for_a_campaign_while_the_job_runs_for_all_campaigns(api, name):
+    campaign = factories.CampaignFactory()
+    running = factories.JobExecutionFactory(execution_id=f"{name}:running", job=name, campaign=None,
+                                            status="RUNNING", finished_at=None)
+    factories.LeaseFactory(name=lease_name_for(job=name, campaign_id=None), holder="other-host:1")
+    for wait in (True, False) if name in jobs_api.WAIT_JOBS else (False,):
+        response = api.post(run_url(name), {"campaign": campaign.pk, "scheduled_for": SLOT, "wait": wait},
+                            format="json")
+        assert response.status_code == 409, response.json()
+        assert response.json()["detail"] == (f"The job {name} is already running for all campaigns; "
+                                             "try again when it has finished.")
+        assert response.json()["running"]["execution_id"] == running.execution_id
+    assert list(JobExecution.objects.values_list("execution_id", flat=True)) == [running.execution_id]
+    assert not OrmQ.objects.exists()
+    # Another job is not held by it.
+    other = api.post(run_url("qualify"), {"campaign": campaign.pk, "wait": True}, format="json")
+    assert (other.status_code, other.json()["status"]) == (200, "COMPLETED")
+
+
+@pytest.mark.django_db
+def test_it_answers_409_for_all_campaigns_while_the_job_runs_for_one(api):
+    one = factories.CampaignFactory()
+    factories.LeaseFactory(name=lease_name_for(job="harvest", campaign_id=one.pk), holder="other-host:1")
+    response = api.post(run_url("harvest"), {"scheduled_for": SLOT}, format="json")
+    assert response.status_code == 409, response.json()
+    assert response.json()["detail"].startswith(f"The job harvest is already running for campaign {one.pk};")
+    assert response.json()["running"] is None  # the lease is there, its record not (yet)
+    assert not OrmQ.objects.exists()
+    assert not JobExecution.objects.exists()
+
+
+@pytest.mark.django_db
+def test_it_checks_for_overlapping_runs_in_a_fixed_number_of_queries(api):
+    campaigns = factories.CampaignFactory.create_batch(3)
+
+    def queries_for_a_run_for_all() -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = api.post(run_url("score"), {"scheduled_for": SLOT, "wait": True}, format="json")
+        assert response.status_code == 409
+        return len(queries)
+
+    factories.LeaseFactory(name=lease_name_for(job="score", campaign_id=campaigns[0].pk))
+    queries_for_a_run_for_all()  # warm up: the key's first use and the throttle's cache row
+    with_one = queries_for_a_run_for_all()
+    for campaign in campaigns[1:]:
+        factories.LeaseFactory(name=lease_name_for(job="score", campaign_id=campaign.pk))
+    assert queries_for_a_run_for_all() == with_one
+
+
+@pytest.mark.django_db
+def test_it_runs_when_the_overlapping_run_for_all_campaigns_died(api):
+    campaign = factories.CampaignFactory()
+    factories.LeaseFactory(name=lease_name_for(job="score", campaign_id=None), holder="dead-host:1",
+                           expires_at=timezone.now() - timedelta(seconds=1))
+    response = api.post(run_url("score"), {"campaign": campaign.pk, "wait": True}, format="json")
+    assert (response.status_code, response.json()["status"]) == (200, "COMPLETED")
 
 
 @pytest.mark.django_db
@@ -263,11 +347,84 @@ def test_it_shows_a_queued_run_refused_in_the_cluster_because_the_job_was_runnin
     assert polled.status_code == 200
     assert (polled.json()["status"], polled.json()["job"]) == ("SKIPPED", "qualify")
     assert polled.json()["reason"].startswith("Already running")
-    # The slot was not used up: it runs once the other run is gone.
+    # The slot was not used up (nor left reserved): it runs once the other run is gone.
+    assert list(Lease.objects.values_list("name", flat=True)) == [lease_name_for(job="qualify", campaign_id=None)]
     Lease.objects.all().delete()
     again = api.post(run_url("qualify"), {"scheduled_for": SLOT, "wait": True}, format="json")
     assert (again.json()["execution_id"], again.json()["status"]) == (response.json()["execution_id"], "COMPLETED")
     assert api.get(response["Location"]).json()["status"] == "COMPLETED"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_answers_a_second_request_for_a_queued_slot_with_a_skipped_record_and_queues_nothing(api):
+    first = api.post(run_url("qualify"), {"scheduled_for": SLOT}, format="json")
+    assert first.status_code == 202
+    queued_id = first.json()["execution_id"]
+    for wait in (False, True):
+        second = api.post(run_url("qualify"), {"scheduled_for": SLOT, "wait": wait}, format="json")
+        assert second.status_code == 200, second.json()
+        body = second.json()
+        assert (body["status"], body["job"], body["trigger"]) == ("SKIPPED", "qualify", "api")
+        assert body["reason"] == (f"Already queued: the run of this slot is queued as {queued_id}; "
+                                  "poll that execution for its outcome.")
+        assert body["execution_id"].startswith(queued_id + ":skipped-")
+    assert OrmQ.objects.count() == 1
+    # The refusals say nothing about the queued run: its url still waits for the cluster.
+    assert api.get(first["Location"]).status_code == 404
+
+    run_queue(get_broker())
+
+    assert api.get(first["Location"]).json()["status"] == "COMPLETED"
+    assert not Lease.objects.exists()  # the reservation was given back with the run
+    third = api.post(run_url("qualify"), {"scheduled_for": SLOT}, format="json")
+    assert (third.status_code, third.json()["reason"]) == (200, f"This slot already ran as {queued_id}.")
+    # Another slot, or a forced run of this one, is a run of its own.
+    other = api.post(run_url("qualify"), {"scheduled_for": "2026-11-01T03:00:00Z"}, format="json")
+    forced = api.post(run_url("qualify"), {"scheduled_for": SLOT, "force": True}, format="json")
+    assert (other.status_code, forced.status_code) == (202, 202)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_queues_a_slot_once_when_two_requests_come_at_once():
+    # Each thread its own client (the key is committed, so every thread's connection sees it).
+    _, key = CamAPIKey.objects.create_key(name="race")
+
+    def request():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+        response = client.post(run_url("qualify"), {"scheduled_for": SLOT}, format="json")
+        return response.status_code, response.json()
+
+    results, errors = run_at_once(request, threads=2, timeout=30)
+    assert errors == []
+    results.sort(key=lambda result: result[0])
+    assert [status for status, _ in results] == [200, 202]
+    (_, skipped), (_, queued) = results
+    assert skipped["status"] == "SKIPPED"
+    assert skipped["reason"].startswith(f"Already queued: the run of this slot is queued as {queued['execution_id']};")
+    assert OrmQ.objects.count() == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("name", ["harvest", "outreach", "inbox", "worker_cycle", "test_api_queued_only"])
+def test_it_refuses_to_wait_for_a_job_that_is_not_quick(api, name):
+    response = api.post(run_url(name), {"wait": True}, format="json")
+    assert response.status_code == 400, response.json()
+    [message] = response.json()["wait"]
+    assert message.startswith(f"The job {name} cannot run in the request: ")
+    assert "Queue it instead" in message
+    if name == "worker_cycle":
+        assert "heartbeat" in message
+    assert not JobExecution.objects.exists()
+    assert not OrmQ.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_queues_the_worker_cycle_so_only_the_cluster_writes_a_heartbeat(api):
+    response = api.post(run_url("worker_cycle"), {}, format="json")
+    assert response.status_code == 202
+    assert not WorkerHeartbeat.objects.exists()  # the web process wrote none
+    assert OrmQ.objects.count() == 1
 
 
 # --- POST: auth and bad input ---------------------------------------------------------------------
@@ -320,10 +477,11 @@ def test_it_lets_staff_run_a_job_with_a_session(admin_client):
 def test_it_refuses_bad_input_naming_the_field(api, job_name, body, field):
     campaign = factories.CampaignFactory()
     body = {key: campaign.pk if value == "__campaign__" else value for key, value in body.items()}
-    response = api.post(run_url(job_name), {"wait": True, **body}, format="json")
+    response = api.post(run_url(job_name), body, format="json")
     assert response.status_code == 400, response.json()
     assert list(response.json()) == [field]
     assert not JobExecution.objects.exists()
+    assert not OrmQ.objects.exists()
 
 
 @pytest.mark.django_db
@@ -338,19 +496,23 @@ def test_it_refuses_a_body_that_is_not_an_object(api):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("count", [1, 3])
-def test_it_lists_executions_with_a_fixed_number_of_queries(api, django_assert_num_queries, count):
+def test_it_lists_executions_with_a_fixed_number_of_queries(api):
     campaign = factories.CampaignFactory()
-    for _ in range(count):
-        factories.JobExecutionFactory(campaign=campaign, counts={"created": 2})
-    api.get(LIST_URL)  # warm up: the key's first use and the throttle's cache row
-    # The key (1), the throttle's database cache (read, count, savepoint, read, write, release: 6),
-    # the count and the page (2): none of them per execution.
-    with django_assert_num_queries(9):
-        response = api.get(LIST_URL)
-    assert response.status_code == 200
-    assert response.json()["count"] == count
-    assert response.json()["results"][0]["campaign"] == campaign.pk
+
+    def queries_for_the_list(count: int) -> int:
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(LIST_URL)
+        assert response.status_code == 200
+        assert response.json()["count"] == count
+        assert response.json()["results"][0]["campaign"] == campaign.pk
+        return len(queries)
+
+    factories.JobExecutionFactory(campaign=campaign, counts={"created": 2})
+    queries_for_the_list(1)  # warm up: the key's first use and the throttle's cache row
+    with_one = queries_for_the_list(1)
+    factories.JobExecutionFactory.create_batch(2, campaign=campaign, counts={"created": 2})
+    # The key, the throttle's cache, the count and the page: none of them per execution.
+    assert queries_for_the_list(3) == with_one
 
 
 @pytest.mark.django_db

@@ -98,6 +98,7 @@ def test_it_is_healthy_without_a_key_when_everything_answers(anon_api):
         {"name": "database", "status": "ok", "message": "The database answers."},
         {"name": "broker", "status": "ok", "message": "The task queue is in the database, which answers."},
         {"name": "heartbeat", "status": "ok", "message": "The newest heartbeat is 30 s old."},
+        {"name": "cache", "status": "ok", "message": "The cache answers."},
     ]
 
 
@@ -114,7 +115,7 @@ def test_it_is_unavailable_when_no_worker_reported_and_the_worker_cycle_is_overd
     Schedule.objects.filter(name="cam: worker cycle").update(next_run=timezone.now() - timedelta(hours=1))
     response = anon_api.get(HEALTH)
     assert response.status_code == 503
-    assert checks(response) == {"database": "ok", "broker": "ok", "heartbeat": "failed"}
+    assert checks(response) == {"database": "ok", "broker": "ok", "heartbeat": "failed", "cache": "ok"}
 
 
 def test_it_is_unavailable_when_the_newest_heartbeat_is_stale_and_shows_nothing_personal(anon_api, settings):
@@ -152,7 +153,7 @@ def test_it_is_unavailable_when_redis_does_not_answer(anon_api, settings):
     response = anon_api.get(HEALTH)
     assert response.status_code == 503
     assert response.json()["checks"][1] == {"name": "broker", "status": "failed", "message": "Redis did not answer."}
-    assert checks(response) == {"database": "ok", "broker": "failed", "heartbeat": "ok"}
+    assert checks(response) == {"database": "ok", "broker": "failed", "heartbeat": "ok", "cache": "ok"}
 
 
 class FakeRedis(socketserver.StreamRequestHandler):
@@ -203,7 +204,35 @@ def test_it_is_unavailable_when_the_database_does_not_answer(anon_api, monkeypat
         {"name": "database", "status": "failed", "message": "The database did not answer."},
         {"name": "broker", "status": "failed", "message": "The task queue is in the database, which did not answer."},
         {"name": "heartbeat", "status": "failed", "message": "The heartbeats could not be read."},
+        {"name": "cache", "status": "failed", "message": "The cache did not answer."},
     ]
+
+
+@pytest.mark.parametrize("cache", [
+    {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "no_such_cache_table"},
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": "redis://127.0.0.1:{port}/0"},
+], ids=["missing-cache-table", "redis-down"])
+def test_it_is_unavailable_when_the_cache_does_not_answer(anon_api, settings, cache):
+    # The throttles count in the cache: without it every authenticated call fails, so health must say so.
+    settings.CACHES = {"default": {**cache, "LOCATION": cache["LOCATION"].format(port=closed_port())}}
+    factories.WorkerHeartbeatFactory()
+
+    response = anon_api.get(HEALTH)
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "unhealthy"
+    assert checks(response) == {"database": "ok", "broker": "ok", "heartbeat": "ok", "cache": "failed"}
+    assert response.json()["checks"][3] == {"name": "cache", "status": "failed",
+                                            "message": "The cache did not answer."}
+
+
+def test_it_is_unavailable_when_the_cache_loses_what_is_written(anon_api, settings):
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    factories.WorkerHeartbeatFactory()
+    response = anon_api.get(HEALTH)
+    assert response.status_code == 503
+    assert response.json()["checks"][3] == {"name": "cache", "status": "failed", "message": (
+        "The cache did not return what was written to it.")}
 
 
 def test_it_ignores_a_bad_key_and_is_never_throttled(anon_api, settings):
@@ -252,7 +281,7 @@ def test_it_refuses_the_heartbeats_without_credentials(anon_api):
 def test_it_lists_the_heartbeats_in_a_fixed_number_of_queries(api, django_assert_num_queries, rows):
     factories.WorkerHeartbeatFactory.create_batch(rows)
     api.get(WORKER)  # the throttle's first use of the cache table costs queries of its own
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(7):
         assert len(api.get(WORKER).json()["results"]) == rows
 
 
@@ -350,5 +379,5 @@ def test_it_lists_the_alerts_in_a_fixed_number_of_queries(api, django_assert_num
     channel = factories.AlertChannelFactory()
     factories.HumanAlertLogFactory.create_batch(rows, channel=channel, campaign=factories.CampaignFactory())
     api.get(ALERTS)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(7):
         assert len(api.get(ALERTS).json()["results"]) == rows

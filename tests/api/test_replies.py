@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cam.models import HumanAlertLog, InboundEmail, Lead
+from cam.models import HumanAlertLog, InboundEmail, Lead, OutboundEmail, Suppression
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -171,5 +171,81 @@ def test_it_lists_the_replies_in_a_fixed_number_of_queries(api, django_assert_nu
         lead = factories.LeadFactory()
         factories.InboundEmailFactory(lead=lead, outbound_email=factories.OutboundEmailFactory(lead=lead))
     api.get(REPLIES)
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(7):
         assert len(api.get(REPLIES).json()["results"]) == rows
+
+
+# -- a final status stays: nothing brings a lead back out of UNSUBSCRIBED or BOUNCED -------------
+
+def reclassify(api, inbound, category: str) -> dict:
+    response = api.post(reclassify_url(inbound.pk), {"category": category}, format="json")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+@pytest.mark.parametrize("later", ["POSITIVE", "QUESTION", "REFERRAL", "NEGATIVE", "NEUTRAL", "OUT_OF_OFFICE",
+                                   "BOUNCE_SOFT", "BOUNCE_HARD", "AUTO_REPLY"])
+def test_reclassifying_an_unsubscribe_leaves_the_lead_unsubscribed(api, replies, later):
+    inbound, lead = replies["positive"], replies["lead_a"]
+    reclassify(api, inbound, "UNSUBSCRIBE")
+    assert Lead.objects.get(pk=lead.pk).status == Lead.Status.UNSUBSCRIBED
+
+    body = reclassify(api, inbound, later)
+
+    assert body["category"] == later
+    assert InboundEmail.objects.get(pk=inbound.pk).category == later
+    lead.refresh_from_db()
+    assert (lead.status, lead.next_send_at, lead.paused_until) == (Lead.Status.UNSUBSCRIBED, None, None)
+    assert Suppression.objects.filter(email=lead.email).exists()
+    last = lead.events.order_by("-id").first()
+    if later != "AUTO_REPLY":  # an automatic reply changes nothing, so there is nothing to record
+        assert (last.from_status, last.to_status, last.actor) == ("UNSUBSCRIBED", "UNSUBSCRIBED", "api-key:full key")
+        assert "the lead stays UNSUBSCRIBED" in last.reason
+        assert last.inbound_email_id == inbound.pk
+    assert not OutboundEmail.objects.filter(status__in=["PENDING", "RETRY"]).exists()
+
+
+@pytest.mark.parametrize("later", ["POSITIVE", "NEGATIVE", "NEUTRAL", "OUT_OF_OFFICE", "BOUNCE_SOFT"])
+def test_reclassifying_a_hard_bounce_leaves_the_lead_bounced(api, replies, later):
+    inbound, lead = replies["positive"], replies["lead_a"]
+    reclassify(api, inbound, "BOUNCE_HARD")
+
+    reclassify(api, inbound, later)
+
+    lead.refresh_from_db()
+    assert lead.status == Lead.Status.BOUNCED
+    last = lead.events.order_by("-id").first()
+    assert (last.from_status, last.to_status) == ("BOUNCED", "BOUNCED")
+    assert "the lead stays BOUNCED" in last.reason
+
+
+@pytest.mark.parametrize("later", ["UNSUBSCRIBE", "COMPLAINT"])
+def test_a_bounced_lead_may_still_become_unsubscribed(api, replies, later):
+    inbound, lead = replies["positive"], replies["lead_a"]
+    reclassify(api, inbound, "BOUNCE_HARD")
+
+    reclassify(api, inbound, later)
+
+    lead.refresh_from_db()
+    assert lead.status == Lead.Status.UNSUBSCRIBED
+    assert lead.events.order_by("-id").first().from_status == "BOUNCED"
+
+
+def test_a_final_lead_keeps_its_status_but_a_warm_reply_still_reaches_a_person(api, replies):
+    inbound, lead = replies["positive"], replies["lead_a"]
+    reclassify(api, inbound, "UNSUBSCRIBE")
+
+    reclassify(api, inbound, "POSITIVE")
+
+    assert Lead.objects.get(pk=lead.pk).status == Lead.Status.UNSUBSCRIBED
+    assert HumanAlertLog.objects.filter(inbound_email=inbound).count() == 1
+
+
+def test_a_soft_bounce_for_a_final_lead_is_not_retried(api, replies):
+    inbound, outbound = replies["positive"], replies["outbound"]
+    reclassify(api, inbound, "UNSUBSCRIBE")
+
+    reclassify(api, inbound, "BOUNCE_SOFT")
+
+    outbound.refresh_from_db()
+    assert (outbound.status, outbound.soft_bounces, outbound.next_attempt_at) == ("SENT", 0, None)

@@ -134,3 +134,24 @@ def test_every_operation_answers_within_its_schema_and_never_with_a_5xx(case, fu
         checks=[not_a_server_error, status_code_conformance, content_type_conformance,
                 response_schema_conformance],
     )
+
+
+def test_health_documents_only_the_answers_it_can_give():
+    operations = generated_schema()["paths"]
+    assert sorted(operations["/api/cam/health/"]["get"]["responses"]) == ["200", "503"]
+    # No parameter and not a list: no 400 and no 404; but a key is needed and it is throttled.
+    assert sorted(operations["/api/cam/metrics/"]["get"]["responses"]) == ["200", "401", "403", "429"]
+    assert {"400", "401", "403", "404", "429"} <= set(operations["/api/cam/leads/"]["get"]["responses"])
+
+
+def test_request_bodies_refuse_unknown_fields_and_responses_do_not_say_so():
+    schema = generated_schema()
+    components = schema["components"]["schemas"]
+    bodies = {operation["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+              for operations in schema["paths"].values() for operation in operations.values()
+              if "requestBody" in operation}
+    assert {"CampaignRequest", "PatchedCampaignRequest", "LeadInputRequest", "LeadBulkInputRequest"} <= bodies
+    for name in bodies:
+        assert components[name]["additionalProperties"] is False, name
+    assert "additionalProperties" not in components["Campaign"]
+    assert "additionalProperties" not in components["Lead"]

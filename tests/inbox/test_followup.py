@@ -280,3 +280,71 @@ def test_every_other_category_has_its_follow_up(sent, category, status, alerts):
         assert Suppression.objects.get(email=sent.to_email).reason == "COMPLAINT"
     if status != Status.IN_SEQUENCE:
         assert LeadEvent.objects.filter(lead=sent.lead, to_status=status, actor="staff:alex").exists()
+
+
+# -- final statuses: nothing moves a lead out of UNSUBSCRIBED or BOUNCED ---------------------------
+
+def admin_reclassify(admin_client, inbound: InboundEmail, category: str) -> None:
+    response = admin_client.post(reverse("admin:cam_inboundemail_changelist"),
+                                 {"action": f"reclassify_{category.lower()}", "_selected_action": [inbound.pk]})
+    assert response.status_code == 302
+
+
+@pytest.mark.parametrize("later", ["POSITIVE", "QUESTION", "NEGATIVE", "NEUTRAL", "REFERRAL", "OUT_OF_OFFICE"])
+def test_staff_reclassifying_an_unsubscribe_leaves_the_lead_unsubscribed(sent, admin_client, later):
+    inbound = reply(sent, "Please remove me from your list.")
+    replies_process()
+    assert state(sent.lead)[0] == Status.UNSUBSCRIBED
+
+    admin_reclassify(admin_client, inbound, later)
+
+    inbound.refresh_from_db()
+    assert (inbound.category, inbound.classified_by) == (later, f"staff:{admin_client.user.username}")
+    assert state(sent.lead) == (Status.UNSUBSCRIBED, None)
+    last = LeadEvent.objects.filter(lead=sent.lead).order_by("-id").first()
+    assert (last.from_status, last.to_status, last.actor, last.inbound_email) == (
+        Status.UNSUBSCRIBED, Status.UNSUBSCRIBED, f"staff:{admin_client.user.username}", inbound)
+    assert "the lead stays UNSUBSCRIBED" in last.reason
+    assert Suppression.objects.filter(email=sent.to_email).exists()
+
+
+def test_staff_reclassifying_a_hard_bounce_as_positive_leaves_the_lead_bounced(sent, admin_client):
+    bounce(sent, status="5.1.1", diagnostic="550 5.1.1 <anna@brightlane.example.com>: User unknown")
+    replies_process()
+    inbound = InboundEmail.objects.get()
+
+    admin_reclassify(admin_client, inbound, "POSITIVE")
+
+    assert state(sent.lead)[0] == Status.BOUNCED
+    assert "the lead stays BOUNCED" in LeadEvent.objects.filter(lead=sent.lead).order_by("-id").first().reason
+
+
+@pytest.mark.parametrize(("final", "text"), [(Status.UNSUBSCRIBED, "Yes please, send me the details."),
+                                             (Status.BOUNCED, "Not interested."),
+                                             (Status.UNSUBSCRIBED, "I am out of the office until Monday.")])
+def test_a_reply_classified_for_a_lead_already_final_leaves_it_there(sent, final, text):
+    Lead.objects.filter(pk=sent.lead_id).update(status=final, next_send_at=None)
+    reply(sent, text)
+
+    replies_process()
+
+    assert InboundEmail.objects.get().category
+    assert state(sent.lead) == (final, None)
+    event = LeadEvent.objects.get(lead=sent.lead)
+    assert (event.from_status, event.to_status, event.actor) == (final, final, "system:classifier")
+
+
+def test_only_an_unsubscribe_leads_out_of_a_final_status_by_hand_too():
+    from cam.leads import FINAL_STATUSES, lead_statuses_allowed
+
+    assert {status: lead_statuses_allowed(status) for status in FINAL_STATUSES} == {
+        Status.UNSUBSCRIBED: (), Status.BOUNCED: (Status.UNSUBSCRIBED,)}
+
+
+@pytest.mark.parametrize("final", [Status.UNSUBSCRIBED, Status.BOUNCED])
+def test_a_final_status_is_not_set_without_suppressing_the_address(sent, final):
+    from cam.leads import lead_set_status
+
+    with pytest.raises(ValueError, match="suppress the address"):
+        lead_set_status(lead=sent.lead, to_status=final, actor="staff:alex", reason="by hand")
+    assert state(sent.lead)[0] == Status.IN_SEQUENCE

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cam.pipeline.normalize import NormalizedAddress, RejectedAddress, normalize_address
+from cam.pipeline.normalize import (
+    NormalizedAddress,
+    RejectedAddress,
+    address_key,
+    address_spellings,
+    domain_key,
+    domain_spellings,
+    normalize_address,
+    normalize_domain,
+)
 
 
 def test_it_trims_and_lower_cases_an_address():
@@ -57,3 +66,44 @@ def test_it_rejects_an_invalid_address_with_the_reason(raw, reason):
     message = str(caught.value)
     assert message.startswith(f"invalid email {raw!r}: ")
     assert reason in message
+
+
+# -- one spelling for leads and the suppression list ------------------------------------------------
+
+@pytest.mark.parametrize("raw", ["üser@exämple.com", " ÜSER@EXÄMPLE.COM ", "üser@xn--exmple-cua.com",
+                                 "Üser@XN--EXMPLE-CUA.COM"])
+def test_an_internationalised_address_has_one_spelling_whatever_the_input(raw):
+    assert normalize_address(raw).email == "üser@exämple.com"
+    assert normalize_address(raw).domain == "exämple.com"
+    assert address_key(raw) == "üser@exämple.com"
+    assert address_spellings(raw)[:2] == ("üser@exämple.com", "üser@xn--exmple-cua.com")
+
+
+@pytest.mark.parametrize("raw", ["anna@acme.test", "anna@printer.local", "root@localhost", '"anna smith"@acme.de'])
+def test_reserved_domains_are_accepted_only_when_asked(raw):
+    assert normalize_address(raw, allow_reserved=True).email == raw.lower()
+    with pytest.raises(RejectedAddress):
+        normalize_address(raw)
+
+
+def test_allow_reserved_spells_an_address_as_a_lead_has_it():
+    assert normalize_address(" Anna@XN--EXMPLE-CUA.test ", allow_reserved=True).email == "anna@exämple.test"
+    assert normalize_address("Anna.Schmidt@ACME-GmbH.de", allow_reserved=True) == normalize_address(
+        "Anna.Schmidt@ACME-GmbH.de")
+
+
+@pytest.mark.parametrize("raw", ["exämple.com", " EXÄMPLE.COM ", "xn--exmple-cua.com", "@XN--EXMPLE-CUA.com"])
+def test_a_domain_has_the_spelling_of_an_address_domain(raw):
+    assert normalize_domain(raw) == domain_key(raw) == "exämple.com"
+    assert domain_spellings("exämple.com") == ("exämple.com", "xn--exmple-cua.com")
+
+
+@pytest.mark.parametrize("raw", ["", "no_such domain", "anna@acme.de", "acme", "[127.0.0.1]", "xn--.com"])
+def test_it_rejects_what_is_no_domain(raw):
+    with pytest.raises(RejectedAddress):
+        normalize_domain(raw)
+
+
+def test_text_that_is_no_address_still_has_a_key_to_compare():
+    assert address_key("  Not An Address ") == "not an address"
+    assert address_spellings("  Not An Address ") == ("not an address",)
