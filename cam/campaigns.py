@@ -92,32 +92,87 @@ def campaign_update(*, campaign: Campaign, fields: dict[str, Any],
     for name, value in fields.items():
         setattr(campaign, name, value)
     campaign.full_clean()
-    campaign.save()
+    campaign_save_settings(campaign, fields)
     if mailboxes is not None:
         campaign.mailboxes.set(mailboxes)
     return campaign
+
+
+# Written only by pause, resume, activate and the rules: a settings edit never writes them back, so an
+# edit made while the status changes cannot undo the change with the status it read before.
+STATUS_FIELDS = frozenset({"status", "status_reason", "status_changed_at"})
+
+
+def campaign_save_settings(campaign: Campaign, names: Iterable[str]) -> None:
+    """Save the settings ``names`` of an existing campaign (and its ``updated_at``), and nothing else."""
+    concrete = {field.name for field in Campaign._meta.concrete_fields if not field.primary_key}
+    update_fields = (set(names) & concrete) - STATUS_FIELDS
+    campaign.save(update_fields=sorted(update_fields | {"updated_at"}))
 
 
 class StepInUse(Exception):
     """A sequence step that emails were sent from (or queued with) cannot be deleted."""
 
 
+class FirstStepWithoutSubject(Exception):
+    """A change that would leave the campaign's first step (its lowest position) without a subject:
+    follow-ups reuse the first subject, and nothing could be planned for a new lead."""
+
+
+def _has_subject(step: SequenceStep | None) -> bool:
+    return step is not None and bool((step.subject_template or "").strip())
+
+
+def _first_step(campaign_id: int, *, exclude_pk: int | None = None) -> SequenceStep | None:
+    steps = SequenceStep.objects.filter(campaign_id=campaign_id)
+    if exclude_pk is not None:
+        steps = steps.exclude(pk=exclude_pk)
+    return steps.order_by("position").first()
+
+
+def _lock_steps(campaign_id: int) -> None:
+    # The campaign row orders concurrent changes of its steps, so two of them cannot each pass the
+    # first-step check on what the other is changing (no-op on SQLite, which writes one at a time).
+    list(Campaign.objects.select_for_update().filter(pk=campaign_id).values_list("pk", flat=True))
+
+
 @transaction.atomic
 def sequence_step_save(*, step: SequenceStep, fields: dict[str, Any]) -> SequenceStep:
     """Create or change a step. Raises Django's ``ValidationError`` for values the model refuses
-    (a position taken in the campaign, a first step without a subject)."""
+    (a position taken in the campaign, a first step without a subject), and ``FirstStepWithoutSubject``
+    when moving or changing a step would leave the campaign's first step without a subject."""
+    changing = step.pk is not None
+    if changing:
+        _lock_steps(step.campaign_id)
+        first_before = _first_step(step.campaign_id)
     for name, value in fields.items():
         setattr(step, name, value)
     step.full_clean()
     step.save()
+    if changing and _has_subject(first_before):
+        first = _first_step(step.campaign_id)
+        if not _has_subject(first):
+            raise FirstStepWithoutSubject(
+                f"Step {first.position} would become the campaign's first email, and it has no subject; "
+                f"give it one first (follow-ups reuse the first email's subject).")
     return step
 
 
 @transaction.atomic
 def sequence_step_delete(*, step: SequenceStep) -> None:
-    """Delete a step no email refers to; raises ``StepInUse`` otherwise (its emails keep their step)."""
+    """Delete a step no email refers to; raises ``StepInUse`` otherwise (its emails keep their step),
+    and ``FirstStepWithoutSubject`` when the step is the first and the one after it has no subject."""
     used = step.outbound_emails.count()
     if used:
         raise StepInUse(f"Step {step.position} has {used} email(s) sent or queued from it, so it is kept; "
                         f"change its templates instead.")
+    _lock_steps(step.campaign_id)
+    first = _first_step(step.campaign_id)
+    if first is not None and first.pk == step.pk:
+        following = _first_step(step.campaign_id, exclude_pk=step.pk)
+        if following is not None and not _has_subject(following):
+            raise FirstStepWithoutSubject(
+                f"Step {step.position} is the campaign's first email, and step {following.position}, which "
+                f"would become the first, has no subject; give it one first (follow-ups reuse the first "
+                f"email's subject).")
     step.delete()

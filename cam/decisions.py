@@ -14,9 +14,10 @@ period its email was sent in, so a rate compares like with like.
   ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction.
 
 Same evidence: a decision remembers ``evidence_until``, the ``sent_at`` of the newest send it
-measured. Every rule of that campaign then measures only emails sent after the newest such
-moment, so once staff resume a campaign no rule fires again on the sends that were already judged;
-it fires again once enough new sends (its ``min_sample``) show the problem.
+measured. That rule then measures only emails sent after it, so once staff resume a campaign the
+rule does not fire again on the sends it already judged; it fires again once enough new sends (its
+``min_sample``) show the problem. The campaign's other rules keep measuring every send: a
+complaint that arrives after a bounce pause, on an old send, still counts for the complaint rule.
 """
 
 from __future__ import annotations
@@ -308,15 +309,15 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     ).select_related("campaign").order_by("campaign_id", "-action", "pk"))  # descending action: PAUSE before DEGRADE
     if not rules:
         return counts
-    floors = dict(RuleDecision.objects.filter(campaign_id__in={rule.campaign_id for rule in rules})
-                  .order_by().values("campaign_id").annotate(until=Max("evidence_until"))
-                  .values_list("campaign_id", "until"))
+    floors = dict(RuleDecision.objects.filter(rule_id__in=[rule.pk for rule in rules])
+                  .order_by().values("rule_id").annotate(until=Max("evidence_until"))
+                  .values_list("rule_id", "until"))
     changed: set[int] = set()
     for rule in rules:
         if rule.campaign_id in changed or rule.campaign.status not in EVALUATED_IN[rule.action]:
             continue
         counts["evaluated"] += 1
-        finding = _finding(rule, floors.get(rule.campaign_id))
+        finding = _finding(rule, floors.get(rule.pk))
         if finding is None:
             counts["below_sample"] += 1
             continue

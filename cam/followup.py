@@ -4,10 +4,21 @@ One handler per category (a table, not a chain of ifs). Every change goes throug
 it is recorded as a ``LeadEvent`` with who or what made it and why; a lead whose sequence stops has
 its waiting emails cancelled. Warm replies queue an alert to a person, once per reply.
 
-A lead in a final status (``cam.leads.FINAL_STATUSES``: unsubscribed or bounced) stays in it,
-whatever the reply or a later reclassification says — only an unsubscribe or complaint still moves a
-bounced lead to ``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the
-lead stayed.
+Each handler respects the status the reply found the lead in. A lead in its sequence or not yet in
+one (``cam.leads.OPEN_STATUSES``) gets the whole follow-up. A closed lead (``CLOSED_STATUSES``) is not
+reopened or moved sideways: a reply never pauses it or puts it back into a sequence, a negative or
+neutral reply leaves it, and a soft bounce is not retried. The exceptions: an unsubscribe, a complaint
+or a hard bounce still suppresses the address and stops everything; a warm reply (positive, question,
+referral) brings a lead closed without a conversation or a sale (``REKINDLED_BY_WARM_REPLY``: not
+interested, nurture, dead) back as ``INTERESTED`` / ``REFERRED`` — the person changed their mind —
+and always alerts a person, while the lead of a conversation or a sale (interested, referred, won,
+lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscribed or bounced) stays
+in it whatever the reply says — only an unsubscribe or complaint still moves a bounced lead to
+``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the lead stayed.
+
+A reclassification corrects the reply's own follow-up: when the lead's status was set by this same
+reply, the new category is applied to the status the reply found, so a misread reply on a closed lead
+leaves it where it was.
 """
 
 from __future__ import annotations
@@ -19,13 +30,14 @@ from datetime import datetime, time, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.urls import reverse
 from django.utils import timezone
 
 from cam.alerts.service import alert_queue
 from cam.leads import (
     FINAL_STATUSES,
+    OPEN_STATUSES,
     lead_events_record,
     lead_mark_bounced,
     lead_mark_complained,
@@ -34,7 +46,7 @@ from cam.leads import (
     lead_unsubscribe,
     leads_stop_company,
 )
-from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, OutboundEmail
+from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail
 
 Category = InboundEmail.Category
 Status = Lead.Status
@@ -45,6 +57,13 @@ HUMAN = (Category.POSITIVE, Category.NEGATIVE, Category.UNSUBSCRIBE, Category.RE
          Category.NEUTRAL)
 SOFT_BOUNCE_RETRY = timedelta(hours=24)
 
+# Leads being mailed: only these are paused by an absence, or have a soft-bounced email retried.
+IN_SEQUENCE_STATUSES = (Status.IN_SEQUENCE, Status.PAUSED)
+# Closed without a conversation or a sale (a reply's "no", or silence): a warm reply reopens the
+# conversation — the person changed their mind. Interested, referred, won and lost leads keep theirs.
+REKINDLED_BY_WARM_REPLY = (Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD)
+WARM_FROM = (*OPEN_STATUSES, *REKINDLED_BY_WARM_REPLY)
+
 
 @dataclass(frozen=True)
 class Reply:
@@ -52,6 +71,9 @@ class Reply:
     lead: Lead
     outbound: OutboundEmail | None
     actor: str
+    # The lead's status when the reply came: its status now, unless this same reply's earlier
+    # follow-up (before a reclassification) set it.
+    found: str
 
     @property
     def quote(self) -> str:
@@ -83,28 +105,56 @@ def _set(reply: Reply, status: str, reason: str, **options) -> None:
                     inbound_email=reply.inbound, **options)
 
 
+def _reopened_by_this_reply(reply: Reply) -> bool:
+    """Whether this reply's earlier follow-up moved the lead out of the closed status it found it in."""
+    return (reply.lead.status != reply.found and reply.found not in OPEN_STATUSES
+            and reply.found not in FINAL_STATUSES)
+
+
+def _stay(reply: Reply, *, reason: str, to_status: str = "", why: str = "") -> None:
+    """The lead stays in the status the reply found it in, and its history says so.
+
+    When this reply's earlier follow-up had moved a closed lead (a warm reply reopening it, since
+    reclassified), the lead goes back to that closed status."""
+    lead, found = reply.lead, reply.found
+    if _reopened_by_this_reply(reply):
+        _set(reply, found, f"{reason} — back to {found}, the closed status the lead had when this reply came, "
+                           f"which a reply does not reopen or change")
+        return
+    lead_status_kept(lead=lead, status=lead.status, to_status="" if to_status == lead.status else to_status,
+                     actor=reply.actor, reason=reason, inbound_email=reply.inbound, why=why)
+
+
+def _move(reply: Reply, status: str, reason: str, *, allowed: tuple[str, ...], **options) -> None:
+    """Move the lead to ``status`` when the reply found it in one of ``allowed``; otherwise it stays."""
+    if reply.found in allowed:
+        _set(reply, status, reason, **options)
+    else:
+        _stay(reply, reason=reason, to_status=status)
+
+
 def _positive(reply: Reply) -> None:
-    _set(reply, Status.INTERESTED, f"Positive reply: {reply.quote}")
+    _move(reply, Status.INTERESTED, f"Positive reply: {reply.quote}", allowed=WARM_FROM)
     _alert(reply, AlertType.POSITIVE_REPLY, f"Interested: {reply.lead.full_name or reply.lead.email}")
 
 
 def _question(reply: Reply) -> None:
     # A question is a conversation a person should take over: the sequence stops and someone is told.
-    _set(reply, Status.INTERESTED, f"Asked a question: {reply.quote}")
+    _move(reply, Status.INTERESTED, f"Asked a question: {reply.quote}", allowed=WARM_FROM)
     _alert(reply, AlertType.POSITIVE_REPLY, f"Question from {reply.lead.full_name or reply.lead.email}")
 
 
 def _negative(reply: Reply) -> None:
-    _set(reply, Status.NOT_INTERESTED, f"Not interested: {reply.quote}")
+    _move(reply, Status.NOT_INTERESTED, f"Not interested: {reply.quote}", allowed=OPEN_STATUSES)
 
 
 def _neutral(reply: Reply) -> None:
-    _set(reply, Status.NURTURE, f"Replied without a clear answer: {reply.quote}")
+    _move(reply, Status.NURTURE, f"Replied without a clear answer: {reply.quote}", allowed=OPEN_STATUSES)
 
 
 def _referral(reply: Reply) -> None:
     to = reply.inbound.referral_email
-    _set(reply, Status.REFERRED, f"Referred us to {to or 'someone else'}: {reply.quote}")
+    _move(reply, Status.REFERRED, f"Referred us to {to or 'someone else'}: {reply.quote}", allowed=WARM_FROM)
     _alert(reply, AlertType.REFERRAL, f"Referral from {reply.lead.full_name or reply.lead.email}"
                                       f"{f' to {to}' if to else ''}")
 
@@ -129,10 +179,11 @@ def _bounce_soft(reply: Reply) -> None:
     campaign = reply.lead.campaign
     if outbound is None:
         return
-    if reply.lead.status in FINAL_STATUSES:
-        # Nothing is sent to it again, so nothing is retried.
-        lead_status_kept(lead=reply.lead, status=reply.lead.status, actor=reply.actor,
-                         reason=f"Soft bounce, not retried ({reply.source})", inbound_email=reply.inbound)
+    if reply.lead.status not in IN_SEQUENCE_STATUSES:
+        # Only a lead still being mailed gets the email again; nothing else is retried.
+        _stay(reply, reason=f"Soft bounce, not retried ({reply.source})",
+              why="" if reply.lead.status in FINAL_STATUSES or reply.found not in OPEN_STATUSES
+              else "not in a sequence, so nothing is sent to it again")
         return
     soft = outbound.soft_bounces + 1
     if soft >= campaign.soft_bounce_limit:
@@ -151,6 +202,11 @@ def _bounce_soft(reply: Reply) -> None:
 
 
 def _out_of_office(reply: Reply) -> None:
+    if reply.found not in IN_SEQUENCE_STATUSES:
+        # Pausing would put the lead into a sequence when the pause ends: only a lead in one is paused.
+        _stay(reply, reason=f"Out of office: {reply.quote}", to_status=Status.PAUSED,
+              why="" if reply.found not in OPEN_STATUSES else "not in a sequence, so there is nothing to pause")
+        return
     back = reply.inbound.return_date
     campaign = reply.lead.campaign
     # Back in the morning of the return day, in the lead's (or the campaign's) time zone.
@@ -163,7 +219,10 @@ def _out_of_office(reply: Reply) -> None:
 
 
 def _automatic(reply: Reply) -> None:
-    """An automatic reply that is not an absence changes nothing."""
+    """An automatic reply that is not an absence changes nothing (but a reclassification to it undoes
+    this reply's reopening of a closed lead)."""
+    if _reopened_by_this_reply(reply):
+        _stay(reply, reason=f"Automatic reply: {reply.quote}")
 
 
 FOLLOW_UPS: dict[str, Callable[[Reply], None]] = {
@@ -186,10 +245,11 @@ def reply_follow_up(*, inbound: InboundEmail, actor: str) -> None:
     """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead)."""
     if inbound.lead_id is None or not inbound.category:
         return
-    lead = Lead.objects.select_related("campaign").get(pk=inbound.lead_id)
+    # Locked, so the status decided on is the one changed (a person or another reply waits).
+    lead = Lead.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=inbound.lead_id)
     outbound = (OutboundEmail.objects.select_related("step").filter(pk=inbound.outbound_email_id).first()
                 if inbound.outbound_email_id else None)
-    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor)
+    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor, found=_status_found(lead, inbound))
     if inbound.category in HUMAN:
         Lead.objects.filter(pk=lead.pk, replied_at__isnull=True).update(replied_at=inbound.received_at
                                                                          or timezone.now())
@@ -199,17 +259,38 @@ def reply_follow_up(*, inbound: InboundEmail, actor: str) -> None:
     FOLLOW_UPS[inbound.category](reply)
 
 
+def _status_found(lead: Lead, inbound: InboundEmail) -> str:
+    """The status ``lead`` had when ``inbound`` came: its status now, unless its latest changes were
+    made by this same reply's follow-up (it is being reclassified) — then the status before them. A
+    final status is never looked past: nothing leaves it."""
+    found = lead.status
+    if found in FINAL_STATUSES:
+        return found
+    changes = (LeadEvent.objects.filter(lead_id=lead.pk).exclude(from_status=F("to_status"))
+               .order_by("-created_at", "-pk").values_list("from_status", "to_status", "inbound_email_id"))
+    for from_status, to_status, inbound_id in changes[:20]:
+        if inbound_id != inbound.pk or to_status != found:
+            break
+        found = from_status
+    return found
+
+
 def leads_resume_paused(*, now: datetime | None = None) -> int:
-    """Leads whose out-of-office pause is over go back into their sequence."""
+    """Leads whose out-of-office pause is over go back into their sequence: only leads still
+    ``PAUSED`` with a ``paused_until`` that has come (locked, so a lead a person or a reply moves
+    meanwhile is not resumed)."""
     now = now or timezone.now()
     with transaction.atomic():
-        due = Lead.objects.filter(status=Status.PAUSED, paused_until__lte=now)
-        found = list(due.values_list("pk", "status"))
+        due = Lead.objects.filter(status=Status.PAUSED, paused_until__isnull=False, paused_until__lte=now)
+        found = list(due.select_for_update().values_list("pk", "status"))
+        if not found:
+            return 0
         lead_events_record(found, to_status=Status.IN_SEQUENCE, actor="system:follow-up",
-                       reason="Back from out of office.")
-        due.update(status=Status.IN_SEQUENCE, status_reason="Back from out of office.", status_changed_at=now,
-                   updated_at=now, paused_until=None, next_send_at=now)
-    return len(found)
+                           reason="Back from out of office.")
+        resumed = due.filter(pk__in=[pk for pk, _ in found]).update(
+            status=Status.IN_SEQUENCE, status_reason="Back from out of office.", status_changed_at=now,
+            updated_at=now, paused_until=None, next_send_at=now)
+    return resumed
 
 
 def leads_no_reply_timeout(*, now: datetime | None = None) -> dict[str, int]:

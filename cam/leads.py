@@ -29,6 +29,14 @@ Status = Lead.Status
 # ``MANUAL_TRANSITIONS``, which allows the same for changes made by hand.
 FINAL_STATUSES = (Status.UNSUBSCRIBED, Status.BOUNCED)
 
+# A lead in one of these is in its sequence (``IN_SEQUENCE``, or ``PAUSED`` within it) or still waiting
+# for the pipeline to decide about one (``NEW``, ``QUALIFIED``, ``DISQUALIFIED``, which qualification
+# may re-decide): a reply applies its whole follow-up. Every other status is closed: a conversation a
+# person took over, an outcome (a reply's, a silence's or a sale's) or a final status. A reply does not
+# reopen a closed lead or move it sideways; ``cam.followup`` says what it still does.
+OPEN_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
+CLOSED_STATUSES = tuple(status for status in Status if status not in OPEN_STATUSES)
+
 # Leads of the same address elsewhere that are waiting to be mailed, or being mailed: once the
 # address is suppressed they never will be, so they are stopped with the reason. Leads past that
 # (a reply, a sale, an earlier bounce) keep their status: the suppression alone protects them.
@@ -46,14 +54,18 @@ def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: s
 
 
 def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_status: str = "",
-                     inbound_email=None) -> None:
-    """Record that ``lead`` stays in its final ``status`` although ``reason`` would have moved it (to
+                     inbound_email=None, why: str = "") -> None:
+    """Record that ``lead`` stays in ``status`` although ``reason`` would have moved it (to
     ``to_status``, when given): an event from and to the same status, so the lead's history shows
-    the reply or request and why nothing changed."""
+    the reply or request and why nothing changed. ``why`` explains it; by default, that ``status``
+    is final or closed."""
+    if not why:
+        why = ("a final status, which nothing moves a lead out of" if status in FINAL_STATUSES
+               else "a closed status, which a reply does not reopen or change")
     instead = f" (it would otherwise have become {to_status})" if to_status else ""
     LeadEvent.objects.create(
         lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
-        reason=f"{reason} — the lead stays {status}: a final status, which nothing moves a lead out of{instead}.")
+        reason=f"{reason} — the lead stays {status}: {why}{instead}.")
 
 
 def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
@@ -278,16 +290,23 @@ class LeadsAdded:
 
 
 @transaction.atomic
-def leads_add(*, items: Sequence[NewLead]) -> LeadsAdded:
+def leads_add(*, items: Sequence[NewLead], numbers: Sequence[int] | None = None) -> LeadsAdded:
     """Create a ``NEW`` lead for each item, refusing (by index, with the reason) an address given twice
     for one campaign, one already a lead of its campaign, or one suppressed — as the CSV import
-    does. Three queries whatever the number of items (suppressions, existing leads, one insert)."""
+    does. Three queries whatever the number of items (suppressions, existing leads, one insert).
+
+    ``created`` and ``refused`` are keyed by the items' positions in ``items``. The reasons name an
+    earlier item by ``numbers[position]`` — the item's own index in the request, when ``items`` holds
+    only some of the request's items — or else by its position."""
+    if numbers is not None and len(numbers) != len(items):
+        raise ValueError(f"{len(numbers)} numbers for {len(items)} items.")
     refused: dict[int, str] = {}
     first_index: dict[tuple[int, str], int] = {}
     for index, item in enumerate(items):
         key = (item.campaign_id, item.email)
         if key in first_index:
-            refused[index] = f"duplicate: {item.email} is already item {first_index[key]} of this request"
+            first = first_index[key] if numbers is None else numbers[first_index[key]]
+            refused[index] = f"duplicate: {item.email} is already item {first} of this request"
         else:
             first_index[key] = index
     emails = sorted({email for _, email in first_index})

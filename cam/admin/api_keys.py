@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
@@ -14,12 +15,28 @@ if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
 
 
+class CamAPIKeyForm(forms.ModelForm):
+    class Meta:
+        model = CamAPIKey
+        fields = ["name", "read_only", "expiry_date", "revoked"]
+
+    def clean_name(self) -> str:
+        # The name is how audit trails (``api-key:<name>``) and ``cam_api_key revoke`` tell keys apart.
+        name = self.cleaned_data["name"].strip()
+        if not name:
+            raise forms.ValidationError("Give the key a name that says who or what uses it.")
+        if CamAPIKey.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"An API key named {name!r} exists already; names tell keys apart.")
+        return name
+
+
 @admin.register(CamAPIKey)
 class CamAPIKeyAdmin(APIKeyModelAdmin):
     """Only the key's hash is stored, so no page can show it again once it is created. The new key is
     shown on the page that answers "Save" itself — not in a flash message, which Django keeps in a
     cookie (or the session table) until the next page. Revoking cannot be undone."""
 
+    form = CamAPIKeyForm
     list_display = ["name", "prefix", "read_only", "created", "expiry_date", "_has_expired", "revoked"]
     list_filter = ["read_only", "revoked", "created"]
     fields = ["name", "prefix", "read_only", "expiry_date", "revoked", "created"]
@@ -49,7 +66,7 @@ class CamAPIKeyAdmin(APIKeyModelAdmin):
         response["Cache-Control"] = "no-store"  # the page holds the key: no cache may keep it
         return response
 
-    @admin.action(description="Revoke selected API keys (cannot be undone)")
+    @admin.action(description="Revoke selected API keys (cannot be undone)", permissions=["change"])
     def revoke(self, request, queryset):
         revoked = queryset.filter(revoked=False).update(revoked=True)
         self.message_user(request, f"{revoked} API key(s) revoked; requests with them are refused from now on.",

@@ -13,13 +13,18 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
-from cam.campaigns import campaigns_activate, campaigns_pause, campaigns_resume
+from cam.campaigns import campaign_save_settings, campaigns_activate, campaigns_pause, campaigns_resume
 from cam.decisions import campaign_rules_ensure_defaults
 from cam.jobs.queue import job_enqueue
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step
 from cam.outreach.rendering import TemplateProblem, check_templates
+
+
+def _actor(request) -> str:
+    """Who acted, spelled as the API spells a staff user in status reasons and events."""
+    return f"staff:{request.user.get_username()}"
 
 
 def _count_of(model, **filters) -> Coalesce:
@@ -81,9 +86,29 @@ def _sent_counts(queryset):
     return queryset.annotate(_sent=Coalesce(Subquery(sent, output_field=IntegerField()), 0))
 
 
+class SequenceStepFormSet(forms.BaseInlineFormSet):
+    """The steps as saved must leave the first (the lowest position) with a subject, as the API requires
+    of a deletion or a move: a step after it would otherwise become the first email without one."""
+
+    def clean(self):
+        super().clean()
+        if any(form.errors for form in self.forms):
+            return
+        kept = [form.cleaned_data for form in self.forms
+                if form.cleaned_data and not self._should_delete_form(form)]
+        positioned = [data for data in kept if data.get("position") is not None]
+        if positioned:
+            first = min(positioned, key=lambda data: data["position"])
+            if not (first.get("subject_template") or "").strip():
+                raise forms.ValidationError(
+                    f"Step {first['position']} would be the campaign's first email, and it has no subject; "
+                    f"give it one (follow-ups reuse the first email's subject).")
+
+
 class SequenceStepInline(admin.StackedInline):
     model = SequenceStep
     form = SequenceStepForm
+    formset = SequenceStepFormSet
     extra = 0
     fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "html_template",
               ("sent", "preview")]
@@ -149,9 +174,13 @@ class CampaignAdmin(admin.ModelAdmin):
         return self.inlines if obj is not None else [i for i in self.inlines if i is not CampaignRuleInline]
 
     def save_model(self, request, obj, form, change):
+        if change:
+            # Only the fields the form changed: writing back the status read when the page was loaded
+            # would undo a pause or resume made meanwhile.
+            campaign_save_settings(obj, form.changed_data)
+            return
         super().save_model(request, obj, form, change)
-        if not change:
-            campaign_rules_ensure_defaults(obj)
+        campaign_rules_ensure_defaults(obj)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -180,22 +209,26 @@ class CampaignAdmin(admin.ModelAdmin):
             self.message_user(request, f"{skipped} left as they were: only {names} campaigns can be {verb}.",
                               messages.WARNING)
 
-    @admin.action(description="Pause selected campaigns")
+    def has_run_jobs_permission(self, request) -> bool:
+        # Running a job records a job execution: the same permission the API asks for a job run.
+        return request.user.has_perm("cam.add_jobexecution")
+
+    @admin.action(description="Pause selected campaigns", permissions=["change"])
     def pause(self, request, queryset):
         changed = campaigns_pause(campaign_ids=queryset.values_list("pk", flat=True),
-                                  reason=f"Paused by {request.user.get_username()}")
+                                  reason=f"Paused by {_actor(request)}")
         self._report(request, queryset, changed, "paused", ("ACTIVE", "DEGRADED"))
 
-    @admin.action(description="Resume selected campaigns")
+    @admin.action(description="Resume selected campaigns", permissions=["change"])
     def resume(self, request, queryset):
         changed = campaigns_resume(campaign_ids=queryset.values_list("pk", flat=True),
-                                   reason=f"Resumed by {request.user.get_username()}")
+                                   reason=f"Resumed by {_actor(request)}")
         self._report(request, queryset, changed, "resumed", ("PAUSED", "DEGRADED"))
 
-    @admin.action(description="Activate selected draft campaigns")
+    @admin.action(description="Activate selected draft campaigns", permissions=["change"])
     def activate(self, request, queryset):
         changed = campaigns_activate(campaign_ids=queryset.values_list("pk", flat=True),
-                                     reason=f"Activated by {request.user.get_username()}")
+                                     reason=f"Activated by {_actor(request)}")
         self._report(request, queryset, changed, "activated", ("DRAFT",))
 
     def _queue(self, request, queryset, job: str) -> None:
@@ -205,15 +238,15 @@ class CampaignAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {job} for {len(ids)} campaign(s). Its results appear under Job "
                                    f"executions as soon as the task queue has run it.", messages.SUCCESS)
 
-    @admin.action(description="Run now: harvest lead sources")
+    @admin.action(description="Run now: harvest lead sources", permissions=["run_jobs"])
     def run_harvest(self, request, queryset):
         self._queue(request, queryset, "harvest")
 
-    @admin.action(description="Run now: score leads")
+    @admin.action(description="Run now: score leads", permissions=["run_jobs"])
     def run_score(self, request, queryset):
         self._queue(request, queryset, "score")
 
-    @admin.action(description="Run now: qualify and enrol leads")
+    @admin.action(description="Run now: qualify and enrol leads", permissions=["run_jobs"])
     def run_qualify(self, request, queryset):
         self._queue(request, queryset, "qualify")
 

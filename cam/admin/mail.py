@@ -61,14 +61,20 @@ class OutboundEmailAdmin(AuditAdmin):
     # Rows stay read-only; these actions are the only changes staff make, through the services.
     actions = ["cancel", "resend"]
 
-    @admin.action(description="Cancel selected emails (not yet sent)")
+    def has_act_permission(self, request) -> bool:
+        # The rows are read-only here; the actions change them through services, for who may change them.
+        return request.user.has_perm("cam.change_outboundemail")
+
+    @admin.action(description="Cancel selected emails (not yet sent)", permissions=["act"])
     def cancel(self, request, queryset):
-        changed = outbound_cancel(outbound_ids=queryset.values_list("pk", flat=True), by=request.user.get_username())
+        changed = outbound_cancel(outbound_ids=queryset.values_list("pk", flat=True),
+                                  by=f"staff:{request.user.get_username()}")
         self.message_user(request, f"{changed} email(s) cancelled. Sent emails cannot be cancelled.", messages.SUCCESS)
 
-    @admin.action(description="Resend selected emails (failed, unknown or cancelled)")
+    @admin.action(description="Resend selected emails (failed, unknown or cancelled)", permissions=["act"])
     def resend(self, request, queryset):
-        changed = outbound_resend(outbound_ids=queryset.values_list("pk", flat=True), by=request.user.get_username())
+        changed = outbound_resend(outbound_ids=queryset.values_list("pk", flat=True),
+                                  by=f"staff:{request.user.get_username()}")
         self.message_user(request, f"{changed} email(s) queued again. Only failed, unknown or cancelled emails "
                                    f"can be resent.", messages.SUCCESS)
 
@@ -85,7 +91,7 @@ def _reclassify_action(category: InboundEmail.Category):
                                          f"the follow-up for it was applied.", messages.SUCCESS)
 
     action.__name__ = f"reclassify_{category.value.lower()}"
-    return admin.action(description=f"Reclassify as {category.label.lower()}")(action)
+    return admin.action(description=f"Reclassify as {category.label.lower()}", permissions=["reclassify"])(action)
 
 
 # Warm replies first: they are the ones a person must answer today.
@@ -110,6 +116,10 @@ class InboundEmailAdmin(AuditAdmin):
     date_hierarchy = "created_at"
     exclude = ["raw_message"]
     actions = [_reclassify_action(category) for category in InboundEmail.Category]
+
+    def has_reclassify_permission(self, request) -> bool:
+        # Read-only rows; reclassifying goes through the inbox service, for who may change replies.
+        return request.user.has_perm("cam.change_inboundemail")
 
     def get_ordering(self, request):
         return [TRIAGE_ORDER.asc(), "-created_at", "-id"]

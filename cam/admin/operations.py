@@ -59,7 +59,8 @@ class AlertChannelAdmin(admin.ModelAdmin):
     readonly_fields = ["last_error", "last_error_at", "created_at", "updated_at"]
     actions = ["enable"]
 
-    @admin.action(description="Enable selected channels again (after fixing what disabled them)")
+    @admin.action(description="Enable selected channels again (after fixing what disabled them)",
+                  permissions=["change"])
     def enable(self, request, queryset):
         changed = queryset.filter(enabled=False).update(enabled=True)
         self.message_user(request, f"{changed} channel(s) enabled; their waiting alerts go out on the next cycle.",

@@ -51,8 +51,71 @@ def actor_of(request) -> str:
     return f"staff:{request.user.get_username()}"
 
 
+# What a staff session needs of a model, as in the admin: the model's view (or change) permission to
+# read; to write, add for a create (a POST on a collection), change for an update or an action on one
+# object (a POST on it: pause, resume, reclassify, a status change), delete for a delete.
+VIEW, ADD, CHANGE, DELETE = "view", "add", "change", "delete"
+
+
+def _model_of(view):
+    """The model a view serves, from its ``queryset`` or ``get_queryset()``; None for a view with neither."""
+    from rest_framework.generics import GenericAPIView  # not at the top: DRF's settings import this module
+
+    queryset = getattr(view, "queryset", None)
+    if queryset is None:
+        get_queryset = getattr(type(view), "get_queryset", None)
+        if get_queryset is None or get_queryset is GenericAPIView.get_queryset:
+            return None  # DRF's own would only assert that there is no queryset
+        queryset = view.get_queryset()
+    return getattr(queryset, "model", None)
+
+
+def _action_of(request, view) -> str:
+    if request.method in permissions.SAFE_METHODS:
+        return VIEW
+    if request.method == "DELETE":
+        return DELETE
+    if request.method == "POST" and not getattr(view, "detail", False):
+        return ADD
+    return CHANGE
+
+
+def required_permissions(request, view) -> list[str] | None:
+    """The permissions (``app_label.codename``) a staff session needs for this request, all of them;
+    None when the view declares none and serves no model (the schema and its docs).
+
+    A view without a model queryset declares them: ``required_permissions = {"GET": [...], "POST": [...]}``
+    (HEAD and OPTIONS use the GET entry; a method it does not name is for superusers only)."""
+    declared = getattr(view, "required_permissions", None)
+    if declared is not None:
+        method = "GET" if request.method in ("HEAD", "OPTIONS") else request.method
+        if method not in declared:
+            raise exceptions.PermissionDenied(f"No permission grants {request.method} here: only a superuser may.")
+        return list(declared[method])
+    model = _model_of(view)
+    if model is None:
+        return None
+    return [f"{model._meta.app_label}.{_action_of(request, view)}_{model._meta.model_name}"]
+
+
+def _holds(perm: str, granted: set[str]) -> bool:
+    # As in the admin, the change permission also lets one view.
+    app_label, _, codename = perm.partition(".")
+    return perm in granted or (codename.startswith("view_")
+                               and f"{app_label}.change_{codename.removeprefix('view_')}" in granted)
+
+
+def _describe(perm: str) -> str:
+    app_label, _, codename = perm.partition(".")
+    if codename.startswith("view_"):
+        return f"{perm} (or {app_label}.change_{codename.removeprefix('view_')})"
+    return perm
+
+
 class CamAccess(permissions.BasePermission):
-    """Reads need any valid key or a staff session; writes and job runs need a full key or staff."""
+    """Reads need any valid key or a staff session; writes and job runs need a full key or staff.
+    A staff session also needs the Django permission the request calls for (see ``required_permissions``),
+    as the admin does; a superuser has them all."""
 
     message = "This API key is read-only: it cannot change anything or run jobs."
 
@@ -64,8 +127,25 @@ class CamAccess(permissions.BasePermission):
         if user is not None and user.is_authenticated:
             if not (user.is_active and user.is_staff):
                 raise exceptions.PermissionDenied("Only staff users may use the API with a session.")
-            return True
+            return self.has_model_permission(request, view, user)
         raise exceptions.NotAuthenticated("Send an API key (Authorization: Api-Key <key>) or log in as staff.")
+
+    @staticmethod
+    def has_model_permission(request, view, user) -> bool:
+        if user.is_superuser:
+            return True
+        if getattr(view, request.method.lower(), None) is None:
+            return True  # no handler for the method: the view answers 405 and does nothing
+        needed = required_permissions(request, view)
+        if not needed:
+            return True
+        # Loaded once per user object (the auth backend caches them on it), however many checks follow.
+        granted = user.get_all_permissions()
+        missing = [perm for perm in needed if not _holds(perm, granted)]
+        if missing:
+            raise exceptions.PermissionDenied(
+                "Your account lacks the permission " + ", ".join(_describe(perm) for perm in missing) + ".")
+        return True
 
 
 class Public(permissions.BasePermission):

@@ -19,15 +19,18 @@ from cam.api.errors import Conflict
 from cam.api.filters import NoFilters, query_filters
 from cam.api.schema import error_response
 from cam.api.serializers import (
+    PATH_ID_CONVERTER,
     IdRelatedField,
     StrictModelSerializer,
     StrictSerializer,
+    WholeNumberField,
     validate_timezone_name,
 )
 from cam.campaigns import (
     ACTIVATABLE,
     PAUSABLE,
     RESUMABLE,
+    FirstStepWithoutSubject,
     StepInUse,
     campaign_create,
     campaign_update,
@@ -54,7 +57,7 @@ class CampaignSerializer(StrictModelSerializer):
     icp_industries = _string_list('Industries that fit, e.g. ["software"].')
     icp_title_keywords = _string_list('Words in a job title, e.g. ["cto"].')
     icp_countries = _string_list('Country codes or names, e.g. ["DE", "AT"].')
-    send_days = serializers.ListField(child=serializers.IntegerField(min_value=1, max_value=7), min_length=1,
+    send_days = serializers.ListField(child=WholeNumberField(min_value=1, max_value=7), min_length=1,
                                       max_length=7, required=False,
                                       help_text="ISO weekdays to send on: 1 is Monday, 7 is Sunday.")
     timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone_name],
@@ -182,7 +185,8 @@ def _status_change_schema(verb: str, applies_to) -> dict:
             "description": f"{verb.capitalize()} a campaign that is {names}; in any other status it "
                            f"is left as it is and the answer is 409.",
             "responses": {200: CampaignSerializer,
-                          409: error_response(f"The campaign is not {names}; it is left as it is.")}}
+                          409: error_response(f"The campaign is not {names} (or its status changed "
+                                              f"meanwhile); it is left as it is.")}}
 
 
 @extend_schema_view(
@@ -209,6 +213,7 @@ def _status_change_schema(verb: str, applies_to) -> dict:
 class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                       mixins.UpdateModelMixin, viewsets.GenericViewSet):
     serializer_class = CampaignSerializer
+    lookup_value_converter = PATH_ID_CONVERTER
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -244,8 +249,13 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
         why = body.validated_data.get("reason", "").strip()
         reason = f"{done} by {actor_of(request)}" + (f": {why}" if why else "")
         if not service(campaign_ids=[campaign.pk], reason=reason):
+            # The change is one conditional update: it changed nothing because the status did not allow
+            # it when it ran. Read now, the status may have changed again since (another request).
             current = Campaign.objects.filter(pk=campaign.pk).values_list("status", flat=True).first()
             names = " or ".join(str(s) for s in applies_to)
+            if current in applies_to:
+                raise Conflict(f"The campaign's status changed meanwhile (another change was made at the same "
+                               f"time; it is now {current}): nothing was {done.lower()}. Read it and try again.")
             raise Conflict(f"The campaign is {current}: only campaigns that are {names} can be {done.lower()}.")
         return Response(CampaignSerializer(self._fresh(campaign.pk)).data)
 
@@ -319,6 +329,9 @@ class CampaignStepSerializer(StrictModelSerializer):
         return sequence_step_save(step=instance, fields=validated_data)
 
 
+STEP_FIRST_RULE = ("The campaign's first step (its lowest position) needs a subject: a change of position that "
+                   "would make a step without one the first is refused with 409.")
+STEP_FIRST_CONFLICT = "The change would leave the campaign's first step without a subject."
 CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter.PATH,
                                description="The campaign's id.")
 
@@ -331,17 +344,22 @@ CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter
     create=extend_schema(summary="Add a sequence step", parameters=[CAMPAIGN_ID],
                          responses={201: CampaignStepSerializer}),
     update=extend_schema(summary="Replace a sequence step", parameters=[CAMPAIGN_ID],
-                         responses={200: CampaignStepSerializer}),
+                         description=STEP_FIRST_RULE,
+                         responses={200: CampaignStepSerializer, 409: error_response(STEP_FIRST_CONFLICT)}),
     partial_update=extend_schema(summary="Change a sequence step", parameters=[CAMPAIGN_ID],
-                                 responses={200: CampaignStepSerializer}),
+                                 description=STEP_FIRST_RULE,
+                                 responses={200: CampaignStepSerializer, 409: error_response(STEP_FIRST_CONFLICT)}),
     destroy=extend_schema(summary="Delete a sequence step",
-                          description="Only a step no email was sent or queued from; otherwise 409.",
+                          description="Only a step no email was sent or queued from, and not the first step "
+                                      "while the step after it has no subject; otherwise 409.",
                           parameters=[CAMPAIGN_ID],
-                          responses={204: None, 409: error_response("An email was sent or queued from the step: "
+                          responses={204: None, 409: error_response("An email was sent or queued from the step, "
+                                                                   "or the step after the first has no subject: "
                                                                    "it is kept.")}),
 )
 class CampaignStepViewSet(viewsets.ModelViewSet):
     serializer_class = CampaignStepSerializer
+    lookup_value_converter = PATH_ID_CONVERTER
     http_method_names = ["get", "post", "put", "patch", "delete", "head", "options"]
 
     def campaign(self) -> Campaign:
@@ -362,15 +380,21 @@ class CampaignStepViewSet(viewsets.ModelViewSet):
             context["campaign"] = self.campaign()
         return context
 
+    def perform_update(self, serializer: CampaignStepSerializer) -> None:
+        try:
+            serializer.save()
+        except FirstStepWithoutSubject as exc:
+            raise Conflict(str(exc)) from None
+
     def perform_destroy(self, instance: SequenceStep) -> None:
         try:
             sequence_step_delete(step=instance)
-        except StepInUse as exc:
+        except (StepInUse, FirstStepWithoutSubject) as exc:
             raise Conflict(str(exc)) from None
 
 
-router = SimpleRouter(trailing_slash=True)
+router = SimpleRouter(use_regex_path=False)
 router.register("campaigns", CampaignViewSet, basename="campaign")
-router.register(r"campaigns/(?P<campaign_pk>[^/.]+)/steps", CampaignStepViewSet, basename="campaign-step")
+router.register(f"campaigns/<{PATH_ID_CONVERTER}:campaign_pk>/steps", CampaignStepViewSet, basename="campaign-step")
 
 urlpatterns = router.urls

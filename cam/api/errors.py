@@ -11,6 +11,7 @@ from django.core.exceptions import DisallowedHost, SuspiciousOperation, TooManyF
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from django.http import JsonResponse
+from django.urls import get_urlconf, is_valid_path
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.serializers import as_serializer_error
@@ -49,9 +50,14 @@ STATUS_MESSAGES = {
     403: "You do not have permission to perform this action.",
     404: "Not found.",
     405: "Method not allowed.",
+    411: "Send the body with a Content-Length header.",
     413: "The request is too large.",
     500: "A server error occurred.",
 }
+# The API's root: the middleware's work covers it and every path under it.
+API_ROOT = "/api"
+# Methods whose request carries a body.
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Headers of a response that describe its body, which the JSON answer replaces.
 BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "content-disposition",
                           "content-language"})
@@ -85,17 +91,25 @@ class JsonErrorMiddleware:
     First in MIDDLEWARE, so it also sees what the other middleware answer. A Host header not in
     ALLOWED_HOSTS and a query string with more than DATA_UPLOAD_MAX_NUMBER_FIELDS parameters are
     refused here, before anything reads them: elsewhere they raise where they are first read and
-    become Django's HTML 400 (or, with DEBUG on, a debug page that itself fails reading them)."""
+    become Django's HTML 400 (or, with DEBUG on, a debug page that itself fails reading them).
+
+    A body sent in chunks (``Transfer-Encoding``, no ``Content-Length``) is refused with 411: the WSGI
+    server hands it over as empty, and the request would be handled as if its fields were left out.
+
+    A path without its trailing slash whose slashed form is a route is served as that route. Django's
+    APPEND_SLASH would redirect it (a 301 losing the body of a POST) or, with DEBUG on, fail on a POST;
+    the path is changed here, before CommonMiddleware looks at it."""
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path_info.startswith("/api/"):
+        if not (request.path_info == API_ROOT or request.path_info.startswith(f"{API_ROOT}/")):
             return self.get_response(request)
-        refused = self._refuse_suspicious(request)
+        refused = self._refuse_suspicious(request) or self._refuse_chunked(request)
         if refused is not None:
             return refused
+        self._append_slash(request)
         response = self.get_response(request)
         if response.status_code < 400 or _is_json(response):
             return response
@@ -105,6 +119,26 @@ class JsonErrorMiddleware:
                 converted[name] = value
         converted.cookies = response.cookies
         return converted
+
+    @staticmethod
+    def _refuse_chunked(request) -> JsonResponse | None:
+        encoding = request.META.get("HTTP_TRANSFER_ENCODING", "").strip().lower()
+        if (request.method in BODY_METHODS and encoding and encoding != "identity"
+                and not request.META.get("CONTENT_LENGTH")):
+            return _json_error(411, {"detail": "Send the body with a Content-Length header: a body sent in "
+                                               "chunks (Transfer-Encoding) is not read."})
+        return None
+
+    @staticmethod
+    def _append_slash(request) -> None:
+        path = request.path_info
+        if path.endswith("/"):
+            return
+        urlconf = getattr(request, "urlconf", None) or get_urlconf()
+        if not is_valid_path(path, urlconf) and is_valid_path(f"{path}/", urlconf):
+            request.path_info = f"{path}/"
+            request.path = f"{request.path}/"
+            request.META["PATH_INFO"] = f"{request.META.get('PATH_INFO', path)}/"
 
     @staticmethod
     def _refuse_suspicious(request) -> JsonResponse | None:

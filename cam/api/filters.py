@@ -12,17 +12,22 @@ from django.db.models import QuerySet
 from rest_framework import serializers
 from rest_framework.request import Request
 
+from cam.api.serializers import MAX_ID, WholeNumberField
+
+__all__ = ["MAX_ID", "NoFilters", "apply_filters", "id_filter", "query_filters", "whole_number_filter"]
+
 # Query-string keys that belong to pagination or rendering, not to a list's filters.
 NON_FILTER_PARAMS = frozenset({"page", "page_size", "format"})
-# The largest primary key. Ids arrive as JSON numbers or in query strings; past this no row can exist,
-# and the databases refuse such a number in a query (SQLite outright, PostgreSQL with an overflow), so a
-# bigger one is a 400 naming it.
-MAX_ID = 2**63 - 1
 
 
-def id_filter(help_text: str) -> serializers.IntegerField:
+def whole_number_filter(help_text: str, **bounds) -> WholeNumberField:
+    """An optional filter on a whole number, written in ASCII digits (``7``; not ``7.0``, `` 7`` or ``٧``)."""
+    return WholeNumberField(query=True, required=False, help_text=help_text, **bounds)
+
+
+def id_filter(help_text: str) -> WholeNumberField:
     """An optional filter on an object's id."""
-    return serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text=help_text)
+    return whole_number_filter(help_text, min_value=1, max_value=MAX_ID)
 
 
 class NoFilters(serializers.Serializer):
@@ -30,10 +35,16 @@ class NoFilters(serializers.Serializer):
 
 
 def query_filters(serializer_class: type[serializers.Serializer], request: Request) -> dict[str, Any]:
-    """A list's filters from the query string, validated: a bad one or an unknown one is a 400 naming it.
+    """A list's filters from the query string, validated: a bad one, an unknown one or one given more
+    than once (pagination's too) is a 400 naming it.
 
     A plain dict is validated, not the QueryDict: DRF reads a missing boolean in form-like data as
     false, which would turn "no filter" into "only the false ones"."""
+    repeated = sorted(key for key, values in request.query_params.lists() if len(values) > 1)
+    if repeated:
+        # A QueryDict answers the last of them, which would silently drop the others.
+        raise serializers.ValidationError({name: ["Given more than once; give each query parameter once."]
+                                           for name in repeated})
     data = {key: value for key, value in request.query_params.items() if key not in NON_FILTER_PARAMS}
     serializer = serializer_class(data=data)
     unknown = sorted(set(data) - set(serializer.fields))

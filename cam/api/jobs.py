@@ -22,7 +22,7 @@ from rest_framework.views import APIView
 from cam.api.errors import Conflict
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
 from cam.api.schema import error_response
-from cam.api.serializers import StrictSerializer
+from cam.api.serializers import StrictSerializer, WholeNumberField
 from cam.jobs.queue import job_enqueue, job_is_queued
 from cam.jobs.registry import UnknownJob, get_job, job_names
 from cam.jobs.runner import (
@@ -76,11 +76,11 @@ class JobsExecutionSerializer(serializers.ModelSerializer):
 
 
 class JobsRunInputSerializer(StrictSerializer):
-    campaign = serializers.IntegerField(
+    campaign = WholeNumberField(
         required=False, allow_null=True, min_value=1, max_value=MAX_ID,
         help_text=f"Campaign id; only for {', '.join(sorted(CAMPAIGN_JOBS))}. Without it they work on every "
                   "active or degraded campaign.")
-    max_leads = serializers.IntegerField(
+    max_leads = WholeNumberField(
         required=False, allow_null=True, min_value=1, max_value=MAX_LEADS_LIMIT,
         help_text="harvest only: create at most this many leads.")
     scheduled_for = serializers.DateTimeField(
@@ -201,6 +201,7 @@ def _execution_response(execution_id: str) -> Response:
 
 class JobRunView(APIView):
     throttle_scope = "cam_jobs"
+    required_permissions = {"GET": ["cam.view_jobexecution"], "POST": ["cam.add_jobexecution"]}
 
     @extend_schema(
         operation_id="jobs_run",

@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
-from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
-from cam.api.serializers import StrictSerializer, validate_timezone_name
+from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters, whole_number_filter
+from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer, WholeNumberField, validate_timezone_name
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
 from cam.pipeline.normalize import RejectedAddress, normalize_address
@@ -26,6 +26,11 @@ class LeadSerializer(serializers.ModelSerializer):
     """A lead as the API shows it (read-only: leads change through create, bulk and status)."""
 
     full_name = serializers.CharField(read_only=True)
+    # Declared, not derived: both may be empty, which a derived URL field or choice field would not
+    # admit in the schema.
+    website = serializers.CharField(read_only=True, help_text="The company's website; empty when unknown.")
+    blocked_reason = serializers.ChoiceField(choices=Lead.BlockedReason.choices, allow_blank=True, read_only=True,
+                                             help_text="Why the lead is held back from sending; empty when it is not.")
 
     class Meta:
         model = Lead
@@ -45,7 +50,7 @@ class LeadInputSerializer(StrictSerializer):
     """A lead to add. The address is normalised as the harvest does (trimmed, lower case, syntax checked);
     role accounts and free-mail addresses are flagged from it."""
 
-    campaign = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="The campaign's id.")
+    campaign = WholeNumberField(min_value=1, max_value=MAX_ID, help_text="The campaign's id.")
     email = serializers.CharField(max_length=320)
     first_name = _text("first_name")
     last_name = _text("last_name")
@@ -53,7 +58,7 @@ class LeadInputSerializer(StrictSerializer):
     title = _text("title")
     industry = _text("industry")
     country = _text("country")
-    company_size = serializers.IntegerField(min_value=0, max_value=MAX_COMPANY_SIZE, required=False, allow_null=True)
+    company_size = WholeNumberField(min_value=0, max_value=MAX_COMPANY_SIZE, required=False, allow_null=True)
     website = serializers.URLField(max_length=500, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True,
                                      validators=[validate_timezone_name], help_text="An IANA name, e.g. Europe/Berlin.")
@@ -130,10 +135,10 @@ class LeadListQuerySerializer(StrictSerializer):
 
     campaign = id_filter("Only leads of this campaign (its id).")
     status = serializers.ChoiceField(choices=Lead.Status.choices, required=False, help_text="Only this status.")
-    score_min = serializers.IntegerField(min_value=0, max_value=100, required=False,
-                                         help_text="Score at least this (0–100); unscored leads are left out.")
-    score_max = serializers.IntegerField(min_value=0, max_value=100, required=False,
-                                         help_text="Score at most this (0–100); unscored leads are left out.")
+    score_min = whole_number_filter("Score at least this (0–100); unscored leads are left out.",
+                                    min_value=0, max_value=100)
+    score_max = whole_number_filter("Score at most this (0–100); unscored leads are left out.",
+                                    min_value=0, max_value=100)
     created_after = serializers.DateTimeField(required=False, help_text="Created at or after (ISO 8601).")
     created_before = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601).")
     search = serializers.CharField(max_length=200, required=False, allow_blank=True,
@@ -180,6 +185,7 @@ LIST_LOOKUPS = {"campaign": "campaign_id", "status": "status", "score_min": "sco
 )
 class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = LeadSerializer
+    lookup_value_converter = PATH_ID_CONVERTER
 
     def get_queryset(self):
         queryset = Lead.objects.order_by("-created_at", "-id")
@@ -222,7 +228,7 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
                 errors[index] = {"campaign": [f"No campaign with id {new.campaign_id}."]}
                 del valid[index]
         indexes = list(valid)
-        added = leads_add(items=list(valid.values()))
+        added = leads_add(items=list(valid.values()), numbers=indexes)
         for position, reason in added.refused.items():
             errors[indexes[position]] = {"email": [reason]}
         created = [{"index": indexes[position], "lead": lead} for position, lead in added.created.items()]
@@ -248,7 +254,7 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         return Response(LeadSerializer(lead).data)
 
 
-router = SimpleRouter(trailing_slash=True)
+router = SimpleRouter(use_regex_path=False)
 router.register("leads", LeadViewSet, basename="lead")
 
 urlpatterns = router.urls

@@ -27,7 +27,7 @@ from rest_framework.views import APIView
 
 from cam.api.auth import Public
 from cam.api.filters import apply_filters, id_filter, query_filters
-from cam.api.serializers import StrictSerializer
+from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
 from cam.dashboard import DEGRADED, HEALTHY, OVERDUE_GRACE, UNHEALTHY, get_dashboard
 from cam.jobs.heartbeat import stale_after
 from cam.jobs.schedules import declared_schedules
@@ -147,6 +147,8 @@ class MetricsSerializer(serializers.Serializer):
 
 
 class MetricsView(APIView):
+    required_permissions = {"GET": ["cam.view_jobexecution"]}
+
     @extend_schema(operation_id="metrics_retrieve", responses={200: MetricsSerializer},
                    summary="The dashboard: health, schedules, job metrics, recent runs, worker, campaigns, mailboxes")
     def get(self, request: Request) -> Response:
@@ -363,6 +365,7 @@ class AlertSerializer(serializers.ModelSerializer):
 )
 class AlertViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = AlertSerializer
+    lookup_value_converter = PATH_ID_CONVERTER
 
     def get_queryset(self) -> QuerySet[HumanAlertLog]:
         queryset = HumanAlertLog.objects.select_related("channel").order_by("-created_at", "-id")
@@ -374,7 +377,7 @@ class AlertViewSet(viewsets.ReadOnlyModelViewSet):
         return apply_filters(queryset, filters, ALERT_LOOKUPS)
 
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)
 router.register("worker", WorkerViewSet, basename="worker")
 router.register("alerts", AlertViewSet, basename="alert")
 

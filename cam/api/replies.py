@@ -13,7 +13,7 @@ from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
 from cam.api.filters import apply_filters, id_filter, query_filters
-from cam.api.serializers import StrictSerializer
+from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
 from cam.inbox.processing import reply_reclassify
 from cam.models import InboundEmail
 
@@ -69,6 +69,7 @@ REPLY_LOOKUPS = {"category": "category", "unprocessed": "processed_at__isnull",
 )
 class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
     serializer_class = ReplySerializer
+    lookup_value_converter = PATH_ID_CONVERTER
 
     def get_queryset(self) -> QuerySet[InboundEmail]:
         # The raw message can be large and is not part of the answer.
@@ -95,7 +96,7 @@ class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
         return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
 
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)
 router.register("replies", ReplyViewSet, basename="reply")
 
 urlpatterns = router.urls

@@ -2,10 +2,46 @@
 
 from __future__ import annotations
 
+import re
+
 from rest_framework import serializers
 
-from cam.api.filters import MAX_ID
 from cam.models.fields import validate_timezone
+
+# The largest primary key. Ids arrive as JSON numbers or in query strings; past this no row can exist,
+# and the databases refuse such a number in a query (SQLite outright, PostgreSQL with an overflow), so a
+# bigger one is a 400 naming it.
+MAX_ID = 2**63 - 1
+ASCII_DIGITS = re.compile(r"[0-9]+")
+# An id in a path (a viewset's ``lookup_value_converter``, its router built with ``use_regex_path=False``):
+# Django's ``int`` converter, which matches ASCII digits only (``[0-9]+``). Python's ``int()`` would also
+# read " 1" or "١" (an Arabic-Indic digit) as 1; such a path matches no route, a JSON 404. The schema
+# states these ids as integers.
+PATH_ID_CONVERTER = "int"
+
+
+class WholeNumberField(serializers.IntegerField):
+    """A whole number as JSON sends one (``3``): DRF's ``IntegerField`` also takes ``3.0``, ``"3"``,
+    ``" 3"`` and digits of other scripts, so a value a client did not mean as a number could pass.
+    In a query string (``query=True``), where every value is text, only ASCII digits are a number."""
+
+    default_error_messages = {
+        "invalid": "A whole number is required (a JSON integer such as 3; not 3.0 or \"3\").",
+        "invalid_query": "A whole number is required (the digits 0-9 only).",
+    }
+
+    def __init__(self, *, query: bool = False, **kwargs) -> None:
+        self.query = query
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if self.query and isinstance(data, str):
+            if not ASCII_DIGITS.fullmatch(data):
+                self.fail("invalid_query")
+            data = int(data)
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class StrictMixin:
@@ -26,21 +62,22 @@ class StrictSerializer(StrictMixin, serializers.Serializer):
 
 
 class StrictModelSerializer(StrictMixin, serializers.ModelSerializer):
-    pass
+    # Integer columns are written as JSON integers only (``WholeNumberField``).
+    serializer_field_mapping = {
+        model_field: WholeNumberField if field is serializers.IntegerField else field
+        for model_field, field in serializers.ModelSerializer.serializer_field_mapping.items()
+    }
 
 
 class IdRelatedField(serializers.PrimaryKeyRelatedField):
-    """An object by its id, which must be a whole number: DRF's field passes the value to the query as
-    it comes, where ``1.5`` or ``true`` would quietly become the object with id 1. A string of digits
-    is accepted, as DRF's ``IntegerField`` accepts one."""
+    """An object by its id, which must be a JSON integer: DRF's field passes the value to the query as
+    it comes, where ``1.5``, ``true`` or ``" 1"`` would quietly become the object with id 1."""
 
     default_error_messages = {
         "incorrect_type": "Incorrect type. Expected an id (a whole number), received {data_type}.",
     }
 
     def to_internal_value(self, data):
-        if isinstance(data, str) and data.strip().isascii() and data.strip().isdigit():
-            data = int(data)
         if isinstance(data, bool) or not isinstance(data, int):
             self.fail("incorrect_type", data_type=type(data).__name__)
         if not 1 <= data <= MAX_ID:

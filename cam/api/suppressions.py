@@ -11,7 +11,7 @@ from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
 from cam.api.filters import query_filters
-from cam.api.serializers import StrictSerializer
+from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
 from cam.models import Suppression
 from cam.suppressions import suppression_add, suppression_remove
 
@@ -64,6 +64,7 @@ class SuppressionCreateSerializer(StrictSerializer):
 class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                          mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = SuppressionSerializer
+    lookup_value_converter = PATH_ID_CONVERTER
 
     def get_queryset(self) -> QuerySet[Suppression]:
         queryset = Suppression.objects.order_by("-created_at", "-id")
@@ -89,7 +90,7 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         suppression_remove(suppression=instance)
 
 
-router = SimpleRouter()
+router = SimpleRouter(use_regex_path=False)
 router.register("suppressions", SuppressionViewSet, basename="suppression")
 
 urlpatterns = router.urls

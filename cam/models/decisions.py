@@ -101,6 +101,15 @@ class CampaignRule(models.Model):
                                    name="campaign_rule_threshold_0_100"),
             models.CheckConstraint(condition=Q(window__gte=1, min_sample__gte=1),
                                    name="campaign_rule_window_positive"),
+            # Evaluation reads these as words: a stray value would silently mean the other branch.
+            models.CheckConstraint(condition=Q(comparison__in=["above", "below"]),
+                                   name="campaign_rule_comparison_known"),
+            models.CheckConstraint(condition=Q(action__in=["PAUSE", "DEGRADE"]), name="campaign_rule_action_known"),
+            models.CheckConstraint(condition=Q(scope__in=["campaign", "mailbox"]), name="campaign_rule_scope_known"),
+            models.CheckConstraint(
+                condition=Q(metric__in=["hard_bounce_rate", "complaint_rate", "positive_reply_rate", "reply_rate",
+                                        "unsubscribe_rate"]),
+                name="campaign_rule_metric_known"),
         ]
 
     def __str__(self) -> str:

@@ -40,3 +40,13 @@ def test_editing_a_key_keeps_the_usual_redirect(admin_client):
     assert response.status_code == 302
     api_key.refresh_from_db()
     assert api_key.name == "new name" and CamAPIKey.objects.is_valid(key)
+
+
+def test_it_refuses_a_name_another_key_has(admin_client):
+    CamAPIKey.objects.create_key(name="Reporting")
+
+    page = admin_client.post("/admin/cam/camapikey/add/", {"name": "reporting "})
+
+    assert page.status_code == 200
+    assert "An API key named &#x27;reporting&#x27; exists already" in page.content.decode()
+    assert CamAPIKey.objects.count() == 1

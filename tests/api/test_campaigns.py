@@ -189,8 +189,9 @@ def test_it_refuses_bad_settings_naming_the_field(api, change, field):
 @pytest.mark.parametrize("given", [
     lambda pk: pk + 0.5, lambda pk: float(pk), lambda pk: f"{pk}.5", lambda pk: True, lambda pk: [pk],
     lambda pk: {"id": pk}, lambda pk: None, lambda pk: 2**63, lambda pk: 10**30, lambda pk: "",
+    lambda pk: str(pk), lambda pk: f" {pk}", lambda pk: f"{pk}.0",
 ], ids=["fraction", "whole-float", "fraction-string", "boolean", "list", "object", "null", "past-bigint",
-        "huge", "empty-string"])
+        "huge", "empty-string", "digits-string", "spaced-string", "whole-float-string"])
 def test_it_refuses_a_mailbox_id_that_is_not_a_whole_number_naming_mailboxes(api, given):
     mailbox = MailboxFactory()
 
@@ -201,9 +202,9 @@ def test_it_refuses_a_mailbox_id_that_is_not_a_whole_number_naming_mailboxes(api
     assert not Campaign.objects.exists()
 
 
-def test_it_accepts_a_mailbox_id_as_a_string_of_digits(api):
+def test_it_accepts_a_mailbox_id_as_a_json_integer(api):
     mailbox = MailboxFactory()
-    response = api.post(LIST, {**NEW_CAMPAIGN, "mailboxes": [str(mailbox.pk)]}, format="json")
+    response = api.post(LIST, {**NEW_CAMPAIGN, "mailboxes": [mailbox.pk]}, format="json")
     assert response.status_code == 201, response.json()
     assert response.json()["mailboxes"] == [mailbox.pk]
 
@@ -509,6 +510,61 @@ def test_it_keeps_a_step_emails_came_from(api):
     assert response.status_code == 409
     assert "1 email" in response.json()["detail"]
     assert SequenceStep.objects.filter(pk=email.step_id).exists()
+
+
+def _sequence(*subjects: str, status=Campaign.Status.ACTIVE) -> list[SequenceStep]:
+    campaign = CampaignFactory(status=status)
+    return [SequenceStepFactory(campaign=campaign, position=position, subject_template=subject)
+            for position, subject in enumerate(subjects, start=1)]
+
+
+def test_it_refuses_deleting_the_first_step_when_the_next_has_no_subject(api):
+    first, _, _ = _sequence("Hello", "", "")
+
+    response = api.delete(step_url(first))
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "Step 1 is the campaign's first email, and step 2, which would become the first, has no subject; "
+        "give it one first (follow-ups reuse the first email's subject).")
+    assert list(first.campaign.steps.values_list("position", flat=True)) == [1, 2, 3]
+
+
+def test_it_deletes_the_first_step_when_the_next_has_a_subject_and_any_later_step(api):
+    first, second, third = _sequence("Hello", "Still there?", "")
+
+    assert api.delete(step_url(third)).status_code == 204  # not the first: its subject does not matter
+    assert api.delete(step_url(first)).status_code == 204
+    assert list(second.campaign.steps.values_list("position", flat=True)) == [2]
+
+
+def test_it_deletes_the_only_step(api):
+    (only,) = _sequence("Hello")
+    assert api.delete(step_url(only)).status_code == 204
+
+
+@pytest.mark.parametrize("method", ["patch", "put"])
+def test_it_refuses_moving_the_first_step_behind_a_step_without_a_subject(api, method):
+    first, _ = _sequence("Hello", "")
+    body = {"position": 5} if method == "patch" else {
+        "position": 5, "delay_days": 0, "delay_hours": 0, "subject_template": "Hello", "body_template": "Hi",
+        "html_template": ""}
+
+    response = getattr(api, method)(step_url(first), body, format="json")
+
+    assert response.status_code == 409, response.json()
+    assert response.json()["detail"].startswith("Step 2 would become the campaign's first email, and it has no "
+                                                "subject")
+    first.refresh_from_db()
+    assert first.position == 1
+
+
+def test_it_moves_a_step_when_the_first_keeps_a_subject(api):
+    first, second, third = _sequence("Hello", "", "")
+    assert api.patch(step_url(third), {"position": 9}, format="json").status_code == 200
+    assert api.patch(step_url(first), {"position": 1, "delay_days": 2}, format="json").status_code == 200
+    assert api.patch(step_url(second), {"subject_template": "Again"}, format="json").status_code == 200
+    assert api.patch(step_url(first), {"position": 4}, format="json").status_code == 200
 
 
 def test_it_answers_404_for_a_step_of_another_campaign_or_an_unknown_campaign(read_api):

@@ -8,6 +8,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from cam.followup import leads_resume_paused
 from cam.models import HumanAlertLog, InboundEmail, Lead, OutboundEmail, Suppression
 from tests import factories
 
@@ -249,3 +250,54 @@ def test_a_soft_bounce_for_a_final_lead_is_not_retried(api, replies):
 
     outbound.refresh_from_db()
     assert (outbound.status, outbound.soft_bounces, outbound.next_attempt_at) == ("SENT", 0, None)
+
+
+# -- a closed lead stays closed: a reply does not reopen it or move it sideways --------------------
+
+def lead_status(api, lead, status: str) -> None:
+    response = api.post(reverse("cam-api:lead-status", args=[lead.pk]), {"status": status}, format="json")
+    assert response.status_code == 200, response.json()
+
+
+@pytest.mark.parametrize("closed", ["DEAD", "WON"])
+def test_an_absence_reclassified_on_a_closed_lead_does_not_pause_it_or_bring_it_back(api, replies, closed):
+    inbound, lead = replies["positive"], replies["lead_a"]
+    lead_status(api, lead, closed)
+
+    reclassify(api, inbound, "OUT_OF_OFFICE")
+
+    lead.refresh_from_db()
+    assert (lead.status, lead.paused_until, lead.next_send_at) == (closed, None, None)
+    last = lead.events.order_by("-id").first()
+    assert (last.from_status, last.to_status, last.actor, last.inbound_email_id) == (
+        closed, closed, "api-key:full key", inbound.pk)
+    assert f"the lead stays {closed}" in last.reason
+    assert leads_resume_paused(now=timezone.now() + timedelta(days=30)) == 0
+    assert Lead.objects.get(pk=lead.pk).status == closed
+
+
+CLOSED = ["INTERESTED", "REFERRED", "NOT_INTERESTED", "NURTURE", "DEAD", "WON", "LOST"]
+
+
+@pytest.mark.parametrize("closed", CLOSED)
+@pytest.mark.parametrize("later", ["POSITIVE", "QUESTION", "REFERRAL", "NEGATIVE", "NEUTRAL", "OUT_OF_OFFICE",
+                                   "BOUNCE_SOFT", "AUTO_REPLY", "UNSUBSCRIBE", "BOUNCE_HARD"])
+def test_reclassifying_a_reply_on_a_closed_lead(api, replies, closed, later):
+    inbound, lead, outbound = replies["positive"], replies["lead_a"], replies["outbound"]
+    lead_status(api, lead, closed)
+
+    reclassify(api, inbound, later)
+
+    reopened = closed in ("NOT_INTERESTED", "NURTURE", "DEAD")
+    status = {"UNSUBSCRIBE": "UNSUBSCRIBED", "BOUNCE_HARD": "BOUNCED",
+              "POSITIVE": "INTERESTED" if reopened else closed, "QUESTION": "INTERESTED" if reopened else closed,
+              "REFERRAL": "REFERRED" if reopened else closed}.get(later, closed)
+    lead.refresh_from_db()
+    assert (lead.status, lead.paused_until, lead.next_send_at) == (status, None, None)
+    outbound.refresh_from_db()
+    assert (outbound.status, outbound.soft_bounces) == ("SENT", 0)
+    assert HumanAlertLog.objects.filter(inbound_email=inbound).count() == (later in ("POSITIVE", "QUESTION",
+                                                                                       "REFERRAL"))
+    if later != "AUTO_REPLY":
+        last = lead.events.order_by("-id").first()
+        assert (last.from_status, last.to_status, last.inbound_email_id) == (closed, status, inbound.pk)

@@ -25,7 +25,18 @@ from schemathesis.specs.openapi.checks import (
 
 from aicmo_site.wsgi import application
 from tests.api.conftest import client_with_key
-from tests.factories import UserFactory
+from tests.factories import (
+    CampaignFactory,
+    HumanAlertLogFactory,
+    InboundEmailFactory,
+    LeadFactory,
+    MailboxFactory,
+    OutboundEmailFactory,
+    SequenceStepFactory,
+    SuppressionFactory,
+    UserFactory,
+    WorkerHeartbeatFactory,
+)
 
 
 def test_the_schema_validates_with_no_warning_or_error(tmp_path):
@@ -113,6 +124,23 @@ def full_key(db, settings, in_process_wsgi) -> str:
     return client_with_key(name="schemathesis")._credentials["HTTP_AUTHORIZATION"]
 
 
+@pytest.fixture
+def some_of_everything(db):
+    """A few rows behind the small ids generated requests favour, so reads, updates and actions also
+    reach their success paths, not only their 404s."""
+    mailbox = MailboxFactory()
+    for _ in range(3):
+        campaign = CampaignFactory()
+        campaign.mailboxes.add(mailbox)
+        step = SequenceStepFactory(campaign=campaign, position=1)
+        lead = LeadFactory(campaign=campaign, mailbox=mailbox)
+        email = OutboundEmailFactory(lead=lead, step=step, campaign=campaign, mailbox=mailbox)
+        InboundEmailFactory(mailbox=mailbox, lead=lead, outbound_email=email)
+        SuppressionFactory()
+        HumanAlertLogFactory(campaign=campaign)
+        WorkerHeartbeatFactory()
+
+
 def test_the_tested_schema_is_the_served_one(full_key, in_process_wsgi):
     served = schemathesis.openapi.from_wsgi("/api/schema/?format=json", in_process_wsgi,
                                             headers={"Authorization": full_key})
@@ -128,7 +156,7 @@ schema.app = application
 @settings(max_examples=10, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                  HealthCheck.filter_too_much])
-def test_every_operation_answers_within_its_schema_and_never_with_a_5xx(case, full_key):
+def test_every_operation_answers_within_its_schema_and_never_with_a_5xx(case, full_key, some_of_everything):
     case.call_and_validate(
         headers={"Authorization": full_key},
         checks=[not_a_server_error, status_code_conformance, content_type_conformance,

@@ -3,6 +3,7 @@
 import pytest
 from django.urls import reverse
 
+from cam.campaigns import campaigns_pause
 from cam.models import Campaign, SequenceStep
 from tests import factories
 
@@ -21,7 +22,7 @@ def test_it_pauses_active_campaigns_with_who_did_it_and_leaves_drafts_alone(admi
     active.refresh_from_db()
     draft.refresh_from_db()
     assert (active.status, draft.status) == ("PAUSED", "DRAFT")
-    assert active.status_reason == f"Paused by {admin_client.user.username}"
+    assert active.status_reason == f"Paused by staff:{admin_client.user.username}"
     assert active.status_changed_at is not None
     text = response.content.decode()
     assert "1 campaign(s) paused." in text
@@ -34,7 +35,7 @@ def test_it_resumes_paused_and_degraded_campaigns(admin_client):
     act(admin_client, "resume", paused, degraded)
     assert set(Campaign.objects.values_list("status", flat=True)) == {"ACTIVE"}
     paused.refresh_from_db()
-    assert paused.status_reason.startswith("Resumed by ")
+    assert paused.status_reason.startswith("Resumed by staff:")
 
 
 def test_it_activates_a_draft(admin_client):
@@ -91,3 +92,93 @@ def test_it_refuses_a_bad_campaign_with_a_message_on_the_field(admin_client, ove
     assert response.status_code == 200
     assert any(message in error for error in response.context["adminform"].form.errors[field])
     assert not Campaign.objects.exists()
+
+
+def change_form_data(client, campaign: Campaign, **overrides) -> dict:
+    """What the change page posts back unchanged (the campaign and each inline as shown), with ``overrides``."""
+    context = client.get(reverse("admin:cam_campaign_change", args=[campaign.pk])).context
+    forms = [context["adminform"].form]
+    data: dict = {}
+    for inline in context["inline_admin_formsets"]:
+        formset = inline.formset
+        forms.extend(formset.forms)
+        management = formset.management_form
+        data.update({management.add_prefix(name): management[name].value() for name in management.fields})
+    for form in forms:
+        for name in form.fields:
+            value = form[name].value()
+            if value is None or value is False:
+                continue
+            key = form.add_prefix(name)
+            data[key] = ("on" if value is True else [str(item) for item in value] if isinstance(value, list | tuple)
+                         else str(value))
+    data.update(overrides)
+    return data
+
+
+def test_an_edit_in_the_admin_never_writes_back_the_status_it_read(admin_client, monkeypatch):
+    campaign = factories.CampaignFactory(status=Campaign.Status.ACTIVE, description="before")
+    factories.SequenceStepFactory(campaign=campaign, position=1)
+    data = change_form_data(admin_client, campaign, description="after")
+    # A pause lands while the edit is being handled: after the admin read the campaign, before it saves.
+    from cam.admin.campaigns import CampaignForm
+
+    original_clean = CampaignForm.clean
+
+    def clean_while_paused(form):
+        campaigns_pause(campaign_ids=[campaign.pk], reason="Paused by staff:other")
+        return original_clean(form)
+
+    monkeypatch.setattr(CampaignForm, "clean", clean_while_paused)
+
+    response = admin_client.post(reverse("admin:cam_campaign_change", args=[campaign.pk]), data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.status_reason, campaign.description) == (
+        "PAUSED", "Paused by staff:other", "after")
+
+
+def test_the_admin_refuses_deleting_the_first_step_when_the_next_has_no_subject(admin_client):
+    campaign = factories.CampaignFactory(status=Campaign.Status.ACTIVE)
+    factories.SequenceStepFactory(campaign=campaign, position=1, subject_template="Hello")
+    factories.SequenceStepFactory(campaign=campaign, position=2, subject_template="")
+    data = change_form_data(admin_client, campaign)
+    first = next(key[:-len("-position")] for key, value in data.items()
+                 if key.startswith("steps-") and key.endswith("-position") and value == "1")
+
+    response = admin_client.post(reverse("admin:cam_campaign_change", args=[campaign.pk]),
+                                 {**data, f"{first}-DELETE": "on"})
+
+    assert response.status_code == 200
+    errors = [str(error) for inline in response.context["inline_admin_formsets"]
+              for error in inline.formset.non_form_errors()]
+    assert any("Step 2 would be the campaign's first email, and it has no subject" in error for error in errors)
+    assert list(campaign.steps.values_list("position", flat=True)) == [1, 2]
+
+
+def test_the_admin_deletes_the_first_step_when_the_next_has_a_subject(admin_client):
+    campaign = factories.CampaignFactory(status=Campaign.Status.ACTIVE)
+    factories.SequenceStepFactory(campaign=campaign, position=1, subject_template="Hello")
+    factories.SequenceStepFactory(campaign=campaign, position=2, subject_template="Still there?")
+    data = change_form_data(admin_client, campaign)
+    first = next(key[:-len("-position")] for key, value in data.items()
+                 if key.startswith("steps-") and key.endswith("-position") and value == "1")
+
+    response = admin_client.post(reverse("admin:cam_campaign_change", args=[campaign.pk]),
+                                 {**data, f"{first}-DELETE": "on"})
+
+    assert response.status_code == 302
+    assert list(campaign.steps.values_list("position", flat=True)) == [2]
+
+
+def test_the_admin_actions_name_the_staff_user_as_the_api_does(admin_client):
+    paused = factories.CampaignFactory(status=Campaign.Status.PAUSED)
+    draft = factories.CampaignFactory(status=Campaign.Status.DRAFT)
+    act(admin_client, "resume", paused)
+    act(admin_client, "activate", draft)
+    paused.refresh_from_db()
+    draft.refresh_from_db()
+    username = admin_client.user.username
+    assert (paused.status_reason, draft.status_reason) == (f"Resumed by staff:{username}",
+                                                           f"Activated by staff:{username}")

@@ -162,6 +162,23 @@ def test_it_does_not_fire_again_on_the_same_evidence_after_a_resume_but_on_new_e
     assert HumanAlertLog.objects.filter(campaign=campaign, alert_type="CAMPAIGN_PAUSED").count() == 2
 
 
+def test_another_rule_still_counts_the_sends_a_decision_judged():
+    """A bounce pause judged the first sends; complaints that arrive on them afterwards still count
+    for the complaint rule, which never judged them."""
+    campaign = campaign_with_defaults()
+    old = sends(campaign, 40, at=timezone.now() - timedelta(hours=3))
+    for email in old[:4]:
+        answer(email, Category.BOUNCE_HARD)
+    rules_evaluate()
+    campaigns_resume(campaign_ids=[campaign.pk], reason="Resumed by staff")
+    for email in old[10:15]:
+        answer(email, Category.COMPLAINT)
+    sends(campaign, 100, at=timezone.now() - timedelta(hours=1))
+
+    assert rules_evaluate()["paused"] == 1
+    assert status_of(campaign)[1] == "Complaint rate 3.57 % over the last 140 sends is above 0.3 %"
+
+
 def test_it_gives_a_campaign_created_in_the_admin_the_default_rules(admin_client):
     response = admin_client.post(reverse("admin:cam_campaign_add"), campaign_form(max_hard_bounce_rate="3"))
     assert response.status_code == 302

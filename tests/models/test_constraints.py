@@ -6,7 +6,7 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from cam.models import Campaign, InboundEmail, Lead, Suppression
+from cam.models import Campaign, CampaignRule, InboundEmail, Lead, Suppression
 from tests import factories
 
 pytestmark = pytest.mark.django_db
@@ -193,3 +193,18 @@ def test_it_keeps_the_documented_table_names_for_monitoring_queries():
 def test_it_defaults_new_rows_to_their_starting_status():
     assert factories.CampaignFactory.build(status=Campaign.Status.DRAFT).status == "DRAFT"
     assert Lead(email="x@example.com").status == Lead.Status.NEW
+
+
+@pytest.mark.parametrize(("field", "value"), [("comparison", "ABOVE"), ("action", "STOP"), ("scope", "domain"),
+                                              ("metric", "open_rate")])
+def test_it_refuses_a_rule_value_evaluation_does_not_know(field, value):
+    rule = factories.CampaignRuleFactory()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        type(rule).objects.filter(pk=rule.pk).update(**{field: value})
+
+
+def test_it_accepts_every_rule_choice():
+    rule = factories.CampaignRuleFactory()
+    for field in ("comparison", "action", "scope", "metric"):
+        for value in CampaignRule._meta.get_field(field).choices:
+            CampaignRule.objects.filter(pk=rule.pk).update(**{field: value[0]})  # no IntegrityError

@@ -71,7 +71,7 @@ def test_it_cancels_and_resends_from_the_outbound_queue(admin_client):
     waiting.refresh_from_db()
     sent.refresh_from_db()
     assert (waiting.status, sent.status) == ("CANCELLED", "SENT")
-    assert waiting.last_error == f"Cancelled by {admin_client.user.username}."
+    assert waiting.last_error == f"Cancelled by staff:{admin_client.user.username}."
     assert Lead.objects.get(pk=waiting.lead_id).blocked_reason == "cancelled"
 
     admin_client.post(url, {"action": "resend", "_selected_action": [unknown.pk, waiting.pk, sent.pk]})
