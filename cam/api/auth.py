@@ -28,7 +28,8 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             api_key = CamAPIKey.objects.get_from_key(key)
         except CamAPIKey.DoesNotExist:
             api_key = None
-        if api_key is None or not api_key.is_valid(key) or api_key.has_expired:
+        # get_from_key has checked the key against its hash (and refused a revoked one).
+        if api_key is None or api_key.has_expired:
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return AnonymousUser(), api_key
 

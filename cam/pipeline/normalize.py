@@ -107,7 +107,8 @@ def _django_accepted(text: str) -> str | None:
     return text.lower()
 
 
-def domain_spellings(raw: object) -> tuple[str, ...]:
+@functools.lru_cache(maxsize=8192)
+def domain_spellings(raw: str) -> tuple[str, ...]:
     """A domain's spellings, in lower case: Unicode first, then punycode (``xn--…``), then as given.
     Only the spelling as given when it is no valid domain name."""
     text = str(raw or "").strip().lower()
@@ -128,6 +129,7 @@ def address_key(raw: str) -> str:
         return str(raw or "").strip().lower()
 
 
+@functools.lru_cache(maxsize=8192)
 def address_spellings(raw: str) -> tuple[str, ...]:
     """Every spelling under which ``raw`` may have been stored: ``address_key`` first, then with the
     domain in punycode, then as given (lower case)."""

@@ -64,8 +64,8 @@ class Command(BaseCommand):
             raise CommandError(f"The name is {len(name)} characters long; at most {NAME_MAX} are allowed.")
         expiry = parse_expiry(expires) if expires else None
         with transaction.atomic():
-            # Names identify keys for `revoke`, so two keys never share one.
-            if CamAPIKey.objects.filter(name=name).exists():
+            # Names identify keys for `revoke` and in audit trails, so two keys never share one (in any case).
+            if CamAPIKey.objects.filter(name__iexact=name).exists():
                 raise CommandError(f"An API key named {name!r} already exists: choose another name "
                                    "(or revoke the old key first and give the new one a new name).")
             api_key, key = CamAPIKey.objects.create_key(name=name, read_only=read_only, expiry_date=expiry)
