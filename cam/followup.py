@@ -241,15 +241,19 @@ FOLLOW_UPS: dict[str, Callable[[Reply], None]] = {
 
 
 @transaction.atomic
-def reply_follow_up(*, inbound: InboundEmail, actor: str) -> None:
-    """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead)."""
+def reply_follow_up(*, inbound: InboundEmail, actor: str, reclassified: bool = False) -> None:
+    """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead).
+
+    ``reclassified``: the reply was followed up before under another category, whose changes to the
+    lead the new category replaces (see ``_status_found``); a first follow-up has none to look past."""
     if inbound.lead_id is None or not inbound.category:
         return
     # Locked, so the status decided on is the one changed (a person or another reply waits).
     lead = Lead.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=inbound.lead_id)
     outbound = (OutboundEmail.objects.select_related("step").filter(pk=inbound.outbound_email_id).first()
                 if inbound.outbound_email_id else None)
-    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor, found=_status_found(lead, inbound))
+    found = _status_found(lead, inbound) if reclassified else lead.status
+    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor, found=found)
     if inbound.category in HUMAN:
         Lead.objects.filter(pk=lead.pk, replied_at__isnull=True).update(replied_at=inbound.received_at
                                                                          or timezone.now())

@@ -45,6 +45,11 @@ STOPPABLE_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.
 CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY)
 
 
+def staff_actor(user) -> str:
+    """A person acting in the admin or through the API with a session, as events and reasons name them."""
+    return f"staff:{user.get_username()}"
+
+
 def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: str, reason: str,
                    inbound_email=None) -> None:
     LeadEvent.objects.bulk_create([

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.db.models import QuerySet
 
 from cam.models import Suppression
 from cam.pipeline.normalize import (
@@ -55,6 +56,14 @@ def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, st
     return "", domain
 
 
+def suppressions_listing(*, email: str = "", domain: str = "") -> QuerySet[Suppression]:
+    """The rows that list this (normalised) address or domain, in any spelling it may be stored under
+    (rows saved before addresses were normalised may hold punycode)."""
+    if email:
+        return Suppression.objects.filter(email__in=address_spellings(email))
+    return Suppression.objects.filter(domain__in=domain_spellings(domain))
+
+
 @transaction.atomic
 def suppression_add(*, email: str = "", domain: str = "", reason: str = Suppression.Reason.MANUAL,
                     source: str, note: str = "") -> tuple[Suppression, bool]:
@@ -67,9 +76,7 @@ def suppression_add(*, email: str = "", domain: str = "", reason: str = Suppress
     if reason not in Suppression.Reason.values:
         raise ValidationError({"reason": [f"Unknown reason {reason!r}."]})
     email, domain = suppression_normalize(email=email, domain=domain)
-    # A row stored in another spelling (e.g. punycode, as the admin stores it) is the same entry.
-    existing = (Suppression.objects.filter(email__in=address_spellings(email)) if email
-                else Suppression.objects.filter(domain__in=domain_spellings(domain))).order_by("pk").first()
+    existing = suppressions_listing(email=email, domain=domain).order_by("pk").first()
     if existing is not None:
         return existing, False
     lookup = {"email": email} if email else {"domain": domain}

@@ -16,6 +16,7 @@ from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.campaigns import campaign_save_settings, campaigns_activate, campaigns_pause, campaigns_resume
 from cam.decisions import campaign_rules_ensure_defaults
 from cam.jobs.queue import job_enqueue
+from cam.leads import staff_actor
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step
@@ -23,8 +24,7 @@ from cam.outreach.rendering import TemplateProblem, check_templates
 
 
 def _actor(request) -> str:
-    """Who acted, spelled as the API spells a staff user in status reasons and events."""
-    return f"staff:{request.user.get_username()}"
+    return staff_actor(request.user)
 
 
 def _count_of(model, **filters) -> Coalesce:

@@ -21,8 +21,7 @@ from cam.admin.lead_import import (
 )
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.pipeline.csv_rows import CsvFileError
-from cam.pipeline.normalize import address_spellings, domain_spellings
-from cam.suppressions import suppression_normalize
+from cam.suppressions import suppression_normalize, suppressions_listing
 
 # Lines listed in the message after an import; the preview page lists them all.
 REJECTIONS_LISTED = 20
@@ -151,8 +150,7 @@ class SuppressionForm(forms.ModelForm):
         data = super().clean()
         email, domain = suppression_normalize(email=data.get("email", ""), domain=data.get("domain", ""))
         data["email"], data["domain"] = email, domain
-        listed = Q(email__in=address_spellings(email)) if email else Q(domain__in=domain_spellings(domain))
-        existing = Suppression.objects.filter(listed).exclude(pk=self.instance.pk).first()
+        existing = suppressions_listing(email=email, domain=domain).exclude(pk=self.instance.pk).first()
         if existing is not None:
             field = "email" if email else "domain"
             raise ValidationError({field: f"Already on the suppression list as {existing}."})

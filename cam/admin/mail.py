@@ -9,6 +9,7 @@ from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
 from cam.inbox.processing import reply_reclassify
+from cam.leads import staff_actor
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
 from cam.outreach.outbound import outbound_cancel, outbound_resend
 
@@ -68,13 +69,13 @@ class OutboundEmailAdmin(AuditAdmin):
     @admin.action(description="Cancel selected emails (not yet sent)", permissions=["act"])
     def cancel(self, request, queryset):
         changed = outbound_cancel(outbound_ids=queryset.values_list("pk", flat=True),
-                                  by=f"staff:{request.user.get_username()}")
+                                  by=staff_actor(request.user))
         self.message_user(request, f"{changed} email(s) cancelled. Sent emails cannot be cancelled.", messages.SUCCESS)
 
     @admin.action(description="Resend selected emails (failed, unknown or cancelled)", permissions=["act"])
     def resend(self, request, queryset):
         changed = outbound_resend(outbound_ids=queryset.values_list("pk", flat=True),
-                                  by=f"staff:{request.user.get_username()}")
+                                  by=staff_actor(request.user))
         self.message_user(request, f"{changed} email(s) queued again. Only failed, unknown or cancelled emails "
                                    f"can be resent.", messages.SUCCESS)
 
@@ -86,7 +87,7 @@ class OutboundEmailAdmin(AuditAdmin):
 def _reclassify_action(category: InboundEmail.Category):
     def action(modeladmin, request, queryset):
         for inbound in queryset:
-            reply_reclassify(inbound=inbound, category=category, by=f"staff:{request.user.get_username()}")
+            reply_reclassify(inbound=inbound, category=category, by=staff_actor(request.user))
         modeladmin.message_user(request, f"{queryset.count()} repl(ies) set to {category.label}; "
                                          f"the follow-up for it was applied.", messages.SUCCESS)
 

@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_api_key.permissions import KeyParser
 
+from cam.leads import staff_actor
 from cam.models import CamAPIKey
 
 KEYWORD = "Api-Key"
@@ -49,7 +50,7 @@ def actor_of(request) -> str:
     key = api_key_of(request)
     if key is not None:
         return f"api-key:{key.name or key.prefix}"
-    return f"staff:{request.user.get_username()}"
+    return staff_actor(request.user)
 
 
 # What a staff session needs of a model, as in the admin: the model's view (or change) permission to

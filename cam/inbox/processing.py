@@ -85,4 +85,4 @@ def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
     inbound.processed_at = inbound.processed_at or now
     inbound.save(update_fields=["category", "confidence", "classified_at", "classified_by",
                                 "classification_reasons", "processed_at"])
-    reply_follow_up(inbound=inbound, actor=by)
+    reply_follow_up(inbound=inbound, actor=by, reclassified=True)

@@ -148,12 +148,10 @@ def run_job(
     whoever holds the id finds the outcome. Raises ``ValueError`` for an id that is not of that form.
     """
     spec = get_job(name)
-    params = dict(params or {})
     campaign_id = campaign.pk if campaign else None
-    slot = scheduled_for or timezone.now()
-    if timezone.is_naive(slot):
-        slot = timezone.make_aware(slot)
-    slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
+    slot_id, record = _slot_and_record(name, campaign=campaign, scheduled_for=scheduled_for, params=params,
+                                       trigger=trigger)
+    slot, params = record["scheduled_for"], record["params"]
     if execution_id is not None and not (force and execution_id.startswith(f"{slot_id}:force-")):
         raise ValueError(f"{execution_id!r} is not a forced run's id for the slot {slot_id}.")
     assigned_id = execution_id
@@ -161,8 +159,6 @@ def run_job(
         execution_id = slot_id
     elif execution_id is None:
         execution_id = forced_execution_id_for(slot_id)
-    record = {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger, "params": params,
-              "worker_id": settings.AICMO_CAM_WORKER_ID}
 
     if not force and JobExecution.objects.filter(execution_id=slot_id).exists():
         return _skipped(slot_id, f"This slot already ran as {slot_id}.", record)
@@ -209,13 +205,21 @@ def job_refuse(name: str, *, reason: str, campaign: Campaign | None = None, sche
     a run of the slot is already queued) as SKIPPED with ``reason``, under the slot's id plus
     ``:skipped-…``, the way ``run_job`` records its own refusals."""
     get_job(name)
+    slot_id, record = _slot_and_record(name, campaign=campaign, scheduled_for=scheduled_for, params=params,
+                                       trigger=trigger)
+    return _skipped(slot_id, reason, record)
+
+
+def _slot_and_record(name: str, *, campaign: Campaign | None, scheduled_for: datetime | None,
+                     params: dict[str, Any] | None, trigger: str) -> tuple[str, dict[str, Any]]:
+    """The slot's id (a slot of its own, now, without ``scheduled_for``) and the fields every
+    execution record of this run shares."""
     slot = scheduled_for or timezone.now()
     if timezone.is_naive(slot):
         slot = timezone.make_aware(slot)
     slot_id = execution_id_for(job=name, campaign_id=campaign.pk if campaign else None, slot=slot)
-    record = {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger,
-              "params": dict(params or {}), "worker_id": settings.AICMO_CAM_WORKER_ID}
-    return _skipped(slot_id, reason, record)
+    return slot_id, {"job": name, "campaign": campaign, "scheduled_for": slot, "trigger": trigger,
+                     "params": dict(params or {}), "worker_id": settings.AICMO_CAM_WORKER_ID}
 
 
 def _skipped(slot_id: str, reason: str, record: dict[str, Any], *, execution_id: str | None = None,
