@@ -31,6 +31,11 @@ ENV DEBUG=false \
 USER cam
 EXPOSE 8000
 
+# `docker stop` sends SIGTERM (gunicorn and qcluster both stop gracefully on it), then SIGKILL.
+# Run the image under an init (`docker run --init`; docker-compose.yml sets `init: true`) so that
+# the command is not PID 1: see "What kills what" in docs/deployment.md.
+STOPSIGNAL SIGTERM
+
 # The entrypoint applies migrations, creates the cache table and installs the schedules (unless
 # CAM_MIGRATE=false), then runs the command: gunicorn by default, or `python manage.py qcluster`
 # for the worker.

@@ -31,11 +31,12 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres lint venv system-packages postgres-started redis-started constraints clean
+.PHONY: help run test test-sqlite test-postgres chaos lint venv system-packages postgres-started redis-started constraints clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
 	@echo "make test   lint, check migrations, and run the test suite on SQLite and on PostgreSQL"
+	@echo "make chaos  the reliability suite in full: 20 kill -9s, database cuts and stalls per mode (PostgreSQL)"
 	@echo "make lint   ruff check"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
@@ -116,6 +117,14 @@ test-sqlite: $(STAMP) system-packages redis-started
 
 test-postgres: $(STAMP) system-packages postgres-started redis-started
 	DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+# The reliability suite (tests/reliability) with 20 interruptions per mode instead of the 5 `make test`
+# runs; its figures are printed and written to test-results/chaos.jsonl for docs/reliability.md.
+CHAOS_KILLS ?= 20
+chaos: $(STAMP) system-packages postgres-started redis-started
+	@mkdir -p $(TEST_RESULTS); rm -f $(TEST_RESULTS)/chaos.jsonl
+	CAM_CHAOS_KILLS=$(CHAOS_KILLS) DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
+	@echo "== figures (test-results/chaos.jsonl)"; cat $(TEST_RESULTS)/chaos.jsonl
 
 constraints: $(STAMP)
 	{ echo "# Every installed package pinned (make constraints). Used with -c by the Makefile and the Dockerfile."; \

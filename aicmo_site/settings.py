@@ -269,6 +269,9 @@ AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)
 # Emails one mailbox sends per batch (a mailbox with a minimum gap sends one at a time).
 AICMO_CAM_SEND_BATCH_SIZE = env.int("AICMO_CAM_SEND_BATCH_SIZE", 50, minimum=1, maximum=1000)
+# The wait before an email the provider could not take is tried again; it doubles with each attempt
+# that reached the provider, up to 6 hours (a provider's Retry-After wins).
+AICMO_CAM_SEND_RETRY_SECONDS = env.int("AICMO_CAM_SEND_RETRY_SECONDS", 60, minimum=1, maximum=3600)
 AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
 # How long one alert's delivery may wait on Slack, a webhook or the mail server, per request.
 AICMO_CAM_ALERT_TIMEOUT_SECONDS = env.int("AICMO_CAM_ALERT_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
@@ -285,6 +288,21 @@ AICMO_CAM_RAW_MESSAGE_MAX_BYTES = env.int("AICMO_CAM_RAW_MESSAGE_MAX_BYTES", 102
                                           maximum=100 * 1024 * 1024)
 AICMO_CAM_IMAP_TIMEOUT_SECONDS = env.int("AICMO_CAM_IMAP_TIMEOUT_SECONDS", 30, minimum=1, maximum=600)
 AICMO_CAM_IMAP_FETCH_CHUNK = env.int("AICMO_CAM_IMAP_FETCH_CHUNK", 50, minimum=1, maximum=1000)
+# A server that answers a byte at a time never trips a per-read timeout. So each IMAP step as a whole
+# (connecting and logging in together, then each command; a fetch gets more for its size) has a
+# deadline, and the poll step a budget for all mailboxes, polled side by side this many at a time.
+# The budget's default: the worker interval, but no less than one deadline and no more than three.
+AICMO_CAM_IMAP_DEADLINE_SECONDS = env.int("AICMO_CAM_IMAP_DEADLINE_SECONDS", 2 * AICMO_CAM_IMAP_TIMEOUT_SECONDS,
+                                          minimum=1, maximum=3600)
+AICMO_CAM_IMAP_POLL_CONCURRENCY = env.int("AICMO_CAM_IMAP_POLL_CONCURRENCY", 4, minimum=1, maximum=32)
+AICMO_CAM_IMAP_POLL_BUDGET_SECONDS = env.int(
+    "AICMO_CAM_IMAP_POLL_BUDGET_SECONDS",
+    max(AICMO_CAM_IMAP_DEADLINE_SECONDS, min(AICMO_CAM_WORKER_INTERVAL_SECONDS, 3 * AICMO_CAM_IMAP_DEADLINE_SECONDS)),
+    minimum=1, maximum=86_400)
+# The most one campaign email may take over SMTP as a whole: opening the connection when it needs
+# one, then MAIL, RCPT and DATA (EMAIL_TIMEOUT still limits each read).
+AICMO_CAM_SMTP_DEADLINE_SECONDS = env.int("AICMO_CAM_SMTP_DEADLINE_SECONDS", 2 * EMAIL_TIMEOUT, minimum=1,
+                                          maximum=3600)
 AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
 if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
     raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")
@@ -293,6 +311,9 @@ if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
 # default account limit is 2; a 429 is still honoured when several processes share the account).
 AICMO_CAM_RESEND_API_URL = env.url("AICMO_CAM_RESEND_API_URL", "https://api.resend.com")
 AICMO_CAM_RESEND_TIMEOUT_SECONDS = env.int("AICMO_CAM_RESEND_TIMEOUT_SECONDS", 30, minimum=1, maximum=300)
+# ...and how long one request may take as a whole (the timeout above limits each read).
+AICMO_CAM_RESEND_DEADLINE_SECONDS = env.int("AICMO_CAM_RESEND_DEADLINE_SECONDS", 2 * AICMO_CAM_RESEND_TIMEOUT_SECONDS,
+                                            minimum=1, maximum=3600)
 AICMO_CAM_RESEND_RATE_PER_SECOND = env.int("AICMO_CAM_RESEND_RATE_PER_SECOND", 2, minimum=1, maximum=1000)
 # Resend's webhook signing secret ("whsec_" and base64). The svix signature it checks is the
 # webhook's only proof of origin (no basic auth): without the secret, cam.views refuses every

@@ -144,9 +144,11 @@ def _campaigns() -> list[dict[str, Any]]:
 
 
 def _mailboxes() -> list[dict[str, Any]]:
-    """Every mailbox with whether it sends and its key rates: one query."""
-    rows = Mailbox.objects.order_by("name").values("id", "name", "provider", "is_active", *SNAPSHOT_VALUES)
+    """Every mailbox with whether it sends, why its last poll or batch failed, and its key rates: one query."""
+    rows = Mailbox.objects.order_by("name").values("id", "name", "provider", "is_active", "last_poll_error",
+                                                   "last_send_error", *SNAPSHOT_VALUES)
     return [{"id": row["id"], "name": row["name"], "provider": row["provider"], "is_active": row["is_active"],
+             "poll_error": row["last_poll_error"], "send_error": row["last_send_error"],
              **_snapshot_fields(row)} for row in rows]
 
 
@@ -197,6 +199,16 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
     elif worker["workers"] and worker["workers"][0]["status"] == WorkerHeartbeat.Status.ERROR:
         flag(DEGRADED, f"worker: a step of the last cycle failed ({worker['workers'][0]['last_error'][:200]})")
 
+    mailboxes = _mailboxes()
+    for mailbox in mailboxes:
+        # A mailbox that cannot be read or cannot send loses replies or leads quietly: say which.
+        if not mailbox["is_active"]:
+            continue
+        if mailbox["poll_error"]:
+            flag(DEGRADED, f"mailbox {mailbox['name']}: cannot be polled ({mailbox['poll_error'][:200]})")
+        if mailbox["send_error"]:
+            flag(DEGRADED, f"mailbox {mailbox['name']}: cannot send ({mailbox['send_error'][:200]})")
+
     recent = JobExecution.objects.order_by("-started_at", "-id")[:RECENT]
     return {
         "timestamp": now,
@@ -207,5 +219,5 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         "recent_jobs": [_execution(e) for e in recent],
         "worker": worker,
         "campaigns": _campaigns(),
-        "mailboxes": _mailboxes(),
+        "mailboxes": mailboxes,
     }

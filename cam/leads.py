@@ -41,8 +41,10 @@ CLOSED_STATUSES = tuple(status for status in Status if status not in OPEN_STATUS
 # address is suppressed they never will be, so they are stopped with the reason. Leads past that
 # (a reply, a sale, an earlier bounce) keep their status: the suppression alone protects them.
 STOPPABLE_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
-# Emails not yet handed to a provider; a SENDING row is in flight and is left to the sender.
-CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY)
+# Emails not yet handed to a provider (a CLAIMED row's sender checks its claim before sending); a
+# SENDING row is in flight and is left to the sender.
+CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED,
+                              OutboundEmail.Status.RETRY)
 
 
 def staff_actor(user) -> str:

@@ -2,9 +2,11 @@
 
 An import adds leads to one campaign, chosen on the form. Every line of the file either becomes a
 lead or is rejected with its line number and the reason; the good lines are imported even when
-others are bad. ``LeadImportResource.before_import`` judges the whole file in one pass (a constant
-number of queries), ``import_row`` lets the accepted rows through and skips the rest, and the
-rejections travel to the preview page and the success message on the ``LeadImportResult``.
+others are bad — including lines the database could not store (a NUL character) and lines the CSV
+reader gives up on (an unclosed quote, a line over the size cap; see ``cam.pipeline.csv_rows``).
+``LeadImportResource.before_import`` judges the whole file in one pass (a constant number of
+queries), ``import_row`` lets the accepted rows through and skips the rest, and the rejections
+travel to the preview page and the success message on the ``LeadImportResult``.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from import_export.results import Result, RowResult
 
 from cam.models import Campaign, Lead
 from cam.pipeline.csv_rows import UTF8, WINDOWS_1252, CsvRows
-from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record
+from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record, unstorable_reason
 from cam.pipeline.sources.base import LEAD_FIELDS
 from cam.pipeline.suppressions import suppressed_addresses
 
@@ -154,9 +156,14 @@ class LeadImportResource(resources.ModelResource):
         first_line: dict[str, int] = {}
         for row in rows:
             line = row[LINE]
+            raw = {k: v for k, v in row.items() if not k.startswith("#")}
             try:
                 if row[ERROR]:
                     raise RejectedRecord(row[ERROR])
+                # The whole row is kept as raw_data, so all of it must be storable, not only the lead's fields.
+                unstorable = unstorable_reason(raw)
+                if unstorable:
+                    raise RejectedRecord(unstorable)
                 clean = clean_record({name: row[name] for name in LEAD_COLUMNS if name in row})
             except RejectedRecord as exc:
                 self._reject(line, str(exc))
@@ -166,7 +173,7 @@ class LeadImportResource(resources.ModelResource):
                 self._reject(line, f"duplicate: {email} is already on line {first_line[email]}")
                 continue
             first_line[email] = line
-            self._accepted[line] = _Accepted(clean, {k: v for k, v in row.items() if not k.startswith("#")})
+            self._accepted[line] = _Accepted(clean, raw)
 
         for line, reason in self._conflicts_in_database(first_line):
             del self._accepted[line]

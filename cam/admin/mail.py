@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, Value, When
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from cam.admin.base import AuditAdmin
 from cam.inbox.processing import reply_reclassify
@@ -23,15 +24,29 @@ class MailboxFolderInline(admin.TabularInline):
 
 @admin.register(Mailbox)
 class MailboxAdmin(admin.ModelAdmin):
-    list_display = ["name", "from_email", "provider", "is_active", "daily_cap", "min_gap_seconds", "last_sent_at",
-                    "last_polled_at", "last_poll_error"]
+    # Problems early: what stops a mailbox must be seen without scrolling sideways.
+    list_display = ["name", "from_email", "provider", "is_active", "problems", "daily_cap", "min_gap_seconds",
+                    "last_sent_at", "last_polled_at"]
     list_filter = ["provider", "is_active"]
     search_fields = ["name", "from_email", "from_name"]
-    readonly_fields = ["last_sent_at", "last_polled_at", "last_poll_error", "created_at", "updated_at"]
+    readonly_fields = ["last_sent_at", "last_send_error", "last_send_error_at", "last_polled_at", "last_poll_error",
+                       "created_at", "updated_at"]
     inlines = [MailboxFolderInline]
+
+    @admin.display(description="Problems")
+    def problems(self, mailbox: Mailbox) -> str:
+        """What stops this mailbox, in a word each; the whole error on hover and on its page."""
+        found = [(label, error) for label, error in (("Cannot send", mailbox.last_send_error),
+                                                      ("Cannot read replies", mailbox.last_poll_error)) if error]
+        if not found:
+            return "—"
+        return format_html_join(mark_safe("<br>"), '<span title="{}">⚠ {}</span>',
+                                ((error, label) for label, error in found))
+
     fieldsets = [
         (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active",
-                           ("daily_cap", "min_gap_seconds"), "last_sent_at"]}),
+                           ("daily_cap", "min_gap_seconds"), "last_sent_at",
+                           ("last_send_error", "last_send_error_at")]}),
         ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env"]}),
         ("Resend", {"fields": ["resend_api_key_env"]}),
         ("IMAP (replies)", {"fields": [("imap_host", "imap_port", "imap_security"), "imap_username",

@@ -132,6 +132,10 @@ class MetricsMailboxSerializer(MetricsSnapshotFields):
     name = serializers.CharField()
     provider = serializers.CharField()
     is_active = serializers.BooleanField()
+    poll_error = serializers.CharField(help_text="Why the last IMAP poll failed; empty when it worked.")
+    send_error = serializers.CharField(help_text="Why the last send batch could not send at all (the server "
+                                                 "unreachable, the login or API key refused); empty once an "
+                                                 "email went out.")
 
 
 class MetricsSerializer(serializers.Serializer):

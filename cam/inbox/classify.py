@@ -27,16 +27,15 @@ reasons say which rule fired and on what text. docs/classification.md is the sta
 from __future__ import annotations
 
 import datetime
-import email
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from email import policy
 from email.message import EmailMessage, Message
 from functools import cached_property
 
 from cam.inbox.autoreplies import detect_auto_reply
 from cam.inbox.bounces import detect_bounce, detect_complaint
+from cam.inbox.parsing import message_from_raw, unread_parts
 from cam.inbox.text import ADDRESS, body_text, fold, header, header_addresses, new_text, sender_address
 from cam.models.mail import InboundEmail
 
@@ -62,12 +61,13 @@ class UnreadableMessage(ValueError):
 
 
 def read_message(raw: bytes) -> EmailMessage:
-    """``raw`` parsed as an email message; raises ``UnreadableMessage`` when it is not one."""
+    """``raw`` parsed as an email message, within the inbox's nesting and part limits
+    (``cam.inbox.parsing.message_from_raw``); raises ``UnreadableMessage`` when it is not one."""
     if not raw.strip():
         raise UnreadableMessage("empty")
     if b"\x00" in raw[:4096]:
         raise UnreadableMessage("binary data, not a message")
-    message = email.message_from_bytes(raw, policy=policy.default)
+    message = message_from_raw(raw)
     if not message.keys():
         raise UnreadableMessage("no header fields, not a message")
     return message
@@ -497,9 +497,11 @@ def classify_message(message: bytes | Message, *, today: datetime.date | None = 
     else:
         parsed = message
     incoming = IncomingMessage(parsed, today=today or datetime.date.today())
+    # A message cut at the nesting or part limit is classified on what was read, and says so.
+    unread = unread_parts(parsed)
     for classifier in CLASSIFIERS if classifiers is None else classifiers:
         result = classifier.classify(incoming)
         if result is not None:
-            return result if result.new_text else replace(result, new_text=incoming.new_text)
-    return Classification(category=Category.NEUTRAL, confidence=0.5, reasons=["no classifier recognised it"],
-                          new_text=incoming.new_text)
+            return replace(result, new_text=result.new_text or incoming.new_text, reasons=[*result.reasons, *unread])
+    return Classification(category=Category.NEUTRAL, confidence=0.5,
+                          reasons=["no classifier recognised it", *unread], new_text=incoming.new_text)

@@ -5,6 +5,11 @@ unlike ``BODY[]`` and ``RFC822`` does not set ``\\Seen``: nothing is ever marked
 deleted. At most ``max_bytes`` of each message are read (a partial fetch), so one huge message costs
 neither the bandwidth nor the memory of its attachments.
 
+Every step of the conversation has an overall deadline (``deadline_seconds``), not only the
+per-read ``timeout``: connecting, the greeting, STARTTLS and the login together, then each command.
+A server that drips its answers a byte at a time is cut off when the deadline runs out, and so is
+every conversation of the session's ``scope`` when it is cancelled (see ``cam.deadlines``).
+
 Every failure comes out as ``ImapError`` with a message meant for the operator. ``ImapFolderError``
 is the kind that leaves the connection usable (the server refused one folder), so the caller can go
 on with the next folder; after any other ``ImapError`` the connection is gone.
@@ -14,15 +19,18 @@ from __future__ import annotations
 
 import logging
 import re
+import socket
 import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
 
-from imapclient import IMAPClient
+from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from cam import deadlines
+from cam.deadlines import CancelScope, Deadline, DeadlineExceeded
 from cam.models import Mailbox
 from cam.models.mail import Security
 
@@ -30,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 _BYTES_REPR = re.compile(r"b(['\"])(.*)\1", re.DOTALL)
 DEFAULT_PORTS = {Security.NONE: 143, Security.STARTTLS: 143, Security.SSL: 993}
+# A fetch may take longer than other commands: its deadline grows by the time the most it can bring
+# (every message at max_bytes) takes at this rate. A server slower than that is treated as stuck.
+SLOWEST_FETCH_BYTES_PER_SECOND = 1_000_000
 
 
 class ImapError(Exception):
@@ -64,14 +75,56 @@ def _text(exc: BaseException) -> str:
     return said.rstrip(".") or type(exc).__name__
 
 
-class ImapInbox:
-    """One read-only IMAP session on a mailbox: ``with ImapInbox(mailbox, password=…) as inbox: …``."""
+class _WatchedPlainIMAP4(imap4.IMAP4WithTimeout):
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        sock = super()._create_socket(timeout)
+        deadlines.watch(sock)
+        return sock
 
-    def __init__(self, mailbox: Mailbox, *, password: str, timeout: float, max_bytes: int) -> None:
+
+class _WatchedTlsIMAP4(tls.IMAP4_TLS):
+    def _create_socket(self, timeout: float | None = None) -> socket.socket:
+        # IMAP4_TLS connects and shakes hands in one call; done in two here, so that the socket is
+        # watched before the handshake, which a slow server can drip as well.
+        sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
+        deadlines.watch(sock)
+        return tls.wrap_socket(sock, self.ssl_context, self.host)
+
+
+class _WatchedIMAPClient(IMAPClient):
+    """IMAPClient whose socket comes under the caller's deadline (``cam.deadlines.watch``) as soon as
+    it is connected.
+
+    The server's greeting (and for SSL the TLS handshake) is read inside IMAPClient's constructor,
+    so the socket has to be caught where imaplib creates it, before anything is read. The hooks are
+    the least likely to move: imaplib's ``_create_socket`` is imaplib's own seam for that (IMAP4_SSL
+    and imapclient's two classes override it), and ``_create_IMAP4`` is the one place IMAPClient
+    picks its class, called with nothing but the constructor's arguments. Both are private; the
+    drip-feeding tests in tests/inbox/test_poll_deadlines.py fail if an upgrade goes around them.
+    """
+
+    def _create_IMAP4(self) -> imap4.IMAP4WithTimeout | tls.IMAP4_TLS:
+        connect_timeout = getattr(self._timeout, "connect", None)
+        if self.ssl:
+            return _WatchedTlsIMAP4(self.host, self.port, self.ssl_context, connect_timeout)
+        return _WatchedPlainIMAP4(self.host, self.port, connect_timeout)
+
+
+class ImapInbox:
+    """One read-only IMAP session on a mailbox: ``with ImapInbox(mailbox, password=…) as inbox: …``.
+
+    ``timeout`` limits each read from the server, ``deadline_seconds`` each step as a whole (the
+    login, a command); the session's deadlines are cut off when ``scope`` is cancelled.
+    """
+
+    def __init__(self, mailbox: Mailbox, *, password: str, timeout: float, max_bytes: int,
+                 deadline_seconds: float, scope: CancelScope | None = None) -> None:
         self.mailbox = mailbox
         self.password = password
         self.timeout = timeout
         self.max_bytes = max_bytes
+        self.deadline_seconds = deadline_seconds
+        self.scope = scope
         self.client: IMAPClient | None = None
         self.folder = ""
 
@@ -97,18 +150,20 @@ class ImapInbox:
         self.close()
 
     def open(self) -> None:
-        """Connect (SSL, STARTTLS or plain, as the mailbox says) and log in."""
+        """Connect (SSL, STARTTLS or plain, as the mailbox says) and log in, all within one deadline."""
         security = self.mailbox.imap_security
         try:
-            with self._errors("connecting"):
-                self.client = IMAPClient(self.mailbox.imap_host, port=self.port, ssl=security == Security.SSL,
-                                         ssl_context=ssl.create_default_context(), timeout=self.timeout)
-                # Aware datetimes for INTERNALDATE instead of naive local ones.
-                self.client.normalise_times = False
-                if security == Security.STARTTLS:
-                    self.client.starttls(ssl.create_default_context())
-            with self._errors("logging in"):
-                self.client.login(self.username, self.password)
+            with self._deadline() as deadline:
+                with self._errors("connecting", deadline):
+                    self.client = _WatchedIMAPClient(self.mailbox.imap_host, port=self.port,
+                                                     ssl=security == Security.SSL,
+                                                     ssl_context=ssl.create_default_context(), timeout=self.timeout)
+                    # Aware datetimes for INTERNALDATE instead of naive local ones.
+                    self.client.normalise_times = False
+                    if security == Security.STARTTLS:
+                        self.client.starttls(ssl.create_default_context())
+                with self._errors("logging in", deadline):
+                    self.client.login(self.username, self.password)
         except ImapError:
             self.close()
             raise
@@ -117,7 +172,10 @@ class ImapInbox:
         if self.client is None:
             return
         try:
-            self.client.logout()
+            # Saying goodbye is worth one read's wait at most; a cut-off session skips it.
+            with self._deadline(min(self.timeout, self.deadline_seconds)) as deadline:
+                deadline.check()
+                self.client.logout()
         except Exception:  # a broken connection: nothing left to say goodbye to
             with suppress(Exception):
                 self.client.shutdown()
@@ -127,7 +185,7 @@ class ImapInbox:
 
     def select(self, folder: str) -> int:
         """Open ``folder`` read-only; returns its UIDVALIDITY."""
-        with self._errors(f"opening folder {folder!r}", folder=folder):
+        with self._deadline() as deadline, self._errors(f"opening folder {folder!r}", deadline, folder=folder):
             status = self.client.select_folder(folder, readonly=True)
         self.folder = folder
         try:
@@ -138,7 +196,7 @@ class ImapInbox:
 
     def uids_after(self, last_uid: int) -> list[int]:
         """The UIDs above ``last_uid`` in the selected folder, ascending."""
-        with self._errors(f"searching folder {self.folder!r}"):
+        with self._deadline() as deadline, self._errors(f"searching folder {self.folder!r}", deadline):
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the highest UID, even when it is below n: drop it when nothing is new.
         return sorted(uid for uid in found if uid > last_uid)
@@ -148,7 +206,9 @@ class ImapInbox:
         if not uids:
             return []
         items = [f"BODY.PEEK[]<0.{self.max_bytes}>", "INTERNALDATE", "RFC822.SIZE"]
-        with self._errors(f"fetching from folder {self.folder!r}"):
+        seconds = self.deadline_seconds + len(uids) * self.max_bytes / SLOWEST_FETCH_BYTES_PER_SECOND
+        with (self._deadline(seconds) as deadline,
+              self._errors(f"fetching from folder {self.folder!r}", deadline)):
             response = self.client.fetch(uids, items)
         messages = []
         for uid in sorted(response):
@@ -163,13 +223,32 @@ class ImapInbox:
                 internal_date=internal_date if isinstance(internal_date, datetime) else None))
         return messages
 
-    # --- errors ---------------------------------------------------------------------------------
+    # --- deadlines and errors ---------------------------------------------------------------------
 
     @contextmanager
-    def _errors(self, doing: str, *, folder: str | None = None) -> Iterator[None]:
-        """Turn whatever imapclient, the socket or TLS raise into an ``ImapError`` that says what failed."""
+    def _deadline(self, seconds: float | None = None) -> Iterator[Deadline]:
+        """A deadline for one step, watching the session's socket (a new one is watched as it connects)."""
+        with Deadline(seconds or self.deadline_seconds, f"talking to the IMAP server {self.server}",
+                      scope=self.scope) as deadline:
+            if self.client is not None:
+                deadline.watch(self.client.socket())
+            yield deadline
+
+    @contextmanager
+    def _errors(self, doing: str, deadline: Deadline, *, folder: str | None = None) -> Iterator[None]:
+        """Turn whatever imapclient, the socket or TLS raise into an ``ImapError`` that says what failed.
+
+        When ``deadline`` fired, that is what failed, whatever broke as a result.
+        """
         try:
-            yield
+            deadline.check()  # a cancelled poll starts nothing new
+            with deadline.explaining():
+                yield
+            deadline.check()  # done just as time ran out: the connection is cut all the same
+        except DeadlineExceeded as exc:
+            if exc.cancelled:
+                raise ImapError(f"Gave up on the IMAP server {self.server} while {doing}: {exc.cancelled}.") from exc
+            raise ImapError(f"The IMAP server {self.server} did not finish {doing} within {exc.seconds:g} s.") from exc
         except LoginError as exc:
             variable = self.mailbox.imap_password_env or "its variable"
             raise ImapError(f"The IMAP server {self.server} refused the login as {self.username!r}: {_text(exc)} "

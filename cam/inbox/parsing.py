@@ -7,18 +7,31 @@ on its own; a field that cannot be read is left empty and the reason is listed i
 
 Every string returned is safe to store: no NUL characters (PostgreSQL refuses them) and no lone
 surrogates (raw 8-bit bytes are read as UTF-8, with replacement characters where they are not).
+
+``message_from_raw`` is the one way the inbox turns bytes into a message (for storing, classifying and
+processing alike). It is the standard library's parser with two limits, because that parser and every
+walk over its result recurse once per level of nesting, and a message built with thousands of levels
+would raise ``RecursionError`` (and take seconds: each line is checked against every open boundary):
+
+- a multipart or message/* part nested ``MAX_MIME_DEPTH`` levels down is not opened: it is kept as
+  opaque data (``application/octet-stream``), so the text above it is still read;
+- past ``MAX_MIME_PARTS`` parts, further parts are read over but not kept.
+
+``unread_parts`` says what a message lost to these limits; ``parse_message`` lists it in ``problems``
+and the classifier among its reasons.
 """
 
 from __future__ import annotations
 
-import email
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
+from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
+from functools import partial
 
 from cam.inbox.text import html_to_text
 
@@ -28,6 +41,13 @@ _BARE_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLDING = re.compile(r"\s*[\r\n]+\s*")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+
+# Mail clients nest a few levels (mixed > alternative > related), forwards a few more each; a reply
+# nested deeper than this was built to break parsers. Both limits keep every walk over a message —
+# ours, the standard library's, flufl.bounce's — far from the interpreter's recursion limit.
+MAX_MIME_DEPTH = 50
+MAX_MIME_PARTS = 1000
+_OPAQUE = "application/octet-stream"
 
 
 @dataclass(frozen=True)
@@ -43,13 +63,84 @@ class ParsedMessage:
     problems: tuple[str, ...] = field(default=())
 
 
+class _Limits:
+    """What one parse has read so far, shared by all the parts of the message."""
+
+    def __init__(self) -> None:
+        self.parts = 0
+        self.left_out = 0
+        self.too_deep = False
+
+
+class _BoundedMessage(EmailMessage):
+    """A message read by ``message_from_raw``; the parser attaches each part it creates to its parent
+    before reading the part's headers, which is where the depth and the count are known."""
+
+    def __init__(self, policy=None, *, limits: _Limits | None = None) -> None:
+        super().__init__(policy)
+        self._cam_limits = limits or _Limits()
+        self._cam_depth = 0
+        self._cam_left_out = False
+        self._cam_type: tuple[tuple[str | None, str] | None, str] = (None, "")
+
+    def attach(self, payload) -> None:
+        limits = self._cam_limits
+        if isinstance(payload, _BoundedMessage) and payload._cam_limits is limits:  # a part being parsed
+            payload._cam_depth = self._cam_depth + 1
+            limits.parts += 1
+            if limits.parts > MAX_MIME_PARTS:
+                # Still read by the parser, as opaque data (cheap, no nesting), then dropped.
+                payload._cam_left_out = True
+                limits.left_out += 1
+                return
+        super().attach(payload)
+
+    def get_content_type(self) -> str:
+        if self._cam_left_out:
+            return _OPAQUE
+        # The parser asks a parent for its type once per part it reads, and the default policy parses
+        # the header afresh each time: remembered for as long as the raw header stays the same.
+        raw = next((value for name, value in self.raw_items() if name.lower() == "content-type"), None)
+        key = (raw, self.get_default_type())
+        if self._cam_type[0] != key:
+            self._cam_type = (key, super().get_content_type())
+        content_type = self._cam_type[1]
+        if self._cam_depth >= MAX_MIME_DEPTH and content_type.partition("/")[0] in ("multipart", "message"):
+            # The parser asks this before it opens a part: answering "opaque" is what stops it.
+            self._cam_limits.too_deep = True
+            return _OPAQUE
+        return content_type
+
+
+def message_from_raw(raw: bytes) -> EmailMessage:
+    """``raw`` parsed as ``email.message_from_bytes(raw, policy=policy.default)`` does, within
+    ``MAX_MIME_DEPTH`` and ``MAX_MIME_PARTS`` (see the module's docstring); never raises
+    ``RecursionError``, whatever the nesting."""
+    factory = partial(_BoundedMessage, limits=_Limits())
+    return BytesParser(factory, policy=policy.default).parsebytes(raw)
+
+
+def unread_parts(message: Message) -> list[str]:
+    """What ``message_from_raw`` left unread of ``message``, for staff; empty for any other message."""
+    limits = getattr(message, "_cam_limits", None)
+    if not isinstance(limits, _Limits):
+        return []
+    found = []
+    if limits.too_deep:
+        found.append(f"parts nested more than {MAX_MIME_DEPTH} levels deep were not read")
+    if limits.left_out:
+        found.append(f"only the first {MAX_MIME_PARTS} parts were read; {limits.left_out} more were left out")
+    return found
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     """The stored fields of ``raw`` (the message's bytes, possibly cut short); never raises."""
     problems: list[str] = []
     try:
-        message = email.message_from_bytes(raw or b"", policy=policy.default)
+        message = message_from_raw(raw or b"")
     except Exception as exc:  # the parser is lenient; this is a last resort
         return ParsedMessage(problems=(f"not a message: {type(exc).__name__}: {exc}",))
+    problems.extend(unread_parts(message))
     headers = _raw_headers(message)
 
     def read(name: str, reader, default):

@@ -12,6 +12,11 @@
 - The server is never changed: folders are opened read-only and read with ``BODY.PEEK[]``.
 - A mailbox that cannot be polled (unreachable, login refused, timeout, a missing password) gets
   ``last_poll_error`` and the poll goes on with the next mailbox; a successful poll clears it.
+- No server can hold the others back: mailboxes are polled side by side (``AICMO_CAM_IMAP_POLL_CONCURRENCY``
+  at a time), every IMAP step has an overall deadline (``AICMO_CAM_IMAP_DEADLINE_SECONDS``), and the
+  whole step a budget (``AICMO_CAM_IMAP_POLL_BUDGET_SECONDS``) after which the conversations still
+  running are cut off. So is every conversation when the worker is told to stop (a ``stop`` event, or
+  ``cam.deadlines.cancel_interruptible``). A poll cut off keeps every chunk it stored.
 - Each chunk costs the same few queries, however many messages it holds.
 
 Classification and threading of the stored rows happen later, elsewhere: polling leaves
@@ -21,14 +26,20 @@ Classification and threading of the stored rows happen later, elsewhere: polling
 from __future__ import annotations
 
 import logging
+import queue
+import threading
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, connections, transaction
 from django.db.models import BinaryField, Case, F, Q, Value, When
 from django.utils import timezone
 
+from cam.deadlines import CancelScope
 from cam.inbox.imap import FetchedMessage, ImapError, ImapFolderError, ImapInbox
 from cam.inbox.parsing import parse_message
 from cam.jobs.leases import lease_acquire, lease_release, lease_renew
@@ -38,39 +49,160 @@ from cam.secrets import MissingSecret, secret_from_env
 logger = logging.getLogger(__name__)
 
 COUNTS = ("mailboxes", "fetched", "stored", "skipped_duplicates", "failed")
+# After the step's conversations were cut off, how long it waits for its threads to record what they
+# did. A thread still connecting then (a connect attempt cannot be cut short) finishes on its own.
+CUT_OFF_GRACE_SECONDS = 2.0
 
 
 class _WatermarkMoved(Exception):
     """Another poller advanced this folder's watermark meanwhile: its rows win, ours are rolled back."""
 
 
-def inboxes_poll() -> dict[str, int]:
-    """Poll every active mailbox that has an IMAP host; one mailbox's failure does not stop the others.
+@dataclass
+class _Outcome:
+    mailbox: Mailbox
+    counts: dict[str, int] = field(default_factory=dict)
+    problem: str = ""
+    error: BaseException | None = None  # what a polling thread raised (the database failed)
 
-    Returns the summed counts: ``mailboxes`` polled, messages ``fetched``, ``stored``,
-    ``skipped_duplicates`` (already stored), mailboxes ``failed``; and ``busy`` when a mailbox was
-    being polled by another worker just then (and so was left to it).
+
+def inboxes_poll(*, budget_seconds: float | None = None, stop: threading.Event | None = None) -> dict[str, Any]:
+    """Poll every active mailbox that has an IMAP host; no mailbox's failure or slowness holds back the others.
+
+    Mailboxes are polled ``AICMO_CAM_IMAP_POLL_CONCURRENCY`` at a time, each in a thread of its own
+    (which closes its database connection when done). Inside a transaction (tests, a shell) they are
+    polled one after another in this thread instead, since other threads could not see its rows; then
+    ``stop`` is looked at between mailboxes only (the budget and ``cancel_interruptible`` still cut).
+
+    Returns within ``budget_seconds`` (default ``AICMO_CAM_IMAP_POLL_BUDGET_SECONDS``), or soon after
+    ``stop`` is set or ``cam.deadlines.cancel_interruptible`` is called, plus a moment for the cut-off
+    polls to record what they stored: the conversations still running then are cut off, and the
+    mailboxes not started are left for the next poll.
+
+    The counts are summed: ``mailboxes`` polled, messages ``fetched``, ``stored``,
+    ``skipped_duplicates`` (already stored), mailboxes ``failed``; ``busy`` when a mailbox was being
+    polled by another worker just then (and so was left to it); and ``problems``, a line
+    "mailbox <name>: <error>" for each mailbox whose poll failed, was cut off or was not started.
+    Raises only when the database itself fails.
     """
-    totals = dict.fromkeys(COUNTS, 0)
-    for mailbox in Mailbox.objects.filter(is_active=True).exclude(imap_host="").order_by("pk"):
-        for key, value in inbox_poll(mailbox=mailbox).items():
+    budget = settings.AICMO_CAM_IMAP_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    # The least recently polled first: mailboxes a budget cut off last time are not starved by the
+    # same slow ones ahead of them every time.
+    mailboxes = list(Mailbox.objects.filter(is_active=True).exclude(imap_host="")
+                     .order_by(F("last_polled_at").asc(nulls_first=True), "pk"))
+    with CancelScope(interruptible=True) as scope:
+        scope.cancel_after(budget, f"the poll step ran out of its {budget:g} s budget")
+        if connection.in_atomic_block:
+            outcomes = _poll_in_turn(mailboxes, scope=scope, stop=stop)
+        else:
+            outcomes = _poll_side_by_side(mailboxes, scope=scope, stop=stop)
+    totals: dict[str, Any] = dict.fromkeys(COUNTS, 0)
+    problems = []
+    for outcome in outcomes:
+        if outcome.error is not None:
+            raise outcome.error
+        for key, value in outcome.counts.items():
             totals[key] = totals.get(key, 0) + value
+        if outcome.problem:
+            problems.append(f"mailbox {outcome.mailbox.name}: {outcome.problem}")
+    totals["problems"] = problems
     return totals
 
 
-def inbox_poll(*, mailbox: Mailbox) -> dict[str, int]:
+def _stop_reason(stop: threading.Event | None) -> str:
+    return "the worker was told to stop" if stop is not None and stop.is_set() else ""
+
+
+def _poll_one(mailbox: Mailbox, *, scope: CancelScope) -> _Outcome:
+    if scope.cancelled:
+        return _Outcome(mailbox, problem=f"not polled: {scope.cancelled}")
+    counts = inbox_poll(mailbox=mailbox, scope=scope)
+    problem = mailbox.last_poll_error.replace("\n", "; ") if counts.get("failed") else ""
+    return _Outcome(mailbox, counts=counts, problem=problem)
+
+
+def _poll_in_turn(mailboxes: list[Mailbox], *, scope: CancelScope, stop: threading.Event | None) -> list[_Outcome]:
+    outcomes = []
+    for mailbox in mailboxes:
+        if reason := _stop_reason(stop):
+            scope.cancel(reason)
+        outcomes.append(_poll_one(mailbox, scope=scope))
+    return outcomes
+
+
+def _poll_side_by_side(mailboxes: list[Mailbox], *, scope: CancelScope,
+                       stop: threading.Event | None) -> list[_Outcome]:
+    """Poll in a few threads; wait until all are done, or once the scope is cancelled a short grace at most.
+
+    The threads are daemons: one stuck in a connect attempt must not keep the process from exiting.
+    """
+    waiting: queue.SimpleQueue[Mailbox] = queue.SimpleQueue()
+    for mailbox in mailboxes:
+        waiting.put(mailbox)
+    started: set[int] = set()
+    outcomes: dict[int, _Outcome] = {}
+    lock = threading.Lock()
+    count = min(settings.AICMO_CAM_IMAP_POLL_CONCURRENCY, len(mailboxes))
+    remaining = [count]
+    all_done = threading.Event()
+
+    def work() -> None:
+        try:
+            while True:
+                try:
+                    mailbox = waiting.get_nowait()
+                except queue.Empty:
+                    return
+                with lock:
+                    started.add(mailbox.pk)
+                try:
+                    outcome = _poll_one(mailbox, scope=scope)
+                except BaseException as exc:  # handed to the caller, who raises it
+                    outcome = _Outcome(mailbox, error=exc)
+                with lock:
+                    outcomes[mailbox.pk] = outcome
+        finally:
+            connections.close_all()  # this thread's connections only
+            with lock:
+                remaining[0] -= 1
+                if not remaining[0]:
+                    all_done.set()
+
+    for n in range(count):
+        threading.Thread(target=work, name=f"cam-poll-{n}", daemon=True).start()
+    grace_ends = None
+    # A stop event cannot be waited on together with the threads: look at it every few hundredths.
+    while count and not all_done.wait(0.05):
+        if reason := _stop_reason(stop):
+            scope.cancel(reason)
+        if scope.cancelled:
+            grace_ends = grace_ends or time.monotonic() + CUT_OFF_GRACE_SECONDS
+            if time.monotonic() >= grace_ends:
+                break
+    with lock:
+        return [outcomes.get(mailbox.pk) or _Outcome(mailbox, problem=(
+            f"cut off ({scope.cancelled}) and still closing; what it stored stays stored"
+            if mailbox.pk in started else f"not polled: {scope.cancelled}")) for mailbox in mailboxes]
+
+
+def inbox_poll(*, mailbox: Mailbox, scope: CancelScope | None = None) -> dict[str, int]:
     """Store the new messages of every folder of ``mailbox`` (``INBOX`` when it lists none).
 
     Records the outcome on the mailbox: ``last_polled_at``, and ``last_poll_error`` (empty after a
-    poll in which every folder was read). Raises only when the database itself fails.
+    poll in which every folder was read). Its IMAP conversations are cut off when ``scope`` is
+    cancelled (by default: when ``cam.deadlines.cancel_interruptible`` is called). Raises only when
+    the database itself fails.
     """
+    if scope is None:
+        with CancelScope(interruptible=True) as own:
+            return inbox_poll(mailbox=mailbox, scope=own)
     counts = dict.fromkeys(COUNTS, 0)
     lease, holder = f"poll:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
         return {**counts, "busy": 1}
     counts["mailboxes"] = 1
     try:
-        errors = _poll(mailbox=mailbox, counts=counts, lease=(lease, holder))
+        errors = _poll(mailbox=mailbox, counts=counts, lease=(lease, holder), scope=scope)
     finally:
         lease_release(name=lease, holder=holder)
     now = timezone.now()
@@ -84,7 +216,7 @@ def inbox_poll(*, mailbox: Mailbox) -> dict[str, int]:
     return counts
 
 
-def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -> list[str]:
+def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str], scope: CancelScope) -> list[str]:
     """Read every folder; returns what went wrong, for ``last_poll_error``."""
     folders = list(mailbox.folders.order_by("name"))
     if not folders:
@@ -96,7 +228,8 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str]) -
         password = secret_from_env(mailbox.imap_password_env,
                                    purpose=f"the IMAP password of mailbox {mailbox.name!r}")
         with ImapInbox(mailbox, password=password, timeout=settings.AICMO_CAM_IMAP_TIMEOUT_SECONDS,
-                       max_bytes=settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES) as inbox:
+                       max_bytes=settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES,
+                       deadline_seconds=settings.AICMO_CAM_IMAP_DEADLINE_SECONDS, scope=scope) as inbox:
             for folder in folders:
                 try:
                     _poll_folder(inbox=inbox, folder=folder, counts=counts, lease=lease)

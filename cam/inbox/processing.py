@@ -6,9 +6,7 @@ applies a follow-up twice, and one unreadable message never holds up the others.
 
 from __future__ import annotations
 
-import email
 import logging
-from email.policy import default as default_policy
 
 from django.db import transaction
 from django.utils import timezone
@@ -16,6 +14,7 @@ from django.utils import timezone
 from cam.followup import reply_follow_up
 from cam.inbox.classify import classify_message
 from cam.inbox.matching import match_message
+from cam.inbox.parsing import message_from_raw
 from cam.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ CLASSIFIER = "system:classifier"
 
 def reply_process(*, inbound: InboundEmail) -> str:
     """Classify and match one stored reply, then apply its follow-up. Returns its category."""
-    message = email.message_from_bytes(bytes(inbound.raw_message or b""), policy=default_policy)
+    message = message_from_raw(bytes(inbound.raw_message or b""))
     result = classify_message(message)
     match = match_message(message=message, mailbox_id=inbound.mailbox_id, sender=inbound.from_email,
                           in_reply_to=inbound.in_reply_to, references=inbound.references,

@@ -10,7 +10,7 @@ from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.polling import inboxes_poll
 from cam.inbox.processing import replies_process
 from cam.jobs.cycle import cycle_job
-from cam.jobs.heartbeat import watchdog_check
+from cam.jobs.recovery import watchdog_run
 from cam.jobs.registry import JobContext, job
 from cam.models import Campaign, JobExecution
 from cam.outreach.planning import outreach_plan
@@ -95,6 +95,7 @@ def worker_cycle(context: JobContext) -> dict[str, Any]:
     return cycle_job(context)
 
 
-@job("watchdog", description="Alert once per outage when no worker has reported for three intervals.")
+@job("watchdog", description="Put right what dead workers left (runs, heartbeats, leases, claimed emails); "
+                             "alert once per outage when no worker has reported for three intervals.")
 def watchdog(context: JobContext) -> dict[str, Any]:
-    return watchdog_check()
+    return watchdog_run()

@@ -58,6 +58,16 @@ def heartbeat_cycle_finished(*, worker_id: str, errors: dict[str, str]) -> None:
     WorkerHeartbeat.objects.filter(worker_id=worker_id).update(**fields)
 
 
+def heartbeat_cycles_failed(*, worker_id: str, error: str) -> None:
+    """Cycles failed before the worker could say so (the database was away): ERROR with why, written
+    once the database answers; the row is created if the worker never reported before."""
+    now = timezone.now()
+    fields = {"status": Status.ERROR, "current_step": "", "last_error": error[:5000], "last_seen_at": now,
+              "hostname": socket.gethostname()[:255], "pid": os.getpid()}
+    WorkerHeartbeat.objects.update_or_create(worker_id=worker_id, defaults=fields,
+                                             create_defaults={**fields, "started_at": now})
+
+
 def heartbeat_seen(*, worker_id: str) -> None:
     """A worker that skipped its cycle (another one held it) is still alive."""
     now = timezone.now()

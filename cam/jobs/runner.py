@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 Status = JobExecution.Status
 Trigger = JobExecution.Trigger
 
+# The error of a run the watchdog found RUNNING after its worker's lease lapsed.
+WORKER_DIED = ("The worker running it died: its lease lapsed before the run finished (found by the watchdog; "
+               "the worker's log says why it stopped).")
 # How the reason of a run refused because another run of the job was going on begins.
 ALREADY_RUNNING = "Already running"
 GLOBAL = "global"
@@ -63,6 +66,17 @@ class JobResult:
         return cls(execution_id=execution.execution_id, job=execution.job, campaign_id=execution.campaign_id,
                    status=execution.status, reason=execution.reason, counts=execution.counts,
                    error=execution.error, started_at=execution.started_at, finished_at=execution.finished_at)
+
+
+class ExecutionUnrecorded(OperationalError):
+    """A run ended but its outcome could not be saved: the database went away. ``execution`` holds
+    the outcome (status, error, traceback, finished_at) for whoever records it once the database
+    answers again (see ``job_execution_record_late``)."""
+
+    def __init__(self, execution: JobExecution, cause: BaseException) -> None:
+        self.execution = execution
+        super().__init__(f"The outcome of {execution.execution_id} could not be saved: {type(cause).__name__}: "
+                         f"{cause}")
 
 
 def execution_id_for(*, job: str, campaign_id: int | None, slot: datetime) -> str:
@@ -176,7 +190,7 @@ def run_job(
         try:
             with transaction.atomic():
                 execution = JobExecution.objects.create(execution_id=execution_id, status=Status.RUNNING,
-                                                        started_at=timezone.now(), **record)
+                                                        started_at=timezone.now(), holder=holder, **record)
         except IntegrityError:
             # Another process claimed the same slot between our check and our insert.
             return _skipped(slot_id, f"This slot already ran as {slot_id}.", record)
@@ -193,10 +207,45 @@ def run_job(
             execution.status = Status.COMPLETED
             execution.counts = dict(counts or {})
         execution.finished_at = timezone.now()
-        execution.save(update_fields=["status", "error", "traceback", "counts", "finished_at"])
+        try:
+            execution.save(update_fields=["status", "error", "traceback", "counts", "finished_at"])
+        except (InterfaceError, OperationalError) as exc:
+            raise ExecutionUnrecorded(execution, exc) from exc
         return JobResult.from_execution(execution)
     finally:
-        lease_release(name=lease, holder=holder)
+        try:
+            lease_release(name=lease, holder=holder)
+        except DatabaseError:
+            # The database is away: the lease lapses after its TTL, and the error on its way up says why.
+            logger.warning("Could not release the lease %s: the database is away", lease)
+
+
+def job_execution_record_late(*, execution: JobExecution) -> bool:
+    """Record the outcome of a run that ended while the database was away (``ExecutionUnrecorded``),
+    now that it answers; gives its lease back. True if the record was still RUNNING and is now
+    final (the watchdog may have marked it FAILED meanwhile, which then stands)."""
+    # RUNNING, or failed meanwhile by the watchdog, which could only guess why.
+    unfinished = Q(status=Status.RUNNING) | Q(status=Status.FAILED, error=WORKER_DIED)
+    updated = JobExecution.objects.filter(unfinished, execution_id=execution.execution_id).update(
+        status=execution.status, error=execution.error, traceback=execution.traceback, counts=execution.counts,
+        finished_at=execution.finished_at or timezone.now())
+    if execution.holder:
+        lease_release(name=lease_name_for(job=execution.job, campaign_id=execution.campaign_id),
+                      holder=execution.holder)
+    return bool(updated)
+
+
+def job_record_unrun(name: str, *, error: str, started_at: datetime, finished_at: datetime,
+                     trigger: str = Trigger.COMMAND, params: dict[str, Any] | None = None) -> JobResult:
+    """Record as FAILED a run of ``name`` that never got as far as its own record (the database refused
+    the connection), once the database answers: under the slot of ``started_at`` plus ``:unrun-…``."""
+    get_job(name)
+    slot_id, record = _slot_and_record(name, campaign=None, scheduled_for=started_at, params=params,
+                                       trigger=trigger)
+    execution = JobExecution.objects.create(
+        execution_id=f"{slot_id}:unrun-{uuid.uuid4().hex[:12]}", status=Status.FAILED, error=error[:2000],
+        started_at=started_at, finished_at=finished_at, **record)
+    return JobResult.from_execution(execution)
 
 
 def job_refuse(name: str, *, reason: str, campaign: Campaign | None = None, scheduled_for: datetime | None = None,

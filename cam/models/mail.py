@@ -58,6 +58,10 @@ class Mailbox(models.Model):
                                          validators=[validate_env_name])
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
+    last_send_error = models.TextField(
+        blank=True, help_text="Why the last batch could not send (the server unreachable, the login or API key "
+                              "refused); cleared by the next email that goes out.")
+    last_send_error_at = models.DateTimeField(null=True, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -104,6 +108,10 @@ class OutboundEmail(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
+        # Taken by a sender's batch, not handed to the provider yet: goes back to the queue if the
+        # sender stops or dies before trying it.
+        CLAIMED = "CLAIMED", "Claimed for sending"
+        # Handed to the provider right now: the one email of a batch in flight.
         SENDING = "SENDING", "Sending"
         SENT = "SENT", "Sent"
         RETRY = "RETRY", "Waiting to retry"
@@ -151,13 +159,12 @@ class OutboundEmail(models.Model):
             # The sender's hot filter: rows waiting to be claimed.
             models.Index(fields=["next_attempt_at"], condition=Q(status__in=["PENDING", "RETRY"]),
                          name="outbound_pending_idx"),
+            # Also recovery's: the emails in a sender's hands (CLAIMED, SENDING), whose sender may be gone.
             models.Index(fields=["status", "created_at"], name="outbound_status_created_idx"),
             # Daily caps count emails per mailbox and campaign since a time; metrics count sends.
             models.Index(fields=["mailbox", "created_at"], name="outbound_mailbox_created_idx"),
             models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
-            models.Index(fields=["status", "claimed_at"], condition=Q(status="SENDING"),
-                         name="outbound_sending_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),

@@ -37,6 +37,9 @@ class JobExecution(models.Model):
     error = models.TextField(blank=True)
     traceback = models.TextField(blank=True)
     worker_id = models.CharField(max_length=200, blank=True)
+    holder = models.CharField(max_length=200, blank=True,
+                              help_text="The lease holder running it: while RUNNING, a run whose holder no longer "
+                                        "holds a live lease has died.")
     started_at = models.DateTimeField()
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -82,6 +85,8 @@ class WorkerHeartbeat(models.Model):
         IDLE = "IDLE", "Idle between cycles"
         STOPPED = "STOPPED", "Stopped"
         ERROR = "ERROR", "Error"
+        # Not seen for several intervals without saying it stopped: found dead by the watchdog.
+        LOST = "LOST", "Lost (stopped reporting)"
 
     worker_id = models.CharField(max_length=200, unique=True)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.STARTING)

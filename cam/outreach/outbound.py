@@ -10,7 +10,7 @@ from django.utils import timezone
 from cam.models import Lead, OutboundEmail
 
 Status = OutboundEmail.Status
-CANCELLABLE = (Status.PENDING, Status.RETRY, Status.UNKNOWN, Status.FAILED)
+CANCELLABLE = (Status.PENDING, Status.CLAIMED, Status.RETRY, Status.UNKNOWN, Status.FAILED)
 RESENDABLE = (Status.UNKNOWN, Status.FAILED, Status.CANCELLED)
 
 

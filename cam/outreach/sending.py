@@ -1,34 +1,51 @@
-"""Claiming planned emails and sending them through each mailbox's provider, exactly once.
+"""Claiming planned emails and sending them through each mailbox's provider: exactly once, and never lost.
 
-- Rows are claimed inside a transaction with ``SELECT … FOR UPDATE SKIP LOCKED`` on PostgreSQL, and
-  with a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)`` where the database has no row locks
-  (SQLite): either way two senders never claim the same row.
-- A mailbox's batch runs under a lease, so its daily cap and minimum gap hold however many workers
-  send at once; different mailboxes send in parallel.
-- Outcomes are written at the end of a batch in a fixed number of statements. A sender that dies
-  mid-batch leaves rows in ``SENDING``: ``outbound_recover_stuck`` turns those into ``UNKNOWN`` (SMTP
-  and console: they may have gone out, and there is no way to ask) or back into ``RETRY`` (Resend:
-  the same idempotency key makes a second request harmless).
+- A mailbox's batch runs under its lease (``send:mailbox:<id>``), so its daily cap and minimum gap
+  hold however many workers send at once; different mailboxes send in parallel. The lease's holder
+  is also the batch's claim token, and the batch renews the lease as it goes.
+- Rows are claimed (``CLAIMED``) inside a transaction with ``SELECT … FOR UPDATE SKIP LOCKED`` on
+  PostgreSQL, and with a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)`` where the database
+  has no row locks (SQLite): either way two senders never claim the same row. Claiming counts no
+  attempt.
+- Each email costs one commit of its own (``cam.outreach.outcomes``): right after its provider call,
+  its outcome (``SENT`` with the provider's id, ``RETRY``, ``FAILED``, ``UNKNOWN``) and its lead's
+  progress are committed together, with the next email marked ``SENDING``. That write is also the
+  batch's check, before each send, that the database still answers and that the claim is still its
+  own; the batch stops at the first failure. A crash therefore leaves at most the one email in
+  flight in ``SENDING``; the rows it had claimed but not tried are still ``CLAIMED``.
+- An attempt counts only when the request reached the provider (``SendResult.attempted``). When the
+  provider halts the batch (the server cannot be reached, the key is refused, a 429), the untried
+  rows are handed back uncounted, after the provider's ``retry-after`` when it gave one.
+- ``outbound_recover_stuck`` finds the rows of senders whose lease is gone (they died, or lost the
+  database): ``CLAIMED`` rows go back to the queue; a ``SENDING`` row becomes ``UNKNOWN`` (SMTP and
+  console: it may have gone out, and there is no way to ask) or ``RETRY`` (Resend: the same
+  idempotency key makes a second request harmless, and Resend answers it with the first request's
+  outcome).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, F, Value, When
+from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from cam.bulk import bulk_update_values
-from cam.jobs.leases import lease_acquire, lease_release
-from cam.models import Lead, Mailbox, OutboundEmail, SequenceStep
+from cam.budget import Budget
+from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
-from cam.outreach.planning import SENDING_CAMPAIGNS, step_delay
+from cam.outreach.outcomes import outcome_of, outcome_write
+from cam.outreach.planning import SENDING_CAMPAIGNS
 from cam.outreach.providers import SendResult, get_provider
 from cam.pipeline.suppressions import suppressed_addresses
 
@@ -37,11 +54,19 @@ logger = logging.getLogger(__name__)
 Status = OutboundEmail.Status
 Blocked = Lead.BlockedReason
 READY = (Status.PENDING, Status.RETRY)
-MAX_ATTEMPTS = 5
-RETRY_BASE = timedelta(minutes=1)
+IN_HAND = (Status.CLAIMED, Status.SENDING)
 RETRY_CAP = timedelta(hours=6)
 # Providers whose requests carry an idempotency key: a row left in SENDING may be sent again.
 IDEMPOTENT_PROVIDERS = (Mailbox.Provider.RESEND,)
+# Providers whose webhooks report events by the provider's message id, which may beat the sender.
+PROVIDERS_WITH_EVENTS = (Mailbox.Provider.RESEND,)
+# How long the sender keeps trying to record an outcome it already has while the database is away,
+# before leaving the row to recovery.
+OUTCOME_WRITE_PATIENCE = 30.0
+# A row handed back: PENDING if no request for it ever reached a provider, else RETRY.
+HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
+
+DATABASE_GONE = (InterfaceError, OperationalError)
 
 
 def _ready(now: datetime):
@@ -50,12 +75,14 @@ def _ready(now: datetime):
                                         lead__status=Lead.Status.IN_SEQUENCE)
 
 
-def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime) -> list[int]:
-    """Mark up to ``limit`` ready emails of ``mailbox`` as SENDING for this caller; returns their ids."""
-    token = f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
+def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str | None = None) -> list[int]:
+    """Mark up to ``limit`` ready emails of ``mailbox`` as CLAIMED by ``holder``; returns their ids.
+
+    No attempt is counted: that happens only when a request for the email reaches the provider.
+    """
+    holder = holder or f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     ready = _ready(now).filter(mailbox=mailbox).order_by("next_attempt_at", "pk")
-    claim = {"status": Status.SENDING, "claimed_by": token, "claimed_at": now, "attempts": F("attempts") + 1,
-             "updated_at": now}
+    claim = {"status": Status.CLAIMED, "claimed_by": holder, "claimed_at": now, "updated_at": now}
     with transaction.atomic():
         if connection.features.has_select_for_update_skip_locked:
             ids = list(ready.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
@@ -63,47 +90,50 @@ def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime) -> list[int]:
             return ids
         candidates = list(ready.values_list("pk", flat=True)[:limit])
         OutboundEmail.objects.filter(pk__in=candidates, status__in=READY).update(**claim)
-        return list(OutboundEmail.objects.filter(pk__in=candidates, claimed_by=token).values_list("pk", flat=True))
+        return list(OutboundEmail.objects.filter(pk__in=candidates, claimed_by=holder).values_list("pk", flat=True))
+
+
+def _retry_base() -> timedelta:
+    return timedelta(seconds=settings.AICMO_CAM_SEND_RETRY_SECONDS)
 
 
 def _retry_delay(attempts: int, retry_after: float | None) -> timedelta:
     if retry_after is not None:
         return timedelta(seconds=max(retry_after, 1))
-    return min(RETRY_BASE * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+    return min(_retry_base() * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
-def _record(row: OutboundEmail, result: SendResult, now: datetime, next_steps: dict) -> Lead | None:
-    """Apply one send's outcome to the row (and return the lead if it changes)."""
-    lead = row.lead
-    row.last_error = result.error[:2000]
-    if result.status == Status.SENT:
-        row.status, row.sent_at, row.next_attempt_at = Status.SENT, now, None
-        row.provider_message_id = result.provider_message_id[:255]
-        following = next_steps.get((row.campaign_id, row.step.position + 1))
-        lead.current_step = row.step.position
-        lead.last_contacted_at = now
-        lead.next_send_at = now + step_delay(following) if following else None
-        lead.blocked_reason = ""
-        return lead
-    if result.status == Status.RETRY and row.attempts < MAX_ATTEMPTS:
-        row.status, row.next_attempt_at = Status.RETRY, now + _retry_delay(row.attempts, result.retry_after)
-        return None
-    if result.status == Status.RETRY:
-        row.status, row.next_attempt_at = Status.FAILED, None
-        row.last_error = f"Gave up after {row.attempts} attempts. Last: {row.last_error}"
-    else:
-        row.status, row.next_attempt_at = result.status, None  # FAILED or UNKNOWN
-    lead.blocked_reason = Blocked.SEND_UNKNOWN if row.status == Status.UNKNOWN else Blocked.SEND_FAILED
-    return lead
+@dataclass
+class _Batch:
+    """One mailbox's batch in progress: what it claimed, what it has done, and why it stopped."""
+
+    mailbox: Mailbox
+    holder: str
+    budget: Budget
+    next_steps: dict[tuple[int, int], SequenceStep] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    untried: set[int] = field(default_factory=set)
+    stopped: str = ""
+    retry_after: float | None = None
+
+    def count(self, key: str) -> None:
+        self.counts[key] = self.counts.get(key, 0) + 1
 
 
-def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datetime | None = None) -> dict[str, int]:
+def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datetime | None = None,
+                        budget: Budget | None = None) -> dict[str, Any]:
     """Send what is ready for one mailbox, at most ``limit`` (one when the mailbox has a minimum gap).
 
     Returns counts per outcome; ``busy`` when another sender holds the mailbox, ``waiting_gap`` when
-    its minimum gap has not passed.
+    its minimum gap has not passed, ``handed_back`` for claimed rows left untried because the batch
+    stopped (``budget`` ran out, the worker is stopping, the provider halted the batch), and
+    ``problems`` (a list) naming the mailbox when it could not send at all.
+    Raises ``OperationalError``/``InterfaceError`` when the database went away: the batch has then
+    stopped at once, and its untried rows go back to the queue through ``outbound_recover_stuck``
+    once its lease lapses.
     """
     now = now or timezone.now()
+    budget = budget or Budget.unlimited()
     mailbox = Mailbox.objects.filter(pk=mailbox_id, is_active=True).first()
     if mailbox is None:
         return {}
@@ -113,82 +143,226 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     lease, holder = f"send:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
         return {"busy": 1}
+    ttl = settings.AICMO_CAM_LOCK_TTL_SECONDS
+    batch = _Batch(mailbox=mailbox, holder=holder, budget=budget.keeping(
+        lease, lambda: lease_renew(name=lease, holder=holder)))
+    batch.budget.renew_every = min(batch.budget.renew_every, ttl / 4)
     try:
-        return _send(mailbox=mailbox, limit=1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE), now=now)
+        _send(batch, limit=1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE), now=now)
+        _hand_back(batch)
+        if batch.stopped and not batch.stopped.startswith("halted"):
+            batch.counts["stopped"] = batch.stopped
     finally:
-        lease_release(name=lease, holder=holder)
+        try:
+            lease_release(name=lease, holder=holder)
+        except DATABASE_GONE:  # the error on its way up says why; the lease lapses on its own
+            logger.warning("Could not release the lease %s: the database is away", lease)
+    return batch.counts
 
 
-def _send(*, mailbox: Mailbox, limit: int, now: datetime) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    ids = outbound_claim(mailbox=mailbox, limit=limit, now=now)
+def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
+    mailbox = batch.mailbox
+    ids = outbound_claim(mailbox=mailbox, limit=limit, now=now, holder=batch.holder)
     if not ids:
-        return counts
+        return
     rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead", "campaign", "step")
                 .order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
-    next_steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(
+    _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
+    rows = [row for row in rows if row.to_email not in suppressed]
+    batch.next_steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(
         campaign_id__in={row.campaign_id for row in rows})}
-    leads: dict[int, Lead] = {}
+    batch.untried = {row.pk for row in rows}
+    done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
     with get_provider(mailbox) as provider:
         for row in rows:
-            row.mailbox = mailbox
-            if row.to_email in suppressed:
-                # Suppressed between planning and sending: never send.
-                row.status, row.next_attempt_at = Status.CANCELLED, None
-                row.last_error = "Address or domain suppressed."
-                row.lead.blocked_reason = Blocked.SUPPRESSED
-                leads[row.lead_id] = row.lead
-                counts["cancelled"] = counts.get("cancelled", 0) + 1
+            batch.stopped = batch.budget.exhausted()
+            if batch.stopped:
+                break
+            batch.untried.discard(row.pk)
+            # One transaction: the previous email's outcome, and this one marked SENDING.
+            ours = _commit(batch, done=done, next_row=row)
+            done = None
+            if not ours:
+                batch.count("lost")  # cancelled or recovered meanwhile: no longer this batch's to send
                 continue
-            try:
-                result = provider.send(build_message(row), idempotency_key=f"cam-outbound-{row.pk}")
-            except Exception as exc:  # a provider bug must not lose the batch's other outcomes
-                logger.exception("Provider %s raised while sending outbound %s", mailbox.provider, row.pk)
-                result = SendResult(status=Status.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
-            changed = _record(row, result, now, next_steps)
-            if changed is not None:
-                leads[changed.pk] = changed
-            counts[row.status.lower()] = counts.get(row.status.lower(), 0) + 1
-    for row in rows:
-        row.updated_at = now
-    bulk_update_values(rows, ["status", "sent_at", "provider_message_id", "last_error", "next_attempt_at",
-                              "updated_at"])
-    bulk_update_values(list(leads.values()), ["current_step", "last_contacted_at", "next_send_at",
-                                              "blocked_reason"])
-    if counts.get("sent"):
-        Mailbox.objects.filter(pk=mailbox.pk).update(last_sent_at=now)
-        provider_events_link(outbound_emails=[row for row in rows if row.status == Status.SENT])
-    return counts
+            row.mailbox = mailbox
+            result = _send_one(provider, row)
+            done = (row, result)
+            if result.halt_batch:
+                batch.stopped, batch.retry_after = f"halted: {result.error}", result.retry_after
+                break
+    if done is not None or batch.counts.get("sent"):
+        _commit(batch, done=done, next_row=None, last=True)  # and, once a batch, the mailbox's last send
+    if done is not None and batch.stopped.startswith("halted"):
+        _note_mailbox_problem(batch, done[1])
+
+
+def _send_one(provider, row: OutboundEmail) -> SendResult:
+    """The provider's answer for one email; never raises, so every outcome is recorded."""
+    try:
+        message = build_message(row)
+    except Exception as exc:  # nothing was handed over: no server would ever take it as it is
+        logger.exception("Outbound %s could not be built", row.pk)
+        return SendResult(status=Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
+                          attempted=False)
+    try:
+        return provider.send(message, idempotency_key=f"cam-outbound-{row.pk}")
+    except Exception as exc:  # a provider bug: the message may have gone out
+        logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
+        return SendResult(status=Status.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+
+def _cancel_suppressed(batch: _Batch, rows: list[OutboundEmail]) -> None:
+    """Suppressed between planning and sending: never sent."""
+    if not rows:
+        return
+    with transaction.atomic():
+        mine = OutboundEmail.objects.filter(pk__in=[row.pk for row in rows], status=Status.CLAIMED,
+                                            claimed_by=batch.holder)
+        lead_ids = list(mine.values_list("lead_id", flat=True))
+        cancelled = mine.update(status=Status.CANCELLED, next_attempt_at=None, updated_at=timezone.now(),
+                                last_error="Address or domain suppressed.")
+        Lead.objects.filter(pk__in=lead_ids).update(blocked_reason=Blocked.SUPPRESSED)
+    if cancelled:
+        batch.counts["cancelled"] = cancelled
+
+
+def _commit(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next_row: OutboundEmail | None,
+            last: bool = False) -> bool:
+    """Commit the outcome of the email just sent (with its lead's progress) and mark the next one
+    SENDING, in one transaction; returns whether the next email is still this batch's to send.
+
+    This is also the batch's check that the database answers before each send. When it does not
+    and an outcome is waiting to be written (it is known only here), the write is tried again on a
+    fresh connection for ``OUTCOME_WRITE_PATIENCE`` seconds — never inside a caller's transaction,
+    which a reconnect would lose — before the error is raised: the batch then stops, the email
+    stays SENDING for recovery and the untried ones stay claimed until the lease lapses. Writing
+    twice is harmless: every value written is absolute and every statement conditional on the claim.
+    """
+    waited, pause = 0.0, 0.5
+    while True:
+        try:
+            return _write(batch, done=done, next_row=next_row, last=last)
+        except DATABASE_GONE:
+            stopping = batch.budget.stop is not None and batch.budget.stop.is_set()
+            if done is None or connection.in_atomic_block or waited >= OUTCOME_WRITE_PATIENCE or stopping:
+                raise
+            logger.warning("Recording the outcome of outbound %s failed: the database is away; trying again "
+                           "in %g s", done[0].pk, pause)
+            connection.close()
+            time.sleep(pause)
+            waited += pause
+            pause = min(pause * 2, 5.0)
+
+
+def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next_row: OutboundEmail | None,
+           last: bool) -> bool:
+    now = timezone.now()
+    row, outcome = None, None
+    if done is not None:
+        row, result = done
+        outcome = outcome_of(row, result, now=now, retry_delay=_retry_delay, next_steps=batch.next_steps)
+    link_events = (outcome is not None and outcome.status == Status.SENT
+                   and batch.mailbox.provider in PROVIDERS_WITH_EVENTS)
+    sent = batch.counts.get("sent", 0) + (outcome is not None and outcome.status == Status.SENT)
+    if not link_events and not (last and sent):
+        written, ours = outcome_write(holder=batch.holder, row=row, outcome=outcome,
+                                      next_id=next_row.pk if next_row else None, now=now)
+    else:
+        with transaction.atomic():  # the same commit, with what this email or the batch's end also needs
+            written, ours = outcome_write(holder=batch.holder, row=row, outcome=outcome,
+                                          next_id=next_row.pk if next_row else None, now=now)
+            if written and link_events:
+                for name, value in outcome.email.items():
+                    setattr(row, name, value)
+                provider_events_link(outbound_emails=[row])
+            if last and sent:
+                # Once per batch: when it last sent (the minimum gap; a gap mailbox sends one email a batch).
+                Mailbox.objects.filter(pk=batch.mailbox.pk).update(last_sent_at=now, last_send_error="",
+                                                                    last_send_error_at=None)
+    if outcome is not None:
+        batch.count(outcome.status.lower() if written else "lost")
+    return ours
+
+
+def _note_mailbox_problem(batch: _Batch, result: SendResult) -> None:
+    """A batch halted because the mailbox cannot send (not because the provider asked to slow down,
+    which comes with a ``retry_after``): the dashboard and the cycle's errors name the mailbox."""
+    if result.retry_after is not None:
+        return
+    Mailbox.objects.filter(pk=batch.mailbox.pk).update(last_send_error=result.error[:2000],
+                                                        last_send_error_at=timezone.now())
+    batch.counts.setdefault("problems", []).append(f"mailbox {batch.mailbox.name}: {result.error}")
+
+
+def _hand_back(batch: _Batch) -> None:
+    """Give the claimed rows this batch did not try back to the queue, without counting an attempt.
+
+    After a halt they wait as long as the provider asked (or ``AICMO_CAM_SEND_RETRY_SECONDS``: the server was not
+    reachable); after a stop or the end of the step's time they are due again at once.
+    """
+    if not batch.untried:
+        return
+    now = timezone.now()
+    values: dict = {"status": HANDED_BACK_STATUS, "claimed_by": "", "updated_at": now}
+    if batch.stopped.startswith("halted"):
+        wait = timedelta(seconds=batch.retry_after) if batch.retry_after is not None else _retry_base()
+        values.update(next_attempt_at=now + wait, last_error=f"Not tried: the batch was {batch.stopped}"[:2000])
+    handed = OutboundEmail.objects.filter(pk__in=batch.untried, status=Status.CLAIMED,
+                                          claimed_by=batch.holder).update(**values)
+    if handed:
+        batch.counts["handed_back"] = handed
+    logger.info("Mailbox %s: %s untried emails handed back (%s)", batch.mailbox.name, handed, batch.stopped)
 
 
 def outbound_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
-    """Rows left in SENDING by a sender that died: UNKNOWN, or RETRY where the provider is idempotent."""
+    """Rows held by senders whose lease is gone (they died, or lost the database): claimed rows go
+    back to the queue uncounted; the row that was in flight becomes UNKNOWN, or RETRY where the
+    provider is idempotent (its request may have reached the provider: one attempt)."""
     now = now or timezone.now()
-    stale = OutboundEmail.objects.filter(
-        status=Status.SENDING, claimed_at__lt=now - timedelta(seconds=settings.Q_TIMEOUT_SECONDS + 60))
+    live = Lease.objects.filter(expires_at__gt=now).values("holder")
+    orphaned = OutboundEmail.objects.filter(status__in=IN_HAND).exclude(claimed_by__in=live)
     with transaction.atomic():
-        retried = stale.filter(mailbox__provider__in=IDEMPOTENT_PROVIDERS).update(
-            status=Status.RETRY, next_attempt_at=now, updated_at=now,
+        requeued = orphaned.filter(status=Status.CLAIMED).update(status=HANDED_BACK_STATUS, claimed_by="",
+                                                                 updated_at=now)
+        in_flight = orphaned.filter(status=Status.SENDING)
+        retried = in_flight.filter(mailbox__provider__in=IDEMPOTENT_PROVIDERS).update(
+            status=Status.RETRY, next_attempt_at=now, attempts=F("attempts") + 1, claimed_by="", updated_at=now,
             last_error="Found in SENDING after an interrupted send; retried with the same idempotency key.")
-        unknown_leads = list(stale.values_list("lead_id", flat=True))
-        unknown = stale.update(
-            status=Status.UNKNOWN, next_attempt_at=None, updated_at=now,
+        unknown_leads = list(in_flight.values_list("lead_id", flat=True))
+        unknown = in_flight.update(
+            status=Status.UNKNOWN, next_attempt_at=None, attempts=F("attempts") + 1, updated_at=now,
             last_error="Found in SENDING after an interrupted send: it may have gone out. "
                        "Check the mailbox, then resend or cancel it in the admin.")
         Lead.objects.filter(pk__in=unknown_leads).update(blocked_reason=Blocked.SEND_UNKNOWN)
-    return {"recovered_retry": retried, "recovered_unknown": unknown}
+    return {"recovered_requeued": requeued, "recovered_retry": retried, "recovered_unknown": unknown}
 
 
-def outreach_send(*, now: datetime | None = None, inline: bool = True) -> dict[str, int]:
-    """Send every mailbox's ready emails: here and now, or as one queued task per mailbox."""
+def outreach_send(*, now: datetime | None = None, inline: bool = True, budget: Budget | None = None) -> dict[str, Any]:
+    """Send every mailbox's ready emails: here and now, or as one queued task per mailbox.
+
+    Inline, the mailboxes are sent one after another within ``budget``: once it is exhausted the
+    remaining mailboxes wait for the next run (their emails stay ready), and ``stopped`` says why.
+    Counts are summed over the mailboxes; ``problems`` lists the mailboxes that could not send.
+    """
     now = now or timezone.now()
+    budget = budget or Budget.unlimited()
     mailbox_ids = sorted(set(_ready(now).values_list("mailbox_id", flat=True)))
-    totals: dict[str, int] = {"mailboxes": len(mailbox_ids)}
+    totals: dict[str, Any] = {"mailboxes": len(mailbox_ids)}
     for mailbox_id in mailbox_ids:
         if inline:
-            for key, value in outbound_send_batch(mailbox_id=mailbox_id, now=now).items():
-                totals[key] = totals.get(key, 0) + value
+            stopped = budget.exhausted()
+            if stopped:
+                totals["stopped"] = stopped
+                break
+            for key, value in outbound_send_batch(mailbox_id=mailbox_id, now=now, budget=budget).items():
+                if isinstance(value, list):
+                    totals.setdefault(key, []).extend(value)
+                elif isinstance(value, str):  # why a batch stopped early
+                    totals[key] = value
+                else:
+                    totals[key] = totals.get(key, 0) + value
         else:
             transaction.on_commit(lambda mailbox_id=mailbox_id: async_task(
                 "cam.outreach.tasks.send_batch_task", mailbox_id=mailbox_id, q_options={"group": "cam: send"}))

@@ -44,21 +44,25 @@ def lead_from_token(token: str) -> Lead:
         raise InvalidUnsubscribeToken("The lead of this unsubscribe token no longer exists.") from None
 
 
-def unsubscribe_url(lead: Lead) -> str:
+def unsubscribe_url(lead: Lead, *, token: str | None = None) -> str:
     """The absolute one-click URL (``AICMO_CAM_PUBLIC_URL``, which must be https in production)."""
-    return settings.AICMO_CAM_PUBLIC_URL + reverse("cam:unsubscribe", kwargs={"token": unsubscribe_token(lead)})
+    token = token or unsubscribe_token(lead)
+    return settings.AICMO_CAM_PUBLIC_URL + reverse("cam:unsubscribe", kwargs={"token": token})
 
 
-def unsubscribe_mailto(lead: Lead, mailbox: Mailbox) -> str:
+def unsubscribe_mailto(lead: Lead, mailbox: Mailbox, *, token: str | None = None) -> str:
     """A mailto: URL whose subject carries the token, so an emailed request can be matched to the lead."""
     address = mailbox.reply_to or mailbox.from_email
-    return f"mailto:{address}?subject={quote(f'unsubscribe {unsubscribe_token(lead)}', safe=':')}"
+    token = token or unsubscribe_token(lead)
+    return f"mailto:{address}?subject={quote(f'unsubscribe {token}', safe=':')}"
 
 
 def list_unsubscribe_headers(lead: Lead, mailbox: Mailbox) -> dict[str, str]:
     """``List-Unsubscribe`` (RFC 2369: the https URL first, then mailto) and ``List-Unsubscribe-Post`` (RFC 8058)."""
+    token = unsubscribe_token(lead)  # signed once for both addresses: this runs for every email sent
     return {
-        "List-Unsubscribe": f"<{unsubscribe_url(lead)}>, <{unsubscribe_mailto(lead, mailbox)}>",
+        "List-Unsubscribe": (f"<{unsubscribe_url(lead, token=token)}>, "
+                             f"<{unsubscribe_mailto(lead, mailbox, token=token)}>"),
         "List-Unsubscribe-Post": f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}",
     }
 

@@ -2,7 +2,9 @@
 
 Records are handled in batches; each batch costs the same few queries whatever its size (one read of
 the suppressions, one of the existing leads, one bulk insert, one bulk update, one insert of the
-rejections), and nothing but the current batch is held in memory.
+rejections), and nothing but the current batch is held in memory. A record the database cannot store
+as it is (a NUL character, a lone surrogate, NaN — see ``records.unstorable_reason``) is rejected like
+any other bad record, by its line, so it never fails the batch it is in.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from django.utils import timezone
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.normalize import mx_resolver
-from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record
+from cam.pipeline.records import (
+    CleanRecord,
+    RejectedRecord,
+    clean_record,
+    storable_data,
+    storable_text,
+    unstorable_reason,
+)
 from cam.pipeline.sources import SourceError, SourceRecord, get_backend
 from cam.pipeline.suppressions import suppressed_addresses
 
@@ -80,11 +89,17 @@ def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, ro
         try:
             if record.error:
                 raise RejectedRecord(record.error)
+            # Checked on the whole record, not only the mapped fields: all of it is kept as raw_data.
+            unstorable = unstorable_reason(record.data)
+            if unstorable:
+                raise RejectedRecord(unstorable)
             cleaned = clean_record(mapped, check_mx=check_mx, dns_resolver=dns_resolver)
         except RejectedRecord as exc:
+            # The rejection keeps what the record held, made storable: a NUL must not fail the batch.
             rejections.append(HarvestRejection(
-                campaign=campaign, source=source, job_execution=execution, line=record.line, reason=str(exc),
-                email=str(mapped.get("email") or "")[:320], raw_data=_jsonable(record.data)))
+                campaign=campaign, source=source, job_execution=execution, line=record.line,
+                reason=storable_text(str(exc)), email=storable_text(str(mapped.get("email") or ""))[:320],
+                raw_data=storable_data(record.data)))
             continue
         if cleaned.address.email in seen:
             counts["duplicate"] += 1

@@ -48,9 +48,10 @@ def leads_import_csv(
 ) -> ImportReport:
     """Harvest ``path`` into ``campaign`` through a CSV source named after the file (kept for provenance).
 
-    ``on_progress(counts, bytes_read, total_bytes)`` is called after each batch. Raises ``SourceError``
-    when the file as a whole cannot be read (missing, empty, no email column) or ``columns`` names an
-    unknown lead field.
+    ``on_progress(counts, bytes_read, total_bytes)`` is called after each batch. A bad row (bad quoting,
+    a line over the size cap, a NUL character, an invalid address) is a rejection with its line and never
+    stops the import. Raises ``SourceError`` when the file as a whole cannot be read (missing, not
+    readable, empty, no email column, a broken header) or ``columns`` names an unknown lead field.
     """
     path = path.resolve()
     # Checked before the source row is written, so a mistyped name or mapping leaves nothing behind.
@@ -61,21 +62,29 @@ def leads_import_csv(
         CsvFileSource.clean_config(dict(config))
     except ValidationError as exc:
         raise SourceError("; ".join(exc.messages)) from None
-    # A one-off import: the source is kept for provenance, not harvested again by the daily job
-    # (which would re-read the file and overwrite what staff changed since). Staff may enable it.
-    source, _ = LeadSource.objects.update_or_create(
-        campaign=campaign, name=f"CSV import: {path.name}"[:200],
-        defaults={"kind": LeadSource.Kind.CSV, "config": config},
-        create_defaults={"kind": LeadSource.Kind.CSV, "config": config, "enabled": False})
-    started = timezone.now()
-    total = path.stat().st_size
-    with path.open("rb") as raw:
+    try:
+        raw = path.open("rb")
+    except OSError as exc:
+        raise SourceError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    with raw:
+        # A one-off import: the source is kept for provenance, not harvested again by the daily job
+        # (which would re-read the file and overwrite what staff changed since). Staff may enable it.
+        source, _ = LeadSource.objects.update_or_create(
+            campaign=campaign, name=f"CSV import: {path.name}"[:200],
+            defaults={"kind": LeadSource.Kind.CSV, "config": config},
+            create_defaults={"kind": LeadSource.Kind.CSV, "config": config, "enabled": False})
+        started = timezone.now()
+        total = path.stat().st_size
         counting = CountingReader(raw)
         backend = CsvFileSource(config, stream=counting)
-        counts = harvest_records(
-            campaign=campaign, records=backend.records(), map_record=backend.map_record, source=source,
-            max_leads=max_leads,
-            on_batch=(lambda c: on_progress(c, counting.bytes_read, total)) if on_progress else None)
+        try:
+            counts = harvest_records(
+                campaign=campaign, records=backend.records(), map_record=backend.map_record, source=source,
+                max_leads=max_leads,
+                on_batch=(lambda c: on_progress(c, counting.bytes_read, total)) if on_progress else None)
+        except SourceError as exc:
+            LeadSource.objects.filter(pk=source.pk).update(last_harvest_at=timezone.now(), last_error=str(exc))
+            raise
     LeadSource.objects.filter(pk=source.pk).update(last_harvest_at=timezone.now(), last_harvest_counts=counts,
                                                    last_error="")
     first = list(HarvestRejection.objects.filter(source=source, created_at__gte=started)

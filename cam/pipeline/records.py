@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import zoneinfo
 from collections.abc import Mapping
@@ -24,6 +25,12 @@ _SIZE_RANGE = re.compile(rf"^({_WHOLE})\s*(?:-|–|to|bis)\s*({_WHOLE})$", re.IG
 MAX_COMPANY_SIZE = 10_000_000
 _ZONES_BY_LOWER = {name.lower(): name for name in zoneinfo.available_timezones()}
 _validate_url = URLValidator(schemes=["http", "https"])
+# PostgreSQL refuses NUL in text and in JSON; a lone surrogate (what decoding bytes with the wrong codec,
+# or a JSON "\ud800" escape, leaves behind) is no UTF-8 at all, for any database.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+# Deeper than any CRM nests a contact, and far from where encoding the raw data for the database
+# would run out of recursion.
+MAX_RECORD_DEPTH = 100
 
 
 class RejectedRecord(ValueError):
@@ -60,6 +67,66 @@ def parse_company_size(value: Any) -> int | None:
     if not 0 <= size <= MAX_COMPANY_SIZE:
         raise RejectedRecord(f"company_size {value!r} is not between 0 and {MAX_COMPANY_SIZE:,}")
     return size
+
+
+def unstorable_reason(data: Mapping[str, Any]) -> str:
+    """Why ``data`` cannot be stored as it is, or ``""``: a NUL character or a lone surrogate in a
+    value or a name, a number JSON cannot hold (NaN, infinity), nesting deeper than ``MAX_RECORD_DEPTH``.
+    The first problem found is named by its path (``organization.name``). Never recurses."""
+    pending: list[tuple[str, Any, int]] = [("", data, 0)]
+    while pending:
+        path, value, depth = pending.pop()
+        if isinstance(value, str):
+            found = _UNSTORABLE.search(value)
+            if found:
+                return f"the value of {path or 'the record'} holds {_describe(found.group())}, which cannot be stored"
+        elif isinstance(value, float) and not math.isfinite(value):
+            return f"the value of {path} is {_number_name(value)}, which cannot be stored"
+        elif isinstance(value, Mapping | list | tuple):
+            if depth >= MAX_RECORD_DEPTH:
+                return f"the record is nested more than {MAX_RECORD_DEPTH} levels deep"
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            children = []
+            for key, child in items:
+                name = str(key)
+                found = _UNSTORABLE.search(name)
+                if found:
+                    return f"the name {name!r} holds {_describe(found.group())}, which cannot be stored"
+                children.append((f"{path}.{name}" if path else name, child, depth + 1))
+            pending.extend(reversed(children))  # depth first, in the record's order
+    return ""
+
+
+def _describe(char: str) -> str:
+    if char == "\x00":
+        return "a NUL character"
+    return f"a lone surrogate (U+{ord(char):04X}, left by a wrong decoding)"
+
+
+def _number_name(value: float) -> str:
+    return "NaN" if math.isnan(value) else "infinite"
+
+
+def storable_text(value: str) -> str:
+    """``value`` with what a database cannot store (NUL, lone surrogates) replaced by U+FFFD."""
+    return _UNSTORABLE.sub("\ufffd", value)
+
+
+def storable_data(data: Any, *, _depth: int = 0) -> Any:
+    """A copy of ``data`` that any database stores as JSON, for keeping a rejected record as it came:
+    text through ``storable_text``, names as text, numbers JSON cannot hold and other values as their
+    text, and what is nested deeper than ``MAX_RECORD_DEPTH`` as ``"…"``."""
+    if isinstance(data, str):
+        return storable_text(data)
+    if isinstance(data, bool | int | None) or (isinstance(data, float) and math.isfinite(data)):
+        return data
+    if isinstance(data, Mapping | list | tuple):
+        if _depth >= MAX_RECORD_DEPTH:
+            return "…"
+        if isinstance(data, Mapping):
+            return {storable_text(str(key)): storable_data(value, _depth=_depth + 1) for key, value in data.items()}
+        return [storable_data(value, _depth=_depth + 1) for value in data]
+    return storable_text(str(data))
 
 
 def clean_record(data: Mapping[str, Any], *, check_mx: bool = False, dns_resolver=None) -> CleanRecord:

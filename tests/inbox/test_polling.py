@@ -135,9 +135,11 @@ def test_it_records_a_server_that_refuses_connections_and_polls_the_others(imap_
     MailboxFactory(imap_host="")  # no IMAP: not polled
     MailboxFactory(imap_host="127.0.0.1", imap_port=closed_port, is_active=False)  # inactive: not polled
 
-    assert inboxes_poll() == {"mailboxes": 2, "fetched": 1, "stored": 1, "skipped_duplicates": 0, "failed": 1}
+    counts = inboxes_poll()
 
     down.refresh_from_db()
+    assert counts == {"mailboxes": 2, "fetched": 1, "stored": 1, "skipped_duplicates": 0, "failed": 1,
+                      "problems": [f"mailbox {down.name}: {down.last_poll_error}"]}
     assert down.last_poll_error.startswith(f"Could not reach the IMAP server 127.0.0.1:{closed_port} while "
                                            f"connecting: ConnectionRefusedError")
     assert down.last_polled_at is not None

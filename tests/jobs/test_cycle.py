@@ -193,9 +193,12 @@ def test_it_runs_the_watchdog_as_a_job(settings):
     from cam.jobs.runner import run_job
 
     settings.AICMO_CAM_WORKER_INTERVAL_SECONDS = 60
-    stale_heartbeat()
+    heartbeat = stale_heartbeat()
     result = run_job("watchdog")
-    assert (result.status, result.counts) == ("COMPLETED", {"stale": 1, "alerts_queued": 1})
+    assert (result.status, result.counts["stale"], result.counts["alerts_queued"]) == ("COMPLETED", 1, 1)
+    assert result.counts["workers_lost"] == 1
+    heartbeat.refresh_from_db()
+    assert heartbeat.status == "LOST"
 
 
 def test_it_runs_the_cycle_from_its_schedule_and_fans_sending_out(settings, django_capture_on_commit_callbacks):

@@ -105,12 +105,13 @@ def test_it_reports_bad_bytes_after_an_ascii_start_on_their_own_line():
     assert [row.line for row in rows if row.error] == [12]
 
 
-def test_it_reports_an_unclosed_quote_without_losing_the_lines_before_it():
+def test_it_reports_an_unclosed_quote_without_losing_the_lines_around_it():
     rows = list(read(b'email,name\na@x.de,Anna\nb@x.de,"Ben\nc@x.de,Carl\n'))
 
     assert rows == [
         CsvRow(2, {"email": "a@x.de", "name": "Anna"}),
         CsvRow(3, {}, "a quoted field opened here is never closed (the file ends on line 4)"),
+        CsvRow(4, {"email": "c@x.de", "name": "Carl"}),
     ]
 
 

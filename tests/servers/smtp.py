@@ -11,7 +11,8 @@
 accepted ones. ``sessions`` has one entry (the client's address) per HELO/EHLO, so a test can count
 the connections a client opened. Scripted DATA replies are given out in order and the last one
 repeats; besides a reply line, a DATA reply may be ``DROP`` (close the connection without answering,
-after the message arrived) or ``Stall(seconds)`` (answer ``250 OK`` that much later).
+after the message arrived), ``Stall(seconds)`` (answer ``250 OK`` that much later) or
+``Call(action)`` (run ``action`` once the message arrived, then answer ``250 OK``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import email
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
@@ -37,13 +39,22 @@ class Stall:
     then: str = "250 OK"
 
 
+@dataclass(frozen=True)
+class Call:
+    """Run ``action`` (in the server's thread) once the message has arrived, then answer ``then``: a
+    test's way to make something happen at an exact point of a batch, e.g. cut the database."""
+
+    action: Callable[[], object]
+    then: str = "250 OK"
+
+
 class _Drop:
     def __repr__(self) -> str:
         return "DROP"
 
 
 DROP = _Drop()
-DataReply = str | Stall | _Drop
+DataReply = str | Stall | Call | _Drop
 
 
 @dataclass
@@ -206,6 +217,10 @@ class _Handler:
             self.server._record(envelope, session.peer, "drop")
             smtp.transport.abort()
             raise asyncio.CancelledError
+        if isinstance(reply, Call):
+            self.server._record(envelope, session.peer, reply.then)
+            await asyncio.get_running_loop().run_in_executor(None, reply.action)
+            return reply.then
         if isinstance(reply, Stall):
             self.server._record(envelope, session.peer, reply.then)  # accepted; the client may not wait
             await asyncio.sleep(reply.seconds)

@@ -1,18 +1,24 @@
+import logging
 import signal
 import threading
 import time
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db.utils import InterfaceError, OperationalError
 
 from cam.jobs.cycle import FAILED, worker_cycle_run
 from cam.jobs.heartbeat import heartbeat_stopped
+from cam.jobs.recovery import watchdog_run
 from cam.jobs.runner import Trigger
+
+logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
     help = ("Run the worker cycle in the foreground every AICMO_CAM_WORKER_INTERVAL_SECONDS, sending inline "
-            "(no qcluster needed). SIGTERM or Ctrl-C finish the current step and exit.")
+            "(no qcluster needed), and the watchdog after each cycle. SIGTERM or Ctrl-C end the current step "
+            "(an IMAP poll at once, a send after the email in flight) and exit.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("--once", action="store_true",
@@ -25,7 +31,12 @@ class Command(BaseCommand):
             raise CommandError("--interval must be more than 0.")
         worker_id = settings.AICMO_CAM_WORKER_ID
         stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+        def on_signal(*_) -> None:
+            stop.set()
+            _interrupt_network()
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
         self.stdout.write(f"worker {worker_id}: a cycle every {interval:g} s")
         try:
             while True:
@@ -33,6 +44,8 @@ class Command(BaseCommand):
                 result = worker_cycle_run(worker_id=worker_id, inline_send=True, trigger=Trigger.WORKER, stop=stop)
                 style = self.style.ERROR if result.status == FAILED or result.errors else self.style.SUCCESS
                 self.stdout.write(style(result.summary()))
+                if not stop.is_set():
+                    self._watchdog()
                 if options["once"]:
                     if not result.ran:
                         raise SystemExit(1)
@@ -42,5 +55,27 @@ class Command(BaseCommand):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            heartbeat_stopped(worker_id=worker_id)
+            try:
+                heartbeat_stopped(worker_id=worker_id)
+            except (InterfaceError, OperationalError):
+                logger.warning("Could not mark worker %s stopped: the database is away", worker_id)
         self.stdout.write(f"worker {worker_id}: stopped")
+
+    def _watchdog(self) -> None:
+        """What the cluster's watchdog schedule does, for deployments that run only this command: put
+        right what dead workers left, and alert when none has been seen for three intervals."""
+        try:
+            counts = watchdog_run()
+        except (InterfaceError, OperationalError):
+            return  # the cycle has already said the database is away
+        shown = " ".join(f"{key}={value}" for key, value in counts.items() if value)
+        if shown:
+            self.stdout.write(f"watchdog: {shown}")
+
+
+def _interrupt_network() -> None:
+    """Cut the conversations that may be cut without losing anything (IMAP polls), so a stop is
+    obeyed within seconds even while a server drips its answers; a send finishes its one email."""
+    from cam.deadlines import cancel_interruptible
+
+    cancel_interruptible("the worker is stopping")

@@ -32,12 +32,21 @@ class SendResult:
     ``status`` is one of ``SENT``; ``RETRY`` (nothing was sent, try again later — honour
     ``retry_after`` seconds when given); ``FAILED`` (permanently refused, do not retry); or
     ``UNKNOWN`` (it may or may not have gone out: a person must decide, never resent on its own).
+
+    ``attempted`` says whether the request reached the provider: only then does it count as one of
+    the email's attempts. A send refused before that (no connection, a missing secret, a pause after
+    a rate limit) is not the email's fault and must not bring it closer to giving up.
+    ``halt_batch`` says that no further message of this batch can go now (the server cannot be
+    reached, the API key is refused, the provider asked to slow down): the caller hands the batch's
+    untried emails back, uncounted, to be sent after ``retry_after`` seconds when given.
     """
 
     status: str
     provider_message_id: str = ""
     error: str = ""
     retry_after: float | None = None
+    attempted: bool = True
+    halt_batch: bool = False
 
 
 class MailProvider:

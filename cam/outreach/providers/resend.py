@@ -4,15 +4,21 @@ Resend keeps a key for 24 hours and answers a repeated request with the first on
 sending again; so a request that timed out or failed on the network is simply retried (``RETRY``)
 with the same key. Outcomes:
 
-- 2xx → ``SENT`` with Resend's email id;
-- 429 → ``RETRY`` after ``retry-after`` seconds; the rest of the batch is not sent either, until then;
-- 5xx, a timeout or a connection error → ``RETRY``;
-- 409 ``concurrent_idempotent_requests`` (the same email is being sent right now) → ``RETRY``;
+- 2xx → ``SENT`` with Resend's email id (also when the key was already used: Resend repeats the
+  first answer, so an email recovered after a crash becomes SENT from what Resend says);
+- 429 → ``RETRY`` after ``retry-after`` seconds, not counted as an attempt (Resend did not take the
+  request); the batch halts, and its untried emails are handed back uncounted;
+- 5xx or a timeout after the request went out → ``RETRY``, counted;
+- a connection that could not be opened → ``RETRY``, not counted (the request never reached Resend);
+- 409 ``concurrent_idempotent_requests`` (the same email is being sent right now) → ``RETRY``, not counted;
 - 409 for a key already used with a different payload → ``UNKNOWN``: an email went out under this key;
-- 401, or a 403 about the API key → ``RETRY`` for the whole batch, naming the key's variable;
+- 401, or a 403 about the API key → ``RETRY`` uncounted, and the batch halts, naming the key's variable;
 - any other 4xx (400, 403, 422, …) → ``FAILED`` with Resend's message.
 
-Requests per second stay under ``AICMO_CAM_RESEND_RATE_PER_SECOND`` within the process.
+Requests per second stay under ``AICMO_CAM_RESEND_RATE_PER_SECOND`` within the process. Each request
+has an overall deadline, ``AICMO_CAM_RESEND_DEADLINE_SECONDS`` (``AICMO_CAM_RESEND_TIMEOUT_SECONDS``
+only limits each read, which an answer that comes a byte at a time never trips): when it runs out the
+connection is shut down and the request counts as timed out (``RETRY``, under the same key).
 """
 
 from __future__ import annotations
@@ -25,6 +31,9 @@ from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 
+import requests
+import urllib3
+import urllib3.connection
 from anymail.backends.resend import EmailBackend as AnymailResendBackend
 from anymail.backends.resend import ResendPayload
 from anymail.exceptions import AnymailError, AnymailRequestsAPIError
@@ -32,6 +41,8 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.utils import timezone
 
+from cam import deadlines
+from cam.deadlines import Deadline
 from cam.models import Mailbox, OutboundEmail
 from cam.outreach.providers.base import MailProvider, SendResult
 from cam.secrets import MissingSecret, secret_from_env
@@ -89,9 +100,69 @@ def process_rate_limiter() -> RateLimiter:
         return _process_limiter
 
 
+class _WatchedConnection:
+    """Puts the socket of an HTTP connection under the request's deadline (``cam.deadlines.watch``):
+    a new one as soon as it is connected (before the TLS handshake), a kept-alive one as the next
+    request starts on it. ``_new_conn`` is where urllib3 (1.x and 2.x alike) creates every socket;
+    ``request`` starts every request. tests/outreach/test_provider_deadlines.py fails if either moves."""
+
+    def _new_conn(self):
+        sock = super()._new_conn()
+        deadlines.watch(sock)
+        return sock
+
+    def request(self, *args, **kwargs):
+        if self.sock is not None:
+            deadlines.watch(self.sock)
+        return super().request(*args, **kwargs)
+
+
+class _WatchedHTTPConnection(_WatchedConnection, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _WatchedHTTPConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS = {"http": _WatchedHTTPConnectionPool, "https": _WatchedHTTPSConnectionPool}
+
+
+class _WatchedAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter, on urllib3 pools (``pool_classes_by_scheme``, urllib3's way of choosing them)
+    whose connections are watched; through an HTTP proxy too (a SOCKS proxy keeps its own pools, and
+    only the per-read timeout)."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy, **proxy_kwargs):
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
 class IdempotentResendBackend(AnymailResendBackend):
     """anymail's Resend backend; each message's ``idempotency_key`` goes out as the request's
-    ``Idempotency-Key`` header (an HTTP header of the API call, never a header of the email)."""
+    ``Idempotency-Key`` header (an HTTP header of the API call, never a header of the email).
+    Its connections come under the deadline of the request they carry."""
+
+    def create_session(self):
+        session = super().create_session()
+        adapter = _WatchedAdapter()
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
 
     def build_message_payload(self, message, defaults):
         key = getattr(message, "idempotency_key", "")
@@ -151,11 +222,12 @@ class ResendProvider(MailProvider):
     def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
         self.open()
         if self.batch_error:
-            return SendResult(Status.RETRY, error=self.batch_error)
+            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
         if self._paused_until is not None:
             remaining = self._paused_until - self._clock()
             if remaining > 0:
-                return SendResult(Status.RETRY, error=self._pause_reason, retry_after=remaining)
+                return SendResult(Status.RETRY, error=self._pause_reason, retry_after=remaining, attempted=False,
+                                  halt_batch=True)
             self._paused_until = None
 
         outgoing = copy.copy(message)  # the caller's message is left as it was
@@ -165,12 +237,13 @@ class ResendProvider(MailProvider):
         outgoing.esp_extra = esp_extra
 
         self.limiter.wait()
-        try:
-            sent = self.backend.send_messages([outgoing])
-        except AnymailRequestsAPIError as exc:
-            return self._outcome_of(exc)
-        except Exception as exc:  # every other failure is classified, never raised
-            return self._not_posted(outgoing, exc)
+        with Deadline(settings.AICMO_CAM_RESEND_DEADLINE_SECONDS, "talking to Resend") as deadline:
+            try:
+                sent = self.backend.send_messages([outgoing])
+            except AnymailRequestsAPIError as exc:
+                return self._outcome_of(exc, deadline)
+            except Exception as exc:  # every other failure is classified, never raised
+                return self._not_posted(outgoing, exc)
         if not sent:
             return SendResult(Status.FAILED, error="The message has no recipients, or a pre_send receiver "
                                                    "cancelled it.")
@@ -186,15 +259,18 @@ class ResendProvider(MailProvider):
         if isinstance(exc, AnymailError | ValueError | TypeError):
             # anymail refused to build the request (an invalid address, a feature Resend lacks).
             first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            return SendResult(Status.FAILED, error=f"The message cannot be sent through Resend: {first_line}")
+            return SendResult(Status.FAILED, error=f"The message cannot be sent through Resend: {first_line}",
+                              attempted=False)
         # Unexpected; retrying is safe, as a request that did reach Resend carried the idempotency key.
         return SendResult(Status.RETRY, error=f"Sending through Resend failed: {type(exc).__name__}: {exc}")
 
-    def _outcome_of(self, exc: AnymailRequestsAPIError) -> SendResult:
+    def _outcome_of(self, exc: AnymailRequestsAPIError, deadline: Deadline) -> SendResult:
         response = exc.response
-        if response is None:  # timeout, refused connection, reset: retried with the same key
+        if response is None:  # timeout, refused connection, reset, deadline: retried with the same key
             cause = exc.__cause__ or exc
-            return SendResult(Status.RETRY, error=f"Resend could not be reached: {type(cause).__name__}: {cause}")
+            said = deadline.explain(cause)  # a connection cut off by the deadline says so
+            return SendResult(Status.RETRY, error=f"Resend could not be reached: {type(said).__name__}: {said}",
+                              attempted=_request_went_out(cause))
         status = response.status_code
         name, text = _resend_error(response)
         said = f"Resend answered {status}{f' {name}' if name else ''}: {text}"
@@ -207,19 +283,30 @@ class ResendProvider(MailProvider):
             wait = retry_after if retry_after is not None else 1.0
             self._paused_until = self._clock() + wait
             self._pause_reason = f"{said} (waiting {wait:g} s before the next request)"
-            return SendResult(Status.RETRY, error=said, retry_after=wait)
+            return SendResult(Status.RETRY, error=said, retry_after=wait, attempted=False, halt_batch=True)
         if status >= 500:
             return SendResult(Status.RETRY, error=said, retry_after=retry_after)
         if status == 409 and name == "concurrent_idempotent_requests":
-            return SendResult(Status.RETRY, error=said, retry_after=retry_after)
+            return SendResult(Status.RETRY, error=said, retry_after=retry_after, attempted=False)
         if status == 401 or name in API_KEY_ERRORS:
             # The key itself is wrong: no email of the batch can go, and a person must fix the variable.
             self.batch_error = f"{said.rstrip('.')}. Check the API key in {self.mailbox.resend_api_key_env}."
-            return SendResult(Status.RETRY, error=self.batch_error)
+            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
         if status == 409:
             return SendResult(Status.UNKNOWN, error=f"{said.rstrip('.')}. An email was already sent under this "
                                                     f"idempotency key with different content: check before resending.")
         return SendResult(Status.FAILED, error=said)
+
+
+def _request_went_out(cause: BaseException) -> bool:
+    """Whether a request that got no answer may have reached Resend: not when the connection itself
+    could not be opened (refused, unknown host, a connect timeout), else yes (a read timeout, a reset)."""
+    if isinstance(cause, requests.exceptions.ConnectTimeout):
+        return False
+    if isinstance(cause, requests.exceptions.ConnectionError):
+        reason = getattr(cause.args[0], "reason", None) if cause.args else None
+        return not isinstance(reason, urllib3.exceptions.NewConnectionError | urllib3.exceptions.NameResolutionError)
+    return True
 
 
 def _resend_error(response) -> tuple[str, str]:

@@ -10,26 +10,40 @@ SMTP has no idempotency key, so the outcome of a send is decided by how far the 
   the server's final answer → ``UNKNOWN``: the server may have accepted it, and it is never resent
   on its own.
 
-The connection is opened by the batch's first send and reused; before each reuse a NOOP checks the
-server still answers on it (servers close idle connections), and a connection that broke is replaced
-for the next message. A connection that cannot be opened at all ends the batch: every further send
-answers ``RETRY`` at once.
+The connection is opened by the batch's first send and reused; before a reuse after a pause (more
+than ``TRUSTED_FOR_SECONDS`` since the server last accepted a message on it) a NOOP checks the server
+still answers on it (servers close idle connections), and a connection that broke is replaced for
+the next message. A connection that cannot be opened at all (or a login that is refused) halts the
+batch: that send answers ``RETRY``, not counted as an attempt since nothing reached the server, and the
+caller hands the batch's other emails back untried.
+
+Each message has an overall deadline, ``AICMO_CAM_SMTP_DEADLINE_SECONDS``, covering the opening of the
+connection when it needs one and the message's own conversation; ``EMAIL_TIMEOUT`` only limits each
+read, which a server answering a byte at a time never trips. When the deadline runs out the socket is
+shut down and the message is judged like any broken connection, by the rule above. The deadline is
+not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut off after "354", a
+message's outcome would be unknown, so a worker told to stop stops between messages instead.
 """
 
 from __future__ import annotations
 
 import smtplib
+import time
 
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 
+from cam import deadlines
+from cam.deadlines import Deadline
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
 from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
+# A connection on which the server accepted a message this recently is reused without a NOOP first.
+TRUSTED_FOR_SECONDS = 0.25
 DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
 
 
@@ -61,11 +75,27 @@ class _DataPhaseTracking:
         return code, text
 
 
-class _SMTP(_DataPhaseTracking, smtplib.SMTP):
+class _WatchedSocket(smtplib.SMTP):
+    """Puts a new connection's socket under the message's deadline before the greeting is read.
+
+    ``_get_socket`` is smtplib's own seam for the socket (SMTP_SSL overrides it too); the greeting,
+    EHLO, STARTTLS and the login all happen after it, inside the backend's ``open()``.
+    """
+
+    def _get_socket(self, host, port, timeout):
+        sock = super()._get_socket(host, port, timeout)
+        deadlines.watch(sock)
+        return sock
+
+
+class _SMTP(_DataPhaseTracking, _WatchedSocket):
     pass
 
 
-class _SMTP_SSL(_DataPhaseTracking, smtplib.SMTP_SSL):
+# _WatchedSocket comes after SMTP_SSL, so its _get_socket runs inside SMTP_SSL's, which asks super()
+# for the plain socket and then wraps it: the socket is watched before the TLS handshake, which a
+# slow server can drip as well.
+class _SMTP_SSL(_DataPhaseTracking, smtplib.SMTP_SSL, _WatchedSocket):
     pass
 
 
@@ -87,6 +117,8 @@ class SmtpProvider(MailProvider):
     def __init__(self, mailbox: Mailbox) -> None:
         super().__init__(mailbox)
         self.backend: SmtpBackend | None = None
+        # When the server last accepted a message on the open connection (time.monotonic()).
+        self._accepted_at: float | None = None
         # Why nothing in this batch can be sent (a missing password, a server that cannot be reached):
         # every further send answers RETRY with it at once instead of waiting for a timeout again.
         self.batch_error = ""
@@ -130,25 +162,34 @@ class SmtpProvider(MailProvider):
 
     def close(self) -> None:
         if self.backend is not None:
-            self._disconnect()
+            # Saying goodbye (QUIT) is worth one read's wait at most.
+            with Deadline(settings.EMAIL_TIMEOUT, "closing the connection to the SMTP server") as deadline:
+                if self.backend.connection is not None:
+                    deadline.watch(self.backend.connection.sock)
+                self._disconnect()
             self.backend = None
 
     def _disconnect(self) -> None:
+        self._accepted_at = None
         try:
             self.backend.close()
         except Exception:  # QUIT on a broken connection; it is closed either way
             self.backend.connection = None
             self.backend._partial_connection = None
 
-    def _connect(self) -> bool:
+    def _connect(self, deadline: Deadline) -> bool:
         """Have an open connection, reusing the batch's while the server still answers on it.
 
-        False (with ``batch_error`` set) when none could be opened.
+        False (with ``batch_error`` set) when none could be opened, within ``deadline`` or at all.
         """
         if self.backend.connection is not None and not self._still_open(self.backend.connection):
             self._disconnect()  # the server closed it (idle timeout, a 421): open a new one
         try:
-            self.backend.open()
+            with deadline.explaining():  # when time ran out, that is what went wrong, whatever broke
+                self.backend.open()
+                # smtplib reads a greeting cut off mid-line as a whole one ("220..." then nothing):
+                # a connection opened as the time ran out is no connection.
+                deadline.check()
             return True
         except smtplib.SMTPAuthenticationError as exc:
             self.batch_error = (f"The SMTP server {self.server} refused the login as "
@@ -160,16 +201,20 @@ class SmtpProvider(MailProvider):
         except smtplib.SMTPResponseException as exc:
             self.batch_error = (f"The SMTP server {self.server} refused the connection: {exc.smtp_code} "
                                 f"{_text(exc.smtp_error)}.")
-        except OSError as exc:  # refused, unknown host, timeout, TLS handshake, disconnected on greeting
+        except OSError as exc:  # refused, unknown host, timeout, TLS handshake, disconnected on greeting, deadline
             self.batch_error = (f"Could not connect to the SMTP server {self.server}: "
                                 f"{type(exc).__name__}: {str(exc).rstrip('.')}.")
         self._disconnect()
         return False
 
-    @staticmethod
-    def _still_open(connection: smtplib.SMTP) -> bool:
+    def _still_open(self, connection: smtplib.SMTP) -> bool:
         if connection.sock is None:
             return False
+        if self._accepted_at is not None and time.monotonic() - self._accepted_at < TRUSTED_FOR_SECONDS:
+            # It accepted a message a moment ago: no server closes an idle connection that soon, and
+            # a NOOP would cost a round trip per email. (One that closes it after an error reply is
+            # not trusted: _accepted_at is only set by an acceptance.)
+            return True
         try:
             return connection.noop()[0] == 250
         except OSError:
@@ -180,8 +225,16 @@ class SmtpProvider(MailProvider):
     def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
         self.open()
         message_id = message_id_of(message)
-        if self.batch_error or not self._connect():
-            return SendResult(Status.RETRY, error=self.batch_error)
+        if self.batch_error:
+            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+        with Deadline(settings.AICMO_CAM_SMTP_DEADLINE_SECONDS, "talking to the SMTP server") as deadline:
+            if self.backend.connection is not None:  # a connection opened for an earlier message
+                deadline.watch(self.backend.connection.sock)
+            return self._send(message, message_id, deadline)
+
+    def _send(self, message: EmailMessage, message_id: str, deadline: Deadline) -> SendResult:
+        if not self._connect(deadline):
+            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
         try:
             sent = self.backend.send_messages([message])
         except smtplib.SMTPRecipientsRefused as exc:
@@ -196,9 +249,10 @@ class SmtpProvider(MailProvider):
             return self._answered(exc.smtp_code, f"The SMTP server {self.server} refused the message: "
                                                  f"{exc.smtp_code} {_text(exc.smtp_error)}")
         except Exception as exc:  # every other failure is classified, never raised
-            return self._broken(exc, message_id)
+            return self._broken(deadline.explain(exc), message_id)
         if not sent:
             return SendResult(Status.FAILED, error="The message has no recipients.")
+        self._accepted_at = time.monotonic()
         return SendResult(Status.SENT, provider_message_id=message_id)
 
     def _answered(self, code: int, error: str) -> SendResult:
@@ -224,6 +278,6 @@ class SmtpProvider(MailProvider):
                 f"The connection to the SMTP server {self.server} broke after the message was handed over, "
                 f"before the server confirmed it ({what}). It may have been delivered: check before resending."))
         if not isinstance(exc, OSError):  # building the message failed: no server would ever take it
-            return SendResult(Status.FAILED, error=f"The message could not be built: {what}")
+            return SendResult(Status.FAILED, error=f"The message could not be built: {what}", attempted=False)
         return SendResult(Status.RETRY, error=f"The connection to the SMTP server {self.server} broke before "
                                               f"the message was sent ({what}).")

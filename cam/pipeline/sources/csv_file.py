@@ -46,7 +46,10 @@ class CsvFileSource(LeadSourceBackend):
             raise SourceError(f"Cannot open {path}: {exc.strerror}.") from None
 
     def records(self) -> Iterator[SourceRecord]:
+        """The rows of the file; a bad row comes with its ``error``. Raises ``SourceError`` when the file as
+        a whole cannot be read (see ``CsvFileError``), or reading it fails (a disk error)."""
         stream = self._open()
+        line = 1
         try:
             try:
                 rows = CsvRows(stream)
@@ -58,7 +61,10 @@ class CsvFileSource(LeadSourceBackend):
                 raise SourceError(f"The file has no {email_column!r} column; its columns are: "
                                   f"{', '.join(rows.header) or '(none)'}.")
             for row in rows:
+                line = row.line
                 yield SourceRecord(line=row.line, data=row.values, error=row.error)
+        except OSError as exc:
+            raise SourceError(f"Reading the file failed after line {line}: {exc.strerror or exc}.") from None
         finally:
             if stream is not self.stream:
                 stream.close()

@@ -104,6 +104,8 @@ class HttpJsonSource(LeadSourceBackend):
                         return response.json()
                     except ValueError:
                         raise SourceError(f"{url} answered with something that is not JSON.") from None
+                    except RecursionError:  # the json module reads nested arrays and objects recursively
+                        raise SourceError(f"{url} answered with JSON nested too deeply to read.") from None
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 if response.status_code not in RETRY_STATUSES:
                     raise SourceError(f"{url} refused the request ({problem}).")

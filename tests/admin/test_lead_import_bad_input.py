@@ -1,0 +1,47 @@
+"""The admin's CSV import with rows that would have stopped it: NUL characters, an unclosed quote, a huge line."""
+
+from __future__ import annotations
+
+import pytest
+
+from cam.models import Lead
+from cam.pipeline.csv_rows import MAX_ROW_BYTES
+from tests.admin.test_lead_import import emails_in, import_file, preview, text_of
+from tests.factories import CampaignFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_skips_the_lines_it_cannot_store_or_read_and_imports_the_others(admin_client):
+    campaign = CampaignFactory(name="Trade fair")
+    content = (
+        b"email,first_name,company\n"                          # 1
+        b"anna@acme-gmbh.de,Anna,ACME\n"                       # 2 good
+        b"ben@acme-gmbh.de,B\x00en,ACME\n"                     # 3 NUL
+        b"cem@acme-gmbh.de,Cem," + b"C" * (MAX_ROW_BYTES + 10) + b"\n"  # 4 over the cap
+        b'dora@acme-gmbh.de,"Dora,ACME\n'                      # 5 a quote never closed
+        b"eva@acme-gmbh.de,Eva,ACME\n"                         # 6 good
+        b"fay@acme-gmbh.de,Fay,ACME\n"                         # 7 good
+    )
+
+    response = import_file(admin_client, campaign, content)
+
+    text = text_of(response)
+    assert "Imported 3 new leads into “Trade fair”; skipped 3 lines." in text
+    assert "Line 3: the value of first_name holds a NUL character, which cannot be stored" in text
+    assert f"Line 4: the line is {MAX_ROW_BYTES + 32:,} bytes long; a row may hold at most {MAX_ROW_BYTES:,} bytes" \
+        in text
+    assert "Line 5: a quoted field opened here is never closed (the file ends on line 7)" in text
+    assert emails_in(campaign) == {"anna@acme-gmbh.de", "eva@acme-gmbh.de", "fay@acme-gmbh.de"}
+    assert Lead.objects.get(campaign=campaign, email="eva@acme-gmbh.de").raw_data == {
+        "email": "eva@acme-gmbh.de", "first_name": "Eva", "company": "ACME"}
+
+
+def test_it_refuses_a_file_whose_header_holds_nul_characters(admin_client):
+    campaign = CampaignFactory()
+
+    response = preview(admin_client, campaign, "email,first_name\nanna@acme-gmbh.de,Anna\n".encode("utf-16-le"))
+
+    assert "The header line holds NUL characters" in text_of(response)
+    assert response.context.get("confirm_form") is None
+    assert not Lead.objects.exists()
