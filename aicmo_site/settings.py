@@ -119,6 +119,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database host that stops answering (a network partition, a host gone without closing its
+    # connections) must fail the statement waiting on it, not hold a worker for the kernel's minutes
+    # of TCP retries: connecting gives up after DATABASE_CONNECT_TIMEOUT_SECONDS, and an open
+    # connection whose unacknowledged data or silence passes DATABASE_TIMEOUT_SECONDS is dropped.
+    _database_timeout = env.int("DATABASE_TIMEOUT_SECONDS", 30, minimum=5, maximum=3600)
+    for _option, _value in {
+        "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT_SECONDS", 10, minimum=1, maximum=600),
+        "keepalives": 1, "keepalives_idle": max(1, _database_timeout // 3),
+        "keepalives_interval": max(1, _database_timeout // 9), "keepalives_count": 3,
+        "tcp_user_timeout": _database_timeout * 1000,
+    }.items():
+        DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -118,3 +118,17 @@ def test_behind_declared_proxies_the_login_lockout_reads_the_client_address_from
     assert run_manage("shell", "-c", probe).stdout.split()[-1] == "10.0.0.1"
     assert run_manage("shell", "-c", probe, AICMO_CAM_TRUSTED_PROXY_COUNT="1").stdout.split()[-1] == "203.0.113.9"
     assert run_manage("shell", "-c", probe, AICMO_CAM_TRUSTED_PROXY_COUNT="2").stdout.split()[-1] == "6.6.6.6"
+
+
+def test_a_postgresql_connection_gives_up_on_a_silent_database_instead_of_hanging():
+    probe = "from django.conf import settings as s; print(sorted(s.DATABASES['default']['OPTIONS'].items()))"
+    defaults = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam")
+    assert defaults.stdout.strip().splitlines()[-1] == str(sorted({
+        "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
+        "keepalives_count": 3, "tcp_user_timeout": 30_000}.items()))
+    tuned = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
+                       DATABASE_TIMEOUT_SECONDS="90", DATABASE_CONNECT_TIMEOUT_SECONDS="3")
+    assert "('connect_timeout', 3)" in tuned.stdout and "('tcp_user_timeout', 90000)" in tuned.stdout
+    refused = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
+                         DATABASE_TIMEOUT_SECONDS="1")
+    assert refused.returncode != 0 and "DATABASE_TIMEOUT_SECONDS" in refused.stderr

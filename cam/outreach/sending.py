@@ -240,19 +240,19 @@ def _commit(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, nex
     stays SENDING for recovery and the untried ones stay claimed until the lease lapses. Writing
     twice is harmless: every value written is absolute and every statement conditional on the claim.
     """
-    waited, pause = 0.0, 0.5
+    started, pause = time.monotonic(), 0.5
     while True:
         try:
             return _write(batch, done=done, next_row=next_row, last=last)
         except DATABASE_GONE:
             stopping = batch.budget.stop is not None and batch.budget.stop.is_set()
-            if done is None or connection.in_atomic_block or waited >= OUTCOME_WRITE_PATIENCE or stopping:
+            patience_left = OUTCOME_WRITE_PATIENCE - (time.monotonic() - started)
+            if done is None or connection.in_atomic_block or patience_left <= 0 or stopping:
                 raise
             logger.warning("Recording the outcome of outbound %s failed: the database is away; trying again "
                            "in %g s", done[0].pk, pause)
             connection.close()
-            time.sleep(pause)
-            waited += pause
+            time.sleep(min(pause, patience_left))
             pause = min(pause * 2, 5.0)
 
 

@@ -83,3 +83,13 @@ def test_it_lists_the_queue_by_status_with_the_reason(admin_client):
     OutboundEmailFactory(status="FAILED", last_error="550 5.1.1 No such user here")
     page = admin_client.get(reverse("admin:cam_outboundemail_changelist"), {"status__exact": "FAILED"})
     assert "550 5.1.1 No such user here" in page.content.decode()
+
+
+def test_the_mailbox_list_says_which_mailbox_cannot_send_or_read_replies(admin_client):
+    MailboxFactory(name="Fine")
+    MailboxFactory(name="Sales 2", last_send_error="Could not connect to the SMTP server smtp.example.com:587.")
+    MailboxFactory(name="Support", last_poll_error="The IMAP server imap.example.com:993 did not answer.")
+    page = admin_client.get(reverse("admin:cam_mailbox_changelist")).content.decode()
+    assert '<span title="Could not connect to the SMTP server smtp.example.com:587.">⚠ Cannot send</span>' in page
+    assert '<span title="The IMAP server imap.example.com:993 did not answer.">⚠ Cannot read replies</span>' in page
+    assert page.count("⚠") == 2
