@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 STOPPED = "stopped"
 OUT_OF_TIME = "out of time"
+LEASE_LOST = "lease "  # how the reason of a lost lease begins: "lease <name> lost: …"
 
 
 @dataclass
@@ -39,11 +40,6 @@ class Budget:
     def unlimited(cls) -> Budget:
         return cls()
 
-    @classmethod
-    def for_seconds(cls, seconds: float | None, *, stop: threading.Event | None = None,
-                    clock: Callable[[], float] = time.monotonic) -> Budget:
-        return cls(deadline=None if seconds is None else clock() + seconds, stop=stop, clock=clock)
-
     def within(self, seconds: float | None) -> Budget:
         """A budget for a part of this step: the earlier of both deadlines, the same stop and leases."""
         if seconds is None:
@@ -57,9 +53,6 @@ class Budget:
         """This budget, also keeping the lease ``name`` alive with ``renew``."""
         return replace(self, keep_alive=(*self.keep_alive, (name, renew)), _renewed_at=None)
 
-    def remaining(self) -> float | None:
-        return None if self.deadline is None else max(0.0, self.deadline - self.clock())
-
     def exhausted(self) -> str:
         """"" while the step may take one more item; else why it must stop now."""
         if self.stop is not None and self.stop.is_set():
@@ -70,6 +63,12 @@ class Budget:
         if self.keep_alive and (self._renewed_at is None or now - self._renewed_at >= self.renew_every):
             for name, renew in self.keep_alive:
                 if not renew():
-                    return f"lease {name} lost: another worker took it over"
+                    return f"{LEASE_LOST}{name} lost: another worker took it over"
             self._renewed_at = now
         return ""
+
+
+def lease_lost(reason: str) -> bool:
+    """Whether ``reason`` (from ``Budget.exhausted``) says a lease was lost: the holder must stop all
+    its work, not only this step."""
+    return reason.startswith(LEASE_LOST)

@@ -36,7 +36,7 @@ from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 
 from cam.alerts.service import alerts_dispatch
-from cam.budget import Budget
+from cam.budget import Budget, lease_lost
 from cam.decisions import metrics_step, rules_evaluate
 from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.polling import inboxes_poll
@@ -207,7 +207,7 @@ def cycle_job(context: JobContext) -> dict[str, Any]:
         if problems:  # a mailbox that could not be polled or could not send: named, not hidden in counts
             errors[name] = "; ".join(problems)[:2000]
         stopped = str(counts.get("stopped", ""))
-        if stopped.startswith("lease"):
+        if lease_lost(stopped):
             ended_early = f"{stopped} during {name}"
             errors["lease"] = ended_early
             break
@@ -226,7 +226,7 @@ class _Outage:
     first_at: datetime
     last_at: datetime
     error: str
-    cycles: int = 1
+    cycles: int = 0
     execution: JobExecution | None = None  # the run whose outcome could not be saved, if one began
 
 
@@ -239,7 +239,7 @@ def _note_outage(worker_id: str, exc: BaseException) -> None:
     error = f"Database connection lost: {type(exc).__name__}: {exc}"[:2000]
     outage = _outages.get(worker_id)
     if outage is None:
-        outage = _outages[worker_id] = _Outage(first_at=now, last_at=now, error=error, cycles=0)
+        outage = _outages[worker_id] = _Outage(first_at=now, last_at=now, error=error)
     outage.cycles += 1
     outage.last_at = now
     if outage.execution is None and isinstance(exc, ExecutionUnrecorded):

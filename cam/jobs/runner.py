@@ -222,9 +222,8 @@ def run_job(
 
 def job_execution_record_late(*, execution: JobExecution) -> bool:
     """Record the outcome of a run that ended while the database was away (``ExecutionUnrecorded``),
-    now that it answers; gives its lease back. True if the record was still RUNNING and is now
-    final (the watchdog may have marked it FAILED meanwhile, which then stands)."""
-    # RUNNING, or failed meanwhile by the watchdog, which could only guess why.
+    now that it answers; gives its lease back. True if the record was updated: still RUNNING, or failed
+    by the watchdog meanwhile with nothing better to say than that the worker died."""
     unfinished = Q(status=Status.RUNNING) | Q(status=Status.FAILED, error=WORKER_DIED)
     updated = JobExecution.objects.filter(unfinished, execution_id=execution.execution_id).update(
         status=execution.status, error=execution.error, traceback=execution.traceback, counts=execution.counts,

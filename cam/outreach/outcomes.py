@@ -13,9 +13,10 @@ whose answer was lost with the connection) changes nothing more: every value wri
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, models, transaction
 
 from cam.models import Lead, OutboundEmail, SequenceStep
@@ -25,9 +26,22 @@ from cam.outreach.providers import SendResult
 Status = OutboundEmail.Status
 Blocked = Lead.BlockedReason
 MAX_ATTEMPTS = 5
-# A row marked SENDING is CLAIMED, or already SENDING when this very write committed before the
-# connection dropped and is being written again.
-MARKABLE = (Status.CLAIMED, Status.SENDING)
+RETRY_CAP = timedelta(hours=6)
+# Emails in a sender's hands. Marking one SENDING finds it CLAIMED, or already SENDING when this very
+# write committed before the connection dropped and is being written again.
+IN_HAND = (Status.CLAIMED, Status.SENDING)
+
+
+def retry_base() -> timedelta:
+    """The first wait before an email the provider could not take is tried again."""
+    return timedelta(seconds=settings.AICMO_CAM_SEND_RETRY_SECONDS)
+
+
+def retry_delay(attempts: int, retry_after: float | None) -> timedelta:
+    """The provider's ``retry_after`` when given, else the base doubled per attempt, up to RETRY_CAP."""
+    if retry_after is not None:
+        return timedelta(seconds=max(retry_after, 1))
+    return min(retry_base() * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
 @dataclass(frozen=True)
@@ -42,10 +56,9 @@ class Outcome:
         return self.email["status"]
 
 
-def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime, retry_delay,
+def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime,
                next_steps: dict[tuple[int, int], SequenceStep]) -> Outcome:
-    """What one send's result makes of the email and its lead. ``retry_delay(attempts, retry_after)``
-    is the wait before a RETRY."""
+    """What one send's result makes of the email and its lead."""
     attempts = row.attempts + (1 if result.attempted else 0)
     email: dict[str, Any] = {"attempts": attempts, "last_error": result.error[:2000], "updated_at": now}
     lead: dict[str, Any] = {}
@@ -83,7 +96,7 @@ def outcome_write(*, holder: str, row: OutboundEmail | None, outcome: Outcome | 
         if written and outcome.lead:
             Lead.objects.filter(pk=row.lead_id).update(**outcome.lead)
         marked = next_id is not None and bool(
-            OutboundEmail.objects.filter(pk=next_id, status__in=MARKABLE, claimed_by=holder)
+            OutboundEmail.objects.filter(pk=next_id, status__in=IN_HAND, claimed_by=holder)
             .update(status=Status.SENDING, updated_at=now))
     return written, marked
 
@@ -108,7 +121,7 @@ def _one_statement(*, holder: str, row: OutboundEmail | None, outcome: Outcome |
     if next_id is not None:
         queries.append(f"mark AS (UPDATE {email_table} SET status = %s, updated_at = %s "
                        f"WHERE id = %s AND claimed_by = %s AND status IN (%s, %s) RETURNING id)")
-        params += [Status.SENDING, now, next_id, holder, *MARKABLE]
+        params += [Status.SENDING, now, next_id, holder, *IN_HAND]
     else:
         queries.append("mark AS (SELECT NULL::bigint AS id WHERE false)")
     # Data-modifying WITH queries run to completion whether or not the SELECT reads them.

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -44,7 +45,7 @@ from cam.jobs.leases import lease_acquire, lease_release, lease_renew
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
-from cam.outreach.outcomes import outcome_of, outcome_write
+from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
 from cam.outreach.planning import SENDING_CAMPAIGNS
 from cam.outreach.providers import SendResult, get_provider
 from cam.pipeline.suppressions import suppressed_addresses
@@ -54,8 +55,6 @@ logger = logging.getLogger(__name__)
 Status = OutboundEmail.Status
 Blocked = Lead.BlockedReason
 READY = (Status.PENDING, Status.RETRY)
-IN_HAND = (Status.CLAIMED, Status.SENDING)
-RETRY_CAP = timedelta(hours=6)
 # Providers whose requests carry an idempotency key: a row left in SENDING may be sent again.
 IDEMPOTENT_PROVIDERS = (Mailbox.Provider.RESEND,)
 # Providers whose webhooks report events by the provider's message id, which may beat the sender.
@@ -75,12 +74,12 @@ def _ready(now: datetime):
                                         lead__status=Lead.Status.IN_SEQUENCE)
 
 
-def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str | None = None) -> list[int]:
-    """Mark up to ``limit`` ready emails of ``mailbox`` as CLAIMED by ``holder``; returns their ids.
+def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str) -> list[int]:
+    """Mark up to ``limit`` ready emails of ``mailbox`` as CLAIMED by ``holder`` (the batch's lease
+    holder); returns their ids.
 
     No attempt is counted: that happens only when a request for the email reaches the provider.
     """
-    holder = holder or f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     ready = _ready(now).filter(mailbox=mailbox).order_by("next_attempt_at", "pk")
     claim = {"status": Status.CLAIMED, "claimed_by": holder, "claimed_at": now, "updated_at": now}
     with transaction.atomic():
@@ -91,16 +90,6 @@ def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str |
         candidates = list(ready.values_list("pk", flat=True)[:limit])
         OutboundEmail.objects.filter(pk__in=candidates, status__in=READY).update(**claim)
         return list(OutboundEmail.objects.filter(pk__in=candidates, claimed_by=holder).values_list("pk", flat=True))
-
-
-def _retry_base() -> timedelta:
-    return timedelta(seconds=settings.AICMO_CAM_SEND_RETRY_SECONDS)
-
-
-def _retry_delay(attempts: int, retry_after: float | None) -> timedelta:
-    if retry_after is not None:
-        return timedelta(seconds=max(retry_after, 1))
-    return min(_retry_base() * (2 ** max(attempts - 1, 0)), RETRY_CAP)
 
 
 @dataclass
@@ -114,6 +103,7 @@ class _Batch:
     counts: dict[str, Any] = field(default_factory=dict)
     untried: set[int] = field(default_factory=set)
     stopped: str = ""
+    halted: bool = False  # by the provider (``SendResult.halt_batch``), after ``retry_after`` seconds if given
     retry_after: float | None = None
 
     def count(self, key: str) -> None:
@@ -150,7 +140,7 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     try:
         _send(batch, limit=1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE), now=now)
         _hand_back(batch)
-        if batch.stopped and not batch.stopped.startswith("halted"):
+        if batch.stopped and not batch.halted:
             batch.counts["stopped"] = batch.stopped
     finally:
         try:
@@ -190,11 +180,11 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
             result = _send_one(provider, row)
             done = (row, result)
             if result.halt_batch:
-                batch.stopped, batch.retry_after = f"halted: {result.error}", result.retry_after
+                batch.stopped, batch.halted, batch.retry_after = f"halted: {result.error}", True, result.retry_after
                 break
     if done is not None or batch.counts.get("sent"):
         _commit(batch, done=done, next_row=None, last=True)  # and, once a batch, the mailbox's last send
-    if done is not None and batch.stopped.startswith("halted"):
+    if done is not None and batch.halted:
         _note_mailbox_problem(batch, done[1])
 
 
@@ -262,25 +252,23 @@ def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next
     row, outcome = None, None
     if done is not None:
         row, result = done
-        outcome = outcome_of(row, result, now=now, retry_delay=_retry_delay, next_steps=batch.next_steps)
+        outcome = outcome_of(row, result, now=now, next_steps=batch.next_steps)
     link_events = (outcome is not None and outcome.status == Status.SENT
                    and batch.mailbox.provider in PROVIDERS_WITH_EVENTS)
     sent = batch.counts.get("sent", 0) + (outcome is not None and outcome.status == Status.SENT)
-    if not link_events and not (last and sent):
+    # Alone, the outcome is one statement; with what this email or the batch's end also needs, the
+    # same commit holds it all.
+    with transaction.atomic() if link_events or (last and sent) else nullcontext():
         written, ours = outcome_write(holder=batch.holder, row=row, outcome=outcome,
                                       next_id=next_row.pk if next_row else None, now=now)
-    else:
-        with transaction.atomic():  # the same commit, with what this email or the batch's end also needs
-            written, ours = outcome_write(holder=batch.holder, row=row, outcome=outcome,
-                                          next_id=next_row.pk if next_row else None, now=now)
-            if written and link_events:
-                for name, value in outcome.email.items():
-                    setattr(row, name, value)
-                provider_events_link(outbound_emails=[row])
-            if last and sent:
-                # Once per batch: when it last sent (the minimum gap; a gap mailbox sends one email a batch).
-                Mailbox.objects.filter(pk=batch.mailbox.pk).update(last_sent_at=now, last_send_error="",
-                                                                    last_send_error_at=None)
+        if written and link_events:
+            for name, value in outcome.email.items():
+                setattr(row, name, value)
+            provider_events_link(outbound_emails=[row])
+        if last and sent:
+            # Once per batch: when it last sent (the minimum gap; a gap mailbox sends one email a batch).
+            Mailbox.objects.filter(pk=batch.mailbox.pk).update(last_sent_at=now, last_send_error="",
+                                                                last_send_error_at=None)
     if outcome is not None:
         batch.count(outcome.status.lower() if written else "lost")
     return ours
@@ -306,8 +294,8 @@ def _hand_back(batch: _Batch) -> None:
         return
     now = timezone.now()
     values: dict = {"status": HANDED_BACK_STATUS, "claimed_by": "", "updated_at": now}
-    if batch.stopped.startswith("halted"):
-        wait = timedelta(seconds=batch.retry_after) if batch.retry_after is not None else _retry_base()
+    if batch.halted:
+        wait = timedelta(seconds=batch.retry_after) if batch.retry_after is not None else retry_base()
         values.update(next_attempt_at=now + wait, last_error=f"Not tried: the batch was {batch.stopped}"[:2000])
     handed = OutboundEmail.objects.filter(pk__in=batch.untried, status=Status.CLAIMED,
                                           claimed_by=batch.holder).update(**values)
