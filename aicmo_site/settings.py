@@ -269,9 +269,9 @@ EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", 30, minimum=1)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", "CAM <cam@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
-ANYMAIL = {
-    "RESEND_API_KEY": env.str("AICMO_RESEND_API_KEY"),
-}
+# Each mailbox names its Resend key's variable (CAM_SECRET_RESEND_API_KEY by default, see
+# cam.secrets); anymail's own key setting stays unset so the key is read in one place only.
+ANYMAIL: dict[str, object] = {}
 
 # --- CAM ------------------------------------------------------------------------------------------
 
@@ -289,6 +289,8 @@ AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
 AICMO_CAM_ALERT_TIMEOUT_SECONDS = env.int("AICMO_CAM_ALERT_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
 AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
+# The folders CSV lead sources may read from (staff name a file; nothing outside these is opened).
+AICMO_CAM_IMPORT_DIRS = [Path(p).resolve() for p in env.list("AICMO_CAM_IMPORT_DIRS", [str(BASE_DIR / "imports")])]
 # Check that a harvested address's domain accepts mail (a DNS lookup per domain); syntax only when off.
 AICMO_CAM_VERIFY_MX = env.bool("AICMO_CAM_VERIFY_MX", False)
 # The DNS servers for that check; empty means the system's resolver configuration.
@@ -336,8 +338,8 @@ AICMO_RESEND_WEBHOOK_SECRET = env.svix_secret("AICMO_RESEND_WEBHOOK_SECRET")
 # with a 500; with None, cam.views refuses each request with a clear 400.
 ANYMAIL["RESEND_SIGNING_SECRET"] = AICMO_RESEND_WEBHOOK_SECRET or None
 
-# Exported CSV cells that start with = + - @ are escaped, so a spreadsheet never runs them as formulas.
-IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = True
+# Exported CSV cells are escaped by cam.admin.exports.SafeCsv (this setting strips one "=" only).
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
 
 # --- REST API -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ class CamConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
+        from cam import checks  # noqa: F401 (registers the start-up checks)
         from cam.jobs.supervision import supervision_install
         from cam.outreach.events import provider_event_received
 

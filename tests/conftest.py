@@ -1,6 +1,12 @@
 import pytest
 
 
+@pytest.fixture(autouse=True)
+def import_dirs(settings, tmp_path_factory):
+    """CSV sources read only from the import folders; the tests' files live in pytest's temp folder."""
+    settings.AICMO_CAM_IMPORT_DIRS = [tmp_path_factory.getbasetemp().resolve()]
+
+
 @pytest.fixture
 def superuser(db):
     from tests.factories import SuperuserFactory

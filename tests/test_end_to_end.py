@@ -15,11 +15,11 @@ def test_a_positive_reply_in_the_inbox_reaches_a_person(smtp_server, smtp_settin
                                                          monkeypatch):
     settings.AICMO_CAM_ALERT_EMAILS = ["sales-team@cam.example.com"]
     user = imap_server.new_user("demo")
-    monkeypatch.setenv("DEMO_IMAP_PASSWORD", imap_server.password)
+    monkeypatch.setenv("CAM_SECRET_DEMO_IMAP_PASSWORD", imap_server.password)
 
     call_command("cam_demo", "--smtp", f"{smtp_server.host}:{smtp_server.port}",
                  "--imap", f"{imap_server.host}:{imap_server.port}", "--imap-user", user,
-                 "--imap-password-env", "DEMO_IMAP_PASSWORD", stdout=StringIO())
+                 "--imap-password-env", "CAM_SECRET_DEMO_IMAP_PASSWORD", stdout=StringIO())
     call_command("cam_worker", "--once", stdout=StringIO())  # one cycle: the first emails go out
     first_emails = list(smtp_server.messages)
     assert len(first_emails) == OutboundEmail.objects.filter(status="SENT").count() >= 20

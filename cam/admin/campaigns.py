@@ -13,6 +13,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
+from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import campaign_save_settings, campaigns_activate, campaigns_pause, campaigns_resume
 from cam.decisions import campaign_rules_ensure_defaults
 from cam.jobs.queue import job_enqueue
@@ -129,7 +130,7 @@ class SequenceStepInline(admin.StackedInline):
                            reverse("admin:cam_sequencestep_preview", args=[obj.pk]))
 
 
-class LeadSourceInline(admin.TabularInline):
+class LeadSourceInline(SecretSettingsInlineMixin, admin.TabularInline):
     model = LeadSource
     extra = 0
     fields = ["name", "kind", "config", "enabled", "last_harvest_at", "last_error"]
@@ -181,6 +182,10 @@ class CampaignAdmin(admin.ModelAdmin):
             return
         super().save_model(request, obj, form, change)
         campaign_rules_ensure_defaults(obj)
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        record_inline_changes(request, formset)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(
@@ -296,7 +301,7 @@ class SequenceStepAdmin(admin.ModelAdmin):
 
 
 @admin.register(LeadSource)
-class LeadSourceAdmin(admin.ModelAdmin):
+class LeadSourceAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "campaign", "kind", "enabled", "last_harvest_at", "last_error"]
     list_filter = ["kind", "enabled", "campaign"]
     list_select_related = ["campaign"]

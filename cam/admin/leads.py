@@ -7,10 +7,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.utils.html import format_html, format_html_join
-from import_export.admin import ImportExportMixin
-from import_export.formats import base_formats
+from import_export import resources
+from import_export.admin import ExportMixin, ImportExportMixin
 
 from cam.admin.base import AuditAdmin, TimezoneSelect
+from cam.admin.exports import SafeCsv
 from cam.admin.lead_import import (
     LeadConfirmImportForm,
     LeadCsvFormat,
@@ -84,7 +85,7 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
     confirm_form_class = LeadConfirmImportForm
     import_template_name = "admin/cam/lead/import.html"
     import_formats = [LeadCsvFormat]
-    export_formats = [base_formats.CSV]
+    export_formats = [SafeCsv]
     # One format and one set of columns: the Export button downloads the filtered list at once.
     skip_export_form = True
     # With a byte-order mark, Excel opens the file as UTF-8 instead of garbling accented letters.
@@ -161,9 +162,21 @@ class SuppressionForm(forms.ModelForm):
         return {*super()._get_validation_exclusions(), "email", "domain"}
 
 
+class SuppressionExportResource(resources.ModelResource):
+    class Meta:
+        model = Suppression
+        fields = ("email", "domain", "reason", "source", "note", "created_at")
+        export_order = fields
+
+
 @admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
+class SuppressionAdmin(ExportMixin, admin.ModelAdmin):
     form = SuppressionForm
+    # The Export button downloads the filtered list (spreadsheet-safe, see cam.admin.exports).
+    resource_classes = [SuppressionExportResource]
+    export_formats = [SafeCsv]
+    skip_export_form = True
+    to_encoding = "utf-8-sig"
     list_display = ["__str__", "reason", "source", "created_at"]
     list_filter = ["reason"]
     search_fields = ["email", "domain", "source", "note"]

@@ -9,6 +9,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from cam.admin.base import AuditAdmin
+from cam.admin.secret_settings import SecretSettingsAdminMixin
 from cam.inbox.processing import reply_reclassify
 from cam.leads import staff_actor
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
@@ -23,7 +24,7 @@ class MailboxFolderInline(admin.TabularInline):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(admin.ModelAdmin):
+class MailboxAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
     # Problems early: what stops a mailbox must be seen without scrolling sideways.
     list_display = ["name", "from_email", "provider", "is_active", "problems", "daily_cap", "min_gap_seconds",
                     "last_sent_at", "last_polled_at"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
-from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
+from cam.admin.secret_settings import SecretSettingsAdminMixin
+from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 
 
 @admin.register(JobExecution)
@@ -52,7 +54,7 @@ class HumanAlertLogAdmin(AuditAdmin):
 
 
 @admin.register(AlertChannel)
-class AlertChannelAdmin(admin.ModelAdmin):
+class AlertChannelAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
     list_display = ["name", "kind", "enabled", "last_error", "last_error_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]
@@ -65,3 +67,15 @@ class AlertChannelAdmin(admin.ModelAdmin):
         changed = queryset.filter(enabled=False).update(enabled=True)
         self.message_user(request, f"{changed} channel(s) enabled; their waiting alerts go out on the next cycle.",
                           messages.SUCCESS)
+
+
+@admin.register(SecretSettingChange)
+class SecretSettingChangeAdmin(AuditAdmin):
+    list_display = ["changed_at", "actor", "object_repr", "field", "change"]
+    # No filter column: the table needs the width for the values; search finds a record or a name.
+    search_fields = ["actor", "object_repr", "old_value", "new_value"]
+    date_hierarchy = "changed_at"
+
+    @admin.display(description="from → to")
+    def change(self, obj: SecretSettingChange) -> str:
+        return format_html("{} → {}", obj.old_value or "(empty)", obj.new_value or "(empty)")

@@ -5,7 +5,7 @@ from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Security
-from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
+from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 
 __all__ = [
     "AlertChannel",
@@ -26,6 +26,7 @@ __all__ = [
     "OutboundEmail",
     "ProviderEvent",
     "RuleDecision",
+    "SecretSettingChange",
     "Security",
     "SequenceStep",
     "Suppression",

@@ -38,6 +38,7 @@ class LowercaseCharField(models.CharField):
         return value.strip().lower() if isinstance(value, str) else value
 
 
+# Kept for the migrations that name it; fields that name a secret use cam.secrets.validate_secret_name.
 validate_env_name = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$",
     "Enter the name of an environment variable (letters, digits and underscores), not the secret itself.",

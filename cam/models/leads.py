@@ -8,6 +8,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import StrIndex, Substr
 
 from cam.models.fields import LowercaseCharField, LowercaseEmailField, validate_domain, validate_timezone
+from cam.pipeline.sources.base import config_check
 
 
 class LeadSource(models.Model):
@@ -37,6 +38,10 @@ class LeadSource(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()})"
+
+    def clean(self) -> None:
+        if self.kind:
+            config_check(self.kind, self.config)
 
 
 class Lead(models.Model):

@@ -6,7 +6,8 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from cam.models.fields import LowercaseEmailField, validate_env_name
+from cam.models.fields import LowercaseEmailField
+from cam.secrets import validate_secret_name
 
 
 class Security(models.TextChoices):
@@ -38,24 +39,31 @@ class Mailbox(models.Model):
     min_gap_seconds = models.PositiveIntegerField(default=120, help_text="Least time between two sends.")
     last_sent_at = models.DateTimeField(null=True, blank=True)
 
-    smtp_host = models.CharField(max_length=255, blank=True)
-    smtp_port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
-                                                                              MaxValueValidator(65535)])
-    smtp_security = models.CharField(max_length=16, choices=Security.choices, default=Security.STARTTLS)
-    smtp_username = models.CharField(max_length=255, blank=True)
+    smtp_host = models.CharField("SMTP host", max_length=255, blank=True)
+    smtp_port = models.PositiveIntegerField("SMTP port", null=True, blank=True,
+                                            validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    smtp_security = models.CharField("SMTP security", max_length=16, choices=Security.choices,
+                                     default=Security.STARTTLS)
+    smtp_username = models.CharField("SMTP username", max_length=255, blank=True)
     smtp_password_env = models.CharField("SMTP password variable", max_length=100, blank=True,
-                                         validators=[validate_env_name],
-                                         help_text="Name of the environment variable holding the password.")
+                                         validators=[validate_secret_name],
+                                         help_text="Name of the environment variable holding the password, "
+                                                   "starting with CAM_SECRET_.")
     resend_api_key_env = models.CharField("Resend API key variable", max_length=100, blank=True,
-                                          default="AICMO_RESEND_API_KEY", validators=[validate_env_name])
+                                          default="CAM_SECRET_RESEND_API_KEY", validators=[validate_secret_name],
+                                          help_text="Name of the environment variable holding the API key, "
+                                                    "starting with CAM_SECRET_.")
 
-    imap_host = models.CharField(max_length=255, blank=True, help_text="Leave empty to not poll for replies.")
-    imap_port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
-                                                                              MaxValueValidator(65535)])
-    imap_security = models.CharField(max_length=16, choices=Security.choices, default=Security.SSL)
-    imap_username = models.CharField(max_length=255, blank=True)
+    imap_host = models.CharField("IMAP host", max_length=255, blank=True,
+                                 help_text="Leave empty to not poll for replies.")
+    imap_port = models.PositiveIntegerField("IMAP port", null=True, blank=True,
+                                            validators=[MinValueValidator(1), MaxValueValidator(65535)])
+    imap_security = models.CharField("IMAP security", max_length=16, choices=Security.choices, default=Security.SSL)
+    imap_username = models.CharField("IMAP username", max_length=255, blank=True)
     imap_password_env = models.CharField("IMAP password variable", max_length=100, blank=True,
-                                         validators=[validate_env_name])
+                                         validators=[validate_secret_name],
+                                         help_text="Name of the environment variable holding the password, "
+                                                   "starting with CAM_SECRET_.")
     last_polled_at = models.DateTimeField(null=True, blank=True)
     last_poll_error = models.TextField(blank=True)
     last_send_error = models.TextField(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
-from cam.models.fields import validate_env_name
+from cam.secrets import validate_secret_name
 
 
 class JobExecution(models.Model):
@@ -123,11 +123,13 @@ class AlertChannel(models.Model):
     kind = models.CharField(max_length=16, choices=Kind.choices)
     enabled = models.BooleanField(default=True)
     recipients = models.TextField(blank=True, help_text="Email addresses, separated by commas (email channels).")
-    url_env = models.CharField("URL variable", max_length=100, blank=True, validators=[validate_env_name],
-                               help_text="Name of the environment variable holding the webhook URL.")
+    url_env = models.CharField("URL variable", max_length=100, blank=True, validators=[validate_secret_name],
+                               help_text="Name of the environment variable holding the webhook URL, "
+                                         "starting with CAM_SECRET_.")
     secret_env = models.CharField("signing secret variable", max_length=100, blank=True,
-                                  validators=[validate_env_name],
-                                  help_text="Name of the environment variable holding the HMAC secret.")
+                                  validators=[validate_secret_name],
+                                  help_text="Name of the environment variable holding the HMAC secret, "
+                                            "starting with CAM_SECRET_.")
     alert_types = models.JSONField(default=list, blank=True,
                                    help_text="Alert types to send here; empty means all.")
     last_error = models.TextField(blank=True)
@@ -186,3 +188,29 @@ class HumanAlertLog(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+
+class SecretSettingChange(models.Model):
+    """One change to which variable holds a secret, or to where a secret is sent (a host, a URL).
+
+    The values are variable names and addresses, never secrets. Written by
+    ``cam.secret_settings.secret_changes_record`` whatever door the change came through.
+    """
+
+    changed_at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=200, help_text="Who: staff:<username>, command:<name>, …")
+    model = models.CharField(max_length=100, help_text="What kind of record: mailbox, alert channel, lead source.")
+    object_id = models.PositiveBigIntegerField()
+    object_repr = models.CharField("record", max_length=300)
+    field = models.CharField(max_length=100)
+    old_value = models.CharField(max_length=500, blank=True)
+    new_value = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["-changed_at", "-id"]
+        indexes = [models.Index(fields=["model", "object_id"], name="secret_change_object_idx")]
+        permissions = [("change_secret_settings",
+                        "Can change secret variable names and where secrets are sent")]
+
+    def __str__(self) -> str:
+        return f"{self.object_repr}: {self.field}"

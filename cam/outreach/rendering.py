@@ -16,8 +16,12 @@ from django.utils.html import escape
 
 from cam.models import Campaign, Lead, Mailbox, SequenceStep
 
-TEXT_ENGINE = Engine(autoescape=False)
-HTML_ENGINE = Engine(autoescape=True)
+# Django's filters and tags, with the sizes they may produce bounded (see template_limits).
+_LIMITS = ["cam.outreach.template_limits"]
+TEXT_ENGINE = Engine(autoescape=False, builtins=_LIMITS)
+HTML_ENGINE = Engine(autoescape=True, builtins=_LIMITS)
+# The most one rendered part may hold; a cold email is a few kilobytes.
+MAX_RENDERED_CHARS = 100_000
 
 LEAD_VARIABLES = ("email", "first_name", "last_name", "company", "title", "industry", "country", "company_size",
                   "website", "timezone")
@@ -44,11 +48,17 @@ def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None,
 
 def _render(engine: Engine, source: str, context: dict, what: str) -> str:
     try:
-        return engine.from_string(source).render(Context(context))
+        # The Context must carry the engine's escaping: a Context escapes by default, whatever the
+        # engine says, and plain text would go out as "O&#x27;Brien" and "&amp;".
+        rendered = engine.from_string(source).render(Context(context, autoescape=engine.autoescape))
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"The {what} template does not compile: {exc}") from None
     except Exception as exc:  # a filter that fails on a value, a bad tag argument …
         raise TemplateProblem(f"The {what} template does not render: {type(exc).__name__}: {exc}") from None
+    if len(rendered) > MAX_RENDERED_CHARS:
+        raise TemplateProblem(f"The {what} template renders {len(rendered):,} characters; at most "
+                              f"{MAX_RENDERED_CHARS:,} are allowed.")
+    return rendered
 
 
 def footer_text(unsubscribe_url: str) -> str:

@@ -36,16 +36,16 @@ def no_alert_emails(settings):
 
 @pytest.fixture
 def slack(http_server, monkeypatch):
-    monkeypatch.setenv("CAM_TEST_SLACK_URL", http_server.url(SLACK_PATH))
-    return AlertChannelFactory(name="Sales Slack", kind=Kind.SLACK, recipients="", url_env="CAM_TEST_SLACK_URL")
+    monkeypatch.setenv("CAM_SECRET_SLACK_URL", http_server.url(SLACK_PATH))
+    return AlertChannelFactory(name="Sales Slack", kind=Kind.SLACK, recipients="", url_env="CAM_SECRET_SLACK_URL")
 
 
 @pytest.fixture
 def webhook(http_server, monkeypatch):
-    monkeypatch.setenv("CAM_TEST_HOOK_URL", http_server.url(HOOK_PATH))
-    monkeypatch.setenv("CAM_TEST_HOOK_SECRET", SECRET)
-    return AlertChannelFactory(name="Ops hook", kind=Kind.WEBHOOK, recipients="", url_env="CAM_TEST_HOOK_URL",
-                               secret_env="CAM_TEST_HOOK_SECRET")
+    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_URL", http_server.url(HOOK_PATH))
+    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_SECRET", SECRET)
+    return AlertChannelFactory(name="Ops hook", kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_TEST_HOOK_URL",
+                               secret_env="CAM_SECRET_TEST_HOOK_SECRET")
 
 
 def queue(key: str = "positive-reply:inbound-1", alert_type: str = AlertType.POSITIVE_REPLY, **fields):

@@ -54,15 +54,15 @@ def links_of(alert: HumanAlertLog) -> dict[str, str]:
 
 
 def slack_channel(http_server, monkeypatch, **fields) -> AlertChannel:
-    monkeypatch.setenv("CAM_TEST_SLACK_URL", http_server.url(SLACK_PATH))
-    return AlertChannelFactory(kind=Kind.SLACK, recipients="", url_env="CAM_TEST_SLACK_URL", **fields)
+    monkeypatch.setenv("CAM_SECRET_SLACK_URL", http_server.url(SLACK_PATH))
+    return AlertChannelFactory(kind=Kind.SLACK, recipients="", url_env="CAM_SECRET_SLACK_URL", **fields)
 
 
 def webhook_channel(http_server, monkeypatch, **fields) -> AlertChannel:
-    monkeypatch.setenv("CAM_TEST_HOOK_URL", http_server.url(HOOK_PATH))
-    monkeypatch.setenv("CAM_TEST_HOOK_SECRET", SECRET)
-    return AlertChannelFactory(kind=Kind.WEBHOOK, recipients="", url_env="CAM_TEST_HOOK_URL",
-                               secret_env="CAM_TEST_HOOK_SECRET", **fields)
+    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_URL", http_server.url(HOOK_PATH))
+    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_SECRET", SECRET)
+    return AlertChannelFactory(kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_TEST_HOOK_URL",
+                               secret_env="CAM_SECRET_TEST_HOOK_SECRET", **fields)
 
 
 def failure(send) -> TransportError:
@@ -158,8 +158,8 @@ def test_it_calls_a_slack_timeout_transient(http_server, monkeypatch, settings):
 
 
 def test_it_calls_an_unreachable_slack_transient_without_showing_the_secret_url(monkeypatch):
-    monkeypatch.setenv("CAM_TEST_SLACK_URL", f"http://127.0.0.1:{free_port()}{SLACK_PATH}")
-    channel = AlertChannelFactory(kind=Kind.SLACK, url_env="CAM_TEST_SLACK_URL")
+    monkeypatch.setenv("CAM_SECRET_SLACK_URL", f"http://127.0.0.1:{free_port()}{SLACK_PATH}")
+    channel = AlertChannelFactory(kind=Kind.SLACK, url_env="CAM_SECRET_SLACK_URL")
     error = failure(lambda: SlackTransport().send(positive_reply_alert(), channel))
     assert not error.permanent
     assert str(error).startswith("Could not reach the Slack webhook:")
@@ -168,20 +168,20 @@ def test_it_calls_an_unreachable_slack_transient_without_showing_the_secret_url(
 
 
 def test_it_calls_a_missing_slack_url_variable_permanent_and_names_it(monkeypatch):
-    monkeypatch.delenv("CAM_TEST_SLACK_URL", raising=False)
-    channel = AlertChannelFactory(name="Sales Slack", kind=Kind.SLACK, url_env="CAM_TEST_SLACK_URL")
+    monkeypatch.delenv("CAM_SECRET_SLACK_URL", raising=False)
+    channel = AlertChannelFactory(name="Sales Slack", kind=Kind.SLACK, url_env="CAM_SECRET_SLACK_URL")
     error = failure(lambda: SlackTransport().send(positive_reply_alert(), channel))
     assert error.permanent
-    assert str(error) == ("The environment variable CAM_TEST_SLACK_URL for the Slack webhook URL of alert channel "
+    assert str(error) == ("The environment variable CAM_SECRET_SLACK_URL for the Slack webhook URL of alert channel "
                           "'Sales Slack' is not set.")
 
 
 def test_it_calls_a_slack_url_that_is_no_url_permanent_without_repeating_it(monkeypatch):
-    monkeypatch.setenv("CAM_TEST_SLACK_URL", "hooks.slack.com/services/T/B/s3cr3t")
-    channel = AlertChannelFactory(kind=Kind.SLACK, url_env="CAM_TEST_SLACK_URL")
+    monkeypatch.setenv("CAM_SECRET_SLACK_URL", "hooks.slack.com/services/T/B/s3cr3t")
+    channel = AlertChannelFactory(kind=Kind.SLACK, url_env="CAM_SECRET_SLACK_URL")
     error = failure(lambda: SlackTransport().send(positive_reply_alert(), channel))
     assert error.permanent
-    assert str(error) == "The environment variable CAM_TEST_SLACK_URL does not hold an http(s) URL."
+    assert str(error) == "The environment variable CAM_SECRET_SLACK_URL does not hold an http(s) URL."
 
 
 # --- signed webhook ---------------------------------------------------------------------------------
@@ -243,10 +243,10 @@ def test_it_verifies_a_signature_only_for_the_same_body_secret_and_a_recent_time
 def test_it_calls_a_missing_signing_secret_permanent(http_server, monkeypatch):
     http_server.reply(HOOK_PATH, Reply(204))
     channel = webhook_channel(http_server, monkeypatch, name="Ops hook")
-    monkeypatch.delenv("CAM_TEST_HOOK_SECRET")
+    monkeypatch.delenv("CAM_SECRET_TEST_HOOK_SECRET")
     error = failure(lambda: WebhookTransport().send(positive_reply_alert(), channel))
     assert error.permanent
-    assert "CAM_TEST_HOOK_SECRET" in str(error)
+    assert "CAM_SECRET_TEST_HOOK_SECRET" in str(error)
     assert http_server.requests == []
 
 

@@ -18,7 +18,7 @@ from tests.servers.smtp import free_port
 
 pytestmark = pytest.mark.django_db
 
-PASSWORD_ENV = "CAM_TEST_IMAP_PASSWORD"
+PASSWORD_ENV = "CAM_SECRET_TEST_IMAP_PASSWORD"
 
 
 @pytest.fixture(autouse=True)
@@ -152,25 +152,25 @@ def test_it_records_a_server_that_refuses_connections_and_polls_the_others(imap_
 def test_it_records_a_wrong_password(imap_server, monkeypatch):
     user = imap_server.new_user()
     imap_server.append(user, message(1))
-    monkeypatch.setenv("CAM_TEST_WRONG_PASSWORD", "not-the-password")
-    mailbox = mailbox_on(imap_server, user, imap_password_env="CAM_TEST_WRONG_PASSWORD")
+    monkeypatch.setenv("CAM_SECRET_TEST_WRONG_PASSWORD", "not-the-password")
+    mailbox = mailbox_on(imap_server, user, imap_password_env="CAM_SECRET_TEST_WRONG_PASSWORD")
 
     assert inbox_poll(mailbox=mailbox)["failed"] == 1
 
     mailbox.refresh_from_db()
     assert mailbox.last_poll_error == (
         f"The IMAP server {imap_server.host}:{imap_server.port} refused the login as {user!r}: "
-        f"[AUTHENTICATIONFAILED] Authentication failed (check the password in CAM_TEST_WRONG_PASSWORD).")
+        f"[AUTHENTICATIONFAILED] Authentication failed (check the password in CAM_SECRET_TEST_WRONG_PASSWORD).")
     assert rows(mailbox) == []
 
 
 def test_it_records_a_password_variable_that_is_not_set(imap_server):
-    mailbox = mailbox_on(imap_server, imap_server.new_user(), imap_password_env="CAM_TEST_UNSET_PASSWORD")
+    mailbox = mailbox_on(imap_server, imap_server.new_user(), imap_password_env="CAM_SECRET_UNSET_PASSWORD")
 
     assert inbox_poll(mailbox=mailbox)["failed"] == 1
 
     mailbox.refresh_from_db()
-    assert mailbox.last_poll_error == (f"The environment variable CAM_TEST_UNSET_PASSWORD for the IMAP password of "
+    assert mailbox.last_poll_error == (f"The environment variable CAM_SECRET_UNSET_PASSWORD for the IMAP password of "
                                        f"mailbox {mailbox.name!r} is not set.")
 
 

@@ -106,7 +106,7 @@ def test_a_crash_before_any_send_leaves_nothing_unknown(smtp_server, monkeypatch
 @pytest.fixture
 def resend(http_server, settings, monkeypatch):
     settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
     return http_server
 
 

@@ -122,7 +122,7 @@ def test_it_finishes_a_message_when_the_worker_is_told_to_stop(short_deadlines, 
 
 @pytest.fixture
 def resend_key(monkeypatch):
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
 
 
 def resend_provider() -> ResendProvider:

@@ -240,10 +240,10 @@ def test_it_opens_a_new_connection_when_the_server_closed_the_idle_one():
 
 
 def test_it_logs_in_with_the_password_from_the_named_variable(monkeypatch):
-    monkeypatch.setenv("SMTP_PASSWORD_SALES", "s3cret")
+    monkeypatch.setenv("CAM_SECRET_SMTP_PASSWORD_SALES", "s3cret")
 
     with SmtpTestServer(auth=("sales", "s3cret")) as server:
-        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_SALES")
+        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="CAM_SECRET_SMTP_PASSWORD_SALES")
         with SmtpProvider(mailbox) as provider:
             result = provider.send(outreach_message(), idempotency_key="1")
 
@@ -253,28 +253,28 @@ def test_it_logs_in_with_the_password_from_the_named_variable(monkeypatch):
 
 
 def test_it_retries_when_the_login_is_refused_and_names_the_variable(monkeypatch):
-    monkeypatch.setenv("SMTP_PASSWORD_SALES", "an-old-password")
+    monkeypatch.setenv("CAM_SECRET_SMTP_PASSWORD_SALES", "an-old-password")
 
     with SmtpTestServer(auth=("sales", "s3cret")) as server:
-        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_SALES")
+        mailbox = smtp_mailbox(server, smtp_username="sales", smtp_password_env="CAM_SECRET_SMTP_PASSWORD_SALES")
         with SmtpProvider(mailbox) as provider:
             result = provider.send(outreach_message(), idempotency_key="1")
 
         assert result.status == Status.RETRY
         assert "refused the login as 'sales': 535" in result.error
-        assert "SMTP_PASSWORD_SALES" in result.error
+        assert "CAM_SECRET_SMTP_PASSWORD_SALES" in result.error
         assert server.received == []
 
 
 def test_it_retries_every_send_when_the_password_variable_is_missing(smtp_server, monkeypatch):
-    monkeypatch.delenv("SMTP_PASSWORD_NOWHERE", raising=False)
-    mailbox = smtp_mailbox(smtp_server, smtp_username="sales", smtp_password_env="SMTP_PASSWORD_NOWHERE")
+    monkeypatch.delenv("CAM_SECRET_SMTP_PASSWORD_NOWHERE", raising=False)
+    mailbox = smtp_mailbox(smtp_server, smtp_username="sales", smtp_password_env="CAM_SECRET_SMTP_PASSWORD_NOWHERE")
 
     with SmtpProvider(mailbox) as provider:
         results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
 
     assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
-    assert "The environment variable SMTP_PASSWORD_NOWHERE for the SMTP password" in results[0].error
+    assert "The environment variable CAM_SECRET_SMTP_PASSWORD_NOWHERE for the SMTP password" in results[0].error
     assert smtp_server.sessions == []
 
 
@@ -303,10 +303,10 @@ def test_it_never_falls_back_to_plain_text_when_ssl_meets_a_plain_server(smtp_se
 ])
 def test_it_builds_djangos_smtp_backend_from_the_mailbox(settings, monkeypatch, security, use_tls, use_ssl, port):
     settings.EMAIL_TIMEOUT = 17
-    monkeypatch.setenv("SMTP_PASSWORD_SALES", "s3cret")
+    monkeypatch.setenv("CAM_SECRET_SMTP_PASSWORD_SALES", "s3cret")
     mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="mail.outreach.test", smtp_port=None,
                                    smtp_security=security, smtp_username="sales",
-                                   smtp_password_env="SMTP_PASSWORD_SALES")
+                                   smtp_password_env="CAM_SECRET_SMTP_PASSWORD_SALES")
 
     provider = SmtpProvider(mailbox)
     provider.open()
@@ -345,7 +345,7 @@ def resend_api(http_server, settings, monkeypatch):
     """The local HTTP server standing in for Resend's API, with a key in the default variable."""
     settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
     settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS = 5
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
     return http_server
 
 
@@ -439,7 +439,7 @@ def test_it_retries_the_batch_when_resend_refuses_the_api_key(resend_api, clock)
 
     assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
     assert results[0].error == ("Resend answered 403 invalid_api_key: API key is invalid. "
-                                "Check the API key in AICMO_RESEND_API_KEY.")
+                                "Check the API key in CAM_SECRET_RESEND_API_KEY.")
     assert results[1].error == results[0].error
     assert len(resend_api.requests) == 1
 
@@ -484,7 +484,7 @@ def test_it_fails_a_message_anymail_cannot_build_without_a_request(resend_api, c
 
 def test_it_retries_when_resend_cannot_be_reached(settings, monkeypatch, clock):
     settings.AICMO_CAM_RESEND_API_URL = f"http://127.0.0.1:{free_port()}"
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
 
     with resend_provider(clock) as provider:
         result = provider.send(outreach_message(), idempotency_key="1")
@@ -494,13 +494,13 @@ def test_it_retries_when_resend_cannot_be_reached(settings, monkeypatch, clock):
 
 
 def test_it_retries_every_send_when_the_api_key_variable_is_missing(resend_api, clock, monkeypatch):
-    monkeypatch.delenv("AICMO_RESEND_API_KEY")
+    monkeypatch.delenv("CAM_SECRET_RESEND_API_KEY")
 
     with resend_provider(clock) as provider:
         results = [provider.send(outreach_message(), idempotency_key=str(n)) for n in range(2)]
 
     assert [result.status for result in results] == [Status.RETRY, Status.RETRY]
-    assert "The environment variable AICMO_RESEND_API_KEY for the Resend API key" in results[0].error
+    assert "The environment variable CAM_SECRET_RESEND_API_KEY for the Resend API key" in results[0].error
     assert resend_api.requests == []
 
 

@@ -68,3 +68,43 @@ def test_it_names_the_template_that_does_not_render(subject, body, html, field, 
 def test_it_raises_a_template_problem_for_a_broken_step():
     with pytest.raises(TemplateProblem, match="The body template does not compile"):
         render(SequenceStep(position=1, subject_template="Hi", body_template="{% for %}"))
+
+
+@pytest.mark.parametrize(("template", "problem"), [
+    ("{{ first_name|center:20000000 }}", "|center asks for a size of 20000000"),
+    ("{{ first_name|ljust:company_size }}", "|ljust asks for a size of 5000"),
+    ('{{ first_name|stringformat:"20000000s" }}', "|stringformat asks for a size of 20000000"),
+    ("{{ 1.5|floatformat:100000 }}", "|floatformat asks for a size of 100000"),
+    ("{% lorem 2000000 w %}", "{% lorem %} asks for a size of 2000000"),
+    ("{% lorem company_size w %}", "{% lorem %} takes a number, not a variable"),
+    ('{% for a in "' + "x" * 30 + '" %}{% for b in "' + "x" * 30 + '" %}{% for c in "' + "x" * 30
+     + '" %}.{% endfor %}{% endfor %}{% endfor %}', "the loops of this template run more than 10,000 times"),
+])
+def test_a_template_cannot_produce_an_unbounded_text(template, problem):
+    lead = Lead(email="anna@brightlane.example.com", first_name="Anna", company_size=5000)
+
+    with pytest.raises(TemplateProblem) as caught:
+        render(SequenceStep(position=1, subject_template="Hi", body_template=template), lead)
+
+    assert problem in str(caught.value)
+
+
+def test_a_huge_width_is_refused_when_the_step_is_saved():
+    problems = dict(check_templates(subject="Hi", body="{{ first_name|center:20000000 }}", html=""))
+
+    assert "asks for a size of 20000000; at most 1000 is allowed" in problems["body_template"]
+
+
+def test_the_rendered_text_is_capped():
+    lead = Lead(email="anna@brightlane.example.com", first_name="A" * 1000)
+    body = "{% for i in '" + "x" * 200 + "' %}{{ first_name }}{% endfor %}"
+
+    with pytest.raises(TemplateProblem, match=r"renders 200,000 characters; at most 100,000 are allowed"):
+        render(SequenceStep(position=1, subject_template="Hi", body_template=body), lead)
+
+
+def test_modest_widths_loops_and_lorem_still_render():
+    body = "{{ first_name|center:11 }}|{% for c in first_name %}{{ c }}{% endfor %}|{% lorem 2 w %}"
+
+    assert render(SequenceStep(position=1, subject_template="Hi", body_template=body)).body_text.startswith(
+        "    Anna   |Anna|lorem ipsum")

@@ -292,7 +292,7 @@ def test_it_sends_through_resend_and_retries_a_timeout_with_the_same_idempotency
 
     settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
     settings.AICMO_CAM_RESEND_TIMEOUT_SECONDS = 0.3
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
     http_server.reply("/emails", Reply(200, {"id": "late"}, delay=2), Reply(200, {"id": "re-4711"}))
     mailbox = MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)
     lead = due_lead(open_campaign(mailbox), first_name="Anna")
@@ -317,7 +317,7 @@ def test_it_fails_an_email_resend_refuses_with_its_message(http_server, settings
     from tests.servers.http import Reply
 
     settings.AICMO_CAM_RESEND_API_URL = http_server.url("/")
-    monkeypatch.setenv("AICMO_RESEND_API_KEY", "re_test_123")
+    monkeypatch.setenv("CAM_SECRET_RESEND_API_KEY", "re_test_123")
     http_server.reply("/emails", Reply(422, {"statusCode": 422, "name": "validation_error",
                                              "message": "Invalid `to` field."}))
     due_lead(open_campaign(MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)))

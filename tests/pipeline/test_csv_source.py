@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
+from cam.models import HarvestRejection
+from cam.pipeline.harvest import harvest_source
 from cam.pipeline.sources import SourceError, SourceRecord, get_backend
+from tests.factories import CampaignFactory, LeadSourceFactory
 
 
 def write(tmp_path, content: bytes, name: str = "leads.csv") -> str:
@@ -115,3 +118,36 @@ def test_it_refuses_a_mapping_to_an_unknown_lead_field():
 def test_it_refuses_an_unknown_kind_of_source():
     with pytest.raises(SourceError, match=r"^Unknown source kind 'ftp'; known kinds: csv, http_json\.$"):
         get_backend("ftp", {})
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/proc/self/environ", "/etc/passwd", ".env", "../../etc/hosts"])
+def test_a_source_reads_nothing_outside_the_import_folders(path):
+    source = LeadSourceFactory(name="Sneaky", config={"path": path})
+
+    with pytest.raises(SourceError, match="outside the import folders"):
+        harvest_source(source=source)
+
+    assert not HarvestRejection.objects.exists()
+    source.refresh_from_db()
+    assert "AICMO_CAM_IMPORT_DIRS" in source.last_error
+
+
+@pytest.mark.django_db
+def test_a_link_out_of_the_import_folder_is_followed_before_the_check(tmp_path):
+    link = tmp_path / "leads.csv"
+    link.symlink_to("/etc/passwd")
+    source = LeadSourceFactory(config={"path": str(link)})
+
+    with pytest.raises(SourceError, match="outside the import folders"):
+        harvest_source(source=source)
+
+
+@pytest.mark.django_db
+def test_saving_a_source_outside_the_import_folders_is_refused():
+    source = LeadSourceFactory.build(campaign=CampaignFactory(), config={"path": "/etc/passwd"})
+
+    with pytest.raises(ValidationError) as caught:
+        source.full_clean()
+
+    assert "outside the import folders" in " ".join(caught.value.message_dict["config"])

@@ -193,14 +193,14 @@ def test_it_stops_reading_the_source_once_max_leads_are_created():
 
 
 def test_it_harvests_an_http_source_with_nested_fields(http_server, monkeypatch):
-    monkeypatch.setenv("CRM_TEST_TOKEN", "s3cret")
+    monkeypatch.setenv("CAM_SECRET_CRM_TEST", "s3cret")
     http_server.reply("/api/contacts", Reply(200, {"data": [
         {"work_email": "anna@acme-gmbh.de", "title": "CTO", "organization": {"name": "ACME GmbH", "size": "51-200"}},
         {"work_email": "ben@acme-gmbh.de", "organization": {"name": "ACME GmbH", "size": "many"}},
     ]}))
     campaign = CampaignFactory()
     source = LeadSourceFactory(campaign=campaign, kind=LeadSource.Kind.HTTP_JSON, config={
-        "url": http_server.url("/api/contacts"), "records_path": "data", "auth_env": "CRM_TEST_TOKEN",
+        "url": http_server.url("/api/contacts"), "records_path": "data", "auth_env": "CAM_SECRET_CRM_TEST",
         "columns": {"email": "work_email", "company": "organization.name", "company_size": "organization.size"}})
 
     assert harvest_source(source=source) == counts(read=2, created=1, rejected=1)

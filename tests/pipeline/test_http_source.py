@@ -102,11 +102,11 @@ def test_it_reports_an_item_that_is_not_an_object_by_its_number(http_server, wai
 
 
 def test_it_sends_the_token_named_by_an_environment_variable(http_server, waits, monkeypatch):
-    monkeypatch.setenv("CRM_TEST_TOKEN", "s3cret")
+    monkeypatch.setenv("CAM_SECRET_CRM_TEST", "s3cret")
     http_server.reply("/contacts", Reply(200, []))
 
-    list(source(http_server, waits, auth_env="CRM_TEST_TOKEN").records())
-    list(source(http_server, waits, auth_env="CRM_TEST_TOKEN", auth_header="X-Api-Key", auth_scheme="").records())
+    list(source(http_server, waits, auth_env="CAM_SECRET_CRM_TEST").records())
+    list(source(http_server, waits, auth_env="CAM_SECRET_CRM_TEST", auth_header="X-Api-Key", auth_scheme="").records())
 
     first, second = http_server.requests
     assert first.headers["authorization"] == "Bearer s3cret"
@@ -115,13 +115,14 @@ def test_it_sends_the_token_named_by_an_environment_variable(http_server, waits,
 
 
 def test_it_fails_clearly_when_the_token_variable_is_not_set(http_server, waits, monkeypatch):
-    monkeypatch.delenv("CRM_TEST_TOKEN", raising=False)
+    monkeypatch.delenv("CAM_SECRET_CRM_TEST", raising=False)
     http_server.reply("/contacts", Reply(200, []))
 
     with pytest.raises(SourceError) as caught:
-        list(source(http_server, waits, auth_env="CRM_TEST_TOKEN").records())
+        list(source(http_server, waits, auth_env="CAM_SECRET_CRM_TEST").records())
 
-    assert str(caught.value) == "The environment variable CRM_TEST_TOKEN for this lead source's API token is not set."
+    assert str(caught.value) == ("The environment variable CAM_SECRET_CRM_TEST for this lead source's API token "
+                                 "is not set.")
     assert http_server.requests == []
 
 

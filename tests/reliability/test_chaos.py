@@ -92,10 +92,10 @@ def test_kill_9_of_two_cam_workers_sending_through_resend(http_server, tmp_path,
     resend = ResendStandIn(seed=int(os.environ.get("CAM_CHAOS_SEED", "7")))
     http_server.reply("/emails", resend)
     boxes = [{"name": f"Resend {n}", "from_email": f"sender{n}@outreach.example.com",
-              "provider": Mailbox.Provider.RESEND, "resend_api_key_env": "CAM_CHAOS_RESEND_KEY"} for n in range(3)]
+              "provider": Mailbox.Provider.RESEND, "resend_api_key_env": "CAM_SECRET_CHAOS_KEY"} for n in range(3)]
     world = World.build(tmp=tmp_path, mailboxes=boxes, leads=LEADS, extra_env={
         "AICMO_CAM_RESEND_API_URL": http_server.url("/"), "AICMO_CAM_RESEND_TIMEOUT_SECONDS": "1",
-        "AICMO_CAM_RESEND_RATE_PER_SECOND": "100", "CAM_CHAOS_RESEND_KEY": "re_chaos_123"})
+        "AICMO_CAM_RESEND_RATE_PER_SECOND": "100", "CAM_SECRET_CHAOS_KEY": "re_chaos_123"})
     world.endure(lambda: kill_9_storm(world), drain=DRAIN)
     figures = world.verdict(delivered=resend.recipients)
     assert figures["unknown"] == 0  # the idempotency key turns every interrupted send into a safe retry
@@ -203,12 +203,12 @@ def test_a_dripping_imap_server_neither_stalls_sending_nor_delays_a_stop(smtp_se
 
     with DripServer(drip(b"* OK ")) as dripping:  # a greeting one byte at a time, forever
         imap = {"imap_host": dripping.host, "imap_port": dripping.port, "imap_security": "none",
-                "imap_password_env": "CAM_CHAOS_IMAP_PASSWORD"}
+                "imap_password_env": "CAM_SECRET_CHAOS_IMAP_PASSWORD"}
         readers = [{"name": f"Reading only {n}", "from_email": f"reader{n}@outreach.example.com", **imap}
                    for n in range(4)]
         world = World.build(tmp=tmp_path, mailboxes=[{**box, **imap} for box in smtp_boxes(smtp_server)],
                             readers=readers, leads=LEADS, extra_env={
-            "CAM_CHAOS_IMAP_PASSWORD": "secret", "AICMO_CAM_IMAP_DEADLINE_SECONDS": "600"})
+            "CAM_SECRET_CHAOS_IMAP_PASSWORD": "secret", "AICMO_CAM_IMAP_DEADLINE_SECONDS": "600"})
         seen: dict = {}
 
         def storm() -> None:

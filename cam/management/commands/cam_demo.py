@@ -1,9 +1,8 @@
-from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from cam.demo import DemoImap, DemoSmtp, demo_seed
 from cam.jobs.runner import Trigger, run_job
-from cam.models.fields import validate_env_name
+from cam.secrets import secret_name_problem
 
 
 def host_port(value: str) -> tuple[str, int]:
@@ -14,10 +13,9 @@ def host_port(value: str) -> tuple[str, int]:
 
 
 def _check_env_name(option: str, value: str) -> None:
-    try:
-        validate_env_name(value)
-    except ValidationError:
-        raise CommandError(f"{option} takes the NAME of an environment variable, not the password itself.") from None
+    if problem := secret_name_problem(value):
+        raise CommandError(f"{option} takes the NAME of an environment variable, not the password itself. "
+                           f"{problem}")
 
 
 class Command(BaseCommand):

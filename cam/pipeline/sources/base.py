@@ -53,6 +53,11 @@ class LeadSourceBackend:
                                               f"Known: {', '.join(LEAD_FIELDS)}."})
         return config
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        """``clean_config`` plus the rules for a configuration staff save (``LeadSource.clean``)."""
+        return cls.clean_config(config)
+
     def records(self) -> Iterator[SourceRecord]:
         raise NotImplementedError
 
@@ -69,10 +74,30 @@ class LeadSourceBackend:
         return mapped
 
 
-def get_backend(kind: str, config: Mapping[str, Any]) -> LeadSourceBackend:
+def backend_class(kind: str) -> type[LeadSourceBackend]:
     try:
         path = SOURCE_BACKENDS[kind]
     except KeyError:
         raise SourceError(f"Unknown source kind {kind!r}; known kinds: {', '.join(sorted(SOURCE_BACKENDS))}.") \
             from None
-    return import_string(path)(config)
+    return import_string(path)
+
+
+def get_backend(kind: str, config: Mapping[str, Any]) -> LeadSourceBackend:
+    return backend_class(kind)(config)
+
+
+def config_check(kind: str, config: Any) -> None:
+    """Raise ``ValidationError`` (keyed ``config``) when ``config`` is not a valid configuration of ``kind``.
+
+    Run when a source is saved, so a mistake shows on the form rather than at the next harvest."""
+    if not isinstance(config, dict):
+        raise ValidationError({"config": "The configuration is a JSON object, e.g. {\"url\": \"https://…\"}."})
+    try:
+        backend_class(kind).check_config(dict(config))
+    except SourceError as exc:
+        raise ValidationError({"kind": str(exc)}) from None
+    except ValidationError as exc:
+        problems = exc.message_dict if hasattr(exc, "error_dict") else {"": exc.messages}
+        raise ValidationError({"config": [f"{key}: {message}" if key else message
+                                          for key, messages in problems.items() for message in messages]}) from None

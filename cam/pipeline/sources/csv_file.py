@@ -14,10 +14,23 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from cam.pipeline.csv_rows import CsvFileError, CsvRows, normalise_column_name
 from cam.pipeline.sources.base import LEAD_FIELDS, LeadSourceBackend, SourceError, SourceRecord
+
+
+def import_path_problem(path: str) -> str:
+    """Why a source may not read ``path``, or "". Staff name the file, so only the import folders
+    (``AICMO_CAM_IMPORT_DIRS``) are open to them: not ``.env``, ``/proc/self/environ`` or a key file,
+    whose lines would come back as rejected rows. Links are followed before the check."""
+    resolved = Path(path).resolve()
+    folders = settings.AICMO_CAM_IMPORT_DIRS
+    if any(resolved.is_relative_to(folder) for folder in folders):
+        return ""
+    return (f"{path} is outside the import folders ({', '.join(str(f) for f in folders) or 'none set'}): "
+            f"put the file there, or add its folder to AICMO_CAM_IMPORT_DIRS.")
 
 
 class CsvFileSource(LeadSourceBackend):
@@ -34,12 +47,21 @@ class CsvFileSource(LeadSourceBackend):
         config["columns"] = {field: normalise_column_name(name) for field, name in config.get("columns", {}).items()}
         return config
 
+    @classmethod
+    def check_config(cls, config: dict[str, Any]) -> dict[str, Any]:
+        config = super().check_config(config)
+        if config.get("path") and (problem := import_path_problem(str(config["path"]))):
+            raise ValidationError({"path": problem})
+        return config
+
     def _open(self) -> BinaryIO:
         if self.stream is not None:
             return self.stream
         path = str(self.config.get("path", ""))
         if not path:
             raise ValidationError({"path": "Name the CSV file to read."})
+        if problem := import_path_problem(path):
+            raise SourceError(problem)
         try:
             return Path(path).open("rb")  # records() closes it when done
         except OSError as exc:

@@ -5,7 +5,7 @@ Configuration (``LeadSource.config``)::
     {
       "url": "https://crm.example.com/api/contacts",
       "records_path": "data",                  # where the list of records is in each response
-      "auth_env": "CRM_API_TOKEN",              # variable holding the token (never the token itself)
+      "auth_env": "CAM_SECRET_CRM_TOKEN",       # variable holding the token (CAM_SECRET_…, never the token)
       "auth_header": "Authorization",           # default
       "auth_scheme": "Bearer",                  # default; "" sends the bare token
       "params": {"segment": "dach"},            # extra query parameters
@@ -31,7 +31,7 @@ import requests
 from django.core.exceptions import ValidationError
 
 from cam.pipeline.sources.base import LeadSourceBackend, SourceError, SourceRecord
-from cam.secrets import MissingSecret, secret_from_env
+from cam.secrets import MissingSecret, secret_from_env, secret_name_problem
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0
@@ -68,6 +68,9 @@ class HttpJsonSource(LeadSourceBackend):
             if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
                 raise ValidationError({key: f"Must be a number of at least {low}."})
         config.setdefault("backoff", 1.0)
+        auth_env = config.get("auth_env") or ""
+        if not isinstance(auth_env, str) or (auth_env and secret_name_problem(auth_env)):
+            raise ValidationError({"auth_env": secret_name_problem(str(auth_env)) or "Name a variable."})
         return config
 
     def __init__(self, config: Mapping[str, Any], *, session: requests.Session | None = None,
