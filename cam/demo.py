@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from cam.decisions import campaign_rules_ensure_defaults
 from cam.models import Campaign, Lead, Mailbox, MailboxFolder, Security, SequenceStep
+from cam.secret_settings import secret_changes, secret_changes_record
 
 DEMO_CAMPAIGN_NAME = "Demo: software leaders in DACH"
 DEMO_MAILBOX_EMAIL = "demo@outreach.example.com"
@@ -150,6 +151,7 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
         defaults={"name": "Demo mailbox", "from_name": "Alex from CAM", "provider": Mailbox.Provider.CONSOLE,
                   "daily_cap": 100, "min_gap_seconds": 0},
     )
+    before = Mailbox.objects.get(pk=mailbox.pk)
     if smtp is not None:
         Mailbox.objects.filter(pk=mailbox.pk).update(
             provider=Mailbox.Provider.SMTP, smtp_host=smtp.host, smtp_port=smtp.port,
@@ -163,6 +165,9 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
             imap_password_env=imap.password_env,
             imap_security=Security.NONE if imap.host in ("127.0.0.1", "localhost", "::1") else Security.SSL)
         mailbox.refresh_from_db()
+    changes, _ = secret_changes(Mailbox, before=lambda field: getattr(before, field),
+                                after=lambda field: getattr(mailbox, field))
+    secret_changes_record(obj=mailbox, changes=changes, actor="command:cam_demo")
     MailboxFolder.objects.get_or_create(mailbox=mailbox, name="INBOX")
     campaign, created = Campaign.objects.get_or_create(
         name=DEMO_CAMPAIGN_NAME,

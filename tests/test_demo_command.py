@@ -4,7 +4,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cam.demo import DEMO_CAMPAIGN_NAME
-from cam.models import Campaign, Lead, Mailbox, SequenceStep
+from cam.models import Campaign, Lead, Mailbox, SecretSettingChange, SequenceStep
 
 pytestmark = pytest.mark.django_db
 
@@ -69,8 +69,18 @@ def test_it_points_the_demo_mailbox_at_a_real_smtp_server_and_sends_there(smtp_s
         (["--smtp", "localhost:99999"], "should look like HOST:PORT"),
         (["--smtp-user", "bob"], "need --smtp HOST:PORT"),
         (["--smtp", "localhost:25", "--smtp-password-env", "hunter2!"], "NAME of an environment variable"),
+        (["--smtp", "localhost:25", "--smtp-password-env", "SECRET_KEY"], "start with CAM_SECRET_"),
     ],
 )
 def test_it_refuses_bad_smtp_options_clearly(args, message):
     with pytest.raises(CommandError, match=message):
         call_command("cam_demo", *args, stdout=StringIO())
+
+
+def test_pointing_the_demo_mailbox_at_a_server_is_recorded():
+    call_command("cam_demo", "--no-enrol", "--smtp", "127.0.0.1:2525", "--smtp-user", "demo",
+                 "--smtp-password-env", "CAM_SECRET_DEMO_SMTP", stdout=StringIO())
+
+    recorded = {(c.field, c.new_value, c.actor) for c in SecretSettingChange.objects.all()}
+    assert {("smtp_host", "127.0.0.1", "command:cam_demo"),
+            ("smtp_password_env", "CAM_SECRET_DEMO_SMTP", "command:cam_demo")} <= recorded

@@ -28,12 +28,13 @@ class Command(BaseCommand):
                                  "instead of printing it.")
         parser.add_argument("--smtp-user", default="", help="SMTP user name (then STARTTLS is used).")
         parser.add_argument("--smtp-password-env", default="", metavar="VAR",
-                            help="Name of the environment variable holding the SMTP password.")
+                            help="Name of the environment variable holding the SMTP password (CAM_SECRET_...).")
         parser.add_argument("--imap", metavar="HOST:PORT", help="Read the demo mailbox's replies from this IMAP "
                                                                 "server (plain IMAP on this machine, SSL elsewhere).")
         parser.add_argument("--imap-user", default="", help="IMAP user name (required with --imap).")
         parser.add_argument("--imap-password-env", default="", metavar="VAR",
-                            help="Name of the environment variable holding the IMAP password (required with --imap).")
+                            help="Name of the environment variable holding the IMAP password, CAM_SECRET_... "
+                                 "(required with --imap).")
         parser.add_argument("--no-enrol", action="store_true", help="Only create the data; do not score or enrol.")
 
     def handle(self, *args, **options) -> None:
