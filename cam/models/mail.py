@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from cam.models.fields import LowercaseEmailField, validate_env_name
+from cam.outreach.return_path import return_path_problem
 
 
 class Security(models.TextChoices):
@@ -48,6 +50,12 @@ class Mailbox(models.Model):
                                          help_text="Name of the environment variable holding the password.")
     resend_api_key_env = models.CharField("Resend API key variable", max_length=100, blank=True,
                                           default="AICMO_RESEND_API_KEY", validators=[validate_env_name])
+    verp_return_path = models.BooleanField(
+        "signed return path (VERP)", default=False,
+        help_text="SMTP only. Each email goes out with the envelope sender <local>+b-<signed token>@<domain>, so "
+                  "its bounces prove which email they are about even when they carry none of our headers. Turn "
+                  "it on only when the mailbox's domain delivers plus addresses (alex+anything@…) to this "
+                  "mailbox; otherwise the bounces themselves are lost.")
 
     imap_host = models.CharField(max_length=255, blank=True, help_text="Leave empty to not poll for replies.")
     imap_port = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1),
@@ -81,6 +89,12 @@ class Mailbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.from_email}>"
+
+    def clean(self) -> None:
+        super().clean()
+        problem = return_path_problem(self.from_email) if self.verp_return_path else ""
+        if problem:
+            raise ValidationError({"verp_return_path": problem})
 
 
 class MailboxFolder(models.Model):
@@ -190,6 +204,11 @@ class InboundEmail(models.Model):
         QUESTION = "QUESTION", "Question"
         NEUTRAL = "NEUTRAL", "Neutral"
 
+    class Confirmation(models.TextChoices):
+        NEEDED = "NEEDED", "Needs confirming"
+        CONFIRMED = "CONFIRMED", "Confirmed by a person"
+        DISMISSED = "DISMISSED", "Dismissed by a person"
+
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbound_emails")
     folder = models.CharField(max_length=255, default="INBOX")
     uidvalidity = models.BigIntegerField()
@@ -220,6 +239,14 @@ class InboundEmail(models.Model):
     bounce_status_code = models.CharField(max_length=16, blank=True)
     return_date = models.DateField(null=True, blank=True, help_text="When an out-of-office sender is back.")
     referral_email = LowercaseEmailField(max_length=254, blank=True)
+    # A bounce or complaint changes a lead only when it proves it is about an email we sent (our
+    # Message-ID, or our signed return path): anyone can write "MAILER-DAEMON" and name an address.
+    confirmation = models.CharField(
+        max_length=16, choices=Confirmation.choices, blank=True,
+        help_text="Needs confirming: a bounce or complaint that carries none of our Message-IDs and not our signed "
+                  "return path, held without changing its lead until a person confirms or dismisses it.")
+    confirmation_by = models.CharField(max_length=150, blank=True, help_text="Who confirmed or dismissed it.")
+    confirmation_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     alert_sent = models.BooleanField(default=False)
 
@@ -243,6 +270,10 @@ class InboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_email or '(unknown sender)'}: {self.subject[:60]}"
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.confirmation == self.Confirmation.NEEDED
 
 
 class ProviderEvent(models.Model):
