@@ -3,7 +3,8 @@
 Every count is a count of *emails*: an email is hard-bounced when a hard-bounce notice (an inbound
 ``BOUNCE_HARD``) or a provider's ``bounced`` event points at it, complained about when an inbound
 ``COMPLAINT`` or a provider's ``complained`` event does, replied to when a human reply is matched to
-it, and so on. Rates are percentages of the emails sent. A reply, bounce or complaint counts in the
+it, and so on (a bounce or complaint held for a person to confirm, or dismissed by one, does not
+count). Rates are percentages of the emails sent. A reply, bounce or complaint counts in the
 period its email was sent in, so a rate compares like with like.
 
 - ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
@@ -92,7 +93,13 @@ EVALUATED_IN = {Action.PAUSE: (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED)
 
 
 def _inbound(*categories: str) -> Exists:
-    return Exists(InboundEmail.objects.filter(outbound_email=OuterRef("pk"), category__in=categories))
+    # A bounce or complaint held for a person, or dismissed by one, proved nothing: counting it would
+    # let anyone who can send a forged report pause a campaign.
+    return Exists(InboundEmail.objects.filter(outbound_email=OuterRef("pk"), category__in=categories)
+                  .exclude(confirmation__in=UNPROVEN))
+
+
+UNPROVEN = (InboundEmail.Confirmation.NEEDED, InboundEmail.Confirmation.DISMISSED)
 
 
 def _provider(event_type: str) -> Exists:

@@ -16,6 +16,9 @@ lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscrib
 in it whatever the reply says — only an unsubscribe or complaint still moves a bounced lead to
 ``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the lead stayed.
 
+A bounce or complaint reaches this module only once it proved it is about an email we sent, or a
+person confirmed it (``cam.inbox.processing``): a forged one changes nothing by itself.
+
 A reclassification corrects the reply's own follow-up: when the lead's status was set by this same
 reply, the new category is applied to the status the reply found, so a misread reply on a closed lead
 leaves it where it was.
@@ -82,7 +85,11 @@ class Reply:
 
     @property
     def source(self) -> str:
-        return f"reply #{self.inbound.pk}"
+        # A bounce or complaint a person confirmed (it proved nothing by itself) says who, in the
+        # suppression's source too.
+        confirmed = (f", confirmed by {self.inbound.confirmation_by}"
+                     if self.inbound.confirmation == InboundEmail.Confirmation.CONFIRMED else "")
+        return f"reply #{self.inbound.pk}{confirmed}"
 
 
 def _admin_link(inbound: InboundEmail) -> str:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Case, IntegerField, Value, When
-from django.urls import reverse
+from django.http import HttpResponseNotAllowed
+from django.shortcuts import get_object_or_404, redirect
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from cam.admin.base import AuditAdmin
 from cam.admin.secret_settings import SecretSettingsAdminMixin
-from cam.inbox.processing import reply_reclassify
+from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
 from cam.outreach.outbound import outbound_cancel, outbound_resend
@@ -48,7 +51,8 @@ class MailboxAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
         (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active",
                            ("daily_cap", "min_gap_seconds"), "last_sent_at",
                            ("last_send_error", "last_send_error_at")]}),
-        ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env"]}),
+        ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env",
+                             "verp_return_path"]}),
         ("Resend", {"fields": ["resend_api_key_env"]}),
         ("IMAP (replies)", {"fields": [("imap_host", "imap_port", "imap_security"), "imap_username",
                                        "imap_password_env", ("last_polled_at", "last_poll_error")]}),
@@ -111,13 +115,15 @@ def _reclassify_action(category: InboundEmail.Category):
     return admin.action(description=f"Reclassify as {category.label.lower()}", permissions=["reclassify"])(action)
 
 
-# Warm replies first: they are the ones a person must answer today.
+# Warm replies first: they are the ones a person must answer today; then the bounces and complaints
+# waiting for a person to confirm them.
 TRIAGE_ORDER = Case(
     When(category__in=[InboundEmail.Category.POSITIVE, InboundEmail.Category.REFERRAL,
                        InboundEmail.Category.QUESTION], then=Value(0)),
-    When(processed_at__isnull=True, then=Value(1)),
-    When(lead__isnull=True, then=Value(2)),
-    default=Value(3), output_field=IntegerField())
+    When(confirmation=InboundEmail.Confirmation.NEEDED, then=Value(1)),
+    When(processed_at__isnull=True, then=Value(2)),
+    When(lead__isnull=True, then=Value(3)),
+    default=Value(4), output_field=IntegerField())
 
 
 @admin.register(InboundEmail)
@@ -126,17 +132,99 @@ class InboundEmailAdmin(AuditAdmin):
 
     list_display = ["from_email", "category", "confidence", "reply_text", "reasons", "lead_link", "thread",
                     "received_at", "alert_sent"]
-    list_filter = ["category", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter),
+    list_filter = ["category", "confirmation", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter),
                    ("lead", admin.EmptyFieldListFilter)]
     list_select_related = ["mailbox", "lead", "outbound_email"]
     search_fields = ["from_email", "subject", "message_id", "new_text"]
     date_hierarchy = "created_at"
     exclude = ["raw_message"]
-    actions = [_reclassify_action(category) for category in InboundEmail.Category]
+    actions = ["confirm_held", "dismiss_held", *(_reclassify_action(category) for category in InboundEmail.Category)]
 
     def has_reclassify_permission(self, request) -> bool:
         # Read-only rows; reclassifying goes through the inbox service, for who may change replies.
         return request.user.has_perm("cam.change_inboundemail")
+
+    # --- held bounces and complaints: confirmed or dismissed by a person, through the inbox service ---
+
+    def get_list_display(self, request):
+        # The confirmation column, with its buttons for those who may use them, after the category.
+        shown = list(super().get_list_display(request))
+        shown.insert(shown.index("category") + 1,
+                     "decide" if self.has_reclassify_permission(request) else "confirmation")
+        return shown
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.needs_confirmation and self.has_reclassify_permission(request):
+            fields.append("decide")
+        return fields
+
+    @admin.display(description="Confirmation", ordering="confirmation")
+    def decide(self, obj: InboundEmail) -> str:
+        """A held reply's two buttons. They submit the page's own form (which carries the CSRF token) to
+        the confirm or dismiss view: a form of their own cannot sit inside it."""
+        if not obj.needs_confirmation:
+            return obj.get_confirmation_display() or "—"
+        button = ('<button type="submit" formmethod="post" formaction="{}" class="button" title="{}" '
+                  'style="margin: 2px 4px 2px 0">{}</button>')
+        return format_html(
+            "⚠ Needs confirming<br>" + button + button,
+            reverse("admin:cam_inboundemail_confirm", args=[obj.pk]),
+            "Apply its follow-up: the lead becomes BOUNCED or UNSUBSCRIBED and the address is suppressed",
+            "Confirm bounce" if obj.category != InboundEmail.Category.COMPLAINT else "Confirm complaint",
+            reverse("admin:cam_inboundemail_dismiss", args=[obj.pk]),
+            "Forged, or not about our email: the lead is left as it is", "Dismiss")
+
+    def get_urls(self):
+        return [path("<int:inbound_id>/confirm/", self.admin_site.admin_view(self.confirm_view),
+                     name="cam_inboundemail_confirm"),
+                path("<int:inbound_id>/dismiss/", self.admin_site.admin_view(self.dismiss_view),
+                     name="cam_inboundemail_dismiss"),
+                *super().get_urls()]
+
+    def confirm_view(self, request, inbound_id: int):
+        return self._decide_view(request, inbound_id, bounce_confirm, "confirmed: its follow-up was applied")
+
+    def dismiss_view(self, request, inbound_id: int):
+        return self._decide_view(request, inbound_id, bounce_dismiss, "dismissed: its lead was left as it is")
+
+    def _decide_view(self, request, inbound_id: int, service, done: str):
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        if not self.has_reclassify_permission(request):
+            raise PermissionDenied
+        inbound = get_object_or_404(InboundEmail, pk=inbound_id)
+        try:
+            service(inbound=inbound, by=staff_actor(request.user))
+        except NotHeld as exc:
+            self.message_user(request, str(exc), messages.WARNING)
+        else:
+            self.message_user(request, f"Reply #{inbound.pk} from {inbound.from_email or '(unknown sender)'} {done}.",
+                              messages.SUCCESS)
+        return redirect("admin:cam_inboundemail_changelist")
+
+    @admin.action(description="Confirm held bounces and complaints (apply their follow-up)",
+                  permissions=["reclassify"])
+    def confirm_held(self, request, queryset):
+        self._decide_all(request, queryset, bounce_confirm, "confirmed; their follow-up was applied")
+
+    @admin.action(description="Dismiss held bounces and complaints (leave their leads alone)",
+                  permissions=["reclassify"])
+    def dismiss_held(self, request, queryset):
+        self._decide_all(request, queryset, bounce_dismiss, "dismissed")
+
+    def _decide_all(self, request, queryset, service, done: str) -> None:
+        decided = 0
+        for inbound in queryset.filter(confirmation=InboundEmail.Confirmation.NEEDED):
+            try:
+                service(inbound=inbound, by=staff_actor(request.user))
+            except NotHeld:  # decided by someone else meanwhile
+                continue
+            decided += 1
+        skipped = queryset.count() - decided
+        self.message_user(request, f"{decided} held repl(ies) {done}."
+                                   + (f" {skipped} were not waiting to be confirmed and were left as they are."
+                                      if skipped else ""), messages.SUCCESS)
 
     def get_ordering(self, request):
         return [TRIAGE_ORDER.asc(), "-created_at", "-id"]

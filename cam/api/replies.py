@@ -1,4 +1,8 @@
-"""API: replies — the messages read from the mailboxes, their classification, and staff's correction."""
+"""API: replies — the messages read from the mailboxes, their classification, and staff's correction.
+
+A bounce or complaint that does not prove it is about an email we sent is held (``confirmation``
+``NEEDED``): ``confirm`` applies its follow-up, ``dismiss`` leaves its lead alone — the same services
+as the admin's buttons (``cam.inbox.processing``)."""
 
 from __future__ import annotations
 
@@ -12,9 +16,11 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
+from cam.api.errors import Conflict
 from cam.api.filters import apply_filters, id_filter, query_filters
+from cam.api.schema import error_response
 from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
-from cam.inbox.processing import reply_reclassify
+from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.models import InboundEmail
 
 CATEGORIES = InboundEmail.Category.values
@@ -27,6 +33,9 @@ class ReplyFilterSerializer(StrictSerializer):
                                                                       "false: only processed ones.")
     received_after = serializers.DateTimeField(required=False, help_text="Received at or after (ISO 8601).")
     received_before = serializers.DateTimeField(required=False, help_text="Received before (ISO 8601).")
+    confirmation = serializers.ChoiceField(
+        choices=InboundEmail.Confirmation.choices, required=False,
+        help_text="NEEDED: bounces and complaints held for a person to confirm or dismiss.")
 
 
 class ReplySerializer(serializers.ModelSerializer):
@@ -41,13 +50,20 @@ class ReplySerializer(serializers.ModelSerializer):
                                        help_text="Empty until the reply is classified.")
     from_email = serializers.CharField(read_only=True)
     referral_email = serializers.CharField(read_only=True)
+    confirmation = serializers.ChoiceField(
+        choices=InboundEmail.Confirmation.choices, allow_blank=True, read_only=True,
+        help_text="NEEDED: a bounce or complaint that carries none of our Message-IDs and not our signed return "
+                  "path, held without changing its lead until a person confirms or dismisses it; then "
+                  "CONFIRMED or DISMISSED. Empty for everything else.")
+    needs_confirmation = serializers.BooleanField(read_only=True, help_text="Whether confirmation is NEEDED.")
 
     class Meta:
         model = InboundEmail
         fields = ["id", "mailbox", "campaign", "lead", "outbound_email", "from_email", "from_name", "subject",
                   "message_id", "received_at", "new_text", "category", "confidence", "classification_reasons",
                   "classified_at", "classified_by", "return_date", "referral_email", "bounce_status_code",
-                  "failed_recipients", "processed_at", "alert_sent", "created_at"]
+                  "failed_recipients", "confirmation", "needs_confirmation", "confirmation_by", "confirmation_at",
+                  "processed_at", "alert_sent", "created_at"]
         read_only_fields = fields
 
 
@@ -57,8 +73,11 @@ class ReplyReclassifySerializer(StrictSerializer):
         error_messages={"invalid_choice": f'"{{input}}" is not a category; choose one of {", ".join(CATEGORIES)}.'})
 
 
+HELD_ONLY = ("The reply is not waiting to be confirmed: it proved itself, is no bounce or complaint, or was "
+             "confirmed or dismissed already. Nothing changed.")
 REPLY_LOOKUPS = {"category": "category", "unprocessed": "processed_at__isnull",
-                 "received_after": "received_at__gte", "received_before": "received_at__lt"}
+                 "received_after": "received_at__gte", "received_before": "received_at__lt",
+                 "confirmation": "confirmation"}
 
 
 @extend_schema_view(
@@ -94,6 +113,30 @@ class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
         serializer.is_valid(raise_exception=True)
         reply_reclassify(inbound=inbound, category=serializer.validated_data["category"], by=actor_of(request))
         return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
+
+    def _decide(self, request: Request, service) -> Response:
+        inbound = self.get_object()
+        try:
+            service(inbound=inbound, by=actor_of(request))
+        except NotHeld as exc:
+            raise Conflict(str(exc)) from None
+        return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
+
+    @extend_schema(request=None, responses={200: ReplySerializer, 409: error_response(HELD_ONLY)},
+                   summary="Confirm a held bounce or complaint; its follow-up is applied",
+                   description="The lead becomes BOUNCED or UNSUBSCRIBED and its address is suppressed (a soft "
+                               "bounce: its email is sent again later), recorded with the caller as the actor.")
+    @action(detail=True, methods=["post"])
+    def confirm(self, request: Request, pk: str) -> Response:
+        return self._decide(request, bounce_confirm)
+
+    @extend_schema(request=None, responses={200: ReplySerializer, 409: error_response(HELD_ONLY)},
+                   summary="Dismiss a held bounce or complaint; its lead is left as it is",
+                   description="For a forged report, or one about mail we did not send: nothing changes for "
+                               "the lead, and it does not count in the metrics.")
+    @action(detail=True, methods=["post"])
+    def dismiss(self, request: Request, pk: str) -> Response:
+        return self._decide(request, bounce_dismiss)
 
 
 router = SimpleRouter(use_regex_path=False)

@@ -1,29 +1,44 @@
-"""Which email of ours a message answers, and which lead it is about.
+"""Which email of ours a message answers, which lead it is about, and whether it proves it.
 
-In order of trust: the thread headers (``In-Reply-To``, ``References``) point at our Message-ID; a
-bounce or a complaint carries our original message inside it (``message/rfc822``,
-``text/rfc822-headers``) with our Message-ID, or names the failed recipient; otherwise the sender's
-address is a lead's. A message that matches nothing is kept and shown, never dropped.
+In order of trust: the message came back to one of our signed return paths (``Delivered-To``,
+``X-Original-To``, ``To``…, or the ``Return-Path`` of the original it carries; see
+``cam.outreach.return_path``); the thread headers (``In-Reply-To``, ``References``) point at our
+Message-ID; a bounce or a complaint carries our original message inside it (``message/rfc822``,
+``text/rfc822-headers``, or pasted below its text) with our Message-ID; it names the failed
+recipient; the sender's address is a lead's. A message that matches nothing is kept and shown, never
+dropped.
+
+The first three are proof that the message is about an email we sent: nobody else knows our
+Message-IDs or can sign a return path. The last two are not — anyone can send a "MAILER-DAEMON"
+report naming any address — so a bounce or complaint matched only that way changes nothing until a
+person confirms it (``unproven``).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 
 from cam.inbox.bounces import original_headers
 from cam.models import Lead, OutboundEmail
+from cam.outreach.return_path import outbound_id_from_return_path
+from cam.pipeline.normalize import address_spellings
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 CONTACTED = (OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)
+# Where the address a message was delivered to shows: the delivering server's headers, and the
+# report's To (a bounce is addressed to the return path).
+DELIVERY_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "x-delivered-to", "to")
+# How a match proves the message is about an email we sent.
+PROOFS = ("return path", "thread", "original message")
 
 
 @dataclass(frozen=True)
 class Match:
     outbound: OutboundEmail | None
     lead: Lead | None
-    how: str  # "thread", "original message", "failed recipient", "sender", or "" when unmatched
+    how: str  # "return path", "thread", "original message", "failed recipient", "sender", or "" when unmatched
 
 
 def _ids(*values: str) -> list[str]:
@@ -40,6 +55,28 @@ def embedded_message_ids(message: EmailMessage) -> list[str]:
     return _ids(str(original.get("Message-ID", ""))) if original is not None else []
 
 
+def _raw_values(message: Message, names: tuple[str, ...]) -> list[str]:
+    """Every value of the named headers, as written (a header repeated, like Delivered-To, counts each time)."""
+    return [value if isinstance(value, str) else str(value) for name, value in message.raw_items()
+            if name.lower() in names]
+
+
+def signed_outbound_ids(message: EmailMessage) -> list[int]:
+    """The OutboundEmail ids named by a valid signed return path the message was delivered to, or by
+    the ``Return-Path`` of the original it carries. Signatures that do not verify name nothing."""
+    values = _raw_values(message, DELIVERY_HEADERS)
+    original = original_headers(message)
+    if original is not None:
+        values += _raw_values(original, ("return-path",))
+    found: list[int] = []
+    for value in values:
+        for address in re.findall(r"[^\s<>,;:\"()]+@[^\s<>,;:\"()]+", value):
+            outbound_id = outbound_id_from_return_path(address)
+            if outbound_id is not None and outbound_id not in found:
+                found.append(outbound_id)
+    return found
+
+
 def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
     sent = (OutboundEmail.objects.select_related("lead").filter(to_email=address, status__in=CONTACTED)
             .order_by("-sent_at", "-pk"))
@@ -49,6 +86,11 @@ def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
 def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
                   failed_recipients: list[str]) -> Match:
     """Find what ``message`` answers. Costs a few indexed lookups."""
+    signed = signed_outbound_ids(message)
+    if signed:
+        outbound = OutboundEmail.objects.select_related("lead").filter(pk__in=signed).order_by("-pk").first()
+        if outbound:
+            return Match(outbound, outbound.lead, "return path")
     thread = _ids(in_reply_to, references)
     if thread:
         outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)
@@ -72,3 +114,22 @@ def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_rep
         if lead:
             return Match(None, lead, "sender")
     return Match(None, None, "")
+
+
+def unproven(match: Match, *, failed_recipients: list[str]) -> str:
+    """Why a bounce or complaint matched as ``match`` does not prove it is about an email we sent to
+    its lead, for staff; ``""`` when it does.
+
+    Proof is our signed return path or one of our Message-IDs, for an email to the address the report
+    says failed (when it names any): a report of our email that names someone else is about a
+    forwarding address, or was altered, and a person decides."""
+    if match.how not in PROOFS:
+        return ("unproven: it carries none of our Message-IDs and was not sent to our signed return path "
+                f"(matched only by {match.how or 'nothing'})")
+    if failed_recipients and match.outbound is not None:
+        # Compared in every spelling an address may be stored under (a domain in Unicode or punycode).
+        failed = {spelling for address in failed_recipients for spelling in address_spellings(address)}
+        if failed.isdisjoint(address_spellings(match.outbound.to_email)):
+            return (f"unproven: our email it names (by {match.how}) went to {match.outbound.to_email}, "
+                    f"but it reports {', '.join(failed_recipients)}")
+    return ""

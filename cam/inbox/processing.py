@@ -2,6 +2,11 @@
 
 A reply is processed in its own transaction and marked ``processed_at`` in it, so a crash never
 applies a follow-up twice, and one unreadable message never holds up the others.
+
+A bounce or complaint that does not prove it is about an email we sent (``cam.inbox.matching.unproven``)
+is classified and matched but held: ``confirmation`` is ``NEEDED`` and its lead is left alone, until a
+person confirms it (``bounce_confirm``: the follow-up is applied, with that person as its actor) or
+dismisses it (``bounce_dismiss``: nothing changes). Reclassifying it is a person's decision too.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ from django.utils import timezone
 
 from cam.followup import reply_follow_up
 from cam.inbox.classify import classify_message
-from cam.inbox.matching import match_message
+from cam.inbox.matching import match_message, unproven
 from cam.inbox.parsing import message_from_raw
 from cam.models import InboundEmail
 
 logger = logging.getLogger(__name__)
 
 CLASSIFIER = "system:classifier"
+Category = InboundEmail.Category
+Confirmation = InboundEmail.Confirmation
+# What changes a lead only on proof that it is about an email we sent.
+NEEDS_PROOF = (Category.BOUNCE_HARD, Category.BOUNCE_SOFT, Category.COMPLAINT)
 
 
 def reply_process(*, inbound: InboundEmail) -> str:
@@ -29,13 +38,18 @@ def reply_process(*, inbound: InboundEmail) -> str:
     match = match_message(message=message, mailbox_id=inbound.mailbox_id, sender=inbound.from_email,
                           in_reply_to=inbound.in_reply_to, references=inbound.references,
                           failed_recipients=list(result.failed_recipients))
+    held = ""
+    if result.category in NEEDS_PROOF and match.lead is not None:
+        held = unproven(match, failed_recipients=list(result.failed_recipients))
     now = timezone.now()
     with transaction.atomic():
         # Re-read under the transaction: another worker may have processed it meanwhile.
         if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(processed_at=now):
             return inbound.category
         inbound.category, inbound.confidence = result.category, result.confidence
-        inbound.classification_reasons = [*result.reasons, *([f"matched by {match.how}"] if match.how else [])]
+        inbound.classification_reasons = [*result.reasons, *([f"matched by {match.how}"] if match.how else []),
+                                          *([f"held for a person to confirm or dismiss — {held}"] if held else [])]
+        inbound.confirmation = Confirmation.NEEDED if held else ""
         inbound.failed_recipients = list(result.failed_recipients)
         inbound.bounce_status_code = result.status_code[:16]
         inbound.return_date = result.return_date
@@ -46,13 +60,15 @@ def reply_process(*, inbound: InboundEmail) -> str:
         inbound.save(update_fields=[
             "category", "confidence", "classification_reasons", "failed_recipients", "bounce_status_code",
             "return_date", "referral_email", "new_text", "outbound_email", "lead", "classified_at",
-            "classified_by", "processed_at"])
-        reply_follow_up(inbound=inbound, actor=CLASSIFIER)
+            "classified_by", "processed_at", "confirmation"])
+        if not held:
+            reply_follow_up(inbound=inbound, actor=CLASSIFIER)
     return inbound.category
 
 
 def replies_process(*, limit: int = 200) -> dict[str, int]:
-    """Process stored replies not processed yet, oldest first. Returns counts per category."""
+    """Process stored replies not processed yet, oldest first. Returns counts per category, and
+    ``held``: bounces and complaints waiting for a person to confirm them."""
     counts: dict[str, int] = {"processed": 0, "errors": 0}
     for inbound in InboundEmail.objects.filter(processed_at__isnull=True).order_by("created_at", "pk")[:limit]:
         try:
@@ -67,6 +83,8 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
             continue
         counts["processed"] += 1
         counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
+        if inbound.needs_confirmation:
+            counts["held"] = counts.get("held", 0) + 1
     return counts
 
 
@@ -78,6 +96,8 @@ def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
     if category not in InboundEmail.Category.values:
         raise ValueError(f"Unknown category {category!r}.")
     now = timezone.now()
+    # A held bounce or complaint is decided by whoever sets its category: the follow-up is theirs.
+    _decide(inbound, Confirmation.CONFIRMED, by=by, now=now)
     inbound.category, inbound.confidence, inbound.classified_at = category, 1.0, now
     inbound.classified_by = by[:150]
     inbound.classification_reasons = [f"set by {by}", *inbound.classification_reasons]
@@ -85,3 +105,51 @@ def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
     inbound.save(update_fields=["category", "confidence", "classified_at", "classified_by",
                                 "classification_reasons", "processed_at"])
     reply_follow_up(inbound=inbound, actor=by, reclassified=True)
+
+
+class NotHeld(ValueError):
+    """The reply is not waiting for a person to confirm it (never held, or confirmed or dismissed already)."""
+
+
+def _decide(inbound: InboundEmail, decision: str, *, by: str, now) -> bool:
+    """Record ``decision`` on a held reply; False when it was not held. Conditional on the row, so
+    two people deciding at once decide once."""
+    if not InboundEmail.objects.filter(pk=inbound.pk, confirmation=Confirmation.NEEDED).update(
+            confirmation=decision, confirmation_by=by[:150], confirmation_at=now):
+        return False
+    inbound.confirmation, inbound.confirmation_by, inbound.confirmation_at = decision, by[:150], now
+    return True
+
+
+@transaction.atomic
+def bounce_confirm(*, inbound: InboundEmail, by: str) -> None:
+    """A person confirms a held bounce or complaint: its follow-up is applied now, with ``by`` as the
+    actor its lead events and suppression name. Raises ``NotHeld`` when it is not waiting for that.
+
+    ``by`` names who, as lead events do: ``staff:<username>`` or ``api-key:<name>``."""
+    now = timezone.now()
+    if not _decide(inbound, Confirmation.CONFIRMED, by=by, now=now):
+        inbound.refresh_from_db(fields=["confirmation", "confirmation_by", "confirmation_at"])
+        raise NotHeld(_not_held(inbound))
+    inbound.classification_reasons = [f"confirmed by {by}", *inbound.classification_reasons]
+    inbound.save(update_fields=["classification_reasons"])
+    reply_follow_up(inbound=inbound, actor=by)
+
+
+@transaction.atomic
+def bounce_dismiss(*, inbound: InboundEmail, by: str) -> None:
+    """A person dismisses a held bounce or complaint (forged, or not about our email): nothing changes
+    for its lead, and it no longer counts in the metrics. Raises ``NotHeld`` when it is not waiting."""
+    now = timezone.now()
+    if not _decide(inbound, Confirmation.DISMISSED, by=by, now=now):
+        inbound.refresh_from_db(fields=["confirmation", "confirmation_by", "confirmation_at"])
+        raise NotHeld(_not_held(inbound))
+    inbound.classification_reasons = [f"dismissed by {by}", *inbound.classification_reasons]
+    inbound.save(update_fields=["classification_reasons"])
+
+
+def _not_held(inbound: InboundEmail) -> str:
+    if inbound.confirmation in (Confirmation.CONFIRMED, Confirmation.DISMISSED):
+        return (f"Reply #{inbound.pk} was already {Confirmation(inbound.confirmation).label.lower()} "
+                f"({inbound.confirmation_by}).")
+    return f"Reply #{inbound.pk} is not waiting to be confirmed: it proved itself, or is no bounce or complaint."

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from cam.models.fields import LowercaseEmailField
+from cam.outreach.return_path import return_path_problem
 from cam.secrets import validate_secret_name
 
 
@@ -53,6 +55,12 @@ class Mailbox(models.Model):
                                           default="CAM_SECRET_RESEND_API_KEY", validators=[validate_secret_name],
                                           help_text="Name of the environment variable holding the API key, "
                                                     "starting with CAM_SECRET_.")
+    verp_return_path = models.BooleanField(
+        "signed return path (VERP)", default=False,
+        help_text="SMTP only. Each email goes out with the envelope sender <local>+b-<signed token>@<domain>, so "
+                  "its bounces prove which email they are about even when they carry none of our headers. Turn "
+                  "it on only when the mailbox's domain delivers plus addresses (alex+anything@…) to this "
+                  "mailbox; otherwise the bounces themselves are lost.")
 
     imap_host = models.CharField("IMAP host", max_length=255, blank=True,
                                  help_text="Leave empty to not poll for replies.")
@@ -89,6 +97,12 @@ class Mailbox(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} <{self.from_email}>"
+
+    def clean(self) -> None:
+        super().clean()
+        problem = return_path_problem(self.from_email) if self.verp_return_path else ""
+        if problem:
+            raise ValidationError({"verp_return_path": problem})
 
 
 class MailboxFolder(models.Model):
@@ -198,6 +212,11 @@ class InboundEmail(models.Model):
         QUESTION = "QUESTION", "Question"
         NEUTRAL = "NEUTRAL", "Neutral"
 
+    class Confirmation(models.TextChoices):
+        NEEDED = "NEEDED", "Needs confirming"
+        CONFIRMED = "CONFIRMED", "Confirmed by a person"
+        DISMISSED = "DISMISSED", "Dismissed by a person"
+
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="inbound_emails")
     folder = models.CharField(max_length=255, default="INBOX")
     uidvalidity = models.BigIntegerField()
@@ -228,6 +247,14 @@ class InboundEmail(models.Model):
     bounce_status_code = models.CharField(max_length=16, blank=True)
     return_date = models.DateField(null=True, blank=True, help_text="When an out-of-office sender is back.")
     referral_email = LowercaseEmailField(max_length=254, blank=True)
+    # A bounce or complaint changes a lead only when it proves it is about an email we sent (our
+    # Message-ID, or our signed return path): anyone can write "MAILER-DAEMON" and name an address.
+    confirmation = models.CharField(
+        max_length=16, choices=Confirmation.choices, blank=True,
+        help_text="Needs confirming: a bounce or complaint that carries none of our Message-IDs and not our signed "
+                  "return path, held without changing its lead until a person confirms or dismisses it.")
+    confirmation_by = models.CharField(max_length=150, blank=True, help_text="Who confirmed or dismissed it.")
+    confirmation_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
     alert_sent = models.BooleanField(default=False)
 
@@ -251,6 +278,10 @@ class InboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_email or '(unknown sender)'}: {self.subject[:60]}"
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return self.confirmation == self.Confirmation.NEEDED
 
 
 class ProviderEvent(models.Model):

@@ -1,4 +1,9 @@
-"""Building the RFC 5322 message for one OutboundEmail, with thread and unsubscribe headers."""
+"""Building the RFC 5322 message for one OutboundEmail, with thread and unsubscribe headers.
+
+The message also carries, as its ``return_path`` attribute (not a header), the envelope sender it is
+to be sent with: the mailbox's signed return path (``cam.outreach.return_path``) when it uses one,
+else ``""`` (the From address). Only the SMTP provider sets an envelope sender; Resend uses its own.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from email.utils import formataddr
 from django.core.mail import EmailMultiAlternatives
 
 from cam.models import Mailbox, OutboundEmail
+from cam.outreach.return_path import signed_return_path
 from cam.outreach.unsubscribe import list_unsubscribe_headers
 
 
@@ -39,4 +45,5 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     )
     if outbound.body_html:
         message.attach_alternative(outbound.body_html, "text/html")
+    message.return_path = signed_return_path(outbound)
     return message

@@ -46,7 +46,9 @@ def world() -> dict:
     step = factories.SequenceStepFactory(campaign=active, position=1)
     lead = factories.LeadFactory(campaign=active)
     reply = factories.InboundEmailFactory(lead=lead, category="POSITIVE")
+    held = factories.InboundEmailFactory(lead=lead, category="BOUNCE_HARD", confirmation="NEEDED")
     return {"active": active, "paused": paused, "draft": draft, "step": step, "lead": lead, "reply": reply,
+            "held": held,
             "suppression": factories.SuppressionFactory(), "execution": factories.JobExecutionFactory(),
             "worker": factories.WorkerHeartbeatFactory(), "alert": factories.HumanAlertLogFactory()}
 
@@ -93,6 +95,10 @@ CASES = [
     Case("reply read", "get", lambda w: f"{API}/replies/{w['reply'].pk}/", "cam.view_inboundemail", 200),
     Case("reply reclassify", "post", lambda w: f"{API}/replies/{w['reply'].pk}/reclassify/",
          "cam.change_inboundemail", 200, lambda w: {"category": "NEGATIVE"}),
+    Case("reply confirm", "post", lambda w: f"{API}/replies/{w['held'].pk}/confirm/", "cam.change_inboundemail",
+         200, lambda w: {}),
+    Case("reply dismiss", "post", lambda w: f"{API}/replies/{w['held'].pk}/dismiss/", "cam.change_inboundemail",
+         200, lambda w: {}),
     # suppressions
     Case("suppression list", "get", lambda w: f"{API}/suppressions/", "cam.view_suppression", 200),
     Case("suppression create", "post", lambda w: f"{API}/suppressions/", "cam.add_suppression", 201,

@@ -176,6 +176,72 @@ def test_it_lists_the_replies_in_a_fixed_number_of_queries(api, django_assert_nu
         assert len(api.get(REPLIES).json()["results"]) == rows
 
 
+# -- bounces and complaints that prove nothing are held for a person ----------------------------
+
+FORGED = ("From: MAILER-DAEMON@attacker.example\r\nTo: alex@outreach.test\r\n"
+          "Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n"
+          'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+          "--b\r\nContent-Type: text/plain\r\n\r\nNot delivered.\r\n"
+          "--b\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.attacker.example\r\n\r\n"
+          "Final-Recipient: rfc822; anna@brightlane.test\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n")
+
+
+@pytest.fixture
+def held(replies) -> InboundEmail:
+    """A forged bounce naming Anna, read and held by the inbox step."""
+    from cam.inbox.processing import replies_process
+
+    inbound = factories.InboundEmailFactory(raw_message=FORGED.encode(), from_email="mailer-daemon@attacker.example",
+                                            subject="Undelivered Mail Returned to Sender", in_reply_to="",
+                                            references="", received_at=timezone.now())
+    replies_process()
+    inbound.refresh_from_db()
+    assert (inbound.category, inbound.confirmation, inbound.lead_id) == ("BOUNCE_HARD", "NEEDED",
+                                                                         replies["lead_a"].pk)
+    return inbound
+
+
+def test_it_shows_and_filters_the_held_replies(api, held):
+    body = api.get(reply_url(held.pk)).json()
+    assert (body["confirmation"], body["needs_confirmation"], body["confirmation_by"]) == ("NEEDED", True, "")
+    assert any("unproven" in reason for reason in body["classification_reasons"])
+    assert [row["id"] for row in api.get(REPLIES, {"confirmation": "NEEDED"}).json()["results"]] == [held.pk]
+    assert api.get(REPLIES, {"confirmation": "maybe"}).status_code == 400
+
+
+def test_confirming_a_held_bounce_applies_it_naming_the_key(api, replies, held):
+    response = api.post(reverse("cam-api:reply-confirm", args=[held.pk]))
+    assert response.status_code == 200, response.json()
+    body = response.json()
+    assert (body["confirmation"], body["needs_confirmation"], body["confirmation_by"]) == (
+        "CONFIRMED", False, "api-key:full key")
+    lead = Lead.objects.get(pk=replies["lead_a"].pk)
+    assert lead.status == Lead.Status.BOUNCED
+    assert lead.events.get().actor == "api-key:full key"
+    assert "confirmed by api-key:full key" in Suppression.objects.get(email=lead.email).source
+
+    again = api.post(reverse("cam-api:reply-confirm", args=[held.pk]))
+    assert again.status_code == 409
+    assert "already confirmed" in again.json()["detail"]
+
+
+def test_dismissing_a_held_bounce_leaves_the_lead(api, replies, held):
+    response = api.post(reverse("cam-api:reply-dismiss", args=[held.pk]))
+    assert (response.status_code, response.json()["confirmation"]) == (200, "DISMISSED")
+    assert Lead.objects.get(pk=replies["lead_a"].pk).status == Lead.Status.IN_SEQUENCE
+    assert not Suppression.objects.exists()
+    assert api.post(reverse("cam-api:reply-confirm", args=[held.pk])).status_code == 409
+
+
+def test_only_a_held_reply_can_be_confirmed_or_dismissed(api, replies, read_api, held):
+    for name in ("confirm", "dismiss"):
+        response = api.post(reverse(f"cam-api:reply-{name}", args=[replies["positive"].pk]))
+        assert response.status_code == 409
+        assert "not waiting to be confirmed" in response.json()["detail"]
+        assert read_api.post(reverse(f"cam-api:reply-{name}", args=[held.pk])).status_code == 403
+    assert Lead.objects.get(pk=replies["lead_a"].pk).status == Lead.Status.IN_SEQUENCE
+
+
 # -- a final status stays: nothing brings a lead back out of UNSUBSCRIBED or BOUNCED -------------
 
 def reclassify(api, inbound, category: str) -> dict:

@@ -381,6 +381,19 @@ def test_it_posts_to_resend_with_the_idempotency_key_and_the_api_key(resend_api,
     }  # no X-Tags / X-Metadata for the recipient to read, and the key stays out of the email
 
 
+def test_resend_keeps_its_own_return_path_whatever_the_mailbox_asks(resend_api, clock):
+    resend_api.reply("/emails", Reply(200, {"id": "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}))
+    message = outreach_message()
+    message.return_path = "sender+b-1-0000000000000000@outreach.test"  # as build_message sets it for VERP
+
+    with resend_provider(clock) as provider:
+        assert provider.send(message, idempotency_key="outbound-42").status == Status.SENT
+
+    body = resend_api.requests_to("/emails")[0].json()
+    assert body["from"] == "Alex Sender <sender@outreach.test>"
+    assert "sender+b-" not in str(body)
+
+
 def test_it_retries_a_server_error_with_the_same_key(resend_api, clock):
     resend_api.reply("/emails", Reply(500, {"statusCode": 500, "name": "internal_server_error",
                                             "message": "An unexpected error occurred."}),

@@ -23,6 +23,9 @@ read, which a server answering a byte at a time never trips. When the deadline r
 shut down and the message is judged like any broken connection, by the rule above. The deadline is
 not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut off after "354", a
 message's outcome would be unknown, so a worker told to stop stops between messages instead.
+
+A mailbox with ``verp_return_path`` sends each message with its signed return path as the envelope
+sender (``cam.outreach.return_path``): its bounces then prove which email they are about.
 """
 
 from __future__ import annotations
@@ -105,6 +108,16 @@ class SmtpBackend(DjangoSmtpBackend):
     @property
     def connection_class(self):
         return _SMTP_SSL if self.use_ssl else _SMTP
+
+
+def _use_return_path(message: EmailMessage) -> None:
+    """Send ``message`` with its signed return path as the envelope sender (``MAIL FROM``), where it has
+    one: Django's SMTP backend takes the envelope sender from ``from_email`` and the From header from
+    ``extra_headers["From"]`` when that is set, so the From a person reads stays the mailbox's."""
+    return_path = getattr(message, "return_path", "")
+    if return_path and message.from_email != return_path:
+        message.extra_headers.setdefault("From", message.from_email)
+        message.from_email = return_path
 
 
 def _text(reply: bytes | str) -> str:
@@ -225,6 +238,7 @@ class SmtpProvider(MailProvider):
     def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
         self.open()
         message_id = message_id_of(message)
+        _use_return_path(message)
         if self.batch_error:
             return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
         with Deadline(settings.AICMO_CAM_SMTP_DEADLINE_SECONDS, "talking to the SMTP server") as deadline:
