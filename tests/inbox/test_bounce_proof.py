@@ -342,7 +342,7 @@ def test_a_signed_return_path_of_one_email_with_another_failed_recipient_is_held
 
 # --- through the real IMAP server ---------------------------------------------------------------------
 
-PASSWORD_ENV = "CAM_TEST_IMAP_PASSWORD"
+PASSWORD_ENV = "CAM_SECRET_TEST_IMAP_PASSWORD"
 
 
 def test_bounces_read_from_the_mailbox_are_applied_only_on_proof(imap_server, verp, monkeypatch):
