@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
@@ -21,6 +21,7 @@ from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, O
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step
 from cam.outreach.rendering import TemplateProblem, check_templates
+from cam.pipeline.sources import SourceError, backend_class
 
 
 def _actor(request) -> str:
@@ -129,8 +130,33 @@ class SequenceStepInline(admin.StackedInline):
                            reverse("admin:cam_sequencestep_preview", args=[obj.pk]))
 
 
+class LeadSourceForm(forms.ModelForm):
+    """Refuses a configuration its kind of source would refuse at harvest (a URL that is not http(s), or
+    written as a loopback or private address), before the harvest fails on it. Host names are looked up
+    only when harvesting: what they resolve to can change after saving."""
+
+    class Meta:
+        model = LeadSource
+        fields = "__all__"  # noqa: DJ007 - the admin's fields choose what is shown
+
+    def clean(self):
+        cleaned = super().clean()
+        kind, config = cleaned.get("kind"), cleaned.get("config")
+        if kind and isinstance(config, dict):
+            try:
+                backend_class(kind).clean_config(dict(config))
+            except SourceError as exc:
+                self.add_error("kind", str(exc))
+            except ValidationError as exc:
+                self.add_error("config", "; ".join(exc.messages))
+        elif kind and config is not None:
+            self.add_error("config", 'Enter a JSON object, e.g. {"url": "https://crm.example.com/api/contacts"}.')
+        return cleaned
+
+
 class LeadSourceInline(admin.TabularInline):
     model = LeadSource
+    form = LeadSourceForm
     extra = 0
     fields = ["name", "kind", "config", "enabled", "last_harvest_at", "last_error"]
     readonly_fields = ["last_harvest_at", "last_error"]
@@ -297,6 +323,7 @@ class SequenceStepAdmin(admin.ModelAdmin):
 
 @admin.register(LeadSource)
 class LeadSourceAdmin(admin.ModelAdmin):
+    form = LeadSourceForm
     list_display = ["name", "campaign", "kind", "enabled", "last_harvest_at", "last_error"]
     list_filter = ["kind", "enabled", "campaign"]
     list_select_related = ["campaign"]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+
+from django import forms
 from django.contrib import admin, messages
 
 from cam.admin.base import AuditAdmin
+from cam.egress import EgressRefused, check_url
 from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, WorkerHeartbeat
 
 
@@ -51,8 +55,32 @@ class HumanAlertLogAdmin(AuditAdmin):
     date_hierarchy = "created_at"
 
 
+class AlertChannelForm(forms.ModelForm):
+    """Checks the URL a Slack or webhook channel's variable holds, when this process has the variable: an
+    http(s) URL not written as a loopback or private address. The worker may have variables the web
+    process lacks, so an unset one is not refused here (sending names it); and the check when sending
+    is the one that counts, since what a host name resolves to can change."""
+
+    class Meta:
+        model = AlertChannel
+        fields = "__all__"  # noqa: DJ007 - the admin's defaults choose what is shown
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("url_env")
+        url = os.environ.get(name, "") if name else ""
+        if cleaned.get("kind") in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK) and url:
+            try:
+                check_url(url)
+            except EgressRefused as exc:
+                # The URL is a secret (Slack's carries its token): name the variable, never the value.
+                self.add_error("url_env", f"The URL in {name} is {exc}.")
+        return cleaned
+
+
 @admin.register(AlertChannel)
 class AlertChannelAdmin(admin.ModelAdmin):
+    form = AlertChannelForm
     list_display = ["name", "kind", "enabled", "last_error", "last_error_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]

@@ -69,10 +69,14 @@ class LeadSourceBackend:
         return mapped
 
 
-def get_backend(kind: str, config: Mapping[str, Any]) -> LeadSourceBackend:
+def backend_class(kind: str) -> type[LeadSourceBackend]:
     try:
         path = SOURCE_BACKENDS[kind]
     except KeyError:
         raise SourceError(f"Unknown source kind {kind!r}; known kinds: {', '.join(sorted(SOURCE_BACKENDS))}.") \
             from None
-    return import_string(path)(config)
+    return import_string(path)
+
+
+def get_backend(kind: str, config: Mapping[str, Any]) -> LeadSourceBackend:
+    return backend_class(kind)(config)
