@@ -24,6 +24,7 @@ _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 DATABASE_SCHEMES = {"postgres", "postgresql", "pgsql", "psql", "sqlite"}
 EMAIL_SCHEMES = {"consolemail", "smtp", "smtps", "smtp+tls", "smtp+ssl", "filemail", "memorymail", "dummymail"}
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST_NAME = re.compile(r"^\.?(?!-)[a-z0-9-]{1,63}(?<!-)(\.(?!-)[a-z0-9-]{1,63}(?<!-))*\.?$")
 _RATE = re.compile(r"[1-9][0-9]*/(s|sec|second|m|min|minute|h|hour|d|day)")
 
 
@@ -150,6 +151,23 @@ class StrictEnv:
             return host, int(port)
 
         return self.list(name, item=one, expected="a comma-separated list of IP addresses, each with an optional :port")
+
+    def hosts_and_networks(self, name: str) -> list[str]:
+        """Host names (``crm.internal``; ``.internal`` for a domain and every name under it), addresses and
+        CIDR ranges (``10.20.0.0/16``, ``fd12::/48``), comma-separated; each returned in one spelling."""
+
+        def one(value: str) -> str:
+            try:
+                return str(ipaddress.ip_network(value, strict=False))
+            except ValueError:
+                pass
+            host = value.lower()
+            if len(host) > 253 or not _HOST_NAME.match(host):
+                raise ValueError(value)
+            return host.rstrip(".") or host
+
+        return self.list(name, item=one, expected="a comma-separated list of host names, addresses and CIDR "
+                                                  "ranges such as crm.internal, 10.20.0.0/16")
 
     def svix_secret(self, name: str) -> str:
         """A webhook signing secret as svix issues it: ``whsec_`` and base64. The error never echoes it."""

@@ -287,6 +287,10 @@ AICMO_CAM_SEND_RETRY_SECONDS = env.int("AICMO_CAM_SEND_RETRY_SECONDS", 60, minim
 AICMO_CAM_ALERT_EMAILS = env.emails("AICMO_CAM_ALERT_EMAILS")
 # How long one alert's delivery may wait on Slack, a webhook or the mail server, per request.
 AICMO_CAM_ALERT_TIMEOUT_SECONDS = env.int("AICMO_CAM_ALERT_TIMEOUT_SECONDS", 10, minimum=1, maximum=60)
+# Hosts and ranges on loopback or a private network that requests to staff-chosen URLs (HTTP JSON lead
+# sources, Slack and webhook alert channels) may reach; everything not on the public internet is
+# refused otherwise, and cloud metadata addresses always are (see cam.egress).
+AICMO_CAM_EGRESS_ALLOW = env.hosts_and_networks("AICMO_CAM_EGRESS_ALLOW")
 AICMO_CAM_PUBLIC_URL = env.url("AICMO_CAM_PUBLIC_URL", "http://127.0.0.1:8000")
 AICMO_CAM_POSTAL_ADDRESS = env.str("AICMO_CAM_POSTAL_ADDRESS")
 # The folders CSV lead sources may read from (staff name a file; nothing outside these is opened).

@@ -1,3 +1,5 @@
+import socket
+
 import pytest
 
 
@@ -5,6 +7,48 @@ import pytest
 def import_dirs(settings, tmp_path_factory):
     """CSV sources read only from the import folders; the tests' files live in pytest's temp folder."""
     settings.AICMO_CAM_IMPORT_DIRS = [tmp_path_factory.getbasetemp().resolve()]
+
+
+@pytest.fixture(autouse=True)
+def egress_allows_loopback(settings):
+    """The suite's real servers listen on 127.0.0.1, which CAM refuses to reach by default (see
+    ``cam.egress``): allow loopback, as a deployment with an internal source would. Tests of the
+    refusal empty ``AICMO_CAM_EGRESS_ALLOW`` again."""
+    settings.AICMO_CAM_EGRESS_ALLOW = ["127.0.0.0/8", "::1"]
+
+
+@pytest.fixture
+def no_egress_allowed(settings):
+    """``AICMO_CAM_EGRESS_ALLOW`` as production has it by default: empty, only public addresses."""
+    settings.AICMO_CAM_EGRESS_ALLOW = []
+    return settings
+
+
+class FakeDns(dict):
+    """Host name → the addresses the system's resolver answers for it; ``lookups`` lists each name asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lookups: list[str] = []
+
+
+@pytest.fixture
+def dns(monkeypatch) -> FakeDns:
+    """Names resolved as a test says, at the one place every connection asks (``socket.getaddrinfo``);
+    names the test did not set resolve as usual. ``dns["crm.example.test"] = ["10.0.0.5"]``."""
+    answers = FakeDns()
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host, port, family=0, type=0, proto=0, flags=0):
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in answers:
+            return real(host, port, family, type, proto, flags)
+        answers.lookups.append(name)
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (address, port, 0, 0)) if ":" in address
+                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, port)) for address in answers[name]]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return answers
 
 
 @pytest.fixture

@@ -43,6 +43,8 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
         ("LOG_LEVEL", "LOUD"),
         ("AICMO_CAM_DNS_NAMESERVERS", "dns.example.com"),
         ("AICMO_CAM_DNS_NAMESERVERS", "127.0.0.1:99999"),
+        ("AICMO_CAM_EGRESS_ALLOW", "http://crm.internal"),
+        ("AICMO_CAM_EGRESS_ALLOW", "10.0.0.0/33"),
     ],
 )
 def test_it_refuses_to_start_with_a_bad_value_and_names_the_variable(variable, value):
@@ -76,6 +78,14 @@ def test_it_reads_the_cam_family_with_their_defaults(settings):
     assert settings.AICMO_CAM_LOCK_TTL_SECONDS == 300
     assert settings.AICMO_CAM_WORKER_ENABLED is True
     assert settings.Q_CLUSTER["timeout"] < settings.Q_CLUSTER["retry"]
+
+
+def test_nothing_internal_may_be_requested_unless_the_egress_allow_list_names_it():
+    probe = "from django.conf import settings as s; print(s.AICMO_CAM_EGRESS_ALLOW)"
+    assert run_manage("shell", "-c", probe, **PRODUCTION).stdout.split()[-1] == "[]"
+    allowed = run_manage("shell", "-c", probe,
+                         AICMO_CAM_EGRESS_ALLOW="CRM.Internal., .corp.example, 10.20.3.4, fd12::/48")
+    assert allowed.stdout.strip().splitlines()[-1] == "['crm.internal', '.corp.example', '10.20.3.4/32', 'fd12::/48']"
 
 
 def test_it_moves_the_broker_and_cache_to_redis_when_redis_url_is_set():

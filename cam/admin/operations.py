@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
-from cam.admin.secret_settings import SecretSettingsAdminMixin
+from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsForm
+from cam.egress import EgressRefused, check_url
 from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
+from cam.secrets import secret_name_problem
 
 
 @admin.register(JobExecution)
@@ -53,8 +57,33 @@ class HumanAlertLogAdmin(AuditAdmin):
     date_hierarchy = "created_at"
 
 
+class AlertChannelForm(SecretSettingsForm):
+    """Checks the URL a Slack or webhook channel's variable holds, when this process has the variable: an
+    http(s) URL not written as a loopback or private address. The worker may have variables the web
+    process lacks, so an unset one is not refused here (sending names it); and the check when sending
+    is the one that counts, since what a host name resolves to can change."""
+
+    class Meta:
+        model = AlertChannel
+        fields = "__all__"
+
+    def clean(self):
+        cleaned = super().clean()
+        name = cleaned.get("url_env")
+        # Only a name that may hold a secret is read (the field's own check refuses the others).
+        url = os.environ.get(name, "") if name and not secret_name_problem(name) else ""
+        if cleaned.get("kind") in (AlertChannel.Kind.SLACK, AlertChannel.Kind.WEBHOOK) and url:
+            try:
+                check_url(url)
+            except EgressRefused as exc:
+                # The URL is a secret (Slack's carries its token): name the variable, never the value.
+                self.add_error("url_env", f"The URL in {name} is {exc}.")
+        return cleaned
+
+
 @admin.register(AlertChannel)
 class AlertChannelAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
+    form = AlertChannelForm
     list_display = ["name", "kind", "enabled", "last_error", "last_error_at"]
     list_filter = ["kind", "enabled"]
     search_fields = ["name"]

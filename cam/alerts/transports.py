@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils.module_loading import import_string
 from urllib3.exceptions import MaxRetryError
 
+from cam.egress import EgressRefused, egress_session, status_text
 from cam.models import AlertChannel, HumanAlertLog
 from cam.secrets import MissingSecret, secret_from_env
 
@@ -30,7 +31,6 @@ TRANSPORTS: dict[str, str] = {
 }
 # An alert without a channel goes to the AICMO_CAM_ALERT_EMAILS list.
 FALLBACK_KIND = AlertChannel.Kind.EMAIL
-ERROR_TEXT_LIMIT = 300
 
 
 class TransportError(Exception):
@@ -85,7 +85,9 @@ class HttpTransport(Transport):
 
     2xx is success. 429, 5xx, timeouts and connection errors are transient. Any other answer (a
     4xx such as Slack's 404 ``no_service`` or 403 ``invalid_token``, or a redirect) is permanent:
-    the URL or its credentials must be fixed.
+    the URL or its credentials must be fixed. So is a URL whose host is not on the public internet
+    (``cam.egress``, unless ``AICMO_CAM_EGRESS_ALLOW`` names it). An answer is recorded by its status
+    alone, never its body, which could carry whatever the far end holds.
     """
 
     service: ClassVar[str] = "webhook"
@@ -108,8 +110,12 @@ class HttpTransport(Transport):
     def post(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> requests.Response:
         headers = {"Content-Type": "application/json", "User-Agent": "CAM alerts", **(headers or {})}
         try:
-            response = requests.post(url, data=body, headers=headers, allow_redirects=False,
-                                     timeout=settings.AICMO_CAM_ALERT_TIMEOUT_SECONDS)
+            with egress_session() as session:
+                response = session.post(url, data=body, headers=headers, allow_redirects=False,
+                                        timeout=settings.AICMO_CAM_ALERT_TIMEOUT_SECONDS)
+        except EgressRefused as exc:
+            # Names the host only: the rest of a Slack webhook's URL is its secret.
+            raise TransportError(f"Not sent to the {self.service}: {exc}.", permanent=True) from None
         except requests.Timeout:
             raise TransportError(f"The {self.service} did not answer within "
                                  f"{settings.AICMO_CAM_ALERT_TIMEOUT_SECONDS} s.") from None
@@ -120,11 +126,9 @@ class HttpTransport(Transport):
                                  permanent=True) from None
         if 200 <= response.status_code < 300:
             return response
-        answer = f"The {self.service} answered {response.status_code}"
-        text = " ".join(response.text.split())[:ERROR_TEXT_LIMIT]
-        message = f"{answer}: {text}" if text else f"{answer}."
         transient = response.status_code == 429 or response.status_code >= 500
-        raise TransportError(message, permanent=not transient)
+        raise TransportError(f"The {self.service} answered {status_text(response.status_code)}.",
+                             permanent=not transient)
 
 
 def _network_reason(exc: requests.RequestException) -> str:

@@ -42,10 +42,10 @@ def slack(http_server, monkeypatch):
 
 @pytest.fixture
 def webhook(http_server, monkeypatch):
-    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_URL", http_server.url(HOOK_PATH))
-    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_SECRET", SECRET)
-    return AlertChannelFactory(name="Ops hook", kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_TEST_HOOK_URL",
-                               secret_env="CAM_SECRET_TEST_HOOK_SECRET")
+    monkeypatch.setenv("CAM_SECRET_HOOK_URL", http_server.url(HOOK_PATH))
+    monkeypatch.setenv("CAM_SECRET_HOOK_SECRET", SECRET)
+    return AlertChannelFactory(name="Ops hook", kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_HOOK_URL",
+                               secret_env="CAM_SECRET_HOOK_SECRET")
 
 
 def queue(key: str = "positive-reply:inbound-1", alert_type: str = AlertType.POSITIVE_REPLY, **fields):
@@ -226,7 +226,7 @@ def test_it_fails_an_alert_for_good_and_disables_the_channel_when_slack_says_no_
     assert alerts_dispatch(now=now) == counts(failed_permanent=1, channels_disabled=1)
     first, second, slack = refreshed(first), refreshed(second), refreshed(slack)
     assert (first.sent_successfully, first.failed_at, first.sent_at, first.attempts) == (False, now, None, 1)
-    assert first.last_error == "The Slack webhook answered 404: no_service"
+    assert first.last_error == "The Slack webhook answered 404 Not Found."
     assert (slack.enabled, slack.last_error, slack.last_error_at) == (False, first.last_error, now)
     # The channel's other alert waits for a person to fix and re-enable it; the failed one is not retried.
     assert (second.sent_successfully, second.failed_at, second.attempts) == (False, None, 0)
@@ -242,6 +242,39 @@ def test_it_fails_an_alert_for_good_and_disables_the_channel_when_slack_says_no_
 
 
 @pytest.mark.django_db
+def test_it_disables_a_channel_whose_url_is_refused_and_says_why(no_egress_allowed, http_server, slack):
+    http_server.reply(SLACK_PATH, Reply(200, "ok"))
+    (row,) = queue()
+    now = timezone.now()
+
+    assert alerts_dispatch(now=now) == counts(failed_permanent=1, channels_disabled=1)
+    row, slack = refreshed(row), refreshed(slack)
+    assert row.last_error == ("Not sent to the Slack webhook: refused: 127.0.0.1 is a loopback address; add "
+                              "127.0.0.1 to AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.")
+    assert (slack.enabled, slack.last_error, slack.last_error_at) == (False, row.last_error, now)
+    assert http_server.requests == []
+
+
+@pytest.mark.django_db
+def test_an_error_body_is_kept_nowhere_a_read_only_key_can_see(http_server, slack, webhook):
+    from tests.api.conftest import client_with_key
+
+    secret = "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy"
+    http_server.reply(SLACK_PATH, Reply(500, f"internal error, token={secret}"))
+    http_server.reply(HOOK_PATH, Reply(401, {"error": "bad signature", "expected_secret": secret}))
+    queue(key="positive-reply:1")
+
+    assert alerts_dispatch() == counts(failed_transient=1, failed_permanent=1, channels_disabled=1)
+    read_api = client_with_key(read_only=True)
+    seen = [*HumanAlertLog.objects.values_list("last_error", flat=True),
+            *AlertChannel.objects.values_list("last_error", flat=True),
+            read_api.get("/api/cam/alerts/").content.decode(), read_api.get("/api/cam/metrics/").content.decode()]
+    assert sorted(HumanAlertLog.objects.values_list("last_error", flat=True)) == [
+        "The Slack webhook answered 500 Internal Server Error.", "The webhook answered 401 Unauthorized."]
+    assert not [text for text in seen if secret in text]
+
+
+@pytest.mark.django_db
 def test_it_retries_a_transient_failure_on_the_next_dispatch(http_server, slack):
     http_server.reply(SLACK_PATH, Reply(500, "rollup_error"), Reply(200, "ok"))
     (row,) = queue()
@@ -250,7 +283,7 @@ def test_it_retries_a_transient_failure_on_the_next_dispatch(http_server, slack)
     assert alerts_dispatch(now=first_cycle) == counts(failed_transient=1)
     row, slack = refreshed(row), refreshed(slack)
     assert (row.sent_successfully, row.failed_at, row.claimed_at, row.attempts) == (False, None, None, 1)
-    assert row.last_error == "The Slack webhook answered 500: rollup_error"
+    assert row.last_error == "The Slack webhook answered 500 Internal Server Error."
     assert (slack.enabled, slack.last_error, slack.last_error_at) == (True, row.last_error, first_cycle)
 
     next_cycle = first_cycle + timedelta(minutes=1)
@@ -304,7 +337,8 @@ def test_it_gives_up_on_a_transient_failure_once_the_alert_is_older_than_the_ret
     assert alerts_dispatch(now=now) == counts(failed_transient=1, given_up=1)
     row, slack = refreshed(row), refreshed(slack)
     assert (row.sent_successfully, row.failed_at, row.sent_at) == (False, now, None)
-    assert row.last_error == "Gave up after 41 attempts over 24 hours. Last error: The Slack webhook answered 503: down"
+    assert row.last_error == ("Gave up after 41 attempts over 24 hours. "
+                              "Last error: The Slack webhook answered 503 Service Unavailable.")
     assert slack.enabled
     assert alerts_dispatch() == counts()
 

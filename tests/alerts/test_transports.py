@@ -59,10 +59,10 @@ def slack_channel(http_server, monkeypatch, **fields) -> AlertChannel:
 
 
 def webhook_channel(http_server, monkeypatch, **fields) -> AlertChannel:
-    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_URL", http_server.url(HOOK_PATH))
-    monkeypatch.setenv("CAM_SECRET_TEST_HOOK_SECRET", SECRET)
-    return AlertChannelFactory(kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_TEST_HOOK_URL",
-                               secret_env="CAM_SECRET_TEST_HOOK_SECRET", **fields)
+    monkeypatch.setenv("CAM_SECRET_HOOK_URL", http_server.url(HOOK_PATH))
+    monkeypatch.setenv("CAM_SECRET_HOOK_SECRET", SECRET)
+    return AlertChannelFactory(kind=Kind.WEBHOOK, recipients="", url_env="CAM_SECRET_HOOK_URL",
+                               secret_env="CAM_SECRET_HOOK_SECRET", **fields)
 
 
 def failure(send) -> TransportError:
@@ -128,16 +128,16 @@ def test_it_sends_an_alert_without_body_or_links_to_slack_as_its_title_alone(htt
 
 
 @pytest.mark.parametrize(("reply", "answer"), [
-    (Reply(404, "no_service"), "404: no_service"),
-    (Reply(403, "invalid_token"), "403: invalid_token"),
-    (Reply(410, "channel_is_archived"), "410: channel_is_archived"),
-    (Reply(400, "invalid_payload"), "400: invalid_payload"),
+    (Reply(404, "no_service"), "404 Not Found"),
+    (Reply(403, "invalid_token"), "403 Forbidden"),
+    (Reply(410, "channel_is_archived"), "410 Gone"),
+    (Reply(400, "invalid_payload"), "400 Bad Request"),
 ])
 def test_it_calls_a_slack_refusal_permanent(http_server, monkeypatch, reply, answer):
     http_server.reply(SLACK_PATH, reply)
     error = failure(lambda: SlackTransport().send(positive_reply_alert(), slack_channel(http_server, monkeypatch)))
     assert error.permanent
-    assert str(error) == f"The Slack webhook answered {answer}"
+    assert str(error) == f"The Slack webhook answered {answer}."
 
 
 @pytest.mark.parametrize("reply", [Reply(429, "rate_limited", headers={"Retry-After": "30"}),
@@ -225,7 +225,7 @@ def test_it_is_refused_by_a_receiver_with_another_secret(http_server, monkeypatc
     error = failure(lambda: WebhookTransport().send(positive_reply_alert(),
                                                     webhook_channel(http_server, monkeypatch)))
     assert error.permanent
-    assert str(error) == 'The webhook answered 401: {"error": "bad signature"}'
+    assert str(error) == "The webhook answered 401 Unauthorized."
 
 
 def test_it_verifies_a_signature_only_for_the_same_body_secret_and_a_recent_time():
@@ -243,10 +243,10 @@ def test_it_verifies_a_signature_only_for_the_same_body_secret_and_a_recent_time
 def test_it_calls_a_missing_signing_secret_permanent(http_server, monkeypatch):
     http_server.reply(HOOK_PATH, Reply(204))
     channel = webhook_channel(http_server, monkeypatch, name="Ops hook")
-    monkeypatch.delenv("CAM_SECRET_TEST_HOOK_SECRET")
+    monkeypatch.delenv("CAM_SECRET_HOOK_SECRET")
     error = failure(lambda: WebhookTransport().send(positive_reply_alert(), channel))
     assert error.permanent
-    assert "CAM_SECRET_TEST_HOOK_SECRET" in str(error)
+    assert "CAM_SECRET_HOOK_SECRET" in str(error)
     assert http_server.requests == []
 
 
@@ -265,6 +265,55 @@ def test_it_does_not_follow_a_webhook_redirect(http_server, monkeypatch):
                                                     webhook_channel(http_server, monkeypatch)))
     assert error.permanent
     assert [request.path for request in http_server.requests] == [HOOK_PATH]
+
+
+# --- where a Slack or webhook channel may post (cam.egress) ------------------------------------------
+
+
+def test_it_refuses_a_slack_url_on_loopback_with_the_allow_list_empty(no_egress_allowed, http_server, monkeypatch):
+    http_server.reply(SLACK_PATH, Reply(200, "ok"))
+    error = failure(lambda: SlackTransport().send(positive_reply_alert(), slack_channel(http_server, monkeypatch)))
+    assert error.permanent
+    assert str(error) == ("Not sent to the Slack webhook: refused: 127.0.0.1 is a loopback address; add 127.0.0.1 "
+                          "to AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.")
+    assert "s3cr3t" not in str(error)
+    assert http_server.requests == []
+
+
+def test_it_refuses_a_webhook_host_that_resolves_to_a_private_address(no_egress_allowed, dns, monkeypatch):
+    dns["hooks.example.test"] = ["172.20.0.7"]
+    monkeypatch.setenv("CAM_SECRET_HOOK_URL", "https://hooks.example.test/cam")
+    monkeypatch.setenv("CAM_SECRET_HOOK_SECRET", SECRET)
+    channel = AlertChannelFactory(kind=Kind.WEBHOOK, url_env="CAM_SECRET_HOOK_URL", secret_env="CAM_SECRET_HOOK_SECRET")
+    error = failure(lambda: WebhookTransport().send(positive_reply_alert(), channel))
+    assert error.permanent
+    assert str(error) == ("Not sent to the webhook: refused: hooks.example.test resolves to 172.20.0.7, a private "
+                          "address; add hooks.example.test to AICMO_CAM_EGRESS_ALLOW if this internal destination "
+                          "is deliberate.")
+
+
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://metadata.google.internal/"])
+def test_it_refuses_a_webhook_to_cloud_metadata(settings, monkeypatch, url):
+    settings.AICMO_CAM_EGRESS_ALLOW = ["169.254.0.0/16", "metadata.google.internal"]
+    monkeypatch.setenv("CAM_SECRET_HOOK_URL", url)
+    monkeypatch.setenv("CAM_SECRET_HOOK_SECRET", SECRET)
+    channel = AlertChannelFactory(kind=Kind.WEBHOOK, url_env="CAM_SECRET_HOOK_URL", secret_env="CAM_SECRET_HOOK_SECRET")
+    error = failure(lambda: WebhookTransport().send(positive_reply_alert(), channel))
+    assert error.permanent
+    assert str(error).endswith("which is never allowed.")
+
+
+@pytest.mark.parametrize("status", [403, 500])
+def test_it_keeps_no_word_of_what_a_slack_or_webhook_error_said(http_server, monkeypatch, status):
+    leak = "DATABASE_URL=postgres://cam:Pa55w0rd-internal@db.internal:5432/cam"
+    http_server.reply(SLACK_PATH, Reply(status, leak))
+    http_server.reply(HOOK_PATH, Reply(status, {"debug": leak}))
+    alert = positive_reply_alert()
+    errors = [failure(lambda: SlackTransport().send(alert, slack_channel(http_server, monkeypatch))),
+              failure(lambda: WebhookTransport().send(alert, webhook_channel(http_server, monkeypatch)))]
+    phrase = "Forbidden" if status == 403 else "Internal Server Error"
+    assert [str(error) for error in errors] == [f"The Slack webhook answered {status} {phrase}.",
+                                                f"The webhook answered {status} {phrase}."]
 
 
 # --- email ------------------------------------------------------------------------------------------

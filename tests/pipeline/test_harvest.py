@@ -245,7 +245,7 @@ def test_it_harvests_the_other_sources_of_a_campaign_when_one_fails(tmp_path, ht
 
     result = harvest_campaign(campaign=campaign)
 
-    problem = f'{http_server.url("/contacts")} refused the request (HTTP 401: {{"error": "bad token"}}).'
+    problem = f'{http_server.url("/contacts")} refused the request (HTTP 401 Unauthorized).'
     assert result == {**counts(read=2, created=1, rejected=1), "sources": 2, "sources_failed": 1,
                       "errors": [f"CRM: {problem}"]}
     failing.refresh_from_db()
@@ -316,3 +316,57 @@ def test_it_completes_the_job_and_lists_the_errors_of_a_failing_source(tmp_path)
     assert result.status == JobExecution.Status.COMPLETED
     assert result.counts["errors"] == [f"Gone: Cannot open {tmp_path / 'gone.csv'}: No such file or directory."]
     assert (result.counts["created"], result.counts["sources_failed"]) == (1, 1)
+
+
+# --- sources CAM must not reach, and error bodies (cam.egress) ----------------------------------------------
+
+
+def test_it_records_on_the_source_that_a_loopback_url_is_refused(no_egress_allowed, http_server):
+    http_server.reply("/contacts", Reply(200, [{"email": "anna@acme-gmbh.de"}]))
+    source = LeadSourceFactory(kind=LeadSource.Kind.HTTP_JSON, name="CRM", config={"url": http_server.url("/contacts")})
+
+    with pytest.raises(SourceError):
+        harvest_source(source=source)
+
+    source.refresh_from_db()
+    assert source.last_error == (f'{http_server.url("/contacts")}: refused: 127.0.0.1 is a loopback address; '
+                                 f'add 127.0.0.1 to AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.')
+    assert http_server.requests == []
+    assert not Lead.objects.exists()
+
+
+def test_it_records_on_the_source_that_its_host_resolves_to_a_private_address(no_egress_allowed, dns):
+    dns["crm.example.test"] = ["192.168.0.20"]
+    source = LeadSourceFactory(kind=LeadSource.Kind.HTTP_JSON, name="CRM",
+                               config={"url": "http://crm.example.test/contacts", "retries": 0})
+
+    result = harvest_campaign(campaign=source.campaign)
+
+    problem = ("http://crm.example.test/contacts: refused: crm.example.test resolves to 192.168.0.20, a private "
+               "address; add crm.example.test to AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.")
+    assert result["errors"] == [f"CRM: {problem}"]
+    source.refresh_from_db()
+    assert source.last_error == problem
+
+
+def test_an_error_body_is_kept_nowhere_a_read_only_key_can_see(http_server):
+    from tests.api.conftest import client_with_key
+
+    secret = "sk_live_51HqLyjWDarjtT1zdp7dc"
+    http_server.reply("/contacts", Reply(500, {"error": f"upstream said: token={secret}"}))
+    campaign = CampaignFactory()
+    source = LeadSourceFactory(campaign=campaign, kind=LeadSource.Kind.HTTP_JSON, name="CRM",
+                               config={"url": http_server.url("/contacts"), "retries": 0})
+
+    result = run_job("harvest", campaign=campaign, scheduled_for=datetime(2026, 3, 2, 2, 10, tzinfo=UTC))
+
+    problem = f'{http_server.url("/contacts")} failed after 1 attempts (last: HTTP 500 Internal Server Error).'
+    assert result.counts["errors"] == [f"CRM: {problem}"]
+    source.refresh_from_db()
+    assert source.last_error == problem
+    execution = JobExecution.objects.get(execution_id=result.execution_id)
+    read_api = client_with_key(read_only=True)
+    seen = [source.last_error, str(execution.counts), execution.error, execution.traceback,
+            read_api.get("/api/cam/jobs/executions/").content.decode(),
+            read_api.get("/api/cam/metrics/").content.decode()]
+    assert not [text for text in seen if secret in text]

@@ -156,15 +156,15 @@ def test_it_retries_a_server_error_with_exponential_backoff(http_server, waits):
     assert waits == [0.5, 1.0]
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_it_fails_at_once_on_a_permanent_client_error(http_server, waits, status):
+@pytest.mark.parametrize(("status", "phrase"), [(400, "Bad Request"), (401, "Unauthorized"), (403, "Forbidden"),
+                                               (404, "Not Found"), (422, "Unprocessable Entity")])
+def test_it_fails_at_once_on_a_permanent_client_error(http_server, waits, status, phrase):
     http_server.reply("/contacts", Reply(status, {"error": "no"}), Reply(200, []))
 
     with pytest.raises(SourceError) as caught:
         list(source(http_server, waits).records())
 
-    assert str(caught.value) == (f'{http_server.url("/contacts")} refused the request '
-                                 f'(HTTP {status}: {{"error": "no"}}).')
+    assert str(caught.value) == f'{http_server.url("/contacts")} refused the request (HTTP {status} {phrase}).'
     assert len(http_server.requests) == 1
     assert waits == []
 
@@ -175,7 +175,8 @@ def test_it_gives_up_after_its_retries_naming_the_url_and_the_last_problem(http_
     with pytest.raises(SourceError) as caught:
         list(source(http_server, waits, retries=2, backoff=1).records())
 
-    assert str(caught.value) == f'{http_server.url("/contacts")} failed after 3 attempts (last: HTTP 503: still down).'
+    assert str(caught.value) == (f'{http_server.url("/contacts")} failed after 3 attempts '
+                                 f'(last: HTTP 503 Service Unavailable).')
     assert len(http_server.requests) == 3
     assert waits == [1.0, 2.0]
 
@@ -280,3 +281,102 @@ def test_it_fails_this_source_on_any_other_request_problem(http_server, waits):
 
     assert str(caught.value).startswith(f'{http_server.url("/contacts")} could not be fetched (TooManyRedirects: ')
     assert waits == []
+
+
+# --- where it may connect, and what it keeps of an error (cam.egress) ---------------------------------------
+
+
+def test_it_refuses_a_source_on_loopback_with_the_allow_list_empty(no_egress_allowed, http_server, waits):
+    http_server.reply("/contacts", Reply(200, contacts("anna")))
+
+    with pytest.raises(ValidationError) as caught:
+        source(http_server, waits)
+
+    assert caught.value.message_dict == {"url": [
+        f'{http_server.url("/contacts")}: refused: 127.0.0.1 is a loopback address; add 127.0.0.1 to '
+        f'AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.']}
+    assert http_server.requests == []
+
+
+def test_it_refuses_a_host_name_that_resolves_to_a_private_address_when_it_connects(no_egress_allowed, dns, waits):
+    dns["crm.example.test"] = ["10.0.0.5"]
+    backend = HttpJsonSource({"url": "https://crm.example.test/api/contacts", "retries": 3}, sleep=waits)
+
+    with pytest.raises(SourceError) as caught:
+        list(backend.records())
+
+    assert str(caught.value) == (
+        "https://crm.example.test/api/contacts: refused: crm.example.test resolves to 10.0.0.5, a private address; "
+        "add crm.example.test to AICMO_CAM_EGRESS_ALLOW if this internal destination is deliberate.")
+    assert waits == []  # refused for good, not retried
+
+
+def test_it_refuses_the_cloud_metadata_address(waits):
+    with pytest.raises(ValidationError) as caught:
+        HttpJsonSource({"url": "http://169.254.169.254/latest/meta-data/iam/security-credentials/"}, sleep=waits)
+
+    assert caught.value.message_dict["url"][0].endswith(
+        "refused: 169.254.169.254 is a cloud metadata address, which is never allowed.")
+
+
+def test_it_refuses_a_redirect_from_an_allowed_host_to_a_refused_one(settings, dns, http_server, waits):
+    settings.AICMO_CAM_EGRESS_ALLOW = ["crm.internal.test"]
+    dns["crm.internal.test"] = ["127.0.0.1"]
+    port = http_server.url().rsplit(":", 1)[1].strip("/")
+    http_server.reply("/contacts", Reply(302, headers={"Location": f"http://127.0.0.1:{port}/internal-admin"}))
+    http_server.reply("/internal-admin", Reply(200, contacts("anna")))
+    url = f"http://crm.internal.test:{port}/contacts"
+
+    with pytest.raises(SourceError) as caught:
+        list(HttpJsonSource({"url": url}, sleep=waits).records())
+
+    assert str(caught.value).startswith(f"{url}: refused: 127.0.0.1 is a loopback address; add 127.0.0.1 to "
+                                        f"AICMO_CAM_EGRESS_ALLOW")
+    assert [request.path for request in http_server.requests] == ["/contacts"]
+
+
+def test_it_still_follows_a_redirect_to_an_allowed_host(http_server, waits):
+    http_server.reply("/contacts", Reply(301, headers={"Location": http_server.url("/v2/contacts")}))
+    http_server.reply("/v2/contacts", Reply(200, contacts("anna")))
+
+    assert emails(list(source(http_server, waits).records())) == ["anna@acme-gmbh.de"]
+
+
+@pytest.mark.parametrize("status", [401, 500])
+def test_it_keeps_no_word_of_an_error_body(http_server, waits, status):
+    leak = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    http_server.reply("/contacts", Reply(status, {"error": leak, "config": {"db_password": "hunter2"}}))
+
+    with pytest.raises(SourceError) as caught:
+        list(source(http_server, waits, retries=1).records())
+
+    assert "wJalrXUtnFEMI" not in str(caught.value)
+    assert "hunter2" not in str(caught.value)
+    assert f"HTTP {status} " in str(caught.value)
+
+
+def test_it_does_not_quote_a_broken_chunked_answer(http_server, waits):
+    # A chunk size line that is not a number: urllib3's error quotes the line, which is part of the body.
+    broken = Reply(200, b"token=sk_live_51HqLyjWDarjtT1zdp7dc\r\n", headers={"Transfer-Encoding": "chunked",
+                                                                           "Content-Length": ""})
+    http_server.reply("/contacts", broken)
+
+    with pytest.raises(SourceError) as caught:
+        list(source(http_server, waits, retries=0).records())
+
+    assert "sk_live" not in str(caught.value)
+
+
+def test_a_redirect_to_another_host_never_carries_the_token_in_any_header(http_server, waits, monkeypatch):
+    monkeypatch.setenv("CAM_SECRET_CRM_TEST", "s3cret")
+    # The same server under another name: another host to requests, allowed like any loopback address.
+    elsewhere = http_server.url("/landing").replace("127.0.0.1", "localhost")
+    http_server.reply("/contacts", Reply(302, headers={"Location": elsewhere}))
+    http_server.reply("/landing", Reply(200, []))
+
+    list(source(http_server, waits, auth_env="CAM_SECRET_CRM_TEST", auth_header="X-Api-Key",
+                auth_scheme="").records())
+
+    first, second = http_server.requests
+    assert first.headers["x-api-key"] == "s3cret"
+    assert "x-api-key" not in second.headers and second.path.startswith("/landing")

@@ -18,6 +18,11 @@ Configuration (``LeadSource.config``)::
 
 Transient failures (connection errors, timeouts, 429 and 5xx) are retried with exponential backoff,
 honouring ``Retry-After``; anything else, or running out of retries, fails this source's harvest.
+
+Requests go through ``cam.egress``: an address off the public internet is refused (unless
+``AICMO_CAM_EGRESS_ALLOW`` names it), also after a redirect. An error answer is recorded by its status
+alone, never its body: ``last_error`` and the job's errors are readable with a read-only API key, and
+a body could carry whatever the far end holds.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from urllib.parse import urlsplit
 import requests
 from django.core.exceptions import ValidationError
 
+from cam.egress import EgressRefused, check_url, egress_session, status_text
 from cam.pipeline.sources.base import LeadSourceBackend, SourceError, SourceRecord
 from cam.secrets import MissingSecret, secret_from_env, secret_name_problem
 
@@ -58,6 +64,10 @@ class HttpJsonSource(LeadSourceBackend):
         url = str(config.get("url", ""))
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
             raise ValidationError({"url": f"Enter an http(s) URL, not {url!r}."})
+        try:
+            check_url(url)
+        except EgressRefused as exc:
+            raise ValidationError({"url": f"{url}: {exc}."}) from None
         pagination = config.setdefault("pagination", {"type": "none"})
         if pagination.get("type") not in ("none", "page", "cursor"):
             raise ValidationError({"pagination": "type must be none, page or cursor."})
@@ -73,10 +83,10 @@ class HttpJsonSource(LeadSourceBackend):
             raise ValidationError({"auth_env": secret_name_problem(str(auth_env)) or "Name a variable."})
         return config
 
-    def __init__(self, config: Mapping[str, Any], *, session: requests.Session | None = None,
-                 sleep=time.sleep) -> None:
+    def __init__(self, config: Mapping[str, Any], *, sleep=time.sleep) -> None:
         super().__init__(config)
-        self.session = session or requests.Session()
+        # The token's header is dropped on a redirect to another host, whatever its name.
+        self.session = egress_session(secret_headers=(self.config.get("auth_header", "Authorization"),))
         self.sleep = sleep
 
     def _headers(self) -> dict[str, str]:
@@ -96,8 +106,13 @@ class HttpJsonSource(LeadSourceBackend):
             wait = float(self.config["backoff"]) * (2 ** attempt)
             try:
                 response = self.session.get(url, params=params, headers=headers, timeout=self.config["timeout"])
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
-                # ChunkedEncodingError: the connection dropped while the body was being read.
+            except EgressRefused as exc:
+                raise SourceError(f"{url}: {exc}.") from None
+            except requests.exceptions.ChunkedEncodingError:
+                # The connection dropped while the body was being read. urllib3's message can quote a
+                # line of that body, so it is not repeated.
+                problem = "ChunkedEncodingError: the connection broke while the answer was being read"
+            except (requests.ConnectionError, requests.Timeout) as exc:
                 problem = f"{type(exc).__name__}: {exc}"
             except requests.RequestException as exc:
                 raise SourceError(f"{url} could not be fetched ({type(exc).__name__}: {exc}).") from None
@@ -109,7 +124,7 @@ class HttpJsonSource(LeadSourceBackend):
                         raise SourceError(f"{url} answered with something that is not JSON.") from None
                     except RecursionError:  # the json module reads nested arrays and objects recursively
                         raise SourceError(f"{url} answered with JSON nested too deeply to read.") from None
-                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                problem = f"HTTP {status_text(response.status_code)}"
                 if response.status_code not in RETRY_STATUSES:
                     raise SourceError(f"{url} refused the request ({problem}).")
                 retry_after = response.headers.get("Retry-After", "")
