@@ -1,9 +1,12 @@
 """Which email of ours a message answers, and which lead it is about.
 
-In order of trust: the thread headers (``In-Reply-To``, ``References``) point at our Message-ID; a
-bounce or a complaint carries our original message inside it (``message/rfc822``,
-``text/rfc822-headers``) with our Message-ID, or names the failed recipient; otherwise the sender's
-address is a lead's. A message that matches nothing is kept and shown, never dropped.
+In order of trust: the subject carries a lead's unsubscribe token (the mailto address of our
+``List-Unsubscribe`` header puts it there, signed, so it names its lead even when the request comes
+from another address or without thread headers); the thread headers (``In-Reply-To``,
+``References``) point at our Message-ID; a bounce or a complaint carries our original message inside
+it (``message/rfc822``, ``text/rfc822-headers``) with our Message-ID, or names the failed recipient;
+otherwise the sender's address is a lead's. A message that matches nothing is kept and shown, never
+dropped.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 from cam.inbox.bounces import original_headers
+from cam.inbox.text import header
 from cam.models import Lead, OutboundEmail
+from cam.outreach.unsubscribe import InvalidUnsubscribeToken, lead_from_token
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# What a signed token looks like (urlsafe base64, ":", urlsafe base64): a subject's other words are
+# not even tried. At most a few are checked, so a subject full of lookalikes costs little.
+_TOKEN = re.compile(r"(?<![\w.:-])([\w.-]{1,40}:[\w-]{20,100})(?![\w:-])", re.ASCII)
+MAX_TOKENS_TRIED = 3
 CONTACTED = (OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)
 
 
@@ -23,7 +32,7 @@ CONTACTED = (OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)
 class Match:
     outbound: OutboundEmail | None
     lead: Lead | None
-    how: str  # "thread", "original message", "failed recipient", "sender", or "" when unmatched
+    how: str  # "unsubscribe token", "thread", "original message", "failed recipient", "sender", or ""
 
 
 def _ids(*values: str) -> list[str]:
@@ -46,9 +55,27 @@ def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
     return sent.filter(mailbox_id=mailbox_id).first() or sent.first()
 
 
+def token_lead(message: EmailMessage) -> Lead | None:
+    """The lead whose unsubscribe token the subject carries (``unsubscribe <token>``, as our mailto
+    asks for, also after a "Re:" or a forward), or None."""
+    for candidate in _TOKEN.findall(header(message, "Subject"))[:MAX_TOKENS_TRIED]:
+        try:
+            return lead_from_token(candidate)
+        except InvalidUnsubscribeToken:
+            continue
+    return None
+
+
 def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
                   failed_recipients: list[str]) -> Match:
     """Find what ``message`` answers. Costs a few indexed lookups."""
+    lead = token_lead(message)
+    if lead is not None:
+        # Signed with our secret for this lead alone: stronger than any header a client or a colleague's
+        # forward may have set, and the sender need not be the lead's address at all.
+        sent = (OutboundEmail.objects.select_related("lead").filter(lead=lead, status__in=CONTACTED)
+                .order_by("-sent_at", "-pk"))
+        return Match(sent.filter(mailbox_id=mailbox_id).first() or sent.first(), lead, "unsubscribe token")
     thread = _ids(in_reply_to, references)
     if thread:
         outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)
