@@ -66,6 +66,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First, so every error under /api/ it sees (the other middleware's too) is answered in JSON.
     "cam.api.errors.JsonErrorMiddleware",
+    # Before anything reads the request: a NUL character would reach the database as a 500.
+    "cam.middleware.RefuseNulMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import logging
+
 from anymail.exceptions import AnymailWebhookValidationFailure
 from anymail.webhooks.resend import ResendTrackingWebhookView as AnymailResendTrackingWebhookView
 from django.contrib.auth.decorators import login_not_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +23,8 @@ from cam.outreach.unsubscribe import (
     lead_from_token,
     masked_email,
 )
+
+logger = logging.getLogger(__name__)
 
 # The pages load nothing from anywhere and post only to themselves.
 CONTENT_SECURITY_POLICY = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"
@@ -55,6 +60,15 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     })
 
 
+def _refused(reason: str, detail: str) -> JsonResponse:
+    """A 400 with one warning line that names ``reason``."""
+    logger.warning("Resend webhook refused: %s", reason)
+    response = JsonResponse({"detail": detail}, status=400)
+    # Django's own "Bad Request: <path>" line would only repeat ours without the reason.
+    response._has_been_logged = True
+    return response
+
+
 class ResendTrackingWebhookView(AnymailResendTrackingWebhookView):
     """Anymail's Resend tracking webhook, accepting only requests signed with Resend's signing secret.
 
@@ -62,6 +76,11 @@ class ResendTrackingWebhookView(AnymailResendTrackingWebhookView):
     anymail would fall back to optional basic auth and, with no ``WEBHOOK_SECRET`` either, accept
     anything. Here a missing secret refuses every request (400) instead, so the endpoint is never
     open. Basic auth is not used: the signature already proves the request came from Resend.
+
+    Every refusal is a 400 with a JSON ``detail`` and one warning line in the log naming the reason:
+    a wrong or missing signature (anyone on the internet can cause one, so no traceback), and a
+    signed body that is not a Resend event, which anymail would fail on with a 500 (and svix would
+    then deliver again and again).
     """
 
     @property
@@ -78,4 +97,37 @@ class ResendTrackingWebhookView(AnymailResendTrackingWebhookView):
         # Anymail runs every validate_request in the class chain, this one first.
         if self._svix_webhook is None:
             raise AnymailWebhookValidationFailure(
-                "Resend webhook refused: AICMO_RESEND_WEBHOOK_SECRET is not set, so its signature cannot be checked.")
+                "AICMO_RESEND_WEBHOOK_SECRET is not set, so no signature can be checked.")
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        try:
+            self.run_validators(request)
+        except AnymailWebhookValidationFailure as exc:
+            # svix's own words ("No matching signature found", "Message timestamp too old") say which check failed.
+            reason = f"the signature does not check out ({exc.__cause__})" if exc.__cause__ else str(exc)
+            return _refused(reason, "The request's signature could not be verified.")
+        try:
+            events = self.parse_events(request)
+        except UnreadableWebhookBody as exc:
+            return _refused(str(exc), str(exc))
+        for event in events:
+            self.signal.send(sender=self.__class__, event=event, esp_name=self.esp_name)
+        return HttpResponse()
+
+    def parse_events(self, request: HttpRequest) -> list:
+        try:
+            payload = json.loads(request.body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise UnreadableWebhookBody("The body is not JSON.") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("type"), str):
+            raise UnreadableWebhookBody("The body is not a Resend event: a JSON object with a \"type\".")
+        try:
+            return [self.esp_to_anymail_event(payload, request)]
+        except (KeyError, IndexError, TypeError, AttributeError, ValueError):
+            # anymail reads the event's parts without checking their shapes (a "headers" that is not a list).
+            raise UnreadableWebhookBody("The body is not a Resend event: its fields are not shaped as "
+                                        "Resend's.") from None
+
+
+class UnreadableWebhookBody(ValueError):
+    """A correctly signed webhook body that is not an event we can read."""

@@ -108,3 +108,13 @@ def smtp_settings(settings, smtp_server):
     settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
     settings.DEFAULT_FROM_EMAIL = "CAM <cam@cam.example.com>"
     return settings
+
+
+@pytest.fixture(autouse=True)
+def fresh_cache_probe():
+    """The health check remembers its last cache probe for a few seconds; each test probes its own cache."""
+    from cam.api.monitoring import cache_probe
+
+    cache_probe.forget()
+    yield
+    cache_probe.forget()

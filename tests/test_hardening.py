@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from urllib.parse import urlencode
 
 import pytest
 from axes.models import AccessAttempt
@@ -130,3 +131,54 @@ def test_a_non_staff_user_cannot_open_the_back_office():
     client = Client()
     client.force_login(UserFactory(is_staff=False))
     assert client.get("/admin/").status_code == 302
+
+
+# A NUL character reaches PostgreSQL as an error (a 500) wherever a value is looked up or stored; these
+# run on SQLite and PostgreSQL alike, and answer 400 on both.
+NUL_MESSAGE = "The request holds a NUL character (%00), which nothing on this site accepts."
+
+
+@pytest.mark.parametrize("url", [
+    "/admin/cam/lead/?q=%00",
+    "/admin/cam/lead/?email=%00",
+    "/admin/cam/lead/?email=a%00b&status=NEW",
+    "/admin/cam/inboundemail/?q=x%00",
+    "/admin/cam/camapikey/%00/change/",  # a key's id is text: the NUL would be looked up
+    "/u/%00/",
+])
+def test_a_nul_in_an_admin_filter_or_a_path_is_a_plain_400(admin_client, url):
+    CamAPIKeyFactory()
+    response = admin_client.get(url)
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/plain")
+    assert response.content.decode() == NUL_MESSAGE
+
+
+@pytest.mark.parametrize("encoding", ["multipart", "urlencoded"])
+def test_a_nul_in_a_form_field_is_a_400_before_anything_stores_it(client, encoding):
+    form = {"username": "bo\x00ss", "password": PASSWORD}
+    if encoding == "urlencoded":
+        response = client.post(LOGIN, urlencode(form), content_type="application/x-www-form-urlencoded",
+                               REMOTE_ADDR="10.0.0.7")
+    else:
+        response = client.post(LOGIN, form, REMOTE_ADDR="10.0.0.7")
+    assert (response.status_code, response.content.decode()) == (400, NUL_MESSAGE)
+    assert not AccessAttempt.objects.exists()
+
+
+def test_a_nul_in_the_session_cookie_is_a_400_rather_than_a_session_lookup(client):
+    client.cookies["sessionid"] = "abcdefgh\x00ijklmnop"
+    response = client.get("/admin/login/")
+    assert (response.status_code, response.content.decode()) == (400, NUL_MESSAGE)
+
+
+def test_a_nul_in_an_api_query_is_a_json_400(settings):
+    client = Client()
+    api_key = CamAPIKeyFactory()
+    response = client.get("/api/cam/leads/?email=%00", HTTP_AUTHORIZATION=f"Api-Key {api_key.key}")
+    assert response.status_code == 400
+    assert response.json() == {"detail": NUL_MESSAGE}
+
+
+def test_an_encoded_percent_sign_is_not_a_nul(admin_client):
+    assert admin_client.get("/admin/cam/lead/?q=%2500").status_code == 200

@@ -1,4 +1,6 @@
-"""API keys: created here or with `manage.py cam_api_key`, shown once, stored hashed, revocable."""
+"""API keys: created here or with `manage.py cam_api_key` (both through ``cam.api_keys``), shown once,
+stored hashed, revocable. Creating one needs ``cam.create_api_key``; a key's rights and expiry are
+shown, never edited, once it exists."""
 
 from __future__ import annotations
 
@@ -8,7 +10,9 @@ from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
+from cam.api_keys import api_key_change, api_key_create, api_key_expiry_clean, api_key_name_clean
 from cam.models import CamAPIKey
+from cam.models.api_keys import FIXED_FIELDS
 
 # The library registers its own APIKey model, which CAM does not use: staff see one kind of key.
 if admin.site.is_registered(APIKey):
@@ -20,14 +24,12 @@ class CamAPIKeyForm(forms.ModelForm):
         model = CamAPIKey
         fields = ["name", "read_only", "expiry_date", "revoked"]
 
+    # The service checks again when it saves; here the refusal lands on the field it is about.
     def clean_name(self) -> str:
-        # The name is how audit trails (``api-key:<name>``) and ``cam_api_key revoke`` tell keys apart.
-        name = self.cleaned_data["name"].strip()
-        if not name:
-            raise forms.ValidationError("Give the key a name that says who or what uses it.")
-        if CamAPIKey.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
-            raise forms.ValidationError(f"An API key named {name!r} exists already; names tell keys apart.")
-        return name
+        return api_key_name_clean(self.cleaned_data["name"], exclude_pk=self.instance.pk)
+
+    def clean_expiry_date(self):
+        return api_key_expiry_clean(self.cleaned_data.get("expiry_date"))
 
 
 @admin.register(CamAPIKey)
@@ -43,18 +45,28 @@ class CamAPIKeyAdmin(APIKeyModelAdmin):
     actions = ["revoke"]
 
     def get_readonly_fields(self, request, obj=None) -> tuple[str, ...]:
-        return (*super().get_readonly_fields(request, obj), "created")
+        fields = (*super().get_readonly_fields(request, obj), "created")
+        if obj is not None:
+            fields = (*fields, *(name for name in FIXED_FIELDS if name not in fields))
+        return fields
+
+    def has_add_permission(self, request) -> bool:
+        # Its own permission, not "change": editing keys must not be a way to hand out new access.
+        return request.user.has_perm(f"{self.opts.app_label}.create_api_key")
 
     def has_delete_permission(self, request, obj=None) -> bool:
         # Revoke instead: the row stays as the record of a key that once worked.
         return False
 
     def save_model(self, request, obj, form=None, change=False) -> None:
-        if obj.pk:
-            obj.save()
+        if change:
+            stored = api_key_change(api_key=obj, **{name: form.cleaned_data[name] for name in form.changed_data})
+            obj.name, obj.revoked = stored.name, stored.revoked
             return
-        request.cam_new_api_key = self.model.objects.assign_key(obj)
-        obj.save()
+        api_key, request.cam_new_api_key = api_key_create(name=obj.name, read_only=obj.read_only,
+                                                          expiry_date=obj.expiry_date)
+        # The admin goes on with this object (its history entry, the answer page): make it the saved key.
+        obj.__dict__.update(api_key.__dict__)
 
     def response_add(self, request, obj, post_url_continue=None):
         key = getattr(request, "cam_new_api_key", None)

@@ -106,6 +106,12 @@ class SequenceStepFormSet(forms.BaseInlineFormSet):
                     f"give it one (follow-ups reuse the first email's subject).")
 
 
+def may_preview(request, admin_site) -> bool:
+    """The preview shows a lead's name, address and company in the email: it needs the permission to
+    view leads (or change them), as the leads' own list does, besides the one to view the step."""
+    return admin_site.get_model_admin(Lead).has_view_permission(request)
+
+
 class SequenceStepInline(admin.StackedInline):
     model = SequenceStep
     form = SequenceStepForm
@@ -117,6 +123,14 @@ class SequenceStepInline(admin.StackedInline):
 
     def get_queryset(self, request):
         return _sent_counts(super().get_queryset(request))
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if may_preview(request, self.admin_site):
+            return fields
+        # No link to a page that would refuse them.
+        return [tuple(name for name in field if name != "preview") if isinstance(field, tuple) else field
+                for field in fields if field != "preview"]
 
     @admin.display(description="Sent")
     def sent(self, obj: SequenceStep) -> int:
@@ -283,7 +297,7 @@ class SequenceStepAdmin(admin.ModelAdmin):
     def preview_view(self, request, step_id: int):
         """The step rendered for a chosen lead of its campaign, exactly as it would be sent."""
         step = get_object_or_404(SequenceStep.objects.select_related("campaign"), pk=step_id)
-        if not self.has_view_permission(request, step):
+        if not (self.has_view_permission(request, step) and may_preview(request, self.admin_site)):
             raise PermissionDenied
         leads = Lead.objects.filter(campaign=step.campaign).order_by("email")
         lead = leads.filter(pk=request.GET.get("lead")).first() if request.GET.get("lead", "").isdigit() else None

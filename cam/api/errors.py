@@ -63,6 +63,10 @@ BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", 
                           "content-language"})
 
 
+def is_api_path(path: str) -> bool:
+    return path == API_ROOT or path.startswith(f"{API_ROOT}/")
+
+
 def _is_json(response) -> bool:
     media_type = response.get("Content-Type", "").split(";", 1)[0].strip().lower()
     return media_type == "application/json" or media_type.endswith("+json")
@@ -104,7 +108,7 @@ class JsonErrorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if not (request.path_info == API_ROOT or request.path_info.startswith(f"{API_ROOT}/")):
+        if not is_api_path(request.path_info):
             return self.get_response(request)
         refused = self._refuse_suspicious(request) or self._refuse_chunked(request)
         if refused is not None:

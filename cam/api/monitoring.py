@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 import uuid
+from collections.abc import Callable
 from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
@@ -194,9 +197,42 @@ def health_database() -> dict[str, str]:
 
 # Seconds the cache check's key lives: long enough to read it back, gone soon after.
 CACHE_PROBE_SECONDS = 10
+# Seconds a cache probe's answer is reused. The endpoint needs no key and has no throttle, so without
+# this every call from anyone would be a write to the cache (a row in the database cache's table).
+CACHE_PROBE_INTERVAL_SECONDS = 5.0
+
+
+class CacheProbe:
+    """The last answer of ``probe_cache`` and when it was taken (monotonic seconds), for the process.
+    Threads share it; one probes while the others wait for its answer."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._answer: dict[str, str] | None = None
+        self._taken_at = 0.0
+
+    def check(self) -> dict[str, str]:
+        with self._lock:
+            if self._answer is None or self.clock() - self._taken_at >= CACHE_PROBE_INTERVAL_SECONDS:
+                self._answer = probe_cache()
+                self._taken_at = self.clock()
+            return dict(self._answer)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._answer = None
+
+
+cache_probe = CacheProbe()
 
 
 def health_cache() -> dict[str, str]:
+    """The cache's health, probed at most every ``CACHE_PROBE_INTERVAL_SECONDS`` in this process."""
+    return cache_probe.check()
+
+
+def probe_cache() -> dict[str, str]:
     """Write a short-lived key to the shared cache and read it back: the API counts its throttles there,
     so every authenticated request fails while it does not work (a missing cache table, Redis down)."""
     key, value = "cam:health:probe", uuid.uuid4().hex

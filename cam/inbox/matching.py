@@ -2,16 +2,18 @@
 
 In order of trust: the message came back to one of our signed return paths (``Delivered-To``,
 ``X-Original-To``, ``To``…, or the ``Return-Path`` of the original it carries; see
-``cam.outreach.return_path``); the thread headers (``In-Reply-To``, ``References``) point at our
-Message-ID; a bounce or a complaint carries our original message inside it (``message/rfc822``,
-``text/rfc822-headers``, or pasted below its text) with our Message-ID; it names the failed
-recipient; the sender's address is a lead's. A message that matches nothing is kept and shown, never
-dropped.
+``cam.outreach.return_path``); the subject carries a lead's unsubscribe token (the mailto address of
+our ``List-Unsubscribe`` header puts it there, signed, so it names its lead even when the request
+comes from another address or without thread headers); the thread headers (``In-Reply-To``,
+``References``) point at our Message-ID; a bounce or a complaint carries our original message inside
+it (``message/rfc822``, ``text/rfc822-headers``, or pasted below its text) with our Message-ID; it
+names the failed recipient; the sender's address is a lead's. A message that matches nothing is kept
+and shown, never dropped.
 
-The first three are proof that the message is about an email we sent: nobody else knows our
-Message-IDs or can sign a return path. The last two are not — anyone can send a "MAILER-DAEMON"
-report naming any address — so a bounce or complaint matched only that way changes nothing until a
-person confirms it (``unproven``).
+The first four are proof that the message is about an email we sent: nobody else knows our
+Message-IDs or a lead's token, or can sign a return path. The last two are not — anyone can send a
+"MAILER-DAEMON" report naming any address — so a bounce or complaint matched only that way changes
+nothing until a person confirms it (``unproven``).
 """
 
 from __future__ import annotations
@@ -21,24 +23,31 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
 from cam.inbox.bounces import original_headers
+from cam.inbox.text import header
 from cam.models import Lead, OutboundEmail
 from cam.outreach.return_path import outbound_id_from_return_path
+from cam.outreach.unsubscribe import InvalidUnsubscribeToken, lead_from_token
 from cam.pipeline.normalize import address_spellings
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
+# What a signed token looks like (urlsafe base64, ":", urlsafe base64): a subject's other words are
+# not even tried. At most a few are checked, so a subject full of lookalikes costs little.
+_TOKEN = re.compile(r"(?<![\w.:-])([\w.-]{1,40}:[\w-]{20,100})(?![\w:-])", re.ASCII)
+MAX_TOKENS_TRIED = 3
 CONTACTED = (OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)
 # Where the address a message was delivered to shows: the delivering server's headers, and the
 # report's To (a bounce is addressed to the return path).
 DELIVERY_HEADERS = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to", "x-delivered-to", "to")
 # How a match proves the message is about an email we sent.
-PROOFS = ("return path", "thread", "original message")
+PROOFS = ("return path", "unsubscribe token", "thread", "original message")
 
 
 @dataclass(frozen=True)
 class Match:
     outbound: OutboundEmail | None
     lead: Lead | None
-    how: str  # "return path", "thread", "original message", "failed recipient", "sender", or "" when unmatched
+    how: str  # "return path", "unsubscribe token", "thread", "original message", "failed recipient",
+    # "sender", or "" when unmatched
 
 
 def _ids(*values: str) -> list[str]:
@@ -83,6 +92,17 @@ def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
     return sent.filter(mailbox_id=mailbox_id).first() or sent.first()
 
 
+def token_lead(message: EmailMessage) -> Lead | None:
+    """The lead whose unsubscribe token the subject carries (``unsubscribe <token>``, as our mailto
+    asks for, also after a "Re:" or a forward), or None."""
+    for candidate in _TOKEN.findall(header(message, "Subject"))[:MAX_TOKENS_TRIED]:
+        try:
+            return lead_from_token(candidate)
+        except InvalidUnsubscribeToken:
+            continue
+    return None
+
+
 def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
                   failed_recipients: list[str]) -> Match:
     """Find what ``message`` answers. Costs a few indexed lookups."""
@@ -91,6 +111,13 @@ def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_rep
         outbound = OutboundEmail.objects.select_related("lead").filter(pk__in=signed).order_by("-pk").first()
         if outbound:
             return Match(outbound, outbound.lead, "return path")
+    lead = token_lead(message)
+    if lead is not None:
+        # Signed with our secret for this lead alone: stronger than any header a client or a colleague's
+        # forward may have set, and the sender need not be the lead's address at all.
+        sent = (OutboundEmail.objects.select_related("lead").filter(lead=lead, status__in=CONTACTED)
+                .order_by("-sent_at", "-pk"))
+        return Match(sent.filter(mailbox_id=mailbox_id).first() or sent.first(), lead, "unsubscribe token")
     thread = _ids(in_reply_to, references)
     if thread:
         outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)

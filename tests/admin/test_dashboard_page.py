@@ -1,13 +1,14 @@
 """The CAM dashboard page in the admin: health, the worker and each campaign's stored rates."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cam.decisions import metrics_compute
 from cam.models import InboundEmail
 from tests.decisions.helpers import answer, sends
-from tests.factories import CampaignFactory, MailboxFactory, WorkerHeartbeatFactory
+from tests.factories import CampaignFactory, MailboxFactory, UserFactory, WorkerHeartbeatFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -58,3 +59,21 @@ def test_its_queries_do_not_grow_with_campaigns(admin_client):
         MailboxFactory()
     metrics_compute()
     assert queries() == one
+
+
+def staff_with(client, *codenames):
+    user = UserFactory(is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="cam", codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+def test_staff_need_the_permission_to_view_job_runs(client):
+    # Job runs, their errors and the worker's state are on the page: what GET /api/cam/metrics/ asks for.
+    clerk = staff_with(client, "view_campaign")
+    assert clerk.get("/admin/dashboard/").status_code == 403
+    assert 'href="/admin/dashboard/"' not in clerk.get("/admin/").content.decode()
+
+    operator = staff_with(client, "view_jobexecution")
+    assert operator.get("/admin/dashboard/").status_code == 200
+    assert 'href="/admin/dashboard/"' in operator.get("/admin/").content.decode()

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 
 import pytest
 from django.contrib import admin
-from django.core.exceptions import TooManyFieldsSent
+from django.core.exceptions import TooManyFieldsSent, ValidationError
 from django.core.management import CommandError, call_command
 from django.http import HttpResponse
 from django.test import Client
@@ -29,6 +29,7 @@ from rest_framework_api_key.models import APIKey
 
 from cam.api.auth import actor_of
 from cam.api.serializers import StrictSerializer
+from cam.api_keys import api_key_change
 from cam.models import CamAPIKey
 from tests.factories import CamAPIKeyFactory, UserFactory
 
@@ -367,7 +368,7 @@ def test_the_command_refuses_a_bad_expiry_date(args, message):
 
 def test_the_command_refuses_a_duplicate_or_empty_or_long_name():
     run_key_command("create", "reporting")
-    with pytest.raises(CommandError, match="An API key named 'reporting' already exists"):
+    with pytest.raises(CommandError, match="An API key named 'reporting' exists already"):
         run_key_command("create", "reporting")
     with pytest.raises(CommandError, match="needs a name"):
         run_key_command("create", "  ")
@@ -426,6 +427,36 @@ def test_the_admin_revokes_keys_with_an_action_and_lists_their_rights(admin_clie
     assert (keep.revoked, drop.revoked) == (False, True)
     assert with_key(drop.key).get(URL).status_code == 401
     assert with_key(keep.key).get(URL).status_code == 200
+
+
+@pytest.mark.parametrize("change", [{"read_only": False}, {"expiry_date": None},
+                                    {"expiry_date": timezone.now() + timedelta(days=3650)}])
+def test_no_door_changes_a_keys_rights_or_expiry_once_it_is_created(change):
+    api_key = CamAPIKeyFactory(name="dashboards", read_only=True, expiry_date=timezone.now() + timedelta(days=30))
+    stored = CamAPIKey.objects.values_list("read_only", "expiry_date").get()
+
+    with pytest.raises(ValidationError, match="Fixed when the key was created"):
+        api_key_change(api_key=api_key, **change)
+    loaded = CamAPIKey.objects.get()
+    for name, value in change.items():
+        setattr(loaded, name, value)
+    with pytest.raises(ValidationError, match="Fixed when the key was created"):
+        loaded.save()
+
+    assert CamAPIKey.objects.values_list("read_only", "expiry_date").get() == stored
+    assert with_key(api_key.key).post(URL, {"name": "x"}, format="json").status_code == 403
+
+
+def test_a_key_is_renamed_and_revoked_through_the_service():
+    api_key = CamAPIKeyFactory(name="old name", read_only=True)
+    CamAPIKeyFactory(name="taken")
+    with pytest.raises(ValidationError, match="exists already"):
+        api_key_change(api_key=api_key, name="TAKEN")
+    api_key_change(api_key=api_key, name=" new name ", revoked=True)
+    api_key.refresh_from_db()
+    assert (api_key.name, api_key.revoked, api_key.read_only) == ("new name", True, True)
+    with pytest.raises(ValidationError, match="cannot be undone"):
+        api_key_change(api_key=api_key, revoked=False)
 
 
 def test_the_admin_shows_one_kind_of_key():

@@ -8,11 +8,13 @@ import threading
 from datetime import timedelta
 
 import pytest
+from django.core.cache import caches
 from django.db import OperationalError, connection
 from django.urls import reverse
 from django.utils import timezone
 from django_q.models import Schedule
 
+from cam.api import monitoring
 from cam.decisions import metrics_compute
 from cam.jobs.schedules import schedules_install
 from cam.models import HumanAlertLog
@@ -233,6 +235,40 @@ def test_it_is_unavailable_when_the_cache_loses_what_is_written(anon_api, settin
     assert response.status_code == 503
     assert response.json()["checks"][3] == {"name": "cache", "status": "failed", "message": (
         "The cache did not return what was written to it.")}
+
+
+def test_a_flood_of_health_calls_writes_the_cache_at_most_once_per_interval(anon_api, monkeypatch):
+    # The endpoint is public: each call writing a cache key (a row in the database cache) would let
+    # anyone keep the cache busy.
+    factories.WorkerHeartbeatFactory()
+    backend = type(caches["default"])
+    writes = []
+    real_set = backend.set
+    monkeypatch.setattr(backend, "set", lambda self, *args, **kwargs: writes.append(args[0]) or real_set(
+        self, *args, **kwargs))
+    clock = [1000.0]
+    monkeypatch.setattr(monitoring.cache_probe, "clock", lambda: clock[0])
+
+    for _ in range(20):
+        assert checks(anon_api.get(HEALTH))["cache"] == "ok"
+        clock[0] += 0.2
+    assert writes == ["cam:health:probe"]
+
+    clock[0] += monitoring.CACHE_PROBE_INTERVAL_SECONDS
+    assert checks(anon_api.get(HEALTH))["cache"] == "ok"
+    assert len(writes) == 2
+
+
+def test_a_failed_cache_probe_is_reported_until_the_next_probe(anon_api, settings, monkeypatch):
+    factories.WorkerHeartbeatFactory()
+    clock = [1000.0]
+    monkeypatch.setattr(monitoring.cache_probe, "clock", lambda: clock[0])
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.dummy.DummyCache"}}
+    assert anon_api.get(HEALTH).status_code == 503
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    assert anon_api.get(HEALTH).status_code == 503  # the same answer within the interval
+    clock[0] += monitoring.CACHE_PROBE_INTERVAL_SECONDS
+    assert anon_api.get(HEALTH).status_code == 200
 
 
 def test_it_ignores_a_bad_key_and_is_never_throttled(anon_api, settings):

@@ -1,6 +1,7 @@
 """Campaign actions and form validation in the back office."""
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from cam.campaigns import campaigns_pause
@@ -182,3 +183,27 @@ def test_the_admin_actions_name_the_staff_user_as_the_api_does(admin_client):
     username = admin_client.user.username
     assert (paused.status_reason, draft.status_reason) == (f"Resumed by staff:{username}",
                                                            f"Activated by staff:{username}")
+
+
+def staff_with(client, *codenames):
+    user = factories.UserFactory(is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(content_type__app_label="cam", codename__in=codenames))
+    client.force_login(user)
+    return client
+
+
+def test_the_step_preview_shows_leads_only_to_staff_who_may_view_leads(client, admin_client):
+    step = factories.SequenceStepFactory()
+    lead = factories.LeadFactory(campaign=step.campaign, email="anna@brightlane.example.com")
+    preview = reverse("admin:cam_sequencestep_preview", args=[step.pk])
+    campaign_page = reverse("admin:cam_campaign_change", args=[step.campaign.pk])
+    assert lead.email in admin_client.get(preview).content.decode()
+
+    editor = staff_with(client, "view_campaign", "change_campaign", "view_sequencestep", "change_sequencestep")
+    assert editor.get(preview).status_code == 403
+    page = editor.get(campaign_page)
+    assert page.status_code == 200 and preview not in page.content.decode()
+
+    reader = staff_with(client, "view_campaign", "view_sequencestep", "view_lead")
+    assert lead.email in reader.get(preview).content.decode()
+    assert preview in reader.get(campaign_page).content.decode()

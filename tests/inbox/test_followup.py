@@ -2,6 +2,7 @@
 
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
+from urllib.parse import unquote
 
 import pytest
 from django.urls import reverse
@@ -10,6 +11,7 @@ from django.utils import timezone
 from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.processing import replies_process
 from cam.models import HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
+from cam.outreach.unsubscribe import unsubscribe_mailto, unsubscribe_token
 from tests.factories import (
     CampaignFactory,
     InboundEmailFactory,
@@ -97,6 +99,49 @@ def test_an_unsubscribe_request_by_email_suppresses_the_address(sent):
     replies_process()
     assert state(sent.lead)[0] == Status.UNSUBSCRIBED
     assert Suppression.objects.get().email == sent.to_email
+
+
+def mailto_unsubscribe(mailbox, *, sender: str, subject: str) -> InboundEmail:
+    """What a mail client sends for the mailto address of List-Unsubscribe: a new message, no thread."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = sender, mailbox.from_email, subject
+    message["Message-ID"] = f"<unsubscribe.{InboundEmail.objects.count()}@mail.example.net>"
+    message.set_content("This message was sent automatically to unsubscribe.")
+    return InboundEmailFactory(mailbox=mailbox, raw_message=message.as_bytes(), from_email=sender,
+                               message_id=message["Message-ID"], in_reply_to="", references="",
+                               subject=subject, new_text="")
+
+
+def test_a_mailto_unsubscribe_is_matched_by_its_token_before_the_sender(sent):
+    # Sent from a colleague's address that is a lead of its own (a shared or forwarded mailbox): the
+    # token, not the sender, says whom the request is about.
+    colleague = LeadFactory(campaign=sent.campaign, email="office@brightlane.example.com",
+                            status=Status.IN_SEQUENCE, mailbox=sent.mailbox)
+    OutboundEmailFactory(lead=colleague, campaign=sent.campaign, step=sent.step, mailbox=sent.mailbox,
+                         status="SENT", sent_at=timezone.now())
+    mailto = unsubscribe_mailto(sent.lead, sent.mailbox)
+    subject = unquote(mailto.split("?subject=", 1)[1])
+
+    inbound = mailto_unsubscribe(sent.mailbox, sender=colleague.email, subject=f"Fwd: {subject}")
+    replies_process()
+
+    inbound.refresh_from_db()
+    assert (inbound.category, inbound.lead, inbound.outbound_email) == ("UNSUBSCRIBE", sent.lead, sent)
+    assert "matched by unsubscribe token" in inbound.classification_reasons
+    assert state(sent.lead)[0] == Status.UNSUBSCRIBED
+    assert state(colleague)[0] == Status.IN_SEQUENCE
+    assert list(Suppression.objects.values_list("email", flat=True)) == [sent.to_email]
+
+
+def test_a_forged_token_is_no_proof_and_the_sender_decides(sent):
+    token = unsubscribe_token(sent.lead)
+    forged = f"{token.split(':')[0]}:{'A' * 43}"
+    inbound = mailto_unsubscribe(sent.mailbox, sender="stranger@elsewhere.example.org",
+                                 subject=f"unsubscribe {forged}")
+    replies_process()
+    inbound.refresh_from_db()
+    assert (inbound.category, inbound.lead) == ("UNSUBSCRIBE", None)
+    assert state(sent.lead)[0] == Status.IN_SEQUENCE
 
 
 def test_an_out_of_office_reply_pauses_the_lead_until_the_return_date_then_it_resumes(sent):

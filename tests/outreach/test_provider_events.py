@@ -2,6 +2,7 @@
 
 import base64
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -177,6 +178,38 @@ def test_it_refuses_a_request_resend_did_not_sign_and_stores_nothing(lead, sent,
     assert not Suppression.objects.exists()
     lead.refresh_from_db()
     assert lead.status == Status.IN_SEQUENCE
+
+
+def post_signed(body: str | bytes, *, svix_id: str = "msg_odd_body"):
+    """A body of any kind, signed as Resend signs: only its content is wrong."""
+    sent_at = datetime.now(UTC)
+    text = body.decode("utf-8", "surrogateescape") if isinstance(body, bytes) else body
+    headers = {"svix-id": svix_id, "svix-timestamp": str(int(sent_at.timestamp())),
+               "svix-signature": Webhook(SECRET).sign(svix_id, sent_at, text)}
+    return Client().post(URL, data=body, content_type="application/json", headers=headers)
+
+
+@pytest.mark.parametrize("body", [
+    "this is not json", "{", '["email.bounced"]', '"email.bounced"', "null", '{"data": {}}', '{"type": 42}',
+    '{"type": "email.bounced", "data": {"headers": [1, 2]}}', "[" * 5000,
+], ids=["text", "cut", "array", "string", "null", "no type", "odd type", "odd headers", "deep"])
+def test_a_signed_body_that_is_not_an_event_is_a_json_400(lead, sent, body):
+    response = post_signed(body)
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The body is not")
+    assert not ProviderEvent.objects.exists()
+
+
+def test_a_bad_signature_is_one_warning_naming_the_reason_without_a_traceback(sent, caplog):
+    with caplog.at_level(logging.INFO):
+        response = post(resend_event("email.complained"), secret=OTHER_SECRET)
+
+    assert response.status_code == 400
+    assert response.json() == {"detail": "The request's signature could not be verified."}
+    assert [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING] == [
+        (logging.WARNING, "Resend webhook refused: the signature does not check out (No matching signature found)")]
+    assert not any(record.exc_info for record in caplog.records)
 
 
 def test_it_refuses_every_request_while_no_signing_secret_is_configured(settings, lead, sent):

@@ -3,20 +3,23 @@
     manage.py cam_api_key create "reporting" --read-only --expires 2027-01-31
     manage.py cam_api_key list
     manage.py cam_api_key revoke reporting      # or its prefix
+
+There is no command to change a key: its rights and expiry are fixed when it is created (see
+``cam.api_keys``); for others, create a new key and revoke the old one.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
+from cam.api_keys import NAME_MAX_LENGTH, api_key_create
 from cam.models import CamAPIKey
-
-NAME_MAX = CamAPIKey._meta.get_field("name").max_length
 
 
 def parse_expiry(value: str) -> dt.datetime:
@@ -44,7 +47,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser) -> None:
         actions = parser.add_subparsers(dest="action", required=True, metavar="{create,list,revoke}")
         create = actions.add_parser("create", help="Create a key and print it once.")
-        create.add_argument("name", help=f"A unique name for the key (at most {NAME_MAX} characters).")
+        create.add_argument("name", help=f"A unique name for the key (at most {NAME_MAX_LENGTH} characters).")
         create.add_argument("--read-only", action="store_true", help="The key may only read (GET), not write or "
                                                                      "run jobs.")
         create.add_argument("--expires", metavar="DATE", help="Refuse the key after this date (YYYY-MM-DD, the end "
@@ -57,18 +60,12 @@ class Command(BaseCommand):
         getattr(self, f"_{action}")(**options)
 
     def _create(self, *, name: str, read_only: bool, expires: str | None, **_) -> None:
-        name = name.strip()
-        if not name:
-            raise CommandError("The key needs a name.")
-        if len(name) > NAME_MAX:
-            raise CommandError(f"The name is {len(name)} characters long; at most {NAME_MAX} are allowed.")
         expiry = parse_expiry(expires) if expires else None
-        with transaction.atomic():
-            # Names identify keys for `revoke` and in audit trails, so two keys never share one (in any case).
-            if CamAPIKey.objects.filter(name__iexact=name).exists():
-                raise CommandError(f"An API key named {name!r} already exists: choose another name "
-                                   "(or revoke the old key first and give the new one a new name).")
-            api_key, key = CamAPIKey.objects.create_key(name=name, read_only=read_only, expiry_date=expiry)
+        try:
+            api_key, key = api_key_create(name=name, read_only=read_only, expiry_date=expiry)
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from None
+        name = api_key.name
         rights = "read-only" if read_only else "full"
         until = f", expires {api_key.expiry_date.isoformat()}" if api_key.expiry_date else ""
         self.stdout.write(f"Created {rights} API key {name!r} (prefix {api_key.prefix}{until}):\n\n{key}\n\n"
