@@ -38,7 +38,10 @@ STOPSIGNAL SIGTERM
 
 # The entrypoint applies migrations, creates the cache table and installs the schedules (unless
 # CAM_MIGRATE=false), then runs the command: gunicorn by default, or `python manage.py qcluster`
-# for the worker.
+# for the worker. The request limits are gunicorn's defaults, stated so they are a choice: a request
+# over them is answered by gunicorn itself (414, 431), before CAM sees it ("Request limits" in
+# docs/deployment.md).
 ENTRYPOINT ["/app/scripts/docker-entrypoint.sh"]
 CMD ["gunicorn", "aicmo_site.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "60", \
+     "--limit-request-line", "4094", "--limit-request-fields", "100", "--limit-request-field_size", "8190", \
      "--access-logfile", "-"]

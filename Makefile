@@ -31,12 +31,13 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos lint venv system-packages postgres-started redis-started constraints clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint venv system-packages postgres-started redis-started constraints clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
 	@echo "make test   lint, check migrations, and run the test suite on SQLite and on PostgreSQL"
 	@echo "make chaos  the reliability suite in full: 20 kill -9s, database cuts and stalls per mode (PostgreSQL)"
+	@echo "make schemathesis  every Schemathesis check and phase against a live gunicorn on a temporary database"
 	@echo "make lint   ruff check"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
@@ -125,6 +126,13 @@ chaos: $(STAMP) system-packages postgres-started redis-started
 	@mkdir -p $(TEST_RESULTS); rm -f $(TEST_RESULTS)/chaos.jsonl
 	CAM_CHAOS_KILLS=$(CHAOS_KILLS) DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest tests/reliability $(PYTEST_ARGS)
 	@echo "== figures (test-results/chaos.jsonl)"; cat $(TEST_RESULTS)/chaos.jsonl
+
+# Schemathesis against the API behind gunicorn (scripts/schemathesis-live.sh): a temporary SQLite database
+# with the demo data, a full API key, every check over the examples, coverage, fuzzing and stateful
+# phases; reports in test-results/schemathesis/. About ten minutes; `make test` runs the in-process
+# checks of tests/api/test_schema.py instead.
+schemathesis: $(STAMP)
+	scripts/schemathesis-live.sh $(PY)
 
 constraints: $(STAMP)
 	{ echo "# Every installed package pinned (make constraints). Used with -c by the Makefile and the Dockerfile."; \

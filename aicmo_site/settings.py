@@ -13,6 +13,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 
+from csp.constants import NONCE, NONE, SELF, UNSAFE_INLINE
 from django.core.exceptions import ImproperlyConfigured
 
 from aicmo_site.env import StrictEnv
@@ -57,6 +58,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "axes",
+    "csp",
     "import_export",
     "django_q",
     "anymail",
@@ -64,7 +66,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    # First, so every error under /api/ it sees (the other middleware's too) is answered in JSON.
+    # Outermost, so every answer gets the Content-Security-Policy header, the JSON errors below included.
+    "csp.middleware.CSPMiddleware",
+    # First after it, so every error under /api/ it sees (the other middleware's too) is answered in JSON.
     "cam.api.errors.JsonErrorMiddleware",
     # Before anything reads the request: a NUL character would reach the database as a 500.
     "cam.middleware.RefuseNulMiddleware",
@@ -252,6 +256,31 @@ SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
+
+# Content-Security-Policy (django-csp), on every answer: the admin, the dashboard, the lead import, the API
+# and its Swagger UI (the unsubscribe page sends a stricter one of its own, cam/views.py). Everything they
+# load comes from this site, so the policy allows this site only. No page runs an inline script or an
+# inline event handler: scripts are files (cam/static/cam/admin/*.js). A <style> or <script> element written into a template carries the
+# request's nonce (`<style nonce="{{ request.csp_nonce }}">`); the header names the nonce only on pages
+# that used it. Style attributes (`style="..."`) stay allowed: the admin's widgets and django-import-export's
+# pages write them, and an attribute can neither run code nor select other elements.
+# To extend it (a new admin theme, a CDN), add sources to the directive here, e.g. "font-src": [SELF, ...];
+# docs/configuration.md keeps the list of directives and why each is there.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF, NONCE],
+        "style-src": [SELF, NONCE],
+        "style-src-attr": [UNSAFE_INLINE],
+        # data: for the small icons the admin's and Swagger UI's style sheets embed.
+        "img-src": [SELF, "data:"],
+        "object-src": [NONE],
+        "base-uri": [SELF],
+        "form-action": [SELF],
+        # No site may frame these pages (X-Frame-Options: DENY says the same to older browsers).
+        "frame-ancestors": [NONE],
+    },
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024, minimum=1024)
 
 # --- Email ----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from cam.api.filters import NoFilters, query_filters
 from cam.api.schema import error_response
 from cam.api.serializers import (
     PATH_ID_CONVERTER,
+    TIMEZONE_HELP,
     IdRelatedField,
     StrictModelSerializer,
     StrictSerializer,
@@ -61,9 +62,9 @@ class CampaignSerializer(StrictModelSerializer):
                                       max_length=7, required=False,
                                       help_text="ISO weekdays to send on: 1 is Monday, 7 is Sunday.")
     timezone = serializers.CharField(max_length=64, required=False, validators=[validate_timezone_name],
-                                     help_text="An IANA time zone name, e.g. Europe/Berlin.")
+                                     help_text=TIMEZONE_HELP)
     mailboxes = IdRelatedField(many=True, required=False, queryset=Mailbox.objects.all(),
-                                                   help_text="Ids of the mailboxes the campaign sends from.")
+                               help_text="Ids of the mailboxes the campaign sends from (each must exist).")
     step_count = serializers.IntegerField(read_only=True, help_text="How many sequence steps it has.")
 
     class Meta:
@@ -80,11 +81,22 @@ class CampaignSerializer(StrictModelSerializer):
         ]
         read_only_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
         # Bounds the model leaves to the column type (which SQLite does not enforce): stated here, so a
-        # huge number is a 400 on every database rather than an overflow on PostgreSQL.
-        extra_kwargs = {"icp_company_size_min": {"max_value": 10_000_000},
-                        "icp_company_size_max": {"max_value": 10_000_000},
+        # huge number is a 400 on every database rather than an overflow on PostgreSQL. The rules the
+        # schema's types cannot state (a unique name, one field against another) are in the descriptions.
+        extra_kwargs = {"name": {"help_text": "Unique among campaigns (another campaign's name is a 400)."},
+                        "description": {"help_text": "Free text for staff."},
+                        "icp_company_size_min": {"max_value": 10_000_000,
+                                                 "help_text": "Smallest company size that fits; null: no lower bound."},
+                        "icp_company_size_max": {"max_value": 10_000_000,
+                                                 "help_text": "Largest company size that fits; null: no upper bound. "
+                                                              "At least icp_company_size_min."},
+                        "send_end_hour": {"help_text": "Sending stops at this hour (1–24); greater than "
+                                                       "send_start_hour."},
                         "daily_cap": {"max_value": 1_000_000},
-                        "no_reply_days": {"max_value": 3650},
+                        "no_reply_days": {"max_value": 3650,
+                                          "help_text": "Days after the last step without a reply before "
+                                                       "no_reply_outcome applies."},
+                        "no_reply_outcome": {"help_text": "The lead's status when nobody answered the sequence."},
                         "out_of_office_days": {"max_value": 365},
                         "soft_bounce_limit": {"max_value": 100}}
 
@@ -293,8 +305,17 @@ class CampaignStepSerializer(StrictModelSerializer):
         fields = ["id", "campaign", "position", "delay_days", "delay_hours", "subject_template", "body_template",
                   "html_template", "created_at", "updated_at"]
         read_only_fields = ["campaign", "created_at", "updated_at"]
-        extra_kwargs = {"position": {"max_value": 1000}, "delay_days": {"max_value": 3650},
-                        "delay_hours": {"max_value": 10_000}}
+        extra_kwargs = {"position": {"max_value": 1000,
+                                     "help_text": "1 is the first email, 2 the first follow-up, …; unique within "
+                                                  "the campaign (a position taken is a 400)."},
+                        "delay_days": {"max_value": 3650}, "delay_hours": {"max_value": 10_000},
+                        "subject_template": {"help_text": "A Django template (a syntax error is a 400 naming "
+                                                          "it). The first step needs one; follow-ups may leave "
+                                                          "it empty: they go out as “Re: <first subject>”."},
+                        "body_template": {"help_text": "Plain-text body, a Django template (a syntax error is "
+                                                       "a 400 naming it): {{ first_name|default:\"there\" }}"},
+                        "html_template": {"help_text": "Optional HTML body, a Django template (a syntax error "
+                                                       "is a 400 naming it)."}}
 
     def validate(self, attrs: dict) -> dict:
         campaign = self.context["campaign"]

@@ -46,7 +46,7 @@ def query_filters(serializer_class: type[serializers.Serializer], request: Reque
         raise serializers.ValidationError({name: ["Given more than once; give each query parameter once."]
                                            for name in repeated})
     data = {key: value for key, value in request.query_params.items() if key not in NON_FILTER_PARAMS}
-    serializer = serializer_class(data=data)
+    serializer = serializer_class(data=data, context={"query": True})
     unknown = sorted(set(data) - set(serializer.fields))
     if unknown:
         raise serializers.ValidationError({name: ["Unknown query parameter."] for name in unknown})

@@ -144,17 +144,15 @@ class JobsUnknownSerializer(serializers.Serializer):
 class JobsExecutionFilterSerializer(StrictSerializer):
     """The list's query string; any other parameter is refused by name (a typo would filter nothing)."""
 
-    job = serializers.CharField(required=False, max_length=64, help_text="A job name.")
+    job = serializers.ChoiceField(
+        required=False, choices=job_names(), help_text="A job name.",
+        error_messages={"invalid_choice": f"Unknown job; known jobs: {', '.join(job_names())}."})
     campaign = id_filter("The campaign's id.")
     status = serializers.ChoiceField(required=False, choices=JobExecution.Status.choices)
     trigger = serializers.ChoiceField(required=False, choices=JobExecution.Trigger.choices)
     started_after = serializers.DateTimeField(required=False, help_text="Started at or after (ISO 8601).")
-    started_before = serializers.DateTimeField(required=False, help_text="Started before (ISO 8601).")
-
-    def validate_job(self, value: str) -> str:
-        if value not in job_names():
-            raise serializers.ValidationError(f"Unknown job; known jobs: {', '.join(job_names())}.")
-        return value
+    started_before = serializers.DateTimeField(required=False,
+                                               help_text="Started before (ISO 8601); later than started_after.")
 
     def validate(self, attrs: dict) -> dict:
         after, before = attrs.get("started_after"), attrs.get("started_before")
@@ -216,7 +214,9 @@ class JobRunView(APIView):
             "same job it would overlap is going on (for the same campaign, for all campaigns, or - asked "
             "for all - for any campaign) answers 409 with the running execution. "
             f"Jobs: {', '.join(job_names())}."),
-        parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="The job name.")],
+        # The known names, as an enum: any other name is a 404 listing them.
+        parameters=[OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, enum=job_names(),
+                                     description="The job name.")],
         request=JobsRunInputSerializer,
         responses={
             200: OpenApiResponse(JobsExecutionSerializer, description="Ran (wait), or refused as SKIPPED."),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -14,7 +14,13 @@ from rest_framework.routers import SimpleRouter
 
 from cam.api.auth import actor_of
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters, whole_number_filter
-from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer, WholeNumberField, validate_timezone_name
+from cam.api.serializers import (
+    PATH_ID_CONVERTER,
+    TIMEZONE_HELP,
+    StrictSerializer,
+    WholeNumberField,
+    validate_timezone_name,
+)
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
 from cam.pipeline.normalize import RejectedAddress, normalize_address
@@ -50,8 +56,13 @@ class LeadInputSerializer(StrictSerializer):
     """A lead to add. The address is normalised as the harvest does (trimmed, lower case, syntax checked);
     role accounts and free-mail addresses are flagged from it."""
 
-    campaign = WholeNumberField(min_value=1, max_value=MAX_ID, help_text="The campaign's id.")
-    email = serializers.CharField(max_length=320)
+    campaign = WholeNumberField(min_value=1, max_value=MAX_ID,
+                                help_text="The campaign's id; no campaign with it is a 400 naming `campaign`.")
+    email = serializers.CharField(
+        max_length=320,
+        help_text="An email address, checked and normalised as the harvest does (trimmed, lower case, the domain "
+                  "checked): a bad address, one longer than 254 characters once normalised, one already a lead of "
+                  "the campaign or one on the suppression list is a 400 naming `email`.")
     first_name = _text("first_name")
     last_name = _text("last_name")
     company = _text("company")
@@ -61,7 +72,7 @@ class LeadInputSerializer(StrictSerializer):
     company_size = WholeNumberField(min_value=0, max_value=MAX_COMPANY_SIZE, required=False, allow_null=True)
     website = serializers.URLField(max_length=500, required=False, allow_blank=True)
     timezone = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                     validators=[validate_timezone_name], help_text="An IANA name, e.g. Europe/Berlin.")
+                                     validators=[validate_timezone_name], help_text=f"{TIMEZONE_HELP} Empty: unknown.")
 
     def validate_email(self, value: str):
         try:
@@ -81,9 +92,9 @@ class LeadInputSerializer(StrictSerializer):
                        is_free_mail=address.is_free_mail, fields=data, raw_data=raw)
 
 
-@extend_schema_field(LeadInputSerializer(many=True))
 class LeadItemsField(serializers.ListField):
-    """The items of a bulk request, each checked on its own so one bad item does not refuse the others."""
+    """The items of a bulk request, each checked on its own so one bad item does not refuse the others.
+    The schema shows each as a lead to add (cam.api.schema.LeadItemsScheme)."""
 
     # Any JSON value: an item that is not an object (null, a number, a list) is that item's error.
     child = serializers.JSONField(allow_null=True)
@@ -137,10 +148,11 @@ class LeadListQuerySerializer(StrictSerializer):
     status = serializers.ChoiceField(choices=Lead.Status.choices, required=False, help_text="Only this status.")
     score_min = whole_number_filter("Score at least this (0–100); unscored leads are left out.",
                                     min_value=0, max_value=100)
-    score_max = whole_number_filter("Score at most this (0–100); unscored leads are left out.",
+    score_max = whole_number_filter("Score at most this (0–100), at least score_min; unscored leads are left out.",
                                     min_value=0, max_value=100)
     created_after = serializers.DateTimeField(required=False, help_text="Created at or after (ISO 8601).")
-    created_before = serializers.DateTimeField(required=False, help_text="Created before (ISO 8601).")
+    created_before = serializers.DateTimeField(required=False,
+                                               help_text="Created before (ISO 8601); not earlier than created_after.")
     search = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                    help_text="Words that must each appear in the email, first or last name or "
                                              "company (any case).")

@@ -1,6 +1,11 @@
 """How the API's own pieces appear in the OpenAPI schema (drf-spectacular extensions)."""
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiSerializerExtension
+from django.conf import settings
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerExtension,
+    OpenApiSerializerFieldExtension,
+)
 from drf_spectacular.utils import OpenApiResponse
 
 from cam.api.serializers import StrictMixin
@@ -28,6 +33,21 @@ class StrictSerializerScheme(OpenApiSerializerExtension):
         if direction == "request" and schema.get("type") == "object":
             schema["additionalProperties"] = False
         return schema
+
+
+class LeadItemsScheme(OpenApiSerializerFieldExtension):
+    """The items of a bulk lead request: each a lead as for a single create, at least one and at most
+    AICMO_CAM_API_BULK_MAX_ITEMS (the field itself reads any JSON value, so that it can report a bad item
+    by its index)."""
+
+    target_class = "cam.api.leads.LeadItemsField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        from cam.api.leads import LeadInputSerializer
+
+        item = auto_schema.resolve_serializer(LeadInputSerializer, direction)
+        return {"type": "array", "items": item.ref, "minItems": 1,
+                "maxItems": settings.AICMO_CAM_API_BULK_MAX_ITEMS}
 
 
 # What the shared machinery (authentication, permissions, throttles, the capped JSON parser, the

@@ -44,16 +44,50 @@ class WholeNumberField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+def _wrong_json_type(field: serializers.Field, value: object) -> list | dict | None:
+    """The messages for ``value`` where ``field`` takes a JSON string or a JSON boolean and ``value`` is
+    something else, or None when it is of the field's type (or the field takes another type).
+
+    DRF's ``CharField`` (and so ``EmailField``, ``URLField``, ``RegexField``) turns a number into its
+    digits, and its ``BooleanField`` reads 0, 1, "yes" or "off" as booleans: ``"reason": 0`` would be the
+    reason ``"0"`` and ``"wait": 0`` false, though the schema says a string and a boolean. A list is
+    checked item by item, its messages keyed by position as DRF's ``ListField`` keys its own."""
+    if value is None:
+        return None  # allow_null decides
+    if isinstance(field, serializers.CharField):
+        return None if isinstance(value, str) else [field.error_messages["invalid"]]
+    if isinstance(field, serializers.BooleanField):
+        return None if isinstance(value, bool) else [field.error_messages["invalid"]]
+    if isinstance(field, serializers.ListField) and isinstance(value, list):
+        errors = {index: messages for index, item in enumerate(value)
+                  if (messages := _wrong_json_type(field.child, item)) is not None}
+        return errors or None
+    return None
+
+
 class StrictMixin:
-    """Refuse fields the serializer does not know, each named, instead of silently ignoring them
-    (a typo such as ``max_lead`` would otherwise do nothing and look accepted)."""
+    """What a client sends is taken as it is written, or refused by name:
+
+    - a field the serializer does not know is refused instead of silently ignored (a typo such as
+      ``max_lead`` would otherwise do nothing and look accepted);
+    - in a JSON body, a text field takes a JSON string only and a yes/no field a JSON boolean only, not
+      a number or a word DRF would read as one (``_wrong_json_type``). This holds for every such field of
+      every strict serializer, declared or derived from a model, so no field needs its own rule. A query
+      string's values are all text: filters read them with ``context={"query": True}`` (``query_filters``)
+      and their fields parse them."""
 
     def to_internal_value(self, data):
         if isinstance(data, dict):
             # Read-only fields a client echoes back (``id``, times) are ignored, as DRF does.
-            unknown = sorted(set(data) - set(self.fields))
-            if unknown:
-                raise serializers.ValidationError({name: ["Unknown field."] for name in unknown})
+            errors: dict[str, object] = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            if not self.context.get("query"):
+                for name, field in self.fields.items():
+                    if name in data and not field.read_only:
+                        messages = _wrong_json_type(field, data[name])
+                        if messages is not None:
+                            errors[name] = messages
+            if errors:
+                raise serializers.ValidationError(errors)
         return super().to_internal_value(data)
 
 
@@ -87,6 +121,8 @@ class IdRelatedField(serializers.PrimaryKeyRelatedField):
 
 # The longest IANA time zone name is 32 characters; a longer value is no zone, whatever it holds.
 TIMEZONE_MAX_LENGTH = 64
+# What the schema says of a time zone field: the zone database's names are too many for an enum.
+TIMEZONE_HELP = "An IANA time zone name, e.g. Europe/Berlin or UTC; a name the zone database does not know is a 400."
 
 
 def validate_timezone_name(value: str) -> None:

@@ -39,12 +39,14 @@ class SuppressionCreateSerializer(StrictSerializer):
     email = serializers.CharField(required=False, allow_blank=True, max_length=254,
                                   help_text="An address to suppress, normalised as a lead's address is (trimmed, "
                                             "lower case, an internationalised domain in Unicode even when given in "
-                                            "punycode). Give this or domain.")
+                                            "punycode). Give this or domain, not both.")
     domain = serializers.CharField(required=False, allow_blank=True, max_length=253,
                                    help_text="Suppress every address at this domain, e.g. example.com (Unicode or "
-                                             "punycode, stored in Unicode). Give this or email.")
-    reason = serializers.ChoiceField(choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL)
-    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="")
+                                             "punycode, stored in Unicode). Give this or email, not both.")
+    reason = serializers.ChoiceField(choices=Suppression.Reason.choices, default=Suppression.Reason.MANUAL,
+                                     help_text="Why it is suppressed.")
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000, default="",
+                                 help_text="Free text for staff.")
 
 
 @extend_schema_view(

@@ -43,10 +43,31 @@ def browser():
         browser.close()
 
 
+# Reports each Content-Security-Policy violation of a page to the test, as it happens: the page's own
+# scripts have not run yet when this does, so nothing they do goes unseen. The browser's console line
+# for the same refusal ("Refused to ...") is collected too.
+REPORT_VIOLATIONS = """
+document.addEventListener("securitypolicyviolation", (event) => {
+  window.cspViolation(`${event.effectiveDirective} refused ${event.blockedURI || "inline"} `
+                      + `at ${event.sourceFile || event.documentURI}:${event.lineNumber}`);
+});
+"""
+
+
 @pytest.fixture
 def page(browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.set_default_timeout(15_000)
     page = context.new_page()
+    violations: list[str] = []
+    page.csp_violations = violations
+
+    def on_console(message) -> None:
+        if "Content Security Policy" in message.text:
+            violations.append(f"console: {message.text}")
+
+    page.expose_function("cspViolation", lambda text: violations.append(text))
+    page.add_init_script(REPORT_VIOLATIONS)
+    page.on("console", on_console)
     yield page
     context.close()
