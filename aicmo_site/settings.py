@@ -260,10 +260,11 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Content-Security-Policy (django-csp), on every answer: the admin, the dashboard, the lead import, the API
 # and its Swagger UI (the unsubscribe page sends a stricter one of its own, cam/views.py). Everything they
 # load comes from this site, so the policy allows this site only. No page runs an inline script or an
-# inline event handler: scripts are files (cam/static/cam/admin/*.js). A <style> or <script> element written into a template carries the
-# request's nonce (`<style nonce="{{ request.csp_nonce }}">`); the header names the nonce only on pages
-# that used it. Style attributes (`style="..."`) stay allowed: the admin's widgets and django-import-export's
-# pages write them, and an attribute can neither run code nor select other elements.
+# inline event handler: scripts are files (cam/static/cam/admin/*.js). A <style> or <script> element
+# written into a template carries the request's nonce (`<style nonce="{{ request.csp_nonce }}">`); the
+# header names the nonce only on pages that used it. Style attributes (`style="..."`) stay allowed: the
+# admin's widgets and django-import-export's pages write them, and an attribute can neither run code nor
+# select other elements.
 # To extend it (a new admin theme, a CDN), add sources to the directive here, e.g. "font-src": [SELF, ...];
 # docs/configuration.md keeps the list of directives and why each is there.
 CONTENT_SECURITY_POLICY = {
