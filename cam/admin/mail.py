@@ -236,7 +236,11 @@ class InboundEmailAdmin(AuditAdmin):
 
     @admin.display(description="Why")
     def reasons(self, obj: InboundEmail) -> str:
-        return "; ".join(obj.classification_reasons[:3])
+        # A short line in the list (the whole reasons on hover and on the reply's page).
+        text = "; ".join(obj.classification_reasons[:3])
+        if len(text) <= 90:
+            return text
+        return format_html('<span title="{}">{}…</span>', text, text[:90].rsplit(" ", 1)[0])
 
     @admin.display(description="Lead", ordering="lead__email")
     def lead_link(self, obj: InboundEmail) -> str:
