@@ -421,7 +421,7 @@ SPECTACULAR_SETTINGS = {
     # The schema and its readers are for the API's users: a key or a staff session, as for the API.
     "SERVE_PERMISSIONS": ["cam.api.auth.CamAccess"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums",
-                             "cam.api.schema.document_common_errors"],
+                             "cam.api.schema.document_common_errors", "cam.api.schema.document_no_nul"],
     # Several models have a `status`: name each choice set after its model, so the components are stable
     # and readable (CampaignStatusEnum) instead of hash-suffixed (Status3c7Enum).
     "ENUM_NAME_OVERRIDES": {

@@ -51,6 +51,9 @@ campaign = Campaign.objects.order_by('pk').first()
 for lead in campaign.leads.order_by('pk')[:3]:
     InboundEmailFactory(mailbox=Mailbox.objects.order_by('pk').first(), lead=lead)
     HumanAlertLogFactory(campaign=campaign)
+    # A bounce held for a person, so confirm and dismiss have something to act on.
+    InboundEmailFactory(mailbox=Mailbox.objects.order_by('pk').first(), lead=lead, category='BOUNCE_HARD',
+                        confirmation='NEEDED')
 "
 key=$("$PY" manage.py cam_api_key create schemathesis | grep -E '^[A-Za-z0-9]{8}\.[A-Za-z0-9]+$')
 

@@ -124,3 +124,36 @@ def document_common_errors(result, generator, request, public):
             for status, description in errors.items():
                 responses.setdefault(status, {"description": description, "content": content})
     return result
+
+
+# No text CAM accepts may hold a NUL character (cam.middleware refuses one anywhere in a request, and a
+# serializer's text field refuses one in a body), so every free-text string in a request says so.
+NO_NUL = {"pattern": "^[^\\u0000]*$"}
+
+
+def _forbid_nul(schema: dict) -> None:
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & schema.keys()):
+        schema.update(NO_NUL)
+    for key in ("items", "additionalProperties"):
+        _forbid_nul(schema.get(key))
+    for child in (schema.get("properties") or {}).values():
+        _forbid_nul(child)
+    for key in ("allOf", "anyOf", "oneOf"):
+        for child in schema.get(key) or []:
+            _forbid_nul(child)
+
+
+def document_no_nul(result, generator, request, public):
+    """drf-spectacular post-processing hook: request parameters and request bodies' text fields carry
+    a pattern refusing NUL, the one character no request may hold."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                for parameter in operation.get("parameters", []):
+                    _forbid_nul(parameter.get("schema"))
+    for name, schema in result.get("components", {}).get("schemas", {}).items():
+        if name.endswith("Request"):  # COMPONENT_SPLIT_REQUEST: the bodies clients send
+            _forbid_nul(schema)
+    return result

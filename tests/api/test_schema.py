@@ -183,3 +183,29 @@ def test_request_bodies_refuse_unknown_fields_and_responses_do_not_say_so():
         assert components[name]["additionalProperties"] is False, name
     assert "additionalProperties" not in components["Campaign"]
     assert "additionalProperties" not in components["Lead"]
+
+
+def test_every_free_text_a_request_sends_says_it_may_not_hold_nul():
+    schema = generated_schema()
+    unmarked = []
+
+    def visit(where: str, node) -> None:
+        if not isinstance(node, dict):
+            return
+        free_text = node.get("type") == "string" and not {"enum", "format"} & node.keys()
+        if free_text and node.get("pattern") != "^[^\\u0000]*$":
+            unmarked.append(where)
+        for key in ("items", "additionalProperties"):
+            visit(f"{where}.{key}", node.get(key))
+        for name, child in (node.get("properties") or {}).items():
+            visit(f"{where}.{name}", child)
+
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                visit(f"{method} {path} {parameter['name']}", parameter["schema"])
+    for name, component in schema["components"]["schemas"].items():
+        if name.endswith("Request"):
+            visit(name, component)
+
+    assert unmarked == []
