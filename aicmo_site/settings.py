@@ -308,6 +308,8 @@ ANYMAIL: dict[str, object] = {}
 # --- CAM ------------------------------------------------------------------------------------------
 
 AICMO_CAM_WORKER_ENABLED = env.bool("AICMO_CAM_WORKER_ENABLED", True)
+# cam_worker keeps this to the second; the cluster's schedule runs in whole minutes, so it rounds this up
+# to the next minute and the watchdog counts that period (cam.jobs.slots.worker_interval_seconds).
 AICMO_CAM_WORKER_INTERVAL_SECONDS = env.int("AICMO_CAM_WORKER_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)
@@ -353,9 +355,6 @@ AICMO_CAM_IMAP_POLL_BUDGET_SECONDS = env.int(
 # one, then MAIL, RCPT and DATA (EMAIL_TIMEOUT still limits each read).
 AICMO_CAM_SMTP_DEADLINE_SECONDS = env.int("AICMO_CAM_SMTP_DEADLINE_SECONDS", 2 * EMAIL_TIMEOUT, minimum=1,
                                           maximum=3600)
-AICMO_RESEND_FROM_EMAIL = env.str("AICMO_RESEND_FROM_EMAIL")
-if AICMO_RESEND_FROM_EMAIL and len(env.emails("AICMO_RESEND_FROM_EMAIL")) != 1:
-    raise ImproperlyConfigured("AICMO_RESEND_FROM_EMAIL must be one email address.")
 # Resend's API for mailboxes on the Resend provider: where it is (tests point it at a local server),
 # how long one request may take, and the most requests per second this process makes (Resend's
 # default account limit is 2; a 429 is still honoured when several processes share the account).

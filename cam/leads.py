@@ -34,13 +34,12 @@ FINAL_STATUSES = (Status.UNSUBSCRIBED, Status.BOUNCED)
 # may re-decide): a reply applies its whole follow-up. Every other status is closed: a conversation a
 # person took over, an outcome (a reply's, a silence's or a sale's) or a final status. A reply does not
 # reopen a closed lead or move it sideways; ``cam.followup`` says what it still does.
+# They are also the leads still waiting to be mailed, or being mailed, so the ones a suppression of
+# their address or a colleague's reply stops; closed leads (a reply, a sale, an earlier bounce) keep
+# their status, and the suppression alone protects them.
 OPEN_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
 CLOSED_STATUSES = tuple(status for status in Status if status not in OPEN_STATUSES)
 
-# Leads of the same address elsewhere that are waiting to be mailed, or being mailed: once the
-# address is suppressed they never will be, so they are stopped with the reason. Leads past that
-# (a reply, a sale, an earlier bounce) keep their status: the suppression alone protects them.
-STOPPABLE_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
 # Emails not yet handed to a provider (a CLAIMED row's sender checks its claim before sending); a
 # SENDING row is in flight and is left to the sender.
 CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED,
@@ -96,7 +95,7 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     kept = Lead.objects.filter(pk=lead.pk, status__in=keep_statuses).exclude(status=to_status).values_list(
         "status", flat=True).first()
     own_rows = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses)
-    other_rows = Lead.objects.filter(email__in=spellings, status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+    other_rows = Lead.objects.filter(email__in=spellings, status__in=OPEN_STATUSES).exclude(pk=lead.pk)
     own_reason = f"The address {what_happened} ({source})."
     other_reason = f"The address {what_happened} (campaign “{lead.campaign}”, {source})."
     lead_events_record(list(own_rows.values_list("pk", "status")), to_status=to_status, actor=actor, reason=own_reason,
@@ -204,7 +203,7 @@ def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email=Non
     campaign's "stop the company on a reply" setting): the conversation is now with their colleague."""
     now = timezone.now()
     rows = Lead.objects.filter(campaign_id=lead.campaign_id, email_domain=lead.email_domain,
-                               status__in=STOPPABLE_STATUSES).exclude(pk=lead.pk)
+                               status__in=OPEN_STATUSES).exclude(pk=lead.pk)
     found = list(rows.values_list("pk", "status"))
     lead_events_record(found, to_status=Status.NURTURE, actor=actor, reason=reason, inbound_email=inbound_email)
     rows.update(status=Status.NURTURE, status_reason=reason, status_changed_at=now, updated_at=now,

@@ -1,7 +1,9 @@
 """Settings refuse bad values by name, and production settings pass Django's deploy checks."""
 
+import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +144,39 @@ def test_a_postgresql_connection_gives_up_on_a_silent_database_instead_of_hangin
     refused = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                          DATABASE_TIMEOUT_SECONDS="1")
     assert refused.returncode != 0 and "DATABASE_TIMEOUT_SECONDS" in refused.stderr
+
+
+# Documented beside the settings, though settings.py does not read them; each with why.
+NOT_READ_BY_SETTINGS = {
+    "DJANGO_SUPERUSER_USERNAME": "read by manage.py cam_admin_user when it creates the first login",
+    "DJANGO_SUPERUSER_PASSWORD": "read by manage.py cam_admin_user when it creates the first login",
+    "DJANGO_SUPERUSER_EMAIL": "read by manage.py cam_admin_user when it creates the first login",
+}
+
+
+def variables_read_by_settings() -> set[str]:
+    """Every ``env.<reader>("NAME", ...)`` in settings.py: the settings read the environment only so."""
+    tree = ast.parse((ROOT / "aicmo_site" / "settings.py").read_text())
+    return {node.args[0].value for node in ast.walk(tree)
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and isinstance(node.func.value, ast.Name) and node.func.value.id == "env"
+            and node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)}
+
+
+def not_a_secret(names: set[str]) -> set[str]:
+    # CAM_SECRET_ variables are secrets that records name, not settings; the docs may show one as an example.
+    return {name for name in names if not name.startswith("CAM_SECRET_")}
+
+
+@pytest.mark.parametrize(("document", "pattern"), [
+    (".env.example", r"^# ([A-Z][A-Z0-9_]*)="),
+    ("docs/configuration.md", r"^\| `([A-Z][A-Z0-9_]*)` \|"),
+])
+def test_every_variable_the_settings_read_is_documented_and_nothing_documented_is_unread(document, pattern):
+    read = variables_read_by_settings()
+    assert len(read) > 40, "settings.py no longer reads the environment through env.<reader>(\"NAME\")"
+    assert not read & set(NOT_READ_BY_SETTINGS), "an exception is read by the settings now; drop it from the list"
+    documented = not_a_secret(set(re.findall(pattern, (ROOT / document).read_text(), flags=re.MULTILINE)))
+    assert sorted(read - documented) == [], f"read by settings.py but missing from {document}"
+    assert sorted(documented - read - set(NOT_READ_BY_SETTINGS)) == [], f"in {document} but read by nothing"
+    assert sorted(set(NOT_READ_BY_SETTINGS) - documented) == [], f"missing from {document}"

@@ -11,11 +11,11 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db.models import F, Max
 from django.utils import timezone
 
 from cam.alerts.service import alert_queue
+from cam.jobs.slots import worker_interval_seconds
 from cam.models import HumanAlertLog, WorkerHeartbeat
 
 Status = WorkerHeartbeat.Status
@@ -25,7 +25,8 @@ STALE_AFTER_INTERVALS = 3
 
 
 def stale_after() -> timedelta:
-    return timedelta(seconds=STALE_AFTER_INTERVALS * settings.AICMO_CAM_WORKER_INTERVAL_SECONDS)
+    """Three of the intervals cycles really come at (``worker_interval_seconds``)."""
+    return timedelta(seconds=STALE_AFTER_INTERVALS * worker_interval_seconds())
 
 
 def heartbeat_cycle_started(*, worker_id: str, now: datetime | None = None) -> None:
@@ -102,7 +103,7 @@ def watchdog_check(*, now: datetime | None = None) -> dict[str, int]:
         alert_type=HumanAlertLog.AlertType.WORKER_STALE,
         title=f"No CAM worker seen since {last_seen:%Y-%m-%d %H:%M} UTC",
         body=(f"No worker has reported for {int((now - last_seen).total_seconds())} s (more than "
-              f"{STALE_AFTER_INTERVALS} intervals of {settings.AICMO_CAM_WORKER_INTERVAL_SECONDS} s). Emails are "
+              f"{STALE_AFTER_INTERVALS} intervals of {worker_interval_seconds()} s). Emails are "
               f"not being sent and inboxes are not being read until a worker runs again: check `manage.py "
               f"cam_worker` or the qcluster."),
         idempotency_key=key)

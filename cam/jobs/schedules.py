@@ -10,7 +10,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from cam.jobs.slots import slot_for
+from cam.jobs.slots import scheduled_period_seconds, slot_for
 
 PREFIX = "cam: "
 DAY = 86_400
@@ -45,9 +45,12 @@ def declared_schedules() -> list[ScheduleSpec]:
         ScheduleSpec(name="qualify", job="qualify", every_seconds=DAY, offset_seconds=3 * 3600 + 30 * 60),
     ]
     if settings.AICMO_CAM_WORKER_ENABLED:
-        interval = settings.AICMO_CAM_WORKER_INTERVAL_SECONDS
-        # The cycle sends, polls, processes replies, handles no-reply timeouts and dispatches alerts,
-        # so the jobs that do those parts alone are for people running them by hand.
+        # The period q2 really keeps, so each run's slot (and the watchdog's count of intervals) is the
+        # period the cluster fires at, not a setting of seconds it cannot honour.
+        interval = scheduled_period_seconds(settings.AICMO_CAM_WORKER_INTERVAL_SECONDS)
+        # The cycle sends, polls, processes replies, handles no-reply timeouts, records metrics,
+        # evaluates rules and dispatches alerts, so the jobs that do those parts alone are for people
+        # running them by hand.
         specs += [
             ScheduleSpec(name="worker cycle", job="worker_cycle", every_seconds=interval),
             ScheduleSpec(name="watchdog", job="watchdog", every_seconds=interval),
@@ -57,7 +60,8 @@ def declared_schedules() -> list[ScheduleSpec]:
 
 def _q2_fields(spec: ScheduleSpec) -> dict:
     # q2 has no cron parser by default; MINUTES repeats every n minutes from next_run, which we align
-    # to the slot grid so runs start on the hour they are declared for.
+    # to the slot grid so runs start on the hour they are declared for. Declared periods are whole
+    # minutes (``scheduled_period_seconds``), so n is exact.
     return {
         "func": "cam.jobs.tasks.run_scheduled_job",
         "kwargs": f"job={spec.job!r}, every_seconds={spec.every_seconds}, offset_seconds={spec.offset_seconds}",

@@ -10,7 +10,8 @@ from django.utils import timezone
 
 from cam.jobs import cycle
 from cam.jobs.cycle import worker_cycle_run
-from cam.jobs.recovery import workers_reconcile
+from cam.jobs.heartbeat import stale_after
+from cam.jobs.recovery import watchdog_run, workers_reconcile
 from cam.jobs.runner import WORKER_DIED
 from cam.models import JobExecution, Lease, WorkerHeartbeat
 from tests.factories import JobExecutionFactory, LeaseFactory, WorkerHeartbeatFactory
@@ -51,6 +52,19 @@ def test_it_marks_workers_not_seen_for_three_intervals_lost(settings):
     assert workers_reconcile()["workers_lost"] == 1
     assert [(h.worker_id, h.status, h.current_step) for h in WorkerHeartbeat.objects.order_by("pk")] == [
         (gone.worker_id, "LOST", ""), (stopped.worker_id, "STOPPED", ""), (fresh.worker_id, "RUNNING", "")]
+
+
+@pytest.mark.parametrize(("scheduled", "stale_seconds"), [(True, 180), (False, 15)])
+def test_the_watchdog_counts_the_intervals_cycles_really_come_at(settings, scheduled, stale_seconds):
+    # 5 s between cycles: cam_worker keeps it, but q2's schedule fires once a minute. A worker last seen
+    # at the previous scheduled cycle is alive under the schedule and silent for cam_worker.
+    settings.AICMO_CAM_WORKER_INTERVAL_SECONDS = 5
+    settings.AICMO_CAM_WORKER_ENABLED = scheduled
+    assert stale_after() == timedelta(seconds=stale_seconds)
+    WorkerHeartbeatFactory(status="IDLE", last_seen_at=ago(seconds=50))
+
+    counts = watchdog_run()
+    assert (counts["workers_lost"], counts["stale"]) == ((0, 0) if scheduled else (1, 1))
 
 
 def test_it_releases_expired_leases_and_keeps_live_ones():

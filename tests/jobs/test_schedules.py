@@ -50,6 +50,19 @@ def test_it_installs_the_schedules_once_and_updates_them_by_name():
     assert (repaired["updated"], repaired["removed"]) == (["cam: score"], ["cam: retired"])
 
 
+@pytest.mark.django_db
+@pytest.mark.parametrize(("interval", "minutes"), [(5, 1), (60, 1), (90, 2), (600, 10)])
+def test_the_worker_schedules_declare_the_whole_minutes_q2_keeps(settings, interval, minutes):
+    # q2 repeats in whole minutes: the slot each run computes must come from the same period, or two
+    # runs land in one slot and the second is skipped.
+    settings.AICMO_CAM_WORKER_INTERVAL_SECONDS = interval
+    schedules_install(now=datetime(2026, 11, 22, 1, 0, tzinfo=UTC))
+    for name in ("cam: worker cycle", "cam: watchdog"):
+        schedule = Schedule.objects.get(name=name)
+        assert (schedule.schedule_type, schedule.minutes) == (Schedule.MINUTES, minutes)
+        assert f"every_seconds={minutes * 60}," in schedule.kwargs
+
+
 @pytest.mark.django_db(transaction=True)
 def test_it_runs_a_due_schedule_through_the_cluster_and_records_the_execution():
     schedules_install()
