@@ -16,7 +16,8 @@ from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import campaign_save_settings, campaigns_activate, campaigns_pause, campaigns_resume
 from cam.decisions import campaign_rules_ensure_defaults
-from cam.jobs.queue import job_enqueue
+from cam.jobs.registry import UnknownJob
+from cam.jobs.request import JobRefused, job_request
 from cam.leads import staff_actor
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.fields import WEEKDAYS
@@ -251,11 +252,26 @@ class CampaignAdmin(admin.ModelAdmin):
         self._report(request, queryset, changed, "activated", ("DRAFT",))
 
     def _queue(self, request, queryset, job: str) -> None:
-        ids = list(queryset.values_list("pk", flat=True))
-        for campaign_id in ids:
-            job_enqueue(job=job, campaign_id=campaign_id, trigger=JobExecution.Trigger.ADMIN)
-        self.message_user(request, f"Queued {job} for {len(ids)} campaign(s). Its results appear under Job "
-                                   f"executions as soon as the task queue has run it.", messages.SUCCESS)
+        """Queue ``job`` for each selected campaign through ``job_request``, as the API would queue it."""
+        queued, refusals = 0, []
+        for campaign in queryset.order_by("pk"):
+            try:
+                outcome = job_request(job, where="queue", trigger=JobExecution.Trigger.ADMIN, campaign=campaign)
+            except (UnknownJob, JobRefused) as exc:
+                # The job's rules are the same for every campaign: one message says it for all.
+                self.message_user(request, str(exc), messages.ERROR)
+                return
+            if outcome.queued:
+                queued += 1
+            elif outcome.busy:
+                refusals.append(outcome.busy_message)
+            else:
+                refusals.append(f"Campaign {campaign.pk}: {outcome.result.reason}")
+        if queued:
+            self.message_user(request, f"Queued {job} for {queued} campaign(s). Its results appear under Job "
+                                       f"executions as soon as the task queue has run it.", messages.SUCCESS)
+        for refusal in refusals:
+            self.message_user(request, refusal, messages.WARNING)
 
     @admin.action(description="Run now: harvest lead sources", permissions=["run_jobs"])
     def run_harvest(self, request, queryset):

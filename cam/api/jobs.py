@@ -1,9 +1,10 @@
 """API: jobs — run one now or queue it to the cluster; list and read job executions.
 
-A run goes through ``cam.jobs.runner.run_job`` (``wait``) or ``cam.jobs.queue.job_enqueue`` (queued), so
-the runner's rules hold for every door: one run per job, campaign and slot (a second run of the slot,
-ran or queued, is recorded and answered as SKIPPED), and never two overlapping runs of a job: for the
-same campaign, or one for a campaign and one for all (here: 409). Only quick jobs run in the request.
+A run goes through ``cam.jobs.request.job_request``, as from every other door: the job's rules (its
+campaign, its parameters, whether it may run in the request) are its spec's, and the runner's hold: one
+run per job, campaign and slot (a second run of the slot, ran or queued, is recorded and answered as
+SKIPPED), and never two overlapping runs of a job: for the same campaign, or one for a campaign and one
+for all (here: 409). Only quick jobs run in the request.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from datetime import UTC, datetime
 
 from django.db.models import QuerySet
 from django.urls import path, reverse
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, generics, serializers, status
@@ -23,33 +23,16 @@ from cam.api.errors import Conflict
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters
 from cam.api.schema import error_response
 from cam.api.serializers import StrictSerializer, WholeNumberField
-from cam.jobs.queue import job_enqueue, job_is_queued
-from cam.jobs.registry import UnknownJob, get_job, job_names
-from cam.jobs.runner import (
-    ALREADY_RUNNING,
-    execution_id_for,
-    forced_execution_id_for,
-    job_refuse,
-    lease_campaign_id,
-    run_job,
-    running_execution,
-    running_lease,
-)
-from cam.models import Campaign, JobExecution, Lease
+from cam.jobs.registry import UnknownJob, job_names, jobs_where
+from cam.jobs.request import JobOutcome, JobRefused, job_request
+from cam.jobs.runner import ALREADY_RUNNING, running_execution
+from cam.models import Campaign, JobExecution
 
-# Jobs that work on one campaign when given one (and on every working campaign otherwise). The others
-# always work on everything: a campaign would give them a lease of their own, so they could overlap.
-CAMPAIGN_JOBS = frozenset({"harvest", "score", "qualify", "outreach"})
-# Jobs quick enough to run inside a web request (`wait: true`): they only read and write the database.
-# The others talk to outside servers (sources, SMTP, IMAP) and can outlast the web server's request
-# timeout (gunicorn's --timeout), which would kill the run half done and leave its lease held until it
-# expires; they are queued to the cluster. A job missing here (a new one) is queued only, to be safe.
-WAIT_JOBS = frozenset({"score", "qualify", "no_reply_timeouts", "watchdog"})
-# Jobs whose run in a web process would mislead: the cycle writes its worker heartbeat under the process's
-# worker id, so the health checks would report a live worker where no cluster runs.
-CLUSTER_ONLY_JOBS = {"worker_cycle": "it writes the worker heartbeat, which must come from the cluster"}
-# The parameters a job reads, by job; any other job refuses them rather than ignore them.
-PARAMETER_JOBS = {"max_leads": frozenset({"harvest"})}
+# For the help texts: the jobs that take a campaign, and those that may run in the request.
+CAMPAIGN_JOBS = jobs_where(lambda spec: spec.campaign != "refused")
+WAIT_JOBS = jobs_where(lambda spec: spec.inline_allowed)
+# The parameters a job may be sent, each read by the jobs whose spec lists it.
+PARAMETERS = ("max_leads",)
 MAX_LEADS_LIMIT = 100_000
 # Slots outside these bounds cannot be turned into an execution id in every time zone.
 SLOT_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
@@ -78,18 +61,19 @@ class JobsExecutionSerializer(serializers.ModelSerializer):
 class JobsRunInputSerializer(StrictSerializer):
     campaign = WholeNumberField(
         required=False, allow_null=True, min_value=1, max_value=MAX_ID,
-        help_text=f"Campaign id; only for {', '.join(sorted(CAMPAIGN_JOBS))}. Without it they work on every "
+        help_text=f"Campaign id; only for {', '.join(CAMPAIGN_JOBS)}. Without it they work on every "
                   "active or degraded campaign.")
     max_leads = WholeNumberField(
         required=False, allow_null=True, min_value=1, max_value=MAX_LEADS_LIMIT,
-        help_text="harvest only: create at most this many leads.")
+        help_text=f"{', '.join(jobs_where(lambda spec: 'max_leads' in spec.params))} only: create at most this "
+                  "many leads.")
     scheduled_for = serializers.DateTimeField(
         required=False, allow_null=True,
         help_text="The slot this run belongs to (ISO 8601). Default: now, a slot of its own.")
     force = serializers.BooleanField(default=False, help_text="Run even if the slot already ran (under a new id).")
     wait = serializers.BooleanField(
         default=False, help_text="true: run in this request and answer the outcome (only "
-                                 f"{', '.join(sorted(WAIT_JOBS))}); false: queue it to the cluster and answer "
+                                 f"{', '.join(WAIT_JOBS)}); false: queue it to the cluster and answer "
                                  "202 at once.")
 
     def validate_campaign(self, value: int | None) -> Campaign | None:
@@ -104,23 +88,6 @@ class JobsRunInputSerializer(StrictSerializer):
         if value is not None and not SLOT_EARLIEST <= value < SLOT_LATEST:
             raise serializers.ValidationError("Choose a slot between 1970 and 9000.")
         return value
-
-    def validate(self, attrs: dict) -> dict:
-        job = self.context["job"]
-        errors = {}
-        if attrs.get("campaign") is not None and job not in CAMPAIGN_JOBS:
-            errors["campaign"] = [f"The job {job} always works on every campaign; it takes no campaign."]
-        for name, jobs in PARAMETER_JOBS.items():
-            if attrs.get(name) is not None and job not in jobs:
-                errors[name] = [f"Only {', '.join(sorted(jobs))} takes {name}."]
-        if attrs.get("wait") and job not in WAIT_JOBS:
-            why = CLUSTER_ONLY_JOBS.get(job, "it can run for longer than a web request may last")
-            errors["wait"] = [f"The job {job} cannot run in the request: {why}. Queue it instead (leave out "
-                              "wait, or send false) and poll the url of the answer."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
-
 
 class JobsQueuedSerializer(serializers.Serializer):
     execution_id = serializers.CharField(help_text="The id the run will be recorded under.")
@@ -172,16 +139,12 @@ class JobNotFound(exceptions.NotFound):
 
 
 class JobRunning(Conflict):
-    """A run of ``job`` that the asked run would overlap is going on: the lease it holds names its scope
-    (one campaign, or all); ``campaign_id`` is the asked run's, for when the lease is gone meanwhile."""
+    """A run of the job that the asked run would overlap is going on; the body names it."""
 
-    def __init__(self, *, job: str, lease: Lease | None, campaign_id: int | None) -> None:
+    def __init__(self, outcome: JobOutcome) -> None:
         super().__init__()
-        if lease is not None:
-            campaign_id = lease_campaign_id(lease.name)
-        holder = running_execution(job=job, campaign_id=campaign_id)
-        scope = f"campaign {campaign_id}" if campaign_id else "all campaigns"
-        self.detail = {"detail": f"The job {job} is already running for {scope}; try again when it has finished.",
+        holder = running_execution(job=outcome.job, campaign_id=outcome.running_campaign_id)
+        self.detail = {"detail": outcome.busy_message,
                        "running": JobsExecutionSerializer(holder).data if holder else None}
 
 
@@ -207,7 +170,7 @@ class JobRunView(APIView):
         description=(
             "Runs the job `name` for its slot. With `wait: true` the job runs in the request and the answer "
             "is its execution record (status COMPLETED or FAILED); only quick jobs "
-            f"({', '.join(sorted(WAIT_JOBS))}) run in the request, the others answer 400 on `wait: true`. "
+            f"({', '.join(WAIT_JOBS)}) run in the request, the others answer 400 on `wait: true`. "
             "With `wait: false` (the default) it is queued to the task cluster and the answer is 202 with "
             "the id to poll. Either way, a second run for a slot that already ran, or that is queued and "
             "not run yet, answers 200 with the SKIPPED record of that refusal; a run while a run of the "
@@ -227,60 +190,29 @@ class JobRunView(APIView):
         },
     )
     def post(self, request, name: str) -> Response:
-        try:
-            get_job(name)
-        except UnknownJob:
-            raise JobNotFound(name) from None
-        serializer = JobsRunInputSerializer(data=request.data, context={"job": name, "request": request})
+        if name not in job_names():
+            raise JobNotFound(name)
+        serializer = JobsRunInputSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         attrs = serializer.validated_data
-        campaign: Campaign | None = attrs.get("campaign")
-        campaign_id = campaign.pk if campaign else None
-        params = {key: attrs[key] for key in PARAMETER_JOBS if attrs.get(key) is not None}
-        force: bool = attrs["force"]
-        slot = attrs.get("scheduled_for") or timezone.now()
-        slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
-
-        # The runner's order: a slot that already ran is refused as SKIPPED (whether or not the job is
-        # running now); so is a slot whose run is queued and not run yet; otherwise a run it would overlap
-        # is a conflict. Checked here, in a fixed number of queries, so a conflict leaves no record and a
-        # queued run is refused at once rather than later in the cluster.
-        slot_taken = not force and JobExecution.objects.filter(execution_id=slot_id).exists()
-        if not slot_taken:
-            if not force and job_is_queued(slot_id):
-                return self._already_queued(name, campaign=campaign, slot=slot, params=params, slot_id=slot_id)
-            holder = running_lease(job=name, campaign_id=campaign_id)
-            if holder is not None:
-                raise JobRunning(job=name, lease=holder, campaign_id=campaign_id)
-
-        if attrs["wait"] or slot_taken:
-            # A taken slot is refused by the runner at once (and the refusal recorded): no need for the cluster.
-            result = run_job(name, campaign=campaign, scheduled_for=slot, force=force, params=params,
-                             trigger=JobExecution.Trigger.API)
-            if result.refused_while_running:  # another run started between our check and the runner's
-                raise JobRunning(job=name, lease=running_lease(job=name, campaign_id=campaign_id),
-                                 campaign_id=campaign_id)
-            return _execution_response(result.execution_id)
-
-        execution_id = forced_execution_id_for(slot_id) if force else slot_id
-        queued = job_enqueue(job=name, trigger=JobExecution.Trigger.API, campaign_id=campaign_id, params=params,
-                             force=force, scheduled_for=slot.isoformat(), execution_id=execution_id if force else None,
-                             reserve_as=None if force else slot_id)
-        if not queued:  # another request queued the slot between our check and our reservation
-            return self._already_queued(name, campaign=campaign, slot=slot, params=params, slot_id=slot_id)
-        url = _execution_url(request, execution_id)
-        body = JobsQueuedSerializer({"execution_id": execution_id, "job": name, "campaign": campaign_id,
-                                     "scheduled_for": slot, "status": QUEUED, "url": url}).data
+        try:
+            outcome = job_request(name, where="request" if attrs["wait"] else "queue",
+                                  trigger=JobExecution.Trigger.API, campaign=attrs.get("campaign"),
+                                  params={key: attrs[key] for key in PARAMETERS if attrs.get(key) is not None},
+                                  scheduled_for=attrs.get("scheduled_for"), force=attrs["force"])
+        except UnknownJob:
+            raise JobNotFound(name) from None
+        except JobRefused as exc:
+            raise serializers.ValidationError(exc.errors) from None
+        if outcome.busy:
+            raise JobRunning(outcome)
+        if not outcome.queued:
+            return _execution_response(outcome.execution_id)
+        url = _execution_url(request, outcome.execution_id)
+        body = JobsQueuedSerializer({"execution_id": outcome.execution_id, "job": name,
+                                     "campaign": outcome.campaign_id, "scheduled_for": outcome.slot,
+                                     "status": QUEUED, "url": url}).data
         return Response(body, status=status.HTTP_202_ACCEPTED, headers={"Location": url})
-
-    @staticmethod
-    def _already_queued(name: str, *, campaign: Campaign | None, slot: datetime, params: dict,
-                        slot_id: str) -> Response:
-        result = job_refuse(name, campaign=campaign, scheduled_for=slot, params=params,
-                            trigger=JobExecution.Trigger.API,
-                            reason=f"Already queued: the run of this slot is queued as {slot_id}; poll that "
-                                   "execution for its outcome.")
-        return _execution_response(result.execution_id)
 
 
 EXECUTION_LOOKUPS = {"job": "job", "status": "status", "trigger": "trigger", "campaign": "campaign_id",

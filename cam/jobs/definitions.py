@@ -38,7 +38,8 @@ def _per_campaign(context: JobContext, work: Callable[[Campaign], dict[str, Any]
     return totals
 
 
-@job("harvest", description="Read every enabled lead source into leads.")
+@job("harvest", description="Read every enabled lead source into leads.", campaign="optional",
+     params=("max_leads",))
 def harvest(context: JobContext) -> dict[str, Any]:
     max_leads = context.params.get("max_leads")
     if max_leads is not None and (not isinstance(max_leads, int) or isinstance(max_leads, bool) or max_leads < 1):
@@ -47,17 +48,20 @@ def harvest(context: JobContext) -> dict[str, Any]:
         campaign=campaign, execution=context.execution, max_leads=max_leads))
 
 
-@job("score", description="Score uncontacted leads against the campaign's ideal-customer profile.")
+@job("score", description="Score uncontacted leads against the campaign's ideal-customer profile.",
+     campaign="optional", inline_allowed=True)
 def score(context: JobContext) -> dict[str, Any]:
     return _per_campaign(context, lambda campaign: leads_score(campaign=campaign))
 
 
-@job("qualify", description="Enrol leads that meet the minimum score; set the others aside with the reason.")
+@job("qualify", description="Enrol leads that meet the minimum score; set the others aside with the reason.",
+     campaign="optional", inline_allowed=True)
 def qualify(context: JobContext) -> dict[str, Any]:
     return _per_campaign(context, lambda campaign: leads_qualify(campaign=campaign))
 
 
-@job("outreach", description="Send due emails: recover interrupted sends, plan who gets what, then send.")
+@job("outreach", description="Send due emails: recover interrupted sends, plan who gets what, then send.",
+     campaign="optional")
 def outreach(context: JobContext) -> dict[str, Any]:
     # A schedule fans the sending out to the cluster, one task per mailbox, so several workers send
     # at once; a person running it by hand sees the sends happen in this run.
@@ -84,18 +88,23 @@ def inbox(context: JobContext) -> dict[str, Any]:
     return counts
 
 
-@job("no_reply_timeouts", description="Move leads that never answered the last step to nurture or dead.")
+@job("no_reply_timeouts", description="Move leads that never answered the last step to nurture or dead.",
+     inline_allowed=True)
 def no_reply_timeouts(context: JobContext) -> dict[str, Any]:
     return leads_no_reply_timeout()
 
 
 @job("worker_cycle", description="The autonomous worker's cycle: send, poll, replies, no-reply timeouts, alerts; "
-                                 "each step isolated, the heartbeat updated.")
+                                 "each step isolated, the heartbeat updated.",
+     # Run in a web process, the cycle would write its heartbeat under that process's worker id, and the
+     # health checks would report a live worker where no cluster runs.
+     queue_only_because="it writes the worker heartbeat, which must come from the cluster")
 def worker_cycle(context: JobContext) -> dict[str, Any]:
     return cycle_job(context)
 
 
 @job("watchdog", description="Put right what dead workers left (runs, heartbeats, leases, claimed emails); "
-                             "alert once per outage when no worker has reported for three intervals.")
+                             "alert once per outage when no worker has reported for three intervals.",
+     inline_allowed=True)
 def watchdog(context: JobContext) -> dict[str, Any]:
     return watchdog_run()

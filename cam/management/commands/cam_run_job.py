@@ -4,12 +4,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils.dateparse import parse_datetime
 
 from cam.jobs.registry import UnknownJob, job_names
-from cam.jobs.runner import Trigger, run_job
+from cam.jobs.request import JobRefused, job_request
+from cam.jobs.runner import Trigger
 from cam.models import Campaign
 
 
 class Command(BaseCommand):
-    help = "Run a CAM job now and print its result. Exit status 1 when the job failed."
+    # A door over job_request, like the API and the admin: the job's rules and refusals are theirs. It runs
+    # in the foreground, where no web request's timeout can cut a long job short.
+    help = ("Run a CAM job now and print its result. Exit status 1 when the job failed, when the job refuses "
+            "the request, or when a run it would overlap is going on.")
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("job", help=f"One of: {', '.join(job_names())}.")
@@ -35,10 +39,13 @@ class Command(BaseCommand):
                 raise CommandError("--max-leads must be at least 1.")
             params["max_leads"] = options["max_leads"]
         try:
-            result = run_job(options["job"], campaign=campaign, scheduled_for=slot, force=options["force"],
-                             params=params, trigger=Trigger.COMMAND)
-        except UnknownJob as exc:
+            outcome = job_request(options["job"], where="foreground", trigger=Trigger.COMMAND, campaign=campaign,
+                                  scheduled_for=slot, force=options["force"], params=params)
+        except (UnknownJob, JobRefused) as exc:
             raise CommandError(str(exc)) from None
+        if outcome.busy:
+            raise CommandError(outcome.busy_message)
+        result = outcome.result
         style = self.style.SUCCESS if result.ok else self.style.ERROR
         self.stdout.write(style(f"{result.job}: {result.status}") + f"  ({result.execution_id})")
         if result.reason:
