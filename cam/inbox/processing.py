@@ -121,18 +121,24 @@ def _decide(inbound: InboundEmail, decision: str, *, by: str, now) -> bool:
     return True
 
 
+def _person_decides(inbound: InboundEmail, decision: str, *, by: str) -> None:
+    """``_decide`` for a held reply a person confirms or dismisses, with who did it among its reasons;
+    raises ``NotHeld`` when it was not waiting for that."""
+    if not _decide(inbound, decision, by=by, now=timezone.now()):
+        inbound.refresh_from_db(fields=["confirmation", "confirmation_by", "confirmation_at"])
+        raise NotHeld(_not_held(inbound))
+    inbound.classification_reasons = [f"{Confirmation(decision).name.lower()} by {by}",
+                                      *inbound.classification_reasons]
+    inbound.save(update_fields=["classification_reasons"])
+
+
 @transaction.atomic
 def bounce_confirm(*, inbound: InboundEmail, by: str) -> None:
     """A person confirms a held bounce or complaint: its follow-up is applied now, with ``by`` as the
     actor its lead events and suppression name. Raises ``NotHeld`` when it is not waiting for that.
 
     ``by`` names who, as lead events do: ``staff:<username>`` or ``api-key:<name>``."""
-    now = timezone.now()
-    if not _decide(inbound, Confirmation.CONFIRMED, by=by, now=now):
-        inbound.refresh_from_db(fields=["confirmation", "confirmation_by", "confirmation_at"])
-        raise NotHeld(_not_held(inbound))
-    inbound.classification_reasons = [f"confirmed by {by}", *inbound.classification_reasons]
-    inbound.save(update_fields=["classification_reasons"])
+    _person_decides(inbound, Confirmation.CONFIRMED, by=by)
     reply_follow_up(inbound=inbound, actor=by)
 
 
@@ -140,12 +146,7 @@ def bounce_confirm(*, inbound: InboundEmail, by: str) -> None:
 def bounce_dismiss(*, inbound: InboundEmail, by: str) -> None:
     """A person dismisses a held bounce or complaint (forged, or not about our email): nothing changes
     for its lead, and it no longer counts in the metrics. Raises ``NotHeld`` when it is not waiting."""
-    now = timezone.now()
-    if not _decide(inbound, Confirmation.DISMISSED, by=by, now=now):
-        inbound.refresh_from_db(fields=["confirmation", "confirmation_by", "confirmation_at"])
-        raise NotHeld(_not_held(inbound))
-    inbound.classification_reasons = [f"dismissed by {by}", *inbound.classification_reasons]
-    inbound.save(update_fields=["classification_reasons"])
+    _person_decides(inbound, Confirmation.DISMISSED, by=by)
 
 
 def _not_held(inbound: InboundEmail) -> str:
