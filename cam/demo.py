@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -151,7 +152,7 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
         defaults={"name": "Demo mailbox", "from_name": "Alex from CAM", "provider": Mailbox.Provider.CONSOLE,
                   "daily_cap": 100, "min_gap_seconds": 0},
     )
-    before = Mailbox.objects.get(pk=mailbox.pk)
+    before = copy.copy(mailbox)  # as read: the updates below refresh ``mailbox``
     if smtp is not None:
         Mailbox.objects.filter(pk=mailbox.pk).update(
             provider=Mailbox.Provider.SMTP, smtp_host=smtp.host, smtp_port=smtp.port,

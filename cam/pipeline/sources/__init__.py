@@ -1,5 +1,5 @@
 """Lead sources: one small class per kind, chosen through a registry by ``LeadSource.kind``."""
 
-from cam.pipeline.sources.base import LeadSourceBackend, SourceError, SourceRecord, backend_class, get_backend
+from cam.pipeline.sources.base import LeadSourceBackend, SourceError, SourceRecord, get_backend
 
-__all__ = ["LeadSourceBackend", "SourceError", "SourceRecord", "backend_class", "get_backend"]
+__all__ = ["LeadSourceBackend", "SourceError", "SourceRecord", "get_backend"]

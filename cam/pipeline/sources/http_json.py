@@ -79,8 +79,8 @@ class HttpJsonSource(LeadSourceBackend):
                 raise ValidationError({key: f"Must be a number of at least {low}."})
         config.setdefault("backoff", 1.0)
         auth_env = config.get("auth_env") or ""
-        if not isinstance(auth_env, str) or (auth_env and secret_name_problem(auth_env)):
-            raise ValidationError({"auth_env": secret_name_problem(str(auth_env)) or "Name a variable."})
+        if auth_env and (problem := secret_name_problem(str(auth_env))):
+            raise ValidationError({"auth_env": problem})
         return config
 
     def __init__(self, config: Mapping[str, Any], *, sleep=time.sleep) -> None:
