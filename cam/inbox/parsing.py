@@ -33,7 +33,7 @@ from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
 
-from cam.inbox.text import html_to_text
+from cam.inbox.text import body_text
 
 # A msg-id as RFC 5322 writes it: <left@right>; broken mailers leave out the @ or the brackets.
 _MSG_ID = re.compile(r"<([^<>\s]+)>")
@@ -249,28 +249,6 @@ def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
 
 
 def _body_text(message: EmailMessage) -> str:
-    part = message.get_body(preferencelist=("plain", "html"))
-    if part is None:  # no body where get_body looks (a bare text/* of another subtype, odd nesting)
-        part = next((p for p in message.walk() if p.get_content_maintype() == "text" and not p.is_attachment()),
-                    None)
-    if part is None:
-        return ""
-    text = _part_text(part)
-    if part.get_content_subtype() == "html":
-        text = html_to_text(text)
-    return text.strip()
-
-
-def _part_text(part: Message) -> str:
-    """A text part's content, decoded with its charset; undeclared or unknown charsets read as UTF-8."""
-    payload = part.get_payload(decode=True)
-    if not isinstance(payload, bytes):
-        return ""
-    charset = (part.get_content_charset() or "utf-8").lower()
-    if charset in ("us-ascii", "ascii"):
-        charset = "utf-8"  # 8-bit text labelled ASCII is common; UTF-8 reads ASCII the same
-    try:
-        text = payload.decode(charset, "replace")
-    except LookupError:
-        text = payload.decode("utf-8", "replace")
-    return clean_text(text.replace("\r\n", "\n").replace("\r", "\n"))
+    # The classifier reads the same body (``cam.inbox.text.body_text``): what staff see stored is what
+    # was classified, made safe to store.
+    return clean_text(body_text(message)).strip()

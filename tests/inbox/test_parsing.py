@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
-from cam.inbox.parsing import ParsedMessage, html_to_text, parse_message
+import pytest
+
+from cam.inbox.parsing import ParsedMessage, clean_text, message_from_raw, parse_message
+from cam.inbox.text import body_text, html_to_text
 
 
 def crlf(text: str) -> bytes:
@@ -175,3 +179,15 @@ def test_it_returns_only_what_a_database_can_store():
 
     assert (parsed.from_name, parsed.subject, parsed.text) == ("?Lead", "?Hi", "?Yes please.")
     assert parsed.date is None  # no UTC equivalent: 10000-01-01 04:00 UTC
+
+
+CORPUS = Path(__file__).parent / "corpus"
+
+
+@pytest.mark.parametrize("path", sorted(CORPUS.glob("*.eml")), ids=lambda path: path.name)
+def test_the_stored_body_is_the_body_the_classifier_reads(path):
+    # One reading of the body for both: a reply is never stored with words other than those it was judged on.
+    raw = path.read_bytes()
+    stored = parse_message(raw).text
+    classified = body_text(message_from_raw(raw))
+    assert stored == clean_text(classified).strip()
