@@ -1,14 +1,17 @@
 """The worker cycle: every step in order with its counts, isolation, one holder at a time, the heartbeat,
 and the watchdog."""
 
+import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.db.utils import InterfaceError
 from django.utils import timezone
 
 from cam.jobs import cycle
-from cam.jobs.cycle import CYCLE_LEASE, worker_cycle_run
+from cam.jobs.cycle import CYCLE_LEASE, STEPS, worker_cycle_run
 from cam.jobs.heartbeat import watchdog_check
 from cam.jobs.leases import lease_acquire
 from cam.models import HumanAlertLog, JobExecution, Lead, Lease, OutboundEmail, WorkerHeartbeat
@@ -215,3 +218,10 @@ def test_it_runs_the_cycle_from_its_schedule_and_fans_sending_out(settings, djan
     assert OutboundEmail.objects.get(lead=lead).status != OutboundEmail.Status.SENT
     assert JobExecution.objects.get(job="worker_cycle").trigger == "schedule"
     assert WorkerHeartbeat.objects.get(worker_id="cluster-1").cycles_completed == 1
+
+
+def test_the_worker_docs_list_every_step_of_the_cycle_in_order():
+    # docs/worker.md's table is what operators read to know what a cycle does; it must not fall behind.
+    table = (Path(settings.BASE_DIR) / "docs" / "worker.md").read_text(encoding="utf-8")
+    documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
+    assert documented == list(STEPS)
