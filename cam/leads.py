@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
 from cam.pipeline.normalize import address_spellings
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 Status = Lead.Status
 

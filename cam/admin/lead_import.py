@@ -28,7 +28,7 @@ from cam.models import Campaign, Lead
 from cam.pipeline.csv_rows import UTF8, WINDOWS_1252, CsvRows
 from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record, unstorable_reason
 from cam.pipeline.sources.base import LEAD_FIELDS
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 LEAD_COLUMNS = LEAD_FIELDS
 REQUIRED_COLUMNS = ("email",)

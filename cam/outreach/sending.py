@@ -48,7 +48,7 @@ from cam.outreach.messages import build_message
 from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
 from cam.outreach.planning import SENDING_CAMPAIGNS
 from cam.outreach.providers import SendResult, get_provider
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 

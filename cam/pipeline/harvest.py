@@ -31,7 +31,7 @@ from cam.pipeline.records import (
     unstorable_reason,
 )
 from cam.pipeline.sources import SourceError, SourceRecord, get_backend
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 
