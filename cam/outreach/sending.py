@@ -41,7 +41,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from cam.budget import Budget
-from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
