@@ -6,7 +6,7 @@ already queued for a suppressed address, both through ``suppressed_addresses`` h
 here (by hand or by API) stops sending exactly as one added in the admin does. Unsubscribes, bounces
 and complaints go through ``cam.leads`` instead, which also changes the lead's status.
 
-Addresses and domains are compared in the one spelling ``cam.pipeline.normalize`` gives them (the
+Addresses and domains are compared in the one spelling ``cam.addresses`` gives them (the
 domain in Unicode, lower case), on both sides: a lead at ``exämple.com`` is suppressed by a row for
 ``xn--exmple-cua.com`` and the other way round, whichever spelling either was stored in.
 """
@@ -19,8 +19,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
 
-from cam.models import Suppression
-from cam.pipeline.normalize import (
+from cam.addresses import (
     RejectedAddress,
     address_key,
     address_spellings,
@@ -29,6 +28,7 @@ from cam.pipeline.normalize import (
     normalize_address,
     normalize_domain,
 )
+from cam.models import Suppression
 
 SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
 EMAIL_MAX_LENGTH = Suppression._meta.get_field("email").max_length
@@ -62,7 +62,7 @@ def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
 
 def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
     """The address or domain as the list stores and compares it: spelled exactly as a lead's address
-    (``cam.pipeline.normalize.normalize_address``: trimmed, the domain in Unicode even when given in
+    (``cam.addresses.normalize_address``: trimmed, the domain in Unicode even when given in
     punycode, lower case), so ``Üser@XN--EXMPLE-CUA.COM`` is stored as ``üser@exämple.com``. Any
     address a lead may hold is accepted, also at reserved domains such as ``.test``: refusing to
     suppress an address a lead already has would be worse than suppressing an odd one. Raises

@@ -22,12 +22,12 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
+from cam.addresses import address_spellings
 from cam.inbox.bounces import original_headers
 from cam.inbox.text import header
 from cam.models import Lead, OutboundEmail
 from cam.outreach.return_path import outbound_id_from_return_path
 from cam.outreach.unsubscribe import InvalidUnsubscribeToken, lead_from_token
-from cam.pipeline.normalize import address_spellings
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # What a signed token looks like (urlsafe base64, ":", urlsafe base64): a subject's other words are

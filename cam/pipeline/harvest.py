@@ -19,9 +19,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from cam.addresses import mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
-from cam.pipeline.normalize import mx_resolver
 from cam.pipeline.records import (
     CleanRecord,
     RejectedRecord,
