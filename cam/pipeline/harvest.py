@@ -30,7 +30,7 @@ from cam.pipeline.records import (
     storable_text,
     unstorable_reason,
 )
-from cam.pipeline.sources import SourceError, SourceRecord, get_backend
+from cam.sources import SourceError, SourceRecord, get_backend
 from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
