@@ -38,7 +38,7 @@ help:
 	@echo "make test   lint, check migrations, and run the test suite on SQLite and on PostgreSQL"
 	@echo "make chaos  the reliability suite in full: 20 kill -9s, database cuts and stalls per mode (PostgreSQL)"
 	@echo "make schemathesis  every Schemathesis check and phase against a live gunicorn on a temporary database"
-	@echo "make lint   ruff check"
+	@echo "make lint   ruff check, and lint-imports (the import layers and no import cycles, see pyproject.toml)"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -98,11 +98,13 @@ redis-started: system-packages
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # Lint and both database runs always all run; the target fails at the end if any of them failed.
 test: $(STAMP) system-packages postgres-started redis-started
 	@rm -rf $(TEST_RESULTS); mkdir -p $(TEST_RESULTS); failed=""; \
 	echo "== ruff check"; $(VENV)/bin/ruff check . || failed="$$failed ruff"; \
+	echo "== lint-imports"; $(VENV)/bin/lint-imports || failed="$$failed lint-imports"; \
 	echo "== makemigrations --check"; \
 	$(PY) manage.py makemigrations --check --dry-run || failed="$$failed migrations"; \
 	echo "== pytest on SQLite"; \

@@ -30,7 +30,7 @@ from django.test.utils import CaptureQueriesContext, setup_test_environment  # n
 
 
 def records(rows: int):
-    from cam.pipeline.sources import SourceRecord
+    from cam.sources import SourceRecord
 
     for n in range(rows):
         yield SourceRecord(line=n + 2, data={
@@ -86,7 +86,7 @@ def main() -> None:
         from cam.models import Campaign
         from cam.pipeline.harvest import harvest_records
         from cam.pipeline.scoring import leads_score
-        from cam.pipeline.sources.base import LeadSourceBackend
+        from cam.sources.base import LeadSourceBackend
 
         mapper = LeadSourceBackend({}).map_record
         naive = Campaign.objects.create(name="naive", icp_industries=["software"], icp_title_keywords=["cto"],

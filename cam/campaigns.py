@@ -1,18 +1,20 @@
 """Campaign status changes: the one place that pauses, resumes or activates a campaign.
 
 The admin, the API and the rules engine all call these, so a status change always carries its
-reason and time.
+reason and time. Creating a campaign (with its default rules) and editing it and its steps live
+here too; the rules engine (``cam.decisions``) depends on this module, never the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from cam.models import Campaign, Mailbox, SequenceStep
+from cam.models import Campaign, CampaignRule, Mailbox, SequenceStep
 
 Status = Campaign.Status
 
@@ -66,13 +68,34 @@ def campaign_apply_rule(*, campaign_id: int, action: str, reason: str) -> bool:
 
 # -- creating and editing campaigns and their steps -------------------------------------------------
 
+# A new campaign's rules (see cam.decisions): a threshold given as a name is read from that guard-rail field
+# of the campaign, so the bounce and complaint rules start from what staff set on it.
+Rule = CampaignRule
+DEFAULT_RULES = (
+    # (metric, comparison, threshold, window, min_sample, action)
+    (Rule.Metric.HARD_BOUNCE_RATE, Rule.Comparison.ABOVE, "max_hard_bounce_rate", 100, 20, Rule.Action.PAUSE),
+    (Rule.Metric.COMPLAINT_RATE, Rule.Comparison.ABOVE, "max_complaint_rate", 1000, 100, Rule.Action.PAUSE),
+    (Rule.Metric.POSITIVE_REPLY_RATE, Rule.Comparison.BELOW, Decimal("0.5"), 200, 200, Rule.Action.DEGRADE),
+)
+
+
+def campaign_rules_ensure_defaults(campaign: Campaign) -> int:
+    """Give ``campaign`` the default rules it has no rule for yet (by metric); returns how many were
+    created. The bounce and complaint thresholds come from the campaign's guard-rail fields. Safe to
+    call again: a metric that already has a rule (edited or disabled by staff) is left alone."""
+    present = set(CampaignRule.objects.filter(campaign=campaign).values_list("metric", flat=True))
+    rules = [CampaignRule(campaign=campaign, metric=metric, comparison=comparison,
+                          threshold=getattr(campaign, threshold) if isinstance(threshold, str) else threshold,
+                          window=window, min_sample=min_sample, action=action)
+             for metric, comparison, threshold, window, min_sample, action in DEFAULT_RULES if metric not in present]
+    CampaignRule.objects.bulk_create(rules)
+    return len(rules)
+
+
 @transaction.atomic
 def campaign_create(*, fields: dict[str, Any], mailboxes: Iterable[Mailbox] | None = None) -> Campaign:
     """Create a (draft, unless ``fields`` says otherwise) campaign with the default rules, as the admin
     does. Raises Django's ``ValidationError`` for values the model refuses."""
-    # Imported here: cam.decisions applies rules through this module, so it imports it first.
-    from cam.decisions import campaign_rules_ensure_defaults
-
     campaign = Campaign(**fields)
     campaign.full_clean()
     campaign.save()

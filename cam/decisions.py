@@ -197,27 +197,6 @@ def metrics_step() -> dict[str, int]:
 
 # -- rules -------------------------------------------------------------------------------------
 
-DEFAULT_RULES = (
-    # (metric, comparison, threshold (None: the campaign's own guard rail), window, min_sample, action)
-    (Metric.HARD_BOUNCE_RATE, CampaignRule.Comparison.ABOVE, "max_hard_bounce_rate", 100, 20, Action.PAUSE),
-    (Metric.COMPLAINT_RATE, CampaignRule.Comparison.ABOVE, "max_complaint_rate", 1000, 100, Action.PAUSE),
-    (Metric.POSITIVE_REPLY_RATE, CampaignRule.Comparison.BELOW, Decimal("0.5"), 200, 200, Action.DEGRADE),
-)
-
-
-def campaign_rules_ensure_defaults(campaign: Campaign) -> int:
-    """Give ``campaign`` the default rules it has no rule for yet (by metric); returns how many were
-    created. The bounce and complaint thresholds come from the campaign's guard-rail fields. Safe to
-    call again: a metric that already has a rule (edited or disabled by staff) is left alone."""
-    present = set(CampaignRule.objects.filter(campaign=campaign).values_list("metric", flat=True))
-    rules = [CampaignRule(campaign=campaign, metric=metric, comparison=comparison,
-                          threshold=getattr(campaign, threshold) if isinstance(threshold, str) else threshold,
-                          window=window, min_sample=min_sample, action=action)
-             for metric, comparison, threshold, window, min_sample, action in DEFAULT_RULES if metric not in present]
-    CampaignRule.objects.bulk_create(rules)
-    return len(rules)
-
-
 def _sends_after(rule: CampaignRule, after: datetime | None) -> QuerySet[OutboundEmail]:
     recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
                                           sent_at__isnull=False)

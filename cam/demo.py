@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from django.db import transaction
 from django.utils import timezone
 
-from cam.decisions import campaign_rules_ensure_defaults
+from cam.campaigns import campaign_rules_ensure_defaults
 from cam.models import Campaign, Lead, Mailbox, MailboxFolder, Security, SequenceStep
 from cam.secret_settings import secret_changes, secret_changes_record
 

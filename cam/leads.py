@@ -17,9 +17,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from cam.addresses import address_spellings
 from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
-from cam.pipeline.normalize import address_spellings
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 Status = Lead.Status
 
@@ -82,7 +82,7 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     recorded as a ``LeadEvent``.
     """
     now = timezone.now()
-    # The address as stored and compared (``cam.pipeline.normalize``), and the other spellings a lead,
+    # The address as stored and compared (``cam.addresses``), and the other spellings a lead,
     # an email or a suppression of it may have been stored under.
     spellings = address_spellings(lead.email)
     suppressed = False
@@ -279,7 +279,7 @@ def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = 
 
 @dataclass(frozen=True)
 class NewLead:
-    """A lead to add: its campaign, its normalised address (``cam.pipeline.normalize``) and profile fields."""
+    """A lead to add: its campaign, its normalised address (``cam.addresses``) and profile fields."""
 
     campaign_id: int
     email: str

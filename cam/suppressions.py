@@ -1,35 +1,68 @@
-"""Putting addresses and domains on the suppression list, and taking them off, by hand or by API.
+"""The suppression list: who must never be mailed, by address and by whole domain — reading it and changing it.
 
 A row in ``Suppression`` is all it takes to stop mail: planning (``cam.outreach.planning``) blocks a
 suppressed lead before an email is created, and sending (``cam.outreach.sending``) cancels an email
-already queued for a suppressed address, both through ``cam.pipeline.suppressions``. So adding a row
-here stops sending exactly as one added in the admin does. Unsubscribes, bounces and complaints go
-through ``cam.leads`` instead, which also changes the lead's status.
+already queued for a suppressed address, both through ``suppressed_addresses`` here. So a row added
+here (by hand or by API) stops sending exactly as one added in the admin does. Unsubscribes, bounces
+and complaints go through ``cam.leads`` instead, which also changes the lead's status.
+
+Addresses and domains are compared in the one spelling ``cam.addresses`` gives them (the
+domain in Unicode, lower case), on both sides: a lead at ``exämple.com`` is suppressed by a row for
+``xn--exmple-cua.com`` and the other way round, whichever spelling either was stored in.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
-from cam.models import Suppression
-from cam.pipeline.normalize import (
+from cam.addresses import (
     RejectedAddress,
+    address_key,
     address_spellings,
+    domain_key,
     domain_spellings,
     normalize_address,
     normalize_domain,
 )
+from cam.models import Suppression
 
 SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
 EMAIL_MAX_LENGTH = Suppression._meta.get_field("email").max_length
 DOMAIN_MAX_LENGTH = Suppression._meta.get_field("domain").max_length
 
 
+def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
+    """The given addresses that are suppressed, each (as given) with the reason for staff. One query."""
+    emails = list(dict.fromkeys(emails))
+    if not emails:
+        return {}
+    keys = {email: address_key(email) for email in emails}
+    domains = {email: domain_key(key.rpartition("@")[2]) for email, key in keys.items()}
+    spelled_emails = {spelling for email in emails for spelling in address_spellings(email)}
+    spelled_domains = {spelling for domain in set(domains.values()) for spelling in domain_spellings(domain)}
+    blocked_emails, blocked_domains = set(), set()
+    for email, domain in Suppression.objects.filter(
+            Q(email__in=spelled_emails) | Q(domain__in=spelled_domains)).values_list("email", "domain"):
+        if email:
+            blocked_emails.add(address_key(email))
+        else:
+            blocked_domains.add(domain_key(domain))
+    found = {}
+    for email in emails:
+        if keys[email] in blocked_emails:
+            found[email] = f"{keys[email]} is on the suppression list"
+        elif domains[email] in blocked_domains:
+            found[email] = f"the domain {domains[email]} is on the suppression list"
+    return found
+
+
 def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
     """The address or domain as the list stores and compares it: spelled exactly as a lead's address
-    (``cam.pipeline.normalize.normalize_address``: trimmed, the domain in Unicode even when given in
+    (``cam.addresses.normalize_address``: trimmed, the domain in Unicode even when given in
     punycode, lower case), so ``Üser@XN--EXMPLE-CUA.COM`` is stored as ``üser@exämple.com``. Any
     address a lead may hold is accepted, also at reserved domains such as ``.test``: refusing to
     suppress an address a lead already has would be worse than suppressing an odd one. Raises

@@ -4,7 +4,9 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cam.demo import DEMO_CAMPAIGN_NAME
-from cam.models import Campaign, Lead, Mailbox, SecretSettingChange, SequenceStep
+from cam.jobs.runner import lease_name_for
+from cam.locks import lease_acquire
+from cam.models import Campaign, JobExecution, Lead, Mailbox, SecretSettingChange, SequenceStep
 
 pytestmark = pytest.mark.django_db
 
@@ -84,3 +86,15 @@ def test_pointing_the_demo_mailbox_at_a_server_is_recorded():
     recorded = {(c.field, c.new_value, c.actor) for c in SecretSettingChange.objects.all()}
     assert {("smtp_host", "127.0.0.1", "command:cam_demo"),
             ("smtp_password_env", "CAM_SECRET_DEMO_SMTP", "command:cam_demo")} <= recorded
+
+
+def test_it_says_a_job_is_running_elsewhere_and_still_enrols():
+    # cam_demo runs its jobs through job_request, as cam_run_job does: a score run going on elsewhere makes
+    # that job busy (nothing recorded for it), and qualify still runs and is recorded as the command's.
+    lease_acquire(name=lease_name_for(job="score", campaign_id=None), holder="other-host:1")
+    output = run_demo()
+    assert "score: not run. The job score is already running for all campaigns" in output
+    assert "qualify: COMPLETED" in output
+    assert not JobExecution.objects.filter(job="score").exists()
+    assert list(JobExecution.objects.values_list("job", "trigger", "status")) == [
+        ("qualify", JobExecution.Trigger.COMMAND, JobExecution.Status.COMPLETED)]

@@ -17,8 +17,8 @@ from cam.admin.campaigns import LeadSourceInline
 from cam.models import AlertChannel, LeadSource, Mailbox, SecretSettingChange
 from cam.outreach.providers.smtp import SmtpProvider
 from cam.pipeline.harvest import harvest_source
-from cam.pipeline.sources import SourceError
 from cam.secrets import MissingSecret, secret_from_env
+from cam.sources import SourceError
 from tests.factories import AlertChannelFactory, CampaignFactory, LeadSourceFactory, MailboxFactory, UserFactory
 from tests.outreach.test_providers import outreach_message
 from tests.servers.http import Reply

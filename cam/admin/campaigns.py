@@ -14,8 +14,13 @@ from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
-from cam.campaigns import campaign_save_settings, campaigns_activate, campaigns_pause, campaigns_resume
-from cam.decisions import campaign_rules_ensure_defaults
+from cam.campaigns import (
+    campaign_rules_ensure_defaults,
+    campaign_save_settings,
+    campaigns_activate,
+    campaigns_pause,
+    campaigns_resume,
+)
 from cam.jobs.registry import UnknownJob
 from cam.jobs.request import JobRefused, job_request
 from cam.leads import staff_actor

@@ -3,7 +3,7 @@
 An import adds leads to one campaign, chosen on the form. Every line of the file either becomes a
 lead or is rejected with its line number and the reason; the good lines are imported even when
 others are bad — including lines the database could not store (a NUL character) and lines the CSV
-reader gives up on (an unclosed quote, a line over the size cap; see ``cam.pipeline.csv_rows``).
+reader gives up on (an unclosed quote, a line over the size cap; see ``cam.sources.csv_rows``).
 ``LeadImportResource.before_import`` judges the whole file in one pass (a constant number of
 queries), ``import_row`` lets the accepted rows through and skips the rest, and the rejections
 travel to the preview page and the success message on the ``LeadImportResult``.
@@ -25,10 +25,10 @@ from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.results import Result, RowResult
 
 from cam.models import Campaign, Lead
-from cam.pipeline.csv_rows import UTF8, WINDOWS_1252, CsvRows
 from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record, unstorable_reason
-from cam.pipeline.sources.base import LEAD_FIELDS
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.sources.base import LEAD_FIELDS
+from cam.sources.csv_rows import UTF8, WINDOWS_1252, CsvRows
+from cam.suppressions import suppressed_addresses
 
 LEAD_COLUMNS = LEAD_FIELDS
 REQUIRED_COLUMNS = ("email",)

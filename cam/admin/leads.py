@@ -21,7 +21,7 @@ from cam.admin.lead_import import (
     LeadImportResult,
 )
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
-from cam.pipeline.csv_rows import CsvFileError
+from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
 
 # Lines listed in the message after an import; the preview page lists them all.

@@ -12,6 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from cam.addresses import RejectedAddress, normalize_address
 from cam.api.auth import actor_of
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters, whole_number_filter
 from cam.api.serializers import (
@@ -23,7 +24,6 @@ from cam.api.serializers import (
 )
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
-from cam.pipeline.normalize import RejectedAddress, normalize_address
 from cam.pipeline.records import MAX_COMPANY_SIZE
 
 # -- serializers ------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 In order of trust: the message came back to one of our signed return paths (``Delivered-To``,
 ``X-Original-To``, ``To``…, or the ``Return-Path`` of the original it carries; see
-``cam.outreach.return_path``); the subject carries a lead's unsubscribe token (the mailto address of
+``cam.return_path``); the subject carries a lead's unsubscribe token (the mailto address of
 our ``List-Unsubscribe`` header puts it there, signed, so it names its lead even when the request
 comes from another address or without thread headers); the thread headers (``In-Reply-To``,
 ``References``) point at our Message-ID; a bounce or a complaint carries our original message inside
@@ -22,12 +22,12 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
+from cam.addresses import address_spellings
 from cam.inbox.bounces import original_headers
 from cam.inbox.text import header
 from cam.models import Lead, OutboundEmail
-from cam.outreach.return_path import outbound_id_from_return_path
 from cam.outreach.unsubscribe import InvalidUnsubscribeToken, lead_from_token
-from cam.pipeline.normalize import address_spellings
+from cam.return_path import outbound_id_from_return_path
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 # What a signed token looks like (urlsafe base64, ":", urlsafe base64): a subject's other words are

@@ -42,7 +42,7 @@ from django.utils import timezone
 from cam.deadlines import CancelScope
 from cam.inbox.imap import FetchedMessage, ImapError, ImapFolderError, ImapInbox
 from cam.inbox.parsing import parse_message
-from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import InboundEmail, Mailbox, MailboxFolder
 from cam.secrets import MissingSecret, secret_from_env
 

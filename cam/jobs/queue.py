@@ -10,8 +10,8 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from cam.jobs.leases import lease_acquire, lease_release
 from cam.jobs.registry import get_job
+from cam.locks import lease_acquire, lease_release
 from cam.models import Lease
 
 

@@ -91,5 +91,7 @@ def jobs_where(test: Callable[[JobSpec], bool]) -> list[str]:
 
 
 def _load_jobs() -> None:
-    # Jobs register themselves on import; importing the module that lists them is enough.
+    # Jobs register themselves on import; importing the module that lists them is enough. Imported here, on
+    # first use, not at the top: the jobs import the runner (the worker cycle runs its steps through it),
+    # and the runner looks jobs up here. The import contracts in pyproject.toml allow this one import.
     from cam.jobs import definitions  # noqa: F401

@@ -1,5 +1,5 @@
-"""``job_request``: what every door (the API, ``cam_run_job``, the admin's run-now actions) calls to run a
-job now or queue it, so the same request gets the same answer whichever door it came through.
+"""``job_request``: what every door (the API, ``cam_run_job``, the admin's run-now actions, ``cam_demo``) calls
+to run a job now or queue it, so the same request gets the same answer whichever door it came through.
 
 It holds the request to the job's spec (``cam.jobs.registry.JobSpec``: whether it takes a campaign,
 which parameters it reads, whether it may run inside a web request), then goes the runner's way: a slot

@@ -21,8 +21,8 @@ from django.db import DatabaseError, IntegrityError, InterfaceError, Operational
 from django.db.models import Q
 from django.utils import timezone
 
-from cam.jobs.leases import lease_acquire, lease_release, lease_renew
 from cam.jobs.registry import JobContext, get_job
+from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Campaign, JobExecution, Lease
 
 logger = logging.getLogger(__name__)

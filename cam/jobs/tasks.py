@@ -9,9 +9,9 @@ from typing import Any
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from cam.jobs.leases import lease_release
 from cam.jobs.runner import JobResult, Trigger, run_job
 from cam.jobs.slots import slot_for
+from cam.locks import lease_release
 from cam.models import Campaign
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from django.db.models import Q, Value
 from django.db.models.functions import StrIndex, Substr
 
 from cam.models.fields import LowercaseCharField, LowercaseEmailField, validate_domain, validate_timezone
-from cam.pipeline.sources.base import config_check
+from cam.sources.base import config_check
 
 
 class LeadSource(models.Model):

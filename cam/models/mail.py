@@ -8,7 +8,7 @@ from django.db import models
 from django.db.models import Q
 
 from cam.models.fields import LowercaseEmailField
-from cam.outreach.return_path import return_path_problem
+from cam.return_path import return_path_problem
 from cam.secrets import validate_secret_name
 
 

@@ -1,7 +1,7 @@
 """Building the RFC 5322 message for one OutboundEmail, with thread and unsubscribe headers.
 
 The message also carries, as its ``return_path`` attribute (not a header), the envelope sender it is
-to be sent with: the mailbox's signed return path (``cam.outreach.return_path``) when it uses one,
+to be sent with: the mailbox's signed return path (``cam.return_path``) when it uses one,
 else ``""`` (the From address). Only the SMTP provider sets an envelope sender; Resend uses its own.
 """
 
@@ -13,8 +13,8 @@ from email.utils import formataddr
 from django.core.mail import EmailMultiAlternatives
 
 from cam.models import Mailbox, OutboundEmail
-from cam.outreach.return_path import signed_return_path
 from cam.outreach.unsubscribe import list_unsubscribe_headers
+from cam.return_path import signed_return_path
 
 
 def new_message_id(mailbox: Mailbox) -> str:

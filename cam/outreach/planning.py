@@ -25,7 +25,7 @@ from cam.outreach.messages import new_message_id
 from cam.outreach.rendering import TemplateProblem, render_step, template_context
 from cam.outreach.unsubscribe import unsubscribe_url
 from cam.outreach.windows import next_window_opening, window_is_open
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 Blocked = Lead.BlockedReason
 SENDING_CAMPAIGNS = (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED)

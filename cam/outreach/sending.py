@@ -41,14 +41,14 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from cam.budget import Budget
-from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
 from cam.outreach.planning import SENDING_CAMPAIGNS
 from cam.outreach.providers import SendResult, get_provider
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 

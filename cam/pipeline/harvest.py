@@ -19,9 +19,9 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from cam.addresses import mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
-from cam.pipeline.normalize import mx_resolver
 from cam.pipeline.records import (
     CleanRecord,
     RejectedRecord,
@@ -30,8 +30,8 @@ from cam.pipeline.records import (
     storable_text,
     unstorable_reason,
 )
-from cam.pipeline.sources import SourceError, SourceRecord, get_backend
-from cam.pipeline.suppressions import suppressed_addresses
+from cam.sources import SourceError, SourceRecord, get_backend
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from django.utils import timezone
 
 from cam.models import Campaign, HarvestRejection, LeadSource
 from cam.pipeline.harvest import harvest_records
-from cam.pipeline.sources import SourceError
-from cam.pipeline.sources.csv_file import CsvFileSource
+from cam.sources import SourceError
+from cam.sources.csv_file import CsvFileSource
 
 
 class CountingReader:

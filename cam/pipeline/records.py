@@ -12,8 +12,8 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from cam.addresses import NormalizedAddress, RejectedAddress, normalize_address
 from cam.models import Lead
-from cam.pipeline.normalize import NormalizedAddress, RejectedAddress, normalize_address
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
 _MAX_LENGTH = {name: Lead._meta.get_field(name).max_length for name in (*TEXT_FIELDS, "website", "timezone")}

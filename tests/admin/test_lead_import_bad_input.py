@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cam.models import Lead
-from cam.pipeline.csv_rows import MAX_ROW_BYTES
+from cam.sources.csv_rows import MAX_ROW_BYTES
 from tests.admin.test_lead_import import emails_in, import_file, preview, text_of
 from tests.factories import CampaignFactory
 

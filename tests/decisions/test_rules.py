@@ -7,8 +7,8 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from cam.campaigns import campaigns_resume
-from cam.decisions import campaign_rules_ensure_defaults, rules_evaluate
+from cam.campaigns import campaign_rules_ensure_defaults, campaigns_resume
+from cam.decisions import rules_evaluate
 from cam.jobs.cycle import worker_cycle_run
 from cam.models import Campaign, CampaignRule, HumanAlertLog, InboundEmail, RuleDecision
 from tests.backoffice.test_campaign_admin import campaign_form

@@ -18,7 +18,7 @@ from cam.inbox.parsing import message_from_raw, parse_message
 from cam.inbox.polling import inbox_poll
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, replies_process
 from cam.models import InboundEmail, Lead, LeadEvent, Mailbox, OutboundEmail, Suppression
-from cam.outreach.return_path import signed_return_path
+from cam.return_path import signed_return_path
 from tests.factories import (
     CampaignFactory,
     InboundEmailFactory,

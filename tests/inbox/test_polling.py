@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 
 from cam.inbox import imap
 from cam.inbox.polling import inbox_poll, inboxes_poll
-from cam.jobs.leases import lease_acquire
+from cam.locks import lease_acquire
 from cam.models import InboundEmail, Mailbox, MailboxFolder
 from tests.factories import MailboxFactory, MailboxFolderFactory
 from tests.servers.smtp import free_port

@@ -13,7 +13,7 @@ from django.utils import timezone
 from cam.jobs import cycle
 from cam.jobs.cycle import CYCLE_LEASE, STEPS, worker_cycle_run
 from cam.jobs.heartbeat import watchdog_check
-from cam.jobs.leases import lease_acquire
+from cam.locks import lease_acquire
 from cam.models import HumanAlertLog, JobExecution, Lead, Lease, OutboundEmail, WorkerHeartbeat
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory, WorkerHeartbeatFactory
 

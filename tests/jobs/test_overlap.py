@@ -10,9 +10,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from cam.jobs.leases import lease_acquire
 from cam.jobs.registry import job
 from cam.jobs.runner import job_is_running, lease_campaign_id, lease_name_for, run_job, running_lease
+from cam.locks import lease_acquire
 from cam.models import Lease
 from tests import factories
 from tests.concurrency import run_at_once

@@ -7,9 +7,9 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from cam.jobs.leases import lease_acquire
 from cam.jobs.registry import UnknownJob, job
 from cam.jobs.runner import JobResult, lease_name_for, run_job
+from cam.locks import lease_acquire
 from cam.models import JobExecution, Lease
 from tests import factories
 from tests.concurrency import run_at_once

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from cam.budget import Budget
 from cam.dashboard import get_dashboard
-from cam.jobs.leases import lease_acquire
+from cam.locks import lease_acquire
 from cam.models import Lead, Lease, Mailbox, OutboundEmail
 from cam.outreach import sending
 from cam.outreach.planning import outreach_plan

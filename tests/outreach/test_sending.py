@@ -178,7 +178,7 @@ def test_it_puts_rows_a_dead_sender_claimed_but_never_tried_back_in_the_queue_un
 
 @pytest.mark.django_db
 def test_it_leaves_the_rows_of_a_sender_that_still_holds_its_lease_alone():
-    from cam.jobs.leases import lease_acquire
+    from cam.locks import lease_acquire
 
     mailbox = MailboxFactory(daily_cap=100, min_gap_seconds=0)
     owner = open_campaign(mailbox)

@@ -12,8 +12,8 @@ from django.utils import timezone
 from cam.jobs.runner import run_job
 from cam.models import HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.harvest import harvest_campaign, harvest_records, harvest_source
-from cam.pipeline.sources import SourceError, SourceRecord
-from cam.pipeline.sources.base import LeadSourceBackend
+from cam.sources import SourceError, SourceRecord
+from cam.sources.base import LeadSourceBackend
 from tests.factories import CampaignFactory, LeadFactory, LeadSourceFactory, SuppressionFactory
 from tests.servers.http import Reply
 

@@ -13,9 +13,9 @@ from django.core.management import CommandError, call_command
 
 from cam.models import HarvestRejection, Lead, LeadSource
 from cam.pipeline import harvest
-from cam.pipeline.csv_rows import MAX_ROW_BYTES
 from cam.pipeline.harvest import harvest_source
 from cam.pipeline.records import storable_data, unstorable_reason
+from cam.sources.csv_rows import MAX_ROW_BYTES
 from tests.factories import CampaignFactory, LeadSourceFactory
 from tests.servers.http import Reply
 

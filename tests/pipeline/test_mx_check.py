@@ -4,8 +4,8 @@ import pytest
 
 from cam.models import HarvestRejection, Lead
 from cam.pipeline.harvest import harvest_records
-from cam.pipeline.sources import SourceRecord
-from cam.pipeline.sources.base import LeadSourceBackend
+from cam.sources import SourceRecord
+from cam.sources.base import LeadSourceBackend
 from tests.factories import CampaignFactory
 from tests.servers.dns import MxServer
 

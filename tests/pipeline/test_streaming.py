@@ -3,7 +3,7 @@
 import io
 import tracemalloc
 
-from cam.pipeline.csv_rows import CsvRows
+from cam.sources.csv_rows import CsvRows
 
 HEADER = b"email,first_name,last_name,company,title,industry,country,company_size\n"
 

@@ -1,7 +1,8 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from cam.demo import DemoImap, DemoSmtp, demo_seed
-from cam.jobs.runner import Trigger, run_job
+from cam.jobs.request import job_request
+from cam.jobs.runner import Trigger
 from cam.secrets import secret_name_problem
 
 
@@ -66,6 +67,10 @@ class Command(BaseCommand):
             f"{summary.leads_total} leads ({summary.leads_created} new)."
         ))
         if not options["no_enrol"]:
+            # Through job_request, as cam_run_job: the jobs' rules and refusals hold here too.
             for job in ("score", "qualify"):
-                result = run_job(job, campaign=summary.campaign, trigger=Trigger.COMMAND)
-                self.stdout.write(f"{job}: {result.status} {result.counts}")
+                outcome = job_request(job, where="foreground", trigger=Trigger.COMMAND, campaign=summary.campaign)
+                if outcome.busy:  # another run of the job is going on: say so, and go on with the next job
+                    self.stdout.write(f"{job}: not run. {outcome.busy_message}")
+                else:
+                    self.stdout.write(f"{job}: {outcome.result.status} {outcome.result.counts}")

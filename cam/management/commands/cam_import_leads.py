@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from cam.models import Campaign
 from cam.pipeline.imports import leads_import_csv
-from cam.pipeline.sources import SourceError
+from cam.sources import SourceError
 
 BAR_WIDTH = 30
 

@@ -25,7 +25,7 @@ not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut 
 message's outcome would be unknown, so a worker told to stop stops between messages instead.
 
 A mailbox with ``verp_return_path`` sends each message with its signed return path as the envelope
-sender (``cam.outreach.return_path``): its bounces then prove which email they are about.
+sender (``cam.return_path``): its bounces then prove which email they are about.
 """
 
 from __future__ import annotations

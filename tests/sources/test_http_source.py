@@ -7,8 +7,8 @@ import socket
 import pytest
 from django.core.exceptions import ValidationError
 
-from cam.pipeline.sources import SourceError, SourceRecord, get_backend
-from cam.pipeline.sources.http_json import MAX_RETRY_AFTER_SECONDS, HttpJsonSource
+from cam.sources import SourceError, SourceRecord, get_backend
+from cam.sources.http_json import MAX_RETRY_AFTER_SECONDS, HttpJsonSource
 from tests.servers.http import Reply
 
 

@@ -7,8 +7,7 @@ from django.core.exceptions import ValidationError
 
 from cam.leads import lead_unsubscribe
 from cam.models import Lead, OutboundEmail, Suppression
-from cam.pipeline.suppressions import suppressed_addresses
-from cam.suppressions import suppression_add, suppression_normalize
+from cam.suppressions import suppressed_addresses, suppression_add, suppression_normalize
 from tests.factories import LeadFactory, OutboundEmailFactory, SuppressionFactory
 
 pytestmark = pytest.mark.django_db

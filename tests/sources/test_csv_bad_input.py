@@ -11,7 +11,7 @@ import tracemalloc
 
 import pytest
 
-from cam.pipeline.csv_rows import MAX_ROW_BYTES, CsvFileError, CsvRow, CsvRows
+from cam.sources.csv_rows import MAX_ROW_BYTES, CsvFileError, CsvRow, CsvRows
 
 
 def read(content: bytes, **kwargs) -> list[CsvRow]:

@@ -9,13 +9,13 @@ from django.utils.http import int_to_base36
 
 from cam.models import Lead, Mailbox, OutboundEmail
 from cam.outreach.planning import outreach_plan
-from cam.outreach.return_path import (
+from cam.outreach.sending import outreach_send
+from cam.return_path import (
     LOCAL_PART_MAX,
     outbound_id_from_return_path,
     return_path_problem,
     signed_return_path,
 )
-from cam.outreach.sending import outreach_send
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, OutboundEmailFactory, SequenceStepFactory
 
 pytestmark = pytest.mark.django_db

@@ -36,8 +36,8 @@ import requests
 from django.core.exceptions import ValidationError
 
 from cam.egress import EgressRefused, check_url, egress_session, status_text
-from cam.pipeline.sources.base import LeadSourceBackend, SourceError, SourceRecord
 from cam.secrets import MissingSecret, secret_from_env, secret_name_problem
+from cam.sources.base import LeadSourceBackend, SourceError, SourceRecord
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_RETRY_AFTER_SECONDS = 60.0

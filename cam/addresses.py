@@ -1,10 +1,11 @@
-"""Turning a harvested address into the one CAM stores, or a reason to reject it.
+"""Email addresses and domains: the one spelling CAM stores and compares, or a reason to refuse one.
 
 ``normalize_address`` is the one spelling of an address CAM stores and compares: trimmed, the domain
 in Unicode (an internationalised domain given in punycode, ``xn--…``, is decoded), the whole address
-in lower case. Leads and the suppression list both go through it, and ``address_key`` /
-``domain_key`` give that spelling for comparing, so ``ÜSER@xn--exmple-cua.com`` and
-``üser@exämple.com`` are the same address everywhere.
+in lower case. Leads (harvest, import, API), the suppression list and reply matching all go through
+it, and ``address_key`` / ``domain_key`` give that spelling for comparing, so
+``ÜSER@xn--exmple-cua.com`` and ``üser@exämple.com`` are the same address everywhere. It imports
+nothing else of CAM, so each of them can use it without depending on another.
 """
 
 from __future__ import annotations

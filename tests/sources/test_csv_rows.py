@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from cam.pipeline.csv_rows import UTF8, WINDOWS_1252, CsvFileError, CsvRow, CsvRows
+from cam.sources.csv_rows import UTF8, WINDOWS_1252, CsvFileError, CsvRow, CsvRows
 
 
 def read(content: bytes, **kwargs) -> CsvRows:

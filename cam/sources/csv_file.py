@@ -5,7 +5,7 @@ Configuration (``LeadSource.config``)::
     {"path": "/srv/cam/imports/trade-fair.csv", "columns": {"email": "E-Mail", "company": "Firma"}}
 
 Column names match loosely ("E-Mail", "e mail" and "e_mail" are one name); UTF-8 with or without a
-byte-order mark and Windows-1252/Latin-1 files are read (see ``cam.pipeline.csv_rows``).
+byte-order mark and Windows-1252/Latin-1 files are read (see ``cam.sources.csv_rows``).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from typing import Any, BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from cam.pipeline.csv_rows import CsvFileError, CsvRows, normalise_column_name
-from cam.pipeline.sources.base import LEAD_FIELDS, LeadSourceBackend, SourceError, SourceRecord
+from cam.sources.base import LEAD_FIELDS, LeadSourceBackend, SourceError, SourceRecord
+from cam.sources.csv_rows import CsvFileError, CsvRows, normalise_column_name
 
 
 def import_path_problem(path: str) -> str:

@@ -17,6 +17,10 @@ goes out with the plain address; its bounces are proven by our Message-ID as bef
 
 Rotating ``SECRET_KEY`` keeps the old key's return paths valid while it is listed in
 ``SECRET_KEY_FALLBACKS``. Resend sends through its own return path, so this is for SMTP only.
+
+Sending signs (``cam.outreach.messages``), bounce matching verifies (``cam.inbox.matching``) and the
+``Mailbox`` model checks that its address can carry one; so this module stands apart from all three
+and imports no other part of CAM when it runs.
 """
 
 from __future__ import annotations

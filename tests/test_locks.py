@@ -3,7 +3,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cam.jobs.leases import lease_acquire, lease_release, lease_renew
+from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Lease
 
 pytestmark = pytest.mark.django_db

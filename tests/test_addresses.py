@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cam.pipeline.normalize import (
+from cam.addresses import (
     NormalizedAddress,
     RejectedAddress,
     address_key,

@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from cam.models import HarvestRejection
 from cam.pipeline.harvest import harvest_source
-from cam.pipeline.sources import SourceError, SourceRecord, get_backend
+from cam.sources import SourceError, SourceRecord, get_backend
 from tests.factories import CampaignFactory, LeadSourceFactory
 
 

@@ -11,8 +11,8 @@ from django.utils.module_loading import import_string
 
 # kind → dotted path; a new kind of source is one class and one line here.
 SOURCE_BACKENDS: dict[str, str] = {
-    "csv": "cam.pipeline.sources.csv_file.CsvFileSource",
-    "http_json": "cam.pipeline.sources.http_json.HttpJsonSource",
+    "csv": "cam.sources.csv_file.CsvFileSource",
+    "http_json": "cam.sources.http_json.HttpJsonSource",
 }
 
 # Lead fields a source may fill, and the names a record may use for each when no mapping is given.
