@@ -14,6 +14,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from cam.models import Suppression
+from cam.models.fields import max_length
 from cam.pipeline.normalize import (
     RejectedAddress,
     address_spellings,
@@ -22,9 +23,9 @@ from cam.pipeline.normalize import (
     normalize_domain,
 )
 
-SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
-EMAIL_MAX_LENGTH = Suppression._meta.get_field("email").max_length
-DOMAIN_MAX_LENGTH = Suppression._meta.get_field("domain").max_length
+SOURCE_MAX_LENGTH = max_length(Suppression, "source")
+EMAIL_MAX_LENGTH = max_length(Suppression, "email")
+DOMAIN_MAX_LENGTH = max_length(Suppression, "domain")
 
 
 def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
