@@ -31,14 +31,15 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint venv system-packages postgres-started redis-started constraints clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
 	@echo "make test   lint, check migrations, and run the test suite on SQLite and on PostgreSQL"
 	@echo "make chaos  the reliability suite in full: 20 kill -9s, database cuts and stalls per mode (PostgreSQL)"
 	@echo "make schemathesis  every Schemathesis check and phase against a live gunicorn on a temporary database"
-	@echo "make lint   ruff check, and lint-imports (the import layers and no import cycles, see pyproject.toml)"
+	@echo "make lint   ruff check, lint-imports (the import layers and no import cycles, see pyproject.toml) and mypy"
+	@echo "make typecheck  mypy alone (the types, with the Django and DRF plugins; the services strictly)"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -99,12 +100,18 @@ redis-started: system-packages
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
+
+# mypy's settings are in pyproject.toml; its cache (.mypy_cache) makes a run after a small change quick.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # Lint and both database runs always all run; the target fails at the end if any of them failed.
 test: $(STAMP) system-packages postgres-started redis-started
 	@rm -rf $(TEST_RESULTS); mkdir -p $(TEST_RESULTS); failed=""; \
 	echo "== ruff check"; $(VENV)/bin/ruff check . || failed="$$failed ruff"; \
 	echo "== lint-imports"; $(VENV)/bin/lint-imports || failed="$$failed lint-imports"; \
+	echo "== mypy"; $(VENV)/bin/mypy || failed="$$failed mypy"; \
 	echo "== makemigrations --check"; \
 	$(PY) manage.py makemigrations --check --dry-run || failed="$$failed migrations"; \
 	echo "== pytest on SQLite"; \

@@ -19,6 +19,8 @@ from django.utils import timezone
 
 
 class DatabaseCache(DjangoDatabaseCache):
+    _table: str  # set by Django's BaseDatabaseCache.__init__, which its stubs leave out
+
     def incr(self, key, delta=1, version=None):
         key = self.make_and_validate_key(key, version=version)
         db = router.db_for_write(self.cache_model_class)

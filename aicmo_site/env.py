@@ -9,6 +9,7 @@ variable's name, the value it found and what it expected.
 from __future__ import annotations
 
 import base64
+import builtins
 import ipaddress
 import re
 from collections.abc import Callable
@@ -46,10 +47,12 @@ class StrictEnv:
     def is_set(self, name: str) -> bool:
         return name in self.raw
 
-    def str(self, name: str, default: str = "") -> str:
+    # The readers are named after what they return, which hides those types in this class's
+    # annotations from here on: they are spelt ``builtins.str`` and so on below.
+    def str(self, name: builtins.str, default: builtins.str = "") -> builtins.str:
         return self.raw.get(name, default).strip()
 
-    def bool(self, name: str, default: bool) -> bool:
+    def bool(self, name: builtins.str, default: builtins.bool) -> builtins.bool:
         if name not in self.raw:
             return default
         value = self.raw[name].strip().lower()
@@ -59,7 +62,8 @@ class StrictEnv:
             return False
         raise self._fail(name, self.raw[name], "true or false (1/0, yes/no, on/off)")
 
-    def int(self, name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    def int(self, name: builtins.str, default: builtins.int, *, minimum: builtins.int | None = None,
+            maximum: builtins.int | None = None) -> builtins.int:
         if name not in self.raw or not self.raw[name].strip():
             return default
         raw = self.raw[name].strip()
@@ -72,8 +76,9 @@ class StrictEnv:
             raise self._fail(name, raw, f"a whole number {bounds}")
         return value
 
-    def list(self, name: str, default: list[str] | None = None, *, item: Callable[[str], Any] | None = None,
-             expected: str = "a comma-separated list") -> list:
+    def list(self, name: builtins.str, default: builtins.list[builtins.str] | None = None, *,
+             item: Callable[[builtins.str], Any] | None = None,
+             expected: builtins.str = "a comma-separated list") -> builtins.list[Any]:
         if name not in self.raw or not self.raw[name].strip():
             return list(default or [])
         items = [part.strip() for part in self.raw[name].split(",") if part.strip()]
@@ -87,35 +92,36 @@ class StrictEnv:
                 raise self._fail(name, self.raw[name], f"{expected} ({part!r} is not)") from None
         return out
 
-    def emails(self, name: str) -> list[str]:
-        def one(value: str) -> str:
+    def emails(self, name: builtins.str) -> builtins.list[builtins.str]:
+        def one(value: builtins.str) -> builtins.str:
             validate_email(value)
             return value
 
         return self.list(name, item=one, expected="a comma-separated list of email addresses")
 
-    def url(self, name: str, default: str, *, schemes: tuple[str, ...] = ("http", "https")) -> str:
+    def url(self, name: builtins.str, default: builtins.str, *,
+            schemes: tuple[builtins.str, ...] = ("http", "https")) -> builtins.str:
         raw = self.str(name, default)
         parts = urlsplit(raw)
         if parts.scheme not in schemes or not parts.netloc:
             raise self._fail(name, raw, f"an absolute URL starting with {' or '.join(s + '://' for s in schemes)}")
         return raw.rstrip("/")
 
-    def rate(self, name: str, default: str) -> str:
+    def rate(self, name: builtins.str, default: builtins.str) -> builtins.str:
         """A request rate as DRF's throttles read it: ``120/min``, ``10/s``, ``5000/day``."""
         value = self.str(name, default)
         if not _RATE.fullmatch(value):
             raise self._fail(name, value, "a number of requests per second, minute, hour or day, like 120/min")
         return value
 
-    def env_name(self, name: str, default: str) -> str:
+    def env_name(self, name: builtins.str, default: builtins.str) -> builtins.str:
         """The *name* of another environment variable (secrets are referred to by name, never stored)."""
         raw = self.str(name, default)
         if not _ENV_NAME.match(raw):
             raise self._fail(name, raw, "the name of an environment variable (letters, digits, underscores)")
         return raw
 
-    def db(self, name: str, default: str) -> dict:
+    def db(self, name: builtins.str, default: builtins.str) -> dict:
         raw = self.str(name, default) or default
         expected = "a PostgreSQL or SQLite URL such as postgres://user@host:5432/db or sqlite:////path/db.sqlite3"
         if urlsplit(raw).scheme not in DATABASE_SCHEMES:
@@ -125,7 +131,7 @@ class StrictEnv:
         except Exception as exc:  # django-environ raises several types for malformed URLs
             raise self._fail(name, raw, f"{expected} ({exc})") from None
 
-    def email_url(self, name: str, default: str) -> dict:
+    def email_url(self, name: builtins.str, default: builtins.str) -> dict:
         raw = self.str(name, default) or default
         expected = "an email URL such as consolemail://, smtp://user@host:587 or smtp+tls://user@host:587"
         if urlsplit(raw).scheme not in EMAIL_SCHEMES:
@@ -135,10 +141,10 @@ class StrictEnv:
         except Exception as exc:
             raise self._fail(name, raw, f"{expected} ({exc})") from None
 
-    def nameservers(self, name: str) -> list[tuple[str, int]]:
+    def nameservers(self, name: builtins.str) -> builtins.list[tuple[builtins.str, builtins.int]]:
         """DNS servers as ``ip`` or ``ip:port`` (IPv6 as ``[ip]:port``), comma-separated."""
 
-        def one(value: str) -> tuple[str, int]:
+        def one(value: builtins.str) -> tuple[builtins.str, builtins.int]:
             host, port = value, "53"
             if value.startswith("["):
                 host, _, rest = value[1:].partition("]")
@@ -152,11 +158,11 @@ class StrictEnv:
 
         return self.list(name, item=one, expected="a comma-separated list of IP addresses, each with an optional :port")
 
-    def hosts_and_networks(self, name: str) -> list[str]:
+    def hosts_and_networks(self, name: builtins.str) -> builtins.list[builtins.str]:
         """Host names (``crm.internal``; ``.internal`` for a domain and every name under it), addresses and
         CIDR ranges (``10.20.0.0/16``, ``fd12::/48``), comma-separated; each returned in one spelling."""
 
-        def one(value: str) -> str:
+        def one(value: builtins.str) -> builtins.str:
             try:
                 return str(ipaddress.ip_network(value, strict=False))
             except ValueError:
@@ -169,7 +175,7 @@ class StrictEnv:
         return self.list(name, item=one, expected="a comma-separated list of host names, addresses and CIDR "
                                                   "ranges such as crm.internal, 10.20.0.0/16")
 
-    def svix_secret(self, name: str) -> str:
+    def svix_secret(self, name: builtins.str) -> builtins.str:
         """A webhook signing secret as svix issues it: ``whsec_`` and base64. The error never echoes it."""
         raw = self.str(name)
         if not raw:
@@ -184,8 +190,8 @@ class StrictEnv:
                                        f"the webhook (whsec_ followed by base64).")
         return raw
 
-    def origins(self, name: str) -> list[str]:
-        def one(value: str) -> str:
+    def origins(self, name: builtins.str) -> builtins.list[builtins.str]:
+        def one(value: builtins.str) -> builtins.str:
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
                 raise ValueError(value)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import dns.resolver
 from django.conf import settings
@@ -60,8 +61,8 @@ def mx_resolver() -> dns.resolver.Resolver:
 
 
 # For addresses never to be mailed: whatever a lead could hold is accepted (see ``normalize_address``).
-RESERVED_OK = {"test_environment": True, "globally_deliverable": False, "allow_quoted_local": True,
-               "allow_domain_literal": True}
+RESERVED_OK: dict[str, Any] = {"test_environment": True, "globally_deliverable": False, "allow_quoted_local": True,
+                               "allow_domain_literal": True}
 
 
 def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.resolver.Resolver | None = None,
@@ -87,9 +88,10 @@ def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.
                                      dns_resolver=(dns_resolver or mx_resolver()) if check_mx else None)
         email = checked.normalized.lower()
     except EmailNotValidError as exc:
-        email = _django_accepted(text) if allow_reserved else None
-        if email is None:
+        accepted = _django_accepted(text) if allow_reserved else None
+        if accepted is None:
             raise RejectedAddress(f"invalid email {text!r}: {exc}") from None
+        email = accepted
     local, _, domain = email.rpartition("@")
     return NormalizedAddress(
         email=email,

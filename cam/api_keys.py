@@ -9,6 +9,7 @@ run by whoever holds the server.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -16,8 +17,9 @@ from django.utils import timezone
 
 from cam.models import CamAPIKey
 from cam.models.api_keys import FIXED_FIELDS
+from cam.models.fields import max_length
 
-NAME_MAX_LENGTH = CamAPIKey._meta.get_field("name").max_length
+NAME_MAX_LENGTH = max_length(CamAPIKey, "name")
 CHANGEABLE_FIELDS = ("name", "revoked")
 
 
@@ -47,11 +49,12 @@ def api_key_create(*, name: str, read_only: bool = False,
     """A new key and the key itself, which exists nowhere else: show it once. Raises ``ValidationError``."""
     name = api_key_name_clean(name)
     expiry_date = api_key_expiry_clean(expiry_date)
-    return CamAPIKey.objects.create_key(name=name, read_only=bool(read_only), expiry_date=expiry_date)
+    # The library types create_key as returning its abstract model, whichever model it creates.
+    return CamAPIKey.objects.create_key(name=name, read_only=bool(read_only), expiry_date=expiry_date)  # type: ignore[return-value]
 
 
 @transaction.atomic
-def api_key_change(*, api_key: CamAPIKey, **changes) -> CamAPIKey:
+def api_key_change(*, api_key: CamAPIKey, **changes: Any) -> CamAPIKey:
     """Rename or revoke ``api_key`` (``name=``, ``revoked=``). Its rights and expiry are refused with a
     ``ValidationError``, as is un-revoking it. Returns the key as stored."""
     fixed = [name for name in FIXED_FIELDS if name in changes]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import connections, models, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 # SQLite learned UPDATE … FROM in 3.33.
 _SQLITE_HAS_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33)
@@ -26,7 +27,7 @@ def bulk_update_values(objs: Sequence[models.Model], fields: Sequence[str]) -> i
     connection = connections[router.db_for_write(model)]
     if connection.vendor not in ("postgresql", "sqlite") or (
             connection.vendor == "sqlite" and not _SQLITE_HAS_UPDATE_FROM):
-        return model.objects.bulk_update(objs, fields)
+        return model._default_manager.bulk_update(objs, fields)
     meta = model._meta
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     per_statement = max(1, (connection.features.max_query_params or 65535) // len(columns))
@@ -40,7 +41,8 @@ def bulk_update_values(objs: Sequence[models.Model], fields: Sequence[str]) -> i
     return updated
 
 
-def _statement(connection, meta, columns, chunk) -> tuple[str, list[Any]]:
+def _statement(connection: BaseDatabaseWrapper, meta: Any, columns: list[Any],
+               chunk: Sequence[models.Model]) -> tuple[str, list[Any]]:
     quote = connection.ops.quote_name
     table, pk = quote(meta.db_table), quote(meta.pk.column)
     params: list[Any] = []

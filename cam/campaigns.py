@@ -24,7 +24,8 @@ RESUMABLE = (Status.PAUSED, Status.DEGRADED)
 ACTIVATABLE = (Status.DRAFT,)
 
 
-def _campaigns_set_status(*, campaign_ids: Iterable[int], from_statuses, to_status: str, reason: str) -> int:
+def _campaigns_set_status(*, campaign_ids: Iterable[int], from_statuses: Iterable[str], to_status: str,
+                          reason: str) -> int:
     return Campaign.objects.filter(pk__in=list(campaign_ids), status__in=from_statuses).update(
         status=to_status, status_reason=reason, status_changed_at=timezone.now(), updated_at=timezone.now()
     )
@@ -175,6 +176,7 @@ def sequence_step_save(*, step: SequenceStep, fields: dict[str, Any]) -> Sequenc
     if changing and _has_subject(first_before):
         first = _first_step(step.campaign_id)
         if not _has_subject(first):
+            assert first is not None  # the step just saved is one
             raise FirstStepWithoutSubject(
                 f"Step {first.position} would become the campaign's first email, and it has no subject; "
                 f"give it one first (follow-ups reuse the first email's subject).")

@@ -36,6 +36,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from types import TracebackType
+from typing import Literal, TypeVar, cast
 
 
 class DeadlineExceeded(TimeoutError):
@@ -65,6 +67,7 @@ _stale = 0  # timers in the heap that are done: dropped when they come up, or al
 _thread: threading.Thread | None = None
 _interruptible: set[CancelScope] = set()
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("cam_deadline", default=None)
+_E = TypeVar("_E", bound=BaseException | None)
 
 
 def _schedule(seconds: float, action: Callable[[], None]) -> _Timer:
@@ -147,7 +150,7 @@ class Deadline:
         self.cancelled = ""
         self._handles: list[socket.socket] = []
         self._timer: _Timer | None = None
-        self._token: contextvars.Token | None = None
+        self._token: contextvars.Token[Deadline | None] | None = None
         self._reported = False
 
     @property
@@ -163,7 +166,9 @@ class Deadline:
         self._token = _current.set(self)
         return self
 
-    def __exit__(self, exc_type, exc, traceback) -> bool:
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 traceback: TracebackType | None) -> Literal[False]:
+        assert self._token is not None and self._timer is not None  # both set by __enter__
         _current.reset(self._token)
         with _lock:
             _unschedule(self._timer)
@@ -185,6 +190,8 @@ class Deadline:
         connection whichever object owns the socket by then (a TLS handshake wraps the plain socket
         in a new one), and it can never touch another connection that reuses the number.
         """
+        if sock is None:
+            return
         try:
             handle = socket.fromfd(sock.fileno(), sock.family, sock.type, sock.proto)
         except (AttributeError, OSError, ValueError):  # no socket, or closed already: nothing to cut
@@ -198,7 +205,7 @@ class Deadline:
         """Cut the conversation off now; ``reason`` completes "Stopped …: <reason>"."""
         self._fire(reason or "cancelled")
 
-    def explain(self, exc: BaseException | None) -> BaseException | None:
+    def explain(self, exc: _E) -> _E | DeadlineExceeded:
         """What to report for ``exc``: when this deadline ran out or was cancelled (which is then why
         ``exc`` happened, whatever it says), its ``DeadlineExceeded``, caused by ``exc``; else ``exc``."""
         if not self.fired or isinstance(exc, DeadlineExceeded):
@@ -211,7 +218,7 @@ class Deadline:
     def check(self) -> None:
         """Raise ``DeadlineExceeded`` when this deadline ran out or was cancelled."""
         if self.fired:
-            raise self.explain(None)
+            raise cast(DeadlineExceeded, self.explain(None))  # fired, so never None
 
     @contextmanager
     def explaining(self) -> Iterator[None]:

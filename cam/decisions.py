@@ -74,8 +74,8 @@ FLAG_COUNTS = {
     "out_of_office": "_ooo",
 }
 
-# The count each rule metric is a rate of (per email sent).
-METRIC_COUNTS = {
+# The count each rule metric is a rate of (per email sent). Keyed by str: rules hold their choice's value.
+METRIC_COUNTS: dict[str, str] = {
     Metric.HARD_BOUNCE_RATE: "bounced_hard",
     Metric.COMPLAINT_RATE: "complaints",
     Metric.POSITIVE_REPLY_RATE: "positive",
@@ -83,13 +83,13 @@ METRIC_COUNTS = {
     Metric.UNSUBSCRIBE_RATE: "unsubscribes",
 }
 
-ALERT_TYPES = {Action.PAUSE: HumanAlertLog.AlertType.CAMPAIGN_PAUSED,
-               Action.DEGRADE: HumanAlertLog.AlertType.CAMPAIGN_DEGRADED}
-ACTION_WORDS = {Action.PAUSE: "paused", Action.DEGRADE: "degraded"}
+ALERT_TYPES: dict[str, HumanAlertLog.AlertType] = {Action.PAUSE: HumanAlertLog.AlertType.CAMPAIGN_PAUSED,
+                                                   Action.DEGRADE: HumanAlertLog.AlertType.CAMPAIGN_DEGRADED}
+ACTION_WORDS: dict[str, str] = {Action.PAUSE: "paused", Action.DEGRADE: "degraded"}
 # Which statuses a rule with each action is evaluated in (a degrade rule has nothing to do on a
 # degraded campaign).
-EVALUATED_IN = {Action.PAUSE: (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED),
-                Action.DEGRADE: (Campaign.Status.ACTIVE,)}
+EVALUATED_IN: dict[str, tuple[str, ...]] = {Action.PAUSE: (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED),
+                                             Action.DEGRADE: (Campaign.Status.ACTIVE,)}
 
 
 def _inbound(*categories: str) -> Exists:

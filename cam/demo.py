@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -15,7 +16,7 @@ from cam.secret_settings import secret_changes, secret_changes_record
 DEMO_CAMPAIGN_NAME = "Demo: software leaders in DACH"
 DEMO_MAILBOX_EMAIL = "demo@outreach.example.com"
 
-DEMO_STEPS = [
+DEMO_STEPS: list[dict[str, Any]] = [
     {
         "position": 1,
         "delay_days": 0,
@@ -105,7 +106,8 @@ def _demo_leads(campaign: Campaign) -> list[Lead]:
     now = timezone.now()
     leads = []
     for first, last, company, domain, title, industry, country, size in DEMO_PEOPLE:
-        local = f"{first}.{last}".lower().translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}))
+        # mypy matches no literal to typeshed's union of dict types for maketrans.
+        local = f"{first}.{last}".lower().translate(str.maketrans({"ä": "ae", "ö": "oe", "ü": "ue", "ß": "ss"}))  # type: ignore[arg-type]
         record = {"first_name": first, "last_name": last, "company": company, "title": title,
                   "industry": industry, "country": country, "company_size": size}
         leads.append(Lead(campaign=campaign, email=f"{local}@{domain}.example.com", first_name=first,
@@ -196,8 +198,8 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
     campaign_rules_ensure_defaults(campaign)
     for step in DEMO_STEPS:
         SequenceStep.objects.get_or_create(campaign=campaign, position=step["position"], defaults=step)
-    before = Lead.objects.filter(campaign=campaign).count()
+    leads_before = Lead.objects.filter(campaign=campaign).count()
     Lead.objects.bulk_create(_demo_leads(campaign), ignore_conflicts=True)
     total = Lead.objects.filter(campaign=campaign).count()
     return DemoSummary(campaign=campaign, mailbox=mailbox, steps=campaign.steps.count(), leads_total=total,
-                       leads_created=total - before)
+                       leads_created=total - leads_before)

@@ -32,6 +32,7 @@ import socket
 import sys
 from functools import lru_cache
 from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -169,7 +170,7 @@ def check_url(url: str) -> None:
     check_host(parts.hostname)
 
 
-def vetted_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple]]:
+def vetted_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, tuple[Any, ...]]]:
     """``host``'s addresses to connect to, each checked; raises ``EgressRefused`` if any is refused.
 
     One refused address refuses the host: the connection must not depend on which answer comes first.
@@ -179,9 +180,9 @@ def vetted_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, t
     name = host.strip("[]")
     literal = _literal(name) is not None
     answers = socket.getaddrinfo(name, port, allowed_gai_family(), socket.SOCK_STREAM)
-    vetted = []
+    vetted: list[tuple[socket.AddressFamily, tuple[Any, ...]]] = []
     for family, _, _, _, sockaddr in answers:
-        address = ipaddress.ip_address(sockaddr[0].split("%")[0])
+        address = ipaddress.ip_address(cast(str, sockaddr[0]).split("%")[0])  # an IP family's: (host, port, …)
         reason = _refusal(name.lower().rstrip("."), address, named=not literal)
         if reason:
             raise EgressRefused(reason)
@@ -189,7 +190,13 @@ def vetted_addresses(host: str, port: int) -> list[tuple[socket.AddressFamily, t
     return vetted
 
 
-class _VettedConnection:
+if TYPE_CHECKING:  # the mixin below is only ever mixed into urllib3's connection
+    _ConnectionBase = urllib3.connection.HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _VettedConnection(_ConnectionBase):
     """urllib3's connection, but the socket goes to an address checked by ``vetted_addresses``.
 
     ``host`` stays the name from the URL, so the ``Host`` header, TLS SNI and the certificate check
@@ -207,7 +214,8 @@ class _VettedConnection:
             try:
                 for option in self.socket_options or ():
                     sock.setsockopt(*option)
-                if self.timeout is not _DEFAULT_TIMEOUT:
+                # http.client's stubs type timeout as a float or None; urllib3 leaves its sentinel in it.
+                if self.timeout is not _DEFAULT_TIMEOUT:  # type: ignore[comparison-overlap]
                     sock.settimeout(self.timeout)
                 if self.source_address:
                     sock.bind(self.source_address)
@@ -243,12 +251,14 @@ class _VettedHTTPSConnectionPool(urllib3.HTTPSConnectionPool):
 class _VettedAdapter(requests.adapters.HTTPAdapter):
     """requests' adapter on pools of vetted connections, never through a proxy."""
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = {"http": _VettedHTTPConnectionPool,
                                                    "https": _VettedHTTPSConnectionPool}
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+    def send(self, request: requests.PreparedRequest, stream: bool = False,
+             timeout: float | tuple[float | None, float | None] | None = None, verify: bool | str = True,
+             cert: str | tuple[str, str] | None = None, proxies: dict[str, str] | None = None) -> requests.Response:
         # A proxy would connect on our behalf, to an address this process never sees.
         request.headers.pop("Proxy-Authorization", None)
         return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies={})
@@ -260,8 +270,9 @@ class _EgressSession(requests.Session):
 
     secret_headers: tuple[str, ...] = ()
 
-    def rebuild_auth(self, prepared_request, response) -> None:
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest, response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)
+        assert response.request.url is not None and prepared_request.url is not None  # both prepared
         if self.should_strip_auth(response.request.url, prepared_request.url):
             for name in self.secret_headers:
                 prepared_request.headers.pop(name, None)

@@ -30,6 +30,7 @@ import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -107,7 +108,7 @@ def _alert(reply: Reply, alert_type: str, title: str) -> None:
     reply.inbound.alert_sent = True
 
 
-def _set(reply: Reply, status: str, reason: str, **options) -> None:
+def _set(reply: Reply, status: str, reason: str, **options: Any) -> None:
     lead_set_status(lead=reply.lead, to_status=status, actor=reply.actor, reason=reason,
                     inbound_email=reply.inbound, **options)
 
@@ -132,7 +133,7 @@ def _stay(reply: Reply, *, reason: str, to_status: str = "", why: str = "") -> N
                      actor=reply.actor, reason=reason, inbound_email=reply.inbound, why=why)
 
 
-def _move(reply: Reply, status: str, reason: str, *, allowed: tuple[str, ...], **options) -> None:
+def _move(reply: Reply, status: str, reason: str, *, allowed: tuple[str, ...], **options: Any) -> None:
     """Move the lead to ``status`` when the reply found it in one of ``allowed``; otherwise it stays."""
     if reply.found in allowed:
         _set(reply, status, reason, **options)

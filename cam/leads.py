@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from cam.addresses import address_spellings
-from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
+from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
 from cam.suppressions import suppressed_addresses
 
 Status = Lead.Status
@@ -46,13 +49,13 @@ CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status
                               OutboundEmail.Status.RETRY)
 
 
-def staff_actor(user) -> str:
+def staff_actor(user: AbstractBaseUser | AnonymousUser) -> str:
     """A person acting in the admin or through the API with a session, as events and reasons name them."""
     return f"staff:{user.get_username()}"
 
 
 def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: str, reason: str,
-                   inbound_email=None) -> None:
+                   inbound_email: InboundEmail | None = None) -> None:
     LeadEvent.objects.bulk_create([
         LeadEvent(lead_id=pk, from_status=from_status, to_status=to_status, actor=actor[:200], reason=reason,
                   inbound_email=inbound_email)
@@ -60,7 +63,7 @@ def lead_events_record(leads: list[tuple[int, str]], *, to_status: str, actor: s
 
 
 def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_status: str = "",
-                     inbound_email=None, why: str = "") -> None:
+                     inbound_email: InboundEmail | None = None, why: str = "") -> None:
     """Record that ``lead`` stays in ``status`` although ``reason`` would have moved it (to
     ``to_status``, when given): an event from and to the same status, so the lead's history shows
     the reply or request and why nothing changed. ``why`` explains it; by default, that ``status``
@@ -75,7 +78,8 @@ def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_sta
 
 
 def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
-                  suppression_reason: str, source: str, actor: str = "system", inbound_email=None) -> bool:
+                  suppression_reason: str, source: str, actor: str = "system",
+                  inbound_email: InboundEmail | None = None) -> bool:
     """Stop every email to ``lead.email``; returns whether any row changed.
 
     ``what_happened`` completes "The address …" in the reasons staff read. Every status change is
@@ -119,7 +123,8 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
 
 
 @transaction.atomic
-def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
+def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system",
+                     inbound_email: InboundEmail | None = None) -> bool:
     """The person behind ``lead`` asked to receive nothing more; ``source`` says how.
 
     The lead becomes ``UNSUBSCRIBED``; the address is suppressed (reason ``UNSUBSCRIBED``) unless it
@@ -133,7 +138,8 @@ def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system", inbound_
 
 
 @transaction.atomic
-def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
+def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system",
+                         inbound_email: InboundEmail | None = None) -> bool:
     """The recipient reported our email as spam: treated as an unsubscribe, suppressed as ``COMPLAINT``.
 
     Same effects and return value as ``lead_unsubscribe``.
@@ -144,7 +150,8 @@ def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system", inbo
 
 
 @transaction.atomic
-def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system", inbound_email=None) -> bool:
+def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system",
+                      inbound_email: InboundEmail | None = None) -> bool:
     """The address does not accept mail (a hard bounce): the lead becomes ``BOUNCED``.
 
     The address is suppressed as ``HARD_BOUNCE``, its pending emails everywhere are cancelled and
@@ -158,15 +165,16 @@ def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system", inbound
 
 
 # Emails still to go out for a lead whose sequence stops.
-def _cancel_pending(*, lead_ids: list[int], why: str, now) -> int:
+def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
     return OutboundEmail.objects.filter(lead_id__in=lead_ids, status__in=CANCELLABLE_EMAIL_STATUSES).update(
         status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
         last_error=f"Cancelled before sending: {why}")
 
 
 @transaction.atomic
-def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbound_email=None,
-                    stop_sequence: bool = True, paused_until=None, next_send_at=None) -> bool:
+def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbound_email: InboundEmail | None = None,
+                    stop_sequence: bool = True, paused_until: datetime | None = None,
+                    next_send_at: datetime | None = None) -> bool:
     """Move one lead to ``to_status`` with the reason, recorded as a ``LeadEvent``.
 
     With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
@@ -198,7 +206,7 @@ def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbo
 
 
 @transaction.atomic
-def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email=None) -> int:
+def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email: InboundEmail | None = None) -> int:
     """Move every other lead of ``lead``'s campaign at the same company domain to ``NURTURE`` (the
     campaign's "stop the company on a reply" setting): the conversation is now with their colleague."""
     now = timezone.now()

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
+from django.contrib.auth.models import AbstractUser, AnonymousUser
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils.text import capfirst
@@ -56,7 +57,7 @@ class Change:
 def _label(model: type[models.Model], field: str) -> str:
     if field.startswith("config."):
         return f"{field.removeprefix('config.')} (in the configuration)"  # a JSON key, as staff type it
-    return capfirst(str(model._meta.get_field(field).verbose_name))
+    return capfirst(str(cast("models.Field[Any, Any]", model._meta.get_field(field)).verbose_name))  # a column
 
 
 def guarded_fields(model: type[models.Model]) -> list[str]:
@@ -105,11 +106,11 @@ def secret_changes(model: type[models.Model], *, before: Callable[[str], Any] | 
     return changes, guarded
 
 
-def may_change_secret_settings(user) -> bool:
+def may_change_secret_settings(user: AbstractUser | AnonymousUser | None) -> bool:
     return bool(user and user.has_perm(PERMISSION))
 
 
-def secret_changes_check(*, user, guarded: list[Change]) -> None:
+def secret_changes_check(*, user: AbstractUser | AnonymousUser | None, guarded: list[Change]) -> None:
     """Raise ``ValidationError``, keyed by model field, for each guarded change ``user`` may not make."""
     if not guarded or may_change_secret_settings(user):
         return

@@ -29,10 +29,11 @@ from cam.addresses import (
     normalize_domain,
 )
 from cam.models import Suppression
+from cam.models.fields import max_length
 
-SOURCE_MAX_LENGTH = Suppression._meta.get_field("source").max_length
-EMAIL_MAX_LENGTH = Suppression._meta.get_field("email").max_length
-DOMAIN_MAX_LENGTH = Suppression._meta.get_field("domain").max_length
+SOURCE_MAX_LENGTH = max_length(Suppression, "source")
+EMAIL_MAX_LENGTH = max_length(Suppression, "email")
+DOMAIN_MAX_LENGTH = max_length(Suppression, "domain")
 
 
 def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:

@@ -38,7 +38,8 @@ def _public_page(request: HttpRequest, template: str, context: dict, *, status: 
     # The token in the URL is a key to the lead: keep it out of search engines and other sites' logs.
     response["X-Robots-Tag"] = "noindex, nofollow"
     response["Referrer-Policy"] = "no-referrer"
-    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(nonce=request.csp_nonce)
+    # django-csp's middleware sets csp_nonce on the request; Django's stubs know nothing of it.
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.format(nonce=request.csp_nonce)  # type: ignore[attr-defined]
     return response
 
 
@@ -68,7 +69,7 @@ def _refused(reason: str, detail: str) -> JsonResponse:
     logger.warning("Resend webhook refused: %s", reason)
     response = JsonResponse({"detail": detail}, status=400)
     # Django's own "Bad Request: <path>" line would only repeat ours without the reason.
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]  # Django's own flag, not in its stubs
     return response
 
 

@@ -39,8 +39,9 @@ class CamAPIKeyAdmin(APIKeyModelAdmin):
     cookie (or the session table) until the next page. Revoking cannot be undone."""
 
     form = CamAPIKeyForm
-    list_display = ["name", "prefix", "read_only", "created", "expiry_date", "_has_expired", "revoked"]
-    list_filter = ["read_only", "revoked", "created"]
+    # The library types these as its own tuples; Django takes any sequence.
+    list_display = ["name", "prefix", "read_only", "created", "expiry_date", "_has_expired", "revoked"]  # type: ignore[assignment]
+    list_filter = ["read_only", "revoked", "created"]  # type: ignore[assignment]
     fields = ["name", "prefix", "read_only", "expiry_date", "revoked", "created"]
     actions = ["revoke"]
 

@@ -30,7 +30,7 @@ class CommaSeparatedListField(forms.CharField):
             return ", ".join(value)
         return value
 
-    def to_python(self, value) -> list[str]:
+    def to_python(self, value) -> list[str]:  # type: ignore[override]  # a list, cleaned as text first
         value = super().to_python(value)
         if isinstance(value, list):
             return value

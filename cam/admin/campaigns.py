@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -58,7 +60,7 @@ class CampaignForm(forms.ModelForm):
         widgets = {"timezone": TimezoneSelect()}
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
         low, high = cleaned.get("icp_company_size_min"), cleaned.get("icp_company_size_max")
         if low is not None and high is not None and low > high:
             self.add_error("icp_company_size_max", "Must be at least the lower bound.")
@@ -76,7 +78,7 @@ class SequenceStepForm(forms.ModelForm):
         fields = ["position", "delay_days", "delay_hours", "subject_template", "body_template", "html_template"]
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
         position = cleaned.get("position")
         if position == 1 and not (cleaned.get("subject_template") or "").strip():
             self.add_error("subject_template", "The first email needs a subject; follow-ups reuse it as “Re: …”.")
@@ -102,7 +104,7 @@ class SequenceStepFormSet(forms.BaseInlineFormSet):
         if any(form.errors for form in self.forms):
             return
         kept = [form.cleaned_data for form in self.forms
-                if form.cleaned_data and not self._should_delete_form(form)]
+                if form.cleaned_data and not self._should_delete_form(form)]  # type: ignore[attr-defined]  # Django's, not in its stubs
         positioned = [data for data in kept if data.get("position") is not None]
         if positioned:
             first = min(positioned, key=lambda data: data["position"])
@@ -216,15 +218,15 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="Leads", ordering="_lead_count")
     def lead_count(self, obj: Campaign) -> int:
-        return obj._lead_count
+        return obj._lead_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="In sequence", ordering="_in_sequence_count")
     def in_sequence_count(self, obj: Campaign) -> int:
-        return obj._in_sequence_count
+        return obj._in_sequence_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     @admin.display(description="Steps", ordering="_step_count")
     def step_count(self, obj: Campaign) -> int:
-        return obj._step_count
+        return obj._step_count  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def _report(self, request, queryset, changed: int, verb: str, allowed) -> None:
         skipped = queryset.count() - changed
@@ -271,6 +273,7 @@ class CampaignAdmin(admin.ModelAdmin):
             elif outcome.busy:
                 refusals.append(outcome.busy_message)
             else:
+                assert outcome.result is not None  # neither queued nor busy: it ran
                 refusals.append(f"Campaign {campaign.pk}: {outcome.result.reason}")
         if queued:
             self.message_user(request, f"Queued {job} for {queued} campaign(s). Its results appear under Job "
@@ -309,7 +312,7 @@ class SequenceStepAdmin(admin.ModelAdmin):
 
     @admin.display(description="Sent", ordering="_sent")
     def sent(self, obj: SequenceStep) -> int:
-        return obj._sent
+        return obj._sent  # type: ignore[attr-defined]  # annotated by get_queryset
 
     def get_urls(self):
         return [path("<int:step_id>/preview/", self.admin_site.admin_view(self.preview_view),

@@ -209,6 +209,7 @@ class LeadImportResource(resources.ModelResource):
     def import_instance(self, instance: Lead, row, **kwargs) -> None:
         super().import_instance(instance, row, **kwargs)
         accepted = self._accepted[row[LINE]]
+        assert self.campaign is not None  # before_import refused the import without one
         instance.campaign = self.campaign
         instance.is_role_account = accepted.clean.address.is_role_account
         instance.is_free_mail = accepted.clean.address.is_free_mail

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
@@ -31,7 +33,7 @@ REJECTIONS_LISTED = 20
 class ScoreBandFilter(admin.SimpleListFilter):
     title = "score"
     parameter_name = "score_band"
-    bands = {
+    bands: dict[str | None, tuple[str, Q]] = {
         "unscored": ("Not scored", Q(score__isnull=True)),
         "low": ("Low (0–39)", Q(score__lt=40)),
         "medium": ("Medium (40–69)", Q(score__gte=40, score__lt=70)),
@@ -148,7 +150,7 @@ class SuppressionForm(forms.ModelForm):
         fields = ["email", "domain", "reason", "source", "note"]
 
     def clean(self):
-        data = super().clean()
+        data: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
         email, domain = suppression_normalize(email=data.get("email", ""), domain=data.get("domain", ""))
         data["email"], data["domain"] = email, domain
         existing = suppressions_listing(email=email, domain=domain).exclude(pk=self.instance.pk).first()
@@ -159,7 +161,7 @@ class SuppressionForm(forms.ModelForm):
 
     def _get_validation_exclusions(self):
         # The model's validators know ASCII addresses only; clean() above has checked both fields.
-        return {*super()._get_validation_exclusions(), "email", "domain"}
+        return {*super()._get_validation_exclusions(), "email", "domain"}  # type: ignore[misc]  # Django's, not in its stubs
 
 
 class SuppressionExportResource(resources.ModelResource):

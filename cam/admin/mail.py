@@ -246,6 +246,7 @@ class InboundEmailAdmin(AuditAdmin):
     def lead_link(self, obj: InboundEmail) -> str:
         if obj.lead_id is None:
             return "— (unmatched)"
+        assert obj.lead is not None  # it has a lead_id
         return format_html('<a href="{}">{}</a>', reverse("admin:cam_lead_change", args=[obj.lead_id]),
                            obj.lead.email)
 
@@ -253,6 +254,7 @@ class InboundEmailAdmin(AuditAdmin):
     def thread(self, obj: InboundEmail) -> str:
         if obj.outbound_email_id is None:
             return "—"
+        assert obj.outbound_email is not None  # it has an outbound_email_id
         return format_html('<a href="{}">{}</a>', reverse("admin:cam_outboundemail_change",
                                                           args=[obj.outbound_email_id]),
                            obj.outbound_email.subject[:60])

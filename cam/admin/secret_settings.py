@@ -4,8 +4,10 @@ the record of what was changed, for mailboxes, alert channels and lead sources (
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING, Any
 
 from django import forms
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 
 from cam.leads import staff_actor
@@ -17,6 +19,12 @@ from cam.secret_settings import (
     secret_changes_record,
     secret_name_fields,
 )
+
+if TYPE_CHECKING:  # the mixins below are only ever mixed into these
+    _ModelAdmin = admin.ModelAdmin
+    _InlineModelAdmin = admin.options.InlineModelAdmin
+else:
+    _ModelAdmin = _InlineModelAdmin = object
 
 
 class SecretSettingsForm(forms.ModelForm):
@@ -33,7 +41,7 @@ class SecretSettingsForm(forms.ModelForm):
         self.secret_changes: list = []
 
     def clean(self):
-        cleaned = super().clean()
+        cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
         changes, guarded = secret_changes(type(self.instance), before=self._before.get,
                                           after=lambda field: cleaned.get(field, self._before.get(field)))
         try:
@@ -55,12 +63,13 @@ def record_form_changes(request, form) -> None:
         form.secret_changes = []
 
 
-class SecretSettingsAdminMixin:
+class SecretSettingsAdminMixin(_ModelAdmin):
     """For a ``ModelAdmin`` of a model that names secrets."""
 
     form = SecretSettingsForm
 
-    def get_form(self, request, obj=None, **kwargs):
+    # ``change`` is not named: Django passes it by keyword, and **kwargs hands it on.
+    def get_form(self, request, obj=None, **kwargs):  # type: ignore[override]
         return _form_for(super().get_form(request, obj, **kwargs), request.user)
 
     def get_readonly_fields(self, request, obj=None):
@@ -74,7 +83,7 @@ class SecretSettingsAdminMixin:
         record_form_changes(request, form)
 
 
-class SecretSettingsInlineMixin:
+class SecretSettingsInlineMixin(_InlineModelAdmin):
     """For an inline of such a model; its parent admin calls ``record_inline_changes`` in ``save_formset``."""
 
     form = SecretSettingsForm

@@ -28,6 +28,7 @@ from django.utils import timezone
 from cam.alerts.email import parse_recipients
 from cam.alerts.transports import TransportError, transport_for
 from cam.models import AlertChannel, Campaign, HumanAlertLog, InboundEmail, Lead
+from cam.models.fields import max_length
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +38,8 @@ ALERT_RETRY_WINDOW = timedelta(hours=24)
 CLAIM_TIMEOUT = timedelta(minutes=5)
 # The target of the AICMO_CAM_ALERT_EMAILS copy, in the row's idempotency key.
 FALLBACK_TARGET = "emails"
-KEY_MAX_LENGTH = HumanAlertLog._meta.get_field("idempotency_key").max_length
-TITLE_MAX_LENGTH = HumanAlertLog._meta.get_field("title").max_length
+KEY_MAX_LENGTH = max_length(HumanAlertLog, "idempotency_key")
+TITLE_MAX_LENGTH = max_length(HumanAlertLog, "title")
 ERROR_MAX_LENGTH = 2000
 
 

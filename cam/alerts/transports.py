@@ -9,7 +9,7 @@ a transport never writes to the database.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -61,7 +61,7 @@ def get_transport(kind: str) -> Transport:
         path = TRANSPORTS[kind]
     except KeyError:
         raise LookupError(f"No alert transport for channel kind {kind!r}.") from None
-    return import_string(path)()
+    return cast(Transport, import_string(path)())
 
 
 def transport_for(channel: AlertChannel | None) -> Transport:

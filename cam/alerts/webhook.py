@@ -60,6 +60,7 @@ class WebhookTransport(HttpTransport):
 
     def send(self, alert: HumanAlertLog, channel: AlertChannel | None) -> None:
         url = self.url(channel)
+        assert channel is not None  # url() refuses None
         try:
             secret = secret_from_env(channel.secret_env, purpose=f"the signing secret of alert channel "
                                                                  f"{channel.name!r}")

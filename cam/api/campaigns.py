@@ -3,7 +3,9 @@ metrics, and their sequence steps, nested under the campaign (``campaigns/{id}/s
 
 from __future__ import annotations
 
-from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery
+from typing import Any, cast
+
+from django.db.models import Count, Field, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -108,8 +110,8 @@ class CampaignSerializer(StrictModelSerializer):
     def validate(self, attrs: dict) -> dict:
         # Cross-field rules, checked against the stored values for what a PATCH leaves out.
         def current(name):
-            return attrs[name] if name in attrs else getattr(self.instance, name, Campaign._meta.get_field(name)
-                                                              .get_default())
+            return attrs[name] if name in attrs else getattr(self.instance, name,
+                                                             cast(Field, Campaign._meta.get_field(name)).get_default())
 
         low, high = current("icp_company_size_min"), current("icp_company_size_max")
         if low is not None and high is not None and low > high:
@@ -287,7 +289,8 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     def metrics(self, request, pk=None):
         campaign = get_object_or_404(Campaign.objects.only("pk"), pk=pk)
         snapshot = MetricSnapshot.objects.filter(scope=Scope.CAMPAIGN, campaign=campaign).first()
-        data = {"campaign": campaign.pk, "computed_at": None, "window_days": None, "window": {}, "all_time": {}}
+        data: dict[str, Any] = {"campaign": campaign.pk, "computed_at": None, "window_days": None, "window": {},
+                                "all_time": {}}
         if snapshot is not None:
             data.update(computed_at=snapshot.computed_at, window_days=snapshot.window_days,
                         window=snapshot.window or {}, all_time=snapshot.all_time or {})
@@ -322,7 +325,8 @@ class CampaignStepSerializer(StrictModelSerializer):
 
         def current(name):
             return attrs[name] if name in attrs else getattr(self.instance, name,
-                                                             SequenceStep._meta.get_field(name).get_default())
+                                                             cast(Field, SequenceStep._meta.get_field(name))
+                                                             .get_default())
 
         position = current("position")
         if position is None:
@@ -396,12 +400,12 @@ class CampaignStepViewSet(viewsets.ModelViewSet):
         return SequenceStep.objects.filter(campaign=self.campaign()).order_by("position")
 
     def get_serializer_context(self) -> dict:
-        context = super().get_serializer_context()
+        context: dict[str, Any] = super().get_serializer_context()  # type: ignore[assignment]  # a dict; the stubs say Mapping
         if not getattr(self, "swagger_fake_view", False):
             context["campaign"] = self.campaign()
         return context
 
-    def perform_update(self, serializer: CampaignStepSerializer) -> None:
+    def perform_update(self, serializer: serializers.BaseSerializer[SequenceStep]) -> None:
         try:
             serializer.save()
         except FirstStepWithoutSubject as exc:

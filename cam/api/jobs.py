@@ -46,8 +46,8 @@ QUEUED = "QUEUED"
 class JobsExecutionSerializer(serializers.ModelSerializer):
     """A job execution: one run, or one refused run, of a job."""
 
-    campaign = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
-                                                  help_text="The campaign it worked on; null for all.")
+    campaign: serializers.PrimaryKeyRelatedField[Campaign] = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The campaign it worked on; null for all.")
     counts = serializers.DictField(read_only=True, help_text="What the job did, as the job reports it.")
     duration_seconds = serializers.FloatField(read_only=True, allow_null=True)
 
@@ -134,8 +134,9 @@ class JobsExecutionFilterSerializer(StrictSerializer):
 class JobNotFound(exceptions.NotFound):
     def __init__(self, name: str) -> None:
         super().__init__()
-        # A dict detail is sent as it is by DRF's handler: the names stay a list of strings.
-        self.detail = {"detail": f"Unknown job {name!r}.", "known_jobs": job_names()}
+        # A dict detail is sent as it is by DRF's handler: the names stay a list of strings. (The stubs
+        # want ErrorDetails throughout.)
+        self.detail = {"detail": f"Unknown job {name!r}.", "known_jobs": job_names()}  # type: ignore[dict-item]
 
 
 class JobRunning(Conflict):
@@ -144,8 +145,8 @@ class JobRunning(Conflict):
     def __init__(self, outcome: JobOutcome) -> None:
         super().__init__()
         holder = running_execution(job=outcome.job, campaign_id=outcome.running_campaign_id)
-        self.detail = {"detail": outcome.busy_message,
-                       "running": JobsExecutionSerializer(holder).data if holder else None}
+        self.detail = {"detail": outcome.busy_message,  # type: ignore[dict-item]  # as above
+                       "running": JobsExecutionSerializer(holder).data if holder else None}  # type: ignore[dict-item]
 
 
 # --- Views ------------------------------------------------------------------------------------------

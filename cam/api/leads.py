@@ -24,6 +24,7 @@ from cam.api.serializers import (
 )
 from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
 from cam.models import Campaign, Lead
+from cam.models.fields import max_length
 from cam.pipeline.records import MAX_COMPANY_SIZE
 
 # -- serializers ------------------------------------------------------------------------------------
@@ -49,7 +50,7 @@ class LeadSerializer(serializers.ModelSerializer):
 
 
 def _text(name: str) -> serializers.CharField:
-    return serializers.CharField(max_length=Lead._meta.get_field(name).max_length, required=False, allow_blank=True)
+    return serializers.CharField(max_length=max_length(Lead, name), required=False, allow_blank=True)
 
 
 class LeadInputSerializer(StrictSerializer):
@@ -79,7 +80,7 @@ class LeadInputSerializer(StrictSerializer):
             address = normalize_address(value)
         except RejectedAddress as exc:
             raise ValidationError(str(exc)) from None
-        if len(address.email) > Lead._meta.get_field("email").max_length:
+        if len(address.email) > max_length(Lead, "email"):
             raise ValidationError("The address is longer than 254 characters.")
         return address
 
@@ -121,7 +122,8 @@ class LeadBulkCreatedSerializer(serializers.Serializer):
 
 class LeadBulkErrorSerializer(serializers.Serializer):
     index = serializers.IntegerField(help_text="The item's position in the request, from 0.")
-    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+    # DRF's metaclass takes declared fields off the class, so they may share a name with its attributes.
+    errors = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),  # type: ignore[assignment]
                                    help_text='Messages per field, e.g. {"email": ["…"]}.')
 
 
@@ -129,7 +131,7 @@ class LeadBulkResultSerializer(serializers.Serializer):
     created_count = serializers.IntegerField()
     error_count = serializers.IntegerField()
     created = LeadBulkCreatedSerializer(many=True)
-    errors = LeadBulkErrorSerializer(many=True)
+    errors = LeadBulkErrorSerializer(many=True)  # type: ignore[assignment]  # as above
 
 
 class LeadStatusChangeSerializer(StrictSerializer):

@@ -82,7 +82,7 @@ def error_response(description: str) -> OpenApiResponse:
     return OpenApiResponse(ERROR_CONTENT_SCHEMA, description=description)
 
 
-def _view_classes(generator) -> dict[tuple[str, str], type]:
+def _view_classes(generator) -> dict[tuple[str, str], type | None]:
     """The view class behind each operation, by (path, method)."""
     return {(path, method.lower()): getattr(callback, "cls", None)
             for path, _regex, method, callback in (generator.endpoints or [])}
@@ -131,7 +131,7 @@ def document_common_errors(result, generator, request, public):
 NO_NUL = {"pattern": "^[^\\u0000]*$"}
 
 
-def _forbid_nul(schema: dict) -> None:
+def _forbid_nul(schema: object) -> None:
     if not isinstance(schema, dict):
         return
     if schema.get("type") == "string" and not ({"enum", "format", "pattern"} & schema.keys()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING, Any
 
 from rest_framework import serializers
 
@@ -65,7 +66,13 @@ def _wrong_json_type(field: serializers.Field, value: object) -> list | dict | N
     return None
 
 
-class StrictMixin:
+if TYPE_CHECKING:  # the mixin below is only ever mixed into a serializer
+    _SerializerBase = serializers.Serializer
+else:
+    _SerializerBase = object
+
+
+class StrictMixin(_SerializerBase):
     """What a client sends is taken as it is written, or refused by name:
 
     - a field the serializer does not know is refused instead of silently ignored (a typo such as
@@ -79,7 +86,7 @@ class StrictMixin:
     def to_internal_value(self, data):
         if isinstance(data, dict):
             # Read-only fields a client echoes back (``id``, times) are ignored, as DRF does.
-            errors: dict[str, object] = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
+            errors: dict[str, Any] = {name: ["Unknown field."] for name in sorted(set(data) - set(self.fields))}
             if not self.context.get("query"):
                 for name, field in self.fields.items():
                     if name in data and not field.read_only:

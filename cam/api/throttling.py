@@ -36,8 +36,9 @@ class CamRateThrottle(SimpleRateThrottle):
         # DRF's __init__ reads the rate of the class scope; the scope is only known per request.
         self.window_end = self.now = 0.0
 
+    # The stubs declare DRF's class attribute; get_rate() reads this property the same way.
     @property
-    def THROTTLE_RATES(self) -> dict:  # the name DRF's get_rate() reads
+    def THROTTLE_RATES(self) -> dict:  # type: ignore[override]  # the name DRF's get_rate() reads
         # DRF copies the rates onto the class once, at import; read them per request instead, so a
         # changed setting (override_settings, a test's ``settings`` fixture) takes effect.
         return api_settings.DEFAULT_THROTTLE_RATES
@@ -48,6 +49,7 @@ class CamRateThrottle(SimpleRateThrottle):
         if self.rate is None:
             return True
         self.num_requests, self.duration = self.parse_rate(self.rate)
+        assert self.num_requests is not None and self.duration is not None  # parsed from a rate
         self.now = self.timer()
         window = int(self.now // self.duration)
         self.window_end = (window + 1) * self.duration
@@ -63,6 +65,7 @@ class CamRateThrottle(SimpleRateThrottle):
             return self.cache.incr(counter)
         except ValueError:  # the window's first request: create its counter (once, whoever races)
             # It outlives its window a little, so a slow request never increments a vanished key.
+            assert self.duration is not None  # set by allow_request()
             self.cache.add(counter, 0, timeout=self.duration + 60)
             return self.cache.incr(counter)
 

@@ -215,7 +215,8 @@ def _report_type(message: Message) -> str:
     if message.get_content_type() != "multipart/report":
         return ""
     try:
-        return (message.get_param("report-type") or "").lower()
+        value = message.get_param("report-type")
+        return value.lower() if isinstance(value, str) else ""
     except Exception:
         return ""
 

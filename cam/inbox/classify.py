@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from email.message import EmailMessage, Message
 from functools import cached_property
+from typing import Any, cast
 
 from cam.inbox.autoreplies import detect_auto_reply
 from cam.inbox.bounces import detect_bounce, detect_complaint
@@ -419,7 +420,7 @@ class ReplyIntentClassifier(Classifier):
                     if phrase.category == Category.REFERRAL and not where:
                         referred.append((match.start(), match.end() + 120))
                     break
-        base = dict(new_text=text)
+        base: dict[str, Any] = dict(new_text=text)
         category = next((category for category in INTENT_ORDER if category in hits), None)
         if category is None:
             return self._without_intent(text, folded, negated, base)
@@ -444,7 +445,7 @@ class ReplyIntentClassifier(Classifier):
                               reasons=reasons, referral_email=referral, **base)
 
     @staticmethod
-    def _without_intent(text: str, folded: str, negated: list[str], base: dict) -> Classification:
+    def _without_intent(text: str, folded: str, negated: list[str], base: dict[str, Any]) -> Classification:
         reasons = [f"negated, so not positive: {', '.join(repr(word) for word in negated)}"] if negated else []
         if not folded.strip():
             return Classification(category=Category.NEUTRAL, confidence=0.5,
@@ -454,7 +455,8 @@ class ReplyIntentClassifier(Classifier):
         opening = _QUESTION_START.search(folded.strip())
         if question or opening:
             shown = next((line.strip() for line in text.splitlines() if "?" in line), "") if question else ""
-            reason = f"a question: {shown[:120]!r}" if shown else f"starts like a question: {opening.group(0)!r}"
+            reason = (f"a question: {shown[:120]!r}" if shown
+                      else f"starts like a question: {cast(re.Match[str], opening).group(0)!r}")
             return Classification(category=Category.QUESTION, confidence=0.7 if question else 0.55,
                                   reasons=[reason, *reasons], **base)
         return Classification(category=Category.NEUTRAL, confidence=0.5,

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from imapclient import IMAPClient, imap4, tls
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
@@ -37,7 +38,7 @@ from cam.models.mail import Security
 logger = logging.getLogger(__name__)
 
 _BYTES_REPR = re.compile(r"b(['\"])(.*)\1", re.DOTALL)
-DEFAULT_PORTS = {Security.NONE: 143, Security.STARTTLS: 143, Security.SSL: 993}
+DEFAULT_PORTS: dict[str, int] = {Security.NONE: 143, Security.STARTTLS: 143, Security.SSL: 993}
 # A fetch may take longer than other commands: its deadline grows by the time the most it can bring
 # (every message at max_bytes) takes at this rate. A server slower than that is treated as stuck.
 SLOWEST_FETCH_BYTES_PER_SECOND = 1_000_000
@@ -75,23 +76,24 @@ def _text(exc: BaseException) -> str:
     return said.rstrip(".") or type(exc).__name__
 
 
-class _WatchedPlainIMAP4(imap4.IMAP4WithTimeout):
+# imapclient ships no types, so its classes are Any to mypy.
+class _WatchedPlainIMAP4(imap4.IMAP4WithTimeout):  # type: ignore[misc]
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
-        sock = super()._create_socket(timeout)
+        sock: socket.socket = super()._create_socket(timeout)
         deadlines.watch(sock)
         return sock
 
 
-class _WatchedTlsIMAP4(tls.IMAP4_TLS):
+class _WatchedTlsIMAP4(tls.IMAP4_TLS):  # type: ignore[misc]
     def _create_socket(self, timeout: float | None = None) -> socket.socket:
         # IMAP4_TLS connects and shakes hands in one call; done in two here, so that the socket is
         # watched before the handshake, which a slow server can drip as well.
         sock = socket.create_connection((self.host, self.port), timeout if timeout is not None else self._timeout)
         deadlines.watch(sock)
-        return tls.wrap_socket(sock, self.ssl_context, self.host)
+        return cast(socket.socket, tls.wrap_socket(sock, self.ssl_context, self.host))
 
 
-class _WatchedIMAPClient(IMAPClient):
+class _WatchedIMAPClient(IMAPClient):  # type: ignore[misc]
     """IMAPClient whose socket comes under the caller's deadline (``cam.deadlines.watch``) as soon as
     it is connected.
 
@@ -186,6 +188,7 @@ class ImapInbox:
     def select(self, folder: str) -> int:
         """Open ``folder`` read-only; returns its UIDVALIDITY."""
         with self._deadline() as deadline, self._errors(f"opening folder {folder!r}", deadline, folder=folder):
+            assert self.client is not None  # connected by open()
             status = self.client.select_folder(folder, readonly=True)
         self.folder = folder
         try:
@@ -197,6 +200,7 @@ class ImapInbox:
     def uids_after(self, last_uid: int) -> list[int]:
         """The UIDs above ``last_uid`` in the selected folder, ascending."""
         with self._deadline() as deadline, self._errors(f"searching folder {self.folder!r}", deadline):
+            assert self.client is not None
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the highest UID, even when it is below n: drop it when nothing is new.
         return sorted(uid for uid in found if uid > last_uid)
@@ -209,6 +213,7 @@ class ImapInbox:
         seconds = self.deadline_seconds + len(uids) * self.max_bytes / SLOWEST_FETCH_BYTES_PER_SECOND
         with (self._deadline(seconds) as deadline,
               self._errors(f"fetching from folder {self.folder!r}", deadline)):
+            assert self.client is not None
             response = self.client.fetch(uids, items)
         messages = []
         for uid in sorted(response):

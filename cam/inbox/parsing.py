@@ -24,14 +24,17 @@ and the classifier among its reasons.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
+from email.policy import Policy
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
+from typing import Any
 
 from cam.inbox.text import body_text
 
@@ -76,14 +79,14 @@ class _BoundedMessage(EmailMessage):
     """A message read by ``message_from_raw``; the parser attaches each part it creates to its parent
     before reading the part's headers, which is where the depth and the count are known."""
 
-    def __init__(self, policy=None, *, limits: _Limits | None = None) -> None:
+    def __init__(self, policy: Policy | None = None, *, limits: _Limits | None = None) -> None:
         super().__init__(policy)
         self._cam_limits = limits or _Limits()
         self._cam_depth = 0
         self._cam_left_out = False
         self._cam_type: tuple[tuple[str | None, str] | None, str] = (None, "")
 
-    def attach(self, payload) -> None:
+    def attach(self, payload: Message | str) -> None:
         limits = self._cam_limits
         if isinstance(payload, _BoundedMessage) and payload._cam_limits is limits:  # a part being parsed
             payload._cam_depth = self._cam_depth + 1
@@ -93,7 +96,8 @@ class _BoundedMessage(EmailMessage):
                 payload._cam_left_out = True
                 limits.left_out += 1
                 return
-        super().attach(payload)
+        # typeshed narrows MIMEPart.attach to the part's own class, against its base (it ignores the override).
+        super().attach(payload)  # type: ignore[arg-type]
 
     def get_content_type(self) -> str:
         if self._cam_left_out:
@@ -143,7 +147,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     problems.extend(unread_parts(message))
     headers = _raw_headers(message)
 
-    def read(name: str, reader, default):
+    def read(name: str, reader: Callable[[], Any], default: Any) -> Any:
         try:
             return reader()
         except Exception as exc:  # one unreadable field must not cost the others
@@ -236,7 +240,7 @@ def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
     if "date" not in headers:
         return None
     try:
-        value = message["Date"].datetime
+        value: datetime | None = message["Date"].datetime
     except Exception:
         value = None
     if value is None:

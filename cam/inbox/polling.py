@@ -44,6 +44,7 @@ from cam.inbox.imap import FetchedMessage, ImapError, ImapFolderError, ImapInbox
 from cam.inbox.parsing import parse_message
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import InboundEmail, Mailbox, MailboxFolder
+from cam.models.fields import max_length
 from cam.secrets import MissingSecret, secret_from_env
 
 logger = logging.getLogger(__name__)
@@ -324,7 +325,8 @@ def _new_rows(*, folder: MailboxFolder, uidvalidity: int, messages: list[Fetched
                 .annotate(anonymous_raw=Case(When(message_id="", then=F("raw_message")), default=Value(None),
                                              output_field=BinaryField()))
                 .values_list("folder", "uidvalidity", "uid", "message_id", "received_at", "anonymous_raw"))
-    seen_uids, seen_ids, seen_contents = set(), set(), set()
+    seen_uids, seen_ids = set(), set()
+    seen_contents: set[tuple[datetime | None, bytes | memoryview]] = set()
     for folder_name, row_uidvalidity, uid, message_id, received_at, raw in existing:
         seen_uids.add((folder_name, row_uidvalidity, uid))
         if message_id:
@@ -348,7 +350,7 @@ def _new_rows(*, folder: MailboxFolder, uidvalidity: int, messages: list[Fetched
 
 
 def _fit(value: str, field: str) -> str:
-    return value[:InboundEmail._meta.get_field(field).max_length]
+    return value[:max_length(InboundEmail, field)]
 
 
 def _row(*, folder: MailboxFolder, uidvalidity: int, message: FetchedMessage) -> InboundEmail:

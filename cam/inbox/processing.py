@@ -12,6 +12,7 @@ dismisses it (``bounce_dismiss``: nothing changes). Reclassifying it is a person
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
@@ -111,7 +112,7 @@ class NotHeld(ValueError):
     """The reply is not waiting for a person to confirm it (never held, or confirmed or dismissed already)."""
 
 
-def _decide(inbound: InboundEmail, decision: str, *, by: str, now) -> bool:
+def _decide(inbound: InboundEmail, decision: str, *, by: str, now: datetime) -> bool:
     """Record ``decision`` on a held reply; False when it was not held. Conditional on the row, so
     two people deciding at once decide once."""
     if not InboundEmail.objects.filter(pk=inbound.pk, confirmation=Confirmation.NEEDED).update(

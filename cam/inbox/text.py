@@ -142,7 +142,7 @@ class _ReplyHtmlReader(HTMLParser):
     def _hidden(self) -> bool:
         return self.stopped or any(self.stack)
 
-    def handle_starttag(self, tag: str, attrs) -> None:
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         values = {name: (value or "").lower() for name, value in attrs}
         if any(marker in values.get("id", "") for marker in self.STOP_IDS):
             self.stopped = True
@@ -152,7 +152,7 @@ class _ReplyHtmlReader(HTMLParser):
         if tag not in self.VOID:
             self.stack.append(hides)
 
-    def handle_startendtag(self, tag: str, attrs) -> None:
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self.BLOCKS and not self._hidden():
             self.parts.append("\n")
 

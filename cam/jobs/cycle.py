@@ -292,7 +292,7 @@ def worker_cycle_run(*, worker_id: str, inline_send: bool = True, trigger: str =
 
 
 def _outcome(result: JobResult, *, worker_id: str) -> CycleResult:
-    common = {"execution_id": result.execution_id, "duration_seconds": result.duration_seconds}
+    common: dict[str, Any] = {"execution_id": result.execution_id, "duration_seconds": result.duration_seconds}
     if result.status == JobExecution.Status.SKIPPED:
         heartbeat_seen(worker_id=worker_id)
         return CycleResult(status=SKIPPED, reason=result.reason, **common)

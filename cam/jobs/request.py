@@ -75,7 +75,7 @@ def job_rule_errors(spec: JobSpec, *, campaign: Campaign | None, params: dict[st
         errors["campaign"] = [f"The job {spec.name} works on one campaign; name it."]
     for name in sorted(params):
         if name not in spec.params:
-            takers = jobs_where(lambda other, name=name: name in other.params)
+            takers = jobs_where(lambda other, name=name: name in other.params)  # type: ignore[misc]  # a lambda's default
             errors[name] = [f"Only {', '.join(takers)} takes {name}." if takers else f"No job takes {name}."]
     if where == "request" and not spec.inline_allowed:
         errors["wait"] = [f"The job {spec.name} cannot run in the request: {spec.queue_only_because}. Queue it "
@@ -101,7 +101,7 @@ def job_request(name: str, *, where: Where, trigger: str, campaign: Campaign | N
     if timezone.is_naive(slot):  # as the runner reads it: in the current time zone
         slot = timezone.make_aware(slot)
     slot_id = execution_id_for(job=name, campaign_id=campaign_id, slot=slot)
-    outcome = {"job": name, "campaign_id": campaign_id, "slot": slot}
+    outcome: dict[str, Any] = {"job": name, "campaign_id": campaign_id, "slot": slot}
 
     slot_taken = not force and JobExecution.objects.filter(execution_id=slot_id).exists()
     if not slot_taken:

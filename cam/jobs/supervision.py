@@ -65,8 +65,10 @@ def exit_if_orphaned(doing: str) -> None:
     feeder threads of queues whose reader (the cluster) is gone.
     """
     if parent_is_gone():
+        parent = multiprocessing.parent_process()
+        assert parent is not None  # parent_is_gone() found one
         logger.error("%s %s: the process that started it (%s) is gone; exiting instead",
-                     multiprocessing.current_process().name, doing, multiprocessing.parent_process().pid)
+                     multiprocessing.current_process().name, doing, parent.pid)
         logging.shutdown()
         os._exit(1)
 

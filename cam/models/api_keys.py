@@ -25,7 +25,8 @@ class CamAPIKey(AbstractAPIKey):
     read_only = models.BooleanField(
         default=False, help_text="Read-only keys may list and read; they cannot change anything or run jobs.")
 
-    objects = CamAPIKeyManager()
+    # The library types ``objects`` as its own APIKeyManager; any manager of its base class will do.
+    objects = CamAPIKeyManager()  # type: ignore[misc, assignment]
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "API key"

@@ -78,3 +78,15 @@ def validate_weekdays(value) -> None:
 def validate_string_list(value) -> None:
     if not isinstance(value, list) or any(not isinstance(item, str) for item in value):
         raise ValidationError("Enter a list of words or phrases.")
+
+
+def max_length(model: type[models.Model], name: str) -> int:
+    """The ``max_length`` of ``model``'s text field ``name``, for code that cuts or checks a value to fit it.
+
+    ``_meta.get_field`` may return a relation or a field without a limit, so its ``max_length`` is an
+    optional; asking for one that is not there is a mistake in the code, caught when the module loads.
+    """
+    field = model._meta.get_field(name)
+    if not isinstance(field, models.Field) or field.max_length is None:
+        raise TypeError(f"{model.__name__}.{name} is not a field with a max_length")
+    return field.max_length

@@ -15,6 +15,7 @@ import json
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from anymail.signals import AnymailTrackingEvent, EventType
 from django.db import IntegrityError, transaction
@@ -57,7 +58,7 @@ def _source(event: ProviderEvent) -> str:
 
 @transaction.atomic
 def provider_event_record(*, provider: str, event_id: str, event_type: str, provider_message_id: str,
-                          recipient: str, description: str, payload: dict,
+                          recipient: str, description: str, payload: dict[str, Any],
                           occurred_at: datetime | None) -> ProviderEvent | None:
     """Keep one provider event and apply it to the email it is about, all in one transaction.
 
@@ -86,14 +87,14 @@ def provider_event_record(*, provider: str, event_id: str, event_type: str, prov
 
 def _event_id(event: AnymailTrackingEvent) -> str:
     if event.event_id:
-        return event.event_id
+        return str(event.event_id)
     # A signed Resend request always has svix-id; this only guards against a provider that sends
     # none. The same payload gives the same id, so a replay is still recognised.
     payload = json.dumps(event.esp_event, sort_keys=True, default=str).encode()
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
-def provider_event_received(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
+def provider_event_received(sender: object, event: AnymailTrackingEvent, esp_name: str, **kwargs: Any) -> None:
     """Receiver of anymail's ``tracking`` signal (connected in ``CamConfig.ready``)."""
     provider = PROVIDERS_BY_ESP_NAME.get(esp_name)
     if provider is None:

@@ -31,6 +31,7 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     ``outbound.lead`` and ``outbound.mailbox`` must be loaded.
     """
     mailbox = outbound.mailbox
+    assert mailbox is not None  # planned emails all have their mailbox
     headers = {"Message-ID": outbound.message_id, **list_unsubscribe_headers(outbound.lead, mailbox)}
     if outbound.in_reply_to:
         headers["In-Reply-To"] = outbound.in_reply_to
@@ -45,5 +46,5 @@ def build_message(outbound: OutboundEmail) -> EmailMultiAlternatives:
     )
     if outbound.body_html:
         message.attach_alternative(outbound.body_html, "text/html")
-    message.return_path = signed_return_path(outbound)
+    message.return_path = signed_return_path(outbound)  # type: ignore[attr-defined]  # read by the providers
     return message

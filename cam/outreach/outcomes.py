@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import connection, models, transaction
@@ -41,7 +41,7 @@ def retry_delay(attempts: int, retry_after: float | None) -> timedelta:
     """The provider's ``retry_after`` when given, else the base doubled per attempt, up to RETRY_CAP."""
     if retry_after is not None:
         return timedelta(seconds=max(retry_after, 1))
-    return min(retry_base() * (2 ** max(attempts - 1, 0)), RETRY_CAP)
+    return min(retry_base() * cast(int, 2 ** max(attempts - 1, 0)), RETRY_CAP)  # int ** int is Any to mypy
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Outcome:
 
     @property
     def status(self) -> str:
-        return self.email["status"]
+        return cast(str, self.email["status"])
 
 
 def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime,
@@ -93,7 +93,7 @@ def outcome_write(*, holder: str, row: OutboundEmail | None, outcome: Outcome | 
     with transaction.atomic():
         written = bool(row is not None and outcome is not None
                        and OutboundEmail.objects.filter(pk=row.pk, claimed_by=holder).update(**outcome.email))
-        if written and outcome.lead:
+        if written and row is not None and outcome is not None and outcome.lead:  # (written: both are there)
             Lead.objects.filter(pk=row.lead_id).update(**outcome.lead)
         marked = next_id is not None and bool(
             OutboundEmail.objects.filter(pk=next_id, status__in=IN_HAND, claimed_by=holder)
@@ -137,7 +137,7 @@ def _assignments(model: type[models.Model], values: dict[str, Any]) -> tuple[str
     meta = model._meta
     sets, params = [], []
     for name, value in values.items():
-        field = meta.get_field(name)
+        field: Any = meta.get_field(name)  # a column of the table, never a relation's other side
         sets.append(f"{connection.ops.quote_name(field.column)} = %s")
         params.append(field.get_db_prep_save(value, connection))
     return ", ".join(sets), params

@@ -45,9 +45,9 @@ def step_delay(step: SequenceStep) -> timedelta:
 class _Room:
     """What the caps and gaps still allow in this plan."""
 
-    campaign_used: Counter = field(default_factory=Counter)
-    mailbox_used: Counter = field(default_factory=Counter)
-    planned_now: Counter = field(default_factory=Counter)
+    campaign_used: Counter[int] = field(default_factory=Counter)
+    mailbox_used: Counter[int] = field(default_factory=Counter)
+    planned_now: Counter[int] = field(default_factory=Counter)
 
     def campaign_left(self, campaign: Campaign) -> int:
         return campaign.daily_cap - self.campaign_used[campaign.pk]
@@ -101,7 +101,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
     if campaign is not None:
         due = due.filter(campaign=campaign)
     leads = list(due.order_by("next_send_at", "pk")[:PLAN_LIMIT])
-    counts: Counter = Counter(due=len(leads), planned=0)
+    counts: Counter[str] = Counter(due=len(leads), planned=0)
     if not leads:
         return dict(counts)
 
@@ -117,9 +117,9 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         room.campaign_used[row["campaign_id"]] = row["n"]
     mailbox_ids = {m.pk for c in campaigns.values() for m in c.mailboxes.all()} | {
         lead.mailbox_id for lead in leads if lead.mailbox_id}
-    for row in (OutboundEmail.objects.filter(mailbox_id__in=mailbox_ids, created_at__gte=since, status__in=COUNTED)
-                .values("mailbox_id").annotate(n=Count("pk"))):
-        room.mailbox_used[row["mailbox_id"]] = row["n"]
+    for mailbox_row in (OutboundEmail.objects.filter(mailbox_id__in=mailbox_ids, created_at__gte=since,
+                                                     status__in=COUNTED).values("mailbox_id").annotate(n=Count("pk"))):
+        room.mailbox_used[mailbox_row["mailbox_id"]] = mailbox_row["n"]
     history: dict[int, list[tuple[str, str]]] = defaultdict(list)  # lead → [(message_id, subject)] in order
     for lead_id, message_id, subject in (OutboundEmail.objects.filter(
             lead_id__in=[lead.pk for lead in leads if lead.current_step], status=OutboundEmail.Status.SENT)
@@ -147,6 +147,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         else:
             mailbox, reason = _choose_mailbox(lead, owner, room, now)
         if not reason:
+            assert step is not None  # found, as nothing blocks the lead
             thread = history.get(lead.pk, [])
             url = unsubscribe_url(lead)
             try:
@@ -160,6 +161,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
             lead.blocked_reason = reason
             changed.append(lead)
             continue
+        assert mailbox is not None  # chosen, as nothing blocks the lead
         room.take(owner, mailbox)
         planned.append(OutboundEmail(
             lead=lead, step=step, campaign=owner, mailbox=mailbox, to_email=lead.email,

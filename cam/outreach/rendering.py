@@ -38,7 +38,8 @@ class RenderedEmail:
     body_html: str
 
 
-def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None, unsubscribe_url: str) -> dict:
+def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None,
+                     unsubscribe_url: str) -> dict[str, Any]:
     context: dict[str, Any] = {name: getattr(lead, name) for name in LEAD_VARIABLES}
     context.update(full_name=lead.full_name, campaign=campaign.name, unsubscribe_url=unsubscribe_url,
                    sender_name=(mailbox.from_name if mailbox else ""),
@@ -46,7 +47,7 @@ def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None,
     return context
 
 
-def _render(engine: Engine, source: str, context: dict, what: str) -> str:
+def _render(engine: Engine, source: str, context: dict[str, Any], what: str) -> str:
     try:
         # The Context must carry the engine's escaping: a Context escapes by default, whatever the
         # engine says, and plain text would go out as "O&#x27;Brien" and "&amp;".
@@ -77,7 +78,7 @@ def footer_html(unsubscribe_url: str) -> str:
     return "".join(parts)
 
 
-def render_step(*, step: SequenceStep, context: dict, first_subject: str = "") -> RenderedEmail:
+def render_step(*, step: SequenceStep, context: dict[str, Any], first_subject: str = "") -> RenderedEmail:
     """The step rendered for one lead, with the compliance footer. Raises ``TemplateProblem``.
 
     A follow-up (position > 1) goes out in the first email's thread: its subject is ``Re: <first

@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, QuerySet, Value, When
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -47,7 +47,7 @@ from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
 from cam.outreach.planning import SENDING_CAMPAIGNS
-from cam.outreach.providers import SendResult, get_provider
+from cam.outreach.providers import MailProvider, SendResult, get_provider
 from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=
 DATABASE_GONE = (InterfaceError, OperationalError)
 
 
-def _ready(now: datetime):
+def _ready(now: datetime) -> QuerySet[OutboundEmail]:
     return OutboundEmail.objects.filter(status__in=READY, next_attempt_at__lte=now,
                                         campaign__status__in=SENDING_CAMPAIGNS,
                                         lead__status=Lead.Status.IN_SEQUENCE)
@@ -188,7 +188,7 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         _note_mailbox_problem(batch, done[1])
 
 
-def _send_one(provider, row: OutboundEmail) -> SendResult:
+def _send_one(provider: MailProvider, row: OutboundEmail) -> SendResult:
     """The provider's answer for one email; never raises, so every outcome is recorded."""
     try:
         message = build_message(row)
@@ -196,6 +196,7 @@ def _send_one(provider, row: OutboundEmail) -> SendResult:
         logger.exception("Outbound %s could not be built", row.pk)
         return SendResult(status=Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
                           attempted=False)
+    assert row.mailbox is not None  # build_message needed it
     try:
         return provider.send(message, idempotency_key=f"cam-outbound-{row.pk}")
     except Exception as exc:  # a provider bug: the message may have gone out
@@ -262,6 +263,7 @@ def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next
         written, ours = outcome_write(holder=batch.holder, row=row, outcome=outcome,
                                       next_id=next_row.pk if next_row else None, now=now)
         if written and link_events:
+            assert row is not None and outcome is not None  # link_events: there is an outcome
             for name, value in outcome.email.items():
                 setattr(row, name, value)
             provider_events_link(outbound_emails=[row])
@@ -293,7 +295,7 @@ def _hand_back(batch: _Batch) -> None:
     if not batch.untried:
         return
     now = timezone.now()
-    values: dict = {"status": HANDED_BACK_STATUS, "claimed_by": "", "updated_at": now}
+    values: dict[str, Any] = {"status": HANDED_BACK_STATUS, "claimed_by": "", "updated_at": now}
     if batch.halted:
         wait = timedelta(seconds=batch.retry_after) if batch.retry_after is not None else retry_base()
         values.update(next_attempt_at=now + wait, last_error=f"Not tried: the batch was {batch.stopped}"[:2000])
@@ -352,7 +354,8 @@ def outreach_send(*, now: datetime | None = None, inline: bool = True, budget: B
                 else:
                     totals[key] = totals.get(key, 0) + value
         else:
-            transaction.on_commit(lambda mailbox_id=mailbox_id: async_task(
+            # mypy cannot type a lambda's default argument.
+            transaction.on_commit(lambda mailbox_id=mailbox_id: async_task(  # type: ignore[misc]
                 "cam.outreach.tasks.send_batch_task", mailbox_id=mailbox_id, q_options={"group": "cam: send"}))
             totals["queued"] = totals.get("queued", 0) + 1
     return totals

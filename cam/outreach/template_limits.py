@@ -11,9 +11,13 @@ text as a whole is capped by ``MAX_RENDERED_CHARS`` in ``cam.outreach.rendering`
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any
 
 from django import template
 from django.template import defaultfilters, defaulttags
+from django.template.base import Parser, Token
+from django.template.context import Context
 
 MAX_WIDTH = 1000  # wider than any line of an email; a count of lorem words or paragraphs too
 
@@ -24,16 +28,16 @@ class TooWide(ValueError):
     """A filter or tag was asked for more than ``MAX_WIDTH``."""
 
 
-def _bounded(what: str, value) -> None:
+def _bounded(what: str, value: object) -> None:
     numbers = [int(n) for n in re.findall(r"\d+", str(value))]
     if any(n > MAX_WIDTH for n in numbers):
         raise TooWide(f"{what} asks for a size of {max(numbers)}; at most {MAX_WIDTH} is allowed")
 
 
-def _padding(name: str):
-    original = getattr(defaultfilters, name)
+def _padding(name: str) -> Callable[[Any, Any], str]:
+    original: Callable[[Any, Any], str] = getattr(defaultfilters, name)
 
-    def bounded(value, arg):
+    def bounded(value: Any, arg: Any) -> str:
         _bounded(f"|{name}", arg)
         return original(value, arg)
 
@@ -46,19 +50,19 @@ for _name in ("center", "ljust", "rjust"):
 
 
 @register.filter(is_safe=True)
-def stringformat(value, arg):
+def stringformat(value: Any, arg: str) -> str:
     _bounded("|stringformat", arg)
     return defaultfilters.stringformat(value, arg)
 
 
 @register.filter(is_safe=True)
-def floatformat(text, arg=-1):
+def floatformat(text: Any, arg: int | str = -1) -> str:
     _bounded("|floatformat", arg)
     return defaultfilters.floatformat(text, arg)
 
 
 @register.tag
-def lorem(parser, token):
+def lorem(parser: Parser, token: Token) -> defaulttags.LoremNode:
     node = defaulttags.lorem(parser, token)
     # A count given as a variable could come from a lead's data: only a number written in the template.
     count = node.count.var
@@ -80,10 +84,11 @@ class BoundedForNode(defaulttags.ForNode):
     """``{% for %}`` that counts every iteration of one render: nested loops over short strings would
     otherwise multiply into billions of steps before any size check sees the output."""
 
-    def render(self, context):
-        values = self.sequence.resolve(context, ignore_failures=True)
-        # One count per render, shared by every loop node of the template.
-        total = context.render_context.get("cam_loop_iterations", 0)
+    def render(self, context: Context) -> str:
+        # The stubs allow a str; do_for always gives a FilterExpression.
+        values = self.sequence.resolve(context, ignore_failures=True)  # type: ignore[union-attr]
+        # One count per render, shared by every loop node of the template. (The stubs lose the default's type.)
+        total: int = context.render_context.get("cam_loop_iterations", 0)  # type: ignore[assignment]
         total += len(values) if hasattr(values, "__len__") else 0
         if total > MAX_LOOP_ITERATIONS:
             raise TooWide(f"the loops of this template run more than {MAX_LOOP_ITERATIONS:,} times")
@@ -92,7 +97,7 @@ class BoundedForNode(defaulttags.ForNode):
 
 
 @register.tag("for")
-def do_for(parser, token):
+def do_for(parser: Parser, token: Token) -> defaulttags.ForNode:
     node = defaulttags.do_for(parser, token)
     node.__class__ = BoundedForNode
     return node

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from itertools import islice
 from typing import Any
 
+import dns.resolver
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -77,7 +78,10 @@ def harvest_records(
 
 
 @transaction.atomic
-def _harvest_batch(*, campaign, batch, map_record, source, execution, counts, room, dns_resolver) -> None:
+def _harvest_batch(*, campaign: Campaign, batch: list[SourceRecord],
+                   map_record: Callable[[Mapping[str, Any]], dict[str, Any]], source: LeadSource | None,
+                   execution: JobExecution | None, counts: dict[str, int], room: int | None,
+                   dns_resolver: dns.resolver.Resolver | None) -> None:
     now = timezone.now()
     check_mx = settings.AICMO_CAM_VERIFY_MX
     rejections: list[HarvestRejection] = []

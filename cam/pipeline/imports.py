@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from django.core.exceptions import ValidationError
 from django.utils import timezone
@@ -76,7 +76,7 @@ def leads_import_csv(
         started = timezone.now()
         total = path.stat().st_size
         counting = CountingReader(raw)
-        backend = CsvFileSource(config, stream=counting)
+        backend = CsvFileSource(config, stream=cast(BinaryIO, counting))  # which only reads it
         try:
             counts = harvest_records(
                 campaign=campaign, records=backend.records(), map_record=backend.map_record, source=source,

@@ -9,14 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import dns.resolver
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
 from cam.addresses import NormalizedAddress, RejectedAddress, normalize_address
 from cam.models import Lead
+from cam.models.fields import max_length
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
-_MAX_LENGTH = {name: Lead._meta.get_field(name).max_length for name in (*TEXT_FIELDS, "website", "timezone")}
+_MAX_LENGTH = {name: max_length(Lead, name) for name in (*TEXT_FIELDS, "website", "timezone")}
 # A whole number, optionally with thousands separators: 250, 1200, 1,200, 1.200, 1 200, 1'200.
 _WHOLE = r"\d{1,3}(?:[.,' _]\d{3})+|\d+"
 _SIZE = re.compile(rf"^({_WHOLE})\+?$")
@@ -129,7 +131,8 @@ def storable_data(data: Any, *, _depth: int = 0) -> Any:
     return storable_text(str(data))
 
 
-def clean_record(data: Mapping[str, Any], *, check_mx: bool = False, dns_resolver=None) -> CleanRecord:
+def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
+                 dns_resolver: dns.resolver.Resolver | None = None) -> CleanRecord:
     """Lead fields from one mapped record. Raises ``RejectedRecord`` (or ``RejectedAddress``) with the reason."""
     try:
         address = normalize_address(data.get("email"), check_mx=check_mx, dns_resolver=dns_resolver)

@@ -9,6 +9,7 @@ the free-mail and role-account penalties are taken off.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +63,7 @@ def _company_size(lead: Lead, campaign: Campaign) -> tuple[bool, str]:
     return fits, f"company size {lead.company_size} {'is' if fits else 'is not'} within {bounds}"
 
 
-CRITERIA = [
+CRITERIA: list[tuple[str, str, Callable[[Campaign], bool], Callable[[Lead, Campaign], tuple[bool, str]]]] = [
     # (name, weight field, "is this criterion configured?", matcher)
     ("industry", "weight_industry", lambda c: bool(c.icp_industries), _industry),
     ("title", "weight_title", lambda c: bool(c.icp_title_keywords), _title),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from django.core.exceptions import ValidationError
 from django.utils.module_loading import import_string
@@ -80,7 +80,7 @@ def backend_class(kind: str) -> type[LeadSourceBackend]:
     except KeyError:
         raise SourceError(f"Unknown source kind {kind!r}; known kinds: {', '.join(sorted(SOURCE_BACKENDS))}.") \
             from None
-    return import_string(path)
+    return cast(type[LeadSourceBackend], import_string(path))
 
 
 def get_backend(kind: str, config: Mapping[str, Any]) -> LeadSourceBackend:

@@ -28,7 +28,7 @@ a body could carry whatever the far end holds.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -83,7 +83,7 @@ class HttpJsonSource(LeadSourceBackend):
             raise ValidationError({"auth_env": problem})
         return config
 
-    def __init__(self, config: Mapping[str, Any], *, sleep=time.sleep) -> None:
+    def __init__(self, config: Mapping[str, Any], *, sleep: Callable[[float], None] = time.sleep) -> None:
         super().__init__(config)
         # The token's header is dropped on a redirect to another host, whatever its name.
         self.session = egress_session(secret_headers=(self.config.get("auth_header", "Authorization"),))

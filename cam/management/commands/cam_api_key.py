@@ -33,6 +33,7 @@ def parse_expiry(value: str) -> dt.datetime:
     if day is None and moment is None:
         raise CommandError(f"--expires {value!r} is not a date: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS][+HH:MM].")
     if moment is None:
+        assert day is not None  # one of the two was read
         moment = dt.datetime.combine(day, dt.time.max)
     if timezone.is_naive(moment):
         moment = timezone.make_aware(moment)

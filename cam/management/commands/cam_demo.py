@@ -73,4 +73,5 @@ class Command(BaseCommand):
                 if outcome.busy:  # another run of the job is going on: say so, and go on with the next job
                     self.stdout.write(f"{job}: not run. {outcome.busy_message}")
                 else:
+                    assert outcome.result is not None  # a foreground request that was not busy ran
                     self.stdout.write(f"{job}: {outcome.result.status} {outcome.result.counts}")

@@ -46,6 +46,7 @@ class Command(BaseCommand):
         if outcome.busy:
             raise CommandError(outcome.busy_message)
         result = outcome.result
+        assert result is not None  # run in the foreground, and not refused as busy
         style = self.style.SUCCESS if result.ok else self.style.ERROR
         self.stdout.write(style(f"{result.job}: {result.status}") + f"  ({result.execution_id})")
         if result.reason:

@@ -8,7 +8,7 @@ refused or failed send, so the caller records every outcome.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, cast
 
 from django.core.mail import EmailMessage, EmailMultiAlternatives
 from django.core.mail.message import make_msgid
@@ -61,7 +61,7 @@ class MailProvider:
         self.open()
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     def open(self) -> None:
@@ -86,7 +86,7 @@ def message_id_of(message: EmailMessage) -> str:
             return str(value)
     _, _, domain = str(message.from_email or "").rstrip(">").rpartition("@")
     message.extra_headers["Message-ID"] = make_msgid(domain=domain or DNS_NAME.get_fqdn())
-    return message.extra_headers["Message-ID"]
+    return str(message.extra_headers["Message-ID"])
 
 
 def get_provider(mailbox: Mailbox) -> MailProvider:
@@ -94,4 +94,4 @@ def get_provider(mailbox: Mailbox) -> MailProvider:
         path = PROVIDERS[mailbox.provider]
     except KeyError:
         raise LookupError(f"Mailbox {mailbox.pk} has an unknown provider {mailbox.provider!r}.") from None
-    return import_string(path)(mailbox)
+    return cast(MailProvider, import_string(path)(mailbox))

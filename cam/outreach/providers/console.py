@@ -36,6 +36,7 @@ class ConsoleProvider(MailProvider):
     def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
         self.open()
         message_id = message_id_of(message)
+        assert self.backend is not None  # built by open()
         try:
             written = self.backend.send_messages([message])
         except Exception as exc:  # the message cannot be serialised (a bad header or address)

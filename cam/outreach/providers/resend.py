@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 
 import requests
 import urllib3
@@ -100,18 +102,24 @@ def process_rate_limiter() -> RateLimiter:
         return _process_limiter
 
 
-class _WatchedConnection:
+if TYPE_CHECKING:  # the mixin below is only ever mixed into urllib3's connection
+    _ConnectionBase = urllib3.connection.HTTPConnection
+else:
+    _ConnectionBase = object
+
+
+class _WatchedConnection(_ConnectionBase):
     """Puts the socket of an HTTP connection under the request's deadline (``cam.deadlines.watch``):
     a new one as soon as it is connected (before the TLS handshake), a kept-alive one as the next
     request starts on it. ``_new_conn`` is where urllib3 (1.x and 2.x alike) creates every socket;
     ``request`` starts every request. tests/outreach/test_provider_deadlines.py fails if either moves."""
 
-    def _new_conn(self):
+    def _new_conn(self) -> socket.socket:
         sock = super()._new_conn()
         deadlines.watch(sock)
         return sock
 
-    def request(self, *args, **kwargs):
+    def request(self, *args: Any, **kwargs: Any) -> None:
         if self.sock is not None:
             deadlines.watch(self.sock)
         return super().request(*args, **kwargs)
@@ -141,30 +149,30 @@ class _WatchedAdapter(requests.adapters.HTTPAdapter):
     whose connections are watched; through an HTTP proxy too (a SOCKS proxy keeps its own pools, and
     only the per-read timeout)."""
 
-    def init_poolmanager(self, *args, **kwargs) -> None:
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
         self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
 
-    def proxy_manager_for(self, proxy, **proxy_kwargs):
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         manager = super().proxy_manager_for(proxy, **proxy_kwargs)
         if isinstance(manager, urllib3.ProxyManager):
             manager.pool_classes_by_scheme = _WATCHED_POOLS
         return manager
 
 
-class IdempotentResendBackend(AnymailResendBackend):
+class IdempotentResendBackend(AnymailResendBackend):  # type: ignore[misc]  # anymail ships no types
     """anymail's Resend backend; each message's ``idempotency_key`` goes out as the request's
     ``Idempotency-Key`` header (an HTTP header of the API call, never a header of the email).
     Its connections come under the deadline of the request they carry."""
 
-    def create_session(self):
-        session = super().create_session()
+    def create_session(self) -> requests.Session:
+        session: requests.Session = super().create_session()
         adapter = _WatchedAdapter()
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         return session
 
-    def build_message_payload(self, message, defaults):
+    def build_message_payload(self, message: EmailMessage, defaults: dict[str, Any]) -> ResendPayload:
         key = getattr(message, "idempotency_key", "")
         if not key:
             raise ValueError("A message sent through Resend needs an idempotency_key.")
@@ -223,6 +231,7 @@ class ResendProvider(MailProvider):
         self.open()
         if self.batch_error:
             return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+        assert self.backend is not None  # open() made one, as there is no batch_error
         if self._paused_until is not None:
             remaining = self._paused_until - self._clock()
             if remaining > 0:
@@ -231,10 +240,11 @@ class ResendProvider(MailProvider):
             self._paused_until = None
 
         outgoing = copy.copy(message)  # the caller's message is left as it was
-        outgoing.idempotency_key = idempotency_key
+        # Attributes anymail (and the backend above) read on Django's messages, which declare none of them.
+        outgoing.idempotency_key = idempotency_key  # type: ignore[attr-defined]
         esp_extra = dict(getattr(message, "esp_extra", None) or {})
         esp_extra.setdefault("tags", RESEND_TAGS)
-        outgoing.esp_extra = esp_extra
+        outgoing.esp_extra = esp_extra  # type: ignore[attr-defined]
 
         self.limiter.wait()
         with Deadline(settings.AICMO_CAM_RESEND_DEADLINE_SECONDS, "talking to Resend") as deadline:
@@ -247,11 +257,11 @@ class ResendProvider(MailProvider):
         if not sent:
             return SendResult(Status.FAILED, error="The message has no recipients, or a pre_send receiver "
                                                    "cancelled it.")
-        return SendResult(Status.SENT, provider_message_id=outgoing.anymail_status.message_id or "")
+        return SendResult(Status.SENT, provider_message_id=outgoing.anymail_status.message_id or "")  # type: ignore[attr-defined]
 
     @staticmethod
     def _not_posted(outgoing: EmailMessage, exc: Exception) -> SendResult:
-        anymail_status = getattr(outgoing, "anymail_status", None)
+        anymail_status: Any = getattr(outgoing, "anymail_status", None)
         if getattr(anymail_status, "esp_response", None) is not None:
             # Resend had accepted it; something after (a post_send receiver) failed.
             return SendResult(Status.SENT, provider_message_id=anymail_status.message_id or "",
@@ -309,7 +319,7 @@ def _request_went_out(cause: BaseException) -> bool:
     return True
 
 
-def _resend_error(response) -> tuple[str, str]:
+def _resend_error(response: requests.Response) -> tuple[str, str]:
     """Resend's error ``name`` and ``message`` (its JSON error body), or the raw text."""
     try:
         body = response.json()

@@ -31,7 +31,9 @@ sender (``cam.return_path``): its bounces then prove which email they are about.
 from __future__ import annotations
 
 import smtplib
+import socket
 import time
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -47,10 +49,18 @@ from cam.secrets import MissingSecret, secret_from_env
 Status = OutboundEmail.Status
 # A connection on which the server accepted a message this recently is reused without a NOOP first.
 TRUSTED_FOR_SECONDS = 0.25
-DEFAULT_PORTS = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
+DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
 
 
-class _DataPhaseTracking:
+if TYPE_CHECKING:  # the mixin below is only ever mixed into smtplib's client
+    from _typeshed import ReadableBuffer
+
+    _SMTPBase = smtplib.SMTP
+else:
+    _SMTPBase = object
+
+
+class _DataPhaseTracking(_SMTPBase):
     """Remembers whether the message data may have reached the server during the current sendmail().
 
     ``data_started`` turns true when the server answers 354 to DATA: from then on the client
@@ -60,18 +70,18 @@ class _DataPhaseTracking:
     data_started = False
     _in_data = False
 
-    def sendmail(self, *args, **kwargs):
+    def sendmail(self, *args: Any, **kwargs: Any) -> dict[str, tuple[int, bytes]]:
         self.data_started = False
         return super().sendmail(*args, **kwargs)
 
-    def data(self, msg):
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
         self._in_data = True
         try:
             return super().data(msg)
         finally:
             self._in_data = False
 
-    def getreply(self):
+    def getreply(self) -> tuple[int, bytes]:
         code, text = super().getreply()
         if self._in_data and code == 354:
             self.data_started = True
@@ -85,8 +95,8 @@ class _WatchedSocket(smtplib.SMTP):
     EHLO, STARTTLS and the login all happen after it, inside the backend's ``open()``.
     """
 
-    def _get_socket(self, host, port, timeout):
-        sock = super()._get_socket(host, port, timeout)
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]  # not in typeshed
         deadlines.watch(sock)
         return sock
 
@@ -105,8 +115,11 @@ class _SMTP_SSL(_DataPhaseTracking, smtplib.SMTP_SSL, _WatchedSocket):
 class SmtpBackend(DjangoSmtpBackend):
     """Django's SMTP backend on connections that track the DATA phase."""
 
+    connection: _SMTP | _SMTP_SSL | None
+    _partial_connection: _SMTP | _SMTP_SSL | None  # Django's, left out of its stubs
+
     @property
-    def connection_class(self):
+    def connection_class(self) -> type[_SMTP_SSL | _SMTP]:
         return _SMTP_SSL if self.use_ssl else _SMTP
 
 
@@ -184,6 +197,7 @@ class SmtpProvider(MailProvider):
 
     def _disconnect(self) -> None:
         self._accepted_at = None
+        assert self.backend is not None  # built by open()
         try:
             self.backend.close()
         except Exception:  # QUIT on a broken connection; it is closed either way
@@ -195,6 +209,7 @@ class SmtpProvider(MailProvider):
 
         False (with ``batch_error`` set) when none could be opened, within ``deadline`` or at all.
         """
+        assert self.backend is not None  # built by open()
         if self.backend.connection is not None and not self._still_open(self.backend.connection):
             self._disconnect()  # the server closed it (idle timeout, a 421): open a new one
         try:
@@ -241,6 +256,7 @@ class SmtpProvider(MailProvider):
         _use_return_path(message)
         if self.batch_error:
             return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+        assert self.backend is not None  # open() built it, as there is no batch_error
         with Deadline(settings.AICMO_CAM_SMTP_DEADLINE_SECONDS, "talking to the SMTP server") as deadline:
             if self.backend.connection is not None:  # a connection opened for an earlier message
                 deadline.watch(self.backend.connection.sock)
@@ -249,6 +265,7 @@ class SmtpProvider(MailProvider):
     def _send(self, message: EmailMessage, message_id: str, deadline: Deadline) -> SendResult:
         if not self._connect(deadline):
             return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+        assert self.backend is not None  # _connect() succeeded
         try:
             sent = self.backend.send_messages([message])
         except smtplib.SMTPRecipientsRefused as exc:
@@ -280,6 +297,7 @@ class SmtpProvider(MailProvider):
         return SendResult(status, error=error)
 
     def _data_started(self) -> bool:
+        assert self.backend is not None  # called after a send
         connection = self.backend.connection
         return bool(connection is not None and connection.data_started)
 
