@@ -11,10 +11,12 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from cam.models import Campaign, CampaignRule, Mailbox, SequenceStep
+from cam.models.campaigns import first_step
 
 Status = Campaign.Status
 
@@ -138,20 +140,49 @@ class StepInUse(Exception):
     """A sequence step that emails were sent from (or queued with) cannot be deleted."""
 
 
+# -- the campaign's first step ------------------------------------------------------------------------
+
+FIRST_STEP_NEEDS_SUBJECT = "The first email needs a subject; follow-ups reuse it as “Re: …”."
+
+
 class FirstStepWithoutSubject(Exception):
-    """A change that would leave the campaign's first step (its lowest position) without a subject:
-    follow-ups reuse the first subject, and nothing could be planned for a new lead."""
+    """A change to other steps (a move, a deletion) that would make a step without a subject the campaign's
+    first: follow-ups reuse the first subject, and nothing could be planned for a new lead."""
 
 
 def _has_subject(step: SequenceStep | None) -> bool:
     return step is not None and bool((step.subject_template or "").strip())
 
 
-def _first_step(campaign_id: int, *, exclude_pk: int | None = None) -> SequenceStep | None:
-    steps = SequenceStep.objects.filter(campaign_id=campaign_id)
-    if exclude_pk is not None:
-        steps = steps.exclude(pk=exclude_pk)
-    return steps.order_by("position").first()
+def sequence_check_first_step(*, before: Iterable[SequenceStep], after: Iterable[SequenceStep]) -> None:
+    """The rule on a campaign's first step (``first_step``: its lowest position, whatever it is): it needs
+    a subject, as follow-ups go out as “Re: <first subject>”. Every door checks it here.
+
+    ``before`` are the campaign's steps as saved, ``after`` as a change would leave them (new steps
+    without a pk). Raises Django's ``ValidationError`` on ``subject_template`` when the first step is
+    one the change creates, moves or takes the subject from (the fix is in the same form or body), and
+    ``FirstStepWithoutSubject`` naming the step when a change to others (a move, a deletion) would make
+    it the first. A first step that had no subject already (saved before the rule) does not hold up
+    other changes."""
+    before = list(before)
+    first = first_step(after)
+    if first is None or _has_subject(first):
+        return
+    saved = next((step for step in before if first.pk is not None and step.pk == first.pk), None)
+    if saved is None or saved.position != first.position or _has_subject(saved):
+        raise ValidationError({"subject_template": ValidationError(FIRST_STEP_NEEDS_SUBJECT,
+                                                                   code="first_step_subject")})
+    if _has_subject(first_step(before)):
+        raise FirstStepWithoutSubject(
+            f"Step {first.position} would become the campaign's first email, and it has no subject; give it "
+            f"one first (follow-ups reuse the first email's subject).")
+
+
+def sequence_step_check(step: SequenceStep) -> None:
+    """``step``, created or changed but not saved, against the first-step rule, beside the campaign's
+    other steps as saved (``sequence_check_first_step`` says what it raises)."""
+    before = list(SequenceStep.objects.filter(campaign_id=step.campaign_id))
+    sequence_check_first_step(before=before, after=[saved for saved in before if saved.pk != step.pk] + [step])
 
 
 def _lock_steps(campaign_id: int) -> None:
@@ -162,24 +193,15 @@ def _lock_steps(campaign_id: int) -> None:
 
 @transaction.atomic
 def sequence_step_save(*, step: SequenceStep, fields: dict[str, Any]) -> SequenceStep:
-    """Create or change a step. Raises Django's ``ValidationError`` for values the model refuses
-    (a position taken in the campaign, a first step without a subject), and ``FirstStepWithoutSubject``
-    when moving or changing a step would leave the campaign's first step without a subject."""
-    changing = step.pk is not None
-    if changing:
-        _lock_steps(step.campaign_id)
-        first_before = _first_step(step.campaign_id)
+    """Create or change a step. Raises Django's ``ValidationError`` for values the model refuses (a
+    position taken in the campaign) and for a step that would be the campaign's first without a subject,
+    and ``FirstStepWithoutSubject`` when moving it would make another step without one the first."""
+    _lock_steps(step.campaign_id)
     for name, value in fields.items():
         setattr(step, name, value)
     step.full_clean()
+    sequence_step_check(step)
     step.save()
-    if changing and _has_subject(first_before):
-        first = _first_step(step.campaign_id)
-        if not _has_subject(first):
-            assert first is not None  # the step just saved is one
-            raise FirstStepWithoutSubject(
-                f"Step {first.position} would become the campaign's first email, and it has no subject; "
-                f"give it one first (follow-ups reuse the first email's subject).")
     return step
 
 
@@ -192,12 +214,6 @@ def sequence_step_delete(*, step: SequenceStep) -> None:
         raise StepInUse(f"Step {step.position} has {used} email(s) sent or queued from it, so it is kept; "
                         f"change its templates instead.")
     _lock_steps(step.campaign_id)
-    first = _first_step(step.campaign_id)
-    if first is not None and first.pk == step.pk:
-        following = _first_step(step.campaign_id, exclude_pk=step.pk)
-        if following is not None and not _has_subject(following):
-            raise FirstStepWithoutSubject(
-                f"Step {step.position} is the campaign's first email, and step {following.position}, which "
-                f"would become the first, has no subject; give it one first (follow-ups reuse the first "
-                f"email's subject).")
+    before = list(SequenceStep.objects.filter(campaign_id=step.campaign_id))
+    sequence_check_first_step(before=before, after=[saved for saved in before if saved.pk != step.pk])
     step.delete()

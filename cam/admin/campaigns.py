@@ -6,7 +6,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.shortcuts import get_object_or_404
@@ -17,16 +17,20 @@ from django.utils.html import format_html
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import (
+    FirstStepWithoutSubject,
     campaign_rules_ensure_defaults,
     campaign_save_settings,
     campaigns_activate,
     campaigns_pause,
     campaigns_resume,
+    sequence_check_first_step,
+    sequence_step_check,
 )
 from cam.jobs.registry import UnknownJob
 from cam.jobs.request import JobRefused, job_request
 from cam.leads import staff_actor
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
+from cam.models.campaigns import first_step
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step
 from cam.outreach.rendering import TemplateProblem, check_templates
@@ -44,6 +48,9 @@ def _count_of(model, **filters) -> Coalesce:
 
 
 class CampaignForm(forms.ModelForm):
+    """The campaign's settings. The rules tying one field to another (the company size range, the send
+    window) are the model's (``Campaign.clean()``): the form's full_clean applies them, as the API does."""
+
     icp_industries = CommaSeparatedListField(required=False, label="Industries",
                                              help_text="Separated by commas, e.g. software, logistics.")
     icp_title_keywords = CommaSeparatedListField(required=False, label="Title keywords",
@@ -59,16 +66,6 @@ class CampaignForm(forms.ModelForm):
         fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
         widgets = {"timezone": TimezoneSelect()}
 
-    def clean(self):
-        cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
-        low, high = cleaned.get("icp_company_size_min"), cleaned.get("icp_company_size_max")
-        if low is not None and high is not None and low > high:
-            self.add_error("icp_company_size_max", "Must be at least the lower bound.")
-        start, end = cleaned.get("send_start_hour"), cleaned.get("send_end_hour")
-        if start is not None and end is not None and start >= end:
-            self.add_error("send_end_hour", "The window must end after it starts.")
-        return cleaned
-
 
 class SequenceStepForm(forms.ModelForm):
     """Refuses a template that does not render, with Django's message, before it reaches a lead."""
@@ -79,14 +76,27 @@ class SequenceStepForm(forms.ModelForm):
 
     def clean(self):
         cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
-        position = cleaned.get("position")
-        if position == 1 and not (cleaned.get("subject_template") or "").strip():
-            self.add_error("subject_template", "The first email needs a subject; follow-ups reuse it as “Re: …”.")
         for field, message in check_templates(subject=cleaned.get("subject_template") or "",
                                               body=cleaned.get("body_template") or "",
                                               html=cleaned.get("html_template") or ""):
             self.add_error(field, message)
         return cleaned
+
+
+class SequenceStepAdminForm(SequenceStepForm):
+    """A step edited on its own page: the first-step rule is checked beside the campaign's other steps as
+    saved (the campaign's page checks all its steps together, in ``SequenceStepFormSet``)."""
+
+    def _post_clean(self):
+        super()._post_clean()  # type: ignore[misc]  # Django's, not in its stubs; the instance now holds the form's values
+        if self.errors:
+            return
+        try:
+            sequence_step_check(self.instance)
+        except ValidationError as exc:
+            self.add_error(None, exc)
+        except FirstStepWithoutSubject as exc:
+            self.add_error(None, str(exc))
 
 
 def _sent_counts(queryset):
@@ -96,22 +106,22 @@ def _sent_counts(queryset):
 
 
 class SequenceStepFormSet(forms.BaseInlineFormSet):
-    """The steps as saved must leave the first (the lowest position) with a subject, as the API requires
-    of a deletion or a move: a step after it would otherwise become the first email without one."""
+    """The steps as saved must leave the first (the lowest position) with a subject: the rule the API and
+    the services apply (``sequence_check_first_step``), here over all the steps the page saves at once."""
 
     def clean(self):
         super().clean()
         if any(form.errors for form in self.forms):
             return
-        kept = [form.cleaned_data for form in self.forms
-                if form.cleaned_data and not self._should_delete_form(form)]  # type: ignore[attr-defined]  # Django's, not in its stubs
-        positioned = [data for data in kept if data.get("position") is not None]
-        if positioned:
-            first = min(positioned, key=lambda data: data["position"])
-            if not (first.get("subject_template") or "").strip():
-                raise forms.ValidationError(
-                    f"Step {first['position']} would be the campaign's first email, and it has no subject; "
-                    f"give it one (follow-ups reuse the first email's subject).")
+        kept = [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]  # type: ignore[attr-defined]  # Django's, not in its stubs
+        before = list(SequenceStep.objects.filter(campaign=self.instance)) if self.instance.pk else []
+        try:
+            sequence_check_first_step(before=before, after=[form.instance for form in kept])
+        except ValidationError as exc:
+            first = first_step(form.instance for form in kept)
+            next(form for form in kept if form.instance is first).add_error(None, exc)
+        except FirstStepWithoutSubject as exc:
+            raise ValidationError(str(exc)) from None
 
 
 def may_preview(request, admin_site) -> bool:
@@ -296,7 +306,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(SequenceStep)
 class SequenceStepAdmin(admin.ModelAdmin):
-    form = SequenceStepForm
+    form = SequenceStepAdminForm
     list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours", "sent"]
     list_filter = ["campaign"]
     list_select_related = ["campaign"]

@@ -3,9 +3,10 @@ metrics, and their sequence steps, nested under the campaign (``campaigns/{id}/s
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
-from django.db.models import Count, Field, IntegerField, OuterRef, Prefetch, Subquery
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count, IntegerField, OuterRef, Prefetch, Subquery
 from django.db.models.functions import Coalesce
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
@@ -27,6 +28,7 @@ from cam.api.serializers import (
     StrictModelSerializer,
     StrictSerializer,
     WholeNumberField,
+    model_validated,
     validate_timezone_name,
 )
 from cam.campaigns import (
@@ -40,6 +42,7 @@ from cam.campaigns import (
     campaigns_activate,
     campaigns_pause,
     campaigns_resume,
+    sequence_step_check,
     sequence_step_delete,
     sequence_step_save,
 )
@@ -108,18 +111,9 @@ class CampaignSerializer(StrictModelSerializer):
         return sorted(value)
 
     def validate(self, attrs: dict) -> dict:
-        # Cross-field rules, checked against the stored values for what a PATCH leaves out.
-        def current(name):
-            return attrs[name] if name in attrs else getattr(self.instance, name,
-                                                             cast(Field, Campaign._meta.get_field(name)).get_default())
-
-        low, high = current("icp_company_size_min"), current("icp_company_size_max")
-        if low is not None and high is not None and low > high:
-            raise ValidationError({"icp_company_size_max": ["Must be at least icp_company_size_min."]})
-        start, end = current("send_start_hour"), current("send_end_hour")
-        if start >= end:
-            raise ValidationError({"send_end_hour": ["The send window must end after it starts "
-                                                     "(send_end_hour greater than send_start_hour)."]})
+        # The model's own rules, the cross-field ones among them, over the stored values of what a PATCH
+        # leaves out: the admin and the services refuse the same, with the same messages.
+        model_validated(self.instance if self.instance is not None else Campaign(), attrs)
         return attrs
 
     def create(self, validated_data: dict) -> Campaign:
@@ -309,12 +303,15 @@ class CampaignStepSerializer(StrictModelSerializer):
                   "html_template", "created_at", "updated_at"]
         read_only_fields = ["campaign", "created_at", "updated_at"]
         extra_kwargs = {"position": {"max_value": 1000,
-                                     "help_text": "1 is the first email, 2 the first follow-up, …; unique within "
-                                                  "the campaign (a position taken is a 400)."},
+                                     "help_text": "The step's place in the sequence: the lowest position is the "
+                                                  "first email, the next one the first follow-up, … (gaps are "
+                                                  "allowed); unique within the campaign (a position taken is a "
+                                                  "400)."},
                         "delay_days": {"max_value": 3650}, "delay_hours": {"max_value": 10_000},
                         "subject_template": {"help_text": "A Django template (a syntax error is a 400 naming "
-                                                          "it). The first step needs one; follow-ups may leave "
-                                                          "it empty: they go out as “Re: <first subject>”."},
+                                                          "it). The first step (the lowest position) needs "
+                                                          "one; follow-ups may leave it empty: they go out as "
+                                                          "“Re: <first subject>”."},
                         "body_template": {"help_text": "Plain-text body, a Django template (a syntax error is "
                                                        "a 400 naming it): {{ first_name|default:\"there\" }}"},
                         "html_template": {"help_text": "Optional HTML body, a Django template (a syntax error "
@@ -322,13 +319,7 @@ class CampaignStepSerializer(StrictModelSerializer):
 
     def validate(self, attrs: dict) -> dict:
         campaign = self.context["campaign"]
-
-        def current(name):
-            return attrs[name] if name in attrs else getattr(self.instance, name,
-                                                             cast(Field, SequenceStep._meta.get_field(name))
-                                                             .get_default())
-
-        position = current("position")
+        position = attrs.get("position", getattr(self.instance, "position", None))
         if position is None:
             raise ValidationError({"position": ["This field is required."]})
         taken = SequenceStep.objects.filter(campaign=campaign, position=position)
@@ -336,13 +327,20 @@ class CampaignStepSerializer(StrictModelSerializer):
             taken = taken.exclude(pk=self.instance.pk)
         if taken.exists():
             raise ValidationError({"position": [f"The campaign already has a step {position}."]})
+        step = model_validated(self.instance if self.instance is not None else SequenceStep(campaign=campaign),
+                               attrs)
         errors: dict[str, list[str]] = {}
-        if position == 1 and not (current("subject_template") or "").strip():
-            errors["subject_template"] = ["The first email needs a subject; follow-ups reuse it as “Re: …”."]
-        for field, message in check_templates(subject=current("subject_template") or "",
-                                              body=current("body_template") or "",
-                                              html=current("html_template") or ""):
+        for field, message in check_templates(subject=step.subject_template or "", body=step.body_template or "",
+                                              html=step.html_template or ""):
             errors.setdefault(field, []).append(message)
+        try:
+            sequence_step_check(step)
+        except DjangoValidationError as exc:
+            for field, messages in exc.message_dict.items():
+                errors.setdefault(field, []).extend(messages)
+        except FirstStepWithoutSubject as exc:
+            if not errors:
+                raise Conflict(str(exc)) from None
         if errors:
             raise ValidationError(errors)
         return attrs

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import models
 from rest_framework import serializers
 
 from cam.models.fields import validate_timezone
@@ -141,3 +145,27 @@ def validate_timezone_name(value: str) -> None:
         validate_timezone(value)
     except OSError:
         raise serializers.ValidationError("This is not a known time zone (use a name such as Europe/Berlin).") from None
+
+
+ModelT = TypeVar("ModelT", bound=models.Model)
+
+
+def model_validated(instance: ModelT, attrs: Mapping[str, Any]) -> ModelT:
+    """A copy of ``instance`` with ``attrs`` applied, validated as the model validates itself for the admin
+    and the services (``full_clean``: its fields, the cross-field rules of its ``clean()``, uniqueness and
+    constraints), so the API refuses the same input with the same messages. For a PATCH, ``instance`` holds
+    the stored values of what the request leaves out; for a create, pass a new instance.
+
+    Django's ``ValidationError`` becomes DRF's, keyed by field (``non_field_errors`` for a rule of no one
+    field). Values of ``attrs`` that are no column of the row (many-to-many) are left out. Nothing is saved,
+    and ``instance`` itself is left as it was."""
+    candidate = copy.copy(instance)
+    columns = {field.name for field in instance._meta.concrete_fields}
+    for name, value in attrs.items():
+        if name in columns:
+            setattr(candidate, name, value)
+    try:
+        candidate.full_clean()
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(serializers.as_serializer_error(exc)) from None
+    return candidate

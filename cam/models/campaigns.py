@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TypeVar, cast
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
@@ -15,6 +20,28 @@ def every_day() -> list[int]:
 
 def weekdays() -> list[int]:
     return [1, 2, 3, 4, 5]
+
+
+@dataclass(frozen=True)
+class FieldsRule:
+    """A rule tying one field to another, with one message naming the fields as the admin labels them.
+
+    ``Campaign.clean()`` reports it on ``field``, the one staff correct (the admin form shows it there and
+    the API keys it there); the check constraint with the same code and message is the database's copy."""
+
+    code: str
+    field: str
+    message: str
+
+    def error(self) -> ValidationError:
+        return ValidationError(self.message, code=self.code)
+
+
+COMPANY_SIZE_RANGE = FieldsRule("company_size_range", "icp_company_size_max",
+                                "“Company size to” must be at least “company size from”.")
+SEND_WINDOW = FieldsRule("send_window", "send_end_hour",
+                         "The send window must end after it starts: “send end hour” must be later than "
+                         "“send start hour”.")
 
 
 class Campaign(models.Model):
@@ -104,7 +131,8 @@ class Campaign(models.Model):
             models.CheckConstraint(condition=Q(send_end_hour__gte=1, send_end_hour__lte=24),
                                    name="campaign_send_end_hour_range"),
             models.CheckConstraint(condition=Q(send_start_hour__lt=F("send_end_hour")),
-                                   name="campaign_send_window_start_before_end"),
+                                   name="campaign_send_window_start_before_end",
+                                   violation_error_code=SEND_WINDOW.code, violation_error_message=SEND_WINDOW.message),
             models.CheckConstraint(condition=Q(daily_cap__gte=1), name="campaign_daily_cap_positive"),
             models.CheckConstraint(condition=Q(no_reply_days__gte=1), name="campaign_no_reply_days_positive"),
             models.CheckConstraint(condition=Q(out_of_office_days__gte=1, soft_bounce_limit__gte=1),
@@ -113,6 +141,8 @@ class Campaign(models.Model):
                 condition=Q(icp_company_size_min__isnull=True) | Q(icp_company_size_max__isnull=True)
                 | Q(icp_company_size_min__lte=F("icp_company_size_max")),
                 name="campaign_company_size_range_ordered",
+                violation_error_code=COMPANY_SIZE_RANGE.code,
+                violation_error_message=COMPANY_SIZE_RANGE.message,
             ),
             models.CheckConstraint(
                 condition=Q(weight_industry__lte=100, weight_title__lte=100, weight_country__lte=100,
@@ -131,9 +161,43 @@ class Campaign(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def clean(self) -> None:
+        """The cross-field rules, each on the field it names (the check constraints hold the same rules)."""
+        errors = {}
+        low, high = self.icp_company_size_min, self.icp_company_size_max
+        if low is not None and high is not None and low > high:
+            errors[COMPANY_SIZE_RANGE.field] = COMPANY_SIZE_RANGE.error()
+        start, end = self.send_start_hour, self.send_end_hour
+        if start is not None and end is not None and start >= end:
+            errors[SEND_WINDOW.field] = SEND_WINDOW.error()
+        if errors:
+            raise ValidationError(errors)
+
     @property
     def is_sending(self) -> bool:
         return self.status == self.Status.ACTIVE
+
+
+StepT = TypeVar("StepT", bound="SequenceStep")
+
+
+def step_after(steps: Iterable[StepT], position: int) -> StepT | None:
+    """The step that follows ``position`` among one campaign's ``steps``: the one with the lowest position
+    above it, or None after the last. Positions may have gaps (steps at 2, 3 and 5): what counts is their
+    order, so ``step_after(steps, 0)`` is the campaign's first step, the step at 2."""
+    return min((step for step in steps if step.position > position), key=lambda step: step.position, default=None)
+
+
+def first_step(steps: Iterable[StepT]) -> StepT | None:
+    """The campaign's first step among ``steps`` (as saved or as they would be saved): the lowest position."""
+    return step_after(steps, 0)
+
+
+class SequenceStepQuerySet(models.QuerySet):
+    def first_of(self, campaign: Campaign | int) -> SequenceStep | None:
+        """The campaign's first step as saved (``first_step``: the lowest position), or None without steps."""
+        # This queryset's model is SequenceStep, which the un-parametrised QuerySet does not tell the checker.
+        return first_step(cast("Iterable[SequenceStep]", self.filter(campaign=campaign)))
 
 
 class SequenceStep(models.Model):
@@ -141,7 +205,8 @@ class SequenceStep(models.Model):
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)],
-                                                help_text="1 is the first email, 2 the first follow-up, …")
+                                                help_text="The order of the steps: the lowest position is the first "
+                                                          "email, the next one the first follow-up, …")
     delay_days = models.PositiveSmallIntegerField(default=0, help_text="Days after the previous step.")
     delay_hours = models.PositiveSmallIntegerField(default=0, help_text="Hours on top of the days.")
     subject_template = models.CharField(
@@ -153,13 +218,15 @@ class SequenceStep(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = SequenceStepQuerySet.as_manager()
+
     class Meta:
         ordering = ["campaign", "position"]
         constraints = [
             models.UniqueConstraint(fields=["campaign", "position"], name="sequence_step_unique_position"),
             models.CheckConstraint(condition=Q(position__gte=1), name="sequence_step_position_positive"),
-            models.CheckConstraint(condition=Q(position__gt=1) | ~Q(subject_template=""),
-                                   name="sequence_step_first_has_subject"),
+            # "The first step needs a subject" is a rule of the whole sequence (the first is the lowest
+            # position, whatever it is), so no row constraint states it: cam.campaigns checks it.
         ]
 
     def __str__(self) -> str:

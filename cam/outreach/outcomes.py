@@ -20,6 +20,7 @@ from django.conf import settings
 from django.db import connection, models, transaction
 
 from cam.models import Lead, OutboundEmail, SequenceStep
+from cam.models.campaigns import step_after
 from cam.outreach.planning import step_delay
 from cam.outreach.providers import SendResult
 
@@ -57,13 +58,14 @@ class Outcome:
 
 
 def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime,
-               next_steps: dict[tuple[int, int], SequenceStep]) -> Outcome:
-    """What one send's result makes of the email and its lead."""
+               steps: dict[int, list[SequenceStep]]) -> Outcome:
+    """What one send's result makes of the email and its lead; ``steps`` are each campaign's steps, for
+    the one after the email's (its next email is due after that step's delay)."""
     attempts = row.attempts + (1 if result.attempted else 0)
     email: dict[str, Any] = {"attempts": attempts, "last_error": result.error[:2000], "updated_at": now}
     lead: dict[str, Any] = {}
     if result.status == Status.SENT:
-        following = next_steps.get((row.campaign_id, row.step.position + 1))
+        following = step_after(steps.get(row.campaign_id, ()), row.step.position)
         email.update(status=Status.SENT, sent_at=now, next_attempt_at=None,
                      provider_message_id=result.provider_message_id[:255])
         lead.update(current_step=row.step.position, last_contacted_at=now,

@@ -12,6 +12,7 @@ The whole plan costs a fixed number of queries, however many leads are due.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -21,6 +22,7 @@ from django.utils import timezone
 
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, SequenceStep
+from cam.models.campaigns import step_after
 from cam.outreach.messages import new_message_id
 from cam.outreach.rendering import TemplateProblem, render_step, template_context
 from cam.outreach.unsubscribe import unsubscribe_url
@@ -35,6 +37,14 @@ COUNTED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED, OutboundE
 CAP_WINDOW = timedelta(hours=24)
 # Due leads looked at per plan; the rest are still due next cycle.
 PLAN_LIMIT = 5000
+
+
+def campaign_steps(campaign_ids: Iterable[int]) -> defaultdict[int, list[SequenceStep]]:
+    """The steps of each campaign, in one query: ``step_after`` finds a lead's next one among them."""
+    steps: defaultdict[int, list[SequenceStep]] = defaultdict(list)
+    for step in SequenceStep.objects.filter(campaign_id__in=list(campaign_ids)):
+        steps[step.campaign_id].append(step)
+    return steps
 
 
 def step_delay(step: SequenceStep) -> timedelta:
@@ -108,7 +118,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
     campaign_ids = {lead.campaign_id for lead in leads}
     campaigns = {c.pk: c for c in Campaign.objects.filter(pk__in=campaign_ids).prefetch_related(
         Prefetch("mailboxes", queryset=Mailbox.objects.filter(is_active=True)))}
-    steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(campaign_id__in=campaign_ids)}
+    steps = campaign_steps(campaign_ids)
     suppressed = suppressed_addresses(lead.email for lead in leads)
     since = now - CAP_WINDOW
     room = _Room()
@@ -130,7 +140,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
     changed: list[Lead] = []
     for lead in leads:
         owner = campaigns[lead.campaign_id]
-        step = steps.get((owner.pk, lead.current_step + 1))
+        step = step_after(steps[owner.pk], lead.current_step)
         reason, mailbox = "", None
         if owner.status not in SENDING_CAMPAIGNS:
             reason = Blocked.CAMPAIGN_PAUSED

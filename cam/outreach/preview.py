@@ -10,7 +10,9 @@ from cam.outreach.unsubscribe import unsubscribe_url
 def preview_step(*, step: SequenceStep, lead: Lead) -> RenderedEmail:
     """Raises ``TemplateProblem`` when the step does not render."""
     mailbox = lead.mailbox or step.campaign.mailboxes.filter(is_active=True).first()
-    first = (OutboundEmail.objects.filter(lead=lead, step__position=1).values_list("subject", flat=True).first()
-             or "")
-    return render_step(step=step, first_subject=first, context=template_context(
+    first = SequenceStep.objects.first_of(step.campaign_id)
+    # A follow-up shows the subject of the email the lead got from the first step, as it will go out.
+    first_subject = "" if first is None or first.pk == step.pk else (
+        OutboundEmail.objects.filter(lead=lead, step=first).values_list("subject", flat=True).first() or "")
+    return render_step(step=step, first_subject=first_subject, context=template_context(
         lead=lead, campaign=step.campaign, mailbox=mailbox, unsubscribe_url=unsubscribe_url(lead)))

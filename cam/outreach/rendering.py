@@ -81,10 +81,11 @@ def footer_html(unsubscribe_url: str) -> str:
 def render_step(*, step: SequenceStep, context: dict[str, Any], first_subject: str = "") -> RenderedEmail:
     """The step rendered for one lead, with the compliance footer. Raises ``TemplateProblem``.
 
-    A follow-up (position > 1) goes out in the first email's thread: its subject is ``Re: <first
-    subject>`` whatever its own subject template says.
+    A follow-up (a step after the campaign's first) goes out in the first email's thread: given the
+    subject the lead's first email went out with as ``first_subject``, its subject is ``Re: <first
+    subject>`` whatever its own subject template says. The first step is rendered without one.
     """
-    if step.position > 1 and first_subject:
+    if first_subject:
         subject = first_subject if first_subject.lower().startswith("re:") else f"Re: {first_subject}"
     else:
         subject = _render(TEXT_ENGINE, step.subject_template, context, "subject")

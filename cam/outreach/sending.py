@@ -46,7 +46,7 @@ from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
-from cam.outreach.planning import SENDING_CAMPAIGNS
+from cam.outreach.planning import SENDING_CAMPAIGNS, campaign_steps
 from cam.outreach.providers import MailProvider, SendResult, get_provider
 from cam.suppressions import suppressed_addresses
 
@@ -99,7 +99,7 @@ class _Batch:
     mailbox: Mailbox
     holder: str
     budget: Budget
-    next_steps: dict[tuple[int, int], SequenceStep] = field(default_factory=dict)
+    steps: dict[int, list[SequenceStep]] = field(default_factory=dict)  # each campaign's, for the next one
     counts: dict[str, Any] = field(default_factory=dict)
     untried: set[int] = field(default_factory=set)
     stopped: str = ""
@@ -160,8 +160,7 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
-    batch.next_steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(
-        campaign_id__in={row.campaign_id for row in rows})}
+    batch.steps = campaign_steps(row.campaign_id for row in rows)
     batch.untried = {row.pk for row in rows}
     done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
     with get_provider(mailbox) as provider:
@@ -253,7 +252,7 @@ def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next
     row, outcome = None, None
     if done is not None:
         row, result = done
-        outcome = outcome_of(row, result, now=now, next_steps=batch.next_steps)
+        outcome = outcome_of(row, result, now=now, steps=batch.steps)
     link_events = (outcome is not None and outcome.status == Status.SENT
                    and batch.mailbox.provider in PROVIDERS_WITH_EVENTS)
     sent = batch.counts.get("sent", 0) + (outcome is not None and outcome.status == Status.SENT)

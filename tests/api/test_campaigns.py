@@ -480,9 +480,10 @@ def test_it_refuses_a_position_already_taken(api):
 
 
 def test_it_changes_a_step_checking_the_result(api):
-    step = SequenceStepFactory(position=2, subject_template="")
+    first = SequenceStepFactory(position=2, subject_template="Hello")
+    step = SequenceStepFactory(campaign=first.campaign, position=3, subject_template="")
 
-    moved = api.patch(step_url(step), {"position": 1}, format="json")
+    moved = api.patch(step_url(step), {"position": 1}, format="json")  # ahead of the first, with no subject
     changed = api.patch(step_url(step), {"delay_days": 3, "body_template": "Still there, {{ first_name }}?"},
                         format="json")
 
@@ -490,7 +491,7 @@ def test_it_changes_a_step_checking_the_result(api):
     assert list(moved.json()) == ["subject_template"]
     assert changed.status_code == 200
     step.refresh_from_db()
-    assert (step.position, step.delay_days, step.body_template) == (2, 3, "Still there, {{ first_name }}?")
+    assert (step.position, step.delay_days, step.body_template) == (3, 3, "Still there, {{ first_name }}?")
 
 
 def test_it_deletes_a_step_no_email_came_from(api):
@@ -525,8 +526,8 @@ def test_it_refuses_deleting_the_first_step_when_the_next_has_no_subject(api):
 
     assert response.status_code == 409
     assert response.json()["detail"] == (
-        "Step 1 is the campaign's first email, and step 2, which would become the first, has no subject; "
-        "give it one first (follow-ups reuse the first email's subject).")
+        "Step 2 would become the campaign's first email, and it has no subject; give it one first (follow-ups "
+        "reuse the first email's subject).")
     assert list(first.campaign.steps.values_list("position", flat=True)) == [1, 2, 3]
 
 

@@ -80,9 +80,9 @@ def test_it_creates_a_campaign_with_lists_edited_as_text_and_its_first_step(admi
 @pytest.mark.parametrize(
     ("overrides", "field", "message"),
     [
-        ({"send_start_hour": "18"}, "send_end_hour", "The window must end after it starts."),
+        ({"send_start_hour": "18"}, "send_end_hour", "The send window must end after it starts"),
         ({"icp_company_size_min": "900", "icp_company_size_max": "10"}, "icp_company_size_max",
-         "Must be at least the lower bound."),
+         "“Company size to” must be at least “company size from”."),
         ({"timezone": "Mars/Olympus"}, "timezone", "Mars/Olympus is not a known time zone"),
         ({"min_score": "140"}, "min_score", "Ensure this value is less than or equal to 100."),
         ({"send_days": []}, "send_days", "This field is required."),
@@ -154,7 +154,8 @@ def test_the_admin_refuses_deleting_the_first_step_when_the_next_has_no_subject(
     assert response.status_code == 200
     errors = [str(error) for inline in response.context["inline_admin_formsets"]
               for error in inline.formset.non_form_errors()]
-    assert any("Step 2 would be the campaign's first email, and it has no subject" in error for error in errors)
+    assert errors == ["Step 2 would become the campaign's first email, and it has no subject; give it one first "
+                      "(follow-ups reuse the first email's subject)."]
     assert list(campaign.steps.values_list("position", flat=True)) == [1, 2]
 
 

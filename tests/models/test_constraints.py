@@ -109,12 +109,6 @@ def test_it_refuses_two_steps_at_one_position():
     assert refused(lambda: factories.SequenceStepFactory(campaign=step.campaign, position=1))
 
 
-def test_it_refuses_a_first_step_without_a_subject_but_allows_a_follow_up_without_one():
-    campaign = factories.CampaignFactory()
-    assert refused(lambda: factories.SequenceStepFactory(campaign=campaign, position=1, subject_template=""))
-    factories.SequenceStepFactory(campaign=campaign, position=2, subject_template="")
-
-
 def test_it_refuses_a_step_at_position_zero():
     assert refused(lambda: factories.SequenceStepFactory(position=0))
 
