@@ -95,9 +95,6 @@ class IntakeReport:
     problems: list[IntakeProblem] = field(default_factory=list)
     leads: dict[int, tuple[str, Lead]] = field(default_factory=dict)
 
-    def problems_of(self, outcome: str) -> list[IntakeProblem]:
-        return [problem for problem in self.problems if problem.outcome == outcome]
-
 
 @dataclass
 class _Intake:
@@ -113,15 +110,23 @@ class _Intake:
     report: IntakeReport
     first_seen: FirstSeen = field(default_factory=FirstSeen)
     dns_resolver: Any = None
+    pending: list[IntakeProblem] = field(default_factory=list)  # the current batch's
 
     def earlier(self, line: int | None) -> str:
         return f"item {line} of this request" if self.numbering == "item" else f"on line {line}"
 
     def problem(self, line: int | None, outcome: str, reason: str, field_name: str = "") -> None:
-        self.report.counts[outcome] += 1
-        kept = self.report.counts[outcome]
-        if self.problems_kept is None or kept <= self.problems_kept:
-            self.report.problems.append(IntakeProblem(line, outcome, reason, field_name))
+        self.pending.append(IntakeProblem(line, outcome, reason, field_name))
+
+    def report_problems(self) -> None:
+        """Count the batch's problems and keep the first of each kind. A batch judges its records in two
+        passes (the record, then the database), so they are put back in input order first."""
+        counts = self.report.counts
+        for problem in sorted(self.pending, key=lambda problem: problem.line or 0):
+            counts[problem.outcome] += 1
+            if self.problems_kept is None or counts[problem.outcome] <= self.problems_kept:
+                self.report.problems.append(problem)
+        self.pending = []
 
 
 def leads_intake(
@@ -161,8 +166,6 @@ def leads_intake(
         _intake_batch(run, batch, room=room)
         if on_batch:
             on_batch(dict(counts))
-    # A batch judges its records in two passes (the record, then the database): back to input order.
-    run.report.problems.sort(key=lambda problem: problem.line or 0)
     return run.report
 
 
@@ -244,6 +247,7 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
     HarvestRejection.objects.bulk_create(rejections)
     counts["created"] += len(to_create)
     counts["updated"] += len(to_update)
+    run.report_problems()
     _keep_leads(run, to_create, to_update)
 
 
