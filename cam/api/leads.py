@@ -6,7 +6,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
@@ -62,6 +62,12 @@ class IntakeCheckedCharField(serializers.CharField):
         self.validators = [validator for validator in self.validators if not isinstance(validator, refused_by_drf)]
 
 
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_COMPANY_SIZE, "nullable": True})
+class CompanySizeField(WholeNumberField):
+    """A head count as a JSON integer. Its range is stated in the schema and checked by the intake
+    (``records.parse_company_size``), which gives the same reason as for a CSV file's value."""
+
+
 def _text(name: str, **kwargs) -> serializers.CharField:
     return IntakeCheckedCharField(max_length=Lead._meta.get_field(name).max_length, required=False, allow_blank=True,
                                   **kwargs)
@@ -85,8 +91,9 @@ class LeadInputSerializer(StrictSerializer):
     title = _text("title")
     industry = _text("industry")
     country = _text("country")
-    company_size = WholeNumberField(required=False, allow_null=True,
-                                    help_text=f"A head count, 0 to {MAX_COMPANY_SIZE:,}.")
+    company_size = CompanySizeField(required=False, allow_null=True,
+                                    help_text=f"A head count, 0 to {MAX_COMPANY_SIZE:,}; out of range is a 400 "
+                                              "naming `company_size`.")
     website = _text("website", help_text="The company's website (http or https; https:// is assumed when "
                                          "no scheme is given).")
     timezone = IntakeCheckedCharField(max_length=64, required=False, allow_blank=True,
