@@ -84,7 +84,7 @@ def main() -> None:
     old_name = connection.creation.create_test_db(verbosity=0)
     try:
         from cam.models import Campaign
-        from cam.pipeline.harvest import harvest_records
+        from cam.pipeline.intake import leads_intake
         from cam.pipeline.scoring import leads_score
         from cam.sources.base import LeadSourceBackend
 
@@ -96,7 +96,7 @@ def main() -> None:
         print(f"{args.rows} records on {connection.vendor}")
         for title, slow, fast in [
             ("harvest", lambda: naive_harvest(naive, args.rows),
-             lambda: harvest_records(campaign=cam, records=records(args.rows), map_record=mapper)),
+             lambda: leads_intake(campaign=cam, records=records(args.rows), map_record=mapper)),
             ("score", lambda: naive_score(naive), lambda: leads_score(campaign=cam)),
         ]:
             print(title)

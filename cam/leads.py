@@ -9,10 +9,7 @@ handful of set-based statements, whatever the number of leads and emails involve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
@@ -22,7 +19,6 @@ from django.utils import timezone
 
 from cam.addresses import address_spellings
 from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
-from cam.suppressions import suppressed_addresses
 
 Status = Lead.Status
 
@@ -281,62 +277,3 @@ def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = 
         lead_set_status(lead=lead, to_status=to_status, actor=actor, reason=reason or f"Set by {actor}.")
     lead.refresh_from_db()
     return True
-
-
-# -- leads added one by one (API), rather than harvested ------------------------------------------
-
-@dataclass(frozen=True)
-class NewLead:
-    """A lead to add: its campaign, its normalised address (``cam.addresses``) and profile fields."""
-
-    campaign_id: int
-    email: str
-    is_role_account: bool = False
-    is_free_mail: bool = False
-    fields: dict[str, Any] = field(default_factory=dict)
-    raw_data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class LeadsAdded:
-    created: dict[int, Lead]  # by the item's index
-    refused: dict[int, str]  # by the item's index: why, naming the address
-
-
-@transaction.atomic
-def leads_add(*, items: Sequence[NewLead], numbers: Sequence[int] | None = None) -> LeadsAdded:
-    """Create a ``NEW`` lead for each item, refusing (by index, with the reason) an address given twice
-    for one campaign, one already a lead of its campaign, or one suppressed — as the CSV import
-    does. Three queries whatever the number of items (suppressions, existing leads, one insert).
-
-    ``created`` and ``refused`` are keyed by the items' positions in ``items``. The reasons name an
-    earlier item by ``numbers[position]`` — the item's own index in the request, when ``items`` holds
-    only some of the request's items — or else by its position."""
-    if numbers is not None and len(numbers) != len(items):
-        raise ValueError(f"{len(numbers)} numbers for {len(items)} items.")
-    refused: dict[int, str] = {}
-    first_index: dict[tuple[int, str], int] = {}
-    for index, item in enumerate(items):
-        key = (item.campaign_id, item.email)
-        if key in first_index:
-            first = first_index[key] if numbers is None else numbers[first_index[key]]
-            refused[index] = f"duplicate: {item.email} is already item {first} of this request"
-        else:
-            first_index[key] = index
-    emails = sorted({email for _, email in first_index})
-    suppressed = suppressed_addresses(emails)
-    campaign_ids = {campaign_id for campaign_id, _ in first_index}
-    existing = set(Lead.objects.filter(email__in=emails, campaign_id__in=campaign_ids)
-                   .values_list("campaign_id", "email")) if emails else set()
-    to_create: dict[int, Lead] = {}
-    for (campaign_id, email), index in first_index.items():
-        item = items[index]
-        if (campaign_id, email) in existing:
-            refused[index] = f"duplicate: {email} is already a lead in this campaign"
-        elif email in suppressed:
-            refused[index] = suppressed[email]
-        else:
-            to_create[index] = Lead(campaign_id=campaign_id, email=email, is_role_account=item.is_role_account,
-                                    is_free_mail=item.is_free_mail, raw_data=item.raw_data, **item.fields)
-    Lead.objects.bulk_create(list(to_create.values()))
-    return LeadsAdded(created=dict(sorted(to_create.items())), refused=dict(sorted(refused.items())))

@@ -1,20 +1,18 @@
 """CSV import and export of leads for the admin, on django-import-export.
 
-An import adds leads to one campaign, chosen on the form. Every line of the file either becomes a
-lead or is rejected with its line number and the reason; the good lines are imported even when
-others are bad — including lines the database could not store (a NUL character) and lines the CSV
-reader gives up on (an unclosed quote, a line over the size cap; see ``cam.sources.csv_rows``).
-``LeadImportResource.before_import`` judges the whole file in one pass (a constant number of
-queries), ``import_row`` lets the accepted rows through and skips the rest, and the rejections
-travel to the preview page and the success message on the ``LeadImportResult``.
+An import brings the rows of a file into one campaign, chosen on the form, through the same service
+as ``manage.py cam_import_leads`` (``cam.pipeline.imports.leads_import_stream``, over the lead intake
+``cam.pipeline.intake``): a new address becomes a lead, an existing lead with new profile values is
+updated, an unchanged one, a suppressed one or a repeat of an earlier line is skipped, and a bad line
+is rejected with its line number and the reason — also lines the database could not store (a NUL
+character) and lines the CSV reader gives up on (an unclosed quote, a line over the size cap; see
+``cam.sources.csv_rows``). The good lines are imported even when others are bad. import-export
+keeps its forms, preview and confirmation; ``LeadImportResource`` hands the writes to the service.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from typing import Any
 
 import tablib
 from django import forms
@@ -25,26 +23,28 @@ from import_export.forms import ConfirmImportForm, ImportForm
 from import_export.results import Result, RowResult
 
 from cam.models import Campaign, Lead
-from cam.pipeline.records import CleanRecord, RejectedRecord, clean_record, unstorable_reason
+from cam.pipeline.imports import leads_import_stream
+from cam.pipeline.intake import PROBLEM_OUTCOMES, IntakeProblem, empty_counts
+from cam.sources import SourceError
 from cam.sources.base import LEAD_FIELDS
 from cam.sources.csv_rows import UTF8, WINDOWS_1252, CsvRows
-from cam.suppressions import suppressed_addresses
 
 LEAD_COLUMNS = LEAD_FIELDS
-REQUIRED_COLUMNS = ("email",)
 
 # Columns the upload format adds to every row. "#" cannot start a lead column, so they never clash.
 LINE = "#line"
 ERROR = "#error"
 
-# Addresses looked up per query when checking existing leads and suppressions (SQLite caps parameters).
-LOOKUP_CHUNK = 2000
+# Problem lines of each kind (unchanged, suppressed, rejected) the preview and the message can list.
+PROBLEMS_KEPT = 1000
 
 
 class CsvUploadDataset(tablib.Dataset):
-    """A dataset read from an upload, remembering which encoding the file was read in."""
+    """A dataset read from an upload, remembering which encoding the file was read in and the file's bytes,
+    which the import hands to the service as they are."""
 
     encoding: str = UTF8
+    content: bytes = b""
 
 
 class LeadCsvFormat(base_formats.CSV):
@@ -64,43 +64,46 @@ class LeadCsvFormat(base_formats.CSV):
         rows = CsvRows(io.BytesIO(in_stream))
         dataset = CsvUploadDataset(headers=[LINE, ERROR, *rows.header])
         dataset.encoding = rows.encoding
+        dataset.content = in_stream
         for row in rows:
             dataset.append([row.line, row.error, *(row.values.get(name, "") for name in rows.header)])
         return dataset
 
 
-class MissingColumns(ValueError):
-    """The file lacks a required column: nothing in it is imported."""
-
-    def __init__(self, missing: Iterable[str], found: Iterable[str]) -> None:
-        missing, found = list(missing), list(found)
-        super().__init__(
-            f"The file has no {', '.join(missing)} column, which is required; nothing was imported. "
-            f"Columns found: {', '.join(found) or 'none'}."
-        )
-
-
-@dataclass(frozen=True, order=True)
-class Rejection:
-    line: int
-    reason: str
-
-    def __str__(self) -> str:
-        return f"Line {self.line}: {self.reason}"
-
-
 class LeadImportResult(Result):
-    """import-export's result, plus what CAM tells staff: the rejected lines and the encoding used."""
+    """import-export's result, built from the intake's report: the counts per outcome, the problem lines
+    with their reasons, and the encoding the file was read in."""
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.campaign: Campaign | None = None
-        self.rejections: list[Rejection] = []
+        self.counts: dict[str, int] = empty_counts()
+        self.problems: list[IntakeProblem] = []
         self.encoding = UTF8
 
     @property
     def created(self) -> int:
-        return self.totals[RowResult.IMPORT_TYPE_NEW]
+        return self.counts["created"]
+
+    @property
+    def updated(self) -> int:
+        return self.counts["updated"]
+
+    @property
+    def unchanged(self) -> int:
+        return self.counts["duplicate"]
+
+    @property
+    def suppressed(self) -> int:
+        return self.counts["suppressed"]
+
+    @property
+    def rejected(self) -> int:
+        return self.counts["rejected"]
+
+    @property
+    def problems_left_out(self) -> int:
+        return sum(self.counts[outcome] for outcome in PROBLEM_OUTCOMES) - len(self.problems)
 
     @property
     def encoding_note(self) -> str:
@@ -110,117 +113,56 @@ class LeadImportResult(Result):
         return ""
 
 
-@dataclass(frozen=True)
-class _Accepted:
-    clean: CleanRecord
-    raw: dict[str, Any]
-
-
 class LeadImportResource(resources.ModelResource):
-    """Adds the rows of a CSV file to ``campaign`` as new leads; never changes an existing lead."""
+    """Imports a CSV file into ``campaign`` through ``cam.pipeline.imports.leads_import_stream`` — the
+    service of ``manage.py cam_import_leads`` — so the admin creates, updates, skips and rejects exactly
+    as the command and the harvest do, with the same provenance (a disabled source named after the file).
+
+    The preview is that same import run inside the transaction import-export rolls back after a dry
+    run: what staff confirm is what the service decided on their data, not a second set of rules that
+    could drift from it. The confirmation runs it again, so leads added meanwhile are judged afresh."""
 
     class Meta:
         model = Lead
         fields = LEAD_COLUMNS
         import_order = LEAD_COLUMNS
-        # An import only adds: even a file with an "id" column cannot reach an existing lead.
-        force_init_instance = True
-        use_bulk = True
-        # Rejected lines are listed by line number with their reason, not as blank preview rows.
-        report_skipped = False
 
     def __init__(self, *, campaign: Campaign | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.campaign = campaign
-        self.rejections: list[Rejection] = []
-        self._accepted: dict[int, _Accepted] = {}
 
     @classmethod
     def get_result_class(cls) -> type[LeadImportResult]:
         return LeadImportResult
 
-    def before_import(self, dataset: tablib.Dataset, **kwargs) -> None:
-        if self.campaign is None:
-            raise ValueError("Choose the campaign the leads are imported into.")
-        headers = list(dataset.headers or [])
-        missing = [column for column in REQUIRED_COLUMNS if column not in headers]
-        if missing:
-            found = [name for name in headers if not name.startswith("#")]
-            # An emptied dataset makes import-export look at no row at all.
-            dataset.wipe()
-            raise MissingColumns(missing, found)
-        self._judge(dataset.dict)
-
-    def _judge(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Decide every row up front: rejected with a reason, or accepted and remembered by line."""
-        first_line: dict[str, int] = {}
-        for row in rows:
-            line = row[LINE]
-            raw = {k: v for k, v in row.items() if not k.startswith("#")}
-            try:
-                if row[ERROR]:
-                    raise RejectedRecord(row[ERROR])
-                # The whole row is kept as raw_data, so all of it must be storable, not only the lead's fields.
-                unstorable = unstorable_reason(raw)
-                if unstorable:
-                    raise RejectedRecord(unstorable)
-                clean = clean_record({name: row[name] for name in LEAD_COLUMNS if name in row})
-            except RejectedRecord as exc:
-                self._reject(line, str(exc))
-                continue
-            email = clean.address.email
-            if email in first_line:
-                self._reject(line, f"duplicate: {email} is already on line {first_line[email]}")
-                continue
-            first_line[email] = line
-            self._accepted[line] = _Accepted(clean, raw)
-
-        for line, reason in self._conflicts_in_database(first_line):
-            del self._accepted[line]
-            self._reject(line, reason)
-        self.rejections.sort()
-
-    def _conflicts_in_database(self, first_line: Mapping[str, int]) -> Iterator[tuple[int, str]]:
-        """Accepted addresses that are already leads of the campaign, or suppressed."""
-        emails = list(first_line)
-        for start in range(0, len(emails), LOOKUP_CHUNK):
-            chunk = emails[start:start + LOOKUP_CHUNK]
-            existing = set(Lead.objects.filter(campaign=self.campaign, email__in=chunk)
-                           .values_list("email", flat=True))
-            suppressed = suppressed_addresses(chunk)
-            for email in chunk:
-                if email in existing:
-                    yield first_line[email], f"duplicate: {email} is already a lead in this campaign"
-                elif email in suppressed:
-                    yield first_line[email], suppressed[email]
-
-    def _reject(self, line: int, reason: str) -> None:
-        self.rejections.append(Rejection(line, reason))
-
-    def import_row(self, row, instance_loader, **kwargs) -> RowResult:
-        accepted = self._accepted.get(row[LINE])
-        if accepted is None:
-            row_result = self.get_row_result_class()()
-            row_result.import_type = RowResult.IMPORT_TYPE_SKIP
-            return row_result
-        cleaned = {**row, **accepted.clean.fields, "email": accepted.clean.address.email}
-        return super().import_row(cleaned, instance_loader, **kwargs)
-
-    def import_instance(self, instance: Lead, row, **kwargs) -> None:
-        super().import_instance(instance, row, **kwargs)
-        accepted = self._accepted[row[LINE]]
-        assert self.campaign is not None  # before_import refused the import without one
-        instance.campaign = self.campaign
-        instance.is_role_account = accepted.clean.address.is_role_account
-        instance.is_free_mail = accepted.clean.address.is_free_mail
-        instance.raw_data = accepted.raw
-
-    def after_import(self, dataset: tablib.Dataset, result: LeadImportResult, **kwargs) -> None:
-        # ModelResource.after_import resets the id sequence, which matters only when a file supplies
-        # ids. This import never does, and a reset while the harvest inserts leads could reuse an id.
+    def import_data_inner(self, dataset, dry_run, raise_errors, using_transactions, collect_failed_rows,
+                          **kwargs) -> LeadImportResult:
+        result = self.get_result_class()()
+        result.diff_headers = list(LEAD_COLUMNS)
+        result.total_rows = len(dataset)
         result.campaign = self.campaign
-        result.rejections = list(self.rejections)
         result.encoding = getattr(dataset, "encoding", UTF8)
+        try:
+            if self.campaign is None:
+                raise ValueError("Choose the campaign the leads are imported into.")
+            report = leads_import_stream(campaign=self.campaign, stream=io.BytesIO(dataset.content),
+                                         name=kwargs.get("file_name") or "upload.csv",
+                                         problems_kept=PROBLEMS_KEPT, leads_kept=None)
+        except (SourceError, ValueError) as exc:
+            self.handle_import_error(result, exc, raise_errors)
+            return result
+        result.counts, result.problems = report.counts, report.problems
+        result.totals[RowResult.IMPORT_TYPE_NEW] = report.counts["created"]
+        result.totals[RowResult.IMPORT_TYPE_UPDATE] = report.counts["updated"]
+        result.totals[RowResult.IMPORT_TYPE_SKIP] = sum(report.counts[o] for o in PROBLEM_OUTCOMES)
+        for _line, (outcome, lead) in sorted(report.leads.items()):
+            row = self.get_row_result_class()()
+            row.import_type = RowResult.IMPORT_TYPE_NEW if outcome == "created" else RowResult.IMPORT_TYPE_UPDATE
+            row.diff = [getattr(lead, name) if getattr(lead, name) is not None else "" for name in LEAD_COLUMNS]
+            row.instance = lead
+            row.add_instance_info(lead)
+            result.append_row_result(row)
+        return result
 
 
 class LeadExportResource(resources.ModelResource):

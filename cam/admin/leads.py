@@ -26,8 +26,8 @@ from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
 
-# Lines listed in the message after an import; the preview page lists them all.
-REJECTIONS_LISTED = 20
+# Lines listed in the message after an import; the preview page lists more (``PROBLEMS_KEPT`` of each kind).
+PROBLEMS_LISTED = 20
 
 
 class ScoreBandFilter(admin.SimpleListFilter):
@@ -123,19 +123,23 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
             failures += [error.error for _, errors in result.row_errors() for error in errors]
             messages.error(request, f"Nothing was imported: {'; '.join(map(str, failures))}")
             return
-        messages.success(request, f"Imported {result.created} new lead{'s' * (result.created != 1)} "
-                                  f"into “{result.campaign}”; skipped {len(result.rejections)} "
-                                  f"line{'s' * (len(result.rejections) != 1)}.")
+        messages.success(request, f"Imported into “{result.campaign}”: {import_summary(result)}.")
         if result.encoding_note:
             messages.info(request, result.encoding_note)
-        if result.rejections:
-            listed = result.rejections[:REJECTIONS_LISTED]
-            more = len(result.rejections) - len(listed)
+        if result.problems:
+            listed = result.problems[:PROBLEMS_LISTED]
+            more = len(result.problems) - len(listed) + result.problems_left_out
             messages.warning(request, format_html(
-                "Skipped lines:<ul>{}</ul>{}",
-                format_html_join("", "<li>{}</li>", ((str(rejection),) for rejection in listed)),
+                "Lines not imported:<ul>{}</ul>{}",
+                format_html_join("", "<li>{}</li>", ((str(problem),) for problem in listed)),
                 f"… and {more} more." if more else "",
             ))
+
+
+def import_summary(result: LeadImportResult) -> str:
+    """"2 created, 1 updated, 1 unchanged, 1 suppressed, 3 rejected" — what an import did, or would do."""
+    return (f"{result.created} created, {result.updated} updated, {result.unchanged} unchanged (duplicate), "
+            f"{result.suppressed} suppressed, {result.rejected} rejected")
 
 
 class SuppressionForm(forms.ModelForm):

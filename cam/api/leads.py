@@ -4,15 +4,17 @@ within the transitions ``cam.leads`` allows a person."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Q
-from drf_spectacular.utils import extend_schema, extend_schema_view
+from drf_spectacular.utils import extend_schema, extend_schema_field, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
+from rest_framework.settings import api_settings
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
-from cam.addresses import RejectedAddress, normalize_address
 from cam.api.auth import actor_of
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters, whole_number_filter
 from cam.api.serializers import (
@@ -20,12 +22,13 @@ from cam.api.serializers import (
     TIMEZONE_HELP,
     StrictSerializer,
     WholeNumberField,
-    validate_timezone_name,
 )
-from cam.leads import NewLead, TransitionRefused, lead_change_status, lead_statuses_allowed, leads_add
+from cam.leads import TransitionRefused, lead_change_status, lead_statuses_allowed
 from cam.models import Campaign, Lead
 from cam.models.fields import max_length
+from cam.pipeline.intake import IntakeProblem, IntakeReport, leads_intake
 from cam.pipeline.records import MAX_COMPANY_SIZE
+from cam.sources import SourceRecord
 
 # -- serializers ------------------------------------------------------------------------------------
 
@@ -49,48 +52,59 @@ class LeadSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-def _text(name: str) -> serializers.CharField:
-    return serializers.CharField(max_length=max_length(Lead, name), required=False, allow_blank=True)
+class IntakeCheckedCharField(serializers.CharField):
+    """Text whose storability the lead intake judges (``records.unstorable_reason``), like every other
+    meaning check: DRF's own refusal of NUL and lone surrogates would give an API client another reason
+    than a CSV import gives for the same value."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        refused_by_drf = (ProhibitNullCharactersValidator, ProhibitSurrogateCharactersValidator)
+        self.validators = [validator for validator in self.validators if not isinstance(validator, refused_by_drf)]
+
+
+@extend_schema_field({"type": "integer", "minimum": 0, "maximum": MAX_COMPANY_SIZE, "nullable": True})
+class CompanySizeField(WholeNumberField):
+    """A head count as a JSON integer. Its range is stated in the schema and checked by the intake
+    (``records.parse_company_size``), which gives the same reason as for a CSV file's value."""
+
+
+def _text(name: str, **kwargs) -> serializers.CharField:
+    return IntakeCheckedCharField(max_length=max_length(Lead, name), required=False, allow_blank=True,
+                                  **kwargs)
 
 
 class LeadInputSerializer(StrictSerializer):
-    """A lead to add. The address is normalised as the harvest does (trimmed, lower case, syntax checked);
-    role accounts and free-mail addresses are flagged from it."""
+    """A lead to add or update. This checks the JSON's types and lengths only; what the values mean (the
+    address, the company size, the website, the time zone, what can be stored) is judged by the lead
+    intake, as for a harvest or a CSV import (``cam.pipeline.intake``)."""
 
     campaign = WholeNumberField(min_value=1, max_value=MAX_ID,
                                 help_text="The campaign's id; no campaign with it is a 400 naming `campaign`.")
-    email = serializers.CharField(
-        max_length=320,
+    email = IntakeCheckedCharField(
+        max_length=320, allow_blank=True,
         help_text="An email address, checked and normalised as the harvest does (trimmed, lower case, the domain "
-                  "checked): a bad address, one longer than 254 characters once normalised, one already a lead of "
-                  "the campaign or one on the suppression list is a 400 naming `email`.")
+                  "checked): a bad address, one longer than 254 characters once normalised, one on the suppression "
+                  "list, or one already a lead of the campaign with nothing new is a 400 naming `email`.")
     first_name = _text("first_name")
     last_name = _text("last_name")
     company = _text("company")
     title = _text("title")
     industry = _text("industry")
     country = _text("country")
-    company_size = WholeNumberField(min_value=0, max_value=MAX_COMPANY_SIZE, required=False, allow_null=True)
-    website = serializers.URLField(max_length=500, required=False, allow_blank=True)
-    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True,
-                                     validators=[validate_timezone_name], help_text=f"{TIMEZONE_HELP} Empty: unknown.")
+    company_size = CompanySizeField(required=False, allow_null=True,
+                                    help_text=f"A head count, 0 to {MAX_COMPANY_SIZE:,}; out of range is a 400 "
+                                              "naming `company_size`.")
+    website = _text("website", help_text="The company's website (http or https; https:// is assumed when "
+                                         "no scheme is given).")
+    timezone = IntakeCheckedCharField(max_length=64, required=False, allow_blank=True,
+                                      help_text=f"{TIMEZONE_HELP} Empty: unknown.")
 
-    def validate_email(self, value: str):
-        try:
-            address = normalize_address(value)
-        except RejectedAddress as exc:
-            raise ValidationError(str(exc)) from None
-        if len(address.email) > max_length(Lead, "email"):
-            raise ValidationError("The address is longer than 254 characters.")
-        return address
-
-    def new_lead(self) -> NewLead:
-        data = dict(self.validated_data)
-        address = data.pop("email")
-        campaign_id = data.pop("campaign")
-        raw = {name: value for name, value in self.initial_data.items() if name != "campaign"}
-        return NewLead(campaign_id=campaign_id, email=address.email, is_role_account=address.is_role_account,
-                       is_free_mail=address.is_free_mail, fields=data, raw_data=raw)
+    def record(self, index: int) -> SourceRecord:
+        """The item as the intake reads it: as the client sent it, but for the campaign, which is the intake's
+        target. It is also what the lead keeps as its raw data."""
+        data = {name: value for name, value in self.initial_data.items() if name != "campaign"}
+        return SourceRecord(line=index, data=data)
 
 
 class LeadItemsField(serializers.ListField):
@@ -129,8 +143,10 @@ class LeadBulkErrorSerializer(serializers.Serializer):
 
 class LeadBulkResultSerializer(serializers.Serializer):
     created_count = serializers.IntegerField()
+    updated_count = serializers.IntegerField(help_text="Items that were already leads and brought new values.")
     error_count = serializers.IntegerField()
     created = LeadBulkCreatedSerializer(many=True)
+    updated = LeadBulkCreatedSerializer(many=True, help_text="The leads updated, by the item's index.")
     errors = LeadBulkErrorSerializer(many=True)  # type: ignore[assignment]  # as above
 
 
@@ -178,16 +194,25 @@ LIST_LOOKUPS = {"campaign": "campaign_id", "status": "status", "score_min": "sco
     list=extend_schema(summary="List leads", parameters=[LeadListQuerySerializer],
                        responses={200: LeadSerializer(many=True)}),
     retrieve=extend_schema(summary="Read a lead", responses={200: LeadSerializer}),
-    create=extend_schema(summary="Add a lead", request=LeadInputSerializer,
-                         description="The address is normalised as the harvest does. An address already a lead "
-                                     "of the campaign, or on the suppression list, is refused (400 naming "
-                                     "`email`). The lead starts NEW; scoring and qualification take it from there.",
-                         responses={201: LeadSerializer}),
-    bulk=extend_schema(summary="Add many leads", request=LeadBulkInputSerializer,
-                       description="Each item is checked as for a single create. Valid items are saved; each "
-                                   "refused one is listed with its index and messages. More items than "
-                                   "AICMO_CAM_API_BULK_MAX_ITEMS refuses the whole request.",
-                       responses={200: LeadBulkResultSerializer}),
+    create=extend_schema(
+        summary="Add or update a lead", request=LeadInputSerializer,
+        description="The item goes through the same lead intake as a harvest or a CSV import, so it ends the same "
+                    "way. A new address becomes a lead (201): it starts NEW, and scoring and qualification take it "
+                    "from there. An address already a lead of the campaign whose item brings different non-empty "
+                    "profile values updates that lead (200; its status and sequence are left alone). An address "
+                    "already a lead with nothing new, or on the suppression list, is refused (400 naming `email`); "
+                    "a value the intake rejects (a bad address, company size, website or time zone, a NUL "
+                    "character) is a 400 naming its field, and is also listed under harvest rejections with "
+                    "item 0.",
+        responses={201: LeadSerializer, 200: LeadSerializer}),
+    bulk=extend_schema(
+        summary="Add or update many leads", request=LeadBulkInputSerializer,
+        description="Each item ends as it would in a single create: created (listed under `created`), updated "
+                    "(under `updated`), or refused, listed under `errors` with its index and messages per field. "
+                    "An item repeating an earlier item's address for the same campaign is refused naming that "
+                    "item. Rejected values are also listed under harvest rejections with the item's index. More "
+                    "items than AICMO_CAM_API_BULK_MAX_ITEMS refuses the whole request.",
+        responses={200: LeadBulkResultSerializer}),
     change_status=extend_schema(
         summary="Change a lead's status", request=LeadStatusChangeSerializer,
         description="Only the changes a person may make: the outcomes of a conversation (INTERESTED, REFERRED, "
@@ -214,39 +239,49 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
     def create(self, request, *args, **kwargs):
         item = LeadInputSerializer(data=request.data)
         item.is_valid(raise_exception=True)
-        new = item.new_lead()
-        if not Campaign.objects.filter(pk=new.campaign_id).exists():
-            raise ValidationError({"campaign": [f"No campaign with id {new.campaign_id}."]})
-        added = leads_add(items=[new])
-        if added.refused:
-            raise ValidationError({"email": [added.refused[0]]})
-        return Response(LeadSerializer(added.created[0]).data, status=status.HTTP_201_CREATED)
+        campaign = Campaign.objects.filter(pk=item.validated_data["campaign"]).first()
+        if campaign is None:
+            raise ValidationError({"campaign": [f"No campaign with id {item.validated_data['campaign']}."]})
+        report = _intake(campaign, [item.record(0)])
+        if report.leads:
+            outcome, lead = report.leads[0]
+            return Response(LeadSerializer(lead).data,
+                            status=status.HTTP_201_CREATED if outcome == "created" else status.HTTP_200_OK)
+        raise ValidationError(_problem_errors(report.problems[0]))
 
     @action(detail=False, methods=["post"])
     def bulk(self, request):
         body = LeadBulkInputSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         errors: dict[int, dict[str, list[str]]] = {}
-        valid: dict[int, NewLead] = {}
+        by_campaign: dict[int, list[SourceRecord]] = {}
         for index, data in enumerate(body.validated_data["leads"]):
             item = LeadInputSerializer(data=data)
             if item.is_valid():
-                valid[index] = item.new_lead()
+                by_campaign.setdefault(item.validated_data["campaign"], []).append(item.record(index))
             else:
                 errors[index] = {name: [str(message) for message in messages]
                                  for name, messages in item.errors.items()}
-        campaigns = set(Campaign.objects.filter(pk__in={new.campaign_id for new in valid.values()})
-                        .values_list("pk", flat=True)) if valid else set()
-        for index, new in list(valid.items()):
-            if new.campaign_id not in campaigns:
-                errors[index] = {"campaign": [f"No campaign with id {new.campaign_id}."]}
-                del valid[index]
-        indexes = list(valid)
-        added = leads_add(items=list(valid.values()), numbers=indexes)
-        for position, reason in added.refused.items():
-            errors[indexes[position]] = {"email": [reason]}
-        created = [{"index": indexes[position], "lead": lead} for position, lead in added.created.items()]
-        result = {"created_count": len(created), "error_count": len(errors), "created": created,
+        campaigns = Campaign.objects.in_bulk(list(by_campaign)) if by_campaign else {}
+        outcomes: dict[str, list[dict]] = {"created": [], "updated": []}
+        # One intake per campaign named in the request (almost always one): the same few queries each.
+        for campaign_id, records in by_campaign.items():
+            campaign = campaigns.get(campaign_id)
+            if campaign is None:
+                for record in records:
+                    assert record.line is not None  # the item's index, see LeadInputSerializer.record
+                    errors[record.line] = {"campaign": [f"No campaign with id {campaign_id}."]}
+                continue
+            report = _intake(campaign, records)
+            for index, (outcome, lead) in report.leads.items():
+                outcomes[outcome].append({"index": index, "lead": lead})
+            for problem in report.problems:
+                assert problem.line is not None  # every item has its index
+                errors[problem.line] = _problem_errors(problem)
+        created = sorted(outcomes["created"], key=lambda item: item["index"])
+        updated = sorted(outcomes["updated"], key=lambda item: item["index"])
+        result = {"created_count": len(created), "updated_count": len(updated), "error_count": len(errors),
+                  "created": created, "updated": updated,
                   "errors": [{"index": index, "errors": errors[index]} for index in sorted(errors)]}
         return Response(LeadBulkResultSerializer(result).data)
 
@@ -266,6 +301,16 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         except TransitionRefused as exc:
             raise ValidationError({"status": [str(exc)]}) from None
         return Response(LeadSerializer(lead).data)
+
+
+def _intake(campaign: Campaign, records: list[SourceRecord]) -> IntakeReport:
+    # A request holds at most AICMO_CAM_API_BULK_MAX_ITEMS items: every outcome is kept for the answer.
+    return leads_intake(campaign=campaign, records=records, numbering="item", problems_kept=None, leads_kept=None)
+
+
+def _problem_errors(problem: IntakeProblem) -> dict[str, list[str]]:
+    """An item the intake did not create or update, as a 400's body: the reason under the field it is about."""
+    return {problem.field or api_settings.NON_FIELD_ERRORS_KEY: [problem.reason]}
 
 
 router = SimpleRouter(use_regex_path=False)

@@ -18,7 +18,8 @@ from cam.models import Lead
 from cam.models.fields import max_length
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
-_MAX_LENGTH = {name: max_length(Lead, name) for name in (*TEXT_FIELDS, "website", "timezone")}
+_MAX_LENGTH = {name: max_length(Lead, name)
+               for name in (*TEXT_FIELDS, "email", "website", "timezone")}
 # A whole number, optionally with thousands separators: 250, 1200, 1,200, 1.200, 1 200, 1'200.
 _WHOLE = r"\d{1,3}(?:[.,' _]\d{3})+|\d+"
 _SIZE = re.compile(rf"^({_WHOLE})\+?$")
@@ -36,7 +37,12 @@ MAX_RECORD_DEPTH = 100
 
 
 class RejectedRecord(ValueError):
-    """The record cannot become a lead; the message says why, for staff."""
+    """The record cannot become a lead; the message says why, for staff. ``field`` names the lead field
+    the reason is about (``email`` for the address), or is empty when it is about the record as a whole."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -65,10 +71,17 @@ def parse_company_size(value: Any) -> int | None:
         elif span:
             size = (_whole_number(span.group(1)) + _whole_number(span.group(2))) // 2
         else:
-            raise RejectedRecord(f"company_size {value!r} is not a whole number")
+            raise RejectedRecord(f"company_size {value!r} is not a whole number", field="company_size")
     if not 0 <= size <= MAX_COMPANY_SIZE:
-        raise RejectedRecord(f"company_size {value!r} is not between 0 and {MAX_COMPANY_SIZE:,}")
+        # Quoted as text whether it came as a number (JSON) or as text (a file): the same reason either way.
+        raise RejectedRecord(f"company_size {str(value).strip()!r} is not between 0 and {MAX_COMPANY_SIZE:,}",
+                             field="company_size")
     return size
+
+
+def unstorable_field(data: Mapping[str, Any]) -> str:
+    """The top-level name under which ``data`` holds what cannot be stored, or ``""`` (see ``unstorable_reason``)."""
+    return next((str(name) for name, value in data.items() if unstorable_reason({name: value})), "")
 
 
 def unstorable_reason(data: Mapping[str, Any]) -> str:
@@ -137,7 +150,10 @@ def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
     try:
         address = normalize_address(data.get("email"), check_mx=check_mx, dns_resolver=dns_resolver)
     except RejectedAddress as exc:
-        raise RejectedRecord(str(exc)) from None
+        raise RejectedRecord(str(exc), field="email") from None
+    if len(address.email) > _MAX_LENGTH["email"]:
+        raise RejectedRecord(f"the address is {len(address.email)} characters long once normalised; at most "
+                             f"{_MAX_LENGTH['email']} fit", field="email")
     fields: dict[str, Any] = {}
     for name in TEXT_FIELDS:
         value = data.get(name)
@@ -152,12 +168,12 @@ def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
         try:
             _validate_url(website)
         except ValidationError:
-            raise RejectedRecord(f"website {data['website']!r} is not a web address") from None
+            raise RejectedRecord(f"website {data['website']!r} is not a web address", field="website") from None
         fields["website"] = website[: _MAX_LENGTH["website"]]
     tz_name = str(data.get("timezone") or "").strip()
     if tz_name:
         known = _ZONES_BY_LOWER.get(tz_name.lower())
         if known is None:
-            raise RejectedRecord(f"timezone {tz_name!r} is not a known time zone")
+            raise RejectedRecord(f"timezone {tz_name!r} is not a known time zone", field="timezone")
         fields["timezone"] = known
     return CleanRecord(address=address, fields=fields)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from django.urls import reverse
 
-from cam.leads import NewLead, leads_add
 from cam.models import Lead
 from tests.factories import CampaignFactory, LeadFactory, SuppressionFactory
 
@@ -80,15 +79,3 @@ def test_the_other_refusals_are_reported_at_the_request_index_too(api):
     assert errors[1] == {"email": ["duplicate: known@acme-q.com is already a lead in this campaign"]}
     assert errors[3] == {"email": ["blocked@acme-q.com is on the suppression list"]}
     assert not Lead.objects.filter(email="blocked@acme-q.com").exists()
-
-
-def test_without_numbers_the_positions_name_the_items():
-    campaign = CampaignFactory()
-    items = [NewLead(campaign_id=campaign.pk, email="a@acme-q.com")] * 2
-
-    assert leads_add(items=items).refused == {1: "duplicate: a@acme-q.com is already item 0 of this request"}
-
-
-def test_the_numbers_must_match_the_items():
-    with pytest.raises(ValueError, match="1 numbers for 2 items"):
-        leads_add(items=[NewLead(campaign_id=1, email="a@acme-q.com")] * 2, numbers=[4])

@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from cam.models import Lead, LeadEvent, OutboundEmail, Suppression
+from cam.models import HarvestRejection, Lead, LeadEvent, OutboundEmail, Suppression
 from tests.factories import (
     CampaignFactory,
     LeadFactory,
@@ -190,6 +190,42 @@ def test_it_refuses_an_address_already_a_lead_of_the_campaign(api):
     assert elsewhere.status_code == 201
 
 
+def test_it_updates_an_existing_lead_with_new_values_and_answers_200(api):
+    lead = LeadFactory(email="anna@brightlane.example.com", title="Developer", company="Brightlane",
+                       status=Status.IN_SEQUENCE, current_step=2)
+
+    response = api.post(LIST, {"campaign": lead.campaign_id, "email": "Anna@Brightlane.example.com", "title": "CTO",
+                               "company": ""}, format="json")
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["id"], response.json()["title"]) == (lead.pk, "CTO")
+    lead.refresh_from_db()
+    assert (lead.title, lead.company, lead.status, lead.current_step) == ("CTO", "Brightlane", Status.IN_SEQUENCE, 2)
+    assert lead.raw_data == {"email": "Anna@Brightlane.example.com", "title": "CTO", "company": ""}
+    assert Lead.objects.count() == 1
+
+
+@pytest.mark.parametrize(("item", "field", "reason"), [
+    ({"email": "not-an-address"}, "email", "invalid email 'not-an-address': "),
+    ({"company_size": 20_000_000}, "company_size", "company_size '20000000' is not between 0 and 10,000,000"),
+    ({"website": "not a url"}, "website", "website 'not a url' is not a web address"),
+    ({"timezone": "Mars/Olympus"}, "timezone", "timezone 'Mars/Olympus' is not a known time zone"),
+    ({"first_name": "B\x00en"}, "first_name", "the value of first_name holds a NUL character, which cannot be stored"),
+])
+def test_a_rejected_item_is_a_400_naming_the_field_and_a_harvest_rejection(api, item, field, reason):
+    campaign = CampaignFactory()
+
+    response = api.post(LIST, {"campaign": campaign.pk, "email": "anna@brightlane.example.com", **item},
+                        format="json")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [field]
+    assert response.json()[field][0].startswith(reason)
+    rejection = HarvestRejection.objects.get(campaign=campaign)
+    assert (rejection.line, rejection.reason[:len(reason)], rejection.source) == (0, reason, None)
+    assert not Lead.objects.exists()
+
+
 @pytest.mark.parametrize(("suppression", "message"), [
     ({"email": "anna@brightlane.example.com"}, "anna@brightlane.example.com is on the suppression list"),
     ({"email": "", "domain": "brightlane.example.com"}, "the domain brightlane.example.com is on the suppression list"),
@@ -252,6 +288,7 @@ def test_it_refuses_to_add_a_lead_without_credentials(anon_api):
 def test_it_saves_the_valid_items_and_reports_the_others_by_index(api):
     campaign = CampaignFactory()
     LeadFactory(campaign=campaign, email="known@brightlane.example.com")
+    old = LeadFactory(campaign=campaign, email="old@brightlane.example.com", title="Developer")
     SuppressionFactory(email="blocked@brightlane.example.com")
     items = [
         {"campaign": campaign.pk, "email": "Anna@Brightlane.example.com", "first_name": "Anna"},
@@ -263,17 +300,20 @@ def test_it_saves_the_valid_items_and_reports_the_others_by_index(api):
         "not an object",
         {"campaign": campaign.pk, "email": "jo@brightlane.example.com", "colour": "red"},
         {"campaign": campaign.pk, "email": "jo@brightlane.example.com", "company": "Brightlane"},
+        {"campaign": campaign.pk, "email": "known@brightlane.example.com", "title": "Head of Sales"},
+        {"campaign": campaign.pk, "email": "old@brightlane.example.com", "title": "CTO"},
     ]
 
     response = api.post(BULK, {"leads": items}, format="json")
 
     assert response.status_code == 200, response.json()
     body = response.json()
-    assert (body["created_count"], body["error_count"]) == (2, 7)
+    assert (body["created_count"], body["updated_count"], body["error_count"]) == (2, 1, 8)
     assert [(c["index"], c["lead"]["email"]) for c in body["created"]] == [
         (0, "anna@brightlane.example.com"), (8, "jo@brightlane.example.com")]
+    assert [(u["index"], u["lead"]["id"], u["lead"]["title"]) for u in body["updated"]] == [(10, old.pk, "CTO")]
     errors = {error["index"]: error["errors"] for error in body["errors"]}
-    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7]
+    assert sorted(errors) == [1, 2, 3, 4, 5, 6, 7, 9]
     assert list(errors[1]) == ["email"]
     assert errors[2] == {"email": ["duplicate: known@brightlane.example.com is already a lead in this campaign"]}
     assert errors[3] == {"email": ["blocked@brightlane.example.com is on the suppression list"]}
@@ -281,9 +321,12 @@ def test_it_saves_the_valid_items_and_reports_the_others_by_index(api):
     assert errors[5] == {"campaign": ["No campaign with id 999999."]}
     assert list(errors[6]) == ["non_field_errors"]
     assert errors[7] == {"colour": ["Unknown field."]}
+    # An earlier item's address, however the later one differs: the first item of an address decides.
+    assert errors[9] == {"email": ["duplicate: known@brightlane.example.com is already item 2 of this request"]}
     assert set(Lead.objects.filter(campaign=campaign).values_list("email", "company")) == {
         ("known@brightlane.example.com", Lead.objects.get(email="known@brightlane.example.com").company),
-        ("anna@brightlane.example.com", ""), ("jo@brightlane.example.com", "Brightlane")}
+        ("anna@brightlane.example.com", ""), ("jo@brightlane.example.com", "Brightlane"),
+        ("old@brightlane.example.com", old.company)}
 
 
 def test_it_refuses_more_items_than_the_limit(api, settings):
@@ -368,9 +411,10 @@ def test_it_bulk_creates_in_the_same_number_of_queries_for_10_and_100_items(api)
     few = queries_to_bulk_create(api, 10)
 
     assert few == queries_to_bulk_create(api, 100)
-    # The key (1), the throttle's counter (4: an atomic increment), the campaigns, the suppressions, the existing leads,
-    # the insert, and the transaction's savepoint and release.
-    assert few == 11
+    # The key (1), the throttle's counter (4: an atomic increment), the campaigns (1); then for each of the two
+    # campaigns the intake's batch: its savepoint and release, the suppressions, the existing leads, the insert
+    # and the read of the leads created (6).
+    assert few == 18
 
 
 # -- status changes ---------------------------------------------------------------------------------

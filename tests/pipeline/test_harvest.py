@@ -11,7 +11,8 @@ from django.utils import timezone
 
 from cam.jobs.runner import run_job
 from cam.models import HarvestRejection, JobExecution, Lead, LeadSource
-from cam.pipeline.harvest import harvest_campaign, harvest_records, harvest_source
+from cam.pipeline.harvest import harvest_campaign, harvest_source
+from cam.pipeline.intake import leads_intake
 from cam.sources import SourceError, SourceRecord
 from cam.sources.base import LeadSourceBackend
 from tests.factories import CampaignFactory, LeadFactory, LeadSourceFactory, SuppressionFactory
@@ -170,7 +171,7 @@ def test_it_creates_no_more_than_max_leads_and_counts_only_what_it_read(tmp_path
     records = [SourceRecord(line=n + 2, data={"email": email}) for n, email in enumerate(
         ["anna@acme-gmbh.de", "ben@acme-gmbh.de", "cem@acme-gmbh.de", "dora@acme-gmbh.de", "eva@acme-gmbh.de"])]
 
-    result = harvest_records(campaign=campaign, records=records, map_record=map_as_is, max_leads=2)
+    result = leads_intake(campaign=campaign, records=records, map_record=map_as_is, max_leads=2).counts
 
     assert result == counts(read=3, created=2, duplicate=1)
     assert lead_emails(campaign) == ["anna@acme-gmbh.de", "ben@acme-gmbh.de", "cem@acme-gmbh.de"]
@@ -185,7 +186,7 @@ def test_it_stops_reading_the_source_once_max_leads_are_created():
             taken.append(n)
             yield SourceRecord(line=n + 2, data={"email": f"lead{n}@acme-gmbh.de"})
 
-    result = harvest_records(campaign=campaign, records=records(), map_record=map_as_is, max_leads=1500)
+    result = leads_intake(campaign=campaign, records=records(), map_record=map_as_is, max_leads=1500).counts
 
     assert (result["created"], result["read"]) == (1500, 1500)
     assert len(taken) == 2000  # two batches, not the whole source
@@ -281,7 +282,7 @@ def queries_to_harvest(count: int) -> int:
           for n in range(count - 4)),
     ]
     with CaptureQueriesContext(connection) as harvesting:
-        result = harvest_records(campaign=campaign, records=records, map_record=map_as_is)
+        result = leads_intake(campaign=campaign, records=records, map_record=map_as_is).counts
     assert result == counts(read=count, created=count - 4, updated=1, duplicate=1, suppressed=1, rejected=1)
     return len(harvesting)
 

@@ -12,7 +12,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cam.models import HarvestRejection, Lead, LeadSource
-from cam.pipeline import harvest
+from cam.pipeline import intake
 from cam.pipeline.harvest import harvest_source
 from cam.pipeline.records import storable_data, unstorable_reason
 from cam.sources.csv_rows import MAX_ROW_BYTES
@@ -33,7 +33,7 @@ def rejections(campaign) -> list[tuple[int, str]]:
 
 
 def test_it_rejects_a_row_holding_a_nul_character_and_imports_every_other_row(tmp_path, monkeypatch):
-    monkeypatch.setattr(harvest, "BATCH_SIZE", 10)  # the bad row lands in the middle of five batches
+    monkeypatch.setattr(intake, "BATCH_SIZE", 10)  # the bad row lands in the middle of five batches
     campaign = CampaignFactory()
     path = tmp_path / "leads.csv"
     rows = [b"lead%d@acme-gmbh.de,Lead %d\n" % (n, n) for n in range(50)]

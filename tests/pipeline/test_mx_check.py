@@ -3,7 +3,7 @@
 import pytest
 
 from cam.models import HarvestRejection, Lead
-from cam.pipeline.harvest import harvest_records
+from cam.pipeline.intake import leads_intake
 from cam.sources import SourceRecord
 from cam.sources.base import LeadSourceBackend
 from tests.factories import CampaignFactory
@@ -22,7 +22,7 @@ def dns_server(settings):
 
 def harvest(campaign, *emails):
     records = [SourceRecord(line=n + 2, data={"email": email}) for n, email in enumerate(emails)]
-    return harvest_records(campaign=campaign, records=records, map_record=LeadSourceBackend({}).map_record)
+    return leads_intake(campaign=campaign, records=records, map_record=LeadSourceBackend({}).map_record).counts
 
 
 @pytest.mark.django_db

@@ -57,10 +57,10 @@ def test_it_reads_company_size_in_the_forms_people_write_it(raw, size):
     ("12.5", "company_size '12.5' is not a whole number"),
     (12.5, "company_size 12.5 is not a whole number"),
     ("-5", "company_size '-5' is not a whole number"),
-    (-5, "company_size -5 is not between 0 and 10,000,000"),
+    (-5, "company_size '-5' is not between 0 and 10,000,000"),
     ("about fifty", "company_size 'about fifty' is not a whole number"),
     (True, "company_size True is not a whole number"),
-    (10_000_001, "company_size 10000001 is not between 0 and 10,000,000"),
+    (10_000_001, "company_size '10000001' is not between 0 and 10,000,000"),
     ("10,000,001", "company_size '10,000,001' is not between 0 and 10,000,000"),
     ("12,34", "company_size '12,34' is not a whole number"),
 ])

@@ -1,0 +1,273 @@
+"""Lead intake: the one way records become leads, whichever door they come through.
+
+The daily harvest and the admin's "harvest now" (``cam.pipeline.harvest``), ``manage.py
+cam_import_leads`` and the admin's CSV import (``cam.pipeline.imports``) and the API's single and bulk
+create (``cam.api.leads``) all call ``leads_intake``, so one record ends the same way at every door:
+
+- **rejected** — it cannot become a lead: the reader could not read it, it holds what the database
+  cannot store (``records.unstorable_reason``), or ``records.clean_record`` refuses its address, company
+  size, website or time zone. Stored as a ``HarvestRejection`` with its line (the file's line, or the
+  item's index for the API) and the reason, so staff can fix the source.
+- **duplicate** — its address came earlier in the same input (the reason names that line or item,
+  however far back), or it is already a lead of the campaign and brings nothing new.
+- **suppressed** — its address or domain is on the suppression list.
+- **updated** — it is already a lead of the campaign and brings profile values that differ: each
+  non-empty new value replaces the lead's, and the provenance (source, harvested at, raw data) follows.
+  Status, score and sequence fields are never touched.
+- **created** — a new ``NEW`` lead.
+
+Duplicates and suppressed records are reported to the caller by line, with the reason, but not stored:
+a daily harvest would otherwise store every unchanged lead every day.
+
+Records are handled in batches of ``BATCH_SIZE``, each in its own transaction, at the same few queries
+whatever its size: the suppressions, the existing leads, one bulk insert, one bulk update, one insert
+of the rejections, and one read of the batch's created and updated leads when the caller keeps them.
+Nothing but the current batch, what the caller asks to keep and the compact first-seen table
+(``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Literal
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from cam.addresses import mx_resolver
+from cam.bulk import bulk_update_values
+from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
+from cam.pipeline.first_seen import FirstSeen
+from cam.pipeline.records import (
+    CleanRecord,
+    RejectedRecord,
+    clean_record,
+    storable_data,
+    storable_text,
+    unstorable_field,
+    unstorable_reason,
+)
+from cam.sources.base import LEAD_FIELDS, SourceRecord
+from cam.suppressions import suppressed_addresses
+
+BATCH_SIZE = 1000
+OUTCOMES = ("created", "updated", "duplicate", "suppressed", "rejected")
+PROBLEM_OUTCOMES = ("duplicate", "suppressed", "rejected")
+PROFILE_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country", "company_size",
+                  "website", "timezone")
+# How a duplicate names the earlier record: a file's line, or an API request's item.
+Numbering = Literal["line", "item"]
+
+
+def empty_counts() -> dict[str, int]:
+    return {"read": 0, **dict.fromkeys(OUTCOMES, 0)}
+
+
+def lead_fields_of(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The lead fields of a record that already uses the lead's field names (an API item)."""
+    return {name: data[name] for name in LEAD_FIELDS if name in data}
+
+
+@dataclass(frozen=True)
+class IntakeProblem:
+    """A record that did not become or change a lead: ``outcome`` is duplicate, suppressed or rejected.
+    ``field`` is the lead field the reason is about (``email`` for the address), or ``""``."""
+
+    line: int | None
+    outcome: str
+    reason: str
+    field: str = ""
+
+    def __str__(self) -> str:
+        return f"Line {self.line}: {self.reason}" if self.line is not None else self.reason
+
+
+@dataclass
+class IntakeReport:
+    """What an intake did. ``problems`` holds, in input order, the first ``problems_kept`` records of each
+    problem outcome; ``leads`` the first ``leads_kept`` created or updated leads by line, each as
+    ``(outcome, lead)``."""
+
+    counts: dict[str, int] = field(default_factory=empty_counts)
+    problems: list[IntakeProblem] = field(default_factory=list)
+    leads: dict[int, tuple[str, Lead]] = field(default_factory=dict)
+
+
+@dataclass
+class _Intake:
+    """One run's settings and state, shared by its batches."""
+
+    campaign: Campaign
+    map_record: Callable[[Mapping[str, Any]], dict[str, Any]]
+    source: LeadSource | None
+    execution: JobExecution | None
+    numbering: Numbering
+    problems_kept: int | None
+    leads_kept: int | None
+    report: IntakeReport
+    first_seen: FirstSeen = field(default_factory=FirstSeen)
+    dns_resolver: Any = None
+    pending: list[IntakeProblem] = field(default_factory=list)  # the current batch's
+
+    def earlier(self, line: int | None) -> str:
+        return f"item {line} of this request" if self.numbering == "item" else f"on line {line}"
+
+    def problem(self, line: int | None, outcome: str, reason: str, field_name: str = "") -> None:
+        self.pending.append(IntakeProblem(line, outcome, reason, field_name))
+
+    def report_problems(self) -> None:
+        """Count the batch's problems and keep the first of each kind. A batch judges its records in two
+        passes (the record, then the database), so they are put back in input order first."""
+        counts = self.report.counts
+        for problem in sorted(self.pending, key=lambda problem: problem.line or 0):
+            counts[problem.outcome] += 1
+            if self.problems_kept is None or counts[problem.outcome] <= self.problems_kept:
+                self.report.problems.append(problem)
+        self.pending = []
+
+
+def leads_intake(
+    *,
+    campaign: Campaign,
+    records: Iterable[SourceRecord],
+    map_record: Callable[[Mapping[str, Any]], dict[str, Any]] = lead_fields_of,
+    source: LeadSource | None = None,
+    execution: JobExecution | None = None,
+    max_leads: int | None = None,
+    on_batch: Callable[[dict[str, int]], None] | None = None,
+    numbering: Numbering = "line",
+    problems_kept: int | None = 0,
+    leads_kept: int | None = 0,
+) -> IntakeReport:
+    """Turn ``records`` into leads of ``campaign`` (see the module's docstring for the outcomes).
+
+    ``map_record`` gives a record's lead fields (a source's column mapping); the whole record is kept
+    as the lead's raw data. ``source`` and ``execution`` are the provenance written on leads and
+    rejections. ``max_leads`` caps the leads created (the rest of the input is not read). ``on_batch``
+    is called with the running counts after each batch (progress bars). ``problems_kept`` and
+    ``leads_kept`` bound what the report holds (``None``: all of it; the API keeps all of a request,
+    which its item limit bounds). Raises what reading ``records`` raises (``SourceError``); the
+    batches written before stay written.
+    """
+    run = _Intake(campaign=campaign, map_record=map_record, source=source, execution=execution,
+                  numbering=numbering, problems_kept=problems_kept, leads_kept=leads_kept, report=IntakeReport())
+    counts = run.report.counts
+    iterator = iter(records)
+    # One resolver for the whole run: it caches answers, so each domain is looked up once.
+    run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
+    while max_leads is None or counts["created"] < max_leads:
+        batch = list(islice(iterator, BATCH_SIZE))
+        if not batch:
+            break
+        room = None if max_leads is None else max_leads - counts["created"]
+        _intake_batch(run, batch, room=room)
+        if on_batch:
+            on_batch(dict(counts))
+    return run.report
+
+
+def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> CleanRecord:
+    """The record's lead fields cleaned, or ``RejectedRecord`` with the reason and the field it is about."""
+    if record.error:
+        raise RejectedRecord(record.error)
+    # Checked on the whole record, not only the mapped fields: all of it is kept as raw_data.
+    unstorable = unstorable_reason(record.data)
+    if unstorable:
+        raise RejectedRecord(unstorable, field=unstorable_field(record.data))
+    return clean_record(mapped, check_mx=settings.AICMO_CAM_VERIFY_MX,
+                        dns_resolver=run.dns_resolver)
+
+
+@transaction.atomic
+def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) -> None:
+    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+    rejections: list[HarvestRejection] = []
+    clean: list[tuple[SourceRecord, CleanRecord]] = []
+    for record in batch:
+        counts["read"] += 1
+        mapped = run.map_record(record.data)
+        try:
+            cleaned = _judge(run, record, mapped)
+        except RejectedRecord as exc:
+            email = mapped.get("email")
+            # The rejection keeps what the record held, made storable: a NUL must not fail the batch.
+            rejections.append(HarvestRejection(
+                campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
+                reason=storable_text(str(exc)), email=storable_text(str(email or ""))[:320],
+                raw_data=storable_data(record.data)))
+            run.problem(record.line, "rejected", storable_text(str(exc)), exc.field)
+            continue
+        email = cleaned.address.email
+        first = run.first_seen.first_line(email, record.line or 0)
+        if first is not None:
+            run.problem(record.line, "duplicate", f"duplicate: {email} is already {run.earlier(first)}", "email")
+            continue
+        clean.append((record, cleaned))
+
+    emails = [c.address.email for _, c in clean]
+    suppressed = suppressed_addresses(emails)
+    existing = {lead.email: lead for lead in Lead.objects.filter(campaign=campaign, email__in=emails)
+                .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
+
+    to_create: dict[int | None, Lead] = {}
+    to_update: dict[int | None, Lead] = {}
+    for record, cleaned in clean:
+        address = cleaned.address
+        if address.email in suppressed:
+            run.problem(record.line, "suppressed", suppressed[address.email], "email")
+            continue
+        lead = existing.get(address.email)
+        if lead is None:
+            if room is not None and len(to_create) >= room:
+                counts["read"] -= 1  # past the cap: left for a later intake, so not read this time
+                continue
+            to_create[record.line] = Lead(
+                campaign=campaign, email=address.email, is_role_account=address.is_role_account,
+                is_free_mail=address.is_free_mail, source=run.source, harvested_at=now,
+                raw_data=_jsonable(record.data), **cleaned.fields)
+            continue
+        changes = {name: value for name, value in cleaned.fields.items()
+                   if value not in (None, "") and getattr(lead, name) != value}
+        if not changes:
+            run.problem(record.line, "duplicate", f"duplicate: {address.email} is already a lead in this campaign",
+                        "email")
+            continue
+        for name, value in changes.items():
+            setattr(lead, name, value)
+        lead.source, lead.harvested_at, lead.raw_data, lead.updated_at = run.source, now, _jsonable(record.data), now
+        to_update[record.line] = lead
+
+    # A lead added meanwhile by another intake is left to it (ignore_conflicts) rather than failing the batch.
+    Lead.objects.bulk_create(list(to_create.values()), ignore_conflicts=True)
+    bulk_update_values(list(to_update.values()), [*PROFILE_FIELDS, "source", "harvested_at", "raw_data",
+                                                  "updated_at"])
+    HarvestRejection.objects.bulk_create(rejections)
+    counts["created"] += len(to_create)
+    counts["updated"] += len(to_update)
+    run.report_problems()
+    _keep_leads(run, to_create, to_update)
+
+
+def _keep_leads(run: _Intake, created: dict[int | None, Lead], updated: dict[int | None, Lead]) -> None:
+    """Put the batch's leads the caller keeps on the report, read back whole in one query (an insert that
+    ignores conflicts gives no ids back, and the updated ones were read with their profile fields only)."""
+    leads = run.report.leads
+    room = None if run.leads_kept is None else max(run.leads_kept - len(leads), 0)
+    wanted = [(line, "created", lead.email) for line, lead in created.items()]
+    wanted += [(line, "updated", lead.email) for line, lead in updated.items()]
+    wanted = sorted(wanted, key=lambda item: item[0] or 0)[:room]
+    if not wanted:
+        return
+    stored = {lead.email: lead for lead in Lead.objects.filter(
+        campaign=run.campaign, email__in=[email for _, _, email in wanted])}
+    for line, outcome, email in wanted:
+        if email in stored:
+            leads[line or 0] = (outcome, stored[email])
+
+
+def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {str(key): value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)
+            for key, value in data.items()}

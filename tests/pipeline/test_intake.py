@@ -1,0 +1,96 @@
+"""The lead intake itself: duplicates across the whole input, what the report keeps, and its queries."""
+
+from __future__ import annotations
+
+import pytest
+
+from cam.models import HarvestRejection, Lead
+from cam.pipeline import intake
+from cam.pipeline.first_seen import FirstSeen
+from cam.pipeline.intake import IntakeProblem, leads_intake
+from cam.sources import SourceRecord
+from tests.factories import CampaignFactory, LeadFactory, SuppressionFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def records(*rows: dict, first_line: int = 2) -> list[SourceRecord]:
+    return [SourceRecord(line=line, data=row) for line, row in enumerate(rows, start=first_line)]
+
+
+def test_a_repeat_batches_later_is_a_duplicate_of_the_first_line_and_changes_nothing(monkeypatch):
+    monkeypatch.setattr(intake, "BATCH_SIZE", 2)
+    campaign = CampaignFactory()
+    rows = [{"email": "anna@acme-gmbh.de", "title": "CTO"},
+            *({"email": f"lead{n}@acme-gmbh.de"} for n in range(5)),
+            {"email": " Anna@ACME-gmbh.de", "title": "Intern"}]
+
+    report = leads_intake(campaign=campaign, records=records(*rows), problems_kept=10)
+
+    assert report.counts == {"read": 7, "created": 6, "updated": 0, "duplicate": 1, "suppressed": 0, "rejected": 0}
+    assert report.problems == [IntakeProblem(8, "duplicate", "duplicate: anna@acme-gmbh.de is already on line 2",
+                                             "email")]
+    assert Lead.objects.get(campaign=campaign, email="anna@acme-gmbh.de").title == "CTO"
+
+
+def test_the_api_numbering_names_the_earlier_item():
+    campaign = CampaignFactory()
+
+    report = leads_intake(campaign=campaign, records=records({"email": "a@acme-gmbh.de"}, {"email": "A@acme-gmbh.de"},
+                                                             first_line=0),
+                          numbering="item", problems_kept=None)
+
+    assert [problem.reason for problem in report.problems] == [
+        "duplicate: a@acme-gmbh.de is already item 0 of this request"]
+
+
+def test_it_updates_only_profile_values_that_are_new_and_not_empty():
+    campaign = CampaignFactory()
+    lead = LeadFactory(campaign=campaign, email="anna@acme-gmbh.de", title="Developer", company="ACME",
+                       status=Lead.Status.IN_SEQUENCE, current_step=3, score=80)
+
+    report = leads_intake(campaign=campaign, records=records({"email": "anna@acme-gmbh.de", "title": "CTO",
+                                                              "company": "", "status": "NEW"}), leads_kept=None)
+
+    lead.refresh_from_db()
+    assert (lead.title, lead.company, lead.status, lead.current_step, lead.score) == (
+        "CTO", "ACME", Lead.Status.IN_SEQUENCE, 3, 80)
+    assert lead.raw_data == {"email": "anna@acme-gmbh.de", "title": "CTO", "company": "", "status": "NEW"}
+    assert report.leads == {2: ("updated", lead)}
+
+
+def test_the_report_keeps_the_first_problems_of_each_kind_in_input_order():
+    campaign = CampaignFactory()
+    SuppressionFactory(email="", domain="blocked-gmbh.de")
+    rows = [{"email": f"x{n}@blocked-gmbh.de"} for n in range(3)] + [{"email": f"bad{n}"} for n in range(3)]
+
+    report = leads_intake(campaign=campaign, records=records(*rows), problems_kept=2)
+
+    assert [(problem.line, problem.outcome) for problem in report.problems] == [
+        (2, "suppressed"), (3, "suppressed"), (5, "rejected"), (6, "rejected")]
+    assert (report.counts["suppressed"], report.counts["rejected"]) == (3, 3)
+    assert HarvestRejection.objects.filter(campaign=campaign).count() == 3, "every rejection is stored"
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_a_batch_costs_the_same_queries_whatever_its_size(django_assert_num_queries, count):
+    campaign = CampaignFactory()
+    LeadFactory(campaign=campaign, email="known@acme-gmbh.de", title="Developer")
+    SuppressionFactory(email="gone@acme-gmbh.de")
+    rows = [{"email": "known@acme-gmbh.de", "title": "CTO"}, {"email": "gone@acme-gmbh.de"}, {"email": "bad"},
+            *({"email": f"lead{n}@acme-gmbh.de"} for n in range(count))]
+
+    # The savepoint and its release, the suppressions, the existing leads, the insert, the update, the
+    # rejections, and the read of the leads kept for the caller.
+    with django_assert_num_queries(8):
+        report = leads_intake(campaign=campaign, records=records(*rows), leads_kept=None)
+
+    assert (report.counts["created"], report.counts["updated"], len(report.leads)) == (count, 1, count + 1)
+
+
+def test_the_first_seen_table_remembers_every_address_as_it_grows():
+    seen = FirstSeen()
+
+    assert [seen.first_line(f"lead{n}@acme-gmbh.de", n + 2) for n in range(5000)] == [None] * 5000
+    assert [seen.first_line(f"lead{n}@acme-gmbh.de", 9999) for n in (0, 1234, 4999)] == [2, 1236, 5001]
+    assert len(seen) == 5000
