@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, Q, Value, When
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -66,6 +66,7 @@ OUTCOME_WRITE_PATIENCE = 30.0
 HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
 
 DATABASE_GONE = (InterfaceError, OperationalError)
+OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fields)
 
 
 def _ready(now: datetime):
@@ -155,13 +156,19 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
     ids = outbound_claim(mailbox=mailbox, limit=limit, now=now, holder=batch.holder)
     if not ids:
         return
-    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead", "campaign", "step")
-                .order_by("next_attempt_at", "pk"))
+    # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
+    # the campaign cost more than the email itself.
+    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead")
+                .only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
-    batch.next_steps = {(s.campaign_id, s.position): s for s in SequenceStep.objects.filter(
-        campaign_id__in={row.campaign_id for row in rows})}
+    steps = list(SequenceStep.objects.filter(Q(campaign_id__in={row.campaign_id for row in rows})
+                                             | Q(pk__in={row.step_id for row in rows})))
+    batch.next_steps = {(step.campaign_id, step.position): step for step in steps}
+    steps_by_id = {step.pk: step for step in steps}
+    for row in rows:
+        row.step = steps_by_id[row.step_id]
     batch.untried = {row.pk for row in rows}
     done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
     with get_provider(mailbox) as provider:
