@@ -5,6 +5,12 @@ crash loses at most the one email in flight": kept to one durable commit per ema
 is one statement — three ``UPDATE``s as data-modifying ``WITH`` queries, atomic as any statement, in
 one round trip. Elsewhere (SQLite, in-process) it is the same three ``UPDATE``s in one transaction.
 
+The commit is durable (``synchronous_commit`` stays on) although the outcome alone would not need it:
+the same commit marks the next email SENDING right before it is handed over, and that mark must
+survive a database crash. Lost with an asynchronous commit, it and every later one would be gone:
+the emails sent since would be CLAIMED again, handed back and sent twice. Splitting the mark (durable)
+from the outcome (asynchronous) would cost a second round trip for the same one flush per email.
+
 Every statement is conditional on the batch's claim (``claimed_by``), so a sender that lost its lease
 changes nothing another sender has taken over, and writing the same outcome twice (after a commit
 whose answer was lost with the connection) changes nothing more: every value written is absolute.
