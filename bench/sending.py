@@ -7,7 +7,8 @@ CAM writes each email's outcome and its lead's progress in a transaction of thei
 the server's answer (so a crash loses at most the one email in flight), and marks the email SENDING
 before handing it over. The target: CAM sends at 50 % or more of raw smtplib's rate over one
 connection. Both send the same messages (as CAM built them) to the same sink, aiosmtpd's in a process of its
-own; the database is created in a scratch schema/file and dropped at the end.
+own, taking turns in rounds (each a CAM batch) so that both see the same load on a shared machine; the
+database is created in a scratch schema/file and dropped at the end.
 """
 
 from __future__ import annotations
