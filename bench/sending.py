@@ -7,7 +7,8 @@ CAM writes each email's outcome and its lead's progress in a transaction of thei
 the server's answer (so a crash loses at most the one email in flight), and marks the email SENDING
 before handing it over. The target: CAM sends at 50 % or more of raw smtplib's rate over one
 connection. Both send the same messages (as CAM built them) to the same sink, aiosmtpd's in a process of its
-own; the database is created in a scratch schema/file and dropped at the end.
+own, taking turns in rounds (each a CAM batch) so that both see the same load on a shared machine; the
+database is created in a scratch schema/file and dropped at the end.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import django
 django.setup()
 
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
 
@@ -90,51 +91,69 @@ class SinkProcess:
         self.process.wait(timeout=10)
 
 
-def raw_smtplib(server, messages: list[tuple[str, str, bytes]]) -> None:
-    with smtplib.SMTP(server.host, server.port, timeout=30) as client:
-        client.ehlo()
-        for sender, recipient, data in messages:
-            client.sendmail(sender, [recipient], data)
+class StatementCounter:
+    """Counts the statements sent to the database (Django's query log would slow them down)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="raw smtplib and CAM take turns, each sending emails/rounds emails a round, so "
+                             "both see the same load on a shared machine")
     args = parser.parse_args()
+    per_round = -(-args.emails // args.rounds)
 
     from django.conf import settings
 
-    settings.AICMO_CAM_SEND_BATCH_SIZE = 1000
-    setup_test_environment()
+    # As in production (DEBUG off): no query log, whose bookkeeping would cost more than some statements.
+    setup_test_environment(debug=False)
     old_name = connection.creation.create_test_db(verbosity=0)
     try:
         from cam.models import OutboundEmail
         from cam.outreach.messages import build_message
         from cam.outreach.sending import outbound_send_batch
 
+        settings.AICMO_CAM_SEND_BATCH_SIZE = per_round
         with SinkProcess() as server:
             mailbox = setup(server, args.emails)
             rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")
             messages = [(row.from_email, row.to_email, build_message(row).message().as_bytes()) for row in rows]
-            print(f"{args.emails} emails to a loopback aiosmtpd sink, database {connection.vendor}")
+            print(f"{args.emails} emails to a loopback aiosmtpd sink in {args.rounds} rounds, "
+                  f"database {connection.vendor}")
 
-            started = time.perf_counter()
-            raw_smtplib(server, messages)
-            raw = time.perf_counter() - started
-            print(f"  raw smtplib, one connection {raw:8.2f} s  {args.emails / raw:8.0f} emails/s")
+            raw = cam = 0.0
+            sent, statements, ratios = 0, StatementCounter(), []
+            with smtplib.SMTP(server.host, server.port, timeout=30) as client:
+                client.ehlo()
+                for first in range(0, args.emails, per_round):
+                    started = time.perf_counter()
+                    for sender, recipient, data in messages[first:first + per_round]:
+                        client.sendmail(sender, [recipient], data)
+                    raw_round = time.perf_counter() - started
 
-            sent = 0
-            with CaptureQueriesContext(connection) as queries:
-                started = time.perf_counter()
-                while sent < args.emails:
-                    counts = outbound_send_batch(mailbox_id=mailbox.pk)
-                    if not counts.get("sent"):
+                    with connection.execute_wrapper(statements):
+                        started = time.perf_counter()
+                        counts = outbound_send_batch(mailbox_id=mailbox.pk)
+                        cam_round = time.perf_counter() - started
+                    if counts.get("sent") != len(messages[first:first + per_round]):
                         raise SystemExit(f"CAM stopped sending: {counts}")
                     sent += counts["sent"]
-                cam = time.perf_counter() - started
+                    raw, cam = raw + raw_round, cam + cam_round
+                    ratios.append(raw_round / cam_round)
+            print(f"  raw smtplib, one connection {raw:8.2f} s  {sent / raw:8.0f} emails/s")
             print(f"  CAM send batches            {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
-                  f"{len(queries) / sent:.1f} statements per email")
-            print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (target: 50 % or more)")
+                  f"{statements.count / sent:.1f} statements per email")
+            ratios.sort()
+            print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (rounds: {ratios[0]:.0%} to {ratios[-1]:.0%}, "
+                  f"median {ratios[len(ratios) // 2]:.0%}; target: 50 % or more)")
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)
 

@@ -66,6 +66,7 @@ OUTCOME_WRITE_PATIENCE = 30.0
 HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
 
 DATABASE_GONE = (InterfaceError, OperationalError)
+OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fields)
 
 
 def _ready(now: datetime) -> QuerySet[OutboundEmail]:
@@ -155,12 +156,19 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
     ids = outbound_claim(mailbox=mailbox, limit=limit, now=now, holder=batch.holder)
     if not ids:
         return
-    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead", "campaign", "step")
-                .order_by("next_attempt_at", "pk"))
+    # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
+    # the campaign cost more than the email itself.
+    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead")
+                .only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
     batch.steps = campaign_steps(row.campaign_id for row in rows)
+    # Each email's step from the steps just read, rather than one query per email.
+    steps_by_id = {step.pk: step for steps in batch.steps.values() for step in steps}
+    for row in rows:
+        if row.step_id in steps_by_id:  # always: an email's step is one of its campaign's
+            row.step = steps_by_id[row.step_id]
     batch.untried = {row.pk for row in rows}
     done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
     with get_provider(mailbox) as provider:

@@ -178,7 +178,7 @@ def test_it_fails_a_message_that_cannot_be_built_and_keeps_the_connection_for_th
         broken = provider.send(outreach_message("anna@company@test"), idempotency_key="1")
         fine = provider.send(outreach_message("ben@company.test"), idempotency_key="2")
 
-    assert broken.status == Status.FAILED
+    assert (broken.status, broken.attempted) == (Status.FAILED, False)  # nothing of it reached the server
     assert 'Invalid address "anna@company@test"' in broken.error
     assert fine.status == Status.SENT
     assert [message.rcpt_tos for message in smtp_server.messages] == [["ben@company.test"]]

@@ -197,6 +197,20 @@ def test_it_builds_list_unsubscribe_headers_in_the_rfc_format(lead, settings):
                                            f"<mailto:sam@outreach.test?subject=unsubscribe%20{token}>")
 
 
+def test_it_builds_the_url_reverse_would_build_under_any_script_prefix(lead, settings):
+    from django.urls import reverse, set_script_prefix
+
+    settings.AICMO_CAM_PUBLIC_URL = "https://cam.example.com"
+    for prefix in ("/", "/cam/"):
+        set_script_prefix(prefix)
+        try:
+            expected = "https://cam.example.com" + reverse("cam:unsubscribe", kwargs={"token": unsubscribe_token(lead)})
+            assert unsubscribe_url(lead) == expected
+        finally:
+            set_script_prefix("/")
+    assert unsubscribe_url(lead).startswith("https://cam.example.com/u/")
+
+
 def test_it_reads_the_lead_back_from_the_url_and_the_mailto_subject(lead):
     other = LeadFactory()
     mailto = unsubscribe_mailto(lead, MailboxFactory())

@@ -44,6 +44,7 @@ from cam.deadlines import Deadline
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
 from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
+from cam.outreach.providers.smtp_wire import envelope_address, message_bytes
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
@@ -145,6 +146,8 @@ class SmtpProvider(MailProvider):
         self.backend: SmtpBackend | None = None
         # When the server last accepted a message on the open connection (time.monotonic()).
         self._accepted_at: float | None = None
+        # Envelope senders as sanitised for this batch, by the message's from_email.
+        self._senders: dict[str, str] = {}
         # Why nothing in this batch can be sent (a missing password, a server that cannot be reached):
         # every further send answers RETRY with it at once instead of waiting for a timeout again.
         self.batch_error = ""
@@ -262,12 +265,34 @@ class SmtpProvider(MailProvider):
                 deadline.watch(self.backend.connection.sock)
             return self._send(message, message_id, deadline)
 
+    def _envelope(self, message: EmailMessage) -> tuple[str, list[str], bytes]:
+        """The envelope sender, the recipients and the bytes of ``message``, as Django's backend would
+        send them (``sanitize_address``, CRLF line ends). Raises what a message that cannot be sent
+        as it is raises (a bad address or header)."""
+        encoding = message.encoding or settings.DEFAULT_CHARSET
+        sender = self._senders.get(message.from_email)
+        if sender is None:  # the same for the whole batch unless each email has its signed return path
+            sender = self._senders[message.from_email] = envelope_address(message.from_email, encoding)
+        recipients = [envelope_address(address, encoding) for address in message.recipients()]
+        return sender, recipients, message_bytes(message)
+
     def _send(self, message: EmailMessage, message_id: str, deadline: Deadline) -> SendResult:
+        if not message.recipients():
+            return SendResult(Status.FAILED, error="The message has no recipients.", attempted=False)
+        try:
+            sender, recipients, data = self._envelope(message)
+        except Exception as exc:  # no server would ever take it as it is
+            return SendResult(Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
+                              attempted=False)
         if not self._connect(deadline):
             return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
         assert self.backend is not None  # _connect() succeeded
         try:
-            sent = self.backend.send_messages([message])
+            # The batch's connection, directly: Django's send_messages() would take a lock, check the
+            # connection and sanitise the sender again for every message.
+            connection = self.backend.connection
+            assert connection is not None  # _connect() opened it
+            connection.sendmail(sender, recipients, data)
         except smtplib.SMTPRecipientsRefused as exc:
             refusals = "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply)
                                  in exc.recipients.items())
@@ -281,8 +306,6 @@ class SmtpProvider(MailProvider):
                                                  f"{exc.smtp_code} {_text(exc.smtp_error)}")
         except Exception as exc:  # every other failure is classified, never raised
             return self._broken(deadline.explain(exc), message_id)
-        if not sent:
-            return SendResult(Status.FAILED, error="The message has no recipients.")
         self._accepted_at = time.monotonic()
         return SendResult(Status.SENT, provider_message_id=message_id)
 
