@@ -15,6 +15,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html
 
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
+from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import (
     FirstStepWithoutSubject,
@@ -28,6 +29,7 @@ from cam.campaigns import (
 )
 from cam.jobs.registry import UnknownJob
 from cam.jobs.request import JobRefused, job_request
+from cam.jobs.summary import counts_text
 from cam.leads import staff_actor
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.campaigns import first_step
@@ -355,5 +357,13 @@ class LeadSourceAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
     list_select_related = ["campaign"]
     search_fields = ["name", "campaign__name"]
     autocomplete_fields = ["campaign"]
-    readonly_fields = ["last_harvest_at", "last_harvest_counts", "last_error", "created_at", "updated_at"]
+    readonly_fields = ["last_harvest_at", "last_harvest_summary", "last_harvest_counts_raw", "last_error", "created_at",
+                       "updated_at"]
+    exclude = ["last_harvest_counts"]
+
+    @admin.display(description="Last harvest")
+    def last_harvest_summary(self, obj: LeadSource) -> str:
+        return counts_text(obj.last_harvest_counts) or "—"
+
+    last_harvest_counts_raw = raw_field("last_harvest_counts", "Last harvest counts")
 

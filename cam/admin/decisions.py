@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from cam.admin.base import AuditAdmin
+from cam.admin.readable import raw_field
 from cam.models import CampaignRule, MetricSnapshot, RuleDecision
 
 
@@ -36,3 +37,8 @@ class MetricSnapshotAdmin(AuditAdmin):
     list_filter = ["scope"]
     list_select_related = ["campaign", "mailbox"]
     search_fields = ["key", "campaign__name", "mailbox__name"]
+    exclude = ["window", "all_time"]
+    readonly_fields = ["window_raw", "all_time_raw"]
+
+    window_raw = raw_field("window", "Counts and rates over the window")
+    all_time_raw = raw_field("all_time", "Counts and rates since the first send")

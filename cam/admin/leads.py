@@ -22,6 +22,7 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
+from cam.admin.readable import raw_field, score_breakdown_html
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
@@ -56,18 +57,18 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
     list_select_related = ["campaign"]
     search_fields = ["email", "first_name", "last_name", "company", "title"]
     autocomplete_fields = ["campaign", "source", "mailbox"]
-    readonly_fields = ["email_domain", "score", "score_breakdown", "scored_at", "status_changed_at",
-                       "harvested_at", "raw_data", "last_contacted_at", "replied_at", "created_at", "updated_at"]
+    readonly_fields = ["email_domain", "score", "score_table", "score_breakdown_raw", "scored_at", "status_changed_at",
+                       "harvested_at", "raw_data_raw", "last_contacted_at", "replied_at", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     fieldsets = [
         (None, {"fields": ["campaign", "email", "email_domain", ("first_name", "last_name"), "company", "title",
                            "industry", "country", "company_size", "website", "timezone",
                            ("is_role_account", "is_free_mail")]}),
         ("Status", {"fields": [("status", "status_changed_at"), "status_reason", ("score", "scored_at"),
-                               "score_breakdown"]}),
+                               "score_table", "score_breakdown_raw"]}),
         ("Sequence", {"fields": [("current_step", "next_send_at"), "blocked_reason", "paused_until", "mailbox",
                                  ("last_contacted_at", "replied_at")]}),
-        ("Provenance", {"fields": ["source", "harvested_at", "raw_data"], "classes": ["collapse"]}),
+        ("Provenance", {"fields": ["source", "harvested_at", "raw_data_raw"], "classes": ["collapse"]}),
         ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
     ]
 
@@ -77,6 +78,13 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
         elif db_field.name == "website":
             kwargs["assume_scheme"] = "https"
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    @admin.display(description="Score breakdown")
+    def score_table(self, obj: Lead) -> str:
+        return score_breakdown_html(obj.score_breakdown)
+
+    score_breakdown_raw = raw_field("score_breakdown", "")
+    raw_data_raw = raw_field("raw_data", "Raw data")
 
     @admin.display(description="Name", ordering="last_name")
     def full_name(self, obj: Lead) -> str:
@@ -198,6 +206,10 @@ class HarvestRejectionAdmin(AuditAdmin):
     list_select_related = ["campaign", "source"]
     search_fields = ["email", "reason"]
     date_hierarchy = "created_at"
+    exclude = ["raw_data"]
+    readonly_fields = ["raw_data_raw"]
+
+    raw_data_raw = raw_field("raw_data", "The record as the source gave it")
 
 
 @admin.register(LeadEvent)

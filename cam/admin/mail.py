@@ -12,6 +12,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from cam.admin.base import AuditAdmin
+from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
@@ -268,3 +269,7 @@ class ProviderEventAdmin(AuditAdmin):
     list_select_related = ["outbound_email"]
     search_fields = ["event_id", "provider_message_id", "recipient"]
     date_hierarchy = "received_at"
+    exclude = ["payload"]
+    readonly_fields = ["payload_raw"]
+
+    payload_raw = raw_field("payload", "Payload")

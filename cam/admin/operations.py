@@ -8,25 +8,42 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
+from cam.admin.readable import job_errors_html, raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsForm
 from cam.egress import EgressRefused, check_url
+from cam.jobs.summary import counts_text, duration_text
 from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 from cam.secrets import secret_name_problem
 
 
 @admin.register(JobExecution)
 class JobExecutionAdmin(AuditAdmin):
-    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "duration", "counts",
-                    "reason", "error"]
+    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "duration", "summary",
+                    "reason", "errors"]
     list_filter = ["job", "status", "trigger", "campaign"]
     list_select_related = ["campaign"]
     search_fields = ["execution_id", "job", "error", "reason"]
     date_hierarchy = "started_at"
+    # What the run did in words; the stored JSON folded beneath (cam.admin.readable).
+    fields = ["execution_id", "job", "campaign", "scheduled_for", "status", "trigger", "reason",
+              ("started_at", "finished_at", "duration"), "summary", "errors", "traceback", "worker_id", "holder",
+              "params_raw", "counts_raw"]
+    readonly_fields = ["duration", "summary", "errors", "params_raw", "counts_raw"]
 
     @admin.display(description="Took")
     def duration(self, obj: JobExecution) -> str:
-        seconds = obj.duration_seconds
-        return "—" if seconds is None else f"{seconds:.2f} s"
+        return duration_text(obj.duration_seconds)
+
+    @admin.display(description="What it did")
+    def summary(self, obj: JobExecution) -> str:
+        return counts_text(obj.counts) or "—"
+
+    @admin.display(description="Errors")
+    def errors(self, obj: JobExecution) -> str:
+        return job_errors_html(obj.counts, obj.error)
+
+    params_raw = raw_field("params", "Parameters")
+    counts_raw = raw_field("counts", "Counts")
 
 
 @admin.register(Lease)

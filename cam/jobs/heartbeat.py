@@ -104,7 +104,7 @@ def watchdog_check(*, now: datetime | None = None) -> dict[str, int]:
         title=f"No CAM worker seen since {last_seen:%Y-%m-%d %H:%M} UTC",
         body=(f"No worker has reported for {int((now - last_seen).total_seconds())} s (more than "
               f"{STALE_AFTER_INTERVALS} intervals of {worker_interval_seconds()} s). Emails are "
-              f"not being sent and inboxes are not being read until a worker runs again: check `manage.py "
-              f"cam_worker` or the qcluster."),
+              f"not being sent and inboxes are not being read until a worker runs again: check "
+              f"`.venv/bin/python manage.py cam_worker` or the qcluster."),
         idempotency_key=key)
     return {"stale": 1, "alerts_queued": len(rows) - before}
