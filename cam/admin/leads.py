@@ -22,7 +22,7 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
-from cam.admin.readable import raw_field, score_breakdown_html
+from cam.admin.readable import raw_field, raw_json, score_breakdown_html
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
@@ -57,7 +57,7 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
     list_select_related = ["campaign"]
     search_fields = ["email", "first_name", "last_name", "company", "title"]
     autocomplete_fields = ["campaign", "source", "mailbox"]
-    readonly_fields = ["email_domain", "score", "score_table", "score_breakdown_raw", "scored_at", "status_changed_at",
+    readonly_fields = ["email_domain", "score", "score_table", "scored_at", "status_changed_at",
                        "harvested_at", "raw_data_raw", "last_contacted_at", "replied_at", "created_at", "updated_at"]
     date_hierarchy = "created_at"
     fieldsets = [
@@ -65,7 +65,7 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
                            "industry", "country", "company_size", "website", "timezone",
                            ("is_role_account", "is_free_mail")]}),
         ("Status", {"fields": [("status", "status_changed_at"), "status_reason", ("score", "scored_at"),
-                               "score_table", "score_breakdown_raw"]}),
+                               "score_table"]}),
         ("Sequence", {"fields": [("current_step", "next_send_at"), "blocked_reason", "paused_until", "mailbox",
                                  ("last_contacted_at", "replied_at")]}),
         ("Provenance", {"fields": ["source", "harvested_at", "raw_data_raw"], "classes": ["collapse"]}),
@@ -81,9 +81,10 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
 
     @admin.display(description="Score breakdown")
     def score_table(self, obj: Lead) -> str:
-        return score_breakdown_html(obj.score_breakdown)
+        if not obj.score_breakdown:
+            return score_breakdown_html(obj.score_breakdown)
+        return format_html("{}{}", score_breakdown_html(obj.score_breakdown), raw_json(obj.score_breakdown))
 
-    score_breakdown_raw = raw_field("score_breakdown", "")
     raw_data_raw = raw_field("raw_data", "Raw data")
 
     @admin.display(description="Name", ordering="last_name")

@@ -8,7 +8,7 @@ from django.contrib import admin, messages
 from django.utils.html import format_html
 
 from cam.admin.base import AuditAdmin
-from cam.admin.readable import job_errors_html, raw_field
+from cam.admin.readable import job_errors_html, raw_field, short_datetime
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsForm
 from cam.egress import EgressRefused, check_url
 from cam.jobs.summary import counts_text, duration_text
@@ -18,8 +18,9 @@ from cam.secrets import secret_name_problem
 
 @admin.register(JobExecution)
 class JobExecutionAdmin(AuditAdmin):
-    list_display = ["execution_id", "job", "campaign", "status", "trigger", "started_at", "duration", "summary",
-                    "reason", "errors"]
+    # The run's id is long and says what the columns say; it stays searchable and heads its own page.
+    list_display = ["started", "job", "campaign", "status", "trigger", "duration", "summary", "errors_or_reason"]
+    list_display_links = ["started"]
     list_filter = ["job", "status", "trigger", "campaign"]
     list_select_related = ["campaign"]
     search_fields = ["execution_id", "job", "error", "reason"]
@@ -29,6 +30,11 @@ class JobExecutionAdmin(AuditAdmin):
               ("started_at", "finished_at", "duration"), "summary", "errors", "traceback", "worker_id", "holder",
               "params_raw", "counts_raw"]
     readonly_fields = ["duration", "summary", "errors", "params_raw", "counts_raw"]
+
+    @admin.display(description="Started", ordering="started_at")
+    def started(self, obj: JobExecution) -> str:
+        # Short and on one line, so the run's summary keeps the width.
+        return short_datetime(obj.started_at)
 
     @admin.display(description="Took")
     def duration(self, obj: JobExecution) -> str:
@@ -41,6 +47,11 @@ class JobExecutionAdmin(AuditAdmin):
     @admin.display(description="Errors")
     def errors(self, obj: JobExecution) -> str:
         return job_errors_html(obj.counts, obj.error)
+
+    @admin.display(description="Errors or reason")
+    def errors_or_reason(self, obj: JobExecution) -> str:
+        # One column for what went wrong or why the run was skipped: a run has one or the other.
+        return job_errors_html(obj.counts, obj.error, otherwise=obj.reason)
 
     params_raw = raw_field("params", "Parameters")
     counts_raw = raw_field("counts", "Counts")

@@ -1,4 +1,5 @@
-"""How the back office shows what is stored as JSON: in words first, the raw value folded away beneath.
+"""How the back office shows stored data to people: JSON in words first with the raw value folded away
+beneath, a run's errors as a list, moments on one line.
 
 Every piece of data is escaped by ``format_html``; nothing here marks data as safe.
 """
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from django.contrib import admin
 from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.timezone import localtime
 
 from cam.jobs.summary import errors_lines, value_text, words
 
@@ -27,26 +31,26 @@ CRITERION_WORDS = {
 }
 
 
+def short_datetime(value: datetime | None) -> str:
+    """A moment on one line in the site's time zone: "2026-12-02 12:18:49"."""
+    return "—" if value is None else date_format(localtime(value), "Y-m-d H:i:s")
+
+
 def raw_json(value: Any) -> SafeString:
     """The stored value, indented, in a collapsed "raw" section: there for whoever needs the exact data."""
     text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, cls=DjangoJSONEncoder)
     return format_html('<details class="cam-raw"><summary>raw</summary><pre>{}</pre></details>', text)
 
 
-def job_errors_html(counts: Mapping[str, Any] | None, error: str) -> SafeString | str:
+def job_errors_html(counts: Mapping[str, Any] | None, error: str, *, otherwise: str = "—") -> SafeString | str:
+    """A run's errors (``cam.jobs.summary.errors_lines``): one sentence, a list of them, or ``otherwise``."""
     lines = errors_lines(counts, error)
     if not lines:
-        return "—"
+        return otherwise or "—"
     if len(lines) == 1:
         return lines[0]
     items = format_html_join("", "<li>{}</li>", ((line,) for line in lines))
     return format_html('<ul class="cam-errors">{}</ul>', items)
-
-
-def _points(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:+d}" if value < 0 else str(value)
-    return value_text(value)
 
 
 def score_breakdown_html(breakdown: Mapping[str, Any] | None) -> SafeString | str:
@@ -63,7 +67,7 @@ def score_breakdown_html(breakdown: Mapping[str, Any] | None) -> SafeString | st
         if isinstance(entry, Mapping):
             matched = entry.get("matched")
             outcome = "penalty" if matched is None and "weight" not in entry else ("matched" if matched else "no match")
-            points = _points(entry.get("points"))
+            points = value_text(entry.get("points"))
             if entry.get("weight") is not None:
                 points = f"{points} of {entry['weight']}"
             detail = entry.get("detail") or value_text({k: v for k, v in entry.items()

@@ -34,6 +34,7 @@ COUNT_WORDS: dict[str, str] = {
     "recovered_requeued": "interrupted sends requeued",
     "recovered_retry": "interrupted sends to retry",
     "recovered_unknown": "interrupted sends of unknown outcome",
+    "due": "due",
     "planned": "planned",
     "queued": "batches queued",
     "sent": "sent",

@@ -50,12 +50,14 @@ def test_the_dashboards_recent_runs_read_as_words(admin_client):
 def test_the_job_execution_list_reads_as_words(admin_client):
     cycle_run()
     JobExecutionFactory(counts={"read": 1204, "created": 1150, "rejected": 10, "campaigns": 1})
+    JobExecutionFactory(status=JobExecution.Status.SKIPPED, reason="This slot already ran.")
 
     html = admin_client.get("/admin/cam/jobexecution/").content.decode()
 
     assert "1,204 read: 1,150 created, 10 rejected, 1 campaign" in html
     assert "send: 27 planned, 27 sent" in html and "poll: mailbox Sales 2: login refused" in html
     assert "2 min 5 s" in html
+    assert '<td class="field-errors_or_reason">This slot already ran.</td>' in html
     assert "{&#x27;" not in html and "{'" not in html and '{&quot;' not in html
 
 
