@@ -47,7 +47,7 @@ def test_it_is_safe_to_run_twice_and_keeps_staff_edits():
 
 def test_it_scores_and_enrols_the_demo_leads_so_it_sends_at_once():
     output = run_demo()
-    assert "qualify: COMPLETED" in output
+    assert "qualify: COMPLETED" in output and " enrolled" in output and "{'" not in output
     assert Lead.objects.filter(status=Lead.Status.IN_SEQUENCE).count() >= 20
 
 

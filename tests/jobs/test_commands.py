@@ -31,6 +31,7 @@ def test_it_runs_a_job_and_prints_status_id_and_counts():
     out, _ = run("cam_run_job", "qualify", "--campaign", str(campaign.pk), "--slot", "2026-10-01T03:30Z")
     assert f"qualify: COMPLETED  (qualify:{campaign.pk}:2026-10-01T03:30:00+00:00)" in out
     assert '"enrolled": 1' in out
+    assert "did:    1 enrolled, 1 campaign\n" in out
 
 
 def test_it_exits_zero_on_a_skipped_slot_and_one_on_a_failure():

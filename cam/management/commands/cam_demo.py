@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from cam.demo import DemoImap, DemoSmtp, demo_seed
 from cam.jobs.request import job_request
 from cam.jobs.runner import Trigger
+from cam.jobs.summary import counts_text
 from cam.secrets import secret_name_problem
 
 
@@ -74,4 +75,4 @@ class Command(BaseCommand):
                     self.stdout.write(f"{job}: not run. {outcome.busy_message}")
                 else:
                     assert outcome.result is not None  # a foreground request that was not busy ran
-                    self.stdout.write(f"{job}: {outcome.result.status} {outcome.result.counts}")
+                    self.stdout.write(f"{job}: {outcome.result.status} {counts_text(outcome.result.counts)}")

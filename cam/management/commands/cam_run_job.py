@@ -6,6 +6,7 @@ from django.utils.dateparse import parse_datetime
 from cam.jobs.registry import UnknownJob, job_names
 from cam.jobs.request import JobRefused, job_request
 from cam.jobs.runner import Trigger
+from cam.jobs.summary import counts_text, duration_text
 from cam.models import Campaign
 
 
@@ -52,9 +53,11 @@ class Command(BaseCommand):
         if result.reason:
             self.stdout.write(f"reason: {result.reason}")
         if result.counts:
+            # In words for whoever reads it, and the exact JSON for whatever parses it.
+            self.stdout.write(f"did:    {counts_text(result.counts) or 'nothing'}")
             self.stdout.write(f"counts: {json.dumps(result.counts, ensure_ascii=False)}")
         if result.duration_seconds is not None:
-            self.stdout.write(f"took:   {result.duration_seconds:.2f} s")
+            self.stdout.write(f"took:   {duration_text(result.duration_seconds)}")
         if result.error:
             self.stderr.write(f"error:  {result.error}")
         if not result.ok:
