@@ -173,7 +173,7 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         last = last_runs.get(spec.job)
         if schedule is None:
             health = "not_installed"
-            flag(DEGRADED, f"{spec.job}: schedule not installed (run manage.py cam_schedules)")
+            flag(DEGRADED, f"{spec.job}: schedule not installed (run .venv/bin/python manage.py cam_schedules)")
         elif schedule.next_run and schedule.next_run < now - OVERDUE_GRACE:
             health = "overdue"
             flag(UNHEALTHY, f"{spec.job}: was due at {schedule.next_run.isoformat()}; is qcluster running?")

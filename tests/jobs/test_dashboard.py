@@ -52,7 +52,8 @@ def test_it_is_degraded_when_a_jobs_last_run_failed_and_names_it():
 def test_it_is_degraded_when_schedules_are_missing():
     dashboard = get_dashboard()
     assert dashboard["health_status"] == "degraded"
-    assert "harvest: schedule not installed (run manage.py cam_schedules)" in dashboard["health_reasons"]
+    reason = "harvest: schedule not installed (run .venv/bin/python manage.py cam_schedules)"
+    assert reason in dashboard["health_reasons"]
 
 
 def test_it_is_unhealthy_when_a_schedule_is_overdue():
