@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# Words for the keys the jobs return. A key comes out as "{n:,} {words}", in the order the job gave them.
+# Words for the keys the jobs return. A key comes out as "{n:,} {words}", in this order: PostgreSQL keeps a
+# JSON object's keys in an order of its own, so the order a job gave them is not there to follow.
 COUNT_WORDS: dict[str, str] = {
     # harvest, the lead intake
     "read": "read",
@@ -37,6 +38,10 @@ COUNT_WORDS: dict[str, str] = {
     "due": "due",
     "planned": "planned",
     "queued": "batches queued",
+    # (polling here, so that "3 fetched, 3 stored, 1 failed" and "27 sent, 1 failed" both read in order)
+    "fetched": "fetched",
+    "stored": "stored",
+    "skipped_duplicates": "already stored",
     "sent": "sent",
     "failed": "failed",
     "retry": "to retry",
@@ -55,10 +60,7 @@ COUNT_WORDS: dict[str, str] = {
     "template_error": "whose template does not render",
     "send_failed": "refused by the provider",
     "send_unknown": "of unknown outcome",
-    # inbox: polling, replies, follow-ups
-    "fetched": "fetched",
-    "stored": "stored",
-    "skipped_duplicates": "already stored",
+    # inbox: replies, follow-ups
     "processed": "read",
     "errors": "could not be read",
     "held": "held for review",
@@ -111,6 +113,8 @@ STEP_WORDS: dict[str, str] = {
     "cycle": "cycle",
 }
 PREFIXED_PARTS = ("poll", "replies", "alerts")
+RANK = {key: rank for rank, key in enumerate(COUNT_WORDS)}
+STEP_RANK = {name: rank for rank, name in enumerate(STEP_WORDS)}
 
 
 def words(key: str) -> str:
@@ -133,7 +137,7 @@ def value_text(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.2f}".rstrip("0").rstrip(".")
     if isinstance(value, Mapping):
-        return ", ".join(f"{words(str(key))}: {value_text(inner)}" for key, inner in value.items()
+        return ", ".join(f"{words(str(key))}: {value_text(inner)}" for key, inner in sorted(value.items())
                          if not _empty(inner)) or "—"
     if isinstance(value, list | tuple):
         return "; ".join(value_text(item) for item in value if not _empty(item)) or "—"
@@ -147,8 +151,9 @@ def _empty(value: Any) -> bool:
 def _counts_line(counts: Mapping[str, Any]) -> str:
     shown = {key: value for key, value in counts.items() if not _empty(value)}
     lead = next((key for key in LEAD_COUNTS if isinstance(shown.get(key), int)), None)
-    order = [key for key in shown if key != lead and key not in SCOPE_COUNTS]
-    order += [key for key in shown if key in SCOPE_COUNTS]
+    order = sorted((key for key in shown if key != lead and key not in SCOPE_COUNTS),
+                   key=lambda key: (key not in RANK, RANK.get(key, 0), key))
+    order += [key for key in SCOPE_COUNTS if key in shown]
     parts = [_counted(key, shown[key]) if key in COUNT_WORDS else f"{words(key)}: {value_text(shown[key])}"
              for key in order]
     if lead is None:
@@ -169,9 +174,15 @@ def _split_prefixed(counts: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return groups
 
 
+def _step_order(name: str) -> tuple[bool, int, str]:
+    """The cycle's steps in the order they run, any other after them by name."""
+    return name not in STEP_RANK, STEP_RANK.get(name, 0), name
+
+
 def _steps_line(steps: Mapping[str, Any]) -> str:
     parts = []
-    for name, counts in steps.items():
+    for name in sorted(steps, key=_step_order):
+        counts = steps[name]
         line = _counts_line(counts) if isinstance(counts, Mapping) else value_text(counts)
         if line and line != "—":
             parts.append(f"{STEP_WORDS.get(name, words(name))}: {line}")
@@ -204,8 +215,8 @@ def errors_lines(counts: Mapping[str, Any] | None, error: str = "") -> list[str]
     ``error`` repeats its step errors, so it is used only when the counts name none."""
     found = (counts or {}).get("errors")
     if isinstance(found, Mapping) and found:
-        return [f"{STEP_WORDS.get(str(step), words(str(step)))}: {value_text(text)}"
-                for step, text in found.items() if not _empty(text)]
+        return [f"{STEP_WORDS.get(str(step), words(str(step)))}: {value_text(found[step])}"
+                for step in sorted(found, key=_step_order) if not _empty(found[step])]
     return [line.strip() for line in (error or "").splitlines() if line.strip()]
 
 

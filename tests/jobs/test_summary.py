@@ -31,6 +31,18 @@ def test_it_reads_the_worker_cycle_step_by_step_leaving_out_what_is_zero():
     assert errors_lines(counts, "poll: mailbox Sales 2: login refused") == ["poll: mailbox Sales 2: login refused"]
 
 
+def test_it_reads_the_same_whatever_order_the_keys_come_back_in():
+    # PostgreSQL's jsonb hands an object's keys back in an order of its own (shorter keys first).
+    counts = {"steps": {"send": {"planned": 2, "sent": 2, "failed": 1}, "poll": {"fetched": 3, "failed": 1}},
+              "errors": {"send": "mailbox A: 421", "poll": "mailbox B: login refused"}}
+    shuffled = {"errors": {"poll": "mailbox B: login refused", "send": "mailbox A: 421"},
+                "steps": {"poll": {"failed": 1, "fetched": 3}, "send": {"sent": 2, "failed": 1, "planned": 2}}}
+
+    text = "send: 2 planned, 2 sent, 1 failed · poll: 3 fetched, 1 failed"
+    assert counts_text(shuffled) == counts_text(counts) == text
+    assert errors_lines(shuffled) == errors_lines(counts) == ["send: mailbox A: 421", "poll: mailbox B: login refused"]
+
+
 def test_it_says_why_a_cycle_ended_early_in_words():
     counts = {"steps": {"send": {"sent": 1}}, "errors": {"lease": "lease worker_cycle lost before poll"},
               "ended_early": "lease worker_cycle lost before poll"}
@@ -63,7 +75,7 @@ def test_unknown_keys_read_as_key_and_value_never_as_a_dict():
     text = counts_text({"new_thing": 3, "nested": {"a_b": 1, "c": [1, 2]}, "problems": ["mailbox X: refused"],
                         "flag": True, "note": "hi"})
 
-    assert text == "new thing: 3, nested: a b: 1, c: 1; 2, problems: mailbox X: refused, flag: yes, note: hi"
+    assert text == "flag: yes, nested: a b: 1, c: 1; 2, new thing: 3, note: hi, problems: mailbox X: refused"
     assert "{" not in text and "[" not in text
 
 
