@@ -18,8 +18,9 @@ from cam.secrets import secret_name_problem
 
 @admin.register(JobExecution)
 class JobExecutionAdmin(AuditAdmin):
-    # The run's id is long and says what the columns say; it stays searchable and heads its own page.
-    list_display = ["started", "job", "campaign", "status", "trigger", "duration", "summary", "errors_or_reason"]
+    # The run's id is long and says what the columns say; it stays searchable and heads its own page. The
+    # trigger is a filter and on the run's page: the width goes to what the run did.
+    list_display = ["started", "job", "campaign", "status", "duration", "summary", "errors_or_reason"]
     list_display_links = ["started"]
     list_filter = ["job", "status", "trigger", "campaign"]
     list_select_related = ["campaign"]
