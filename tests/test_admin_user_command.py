@@ -53,7 +53,7 @@ def test_it_changes_nothing_when_run_again():
 
     output = run_command()
 
-    assert "python manage.py changepassword admin" in output
+    assert ".venv/bin/python manage.py changepassword admin" in output
     assert not PRINTED_LOGIN.search(output)
     assert list(get_user_model().objects.values_list("username", flat=True)) == ["admin"]
     assert get_user_model().objects.get(username="admin").check_password(password)
@@ -65,7 +65,7 @@ def test_it_explains_how_to_log_in_when_a_superuser_already_exists():
     output = run_command()
 
     assert "Log in at http://127.0.0.1:8000/admin/ as owner" in output
-    assert "python manage.py changepassword owner" in output
+    assert ".venv/bin/python manage.py changepassword owner" in output
     assert list(get_user_model().objects.values_list("username", flat=True)) == ["owner"]
 
 

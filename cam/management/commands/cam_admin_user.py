@@ -40,7 +40,7 @@ class Command(BaseCommand):
         if existing is not None:
             name = existing.get_username()
             self.stdout.write(f"Log in at {self._admin_url()} as {name} (a superuser already exists). "
-                              f"Forgot the password? python manage.py changepassword {name}")
+                              f"Forgot the password? .venv/bin/python manage.py changepassword {name}")
             return
 
         if User._default_manager.filter(**{User.USERNAME_FIELD: DEFAULT_USERNAME}).exists():
@@ -53,7 +53,7 @@ class Command(BaseCommand):
             f"Log in at {self._admin_url()} as {DEFAULT_USERNAME} / {password}"
         ))
         self.stdout.write("This password is shown only once; change it with "
-                          f"python manage.py changepassword {DEFAULT_USERNAME}")
+                          f".venv/bin/python manage.py changepassword {DEFAULT_USERNAME}")
 
     @transaction.atomic
     def _ensure_superuser(self, username: str, password: str, email: str) -> None:

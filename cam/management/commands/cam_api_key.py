@@ -76,7 +76,7 @@ class Command(BaseCommand):
     def _list(self, **_) -> None:
         keys = list(CamAPIKey.objects.order_by("created"))
         if not keys:
-            self.stdout.write("No API keys. Create one with `manage.py cam_api_key create NAME`.")
+            self.stdout.write("No API keys. Create one with `.venv/bin/python manage.py cam_api_key create NAME`.")
             return
         rows = [("NAME", "PREFIX", "RIGHTS", "STATE", "CREATED", "EXPIRES")]
         for key in keys:
