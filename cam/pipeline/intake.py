@@ -177,8 +177,8 @@ def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> Cle
     unstorable = unstorable_reason(record.data)
     if unstorable:
         raise RejectedRecord(unstorable, field=unstorable_field(record.data))
-    return clean_record(mapped, check_mx=settings.AICMO_CAM_VERIFY_MX,
-                        dns_resolver=run.dns_resolver)
+    # The run has a resolver exactly when addresses are checked for MX records.
+    return clean_record(mapped, check_mx=run.dns_resolver is not None, dns_resolver=run.dns_resolver)
 
 
 @transaction.atomic
@@ -192,13 +192,12 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         try:
             cleaned = _judge(run, record, mapped)
         except RejectedRecord as exc:
-            email = mapped.get("email")
+            reason, email = storable_text(str(exc)), mapped.get("email")
             # The rejection keeps what the record held, made storable: a NUL must not fail the batch.
             rejections.append(HarvestRejection(
                 campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
-                reason=storable_text(str(exc)), email=storable_text(str(email or ""))[:320],
-                raw_data=storable_data(record.data)))
-            run.problem(record.line, "rejected", storable_text(str(exc)), exc.field)
+                reason=reason, email=storable_text(str(email or ""))[:320], raw_data=storable_data(record.data)))
+            run.problem(record.line, "rejected", reason, exc.field)
             continue
         email = cleaned.address.email
         first = run.first_seen.first_line(email, record.line or 0)
