@@ -240,7 +240,7 @@ def test_the_campaigns_source_inline_checks_and_records_the_same(client):
             f"{prefix}-0-kind": source.kind, f"{prefix}-0-enabled": "on",
             f"{prefix}-0-config": json.dumps({**source.config, "url": "https://attacker.example"})}
 
-    formset = formset_class(data, instance=campaign, prefix=prefix)
+    formset = formset_class(data=data, instance=campaign, prefix=prefix)  # the theme's formsets take the request first
 
     assert not formset.is_valid()
     assert re.search(r"url \(in the configuration\).*Ask a superuser", str(formset.errors))
