@@ -21,7 +21,7 @@ from __future__ import annotations
 import zoneinfo
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db.models import Count, F, Max, Min, Q, Window
 from django.db.models.functions import RowNumber
@@ -80,6 +80,12 @@ class Capacity:
     active: bool = True
     gap_until: datetime | None = None  # while the mailbox's minimum gap since its last send runs
     problem: str = ""  # why the mailbox's last batch could not send
+    room_words: str = ""  # room_at for people, in the campaign's time zone
+    gap_words: str = ""  # gap_until for people
+
+    @property
+    def percent_used(self) -> int:
+        return min(100, round(100 * self.used / self.cap)) if self.cap else 100
 
     @property
     def full(self) -> bool:
@@ -98,12 +104,18 @@ class Diagnosis:
     queued: int  # planned, waiting for a sender
     next_send_at: datetime | None
     next_send: str  # when the next email goes out, or why none will, in words
+    next_send_why: str  # what sets that time: a due lead, the send window, a cap's room
     capacity: list[Capacity]
     worker_problem: str = ""
 
     @property
     def held_back_total(self) -> int:
         return sum(row.count for row in self.held_back)
+
+    @property
+    def next_send_now(self) -> bool:
+        """Whether the next email is due already (the next worker cycle sends it)."""
+        return self.next_send_at is not None and self.next_send_at <= self.now
 
 
 # -- words ---------------------------------------------------------------------------------------------
@@ -403,33 +415,45 @@ def _held_back_examples(campaign: Campaign) -> list[Lead]:
 
 
 def _next_send(state: _State, *, earliest_by_zone: dict[str, datetime], queued: int, queued_at: datetime | None,
-               capacity: Sequence[Capacity], held_back: int) -> tuple[datetime | None, str]:
-    """When the next email goes out: a queued one as soon as a sender takes it, else the earliest
-    lead waiting only for time, moved past any full cap and into the send window (in the lead's own
-    time zone when it has one)."""
+               capacity: Sequence[Capacity], held_back: int) -> tuple[datetime | None, str, str]:
+    """When the next email goes out, in words, and what sets that time: a queued email as soon as a
+    sender takes it, else the earliest lead waiting only for time, moved past any full cap and into
+    the send window (in the lead's own time zone when it has one)."""
     campaign = state.campaign
     if campaign.status not in SENDING_CAMPAIGNS:
-        return None, f"Nothing goes out while the campaign is {campaign.get_status_display().lower()}."
-    candidates = [max(queued_at or state.now, state.now)] if queued else []
+        return None, f"Nothing goes out while the campaign is {campaign.get_status_display().lower()}.", ""
+    # (when, why then) for each way the next email can come.
+    candidates = [(max(queued_at or state.now, state.now), "Planned emails wait for a sender.")] if queued else []
     mailboxes = [row for row in capacity if row.mailbox_id is not None and row.active]
     if mailboxes and earliest_by_zone:
-        not_before = state.now
+        not_before, full = state.now, ""
         if capacity[0].room_at is not None:  # the campaign's own cap
-            not_before = max(not_before, capacity[0].room_at)
+            not_before, full = max(not_before, capacity[0].room_at), "the campaign's daily cap"
         if all(row.full for row in mailboxes):
-            not_before = max(not_before, min(row.room_at or state.now for row in mailboxes))
+            room = min(row.room_at or state.now for row in mailboxes)
+            if room > not_before:
+                not_before, full = room, "a mailbox's daily cap"
         for tz_name, earliest in earliest_by_zone.items():
-            candidates.append(next_window_opening(campaign, max(earliest, not_before), tz_name=tz_name))
+            due = max(earliest, state.now)
+            ready = max(due, not_before)
+            at = next_window_opening(campaign, ready, tz_name=tz_name)
+            # The planner already moved a lead held outside the window to its opening: that is the window too.
+            opens = not window_is_open(campaign, at - timedelta(minutes=1), tz_name=tz_name)
+            why = ("A lead is due now." if at <= state.now else "When the send window opens." if opens
+                   else f"When {full} has room again." if ready > due
+                   else "When the earliest lead's next step is due.")
+            candidates.append((at, why))
     if not candidates:
         if not mailboxes and (earliest_by_zone or held_back):
-            return None, "No email can go out: the campaign has no active mailbox."
+            return None, "No email can go out: the campaign has no active mailbox.", ""
         if held_back:
-            return None, "None until the leads held back above are seen to."
-        return None, "No lead is waiting for an email: enrol qualified leads, or add a step for those who had them all."
-    at = min(candidates)
+            return None, "None until the leads held back are seen to.", ""
+        return None, ("No lead is waiting for an email: enrol qualified leads, or add a step for those who had "
+                      "them all."), ""
+    at, why = min(candidates, key=lambda candidate: candidate[0])
     if at <= state.now:
-        return at, "Now: the next worker cycle sends it."
-    return at, f"{state.when(at)} {state.zone.key}"
+        return at, "Now: the next worker cycle sends it.", why
+    return at, f"{state.when(at)} {state.zone.key}", why
 
 
 def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagnosis:
@@ -481,23 +505,28 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     order = list(Blocked)
     held_back.sort(key=lambda row: (-row.count, order.index(Blocked(row.reason))))
 
+    def words(at: datetime | None) -> str:
+        return f"{when_text(at, zone=zone, now=now)}" if at is not None else ""
+
+    campaign_room = state.room_at(state.campaign_use, campaign.daily_cap)
     capacity = [Capacity(name="Campaign", used=state.campaign_use.used if state.campaign_use else 0,
-                         cap=campaign.daily_cap, room_at=state.room_at(state.campaign_use, campaign.daily_cap))]
+                         cap=campaign.daily_cap, room_at=campaign_room, room_words=words(campaign_room))]
     for mailbox in mailboxes:
         gap_end = gap_ends_at(mailbox)
+        gap_until = gap_end if gap_end is not None and gap_end > now else None
+        room = state.room_at(state.mailbox_use.get(mailbox.pk), mailbox.daily_cap)
         capacity.append(Capacity(
             name=f"{mailbox.name} <{mailbox.from_email}>", mailbox_id=mailbox.pk, active=mailbox.is_active,
-            used=state.used(mailbox), cap=mailbox.daily_cap,
-            room_at=state.room_at(state.mailbox_use.get(mailbox.pk), mailbox.daily_cap),
-            gap_until=gap_end if gap_end is not None and gap_end > now else None,
+            used=state.used(mailbox), cap=mailbox.daily_cap, room_at=room, room_words=words(room),
+            gap_until=gap_until, gap_words=words(gap_until),
             problem=_short(mailbox.last_send_error) if mailbox.last_send_error.strip() else ""))
-    next_at, next_words = _next_send(state, earliest_by_zone=earliest_by_zone, queued=queued["n"],
+    next_at, next_words, next_why = _next_send(state, earliest_by_zone=earliest_by_zone, queued=queued["n"],
                                      queued_at=queued["at"], capacity=capacity,
                                      held_back=sum(row.count for row in held_back))
     return Diagnosis(now=now, zone=zone.key, status=status_text(campaign, state.decision, zone=zone, now=now),
                      sending=campaign.status in SENDING_CAMPAIGNS, held_back=held_back, in_sequence=in_sequence,
                      due_now=due_now, queued=queued["n"], next_send_at=next_at, next_send=next_words,
-                     capacity=capacity, worker_problem=_worker_problem(zone=zone, now=now))
+                     next_send_why=next_why, capacity=capacity, worker_problem=_worker_problem(zone=zone, now=now))
 
 
 def _worker_problem(*, zone: zoneinfo.ZoneInfo, now: datetime) -> str:

@@ -71,7 +71,7 @@ def test_it_says_when_the_window_opens_for_leads_outside_it():
         advice="The campaign sends Mon–Fri 09:00–17:00 Europe/Berlin; the window opens Mon 09:00. "
                "Add days or hours under Settings to send sooner.")
     assert diagnosis.next_send_at == datetime(2026, 3, 9, 8, 0, tzinfo=UTC)
-    assert diagnosis.next_send == "Mon 09:00 Europe/Berlin"
+    assert (diagnosis.next_send, diagnosis.next_send_why) == ("Mon 09:00 Europe/Berlin", "When the send window opens.")
 
 
 def test_a_lead_in_its_own_time_zone_is_told_when_its_own_window_opens():
@@ -115,7 +115,8 @@ def test_a_full_mailbox_says_how_many_it_sent_and_when_it_has_room_again():
                           "are spread over every mailbox).")
     # The next email waits for that room, which comes after the window closes (17:00): so the next morning.
     assert diagnosis.next_send_at == datetime(2026, 3, 5, 8, 0, tzinfo=UTC)
-    assert diagnosis.next_send == "tomorrow 09:00 Europe/Berlin"
+    assert (diagnosis.next_send, diagnosis.next_send_why) == ("tomorrow 09:00 Europe/Berlin",
+                                                              "When the send window opens.")
     mailbox_row = diagnosis.capacity[1]
     assert (mailbox_row.used, mailbox_row.cap, mailbox_row.full, mailbox_row.room_at) == (
         2, 2, True, NOW + timedelta(hours=9))
@@ -150,6 +151,7 @@ def test_a_full_campaign_says_how_many_it_sent_and_when_it_has_room_again():
                           "Europe/Berlin. Raise the daily cap under Settings to send more.")
     assert (diagnosis.capacity[0].used, diagnosis.capacity[0].cap) == (1, 1)
     assert diagnosis.next_send_at == NOW + timedelta(hours=4)
+    assert diagnosis.next_send_why == "When the campaign's daily cap has room again."
 
 
 def test_a_suppressed_lead_says_what_suppresses_it():
@@ -342,7 +344,8 @@ def test_leads_due_and_not_yet_held_back_are_counted_and_go_now():
 
     assert (diagnosis.in_sequence, diagnosis.due_now, diagnosis.held_back) == (3, 2, [])
     assert diagnosis.next_send_at == NOW
-    assert diagnosis.next_send == "Now: the next worker cycle sends it."
+    assert (diagnosis.next_send, diagnosis.next_send_why) == ("Now: the next worker cycle sends it.",
+                                                              "A lead is due now.")
 
 
 def test_the_next_email_is_the_earliest_lead_moved_into_the_window():
@@ -357,6 +360,17 @@ def test_the_next_email_is_the_earliest_lead_moved_into_the_window():
     assert diagnosis.next_send == "Mon 09:00 Europe/Berlin"
 
 
+def test_a_lead_due_later_inside_the_window_sets_the_next_send():
+    owner = campaign()
+    LeadFactory(campaign=owner, status=Lead.Status.IN_SEQUENCE, next_send_at=NOW + timedelta(hours=2))
+
+    diagnosis = campaign_diagnosis(owner, now=NOW)
+
+    assert (diagnosis.next_send_at, diagnosis.next_send, diagnosis.next_send_why) == (
+        NOW + timedelta(hours=2), "today 13:00 Europe/Berlin", "When the earliest lead's next step is due.")
+    assert not diagnosis.next_send_now
+
+
 def test_leads_waiting_for_a_person_do_not_set_the_next_send():
     owner = campaign()
     held_by_email(owner, Blocked.SEND_FAILED, "FAILED", "refused")
@@ -365,7 +379,7 @@ def test_leads_waiting_for_a_person_do_not_set_the_next_send():
     diagnosis = campaign_diagnosis(owner, now=NOW)
 
     assert diagnosis.next_send_at is None
-    assert diagnosis.next_send == "None until the leads held back above are seen to."
+    assert diagnosis.next_send == "None until the leads held back are seen to."
     Lead.objects.filter(campaign=owner).update(status=Lead.Status.NURTURE)
     assert campaign_diagnosis(owner, now=NOW).next_send.startswith("No lead is waiting for an email")
 
@@ -377,7 +391,8 @@ def test_queued_emails_go_out_first():
 
     diagnosis = campaign_diagnosis(owner, now=NOW)
 
-    assert (diagnosis.queued, diagnosis.next_send_at) == (1, NOW)
+    assert (diagnosis.queued, diagnosis.next_send_at, diagnosis.next_send_why) == (
+        1, NOW, "Planned emails wait for a sender.")
 
 
 def test_a_silent_worker_is_reported():
