@@ -94,6 +94,8 @@ class Capacity:
 
 @dataclass(frozen=True)
 class Diagnosis:
+    """Why one campaign is not sending, at ``now``; times in words are in its time zone, ``zone``."""
+
     now: datetime
     zone: str
     status: str  # the campaign's status in words, with its reason (the rule that set it, when one did)
@@ -376,15 +378,16 @@ ADVICE: dict[str, Advice] = {
 
 
 def _set_by(campaign: Campaign, decision: RuleDecision | None) -> bool:
-    """Whether ``decision`` set the campaign's current status (nobody changed it since)."""
+    """Whether ``decision`` set the campaign's current status (nobody changed it since; a rule's change always
+    records its time, so a status without one was set by the decision if by anything recorded)."""
     return (decision is not None and decision.status_after == campaign.status
-            and campaign.status_changed_at is not None and decision.created_at >= campaign.status_changed_at)
+            and (campaign.status_changed_at is None or decision.created_at >= campaign.status_changed_at))
 
 
 def status_text(campaign: Campaign, decision: RuleDecision | None, *, zone: zoneinfo.ZoneInfo,
                 now: datetime) -> str:
-    """"Paused by the rule “Hard-bounce rate above 5 %” at 7.1 % over 100 sends, 4 Mar 10:00", or
-    "Paused since today 09:12: Paused by staff:anna"."""
+    """"Paused by the rule “Hard-bounce rate above 5 %” at 7.1 % over 100 sends, 4 Mar 10:00",
+    "Paused by staff:anna, today 09:12" or "Active since today 09:12: Resumed by staff:anna"."""
     label = campaign.get_status_display()
     if decision is not None and _set_by(campaign, decision):
         rule = decision.rule
@@ -393,9 +396,13 @@ def status_text(campaign: Campaign, decision: RuleDecision | None, *, zone: zone
         return (f"{label} by the rule “{decision.get_metric_display()} {comparison} "
                 f"{percent_text(decision.threshold)} %” at {percent_text(decision.measured_value)} % over "
                 f"{decision.sample_size} sends{source}, {when_text(decision.created_at, zone=zone, now=now)}")
-    since = f" since {when_text(campaign.status_changed_at, zone=zone, now=now)}" if campaign.status_changed_at else ""
-    reason = f": {campaign.status_reason}" if campaign.status_reason.strip() else ""
-    return f"{label}{since}{reason}"
+    when = when_text(campaign.status_changed_at, zone=zone, now=now) if campaign.status_changed_at else ""
+    reason = campaign.status_reason.strip()
+    if reason.lower().startswith(label.lower()):
+        # "Paused by staff:anna" says the status already.
+        return f"{reason}, {when}" if when else reason
+    since = f" since {when}" if when else ""
+    return f"{label}{since}: {reason}" if reason else f"{label}{since}"
 
 
 # -- the diagnosis -------------------------------------------------------------------------------------
@@ -506,7 +513,7 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     held_back.sort(key=lambda row: (-row.count, order.index(Blocked(row.reason))))
 
     def words(at: datetime | None) -> str:
-        return f"{when_text(at, zone=zone, now=now)}" if at is not None else ""
+        return when_text(at, zone=zone, now=now) if at is not None else ""
 
     campaign_room = state.room_at(state.campaign_use, campaign.daily_cap)
     capacity = [Capacity(name="Campaign", used=state.campaign_use.used if state.campaign_use else 0,
@@ -520,9 +527,9 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
             used=state.used(mailbox), cap=mailbox.daily_cap, room_at=room, room_words=words(room),
             gap_until=gap_until, gap_words=words(gap_until),
             problem=_short(mailbox.last_send_error) if mailbox.last_send_error.strip() else ""))
-    next_at, next_words, next_why = _next_send(state, earliest_by_zone=earliest_by_zone, queued=queued["n"],
-                                     queued_at=queued["at"], capacity=capacity,
-                                     held_back=sum(row.count for row in held_back))
+    next_at, next_words, next_why = _next_send(
+        state, earliest_by_zone=earliest_by_zone, queued=queued["n"], queued_at=queued["at"], capacity=capacity,
+        held_back=sum(row.count for row in held_back))
     return Diagnosis(now=now, zone=zone.key, status=status_text(campaign, state.decision, zone=zone, now=now),
                      sending=campaign.status in SENDING_CAMPAIGNS, held_back=held_back, in_sequence=in_sequence,
                      due_now=due_now, queued=queued["n"], next_send_at=next_at, next_send=next_words,

@@ -176,7 +176,7 @@ def test_a_campaign_paused_by_staff_says_who_paused_it_and_to_resume_it():
 
     row = only(diagnosis)
     assert (row.reason, row.label, row.count) == ("campaign_paused", "Campaign not active", 4)
-    assert row.advice == "Paused since today 10:00: Paused by staff:anna. Resume it with the Resume button."
+    assert row.advice == "Paused by staff:anna, today 10:00. Resume it with the Resume button."
     assert (diagnosis.sending, diagnosis.next_send_at) == (False, None)
     assert diagnosis.next_send == "Nothing goes out while the campaign is paused."
 
@@ -203,7 +203,14 @@ def test_a_rule_decision_older_than_the_last_status_change_is_not_the_reason():
     decision = RuleDecisionFactory(rule=CampaignRuleFactory(campaign=owner))
     type(decision).objects.filter(pk=decision.pk).update(created_at=NOW - timedelta(days=2))
 
-    assert campaign_diagnosis(owner, now=NOW).status == "Paused since today 10:00: Paused by staff:ben"
+    assert campaign_diagnosis(owner, now=NOW).status == "Paused by staff:ben, today 10:00"
+
+
+def test_the_status_says_since_when_and_why():
+    owner = campaign(status=Campaign.Status.ACTIVE, status_reason="Resumed by staff:anna",
+                     status_changed_at=NOW - timedelta(hours=1))
+
+    assert campaign_diagnosis(owner, now=NOW).status == "Active since today 10:00: Resumed by staff:anna"
 
 
 def test_a_draft_campaign_is_to_be_activated():

@@ -450,7 +450,7 @@ class CampaignAdmin(ModelAdmin):
             variant=ActionVariant.SUCCESS,
             dialog={"title": "Resume this campaign?", "form_class": None, "form_submit_text": "Resume",
                     "description": "It sends again from the next worker cycle, within its send window and caps. "
-                                   "A rule that paused it judges only the sends made after this."})
+                                   "A rule that paused it judges only the emails sent from now on."})
     def detail_resume(self, request, form, object_id):
         return self._status_changed(request, object_id, service=campaigns_resume, verb="resumed", allowed=RESUMABLE)
 
