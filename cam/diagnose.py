@@ -13,7 +13,8 @@ when the next email goes out.
 replies and hard bounces, as the metrics count them (``cam.decisions``).
 
 Both cost a fixed number of queries, however many leads and emails the campaign has: the held-back
-leads are counted and their examples picked in one query (a window function partitioned by reason).
+leads are counted and their examples picked by one query (a window function partitioned by reason,
+over an index that holds just the held-back leads), and the examples read by a second.
 """
 
 from __future__ import annotations
@@ -410,15 +411,19 @@ def status_text(campaign: Campaign, decision: RuleDecision | None, *, zone: zone
 def _held_back_examples(campaign: Campaign) -> list[Lead]:
     """One lead per blocked reason (the one due longest), carrying ``_held``: how many share its reason.
 
-    One query: a window function counts each reason's leads and ranks them, and only the first of each
-    is read (SQLite and PostgreSQL both run it; no DISTINCT ON needed)."""
+    Two queries: a window function counts each reason's leads and ranks them, reading only the partial
+    index ``lead_held_back_idx`` (SQLite and PostgreSQL both run it; no DISTINCT ON needed); then the few
+    leads it picked, whole."""
     by_reason = [F("blocked_reason")]
-    return list(Lead.objects.filter(campaign=campaign, status=Lead.Status.IN_SEQUENCE).exclude(blocked_reason="")
-                .select_related("mailbox")
+    held = dict(Lead.objects.filter(campaign=campaign, status=Lead.Status.IN_SEQUENCE).exclude(blocked_reason="")
                 .annotate(_held=Window(Count("pk"), partition_by=by_reason),
                           _rank=Window(RowNumber(), partition_by=by_reason,
                                        order_by=[F("next_send_at").asc(nulls_last=True), F("pk").asc()]))
-                .filter(_rank=1).order_by())
+                .filter(_rank=1).order_by().values_list("pk", "_held"))
+    examples = list(Lead.objects.filter(pk__in=held).select_related("mailbox").order_by())
+    for lead in examples:
+        lead._held = held[lead.pk]  # type: ignore[attr-defined]  # read by campaign_diagnosis
+    return examples
 
 
 def _next_send(state: _State, *, earliest_by_zone: dict[str, datetime], queued: int, queued_at: datetime | None,
@@ -506,7 +511,7 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     for lead in examples:
         advice, outbound_id = ADVICE[lead.blocked_reason](state, lead)
         held_back.append(HeldBack(reason=lead.blocked_reason, label=Blocked(lead.blocked_reason).label,
-                                  count=lead._held,  # type: ignore[attr-defined]  # annotated above
+                                  count=lead._held,  # type: ignore[attr-defined]  # set by _held_back_examples
                                   example_id=lead.pk, example_email=lead.email, advice=advice,
                                   outbound_id=outbound_id))
     order = list(Blocked)

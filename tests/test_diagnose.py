@@ -435,9 +435,9 @@ def test_the_diagnosis_costs_the_same_queries_for_12_or_108_held_back_leads(djan
     RuleDecisionFactory(rule=CampaignRuleFactory(campaign=owner))
     owner.refresh_from_db()
 
-    # Held back (1), leads by zone (1), queued (1), mailboxes (1), steps (1), caps (2), the rule decision (1),
-    # the stopped emails (1), the suppression (1), the worker (1).
-    with django_assert_num_queries(11):
+    # Held back (2: counted and ranked, then the examples), leads by zone (1), queued (1), mailboxes (1),
+    # steps (1), caps (2), the rule decision (1), the stopped emails (1), the suppression (1), the worker (1).
+    with django_assert_num_queries(12):
         diagnosis = campaign_diagnosis(owner, now=NOW)
     assert diagnosis.held_back_total == 12 * each
 
@@ -447,7 +447,7 @@ def test_the_diagnosis_costs_the_same_queries_for_1_or_100_leads(django_assert_n
     owner = campaign()
     due(owner, leads, blocked_reason=Blocked.MAILBOX_CAP)
 
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(9):
         diagnosis = campaign_diagnosis(owner, now=NOW)
     assert only(diagnosis).count == leads
 
