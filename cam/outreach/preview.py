@@ -26,22 +26,27 @@ def preview_step(*, step: SequenceStep, lead: Lead) -> RenderedEmail:
 
 def preview_steps(*, campaign: Campaign, steps: Sequence[SequenceStep],
                   lead: Lead) -> dict[int, RenderedEmail | TemplateProblem]:
-    """Every step of ``campaign`` (``steps``: all of them, as saved) rendered for ``lead`` as ``preview_step``
-    renders each, by step id: the email, or the ``TemplateProblem`` that stops it. A fixed number of
-    queries, however many steps: the mailbox, and the subject the lead's first email went out with."""
+    """Every step of ``campaign`` (``steps``: all of them, as saved) rendered for ``lead`` as the sender
+    would send it, by step id: the email, or the ``TemplateProblem`` that stops it. A follow-up's subject
+    is "Re: " and the subject the lead's first email went out with, or, before it has, the first step's
+    subject rendered for the lead. A fixed number of queries, however many steps: the mailbox, and the
+    subject of the lead's first email."""
     if not steps:
         return {}
     mailbox = lead.mailbox or campaign.mailboxes.filter(is_active=True).first()
+    context = template_context(lead=lead, campaign=campaign, mailbox=mailbox, unsubscribe_url=unsubscribe_url(lead))
     first = first_step(steps)
-    first_subject = "" if first is None else (
-        OutboundEmail.objects.filter(lead=lead, step=first).values_list("subject", flat=True).first() or "")
+    assert first is not None  # there are steps
+    first_subject = OutboundEmail.objects.filter(lead=lead, step=first).values_list("subject", flat=True).first()
     previews: dict[int, RenderedEmail | TemplateProblem] = {}
-    for step in steps:
+    for step in sorted(steps, key=lambda step: step.position):  # the first before the follow-ups that reuse it
+        rendered: RenderedEmail | TemplateProblem
         try:
-            previews[step.pk] = render_step(
-                step=step, first_subject="" if step is first else first_subject,
-                context=template_context(lead=lead, campaign=campaign, mailbox=mailbox,
-                                         unsubscribe_url=unsubscribe_url(lead)))
+            rendered = render_step(step=step, context=context,
+                                   first_subject="" if step is first else first_subject or "")
         except TemplateProblem as problem:
-            previews[step.pk] = problem
+            rendered = problem
+        if step is first and not first_subject and isinstance(rendered, RenderedEmail):
+            first_subject = rendered.subject
+        previews[step.pk] = rendered
     return previews

@@ -177,6 +177,7 @@ def test_each_step_is_previewed_for_the_lead_picked(admin_client):
     picked = admin_client.get(f"{page_url(campaign)}?preview_lead={ben.pk}").content.decode()
 
     assert "<strong>Hello Anna</strong>" in first_lead and "Hi Anna, a question about Brightlane." in first_lead
+    assert "<strong>Re: Hello Anna</strong>" in first_lead  # the follow-up, in the first email's thread
     assert "<strong>Hello Ben</strong>" in picked and "Hi Ben, a question about Northwind." in picked
     assert f'<option value="{ben.pk}" selected>' in picked and anna.email in picked
     # The step's own page, for the same lead, with the HTML part.
