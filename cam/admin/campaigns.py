@@ -283,8 +283,12 @@ def _may_see_leads(request) -> bool:
 
 
 def campaign_tabs(request) -> list[dict[str, Any]]:
-    """The tab bar of a campaign's page. Rules, Performance and Diagnose are for an existing campaign (it
-    gets its rules when created); Diagnose names leads, so it needs the permission to view them."""
+    """The tab bar of a campaign's page (its form, new or existing; not its history or deletion). Rules,
+    Performance and Diagnose are for an existing campaign (it gets its rules when created); Diagnose names
+    leads, so it needs the permission to view them."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.url_name not in ("cam_campaign_change", "cam_campaign_add"):
+        return []
     tabs = [("Settings", SETTINGS_TAB, None), ("Sequence", "steps", None), ("Lead sources", "sources", None),
             ("Rules", "rules", _on_campaign_page), ("Performance", PERFORMANCE_TAB, _on_campaign_page),
             ("Diagnose", DIAGNOSE_TAB, _may_see_leads)]

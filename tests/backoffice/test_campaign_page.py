@@ -73,6 +73,14 @@ def test_a_new_campaign_has_no_rules_performance_or_diagnose_yet(admin_client):
     assert 'id="diagnose-group"' not in html and 'id="performance-group"' not in html
 
 
+def test_the_campaigns_history_and_deletion_pages_have_no_tab_bar(admin_client):
+    campaign = demo_campaign()
+
+    for name in ("history", "delete"):
+        html = admin_client.get(reverse(f"admin:cam_campaign_{name}", args=[campaign.pk])).content.decode()
+        assert 'id="tabs-items"' not in html
+
+
 def test_staff_who_may_not_view_leads_get_no_diagnose_tab_and_no_lead_in_the_page(client):
     campaign = demo_campaign()
     lead = factories.LeadFactory(campaign=campaign, status=Lead.Status.IN_SEQUENCE, email="anna@brightlane.test",
