@@ -414,6 +414,12 @@ def _sidebar(request):
     return sidebar_navigation(request)
 
 
+def _tabs(request):
+    from cam.admin.campaigns import campaign_tabs
+
+    return campaign_tabs(request)
+
+
 UNFOLD = {
     "SITE_TITLE": "CAM",
     "SITE_HEADER": "CAM",
@@ -442,6 +448,8 @@ UNFOLD = {
         # Grouped by the work rather than by app; cam/admin/navigation.py lists the groups.
         "navigation": _sidebar,
     },
+    # A campaign's page in tabs: Settings, Sequence, Lead sources, Rules, Performance, Diagnose.
+    "TABS": _tabs,
 }
 
 # --- REST API -------------------------------------------------------------------------------------

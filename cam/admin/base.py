@@ -7,6 +7,7 @@ from functools import cache
 
 from django import forms
 from unfold.admin import ModelAdmin
+from unfold.widgets import UnfoldAdminSelectWidget
 
 
 class AuditAdmin(ModelAdmin):
@@ -49,7 +50,9 @@ def timezone_choices() -> list[tuple[str, str]]:
     return [(name, name) for name in sorted(zoneinfo.available_timezones())]
 
 
-class TimezoneSelect(forms.Select):
+class TimezoneSelect(UnfoldAdminSelectWidget):
+    """Every time zone, drawn as the theme's other selects."""
+
     def __init__(self, *, blank: bool = False, attrs=None) -> None:
         choices = timezone_choices()
         super().__init__(attrs=attrs, choices=[("", "—"), *choices] if blank else choices)

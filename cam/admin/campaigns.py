@@ -1,4 +1,11 @@
-"""Campaigns, their sequence steps and lead sources."""
+"""Campaigns, their sequence steps and lead sources.
+
+A campaign's page is in tabs (``campaign_tabs``, named in settings.UNFOLD["TABS"]): *Settings* (its fields,
+in sub-tabs), *Sequence* (the steps, each previewed for a chosen lead), *Lead sources*, *Rules*, and on an
+existing campaign *Performance* and *Diagnose*, read from ``cam.diagnose`` and drawn by
+``templates/admin/cam/campaign_tabs.html``. Pause, resume and activate are buttons at the top of the page,
+shown when they apply, each asking for a confirmation before it calls the same service as the list's actions.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +16,21 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, IntegerField, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin, StackedInline, TabularInline
+from unfold.decorators import action
+from unfold.enums import ActionVariant
+from unfold.widgets import (
+    UnfoldAdminCheckboxSelectMultipleWidget,
+    UnfoldAdminTextareaWidget,
+    UnfoldAdminTextInputWidget,
+)
 
 from cam.admin import labels
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
@@ -21,6 +38,9 @@ from cam.admin.labels import label_column
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import (
+    ACTIVATABLE,
+    PAUSABLE,
+    RESUMABLE,
     FirstStepWithoutSubject,
     campaign_rules_ensure_defaults,
     campaign_save_settings,
@@ -30,6 +50,7 @@ from cam.campaigns import (
     sequence_check_first_step,
     sequence_step_check,
 )
+from cam.diagnose import campaign_diagnosis, step_performance, step_totals
 from cam.jobs.registry import UnknownJob
 from cam.jobs.request import JobRefused, job_request
 from cam.jobs.summary import counts_text
@@ -37,7 +58,7 @@ from cam.leads import staff_actor
 from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
 from cam.models.campaigns import first_step
 from cam.models.fields import WEEKDAYS
-from cam.outreach.preview import preview_step
+from cam.outreach.preview import preview_step, preview_steps
 from cam.outreach.rendering import TemplateProblem, check_templates
 
 
@@ -56,20 +77,22 @@ class CampaignForm(forms.ModelForm):
     """The campaign's settings. The rules tying one field to another (the company size range, the send
     window) are the model's (``Campaign.clean()``): the form's full_clean applies them, as the API does."""
 
-    icp_industries = CommaSeparatedListField(required=False, label="Industries",
+    icp_industries = CommaSeparatedListField(required=False, label="Industries", widget=UnfoldAdminTextInputWidget,
                                              help_text="Separated by commas, e.g. software, logistics.")
     icp_title_keywords = CommaSeparatedListField(required=False, label="Title keywords",
+                                                 widget=UnfoldAdminTextInputWidget,
                                                  help_text="Separated by commas, e.g. cto, head of, founder.")
-    icp_countries = CommaSeparatedListField(required=False, label="Countries",
+    icp_countries = CommaSeparatedListField(required=False, label="Countries", widget=UnfoldAdminTextInputWidget,
                                             help_text="Separated by commas, e.g. DE, AT, CH.")
     send_days = forms.TypedMultipleChoiceField(
         choices=[(number, name) for number, name in enumerate(WEEKDAYS, start=1)],
-        coerce=int, widget=forms.CheckboxSelectMultiple, label="Send on")
+        coerce=int, widget=UnfoldAdminCheckboxSelectMultipleWidget, label="Send on")
 
     class Meta:
         model = Campaign
         fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
-        widgets = {"timezone": TimezoneSelect()}
+        widgets = {"timezone": TimezoneSelect(),
+                   "description": UnfoldAdminTextareaWidget(attrs={"rows": 2})}
 
 
 class SequenceStepForm(forms.ModelForm):
@@ -78,6 +101,8 @@ class SequenceStepForm(forms.ModelForm):
     class Meta:
         model = SequenceStep
         fields = ["position", "delay_days", "delay_hours", "subject_template", "body_template", "html_template"]
+        widgets = {"body_template": UnfoldAdminTextareaWidget(attrs={"rows": 8}),
+                   "html_template": UnfoldAdminTextareaWidget(attrs={"rows": 3})}
 
     def clean(self):
         cleaned: dict[str, Any] = super().clean()  # type: ignore[assignment]  # a ModelForm's is never None
@@ -136,48 +161,140 @@ def may_preview(request, admin_site) -> bool:
 
 
 class SequenceStepInline(StackedInline):
+    """The campaign's *Sequence* tab: its steps, each shown rendered for one lead of the campaign, the one
+    picked in the list above the steps (``?preview_lead=<id>``; the campaign's first lead by address
+    otherwise), exactly as the sender would render it."""
+
     model = SequenceStep
     form = SequenceStepForm
     formset = SequenceStepFormSet
     extra = 0
-    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "html_template",
-              ("sent", "preview")]
-    readonly_fields = ["sent", "preview"]
+    tab = True
+    verbose_name_plural = "Sequence"
+    # The preview right under the body it renders; the HTML part, often empty, after it.
+    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "preview",
+              "html_template", ("sent", "preview_link")]
+    readonly_fields = ["sent", "preview_link", "preview"]
+    PREVIEW_LEADS = 500  # offered in the list; the step's own preview page searches the same way
+    # Set per request by get_formset (Django makes the inline objects afresh for each request).
+    preview_lead: Lead | None = None
+    preview_choices: Any = None
+    previews: Any = None
 
     def get_queryset(self, request):
-        return _sent_counts(super().get_queryset(request))
+        # Each step's title names its campaign: fetched with it, not once per step.
+        return _sent_counts(super().get_queryset(request)).select_related("campaign")
 
     def get_fields(self, request, obj=None):
         fields = super().get_fields(request, obj)
         if may_preview(request, self.admin_site):
             return fields
-        # No link to a page that would refuse them.
-        return [tuple(name for name in field if name != "preview") if isinstance(field, tuple) else field
-                for field in fields if field != "preview"]
+        # No preview of a lead they may not see, and no link to a page that would refuse them.
+        hidden = {"preview", "preview_link"}
+        return [tuple(name for name in field if name not in hidden) if isinstance(field, tuple) else field
+                for field in fields if field not in hidden]
+
+    def get_formset(self, request, obj=None, **kwargs):
+        if obj is not None and may_preview(request, self.admin_site):
+            chosen = request.GET.get("preview_lead", "")
+            leads = Lead.objects.filter(campaign=obj).order_by("email")
+            self.preview_lead = (leads.filter(pk=chosen).first() if chosen.isdigit() else None) or leads.first()
+            self.preview_choices = leads.only("pk", "email", "first_name", "last_name")[:self.PREVIEW_LEADS]
+            lead = self.preview_lead
+            if lead is not None:
+                # Rendered once for all the steps, and only if the page is drawn (not on a save that redirects).
+                self.previews = SimpleLazyObject(lambda: preview_steps(
+                    campaign=obj, steps=list(SequenceStep.objects.filter(campaign=obj)), lead=lead))
+        return super().get_formset(request, obj, **kwargs)
 
     @admin.display(description="Sent")
     def sent(self, obj: SequenceStep) -> int:
         return getattr(obj, "_sent", 0)
 
+    @admin.display(description="Full preview")
+    def preview_link(self, obj: SequenceStep) -> str:
+        if not obj.pk:
+            return "—"
+        url = reverse("admin:cam_sequencestep_preview", args=[obj.pk])
+        if self.preview_lead is not None:
+            url = f"{url}?lead={self.preview_lead.pk}"
+        return format_html('<a href="{}" class="cam-link">Open with the HTML part</a>', url)
+
     @admin.display(description="Preview")
     def preview(self, obj: SequenceStep) -> str:
         if not obj.pk:
-            return "—"
-        return format_html('<a href="{}">Preview for a lead</a>',
-                           reverse("admin:cam_sequencestep_preview", args=[obj.pk]))
+            return "Save the step to preview it."
+        if self.preview_lead is None:
+            return "The campaign has no leads yet: add or import some to preview its steps."
+        rendered = self.previews.get(obj.pk) if self.previews is not None else None
+        if rendered is None:
+            return "Save the step to preview it."
+        problem = str(rendered) if isinstance(rendered, TemplateProblem) else ""
+        return render_to_string("admin/cam/campaign_step_preview.html", {
+            "lead": self.preview_lead, "rendered": None if problem else rendered, "problem": problem})
 
 
 class LeadSourceInline(SecretSettingsInlineMixin, TabularInline):
     model = LeadSource
     extra = 0
+    tab = True
     fields = ["name", "kind", "config", "enabled", "last_harvest_at", "last_error"]
     readonly_fields = ["last_harvest_at", "last_error"]
 
 
+class CampaignRuleInlineForm(forms.ModelForm):
+    """A rule as one row of the Rules tab: under the column "Action", the action's name is enough."""
+
+    ACTIONS = {CampaignRule.Action.PAUSE: "Pause", CampaignRule.Action.DEGRADE: "Mark degraded"}
+
+    class Meta:
+        model = CampaignRule
+        fields = ["metric", "scope", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["action"].choices = list(self.ACTIONS.items())  # type: ignore[attr-defined]  # a ChoiceField
+
+
 class CampaignRuleInline(TabularInline):
     model = CampaignRule
+    form = CampaignRuleInlineForm
     extra = 0
+    tab = True
+    verbose_name_plural = "Rules"
+    # The rule's own sentence ("… is above 5 % → pause the campaign") above each row says what the row
+    # already shows; without it the table fits its box.
+    hide_title = True
     fields = ["metric", "scope", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
+
+
+# The campaign page's tabs, in the theme's tab bar (settings.UNFOLD["TABS"]): each names the part of the
+# page it shows (the fields, an inline by its prefix, or a panel of campaign_tabs.html by its id).
+SETTINGS_TAB, PERFORMANCE_TAB, DIAGNOSE_TAB = "general", "performance", "diagnose"
+
+
+def _on_campaign_page(request) -> bool:
+    match = getattr(request, "resolver_match", None)
+    return match is not None and match.url_name == "cam_campaign_change"
+
+
+def _may_see_leads(request) -> bool:
+    return _on_campaign_page(request) and may_preview(request, admin.site)
+
+
+def campaign_tabs(request) -> list[dict[str, Any]]:
+    """The tab bar of a campaign's page (its form, new or existing; not its history or deletion). Rules,
+    Performance and Diagnose are for an existing campaign (it gets its rules when created); Diagnose names
+    leads, so it needs the permission to view them."""
+    match = getattr(request, "resolver_match", None)
+    if match is None or match.url_name not in ("cam_campaign_change", "cam_campaign_add"):
+        return []
+    tabs = [("Settings", SETTINGS_TAB, None), ("Sequence", "steps", None), ("Lead sources", "sources", None),
+            ("Rules", "rules", _on_campaign_page), ("Performance", PERFORMANCE_TAB, _on_campaign_page),
+            ("Diagnose", DIAGNOSE_TAB, _may_see_leads)]
+    return [{"models": [{"name": "cam.campaign", "detail": True}],
+             "items": [{"title": title, "link": "", "inline": inline, "permission": permission}
+                       for title, inline, permission in tabs]}]
 
 
 @admin.register(Campaign)
@@ -192,25 +309,51 @@ class CampaignAdmin(ModelAdmin):
     status_label = label_column("status", labels.CAMPAIGN)
     inlines = [SequenceStepInline, LeadSourceInline, CampaignRuleInline]
     actions = ["pause", "resume", "activate", "run_harvest", "run_score", "run_qualify"]
+    actions_detail = ["detail_activate", "detail_resume", "detail_pause"]
+    change_form_after_template = "admin/cam/campaign_tabs.html"
+    # Outside the form: picking a lead to preview the steps for is not an edit of the campaign.
+    change_form_outer_before_template = "admin/cam/campaign_preview_picker.html"
+    # Picking another lead for the step previews reloads the page: the theme asks before edits are lost.
+    warn_unsaved_form = True
+    # The *Settings* tab: what the campaign is, then its settings in sub-tabs.
     fieldsets = [
         (None, {"fields": ["name", "description", ("status_label", "status_changed_at"), "status_reason"]}),
-        ("Ideal customer", {"fields": [
+        ("Ideal customer", {"classes": ["tab"], "fields": [
             "icp_industries", "icp_title_keywords", "icp_countries",
             ("icp_company_size_min", "icp_company_size_max"),
             ("weight_industry", "weight_title", "weight_country", "weight_company_size"),
             ("penalty_free_mail", "penalty_role_account"), "min_score",
         ]}),
-        ("Sending", {"fields": ["send_days", ("send_start_hour", "send_end_hour"), "timezone", "daily_cap",
-                                "mailboxes"]}),
-        ("Replies", {"fields": [("no_reply_days", "no_reply_outcome"), ("out_of_office_days", "soft_bounce_limit"),
-                                "stop_company_on_reply"]}),
-        ("Guard rails", {"fields": [("max_hard_bounce_rate", "max_complaint_rate")]}),
-        ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
+        ("Send window and cap", {"classes": ["tab"], "fields": [
+            "send_days", ("send_start_hour", "send_end_hour"), "timezone", "daily_cap"]}),
+        ("Mailboxes", {"classes": ["tab"], "fields": ["mailboxes"]}),
+        ("Replies", {"classes": ["tab"], "fields": [
+            ("no_reply_days", "no_reply_outcome"), ("out_of_office_days", "soft_bounce_limit"),
+            "stop_company_on_reply"]}),
+        ("Guard rails", {"classes": ["tab"], "fields": [("max_hard_bounce_rate", "max_complaint_rate")]}),
+        ("Record", {"classes": ["tab"], "fields": [("created_at", "updated_at")]}),
     ]
+
+    class Media:
+        css = {"all": ["cam/admin/campaign.css"]}
+        js = ["cam/admin/preview.js"]
 
     def get_inlines(self, request, obj):
         # Rules are edited once the campaign exists: it is created with the defaults (from its guard rails).
         return self.inlines if obj is not None else [i for i in self.inlines if i is not CampaignRuleInline]
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        context["step_preview"] = next((formset.opts for formset in context.get("inline_admin_formsets", ())
+                                        if isinstance(formset.opts, SequenceStepInline)), None)
+        if obj is not None and obj.pk:
+            # Read only when the page is drawn, each once: the panels of campaign_tabs.html.
+            figures = SimpleLazyObject(lambda: step_performance(obj))
+            context.update(
+                status_label_html=labels.label(obj.status, obj.get_status_display(), labels.CAMPAIGN),
+                step_figures=figures, step_total=SimpleLazyObject(lambda: step_totals(figures)),
+                diagnosis=SimpleLazyObject(lambda: campaign_diagnosis(obj)) if may_preview(request, self.admin_site)
+                else None)
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     def save_model(self, request, obj, form, change):
         if change:
@@ -273,6 +416,56 @@ class CampaignAdmin(ModelAdmin):
         changed = campaigns_activate(campaign_ids=queryset.values_list("pk", flat=True),
                                      reason=f"Activated by {_actor(request)}")
         self._report(request, queryset, changed, "activated", ("DRAFT",))
+
+    # -- the buttons on a campaign's page: the same services, asked for once more in a dialog --------------
+
+    def get_actions_detail(self, request, object_id):
+        """Only the buttons that apply to the campaign's status now (and that the user may use)."""
+        allowed = super().get_actions_detail(request, object_id)
+        status = Campaign.objects.filter(pk=object_id).values_list("status", flat=True).first()
+        applies = {"detail_pause": PAUSABLE, "detail_resume": RESUMABLE, "detail_activate": ACTIVATABLE}
+        return [button for button in allowed
+                if status in applies[button.action_name.removeprefix("cam_campaign_")]]
+
+    def _status_changed(self, request, object_id: str, *, service, verb: str, allowed) -> HttpResponse:
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        changed = service(campaign_ids=[campaign.pk], reason=f"{verb.capitalize()} by {_actor(request)}")
+        if changed:
+            self.message_user(request, f"Campaign “{campaign.name}” {verb}.", messages.SUCCESS)
+        else:
+            names = " or ".join(Campaign.Status(status).label.lower() for status in allowed)
+            self.message_user(request, f"Campaign “{campaign.name}” is {campaign.get_status_display().lower()}: only "
+                                       f"{names} campaigns can be {verb}; it was left as it is.", messages.WARNING)
+        if request.headers.get("HX-Request"):
+            # The dialog posted through htmx from the campaign's page: the browser loads that page again, with
+            # the message, on the tab it was on (its address keeps the tab's name).
+            return HttpResponse(headers={"HX-Refresh": "true"})
+        return HttpResponseRedirect(reverse("admin:cam_campaign_change", args=[campaign.pk]))
+
+    @action(description="Pause", url_path="pause", permissions=["change"], icon="pause_circle",
+            variant=ActionVariant.WARNING,
+            dialog={"title": "Pause this campaign?", "form_class": None, "form_submit_text": "Pause",
+                    "description": "It sends nothing until it is resumed, and the emails already planned wait "
+                                   "too. Replies are still read and alerted."})
+    def detail_pause(self, request, form, object_id):
+        return self._status_changed(request, object_id, service=campaigns_pause, verb="paused", allowed=PAUSABLE)
+
+    @action(description="Resume", url_path="resume", permissions=["change"], icon="play_circle",
+            variant=ActionVariant.SUCCESS,
+            dialog={"title": "Resume this campaign?", "form_class": None, "form_submit_text": "Resume",
+                    "description": "It sends again from the next worker cycle, within its send window and caps. "
+                                   "A rule that paused it judges only the emails sent from now on."})
+    def detail_resume(self, request, form, object_id):
+        return self._status_changed(request, object_id, service=campaigns_resume, verb="resumed", allowed=RESUMABLE)
+
+    @action(description="Activate", url_path="activate", permissions=["change"], icon="rocket_launch",
+            variant=ActionVariant.PRIMARY,
+            dialog={"title": "Activate this campaign?", "form_class": None, "form_submit_text": "Activate",
+                    "description": "Its enrolled leads get their first email from the next worker cycle, within "
+                                   "its send window and caps."})
+    def detail_activate(self, request, form, object_id):
+        return self._status_changed(request, object_id, service=campaigns_activate, verb="activated",
+                                    allowed=ACTIVATABLE)
 
     def _queue(self, request, queryset, job: str) -> None:
         """Queue ``job`` for each selected campaign through ``job_request``, as the API would queue it."""

@@ -140,6 +140,10 @@ class Lead(models.Model):
             models.Index(fields=["email"], name="lead_email_idx"),
             models.Index(fields=["email_domain"], name="lead_email_domain_idx"),
             models.Index(fields=["paused_until"], condition=Q(status="PAUSED"), name="lead_paused_until_idx"),
+            # A campaign's held-back leads by reason, the one due longest first (cam.diagnose): read from the
+            # index alone, without sorting the campaign's leads.
+            models.Index(fields=["campaign", "blocked_reason", "next_send_at", "id"],
+                         condition=Q(status="IN_SEQUENCE") & ~Q(blocked_reason=""), name="lead_held_back_idx"),
         ]
 
     def __str__(self) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import transaction
-from django.db.models import Count, Prefetch
+from django.db.models import Count, Min, Prefetch
 from django.utils import timezone
 
 from cam.bulk import bulk_update_values
@@ -51,6 +51,43 @@ def step_delay(step: SequenceStep) -> timedelta:
     return timedelta(days=step.delay_days, hours=step.delay_hours)
 
 
+@dataclass(frozen=True)
+class CapUse:
+    """What counts against one campaign's or mailbox's daily cap: ``used`` emails planned within
+    ``CAP_WINDOW``, the oldest of them at ``oldest`` (it leaves the count first, CAP_WINDOW later)."""
+
+    used: int
+    oldest: datetime
+
+
+def cap_use(field: str, ids: Iterable[int], *, now: datetime) -> dict[int, CapUse]:
+    """Per campaign (``field`` = "campaign_id") or mailbox ("mailbox_id") among ``ids``, the emails counted
+    against its daily cap at ``now``; one with none is left out. One query."""
+    rows = (OutboundEmail.objects.filter(**{f"{field}__in": list(ids)}, created_at__gte=now - CAP_WINDOW,
+                                         status__in=COUNTED)
+            .order_by().values(field).annotate(n=Count("pk"), oldest=Min("created_at")))
+    return {row[field]: CapUse(used=row["n"], oldest=row["oldest"]) for row in rows}
+
+
+def gap_ends_at(mailbox: Mailbox) -> datetime | None:
+    """When ``mailbox``'s minimum gap since its last send has passed (None: it has no gap, or never sent)."""
+    if not mailbox.min_gap_seconds or mailbox.last_sent_at is None:
+        return None
+    return mailbox.last_sent_at + timedelta(seconds=mailbox.min_gap_seconds)
+
+
+def mailbox_wait(mailbox: Mailbox, *, used: int, now: datetime, planned_now: int = 0) -> str:
+    """"" when ``mailbox``, with ``used`` emails counted against its cap and ``planned_now`` planned in
+    this plan, can take one more email now; else the blocked reason (cap first, then gap)."""
+    if used >= mailbox.daily_cap:
+        return Blocked.MAILBOX_CAP
+    # One email per gap: the next may only be planned once this one has gone out.
+    gap_end = gap_ends_at(mailbox)
+    if mailbox.min_gap_seconds and (planned_now or (gap_end is not None and gap_end > now)):
+        return Blocked.MAILBOX_GAP
+    return ""
+
+
 @dataclass
 class _Room:
     """What the caps and gaps still allow in this plan."""
@@ -64,13 +101,8 @@ class _Room:
 
     def mailbox_state(self, mailbox: Mailbox, now: datetime) -> str:
         """"" when the mailbox can take one more email now, else the blocked reason."""
-        if self.mailbox_used[mailbox.pk] >= mailbox.daily_cap:
-            return Blocked.MAILBOX_CAP
-        # One email per gap: the next may only be planned once this one has gone out.
-        gap = timedelta(seconds=mailbox.min_gap_seconds)
-        if gap and (self.planned_now[mailbox.pk] or (mailbox.last_sent_at and mailbox.last_sent_at + gap > now)):
-            return Blocked.MAILBOX_GAP
-        return ""
+        return mailbox_wait(mailbox, used=self.mailbox_used[mailbox.pk], now=now,
+                            planned_now=self.planned_now[mailbox.pk])
 
     def take(self, campaign: Campaign, mailbox: Mailbox) -> None:
         self.campaign_used[campaign.pk] += 1
@@ -120,16 +152,13 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         Prefetch("mailboxes", queryset=Mailbox.objects.filter(is_active=True)))}
     steps = campaign_steps(campaign_ids)
     suppressed = suppressed_addresses(lead.email for lead in leads)
-    since = now - CAP_WINDOW
     room = _Room()
-    for row in (OutboundEmail.objects.filter(campaign_id__in=campaign_ids, created_at__gte=since, status__in=COUNTED)
-                .values("campaign_id").annotate(n=Count("pk"))):
-        room.campaign_used[row["campaign_id"]] = row["n"]
+    for campaign_id, use in cap_use("campaign_id", campaign_ids, now=now).items():
+        room.campaign_used[campaign_id] = use.used
     mailbox_ids = {m.pk for c in campaigns.values() for m in c.mailboxes.all()} | {
         lead.mailbox_id for lead in leads if lead.mailbox_id}
-    for mailbox_row in (OutboundEmail.objects.filter(mailbox_id__in=mailbox_ids, created_at__gte=since,
-                                                     status__in=COUNTED).values("mailbox_id").annotate(n=Count("pk"))):
-        room.mailbox_used[mailbox_row["mailbox_id"]] = mailbox_row["n"]
+    for mailbox_id, use in cap_use("mailbox_id", mailbox_ids, now=now).items():
+        room.mailbox_used[mailbox_id] = use.used
     history: dict[int, list[tuple[str, str]]] = defaultdict(list)  # lead → [(message_id, subject)] in order
     for lead_id, message_id, subject in (OutboundEmail.objects.filter(
             lead_id__in=[lead.pk for lead in leads if lead.current_step], status=OutboundEmail.Status.SENT)

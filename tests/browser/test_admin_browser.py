@@ -77,8 +77,9 @@ def test_the_back_office_and_the_api_docs_work_under_the_content_security_policy
     visit(page, f"{base}/admin/dashboard/")
     expect(page.locator("#cam-health")).to_be_visible()
 
-    # The change form runs the admin's scripts: the inlines' "Add another" row appears.
+    # The change form runs the admin's scripts: the inlines' "Add another" row appears (on the steps' tab).
     visit(page, f"{base}/admin/cam/campaign/{campaign.pk}/change/")
+    page.locator("#tabs-items").get_by_role("link", name="Sequence", exact=True).click()
     total_forms = page.locator("#id_steps-TOTAL_FORMS")
     steps_before = int(total_forms.input_value())
     page.locator("#steps-group a.add-row").click()
