@@ -23,6 +23,7 @@ from cam.outreach.unsubscribe import (
     lead_from_token,
     masked_email,
 )
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,8 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
         return _public_page(request, "cam/unsubscribed.html", {"email": masked_email(lead.email)})
     return _public_page(request, "cam/unsubscribe.html", {
         "email": masked_email(lead.email),
-        "already_unsubscribed": lead.status == Lead.Status.UNSUBSCRIBED,
+        # The suppression list, not only the status: a won lead that unsubscribed keeps WON.
+        "already_unsubscribed": lead.status == Lead.Status.UNSUBSCRIBED or bool(suppressed_addresses([lead.email])),
     })
 
 
