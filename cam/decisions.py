@@ -3,9 +3,11 @@
 Every count is a count of *emails*: an email is hard-bounced when a hard-bounce notice (an inbound
 ``BOUNCE_HARD``) or a provider's ``bounced`` event points at it, complained about when an inbound
 ``COMPLAINT`` or a provider's ``complained`` event does, replied to when a human reply is matched to
-it, and so on (a bounce or complaint held for a person to confirm, or dismissed by one, does not
-count). Rates are percentages of the emails sent. A reply, bounce or complaint counts in the
-period its email was sent in, so a rate compares like with like.
+it, unsubscribed from when an unsubscribe reply answers it or the footer's link was used while it was
+the lead's latest email (``unsubscribed_at``; a link click is not a reply), and so on (a bounce or
+complaint held for a person to confirm, or dismissed by one, does not count). Rates are percentages
+of the emails sent. A reply, bounce or complaint counts in the period its email was sent in, so a
+rate compares like with like.
 
 - ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
   grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
@@ -118,7 +120,8 @@ def _with_flags(queryset: QuerySet[OutboundEmail]) -> QuerySet[OutboundEmail]:
         _reply=_inbound(*REPLY_CATEGORIES),
         _positive=_inbound(Category.POSITIVE),
         _negative=_inbound(Category.NEGATIVE),
-        _unsubscribe=_inbound(Category.UNSUBSCRIBE),
+        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        _unsubscribe=Q(unsubscribed_at__isnull=False) | _inbound(Category.UNSUBSCRIBE),
         _ooo=_inbound(Category.OUT_OF_OFFICE),
     )
 

@@ -258,7 +258,7 @@ def test_the_migration_gives_the_wait_only_to_default_rules_staff_never_saved():
 
     from django.apps import apps
 
-    migration = import_module("cam.migrations.0010_rule_min_age_days")
+    migration = import_module("cam.migrations.0010_rule_wait_and_link_unsubscribes")
     untouched, saved, edited = campaign_with_defaults(), campaign_with_defaults(), campaign_with_defaults()
     positive = CampaignRule.Metric.POSITIVE_REPLY_RATE
     CampaignRule.objects.filter(metric=positive).update(min_age_days=0)  # as the rules were before

@@ -43,4 +43,9 @@ class Migration(migrations.Migration):
             field=models.PositiveSmallIntegerField(default=0, help_text='Measure only sends at least this many days old, which have had time to be answered (0: every send). The positive-reply rule waits 5 days.', validators=[django.core.validators.MaxValueValidator(365)], verbose_name='only sends older than (days)'),
         ),
         migrations.RunPython(wait_for_replies, migrations.RunPython.noop),
+        migrations.AddField(
+            model_name='outboundemail',
+            name='unsubscribed_at',
+            field=models.DateTimeField(blank=True, help_text='When the recipient unsubscribed through the link while this was their latest email.', null=True),
+        ),
     ]
