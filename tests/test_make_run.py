@@ -60,9 +60,9 @@ def wait_for_servers(tmp_path: Path) -> None:
         time.sleep(0.05)
 
 
-def servers_stopped(tmp_path: Path) -> bool:
+def servers_stopped(tmp_path: Path, *, started: int | None = 2) -> bool:
     pids = [int(line) for line in (tmp_path / "pids").read_text().split()]
-    assert len(pids) == 2
+    assert started is None or len(pids) == started
     return not any(Path(f"/proc/{pid}").exists() for pid in pids)
 
 
@@ -171,4 +171,5 @@ def test_a_server_that_fails_on_its_own_fails_make_run(fake_python, tmp_path):
     assert make.wait(timeout=30) == 2, bytes(output)  # make's own status for a failed recipe
     assert b"A CAM process exited (status 3)" in output
     assert b"Error 3" in output
-    assert servers_stopped(tmp_path)
+    # The cluster may be stopped before it got as far as starting: whatever did start is gone.
+    assert servers_stopped(tmp_path, started=None)
