@@ -216,10 +216,14 @@ AICMO_CAM_TRUSTED_PROXY_COUNT = env.int("AICMO_CAM_TRUSTED_PROXY_COUNT", 0, mini
 
 
 def _client_ip(request) -> str | None:
-    if AICMO_CAM_TRUSTED_PROXY_COUNT:
+    # The count is read from the live settings, so a test's override applies as it does elsewhere.
+    from django.conf import settings
+
+    proxies = settings.AICMO_CAM_TRUSTED_PROXY_COUNT
+    if proxies:
         hops = [part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if part.strip()]
-        if len(hops) >= AICMO_CAM_TRUSTED_PROXY_COUNT:
-            return hops[-AICMO_CAM_TRUSTED_PROXY_COUNT]
+        if len(hops) >= proxies:
+            return hops[-proxies]
     return request.META.get("REMOTE_ADDR")
 
 
@@ -481,6 +485,10 @@ REST_FRAMEWORK = {
     "COERCE_DECIMAL_TO_STRING": False,
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
+# Failed API-key attempts (unknown, revoked or expired keys) one client address may make in a minute;
+# past them, every key from it is refused with 429 until the minute ends (cam.api.key_guesses).
+AICMO_CAM_API_KEY_FAILURES_PER_MINUTE = env.int("AICMO_CAM_API_KEY_FAILURES_PER_MINUTE", 10, minimum=1,
+                                                maximum=10_000)
 # The most one API request body may hold, in bytes; a bigger one is refused with a 400 before it is read.
 AICMO_CAM_API_MAX_BODY_BYTES = env.int("AICMO_CAM_API_MAX_BODY_BYTES", 1024 * 1024, minimum=1024,
                                        maximum=100 * 1024 * 1024)

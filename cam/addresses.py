@@ -5,7 +5,10 @@ in Unicode (an internationalised domain given in punycode, ``xn--…``, is decod
 in lower case. Leads (harvest, import, API), the suppression list and reply matching all go through
 it, and ``address_key`` / ``domain_key`` give that spelling for comparing, so
 ``ÜSER@xn--exmple-cua.com`` and ``üser@exämple.com`` are the same address everywhere. It imports
-nothing else of CAM, so each of them can use it without depending on another.
+nothing else of CAM, so each of them (the models' validation too) can use it without depending on another.
+
+A domain covers the domains under it: ``domain_and_parents`` gives the domains a suppression of which
+stops an address (``example.com`` stops ``mail.example.com``).
 """
 
 from __future__ import annotations
@@ -143,6 +146,29 @@ def address_spellings(raw: str) -> tuple[str, ...]:
         spelled += [f"{local}@{spelling}" for spelling in domain_spellings(domain)]
     spelled.append(str(raw or "").strip().lower())
     return tuple(dict.fromkeys(spelled))
+
+
+@functools.lru_cache(maxsize=8192)
+def domain_and_parents(domain: str) -> tuple[str, ...]:
+    """``domain`` and every domain above it that still has a dot, nearest first:
+    ``a.mail.example.com`` → ``a.mail.example.com``, ``mail.example.com``, ``example.com``. An address
+    literal (``[192.0.2.1]``) has no parents."""
+    domain = domain.strip().rstrip(".")
+    if not domain or domain.startswith("["):
+        return (domain,) if domain else ()
+    labels = domain.split(".")
+    return tuple(".".join(labels[start:]) for start in range(max(len(labels) - 1, 1)))
+
+
+def search_spellings(term: str) -> tuple[str, ...]:
+    """A search term and, when it is a whole address or domain, its other spellings (Unicode and
+    punycode), so a search finds a row whichever spelling it was typed in."""
+    text = term.strip().lower()
+    if "@" in text:
+        return address_spellings(text)
+    if "." in text and not any(char.isspace() for char in text):
+        return domain_spellings(text)
+    return (text,)
 
 
 def normalize_domain(raw: object) -> str:

@@ -73,12 +73,18 @@ def campaign_apply_rule(*, campaign_id: int, action: str, reason: str) -> bool:
 
 # A new campaign's rules (see cam.decisions): a threshold given as a name is read from that guard-rail field
 # of the campaign, so the bounce and complaint rules start from what staff set on it.
+# The complaint rule looks at 1,000 sends and waits for 100: Gmail's and Yahoo's line is 0.3 %, and on
+# fewer sends one complaint alone would cross it (1 in 100 is 1 %), pausing a campaign on noise.
+# The positive-reply rule measures only sends at least 5 days old: most replies come within a few days,
+# so the newest sends would read as unanswered and pull the rate down in every growing campaign.
 Rule = CampaignRule
+POSITIVE_REPLY_MIN_AGE_DAYS = 5
 DEFAULT_RULES = (
-    # (metric, comparison, threshold, window, min_sample, action)
-    (Rule.Metric.HARD_BOUNCE_RATE, Rule.Comparison.ABOVE, "max_hard_bounce_rate", 100, 20, Rule.Action.PAUSE),
-    (Rule.Metric.COMPLAINT_RATE, Rule.Comparison.ABOVE, "max_complaint_rate", 1000, 100, Rule.Action.PAUSE),
-    (Rule.Metric.POSITIVE_REPLY_RATE, Rule.Comparison.BELOW, Decimal("0.5"), 200, 200, Rule.Action.DEGRADE),
+    # (metric, comparison, threshold, window, min_sample, action, min_age_days)
+    (Rule.Metric.HARD_BOUNCE_RATE, Rule.Comparison.ABOVE, "max_hard_bounce_rate", 100, 20, Rule.Action.PAUSE, 0),
+    (Rule.Metric.COMPLAINT_RATE, Rule.Comparison.ABOVE, "max_complaint_rate", 1000, 100, Rule.Action.PAUSE, 0),
+    (Rule.Metric.POSITIVE_REPLY_RATE, Rule.Comparison.BELOW, Decimal("0.5"), 200, 200, Rule.Action.DEGRADE,
+     POSITIVE_REPLY_MIN_AGE_DAYS),
 )
 
 
@@ -89,8 +95,9 @@ def campaign_rules_ensure_defaults(campaign: Campaign) -> int:
     present = set(CampaignRule.objects.filter(campaign=campaign).values_list("metric", flat=True))
     rules = [CampaignRule(campaign=campaign, metric=metric, comparison=comparison,
                           threshold=getattr(campaign, threshold) if isinstance(threshold, str) else threshold,
-                          window=window, min_sample=min_sample, action=action)
-             for metric, comparison, threshold, window, min_sample, action in DEFAULT_RULES if metric not in present]
+                          window=window, min_sample=min_sample, action=action, min_age_days=min_age_days)
+             for metric, comparison, threshold, window, min_sample, action, min_age_days in DEFAULT_RULES
+             if metric not in present]
     CampaignRule.objects.bulk_create(rules)
     return len(rules)
 

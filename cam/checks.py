@@ -1,12 +1,24 @@
-"""Start-up checks (``manage.py check``) for mistakes in the environment a deployment is easy to make."""
+"""Start-up checks (``manage.py check``) for mistakes in the environment a deployment is easy to make.
+
+The deploy checks (``manage.py check --deploy``) catch settings that work on a laptop and fail quietly in
+production: links in real email that point at localhost, a footer without the postal address the law asks
+for, a login lockout that counts every client as the proxy.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core import checks
 
+from cam.egress import address_kind
+
 RENAMED_SECRETS = {"AICMO_RESEND_API_KEY": "CAM_SECRET_RESEND_API_KEY"}
+# Names that always mean this machine (RFC 6761) or a network no recipient can reach.
+LOCAL_NAMES = ("localhost", ".localhost", ".local", ".internal", ".home.arpa")
 
 
 @checks.register(checks.Tags.security)
@@ -18,3 +30,72 @@ def renamed_secret_variables(app_configs, **kwargs) -> list[checks.CheckMessage]
                        id="cam.W001")
         for old, new in RENAMED_SECRETS.items() if os.environ.get(old)
     ]
+
+
+def _unreachable_host(host: str) -> str:
+    """Why recipients on the internet cannot reach ``host`` ("a loopback address"); "" when they may.
+
+    Only what the URL itself says: a check must not wait on DNS, and a name resolving to a private
+    address from inside the deployment's network says nothing about where it resolves outside."""
+    name = host.lower().rstrip(".")
+    if name == "localhost" or any(name.endswith(suffix) for suffix in LOCAL_NAMES if suffix.startswith(".")):
+        return "a name that only resolves on this machine or its own network"
+    try:
+        literal = ipaddress.ip_address(name)
+    except ValueError:
+        return ""
+    return address_kind(literal)
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def public_url(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Every unsubscribe link and alert link starts with ``AICMO_CAM_PUBLIC_URL``: in production it must be
+    the https address the world reaches CAM at (mail providers offer one-click unsubscribe only for https)."""
+    if settings.DEBUG:
+        return []
+    url = settings.AICMO_CAM_PUBLIC_URL
+    parts = urlsplit(url)
+    errors: list[checks.CheckMessage] = []
+    if parts.scheme != "https":
+        errors.append(checks.Error(
+            f"AICMO_CAM_PUBLIC_URL={url!r} is not an https address: the unsubscribe link in every campaign "
+            "email and the links in alerts start with it.",
+            hint="Set AICMO_CAM_PUBLIC_URL to the public https address of this site, e.g. https://cam.example.com.",
+            id="cam.E001"))
+    why = _unreachable_host(parts.hostname or "")
+    if why:
+        errors.append(checks.Error(
+            f"AICMO_CAM_PUBLIC_URL={url!r} points at {why}: recipients clicking an unsubscribe link would "
+            "never reach CAM.",
+            hint="Set AICMO_CAM_PUBLIC_URL to the address people reach this site at from the internet.",
+            id="cam.E002"))
+    return errors
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def postal_address(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Commercial email must carry the sender's postal address (CAN-SPAM, and most of Europe's rules)."""
+    if settings.DEBUG or settings.AICMO_CAM_POSTAL_ADDRESS:
+        return []
+    return [checks.Error(
+        "AICMO_CAM_POSTAL_ADDRESS is not set: campaign emails would go out without the sender's postal "
+        "address in their footer.",
+        hint="Set AICMO_CAM_POSTAL_ADDRESS to the sender's postal address on one line, "
+             "e.g. 'Example Ltd, 1 High Street, London N1 1AA, UK'.",
+        id="cam.E003")]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def trusted_proxies(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Behind a proxy every request comes from the proxy's address: without a count of trusted proxies the
+    login lockout and the API's per-address limits would treat all clients as one."""
+    if settings.DEBUG or not getattr(settings, "SECURE_PROXY_SSL_HEADER", None):
+        return []
+    if settings.AICMO_CAM_TRUSTED_PROXY_COUNT:
+        return []
+    return [checks.Warning(
+        "SECURE_PROXY_SSL_HEADER is on but AICMO_CAM_TRUSTED_PROXY_COUNT is 0: every client would be seen at "
+        "the proxy's address, so a login lockout or a per-address limit would hit everyone at once.",
+        hint="Set AICMO_CAM_TRUSTED_PROXY_COUNT to the number of proxies that append to X-Forwarded-For "
+             "(1 for one nginx, Caddy or load balancer).",
+        id="cam.W002")]

@@ -3,9 +3,11 @@
 Every count is a count of *emails*: an email is hard-bounced when a hard-bounce notice (an inbound
 ``BOUNCE_HARD``) or a provider's ``bounced`` event points at it, complained about when an inbound
 ``COMPLAINT`` or a provider's ``complained`` event does, replied to when a human reply is matched to
-it, and so on (a bounce or complaint held for a person to confirm, or dismissed by one, does not
-count). Rates are percentages of the emails sent. A reply, bounce or complaint counts in the
-period its email was sent in, so a rate compares like with like.
+it, unsubscribed from when an unsubscribe reply answers it or the footer's link was used while it was
+the lead's latest email (``unsubscribed_at``; a link click is not a reply), and so on (a bounce or
+complaint held for a person to confirm, or dismissed by one, does not count). Rates are percentages
+of the emails sent. A reply, bounce or complaint counts in the period its email was sent in, so a
+rate compares like with like.
 
 - ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
   grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
@@ -13,6 +15,9 @@ period its email was sent in, so a rate compares like with like.
   campaign's last ``window`` sends (a mailbox rule: over each mailbox's last ``window`` sends for the
   campaign, judged on the worst mailbox) and applies the rule's action when it fires, through
   ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction.
+
+Old enough: a rule with ``min_age_days`` (the positive-reply rule: 5) measures only sends at least that
+old, the last ``window`` of them, since a send from this morning has had no time to be answered.
 
 Same evidence: a decision remembers ``evidence_until``, the ``sent_at`` of the newest send it
 measured. That rule then measures only emails sent after it, so once staff resume a campaign the
@@ -115,7 +120,8 @@ def _with_flags(queryset: QuerySet[OutboundEmail]) -> QuerySet[OutboundEmail]:
         _reply=_inbound(*REPLY_CATEGORIES),
         _positive=_inbound(Category.POSITIVE),
         _negative=_inbound(Category.NEGATIVE),
-        _unsubscribe=_inbound(Category.UNSUBSCRIBE),
+        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        _unsubscribe=Q(unsubscribed_at__isnull=False) | _inbound(Category.UNSUBSCRIBE),
         _ooo=_inbound(Category.OUT_OF_OFFICE),
     )
 
@@ -197,9 +203,13 @@ def metrics_step() -> dict[str, int]:
 
 # -- rules -------------------------------------------------------------------------------------
 
-def _sends_after(rule: CampaignRule, after: datetime | None) -> QuerySet[OutboundEmail]:
+def _sends_after(rule: CampaignRule, after: datetime | None, now: datetime) -> QuerySet[OutboundEmail]:
+    """The campaign's sent emails the rule may measure: sent after ``after`` (when given) and, for a rule
+    with ``min_age_days``, at least that many days before ``now``."""
     recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
                                           sent_at__isnull=False)
+    if rule.min_age_days:
+        recent = recent.filter(sent_at__lte=now - timedelta(days=rule.min_age_days))
     return recent.filter(sent_at__gt=after) if after is not None else recent
 
 
@@ -207,20 +217,23 @@ def _hits(rule: CampaignRule) -> Q:
     return Q(**{FLAG_COUNTS[METRIC_COUNTS[rule.metric]]: True})
 
 
-def rule_measure(rule: CampaignRule, *, after: datetime | None) -> tuple[int, int, datetime | None]:
-    """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given): how
-    many were sent, how many count for the rule's metric, and when the newest was sent."""
-    last_ids = _sends_after(rule, after).order_by("-sent_at", "-pk").values("pk")[: rule.window]
+def rule_measure(rule: CampaignRule, *, after: datetime | None,
+                 now: datetime | None = None) -> tuple[int, int, datetime | None]:
+    """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given, and old
+    enough at ``now`` for a rule with ``min_age_days``): how many were sent, how many count for the
+    rule's metric, and when the newest was sent."""
+    last_ids = _sends_after(rule, after, now or timezone.now()).order_by("-sent_at", "-pk").values("pk")[: rule.window]
     row = _with_flags(OutboundEmail.objects.filter(pk__in=last_ids)).aggregate(
         sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at"))
     return row["sample"], row["hits"], row["newest"]
 
 
-def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None) -> dict[int, tuple[int, int, datetime]]:
-    """For a mailbox rule, in one query: per mailbox that sent for the campaign (after ``after``),
-    over that mailbox's last ``rule.window`` sends of the campaign, the sample, the hits and when the
-    newest was sent."""
-    ranked = _sends_after(rule, after).filter(mailbox__isnull=False).annotate(
+def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
+                           now: datetime | None = None) -> dict[int, tuple[int, int, datetime]]:
+    """For a mailbox rule, in one query: per mailbox that sent for the campaign (after ``after``; old
+    enough as for ``rule_measure``), over that mailbox's last ``rule.window`` sends of the campaign, the
+    sample, the hits and when the newest was sent."""
+    ranked = _sends_after(rule, after, now or timezone.now()).filter(mailbox__isnull=False).annotate(
         _rank=Window(RowNumber(), partition_by=[F("mailbox_id")], order_by=[F("sent_at").desc(), F("pk").desc()]))
     rows = (_with_flags(OutboundEmail.objects.filter(pk__in=ranked.filter(_rank__lte=rule.window).values("pk")))
             .order_by().values("mailbox_id")
@@ -235,10 +248,13 @@ def _fires(rule: CampaignRule, value: Decimal) -> bool:
 
 
 def rule_reason(rule: CampaignRule, *, value: Decimal, sample: int, mailbox: Mailbox | None = None) -> str:
-    """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %", and for a mailbox rule
-    "… over the last 40 sends from Sales <sales@agency.test> …"."""
+    """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %", for a mailbox rule
+    "… over the last 40 sends from Sales <sales@agency.test> …", and for a rule on old enough sends
+    "… over the last 200 sends older than 5 days …"."""
     source = f" from {mailbox.name} <{mailbox.from_email}>" if mailbox is not None else ""
-    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends{source} "
+    days = rule.min_age_days
+    age = f" older than {days} day{'s' if days != 1 else ''}" if days else ""
+    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends{age}{source} "
             f"{rule.get_comparison_display()} {percent_text(rule.threshold)} %")
 
 
@@ -256,7 +272,7 @@ def _value(hits: int, sample: int) -> Decimal:
     return Decimal(100 * hits) / Decimal(sample)
 
 
-def _finding(rule: CampaignRule, after: datetime | None) -> Finding | None:
+def _finding(rule: CampaignRule, after: datetime | None, now: datetime) -> Finding | None:
     """The measurement a rule is judged on, or None while below its minimum sample.
 
     A campaign rule has one. A mailbox rule measures each mailbox and is judged on the worst one that
@@ -264,11 +280,11 @@ def _finding(rule: CampaignRule, after: datetime | None) -> Finding | None:
     evidence runs to the newest send of any mailbox measured, since all of them were judged.
     """
     if rule.scope == Scope.CAMPAIGN:
-        sample, hits, newest = rule_measure(rule, after=after)
+        sample, hits, newest = rule_measure(rule, after=after, now=now)
         if sample < rule.min_sample or newest is None:
             return None
         return Finding(sample=sample, value=_value(hits, sample), evidence_until=newest)
-    measured = rule_measure_mailboxes(rule, after=after)
+    measured = rule_measure_mailboxes(rule, after=after, now=now)
     judged = [Finding(sample=sample, value=_value(hits, sample), evidence_until=newest, mailbox_id=mailbox_id)
               for mailbox_id, (sample, hits, newest) in sorted(measured.items()) if sample >= rule.min_sample]
     if not judged:
@@ -289,6 +305,7 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     CAMPAIGN_DEGRADED alert keyed by the decision, all in one transaction. Returns counts:
     ``evaluated``, ``below_sample``, ``fired``, ``paused``, ``degraded``.
     """
+    now = now or timezone.now()
     counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0}
     rules = list(CampaignRule.objects.filter(
         enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
@@ -303,7 +320,7 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
         if rule.campaign_id in changed or rule.campaign.status not in EVALUATED_IN[rule.action]:
             continue
         counts["evaluated"] += 1
-        finding = _finding(rule, floors.get(rule.pk))
+        finding = _finding(rule, floors.get(rule.pk), now)
         if finding is None:
             counts["below_sample"] += 1
             continue

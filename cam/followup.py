@@ -8,7 +8,8 @@ Each handler respects the status the reply found the lead in. A lead in its sequ
 one (``cam.leads.OPEN_STATUSES``) gets the whole follow-up. A closed lead (``CLOSED_STATUSES``) is not
 reopened or moved sideways: a reply never pauses it or puts it back into a sequence, a negative or
 neutral reply leaves it, and a soft bounce is not retried. The exceptions: an unsubscribe, a complaint
-or a hard bounce still suppresses the address and stops everything; a warm reply (positive, question,
+or a hard bounce still suppresses the address and stops everything (a won lead keeps ``WON`` all the
+same, see ``cam.leads.KEPT_THROUGH_ADDRESS_STOPS``); a warm reply (positive, question,
 referral) brings a lead closed without a conversation or a sale (``REKINDLED_BY_WARM_REPLY``: not
 interested, nurture, dead) back as ``INTERESTED`` / ``REFERRED`` — the person changed their mind —
 and always alerts a person, while the lead of a conversation or a sale (interested, referred, won,

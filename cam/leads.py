@@ -1,10 +1,11 @@
 """Lead status changes that stop mail to an address: unsubscribe, hard bounce, complaint.
 
-The unsubscribe page, the provider webhook and (later) the reply classifier all call these, so an
-address is stopped the same way whichever door the news came through: the lead's status changes
-with its reason and time, the address goes on the global suppression list, every email still
-waiting for it is cancelled, and the same address in other campaigns stops too. Each change is a
-handful of set-based statements, whatever the number of leads and emails involved.
+The unsubscribe page, the provider webhook and the reply classifier all call these, so an address
+is stopped the same way whichever door the news came through: the lead's status changes with its
+reason and time (a won lead keeps ``WON``, see ``KEPT_THROUGH_ADDRESS_STOPS``), the address goes on
+the global suppression list, every email still waiting for it is cancelled, and the same address in
+other campaigns stops too. Each change is a handful of set-based statements, whatever the number of
+leads and emails involved.
 """
 
 from __future__ import annotations
@@ -38,6 +39,14 @@ FINAL_STATUSES = (Status.UNSUBSCRIBED, Status.BOUNCED)
 # their status, and the suppression alone protects them.
 OPEN_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED, Status.IN_SEQUENCE, Status.PAUSED)
 CLOSED_STATUSES = tuple(status for status in Status if status not in OPEN_STATUSES)
+
+# A sale outlives what later becomes of its address: a customer who unsubscribes from the campaign's
+# mail, whose mailbox bounces or who reports a follow-up as spam is still a customer, and the sales
+# figures must still count them. The address is suppressed and nothing more is sent, exactly as for
+# any other lead; the lead keeps WON, and its history records the news and why it stayed.
+KEPT_THROUGH_ADDRESS_STOPS = (Status.WON,)
+WHY_A_SALE_STAYS = ("a sale, which what later becomes of the address does not undo; the address is suppressed, "
+                    "so nothing more is sent to it")
 
 # Emails not yet handed to a provider (a CLAIMED row's sender checks its claim before sending); a
 # SENDING row is in flight and is left to the sender.
@@ -103,9 +112,11 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     lead_events_record(list(other_rows.values_list("pk", "status")), to_status=to_status, actor=actor,
                    reason=other_reason, inbound_email=inbound_email)
     if kept:
-        # E.g. a bounce for a lead that had unsubscribed: it stays unsubscribed, and the history says so.
+        # E.g. a bounce for a lead that had unsubscribed, or an unsubscribe from a customer: the lead
+        # stays as it was, and the history says so.
         lead_status_kept(lead=lead, status=kept, to_status=to_status, actor=actor, reason=own_reason,
-                         inbound_email=inbound_email)
+                         inbound_email=inbound_email,
+                         why=WHY_A_SALE_STAYS if kept in KEPT_THROUGH_ADDRESS_STOPS else "")
     own = own_rows.update(status_reason=own_reason, **stop)
     others = other_rows.update(status_reason=other_reason, **stop)
     cancelled = (OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings),
@@ -123,12 +134,14 @@ def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system",
                      inbound_email: InboundEmail | None = None) -> bool:
     """The person behind ``lead`` asked to receive nothing more; ``source`` says how.
 
-    The lead becomes ``UNSUBSCRIBED``; the address is suppressed (reason ``UNSUBSCRIBED``) unless it
-    already was; its pending emails in every campaign are cancelled, and its leads in other campaigns
-    that were still to be mailed become ``UNSUBSCRIBED`` too. Calling it again changes nothing.
+    The lead becomes ``UNSUBSCRIBED`` (a won lead stays ``WON``); the address is suppressed (reason
+    ``UNSUBSCRIBED``) unless it already was; its pending emails in every campaign are cancelled, and
+    its leads in other campaigns that were still to be mailed become ``UNSUBSCRIBED`` too. Calling it
+    again changes nothing.
     Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
+    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
+                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
                          what_happened="unsubscribed", suppression_reason=Suppression.Reason.UNSUBSCRIBED,
                          source=source, actor=actor, inbound_email=inbound_email)
 
@@ -140,7 +153,8 @@ def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system",
 
     Same effects and return value as ``lead_unsubscribe``.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED, keep_statuses=(Status.UNSUBSCRIBED,),
+    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
+                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
                          what_happened="marked our email as spam", suppression_reason=Suppression.Reason.COMPLAINT,
                          source=source, actor=actor, inbound_email=inbound_email)
 
@@ -152,10 +166,11 @@ def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system",
 
     The address is suppressed as ``HARD_BOUNCE``, its pending emails everywhere are cancelled and
     its leads elsewhere that were still to be mailed become ``BOUNCED``. A lead that had already
-    unsubscribed keeps that status (the person's own request is the more important fact).
-    Returns whether anything changed.
+    unsubscribed keeps that status (the person's own request is the more important fact), and a won
+    lead stays ``WON``. Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.BOUNCED, keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED),
+    return _address_stop(lead=lead, to_status=Status.BOUNCED,
+                         keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
                          what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source,
                          actor=actor, inbound_email=inbound_email)
 
@@ -222,7 +237,8 @@ def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email: In
 # QUALIFIED, IN_SEQUENCE) and pausing it belong to the pipeline (scoring, qualification, the
 # out-of-office handling), which check what a hand-made change would skip; so does nothing bring
 # back an address that unsubscribed or bounced. The targets are the outcomes the follow-up engine
-# records for a reply or a silence, plus the sales outcomes WON and LOST.
+# records for a reply or a silence, plus the sales outcomes WON and LOST. A won lead is not moved to
+# UNSUBSCRIBED or BOUNCED (``KEPT_THROUGH_ADDRESS_STOPS``): its address is suppressed instead.
 _CONVERSATION = (Status.INTERESTED, Status.REFERRED, Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD,
                  Status.WON, Status.LOST)
 _ADDRESS_STOPS = (Status.UNSUBSCRIBED, Status.BOUNCED)
@@ -231,6 +247,7 @@ MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
                     (Status.DISQUALIFIED, Status.DEAD, *_ADDRESS_STOPS)),
     **dict.fromkeys((Status.IN_SEQUENCE, Status.PAUSED), (*_CONVERSATION, *_ADDRESS_STOPS)),
     **dict.fromkeys(_CONVERSATION, (*_CONVERSATION, *_ADDRESS_STOPS)),
+    Status.WON: _CONVERSATION,
     # The person's own request outranks a bounce, as ``lead_unsubscribe`` has it; nothing outranks that.
     Status.BOUNCED: (Status.UNSUBSCRIBED,),
     Status.UNSUBSCRIBED: (),
@@ -248,8 +265,10 @@ class TransitionRefused(ValueError):
     def __init__(self, *, from_status: str, to_status: str, allowed: tuple[str, ...]) -> None:
         self.from_status, self.to_status, self.allowed = from_status, to_status, allowed
         options = ", ".join(allowed) if allowed else "none: the lead's status is final"
+        hint = (" A won lead stays WON: to stop all mail to its address, add the address to the suppression list."
+                if from_status in KEPT_THROUGH_ADDRESS_STOPS and to_status in _ADDRESS_STOPS else "")
         super().__init__(f"A lead cannot go from {from_status} to {to_status}. Allowed from {from_status}: "
-                         f"{options}.")
+                         f"{options}.{hint}")
 
 
 @transaction.atomic

@@ -8,7 +8,8 @@ and complaints go through ``cam.leads`` instead, which also changes the lead's s
 
 Addresses and domains are compared in the one spelling ``cam.addresses`` gives them (the
 domain in Unicode, lower case), on both sides: a lead at ``exämple.com`` is suppressed by a row for
-``xn--exmple-cua.com`` and the other way round, whichever spelling either was stored in.
+``xn--exmple-cua.com`` and the other way round, whichever spelling either was stored in. A domain
+covers its subdomains: a row for ``example.com`` stops ``anna@mail.example.com``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from cam.addresses import (
     RejectedAddress,
     address_key,
     address_spellings,
+    domain_and_parents,
     domain_key,
     domain_spellings,
     normalize_address,
@@ -37,14 +39,19 @@ DOMAIN_MAX_LENGTH = max_length(Suppression, "domain")
 
 
 def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
-    """The given addresses that are suppressed, each (as given) with the reason for staff. One query."""
+    """The given addresses that are suppressed, each (as given) with the reason for staff.
+
+    An address is suppressed by a row for itself, for its domain or for any domain above it, in any
+    spelling. One query for the whole set, whatever its size: every spelling of every address and of
+    every domain they sit under, looked up together."""
     emails = list(dict.fromkeys(emails))
     if not emails:
         return {}
     keys = {email: address_key(email) for email in emails}
-    domains = {email: domain_key(key.rpartition("@")[2]) for email, key in keys.items()}
+    covering = {email: domain_and_parents(domain_key(key.rpartition("@")[2])) for email, key in keys.items()}
     spelled_emails = {spelling for email in emails for spelling in address_spellings(email)}
-    spelled_domains = {spelling for domain in set(domains.values()) for spelling in domain_spellings(domain)}
+    spelled_domains = {spelling for domains in set(covering.values()) for domain in domains
+                       for spelling in domain_spellings(domain)}
     blocked_emails, blocked_domains = set(), set()
     for email, domain in Suppression.objects.filter(
             Q(email__in=spelled_emails) | Q(domain__in=spelled_domains)).values_list("email", "domain"):
@@ -56,8 +63,11 @@ def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
     for email in emails:
         if keys[email] in blocked_emails:
             found[email] = f"{keys[email]} is on the suppression list"
-        elif domains[email] in blocked_domains:
-            found[email] = f"the domain {domains[email]} is on the suppression list"
+            continue
+        listed = next((domain for domain in covering[email] if domain in blocked_domains), None)
+        if listed is not None:
+            under = "" if listed == covering[email][0] else f", which covers {covering[email][0]}"
+            found[email] = f"the domain {listed} is on the suppression list{under}"
     return found
 
 

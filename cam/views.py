@@ -14,7 +14,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from cam.leads import lead_unsubscribe
 from cam.models import Lead
 from cam.outreach.unsubscribe import (
     ONE_CLICK_FIELD,
@@ -22,7 +21,9 @@ from cam.outreach.unsubscribe import (
     InvalidUnsubscribeToken,
     lead_from_token,
     masked_email,
+    unsubscribe_by_link,
 )
+from cam.suppressions import suppressed_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -54,13 +55,12 @@ def unsubscribe(request: HttpRequest, token: str) -> HttpResponse:
     except InvalidUnsubscribeToken:
         return _public_page(request, "cam/unsubscribe_invalid.html", {}, status=400)
     if request.method == "POST":
-        one_click = request.POST.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE
-        lead_unsubscribe(lead=lead, source="one-click unsubscribe from the mail client" if one_click
-                         else "unsubscribe page")
+        unsubscribe_by_link(lead=lead, one_click=request.POST.get(ONE_CLICK_FIELD) == ONE_CLICK_VALUE)
         return _public_page(request, "cam/unsubscribed.html", {"email": masked_email(lead.email)})
     return _public_page(request, "cam/unsubscribe.html", {
         "email": masked_email(lead.email),
-        "already_unsubscribed": lead.status == Lead.Status.UNSUBSCRIBED,
+        # The suppression list, not only the status: a won lead that unsubscribed keeps WON.
+        "already_unsubscribed": lead.status == Lead.Status.UNSUBSCRIBED or bool(suppressed_addresses([lead.email])),
     })
 
 

@@ -16,6 +16,8 @@ PRODUCTION = {
     "SECRET_KEY": "x7Qm2vR9pL4tY8wK1nB6cF3hJ5sD0gZaE2uI9oP7yT4rW1qXvN3mK8",
     "ALLOWED_HOSTS": "cam.example.com",
     "CSRF_TRUSTED_ORIGINS": "https://cam.example.com",
+    "AICMO_CAM_PUBLIC_URL": "https://cam.example.com",
+    "AICMO_CAM_POSTAL_ADDRESS": "Example Ltd, 1 High Street, London N1 1AA, UK",
 }
 
 
@@ -72,6 +74,16 @@ def test_it_passes_the_deploy_checks_with_the_documented_production_variables():
     result = run_manage("check", "--deploy", "--fail-level", "WARNING", **PRODUCTION)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_the_deploy_checks_refuse_development_values_left_in_production():
+    # What a first deployment that sets only the core variables gets: links in real email pointing at this
+    # machine, and a footer without a postal address.
+    core = {k: v for k, v in PRODUCTION.items() if not k.startswith("AICMO_CAM_")}
+    result = run_manage("check", "--deploy", **core)
+    assert result.returncode != 0
+    for check_id in ("cam.E001", "cam.E002", "cam.E003"):
+        assert check_id in result.stderr, result.stderr
 
 
 def test_it_reads_the_cam_family_with_their_defaults(settings):

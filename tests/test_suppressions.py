@@ -62,6 +62,41 @@ def test_it_looks_up_in_one_query(django_assert_num_queries):
             "a@exämple.com", "c@exämple.com"]
 
 
+@pytest.mark.parametrize("row", ["example.com", "xn--exmple-cua.com"])
+def test_a_domain_covers_every_domain_under_it_and_nothing_beside_it(row):
+    SuppressionFactory(email="", domain=row)
+    domain = "example.com" if row == "example.com" else "exämple.com"
+    given = [f"anna@{domain}", f"anna@mail.{domain}", f"anna@a.b.{domain}", f"anna@not{domain}",
+             f"anna@{domain}.evil.test", "anna@com"]
+
+    found = suppressed_addresses(given)
+
+    assert sorted(found) == sorted(given[:3])
+    assert found[f"anna@a.b.{domain}"] == (f"the domain {domain} is on the suppression list, "
+                                           f"which covers a.b.{domain}")
+    assert found[f"anna@{domain}"] == f"the domain {domain} is on the suppression list"
+
+
+def test_the_nearest_listed_domain_is_named():
+    SuppressionFactory(email="", domain="example.com")
+    SuppressionFactory(email="", domain="mail.example.com")
+
+    assert suppressed_addresses(["anna@eu.mail.example.com"]) == {
+        "anna@eu.mail.example.com": "the domain mail.example.com is on the suppression list, which covers "
+                                    "eu.mail.example.com"}
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_it_looks_up_subdomains_in_one_query_whatever_the_number_of_addresses(django_assert_num_queries, count):
+    SuppressionFactory(email="", domain="example.com")
+    given = [f"lead{n}@team{n}.eu.example.com" for n in range(count)] + [f"lead{n}@acme.de" for n in range(count)]
+
+    with django_assert_num_queries(1):
+        found = suppressed_addresses(given)
+
+    assert len(found) == count
+
+
 def test_an_unsubscribe_stops_the_address_in_every_spelling():
     lead = LeadFactory(email="üser@exämple.com", status=Lead.Status.IN_SEQUENCE)
     other = LeadFactory(email="üser@xn--exmple-cua.com", status=Lead.Status.IN_SEQUENCE)

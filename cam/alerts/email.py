@@ -1,10 +1,11 @@
 """Alerts by email, through Django's own mail settings (``EMAIL_URL``), not a campaign mailbox.
 
 An email channel sends to its ``recipients``; an alert without a channel goes to
-``AICMO_CAM_ALERT_EMAILS``. Outcomes: accepted → success; the server refusing the recipients, the
-sender or the message with a 5xx reply → permanent; 4xx replies, connection errors and timeouts →
-transient. A refused login (535) is transient too: it is Django's mail configuration that needs
-fixing, not the channel, so the channel is not disabled for it.
+``AICMO_CAM_ALERT_EMAILS``. An alert queued with its recipients (``cam.alerts.service.alert_queue``,
+which gives each address to one target only) goes to those. Outcomes: accepted → success; the
+server refusing the recipients, the sender or the message with a 5xx reply → permanent; 4xx
+replies, connection errors and timeouts → transient. A refused login (535) is transient too: it is
+Django's mail configuration that needs fixing, not the channel, so the channel is not disabled for it.
 """
 
 from __future__ import annotations
@@ -46,7 +47,16 @@ def alert_email_body(alert: HumanAlertLog) -> str:
 class EmailTransport(Transport):
     kind = AlertChannel.Kind.EMAIL
 
-    def recipients(self, channel: AlertChannel | None) -> list[str]:
+    def recipients(self, channel: AlertChannel | None, alert: HumanAlertLog | None = None) -> list[str]:
+        """Who gets the email: the recipients the alert was queued with, else the channel's (or the
+        setting's) as they are now. Raises a permanent ``TransportError`` when there is nobody to send to."""
+        queued = alert.recipients.strip() if alert is not None else ""
+        if queued:
+            try:
+                return parse_recipients(queued)
+            except ValueError as exc:
+                where = f"Alert channel {channel.name!r}" if channel is not None else "AICMO_CAM_ALERT_EMAILS"
+                raise TransportError(f"{where} has a bad recipient: {exc}", permanent=True) from None
         if channel is None:
             if not settings.AICMO_CAM_ALERT_EMAILS:
                 raise TransportError("AICMO_CAM_ALERT_EMAILS is empty and no alert channel takes this alert: "
@@ -61,7 +71,7 @@ class EmailTransport(Transport):
         return recipients
 
     def send(self, alert: HumanAlertLog, channel: AlertChannel | None) -> None:
-        recipients = self.recipients(channel)
+        recipients = self.recipients(channel, alert)
         message = EmailMessage(
             subject=" ".join(alert.title.split()), body=alert_email_body(alert),
             from_email=settings.DEFAULT_FROM_EMAIL, to=recipients,

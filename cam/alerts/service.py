@@ -25,6 +25,7 @@ from django.conf import settings
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from cam.addresses import address_key
 from cam.alerts.email import parse_recipients
 from cam.alerts.transports import TransportError, transport_for
 from cam.models import AlertChannel, Campaign, HumanAlertLog, InboundEmail, Lead
@@ -41,6 +42,8 @@ FALLBACK_TARGET = "emails"
 KEY_MAX_LENGTH = max_length(HumanAlertLog, "idempotency_key")
 TITLE_MAX_LENGTH = max_length(HumanAlertLog, "title")
 ERROR_MAX_LENGTH = 2000
+# One target of an alert: its channel (None: the AICMO_CAM_ALERT_EMAILS list), its row's key, its recipients.
+Target = tuple[AlertChannel | None, str, str]
 
 
 def channel_takes(channel: AlertChannel, alert_type: str) -> bool:
@@ -80,6 +83,9 @@ def alert_queue(*, alert_type: str, title: str, body: str, idempotency_key: str,
     is still written, so the alert is on record; dispatch marks it failed (it has nowhere to go).
     Each row's key is ``idempotency_key`` and its target: calling again with the same key creates a
     row only for a target that has none (a channel added since), so an alert is sent once per target.
+
+    One email per person: each address gets the alert from one target only (``_email_recipients``),
+    and an email row is sent to the recipients it was queued with.
     Safe inside a caller's transaction. Raises ``ValueError`` for an unknown type or an empty key.
     """
     if alert_type not in HumanAlertLog.AlertType.values:
@@ -88,12 +94,13 @@ def alert_queue(*, alert_type: str, title: str, body: str, idempotency_key: str,
         raise ValueError("An alert needs an idempotency key.")
     channels = [channel for channel in AlertChannel.objects.filter(enabled=True).order_by("pk")
                 if channel_takes(channel, alert_type)]
-    targets: list[tuple[AlertChannel | None, str, str]] = [
+    targets: list[Target] = [
         (channel, alert_target_key(idempotency_key, f"channel:{channel.pk}"), _recipients_of(channel))
         for channel in channels]
     if settings.AICMO_CAM_ALERT_EMAILS or not channels:
         targets.append((None, alert_target_key(idempotency_key, FALLBACK_TARGET),
                         ", ".join(settings.AICMO_CAM_ALERT_EMAILS)))
+    targets = _email_recipients(targets)
     if len(title) > TITLE_MAX_LENGTH:
         title = title[: TITLE_MAX_LENGTH - 1] + "…"
     HumanAlertLog.objects.bulk_create([
@@ -102,6 +109,41 @@ def alert_queue(*, alert_type: str, title: str, body: str, idempotency_key: str,
         for channel, key, recipients in targets], ignore_conflicts=True)
     return list(HumanAlertLog.objects.filter(idempotency_key__in=[key for _, key, _ in targets])
                 .select_related("channel").order_by("pk"))
+
+
+def _email_recipients(targets: list[Target]) -> list[Target]:
+    """The targets with each address kept by one email target only, so a person listed twice gets one email.
+
+    The ``AICMO_CAM_ALERT_EMAILS`` copy keeps its addresses: it is the one that still goes out when a
+    channel is misconfigured and disabled. Email channels then keep, in the order they were made, the
+    addresses no target before them has; rows already queued under this key (an alert queued again)
+    count first. A channel left with nobody of its own gets no row. Recipients that do not read as
+    addresses are kept as written, for the transport to report. One query."""
+    existing = dict(HumanAlertLog.objects.filter(idempotency_key__in=[key for _, key, _ in targets])
+                    .values_list("idempotency_key", "recipients"))
+    taken = {address_key(address) for recipients in existing.values() for address in _addresses(recipients)}
+    fallback_first = sorted(targets, key=lambda target: target[0] is not None)
+    kept: dict[str, str] = {}
+    for channel, key, recipients in fallback_first:
+        if key in existing or (channel is not None and channel.kind != AlertChannel.Kind.EMAIL):
+            kept[key] = recipients
+            continue
+        addresses = _addresses(recipients)
+        if not addresses:  # nobody, or a list that does not parse: as written
+            kept[key] = recipients
+            continue
+        own = [address for address in addresses if address_key(address) not in taken]
+        taken.update(address_key(address) for address in own)
+        if own or channel is None:
+            kept[key] = ", ".join(own)
+    return [(channel, key, kept[key]) for channel, key, _ in targets if key in kept]
+
+
+def _addresses(recipients: str) -> list[str]:
+    try:
+        return parse_recipients(recipients)
+    except ValueError:
+        return []
 
 
 def _recipients_of(channel: AlertChannel) -> str:

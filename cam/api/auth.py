@@ -6,6 +6,7 @@ from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions, permissions
 from rest_framework_api_key.permissions import KeyParser
 
+from cam.api.key_guesses import key_guess_failed, key_guesses_check
 from cam.leads import staff_actor
 from cam.models import CamAPIKey
 
@@ -14,7 +15,8 @@ KEYWORD = "Api-Key"
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
     """``Authorization: Api-Key <key>``. No header: not this scheme (a session may still apply).
-    A header with an unknown, revoked or expired key: 401 at once, never a fall-through."""
+    A header with an unknown, revoked or expired key: 401 at once, never a fall-through, and one failed
+    attempt counted against the client's address; past the limit, 429 (``cam.api.key_guesses``)."""
 
     key_parser = KeyParser()
 
@@ -22,8 +24,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         header = request.META.get("HTTP_AUTHORIZATION", "")
         if not header.startswith(f"{KEYWORD} "):
             return None
+        key_guesses_check(request)  # before the key is looked at: a guesser learns nothing more
         key = self.key_parser.get(request)
         if not key:
+            key_guess_failed(request)
             raise exceptions.AuthenticationFailed("The Authorization header holds no API key.")
         try:
             api_key = CamAPIKey.objects.get_from_key(key)
@@ -31,6 +35,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
             api_key = None
         # get_from_key has checked the key against its hash (and refused a revoked one).
         if api_key is None or api_key.has_expired:
+            key_guess_failed(request)
             raise exceptions.AuthenticationFailed("Invalid, revoked or expired API key.")
         return AnonymousUser(), api_key
 

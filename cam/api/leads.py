@@ -15,6 +15,7 @@ from rest_framework.routers import SimpleRouter
 from rest_framework.settings import api_settings
 from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
+from cam.addresses import search_spellings
 from cam.api.auth import actor_of
 from cam.api.filters import MAX_ID, apply_filters, id_filter, query_filters, whole_number_filter
 from cam.api.serializers import (
@@ -232,8 +233,12 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
             filters = query_filters(LeadListQuerySerializer, self.request)
             queryset = apply_filters(queryset, filters, LIST_LOOKUPS)
             for word in filters.get("search", "").split():
-                queryset = queryset.filter(Q(email__icontains=word) | Q(first_name__icontains=word)
-                                           | Q(last_name__icontains=word) | Q(company__icontains=word))
+                # A whole address or domain also in its other spelling (Unicode or punycode).
+                in_email = Q()
+                for spelling in search_spellings(word):
+                    in_email |= Q(email__icontains=spelling)
+                queryset = queryset.filter(in_email | Q(first_name__icontains=word) | Q(last_name__icontains=word)
+                                           | Q(company__icontains=word))
         return queryset
 
     def create(self, request, *args, **kwargs):

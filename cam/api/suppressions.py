@@ -9,6 +9,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 
+from cam.addresses import search_spellings
 from cam.api.auth import actor_of
 from cam.api.filters import query_filters
 from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
@@ -20,7 +21,8 @@ SEARCH_MAX_LENGTH = 254
 
 class SuppressionFilterSerializer(StrictSerializer):
     search = serializers.CharField(required=False, max_length=SEARCH_MAX_LENGTH,
-                                   help_text="Part of the address, domain, source or note (any case).")
+                                   help_text="Part of the address, domain, source or note (any case); a whole "
+                                             "address or domain matches in Unicode or punycode.")
     reason = serializers.ChoiceField(choices=Suppression.Reason.choices, required=False)
 
 
@@ -74,9 +76,12 @@ class SuppressionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
             return queryset
         filters = query_filters(SuppressionFilterSerializer, self.request)
         if filters.get("search"):
-            term = filters["search"]
-            queryset = queryset.filter(Q(email__icontains=term) | Q(domain__icontains=term)
-                                       | Q(source__icontains=term) | Q(note__icontains=term))
+            # A whole address or domain is looked for in each of its spellings (Unicode and punycode).
+            matches = Q()
+            for term in search_spellings(filters["search"]):
+                matches |= (Q(email__icontains=term) | Q(domain__icontains=term) | Q(source__icontains=term)
+                            | Q(note__icontains=term))
+            queryset = queryset.filter(matches)
         if "reason" in filters:
             queryset = queryset.filter(reason=filters["reason"])
         return queryset

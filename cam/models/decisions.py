@@ -55,7 +55,8 @@ class MetricSnapshot(models.Model):
 
 class CampaignRule(models.Model):
     """A guard rail as data: when ``metric`` over the last ``window`` sends is above (or below)
-    ``threshold`` percent, with at least ``min_sample`` sends measured, ``action`` is applied."""
+    ``threshold`` percent, with at least ``min_sample`` sends measured, ``action`` is applied. With
+    ``min_age_days``, only sends at least that old are measured (the last ``window`` of those)."""
 
     class Metric(models.TextChoices):
         HARD_BOUNCE_RATE = "hard_bounce_rate", "Hard-bounce rate"
@@ -83,6 +84,11 @@ class CampaignRule(models.Model):
                                                    "each mailbox for the campaign).")
     min_sample = models.PositiveIntegerField(default=20, validators=[MinValueValidator(1)],
                                              help_text="Do nothing until at least this many sends are measured.")
+    # A reply takes days: a rule on replies that counted this week's sends would read them as unanswered.
+    min_age_days = models.PositiveSmallIntegerField(
+        "only sends older than (days)", default=0, validators=[MaxValueValidator(365)],
+        help_text="Measure only sends at least this many days old, which have had time to be answered "
+                  "(0: every send). The positive-reply rule waits 5 days.")
     scope = models.CharField(
         max_length=16, choices=Scope.choices, default=Scope.CAMPAIGN,
         help_text="Campaign: the campaign's sends, all mailboxes together. Mailbox: each mailbox's sends for "

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator
 from django.db import models
 from django.db.models import Q, Value
 from django.db.models.functions import StrIndex, Substr
 
+from cam.addresses import RejectedAddress, address_spellings, normalize_address
 from cam.models.fields import LowercaseCharField, LowercaseEmailField, validate_domain, validate_timezone
 from cam.sources.base import config_check
 
@@ -148,6 +150,22 @@ class Lead(models.Model):
 
     def __str__(self) -> str:
         return self.email
+
+    def clean(self) -> None:
+        """A lead typed into the admin is spelled as every other door stores it (``cam.addresses``: the
+        domain in Unicode, lower case), and is refused when the campaign has it in another spelling."""
+        if not self.email:
+            return
+        try:
+            self.email = normalize_address(self.email, allow_reserved=True).email
+        except RejectedAddress as exc:
+            raise ValidationError({"email": str(exc)}) from None
+        if self.campaign_id is None:
+            return
+        same = (Lead.objects.filter(campaign_id=self.campaign_id, email__in=address_spellings(self.email))
+                .exclude(pk=self.pk).values_list("email", flat=True).first())
+        if same is not None:
+            raise ValidationError({"email": f"Already a lead of this campaign as {same}."})
 
     @property
     def full_name(self) -> str:

@@ -166,6 +166,12 @@ class OutboundEmail(models.Model):
     provider_message_id = models.CharField(max_length=255, blank=True)
     sent_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # The footer's link names the lead, not the email: the lead's latest email when the link was used
+    # is the one the unsubscribe counts against in the metrics, as an unsubscribe reply counts against
+    # the email it answers.
+    unsubscribed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the recipient unsubscribed through the link while this was their latest email.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

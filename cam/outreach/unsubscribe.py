@@ -1,4 +1,5 @@
-"""Unsubscribe links and headers: the signed token every campaign email carries, and reading it back.
+"""Unsubscribe links and headers: the signed token every campaign email carries, reading it back, and
+what using the link does (``unsubscribe_by_link``).
 
 The token is the lead's id signed with ``SECRET_KEY`` under a salt of its own: it cannot be
 guessed or altered, and it does not expire, because a link in a months-old email must still
@@ -13,9 +14,12 @@ from urllib.parse import quote
 
 from django.conf import settings
 from django.core import signing
+from django.db import transaction
 from django.urls import get_script_prefix, get_urlconf, reverse
+from django.utils import timezone
 
-from cam.models import Lead, Mailbox
+from cam.leads import lead_unsubscribe
+from cam.models import Lead, Mailbox, OutboundEmail
 
 SALT = "cam.unsubscribe"
 # RFC 8058: what a mail provider posts, as form data, when the recipient clicks "Unsubscribe".
@@ -79,6 +83,25 @@ def list_unsubscribe_headers(lead: Lead, mailbox: Mailbox) -> dict[str, str]:
                              f"<{unsubscribe_mailto(lead, mailbox, token=token)}>"),
         "List-Unsubscribe-Post": f"{ONE_CLICK_FIELD}={ONE_CLICK_VALUE}",
     }
+
+
+@transaction.atomic
+def unsubscribe_by_link(*, lead: Lead, one_click: bool) -> bool:
+    """The recipient used the link in an email's footer (the page's button, or their mail client's
+    one-click unsubscribe): the lead unsubscribes as by any door (``cam.leads.lead_unsubscribe``), and
+    the latest email sent to it records when (``unsubscribed_at``), so the metrics and rules count the
+    unsubscribe against that email, as they count an unsubscribe reply against the email it answers.
+    The link names the lead only, so the latest email stands for the one clicked. Safe to repeat: an
+    email counts once. Returns whether anything changed."""
+    changed = lead_unsubscribe(lead=lead, source="one-click unsubscribe from the mail client" if one_click
+                               else "unsubscribe page")
+    latest = (OutboundEmail.objects.filter(lead_id=lead.pk, status=OutboundEmail.Status.SENT, sent_at__isnull=False)
+              .order_by("-sent_at", "-pk").values_list("pk", "unsubscribed_at").first())
+    if latest is None or latest[1] is not None:
+        return changed
+    now = timezone.now()
+    OutboundEmail.objects.filter(pk=latest[0]).update(unsubscribed_at=now, updated_at=now)
+    return True
 
 
 def masked_email(email: str) -> str:

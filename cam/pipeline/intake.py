@@ -9,8 +9,10 @@ create (``cam.api.leads``) all call ``leads_intake``, so one record ends the sam
   size, website or time zone. Stored as a ``HarvestRejection`` with its line (the file's line, or the
   item's index for the API) and the reason, so staff can fix the source.
 - **duplicate** — its address came earlier in the same input (the reason names that line or item,
-  however far back), or it is already a lead of the campaign and brings nothing new.
-- **suppressed** — its address or domain is on the suppression list.
+  however far back), or it is already a lead of the campaign and brings nothing new. Addresses are
+  compared in their one spelling (``cam.addresses``): ``anna@xn--exmple-cua.com`` and ``anna@exämple.com``
+  are one lead, also when an older lead was stored in the other spelling.
+- **suppressed** — its address, its domain or a domain above it is on the suppression list.
 - **updated** — it is already a lead of the campaign and brings profile values that differ: each
   non-empty new value replaces the lead's, and the provenance (source, harvested at, raw data) follows.
   Status, score and sequence fields are never touched.
@@ -37,7 +39,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from cam.addresses import mx_resolver
+from cam.addresses import address_key, address_spellings, mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.first_seen import FirstSeen
@@ -208,8 +210,11 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
 
     emails = [c.address.email for _, c in clean]
     suppressed = suppressed_addresses(emails)
-    existing = {lead.email: lead for lead in Lead.objects.filter(campaign=campaign, email__in=emails)
-                .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
+    # By the one spelling the records' addresses are in, found under any spelling a lead may have been
+    # stored in before addresses were normalised.
+    existing = {address_key(lead.email): lead for lead in Lead.objects.filter(
+        campaign=campaign, email__in={spelling for email in emails for spelling in address_spellings(email)})
+        .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
 
     to_create: dict[int | None, Lead] = {}
     to_update: dict[int | None, Lead] = {}

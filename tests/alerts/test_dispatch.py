@@ -411,3 +411,83 @@ def test_it_fails_an_alert_for_a_channel_kind_no_transport_handles(http_server, 
     assert refreshed(row).last_error == "No alert transport for channel kind 'pager'."
     assert not refreshed(slack).enabled
     assert http_server.requests == []
+
+
+# --- one email per person ---------------------------------------------------------------------------
+
+
+def emails_per_address(smtp_server) -> dict[str, int]:
+    received: dict[str, int] = {}
+    for message in smtp_server.messages:
+        for address in message.rcpt_tos:
+            received[address.lower()] = received.get(address.lower(), 0) + 1
+    return received
+
+
+@pytest.mark.django_db
+def test_an_address_in_the_alert_emails_and_an_email_channel_gets_one_email(smtp_server, smtp_settings):
+    smtp_settings.AICMO_CAM_ALERT_EMAILS = ["Sales@cam.example.com", "owner@cam.example.com"]
+    channel = AlertChannelFactory(kind=Kind.EMAIL, recipients="sales@cam.example.com, anna@cam.example.com")
+
+    rows = queue()
+    assert alerts_dispatch() == counts(sent=2)
+
+    assert emails_per_address(smtp_server) == {"sales@cam.example.com": 1, "owner@cam.example.com": 1,
+                                               "anna@cam.example.com": 1}
+    # The setting's list keeps the shared address: it still goes out when a channel is broken.
+    assert [(row.channel, row.recipients) for row in rows] == [
+        (channel, "anna@cam.example.com"), (None, "Sales@cam.example.com, owner@cam.example.com")]
+
+
+@pytest.mark.django_db
+def test_an_email_channel_with_nobody_of_its_own_gets_no_row(smtp_server, smtp_settings, slack, http_server):
+    smtp_settings.AICMO_CAM_ALERT_EMAILS = ["sales@cam.example.com"]
+    AlertChannelFactory(kind=Kind.EMAIL, recipients="SALES@cam.example.com")
+    http_server.reply(SLACK_PATH, Reply(200, "ok"))
+
+    rows = queue()
+    assert alerts_dispatch() == counts(sent=2)
+
+    assert [row.channel for row in rows] == [slack, None]
+    assert emails_per_address(smtp_server) == {"sales@cam.example.com": 1}
+    assert len(http_server.requests) == 1  # other kinds are not people's addresses: untouched
+
+
+@pytest.mark.django_db
+def test_two_email_channels_sharing_an_address_send_it_once(smtp_server, smtp_settings):
+    first = AlertChannelFactory(kind=Kind.EMAIL, recipients="sales@cam.example.com, anna@cam.example.com")
+    second = AlertChannelFactory(kind=Kind.EMAIL, recipients="anna@cam.example.com, ops@cam.example.com")
+
+    rows = queue()
+    alerts_dispatch()
+
+    assert [(row.channel, row.recipients) for row in rows] == [
+        (first, "sales@cam.example.com, anna@cam.example.com"), (second, "ops@cam.example.com")]
+    assert emails_per_address(smtp_server) == {"sales@cam.example.com": 1, "anna@cam.example.com": 1,
+                                               "ops@cam.example.com": 1}
+
+
+@pytest.mark.django_db
+def test_a_channel_added_after_the_alert_was_queued_does_not_repeat_it_to_anyone(smtp_server, smtp_settings):
+    smtp_settings.AICMO_CAM_ALERT_EMAILS = ["owner@cam.example.com"]
+    queue()
+    alerts_dispatch()
+    added = AlertChannelFactory(kind=Kind.EMAIL, recipients="owner@cam.example.com, new@cam.example.com")
+
+    rows = queue()  # the same alert again, as a cycle that re-raises it would
+    alerts_dispatch()
+
+    assert [(row.channel, row.recipients) for row in rows] == [
+        (None, "owner@cam.example.com"), (added, "new@cam.example.com")]
+    assert emails_per_address(smtp_server) == {"owner@cam.example.com": 1, "new@cam.example.com": 1}
+
+
+@pytest.mark.django_db
+def test_a_queued_email_goes_to_the_recipients_it_was_queued_with(smtp_server, smtp_settings):
+    channel = AlertChannelFactory(kind=Kind.EMAIL, recipients="sales@cam.example.com")
+    queue()
+    AlertChannel.objects.filter(pk=channel.pk).update(recipients="someone-else@cam.example.com")
+
+    alerts_dispatch()
+
+    assert emails_per_address(smtp_server) == {"sales@cam.example.com": 1}

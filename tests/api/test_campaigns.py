@@ -82,9 +82,9 @@ def test_it_lists_campaigns_in_the_same_number_of_queries_whatever_their_number(
         SequenceStepFactory(campaign=campaign)
 
     read_api.get(LIST)  # warm up: the throttle's first use of its cache row costs queries of its own
-    # The key (1), the throttle's counter (4: an atomic increment), the count, the page (steps counted in it) and the
-    # mailboxes of the page (3).
-    with django_assert_num_queries(8):
+    # The address's failed-key counter (1), the key (1), the throttle's counter (4: an atomic increment), the count,
+    # the page (steps counted in it) and the mailboxes of the page (3).
+    with django_assert_num_queries(9):
         response = read_api.get(LIST)
 
     assert len(response.json()["results"]) == count
@@ -430,8 +430,9 @@ def test_it_lists_steps_in_the_same_number_of_queries_whatever_their_number(read
         SequenceStepFactory(campaign=campaign, position=position)
 
     read_api.get(steps_url(campaign))  # warm up the throttle's cache row
-    # The key (1), the throttle's counter (4: an atomic increment), the campaign, the count and the page (3).
-    with django_assert_num_queries(8):
+    # The address's failed-key counter (1), the key (1), the throttle's counter (4: an atomic increment), the
+    # campaign, the count and the page (3).
+    with django_assert_num_queries(9):
         response = read_api.get(steps_url(campaign))
 
     assert len(response.json()["results"]) == count

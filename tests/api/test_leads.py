@@ -130,8 +130,9 @@ def test_it_lists_leads_in_the_same_number_of_queries_whatever_their_number(read
     LeadFactory.create_batch(count, campaign=campaign, score=60)
     read_api.get(LIST)  # warm up the throttle's cache row
 
-    # The key (1), the throttle's counter (4: an atomic increment), the count and the page (2).
-    with django_assert_num_queries(7):
+    # The address's failed-key counter (1), the key (1), the throttle's counter (4: an atomic increment), the count
+    # and the page (2).
+    with django_assert_num_queries(8):
         response = read_api.get(LIST, {"campaign": campaign.pk, "score_min": 50, "search": "lead"})
 
     assert len(response.json()["results"]) == count
@@ -411,10 +412,10 @@ def test_it_bulk_creates_in_the_same_number_of_queries_for_10_and_100_items(api)
     few = queries_to_bulk_create(api, 10)
 
     assert few == queries_to_bulk_create(api, 100)
-    # The key (1), the throttle's counter (4: an atomic increment), the campaigns (1); then for each of the two
-    # campaigns the intake's batch: its savepoint and release, the suppressions, the existing leads, the insert
-    # and the read of the leads created (6).
-    assert few == 18
+    # The address's failed-key counter (1), the key (1), the throttle's counter (4: an atomic increment), the
+    # campaigns (1); then for each of the two campaigns the intake's batch: its savepoint and release, the
+    # suppressions, the existing leads, the insert and the read of the leads created (6).
+    assert few == 19
 
 
 # -- status changes ---------------------------------------------------------------------------------

@@ -40,12 +40,12 @@ def status_of(campaign: Campaign) -> tuple[str, str]:
 def test_it_gives_a_new_campaign_the_three_default_rules_once():
     campaign = campaign_with_defaults()
     assert campaign_rules_ensure_defaults(campaign) == 0
-    rules = {(r.metric, r.comparison, r.threshold, r.window, r.min_sample, r.action)
+    rules = {(r.metric, r.comparison, r.threshold, r.window, r.min_sample, r.action, r.min_age_days)
              for r in CampaignRule.objects.filter(campaign=campaign)}
     assert rules == {
-        ("hard_bounce_rate", "above", Decimal("5.00"), 100, 20, "PAUSE"),
-        ("complaint_rate", "above", Decimal("0.30"), 1000, 100, "PAUSE"),
-        ("positive_reply_rate", "below", Decimal("0.50"), 200, 200, "DEGRADE"),
+        ("hard_bounce_rate", "above", Decimal("5.00"), 100, 20, "PAUSE", 0),
+        ("complaint_rate", "above", Decimal("0.30"), 1000, 100, "PAUSE", 0),
+        ("positive_reply_rate", "below", Decimal("0.50"), 200, 200, "DEGRADE", 5),
     }
 
 
@@ -100,22 +100,70 @@ def test_it_pauses_on_the_complaint_rate_only_from_its_minimum_sample():
     assert status_of(loud) == (Status.PAUSED, "Complaint rate 1 % over the last 100 sends is above 0.3 %")
 
 
+SETTLED = timezone.now() - timedelta(days=6)  # sent long enough ago to have been answered
+
+
 def test_it_degrades_on_a_low_positive_reply_rate_after_200_sends():
     early, late = campaign_with_defaults(), campaign_with_defaults()
-    sends(early, 199)
-    sends(late, 200)
+    sends(early, 199, at=SETTLED)
+    sends(late, 200, at=SETTLED)
 
     counts = rules_evaluate()
 
     assert counts["degraded"] == 1
     assert status_of(early)[0] == Status.ACTIVE
-    assert status_of(late) == (Status.DEGRADED, "Positive-reply rate 0 % over the last 200 sends is below 0.5 %")
+    assert status_of(late) == (Status.DEGRADED, "Positive-reply rate 0 % over the last 200 sends older than 5 days "
+                                                "is below 0.5 %")
     assert HumanAlertLog.objects.get(campaign=late).alert_type == "CAMPAIGN_DEGRADED"
+
+
+def test_the_positive_reply_rate_counts_only_sends_old_enough_to_have_been_answered():
+    campaign = campaign_with_defaults()
+    now = timezone.now()
+    sends(campaign, 300, at=now - timedelta(days=5) + timedelta(minutes=10))  # not yet five days old
+
+    assert rules_evaluate(now=now)["below_sample"] == 1  # the positive-reply rule: nothing old enough
+    assert status_of(campaign)[0] == Status.ACTIVE
+    # Five days on, the same sends are measured, still with no answer.
+    assert rules_evaluate(now=now + timedelta(days=1))["degraded"] == 1
+    assert "over the last 200 sends older than 5 days" in status_of(campaign)[1]
+
+
+def test_the_newest_unanswered_sends_do_not_pull_the_positive_reply_rate_down():
+    campaign = campaign_with_defaults()
+    for email in sends(campaign, 200, at=SETTLED)[:2]:
+        answer(email, Category.POSITIVE)  # 1 % of the sends old enough to tell
+    sends(campaign, 500, at=timezone.now() - timedelta(hours=2))  # this week's, mostly unanswered yet
+
+    rules_evaluate()
+
+    assert status_of(campaign)[0] == Status.ACTIVE
+
+
+def test_the_complaint_rule_looks_at_the_last_thousand_sends():
+    campaign = campaign_with_defaults()
+    for email in sends(campaign, 3, at=timezone.now() - timedelta(days=3)):
+        answer(email, Category.COMPLAINT)  # 3 complaints, then 1,000 clean sends after them
+    sends(campaign, 1000)
+
+    rules_evaluate()
+
+    assert status_of(campaign)[0] == Status.ACTIVE
+
+
+def test_the_complaint_rule_pauses_at_gmails_threshold_over_a_thousand_sends():
+    campaign = campaign_with_defaults()
+    for email in sends(campaign, 1000)[:4]:
+        answer(email, Category.COMPLAINT)  # 0.4 %
+
+    rules_evaluate()
+
+    assert status_of(campaign) == (Status.PAUSED, "Complaint rate 0.4 % over the last 1000 sends is above 0.3 %")
 
 
 def test_it_does_not_degrade_a_campaign_with_enough_positive_replies():
     campaign = campaign_with_defaults()
-    answer(sends(campaign, 200)[0], Category.POSITIVE)  # 0.5 % is not below 0.5 %
+    answer(sends(campaign, 200, at=SETTLED)[0], Category.POSITIVE)  # 0.5 % is not below 0.5 %
     rules_evaluate()
     assert status_of(campaign)[0] == Status.ACTIVE
 
@@ -201,3 +249,25 @@ def test_it_runs_metrics_and_rules_in_the_worker_cycle():
     assert result.steps["rules"]["paused"] == 1
     assert status_of(campaign)[0] == Status.PAUSED
     assert HumanAlertLog.objects.get(campaign=campaign).sent_successfully  # the alerts step sent it
+
+
+# -- the migration that gives existing default rules the wait ---------------------------------------
+
+def test_the_migration_gives_the_wait_only_to_default_rules_staff_never_saved():
+    from importlib import import_module
+
+    from django.apps import apps
+
+    migration = import_module("cam.migrations.0011_rule_wait_and_link_unsubscribes")
+    untouched, saved, edited = campaign_with_defaults(), campaign_with_defaults(), campaign_with_defaults()
+    positive = CampaignRule.Metric.POSITIVE_REPLY_RATE
+    CampaignRule.objects.filter(metric=positive).update(min_age_days=0)  # as the rules were before
+    later = timezone.now() + timedelta(minutes=3)
+    CampaignRule.objects.filter(campaign=saved, metric=positive).update(updated_at=later)  # saved, unchanged
+    CampaignRule.objects.filter(campaign=edited, metric=positive).update(window=500, updated_at=later)
+
+    migration.wait_for_replies(apps, None)
+
+    waits = dict(CampaignRule.objects.filter(metric=positive).values_list("campaign_id", "min_age_days"))
+    assert waits == {untouched.pk: 5, saved.pk: 0, edited.pk: 0}
+    assert set(CampaignRule.objects.exclude(metric=positive).values_list("min_age_days", flat=True)) == {0}

@@ -34,12 +34,15 @@ CLOSED = [Status.INTERESTED, Status.REFERRED, Status.NOT_INTERESTED, Status.NURT
           Status.LOST]
 REKINDLED = (Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD)
 WARM = (Category.POSITIVE, Category.QUESTION, Category.REFERRAL)
+ADDRESS_STOPS = (Category.UNSUBSCRIBE, Category.COMPLAINT, Category.BOUNCE_HARD)
 CONVERSATION = [Category.POSITIVE, Category.QUESTION, Category.REFERRAL, Category.NEGATIVE, Category.NEUTRAL,
                 Category.OUT_OF_OFFICE, Category.BOUNCE_SOFT, Category.AUTO_REPLY]
 
 
 def expected(category: str, closed: str) -> str:
     """What a reply of ``category`` does to a lead found ``closed``."""
+    if category in ADDRESS_STOPS and closed == Status.WON:
+        return Status.WON  # a sale stays; the address is suppressed
     if category in (Category.UNSUBSCRIBE, Category.COMPLAINT):
         return Status.UNSUBSCRIBED
     if category == Category.BOUNCE_HARD:
@@ -95,10 +98,13 @@ def check(sent: OutboundEmail, inbound: InboundEmail, category: str, closed: str
         assert (last.actor, last.inbound_email) == ("staff:alex", None)
         return
     assert (last.from_status, last.to_status, last.actor, last.inbound_email_id) == (closed, status, actor, inbound.pk)
-    if status == closed:
-        assert f"the lead stays {closed}: a closed status, which a reply does not reopen or change" in last.reason
-    if status in FINAL_STATUSES:
+    if category in ADDRESS_STOPS:
         assert Suppression.objects.filter(email=lead.email).exists()
+        if status == closed:
+            assert f"the lead stays {closed}: a sale, which what later becomes of the address does not undo" \
+                   in last.reason
+    elif status == closed:
+        assert f"the lead stays {closed}: a closed status, which a reply does not reopen or change" in last.reason
 
 
 def test_the_closed_statuses_are_every_status_outside_a_sequence_or_waiting_for_one():
@@ -134,8 +140,8 @@ def test_staff_reclassifying_in_the_admin_respects_a_closed_lead(sent, admin_cli
     check(sent, inbound, category, closed, f"staff:{admin_client.user.username}")
 
 
-@pytest.mark.parametrize("category", [Category.UNSUBSCRIBE, Category.COMPLAINT, Category.BOUNCE_HARD])
-def test_an_address_stop_still_stops_a_won_lead_everywhere(sent, category):
+@pytest.mark.parametrize("category", ADDRESS_STOPS)
+def test_an_address_stop_keeps_a_won_lead_won_and_stops_its_address_everywhere(sent, category):
     close(sent.lead, Status.WON)
     elsewhere = LeadFactory(email=sent.to_email, status=Status.IN_SEQUENCE, next_send_at=timezone.now())
     waiting = OutboundEmailFactory(lead=elsewhere, status="PENDING")
@@ -144,7 +150,7 @@ def test_an_address_stop_still_stops_a_won_lead_everywhere(sent, category):
     reply_reclassify(inbound=inbound, category=category, by="staff:alex")
 
     stopped = Status.BOUNCED if category == Category.BOUNCE_HARD else Status.UNSUBSCRIBED
-    assert Lead.objects.get(pk=sent.lead_id).status == stopped
+    assert Lead.objects.get(pk=sent.lead_id).status == Status.WON
     elsewhere.refresh_from_db()
     assert (elsewhere.status, elsewhere.next_send_at) == (stopped, None)
     waiting.refresh_from_db()

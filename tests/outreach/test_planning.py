@@ -78,6 +78,19 @@ def test_it_holds_back_a_suppressed_address_and_a_suppressed_domain():
     assert (reason(by_address), reason(by_domain), reason(fine)) == ("suppressed", "suppressed", "")
 
 
+def test_a_suppressed_domain_holds_back_its_subdomains_in_any_spelling():
+    owner = campaign()
+    (under,) = due(owner, email="anna@mail.exämple.com")
+    (deeper,) = due(owner, email="jonas@eu.mail.xn--exmple-cua.com")
+    (lookalike,) = due(owner, email="eve@notexämple.com")
+    SuppressionFactory(email="", domain="xn--exmple-cua.com")
+
+    counts = outreach_plan(now=NOW)
+
+    assert (counts["suppressed"], counts["planned"]) == (2, 1)
+    assert (reason(under), reason(deeper), reason(lookalike)) == ("suppressed", "suppressed", "")
+
+
 def test_it_waits_for_the_window_in_the_campaigns_time_zone_and_moves_the_lead_to_its_opening():
     (lead,) = due(campaign(timezone="America/New_York"))  # 05:00 there, window opens at 09:00
     assert outreach_plan(now=NOW)["outside_window"] == 1

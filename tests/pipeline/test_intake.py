@@ -94,3 +94,27 @@ def test_the_first_seen_table_remembers_every_address_as_it_grows():
     assert [seen.first_line(f"lead{n}@acme-gmbh.de", n + 2) for n in range(5000)] == [None] * 5000
     assert [seen.first_line(f"lead{n}@acme-gmbh.de", 9999) for n in (0, 1234, 4999)] == [2, 1236, 5001]
     assert len(seen) == 5000
+
+
+def test_a_lead_stored_in_another_spelling_is_the_same_lead():
+    campaign = CampaignFactory()
+    # Stored before addresses were normalised: the domain in punycode.
+    older = LeadFactory(campaign=campaign, email="anna@xn--exmple-cua.com", title="Developer")
+
+    report = leads_intake(campaign=campaign, records=records({"email": "Anna@EXÄMPLE.com", "title": "CTO"},
+                                                             {"email": "anna@xn--exmple-cua.com", "title": "CTO"}))
+
+    assert (report.counts["created"], report.counts["updated"], report.counts["duplicate"]) == (0, 1, 1)
+    assert list(Lead.objects.filter(campaign=campaign).values_list("pk", "title")) == [(older.pk, "CTO")]
+
+
+def test_a_suppressed_domain_keeps_out_the_addresses_under_it():
+    campaign = CampaignFactory()
+    SuppressionFactory(email="", domain="exämple.com")
+
+    report = leads_intake(campaign=campaign, records=records({"email": "anna@mail.xn--exmple-cua.com"},
+                                                             {"email": "jonas@notexample.com"}), problems_kept=None)
+
+    assert (report.counts["suppressed"], report.counts["created"]) == (1, 1)
+    assert report.problems[0].reason == ("the domain exämple.com is on the suppression list, which covers "
+                                         "mail.exämple.com")
