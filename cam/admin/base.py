@@ -59,6 +59,8 @@ class LongListMixin:
     # "Show counts" beside the filters counts every choice of every filter over the whole table, each time.
     show_facets = admin.ShowFacets.NEVER
     list_defer: tuple[str, ...] = ()
+    # An empty cell as CAM's own columns (cam.admin.columns) show one.
+    empty_value_display = "—"
 
     def get_changelist(self, request, **kwargs):
         return ListChangeList

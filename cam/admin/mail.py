@@ -91,7 +91,7 @@ class OutboundEmailAdmin(LongListMixin, AuditAdmin):
     list_defer = ("body_text", "body_html", "references", "step__body_template", "step__html_template")
     search_fields = ["to_email", "subject", "message_id", "provider_message_id"]
 
-    to_cell = text_column("To", lambda email: email.to_email, width="m", ordering="to_email")
+    to_cell = text_column("To", lambda email: email.to_email, width="l", ordering="to_email")
     subject_cell = text_column("Subject", lambda email: email.subject, width="fill", ordering="subject")
     mailbox_cell = text_column("Mailbox", lambda email: email.mailbox.name if email.mailbox else "", width="s",
                                ordering="mailbox__name")
@@ -254,10 +254,10 @@ class InboundEmailAdmin(LongListMixin, AuditAdmin):
         """The sender, linked to the lead the reply was matched to; plain (and said so on hover) when none was."""
         sender = obj.from_email or "(unknown sender)"
         if obj.lead_id is None:
-            return format_html('<span class="cam-cut cam-cut-m cam-unmatched" title="{} (no lead matched)">{}</span>',
+            return format_html('<span class="cam-cut cam-cut-l cam-unmatched" title="{} (no lead matched)">{}</span>',
                                sender, sender)
         return format_html('<a href="{}">{}</a>', reverse("admin:cam_lead_change", args=[obj.lead_id]),
-                           one_line(obj.from_email, width="m"))
+                           one_line(obj.from_email, width="l"))
 
     @admin.display(description="Reply")
     def reply_text(self, obj: InboundEmail) -> str:
@@ -266,7 +266,7 @@ class InboundEmailAdmin(LongListMixin, AuditAdmin):
 
     @admin.display(description="Why")
     def reasons(self, obj: InboundEmail) -> str:
-        return one_line("; ".join(obj.classification_reasons), width="s")
+        return one_line("; ".join(obj.classification_reasons), width="xs")
 
 
 @admin.register(ProviderEvent)
