@@ -278,7 +278,8 @@ class CampaignAdmin(LongListMixin, ModelAdmin):
         )
 
     name_cell = text_column("Name", lambda campaign: campaign.name, width="l", ordering="name")
-    reason_cell = text_column("Status reason", lambda campaign: campaign.status_reason, width="fill")
+    reason_cell = text_column("Status reason", lambda campaign: campaign.status_reason, width="fill",
+                              ordering="status_reason")
 
     def _figure(self, obj: Campaign, text: str) -> str:
         counted_at = obj._counted_at  # type: ignore[attr-defined]  # annotated by get_queryset
