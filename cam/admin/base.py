@@ -6,8 +6,13 @@ import zoneinfo
 from functools import cache
 
 from django import forms
+from django.contrib import admin
+from django.db.models import QuerySet
 from unfold.admin import ModelAdmin
+from unfold.views import ChangeList
 from unfold.widgets import UnfoldAdminSelectWidget
+
+from cam.admin.pagination import EstimatedCountPaginator, whole_table
 
 
 class AuditAdmin(ModelAdmin):
@@ -21,6 +26,45 @@ class AuditAdmin(ModelAdmin):
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
+
+
+class ListChangeList(ChangeList):
+    """The theme's change list, loading for the page's rows only what the list shows: the model admin's
+    ``list_defer`` fields (stored emails, raw messages, JSON) are left out of the page's query. Actions and
+    exports build their own querysets and still read whole rows."""
+
+    queryset: QuerySet
+    result_count: int
+    full_result_count: int | None
+
+    def get_results(self, request) -> None:
+        deferred = getattr(self.model_admin, "list_defer", ())
+        if deferred:
+            self.queryset = self.queryset.defer(*deferred)
+        super().get_results(request)
+        if self.full_result_count is None and whole_table(self.queryset):
+            # Unfiltered, the list's count is the table's: without this the theme's header offers "Show all"
+            # on a list that already shows everything.
+            self.full_result_count = self.result_count
+
+
+class LongListMixin:
+    """For a list over a table that grows to millions of rows (put before ModelAdmin among the bases).
+
+    No second count of the whole table next to the filtered one (``show_full_result_count``); the whole
+    table's size is PostgreSQL's estimate once it is large (``cam.admin.pagination``); no per-choice counts
+    in the filters; and the page's query leaves out ``list_defer``, the large fields no column shows."""
+
+    paginator = EstimatedCountPaginator
+    show_full_result_count = False
+    # "Show counts" beside the filters counts every choice of every filter over the whole table, each time.
+    show_facets = admin.ShowFacets.NEVER
+    list_defer: tuple[str, ...] = ()
+    # An empty cell as CAM's own columns (cam.admin.columns) show one.
+    empty_value_display = "—"
+
+    def get_changelist(self, request, **kwargs):
+        return ListChangeList
 
 
 class CommaSeparatedListField(forms.CharField):

@@ -14,8 +14,18 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Count, IntegerField, OuterRef, Subquery
-from django.db.models.functions import Coalesce
+from django.db.models import (
+    Count,
+    DateTimeField,
+    FloatField,
+    IntegerField,
+    JSONField,
+    OuterRef,
+    Subquery,
+    Value,
+)
+from django.db.models.fields.json import KeyTextTransform
+from django.db.models.functions import Cast, Coalesce
 from django.http import HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -33,9 +43,10 @@ from unfold.widgets import (
 )
 
 from cam.admin import labels
-from cam.admin.base import CommaSeparatedListField, TimezoneSelect
+from cam.admin.base import CommaSeparatedListField, LongListMixin, TimezoneSelect
+from cam.admin.columns import text_column
 from cam.admin.labels import label_column
-from cam.admin.readable import raw_field
+from cam.admin.readable import raw_field, short_datetime
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import (
     ACTIVATABLE,
@@ -55,8 +66,18 @@ from cam.jobs.registry import UnknownJob
 from cam.jobs.request import JobRefused, job_request
 from cam.jobs.summary import counts_text
 from cam.leads import staff_actor
-from cam.models import Campaign, CampaignRule, JobExecution, Lead, LeadSource, OutboundEmail, SequenceStep
+from cam.models import (
+    Campaign,
+    CampaignRule,
+    JobExecution,
+    Lead,
+    LeadSource,
+    MetricSnapshot,
+    OutboundEmail,
+    SequenceStep,
+)
 from cam.models.campaigns import first_step
+from cam.models.decisions import Scope, percent_text
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step, preview_steps
 from cam.outreach.rendering import TemplateProblem, check_templates
@@ -67,10 +88,29 @@ def _actor(request) -> str:
 
 
 def _count_of(model, **filters) -> Coalesce:
-    """A per-campaign count as a subquery: one query for the whole changelist, no row fan-out."""
+    """A per-campaign count as a subquery: one query for the whole changelist, no row fan-out. COUNT(*), so an
+    index on (campaign, ...) answers it alone, without reading the rows."""
     counted = (model.objects.filter(campaign=OuterRef("pk"), **filters).order_by()
-               .values("campaign").annotate(n=Count("pk")).values("n"))
+               .values("campaign").annotate(n=Count("*")).values("n"))
     return Coalesce(Subquery(counted, output_field=IntegerField()), 0)
+
+
+def _snapshot(field: str, output_field) -> Subquery:
+    """A field of the campaign's metric snapshot, as a subquery (a campaign has at most one)."""
+    stored = MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN).values(field)[:1]
+    return Subquery(stored, output_field=output_field)
+
+
+def _uncounted_last(figure: str) -> Coalesce:
+    """Sorts by ``figure`` with the campaigns not counted yet below every counted one, on every database."""
+    return Coalesce(figure, Value(-1), output_field=FloatField())
+
+
+def _all_time(figure: str, output_field) -> Cast:
+    """A campaign's all-time figure as the worker's metrics step last stored it (``cam.decisions.metrics_compute``,
+    every cycle): the same counts the dashboard and the rules read, where counting them again would read every
+    email and reply the campaign ever had."""
+    return Cast(KeyTextTransform(figure, _snapshot("all_time", JSONField())), output_field)
 
 
 class CampaignForm(forms.ModelForm):
@@ -298,10 +338,10 @@ def campaign_tabs(request) -> list[dict[str, Any]]:
 
 
 @admin.register(Campaign)
-class CampaignAdmin(ModelAdmin):
+class CampaignAdmin(LongListMixin, ModelAdmin):
     form = CampaignForm
-    list_display = ["name", "status_label", "status_reason", "lead_count", "in_sequence_count", "step_count",
-                    "daily_cap", "updated_at"]
+    list_display = ["name_cell", "status_label", "reason_cell", "lead_count", "in_sequence_count", "sent", "replies",
+                    "positive_rate", "bounce_rate", "step_count"]
     list_filter = ["status"]
     search_fields = ["name", "description"]
     readonly_fields = ["status_label", "status_reason", "status_changed_at", "created_at", "updated_at"]
@@ -373,7 +413,41 @@ class CampaignAdmin(ModelAdmin):
             _lead_count=_count_of(Lead),
             _in_sequence_count=_count_of(Lead, status=Lead.Status.IN_SEQUENCE),
             _step_count=_count_of(SequenceStep),
+            _sent=_all_time("sent", IntegerField()),
+            _replies=_all_time("replies", IntegerField()),
+            _positive_rate=_all_time("positive_rate", FloatField()),
+            _bounce_rate=_all_time("bounced_hard_rate", FloatField()),
+            _counted_at=_snapshot("computed_at", DateTimeField()),
         )
+
+    name_cell = text_column("Name", lambda campaign: campaign.name, width="l", ordering="name")
+    reason_cell = text_column("Status reason", lambda campaign: campaign.status_reason, width="fill",
+                              ordering="status_reason")
+
+    def _figure(self, obj: Campaign, text: str) -> str:
+        counted_at = obj._counted_at  # type: ignore[attr-defined]  # annotated by get_queryset
+        if counted_at is None:
+            return format_html('<span title="{}">—</span>', "Not counted yet: the worker's metrics step counts "
+                                                             "every campaign each cycle.")
+        return format_html('<span title="{}">{}</span>', f"All time, as counted {short_datetime(counted_at)}", text)
+
+    @admin.display(description="Sent", ordering=_uncounted_last("_sent"))
+    def sent(self, obj: Campaign) -> str:
+        return self._figure(obj, f"{obj._sent or 0:,}")  # type: ignore[attr-defined]  # annotated by get_queryset
+
+    @admin.display(description="Replies", ordering=_uncounted_last("_replies"))
+    def replies(self, obj: Campaign) -> str:
+        return self._figure(obj, f"{obj._replies or 0:,}")  # type: ignore[attr-defined]  # annotated by get_queryset
+
+    @admin.display(description="Positive", ordering=_uncounted_last("_positive_rate"))
+    def positive_rate(self, obj: Campaign) -> str:
+        rate = obj._positive_rate  # type: ignore[attr-defined]  # annotated by get_queryset
+        return self._figure(obj, "—" if rate is None else f"{percent_text(rate)} %")
+
+    @admin.display(description="Bounced", ordering=_uncounted_last("_bounce_rate"))
+    def bounce_rate(self, obj: Campaign) -> str:
+        rate = obj._bounce_rate  # type: ignore[attr-defined]  # annotated by get_queryset
+        return self._figure(obj, "—" if rate is None else f"{percent_text(rate)} %")
 
     @admin.display(description="Leads", ordering="_lead_count")
     def lead_count(self, obj: Campaign) -> int:

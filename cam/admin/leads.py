@@ -12,12 +12,14 @@ from django.utils.html import format_html, format_html_join
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportMixin
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownFilter
 from unfold.contrib.import_export.forms import ExportForm, SelectableFieldsExportForm
 
 from cam.admin import labels
-from cam.admin.base import AuditAdmin, TimezoneSelect
+from cam.admin.base import AuditAdmin, LongListMixin, TimezoneSelect
+from cam.admin.columns import status_column, text_column, when_column
 from cam.admin.exports import SafeCsv
-from cam.admin.labels import label_column
+from cam.admin.filters import MomentRangeFilter
 from cam.admin.lead_import import (
     LeadConfirmImportForm,
     LeadCsvFormat,
@@ -30,6 +32,22 @@ from cam.admin.readable import raw_field, raw_json, score_breakdown_html
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
+
+# Why a due lead was not sent, in the list's few words (the whole reason on hover and on the lead's page).
+BLOCKED_SHORT: dict[str, str] = {
+    Lead.BlockedReason.OUTSIDE_WINDOW: "Outside window",
+    Lead.BlockedReason.MAILBOX_CAP: "Mailbox cap",
+    Lead.BlockedReason.MAILBOX_GAP: "Mailbox gap",
+    Lead.BlockedReason.CAMPAIGN_CAP: "Campaign cap",
+    Lead.BlockedReason.SUPPRESSED: "Suppressed",
+    Lead.BlockedReason.CAMPAIGN_PAUSED: "Campaign off",
+    Lead.BlockedReason.NO_MAILBOX: "No mailbox",
+    Lead.BlockedReason.NO_STEP: "No step",
+    Lead.BlockedReason.TEMPLATE_ERROR: "Template error",
+    Lead.BlockedReason.SEND_FAILED: "Send failed",
+    Lead.BlockedReason.SEND_UNKNOWN: "Send unknown",
+    Lead.BlockedReason.CANCELLED: "Cancelled",
+}
 
 # Lines listed in the message after an import; the preview page lists more (``PROBLEMS_KEPT`` of each kind).
 PROBLEMS_LISTED = 20
@@ -54,17 +72,36 @@ class ScoreBandFilter(admin.SimpleListFilter):
 
 
 @admin.register(Lead)
-class LeadAdmin(ImportExportMixin, ModelAdmin):
-    list_display = ["email", "full_name", "company", "title", "campaign", "status_label", "score", "blocked_reason",
-                    "next_send_at", "created_at"]
-    list_filter = ["campaign", "status", ScoreBandFilter, "blocked_reason", "is_role_account", "is_free_mail"]
+class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
+    # What a sales lead works from, on one line each and within the window: a long address, name, company or
+    # campaign is cut (whole on hover); the job title and the record's dates are on the lead's page.
+    list_display = ["email_cell", "name_cell", "company_cell", "campaign_cell", "status_label", "score",
+                    "blocked_cell", "next_send_cell"]
+    list_filter = [("campaign", RelatedDropdownFilter), ("status", ChoicesDropdownFilter), ScoreBandFilter,
+                   ("blocked_reason", ChoicesDropdownFilter), "is_role_account", "is_free_mail",
+                   ("created_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
     list_select_related = ["campaign"]
-    status_label = label_column("status", labels.LEAD)
+    list_defer = ("raw_data", "score_breakdown", "status_reason", "campaign__description")
     search_fields = ["email", "first_name", "last_name", "company", "title"]
     autocomplete_fields = ["campaign", "source", "mailbox"]
     readonly_fields = ["email_domain", "score", "score_table", "scored_at", "status_changed_at",
                        "harvested_at", "raw_data_raw", "last_contacted_at", "replied_at", "created_at", "updated_at"]
-    date_hierarchy = "created_at"
+
+    email_cell = text_column("Email", lambda lead: lead.email, width="m", ordering="email")
+    name_cell = text_column("Name", lambda lead: lead.full_name, width="s", ordering="last_name")
+    company_cell = text_column("Company", lambda lead: lead.company, width="s", ordering="company")
+    campaign_cell = text_column("Campaign", lambda lead: lead.campaign.name, width="s", ordering="campaign__name")
+    status_label = status_column("status", labels.LEAD)
+
+    @admin.display(description="Blocked", ordering="blocked_reason")
+    def blocked_cell(self, lead: Lead) -> str:
+        if not lead.blocked_reason:
+            return "—"
+        return format_html('<span class="cam-cut cam-cut-s" title="{}">{}</span>', lead.get_blocked_reason_display(),
+                           BLOCKED_SHORT.get(lead.blocked_reason, lead.get_blocked_reason_display()))
+
+    next_send_cell = when_column("next_send_at", "Next send")
     fieldsets = [
         (None, {"fields": ["campaign", "email", "email_domain", ("first_name", "last_name"), "company", "title",
                            "industry", "country", "company_size", "website", "timezone",
@@ -91,10 +128,6 @@ class LeadAdmin(ImportExportMixin, ModelAdmin):
         return format_html("{}{}", score_breakdown_html(obj.score_breakdown), raw_json(obj.score_breakdown))
 
     raw_data_raw = raw_field("raw_data", "Raw data")
-
-    @admin.display(description="Name", ordering="last_name")
-    def full_name(self, obj: Lead) -> str:
-        return obj.full_name
 
     # Import and export: the rules live in cam.admin.lead_import; these hooks only wire them in.
     import_form_class = LeadImportForm
@@ -191,7 +224,7 @@ class SuppressionExportResource(resources.ModelResource):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ExportMixin, ModelAdmin):
+class SuppressionAdmin(LongListMixin, ExportMixin, ModelAdmin):
     form = SuppressionForm
     # The Export button downloads the filtered list (spreadsheet-safe, see cam.admin.exports).
     resource_classes = [SuppressionExportResource]
@@ -199,31 +232,51 @@ class SuppressionAdmin(ExportMixin, ModelAdmin):
     export_formats = [SafeCsv]
     skip_export_form = True
     to_encoding = "utf-8-sig"
-    list_display = ["__str__", "reason", "source", "created_at"]
-    list_filter = ["reason"]
+    list_display = ["__str__", "reason", "source_cell", "created_cell"]
+    list_filter = ["reason", ("created_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
     search_fields = ["email", "domain", "source", "note"]
     fields = ["email", "domain", "reason", "source", "note", "created_at"]
     readonly_fields = ["created_at"]
-    date_hierarchy = "created_at"
+
+    source_cell = text_column("Source", lambda suppression: suppression.source, width="fill", ordering="source")
+    created_cell = when_column("created_at", "Added")
 
 
 @admin.register(HarvestRejection)
-class HarvestRejectionAdmin(AuditAdmin):
-    list_display = ["campaign", "source", "line", "email", "reason", "created_at"]
-    list_filter = ["campaign", "source"]
+class HarvestRejectionAdmin(LongListMixin, AuditAdmin):
+    list_display = ["campaign_cell", "source", "line", "email_cell", "reason_cell", "created_cell"]
+    list_display_links = ["reason_cell"]
+    list_filter = [("campaign", RelatedDropdownFilter), "source", ("created_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
     list_select_related = ["campaign", "source"]
+    list_defer = ("raw_data", "campaign__description", "source__config", "source__last_harvest_counts")
     search_fields = ["email", "reason"]
-    date_hierarchy = "created_at"
     exclude = ["raw_data"]
     readonly_fields = ["raw_data_raw"]
 
     raw_data_raw = raw_field("raw_data", "The record as the source gave it")
+    campaign_cell = text_column("Campaign", lambda rejection: rejection.campaign.name, width="s",
+                                ordering="campaign__name")
+    email_cell = text_column("Email", lambda rejection: rejection.email, width="m", ordering="email")
+    reason_cell = text_column("Reason", lambda rejection: rejection.reason, width="fill")
+    created_cell = when_column("created_at", "When")
 
 
 @admin.register(LeadEvent)
-class LeadEventAdmin(AuditAdmin):
-    list_display = ["lead", "from_status", "to_status", "actor", "reason", "created_at"]
-    list_filter = ["to_status", "from_status"]
+class LeadEventAdmin(LongListMixin, AuditAdmin):
+    list_display = ["lead_cell", "from_label", "to_label", "actor_cell", "reason_cell", "created_cell"]
+    list_display_links = ["lead_cell"]
+    list_filter = [("to_status", ChoicesDropdownFilter), ("from_status", ChoicesDropdownFilter),
+                   ("created_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
     list_select_related = ["lead"]
+    list_defer = ("lead__raw_data", "lead__score_breakdown", "lead__status_reason")
     search_fields = ["lead__email", "actor", "reason"]
-    date_hierarchy = "created_at"
+
+    lead_cell = text_column("Lead", lambda event: event.lead.email, width="m", ordering="lead__email")
+    from_label = status_column("from_status", labels.LEAD, "From")
+    to_label = status_column("to_status", labels.LEAD, "To")
+    actor_cell = text_column("By", lambda event: event.actor, width="s", ordering="actor")
+    reason_cell = text_column("Why", lambda event: event.reason, width="fill")
+    created_cell = when_column("created_at", "When")

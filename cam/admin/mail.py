@@ -4,22 +4,24 @@ from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Case, IntegerField, Value, When
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownFilter
 
 from cam.admin import labels
-from cam.admin.base import AuditAdmin
-from cam.admin.labels import label_column
+from cam.admin.base import AuditAdmin, LongListMixin
+from cam.admin.columns import one_line, status_column, text_column, when, when_column
+from cam.admin.filters import MomentRangeFilter
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
+from cam.models.mail import TRIAGE_ORDER
 from cam.outreach.outbound import outbound_cancel, outbound_resend
 
 
@@ -74,16 +76,27 @@ class MailboxFolderAdmin(ModelAdmin):
 
 
 @admin.register(OutboundEmail)
-class OutboundEmailAdmin(AuditAdmin):
-    """The outbound queue: by status, with the reason for anything not sent."""
+class OutboundEmailAdmin(LongListMixin, AuditAdmin):
+    """The outbound queue: by status, with the reason for anything not sent (marked ⚠ beside the status, the
+    error itself on hover and on the email's page)."""
 
-    list_display = ["to_email", "campaign", "step_position", "mailbox", "status_label", "attempts", "next_attempt_at",
-                    "last_error", "sent_at", "created_at"]
-    list_filter = ["status", "campaign", "mailbox", "provider"]
-    list_select_related = ["campaign", "step", "mailbox"]
-    status_label = label_column("status", labels.OUTBOUND)
+    list_display = ["to_cell", "subject_cell", "step_position", "mailbox_cell", "status_label", "attempts",
+                    "sent_cell"]
+    list_filter = [("status", ChoicesDropdownFilter), ("campaign", RelatedDropdownFilter),
+                   ("mailbox", RelatedDropdownFilter), "provider", ("sent_at", MomentRangeFilter),
+                   ("created_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date ranges are typed, then applied
+    list_select_related = ["step", "mailbox"]
+    # The rendered email and the step's templates: on the email's page, not in the list.
+    list_defer = ("body_text", "body_html", "references", "step__body_template", "step__html_template")
     search_fields = ["to_email", "subject", "message_id", "provider_message_id"]
-    date_hierarchy = "created_at"
+
+    to_cell = text_column("To", lambda email: email.to_email, width="l", ordering="to_email")
+    subject_cell = text_column("Subject", lambda email: email.subject, width="fill", ordering="subject")
+    mailbox_cell = text_column("Mailbox", lambda email: email.mailbox.name if email.mailbox else "", width="s",
+                               ordering="mailbox__name")
+    status_label = status_column("status", labels.OUTBOUND, note=lambda email: email.last_error)
+    sent_cell = when_column("sent_at", "Sent at")
     # Rows stay read-only; these actions are the only changes staff make, through the services.
     actions = ["cancel", "resend"]
 
@@ -120,29 +133,25 @@ def _reclassify_action(category: InboundEmail.Category):
     return admin.action(description=f"Reclassify as {category.label.lower()}", permissions=["reclassify"])(action)
 
 
-# Warm replies first: they are the ones a person must answer today; then the bounces and complaints
-# waiting for a person to confirm them.
-TRIAGE_ORDER = Case(
-    When(category__in=[InboundEmail.Category.POSITIVE, InboundEmail.Category.REFERRAL,
-                       InboundEmail.Category.QUESTION], then=Value(0)),
-    When(confirmation=InboundEmail.Confirmation.NEEDED, then=Value(1)),
-    When(processed_at__isnull=True, then=Value(2)),
-    When(lead__isnull=True, then=Value(3)),
-    default=Value(4), output_field=IntegerField())
-
-
 @admin.register(InboundEmail)
-class InboundEmailAdmin(AuditAdmin):
-    """Reply triage: positive and referral replies first, with the reply's own words and the reasons."""
+class InboundEmailAdmin(LongListMixin, AuditAdmin):
+    """Reply triage: positive and referral replies first, with the reply's own words and the reasons. Each row
+    opens the reply; its sender's address opens the lead it was matched to."""
 
-    list_display = ["from_email", "category_label", "confidence", "reply_text", "reasons", "lead_link", "thread",
-                    "received_at", "alert_sent"]
-    list_filter = ["category", "confirmation", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter),
-                   ("lead", admin.EmptyFieldListFilter)]
-    list_select_related = ["mailbox", "lead", "outbound_email"]
-    category_label = label_column("category", labels.REPLY)
+    # Whether a warm reply's alert went out is a filter and on the reply's page: the width goes to the reply.
+    list_display = ["received_cell", "from_cell", "category_label", "reply_text", "reasons"]
+    list_display_links = ["received_cell"]
+    list_filter = [("category", ChoicesDropdownFilter), "confirmation", ("mailbox", RelatedDropdownFilter),
+                   "alert_sent", ("processed_at", admin.EmptyFieldListFilter), ("lead", admin.EmptyFieldListFilter),
+                   ("received_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
+    # The raw message (up to the configured size, a megabyte or more) is never shown on a list.
+    list_defer = ("raw_message", "references", "failed_recipients")
+    category_label = status_column(
+        "category", labels.REPLY,
+        hover=lambda reply: f"{reply.get_category_display()}, confidence {reply.confidence:.2f}"
+        if reply.confidence is not None else reply.get_category_display())
     search_fields = ["from_email", "subject", "message_id", "new_text"]
-    date_hierarchy = "created_at"
     exclude = ["raw_message"]
     actions = ["confirm_held", "dismiss_held", *(_reclassify_action(category) for category in InboundEmail.Category)]
 
@@ -171,10 +180,10 @@ class InboundEmailAdmin(AuditAdmin):
         the confirm or dismiss view: a form of their own cannot sit inside it."""
         if not obj.needs_confirmation:
             return obj.get_confirmation_display() or "—"
-        button = ('<button type="submit" formmethod="post" formaction="{}" class="button" title="{}" '
-                  'style="margin: 2px 4px 2px 0">{}</button>')
+        button = '<button type="submit" formmethod="post" formaction="{}" class="cam-button" title="{}">{}</button>'
         return format_html(
-            "⚠ Needs confirming<br>" + button + button,
+            '<span class="cam-decide">⚠ Needs confirming<span class="cam-decide-buttons">' + button + button
+            + "</span></span>",
             reverse("admin:cam_inboundemail_confirm", args=[obj.pk]),
             "Apply its follow-up: the lead becomes BOUNCED or UNSUBSCRIBED and the address is suppressed",
             "Confirm bounce" if obj.category != InboundEmail.Category.COMPLAINT else "Confirm complaint",
@@ -233,47 +242,44 @@ class InboundEmailAdmin(AuditAdmin):
                                       if skipped else ""), messages.SUCCESS)
 
     def get_ordering(self, request):
-        return [TRIAGE_ORDER.asc(), "-created_at", "-id"]
+        # Warm replies first (cam.models.mail.TRIAGE_ORDER, which an index holds).
+        return TRIAGE_ORDER
+
+    @admin.display(description="Received", ordering="received_at")
+    def received_cell(self, obj: InboundEmail) -> str:
+        return when(obj.received_at or obj.created_at)
+
+    @admin.display(description="From", ordering="from_email")
+    def from_cell(self, obj: InboundEmail) -> str:
+        """The sender, linked to the lead the reply was matched to; plain (and said so on hover) when none was."""
+        sender = obj.from_email or "(unknown sender)"
+        if obj.lead_id is None:
+            return format_html('<span class="cam-cut cam-cut-l cam-unmatched" title="{} (no lead matched)">{}</span>',
+                               sender, sender)
+        return format_html('<a href="{}">{}</a>', reverse("admin:cam_lead_change", args=[obj.lead_id]),
+                           one_line(obj.from_email, width="l"))
 
     @admin.display(description="Reply")
     def reply_text(self, obj: InboundEmail) -> str:
-        text = " ".join(obj.new_text.split())
-        return f"{text[:160]}…" if len(text) > 160 else text
+        # The reply's own words on one line; the start of them on hover (the whole on the reply's page).
+        return one_line(obj.new_text[:1000], width="fill")
 
     @admin.display(description="Why")
     def reasons(self, obj: InboundEmail) -> str:
-        # A short line in the list (the whole reasons on hover and on the reply's page).
-        text = "; ".join(obj.classification_reasons[:3])
-        if len(text) <= 90:
-            return text
-        return format_html('<span title="{}">{}…</span>', text, text[:90].rsplit(" ", 1)[0])
-
-    @admin.display(description="Lead", ordering="lead__email")
-    def lead_link(self, obj: InboundEmail) -> str:
-        if obj.lead_id is None:
-            return "— (unmatched)"
-        assert obj.lead is not None  # it has a lead_id
-        return format_html('<a href="{}">{}</a>', reverse("admin:cam_lead_change", args=[obj.lead_id]),
-                           obj.lead.email)
-
-    @admin.display(description="Answers")
-    def thread(self, obj: InboundEmail) -> str:
-        if obj.outbound_email_id is None:
-            return "—"
-        assert obj.outbound_email is not None  # it has an outbound_email_id
-        return format_html('<a href="{}">{}</a>', reverse("admin:cam_outboundemail_change",
-                                                          args=[obj.outbound_email_id]),
-                           obj.outbound_email.subject[:60])
+        return one_line("; ".join(obj.classification_reasons), width="xs")
 
 
 @admin.register(ProviderEvent)
-class ProviderEventAdmin(AuditAdmin):
+class ProviderEventAdmin(LongListMixin, AuditAdmin):
+    # One event per delivered email through Resend: as long as the outbound list, in time.
     list_display = ["event_type", "provider", "recipient", "outbound_email", "description", "occurred_at",
                     "received_at"]
-    list_filter = ["provider", "event_type"]
-    list_select_related = ["outbound_email"]
+    list_filter = ["provider", "event_type", ("received_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
+    list_select_related = ["outbound_email", "outbound_email__step"]
+    list_defer = ("payload", "outbound_email__body_text", "outbound_email__body_html", "outbound_email__references",
+                  "outbound_email__step__body_template", "outbound_email__step__html_template")
     search_fields = ["event_id", "provider_message_id", "recipient"]
-    date_hierarchy = "received_at"
     exclude = ["payload"]
     readonly_fields = ["payload_raw"]
 

@@ -7,29 +7,52 @@ import os
 from django.contrib import admin, messages
 from django.utils.html import format_html
 from unfold.admin import ModelAdmin
+from unfold.contrib.filters.admin import RelatedDropdownFilter
 
 from cam.admin import labels
-from cam.admin.base import AuditAdmin
+from cam.admin.base import AuditAdmin, LongListMixin
+from cam.admin.columns import one_line, status_column, text_column, when
+from cam.admin.filters import MomentRangeFilter
 from cam.admin.labels import label_column
-from cam.admin.readable import job_errors_html, raw_field, short_datetime
+from cam.admin.readable import job_errors_html, raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsForm
 from cam.egress import EgressRefused, check_url
+from cam.jobs.registry import job_names
 from cam.jobs.summary import counts_text, duration_text
 from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 from cam.secrets import secret_name_problem
 
 
+class JobFilter(admin.SimpleListFilter):
+    """The jobs CAM knows (its registry), rather than Django's default of reading every distinct job name off
+    the whole table on each page view. The parameter stays ``job``."""
+
+    title = "job"
+    parameter_name = "job"
+
+    def lookups(self, request, model_admin):
+        return [(name, name) for name in job_names()]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(job=self.value()) if self.value() else queryset
+
+
 @admin.register(JobExecution)
-class JobExecutionAdmin(AuditAdmin):
+class JobExecutionAdmin(LongListMixin, AuditAdmin):
     # The run's id is long and says what the columns say; it stays searchable and heads its own page. The
-    # trigger is a filter and on the run's page: the width goes to what the run did.
-    list_display = ["started", "job", "campaign", "status_label", "duration", "summary", "errors_or_reason"]
+    # trigger is a filter and on the run's page: the width goes to what the run did and what went wrong (the
+    # one column that may take a second line: an error is read whole).
+    list_display = ["started", "job", "campaign_cell", "status_label", "duration", "summary_cell", "errors_or_reason"]
     list_display_links = ["started"]
-    list_filter = ["job", "status", "trigger", "campaign"]
+    list_filter = [JobFilter, "status", "trigger", ("campaign", RelatedDropdownFilter),
+                   ("started_at", MomentRangeFilter)]
+    list_filter_submit = True  # the date range is typed, then applied
     list_select_related = ["campaign"]
-    status_label = label_column("status", labels.JOB)
+    list_defer = ("params", "traceback", "campaign__description")
+    status_label = status_column("status", labels.JOB)
+    campaign_cell = text_column("Campaign", lambda run: run.campaign.name if run.campaign else "", width="s",
+                                ordering="campaign__name")
     search_fields = ["execution_id", "job", "error", "reason"]
-    date_hierarchy = "started_at"
     # What the run did in words; the stored JSON folded beneath (cam.admin.readable).
     fields = ["execution_id", "job", "campaign", "scheduled_for", "status", "trigger", "reason",
               ("started_at", "finished_at", "duration"), "summary", "errors", "traceback", "worker_id", "holder",
@@ -38,8 +61,8 @@ class JobExecutionAdmin(AuditAdmin):
 
     @admin.display(description="Started", ordering="started_at")
     def started(self, obj: JobExecution) -> str:
-        # Short and on one line, so the run's summary keeps the width.
-        return short_datetime(obj.started_at)
+        # Short and on one line, so the run's summary keeps the width; to the second on hover.
+        return when(obj.started_at)
 
     @admin.display(description="Took")
     def duration(self, obj: JobExecution) -> str:
@@ -48,6 +71,10 @@ class JobExecutionAdmin(AuditAdmin):
     @admin.display(description="What it did")
     def summary(self, obj: JobExecution) -> str:
         return counts_text(obj.counts) or "—"
+
+    @admin.display(description="What it did")
+    def summary_cell(self, obj: JobExecution) -> str:
+        return one_line(counts_text(obj.counts), width="fill")
 
     @admin.display(description="Errors")
     def errors(self, obj: JobExecution) -> str:

@@ -146,6 +146,9 @@ class Lead(models.Model):
             # index alone, without sorting the campaign's leads.
             models.Index(fields=["campaign", "blocked_reason", "next_send_at", "id"],
                          condition=Q(status="IN_SEQUENCE") & ~Q(blocked_reason=""), name="lead_held_back_idx"),
+            # The lead lists (admin and API): newest first, whole or by status, without sorting the table.
+            models.Index(fields=["-created_at", "-id"], name="lead_created_idx"),
+            models.Index(fields=["status", "-created_at", "-id"], name="lead_status_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -186,7 +189,9 @@ class LeadEvent(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["lead", "created_at"], name="lead_event_lead_idx")]
+        indexes = [models.Index(fields=["lead", "created_at"], name="lead_event_lead_idx"),
+                   # The events' list: newest first.
+                   models.Index(fields=["-created_at", "-id"], name="lead_event_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.lead_id}: {self.from_status} → {self.to_status}"
@@ -240,6 +245,8 @@ class Suppression(models.Model):
             models.UniqueConstraint(fields=["email"], condition=~Q(email=""), name="suppression_unique_email"),
             models.UniqueConstraint(fields=["domain"], condition=~Q(domain=""), name="suppression_unique_domain"),
         ]
+        # The suppressions' list: newest first.
+        indexes = [models.Index(fields=["-created_at", "-id"], name="suppression_created_idx")]
 
     def __str__(self) -> str:
         return self.email or f"@{self.domain}"

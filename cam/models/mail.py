@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, F, IntegerField, Q, Value, When
 
 from cam.models.fields import LowercaseEmailField
 from cam.return_path import return_path_problem
@@ -196,10 +196,25 @@ class OutboundEmail(models.Model):
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
+            # The outbound list: newest first, without sorting millions of emails.
+            models.Index(fields=["-created_at", "-id"], name="outbound_created_idx"),
         ]
 
     def __str__(self) -> str:
         return f"{self.to_email} · step {self.step.position if self.step_id else '?'} · {self.status}"
+
+
+# Reply triage (the back office's list of replies): warm replies first (positive, referral, question: a person
+# must answer them today), then the bounces and complaints waiting for a person to confirm them, then what is not
+# processed yet, then the replies matched to no lead, then the rest; newest first within each. InboundEmail's
+# ``inbound_triage_idx`` holds this very expression, so the list reads its first page off the index.
+TRIAGE_RANK = Case(
+    When(category__in=["POSITIVE", "REFERRAL", "QUESTION"], then=Value(0)),
+    When(confirmation="NEEDED", then=Value(1)),
+    When(processed_at__isnull=True, then=Value(2)),
+    When(lead__isnull=True, then=Value(3)),
+    default=Value(4), output_field=IntegerField())
+TRIAGE_ORDER = [TRIAGE_RANK.asc(), F("created_at").desc(), F("id").desc()]
 
 
 class InboundEmail(models.Model):
@@ -280,6 +295,7 @@ class InboundEmail(models.Model):
                          name="inbound_unprocessed_idx"),
             models.Index(fields=["message_id"], name="inbound_message_id_idx"),
             models.Index(fields=["category", "created_at"], name="inbound_category_idx"),
+            models.Index(*TRIAGE_ORDER, name="inbound_triage_idx"),
         ]
 
     def __str__(self) -> str:
@@ -313,6 +329,8 @@ class ProviderEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="provider_event_unique_id"),
         ]
+        # The events' list: newest first (one event per delivered email).
+        indexes = [models.Index(fields=["-received_at", "-id"], name="provider_event_received_idx")]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.provider_message_id}"
