@@ -22,9 +22,9 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
-    Max,
     Q,
     QuerySet,
+    Subquery,
     Window,
 )
 from django.db.models.functions import RowNumber
@@ -70,15 +70,15 @@ def _execution(execution: JobExecution | None) -> dict[str, Any] | None:
 
 
 def _last_runs(jobs: list[str]) -> dict[str, JobExecution]:
-    """The latest run of each job that actually ran (skips are not runs)."""
-    latest = (JobExecution.objects.filter(job__in=jobs).exclude(status=Status.SKIPPED).values("job")
-              .annotate(at=Max("started_at")))
-    pairs = Q()
-    for row in latest:
-        pairs |= Q(job=row["job"], started_at=row["at"])
-    if not pairs:
+    """The latest run of each job that actually ran (skips are not runs), in one query: per job, a
+    subquery that walks the (job, started_at) index backwards to its newest run, however many there are."""
+    ran = JobExecution.objects.exclude(status=Status.SKIPPED)
+    latest = Q()
+    for job in jobs:
+        latest |= Q(pk=Subquery(ran.filter(job=job).order_by("-started_at", "-pk").values("pk")[:1]))
+    if not latest:
         return {}
-    return {e.job: e for e in JobExecution.objects.filter(pairs).exclude(status=Status.SKIPPED)}
+    return {e.job: e for e in JobExecution.objects.filter(latest)}
 
 
 class PercentileDisc(Aggregate):

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 def dashboard_queries() -> int:
     """What get_dashboard() costs: SQLite has no percentile aggregate, so the p95 takes a query of its own."""
-    return 8 if connection.vendor == "postgresql" else 9
+    return 7 if connection.vendor == "postgresql" else 8
 
 
 def execution(job: str, status: str, minutes_ago: float, seconds: float = 2.0, **extra):
