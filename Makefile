@@ -31,7 +31,7 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
@@ -40,6 +40,7 @@ help:
 	@echo "make schemathesis  every Schemathesis check and phase against a live gunicorn on a temporary database"
 	@echo "make lint   ruff check, lint-imports (the import layers and no import cycles, see pyproject.toml) and mypy"
 	@echo "make typecheck  mypy alone (the types, with the Django and DRF plugins; the services strictly)"
+	@echo "make screenshots  photograph the back office over the demo data (1440 x 900) into docs/img/"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -142,6 +143,9 @@ chaos: $(STAMP) system-packages postgres-started redis-started
 # checks of tests/api/test_schema.py instead.
 schemathesis: $(STAMP)
 	scripts/schemathesis-live.sh $(PY)
+
+screenshots: $(STAMP) system-packages
+	$(PY) scripts/screenshots.py --out docs/img
 
 constraints: $(STAMP)
 	{ echo "# Every installed package pinned (make constraints). Used with -c by the Makefile and the Dockerfile."; \

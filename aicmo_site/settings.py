@@ -46,6 +46,12 @@ ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if
 CSRF_TRUSTED_ORIGINS = env.origins("CSRF_TRUSTED_ORIGINS")
 
 INSTALLED_APPS = [
+    # The admin's theme (django-unfold): before django.contrib.admin so its templates win. It ships its
+    # fonts, icons, Alpine.js and Chart.js as static files, so no admin page loads anything off-site.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.import_export",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -68,6 +74,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # Outermost, so every answer gets the Content-Security-Policy header, the JSON errors below included.
     "csp.middleware.CSPMiddleware",
+    # The admin's pages get the theme's two allowances (CONTENT_SECURITY_POLICY_ADMIN below).
+    "cam.middleware.AdminThemePolicyMiddleware",
     # First after it, so every error under /api/ it sees (the other middleware's too) is answered in JSON.
     "cam.api.errors.JsonErrorMiddleware",
     # Before anything reads the request: a NUL character would reach the database as a 500.
@@ -186,6 +194,10 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
+# The back office is the only place staff log in; its login page sends them here unless the address they
+# asked for (?next=) says otherwise.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
 # After this many failed logins for one username from one address, both together are locked out for
 # the cool-off time (a wrong guess from elsewhere neither locks the real user out nor counts here).
 # Staff lift a lockout early under "Axes" in the admin or with `manage.py axes_reset`.
@@ -282,6 +294,14 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     },
 }
+# The admin's pages only (cam.middleware.AdminThemePolicyMiddleware): django-unfold's Alpine.js evaluates its
+# attribute expressions (script-src 'unsafe-eval'), and the theme writes its colours in <style> elements
+# without a nonce (style-src 'unsafe-inline', which a browser ignores if a nonce is listed). Everything still
+# comes from this site.
+CONTENT_SECURITY_POLICY_ADMIN = {
+    "script-src": [SELF, NONCE, "'unsafe-eval'"],
+    "style-src": [SELF, UNSAFE_INLINE],
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", 10 * 1024 * 1024, minimum=1024)
 
 # --- Email ----------------------------------------------------------------------------------------
@@ -375,6 +395,54 @@ ANYMAIL["RESEND_SIGNING_SECRET"] = AICMO_RESEND_WEBHOOK_SECRET or None
 
 # Exported CSV cells are escaped by cam.admin.exports.SafeCsv (this setting strips one "=" only).
 IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+
+# --- The admin's theme (django-unfold) ------------------------------------------------------------
+
+def _static(path: str):
+    # Resolved per request, once the static files storage is set up (the manifest in production).
+    def url(request) -> str:
+        from django.templatetags.static import static
+
+        return static(path)
+
+    return url
+
+
+def _sidebar(request):
+    from cam.admin.navigation import sidebar_navigation
+
+    return sidebar_navigation(request)
+
+
+UNFOLD = {
+    "SITE_TITLE": "CAM",
+    "SITE_HEADER": "CAM",
+    "SITE_SUBHEADER": "Client acquisition",
+    "SITE_SYMBOL": "forward_to_inbox",
+    "SITE_URL": "/admin/",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": _static("cam/favicon.svg")}],
+    "SHOW_VIEW_ON_SITE": False,
+    # /admin/ opens on the dashboard: cam.admin.dashboard fills it.
+    "DASHBOARD_CALLBACK": "cam.admin.dashboard.dashboard_callback",
+    "STYLES": [_static("cam/admin/cam.css")],
+    "COLORS": {
+        # Indigo: CAM's colour, from Tailwind's palette (unfold's default is purple).
+        "primary": {
+            "50": "oklch(96.2% .018 272.314)", "100": "oklch(93% .034 272.788)",
+            "200": "oklch(87% .065 274.039)", "300": "oklch(78.5% .115 274.713)",
+            "400": "oklch(67.3% .182 276.935)", "500": "oklch(58.5% .233 277.117)",
+            "600": "oklch(51.1% .262 276.966)", "700": "oklch(45.7% .24 277.023)",
+            "800": "oklch(39.8% .195 277.366)", "900": "oklch(35.9% .144 278.697)",
+            "950": "oklch(25.7% .09 281.288)",
+        },
+    },
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        # Grouped by the work rather than by app; cam/admin/navigation.py lists the groups.
+        "navigation": _sidebar,
+    },
+}
 
 # --- REST API -------------------------------------------------------------------------------------
 

@@ -57,3 +57,40 @@ class RefuseNulMiddleware:
         if is_api_path(request.path_info):
             return JsonResponse({"detail": NUL_MESSAGE}, status=400)
         return HttpResponseBadRequest(NUL_MESSAGE, content_type="text/plain; charset=utf-8")
+
+
+class AdminThemePolicyMiddleware:
+    """The admin's theme (django-unfold) needs two things the site-wide Content-Security-Policy refuses,
+    granted to the admin's pages only (the API, its docs and the unsubscribe page keep the strict policy):
+
+    - ``script-src 'unsafe-eval'``: Alpine.js, which draws the theme's menus, tabs and dropdowns, evaluates
+      the expressions written in its ``x-data``/``x-on`` attributes with the Function constructor. Scripts
+      still load only from this site; no inline ``<script>`` runs.
+    - ``style-src 'unsafe-inline'``: the theme writes its colours in ``<style>`` elements without a nonce,
+      and a browser ignores 'unsafe-inline' whenever a nonce is listed, so these pages list none for styles.
+
+    Placed after django-csp's middleware, so its ``process_response`` (which runs later) reads the
+    replacement set here."""
+
+    def __init__(self, get_response) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        self.replace = getattr(settings, "CONTENT_SECURITY_POLICY_ADMIN", {})
+
+    @staticmethod
+    def _admin_prefix() -> str | None:
+        # Looked up per request: the URL configuration may differ per request (and may have no admin).
+        from django.urls import NoReverseMatch, reverse
+
+        try:
+            return reverse("admin:index")
+        except NoReverseMatch:
+            return None
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        prefix = self._admin_prefix() if self.replace else None
+        if prefix and request.path.startswith(prefix):
+            response._csp_replace = {**self.replace, **(getattr(response, "_csp_replace", None) or {})}
+        return response

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
+from unfold.admin import ModelAdmin
 
 from cam.api_keys import api_key_change, api_key_create, api_key_expiry_clean, api_key_name_clean
 from cam.models import CamAPIKey
@@ -33,7 +34,7 @@ class CamAPIKeyForm(forms.ModelForm):
 
 
 @admin.register(CamAPIKey)
-class CamAPIKeyAdmin(APIKeyModelAdmin):
+class CamAPIKeyAdmin(APIKeyModelAdmin, ModelAdmin):
     """Only the key's hash is stored, so no page can show it again once it is created. The new key is
     shown on the page that answers "Save" itself — not in a flash message, which Django keeps in a
     cookie (or the session table) until the next page. Revoking cannot be undone."""

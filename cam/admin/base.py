@@ -6,10 +6,10 @@ import zoneinfo
 from functools import cache
 
 from django import forms
-from django.contrib import admin
+from unfold.admin import ModelAdmin
 
 
-class AuditAdmin(admin.ModelAdmin):
+class AuditAdmin(ModelAdmin):
     """An audit table: staff look, nobody edits. Rows are written by CAM's services only."""
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -13,8 +13,11 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin, StackedInline, TabularInline
 
+from cam.admin import labels
 from cam.admin.base import CommaSeparatedListField, TimezoneSelect
+from cam.admin.labels import label_column
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
 from cam.campaigns import (
@@ -132,7 +135,7 @@ def may_preview(request, admin_site) -> bool:
     return admin_site.get_model_admin(Lead).has_view_permission(request)
 
 
-class SequenceStepInline(admin.StackedInline):
+class SequenceStepInline(StackedInline):
     model = SequenceStep
     form = SequenceStepForm
     formset = SequenceStepFormSet
@@ -164,32 +167,33 @@ class SequenceStepInline(admin.StackedInline):
                            reverse("admin:cam_sequencestep_preview", args=[obj.pk]))
 
 
-class LeadSourceInline(SecretSettingsInlineMixin, admin.TabularInline):
+class LeadSourceInline(SecretSettingsInlineMixin, TabularInline):
     model = LeadSource
     extra = 0
     fields = ["name", "kind", "config", "enabled", "last_harvest_at", "last_error"]
     readonly_fields = ["last_harvest_at", "last_error"]
 
 
-class CampaignRuleInline(admin.TabularInline):
+class CampaignRuleInline(TabularInline):
     model = CampaignRule
     extra = 0
     fields = ["metric", "scope", "comparison", "threshold", "window", "min_sample", "action", "enabled"]
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(ModelAdmin):
     form = CampaignForm
-    list_display = ["name", "status", "status_reason", "lead_count", "in_sequence_count", "step_count",
+    list_display = ["name", "status_label", "status_reason", "lead_count", "in_sequence_count", "step_count",
                     "daily_cap", "updated_at"]
     list_filter = ["status"]
     search_fields = ["name", "description"]
-    readonly_fields = ["status", "status_reason", "status_changed_at", "created_at", "updated_at"]
+    readonly_fields = ["status_label", "status_reason", "status_changed_at", "created_at", "updated_at"]
     filter_horizontal = ["mailboxes"]
+    status_label = label_column("status", labels.CAMPAIGN)
     inlines = [SequenceStepInline, LeadSourceInline, CampaignRuleInline]
     actions = ["pause", "resume", "activate", "run_harvest", "run_score", "run_qualify"]
     fieldsets = [
-        (None, {"fields": ["name", "description", ("status", "status_changed_at"), "status_reason"]}),
+        (None, {"fields": ["name", "description", ("status_label", "status_changed_at"), "status_reason"]}),
         ("Ideal customer", {"fields": [
             "icp_industries", "icp_title_keywords", "icp_countries",
             ("icp_company_size_min", "icp_company_size_max"),
@@ -307,7 +311,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 @admin.register(SequenceStep)
-class SequenceStepAdmin(admin.ModelAdmin):
+class SequenceStepAdmin(ModelAdmin):
     form = SequenceStepAdminForm
     list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours", "sent"]
     list_filter = ["campaign"]
@@ -351,7 +355,7 @@ class SequenceStepAdmin(admin.ModelAdmin):
 
 
 @admin.register(LeadSource)
-class LeadSourceAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
+class LeadSourceAdmin(SecretSettingsAdminMixin, ModelAdmin):
     list_display = ["name", "campaign", "kind", "enabled", "last_harvest_at", "last_error"]
     list_filter = ["kind", "enabled", "campaign"]
     list_select_related = ["campaign"]

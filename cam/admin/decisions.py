@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
+from unfold.admin import ModelAdmin
 
 from cam.admin.base import AuditAdmin
 from cam.admin.readable import raw_field
@@ -10,7 +11,7 @@ from cam.models import CampaignRule, MetricSnapshot, RuleDecision
 
 
 @admin.register(CampaignRule)
-class CampaignRuleAdmin(admin.ModelAdmin):
+class CampaignRuleAdmin(ModelAdmin):
     list_display = ["campaign", "metric", "scope", "comparison", "threshold", "window", "min_sample", "action",
                     "enabled"]
     list_filter = ["metric", "scope", "action", "enabled", "campaign"]

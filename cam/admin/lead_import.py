@@ -19,8 +19,10 @@ from django import forms
 from import_export import resources
 from import_export.fields import Field
 from import_export.formats import base_formats
-from import_export.forms import ConfirmImportForm, ImportForm
+from import_export.forms import ConfirmImportForm
 from import_export.results import Result, RowResult
+from unfold.contrib.import_export.forms import ImportForm
+from unfold.widgets import UnfoldAdminSelectWidget
 
 from cam.models import Campaign, Lead
 from cam.pipeline.imports import leads_import_stream
@@ -181,7 +183,7 @@ class LeadExportResource(resources.ModelResource):
 
 
 class LeadImportForm(ImportForm):
-    campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(),
+    campaign = forms.ModelChoiceField(queryset=Campaign.objects.all(), widget=UnfoldAdminSelectWidget,
                                       help_text="Every lead in the file is added to this campaign.")
     field_order = ["resource", "campaign", "import_file", "format"]
 

@@ -11,9 +11,13 @@ from django.db.models import Q
 from django.utils.html import format_html, format_html_join
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportMixin
+from unfold.admin import ModelAdmin
+from unfold.contrib.import_export.forms import ExportForm, SelectableFieldsExportForm
 
+from cam.admin import labels
 from cam.admin.base import AuditAdmin, TimezoneSelect
 from cam.admin.exports import SafeCsv
+from cam.admin.labels import label_column
 from cam.admin.lead_import import (
     LeadConfirmImportForm,
     LeadCsvFormat,
@@ -50,11 +54,12 @@ class ScoreBandFilter(admin.SimpleListFilter):
 
 
 @admin.register(Lead)
-class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
-    list_display = ["email", "full_name", "company", "title", "campaign", "status", "score", "blocked_reason",
+class LeadAdmin(ImportExportMixin, ModelAdmin):
+    list_display = ["email", "full_name", "company", "title", "campaign", "status_label", "score", "blocked_reason",
                     "next_send_at", "created_at"]
     list_filter = ["campaign", "status", ScoreBandFilter, "blocked_reason", "is_role_account", "is_free_mail"]
     list_select_related = ["campaign"]
+    status_label = label_column("status", labels.LEAD)
     search_fields = ["email", "first_name", "last_name", "company", "title"]
     autocomplete_fields = ["campaign", "source", "mailbox"]
     readonly_fields = ["email_domain", "score", "score_table", "scored_at", "status_changed_at",
@@ -93,6 +98,7 @@ class LeadAdmin(ImportExportMixin, admin.ModelAdmin):
 
     # Import and export: the rules live in cam.admin.lead_import; these hooks only wire them in.
     import_form_class = LeadImportForm
+    export_form_class = SelectableFieldsExportForm
     confirm_form_class = LeadConfirmImportForm
     import_template_name = "admin/cam/lead/import.html"
     import_formats = [LeadCsvFormat]
@@ -185,10 +191,11 @@ class SuppressionExportResource(resources.ModelResource):
 
 
 @admin.register(Suppression)
-class SuppressionAdmin(ExportMixin, admin.ModelAdmin):
+class SuppressionAdmin(ExportMixin, ModelAdmin):
     form = SuppressionForm
     # The Export button downloads the filtered list (spreadsheet-safe, see cam.admin.exports).
     resource_classes = [SuppressionExportResource]
+    export_form_class = ExportForm
     export_formats = [SafeCsv]
     skip_export_form = True
     to_encoding = "utf-8-sig"

@@ -10,8 +10,11 @@ from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from unfold.admin import ModelAdmin, TabularInline
 
+from cam.admin import labels
 from cam.admin.base import AuditAdmin
+from cam.admin.labels import label_column
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
@@ -20,7 +23,7 @@ from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, Prov
 from cam.outreach.outbound import outbound_cancel, outbound_resend
 
 
-class MailboxFolderInline(admin.TabularInline):
+class MailboxFolderInline(TabularInline):
     model = MailboxFolder
     extra = 0
     fields = ["name", "uidvalidity", "last_uid", "last_polled_at"]
@@ -28,7 +31,7 @@ class MailboxFolderInline(admin.TabularInline):
 
 
 @admin.register(Mailbox)
-class MailboxAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
+class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
     # Problems early: what stops a mailbox must be seen without scrolling sideways.
     list_display = ["name", "from_email", "provider", "is_active", "problems", "daily_cap", "min_gap_seconds",
                     "last_sent_at", "last_polled_at"]
@@ -62,7 +65,7 @@ class MailboxAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(MailboxFolder)
-class MailboxFolderAdmin(admin.ModelAdmin):
+class MailboxFolderAdmin(ModelAdmin):
     list_display = ["__str__", "uidvalidity", "last_uid", "last_polled_at"]
     list_select_related = ["mailbox"]
     search_fields = ["name", "mailbox__name"]
@@ -74,10 +77,11 @@ class MailboxFolderAdmin(admin.ModelAdmin):
 class OutboundEmailAdmin(AuditAdmin):
     """The outbound queue: by status, with the reason for anything not sent."""
 
-    list_display = ["to_email", "campaign", "step_position", "mailbox", "status", "attempts", "next_attempt_at",
+    list_display = ["to_email", "campaign", "step_position", "mailbox", "status_label", "attempts", "next_attempt_at",
                     "last_error", "sent_at", "created_at"]
     list_filter = ["status", "campaign", "mailbox", "provider"]
     list_select_related = ["campaign", "step", "mailbox"]
+    status_label = label_column("status", labels.OUTBOUND)
     search_fields = ["to_email", "subject", "message_id", "provider_message_id"]
     date_hierarchy = "created_at"
     # Rows stay read-only; these actions are the only changes staff make, through the services.
@@ -131,11 +135,12 @@ TRIAGE_ORDER = Case(
 class InboundEmailAdmin(AuditAdmin):
     """Reply triage: positive and referral replies first, with the reply's own words and the reasons."""
 
-    list_display = ["from_email", "category", "confidence", "reply_text", "reasons", "lead_link", "thread",
+    list_display = ["from_email", "category_label", "confidence", "reply_text", "reasons", "lead_link", "thread",
                     "received_at", "alert_sent"]
     list_filter = ["category", "confirmation", "mailbox", "alert_sent", ("processed_at", admin.EmptyFieldListFilter),
                    ("lead", admin.EmptyFieldListFilter)]
     list_select_related = ["mailbox", "lead", "outbound_email"]
+    category_label = label_column("category", labels.REPLY)
     search_fields = ["from_email", "subject", "message_id", "new_text"]
     date_hierarchy = "created_at"
     exclude = ["raw_message"]
@@ -150,7 +155,7 @@ class InboundEmailAdmin(AuditAdmin):
     def get_list_display(self, request):
         # The confirmation column, with its buttons for those who may use them, after the category.
         shown = list(super().get_list_display(request))
-        shown.insert(shown.index("category") + 1,
+        shown.insert(shown.index("category_label") + 1,
                      "decide" if self.has_reclassify_permission(request) else "confirmation")
         return shown
 

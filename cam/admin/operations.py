@@ -6,8 +6,11 @@ import os
 
 from django.contrib import admin, messages
 from django.utils.html import format_html
+from unfold.admin import ModelAdmin
 
+from cam.admin import labels
 from cam.admin.base import AuditAdmin
+from cam.admin.labels import label_column
 from cam.admin.readable import job_errors_html, raw_field, short_datetime
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsForm
 from cam.egress import EgressRefused, check_url
@@ -20,10 +23,11 @@ from cam.secrets import secret_name_problem
 class JobExecutionAdmin(AuditAdmin):
     # The run's id is long and says what the columns say; it stays searchable and heads its own page. The
     # trigger is a filter and on the run's page: the width goes to what the run did.
-    list_display = ["started", "job", "campaign", "status", "duration", "summary", "errors_or_reason"]
+    list_display = ["started", "job", "campaign", "status_label", "duration", "summary", "errors_or_reason"]
     list_display_links = ["started"]
     list_filter = ["job", "status", "trigger", "campaign"]
     list_select_related = ["campaign"]
+    status_label = label_column("status", labels.JOB)
     search_fields = ["execution_id", "job", "error", "reason"]
     date_hierarchy = "started_at"
     # What the run did in words; the stored JSON folded beneath (cam.admin.readable).
@@ -70,9 +74,10 @@ class LeaseAdmin(AuditAdmin):
 
 @admin.register(WorkerHeartbeat)
 class WorkerHeartbeatAdmin(AuditAdmin):
-    list_display = ["worker_id", "status", "current_step", "last_seen_at", "last_cycle_started_at",
+    list_display = ["worker_id", "status_label", "current_step", "last_seen_at", "last_cycle_started_at",
                     "last_cycle_finished_at", "cycles_completed", "last_error"]
     list_filter = ["status"]
+    status_label = label_column("status", labels.WORKER)
     search_fields = ["worker_id", "hostname"]
 
 
@@ -111,7 +116,7 @@ class AlertChannelForm(SecretSettingsForm):
 
 
 @admin.register(AlertChannel)
-class AlertChannelAdmin(SecretSettingsAdminMixin, admin.ModelAdmin):
+class AlertChannelAdmin(SecretSettingsAdminMixin, ModelAdmin):
     form = AlertChannelForm
     list_display = ["name", "kind", "enabled", "last_error", "last_error_at"]
     list_filter = ["kind", "enabled"]

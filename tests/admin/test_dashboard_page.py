@@ -35,8 +35,10 @@ def test_staff_see_each_campaigns_and_mailboxes_stored_rates(admin_client):
     assert "Sales desk" in html[html.index('id="cam-mailboxes"'):]
 
 
-def test_the_admin_index_links_to_it(admin_client):
-    assert 'href="/admin/dashboard/"' in admin_client.get("/admin/").content.decode()
+def test_the_admin_index_is_the_dashboard(admin_client):
+    # /admin/ opens on it; the former address shows the same page.
+    assert 'id="cam-dashboard"' in admin_client.get("/admin/").content.decode()
+    assert 'id="cam-dashboard"' in admin_client.get("/admin/dashboard/").content.decode()
 
 
 def test_it_is_for_staff_only(client, django_user_model):
@@ -72,8 +74,10 @@ def test_staff_need_the_permission_to_view_job_runs(client):
     # Job runs, their errors and the worker's state are on the page: what GET /api/cam/metrics/ asks for.
     clerk = staff_with(client, "view_campaign")
     assert clerk.get("/admin/dashboard/").status_code == 403
-    assert 'href="/admin/dashboard/"' not in clerk.get("/admin/").content.decode()
+    index = clerk.get("/admin/").content.decode()
+    assert 'id="cam-dashboard"' not in index and ">Dashboard<" not in index
+    assert "/admin/cam/campaign/" in index  # what the clerk may see instead
 
     operator = staff_with(client, "view_jobexecution")
     assert operator.get("/admin/dashboard/").status_code == 200
-    assert 'href="/admin/dashboard/"' in operator.get("/admin/").content.decode()
+    assert 'id="cam-dashboard"' in operator.get("/admin/").content.decode()

@@ -1,5 +1,6 @@
 """The back office shows people words: job runs, score breakdowns and stored JSON read without Python syntax."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,8 @@ def test_the_dashboards_recent_runs_read_as_words(admin_client):
     assert "ended early: stopped before alerts" in runs
     assert "poll: mailbox Sales 2: login refused" in runs
     assert "2 min 5 s" in runs
-    assert "{&#x27;" not in html and "{'" not in html
+    # No Python dict ({'send': {...}}) escaped or not; the theme's own {'class': condition} bindings aside.
+    assert not re.search(r"\{(&#x27;|')[a-z_]+(&#x27;|'): ", html)
 
 
 def test_the_job_execution_list_reads_as_words(admin_client):
@@ -57,8 +59,8 @@ def test_the_job_execution_list_reads_as_words(admin_client):
     assert "1,204 read: 1,150 created, 10 rejected, 1 campaign" in html
     assert "send: 27 planned, 27 sent" in html and "poll: mailbox Sales 2: login refused" in html
     assert "2 min 5 s" in html
-    assert '<td class="field-errors_or_reason">This slot already ran.</td>' in html
-    assert "{&#x27;" not in html and "{'" not in html and '{&quot;' not in html
+    assert re.search(r'<td class="field-errors_or_reason[^"]*"[^>]*>\s*This slot already ran.\s*</td>', html)
+    assert not re.search(r"\{(&#x27;|'|&quot;)[a-z_]+(&#x27;|'|&quot;): ", html)
 
 
 def test_a_job_executions_page_reads_as_words_with_the_json_folded_away(admin_client):
@@ -123,10 +125,10 @@ def test_every_admin_page_names_the_site_and_carries_the_icon(admin_client):
     for page in (admin_client.get("/admin/"), admin_client.get("/admin/dashboard/"),
                  admin_client.get("/admin/cam/lead/"), Client().get("/admin/login/")):
         html = page.content.decode()
-        assert "| CAM</title>" in html
-        assert '<link rel="icon" type="image/svg+xml" href="/static/cam/favicon.svg">' in html
+        assert re.search(r"\| CAM\s*</title>", html)
+        assert re.search(r'<link rel="icon" href="/static/cam/favicon.svg" type="image/svg\+xml"\s*>', html)
 
-    assert "<title>CAM dashboard | CAM</title>" in admin_client.get("/admin/dashboard/").content.decode()
+    assert re.search(r"<title>\s*Dashboard \| CAM</title>", admin_client.get("/admin/dashboard/").content.decode())
 
 
 def test_the_icon_is_a_static_file():
