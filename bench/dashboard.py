@@ -37,7 +37,7 @@ import django
 django.setup()
 
 from django.db import connection  # noqa: E402
-from django.test.utils import CaptureQueriesContext, setup_test_environment  # noqa: E402
+from django.test.utils import CaptureQueriesContext  # noqa: E402
 
 CAMPAIGNS, STEPS, MAILBOXES = 200, 7, 50
 LEADS, EMAILS, REPLIES, EVENTS = 300_000, 2_000_000, 200_000, 100_000
@@ -47,7 +47,7 @@ WEEK_OF_CYCLES = 7 * 24 * 60
 # (what, path or callable, target in ms)
 PAGE_TARGETS = [
     ("dashboard GET /admin/", "/admin/", 150),
-    ("dashboard /admin/dashboard/", "/admin/dashboard/", 150),
+    ("dashboard, today", "/admin/?period=today", 150),
     ("dashboard, 30 days", "/admin/?period=30d", 150),
     ("leads changelist", "/admin/cam/lead/", 300),
     ("outbound changelist", "/admin/cam/outboundemail/", 300),
@@ -241,7 +241,8 @@ def explain() -> None:
 
     print("\nPlans (EXPLAIN ANALYZE) of the reporting queries")
     for name, work in [("kpis 30d", lambda: reporting.kpis("30d")), ("daily_series", reporting.daily_series),
-                       ("campaign_funnels", reporting.campaign_funnels),
+                       ("campaign_funnels, the dozen shown", lambda: reporting.campaign_funnels(limit=12)),
+                       ("campaign_funnels, every campaign", reporting.campaign_funnels),
                        ("replies_by_category 30d", lambda: reporting.replies_by_category("30d")),
                        ("mailbox_sends_today", reporting.mailbox_sends_today)]:
         with CaptureQueriesContext(connection) as queries:
@@ -250,9 +251,10 @@ def explain() -> None:
             with connection.cursor() as cursor:
                 cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + query["sql"])
                 plan = [row[0] for row in cursor.fetchall()]
-            indexes = sorted(set(re.findall(r"(?:Index Only Scan|Index Scan|Bitmap Index Scan)(?: Backward)? on (\w+)",
-                                            "\n".join(plan))))
-            seq = sorted(set(re.findall(r"Seq Scan on (\w+)", "\n".join(plan))))
+            text = "\n".join(plan)
+            indexes = sorted(set(re.findall(r"Index (?:Only )?Scan (?:Backward )?using (\w+)", text))
+                             | set(re.findall(r"Bitmap Index Scan on (\w+)", text)))
+            seq = sorted(set(re.findall(r"Seq Scan on (\w+)", text)))
             print(f"\n-- {name} #{number}: {plan[-1].strip()}; indexes: {', '.join(indexes) or 'none'}"
                   f"{'; seq scans: ' + ', '.join(seq) if seq else ''}")
             print("\n".join(plan))
@@ -263,11 +265,18 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="timed runs per page (the median is shown)")
     parser.add_argument("--keep", action="store_true", help="keep the database, and reuse it when it is there")
     parser.add_argument("--explain", action="store_true", help="print the reporting queries' plans")
+    parser.add_argument("--metrics-step", action="store_true",
+                        help="also time the worker's metrics step (cam.decisions.metrics_compute) once")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         sys.exit("bench/dashboard.py runs on PostgreSQL: set DATABASE_URL=postgres://…")
 
-    setup_test_environment()
+    from django.conf import settings
+
+    # As in production: DEBUG off (no query log), and the templates not instrumented as the test
+    # environment would (its copy of every template's context would be timed with the page).
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["testserver"]
     old_name = connection.creation.create_test_db(verbosity=0, keepdb=args.keep)
     try:
         from django.contrib.auth import get_user_model
@@ -296,10 +305,18 @@ def main() -> None:
                             ("reporting.kpis('7d')", lambda: reporting.kpis("7d")),
                             ("reporting.kpis('30d')", lambda: reporting.kpis("30d")),
                             ("reporting.daily_series()", reporting.daily_series),
+                            ("reporting.campaign_funnels(12)", lambda: reporting.campaign_funnels(limit=12)),
                             ("reporting.campaign_funnels()", reporting.campaign_funnels),
                             ("reporting.replies_by_category", lambda: reporting.replies_by_category("30d")),
                             ("reporting.mailbox_sends_today", reporting.mailbox_sends_today)]:
             report(label, *median_ms(work, args.repeat))
+        if args.metrics_step:
+            from cam.decisions import metrics_compute
+
+            began = time.perf_counter()
+            with CaptureQueriesContext(connection) as queries:
+                metrics_compute()
+            report("metrics_compute() (once)", (time.perf_counter() - began) * 1000, len(queries))
         if args.explain:
             explain()
     finally:

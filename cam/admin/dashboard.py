@@ -114,9 +114,7 @@ def _funnels(funnels: list[reporting.Funnel], snapshots: list[dict[str, Any]]) -
         stages = []
         for name, text in FUNNEL_LABELS.items():
             share = _share(counts[name], funnel["harvested"])
-            # unfold's progress component draws its track only when given items: a stage at 0 keeps its track.
-            stages.append({"name": name, "label": text, "count": counts[name], "share": share,
-                           "bar": [{"value": share, "title": text}]})
+            stages.append({"name": name, "label": text, "count": counts[name], "share": share})
         rows.append({**counts, "stages": stages, "snapshot": stored.get(funnel["campaign_id"]),
                      "status_label": labels.label(funnel["status"], Campaign.Status(funnel["status"]).label,
                                                   labels.CAMPAIGN)})
@@ -128,6 +126,7 @@ def _mailboxes(sends: list[reporting.MailboxSends], snapshots: list[dict[str, An
     rows = []
     for mailbox in sends:
         level = "over" if mailbox["cap_percent"] >= 100 else "near" if mailbox["cap_percent"] >= 80 else "ok"
+        # unfold's progress component draws its track only when given items: an idle mailbox keeps its track.
         rows.append({**mailbox, "level": level, "snapshot": stored.get(mailbox["mailbox_id"]),
                      "bar": [{"value": mailbox["cap_percent"], "title": "Of the daily cap"}]})
     return rows
