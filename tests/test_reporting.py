@@ -218,6 +218,21 @@ def test_each_campaigns_funnel_counts_its_leads_at_every_stage_they_reached():
     ]
 
 
+def test_funnels_come_sending_campaigns_first_newest_first_and_can_be_limited():
+    old = CampaignFactory(name="Old active")
+    done = CampaignFactory(name="Done", status="COMPLETED")
+    CampaignFactory(name="Paused", status="PAUSED")
+    CampaignFactory(name="New active")
+    CampaignFactory(name="Degraded", status="DEGRADED")
+    LeadFactory.create_batch(3, campaign=old)
+    LeadFactory(campaign=done)
+
+    assert [f["name"] for f in reporting.campaign_funnels()] == ["Degraded", "New active", "Old active", "Paused",
+                                                                 "Done"]
+    assert [(f["name"], f["harvested"]) for f in reporting.campaign_funnels(limit=3)] == [
+        ("Degraded", 0), ("New active", 0), ("Old active", 3)]
+
+
 def test_replies_are_counted_by_category_most_first():
     campaign = CampaignFactory()
     emails = sends(campaign, 6)
