@@ -31,7 +31,7 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots bench-dashboard clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
@@ -41,6 +41,7 @@ help:
 	@echo "make lint   ruff check, lint-imports (the import layers and no import cycles, see pyproject.toml) and mypy"
 	@echo "make typecheck  mypy alone (the types, with the Django and DRF plugins; the services strictly)"
 	@echo "make screenshots  photograph the back office over the demo data (1440 x 900) into docs/img/"
+	@echo "make bench-dashboard  time the dashboard and the admin's lists on 2,000,000 emails (PostgreSQL, see docs/benchmarks.md)"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -151,6 +152,13 @@ constraints: $(STAMP)
 	{ echo "# Every installed package pinned (make constraints). Used with -c by the Makefile and the Dockerfile."; \
 	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
 	@touch $(STAMP)
+
+# bench/dashboard.py builds its data in test_<name> of this server and drops it afterwards; BENCH_ARGS="--keep"
+# keeps it for the next run, "--explain" prints the plans.
+BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/bench
+BENCH_ARGS ?=
+bench-dashboard: $(STAMP) postgres-started
+	DATABASE_URL=$(BENCH_POSTGRES_URL) $(PY) bench/dashboard.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal staticfiles $(TEST_RESULTS)

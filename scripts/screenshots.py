@@ -44,6 +44,7 @@ def reply_words() -> dict[str, str]:
 def seed_history() -> dict[str, int]:
     """Thirty days of activity on top of the demo, through the factories the tests use."""
     from django.contrib.auth import get_user_model
+    from django.db.models import F
     from django.utils import timezone
 
     from cam.demo import DEMO_CAMPAIGN_NAME
@@ -125,6 +126,10 @@ def seed_history() -> dict[str, int]:
             finished_at=started + timedelta(milliseconds=420 + 37 * minutes), trigger=JobExecution.Trigger.WORKER,
             counts={"steps": {"send": {"planned": 3, "sent": 3}, "poll": {"fetched": 1, "mailboxes": 2},
                               "alerts": {"sent": 1 if minutes == 4 else 0}}})
+    # The history is backdated: an email was planned when it went out and a reply read when it arrived, as
+    # the dashboard counts them (a reply by when it was read, a mailbox's cap by when its emails were planned).
+    OutboundEmail.objects.filter(sent_at__isnull=False).update(created_at=F("sent_at"))
+    InboundEmail.objects.filter(received_at__lte=now).update(created_at=F("received_at"))
     get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
     return {"sent": sent, "replies": replies}
 

@@ -138,6 +138,8 @@ class Lead(models.Model):
             # The send step's hot filter: leads in sequence whose next email is due.
             models.Index(fields=["next_send_at"], condition=Q(status="IN_SEQUENCE"), name="lead_due_idx"),
             models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
+            # Leads won or unsubscribed in a period, across campaigns (the dashboard, cam.reporting).
+            models.Index(fields=["status", "status_changed_at"], name="lead_status_changed_idx"),
             # One active sequence per address across campaigns; suppression by domain.
             models.Index(fields=["email"], name="lead_email_idx"),
             models.Index(fields=["email_domain"], name="lead_email_domain_idx"),

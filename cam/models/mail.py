@@ -193,6 +193,8 @@ class OutboundEmail(models.Model):
             models.Index(fields=["mailbox", "created_at"], name="outbound_mailbox_created_idx"),
             models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
+            # The dashboard counts sends by when they went out (cam.reporting): the day's, the week's, per day.
+            models.Index(fields=["sent_at"], condition=Q(status="SENT"), name="outbound_sent_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
@@ -296,6 +298,8 @@ class InboundEmail(models.Model):
             models.Index(fields=["message_id"], name="inbound_message_id_idx"),
             models.Index(fields=["category", "created_at"], name="inbound_category_idx"),
             models.Index(*TRIAGE_ORDER, name="inbound_triage_idx"),
+            # The dashboard counts what arrived in a period, every category at once (cam.reporting).
+            models.Index(fields=["created_at"], name="inbound_created_idx"),
         ]
 
     def __str__(self) -> str:
@@ -329,8 +333,13 @@ class ProviderEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["provider", "event_id"], name="provider_event_unique_id"),
         ]
-        # The events' list: newest first (one event per delivered email).
-        indexes = [models.Index(fields=["-received_at", "-id"], name="provider_event_received_idx")]
+        indexes = [
+            # The events' list: newest first (one event per delivered email).
+            models.Index(fields=["-received_at", "-id"], name="provider_event_received_idx"),
+            # The dashboard counts a period's bounces and complaints; "delivered", most events, is left out.
+            models.Index(fields=["received_at"], condition=Q(event_type__in=["bounced", "complained"]),
+                         name="provider_event_outcome_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.provider_message_id}"
