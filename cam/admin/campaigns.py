@@ -45,6 +45,7 @@ from unfold.widgets import (
 from cam.admin import labels
 from cam.admin.base import CommaSeparatedListField, LongListMixin, TimezoneSelect
 from cam.admin.columns import text_column
+from cam.admin.dashboard import campaign_figures
 from cam.admin.labels import label_column
 from cam.admin.readable import raw_field, short_datetime
 from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsInlineMixin, record_inline_changes
@@ -391,6 +392,7 @@ class CampaignAdmin(LongListMixin, ModelAdmin):
             context.update(
                 status_label_html=labels.label(obj.status, obj.get_status_display(), labels.CAMPAIGN),
                 step_figures=figures, step_total=SimpleLazyObject(lambda: step_totals(figures)),
+                campaign_figures=SimpleLazyObject(lambda: campaign_figures(obj)),
                 diagnosis=SimpleLazyObject(lambda: campaign_diagnosis(obj)) if may_preview(request, self.admin_site)
                 else None)
         return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)

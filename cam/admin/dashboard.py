@@ -211,3 +211,13 @@ def dashboard_view(request):
     if not may_view_dashboard(request):
         raise PermissionDenied
     return admin.site.index(request)
+
+
+def campaign_figures(campaign: Campaign, period: str = "30d") -> dict[str, Any]:
+    """A campaign's own KPI cards and 30-day chart, for its Performance tab: the dashboard's figures for
+    one campaign (cam.reporting reads each of them with a campaign filter)."""
+    figures = reporting.kpis(period, campaign=campaign)
+    series = reporting.daily_series(campaign=campaign)
+    daily_data, daily_options = _daily_chart(series)
+    return {"kpis": figures, "rate_cards": _rate_cards(figures), "series_sent": sum(e["sent"] for e in series),
+            "daily_chart": daily_data, "daily_chart_options": daily_options}

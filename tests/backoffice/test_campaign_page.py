@@ -298,7 +298,22 @@ def test_the_page_costs_the_same_queries_for_1_or_60_leads_and_2_or_6_steps(admi
     admin_client.get(page_url(small))  # the session and the permissions, once
 
     # The session and user (2), the buttons (1), the campaign and its form (2), the inlines (3), the step
-    # previews (5), Performance (2), Diagnose (10).
+    # previews (5), Performance (2 per step, 7 for its cards and chart), Diagnose (10).
     for campaign in (small, large):
-        with django_assert_num_queries(25):
+        with django_assert_num_queries(32):
             assert admin_client.get(page_url(campaign)).status_code == 200
+
+
+def test_the_performance_tab_shows_the_campaigns_own_cards_and_chart(admin_client):
+    mine, other = demo_campaign(), demo_campaign()
+    for campaign, count in ((mine, 3), (other, 5)):
+        step = campaign.steps.get(position=1)
+        for _ in range(count):
+            factories.OutboundEmailFactory(campaign=campaign, lead=factories.LeadFactory(campaign=campaign),
+                                           step=step, status=OutboundEmail.Status.SENT, sent_at=timezone.now())
+
+    html = admin_client.get(page_url(mine)).content.decode()
+
+    figures = html[html.index('id="cam-campaign-figures"'):]
+    assert '<div class="cam-kpi-value" data-kpi="sent">3</div>' in figures  # its own sends, not the other's
+    assert 'data-sent="3"' in figures and "<canvas" in figures
