@@ -11,8 +11,10 @@ cap, DESIGN's "50 inboxes × 50 a day"), 200,000 replies, 100,000 provider event
 generate_series`` and analysed, as autovacuum would have them on a live database.
 
 Then, with a staff user through ``django.test.Client`` (the whole request: middleware, session, the
-queries, the template), each page is requested once to warm up and then ``--repeat`` times; the median
-is printed with the number of queries and the target. ``get_dashboard()`` and each figure of
+queries, the template; DEBUG off as in production), each page is requested once to warm up and then
+``--repeat`` times, the pages taking turns so that all see the same load; the median and the fastest
+are printed with the CPU time a request costs (this process and its PostgreSQL backend: what the page
+would take on a machine of its own), the number of queries and the target. ``get_dashboard()`` and each figure of
 ``cam.reporting`` are timed on their own too, so a slow page says where its time goes. ``--explain``
 prints each reporting query's plan (EXPLAIN ANALYZE) and the indexes it used.
 """
@@ -208,22 +210,49 @@ STATEMENTS = [
 ]
 
 
-def median_ms(work: Callable[[], Any], repeat: int) -> tuple[float, int]:
-    work()  # warm-up: the first request also loads templates and fills caches
-    times = []
+def backend_cpu_seconds() -> float:
+    """CPU time the database connection's PostgreSQL backend has used (it runs on this machine)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def in_turns(works: list[tuple[str, Callable[[], Any]]], repeat: int) -> dict[str, tuple[float, float, float, int]]:
+    """Per work: the median and the fastest of ``repeat`` timed runs, the CPU time a run costs (this
+    process and its PostgreSQL backend, averaged over the runs), and the queries of one run.
+
+    The works take turns, one run of each per round, so that all of them see the same load on a shared
+    machine; each runs once first to warm up (the first request also loads templates and fills caches).
+    The CPU time does not depend on that load: it is what the work costs on a machine of its own,
+    less what parallel query workers do, which the dashboard's plans do not use.
+    """
+    for _, work in works:
+        work()
+    times: dict[str, list[float]] = {label: [] for label, _ in works}
+    cpu: dict[str, float] = {label: 0.0 for label, _ in works}
     for _ in range(repeat):
-        began = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - began) * 1000)
-    with CaptureQueriesContext(connection) as queries:
-        work()
-    return statistics.median(times), len(queries)
+        for label, work in works:
+            backend, process = backend_cpu_seconds(), time.process_time()
+            began = time.perf_counter()
+            work()
+            times[label].append((time.perf_counter() - began) * 1000)
+            cpu[label] += time.process_time() - process + backend_cpu_seconds() - backend
+    result = {}
+    for label, work in works:
+        with CaptureQueriesContext(connection) as queries:
+            work()
+        result[label] = (statistics.median(times[label]), min(times[label]), 1000 * cpu[label] / repeat,
+                         len(queries))
+    return result
 
 
-def report(label: str, took: float, queries: int, target: float | None = None) -> None:
+def report(label: str, took: float, fastest: float, cpu: float, queries: int, target: float | None = None) -> None:
     verdict = "" if target is None else ("  within target" if took <= target else "  OVER TARGET")
     goal = "" if target is None else f"  (target {target} ms)"
-    print(f"  {label:<28} {took:8.1f} ms {queries:>4} queries{goal}{verdict}")
+    print(f"  {label:<32} {took:8.1f} ms  fastest {fastest:7.1f}  CPU {cpu:7.1f} ms {queries:>4} queries"
+          f"{goal}{verdict}")
 
 
 def get(client, path: str) -> Callable[[], Any]:
@@ -297,26 +326,29 @@ def main() -> None:
         client = Client()
         admin = get_user_model().objects.filter(username="bench-admin").first()
         client.force_login(admin or get_user_model().objects.create_superuser("bench-admin", "bench@cam.test", None))
-        print("\nPages (median of", args.repeat, "after a warm-up)")
-        for label, path, target in PAGE_TARGETS:
-            report(label, *median_ms(get(client, path), args.repeat), target)
-        print("\nParts")
-        for label, work in [("get_dashboard()", get_dashboard),
-                            ("reporting.kpis('7d')", lambda: reporting.kpis("7d")),
-                            ("reporting.kpis('30d')", lambda: reporting.kpis("30d")),
-                            ("reporting.daily_series()", reporting.daily_series),
-                            ("reporting.campaign_funnels(12)", lambda: reporting.campaign_funnels(limit=12)),
-                            ("reporting.campaign_funnels()", reporting.campaign_funnels),
-                            ("reporting.replies_by_category", lambda: reporting.replies_by_category("30d")),
-                            ("reporting.mailbox_sends_today", reporting.mailbox_sends_today)]:
-            report(label, *median_ms(work, args.repeat))
+        print(f"\nPages (median of {args.repeat} after a warm-up; load average {os.getloadavg()[0]:.1f})")
+        pages = in_turns([(label, get(client, path)) for label, path, _ in PAGE_TARGETS], args.repeat)
+        for label, _, target in PAGE_TARGETS:
+            report(label, *pages[label], target)
+        print(f"\nParts (load average {os.getloadavg()[0]:.1f})")
+        parts = in_turns([("get_dashboard()", get_dashboard),
+                          ("reporting.kpis('7d')", lambda: reporting.kpis("7d")),
+                          ("reporting.kpis('30d')", lambda: reporting.kpis("30d")),
+                          ("reporting.daily_series()", reporting.daily_series),
+                          ("reporting.campaign_funnels(12)", lambda: reporting.campaign_funnels(limit=12)),
+                          ("reporting.campaign_funnels()", reporting.campaign_funnels),
+                          ("reporting.replies_by_category", lambda: reporting.replies_by_category("30d")),
+                          ("reporting.mailbox_sends_today", reporting.mailbox_sends_today)], args.repeat)
+        for label, figures in parts.items():
+            report(label, *figures)
         if args.metrics_step:
             from cam.decisions import metrics_compute
 
             began = time.perf_counter()
             with CaptureQueriesContext(connection) as queries:
                 metrics_compute()
-            report("metrics_compute() (once)", (time.perf_counter() - began) * 1000, len(queries))
+            took = (time.perf_counter() - began) * 1000
+            report("metrics_compute() (once)", took, took, float("nan"), len(queries))
         if args.explain:
             explain()
     finally:

@@ -53,3 +53,15 @@ def relative(moment) -> str:
 def job_name(job: str) -> str:
     """A job's name as staff read it: "worker_cycle" → "Worker cycle"."""
     return job.replace("_", " ").capitalize() if job else "—"
+
+
+@register.filter
+def number(value) -> str:
+    """A whole number with thousands separated: 12345 → "12,345" (floatformat's Decimal arithmetic is
+    slow enough to show on a page with hundreds of counts); None → "—"."""
+    if value is None:
+        return "—"
+    try:
+        return f"{int(value):,}"
+    except (TypeError, ValueError):
+        return str(value)
