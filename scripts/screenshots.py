@@ -56,6 +56,8 @@ def seed_history() -> dict[str, int]:
     now = timezone.now()
     demo = Campaign.objects.get(name=DEMO_CAMPAIGN_NAME)
     mailbox = demo.mailboxes.first()
+    mailbox.daily_cap = 120
+    mailbox.save(update_fields=["daily_cap"])
     second_mailbox = factories.MailboxFactory(name="Nordics desk", from_email="anna@nordics.example.com",
                                               daily_cap=40)
     nordic = factories.CampaignFactory(name="Nordic CFOs — finance automation", status=Campaign.Status.ACTIVE,
@@ -77,7 +79,7 @@ def seed_history() -> dict[str, int]:
         for campaign, campaign_mailbox in campaigns:
             if campaign is paused and day < 9:
                 continue
-            for _ in range(rng.randint(6, 22)):
+            for _ in range(rng.randint(4, 14)):
                 lead = factories.LeadFactory(campaign=campaign, status=Lead.Status.IN_SEQUENCE,
                                              score=rng.randint(40, 100), mailbox=campaign_mailbox)
                 when = now - timedelta(days=day, hours=rng.randint(0, 8), minutes=rng.randint(0, 59))
@@ -214,12 +216,15 @@ def main() -> int:
     server = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):
+        deadline = time.monotonic() + 90  # a busy machine takes a while to import Django and the checks
+        while True:
             try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 break
             except OSError:
-                time.sleep(0.1)
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit(f"runserver did not start on 127.0.0.1:{port}") from None
+                time.sleep(0.2)
         offsite = photograph(f"http://127.0.0.1:{port}", out, demo_id)
     finally:
         server.terminate()

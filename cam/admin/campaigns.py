@@ -376,7 +376,7 @@ class CampaignAdmin(LongListMixin, ModelAdmin):
     ]
 
     class Media:
-        css = {"all": ["cam/admin/campaign.css"]}
+        css = {"all": ["cam/admin/dashboard.css", "cam/admin/campaign.css"]}  # the KPI cards and chart of Performance
         js = ["cam/admin/preview.js"]
 
     def get_inlines(self, request, obj):
