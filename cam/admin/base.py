@@ -27,6 +27,22 @@ class AuditAdmin(ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    # A status on the record's page reads as the same coloured label as in its list (cam.admin.labels):
+    # the field is swapped for the list's label column where the admin has one.
+    LABELLED = {"status": "status_label", "category": "category_label"}
+
+    def _labelled(self, field):
+        label = self.LABELLED.get(field) if isinstance(field, str) else None
+        return label if label and hasattr(self, label) else field
+
+    def get_fields(self, request, obj=None):
+        return [self._labelled(field) if isinstance(field, str) else tuple(self._labelled(f) for f in field)
+                for field in super().get_fields(request, obj)]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, *(label for label in self.LABELLED.values() if hasattr(self, label) and label not in fields)]
+
 
 class ListChangeList(ChangeList):
     """The theme's change list, loading for the page's rows only what the list shows: the model admin's

@@ -135,3 +135,18 @@ def test_the_icon_is_a_static_file():
     path = finders.find("cam/favicon.svg")
 
     assert path is not None and Path(path).read_text().startswith("<svg")
+
+
+def test_a_records_status_reads_as_the_lists_coloured_label_on_its_page(admin_client):
+    from cam.models import InboundEmail, OutboundEmail
+    from tests.factories import InboundEmailFactory, OutboundEmailFactory
+
+    email = OutboundEmailFactory(status=OutboundEmail.Status.FAILED)
+    run = JobExecutionFactory(status=JobExecution.Status.SKIPPED)
+    reply = InboundEmailFactory(category=InboundEmail.Category.POSITIVE)
+
+    for url, tone, text in ((f"/admin/cam/outboundemail/{email.pk}/change/", "red", "Failed"),
+                            (f"/admin/cam/jobexecution/{run.pk}/change/", "grey", "Skipped"),
+                            (f"/admin/cam/inboundemail/{reply.pk}/change/", "green", "Positive")):
+        html = admin_client.get(url).content.decode()
+        assert re.search(rf'<span class="cam-label cam-label-{tone}"[^>]*>{text}</span>', html), url
