@@ -294,7 +294,11 @@ def worker_cycle_run(*, worker_id: str, inline_send: bool = True, trigger: str =
 def _outcome(result: JobResult, *, worker_id: str) -> CycleResult:
     common: dict[str, Any] = {"execution_id": result.execution_id, "duration_seconds": result.duration_seconds}
     if result.status == JobExecution.Status.SKIPPED:
-        heartbeat_seen(worker_id=worker_id)
+        try:
+            heartbeat_seen(worker_id=worker_id)
+        except (InterfaceError, OperationalError):
+            # The database went away after the cycle was skipped: the next cycle finds out; never raise.
+            _close_connection()
         return CycleResult(status=SKIPPED, reason=result.reason, **common)
     if result.status == JobExecution.Status.FAILED:
         try:

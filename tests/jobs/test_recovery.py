@@ -149,3 +149,15 @@ def test_a_cycle_whose_outcome_could_not_be_saved_is_completed_from_memory(monke
     assert "1 cycle could not run" in run.error
     assert run.finished_at is not None
     assert not Lease.objects.filter(holder=run.holder).exists()
+
+
+def test_a_skipped_cycle_whose_heartbeat_cannot_be_written_does_not_raise(monkeypatch):
+    # Another worker holds the cycle; the database is cut just before this worker says it was seen.
+    LeaseFactory(name=cycle.CYCLE_LEASE, holder="worker-other")
+
+    def cut(**kwargs):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(cycle, "heartbeat_seen", cut)
+
+    assert worker_cycle_run(worker_id="w-cut").status == "skipped"
