@@ -269,7 +269,9 @@ def explain() -> None:
     from cam import reporting
 
     print("\nPlans (EXPLAIN ANALYZE) of the reporting queries")
-    for name, work in [("kpis 30d", lambda: reporting.kpis("30d")), ("daily_series", reporting.daily_series),
+    for name, work in [("kpis 30d", lambda: reporting.kpis("30d")),
+                       ("daily_series, past days unread", lambda: (reporting.closed_days.forget(),
+                                                                   reporting.daily_series())),
                        ("campaign_funnels, the dozen shown", lambda: reporting.campaign_funnels(limit=12)),
                        ("campaign_funnels, every campaign", reporting.campaign_funnels),
                        ("replies_by_category 30d", lambda: reporting.replies_by_category("30d")),
@@ -331,7 +333,13 @@ def main() -> None:
         for label, _, target in PAGE_TARGETS:
             report(label, *pages[label], target)
         print(f"\nParts (load average {os.getloadavg()[0]:.1f})")
+        def overview_cold() -> None:
+            reporting.closed_days.forget()
+            reporting.overview("30d")
+
         parts = in_turns([("get_dashboard()", get_dashboard),
+                          ("reporting.overview('30d')", lambda: reporting.overview("30d")),
+                          ("overview('30d'), past days unread", overview_cold),
                           ("reporting.kpis('7d')", lambda: reporting.kpis("7d")),
                           ("reporting.kpis('30d')", lambda: reporting.kpis("30d")),
                           ("reporting.daily_series()", reporting.daily_series),

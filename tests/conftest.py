@@ -118,3 +118,13 @@ def fresh_cache_probe():
     cache_probe.forget()
     yield
     cache_probe.forget()
+
+
+@pytest.fixture(autouse=True)
+def fresh_closed_days():
+    """The dashboard remembers the sends of past days per process; each test counts its own."""
+    from cam.reporting import closed_days
+
+    closed_days.forget()
+    yield
+    closed_days.forget()

@@ -4,6 +4,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from cam import reporting
@@ -301,12 +303,15 @@ def test_every_figure_can_be_narrowed_to_one_campaign():
 
 # -- cost -----------------------------------------------------------------------------------------
 
-QUERIES = {"kpis": 5, "daily_series": 2, "campaign_funnels": 2, "replies_by_category": 1, "mailbox_sends_today": 2}
+# The dashboard reads the first three through ``overview`` (five queries for all three).
+QUERIES = {"kpis": 5, "daily_series": 3, "replies_by_category": 1, "overview": 5, "campaign_funnels": 2,
+           "mailbox_sends_today": 2}
 
 
 def every_figure():
     reporting.kpis("30d")
     reporting.daily_series()
+    reporting.overview("30d")
     reporting.campaign_funnels()
     reporting.replies_by_category("30d")
     reporting.mailbox_sends_today()
@@ -332,4 +337,45 @@ def test_each_figure_costs_the_same_queries_however_much_there_is(django_assert_
         every_figure()
     for name, count in QUERIES.items():
         with django_assert_num_queries(count):
-            getattr(reporting, name)(*(["7d"] if name in ("kpis", "replies_by_category") else []))
+            getattr(reporting, name)(*(["7d"] if name in ("kpis", "replies_by_category", "overview") else []))
+
+
+def test_the_overview_reads_the_same_figures_as_each_function_and_they_agree():
+    campaign = CampaignFactory()
+    emails = sends(campaign, 12, at=timezone.now() - timedelta(days=3))
+    sends(campaign, 5, at=timezone.now() - timedelta(days=20))
+    answer(emails[0], Category.POSITIVE)
+    answer(emails[1], Category.OUT_OF_OFFICE)
+    answer(emails[2], Category.BOUNCE_HARD)
+    provider_event(emails[3], "complained")
+
+    read = reporting.overview("7d")
+
+    assert read["kpis"] == reporting.kpis("7d")
+    assert read["series"] == reporting.daily_series()
+    assert read["categories"] == reporting.replies_by_category("7d")
+    # The cards are the sums of the chart's last seven bars.
+    assert read["kpis"]["sent"] == sum(day["sent"] for day in read["series"][-7:]) == 12
+    assert reporting.overview("30d")["kpis"]["sent"] == 17
+    assert (read["kpis"]["hard_bounces"], read["kpis"]["complaints"]) == (1, 1)
+    with pytest.raises(ValueError, match="does not cover"):
+        reporting.overview("30d", days=7)
+
+
+def test_past_days_sends_are_read_once_then_only_todays(django_assert_num_queries):
+    campaign = CampaignFactory()
+    sends(campaign, 4, at=timezone.now() - timedelta(days=2))
+    assert reporting.kpis("7d")["sent"] == 4
+
+    sends(campaign, 3)  # today: always read
+    with CaptureQueriesContext(connection) as queries:
+        assert reporting.kpis("7d")["sent"] == 7
+    since = str(reporting.period_start("today").astimezone(UTC).replace(tzinfo=None))
+    [grouped] = [query["sql"] for query in queries.captured_queries if "GROUP BY" in query["sql"]
+                 and "outbound_emails" in query["sql"]]
+    assert since in grouped  # the grouped count started at today's midnight, not seven days back
+
+    # A send recorded for a past day after it was read is the newest before today: read again.
+    sends(campaign, 2, at=timezone.now() - timedelta(days=1))
+    assert reporting.kpis("7d")["sent"] == 9
+    assert reporting.kpis("7d", campaign=CampaignFactory())["sent"] == 0

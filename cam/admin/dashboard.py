@@ -170,9 +170,8 @@ def dashboard_context(request) -> dict[str, Any]:
     period = _period(request)
     dashboard = get_dashboard()
     _in_words(dashboard)
-    figures = reporting.kpis(period)
-    series = reporting.daily_series()
-    categories = reporting.replies_by_category(period)
+    read = reporting.overview(period)
+    figures, series, categories = read["kpis"], read["series"], read["categories"]
     daily_data, daily_options = _daily_chart(series)
     categories_data, categories_options = _categories_chart(categories)
     funnels = _funnels(reporting.campaign_funnels(limit=FUNNELS_SHOWN), dashboard["campaigns"])
@@ -216,8 +215,8 @@ def dashboard_view(request):
 def campaign_figures(campaign: Campaign, period: str = "30d") -> dict[str, Any]:
     """A campaign's own KPI cards and 30-day chart, for its Performance tab: the dashboard's figures for
     one campaign (cam.reporting reads each of them with a campaign filter)."""
-    figures = reporting.kpis(period, campaign=campaign)
-    series = reporting.daily_series(campaign=campaign)
+    read = reporting.overview(period, campaign=campaign)
+    figures, series = read["kpis"], read["series"]
     daily_data, daily_options = _daily_chart(series)
     return {"kpis": figures, "rate_cards": _rate_cards(figures), "series_sent": sum(e["sent"] for e in series),
             "daily_chart": daily_data, "daily_chart_options": daily_options}

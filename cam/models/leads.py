@@ -137,6 +137,8 @@ class Lead(models.Model):
         indexes = [
             # The send step's hot filter: leads in sequence whose next email is due.
             models.Index(fields=["next_send_at"], condition=Q(status="IN_SEQUENCE"), name="lead_due_idx"),
+            # On PostgreSQL it also carries last_contacted_at and replied_at (migration 0014), so the
+            # dashboard's funnels (cam.reporting.campaign_funnels) are counted from the index alone.
             models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
             # Leads won or unsubscribed in a period, across campaigns (the dashboard, cam.reporting).
             models.Index(fields=["status", "status_changed_at"], name="lead_status_changed_idx"),

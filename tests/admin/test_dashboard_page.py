@@ -187,8 +187,8 @@ def test_it_is_for_staff_only(client, django_user_model):
 
 
 # What GET /admin/ costs: the session and user (2), get_dashboard() (7; 8 on SQLite, which has no percentile
-# aggregate), kpis (5), the daily series (2), funnels (2), replies by category (1), mailboxes (2).
-PAGE_QUERIES = 21 if connection.vendor == "postgresql" else 22
+# aggregate), the cards, chart and categories read together by reporting.overview (5), funnels (2), mailboxes (2).
+PAGE_QUERIES = 18 if connection.vendor == "postgresql" else 19
 
 
 def busy_world(size: int) -> None:
