@@ -420,8 +420,9 @@ def _sidebar(request):
 
 def _tabs(request):
     from cam.admin.campaigns import campaign_tabs
+    from cam.admin.lead_timeline import lead_tabs
 
-    return campaign_tabs(request)
+    return campaign_tabs(request) + lead_tabs(request)
 
 
 UNFOLD = {
@@ -452,7 +453,8 @@ UNFOLD = {
         # Grouped by the work rather than by app; cam/admin/navigation.py lists the groups.
         "navigation": _sidebar,
     },
-    # A campaign's page in tabs: Settings, Sequence, Lead sources, Rules, Performance, Diagnose.
+    # A campaign's page in tabs (Settings, Sequence, Lead sources, Rules, Performance, Diagnose); a lead's
+    # (Lead, Timeline).
     "TABS": _tabs,
 }
 

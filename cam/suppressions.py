@@ -71,6 +71,16 @@ def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def suppressions_covering(email: str) -> QuerySet[Suppression]:
+    """The rows that stop mail to ``email``: its own, its domain's and any parent domain's, in any
+    spelling (the rows ``suppressed_addresses`` finds for it), as one query."""
+    key = address_key(email)
+    domains = domain_and_parents(domain_key(key.rpartition("@")[2]))
+    return Suppression.objects.filter(
+        Q(email__in=address_spellings(email))
+        | Q(domain__in={spelling for domain in domains for spelling in domain_spellings(domain)}))
+
+
 def suppression_normalize(*, email: str = "", domain: str = "") -> tuple[str, str]:
     """The address or domain as the list stores and compares it: spelled exactly as a lead's address
     (``cam.addresses.normalize_address``: trimmed, the domain in Unicode even when given in

@@ -8,6 +8,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Q
+from django.utils.functional import SimpleLazyObject
 from django.utils.html import format_html, format_html_join
 from import_export import resources
 from import_export.admin import ExportMixin, ImportExportMixin
@@ -28,6 +29,7 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
+from cam.admin.lead_timeline import timeline_entries
 from cam.admin.readable import raw_field, raw_json, score_breakdown_html
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
@@ -102,6 +104,8 @@ class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
                            BLOCKED_SHORT.get(lead.blocked_reason, lead.get_blocked_reason_display()))
 
     next_send_cell = when_column("next_send_at", "Next send")
+    # The *Timeline* tab (cam.admin.lead_timeline): the lead's story, beside its fields.
+    change_form_after_template = "admin/cam/lead_timeline.html"
     fieldsets = [
         (None, {"fields": ["campaign", "email", "email_domain", ("first_name", "last_name"), "company", "title",
                            "industry", "country", "company_size", "website", "timezone",
@@ -120,6 +124,12 @@ class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
         elif db_field.name == "website":
             kwargs["assume_scheme"] = "https"
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if obj is not None and obj.pk:
+            # Read only when the page draws the tab: a lead's story is not needed to save its fields.
+            context["timeline"] = SimpleLazyObject(lambda: timeline_entries(obj))
+        return super().render_change_form(request, context, add=add, change=change, form_url=form_url, obj=obj)
 
     @admin.display(description="Score breakdown")
     def score_table(self, obj: Lead) -> str:
