@@ -420,9 +420,10 @@ def _sidebar(request):
 
 def _tabs(request):
     from cam.admin.campaigns import campaign_tabs
+    from cam.admin.desk import desk_tabs
     from cam.admin.lead_timeline import lead_tabs
 
-    return campaign_tabs(request) + lead_tabs(request)
+    return campaign_tabs(request) + lead_tabs(request) + desk_tabs(request)
 
 
 UNFOLD = {
@@ -454,7 +455,7 @@ UNFOLD = {
         "navigation": _sidebar,
     },
     # A campaign's page in tabs (Settings, Sequence, Lead sources, Rules, Performance, Diagnose); a lead's
-    # (Lead, Timeline).
+    # (Lead, Timeline); the replies' inbox (From people, Automatic mail).
     "TABS": _tabs,
 }
 

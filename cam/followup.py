@@ -95,7 +95,8 @@ class Reply:
 
 
 def _admin_link(inbound: InboundEmail) -> str:
-    return settings.AICMO_CAM_PUBLIC_URL + reverse("admin:cam_inboundemail_change", args=[inbound.pk])
+    # The reply's conversation on the reply desk: where a person reads the thread and answers it.
+    return settings.AICMO_CAM_PUBLIC_URL + reverse("admin:cam_reply_thread", args=[inbound.pk])
 
 
 def _alert(reply: Reply, alert_type: str, title: str) -> None:

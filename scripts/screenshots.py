@@ -132,7 +132,10 @@ def seed_history() -> dict[str, int]:
     # the dashboard counts them (a reply by when it was read, a mailbox's cap by when its emails were planned).
     OutboundEmail.objects.filter(sent_at__isnull=False).update(created_at=F("sent_at"))
     InboundEmail.objects.filter(received_at__lte=now).update(created_at=F("received_at"))
-    get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    admin = get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    # The older replies were answered long ago: the reply desk holds the last few days'.
+    InboundEmail.objects.filter(received_at__lt=now - timedelta(days=3)).update(
+        handled_at=F("received_at") + timedelta(hours=2), handled_by=admin)
     return {"sent": sent, "replies": replies}
 
 
@@ -150,13 +153,14 @@ PAGES = [
     ("campaign-performance", "/admin/cam/campaign/{demo}/change/", "Performance"),
     ("leads", "/admin/cam/lead/", None),
     ("outbound-emails", "/admin/cam/outboundemail/", None),
-    ("replies", "/admin/cam/inboundemail/", None),
+    ("replies", "/admin/cam/reply/", None),
+    ("reply-thread", "/admin/cam/reply/{reply}/thread/", None),
     ("lead-import", "/admin/cam/lead/import/", None),
     ("job-executions", "/admin/cam/jobexecution/", None),
 ]
 
 
-def photograph(base: str, out: Path, demo_id: int) -> list[str]:
+def photograph(base: str, out: Path, ids: dict[str, int]) -> list[str]:
     from playwright.sync_api import sync_playwright
 
     offsite: list[str] = []
@@ -172,7 +176,7 @@ def photograph(base: str, out: Path, demo_id: int) -> list[str]:
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/admin/")
         for name, path, tab in PAGES:
-            page.goto(base + path.format(demo=demo_id))
+            page.goto(base + path.format(**ids))
             if tab:
                 link = page.get_by_role("link", name=tab, exact=True)
                 if not link.count():
@@ -207,10 +211,14 @@ def main() -> int:
 
     django.setup()
     from cam.demo import DEMO_CAMPAIGN_NAME
-    from cam.models import Campaign
+    from cam.models import Campaign, Reply
+    from cam.models.mail import DESK_ORDER, DESK_WAITING
 
     print("history:", seed_history())
     demo_id = Campaign.objects.get(name=DEMO_CAMPAIGN_NAME).pk
+    # The warm reply on top of the desk, for its conversation's picture.
+    warm = (Reply.objects.filter(DESK_WAITING, lead__isnull=False, outbound_email__isnull=False)
+            .order_by(*DESK_ORDER).first())
 
     port = free_port()
     server = subprocess.Popen([*manage, "runserver", f"127.0.0.1:{port}", "--noreload"], env=env, cwd=ROOT,
@@ -225,7 +233,7 @@ def main() -> int:
                 if server.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"runserver did not start on 127.0.0.1:{port}") from None
                 time.sleep(0.2)
-        offsite = photograph(f"http://127.0.0.1:{port}", out, demo_id)
+        offsite = photograph(f"http://127.0.0.1:{port}", out, {"demo": demo_id, "reply": warm.pk if warm else 0})
     finally:
         server.terminate()
         server.wait(timeout=10)

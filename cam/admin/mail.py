@@ -135,8 +135,10 @@ def _reclassify_action(category: InboundEmail.Category):
 
 @admin.register(InboundEmail)
 class InboundEmailAdmin(LongListMixin, AuditAdmin):
-    """Reply triage: positive and referral replies first, with the reply's own words and the reasons. Each row
-    opens the reply; its sender's address opens the lead it was matched to."""
+    """Every message read from the mailboxes, as read (under *Operations*; the reply desk, ``cam.admin.desk``, is
+    where people work replies): positive and referral replies first, then held bounces and complaints, with the
+    reply's own words and the reasons. Each row opens the record; its sender's address opens the lead it was
+    matched to; the record links to its conversation on the desk."""
 
     # Whether a warm reply's alert went out is a filter and on the reply's page: the width goes to the reply.
     list_display = ["received_cell", "from_cell", "category_label", "reply_text", "reasons"]
@@ -153,6 +155,7 @@ class InboundEmailAdmin(LongListMixin, AuditAdmin):
         if reply.confidence is not None else reply.get_category_display())
     search_fields = ["from_email", "subject", "message_id", "new_text"]
     exclude = ["raw_message"]
+    readonly_fields = ["conversation"]
     actions = ["confirm_held", "dismiss_held", *(_reclassify_action(category) for category in InboundEmail.Category)]
 
     def has_reclassify_permission(self, request) -> bool:
@@ -267,6 +270,11 @@ class InboundEmailAdmin(LongListMixin, AuditAdmin):
     @admin.display(description="Why")
     def reasons(self, obj: InboundEmail) -> str:
         return one_line("; ".join(obj.classification_reasons), width="xs")
+
+    @admin.display(description="On the reply desk")
+    def conversation(self, obj: InboundEmail) -> str:
+        return format_html('<a class="cam-link" href="{}">Its conversation: the thread, reclassify, handled, '
+                           'assigned</a>', reverse("admin:cam_reply_thread", args=[obj.pk]))
 
 
 @admin.register(ProviderEvent)

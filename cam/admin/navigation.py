@@ -6,11 +6,14 @@ django-unfold draws it (settings.UNFOLD["SIDEBAR"]); each link shows only to a u
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.apps import apps
 from django.contrib import admin
 from django.urls import NoReverseMatch, reverse
+
+from cam.admin.desk import positive_waiting_badge
 
 
 @dataclass(frozen=True)
@@ -19,6 +22,8 @@ class Link:
     icon: str
     model: str = ""  # "app_label.ModelName": the link goes to its list and shows only to who may view it
     url_name: str = ""  # or a named URL, shown to everyone who may see the group's first model
+    # A count beside the title (an empty text shows none), read only for who sees the link.
+    badge: Callable[..., str] | None = None
 
     def item(self, request) -> dict | None:
         if self.url_name:
@@ -34,14 +39,19 @@ class Link:
             link = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
         except NoReverseMatch:
             return None
-        return {"title": self.title, "icon": self.icon, "link": link}
+        item = {"title": self.title, "icon": self.icon, "link": link}
+        count = self.badge(request) if self.badge is not None else ""
+        if count:
+            item.update(badge=count, badge_variant="success")
+        return item
 
 
 GROUPS: list[tuple[str, bool, list[Link]]] = [
     ("Outreach", False, [
         Link("Campaigns", "campaign", "cam.Campaign"),
         Link("Leads", "group", "cam.Lead"),
-        Link("Replies", "mark_email_unread", "cam.InboundEmail"),
+        # The reply desk (cam.admin.desk); the badge counts the positive replies nobody has handled yet.
+        Link("Replies", "mark_email_unread", "cam.Reply", badge=positive_waiting_badge),
         Link("Outbound emails", "outgoing_mail", "cam.OutboundEmail"),
         Link("Suppressions", "block", "cam.Suppression"),
     ]),
@@ -61,6 +71,8 @@ GROUPS: list[tuple[str, bool, list[Link]]] = [
         Link("Schedules", "schedule", "django_q.Schedule"),
         Link("Worker", "monitor_heart", "cam.WorkerHeartbeat"),
         Link("Alerts sent", "campaign", "cam.HumanAlertLog"),
+        # Every message read from the mailboxes, as read: held bounces, unmatched mail, the raw message.
+        Link("Inbound emails", "all_inbox", "cam.InboundEmail"),
         Link("Provider events", "webhook", "cam.ProviderEvent"),
         Link("Rule decisions", "gavel", "cam.RuleDecision"),
     ]),

@@ -69,15 +69,16 @@ def transport_for(channel: AlertChannel | None) -> Transport:
 
 
 def alert_links(alert: HumanAlertLog) -> dict[str, str]:
-    """Admin pages an alert points at, under ``AICMO_CAM_PUBLIC_URL``: reply, lead, campaign."""
-    targets = (("reply", "admin:cam_inboundemail_change", alert.inbound_email_id),
+    """Admin pages an alert points at, under ``AICMO_CAM_PUBLIC_URL``: the reply (its conversation on the reply
+    desk, where it is answered, reclassified and marked handled), the lead, the campaign."""
+    targets = (("reply", "admin:cam_reply_thread", alert.inbound_email_id),
                ("lead", "admin:cam_lead_change", alert.lead_id),
                ("campaign", "admin:cam_campaign_change", alert.campaign_id))
     return {name: settings.AICMO_CAM_PUBLIC_URL + reverse(view, args=[pk])
             for name, view, pk in targets if pk is not None}
 
 
-LINK_LABELS = {"reply": "Open the reply", "lead": "Open the lead", "campaign": "Open the campaign"}
+LINK_LABELS = {"reply": "Open the conversation", "lead": "Open the lead", "campaign": "Open the campaign"}
 
 
 class HttpTransport(Transport):

@@ -2,10 +2,12 @@
 
 A bounce or complaint that does not prove it is about an email we sent is held (``confirmation``
 ``NEEDED``): ``confirm`` applies its follow-up, ``dismiss`` leaves its lead alone — the same services
-as the admin's buttons (``cam.inbox.processing``)."""
+as the admin's buttons (``cam.inbox.processing``). ``handled`` and ``assign`` work a reply on the reply
+desk, through the same services as the back office's inbox and thread (``cam.inbox.desk``)."""
 
 from __future__ import annotations
 
+from django.contrib.auth import get_user_model
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 from drf_spectacular.utils import extend_schema, extend_schema_view
@@ -19,7 +21,8 @@ from cam.api.auth import actor_of
 from cam.api.errors import Conflict
 from cam.api.filters import apply_filters, id_filter, query_filters
 from cam.api.schema import error_response
-from cam.api.serializers import PATH_ID_CONVERTER, StrictSerializer
+from cam.api.serializers import PATH_ID_CONVERTER, IdRelatedField, StrictSerializer
+from cam.inbox.desk import NotAssignable, reply_assign, reply_mark_handled
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.models import InboundEmail
 
@@ -36,6 +39,9 @@ class ReplyFilterSerializer(StrictSerializer):
     confirmation = serializers.ChoiceField(
         choices=InboundEmail.Confirmation.choices, required=False,
         help_text="NEEDED: bounces and complaints held for a person to confirm or dismiss.")
+    handled = serializers.BooleanField(required=False, help_text="true: only replies marked handled; false: only "
+                                                                 "those nobody has handled yet.")
+    assigned_to = id_filter("Only the replies assigned to this user (its id).")
 
 
 class ReplySerializer(serializers.ModelSerializer):
@@ -56,6 +62,13 @@ class ReplySerializer(serializers.ModelSerializer):
                   "path, held without changing its lead until a person confirms or dismisses it; then "
                   "CONFIRMED or DISMISSED. Empty for everything else.")
     needs_confirmation = serializers.BooleanField(read_only=True, help_text="Whether confirmation is NEEDED.")
+    handled_at = serializers.DateTimeField(
+        read_only=True, allow_null=True, help_text="When a person marked it handled on the reply desk; null before.")
+    handled_by = serializers.IntegerField(source="handled_by_id", read_only=True, allow_null=True,
+                                          help_text="The user who marked it handled; null when an API key did, or "
+                                                    "nobody has.")
+    assigned_to = serializers.IntegerField(source="assigned_to_id", read_only=True, allow_null=True,
+                                           help_text="The user it is assigned to, to answer; null for nobody.")
 
     class Meta:
         model = InboundEmail
@@ -63,7 +76,7 @@ class ReplySerializer(serializers.ModelSerializer):
                   "message_id", "received_at", "new_text", "category", "confidence", "classification_reasons",
                   "classified_at", "classified_by", "return_date", "referral_email", "bounce_status_code",
                   "failed_recipients", "confirmation", "needs_confirmation", "confirmation_by", "confirmation_at",
-                  "processed_at", "alert_sent", "created_at"]
+                  "processed_at", "alert_sent", "handled_at", "handled_by", "assigned_to", "created_at"]
         read_only_fields = fields
 
 
@@ -73,11 +86,25 @@ class ReplyReclassifySerializer(StrictSerializer):
         error_messages={"invalid_choice": f'"{{input}}" is not a category; choose one of {", ".join(CATEGORIES)}.'})
 
 
+class ReplyHandledSerializer(StrictSerializer):
+    handled = serializers.BooleanField(
+        default=True, help_text="true (the default): mark the reply handled; false: put it back on the desk, not "
+                                "handled.")
+
+
+class ReplyAssignSerializer(StrictSerializer):
+    assigned_to = IdRelatedField(
+        queryset=get_user_model().objects.all(), allow_null=True,
+        help_text="The id of the user to answer it: an active staff member who may change replies (a superuser, or "
+                  "the permission change inbound email); null for nobody.",
+        error_messages={"does_not_exist": "No user has the id {pk_value}."})
+
+
 HELD_ONLY = ("The reply is not waiting to be confirmed: it proved itself, is no bounce or complaint, or was "
              "confirmed or dismissed already. Nothing changed.")
 REPLY_LOOKUPS = {"category": "category", "unprocessed": "processed_at__isnull",
                  "received_after": "received_at__gte", "received_before": "received_at__lt",
-                 "confirmation": "confirmation"}
+                 "confirmation": "confirmation", "assigned_to": "assigned_to_id"}
 
 
 @extend_schema_view(
@@ -101,6 +128,8 @@ class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
         if "campaign" in filters:
             queryset = queryset.filter(Q(outbound_email__campaign_id=filters["campaign"])
                                        | Q(outbound_email__isnull=True, lead__campaign_id=filters["campaign"]))
+        if "handled" in filters:
+            queryset = queryset.filter(handled_at__isnull=not filters["handled"])
         return apply_filters(queryset, filters, REPLY_LOOKUPS)
 
     @extend_schema(request=ReplyReclassifySerializer,
@@ -137,6 +166,33 @@ class ReplyViewSet(viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["post"])
     def dismiss(self, request: Request, pk: str) -> Response:
         return self._decide(request, bounce_dismiss)
+
+    @extend_schema(request=ReplyHandledSerializer, responses={200: ReplySerializer},
+                   summary="Mark a reply handled on the reply desk (or, with handled false, not handled)",
+                   description="No body, or {\"handled\": true}: the reply is marked handled now, by the staff "
+                               "user of the session (none for an API key); a reply already handled keeps who "
+                               "handled it and when. {\"handled\": false} puts it back on the desk.")
+    @action(detail=True, methods=["post"])
+    def handled(self, request: Request, pk: str) -> Response:
+        inbound = self.get_object()
+        serializer = ReplyHandledSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        user = request.user if request.user.is_authenticated else None
+        reply_mark_handled(inbound=inbound, by=user, handled=serializer.validated_data["handled"])
+        return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
+
+    @extend_schema(request=ReplyAssignSerializer, responses={200: ReplySerializer},
+                   summary="Assign a reply to a person to answer, or to nobody")
+    @action(detail=True, methods=["post"])
+    def assign(self, request: Request, pk: str) -> Response:
+        inbound = self.get_object()
+        serializer = ReplyAssignSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        try:
+            reply_assign(inbound=inbound, assignee=serializer.validated_data["assigned_to"])
+        except NotAssignable as exc:
+            raise serializers.ValidationError({"assigned_to": [str(exc)]}) from None
+        return Response(ReplySerializer(self.get_queryset().get(pk=inbound.pk)).data)
 
 
 router = SimpleRouter(use_regex_path=False)

@@ -4,7 +4,7 @@ from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
-from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Security
+from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Reply, Security
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "MetricSnapshot",
     "OutboundEmail",
     "ProviderEvent",
+    "Reply",
     "RuleDecision",
     "SecretSettingChange",
     "Security",

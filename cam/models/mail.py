@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -218,6 +219,24 @@ TRIAGE_RANK = Case(
     default=Value(4), output_field=IntegerField())
 TRIAGE_ORDER = [TRIAGE_RANK.asc(), F("created_at").desc(), F("id").desc()]
 
+# The reply desk (the back office's inbox, cam.admin.desk) sorts what people wrote from what machines sent.
+# People: the replies a person reads and answers, warmest first: positive, question, referral, then the no's and
+# the maybe's, then the requests to stop, then what could not be read yet (not processed, or unreadable).
+# Machines: out-of-office notices, automatic replies, bounces and complaints, on their own tab.
+PEOPLE_CATEGORIES = ("POSITIVE", "QUESTION", "REFERRAL", "NEGATIVE", "NEUTRAL", "UNSUBSCRIBE", "")
+AUTOMATIC_CATEGORIES = ("OUT_OF_OFFICE", "AUTO_REPLY", "BOUNCE_HARD", "BOUNCE_SOFT", "COMPLAINT")
+DESK_RANK = Case(
+    When(category="POSITIVE", then=Value(0)),
+    When(category="QUESTION", then=Value(1)),
+    When(category="REFERRAL", then=Value(2)),
+    When(category__in=["NEGATIVE", "NEUTRAL"], then=Value(3)),
+    When(category="UNSUBSCRIBE", then=Value(4)),
+    default=Value(5), output_field=IntegerField())
+DESK_ORDER = [DESK_RANK.asc(), F("created_at").desc(), F("id").desc()]
+# The desk's hot filter: what people wrote that nobody has handled yet. ``inbound_desk_idx`` holds exactly
+# this, in the desk's order, so the inbox and its sidebar badge read a few index entries whatever the table's size.
+DESK_WAITING = Q(handled_at__isnull=True, category__in=PEOPLE_CATEGORIES)
+
 
 class InboundEmail(models.Model):
     """A message read from a mailbox's IMAP folder, kept whether or not it matched anything."""
@@ -281,6 +300,16 @@ class InboundEmail(models.Model):
     processed_at = models.DateTimeField(null=True, blank=True)
     alert_sent = models.BooleanField(default=False)
 
+    # The reply desk (cam.inbox.desk): who takes care of the reply, and whether it is done.
+    handled_at = models.DateTimeField(null=True, blank=True,
+                                      help_text="When a person marked the reply handled (answered, or nothing to do).")
+    # Never filtered on: no index of its own.
+    handled_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                   db_index=False, related_name="replies_handled",
+                                   help_text="Who marked it handled; empty when an API key did.")
+    assigned_to = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                                    related_name="replies_assigned", help_text="The staff member who answers it.")
+
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -298,6 +327,7 @@ class InboundEmail(models.Model):
             models.Index(fields=["message_id"], name="inbound_message_id_idx"),
             models.Index(fields=["category", "created_at"], name="inbound_category_idx"),
             models.Index(*TRIAGE_ORDER, name="inbound_triage_idx"),
+            models.Index(*DESK_ORDER, condition=DESK_WAITING, name="inbound_desk_idx"),
             # The dashboard counts what arrived in a period, every category at once (cam.reporting).
             models.Index(fields=["created_at"], name="inbound_created_idx"),
         ]
@@ -308,6 +338,22 @@ class InboundEmail(models.Model):
     @property
     def needs_confirmation(self) -> bool:
         return self.confirmation == self.Confirmation.NEEDED
+
+
+class Reply(InboundEmail):
+    """An inbound email as the reply desk shows it (the back office's inbox and a conversation's thread).
+
+    The same rows; a second admin of its own. It has no permissions of its own either: the desk asks the
+    inbound emails' (view to read, change to work the replies), as the API does."""
+
+    class Meta:
+        proxy = True
+        default_permissions = ()
+        verbose_name = "reply"
+        verbose_name_plural = "replies"
+
+    def __str__(self) -> str:
+        return self.from_name or self.from_email or f"Reply #{self.pk}"
 
 
 class ProviderEvent(models.Model):

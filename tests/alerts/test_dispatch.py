@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from cam.alerts.service import ALERT_RETRY_WINDOW, alert_queue, alert_target_key, alerts_dispatch, alerts_failed
 from cam.alerts.webhook import verify_signature
+from cam.followup import reply_follow_up
 from cam.models import AlertChannel, HumanAlertLog, InboundEmail
 from tests.concurrency import run_at_once
 from tests.factories import AlertChannelFactory, InboundEmailFactory, LeadFactory
@@ -200,7 +201,7 @@ def test_it_emails_an_alert_to_the_alert_emails_when_no_channel_is_configured(sm
     (received,) = smtp_server.messages
     assert received.rcpt_tos == ["owner@cam.example.com"]
     assert received.parsed["Subject"] == "Anna Berg (Brightlane) is interested"
-    assert f"Open the reply: https://cam.example.com/admin/cam/inboundemail/{reply.pk}/change/" in (
+    assert f"Open the conversation: https://cam.example.com/admin/cam/reply/{reply.pk}/thread/" in (
         received.parsed.get_content())
 
 
@@ -491,3 +492,25 @@ def test_a_queued_email_goes_to_the_recipients_it_was_queued_with(smtp_server, s
     alerts_dispatch()
 
     assert emails_per_address(smtp_server) == {"sales@cam.example.com": 1}
+
+
+@pytest.mark.django_db
+def test_a_warm_replys_alert_lands_on_its_conversation_on_the_reply_desk(smtp_server, smtp_settings, slack,
+                                                                         http_server, admin_client):
+    smtp_settings.AICMO_CAM_ALERT_EMAILS = ["owner@cam.example.com"]
+    http_server.reply(SLACK_PATH, Reply(200, "ok"))
+    lead = LeadFactory(first_name="Anna", status="IN_SEQUENCE")
+    reply = InboundEmailFactory(lead=lead, category=InboundEmail.Category.POSITIVE, new_text="Call me on Tuesday.")
+    reply_follow_up(inbound=reply, actor="system:classifier")
+
+    assert alerts_dispatch() == counts(sent=2)
+
+    thread = f"https://cam.example.com/admin/cam/reply/{reply.pk}/thread/"
+    body = smtp_server.messages[0].parsed.get_content()
+    assert f"Open it: {thread}" in body
+    assert f"Open the conversation: {thread}" in body
+    assert f"<{thread}|Open the conversation>" in http_server.requests[0].body.decode()
+    # The link is the desk's thread of that reply, for staff who log in.
+    page = admin_client.get(thread.removeprefix("https://cam.example.com"))
+    assert page.status_code == 200
+    assert "Call me on Tuesday." in page.content.decode()

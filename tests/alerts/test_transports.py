@@ -48,7 +48,7 @@ def positive_reply_alert(**fields) -> HumanAlertLog:
 
 
 def links_of(alert: HumanAlertLog) -> dict[str, str]:
-    return {"reply": f"https://cam.example.com/admin/cam/inboundemail/{alert.inbound_email_id}/change/",
+    return {"reply": f"https://cam.example.com/admin/cam/reply/{alert.inbound_email_id}/thread/",
             "lead": f"https://cam.example.com/admin/cam/lead/{alert.lead_id}/change/",
             "campaign": f"https://cam.example.com/admin/cam/campaign/{alert.campaign_id}/change/"}
 
@@ -111,7 +111,7 @@ def test_it_posts_the_alert_to_slack(http_server, monkeypatch):
             {"type": "section", "text": {"type": "mrkdwn",
                                          "text": "Sounds good &amp; yes, &lt;call&gt; me on Tuesday."}},
             {"type": "section", "text": {"type": "mrkdwn", "text": (
-                f"<{links['reply']}|Open the reply> · <{links['lead']}|Open the lead> · "
+                f"<{links['reply']}|Open the conversation> · <{links['lead']}|Open the lead> · "
                 f"<{links['campaign']}|Open the campaign>")}},
         ],
     }
@@ -333,7 +333,7 @@ def test_it_emails_the_alert_to_the_channel_recipients(smtp_server, smtp_setting
     links = links_of(alert)
     assert message.get_content() == (
         "Sounds good & yes, <call> me on Tuesday.\n\n"
-        f"Open the reply: {links['reply']}\n"
+        f"Open the conversation: {links['reply']}\n"
         f"Open the lead: {links['lead']}\n"
         f"Open the campaign: {links['campaign']}\n")
 

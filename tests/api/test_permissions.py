@@ -99,6 +99,10 @@ CASES = [
          200, lambda w: {}),
     Case("reply dismiss", "post", lambda w: f"{API}/replies/{w['held'].pk}/dismiss/", "cam.change_inboundemail",
          200, lambda w: {}),
+    Case("reply handled", "post", lambda w: f"{API}/replies/{w['reply'].pk}/handled/", "cam.change_inboundemail",
+         200, lambda w: {}),
+    Case("reply assign", "post", lambda w: f"{API}/replies/{w['reply'].pk}/assign/", "cam.change_inboundemail",
+         200, lambda w: {"assigned_to": None}),
     # suppressions
     Case("suppression list", "get", lambda w: f"{API}/suppressions/", "cam.view_suppression", 200),
     Case("suppression create", "post", lambda w: f"{API}/suppressions/", "cam.add_suppression", 201,

@@ -297,10 +297,11 @@ def test_the_page_costs_the_same_queries_for_1_or_60_leads_and_2_or_6_steps(admi
                                            sent_at=timezone.now())
     admin_client.get(page_url(small))  # the session and the permissions, once
 
-    # The session and user (2), the buttons (1), the campaign and its form (2), the inlines (3), the step
-    # previews (5), Performance (2 per step, 5 for its cards and chart), Diagnose (10).
+    # The session and user (2), the sidebar's count of replies waiting (1), the buttons (1), the campaign and its
+    # form (2), the inlines (3), the step previews (5), Performance (2 per step, 5 for its cards and chart),
+    # Diagnose (10).
     for campaign in (small, large):
-        with django_assert_num_queries(30):
+        with django_assert_num_queries(31):
             assert admin_client.get(page_url(campaign)).status_code == 200
 
 

@@ -1,0 +1,85 @@
+"""The reply desk in a real browser: the inbox, warmest first, a conversation's thread, reclassifying a reply and
+marking it handled. Photographed at 1440 x 900 into test-results/screenshots/ (reply-desk-inbox.png,
+reply-desk-automatic.png, reply-desk-thread.png, reply-desk-handled.png)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from cam.models import InboundEmail, Lead
+from tests.browser.test_admin_browser import PASSWORD, log_in
+from tests.browser.test_campaign_page_browser import photograph
+from tests.factories import SuperuserFactory
+from tests.inbox.test_desk import a_desk
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_sales_lead_works_a_warm_reply_from_the_inbox_to_handled(page, live_server):
+    desk = a_desk()
+    SuperuserFactory(username="desk-admin", password=PASSWORD)
+
+    log_in(page, live_server, "desk-admin")
+    replies = page.locator("#nav-sidebar a[href='/admin/cam/reply/']")
+    expect(replies).to_contain_text("3")  # the positive replies nobody has handled
+    replies.click()
+
+    rows = page.locator("#result_list tbody tr")
+    expect(rows).to_have_count(7)
+    expect(rows.first).to_contain_text("Anna Berg")
+    expect(rows.first).to_contain_text("Brightlane")
+    expect(rows.first).to_contain_text("Positive")
+    expect(rows.first).to_contain_text("93 %")
+    expect(rows.first).to_contain_text("2 h")
+    expect(rows.nth(3)).to_contain_text("Question")
+    expect(page.locator("#tabs-wrapper")).to_contain_text("From people · 7 waiting")
+    photograph(page, "reply-desk-inbox")
+
+    page.locator("#tabs-wrapper").get_by_role("link", name="Automatic mail").click()
+    expect(rows).to_have_count(2)
+    expect(rows.first).to_contain_text("Out of office")
+    photograph(page, "reply-desk-automatic")
+    page.locator("#tabs-wrapper").get_by_role("link", name=re.compile("From people")).click()
+
+    rows.first.get_by_role("link", name=re.compile("Anna Berg")).click()
+    expect(page).to_have_url(re.compile(rf"/admin/cam/reply/{desk['anna'].pk}/thread/"))
+    messages = page.locator(".cam-message")
+    # Oldest first: the first step (folded to a line, being older than the last three), her out-of-office
+    # notice, the second step, her reply.
+    expect(messages).to_have_count(4)
+    expect(messages.nth(0)).to_contain_text("Step 1")
+    expect(messages.nth(0).locator(".cam-message-text")).to_be_hidden()
+    expect(messages.nth(1)).to_contain_text("Out of office")
+    expect(messages.nth(2)).to_contain_text("Step 2")
+    expect(messages.nth(3)).to_contain_text("Sounds interesting — could we talk on Thursday afternoon?")
+    quoted = messages.nth(3).locator(".cam-message-folded pre")
+    expect(quoted).to_be_hidden()
+    messages.nth(3).locator(".cam-message-folded summary").click()
+    expect(quoted).to_contain_text("Just bringing this up again")
+    photograph(page, "reply-desk-thread")
+
+    page.locator("#cam-reclassify").get_by_role("button", name="Question").click()
+    expect(page.locator("body")).to_contain_text("Read as question: its follow-up was applied.")
+    expect(page.locator("#cam-reclassify button[aria-pressed=true]")).to_have_text("Question")
+    reply = InboundEmail.objects.get(pk=desk["anna"].pk)
+    assert (reply.category, reply.classified_by) == ("QUESTION", "staff:desk-admin")
+    assert Lead.objects.get(pk=desk["anna"].lead_id).events.filter(actor="staff:desk-admin").exists()
+
+    page.locator("#cam-assigned select").select_option(label="desk-admin (me)")
+    page.locator("#cam-assigned").get_by_role("button", name="Assign").click()
+    expect(page.locator("body")).to_contain_text("Assigned to desk-admin.")
+
+    page.locator("#cam-mark-handled").click()
+    expect(page).to_have_url(re.compile(r"/admin/cam/reply/$"))
+    expect(page.locator("body")).to_contain_text("The reply from Anna Berg is handled.")
+    expect(rows).to_have_count(6)
+    expect(rows.first).to_contain_text("Oliver Stein")
+    expect(replies).to_contain_text("2")
+    photograph(page, "reply-desk-handled")
+    handled = InboundEmail.objects.get(pk=desk["anna"].pk)
+    assert handled.handled_by.username == "desk-admin" and handled.assigned_to.username == "desk-admin"
+    assert page.offsite_requests == []
+    assert page.csp_violations == []
