@@ -1,5 +1,5 @@
-"""The reply desk in a real browser: the inbox, warmest first, a conversation's thread, reclassifying a reply and
-marking it handled. Photographed at 1440 x 900 into test-results/screenshots/ (reply-desk-inbox.png,
+"""The reply desk in a real browser: the inbox, warmest first, a conversation's thread, reclassifying a reply,
+assigning it and marking it handled, and the lead's timeline a click away. Photographed at 1440 x 900 into test-results/screenshots/ (reply-desk-inbox.png,
 reply-desk-automatic.png, reply-desk-thread.png, reply-desk-handled.png)."""
 
 from __future__ import annotations
@@ -81,5 +81,13 @@ def test_a_sales_lead_works_a_warm_reply_from_the_inbox_to_handled(page, live_se
     photograph(page, "reply-desk-handled")
     handled = InboundEmail.objects.get(pk=desk["anna"].pk)
     assert handled.handled_by.username == "desk-admin" and handled.assigned_to.username == "desk-admin"
+
+    # From a conversation, the lead's page opens on its Timeline tab.
+    page.goto(f"{live_server.url}/admin/cam/reply/{desk['anna'].pk}/thread/")
+    expect(page.locator("#cam-handled")).to_contain_text("Handled")
+    page.locator("#cam-thread-timeline").click()
+    expect(page.locator("#timeline-group")).to_be_visible()
+    expect(page.locator("#id_first_name")).to_be_hidden()
+    expect(page.locator(".cam-timeline-reply").first).to_contain_text("Sounds interesting")
     assert page.offsite_requests == []
     assert page.csp_violations == []
