@@ -152,7 +152,9 @@ def _grouped(group_field: str, since: datetime) -> dict[int, dict[str, dict[str,
     for name, flag in FLAG_COUNTS.items():
         aggregates[f"all__{name}"] = Count("pk", filter=sent & Q(**{flag: True}))
         aggregates[f"win__{name}"] = Count("pk", filter=sent & recent & Q(**{flag: True}))
-    rows = (_with_flags(OutboundEmail.objects.filter(sent | failed, **{f"{group_field}__isnull": False}))
+    # The sequence's emails: a person's answers to replies are not sends the rates judge.
+    rows = (_with_flags(OutboundEmail.objects.filter(sent | failed, kind=OutboundEmail.Kind.SEQUENCE,
+                                                     **{f"{group_field}__isnull": False}))
             .annotate(_at=Coalesce("sent_at", "updated_at"))
             .order_by().values(group_field).annotate(**aggregates))
     result: dict[int, dict[str, dict[str, int]]] = {}
@@ -207,7 +209,7 @@ def _sends_after(rule: CampaignRule, after: datetime | None, now: datetime) -> Q
     """The campaign's sent emails the rule may measure: sent after ``after`` (when given) and, for a rule
     with ``min_age_days``, at least that many days before ``now``."""
     recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
-                                          sent_at__isnull=False)
+                                          kind=OutboundEmail.Kind.SEQUENCE, sent_at__isnull=False)
     if rule.min_age_days:
         recent = recent.filter(sent_at__lte=now - timedelta(days=rule.min_age_days))
     return recent.filter(sent_at__gt=after) if after is not None else recent

@@ -342,7 +342,8 @@ def _stopped_email(state: _State, lead: Lead, *, what: str, todo: str) -> tuple[
         return f"{what} the email to {lead.email}. {todo}", None
     said = f" ({_short(email.last_error)})" if email.last_error.strip() else ""
     mailbox = f" from {email.mailbox.from_email}" if email.mailbox is not None else ""
-    return f"{what} step {email.step.position} to {lead.email}{mailbox}{said}. {todo}", email.pk
+    which = f"step {email.step.position}" if email.step else "the answer"
+    return f"{what} {which} to {lead.email}{mailbox}{said}. {todo}", email.pk
 
 
 def _send_failed(state: _State, lead: Lead) -> tuple[str, int | None]:

@@ -188,8 +188,9 @@ def _bounce_soft(reply: Reply) -> None:
     campaign = reply.lead.campaign
     if outbound is None:
         return
-    if reply.lead.status not in IN_SEQUENCE_STATUSES:
-        # Only a lead still being mailed gets the email again; nothing else is retried.
+    if reply.lead.status not in IN_SEQUENCE_STATUSES or outbound.step is None:
+        # Only a lead still being mailed gets the email again; nothing else is retried (nor is a
+        # person's answer: they see the bounce and decide).
         _stay(reply, reason=f"Soft bounce, not retried ({reply.source})",
               why="" if reply.lead.status in FINAL_STATUSES or reply.found not in OPEN_STATUSES
               else "not in a sequence, so nothing is sent to it again")

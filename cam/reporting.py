@@ -162,7 +162,8 @@ def _rate(count: int, sent: int) -> float | None:
 # -- the queries each figure starts from -----------------------------------------------------------
 
 def _sent(campaign: Campaign | None) -> QuerySet[OutboundEmail]:
-    emails = OutboundEmail.objects.filter(status=SENT)
+    # The sequence's emails (read from the partial index of sent ones): answers are not sends.
+    emails = OutboundEmail.objects.filter(status=SENT, kind=OutboundEmail.Kind.SEQUENCE)
     return emails.filter(campaign=campaign) if campaign is not None else emails
 
 
@@ -520,10 +521,11 @@ def mailbox_sends_today(*, campaign: Campaign | None = None, now: datetime | Non
     now = now or timezone.now()
     sent_today = Q(status=SENT, sent_at__gte=_days_start(1, now=now))
     cap_used = Q(status__in=COUNTED, created_at__gte=now - CAP_WINDOW)
+    sequence = Q(kind=OutboundEmail.Kind.SEQUENCE)
     mailboxes = Mailbox.objects.order_by("name", "pk")
     if campaign is not None:
         mailboxes = mailboxes.filter(campaigns=campaign)
-    grouped = (OutboundEmail.objects.filter(sent_today | cap_used).order_by().values("mailbox_id")
+    grouped = (OutboundEmail.objects.filter(sequence & (sent_today | cap_used)).order_by().values("mailbox_id")
                .annotate(sent_today=Count("pk", filter=sent_today), cap_used=Count("pk", filter=cap_used)))
     counts: dict[int, Any] = {row["mailbox_id"]: row for row in grouped}
     result: list[MailboxSends] = []

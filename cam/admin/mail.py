@@ -118,8 +118,8 @@ class OutboundEmailAdmin(LongListMixin, AuditAdmin):
                                    f"can be resent.", messages.SUCCESS)
 
     @admin.display(description="Step", ordering="step__position")
-    def step_position(self, obj: OutboundEmail) -> int:
-        return obj.step.position
+    def step_position(self, obj: OutboundEmail) -> int | str:
+        return obj.step.position if obj.step is not None else "Answer"
 
 
 def _reclassify_action(category: InboundEmail.Category):

@@ -63,8 +63,9 @@ class CapUse:
 def cap_use(field: str, ids: Iterable[int], *, now: datetime) -> dict[int, CapUse]:
     """Per campaign (``field`` = "campaign_id") or mailbox ("mailbox_id") among ``ids``, the emails counted
     against its daily cap at ``now``; one with none is left out. One query."""
+    # The sequence's emails: a person's answers to replies do not use up the caps.
     rows = (OutboundEmail.objects.filter(**{f"{field}__in": list(ids)}, created_at__gte=now - CAP_WINDOW,
-                                         status__in=COUNTED)
+                                         status__in=COUNTED, kind=OutboundEmail.Kind.SEQUENCE)
             .order_by().values(field).annotate(n=Count("pk"), oldest=Min("created_at")))
     return {row[field]: CapUse(used=row["n"], oldest=row["oldest"]) for row in rows}
 
