@@ -365,3 +365,20 @@ class ProviderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.provider_message_id}"
+
+
+class AnswerSnippet(models.Model):
+    """A saved answer (a meeting link, a price sheet's summary) inserted into an answer to a reply, with
+    the same template variables as a sequence step: ``{{ first_name }}``, ``{{ company }}``, …"""
+
+    name = models.CharField(max_length=100, unique=True, help_text="What staff pick it by, e.g. “Meeting link”.")
+    body = models.TextField(help_text="The text inserted, with the variables of a sequence step, e.g. "
+                                      "“Hi {{ first_name }}, here is my calendar: https://cal.example.com/alex”.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -32,11 +32,11 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from cam.locks import lease_acquire, lease_release
-from cam.models import InboundEmail, Lead, Mailbox, OutboundEmail
+from cam.models import AnswerSnippet, InboundEmail, Lead, Mailbox, OutboundEmail
 from cam.outreach.messages import build_message, new_message_id
 from cam.outreach.outcomes import Outcome, outcome_write
 from cam.outreach.providers import SendResult, get_provider
-from cam.outreach.rendering import footer_text
+from cam.outreach.rendering import TemplateProblem, footer_text, render_snippet, template_context
 from cam.outreach.unsubscribe import unsubscribe_url
 from cam.suppressions import suppressed_addresses
 
@@ -171,3 +171,21 @@ def _outcome(result: SendResult) -> Outcome:
 def answers_of(lead: Lead) -> list[OutboundEmail]:
     """The answers people sent to ``lead``, oldest first."""
     return list(OutboundEmail.objects.filter(lead=lead, kind=OutboundEmail.Kind.MANUAL).order_by("created_at"))
+
+
+def snippets_for(inbound: InboundEmail) -> list[tuple[AnswerSnippet, str]]:
+    """Every saved answer, rendered for the lead of ``inbound`` (a snippet that does not render for it is
+    left out: the composer offers what can be inserted as it is). Two queries: the lead's and the snippets."""
+    lead = Lead.objects.select_related("campaign").get(pk=inbound.lead_id) if inbound.lead_id else None
+    if lead is None:
+        return []
+    mailbox = answer_mailbox(inbound)
+    context = template_context(lead=lead, campaign=lead.campaign, mailbox=mailbox,
+                               unsubscribe_url=unsubscribe_url(lead))
+    rendered = []
+    for snippet in AnswerSnippet.objects.all():
+        try:
+            rendered.append((snippet, render_snippet(snippet.body, context)))
+        except TemplateProblem:
+            continue
+    return rendered

@@ -8,8 +8,8 @@ from django.utils import timezone
 
 from cam import reporting
 from cam.followup import reply_follow_up
-from cam.models import InboundEmail, Lead, OutboundEmail, Suppression
-from cam.outreach.answers import AnswerRefused, answer_key, answer_send
+from cam.models import AnswerSnippet, InboundEmail, Lead, OutboundEmail, Suppression
+from cam.outreach.answers import AnswerRefused, answer_key, answer_send, snippets_for
 from cam.outreach.planning import cap_use
 from cam.outreach.sending import outbound_recover_stuck
 from tests.factories import InboundEmailFactory, SuppressionFactory, UserFactory
@@ -119,3 +119,26 @@ def test_an_answer_that_cannot_go_says_why_and_sends_nothing(smtp_server, change
         answer_send(inbound=reply, author=UserFactory(is_staff=True), body=body, key=key)
     assert OutboundEmail.objects.filter(kind=OutboundEmail.Kind.MANUAL).count() == 0
     assert len(smtp_server.messages) == 1
+
+
+# -- saved answers --------------------------------------------------------------------------------------
+
+def test_saved_answers_are_offered_rendered_for_the_lead_and_a_broken_one_is_left_out(smtp_server):
+    reply = a_warm_reply(smtp_server)
+    AnswerSnippet.objects.create(name="Meeting link", body="Hi {{ first_name }}, pick a time for {{ company }}: "
+                                                           "https://cal.example.com/alex")
+    AnswerSnippet.objects.create(name="Broken", body="{% if %}")
+
+    offered = [(snippet.name, text) for snippet, text in snippets_for(reply)]
+
+    assert offered == [("Meeting link", "Hi Anna, pick a time for Brightlane: https://cal.example.com/alex")]
+
+
+def test_the_admin_refuses_a_saved_answer_that_does_not_render(admin_client):
+    response = admin_client.post("/admin/cam/answersnippet/add/", {"name": "Broken", "body": "Hi {% if %}"})
+    assert response.status_code == 200
+    assert "The saved answer template does not compile" in response.content.decode()
+    assert not AnswerSnippet.objects.exists()
+    response = admin_client.post("/admin/cam/answersnippet/add/", {"name": "Calendar",
+                                                                   "body": "Hi {{ first_name }}, here you go."})
+    assert response.status_code == 302 and AnswerSnippet.objects.get().name == "Calendar"
