@@ -12,8 +12,8 @@ or a hard bounce still suppresses the address and stops everything (a won lead k
 same, see ``cam.leads.KEPT_THROUGH_ADDRESS_STOPS``); a warm reply (positive, question,
 referral) brings a lead closed without a conversation or a sale (``REKINDLED_BY_WARM_REPLY``: not
 interested, nurture, dead) back as ``INTERESTED`` / ``REFERRED`` — the person changed their mind —
-and always alerts a person, while the lead of a conversation or a sale (interested, referred, won,
-lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscribed or bounced) stays
+and always alerts a person, while the lead of a conversation or a sale (interested, referred, meeting
+booked, won, lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscribed or bounced) stays
 in it whatever the reply says — only an unsubscribe or complaint still moves a bounced lead to
 ``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the lead stayed.
 
@@ -65,7 +65,8 @@ SOFT_BOUNCE_RETRY = timedelta(hours=24)
 # Leads being mailed: only these are paused by an absence, or have a soft-bounced email retried.
 IN_SEQUENCE_STATUSES = (Status.IN_SEQUENCE, Status.PAUSED)
 # Closed without a conversation or a sale (a reply's "no", or silence): a warm reply reopens the
-# conversation — the person changed their mind. Interested, referred, won and lost leads keep theirs.
+# conversation — the person changed their mind. Interested, referred, meeting-booked, won and lost leads
+# keep theirs.
 REKINDLED_BY_WARM_REPLY = (Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD)
 WARM_FROM = (*OPEN_STATUSES, *REKINDLED_BY_WARM_REPLY)
 

@@ -69,11 +69,14 @@ def test_staff_see_the_periods_figures_the_moment_emails_go_out(admin_client):
     answer(emails[1], Category.NEGATIVE)
     sends(campaign, 5, at=timezone.now() - timedelta(days=12))
     Lead.objects.filter(pk=emails[0].lead_id).update(status=Lead.Status.WON, status_changed_at=timezone.now())
+    Lead.objects.filter(pk__in=[emails[2].lead_id, emails[3].lead_id]).update(
+        status=Lead.Status.MEETING_BOOKED, status_changed_at=timezone.now())
 
     html = page(admin_client)
 
     # No metrics step ran: the page counts the emails themselves.
-    assert [kpi(html, key) for key in ("sent", "replies", "positive", "won")] == ["27", "2", "1", "1"]
+    assert [kpi(html, key) for key in ("sent", "replies", "positive", "meetings", "won")] == ["27", "2", "1", "2", "1"]
+    assert "Meetings / won" in section(html, "cam-kpis")
     assert kpi(html, "positive_rate") == "3.7 % positive-reply rate"
     assert [kpi(page(admin_client, f"/admin/?period={period}"), "sent") for period in ("today", "30d")] == ["27", "32"]
     # The period picked is the one marked; an unknown one falls back to the last 7 days.
