@@ -113,11 +113,12 @@ class LeadAdmin(LongListMixin, ImportExportMixin, LeadStatusActions):
     # The *Timeline* tab (cam.admin.lead_timeline): the lead's story, beside its fields.
     change_form_after_template = "admin/cam/lead_timeline.html"
     fieldsets = [
-        (None, {"fields": ["campaign", "email", "email_domain", ("first_name", "last_name"), "company", "title",
+        # Where the lead stands first, above the fold: what staff open a lead to see.
+        (None, {"fields": [("status_label", "status_changed_at"), "status_reason", "campaign", "email",
+                           "email_domain", ("first_name", "last_name"), "company", "title",
                            "industry", "country", "company_size", "website", "timezone",
                            ("is_role_account", "is_free_mail")]}),
-        ("Status", {"fields": [("status_label", "status_changed_at"), "status_reason", ("score", "scored_at"),
-                               "score_table"]}),
+        ("Score", {"fields": [("score", "scored_at"), "score_table"]}),
         ("Sequence", {"fields": [("current_step", "next_send_at"), "blocked_reason", "paused_until", "mailbox",
                                  ("last_contacted_at", "replied_at")]}),
         ("Provenance", {"fields": ["source", "harvested_at", "raw_data_raw"], "classes": ["collapse"]}),
