@@ -106,21 +106,35 @@ class Mailbox(models.Model):
             raise ValidationError({"verp_return_path": problem})
 
 
+MAX_BACKFILL_DAYS = 365
+
+
 class MailboxFolder(models.Model):
     """An IMAP folder polled for replies, with its watermark.
 
-    UIDs only mean something within one folder and one UIDVALIDITY, so the watermark lives here.
+    UIDs only mean something within one folder and one UIDVALIDITY, so the watermark lives here. A
+    folder CAM has not read yet (no UIDVALIDITY) starts from the messages that arrive after its first
+    poll, plus those of the last ``backfill_days`` days.
     """
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
     name = models.CharField(max_length=255, default="INBOX")
+    backfill_days = models.PositiveSmallIntegerField(
+        "read the last N days", default=0, validators=[MaxValueValidator(MAX_BACKFILL_DAYS)],
+        help_text=f"The first poll of this folder reads only what arrives from then on. Enter a number of days "
+                  f"(at most {MAX_BACKFILL_DAYS}) to also read the messages the folder received in those last "
+                  f"days. It counts only before the first poll (or after the server renumbered the folder).")
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     last_uid = models.BigIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["mailbox", "name"]
-        constraints = [models.UniqueConstraint(fields=["mailbox", "name"], name="mailbox_folder_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="mailbox_folder_unique_name"),
+            models.CheckConstraint(condition=Q(backfill_days__lte=MAX_BACKFILL_DAYS),
+                                   name="mailbox_folder_backfill_days_range"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailbox.name}/{self.name}"
