@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cam', '0013_dashboard_indexes'),
+        ('cam', '0018_lead_meeting_booked'),
     ]
 
     operations = [
