@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -313,7 +313,9 @@ def leads_no_reply_timeout(*, now: datetime | None = None) -> dict[str, int]:
     ``NURTURE`` or ``DEAD`` as the campaign says. A few statements per campaign."""
     now = now or timezone.now()
     counts = {"nurture": 0, "dead": 0}
-    campaigns = Campaign.objects.annotate(last_step=Max("steps__position")).filter(last_step__isnull=False)
+    # The last enabled step: a lead that had it gets nothing more, whatever disabled steps come after.
+    campaigns = Campaign.objects.annotate(last_step=Max("steps__position", filter=Q(steps__is_enabled=True))).filter(
+        last_step__isnull=False)
     for campaign in campaigns:
         silent = Lead.objects.filter(
             campaign=campaign, status=Status.IN_SEQUENCE, current_step__gte=campaign.last_step,
