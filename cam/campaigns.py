@@ -1,8 +1,9 @@
-"""Campaign status changes: the one place that pauses, resumes or activates a campaign.
+"""Campaign status changes: the one place that pauses, resumes, activates, degrades or clears a campaign.
 
 The admin, the API and the rules engine all call these, so a status change always carries its
-reason and time. Creating a campaign (with its default rules) and editing it and its steps live
-here too; the rules engine (``cam.decisions``) depends on this module, never the other way round.
+reason and time. Creating a campaign (with its default rules) and editing it live here too (its steps
+are ``cam.sequences``'); the rules engine (``cam.decisions``) depends on this module, never the other
+way round.
 """
 
 from __future__ import annotations
@@ -11,12 +12,10 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from cam.models import Campaign, CampaignRule, Mailbox, SequenceStep
-from cam.models.campaigns import first_step
+from cam.models import Campaign, CampaignRule, Mailbox
 
 Status = Campaign.Status
 
@@ -55,17 +54,22 @@ def campaigns_activate(*, campaign_ids: Iterable[int], reason: str) -> int:
 
 
 DEGRADABLE = (Status.ACTIVE,)
+CLEARABLE = (Status.DEGRADED,)
 
 
 @transaction.atomic
 def campaign_apply_rule(*, campaign_id: int, action: str, reason: str) -> bool:
-    """Apply a rule's action: ``PAUSE`` pauses an active or degraded campaign, ``DEGRADE`` marks an
-    active one degraded. Returns whether the status changed; raises ``ValueError`` for another action."""
+    """Apply a rule's decision: ``PAUSE`` pauses an active or degraded campaign, ``DEGRADE`` marks an
+    active one degraded, and ``CLEAR`` (the degrade rule no longer holds) sets a degraded one active
+    again. Returns whether the status changed; raises ``ValueError`` for another action."""
     if action == "PAUSE":
         return bool(campaigns_pause(campaign_ids=[campaign_id], reason=reason))
     if action == "DEGRADE":
         return bool(_campaigns_set_status(campaign_ids=[campaign_id], from_statuses=DEGRADABLE,
                                           to_status=Status.DEGRADED, reason=reason))
+    if action == "CLEAR":
+        return bool(_campaigns_set_status(campaign_ids=[campaign_id], from_statuses=CLEARABLE,
+                                          to_status=Status.ACTIVE, reason=reason))
     raise ValueError(f"Unknown rule action {action!r}.")
 
 
@@ -141,86 +145,3 @@ def campaign_save_settings(campaign: Campaign, names: Iterable[str]) -> None:
     concrete = {field.name for field in Campaign._meta.concrete_fields if not field.primary_key}
     update_fields = (set(names) & concrete) - STATUS_FIELDS
     campaign.save(update_fields=sorted(update_fields | {"updated_at"}))
-
-
-class StepInUse(Exception):
-    """A sequence step that emails were sent from (or queued with) cannot be deleted."""
-
-
-# -- the campaign's first step ------------------------------------------------------------------------
-
-FIRST_STEP_NEEDS_SUBJECT = "The first email needs a subject; follow-ups reuse it as “Re: …”."
-
-
-class FirstStepWithoutSubject(Exception):
-    """A change to other steps (a move, a deletion) that would make a step without a subject the campaign's
-    first: follow-ups reuse the first subject, and nothing could be planned for a new lead."""
-
-
-def _has_subject(step: SequenceStep | None) -> bool:
-    return step is not None and bool((step.subject_template or "").strip())
-
-
-def sequence_check_first_step(*, before: Iterable[SequenceStep], after: Iterable[SequenceStep]) -> None:
-    """The rule on a campaign's first step (``first_step``: its lowest position, whatever it is): it needs
-    a subject, as follow-ups go out as “Re: <first subject>”. Every door checks it here.
-
-    ``before`` are the campaign's steps as saved, ``after`` as a change would leave them (new steps
-    without a pk). Raises Django's ``ValidationError`` on ``subject_template`` when the first step is
-    one the change creates, moves or takes the subject from (the fix is in the same form or body), and
-    ``FirstStepWithoutSubject`` naming the step when a change to others (a move, a deletion) would make
-    it the first. A first step that had no subject already (saved before the rule) does not hold up
-    other changes."""
-    before = list(before)
-    first = first_step(after)
-    if first is None or _has_subject(first):
-        return
-    saved = next((step for step in before if first.pk is not None and step.pk == first.pk), None)
-    if saved is None or saved.position != first.position or _has_subject(saved):
-        raise ValidationError({"subject_template": ValidationError(FIRST_STEP_NEEDS_SUBJECT,
-                                                                   code="first_step_subject")})
-    if _has_subject(first_step(before)):
-        raise FirstStepWithoutSubject(
-            f"Step {first.position} would become the campaign's first email, and it has no subject; give it "
-            f"one first (follow-ups reuse the first email's subject).")
-
-
-def sequence_step_check(step: SequenceStep) -> None:
-    """``step``, created or changed but not saved, against the first-step rule, beside the campaign's
-    other steps as saved (``sequence_check_first_step`` says what it raises)."""
-    before = list(SequenceStep.objects.filter(campaign_id=step.campaign_id))
-    sequence_check_first_step(before=before, after=[saved for saved in before if saved.pk != step.pk] + [step])
-
-
-def _lock_steps(campaign_id: int) -> None:
-    # The campaign row orders concurrent changes of its steps, so two of them cannot each pass the
-    # first-step check on what the other is changing (no-op on SQLite, which writes one at a time).
-    list(Campaign.objects.select_for_update().filter(pk=campaign_id).values_list("pk", flat=True))
-
-
-@transaction.atomic
-def sequence_step_save(*, step: SequenceStep, fields: dict[str, Any]) -> SequenceStep:
-    """Create or change a step. Raises Django's ``ValidationError`` for values the model refuses (a
-    position taken in the campaign) and for a step that would be the campaign's first without a subject,
-    and ``FirstStepWithoutSubject`` when moving it would make another step without one the first."""
-    _lock_steps(step.campaign_id)
-    for name, value in fields.items():
-        setattr(step, name, value)
-    step.full_clean()
-    sequence_step_check(step)
-    step.save()
-    return step
-
-
-@transaction.atomic
-def sequence_step_delete(*, step: SequenceStep) -> None:
-    """Delete a step no email refers to; raises ``StepInUse`` otherwise (its emails keep their step),
-    and ``FirstStepWithoutSubject`` when the step is the first and the one after it has no subject."""
-    used = step.outbound_emails.count()
-    if used:
-        raise StepInUse(f"Step {step.position} has {used} email(s) sent or queued from it, so it is kept; "
-                        f"change its templates instead.")
-    _lock_steps(step.campaign_id)
-    before = list(SequenceStep.objects.filter(campaign_id=step.campaign_id))
-    sequence_check_first_step(before=before, after=[saved for saved in before if saved.pk != step.pk])
-    step.delete()

@@ -22,9 +22,11 @@ from django.db.models import (
     ExpressionWrapper,
     F,
     IntegerField,
+    OuterRef,
     Q,
     QuerySet,
     Subquery,
+    Sum,
     Window,
 )
 from django.db.models.functions import RowNumber
@@ -35,6 +37,7 @@ from cam.jobs.heartbeat import STALE_AFTER_INTERVALS, stale_after
 from cam.jobs.registry import job_names
 from cam.jobs.schedules import declared_schedules
 from cam.models import Campaign, JobExecution, Mailbox, WorkerHeartbeat
+from cam.outreach.planning import campaign_daily_cap
 
 Status = JobExecution.Status
 
@@ -183,10 +186,26 @@ def _snapshot_fields(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _campaigns() -> list[dict[str, Any]]:
-    """Every campaign with its status and key rates: one query (a subject has at most one snapshot)."""
-    rows = Campaign.objects.order_by("name").values("id", "name", "status", "status_reason", *SNAPSHOT_VALUES)
-    return [{"id": row["id"], "name": row["name"], "status": row["status"], "status_reason": row["status_reason"],
-             **_snapshot_fields(row)} for row in rows]
+    """Every campaign with its status, its daily cap as the planner applies it (``campaign_daily_cap``: half
+    while degraded, said in ``cap_note``) and key rates: one query (a subject has at most one snapshot; its
+    active mailboxes' caps are summed in a subquery)."""
+    rows = (Campaign.objects.order_by("name").annotate(_mailbox_caps=_active_mailbox_caps())
+            .values("id", "name", "status", "status_reason", "daily_cap", "_mailbox_caps", *SNAPSHOT_VALUES))
+    campaigns = []
+    for row in rows:
+        limit = campaign_daily_cap(Campaign(status=row["status"], daily_cap=row["daily_cap"]),
+                                   mailbox_caps=[row["_mailbox_caps"] or 0])
+        campaigns.append({"id": row["id"], "name": row["name"], "status": row["status"],
+                          "status_reason": row["status_reason"], "daily_cap": row["daily_cap"],
+                          "effective_daily_cap": limit.cap, "cap_note": limit.words(), **_snapshot_fields(row)})
+    return campaigns
+
+
+def _active_mailbox_caps() -> Subquery:
+    """The daily caps of a campaign's active mailboxes, added up (None without one)."""
+    summed = (Mailbox.objects.filter(campaigns=OuterRef("pk"), is_active=True).order_by()
+              .values("campaigns").annotate(total=Sum("daily_cap")).values("total"))
+    return Subquery(summed, output_field=IntegerField())
 
 
 def _mailboxes() -> list[dict[str, Any]]:

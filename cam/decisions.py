@@ -14,7 +14,10 @@ rate compares like with like.
 - ``rules_evaluate`` measures each enabled rule of an active or degraded campaign over the
   campaign's last ``window`` sends (a mailbox rule: over each mailbox's last ``window`` sends for the
   campaign, judged on the worst mailbox) and applies the rule's action when it fires, through
-  ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction.
+  ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction. A
+  degraded campaign sends at half its caps (``cam.outreach.planning.campaign_daily_cap``) until a
+  person resumes it or the rule that degraded it clears: measured on the sends made since, it no
+  longer fires, and the campaign is active again (a ``RuleDecision`` with the action ``CLEAR``).
 
 Old enough: a rule with ``min_age_days`` (the positive-reply rule: 5) measures only sends at least that
 old, the last ``window`` of them, since a send from this morning has had no time to be answered.
@@ -91,8 +94,8 @@ METRIC_COUNTS: dict[str, str] = {
 ALERT_TYPES: dict[str, HumanAlertLog.AlertType] = {Action.PAUSE: HumanAlertLog.AlertType.CAMPAIGN_PAUSED,
                                                    Action.DEGRADE: HumanAlertLog.AlertType.CAMPAIGN_DEGRADED}
 ACTION_WORDS: dict[str, str] = {Action.PAUSE: "paused", Action.DEGRADE: "degraded"}
-# Which statuses a rule with each action is evaluated in (a degrade rule has nothing to do on a
-# degraded campaign).
+# Which statuses a rule with each action fires in (a degrade rule has nothing to fire on a degraded
+# campaign: the one that degraded it is measured there only to see whether it clears).
 EVALUATED_IN: dict[str, tuple[str, ...]] = {Action.PAUSE: (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED),
                                              Action.DEGRADE: (Campaign.Status.ACTIVE,)}
 
@@ -152,7 +155,9 @@ def _grouped(group_field: str, since: datetime) -> dict[int, dict[str, dict[str,
     for name, flag in FLAG_COUNTS.items():
         aggregates[f"all__{name}"] = Count("pk", filter=sent & Q(**{flag: True}))
         aggregates[f"win__{name}"] = Count("pk", filter=sent & recent & Q(**{flag: True}))
-    rows = (_with_flags(OutboundEmail.objects.filter(sent | failed, **{f"{group_field}__isnull": False}))
+    # The sequence's emails: a person's answers to replies are not sends the rates judge.
+    rows = (_with_flags(OutboundEmail.objects.filter(sent | failed, kind=OutboundEmail.Kind.SEQUENCE,
+                                                     **{f"{group_field}__isnull": False}))
             .annotate(_at=Coalesce("sent_at", "updated_at"))
             .order_by().values(group_field).annotate(**aggregates))
     result: dict[int, dict[str, dict[str, int]]] = {}
@@ -207,7 +212,7 @@ def _sends_after(rule: CampaignRule, after: datetime | None, now: datetime) -> Q
     """The campaign's sent emails the rule may measure: sent after ``after`` (when given) and, for a rule
     with ``min_age_days``, at least that many days before ``now``."""
     recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
-                                          sent_at__isnull=False)
+                                          kind=OutboundEmail.Kind.SEQUENCE, sent_at__isnull=False)
     if rule.min_age_days:
         recent = recent.filter(sent_at__lte=now - timedelta(days=rule.min_age_days))
     return recent.filter(sent_at__gt=after) if after is not None else recent
@@ -251,11 +256,16 @@ def rule_reason(rule: CampaignRule, *, value: Decimal, sample: int, mailbox: Mai
     """"Hard-bounce rate 7.1 % over the last 100 sends is above 5 %", for a mailbox rule
     "… over the last 40 sends from Sales <sales@agency.test> …", and for a rule on old enough sends
     "… over the last 200 sends older than 5 days …"."""
+    return (f"{_measured_text(rule, value=value, sample=sample, mailbox=mailbox)} {rule.get_comparison_display()} "
+            f"{percent_text(rule.threshold)} %")
+
+
+def _measured_text(rule: CampaignRule, *, value: Decimal, sample: int, mailbox: Mailbox | None) -> str:
+    """"Hard-bounce rate 7.1 % over the last 100 sends older than 5 days from Sales <sales@agency.test>"."""
     source = f" from {mailbox.name} <{mailbox.from_email}>" if mailbox is not None else ""
     days = rule.min_age_days
     age = f" older than {days} day{'s' if days != 1 else ''}" if days else ""
-    return (f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends{age}{source} "
-            f"{rule.get_comparison_display()} {percent_text(rule.threshold)} %")
+    return f"{rule.get_metric_display()} {percent_text(value)} % over the last {sample} sends{age}{source}"
 
 
 @dataclass(frozen=True)
@@ -295,18 +305,36 @@ def _finding(rule: CampaignRule, after: datetime | None, now: datetime) -> Findi
                    evidence_until=max(finding.evidence_until for finding in judged))
 
 
+def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
+    """For each degraded campaign among ``rules``', the rule that degraded it: the rule of its latest decision
+    that set DEGRADED (only a rule sets that status). One query."""
+    degraded = {rule.campaign_id for rule in rules if rule.campaign.status == Campaign.Status.DEGRADED}
+    found: dict[int, int] = {}
+    for campaign_id, rule_id in (RuleDecision.objects.filter(campaign_id__in=degraded,
+                                                             status_after=Campaign.Status.DEGRADED)
+                                 .order_by("campaign_id", "-created_at", "-pk").values_list("campaign_id", "rule_id")):
+        found.setdefault(campaign_id, rule_id)
+    return found
+
+
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
-    """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire.
+    """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire, and
+    clear the degrade rules that no longer hold.
 
     Per campaign, pause rules go first and evaluation stops at the first rule that changes the
     status. A rule is skipped while fewer than ``min_sample`` sends are measured (for a mailbox rule:
     in every mailbox). A rule that fires changes the status through ``campaign_apply_rule`` with the
     measured value as the reason, records a ``RuleDecision`` and queues a CAMPAIGN_PAUSED /
-    CAMPAIGN_DEGRADED alert keyed by the decision, all in one transaction. Returns counts:
-    ``evaluated``, ``below_sample``, ``fired``, ``paused``, ``degraded``.
+    CAMPAIGN_DEGRADED alert keyed by the decision, all in one transaction.
+
+    A degraded campaign's degrade rule keeps measuring the sends made since it fired (after its
+    ``evidence_until``): once at least ``min_sample`` of them no longer meet its condition, the rule
+    clears — the campaign is set active again through ``campaign_apply_rule`` (``CLEAR``), with the
+    measurement as the reason, and a ``RuleDecision`` records it. Returns counts: ``evaluated``,
+    ``below_sample``, ``fired``, ``paused``, ``degraded``, ``cleared``.
     """
     now = now or timezone.now()
-    counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0}
+    counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0, "cleared": 0}
     rules = list(CampaignRule.objects.filter(
         enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
     ).select_related("campaign").order_by("campaign_id", "-action", "pk"))  # descending action: PAUSE before DEGRADE
@@ -315,38 +343,60 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     floors = dict(RuleDecision.objects.filter(rule_id__in=[rule.pk for rule in rules])
                   .order_by().values("rule_id").annotate(until=Max("evidence_until"))
                   .values_list("rule_id", "until"))
+    degraded_by = _degraded_by(rules)
     changed: set[int] = set()
     for rule in rules:
-        if rule.campaign_id in changed or rule.campaign.status not in EVALUATED_IN[rule.action]:
+        if rule.campaign_id in changed:
+            continue
+        # The rule that degraded its campaign: measured to see whether it clears.
+        clearing = degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE
+        if not clearing and rule.campaign.status not in EVALUATED_IN[rule.action]:
             continue
         counts["evaluated"] += 1
         finding = _finding(rule, floors.get(rule.pk), now)
         if finding is None:
             counts["below_sample"] += 1
             continue
-        if not _fires(rule, finding.value):
-            continue
-        if _rule_apply(rule, finding):
+        fires = _fires(rule, finding.value)
+        if (clearing and fires) or (not clearing and not fires):
+            continue  # still holds on the campaign it degraded, or does not fire on this one
+        if _rule_apply(rule, finding, action=RuleDecision.Action.CLEAR if clearing else rule.action):
             changed.add(rule.campaign_id)
-            counts["fired"] += 1
-            counts[ACTION_WORDS[rule.action]] += 1
+            if clearing:
+                counts["cleared"] += 1
+            else:
+                counts["fired"] += 1
+                counts[ACTION_WORDS[rule.action]] += 1
     return counts
 
 
+def rule_clear_reason(rule: CampaignRule, *, value: Decimal, sample: int, mailbox: Mailbox | None = None) -> str:
+    """"Rule cleared: positive-reply rate 0.9 % over the last 200 sends older than 5 days, since it degraded
+    the campaign, is no longer below 0.5 %"."""
+    measured = _measured_text(rule, value=value, sample=sample, mailbox=mailbox)
+    comparison = rule.get_comparison_display().removeprefix("is ")
+    return (f"Rule cleared: {measured[:1].lower()}{measured[1:]}, since it degraded the campaign, is no longer "
+            f"{comparison} {percent_text(rule.threshold)} %")
+
+
 @transaction.atomic
-def _rule_apply(rule: CampaignRule, finding: Finding) -> RuleDecision | None:
+def _rule_apply(rule: CampaignRule, finding: Finding, *, action: str) -> RuleDecision | None:
     campaign = rule.campaign
     mailbox = Mailbox.objects.filter(pk=finding.mailbox_id).first() if finding.mailbox_id else None
-    reason = rule_reason(rule, value=finding.value, sample=finding.sample, mailbox=mailbox)
+    words = rule_clear_reason if action == RuleDecision.Action.CLEAR else rule_reason
+    reason = words(rule, value=finding.value, sample=finding.sample, mailbox=mailbox)
     status_before = campaign.status
-    if not campaign_apply_rule(campaign_id=campaign.pk, action=rule.action, reason=reason):
+    if not campaign_apply_rule(campaign_id=campaign.pk, action=action, reason=reason):
         return None  # its status changed meanwhile (a person paused it, say): nothing to decide
     campaign.refresh_from_db(fields=["status", "status_reason", "status_changed_at"])
     decision = RuleDecision.objects.create(
         rule=rule, campaign=campaign, mailbox=mailbox, metric=rule.metric,
         measured_value=finding.value.quantize(Decimal("0.001")), threshold=rule.threshold,
-        sample_size=finding.sample, action=rule.action, status_before=status_before,
+        sample_size=finding.sample, action=action, status_before=status_before,
         status_after=campaign.status, reason=reason, evidence_until=finding.evidence_until)
+    if action == RuleDecision.Action.CLEAR:
+        logger.info("Campaign %s active again: rule %s cleared: %s", campaign.pk, rule.pk, reason)
+        return decision
     link = reverse("admin:cam_campaign_change", args=[campaign.pk])
     alert_queue(alert_type=ALERT_TYPES[rule.action], title=f"Campaign {campaign.name} {ACTION_WORDS[rule.action]}",
                 body=f"{reason}.\n\nThe campaign is now {campaign.get_status_display().lower()}: {link}",

@@ -134,12 +134,16 @@ class DemoSmtp:
 
 @dataclass(frozen=True)
 class DemoImap:
-    """The inbox the demo mailbox's replies are read from."""
+    """The inbox the demo mailbox's replies are read from.
+
+    Its INBOX is read from the first poll on; ``backfill_days`` also reads the mail of those last days.
+    """
 
     host: str
     port: int
     username: str
     password_env: str
+    backfill_days: int = 0
 
 
 @transaction.atomic
@@ -171,7 +175,9 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
     changes, _ = secret_changes(Mailbox, before=lambda field: getattr(before, field),
                                 after=lambda field: getattr(mailbox, field))
     secret_changes_record(obj=mailbox, changes=changes, actor="command:cam_demo")
-    MailboxFolder.objects.get_or_create(mailbox=mailbox, name="INBOX")
+    folder, _ = MailboxFolder.objects.get_or_create(mailbox=mailbox, name="INBOX")
+    if imap is not None and folder.backfill_days != imap.backfill_days:
+        MailboxFolder.objects.filter(pk=folder.pk).update(backfill_days=imap.backfill_days)
     campaign, created = Campaign.objects.get_or_create(
         name=DEMO_CAMPAIGN_NAME,
         defaults={

@@ -3,7 +3,8 @@
 ``campaign_diagnosis(campaign)`` counts the campaign's leads that are held back right now by their
 ``Lead.blocked_reason`` (written by the planner, ``cam.outreach.planning``, each time it looks at a
 due lead), shows one of each, and says what to do, from the state as it is now and with the
-planner's own rules: the caps and gaps through ``cap_use`` and ``mailbox_wait``, the send window
+planner's own rules: the caps and gaps through ``cap_use``, ``campaign_daily_cap`` (half the caps while
+the campaign is degraded, which it says) and ``mailbox_wait``, the send window
 through ``cam.outreach.windows``, the templates through ``render_step``. A reason the state no longer
 explains (a window that has opened since, a cap with room again) says the leads go out on the next
 cycle. It also says how many leads are due and not held back, how many emails wait to be sent, and
@@ -33,7 +34,16 @@ from cam.jobs.heartbeat import stale_after
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, RuleDecision, SequenceStep, WorkerHeartbeat
 from cam.models.campaigns import first_step, step_after
 from cam.models.decisions import percent_text
-from cam.outreach.planning import CAP_WINDOW, SENDING_CAMPAIGNS, CapUse, cap_use, gap_ends_at, mailbox_wait
+from cam.outreach.planning import (
+    CAP_WINDOW,
+    SENDING_CAMPAIGNS,
+    CampaignCap,
+    CapUse,
+    campaign_daily_cap,
+    cap_use,
+    gap_ends_at,
+    mailbox_wait,
+)
 from cam.outreach.rendering import TemplateProblem, render_step, template_context
 from cam.outreach.unsubscribe import unsubscribe_url
 from cam.outreach.windows import next_window_opening, window_is_open
@@ -83,6 +93,7 @@ class Capacity:
     problem: str = ""  # why the mailbox's last batch could not send
     room_words: str = ""  # room_at for people, in the campaign's time zone
     gap_words: str = ""  # gap_until for people
+    note: str = ""  # why the cap is what it is, when that is not simply the setting (a degraded campaign)
 
     @property
     def percent_used(self) -> int:
@@ -110,6 +121,8 @@ class Diagnosis:
     next_send_why: str  # what sets that time: a due lead, the send window, a cap's room
     capacity: list[Capacity]
     worker_problem: str = ""
+    # While the campaign is degraded: by what, and that it sends at half its caps until resumed or the rule clears.
+    degraded: str = ""
 
     @property
     def held_back_total(self) -> int:
@@ -194,6 +207,7 @@ class _State:
     campaign_use: CapUse | None
     mailbox_use: dict[int, CapUse]
     decision: RuleDecision | None
+    campaign_cap: CampaignCap
     stopped_emails: dict[int, OutboundEmail] = field(default_factory=dict)  # lead → its last stopped email
     suppressed: dict[str, str] = field(default_factory=dict)
 
@@ -264,11 +278,16 @@ def _mailbox_gap(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 
 def _campaign_cap(state: _State, lead: Lead) -> tuple[str, int | None]:
-    cap = state.campaign.daily_cap
+    limit = state.campaign_cap
+    cap = limit.cap
     used = state.campaign_use.used if state.campaign_use else 0
     room = state.room_at(state.campaign_use, cap)
     if room is None:
         return f"The campaign is under its daily cap again ({used} of {cap} in the last 24 hours): {NEXT_CYCLE}.", None
+    if limit.halved:
+        return (f"The campaign sent {used} of the {cap} a day it may send while degraded (half of {limit.usual}) in "
+                f"the last 24 hours; room again {state.when(room)} {state.zone.key}. It sends at its full caps once "
+                f"resumed (the Resume button) or once the rule that degraded it clears."), None
     return (f"The campaign sent {used} of its {cap} a day in the last 24 hours; room again {state.when(room)} "
             f"{state.zone.key}. Raise the daily cap under Settings to send more."), None
 
@@ -315,9 +334,15 @@ def _no_step(state: _State, lead: Lead) -> tuple[str, int | None]:
         return "The campaign has no steps: write its first email under Sequence.", None
     if step_after(state.steps, lead.current_step) is not None:
         return f"A step follows step {lead.current_step} now: {NEXT_CYCLE}.", None
-    last = max(step.position for step in state.steps)
-    return (f"{lead.email} has had step {lead.current_step}, and no step follows it (the last is step {last}): add "
-            f"one under Sequence, or stop these leads."), None
+    # The planner passes over disabled steps: say so when one of them is all that follows.
+    skipped = [str(step.position) for step in sorted(state.steps, key=lambda step: step.position)
+               if step.position > lead.current_step and not step.is_enabled]
+    enabled = [step.position for step in state.steps if step.is_enabled]
+    last = f"the last enabled is step {max(enabled)}" if enabled else "every step is disabled"
+    disabled = (f"; step{'s' if len(skipped) > 1 else ''} {', '.join(skipped)} after it "
+                f"{'are' if len(skipped) > 1 else 'is'} disabled" if skipped else "")
+    return (f"{lead.email} has had step {lead.current_step}, and no enabled step follows it ({last}{disabled}): "
+            f"add or enable one under Sequence, or stop these leads."), None
 
 
 def _template_error(state: _State, lead: Lead) -> tuple[str, int | None]:
@@ -342,7 +367,8 @@ def _stopped_email(state: _State, lead: Lead, *, what: str, todo: str) -> tuple[
         return f"{what} the email to {lead.email}. {todo}", None
     said = f" ({_short(email.last_error)})" if email.last_error.strip() else ""
     mailbox = f" from {email.mailbox.from_email}" if email.mailbox is not None else ""
-    return f"{what} step {email.step.position} to {lead.email}{mailbox}{said}. {todo}", email.pk
+    which = f"step {email.step.position}" if email.step else "the answer"
+    return f"{what} {which} to {lead.email}{mailbox}{said}. {todo}", email.pk
 
 
 def _send_failed(state: _State, lead: Lead) -> tuple[str, int | None]:
@@ -487,6 +513,7 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     queued = OutboundEmail.objects.filter(campaign=campaign, status__in=QUEUED).aggregate(
         n=Count("pk"), at=Min("next_attempt_at"))
     mailboxes = list(campaign.mailboxes.all())
+    limit = campaign_daily_cap(campaign, mailbox_caps=[mailbox.daily_cap for mailbox in mailboxes if mailbox.is_active])
     counted_mailboxes = {mailbox.pk for mailbox in mailboxes} | {
         lead.mailbox_id for lead in examples if lead.mailbox_id}
     state = _State(
@@ -495,7 +522,8 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
         mailbox_use=cap_use("mailbox_id", counted_mailboxes, now=now),
         decision=(RuleDecision.objects.filter(campaign=campaign).select_related("rule", "mailbox")
                   .order_by("-created_at", "-pk").first()
-                  if campaign.status in (Status.PAUSED, Status.DEGRADED) else None))
+                  if campaign.status in (Status.PAUSED, Status.DEGRADED) else None),
+        campaign_cap=limit)
     # What the examples' advice needs beyond that, each in one query, and only when a reason asks.
     reasons = {lead.blocked_reason: lead for lead in examples}
     stopped = [lead.pk for reason, lead in reasons.items()
@@ -520,9 +548,11 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     def words(at: datetime | None) -> str:
         return when_text(at, zone=zone, now=now) if at is not None else ""
 
-    campaign_room = state.room_at(state.campaign_use, campaign.daily_cap)
+    campaign_room = state.room_at(state.campaign_use, limit.cap)
     capacity = [Capacity(name="Campaign", used=state.campaign_use.used if state.campaign_use else 0,
-                         cap=campaign.daily_cap, room_at=campaign_room, room_words=words(campaign_room))]
+                         cap=limit.cap, room_at=campaign_room, room_words=words(campaign_room),
+                         note=f"Degraded: half of {limit.usual:,} a day until resumed or the rule clears."
+                         if limit.halved else "")]
     for mailbox in mailboxes:
         gap_end = gap_ends_at(mailbox)
         gap_until = gap_end if gap_end is not None and gap_end > now else None
@@ -535,7 +565,9 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
     next_at, next_words, next_why = _next_send(
         state, earliest_by_zone=earliest_by_zone, queued=queued["n"], queued_at=queued["at"], capacity=capacity,
         held_back=sum(row.count for row in held_back))
-    return Diagnosis(now=now, zone=zone.key, status=status_text(campaign, state.decision, zone=zone, now=now),
+    status = status_text(campaign, state.decision, zone=zone, now=now)
+    return Diagnosis(now=now, zone=zone.key, status=status,
+                     degraded=f"{status}: {limit.words()}." if limit.halved else "",
                      sending=campaign.status in SENDING_CAMPAIGNS, held_back=held_back, in_sequence=in_sequence,
                      due_now=due_now, queued=queued["n"], next_send_at=next_at, next_send=next_words,
                      next_send_why=next_why, capacity=capacity, worker_problem=_worker_problem(zone=zone, now=now))
@@ -566,6 +598,7 @@ class StepFigures:
     replies: int
     positive: int
     bounced: int  # hard bounces
+    enabled: bool = True  # a disabled step sends nothing more; what it sent still counts
 
     def _rate(self, count: int) -> float | None:
         return round(100 * count / self.sent, 1) if self.sent else None
@@ -587,7 +620,7 @@ def step_performance(campaign: Campaign) -> list[StepFigures]:
     """Every step of ``campaign`` in order, with its sent emails, replies, positive replies and hard
     bounces (a step that sent nothing yet shows zeros). Two queries: the steps, and one grouped count."""
     steps = list(SequenceStep.objects.filter(campaign=campaign).order_by("position")
-                 .values_list("pk", "position", "subject_template"))
+                 .values_list("pk", "position", "subject_template", "is_enabled"))
     # Annotation names of their own: "replies" is already the name of an email's inbound replies.
     counts = {step_id: (sent, replies, positive, bounced) for step_id, sent, replies, positive, bounced in (
         _with_flags(OutboundEmail.objects.filter(campaign=campaign, status=OutboundEmail.Status.SENT))
@@ -596,10 +629,10 @@ def step_performance(campaign: Campaign) -> list[StepFigures]:
                   n_positive=Count("pk", filter=Q(_positive=True)), n_bounced=Count("pk", filter=Q(_hard=True)))
         .values_list("step_id", "n_sent", "n_replies", "n_positive", "n_bounced"))}
     figures = []
-    for step_id, position, subject in steps:
+    for step_id, position, subject, enabled in steps:
         sent, replies, positive, bounced = counts.get(step_id, (0, 0, 0, 0))
         figures.append(StepFigures(step_id=step_id, position=position, subject=subject, sent=sent, replies=replies,
-                                   positive=positive, bounced=bounced))
+                                   positive=positive, bounced=bounced, enabled=enabled))
     return figures
 
 

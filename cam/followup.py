@@ -12,8 +12,8 @@ or a hard bounce still suppresses the address and stops everything (a won lead k
 same, see ``cam.leads.KEPT_THROUGH_ADDRESS_STOPS``); a warm reply (positive, question,
 referral) brings a lead closed without a conversation or a sale (``REKINDLED_BY_WARM_REPLY``: not
 interested, nurture, dead) back as ``INTERESTED`` / ``REFERRED`` — the person changed their mind —
-and always alerts a person, while the lead of a conversation or a sale (interested, referred, won,
-lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscribed or bounced) stays
+and always alerts a person, while the lead of a conversation or a sale (interested, referred, meeting
+booked, won, lost) keeps its status. A lead in a final status (``FINAL_STATUSES``: unsubscribed or bounced) stays
 in it whatever the reply says — only an unsubscribe or complaint still moves a bounced lead to
 ``UNSUBSCRIBED``. The reply keeps its category, and a lead event records that the lead stayed.
 
@@ -35,7 +35,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max
+from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -65,7 +65,8 @@ SOFT_BOUNCE_RETRY = timedelta(hours=24)
 # Leads being mailed: only these are paused by an absence, or have a soft-bounced email retried.
 IN_SEQUENCE_STATUSES = (Status.IN_SEQUENCE, Status.PAUSED)
 # Closed without a conversation or a sale (a reply's "no", or silence): a warm reply reopens the
-# conversation — the person changed their mind. Interested, referred, won and lost leads keep theirs.
+# conversation — the person changed their mind. Interested, referred, meeting-booked, won and lost leads
+# keep theirs.
 REKINDLED_BY_WARM_REPLY = (Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD)
 WARM_FROM = (*OPEN_STATUSES, *REKINDLED_BY_WARM_REPLY)
 
@@ -189,8 +190,9 @@ def _bounce_soft(reply: Reply) -> None:
     campaign = reply.lead.campaign
     if outbound is None:
         return
-    if reply.lead.status not in IN_SEQUENCE_STATUSES:
-        # Only a lead still being mailed gets the email again; nothing else is retried.
+    if reply.lead.status not in IN_SEQUENCE_STATUSES or outbound.step is None:
+        # Only a lead still being mailed gets the email again; nothing else is retried (nor is a
+        # person's answer: they see the bounce and decide).
         _stay(reply, reason=f"Soft bounce, not retried ({reply.source})",
               why="" if reply.lead.status in FINAL_STATUSES or reply.found not in OPEN_STATUSES
               else "not in a sequence, so nothing is sent to it again")
@@ -312,7 +314,9 @@ def leads_no_reply_timeout(*, now: datetime | None = None) -> dict[str, int]:
     ``NURTURE`` or ``DEAD`` as the campaign says. A few statements per campaign."""
     now = now or timezone.now()
     counts = {"nurture": 0, "dead": 0}
-    campaigns = Campaign.objects.annotate(last_step=Max("steps__position")).filter(last_step__isnull=False)
+    # The last enabled step: a lead that had it gets nothing more, whatever disabled steps come after.
+    campaigns = Campaign.objects.annotate(last_step=Max("steps__position", filter=Q(steps__is_enabled=True))).filter(
+        last_step__isnull=False)
     for campaign in campaigns:
         silent = Lead.objects.filter(
             campaign=campaign, status=Status.IN_SEQUENCE, current_step__gte=campaign.last_step,

@@ -1,15 +1,22 @@
-"""Lead status changes that stop mail to an address: unsubscribe, hard bounce, complaint.
+"""A lead's status and the changes to it: those that stop mail to an address (unsubscribe, hard bounce,
+complaint), those the follow-up engine makes for a reply or a silence, and those a person makes.
 
-The unsubscribe page, the provider webhook and the reply classifier all call these, so an address
-is stopped the same way whichever door the news came through: the lead's status changes with its
-reason and time (a won lead keeps ``WON``, see ``KEPT_THROUGH_ADDRESS_STOPS``), the address goes on
-the global suppression list, every email still waiting for it is cancelled, and the same address in
-other campaigns stops too. Each change is a handful of set-based statements, whatever the number of
-leads and emails involved.
+The unsubscribe page, the provider webhook and the reply classifier all call the address stops, so
+an address is stopped the same way whichever door the news came through: the lead's status changes
+with its reason and time (a won lead keeps ``WON``, see ``KEPT_THROUGH_ADDRESS_STOPS``), the address
+goes on the global suppression list, every email still waiting for it is cancelled, and the same
+address in other campaigns stops too. Each change is a handful of set-based statements, whatever the
+number of leads and emails involved.
+
+A person (in the admin, or an API client) changes a status only through ``lead_change_status``, within
+``MANUAL_TRANSITIONS``; the admin saves a lead's profile through ``lead_save_profile``, which keeps the
+address once mail went to it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.contrib.auth.base_user import AbstractBaseUser
@@ -20,13 +27,15 @@ from django.utils import timezone
 
 from cam.addresses import address_spellings
 from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
+from cam.suppressions import suppressed_addresses
 
 Status = Lead.Status
 
-# Statuses nothing moves a lead out of — no reply, reclassification, silence or person — because the
-# address asked for no more mail or takes none. The one way on: a bounced lead may still unsubscribe
-# (``lead_unsubscribe``), the person's own request being the more important fact. See
-# ``MANUAL_TRANSITIONS``, which allows the same for changes made by hand.
+# Statuses no reply, reclassification or silence moves a lead out of, because the address asked for no
+# more mail or takes none. The one way on: a bounced lead may still unsubscribe (``lead_unsubscribe``),
+# the person's own request being the more important fact. A person may move a lead out of one only once
+# no suppression covers its address any more, and never back into a sequence (``MANUAL_TRANSITIONS``,
+# ``lead_change_status``).
 FINAL_STATUSES = (Status.UNSUBSCRIBED, Status.BOUNCED)
 
 # A lead in one of these is in its sequence (``IN_SEQUENCE``, or ``PAUSED`` within it) or still waiting
@@ -43,7 +52,9 @@ CLOSED_STATUSES = tuple(status for status in Status if status not in OPEN_STATUS
 # A sale outlives what later becomes of its address: a customer who unsubscribes from the campaign's
 # mail, whose mailbox bounces or who reports a follow-up as spam is still a customer, and the sales
 # figures must still count them. The address is suppressed and nothing more is sent, exactly as for
-# any other lead; the lead keeps WON, and its history records the news and why it stayed.
+# any other lead; the lead keeps WON, and its history records the news and why it stayed. A booked
+# meeting is not a sale: a person who unsubscribes after booking one has said no more, and the lead
+# becomes UNSUBSCRIBED like an interested one.
 KEPT_THROUGH_ADDRESS_STOPS = (Status.WON,)
 WHY_A_SALE_STAYS = ("a sale, which what later becomes of the address does not undo; the address is suppressed, "
                     "so nothing more is sent to it")
@@ -190,9 +201,9 @@ def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbo
 
     With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
     emails still waiting are cancelled. A lead in a final status (``FINAL_STATUSES``) is not moved:
-    the event records the reason and that it stayed. Unsubscribing and bouncing go through
-    ``lead_unsubscribe`` / ``lead_mark_bounced``, which also suppress the address. Returns whether
-    the lead's status changed.
+    the event records the reason and that it stayed (a person moves one out of it through
+    ``lead_change_status``). Unsubscribing and bouncing go through ``lead_unsubscribe`` /
+    ``lead_mark_bounced``, which also suppress the address. Returns whether the lead's status changed.
     """
     if to_status in FINAL_STATUSES:
         raise ValueError(f"{to_status} is set by lead_unsubscribe / lead_mark_bounced, which suppress the address.")
@@ -235,12 +246,16 @@ def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email: In
 
 # Where a person may move a lead, by its current status. Entering or re-entering a sequence (NEW,
 # QUALIFIED, IN_SEQUENCE) and pausing it belong to the pipeline (scoring, qualification, the
-# out-of-office handling), which check what a hand-made change would skip; so does nothing bring
-# back an address that unsubscribed or bounced. The targets are the outcomes the follow-up engine
-# records for a reply or a silence, plus the sales outcomes WON and LOST. A won lead is not moved to
-# UNSUBSCRIBED or BOUNCED (``KEPT_THROUGH_ADDRESS_STOPS``): its address is suppressed instead.
-_CONVERSATION = (Status.INTERESTED, Status.REFERRED, Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD,
-                 Status.WON, Status.LOST)
+# out-of-office handling), which check what a hand-made change would skip. The targets are the outcomes
+# the follow-up engine records for a reply or a silence, plus a meeting booked and the sales outcomes
+# WON and LOST. A won lead is not moved to UNSUBSCRIBED or BOUNCED (``KEPT_THROUGH_ADDRESS_STOPS``): its
+# address is suppressed instead.
+# An unsubscribed or bounced lead may be moved to a conversation's outcome (the person wrote back, a
+# colleague met them), but only once no suppression covers its address any more (``leads_change_status``
+# checks): taking an address off the suppression list is a decision of its own, made and recorded on
+# the list, not a side effect of a status change. Even then nothing puts it back into a sequence.
+_CONVERSATION = (Status.INTERESTED, Status.REFERRED, Status.MEETING_BOOKED, Status.NOT_INTERESTED, Status.NURTURE,
+                 Status.DEAD, Status.WON, Status.LOST)
 _ADDRESS_STOPS = (Status.UNSUBSCRIBED, Status.BOUNCED)
 MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys((Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED),
@@ -248,51 +263,154 @@ MANUAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
     **dict.fromkeys((Status.IN_SEQUENCE, Status.PAUSED), (*_CONVERSATION, *_ADDRESS_STOPS)),
     **dict.fromkeys(_CONVERSATION, (*_CONVERSATION, *_ADDRESS_STOPS)),
     Status.WON: _CONVERSATION,
-    # The person's own request outranks a bounce, as ``lead_unsubscribe`` has it; nothing outranks that.
-    Status.BOUNCED: (Status.UNSUBSCRIBED,),
-    Status.UNSUBSCRIBED: (),
+    # The person's own request outranks a bounce, as ``lead_unsubscribe`` has it.
+    Status.BOUNCED: (Status.UNSUBSCRIBED, *_CONVERSATION),
+    Status.UNSUBSCRIBED: _CONVERSATION,
 }
 
-
 def lead_statuses_allowed(from_status: str) -> tuple[str, ...]:
-    """The statuses a person may move a lead in ``from_status`` to (not counting its own)."""
+    """The statuses a person may move a lead in ``from_status`` to (not counting its own). Leaving
+    ``UNSUBSCRIBED`` or ``BOUNCED`` also needs the address off the suppression list
+    (``lead_stop_covering``)."""
     return tuple(status for status in MANUAL_TRANSITIONS.get(from_status, ()) if status != from_status)
 
 
-class TransitionRefused(ValueError):
-    """A person asked for a status change the lead's current status does not allow."""
+def lead_stop_covering(*, lead: Lead) -> str:
+    """Why ``lead`` may not leave ``UNSUBSCRIBED`` or ``BOUNCED`` yet — the suppression of its address or
+    of a domain above it, in words — or "" when none covers it (or the lead is in neither status)."""
+    if lead.status not in FINAL_STATUSES:
+        return ""
+    return suppressed_addresses([lead.email]).get(lead.email, "")
 
-    def __init__(self, *, from_status: str, to_status: str, allowed: tuple[str, ...]) -> None:
-        self.from_status, self.to_status, self.allowed = from_status, to_status, allowed
-        options = ", ".join(allowed) if allowed else "none: the lead's status is final"
+
+class TransitionRefused(ValueError):
+    """A person asked for a status change the lead's current status does not allow, or one out of
+    ``UNSUBSCRIBED`` / ``BOUNCED`` while a suppression still covers the address (``suppressed`` says which)."""
+
+    def __init__(self, *, from_status: str, to_status: str, allowed: tuple[str, ...], suppressed: str = "") -> None:
+        self.from_status, self.to_status, self.allowed, self.suppressed = from_status, to_status, allowed, suppressed
+        if suppressed:
+            super().__init__(f"A lead cannot leave {from_status} while its address is suppressed ({suppressed}). "
+                             f"Remove the suppression first, on its own page under Suppressions, then change the "
+                             f"status.")
+            return
+        options = ", ".join(allowed) or "none"
         hint = (" A won lead stays WON: to stop all mail to its address, add the address to the suppression list."
                 if from_status in KEPT_THROUGH_ADDRESS_STOPS and to_status in _ADDRESS_STOPS else "")
         super().__init__(f"A lead cannot go from {from_status} to {to_status}. Allowed from {from_status}: "
                          f"{options}.{hint}")
 
 
+@dataclass
+class StatusChanges:
+    """What ``leads_change_status`` did to each lead asked for, by id."""
+
+    changed: list[int] = field(default_factory=list)
+    unchanged: list[int] = field(default_factory=list)  # already in the status asked for
+    refused: dict[int, TransitionRefused] = field(default_factory=dict)
+    addresses: dict[int, str] = field(default_factory=dict)  # every lead found, for saying which is which
+
+
+def _refusal(*, from_status: str, to_status: str, covering: str) -> TransitionRefused | None:
+    """Why a person may not move a lead from ``from_status`` to ``to_status``, or None when they may.
+    ``covering`` is the suppression covering the lead's address ("" for none)."""
+    allowed = lead_statuses_allowed(from_status)
+    if to_status not in allowed:
+        return TransitionRefused(from_status=from_status, to_status=to_status, allowed=allowed)
+    if covering and from_status in FINAL_STATUSES and to_status not in FINAL_STATUSES:
+        return TransitionRefused(from_status=from_status, to_status=to_status, allowed=allowed, suppressed=covering)
+    return None
+
+
 @transaction.atomic
-def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = "") -> bool:
-    """A person moves ``lead`` to ``to_status``, within ``MANUAL_TRANSITIONS``; recorded as a ``LeadEvent``.
+def leads_change_status(*, lead_ids: Iterable[int], to_status: str, actor: str, reason: str = "") -> StatusChanges:
+    """A person moves each of ``lead_ids`` to ``to_status``, within ``MANUAL_TRANSITIONS``; each change is
+    recorded as a ``LeadEvent``, and each lead the rules refuse is left as it is, with the reason.
 
     Unsubscribing or marking bounced goes through ``lead_unsubscribe`` / ``lead_mark_bounced`` (the
-    address is suppressed everywhere); every other change stops the lead's sequence. Asking for the
-    status the lead already has changes nothing. Raises ``TransitionRefused``; returns whether the
-    status changed (``lead`` is refreshed either way).
+    address is suppressed everywhere), one lead at a time; every other change stops the leads'
+    sequences in a fixed number of statements, however many leads. Leaving ``UNSUBSCRIBED`` or
+    ``BOUNCED`` (for anything but ``UNSUBSCRIBED``) is refused while a suppression of the address or of
+    a domain above it covers it. A lead already in ``to_status`` is left alone. Ids of leads that do
+    not exist are ignored.
     """
-    current = Lead.objects.select_for_update().only("status").get(pk=lead.pk).status
-    if to_status == current:
-        lead.refresh_from_db()
-        return False
-    allowed = lead_statuses_allowed(current)
-    if to_status not in allowed:
-        raise TransitionRefused(from_status=current, to_status=to_status, allowed=allowed)
-    lead.status = current
-    if to_status == Status.UNSUBSCRIBED:
-        lead_unsubscribe(lead=lead, source=reason or f"set by {actor}", actor=actor)
-    elif to_status == Status.BOUNCED:
-        lead_mark_bounced(lead=lead, source=reason or f"set by {actor}", actor=actor)
+    rows = list(Lead.objects.select_for_update().filter(pk__in=list(lead_ids)).order_by("pk")
+                .values_list("pk", "status", "email"))
+    leaving = [email for _, status, email in rows if status in FINAL_STATUSES and to_status not in FINAL_STATUSES]
+    covering = suppressed_addresses(leaving) if leaving else {}
+    changes = StatusChanges(addresses={pk: email for pk, _, email in rows})
+    moving: list[tuple[int, str]] = []
+    for pk, status, email in rows:
+        refused = None if status == to_status else _refusal(from_status=status, to_status=to_status,
+                                                            covering=covering.get(email, ""))
+        if status == to_status:
+            changes.unchanged.append(pk)
+        elif refused is not None:
+            changes.refused[pk] = refused
+        else:
+            moving.append((pk, status))
+    if not moving:
+        return changes
+    ids = [pk for pk, _ in moving]
+    if to_status in _ADDRESS_STOPS:
+        stop = lead_unsubscribe if to_status == Status.UNSUBSCRIBED else lead_mark_bounced
+        for lead in Lead.objects.select_related("campaign").filter(pk__in=ids).order_by("pk"):
+            stop(lead=lead, source=reason or f"set by {actor}", actor=actor)
     else:
-        lead_set_status(lead=lead, to_status=to_status, actor=actor, reason=reason or f"Set by {actor}.")
+        why, now = reason or f"Set by {actor}.", timezone.now()
+        lead_events_record(moving, to_status=to_status, actor=actor, reason=why)
+        Lead.objects.filter(pk__in=ids).update(status=to_status, status_reason=why, status_changed_at=now,
+                                               updated_at=now, next_send_at=None, blocked_reason="",
+                                               paused_until=None)
+        _cancel_pending(lead_ids=ids, why=why, now=now)
+    changes.changed = ids
+    return changes
+
+
+def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = "") -> bool:
+    """``leads_change_status`` for one lead: raises its ``TransitionRefused``; returns whether the status
+    changed (``lead`` is refreshed either way)."""
+    changes = leads_change_status(lead_ids=[lead.pk], to_status=to_status, actor=actor, reason=reason)
     lead.refresh_from_db()
-    return True
+    if lead.pk in changes.refused:
+        raise changes.refused[lead.pk]
+    return lead.pk in changes.changed
+
+
+# -- a lead's own fields ----------------------------------------------------------------------------
+
+# An email to the address went out, or may have (in flight, or its outcome unknown): from then on the
+# address is what the lead's history, replies and suppressions are about, so it is no longer edited.
+EMAIL_FIXED_BY = (OutboundEmail.Status.SENT, OutboundEmail.Status.SENDING, OutboundEmail.Status.UNKNOWN)
+
+
+class EmailFixed(ValueError):
+    """A lead's address was to be changed after mail was sent to it."""
+
+
+def lead_email_fixed(*, lead: Lead) -> bool:
+    """Whether anything was sent to ``lead`` (or may have been), so that its address may not change."""
+    return lead.pk is not None and OutboundEmail.objects.filter(lead_id=lead.pk, status__in=EMAIL_FIXED_BY).exists()
+
+
+EMAIL_FIXED_MESSAGE = ("The address cannot be changed: mail was already sent to it, and the lead's history and "
+                       "replies are about it. Add the new address as a new lead instead.")
+
+
+def lead_save_profile(*, lead: Lead, fields: list[str]) -> None:
+    """Save the given profile ``fields`` of ``lead`` as it holds them, and only those, so a status the
+    worker or a reply changed meanwhile is not written back. The status and sequence fields change
+    through the services above, never here. Raises ``EmailFixed`` for a change of the address once
+    mail was sent to it (``lead_email_fixed``)."""
+    held_by_services = {"status", "status_reason", "status_changed_at", "current_step", "next_send_at",
+                        "blocked_reason", "paused_until"}
+    if held_by_services & set(fields):
+        raise ValueError(f"{', '.join(sorted(held_by_services & set(fields)))} change through the status services.")
+    if not fields:
+        return
+    with transaction.atomic():
+        if "email" in fields:
+            stored = Lead.objects.select_for_update().only("email").get(pk=lead.pk).email
+            if stored != lead.email and lead_email_fixed(lead=lead):
+                raise EmailFixed(EMAIL_FIXED_MESSAGE)
+        lead.save(update_fields=[*fields, "updated_at"])

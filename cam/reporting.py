@@ -19,9 +19,9 @@ What is counted, and when:
   the period (proven ones only: a notice held for a person or dismissed by one does not count, as in
   ``cam.decisions``), or a provider's ``bounced`` / ``complained`` event received in it for an email
   with no such notice — each email once a day (a period sums its days);
-- **unsubscribes** and **won**: addresses whose lead became ``UNSUBSCRIBED`` or ``WON`` in the period
-  (an unsubscribe by link and one by reply alike). CAM has no meeting status: a won lead is the
-  furthest a lead goes, so it stands for meetings too.
+- **unsubscribes**, **meetings** and **won**: addresses whose lead became ``UNSUBSCRIBED`` in the period
+  (an unsubscribe by link and one by reply alike), and leads that became ``MEETING_BOOKED`` or ``WON``
+  in it and are still there (a lead whose meeting led to a sale counts as won).
 
 Rates are percentages of the emails sent in the same period (None before the first send), so a reply
 to an email sent the day before counts today: a day's rate can exceed what a campaign's rule, which
@@ -97,6 +97,7 @@ class Kpis(TypedDict):
     hard_bounces: int
     complaints: int
     unsubscribes: int
+    meetings: int
     won: int
     hard_bounce_rate: GuardedRate
     complaint_rate: GuardedRate
@@ -162,7 +163,8 @@ def _rate(count: int, sent: int) -> float | None:
 # -- the queries each figure starts from -----------------------------------------------------------
 
 def _sent(campaign: Campaign | None) -> QuerySet[OutboundEmail]:
-    emails = OutboundEmail.objects.filter(status=SENT)
+    # The sequence's emails (read from the partial index of sent ones): answers are not sends.
+    emails = OutboundEmail.objects.filter(status=SENT, kind=OutboundEmail.Kind.SEQUENCE)
     return emails.filter(campaign=campaign) if campaign is not None else emails
 
 
@@ -328,11 +330,13 @@ def overview(period: str, *, days: int = 30, campaign: Campaign | None = None,
     positive = sum(day.by_category.get(Category.POSITIVE, 0) for day in in_period)
     hard_bounces = sum(day.hard_bounces for day in in_period)
     complaints = sum(day.complaints for day in in_period)
-    leads = Lead.objects.filter(status__in=[Status.UNSUBSCRIBED, Status.WON], status_changed_at__gte=since)
+    leads = Lead.objects.filter(status__in=[Status.UNSUBSCRIBED, Status.MEETING_BOOKED, Status.WON],
+                                status_changed_at__gte=since)
     if campaign is not None:
         leads = leads.filter(campaign=campaign)
     # One person unsubscribing stops their leads in every campaign: count the address once.
     outcomes = leads.aggregate(unsubscribes=Count("email", distinct=True, filter=Q(status=Status.UNSUBSCRIBED)),
+                               meetings=Count("pk", filter=Q(status=Status.MEETING_BOOKED)),
                                won=Count("pk", filter=Q(status=Status.WON)))
     limits = thresholds(campaign)
     figures: Kpis = {
@@ -340,7 +344,7 @@ def overview(period: str, *, days: int = 30, campaign: Campaign | None = None,
         "sent": sent, "replies": replies, "positive": positive,
         "reply_rate": _rate(replies, sent), "positive_rate": _rate(positive, sent),
         "hard_bounces": hard_bounces, "complaints": complaints,
-        "unsubscribes": outcomes["unsubscribes"], "won": outcomes["won"],
+        "unsubscribes": outcomes["unsubscribes"], "meetings": outcomes["meetings"], "won": outcomes["won"],
         "hard_bounce_rate": _guarded(hard_bounces, sent, limits["hard_bounce_rate"]),
         "complaint_rate": _guarded(complaints, sent, limits["complaint_rate"]),
     }
@@ -434,7 +438,7 @@ def _days(days: int, *, campaign: Campaign | None, now: datetime | None, sends: 
 
 
 FUNNEL_STAGES = ("harvested", "qualified", "contacted", "replied", "positive", "won")
-POSITIVE_STATUSES = (Status.INTERESTED, Status.WON, Status.LOST)
+POSITIVE_STATUSES = (Status.INTERESTED, Status.MEETING_BOOKED, Status.WON, Status.LOST)
 NOT_QUALIFIED = (Status.NEW, Status.DISQUALIFIED)
 
 
@@ -454,7 +458,7 @@ def campaign_funnels(*, campaign: Campaign | None = None, limit: int | None = No
     - contacted: leads at least one email went out to (``last_contacted_at`` set);
     - replied: leads a person answered for (``replied_at`` set: auto-replies and bounces do not set it);
     - positive: leads that showed interest — ``INTERESTED`` (a positive reply or a question), or since
-      ``WON`` or ``LOST`` after talking to us;
+      ``MEETING_BOOKED``, ``WON`` or ``LOST`` after talking to us;
     - won: ``WON``.
 
     A lead is counted at every stage it reached, so each stage is (normally) a subset of the one before.
@@ -520,10 +524,11 @@ def mailbox_sends_today(*, campaign: Campaign | None = None, now: datetime | Non
     now = now or timezone.now()
     sent_today = Q(status=SENT, sent_at__gte=_days_start(1, now=now))
     cap_used = Q(status__in=COUNTED, created_at__gte=now - CAP_WINDOW)
+    sequence = Q(kind=OutboundEmail.Kind.SEQUENCE)
     mailboxes = Mailbox.objects.order_by("name", "pk")
     if campaign is not None:
         mailboxes = mailboxes.filter(campaigns=campaign)
-    grouped = (OutboundEmail.objects.filter(sent_today | cap_used).order_by().values("mailbox_id")
+    grouped = (OutboundEmail.objects.filter(sequence & (sent_today | cap_used)).order_by().values("mailbox_id")
                .annotate(sent_today=Count("pk", filter=sent_today), cap_used=Count("pk", filter=cap_used)))
     counts: dict[int, Any] = {row["mailbox_id"]: row for row in grouped}
     result: list[MailboxSends] = []

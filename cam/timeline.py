@@ -133,7 +133,7 @@ def _actor(actor: str) -> str:
 def _emails(emails: list[OutboundEmail]) -> list[Entry]:
     entries = []
     for email in emails:
-        step = f"Step {email.step.position}" if email.step_id else "Email"
+        step = f"Step {email.step.position}" if email.step else "Answer"
         entries.append(Entry(at=email.created_at, kind=PLANNED, title=f"{step} planned",
                              detail=[f"Subject: {email.subject}"] if email.subject else [], record=email, order=2))
         label = email.get_status_display()

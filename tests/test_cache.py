@@ -1,4 +1,4 @@
-"""The database cache's atomic increment, as the API throttles use it."""
+"""The database cache's atomic increment and update, as the API throttles and the Resend rate limit use them."""
 
 import pytest
 from django.core.cache import cache
@@ -38,3 +38,26 @@ def test_simultaneous_increments_are_all_counted():
     assert errors == []
     assert sorted(results) == list(range(1, 9))
     assert cache.get("busy") == 8
+
+
+def test_update_stores_what_the_change_makes_of_the_value():
+    assert cache.update("state", lambda value: (value, "first")) == (None, "first")
+    assert cache.update("state", lambda value: value[1] + " then second") == "first then second"
+    assert cache.get("state") == "first then second"
+
+
+def test_update_sees_an_expired_value_as_missing():
+    cache.set("stale", "old", timeout=-1)
+    assert cache.update("stale", lambda value: value, timeout=60) is None
+    cache.set("kept", 41)
+    assert cache.update("kept", lambda value: value + 1, timeout=60) == 42
+
+
+def test_simultaneous_updates_each_see_the_one_before():
+    """Eight threads, their own connections, each appending to the same value, which starts out missing:
+    none is lost, whichever inserts the row first."""
+    results, errors = run_at_once(lambda: cache.update("log", lambda value: (value or ()) + (len(value or ()),)),
+                                  threads=8)
+    assert errors == []
+    assert cache.get("log") == tuple(range(8))
+    assert sorted(len(result) for result in results) == list(range(1, 9))

@@ -6,7 +6,7 @@ from django.core.management import CommandError, call_command
 from cam.demo import DEMO_CAMPAIGN_NAME
 from cam.jobs.runner import lease_name_for
 from cam.locks import lease_acquire
-from cam.models import Campaign, JobExecution, Lead, Mailbox, SecretSettingChange, SequenceStep
+from cam.models import Campaign, JobExecution, Lead, Mailbox, MailboxFolder, SecretSettingChange, SequenceStep
 
 pytestmark = pytest.mark.django_db
 
@@ -98,3 +98,38 @@ def test_it_says_a_job_is_running_elsewhere_and_still_enrols():
     assert not JobExecution.objects.filter(job="score").exists()
     assert list(JobExecution.objects.values_list("job", "trigger", "status")) == [
         ("qualify", JobExecution.Trigger.COMMAND, JobExecution.Status.COMPLETED)]
+
+
+def demo_with_imap(*extra: str) -> str:
+    out = StringIO()
+    call_command("cam_demo", "--no-enrol", "--imap", "127.0.0.1:1143", "--imap-user", "demo",
+                 "--imap-password-env", "CAM_SECRET_DEMO_IMAP", *extra, stdout=out)
+    return out.getvalue()
+
+
+def test_it_reads_the_demo_inbox_from_the_first_poll_on_and_says_so():
+    output = demo_with_imap()
+
+    assert MailboxFolder.objects.get(mailbox__from_email="demo@outreach.example.com").backfill_days == 0
+    assert ("Replies are read from 127.0.0.1:1143 as demo: its INBOX from the first poll on, mail already there "
+            "is left unread.") in output
+
+
+def test_it_reads_the_last_days_of_the_demo_inbox_when_asked():
+    output = demo_with_imap("--imap-backfill-days", "3")
+
+    assert MailboxFolder.objects.get().backfill_days == 3
+    assert "its INBOX from the first poll on, plus what it received in the last 3 days." in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--imap", "127.0.0.1:1143", "--imap-user", "demo", "--imap-password-env", "CAM_SECRET_DEMO_IMAP",
+          "--imap-backfill-days", "400"], "--imap-backfill-days takes a number of days from 0 to 365, not 400"),
+        (["--imap-backfill-days", "3"], "need --imap HOST:PORT"),
+    ],
+)
+def test_it_refuses_bad_imap_options_clearly(args, message):
+    with pytest.raises(CommandError, match=message):
+        call_command("cam_demo", *args, stdout=StringIO())

@@ -4,10 +4,12 @@ state the planner leaves; when the next email goes out; and each step's figures 
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.urls import reverse
 from django.utils import timezone
 
+from cam.campaigns import campaigns_resume
 from cam.diagnose import HeldBack, campaign_diagnosis, days_text, step_performance, step_totals, when_text
-from cam.models import Campaign, InboundEmail, Lead, Mailbox, OutboundEmail
+from cam.models import Campaign, CampaignRule, InboundEmail, Lead, Mailbox, OutboundEmail
 from cam.outreach.planning import outreach_plan
 from tests.factories import (
     CampaignFactory,
@@ -154,6 +156,67 @@ def test_a_full_campaign_says_how_many_it_sent_and_when_it_has_room_again():
     assert diagnosis.next_send_why == "When the campaign's daily cap has room again."
 
 
+def degraded(owner: Campaign) -> None:
+    """``owner`` degraded two hours before NOW by a bounce rule at 3.1 % over 400 sends."""
+    rule = CampaignRuleFactory(campaign=owner, threshold=3, action=CampaignRule.Action.DEGRADE)
+    decision = RuleDecisionFactory(rule=rule, measured_value="3.1", sample_size=400,
+                                   status_after=Campaign.Status.DEGRADED)
+    type(decision).objects.filter(pk=decision.pk).update(created_at=NOW - timedelta(hours=2))
+    Campaign.objects.filter(pk=owner.pk).update(status=Campaign.Status.DEGRADED,
+                                                status_changed_at=NOW - timedelta(hours=2))
+    owner.refresh_from_db()
+
+
+def test_a_degraded_campaign_says_which_rule_degraded_it_and_that_it_sends_at_half_its_caps():
+    owner = campaign(daily_cap=50)
+    degraded(owner)
+
+    diagnosis = campaign_diagnosis(owner, now=NOW)
+
+    assert diagnosis.degraded == ("Degraded by the rule “Hard-bounce rate above 3 %” at 3.1 % over 400 sends, today "
+                                  "09:00: sending at half its caps (25 of 50 a day) until resumed or the rule clears.")
+    assert (diagnosis.capacity[0].cap, diagnosis.capacity[0].note) == (
+        25, "Degraded: half of 50 a day until resumed or the rule clears.")
+    assert diagnosis.capacity[1].cap == 100  # the mailbox's own cap stays: other campaigns share it
+
+
+def test_a_degraded_campaign_at_its_halved_cap_says_when_it_has_room_and_how_to_get_the_full_cap_back():
+    owner = campaign(daily_cap=2)
+    degraded(owner)
+    sent = OutboundEmailFactory(lead=LeadFactory(campaign=owner), status=OutboundEmail.Status.SENT)
+    planned_at(sent, NOW - timedelta(hours=20))
+    due(owner, 3)
+    outreach_plan(now=NOW)
+
+    row = only(campaign_diagnosis(owner, now=NOW))
+
+    assert (row.reason, row.count) == ("campaign_cap", 3)
+    assert row.advice == ("The campaign sent 1 of the 1 a day it may send while degraded (half of 2) in the last 24 "
+                          "hours; room again today 15:00 Europe/Berlin. It sends at its full caps once resumed (the "
+                          "Resume button) or once the rule that degraded it clears.")
+
+
+def test_a_resumed_campaign_has_its_full_cap_again():
+    owner = campaign(daily_cap=50)
+    degraded(owner)
+    campaigns_resume(campaign_ids=[owner.pk], reason="Resumed by staff:anna")
+    owner.refresh_from_db()
+
+    diagnosis = campaign_diagnosis(owner, now=NOW)
+
+    assert (diagnosis.degraded, diagnosis.capacity[0].cap, diagnosis.capacity[0].note) == ("", 50, "")
+
+
+def test_the_diagnose_tab_shows_the_degraded_line(admin_client):
+    owner = campaign(daily_cap=50)
+    degraded(owner)
+
+    page = admin_client.get(reverse("admin:cam_campaign_change", args=[owner.pk])).content.decode()
+
+    assert "sending at half its caps (25 of 50 a day) until resumed or the rule clears." in page
+    assert "Degraded: half of 50 a day until resumed or the rule clears." in page
+
+
 def test_a_suppressed_lead_says_what_suppresses_it():
     owner = campaign()
     (lead,) = due(owner, email="gone@acme.test")
@@ -264,8 +327,8 @@ def test_a_lead_with_no_step_left_is_told_to_add_one():
     row = only(campaign_diagnosis(owner, now=NOW))
 
     assert (row.reason, row.count) == ("no_step", 1)
-    assert row.advice == (f"{lead.email} has had step 1, and no step follows it (the last is step 1): add one under "
-                          f"Sequence, or stop these leads.")
+    assert row.advice == (f"{lead.email} has had step 1, and no enabled step follows it (the last enabled is step 1): "
+                          f"add or enable one under Sequence, or stop these leads.")
 
 
 def test_a_campaign_without_steps_is_told_to_write_the_first():

@@ -11,10 +11,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from cam.campaigns import FirstStepWithoutSubject, sequence_step_delete, sequence_step_save
 from cam.models import Lead, OutboundEmail, SequenceStep
 from cam.models.campaigns import first_step, step_after
 from cam.outreach.preview import preview_step
+from cam.sequences import FirstStepWithoutSubject, sequence_step_delete, sequence_step_save
 from tests.api.conftest import client_with_key
 from tests.backoffice.test_campaign_admin import change_form_data
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, OutboundEmailFactory, SequenceStepFactory
@@ -60,12 +60,13 @@ NO_SUBJECT_FIRST = [
     pytest.param("first", {"subject_template": ""}, id="clear-the-first"),
     pytest.param(None, {"position": 1, "subject_template": "", "body_template": "Hi"}, id="add-one-ahead"),
 ]
-STEP_FIELDS = ["position", "delay_days", "delay_hours", "subject_template", "body_template", "html_template"]
+STEP_FIELDS = ["position", "delay_days", "delay_hours", "is_enabled", "subject_template", "body_template",
+               "html_template"]
 
 
 def _step_values(step: SequenceStep | None, change: dict) -> dict:
-    values = {"position": 1, "delay_days": 0, "delay_hours": 0, "subject_template": "", "body_template": "",
-              "html_template": ""}
+    values = {"position": 1, "delay_days": 0, "delay_hours": 0, "is_enabled": True, "subject_template": "",
+              "body_template": "", "html_template": ""}
     if step is not None:
         values.update({name: getattr(step, name) for name in STEP_FIELDS})
     return {**values, **change}

@@ -76,6 +76,8 @@ def test_it_counts_the_periods_outcomes_each_email_once():
     InboundEmail.objects.filter(pk=held.pk).update(confirmation=InboundEmail.Confirmation.NEEDED)
     answer(emails[8], Category.COMPLAINT)
     won(emails[0].lead)
+    won(emails[2].lead, Status.MEETING_BOOKED)
+    won(emails[1].lead, Status.MEETING_BOOKED, when=timezone.now() - timedelta(days=3))  # booked before today
     won(emails[9].lead, Status.UNSUBSCRIBED)
     # The same person, unsubscribed from a second campaign by the same request: one unsubscribe.
     won(LeadFactory(email=emails[9].lead.email), Status.UNSUBSCRIBED)
@@ -83,9 +85,10 @@ def test_it_counts_the_periods_outcomes_each_email_once():
     figures = reporting.kpis("today")
 
     assert {key: figures[key] for key in ("sent", "replies", "positive", "reply_rate", "positive_rate",
-                                          "hard_bounces", "complaints", "unsubscribes", "won")} == {
+                                          "hard_bounces", "complaints", "unsubscribes", "meetings", "won")} == {
         "sent": 10, "replies": 3, "positive": 1, "reply_rate": 30.0, "positive_rate": 10.0,
-        "hard_bounces": 2, "complaints": 1, "unsubscribes": 1, "won": 1}
+        "hard_bounces": 2, "complaints": 1, "unsubscribes": 1, "meetings": 1, "won": 1}
+    assert reporting.kpis("7d")["meetings"] == 2
     assert figures["hard_bounce_rate"] == {"value": 20.0, "threshold": 5.0, "level": "over"}
     assert figures["complaint_rate"] == {"value": 10.0, "threshold": 0.3, "level": "over"}
     assert (figures["period"], figures["label"]) == ("today", "Today")
@@ -208,6 +211,7 @@ def test_each_campaigns_funnel_counts_its_leads_at_every_stage_they_reached():
     LeadFactory(campaign=campaign, status=Status.BOUNCED, **contacted)
     LeadFactory(campaign=campaign, status=Status.NOT_INTERESTED, **replied)
     LeadFactory(campaign=campaign, status=Status.INTERESTED, **replied)
+    LeadFactory(campaign=campaign, status=Status.MEETING_BOOKED, **replied)
     LeadFactory(campaign=campaign, status=Status.WON, **replied)
     LeadFactory(campaign=campaign, status=Status.LOST, **replied)
     empty = CampaignFactory(name="Empty one")
@@ -215,8 +219,8 @@ def test_each_campaigns_funnel_counts_its_leads_at_every_stage_they_reached():
     assert reporting.campaign_funnels() == [
         {"campaign_id": empty.pk, "name": "Empty one", "status": "ACTIVE", "harvested": 0,
          "qualified": 0, "contacted": 0, "replied": 0, "positive": 0, "won": 0},
-        {"campaign_id": campaign.pk, "name": "Nordic CFOs", "status": "ACTIVE", "harvested": 10, "qualified": 8,
-         "contacted": 6, "replied": 4, "positive": 3, "won": 1},
+        {"campaign_id": campaign.pk, "name": "Nordic CFOs", "status": "ACTIVE", "harvested": 11, "qualified": 9,
+         "contacted": 7, "replied": 5, "positive": 4, "won": 1},
     ]
 
 

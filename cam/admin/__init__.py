@@ -1,3 +1,13 @@
 """The back office: one module per part of the loop, registered on import."""
 
-from cam.admin import api_keys, campaigns, decisions, desk, leads, mail, operations, third_party  # noqa: F401
+from cam.admin import (  # noqa: F401
+    api_keys,
+    campaigns,
+    decisions,
+    desk,
+    leads,
+    mail,
+    operations,
+    snippets,
+    third_party,
+)

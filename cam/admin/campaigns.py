@@ -53,14 +53,11 @@ from cam.campaigns import (
     ACTIVATABLE,
     PAUSABLE,
     RESUMABLE,
-    FirstStepWithoutSubject,
     campaign_rules_ensure_defaults,
     campaign_save_settings,
     campaigns_activate,
     campaigns_pause,
     campaigns_resume,
-    sequence_check_first_step,
-    sequence_step_check,
 )
 from cam.diagnose import campaign_diagnosis, step_performance, step_totals
 from cam.jobs.registry import UnknownJob
@@ -82,6 +79,15 @@ from cam.models.decisions import Scope, percent_text
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step, preview_steps
 from cam.outreach.rendering import TemplateProblem, check_templates
+from cam.sequences import (
+    FirstStepWithoutSubject,
+    sequence_check_first_step,
+    sequence_step_check,
+    sequence_step_delete,
+    sequence_steps_delete,
+    sequence_steps_delete_problems,
+    sequence_steps_in_use,
+)
 
 
 def _actor(request) -> str:
@@ -141,7 +147,8 @@ class SequenceStepForm(forms.ModelForm):
 
     class Meta:
         model = SequenceStep
-        fields = ["position", "delay_days", "delay_hours", "subject_template", "body_template", "html_template"]
+        fields = ["position", "delay_days", "delay_hours", "is_enabled", "subject_template", "body_template",
+                  "html_template"]
         widgets = {"body_template": UnfoldAdminTextareaWidget(attrs={"rows": 8}),
                    "html_template": UnfoldAdminTextareaWidget(attrs={"rows": 3})}
 
@@ -177,13 +184,21 @@ def _sent_counts(queryset):
 
 
 class SequenceStepFormSet(forms.BaseInlineFormSet):
-    """The steps as saved must leave the first (the lowest position) with a subject: the rule the API and
-    the services apply (``sequence_check_first_step``), here over all the steps the page saves at once."""
+    """The rules of ``cam.sequences`` over all the steps the page saves at once: the steps as saved must leave
+    the first (the lowest enabled position) with a subject, and a step ticked for deletion that has emails is
+    refused (“Step 2 has 340 emails; disable it instead.”). The deletions go through
+    ``sequence_step_delete``, after the other steps are saved, so the later steps move up a place from the
+    positions the page gave them."""
 
     def clean(self):
         super().clean()
         if any(form.errors for form in self.forms):
             return
+        deleted = [form.instance for form in self.forms
+                   if form.instance.pk and form.cleaned_data and self._should_delete_form(form)]  # type: ignore[attr-defined]  # Django's, not in its stubs
+        in_use = sequence_steps_in_use(deleted) if deleted else []
+        if in_use:
+            raise ValidationError(in_use)
         kept = [form for form in self.forms if form.cleaned_data and not self._should_delete_form(form)]  # type: ignore[attr-defined]  # Django's, not in its stubs
         before = list(SequenceStep.objects.filter(campaign=self.instance)) if self.instance.pk else []
         try:
@@ -193,6 +208,18 @@ class SequenceStepFormSet(forms.BaseInlineFormSet):
             next(form for form in kept if form.instance is first).add_error(None, exc)
         except FirstStepWithoutSubject as exc:
             raise ValidationError(str(exc)) from None
+
+    def save(self, commit=True):
+        self._to_delete: list[SequenceStep] = []
+        saved = super().save(commit)
+        # After the changed and new steps are saved: deleting first would move the later steps up a place, and
+        # saving one of them next would write back the position it had on the page.
+        sequence_steps_delete(steps=self._to_delete)
+        return saved
+
+    def delete_existing(self, obj, commit=True):
+        if commit:
+            self._to_delete.append(obj)
 
 
 def may_preview(request, admin_site) -> bool:
@@ -213,7 +240,7 @@ class SequenceStepInline(StackedInline):
     tab = True
     verbose_name_plural = "Sequence"
     # The preview right under the body it renders; the HTML part, often empty, after it.
-    fields = [("position", "delay_days", "delay_hours"), "subject_template", "body_template", "preview",
+    fields = [("position", "delay_days", "delay_hours", "is_enabled"), "subject_template", "body_template", "preview",
               "html_template", ("sent", "preview_link")]
     readonly_fields = ["sent", "preview_link", "preview"]
     PREVIEW_LEADS = 500  # offered in the list; the step's own preview page searches the same way
@@ -246,7 +273,16 @@ class SequenceStepInline(StackedInline):
                 # Rendered once for all the steps, and only if the page is drawn (not on a save that redirects).
                 self.previews = SimpleLazyObject(lambda: preview_steps(
                     campaign=obj, steps=list(SequenceStep.objects.filter(campaign=obj)), lead=lead))
-        return super().get_formset(request, obj, **kwargs)
+        formset = super().get_formset(request, obj, **kwargs)
+
+        class StepForm(formset.form):  # type: ignore[name-defined]  # the admin's form class, made for this request
+            def hand_clean_DELETE(self):
+                # The admin would list every email of a step ticked for deletion (reading them one by one); the
+                # formset refuses it in one sentence instead (SequenceStepFormSet.clean, from cam.sequences).
+                return
+
+        formset.form = StepForm
+        return formset
 
     @admin.display(description="Sent")
     def sent(self, obj: SequenceStep) -> int:
@@ -581,9 +617,13 @@ class CampaignAdmin(LongListMixin, ModelAdmin):
 
 @admin.register(SequenceStep)
 class SequenceStepAdmin(ModelAdmin):
+    """The steps of every campaign. Deleting one here follows the campaign page's rules (``cam.sequences``):
+    a step that has emails is kept (the confirmation page says so and offers no button), and the later steps
+    move up a place."""
+
     form = SequenceStepAdminForm
-    list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours", "sent"]
-    list_filter = ["campaign"]
+    list_display = ["campaign", "position", "subject_template", "delay_days", "delay_hours", "is_enabled", "sent"]
+    list_filter = ["campaign", "is_enabled"]
     list_select_related = ["campaign"]
     search_fields = ["subject_template", "body_template", "campaign__name"]
     autocomplete_fields = ["campaign"]
@@ -598,6 +638,20 @@ class SequenceStepAdmin(ModelAdmin):
     @admin.display(description="Sent", ordering="_sent")
     def sent(self, obj: SequenceStep) -> int:
         return obj._sent  # type: ignore[attr-defined]  # annotated by get_queryset
+
+    def get_deleted_objects(self, objs, request):
+        """Steps the rules keep are “protected”, which stops both the delete page and the bulk action, each
+        with its sentence in place of Django's list of every email that points at the step."""
+        problems = sequence_steps_delete_problems(list(objs))
+        if problems:
+            return [], {}, set(), problems
+        return super().get_deleted_objects(objs, request)
+
+    def delete_model(self, request, obj):
+        sequence_step_delete(step=obj)
+
+    def delete_queryset(self, request, queryset):
+        sequence_steps_delete(steps=list(queryset))
 
     def get_urls(self):
         return [path("<int:step_id>/preview/", self.admin_site.admin_view(self.preview_view),

@@ -4,7 +4,7 @@ context) and ``/admin/dashboard/`` shows the same page.
 The sales figures are live (``cam.reporting``: a send counts the moment it is recorded); the machinery's
 health, workers, schedules and runs are what the API's metrics endpoint serves (``cam.dashboard``). This
 module only shapes them for the template: the period picked, the charts' data as JSON, each campaign's
-funnel beside its stored rates.
+funnel beside its stored rates, and the degraded campaigns, which send at half their caps.
 """
 
 from __future__ import annotations
@@ -115,7 +115,9 @@ def _funnels(funnels: list[reporting.Funnel], snapshots: list[dict[str, Any]]) -
         for name, text in FUNNEL_LABELS.items():
             share = _share(counts[name], funnel["harvested"])
             stages.append({"name": name, "label": text, "count": counts[name], "share": share})
+        summary = stored.get(funnel["campaign_id"]) or {}
         rows.append({**counts, "stages": stages, "snapshot": stored.get(funnel["campaign_id"]),
+                     "cap_note": summary.get("cap_note", ""),
                      "status_label": labels.label(funnel["status"], Campaign.Status(funnel["status"]).label,
                                                   labels.CAMPAIGN)})
     return rows
@@ -192,6 +194,8 @@ def dashboard_context(request) -> dict[str, Any]:
         "categories_chart_options": categories_options,
         "categories_height": 40 + 30 * max(len(categories), 3),
         "funnels": funnels, "funnels_more": max(0, len(dashboard["campaigns"]) - len(funnels)),
+        # Every degraded campaign, named above the funnels even when its own funnel is not among those shown.
+        "degraded_campaigns": [row for row in dashboard["campaigns"] if row["status"] == Campaign.Status.DEGRADED],
         "mailboxes": _mailboxes(reporting.mailbox_sends_today(), dashboard["mailboxes"]),
         "health_label": labels.label(dashboard["health_status"], dashboard["health_status"].capitalize(),
                                      labels.HEALTH),

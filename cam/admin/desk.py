@@ -205,6 +205,7 @@ class ReplyAdmin(LongListMixin, ModelAdmin):
 
         return [view(lambda request, reply_id: desk_thread.thread_view(self, request, reply_id), "thread"),
                 view(lambda request, reply_id: desk_thread.handled_view(self, request, reply_id), "handled"),
+                view(lambda request, reply_id: desk_thread.answer_view(self, request, reply_id), "answer"),
                 view(lambda request, reply_id: desk_thread.assign_view(self, request, reply_id), "assign"),
                 view(lambda request, reply_id: desk_thread.reclassify_view(self, request, reply_id), "reclassify"),
                 *super().get_urls()]

@@ -25,7 +25,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
-from cam.admin import labels
+from cam.admin import answers, labels
+from cam.admin.answers import composer_context
 from cam.admin.columns import EMPTY
 from cam.inbox.desk import NotAssignable, desk_staff, reply_assign, reply_mark_handled
 from cam.inbox.processing import reply_reclassify
@@ -113,8 +114,9 @@ def thread_view(model_admin, request: HttpRequest, reply_id: int) -> HttpRespons
         "handled_url": reverse("admin:cam_reply_handled", args=[reply.pk]) + kept,
         "assign_url": reverse("admin:cam_reply_assign", args=[reply.pk]) + kept,
         "reclassify_url": reverse("admin:cam_reply_reclassify", args=[reply.pk]) + kept,
-        # The composer (answering from CAM, in the same thread) is drawn by admin/cam/reply_composer.html, from this.
-        "composer": None,
+        # The composer (answering from CAM, in the same thread): admin/cam/reply_composer.html draws it.
+        "composer": composer_context(request, reply, action=reverse("admin:cam_reply_answer", args=[reply.pk]))
+        if may_work else None,
     }
     if lead is not None:
         context["lead_url"] = reverse("admin:cam_lead_change", args=[lead.pk])
@@ -194,6 +196,14 @@ def assign_view(model_admin, request: HttpRequest, reply_id: int) -> HttpRespons
     else:
         messages.success(request, f"Assigned to {assignee.get_username()}." if assignee else "Assigned to nobody.")
     return HttpResponseRedirect(_thread(request, reply.pk))
+
+
+def answer_view(model_admin, request: HttpRequest, reply_id: int) -> HttpResponse:
+    """Sends the composer's answer (cam.admin.answers), then back on the thread with what became of it."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    _reply_to_work(model_admin, request, reply_id)
+    return answers.answer_view(request, reply_id, back="admin:cam_reply_thread")
 
 
 def reclassify_view(model_admin, request: HttpRequest, reply_id: int) -> HttpResponse:

@@ -22,7 +22,8 @@ CAMPAIGN = {
 LEAD = {
     Lead.Status.NEW: GREY, Lead.Status.QUALIFIED: BLUE, Lead.Status.DISQUALIFIED: GREY,
     Lead.Status.IN_SEQUENCE: BLUE, Lead.Status.PAUSED: AMBER, Lead.Status.INTERESTED: GREEN,
-    Lead.Status.REFERRED: VIOLET, Lead.Status.NOT_INTERESTED: GREY, Lead.Status.NURTURE: AMBER,
+    Lead.Status.REFERRED: VIOLET, Lead.Status.MEETING_BOOKED: GREEN, Lead.Status.NOT_INTERESTED: GREY,
+    Lead.Status.NURTURE: AMBER,
     Lead.Status.DEAD: GREY, Lead.Status.BOUNCED: RED, Lead.Status.UNSUBSCRIBED: RED,
     Lead.Status.WON: GREEN, Lead.Status.LOST: GREY,
 }

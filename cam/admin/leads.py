@@ -29,8 +29,10 @@ from cam.admin.lead_import import (
     LeadImportResource,
     LeadImportResult,
 )
+from cam.admin.lead_status import LeadStatusActions
 from cam.admin.lead_timeline import timeline_entries
 from cam.admin.readable import raw_field, raw_json, score_breakdown_html
+from cam.leads import EMAIL_FIXED_MESSAGE, EmailFixed, lead_email_fixed, lead_save_profile
 from cam.models import HarvestRejection, Lead, LeadEvent, Suppression
 from cam.sources.csv_rows import CsvFileError
 from cam.suppressions import suppression_normalize, suppressions_listing
@@ -73,8 +75,12 @@ class ScoreBandFilter(admin.SimpleListFilter):
         return queryset.filter(band[1]) if band else queryset
 
 
+# Owned by the status services (cam.leads): shown on the lead's page, never edited there.
+STATUS_FIELDS = ["status_label", "status_reason", "current_step", "next_send_at", "blocked_reason", "paused_until"]
+
+
 @admin.register(Lead)
-class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
+class LeadAdmin(LongListMixin, ImportExportMixin, LeadStatusActions):
     # What a sales lead works from, on one line each and within the window: a long address, name, company or
     # campaign is cut (whole on hover); the job title and the record's dates are on the lead's page.
     list_display = ["email_cell", "name_cell", "company_cell", "campaign_cell", "status_label", "score",
@@ -87,7 +93,7 @@ class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
     list_defer = ("raw_data", "score_breakdown", "status_reason", "campaign__description")
     search_fields = ["email", "first_name", "last_name", "company", "title"]
     autocomplete_fields = ["campaign", "source", "mailbox"]
-    readonly_fields = ["email_domain", "score", "score_table", "scored_at", "status_changed_at",
+    readonly_fields = ["email_domain", "score", "score_table", "scored_at", *STATUS_FIELDS, "status_changed_at",
                        "harvested_at", "raw_data_raw", "last_contacted_at", "replied_at", "created_at", "updated_at"]
 
     email_cell = text_column("Email", lambda lead: lead.email, width="m", ordering="email")
@@ -107,16 +113,56 @@ class LeadAdmin(LongListMixin, ImportExportMixin, ModelAdmin):
     # The *Timeline* tab (cam.admin.lead_timeline): the lead's story, beside its fields.
     change_form_after_template = "admin/cam/lead_timeline.html"
     fieldsets = [
-        (None, {"fields": ["campaign", "email", "email_domain", ("first_name", "last_name"), "company", "title",
+        # Where the lead stands first, above the fold: what staff open a lead to see.
+        (None, {"fields": [("status_label", "status_changed_at"), "status_reason", "campaign", "email",
+                           "email_domain", ("first_name", "last_name"), "company", "title",
                            "industry", "country", "company_size", "website", "timezone",
                            ("is_role_account", "is_free_mail")]}),
-        ("Status", {"fields": [("status", "status_changed_at"), "status_reason", ("score", "scored_at"),
-                               "score_table"]}),
+        ("Score", {"fields": [("score", "scored_at"), "score_table"]}),
         ("Sequence", {"fields": [("current_step", "next_send_at"), "blocked_reason", "paused_until", "mailbox",
                                  ("last_contacted_at", "replied_at")]}),
         ("Provenance", {"fields": ["source", "harvested_at", "raw_data_raw"], "classes": ["collapse"]}),
         ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),
     ]
+
+    def _email_fixed(self, obj: Lead | None) -> bool:
+        if obj is None or obj.pk is None:
+            return False
+        if not hasattr(obj, "_email_fixed"):
+            obj._email_fixed = lead_email_fixed(lead=obj)  # type: ignore[attr-defined]  # asked once per page
+        return obj._email_fixed  # type: ignore[attr-defined]  # set just above
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if not self._email_fixed(obj):
+            return fieldsets
+        # Mail went to the address: it is shown, with why it cannot change, instead of being edited.
+        return [(name, {**options, "fields": ["email_fixed" if field == "email" else field
+                                              for field in options["fields"]]})
+                for name, options in fieldsets]
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        return [*fields, "email_fixed"] if self._email_fixed(obj) else fields
+
+    @admin.display(description="Email")
+    def email_fixed(self, obj: Lead) -> str:
+        return format_html('{}<div class="help">{}</div>', obj.email, EMAIL_FIXED_MESSAGE)
+
+    def save_model(self, request, obj, form, change):
+        if not change:
+            super().save_model(request, obj, form, change)
+            return
+        # Only the fields the form changed: writing back the status read when the page was loaded would undo
+        # what the worker or a reply did meanwhile.
+        posted = request.POST.get("email", "").strip().lower()
+        if posted and posted != obj.email and self._email_fixed(obj):
+            # The page was opened before the first email went out; the address is kept, and staff are told.
+            self.message_user(request, f"The address stays {obj.email}. {EMAIL_FIXED_MESSAGE}", messages.WARNING)
+        try:
+            lead_save_profile(lead=obj, fields=list(form.changed_data))
+        except EmailFixed as exc:  # the first email went out between the form's check and now: nothing is saved
+            self.message_user(request, str(exc), messages.ERROR)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "timezone":

@@ -28,7 +28,7 @@ from cam.outreach.outbound import outbound_cancel, outbound_resend
 class MailboxFolderInline(TabularInline):
     model = MailboxFolder
     extra = 0
-    fields = ["name", "uidvalidity", "last_uid", "last_polled_at"]
+    fields = ["name", "backfill_days", "uidvalidity", "last_uid", "last_polled_at"]
     readonly_fields = ["uidvalidity", "last_uid", "last_polled_at"]
 
 
@@ -68,7 +68,7 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
 
 @admin.register(MailboxFolder)
 class MailboxFolderAdmin(ModelAdmin):
-    list_display = ["__str__", "uidvalidity", "last_uid", "last_polled_at"]
+    list_display = ["__str__", "backfill_days", "uidvalidity", "last_uid", "last_polled_at"]
     list_select_related = ["mailbox"]
     search_fields = ["name", "mailbox__name"]
     autocomplete_fields = ["mailbox"]
@@ -118,8 +118,8 @@ class OutboundEmailAdmin(LongListMixin, AuditAdmin):
                                    f"can be resent.", messages.SUCCESS)
 
     @admin.display(description="Step", ordering="step__position")
-    def step_position(self, obj: OutboundEmail) -> int:
-        return obj.step.position
+    def step_position(self, obj: OutboundEmail) -> int | str:
+        return obj.step.position if obj.step is not None else "Answer"
 
 
 def _reclassify_action(category: InboundEmail.Category):

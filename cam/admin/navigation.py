@@ -61,6 +61,7 @@ GROUPS: list[tuple[str, bool, list[Link]]] = [
         Link("Lead sources", "input", "cam.LeadSource"),
         Link("Sequence steps", "format_list_numbered", "cam.SequenceStep"),
         Link("Campaign rules", "rule", "cam.CampaignRule"),
+        Link("Saved answers", "quickreply", "cam.AnswerSnippet"),
         Link("Alert channels", "notifications", "cam.AlertChannel"),
         Link("API keys", "key", "cam.CamAPIKey"),
         Link("Users", "person", "auth.User"),

@@ -35,20 +35,22 @@ from cam.campaigns import (
     ACTIVATABLE,
     PAUSABLE,
     RESUMABLE,
-    FirstStepWithoutSubject,
-    StepInUse,
     campaign_create,
     campaign_update,
     campaigns_activate,
     campaigns_pause,
     campaigns_resume,
-    sequence_step_check,
-    sequence_step_delete,
-    sequence_step_save,
 )
 from cam.models import Campaign, Mailbox, MetricSnapshot, SequenceStep
 from cam.models.decisions import Scope
 from cam.outreach.rendering import check_templates
+from cam.sequences import (
+    FirstStepWithoutSubject,
+    StepInUse,
+    sequence_step_check,
+    sequence_step_delete,
+    sequence_step_save,
+)
 
 # -- campaigns -------------------------------------------------------------------------------------
 
@@ -299,8 +301,8 @@ class CampaignStepSerializer(StrictModelSerializer):
 
     class Meta:
         model = SequenceStep
-        fields = ["id", "campaign", "position", "delay_days", "delay_hours", "subject_template", "body_template",
-                  "html_template", "created_at", "updated_at"]
+        fields = ["id", "campaign", "position", "delay_days", "delay_hours", "is_enabled", "subject_template",
+                  "body_template", "html_template", "created_at", "updated_at"]
         read_only_fields = ["campaign", "created_at", "updated_at"]
         extra_kwargs = {"position": {"max_value": 1000,
                                      "help_text": "The step's place in the sequence: the lowest position is the "
@@ -308,6 +310,10 @@ class CampaignStepSerializer(StrictModelSerializer):
                                                   "allowed); unique within the campaign (a position taken is a "
                                                   "400)."},
                         "delay_days": {"max_value": 3650}, "delay_hours": {"max_value": 10_000},
+                        "is_enabled": {"help_text": "false: the step is skipped, and its leads go on to the next "
+                                                    "enabled step. A step that has emails cannot be deleted: "
+                                                    "disable it instead. Disabling the first step while the "
+                                                    "next enabled one has no subject is a 409."},
                         "subject_template": {"help_text": "A Django template (a syntax error is a 400 naming "
                                                           "it). The first step (the lowest position) needs "
                                                           "one; follow-ups may leave it empty: they go out as "
@@ -352,8 +358,8 @@ class CampaignStepSerializer(StrictModelSerializer):
         return sequence_step_save(step=instance, fields=validated_data)
 
 
-STEP_FIRST_RULE = ("The campaign's first step (its lowest position) needs a subject: a change of position that "
-                   "would make a step without one the first is refused with 409.")
+STEP_FIRST_RULE = ("The campaign's first step (its lowest enabled position) needs a subject: a move, or disabling "
+                   "a step, that would make a step without one the first is refused with 409.")
 STEP_FIRST_CONFLICT = "The change would leave the campaign's first step without a subject."
 CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter.PATH,
                                description="The campaign's id.")
@@ -373,10 +379,12 @@ CAMPAIGN_ID = OpenApiParameter("campaign_pk", OpenApiTypes.INT, OpenApiParameter
                                  description=STEP_FIRST_RULE,
                                  responses={200: CampaignStepSerializer, 409: error_response(STEP_FIRST_CONFLICT)}),
     destroy=extend_schema(summary="Delete a sequence step",
-                          description="Only a step no email was sent or queued from, and not the first step "
-                                      "while the step after it has no subject; otherwise 409.",
+                          description="Only a step no email was sent or queued from (otherwise 409: “Step 2 has "
+                                      "340 emails; disable it instead.”), and not the first step while the next "
+                                      "enabled one has no subject (409). The later steps move up one place, so "
+                                      "positions 1..n stay 1..n-1, and the leads' current_step with them.",
                           parameters=[CAMPAIGN_ID],
-                          responses={204: None, 409: error_response("An email was sent or queued from the step, "
+                          responses={204: None, 409: error_response("The step has emails (disable it instead), "
                                                                    "or the step after the first has no subject: "
                                                                    "it is kept.")}),
 )

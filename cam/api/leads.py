@@ -217,10 +217,12 @@ LIST_LOOKUPS = {"campaign": "campaign_id", "status": "status", "score_min": "sco
     change_status=extend_schema(
         summary="Change a lead's status", request=LeadStatusChangeSerializer,
         description="Only the changes a person may make: the outcomes of a conversation (INTERESTED, REFERRED, "
-                    "NOT_INTERESTED, NURTURE, DEAD, WON, LOST), DISQUALIFIED before any contact, UNSUBSCRIBED or "
-                    "BOUNCED (the address is then suppressed everywhere). Nothing re-enters a sequence and "
-                    "nothing leaves UNSUBSCRIBED. Any other change is a 400 naming `status` with the allowed "
-                    "ones. Asking for the current status changes nothing. Recorded as a lead event.",
+                    "MEETING_BOOKED, NOT_INTERESTED, NURTURE, DEAD, WON, LOST), DISQUALIFIED before any contact, "
+                    "UNSUBSCRIBED or BOUNCED (the address is then suppressed everywhere). Nothing re-enters a "
+                    "sequence. An UNSUBSCRIBED or BOUNCED lead leaves for a conversation's outcome only once no "
+                    "suppression covers its address: while one does, the change is a 400 naming `status` that "
+                    "says to remove the suppression first. Any other change is a 400 naming `status` with the "
+                    "allowed ones. Asking for the current status changes nothing. Recorded as a lead event.",
         responses={200: LeadSerializer}),
 )
 class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -297,7 +299,7 @@ class LeadViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Gen
         if not body.is_valid():
             errors = dict(body.errors)
             if "status" in errors:
-                allowed = ", ".join(lead_statuses_allowed(lead.status)) or "none: the lead's status is final"
+                allowed = ", ".join(lead_statuses_allowed(lead.status)) or "none"
                 errors["status"] = [*errors["status"], f"Allowed from {lead.status}: {allowed}."]
             raise ValidationError(errors)
         try:

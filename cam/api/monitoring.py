@@ -128,6 +128,13 @@ class MetricsCampaignSerializer(MetricsSnapshotFields):
     name = serializers.CharField()
     status = serializers.ChoiceField(choices=Campaign.Status.choices)
     status_reason = serializers.CharField()
+    daily_cap = serializers.IntegerField(help_text="The campaign's own daily cap, as set.")
+    effective_daily_cap = serializers.IntegerField(
+        help_text="The most the planner lets it send in 24 hours now: its daily cap, or while DEGRADED half of what "
+                  "its caps allow together (the lower of its own cap and its active mailboxes' caps added up), "
+                  "rounded down, at least 1.")
+    cap_note = serializers.CharField(help_text="While DEGRADED: “sending at half its caps (25 of 50 a day) until "
+                                               "resumed or the rule clears”; empty otherwise.")
 
 
 class MetricsMailboxSerializer(MetricsSnapshotFields):

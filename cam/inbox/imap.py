@@ -24,7 +24,7 @@ import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import cast
 
 from imapclient import IMAPClient, imap4, tls
@@ -50,6 +50,12 @@ class ImapError(Exception):
 
 class ImapFolderError(ImapError):
     """The server refused one folder (it does not exist, no permission); the connection still works."""
+
+
+@dataclass(frozen=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int  # the UID the server will give the next message that arrives
 
 
 @dataclass(frozen=True)
@@ -185,17 +191,30 @@ class ImapInbox:
 
     # --- reading --------------------------------------------------------------------------------
 
-    def select(self, folder: str) -> int:
-        """Open ``folder`` read-only; returns its UIDVALIDITY."""
+    def select(self, folder: str) -> FolderStatus:
+        """Open ``folder`` read-only; returns its UIDVALIDITY and UIDNEXT."""
         with self._deadline() as deadline, self._errors(f"opening folder {folder!r}", deadline, folder=folder):
             assert self.client is not None  # connected by open()
             status = self.client.select_folder(folder, readonly=True)
         self.folder = folder
         try:
-            return int(status[b"UIDVALIDITY"])
+            uidvalidity = int(status[b"UIDVALIDITY"])
         except (KeyError, TypeError, ValueError):
             raise ImapFolderError(f"The IMAP server {self.server} gave no UIDVALIDITY for folder {folder!r}, "
                                   f"so its messages cannot be told apart safely.") from None
+        try:
+            uidnext = int(status[b"UIDNEXT"])
+        except (KeyError, TypeError, ValueError):
+            # RFC 3501 requires UIDNEXT in the answer to SELECT, but a server that leaves it out still
+            # numbers its next message above the highest UID it holds.
+            uidnext = self._highest_uid() + 1
+        return FolderStatus(uidvalidity=uidvalidity, uidnext=uidnext)
+
+    def _highest_uid(self) -> int:
+        with self._deadline() as deadline, self._errors(f"searching folder {self.folder!r}", deadline):
+            assert self.client is not None
+            found = self.client.search(["UID", "*"])  # "*" is the message with the highest UID
+        return max(found, default=0)
 
     def uids_after(self, last_uid: int) -> list[int]:
         """The UIDs above ``last_uid`` in the selected folder, ascending."""
@@ -204,6 +223,19 @@ class ImapInbox:
             found = self.client.search(["UID", f"{last_uid + 1}:*"])
         # "n:*" always matches the highest UID, even when it is below n: drop it when nothing is new.
         return sorted(uid for uid in found if uid > last_uid)
+
+    def uids_received_since(self, day: date, *, below_uid: int) -> list[int]:
+        """The UIDs below ``below_uid`` of the messages the server received on ``day`` or later, ascending.
+
+        The server compares its own received date (INTERNALDATE), not the messages' Date headers, which
+        senders set as they please.
+        """
+        if below_uid <= 1:
+            return []
+        with self._deadline() as deadline, self._errors(f"searching folder {self.folder!r}", deadline):
+            assert self.client is not None
+            found = self.client.search(["UID", f"1:{below_uid - 1}", "SINCE", day])
+        return sorted(uid for uid in found if uid < below_uid)
 
     def fetch(self, uids: list[int]) -> list[FetchedMessage]:
         """The messages with ``uids`` (those still there), at most ``max_bytes`` of each, in UID order."""

@@ -4,11 +4,15 @@
   asks the server only for UIDs above it, fetches them in chunks of ``AICMO_CAM_IMAP_FETCH_CHUNK``,
   and stores each chunk's rows *and* the advanced watermark in one transaction: a crash between
   chunks leaves a watermark that matches exactly what was stored, so nothing is fetched twice or skipped.
+- A folder starts from now: its first poll sets the watermark just below the folder's UIDNEXT, so
+  the mail already in it is not read, except what the server received in the folder's last
+  ``backfill_days`` days. When the server reports a new UIDVALIDITY for a folder (it was rebuilt or
+  restored), its UIDs mean nothing any more: it starts again from its UIDNEXT, after reading what it
+  received since the day before its last poll (or its backfill days, if they reach further back).
 - ``(mailbox, folder, uidvalidity, uid)`` is unique, and a message whose Message-ID is already
   stored for the mailbox (in any folder) is not stored again. Messages without a Message-ID are
-  compared by their date and raw bytes instead. When the server reports a new UIDVALIDITY for a folder
-  (it was rebuilt or restored), the folder is read again from its first UID and these checks keep
-  every message already stored from coming back.
+  compared by their date and raw bytes instead. So a folder read again (a backfill, a new UIDVALIDITY)
+  stores none of the messages it already gave.
 - The server is never changed: folders are opened read-only and read with ``BODY.PEEK[]``.
 - A mailbox that cannot be polled (unreachable, login refused, timeout, a missing password) gets
   ``last_poll_error`` and the poll goes on with the next mailbox; a successful poll clears it.
@@ -31,7 +35,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -40,7 +44,7 @@ from django.db.models import BinaryField, Case, F, Q, Value, When
 from django.utils import timezone
 
 from cam.deadlines import CancelScope
-from cam.inbox.imap import FetchedMessage, ImapError, ImapFolderError, ImapInbox
+from cam.inbox.imap import FetchedMessage, FolderStatus, ImapError, ImapFolderError, ImapInbox
 from cam.inbox.parsing import parse_message
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import InboundEmail, Mailbox, MailboxFolder
@@ -259,45 +263,107 @@ def _poll_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, i
 
 def _read_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, int],
                  lease: tuple[str, str]) -> None:
-    uidvalidity = inbox.select(folder.name)
-    if folder.uidvalidity is not None and folder.uidvalidity != uidvalidity:
-        logger.warning("Folder %s has a new UIDVALIDITY (%s, was %s): reading it again from the start; "
-                       "messages already stored are skipped.", folder, uidvalidity, folder.uidvalidity)
-    last_uid = folder.last_uid if folder.uidvalidity == uidvalidity else 0
-    uids = inbox.uids_after(last_uid)
+    status = inbox.select(folder.name)
+    uidvalidity = status.uidvalidity
+    if folder.uidvalidity != uidvalidity and not _start(inbox=inbox, folder=folder, status=status, counts=counts,
+                                                        lease=lease):
+        return
+    uids = inbox.uids_after(folder.last_uid)
     if not uids:
-        _advance(folder, uidvalidity=uidvalidity, last_uid=last_uid, rows=[])
+        _advance(folder, uidvalidity=uidvalidity, last_uid=folder.last_uid, rows=[])
         return
     size = settings.AICMO_CAM_IMAP_FETCH_CHUNK
     for start in range(0, len(uids), size):
         chunk = uids[start:start + size]
-        if not lease_renew(name=lease[0], holder=lease[1]):
-            logger.warning("Lost the polling lease of mailbox %s; stopping.", folder.mailbox.name)
+        if not _store_chunk(inbox=inbox, folder=folder, uidvalidity=uidvalidity, chunk=chunk, counts=counts,
+                            lease=lease, last_uid=chunk[-1]):
             return
-        messages = inbox.fetch(chunk)
-        rows = _new_rows(folder=folder, uidvalidity=uidvalidity, messages=messages)
-        _advance(folder, uidvalidity=uidvalidity, last_uid=chunk[-1], rows=rows)
-        counts["fetched"] += len(messages)
-        counts["stored"] += len(rows)
-        counts["skipped_duplicates"] += len(messages) - len(rows)
 
 
-def _advance(folder: MailboxFolder, *, uidvalidity: int, last_uid: int, rows: list[InboundEmail]) -> None:
+def _start(*, inbox: ImapInbox, folder: MailboxFolder, status: FolderStatus, counts: dict[str, int],
+           lease: tuple[str, str]) -> bool:
+    """Set the watermark of a folder not read under this UIDVALIDITY at the folder's next UID, after
+    reading the messages it received since ``_backlog_since``; False when the poll must stop.
+
+    Until the last of those messages is stored the watermark stays as it was: a poll that breaks off
+    reads them again next time, and the duplicate checks skip those already stored.
+    """
+    if folder.uidvalidity is not None:
+        logger.warning("Folder %s has a new UIDVALIDITY (%s, was %s): reading it from its next message on, after "
+                       "those it received since its last poll; messages already stored are skipped.",
+                       folder, status.uidvalidity, folder.uidvalidity)
+    since = _backlog_since(folder)
+    backlog = [] if since is None else inbox.uids_received_since(since, below_uid=status.uidnext)
+    start_uid = status.uidnext - 1
+    if not backlog:
+        _advance(folder, uidvalidity=status.uidvalidity, last_uid=start_uid, rows=[])
+        return True
+    size = settings.AICMO_CAM_IMAP_FETCH_CHUNK
+    for start in range(0, len(backlog), size):
+        chunk = backlog[start:start + size]
+        done = start + size >= len(backlog)
+        if not _store_chunk(inbox=inbox, folder=folder, uidvalidity=status.uidvalidity, chunk=chunk, counts=counts,
+                            lease=lease, last_uid=start_uid if done else None):
+            return False
+    return True
+
+
+def _backlog_since(folder: MailboxFolder) -> date | None:
+    """The first day whose messages are read when a folder is (re)started, or None to read none of them.
+
+    Staff's ``backfill_days``; and for a folder the server renumbered (a new UIDVALIDITY), the day
+    before its last poll, so that what arrived since then, now under new UIDs, is not lost. A day
+    earlier, because the server compares dates in its own timezone.
+    """
+    today = timezone.localdate()
+    days = [today - timedelta(days=folder.backfill_days)] if folder.backfill_days else []
+    if folder.uidvalidity is not None and folder.last_polled_at is not None:
+        days.append(timezone.localdate(folder.last_polled_at) - timedelta(days=1))
+    return min(days, default=None)
+
+
+def _store_chunk(*, inbox: ImapInbox, folder: MailboxFolder, uidvalidity: int, chunk: list[int],
+                 counts: dict[str, int], lease: tuple[str, str], last_uid: int | None) -> bool:
+    """Fetch ``chunk`` and store its new messages, moving the watermark to ``last_uid`` with them (None:
+    leave it where it is); False when the poll must stop."""
+    if not lease_renew(name=lease[0], holder=lease[1]):
+        logger.warning("Lost the polling lease of mailbox %s; stopping.", folder.mailbox.name)
+        return False
+    messages = inbox.fetch(chunk)
+    rows = _new_rows(folder=folder, uidvalidity=uidvalidity, messages=messages)
+    if last_uid is None:
+        _advance(folder, uidvalidity=folder.uidvalidity, last_uid=folder.last_uid, rows=rows, polled=False)
+    else:
+        _advance(folder, uidvalidity=uidvalidity, last_uid=last_uid, rows=rows)
+    counts["fetched"] += len(messages)
+    counts["stored"] += len(rows)
+    counts["skipped_duplicates"] += len(messages) - len(rows)
+    return True
+
+
+def _advance(folder: MailboxFolder, *, uidvalidity: int | None, last_uid: int, rows: list[InboundEmail],
+             polled: bool = True) -> None:
     """Store ``rows`` and move the folder's watermark, together or not at all.
 
     The watermark only moves from the value this poll read: if another poller moved it first, the
-    transaction is rolled back (``_WatermarkMoved``) and that poller's rows stand.
+    transaction is rolled back (``_WatermarkMoved``) and that poller's rows stand. ``polled``: record
+    the time as the folder's last poll (not while a backlog is still being read: a folder renumbered
+    again would be read back from then).
     """
     now = timezone.now()
+    changes: dict[str, Any] = {"uidvalidity": uidvalidity, "last_uid": last_uid}
+    if polled:
+        changes["last_polled_at"] = now
     with transaction.atomic():
         # ignore_conflicts: the unique key's last word when two pollers race past the lease.
         InboundEmail.objects.bulk_create(rows, ignore_conflicts=True)
         moved = MailboxFolder.objects.filter(pk=folder.pk, uidvalidity=folder.uidvalidity,
-                                             last_uid=folder.last_uid).update(
-            uidvalidity=uidvalidity, last_uid=last_uid, last_polled_at=now)
+                                             last_uid=folder.last_uid).update(**changes)
         if not moved:
             raise _WatermarkMoved
-    folder.uidvalidity, folder.last_uid, folder.last_polled_at = uidvalidity, last_uid, now
+    folder.uidvalidity, folder.last_uid = uidvalidity, last_uid
+    if polled:
+        folder.last_polled_at = now
 
 
 def _new_rows(*, folder: MailboxFolder, uidvalidity: int, messages: list[FetchedMessage]) -> list[InboundEmail]:

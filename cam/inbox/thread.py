@@ -76,7 +76,7 @@ def _sent(email: OutboundEmail) -> Message:
     return Message(direction=OUT, at=email.sent_at or email.created_at, record=email, sender=email.from_email,
                    recipient=email.to_email, subject=email.subject, text=own, folded=folded,
                    folded_label="Footer (address and unsubscribe link)" if folded else "",
-                   step=email.step.position if email.step_id else None)
+                   step=email.step.position if email.step else None)
 
 
 def _received(inbound: InboundEmail, *, current: bool, lead: Lead | None) -> Message:

@@ -86,6 +86,7 @@ COUNT_WORDS: dict[str, str] = {
     "fired": "fired",
     "paused": "campaigns paused",
     "degraded": "campaigns degraded",
+    "cleared": "degraded campaigns active again",
     "runs_failed": "dead runs failed",
     "workers_lost": "workers marked lost",
     "leases_released": "leases released",

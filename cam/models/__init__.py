@@ -4,11 +4,21 @@ from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
-from cam.models.mail import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent, Reply, Security
+from cam.models.mail import (
+    AnswerSnippet,
+    InboundEmail,
+    Mailbox,
+    MailboxFolder,
+    OutboundEmail,
+    ProviderEvent,
+    Reply,
+    Security,
+)
 from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
 
 __all__ = [
     "AlertChannel",
+    "AnswerSnippet",
     "CamAPIKey",
     "Campaign",
     "CampaignRule",

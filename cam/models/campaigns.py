@@ -182,26 +182,33 @@ StepT = TypeVar("StepT", bound="SequenceStep")
 
 
 def step_after(steps: Iterable[StepT], position: int) -> StepT | None:
-    """The step that follows ``position`` among one campaign's ``steps``: the one with the lowest position
-    above it, or None after the last. Positions may have gaps (steps at 2, 3 and 5): what counts is their
-    order, so ``step_after(steps, 0)`` is the campaign's first step, the step at 2."""
-    return min((step for step in steps if step.position > position), key=lambda step: step.position, default=None)
+    """The step that follows ``position`` among one campaign's enabled ``steps``: the one with the lowest
+    position above it, or None after the last. Positions may have gaps (steps at 2, 3 and 5): what counts is
+    their order, so ``step_after(steps, 0)`` is the campaign's first step, the step at 2. A disabled step is
+    passed over, as if it were not there: its leads go on to the next enabled one."""
+    return min((step for step in steps if step.position > position and step.is_enabled),
+               key=lambda step: step.position, default=None)
 
 
 def first_step(steps: Iterable[StepT]) -> StepT | None:
-    """The campaign's first step among ``steps`` (as saved or as they would be saved): the lowest position."""
+    """The campaign's first step among ``steps`` (as saved or as they would be saved): the lowest enabled
+    position."""
     return step_after(steps, 0)
 
 
 class SequenceStepQuerySet(models.QuerySet):
     def first_of(self, campaign: Campaign | int) -> SequenceStep | None:
-        """The campaign's first step as saved (``first_step``: the lowest position), or None without steps."""
+        """The campaign's first step as saved (``first_step``: the lowest enabled position), or None without
+        one."""
         # This queryset's model is SequenceStep, which the un-parametrised QuerySet does not tell the checker.
         return first_step(cast("Iterable[SequenceStep]", self.filter(campaign=campaign)))
 
 
 class SequenceStep(models.Model):
-    """One email of a campaign's sequence. Steps after the first are sent as replies in its thread."""
+    """One email of a campaign's sequence. Steps after the first are sent as replies in its thread.
+
+    Written through ``cam.sequences``, which every door calls: it keeps the first step's subject, never
+    deletes a step that has emails, and renumbers the steps after one it deletes."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="steps")
     position = models.PositiveSmallIntegerField(validators=[MinValueValidator(1)],
@@ -214,6 +221,12 @@ class SequenceStep(models.Model):
         help_text="Django template. Follow-ups may leave it empty: they go out as “Re: <first subject>”.")
     body_template = models.TextField(help_text='Plain-text body, a Django template: {{ first_name|default:"there" }}')
     html_template = models.TextField(blank=True, help_text="Optional HTML body, a Django template.")
+    # A step that has emails is kept (its emails and their threads point at it): disabling is how it leaves
+    # the sequence.
+    is_enabled = models.BooleanField(
+        "enabled", default=True,
+        help_text="A disabled step is skipped: its leads go on to the next enabled step. A step that has emails "
+                  "cannot be deleted; disable it instead.")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

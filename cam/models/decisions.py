@@ -126,11 +126,17 @@ class CampaignRule(models.Model):
 
 
 class RuleDecision(models.Model):
-    """A rule that fired: what it measured, on which sends, and what it did.
+    """A rule that fired, or a degrade rule that cleared: what it measured, on which sends, and what it did.
 
     ``evidence_until`` is the ``sent_at`` of the newest send measured: the rule only counts sends
     after it next time, so it does not fire again on the same evidence after a resume.
     """
+
+    class Action(models.TextChoices):
+        PAUSE = "PAUSE", "Pause the campaign"
+        DEGRADE = "DEGRADE", "Mark the campaign degraded"
+        # The degrade rule that set the campaign degraded no longer holds on the sends made since.
+        CLEAR = "CLEAR", "Set the campaign active again (the rule cleared)"
 
     rule = models.ForeignKey(CampaignRule, on_delete=models.CASCADE, related_name="decisions")
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="rule_decisions")
@@ -141,7 +147,7 @@ class RuleDecision(models.Model):
     measured_value = models.DecimalField(max_digits=7, decimal_places=3, help_text="In percent.")
     threshold = models.DecimalField(max_digits=5, decimal_places=2, help_text="In percent, as it was then.")
     sample_size = models.PositiveIntegerField()
-    action = models.CharField(max_length=8, choices=CampaignRule.Action.choices)
+    action = models.CharField(max_length=8, choices=Action.choices)
     status_before = models.CharField(max_length=16)
     status_after = models.CharField(max_length=16)
     reason = models.TextField()

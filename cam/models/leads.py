@@ -55,6 +55,7 @@ class Lead(models.Model):
         PAUSED = "PAUSED", "Paused"
         INTERESTED = "INTERESTED", "Interested"
         REFERRED = "REFERRED", "Referred us to someone else"
+        MEETING_BOOKED = "MEETING_BOOKED", "Meeting booked"
         NOT_INTERESTED = "NOT_INTERESTED", "Not interested"
         NURTURE = "NURTURE", "Nurture"
         DEAD = "DEAD", "Dead"
@@ -140,7 +141,8 @@ class Lead(models.Model):
             # On PostgreSQL it also carries last_contacted_at and replied_at (migration 0014), so the
             # dashboard's funnels (cam.reporting.campaign_funnels) are counted from the index alone.
             models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
-            # Leads won or unsubscribed in a period, across campaigns (the dashboard, cam.reporting).
+            # Leads with a meeting booked, won or unsubscribed in a period, across campaigns (the dashboard,
+            # cam.reporting).
             models.Index(fields=["status", "status_changed_at"], name="lead_status_changed_idx"),
             # One active sequence per address across campaigns; suppression by domain.
             models.Index(fields=["email"], name="lead_email_idx"),

@@ -106,28 +106,48 @@ class Mailbox(models.Model):
             raise ValidationError({"verp_return_path": problem})
 
 
+MAX_BACKFILL_DAYS = 365
+
+
 class MailboxFolder(models.Model):
     """An IMAP folder polled for replies, with its watermark.
 
-    UIDs only mean something within one folder and one UIDVALIDITY, so the watermark lives here.
+    UIDs only mean something within one folder and one UIDVALIDITY, so the watermark lives here. A
+    folder CAM has not read yet (no UIDVALIDITY) starts from the messages that arrive after its first
+    poll, plus those of the last ``backfill_days`` days.
     """
 
     mailbox = models.ForeignKey(Mailbox, on_delete=models.CASCADE, related_name="folders")
     name = models.CharField(max_length=255, default="INBOX")
+    backfill_days = models.PositiveSmallIntegerField(
+        "read the last N days", default=0, validators=[MaxValueValidator(MAX_BACKFILL_DAYS)],
+        help_text=f"The first poll of this folder reads only what arrives from then on. Enter a number of days "
+                  f"(at most {MAX_BACKFILL_DAYS}) to also read the messages the folder received in those last "
+                  f"days. It counts only before the first poll (or after the server renumbered the folder).")
     uidvalidity = models.BigIntegerField(null=True, blank=True)
     last_uid = models.BigIntegerField(default=0)
     last_polled_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["mailbox", "name"]
-        constraints = [models.UniqueConstraint(fields=["mailbox", "name"], name="mailbox_folder_unique_name")]
+        constraints = [
+            models.UniqueConstraint(fields=["mailbox", "name"], name="mailbox_folder_unique_name"),
+            models.CheckConstraint(condition=Q(backfill_days__lte=MAX_BACKFILL_DAYS),
+                                   name="mailbox_folder_backfill_days_range"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.mailbox.name}/{self.name}"
 
 
 class OutboundEmail(models.Model):
-    """One email of a sequence to one lead. (lead, step) is unique: a step is never sent twice."""
+    """One email to one lead: a step of its sequence, or a person's answer to a reply (``kind``).
+    (lead, step) is unique: a step is never sent twice. An answer has no step; the key its form was
+    given (``idempotency_key``) is unique, so a second submit of the same form sends nothing more."""
+
+    class Kind(models.TextChoices):
+        SEQUENCE = "sequence", "Sequence step"
+        MANUAL = "manual", "Answer by a person"
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
@@ -143,7 +163,9 @@ class OutboundEmail(models.Model):
         CANCELLED = "CANCELLED", "Cancelled"
 
     lead = models.ForeignKey("cam.Lead", on_delete=models.CASCADE, related_name="outbound_emails")
-    step = models.ForeignKey("cam.SequenceStep", on_delete=models.PROTECT, related_name="outbound_emails")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SEQUENCE)
+    step = models.ForeignKey("cam.SequenceStep", on_delete=models.PROTECT, related_name="outbound_emails",
+                             null=True, blank=True, help_text="Empty for an answer written by a person.")
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="outbound_emails")
     mailbox = models.ForeignKey(Mailbox, on_delete=models.PROTECT, null=True, blank=True,
                                 related_name="outbound_emails")
@@ -174,6 +196,13 @@ class OutboundEmail(models.Model):
         null=True, blank=True,
         help_text="When the recipient unsubscribed through the link while this was their latest email.")
 
+    # A person's answer: who wrote it, the reply it answers, and its form's key.
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
+                               related_name="answers_sent")
+    answers = models.ForeignKey("cam.InboundEmail", on_delete=models.SET_NULL, null=True, blank=True,
+                                related_name="answers")
+    idempotency_key = models.CharField(max_length=64, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -183,6 +212,12 @@ class OutboundEmail(models.Model):
         ordering = ["-created_at", "-id"]
         constraints = [
             models.UniqueConstraint(fields=["lead", "step"], name="outbound_unique_lead_step"),
+            models.UniqueConstraint(fields=["idempotency_key"], condition=~Q(idempotency_key=""),
+                                    name="outbound_unique_idempotency_key"),
+            # A sequence email has its step; an answer has none.
+            models.CheckConstraint(
+                condition=Q(kind="sequence", step__isnull=False) | Q(kind="manual", step__isnull=True),
+                name="outbound_kind_has_step"),
         ]
         indexes = [
             # The sender's hot filter: rows waiting to be claimed.
@@ -195,7 +230,7 @@ class OutboundEmail(models.Model):
             models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
             # The dashboard counts sends by when they went out (cam.reporting): the day's, the week's, per day.
-            models.Index(fields=["sent_at"], condition=Q(status="SENT"), name="outbound_sent_idx"),
+            models.Index(fields=["sent_at"], condition=Q(status="SENT", kind="sequence"), name="outbound_sent_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
@@ -204,7 +239,7 @@ class OutboundEmail(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.to_email} · step {self.step.position if self.step_id else '?'} · {self.status}"
+        return f"{self.to_email} · {f'step {self.step.position}' if self.step else 'answer'} · {self.status}"
 
 
 # Reply triage (the back office's list of replies): warm replies first (positive, referral, question: a person
@@ -389,3 +424,20 @@ class ProviderEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.provider} {self.event_type} {self.provider_message_id}"
+
+
+class AnswerSnippet(models.Model):
+    """A saved answer (a meeting link, a price sheet's summary) inserted into an answer to a reply, with
+    the same template variables as a sequence step: ``{{ first_name }}``, ``{{ company }}``, …"""
+
+    name = models.CharField(max_length=100, unique=True, help_text="What staff pick it by, e.g. “Meeting link”.")
+    body = models.TextField(help_text="The text inserted, with the variables of a sequence step, e.g. "
+                                      "“Hi {{ first_name }}, here is my calendar: https://cal.example.com/alex”.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

@@ -71,6 +71,7 @@ def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime,
     attempts = row.attempts + (1 if result.attempted else 0)
     email: dict[str, Any] = {"attempts": attempts, "last_error": result.error[:2000], "updated_at": now}
     lead: dict[str, Any] = {}
+    assert row.step is not None  # the sequence's emails; a person's answer has its own (cam.outreach.answers)
     if result.status == Status.SENT:
         following = step_after(steps.get(row.campaign_id, ()), row.step.position)
         email.update(status=Status.SENT, sent_at=now, next_attempt_at=None,

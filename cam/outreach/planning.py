@@ -3,8 +3,9 @@
 A lead is due when it is ``IN_SEQUENCE`` and its ``next_send_at`` has passed. It is planned — an
 ``OutboundEmail`` row, rendered, ready to claim — when its campaign is sending, its address and domain
 are not suppressed, the send window is open (in the lead's time zone when known, else the
-campaign's), the campaign and a mailbox have room under their caps for the last 24 hours, and the
-mailbox's minimum gap has passed. A due lead that is held back gets a ``blocked_reason``.
+campaign's), the campaign and a mailbox have room under their caps for the last 24 hours (a degraded
+campaign at half its caps: ``campaign_daily_cap``), and the mailbox's minimum gap has passed. A due lead
+that is held back gets a ``blocked_reason``. Disabled steps are passed over (``step_after``).
 
 The whole plan costs a fixed number of queries, however many leads are due.
 """
@@ -63,10 +64,43 @@ class CapUse:
 def cap_use(field: str, ids: Iterable[int], *, now: datetime) -> dict[int, CapUse]:
     """Per campaign (``field`` = "campaign_id") or mailbox ("mailbox_id") among ``ids``, the emails counted
     against its daily cap at ``now``; one with none is left out. One query."""
+    # The sequence's emails: a person's answers to replies do not use up the caps.
     rows = (OutboundEmail.objects.filter(**{f"{field}__in": list(ids)}, created_at__gte=now - CAP_WINDOW,
-                                         status__in=COUNTED)
+                                         status__in=COUNTED, kind=OutboundEmail.Kind.SEQUENCE)
             .order_by().values(field).annotate(n=Count("pk"), oldest=Min("created_at")))
     return {row[field]: CapUse(used=row["n"], oldest=row["oldest"]) for row in rows}
+
+
+@dataclass(frozen=True)
+class CampaignCap:
+    """A campaign's daily cap as the planner applies it now (``campaign_daily_cap``)."""
+
+    cap: int  # the most emails the campaign may plan in CAP_WINDOW
+    usual: int  # what a degraded campaign takes half of; its own daily cap otherwise
+    halved: bool  # the campaign is degraded
+
+    def words(self) -> str:
+        """"sending at half its caps (25 of 50 a day) until resumed or the rule clears" while halved."""
+        if not self.halved:
+            return ""
+        return f"sending at half its caps ({self.cap:,} of {self.usual:,} a day) until resumed or the rule clears"
+
+
+def campaign_daily_cap(campaign: Campaign, *, mailbox_caps: Iterable[int]) -> CampaignCap:
+    """The one rule for a campaign's effective daily cap, which the planner applies and Diagnose, the
+    dashboard and the API report: its own ``daily_cap`` — or, while it is DEGRADED (a rule found it doing
+    badly), half of what its caps allow together, rounded down but at least 1, until a person resumes it
+    or the rule clears.
+
+    What its caps allow together is the lower of its own cap and its active mailboxes' caps added up
+    (``mailbox_caps``): a campaign that sends 50 a day through one mailbox capped at 50 sends 25 once
+    degraded, even if its own cap says 200. The mailboxes' own caps stay as they are: they are shared
+    with the other campaigns sending from them, which are not slowed down."""
+    if campaign.status != Campaign.Status.DEGRADED:
+        return CampaignCap(cap=campaign.daily_cap, usual=campaign.daily_cap, halved=False)
+    together = sum(mailbox_caps)
+    usual = min(campaign.daily_cap, together) if together else campaign.daily_cap
+    return CampaignCap(cap=max(1, usual // 2), usual=usual, halved=True)
 
 
 def gap_ends_at(mailbox: Mailbox) -> datetime | None:
@@ -95,9 +129,10 @@ class _Room:
     campaign_used: Counter[int] = field(default_factory=Counter)
     mailbox_used: Counter[int] = field(default_factory=Counter)
     planned_now: Counter[int] = field(default_factory=Counter)
+    campaign_caps: dict[int, int] = field(default_factory=dict)  # each campaign's cap, by campaign_daily_cap
 
     def campaign_left(self, campaign: Campaign) -> int:
-        return campaign.daily_cap - self.campaign_used[campaign.pk]
+        return self.campaign_caps[campaign.pk] - self.campaign_used[campaign.pk]
 
     def mailbox_state(self, mailbox: Mailbox, now: datetime) -> str:
         """"" when the mailbox can take one more email now, else the blocked reason."""
@@ -152,7 +187,9 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         Prefetch("mailboxes", queryset=Mailbox.objects.filter(is_active=True)))}
     steps = campaign_steps(campaign_ids)
     suppressed = suppressed_addresses(lead.email for lead in leads)
-    room = _Room()
+    room = _Room(campaign_caps={
+        pk: campaign_daily_cap(owner, mailbox_caps=[mailbox.daily_cap for mailbox in owner.mailboxes.all()]).cap
+        for pk, owner in campaigns.items()})
     for campaign_id, use in cap_use("campaign_id", campaign_ids, now=now).items():
         room.campaign_used[campaign_id] = use.used
     mailbox_ids = {m.pk for c in campaigns.values() for m in c.mailboxes.all()} | {

@@ -29,15 +29,16 @@ def preview_steps(*, campaign: Campaign, steps: Sequence[SequenceStep],
     """Every step of ``campaign`` (``steps``: all of them, as saved) rendered for ``lead`` as the sender
     would send it, by step id: the email, or the ``TemplateProblem`` that stops it. A follow-up's subject
     is "Re: " and the subject the lead's first email went out with, or, before it has, the first step's
-    subject rendered for the lead. A fixed number of queries, however many steps: the mailbox, and the
+    subject rendered for the lead (the first enabled step: a disabled one is shown as it would read, but
+    the planner passes over it). A fixed number of queries, however many steps: the mailbox, and the
     subject of the lead's first email."""
     if not steps:
         return {}
     mailbox = lead.mailbox or campaign.mailboxes.filter(is_active=True).first()
     context = template_context(lead=lead, campaign=campaign, mailbox=mailbox, unsubscribe_url=unsubscribe_url(lead))
-    first = first_step(steps)
-    assert first is not None  # there are steps
-    first_subject = OutboundEmail.objects.filter(lead=lead, step=first).values_list("subject", flat=True).first()
+    first = first_step(steps)  # None when every step is disabled: each then shows as a first email would
+    first_subject = (OutboundEmail.objects.filter(lead=lead, step=first).values_list("subject", flat=True).first()
+                     if first is not None else None)
     previews: dict[int, RenderedEmail | TemplateProblem] = {}
     for step in sorted(steps, key=lambda step: step.position):  # the first before the follow-ups that reuse it
         rendered: RenderedEmail | TemplateProblem

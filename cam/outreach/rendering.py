@@ -115,3 +115,20 @@ def check_templates(*, subject: str, body: str, html: str) -> list[tuple[str, st
         except TemplateProblem as exc:
             problems.append((field, str(exc)))
     return problems
+
+
+def render_snippet(body: str, context: dict[str, Any]) -> str:
+    """A saved answer's text for one lead, with the variables of a step (no footer: the answer gets
+    its own when it is sent). Raises ``TemplateProblem``."""
+    return _render(TEXT_ENGINE, body, context, "saved answer").strip()
+
+
+def check_snippet(body: str) -> str:
+    """"" when a saved answer's text renders for a sample lead; else why not."""
+    context = template_context(lead=SAMPLE_LEAD, campaign=Campaign(name="Sample campaign"), mailbox=None,
+                               unsubscribe_url="https://cam.example.com/u/sample/")
+    try:
+        render_snippet(body, context)
+    except TemplateProblem as exc:
+        return str(exc)
+    return ""

@@ -70,7 +70,8 @@ OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fie
 
 
 def _ready(now: datetime) -> QuerySet[OutboundEmail]:
-    return OutboundEmail.objects.filter(status__in=READY, next_attempt_at__lte=now,
+    # Only the sequence's: a person's answer is sent in its request (cam.outreach.answers), never queued.
+    return OutboundEmail.objects.filter(kind=OutboundEmail.Kind.SEQUENCE, status__in=READY, next_attempt_at__lte=now,
                                         campaign__status__in=SENDING_CAMPAIGNS,
                                         lead__status=Lead.Status.IN_SEQUENCE)
 
@@ -324,10 +325,12 @@ def outbound_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
         requeued = orphaned.filter(status=Status.CLAIMED).update(status=HANDED_BACK_STATUS, claimed_by="",
                                                                  updated_at=now)
         in_flight = orphaned.filter(status=Status.SENDING)
-        retried = in_flight.filter(mailbox__provider__in=IDEMPOTENT_PROVIDERS).update(
+        # A person's answer is never sent again on its own, even where that would be safe: they decide.
+        retried = in_flight.filter(mailbox__provider__in=IDEMPOTENT_PROVIDERS,
+                                   kind=OutboundEmail.Kind.SEQUENCE).update(
             status=Status.RETRY, next_attempt_at=now, attempts=F("attempts") + 1, claimed_by="", updated_at=now,
             last_error="Found in SENDING after an interrupted send; retried with the same idempotency key.")
-        unknown_leads = list(in_flight.values_list("lead_id", flat=True))
+        unknown_leads = list(in_flight.filter(kind=OutboundEmail.Kind.SEQUENCE).values_list("lead_id", flat=True))
         unknown = in_flight.update(
             status=Status.UNKNOWN, next_attempt_at=None, attempts=F("attempts") + 1, updated_at=now,
             last_error="Found in SENDING after an interrupted send: it may have gone out. "

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from cam.decisions import metrics_compute
 from cam.jobs.schedules import schedules_install
-from cam.models import InboundEmail, Lead
+from cam.models import Campaign, InboundEmail, Lead
 from tests.decisions.helpers import answer, provider_event, sends
 from tests.factories import (
     CampaignFactory,
@@ -69,11 +69,14 @@ def test_staff_see_the_periods_figures_the_moment_emails_go_out(admin_client):
     answer(emails[1], Category.NEGATIVE)
     sends(campaign, 5, at=timezone.now() - timedelta(days=12))
     Lead.objects.filter(pk=emails[0].lead_id).update(status=Lead.Status.WON, status_changed_at=timezone.now())
+    Lead.objects.filter(pk__in=[emails[2].lead_id, emails[3].lead_id]).update(
+        status=Lead.Status.MEETING_BOOKED, status_changed_at=timezone.now())
 
     html = page(admin_client)
 
     # No metrics step ran: the page counts the emails themselves.
-    assert [kpi(html, key) for key in ("sent", "replies", "positive", "won")] == ["27", "2", "1", "1"]
+    assert [kpi(html, key) for key in ("sent", "replies", "positive", "meetings", "won")] == ["27", "2", "1", "2", "1"]
+    assert "Meetings / won" in section(html, "cam-kpis")
     assert kpi(html, "positive_rate") == "3.7 % positive-reply rate"
     assert [kpi(page(admin_client, f"/admin/?period={period}"), "sent") for period in ("today", "30d")] == ["27", "32"]
     # The period picked is the one marked; an unknown one falls back to the last 7 days.
@@ -154,6 +157,32 @@ def test_each_campaigns_funnel_sits_beside_the_rates_its_rules_judge(admin_clien
     mailboxes = section(html, "cam-mailboxes")
     assert "Sales desk" in mailboxes and "<strong>8</strong> sent / 40" in mailboxes
     assert 'title="Of the daily cap: 20.0%"' in mailboxes
+
+
+def test_a_degraded_campaign_is_named_with_the_half_caps_it_sends_at(admin_client):
+    slowed = CampaignFactory(name="Nordic CFOs", status=Campaign.Status.DEGRADED, daily_cap=200,
+                             status_reason="Positive-reply rate 0.2 % over the last 200 sends is below 0.5 %")
+    slowed.mailboxes.set([MailboxFactory(daily_cap=30), MailboxFactory(daily_cap=20),
+                          MailboxFactory(daily_cap=500, is_active=False)])
+    CampaignFactory(name="DACH software")
+
+    html = page(admin_client)
+
+    start = html.index(">", html.index('id="cam-degraded-campaigns"')) + 1
+    notice = html[start:html.index('<table id="cam-campaigns"')]
+    assert " ".join(re.sub(r"<[^>]+>", " ", notice).split()) == (
+        "Nordic CFOs is degraded, sending at half its caps (25 of 50 a day) until resumed or the rule clears: "
+        "Positive-reply rate 0.2 % over the last 200 sends is below 0.5 %.")
+    campaigns = section(html, "cam-campaigns")
+    row = campaigns[campaigns.index("Nordic CFOs"):campaigns.index("</tr>", campaigns.index("Nordic CFOs"))]
+    assert "Degraded" in row and "Sending at half its caps (25 of 50 a day) until resumed or the rule clears" in row
+    other = campaigns[campaigns.index("DACH software"):campaigns.index("</tr>", campaigns.index("DACH software"))]
+    assert "half its caps" not in other
+
+
+def test_no_campaign_degraded_no_notice(admin_client):
+    CampaignFactory(name="DACH software")
+    assert 'id="cam-degraded-campaigns"' not in page(admin_client)
 
 
 def test_the_machinery_reads_for_people(admin_client, settings):

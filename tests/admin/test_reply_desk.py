@@ -229,7 +229,7 @@ def test_the_thread_shows_the_whole_conversation_oldest_first(admin_client):
     assert "cam-message-current" in html[reply - 200:reply]
     assert f'href="/admin/cam/lead/{desk["anna"].lead_id}/change/#timeline"' in html
     assert f'href="/admin/cam/campaign/{desk["campaign"].pk}/change/"' in html
-    assert 'id="cam-reply-composer"' in html and response.context["composer"] is None
+    assert 'id="cam-reply-composer"' in html and response.context["composer"]["to_email"] == desk["anna"].from_email
     assert re.search(r"<title>\s*Anna Berg \(Brightlane\) \| CAM</title>", html)
     header = html[html.index('id="header-inner"'):html.index('id="content"')]
     assert "Anna Berg (Brightlane)" in header and 'href="/admin/cam/reply/"' in header  # CAM › Replies › Anna
@@ -383,10 +383,10 @@ def test_the_thread_costs_the_same_queries_for_one_message_or_fifty(admin_client
 
     SuperuserFactory(username="colleague")
     # the session, the user; the sidebar's badge; the reply with its lead, campaign and people; the messages
-    # received; the emails sent; the people a reply may be assigned to
+    # received; the emails sent; the people a reply may be assigned to; the composer's lead and saved answers
     for messages in (1, 50):
         reply = conversation(messages)
-        with django_assert_num_queries(7):
+        with django_assert_num_queries(9):
             response = admin_client.get(thread_url(reply))
         assert len(response.context["thread"]) == messages
 

@@ -510,7 +510,7 @@ def test_it_keeps_a_step_emails_came_from(api):
     response = api.delete(step_url(email.step))
 
     assert response.status_code == 409
-    assert "1 email" in response.json()["detail"]
+    assert response.json() == {"detail": f"Step {email.step.position} has 1 email; disable it instead."}
     assert SequenceStep.objects.filter(pk=email.step_id).exists()
 
 
@@ -537,7 +537,8 @@ def test_it_deletes_the_first_step_when_the_next_has_a_subject_and_any_later_ste
 
     assert api.delete(step_url(third)).status_code == 204  # not the first: its subject does not matter
     assert api.delete(step_url(first)).status_code == 204
-    assert list(second.campaign.steps.values_list("position", flat=True)) == [2]
+    # The step that was second moved up to first place.
+    assert list(second.campaign.steps.values_list("pk", "position")) == [(second.pk, 1)]
 
 
 def test_it_deletes_the_only_step(api):

@@ -461,11 +461,16 @@ def test_it_unsubscribes_through_the_suppression_list(api):
 
 
 @pytest.mark.parametrize(("current", "wanted", "allowed"), [
-    (Status.UNSUBSCRIBED, "IN_SEQUENCE", "none: the lead's status is final"),
-    (Status.BOUNCED, "INTERESTED", "UNSUBSCRIBED"),
-    (Status.DEAD, "IN_SEQUENCE", "INTERESTED, REFERRED, NOT_INTERESTED, NURTURE, WON, LOST, UNSUBSCRIBED, BOUNCED"),
+    (Status.UNSUBSCRIBED, "IN_SEQUENCE", "INTERESTED, REFERRED, MEETING_BOOKED, NOT_INTERESTED, NURTURE, DEAD, WON, "
+                                         "LOST"),
+    (Status.BOUNCED, "QUALIFIED", "UNSUBSCRIBED, INTERESTED, REFERRED, MEETING_BOOKED, NOT_INTERESTED, NURTURE, DEAD, "
+                                  "WON, LOST"),
+    (Status.DEAD, "IN_SEQUENCE", "INTERESTED, REFERRED, MEETING_BOOKED, NOT_INTERESTED, NURTURE, WON, LOST, "
+                                 "UNSUBSCRIBED, BOUNCED"),
     (Status.NEW, "WON", "DISQUALIFIED, DEAD, UNSUBSCRIBED, BOUNCED"),
-    (Status.INTERESTED, "QUALIFIED", "REFERRED, NOT_INTERESTED, NURTURE, DEAD, WON, LOST, UNSUBSCRIBED, BOUNCED"),
+    (Status.NEW, "MEETING_BOOKED", "DISQUALIFIED, DEAD, UNSUBSCRIBED, BOUNCED"),
+    (Status.INTERESTED, "QUALIFIED", "REFERRED, MEETING_BOOKED, NOT_INTERESTED, NURTURE, DEAD, WON, LOST, "
+                                     "UNSUBSCRIBED, BOUNCED"),
 ])
 def test_it_refuses_a_transition_the_engine_does_not_allow(api, current, wanted, allowed):
     lead = LeadFactory(status=current)
@@ -492,8 +497,8 @@ def test_it_refuses_an_unknown_status_listing_the_allowed_ones(api, body):
         assert list(errors) == ["why"]
     else:
         assert list(errors) == ["status"]
-        assert errors["status"][-1] == ("Allowed from NURTURE: INTERESTED, REFERRED, NOT_INTERESTED, DEAD, WON, "
-                                        "LOST, UNSUBSCRIBED, BOUNCED.")
+        assert errors["status"][-1] == ("Allowed from NURTURE: INTERESTED, REFERRED, MEETING_BOOKED, NOT_INTERESTED, "
+                                        "DEAD, WON, LOST, UNSUBSCRIBED, BOUNCED.")
 
 
 def test_it_changes_nothing_when_asked_for_the_current_status(api):
@@ -515,3 +520,59 @@ def test_it_refuses_a_read_only_key_to_change_a_status(read_api):
 
 def test_it_answers_404_when_changing_the_status_of_an_unknown_lead(api):
     assert api.post(status_url(999999), {"status": "DEAD"}, format="json").status_code == 404
+
+
+# -- the outcomes of a conversation, and leaving UNSUBSCRIBED -------------------------------------------------
+
+def test_it_books_a_meeting_with_an_interested_lead_and_then_marks_it_won(api):
+    lead = LeadFactory(status=Status.INTERESTED)
+
+    booked = api.post(status_url(lead.pk), {"status": "MEETING_BOOKED", "reason": "Demo on Tuesday"}, format="json")
+    won = api.post(status_url(lead.pk), {"status": "WON"}, format="json")
+
+    assert (booked.status_code, booked.json()["status"], booked.json()["status_reason"]) == (
+        200, "MEETING_BOOKED", "Demo on Tuesday")
+    assert (won.status_code, won.json()["status"]) == (200, "WON")
+    assert list(LeadEvent.objects.filter(lead=lead).order_by("id").values_list("from_status", "to_status")) == [
+        ("INTERESTED", "MEETING_BOOKED"), ("MEETING_BOOKED", "WON")]
+
+
+@pytest.mark.parametrize("final", [Status.UNSUBSCRIBED, Status.BOUNCED])
+def test_it_refuses_to_take_a_lead_out_of_unsubscribed_or_bounced_while_its_address_is_suppressed(api, final):
+    lead = LeadFactory(email="anna@mail.brightlane.example.com", status=final)
+    suppression = SuppressionFactory(email="", domain="brightlane.example.com")
+
+    refused = api.post(status_url(lead.pk), {"status": "INTERESTED", "reason": "Wrote back"}, format="json")
+
+    assert refused.status_code == 400
+    assert refused.json() == {"status": [
+        f"A lead cannot leave {final} while its address is suppressed (the domain brightlane.example.com is on the "
+        "suppression list, which covers mail.brightlane.example.com). Remove the suppression first, on its own page "
+        "under Suppressions, then change the status."]}
+    assert (Lead.objects.get(pk=lead.pk).status, LeadEvent.objects.count()) == (final, 0)
+
+    assert api.delete(reverse("cam-api:suppression-detail", args=[suppression.pk])).status_code == 204
+    allowed = api.post(status_url(lead.pk), {"status": "INTERESTED", "reason": "Wrote back"}, format="json")
+
+    assert (allowed.status_code, allowed.json()["status"], allowed.json()["next_send_at"]) == (200, "INTERESTED", None)
+    assert LeadEvent.objects.get(lead=lead).from_status == final
+
+
+def test_it_lets_a_bounced_lead_unsubscribe_while_suppressed(api):
+    lead = LeadFactory(email="anna@brightlane.example.com", status=Status.BOUNCED)
+    SuppressionFactory(email="anna@brightlane.example.com", reason=Suppression.Reason.HARD_BOUNCE)
+
+    response = api.post(status_url(lead.pk), {"status": "UNSUBSCRIBED"}, format="json")
+
+    assert (response.status_code, response.json()["status"]) == (200, "UNSUBSCRIBED")
+
+
+@pytest.mark.parametrize("method", ["put", "patch"])
+def test_it_offers_no_way_to_change_a_leads_address(api, method):
+    lead = LeadFactory(email="anna@brightlane.example.com")
+    OutboundEmailFactory(lead=lead, status=OutboundEmail.Status.SENT)
+
+    response = getattr(api, method)(detail(lead.pk), {"email": "anna.schmidt@brightlane.example.com"}, format="json")
+
+    assert response.status_code == 405
+    assert Lead.objects.get(pk=lead.pk).email == "anna@brightlane.example.com"

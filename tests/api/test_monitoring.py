@@ -63,9 +63,11 @@ def test_it_serves_the_dashboard_with_campaigns_and_mailboxes(api):
     assert body["job_metrics"]["harvest"]["completed"] == 1
     assert body["worker"]["workers"][0]["worker_id"] == "host-1"
     [alpha] = body["campaigns"]
-    assert {key: alpha[key] for key in ("id", "name", "status", "status_reason", "window_days")} == {
+    assert {key: alpha[key] for key in ("id", "name", "status", "status_reason", "window_days", "daily_cap",
+                                        "effective_daily_cap", "cap_note")} == {
         "id": campaign.pk, "name": "Alpha", "status": "DEGRADED", "status_reason": "Few positive replies",
-        "window_days": 7}
+        "window_days": 7, "daily_cap": 200, "effective_daily_cap": 100,
+        "cap_note": "sending at half its caps (100 of 200 a day) until resumed or the rule clears"}
     assert alpha["all_time"] == {"sent": 1, "replies": 1, "replies_rate": 100.0, "positive": 1,
                                  "positive_rate": 100.0, "bounced_hard": 0, "bounced_hard_rate": 0.0,
                                  "complaints": 0, "complaints_rate": 0.0, "unsubscribes": 0,

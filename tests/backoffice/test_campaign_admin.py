@@ -57,7 +57,7 @@ def campaign_form(**overrides) -> dict:
         "out_of_office_days": "7", "soft_bounce_limit": "3",
         "max_hard_bounce_rate": "5", "max_complaint_rate": "0.3",
         "steps-TOTAL_FORMS": "1", "steps-INITIAL_FORMS": "0",
-        "steps-0-position": "1", "steps-0-delay_days": "0", "steps-0-delay_hours": "0",
+        "steps-0-position": "1", "steps-0-delay_days": "0", "steps-0-delay_hours": "0", "steps-0-is_enabled": "on",
         "steps-0-subject_template": "Hello {{ first_name }}", "steps-0-body_template": "Hi there",
         "steps-0-html_template": "",
         "sources-TOTAL_FORMS": "0", "sources-INITIAL_FORMS": "0",
@@ -171,7 +171,7 @@ def test_the_admin_deletes_the_first_step_when_the_next_has_a_subject(admin_clie
                                  {**data, f"{first}-DELETE": "on"})
 
     assert response.status_code == 302
-    assert list(campaign.steps.values_list("position", flat=True)) == [2]
+    assert list(campaign.steps.values_list("subject_template", "position")) == [("Still there?", 1)]
 
 
 def test_the_admin_actions_name_the_staff_user_as_the_api_does(admin_client):

@@ -1,6 +1,7 @@
 """The reply desk in a real browser: the inbox, warmest first, a conversation's thread, reclassifying a reply,
-assigning it and marking it handled, and the lead's timeline a click away. Photographed at 1440 x 900 into test-results/screenshots/ (reply-desk-inbox.png,
-reply-desk-automatic.png, reply-desk-thread.png, reply-desk-handled.png)."""
+assigning it and marking it handled, and the lead's timeline a click away. Photographed at 1440 x 900 into
+test-results/screenshots/ (reply-desk-inbox.png, reply-desk-automatic.png, reply-desk-thread.png,
+reply-desk-handled.png)."""
 
 from __future__ import annotations
 

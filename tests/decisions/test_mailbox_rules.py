@@ -65,7 +65,7 @@ def test_a_mailbox_below_its_minimum_sample_is_not_judged():
 
     counts = rules_evaluate()
 
-    assert counts == {"evaluated": 1, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0}
+    assert counts == {"evaluated": 1, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0, "cleared": 0}
     assert Campaign.objects.get().status == Status.ACTIVE
     bounced(campaign, MailboxFactory(), 5, 5)
     assert rules_evaluate()["below_sample"] == 0  # the 30-send mailbox is judged, the others are too small

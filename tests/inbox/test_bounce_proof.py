@@ -352,11 +352,13 @@ def test_bounces_read_from_the_mailbox_are_applied_only_on_proof(imap_server, ve
     Mailbox.objects.filter(pk=anna.mailbox_id).update(
         imap_host=imap_server.host, imap_port=imap_server.port, imap_security="none", imap_username=user,
         imap_password_env=PASSWORD_ENV)
+    mailbox = Mailbox.objects.get(pk=anna.mailbox_id)
+    assert inbox_poll(mailbox=mailbox)["fetched"] == 0  # the inbox is read from here on
     imap_server.append(user, dsn(failed="anna@brightlane.example.com"))  # forged
     imap_server.append(user, dsn(failed="ben@brightlane.example.com",
                                  headers={"Delivered-To": signed_return_path(ben)}).replace(b"dsn.1@", b"dsn.2@"))
 
-    assert inbox_poll(mailbox=Mailbox.objects.get(pk=anna.mailbox_id))["stored"] == 2
+    assert inbox_poll(mailbox=mailbox)["stored"] == 2
     replies_process()
 
     forged, genuine = InboundEmail.objects.order_by("uid")

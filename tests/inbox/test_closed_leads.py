@@ -30,8 +30,8 @@ pytestmark = pytest.mark.django_db
 Status = Lead.Status
 Category = InboundEmail.Category
 
-CLOSED = [Status.INTERESTED, Status.REFERRED, Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD, Status.WON,
-          Status.LOST]
+CLOSED = [Status.INTERESTED, Status.REFERRED, Status.MEETING_BOOKED, Status.NOT_INTERESTED, Status.NURTURE,
+          Status.DEAD, Status.WON, Status.LOST]
 REKINDLED = (Status.NOT_INTERESTED, Status.NURTURE, Status.DEAD)
 WARM = (Category.POSITIVE, Category.QUESTION, Category.REFERRAL)
 ADDRESS_STOPS = (Category.UNSUBSCRIBE, Category.COMPLAINT, Category.BOUNCE_HARD)

@@ -379,11 +379,14 @@ def test_a_reply_classified_for_a_lead_already_final_leaves_it_there(sent, final
     assert (event.from_status, event.to_status, event.actor) == (final, final, "system:classifier")
 
 
-def test_only_an_unsubscribe_leads_out_of_a_final_status_by_hand_too():
-    from cam.leads import FINAL_STATUSES, lead_statuses_allowed
+def test_by_hand_a_final_status_leads_only_to_an_unsubscribe_or_a_conversations_outcome_never_to_a_sequence():
+    from cam.leads import FINAL_STATUSES, OPEN_STATUSES, lead_statuses_allowed
 
+    outcomes = (Status.INTERESTED, Status.REFERRED, Status.MEETING_BOOKED, Status.NOT_INTERESTED, Status.NURTURE,
+                Status.DEAD, Status.WON, Status.LOST)
     assert {status: lead_statuses_allowed(status) for status in FINAL_STATUSES} == {
-        Status.UNSUBSCRIBED: (), Status.BOUNCED: (Status.UNSUBSCRIBED,)}
+        Status.UNSUBSCRIBED: outcomes, Status.BOUNCED: (Status.UNSUBSCRIBED, *outcomes)}
+    assert not set(OPEN_STATUSES) & {target for status in FINAL_STATUSES for target in lead_statuses_allowed(status)}
 
 
 @pytest.mark.parametrize("final", [Status.UNSUBSCRIBED, Status.BOUNCED])

@@ -26,10 +26,17 @@ def imap_password(monkeypatch):
     monkeypatch.setenv(PASSWORD_ENV, "secret")
 
 
-def mailbox_on(server, user: str, **fields) -> Mailbox:
+def mailbox_on(server, user: str, *, folders: tuple[str, ...] = ("INBOX",), backfill_days: int = 1,
+               **fields) -> Mailbox:
+    """A mailbox reading ``folders`` of ``user``'s mail on ``server``. A folder's first poll reads only
+    what arrives after it, and what arrived in its last ``backfill_days`` days: by default one, so the
+    messages a test appended before the first poll are read too."""
     fields = {"imap_host": server.host, "imap_port": server.port, "imap_security": "none", "imap_username": user,
               "imap_password_env": PASSWORD_ENV, **fields}
-    return MailboxFactory(**fields)
+    mailbox = MailboxFactory(**fields)
+    for name in folders:
+        MailboxFolderFactory(mailbox=mailbox, name=name, backfill_days=backfill_days)
+    return mailbox
 
 
 def message(n: int, *, message_id: str | None = "", subject: str | None = None, body: str = "",
@@ -95,9 +102,7 @@ def test_it_leaves_every_message_unread_and_in_place(imap_server):
     plain = imap_server.append(user, message(1))
     flagged = imap_server.append(user, message(2), flags=(b"\\Flagged",))
     archived = imap_server.append(user, message(3), folder="Archive")
-    mailbox = mailbox_on(imap_server, user)
-    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
-    MailboxFolderFactory(mailbox=mailbox, name="Archive")
+    mailbox = mailbox_on(imap_server, user, folders=("INBOX", "Archive"))
 
     assert inbox_poll(mailbox=mailbox)["stored"] == 3
 
@@ -204,9 +209,7 @@ def test_it_polls_several_folders(imap_server):
     user = imap_server.new_user()
     inbox_uid = imap_server.append(user, message(1))
     replies_uids = [imap_server.append(user, message(n), folder="Replies") for n in (2, 3)]
-    mailbox = mailbox_on(imap_server, user)
-    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
-    MailboxFolderFactory(mailbox=mailbox, name="Replies")
+    mailbox = mailbox_on(imap_server, user, folders=("INBOX", "Replies"))
 
     assert inbox_poll(mailbox=mailbox)["stored"] == 3
 
@@ -222,9 +225,7 @@ def test_it_stores_a_message_found_in_two_folders_once(imap_server):
     user = imap_server.new_user()
     imap_server.append(user, message(1))
     imap_server.append(user, message(1), folder="Copies")
-    mailbox = mailbox_on(imap_server, user)
-    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
-    MailboxFolderFactory(mailbox=mailbox, name="Copies")
+    mailbox = mailbox_on(imap_server, user, folders=("INBOX", "Copies"))
 
     assert inbox_poll(mailbox=mailbox) == {"mailboxes": 1, "fetched": 2, "stored": 1, "skipped_duplicates": 1,
                                            "failed": 0}
@@ -234,9 +235,7 @@ def test_it_stores_a_message_found_in_two_folders_once(imap_server):
 def test_it_records_a_missing_folder_and_reads_the_others(imap_server):
     user = imap_server.new_user()
     imap_server.append(user, message(1))
-    mailbox = mailbox_on(imap_server, user)
-    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
-    MailboxFolderFactory(mailbox=mailbox, name="Does-Not-Exist")
+    mailbox = mailbox_on(imap_server, user, folders=("INBOX", "Does-Not-Exist"))
 
     counts = inbox_poll(mailbox=mailbox)
 
@@ -248,9 +247,10 @@ def test_it_records_a_missing_folder_and_reads_the_others(imap_server):
 
 def test_it_polls_the_inbox_when_the_mailbox_lists_no_folder(imap_server):
     user = imap_server.new_user()
-    imap_server.append(user, message(1))
-    mailbox = mailbox_on(imap_server, user)
+    mailbox = mailbox_on(imap_server, user, folders=())
 
+    inbox_poll(mailbox=mailbox)
+    imap_server.append(user, message(1))
     inbox_poll(mailbox=mailbox)
 
     assert list(mailbox.folders.values_list("name", flat=True)) == ["INBOX"]
@@ -316,8 +316,9 @@ def test_it_fetches_in_chunks(imap_server, settings):
 def test_it_keeps_each_stored_chunk_when_the_connection_breaks(imap_server, settings, monkeypatch):
     settings.AICMO_CAM_IMAP_FETCH_CHUNK = 2
     user = imap_server.new_user()
+    mailbox = mailbox_on(imap_server, user, backfill_days=0)
+    assert inbox_poll(mailbox=mailbox)["fetched"] == 0  # the folder starts here
     uids = [imap_server.append(user, message(n)) for n in range(1, 6)]
-    mailbox = mailbox_on(imap_server, user)
     real_fetch = imap.ImapInbox.fetch
     calls = []
 
@@ -342,7 +343,7 @@ def test_it_leaves_a_folder_to_a_worker_that_advanced_it_meanwhile(imap_server, 
     user = imap_server.new_user()
     uids = [imap_server.append(user, message(n)) for n in (1, 2)]
     mailbox = mailbox_on(imap_server, user)
-    folder = MailboxFolderFactory(mailbox=mailbox, name="INBOX")
+    folder = mailbox.folders.get()
     real_fetch = imap.ImapInbox.fetch
 
     def fetch_while_another_worker_stores(inbox, chunk):
@@ -374,7 +375,6 @@ def _queries_to_poll(server, count: int) -> int:
     for n in range(1, count + 1):
         server.append(user, message(n))
     mailbox = mailbox_on(server, user)
-    MailboxFolderFactory(mailbox=mailbox, name="INBOX")
     with CaptureQueriesContext(connection) as queries:
         assert inbox_poll(mailbox=mailbox)["stored"] == count
     return len(queries.captured_queries)

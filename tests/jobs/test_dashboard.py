@@ -145,6 +145,7 @@ def test_it_shows_each_campaign_and_mailbox_with_the_key_rates_of_its_snapshot()
     assert (alpha["window"], alpha["all_time"]) == (rates, rates)
     assert alpha["computed_at"] is not None
     assert beta == {"id": beta["id"], "name": "Beta, never measured", "status": "ACTIVE", "status_reason": "",
+                    "daily_cap": 200, "effective_daily_cap": 200, "cap_note": "",
                     "computed_at": None, "window_days": None, "window": None, "all_time": None}
     [box] = dashboard["mailboxes"]
     assert (box["id"], box["name"], box["is_active"], box["all_time"]) == (mailbox.pk, "Sales box", True, rates)

@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 
 
 def step_form(campaign, **overrides) -> dict:
-    return {"campaign": campaign.pk, "position": "1", "delay_days": "0", "delay_hours": "0",
+    return {"campaign": campaign.pk, "position": "1", "delay_days": "0", "delay_hours": "0", "is_enabled": "on",
             "subject_template": "Hi {{ first_name }}", "body_template": "Hello", "html_template": "", **overrides}
 
 

@@ -6,8 +6,9 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from cam.campaigns import campaigns_resume
 from cam.models import Campaign, Lead, OutboundEmail
-from cam.outreach.planning import outreach_plan
+from cam.outreach.planning import CampaignCap, campaign_daily_cap, outreach_plan
 from tests.factories import (
     CampaignFactory,
     LeadFactory,
@@ -115,6 +116,68 @@ def test_it_stops_at_the_campaigns_daily_cap():
     counts = outreach_plan(now=NOW)
     assert (counts["planned"], counts["campaign_cap"]) == (2, 2)
     assert sorted(reason(lead) for lead in leads) == ["", "", "campaign_cap", "campaign_cap"]
+
+
+def test_a_degraded_campaign_plans_at_most_half_its_daily_cap_until_resumed():
+    owner = campaign(daily_cap=10, status=Campaign.Status.DEGRADED)
+    leads = due(owner, 12)
+
+    counts = outreach_plan(now=NOW)
+
+    assert (counts["planned"], counts["campaign_cap"]) == (5, 7)
+    assert sorted(reason(lead) for lead in leads) == [""] * 5 + ["campaign_cap"] * 7
+    campaigns_resume(campaign_ids=[owner.pk], reason="Resumed by staff:anna")
+    # Resumed: the full cap again, counting the five planned while it was degraded.
+    assert outreach_plan(now=NOW)["planned"] == 5
+    assert OutboundEmail.objects.filter(campaign=owner).count() == 10
+
+
+def test_a_degraded_campaign_halves_what_its_mailboxes_allow_when_they_are_the_tighter_cap():
+    owner = campaign(daily_cap=100, status=Campaign.Status.DEGRADED,
+                     mailboxes=[MailboxFactory(daily_cap=6, min_gap_seconds=0),
+                                MailboxFactory(daily_cap=3, min_gap_seconds=0),
+                                MailboxFactory(daily_cap=50, min_gap_seconds=0, is_active=False)])
+    due(owner, 9)
+
+    # Its caps allow 9 a day together (6 + 3 from the active mailboxes, under its own 100): half is 4.
+    assert outreach_plan(now=NOW)["planned"] == 4
+
+
+def test_a_degraded_campaign_leaves_its_mailboxes_caps_to_the_other_campaigns():
+    shared = MailboxFactory(daily_cap=20, min_gap_seconds=0)
+    slowed = campaign(daily_cap=100, status=Campaign.Status.DEGRADED, mailboxes=[shared])
+    other = campaign(daily_cap=100, mailboxes=[shared])
+    due(slowed, 12)
+    due(other, 12)
+
+    counts = outreach_plan(now=NOW)
+
+    # The degraded one takes half of the 20 its mailbox allows; the other fills the mailbox's whole cap.
+    assert (counts["planned"], counts["campaign_cap"], counts["mailbox_cap"]) == (20, 2, 2)
+    assert OutboundEmail.objects.filter(campaign=slowed).count() == 10
+    assert OutboundEmail.objects.filter(campaign=other).count() == 10
+
+
+def test_a_degraded_campaign_with_a_cap_of_one_still_sends_one():
+    owner = campaign(daily_cap=1, status=Campaign.Status.DEGRADED)
+    due(owner, 2)
+    assert outreach_plan(now=NOW)["planned"] == 1
+
+
+@pytest.mark.parametrize(("status", "daily_cap", "mailbox_caps", "expected"), [
+    (Campaign.Status.ACTIVE, 50, [20], CampaignCap(cap=50, usual=50, halved=False)),  # the mailboxes cap themselves
+    (Campaign.Status.PAUSED, 50, [20], CampaignCap(cap=50, usual=50, halved=False)),
+    (Campaign.Status.DEGRADED, 50, [], CampaignCap(cap=25, usual=50, halved=True)),
+    (Campaign.Status.DEGRADED, 51, [100], CampaignCap(cap=25, usual=51, halved=True)),  # rounded down
+    (Campaign.Status.DEGRADED, 200, [30, 20], CampaignCap(cap=25, usual=50, halved=True)),
+    (Campaign.Status.DEGRADED, 1, [50], CampaignCap(cap=1, usual=1, halved=True)),  # at least one
+])
+def test_the_effective_daily_cap_is_halved_only_while_degraded(status, daily_cap, mailbox_caps, expected):
+    limit = campaign_daily_cap(Campaign(status=status, daily_cap=daily_cap), mailbox_caps=mailbox_caps)
+    assert limit == expected
+    assert limit.words() == ("" if not expected.halved else
+                             f"sending at half its caps ({expected.cap} of {expected.usual} a day) until resumed or "
+                             f"the rule clears")
 
 
 def test_it_stops_at_the_mailboxs_daily_cap_counting_other_campaigns_too():

@@ -6,12 +6,14 @@ import threading
 import time
 
 import pytest
+from pyrate_limiter import InMemoryStateStore
 
 from cam.deadlines import cancel_interruptible
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
 from cam.outreach.providers.base import SendResult
-from cam.outreach.providers.resend import RateLimiter, ResendProvider
+from cam.outreach.providers.resend import ResendProvider
+from cam.outreach.providers.resend_rate import SharedRateLimit
 from cam.outreach.providers.smtp import SmtpProvider
 from tests.factories import MailboxFactory
 from tests.outreach.test_providers import outreach_message
@@ -126,7 +128,8 @@ def resend_key(monkeypatch):
 
 
 def resend_provider() -> ResendProvider:
-    return ResendProvider(MailboxFactory.build(provider=Mailbox.Provider.RESEND), limiter=RateLimiter(100))
+    return ResendProvider(MailboxFactory.build(provider=Mailbox.Provider.RESEND),
+                          limiter=SharedRateLimit(100, store=InMemoryStateStore(), where="this test"))
 
 
 def test_it_retries_when_resend_drips_its_answer(short_deadlines, resend_key):

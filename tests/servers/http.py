@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -50,6 +51,7 @@ class ReceivedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]  # names lower-cased
     body: bytes
+    received_at: float = 0.0  # time.monotonic() when the request had been read, to check rates against
 
     def param(self, name: str) -> str | None:
         """The first value of query parameter ``name``, or None."""
@@ -156,7 +158,7 @@ def _handler_for(server: HttpTestServer) -> type[BaseHTTPRequestHandler]:
             request = ReceivedRequest(
                 method=self.command, path=parts.path, query=parse_qs(parts.query, keep_blank_values=True),
                 headers={name.lower(): value for name, value in self.headers.items()},
-                body=self.rfile.read(length) if length else b"")
+                body=self.rfile.read(length) if length else b"", received_at=time.monotonic())
             reply = server._receive(request)
             if reply.delay:
                 server._wait(reply.delay)

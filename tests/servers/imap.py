@@ -33,6 +33,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -208,12 +209,14 @@ service imap-login {{
             with contextlib.suppress(Exception):
                 client.logout()
 
-    def append(self, user: str, message: bytes, *, folder: str = "INBOX", flags: tuple = ()) -> int:
-        """Deliver ``message`` into ``folder`` (created when missing); returns its UID."""
+    def append(self, user: str, message: bytes, *, folder: str = "INBOX", flags: tuple = (),
+               received_at: datetime | None = None) -> int:
+        """Deliver ``message`` into ``folder`` (created when missing); returns its UID. ``received_at``
+        (timezone-aware) is when the server says it received the message (INTERNALDATE): now by default."""
         with self.connect(user) as client:
             if folder != "INBOX" and not client.folder_exists(folder):
                 client.create_folder(folder)
-            answer = client.append(folder, message, flags=flags)
+            answer = client.append(folder, message, flags=flags, msg_time=received_at)
         found = _APPENDUID.search(answer)
         assert found, f"Dovecot answered APPEND without APPENDUID: {answer!r}"
         return int(found.group(1))

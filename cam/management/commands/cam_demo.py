@@ -4,6 +4,7 @@ from cam.demo import DemoImap, DemoSmtp, demo_seed
 from cam.jobs.request import job_request
 from cam.jobs.runner import Trigger
 from cam.jobs.summary import counts_text
+from cam.models.mail import MAX_BACKFILL_DAYS
 from cam.secrets import secret_name_problem
 
 
@@ -37,6 +38,9 @@ class Command(BaseCommand):
         parser.add_argument("--imap-password-env", default="", metavar="VAR",
                             help="Name of the environment variable holding the IMAP password, CAM_SECRET_... "
                                  "(required with --imap).")
+        parser.add_argument("--imap-backfill-days", type=int, default=0, metavar="N",
+                            help="Also read the mail the inbox received in the last N days (0 to 365). By default "
+                                 "only what arrives after the first poll is read.")
         parser.add_argument("--no-enrol", action="store_true", help="Only create the data; do not score or enrol.")
 
     def handle(self, *args, **options) -> None:
@@ -55,10 +59,14 @@ class Command(BaseCommand):
             if not options["imap_user"] or not options["imap_password_env"]:
                 raise CommandError("--imap needs --imap-user and --imap-password-env.")
             _check_env_name("--imap-password-env", options["imap_password_env"])
+            backfill = options["imap_backfill_days"]
+            if not 0 <= backfill <= MAX_BACKFILL_DAYS:
+                raise CommandError(f"--imap-backfill-days takes a number of days from 0 to {MAX_BACKFILL_DAYS}, "
+                                   f"not {backfill}.")
             imap = DemoImap(host=host, port=port, username=options["imap_user"],
-                            password_env=options["imap_password_env"])
-        elif options["imap_user"] or options["imap_password_env"]:
-            raise CommandError("--imap-user and --imap-password-env need --imap HOST:PORT.")
+                            password_env=options["imap_password_env"], backfill_days=backfill)
+        elif options["imap_user"] or options["imap_password_env"] or options["imap_backfill_days"]:
+            raise CommandError("--imap-user, --imap-password-env and --imap-backfill-days need --imap HOST:PORT.")
         summary = demo_seed(smtp=smtp, imap=imap)
         self.stdout.write(self.style.SUCCESS(
             f"Demo campaign “{summary.campaign.name}” (id {summary.campaign.pk}) is ready: "
@@ -67,6 +75,11 @@ class Command(BaseCommand):
             f"{f' at {summary.mailbox.smtp_host}:{summary.mailbox.smtp_port}' if smtp else ''}), "
             f"{summary.leads_total} leads ({summary.leads_created} new)."
         ))
+        if imap is not None:
+            since = (f"plus what it received in the last {imap.backfill_days} day{'s' * (imap.backfill_days != 1)}"
+                     if imap.backfill_days else "mail already there is left unread")
+            self.stdout.write(f"Replies are read from {imap.host}:{imap.port} as {imap.username}: its INBOX from "
+                              f"the first poll on, {since}.")
         if not options["no_enrol"]:
             # Through job_request, as cam_run_job: the jobs' rules and refusals hold here too.
             for job in ("score", "qualify"):

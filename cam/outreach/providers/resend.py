@@ -15,10 +15,13 @@ with the same key. Outcomes:
 - 401, or a 403 about the API key → ``RETRY`` uncounted, and the batch halts, naming the key's variable;
 - any other 4xx (400, 403, 422, …) → ``FAILED`` with Resend's message.
 
-Requests per second stay under ``AICMO_CAM_RESEND_RATE_PER_SECOND`` within the process. Each request
-has an overall deadline, ``AICMO_CAM_RESEND_DEADLINE_SECONDS`` (``AICMO_CAM_RESEND_TIMEOUT_SECONDS``
-only limits each read, which an answer that comes a byte at a time never trips): when it runs out the
-connection is shut down and the request counts as timed out (``RETRY``, under the same key).
+Requests per second stay under ``AICMO_CAM_RESEND_RATE_PER_SECOND`` across every CAM process (the limit
+is kept in the shared cache, see ``resend_rate``); a request that gets no turn within the deadline below,
+or whose turn cannot be asked for (Redis or the database down), is not made: ``RETRY`` uncounted, and
+the batch halts. Each request has an overall deadline, ``AICMO_CAM_RESEND_DEADLINE_SECONDS``
+(``AICMO_CAM_RESEND_TIMEOUT_SECONDS`` only limits each read, which an answer that comes a byte at a time
+never trips): when it runs out the connection is shut down and the request counts as timed out
+(``RETRY``, under the same key).
 """
 
 from __future__ import annotations
@@ -26,9 +29,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import socket
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
@@ -47,6 +48,7 @@ from cam import deadlines
 from cam.deadlines import Deadline
 from cam.models import Mailbox, OutboundEmail
 from cam.outreach.providers.base import MailProvider, SendResult
+from cam.outreach.providers.resend_rate import RateLimitBusy, RateLimitUnavailable, SharedRateLimit, resend_rate_limit
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
@@ -56,50 +58,6 @@ Status = OutboundEmail.Status
 RESEND_TAGS = [{"name": "cam", "value": "outreach"}]
 # Errors about the API key: configuration for a person to fix, like a refused SMTP login.
 API_KEY_ERRORS = {"missing_api_key", "invalid_api_key", "restricted_api_key"}
-
-
-class RateLimiter:
-    """At most ``rate`` calls in any ``per``-second window, shared by the threads of one process.
-
-    ``clock`` and ``sleep`` are injectable so tests can run it on a fake clock.
-    """
-
-    def __init__(self, rate: int, *, per: float = 1.0, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        if rate < 1:
-            raise ValueError("rate must be at least 1")
-        self.rate = rate
-        self.per = per
-        self._clock = clock
-        self._sleep = sleep
-        self._recent: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        """Block until one more call fits in the window, and count it."""
-        with self._lock:
-            while True:
-                now = self._clock()
-                while self._recent and now - self._recent[0] >= self.per:
-                    self._recent.popleft()
-                if len(self._recent) < self.rate:
-                    self._recent.append(now)
-                    return
-                self._sleep(self.per - (now - self._recent[0]))
-
-
-_process_limiter: RateLimiter | None = None
-_process_limiter_lock = threading.Lock()
-
-
-def process_rate_limiter() -> RateLimiter:
-    """The limiter every Resend provider of this process shares."""
-    global _process_limiter
-    with _process_limiter_lock:
-        rate = settings.AICMO_CAM_RESEND_RATE_PER_SECOND
-        if _process_limiter is None or _process_limiter.rate != rate:
-            _process_limiter = RateLimiter(rate)
-        return _process_limiter
 
 
 if TYPE_CHECKING:  # the mixin below is only ever mixed into urllib3's connection
@@ -196,10 +154,10 @@ def retry_after_seconds(value: str | None) -> float | None:
 class ResendProvider(MailProvider):
     kind = Mailbox.Provider.RESEND
 
-    def __init__(self, mailbox: Mailbox, *, limiter: RateLimiter | None = None,
+    def __init__(self, mailbox: Mailbox, *, limiter: SharedRateLimit | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(mailbox)
-        self.limiter = limiter or process_rate_limiter()
+        self.limiter = limiter or resend_rate_limit()
         self._clock = clock
         self.backend: IdempotentResendBackend | None = None
         self.batch_error = ""  # why nothing in this batch can be sent (a missing API key)
@@ -246,7 +204,10 @@ class ResendProvider(MailProvider):
         esp_extra.setdefault("tags", RESEND_TAGS)
         outgoing.esp_extra = esp_extra  # type: ignore[attr-defined]
 
-        self.limiter.wait()
+        try:
+            self.limiter.wait(seconds=settings.AICMO_CAM_RESEND_DEADLINE_SECONDS)
+        except (RateLimitBusy, RateLimitUnavailable) as exc:
+            return SendResult(Status.RETRY, error=str(exc), attempted=False, halt_batch=True)
         with Deadline(settings.AICMO_CAM_RESEND_DEADLINE_SECONDS, "talking to Resend") as deadline:
             try:
                 sent = self.backend.send_messages([outgoing])

@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
     atomic = False
 
     dependencies = [
-        ('cam', '0014_lead_funnel_covering_index'),
+        ('cam', '0020_sequence_step_enabled_and_rule_clearing'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
