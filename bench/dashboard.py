@@ -54,6 +54,7 @@ PAGE_TARGETS = [
     ("leads changelist", "/admin/cam/lead/", 300),
     ("outbound changelist", "/admin/cam/outboundemail/", 300),
     ("replies changelist", "/admin/cam/inboundemail/", 300),
+    ("replies inbox (the desk)", "/admin/cam/reply/", 300),
 ]
 
 BODY = ("Hi Anna,\n\nteams like yours at Brightlane usually lose a day a week to hand-offs between sales and "
