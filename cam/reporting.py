@@ -141,11 +141,16 @@ class MailboxSends(TypedDict):
 
 # -- periods ------------------------------------------------------------------------------------------
 
-def period_start(period: str, *, now: datetime | None = None) -> datetime:
-    """Local midnight of the period's first day, as an aware datetime; ``ValueError`` for an unknown period."""
+def _period_days(period: str) -> int:
+    """How many calendar days ``period`` spans; ``ValueError`` for an unknown period."""
     if period not in PERIOD_DAYS:
         raise ValueError(f"Unknown period {period!r}: one of {', '.join(PERIOD_DAYS)}.")
-    return _days_start(PERIOD_DAYS[period], now=now)
+    return PERIOD_DAYS[period]
+
+
+def period_start(period: str, *, now: datetime | None = None) -> datetime:
+    """Local midnight of the period's first day, as an aware datetime; ``ValueError`` for an unknown period."""
+    return _days_start(_period_days(period), now=now)
 
 
 def _days_start(days: int, *, now: datetime | None) -> datetime:
@@ -359,9 +364,7 @@ def overview(period: str, *, days: int = 30, campaign: Campaign | None = None,
 def kpis(period: str, *, campaign: Campaign | None = None, now: datetime | None = None) -> Kpis:
     """The period's headline figures (see the module's docstring for what each counts): ``overview``
     over the period's own days. ``ValueError`` for an unknown period."""
-    if period not in PERIOD_DAYS:
-        raise ValueError(f"Unknown period {period!r}: one of {', '.join(PERIOD_DAYS)}.")
-    return overview(period, days=PERIOD_DAYS[period], campaign=campaign, now=now)["kpis"]
+    return overview(period, days=_period_days(period), campaign=campaign, now=now)["kpis"]
 
 
 def daily_series(days: int = 30, *, campaign: Campaign | None = None, now: datetime | None = None) -> list[Day]:
@@ -501,8 +504,7 @@ def replies_by_category(period: str, *, campaign: Campaign | None = None,
     """Inbound messages read in the period, by category (most first; messages not classified yet under
     "" as "Not classified yet"). Bounce notices held for a person count here: this is what arrived,
     not what was proven."""
-    period_start(period, now=now)  # ValueError for an unknown period
-    return _categories(_days(PERIOD_DAYS[period], campaign=campaign, now=now, sends=False))
+    return _categories(_days(_period_days(period), campaign=campaign, now=now, sends=False))
 
 
 def _categories(days: list[_DayCounts]) -> list[CategoryCount]:

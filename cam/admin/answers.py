@@ -11,11 +11,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.views.decorators.http import require_POST
 from unfold.widgets import UnfoldAdminTextareaWidget
 
 from cam.models import InboundEmail
@@ -28,17 +25,11 @@ class AnswerForm(forms.Form):
     key = forms.CharField(widget=forms.HiddenInput)
 
 
-def may_answer(request: HttpRequest) -> bool:
-    """Answering changes what happened to a reply: it asks what reclassifying does."""
-    user = request.user
-    return bool(user.is_active and user.is_staff and user.has_perm("cam.change_inboundemail"))
-
-
 def composer_context(request: HttpRequest, inbound: InboundEmail, *, action: str) -> dict[str, Any] | None:
     """What the composer shows under the conversation of ``inbound``: the form (with a fresh key), the
-    saved answers rendered for this lead, and what the answer will be sent as. None when the person may
-    not answer or there is no lead to answer."""
-    if not may_answer(request) or inbound.lead_id is None:
+    saved answers rendered for this lead, and what the answer will be sent as. None when there is no lead
+    to answer. Who may answer is the thread view's to decide (cam.admin.desk_thread)."""
+    if inbound.lead_id is None:
         return None
     mailbox = answer_mailbox(inbound)
     return {
@@ -52,16 +43,11 @@ def composer_context(request: HttpRequest, inbound: InboundEmail, *, action: str
     }
 
 
-@require_POST
-def answer_view(request: HttpRequest, pk: int, *, back: str) -> HttpResponseRedirect:
-    """Send the composer's answer to the reply ``pk``, then back to ``back`` (a URL name taking ``pk``)
-    with what became of it."""
-    if not may_answer(request):
-        raise PermissionDenied
-    inbound = get_object_or_404(InboundEmail.objects.select_related("lead", "mailbox", "outbound_email__mailbox"),
-                                pk=pk)
+def answer_view(request: HttpRequest, inbound: InboundEmail, *, back: str) -> HttpResponseRedirect:
+    """Send the composer's answer to ``inbound`` (the caller has checked the method and the permission),
+    then back to ``back`` (a URL name taking the reply's id) with what became of it."""
     form = AnswerForm(request.POST)
-    target = reverse(back, args=[pk])
+    target = reverse(back, args=[inbound.pk])
     if not form.is_valid():
         messages.error(request, "Write the answer first: it is empty.")
         return HttpResponseRedirect(target)

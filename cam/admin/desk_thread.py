@@ -202,8 +202,8 @@ def answer_view(model_admin, request: HttpRequest, reply_id: int) -> HttpRespons
     """Sends the composer's answer (cam.admin.answers), then back on the thread with what became of it."""
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
-    _reply_to_work(model_admin, request, reply_id)
-    return answers.answer_view(request, reply_id, back="admin:cam_reply_thread")
+    reply = _reply_to_work(model_admin, request, reply_id)
+    return answers.answer_view(request, reply, back="admin:cam_reply_thread")
 
 
 def reclassify_view(model_admin, request: HttpRequest, reply_id: int) -> HttpResponse:
