@@ -1,26 +1,9 @@
 # The lists' indexes: each list's default order (newest first; the replies' triage order) and the leads' status
 # filter, so a page of a table of millions reads a hundred index entries instead of sorting the table.
 
-from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
-from django.db.migrations.operations import AddIndex
 
-
-class AddIndexConcurrentlyOnPostgres(AddIndexConcurrently):
-    """CREATE INDEX CONCURRENTLY on PostgreSQL, so sending, polling and the API go on writing while the index of a
-    large table builds; a plain CREATE INDEX on any other database."""
-
-    def database_forwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_forwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
-
-    def database_backwards(self, app_label, schema_editor, from_state, to_state):
-        if schema_editor.connection.vendor == "postgresql":
-            super().database_backwards(app_label, schema_editor, from_state, to_state)
-        else:
-            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
+from cam.migrations._concurrently import AddIndexConcurrentlyOnPostgres
 
 
 class Migration(migrations.Migration):
