@@ -208,6 +208,7 @@ class ReplyAdmin(LongListMixin, ModelAdmin):
                 view(lambda request, reply_id: desk_thread.answer_view(self, request, reply_id), "answer"),
                 view(lambda request, reply_id: desk_thread.assign_view(self, request, reply_id), "assign"),
                 view(lambda request, reply_id: desk_thread.reclassify_view(self, request, reply_id), "reclassify"),
+                view(lambda request, reply_id: desk_thread.outcome_view(self, request, reply_id), "outcome"),
                 *super().get_urls()]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

@@ -3,8 +3,9 @@
 Every email we sent the lead, as it went out (its step, when, from and to), and every message it sent us (its
 own words, the whole message folded), oldest first (``cam.inbox.thread``). Beside them, the reply the page was
 opened on: how CAM read it and why, one click to read it as something else (``reply_reclassify``: the follow-up
-engine applies the new category, recorded as the person's), *Mark handled* and *Assign to* (``cam.inbox.desk``).
-Under the thread, the composer's place (``admin/cam/reply_composer.html``).
+engine applies the new category, recorded as the person's), *Mark handled* and *Assign to* (``cam.inbox.desk``),
+and the conversation's outcome — *Meeting booked*, *Won*, *Lost* — through ``lead_change_status``, the service the
+lead's page and the API call. Under the thread, the composer's place (``admin/cam/reply_composer.html``).
 
 The page costs the same queries for a conversation of one message or fifty. Its buttons post to small views
 here that call the services and come back with a message: a refusal names what was wrong.
@@ -31,7 +32,14 @@ from cam.admin.columns import EMPTY
 from cam.inbox.desk import NotAssignable, desk_staff, reply_assign, reply_mark_handled
 from cam.inbox.processing import reply_reclassify
 from cam.inbox.thread import IN, reply_thread
-from cam.leads import staff_actor
+from cam.leads import (
+    FINAL_STATUSES,
+    TransitionRefused,
+    lead_change_status,
+    lead_statuses_allowed,
+    lead_stop_covering,
+    staff_actor,
+)
 from cam.models import InboundEmail, Lead, Reply
 
 # How many of a conversation's latest messages show whole; the older ones show a line each until opened.
@@ -39,6 +47,9 @@ MESSAGES_OPEN = 3
 FILTERS = "_changelist_filters"  # the inbox's filters, carried to the thread and back (as Django's admin does)
 Category = InboundEmail.Category
 CATEGORY_NAMES = dict(Category.choices)
+# The conversation's outcomes, one button each on the thread (the lead's page has the same three).
+OUTCOMES = (Lead.Status.MEETING_BOOKED, Lead.Status.WON, Lead.Status.LOST)
+OUTCOME_REASON_MAX = 1000
 
 
 def may_read_replies(request) -> bool:
@@ -48,6 +59,26 @@ def may_read_replies(request) -> bool:
 def may_work_replies(request) -> bool:
     """Marking handled, assigning and reclassifying: the replies' change permission, as in the API."""
     return request.user.has_perm("cam.change_inboundemail")
+
+
+def may_change_leads(request) -> bool:
+    """The outcome buttons change the lead: the leads' change permission, as on the lead's page."""
+    return request.user.has_perm("cam.change_lead")
+
+
+def outcomes_context(lead: Lead | None) -> dict[str, Any]:
+    """The outcome card: the outcomes the lead may take from its status now, or why it may take none."""
+    if lead is None:
+        return {"outcomes": [], "outcome_note": ""}
+    allowed = lead_statuses_allowed(lead.status)
+    covering = lead_stop_covering(lead=lead) if lead.status in FINAL_STATUSES else ""
+    if covering:
+        return {"outcomes": [], "outcome_note": f"Its address is suppressed ({covering}): remove the suppression, on "
+                                                f"its own page under Suppressions, before marking an outcome."}
+    outcomes = [{"value": status, "label": Lead.Status(status).label, "tone": labels.LEAD.get(status, labels.GREY)}
+                for status in OUTCOMES if status in allowed]
+    note = "" if outcomes else f"A lead that is {lead.get_status_display().lower()} takes no outcome from here."
+    return {"outcomes": outcomes, "outcome_note": note}
 
 
 def waited(since: datetime | None, now: datetime) -> str:
@@ -109,6 +140,9 @@ def thread_view(model_admin, request: HttpRequest, reply_id: int) -> HttpRespons
         "categories": [{"value": value, "label": label, "tone": labels.REPLY.get(Category(value), labels.GREY),
                         "current": value == reply.category} for value, label in Category.choices],
         "staff": list(desk_staff()) if may_work else [],
+        "may_mark_outcome": may_change_leads(request) and lead is not None,
+        **(outcomes_context(lead) if may_change_leads(request) else {"outcomes": [], "outcome_note": ""}),
+        "outcome_url": reverse("admin:cam_reply_outcome", args=[reply.pk]) + kept,
         "inbox_url": _inbox(request),
         "record_url": reverse("admin:cam_inboundemail_change", args=[reply.pk]),
         "handled_url": reverse("admin:cam_reply_handled", args=[reply.pk]) + kept,
@@ -221,4 +255,34 @@ def reclassify_view(model_admin, request: HttpRequest, reply_id: int) -> HttpRes
         lead = Lead.objects.only("status").get(pk=reply.lead_id)
         outcome = f" The lead is {lead.get_status_display().lower()}."
     messages.success(request, f"Read as {Category(category).label.lower()}: its follow-up was applied.{outcome}")
+    return HttpResponseRedirect(_thread(request, reply.pk))
+
+
+def outcome_view(model_admin, request: HttpRequest, reply_id: int) -> HttpResponse:
+    """Marks the conversation's outcome on its lead (meeting booked, won, lost), then back on the thread."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    if not may_change_leads(request):
+        raise PermissionDenied
+    reply = InboundEmail.objects.only("pk", "lead_id").filter(pk=reply_id).first()
+    if reply is None:
+        raise Http404(f"No reply #{reply_id}.")
+    lead = Lead.objects.filter(pk=reply.lead_id).first() if reply.lead_id else None
+    if lead is None:
+        messages.error(request, "No outcome marked: this message matched no lead.")
+        return HttpResponseRedirect(_thread(request, reply.pk))
+    status = request.POST.get("status", "")
+    if status not in OUTCOMES:
+        messages.error(request, f"No outcome marked: “{status}” is not one; choose "
+                                f"{', '.join(str(Lead.Status(outcome).label).lower() for outcome in OUTCOMES)}.")
+        return HttpResponseRedirect(_thread(request, reply.pk))
+    actor = staff_actor(request.user)
+    reason = request.POST.get("reason", "").strip()[:OUTCOME_REASON_MAX] or f"Marked by {actor} on the reply desk."
+    name = str(Lead.Status(status).label).lower()
+    try:
+        changed = lead_change_status(lead=lead, to_status=status, actor=actor, reason=reason)
+    except TransitionRefused as exc:
+        messages.error(request, f"Not marked {name}: {exc}")
+    else:
+        messages.success(request, f"{lead.email} is now {name}." if changed else f"{lead.email} was already {name}.")
     return HttpResponseRedirect(_thread(request, reply.pk))

@@ -101,7 +101,10 @@ def reply_reclassify(*, inbound: InboundEmail, category: str, by: str) -> None:
     _decide(inbound, Confirmation.CONFIRMED, by=by, now=now)
     inbound.category, inbound.confidence, inbound.classified_at = category, 1.0, now
     inbound.classified_by = by[:150]
-    inbound.classification_reasons = [f"set by {by}", *inbound.classification_reasons]
+    # The person's reading first; the classifier's own reasons stay beneath it, and an earlier person's reading
+    # gives way (each change is in the lead's history), so reclassifying twice does not stack lines.
+    machine = [reason for reason in inbound.classification_reasons if not reason.startswith(("set by ", "read as "))]
+    inbound.classification_reasons = [f"read as {Category(category).label.lower()} by {by}", *machine]
     inbound.processed_at = inbound.processed_at or now
     inbound.save(update_fields=["category", "confidence", "classified_at", "classified_by",
                                 "classification_reasons", "processed_at"])

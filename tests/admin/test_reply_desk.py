@@ -21,6 +21,7 @@ from tests.factories import (
     MailboxFactory,
     OutboundEmailFactory,
     SuperuserFactory,
+    SuppressionFactory,
     UserFactory,
 )
 from tests.inbox.test_desk import a_desk, arrived, raw_reply, staff_who_may_work
@@ -345,6 +346,12 @@ def test_reclassify_applies_the_follow_up_and_records_the_person(admin_client):
     event = LeadEvent.objects.filter(lead_id=tom.lead_id).latest("created_at")
     assert (event.actor, event.to_status) == (f"staff:{admin_client.user.username}", Lead.Status.INTERESTED)
     assert said(response) == ["Read as positive: its follow-up was applied. The lead is interested."]
+    assert tom.classification_reasons[0] == f"read as positive by staff:{admin_client.user.username}"
+    # Read again as something else: the newer reading replaces the older, the classifier's reasons stay beneath.
+    admin_client.post(f"/admin/cam/reply/{tom.pk}/reclassify/", {"category": "QUESTION"})
+    admin_client.post(f"/admin/cam/reply/{tom.pk}/reclassify/", {"category": "POSITIVE"})
+    tom.refresh_from_db()
+    assert tom.classification_reasons[1:] == ["phrase matched"]
     thread = admin_client.get(thread_url(tom)).content.decode()
     assert 'value="POSITIVE" class="cam-chip cam-chip-green cam-chip-current" disabled' in thread
 
@@ -358,10 +365,75 @@ def test_reclassify_refuses_an_unknown_category_and_names_it(admin_client):
     assert InboundEmail.objects.get(pk=desk["tom"].pk).category == Category.NEGATIVE
 
 
-@pytest.mark.parametrize("action", ["handled", "assign", "reclassify"])
+@pytest.mark.parametrize("action", ["handled", "assign", "reclassify", "outcome"])
 def test_the_threads_buttons_only_post(admin_client, action):
     desk = a_desk()
     assert admin_client.get(f"/admin/cam/reply/{desk['anna'].pk}/{action}/").status_code == 405
+
+
+def test_the_thread_offers_the_outcomes_its_lead_may_take(admin_client):
+    desk = a_desk()
+
+    html = admin_client.get(thread_url(desk["anna"])).content.decode()
+
+    card = html[html.index('id="cam-outcome"'):html.index("</aside>")]
+    assert re.findall(r'name="status" value="(\w+)"', card) == ["MEETING_BOOKED", "WON", "LOST"]
+
+
+def test_meeting_booked_on_the_thread_changes_the_lead_through_the_service_and_records_who_and_why(admin_client):
+    desk = a_desk()
+    anna = desk["anna"]
+
+    response = admin_client.post(f"/admin/cam/reply/{anna.pk}/outcome/",
+                                 {"status": "MEETING_BOOKED", "reason": "Call on Thursday at 3"})
+
+    assert response["Location"] == thread_url(anna)
+    assert Lead.objects.get(pk=anna.lead_id).status == Lead.Status.MEETING_BOOKED
+    event = LeadEvent.objects.filter(lead_id=anna.lead_id).latest("created_at")
+    assert (event.actor, event.from_status, event.to_status, event.reason) == (
+        f"staff:{admin_client.user.username}", Lead.Status.INTERESTED, Lead.Status.MEETING_BOOKED,
+        "Call on Thursday at 3")
+    assert said(response) == ["anna@brightlane.example.com is now meeting booked."]
+    # Won follows from there, without a reason: the history says who marked it.
+    admin_client.post(f"/admin/cam/reply/{anna.pk}/outcome/", {"status": "WON"})
+    event = LeadEvent.objects.filter(lead_id=anna.lead_id).latest("created_at")
+    assert (event.to_status, event.reason) == (Lead.Status.WON,
+                                               f"Marked by staff:{admin_client.user.username} on the reply desk.")
+
+
+def test_an_unsubscribed_lead_whose_address_is_suppressed_takes_no_outcome_and_the_thread_says_why(admin_client):
+    desk = a_desk()
+    anna = desk["anna"]
+    Lead.objects.filter(pk=anna.lead_id).update(status=Lead.Status.UNSUBSCRIBED)
+    SuppressionFactory(email=anna.lead.email)
+
+    html = admin_client.get(thread_url(anna)).content.decode()
+    card = html[html.index('id="cam-outcome"'):html.index("</aside>")]
+    assert 'name="status"' not in card
+    assert "Its address is suppressed" in card
+
+    response = admin_client.post(f"/admin/cam/reply/{anna.pk}/outcome/", {"status": "WON"})
+    assert said(response)[0].startswith("Not marked won: A lead cannot leave UNSUBSCRIBED while its address is "
+                                        "suppressed (")
+    assert Lead.objects.get(pk=anna.lead_id).status == Lead.Status.UNSUBSCRIBED
+
+
+def test_an_outcome_the_desk_does_not_offer_is_refused_and_named(admin_client):
+    desk = a_desk()
+
+    response = admin_client.post(f"/admin/cam/reply/{desk['anna'].pk}/outcome/", {"status": "IN_SEQUENCE"})
+
+    assert said(response)[0].startswith("No outcome marked: “IN_SEQUENCE” is not one; choose meeting booked, won, lost")
+    assert Lead.objects.get(pk=desk["anna"].lead_id).status == Lead.Status.INTERESTED
+
+
+def test_staff_who_may_not_change_leads_see_no_outcome_and_cannot_post_one(client):
+    desk = a_desk()
+    staff_with(client, "view_inboundemail", "change_inboundemail")
+
+    assert 'id="cam-outcome"' not in client.get(thread_url(desk["anna"])).content.decode()
+    assert client.post(f"/admin/cam/reply/{desk['anna'].pk}/outcome/", {"status": "WON"}).status_code == 403
+    assert Lead.objects.get(pk=desk["anna"].lead_id).status == Lead.Status.INTERESTED
 
 
 def test_the_thread_costs_the_same_queries_for_one_message_or_fifty(admin_client, django_assert_num_queries):

@@ -117,7 +117,7 @@ def test_it_reclassifies_a_reply_and_applies_the_follow_up_naming_the_key(api, r
     assert response.status_code == 200
     body = response.json()
     assert (body["category"], body["confidence"], body["classified_by"]) == ("NEGATIVE", 1.0, "api-key:full key")
-    assert body["classification_reasons"][0] == "set by api-key:full key"
+    assert body["classification_reasons"][0] == "read as negative by api-key:full key"
     inbound = InboundEmail.objects.get(pk=replies["positive"].pk)
     assert inbound.category == "NEGATIVE"
     lead = Lead.objects.get(pk=replies["lead_a"].pk)

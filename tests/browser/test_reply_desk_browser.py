@@ -1,7 +1,7 @@
 """The reply desk in a real browser: the inbox, warmest first, a conversation's thread, reclassifying a reply,
 assigning it and marking it handled, and the lead's timeline a click away. Photographed at 1440 x 900 into
 test-results/screenshots/ (reply-desk-inbox.png, reply-desk-automatic.png, reply-desk-thread.png,
-reply-desk-handled.png)."""
+reply-desk-handled.png, reply-desk-composer.png, reply-desk-meeting-booked.png)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from cam.models import InboundEmail, Lead
+from cam.models import AnswerSnippet, InboundEmail, Lead, Mailbox, OutboundEmail
 from tests.browser.test_admin_browser import PASSWORD, log_in
 from tests.browser.test_campaign_page_browser import photograph
 from tests.factories import SuperuserFactory
@@ -90,5 +90,59 @@ def test_a_sales_lead_works_a_warm_reply_from_the_inbox_to_handled(page, live_se
     expect(page.locator("#timeline-group")).to_be_visible()
     expect(page.locator("#id_first_name")).to_be_hidden()
     expect(page.locator(".cam-timeline-reply").first).to_contain_text("Sounds interesting")
+    assert page.offsite_requests == []
+    assert page.csp_violations == []
+
+
+def test_a_sales_lead_answers_a_warm_reply_with_a_saved_answer_and_marks_the_meeting_booked(page, live_server,
+                                                                                             smtp_server):
+    """Inbox → thread → read it as something else → answer with a saved answer over the real SMTP server → meeting
+    booked. Photographed as reply-desk-composer.png and reply-desk-meeting-booked.png."""
+    desk = a_desk()
+    anna = desk["anna"]
+    Mailbox.objects.filter(pk=anna.mailbox_id).update(
+        provider=Mailbox.Provider.SMTP, smtp_host=smtp_server.host, smtp_port=smtp_server.port, smtp_security="none",
+        from_email="alex@outreach.test", from_name="Alex Sender")
+    AnswerSnippet.objects.create(name="Meeting link",
+                                 body="Pick a time that suits you, {{ first_name }}: https://cal.example.com/alex")
+    SuperuserFactory(username="desk-admin", password=PASSWORD)
+
+    log_in(page, live_server, "desk-admin")
+    page.locator("#nav-sidebar a[href='/admin/cam/reply/']").click()
+    page.locator("#result_list tbody tr").first.get_by_role("link", name=re.compile("Anna Berg")).click()
+    expect(page).to_have_url(re.compile(rf"/admin/cam/reply/{anna.pk}/thread/"))
+
+    # Read as a question first, then as positive again: each click applies the follow-up, recorded.
+    page.locator("#cam-reclassify").get_by_role("button", name="Question").click()
+    expect(page.locator("body")).to_contain_text("Read as question: its follow-up was applied.")
+    page.locator("#cam-reclassify").get_by_role("button", name="Positive").click()
+    expect(page.locator("#cam-reclassify button[aria-pressed=true]")).to_have_text("Positive")
+
+    body = page.locator("#cam-reply-composer textarea")
+    body.fill("Thursday at 3 works well. ")
+    body.press("End")
+    page.locator(".cam-composer-snippet", has_text="Meeting link").click()
+    expect(body).to_have_value("Thursday at 3 works well. Pick a time that suits you, Anna: https://cal.example.com/alex")
+    page.locator("#cam-reply-composer").scroll_into_view_if_needed()
+    photograph(page, "reply-desk-composer")
+    page.locator(".cam-composer-send").click()
+    expect(page.locator("body")).to_contain_text("Answer sent to anna@brightlane.example.com")
+    (delivered,) = smtp_server.messages
+    assert delivered.rcpt_tos == ["anna@brightlane.example.com"]
+    assert delivered.parsed["In-Reply-To"] == InboundEmail.objects.get(pk=anna.pk).message_id
+    answer = OutboundEmail.objects.get(kind=OutboundEmail.Kind.MANUAL)
+    assert "Pick a time that suits you, Anna: https://cal.example.com/alex" in answer.body_text
+    expect(page.locator(".cam-message-out").last).to_contain_text("Sent by hand")
+
+    outcome = page.locator("#cam-outcome")
+    outcome.get_by_role("textbox").fill("Call on Thursday at 3")
+    outcome.get_by_role("button", name="Meeting booked").click()
+    expect(page.locator("body")).to_contain_text("anna@brightlane.example.com is now meeting booked.")
+    expect(page.locator(".cam-thread-facts")).to_contain_text("Meeting booked")
+    photograph(page, "reply-desk-meeting-booked")
+    lead = Lead.objects.get(pk=anna.lead_id)
+    assert lead.status == Lead.Status.MEETING_BOOKED
+    assert lead.events.filter(actor="staff:desk-admin", to_status=Lead.Status.MEETING_BOOKED,
+                              reason="Call on Thursday at 3").exists()
     assert page.offsite_requests == []
     assert page.csp_violations == []
