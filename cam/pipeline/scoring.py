@@ -8,17 +8,21 @@ the free-mail and role-account penalties are taken off.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import connections, router
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
-from cam.bulk import bulk_update_values
 from cam.models import Campaign, Lead
 
-BATCH_SIZE = 2000
+# Leads per batch: two statements each. Big enough that the statements' own cost vanishes, small enough that a
+# batch's row locks are short and its distinct values few.
+BATCH_SIZE = 20_000
 
 
 @dataclass(frozen=True)
@@ -101,33 +105,170 @@ def score_lead(lead: Lead, campaign: Campaign) -> Score:
 # Leads past these statuses have been contacted or decided on; re-scoring them would change nothing.
 SCORABLE_STATUSES = (Lead.Status.NEW, Lead.Status.QUALIFIED, Lead.Status.DISQUALIFIED)
 
+# The criteria decided on one text field each: scored in Python once per distinct value, in SQL for each lead.
+TEXT_CRITERIA = {"industry": "industry", "title": "title", "country": "country"}
+
 
 def leads_score(*, campaign: Campaign, only_unscored: bool = False, batch_size: int = BATCH_SIZE) -> dict[str, int]:
-    """Score the campaign's leads that have not been contacted yet, in batches.
+    """Score the campaign's leads that have not been contacted yet, in batches; returns the counts.
 
-    Each batch costs one read and one bulk update, whatever its size. Returns the counts.
+    The score is ``score_lead``'s, to the character, but the database does the per-lead work: each text criterion
+    (industry, title, country) is decided in Python once per *distinct value* in the batch, with the same
+    functions ``score_lead`` uses, and one UPDATE joins those answers to the leads, computes the company-size
+    check, the score and the breakdown, and writes only the leads whose score or breakdown changed. Each batch
+    costs two statements, whatever its size: its leads' ids and text values, then the UPDATE.
     """
-    leads = Lead.objects.filter(campaign=campaign, status__in=SCORABLE_STATUSES, current_step=0).only(
-        "pk", "industry", "title", "country", "company_size", "is_free_mail", "is_role_account", "score",
-        "score_breakdown")
+    leads = Lead.objects.filter(campaign=campaign, status__in=SCORABLE_STATUSES, current_step=0)
     if only_unscored:
         leads = leads.filter(score__isnull=True)
+    plan = _Plan(campaign)
+    connection = connections[router.db_for_write(Lead)]
     counts = {"scored": 0, "changed": 0}
     now = timezone.now()
     last_pk = 0
     while True:
-        batch = list(leads.filter(pk__gt=last_pk).order_by("pk")[:batch_size])
-        if not batch:
+        rows = list(leads.filter(pk__gt=last_pk).order_by("pk").values_list("pk", *plan.text_fields)[:batch_size])
+        if not rows:
             return counts
-        changed = []
-        for lead in batch:
-            result = score_lead(lead, campaign)
-            if (lead.score, lead.score_breakdown) != (result.value, result.breakdown):
-                lead.score, lead.score_breakdown, lead.scored_at = result.value, result.breakdown, now
-                changed.append(lead)
-        bulk_update_values(changed, ["score", "score_breakdown", "scored_at"])
-        counts["scored"] += len(batch)
-        counts["changed"] += len(changed)
-        last_pk = batch[-1].pk
-        if len(batch) < batch_size:
+        sql, params = plan.update(connection, rows, first=last_pk, last=rows[-1][0], now=now,
+                                  only_unscored=only_unscored)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            counts["changed"] += cursor.rowcount
+        counts["scored"] += len(rows)
+        last_pk = rows[-1][0]
+        if len(rows) < batch_size:
             return counts
+
+
+class _Plan:
+    """One campaign's profile turned into SQL: what ``score_lead`` computes, per lead, in one UPDATE.
+
+    Python decides each text criterion once per distinct value (``score_lead``'s own functions) and writes that
+    criterion's part of the breakdown as JSON text; the database joins those answers to the leads by value,
+    checks the company size, looks up the base for the lead's combination of matches, takes off the penalties,
+    and puts the breakdown together as text, parsed once. Building it from text is what keeps the database's
+    work per lead near that of rewriting the row.
+    """
+
+    def __init__(self, campaign: Campaign) -> None:
+        self.campaign = campaign
+        # (name, weight, text field or None for company size), in score_lead's order.
+        self.criteria = [(name, getattr(campaign, weight_field), TEXT_CRITERIA.get(name))
+                         for name, weight_field, configured, _ in CRITERIA
+                         if configured(campaign) and getattr(campaign, weight_field) != 0]
+        self.text_fields = [field for _, _, field in self.criteria if field]
+        self.matchers = {name: matcher for name, _, _, matcher in CRITERIA}
+        possible = sum(weight for _, weight, _ in self.criteria)
+        # score_lead's base for each combination of matched criteria (bit i: criterion i matched), its rounding too.
+        self.bases = {mask: round(100 * sum(weight for i, (_, weight, _) in enumerate(self.criteria) if mask >> i & 1)
+                                  / possible) if possible else 100
+                      for mask in range(1 << len(self.criteria))}
+
+    @staticmethod
+    def _part(name: str, weight: int, matched: bool, detail: str) -> str:
+        """A criterion's entry of the breakdown as JSON text, followed by the comma before the next."""
+        entry = {"matched": matched, "points": weight if matched else 0, "weight": weight, "detail": detail}
+        return f"{json.dumps(name)}: {json.dumps(entry)}, "
+
+    def _answers(self, name: str, weight: int, field: str, values: set[str]) -> list[tuple[str, bool, str]]:
+        """Each value's (value, matched, breakdown entry) for one text criterion."""
+        matcher = self.matchers[name]
+        probe = Lead()
+        answers = []
+        for value in values:
+            setattr(probe, field, value)
+            matched, detail = matcher(probe, self.campaign)
+            answers.append((value, matched, self._part(name, weight, matched, detail)))
+        return answers
+
+    def _size(self, name: str, weight: int) -> tuple[str, str, list[str]]:
+        """The company-size check in SQL: its condition, its breakdown entry as a text expression, and that
+        expression's parameters."""
+        low, high = self.campaign.icp_company_size_min, self.campaign.icp_company_size_max
+        size = "l.company_size"
+        fits = "(" + " AND ".join([f"{size} IS NOT NULL", *([f"{size} >= {int(low)}"] if low is not None else []),
+                                   *([f"{size} <= {int(high)}"] if high is not None else [])]) + ")"
+        bounds = f"{low if low is not None else 0}–{high if high is not None else '∞'}"
+        # Each branch: the entry's JSON text up to where the lead's own size goes, and after it.
+        unknown = self._part(name, weight, False, "company size unknown")
+        within = self._part(name, weight, True, f"company size {_SIZE} is within {bounds}").split(_SIZE)
+        outside = self._part(name, weight, False, f"company size {_SIZE} is not within {bounds}").split(_SIZE)
+        text = f"CAST({size} AS TEXT)"
+        entry = (f"CASE WHEN {size} IS NULL THEN %s WHEN {fits} THEN %s || {text} || %s "
+                 f"ELSE %s || {text} || %s END")
+        return fits, entry, [unknown, *within, *outside]
+
+    def update(self, connection: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], *, first: int, last: int,
+               now: Any, only_unscored: bool) -> tuple[str, list[Any]]:
+        postgres = connection.vendor == "postgresql"
+        table = connection.ops.quote_name(Lead._meta.db_table)
+        # Placeholders in the order the statement has them: the entries' (in the columns), then the answers' (FROM).
+        entry_params: list[Any] = []
+        answer_params: list[Any] = []
+        sources, joins, flags, entries = [], [], [], []
+        for index, (name, weight, field) in enumerate(self.criteria):
+            if field is None:
+                fits, entry, params = self._size(name, weight)
+                flags.append(fits)
+                entries.append(entry)
+                entry_params.extend(params)
+                continue
+            position = self.text_fields.index(field) + 1
+            answers = self._answers(name, weight, field, {row[position] for row in rows})
+            alias = f"m{index}"
+            if postgres:
+                sources.append(f"unnest(%s::text[], %s::boolean[], %s::text[]) AS {alias}(value, matched, entry)")
+                answer_params.extend([[a[0] for a in answers], [a[1] for a in answers], [a[2] for a in answers]])
+            else:
+                sources.append(f"(SELECT value ->> 0 AS value, value ->> 1 AS matched, value ->> 2 AS entry "
+                               f"FROM json_each(%s)) AS {alias}")
+                answer_params.append(json.dumps(answers))
+            joins.append(f"l.{field} = {alias}.value")
+            flags.append(f"{alias}.matched")
+            entries.append(f"{alias}.entry")
+        free, role = self.campaign.penalty_free_mail, self.campaign.penalty_role_account
+        penalties = " + ".join([f"(CASE WHEN l.is_free_mail THEN {int(free)} ELSE 0 END)" if free else "0",
+                                f"(CASE WHEN l.is_role_account THEN {int(role)} ELSE 0 END)" if role else "0"])
+        mask = " + ".join(f"(CASE WHEN {flag} THEN {1 << i} ELSE 0 END)" for i, flag in enumerate(flags)) or "0"
+        base = "CASE mask " + " ".join(f"WHEN {m} THEN {b}" for m, b in self.bases.items()) + " END"
+        extras = []
+        if free:
+            extras.append(f"CASE WHEN free THEN '\"free_mail\": {{\"points\": {-int(free)}, \"detail\": "
+                          f"\"free-mail address\"}}, ' ELSE '' END")
+        if role:
+            extras.append(f"CASE WHEN role THEN '\"role_account\": {{\"points\": {-int(role)}, \"detail\": "
+                          f"\"role account\"}}, ' ELSE '' END")
+        text = " || ".join(["'{'", *(f"e{i}" for i in range(len(entries))), *extras,
+                            "'\"total\": {\"base\": '", "base", "', \"penalties\": '", "penalties",
+                            "', \"score\": '", "value", "'}}'"])
+        breakdown = f"CAST({text} AS jsonb)" if postgres else f"json({text})"
+        where = ["l.id > %s", "l.id <= %s", "l.campaign_id = %s", "l.current_step = 0",
+                 f"l.status IN ({', '.join(['%s'] * len(SCORABLE_STATUSES))})", *joins]
+        if only_unscored:
+            where.append("l.score IS NULL")
+        columns = "".join([*(f", {flag} AS f{i}" for i, flag in enumerate(flags)),
+                           *(f", {entry} AS e{i}" for i, entry in enumerate(entries))])
+        # Each level computes its columns once per lead (on PostgreSQL ``OFFSET 0`` keeps the planner from folding
+        # the levels together and repeating their expressions): matches and entries, the base, the score, the
+        # breakdown; only the leads where either changed reach the UPDATE, which is bounded to the batch's ids.
+        fence = " OFFSET 0" if postgres else ""
+        greatest, least = ("GREATEST", "LEAST") if postgres else ("max", "min")
+        matched = (f"SELECT l.id, l.score AS old_score, l.score_breakdown AS old_breakdown, l.is_free_mail AS free, "
+                   f"l.is_role_account AS role, {mask} AS mask, {penalties} AS penalties{columns} "
+                   f"FROM {table} AS l{''.join(f', {source}' for source in sources)} "
+                   f"WHERE {' AND '.join(where)}{fence}")
+        based = f"SELECT a.*, {base} AS base FROM ({matched}) AS a{fence}"
+        valued = f"SELECT b.*, {greatest}(0, {least}(100, base - penalties)) AS value FROM ({based}) AS b{fence}"
+        computed = f"SELECT c.*, {breakdown} AS breakdown FROM ({valued}) AS c{fence}"
+        changed = ("old_score IS DISTINCT FROM value OR old_breakdown IS DISTINCT FROM breakdown" if postgres
+                   else "old_score IS NOT value OR json(old_breakdown) IS NOT breakdown")
+        sql = (f"UPDATE {table} SET score = n.value, score_breakdown = n.breakdown, scored_at = %s "
+               f"FROM (SELECT id, value, breakdown FROM ({computed}) AS d WHERE {changed}) AS n "
+               f"WHERE {table}.id = n.id AND {table}.id > %s AND {table}.id <= %s")
+        return sql, [now, *entry_params, *answer_params, first, last, self.campaign.pk, *SCORABLE_STATUSES,
+                     first, last]
+
+
+# Where a lead's own company size goes in its breakdown entry, split there for the database to fill in.
+_SIZE = "@@size@@"

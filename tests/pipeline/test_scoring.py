@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -208,3 +210,74 @@ def queries_to_score(count: int) -> int:
 
 def test_it_scores_in_the_same_number_of_queries_for_10_and_1000_leads():
     assert queries_to_score(10) == queries_to_score(1000)
+
+
+# --- the database's scoring is score_lead's, to the character ---
+
+WORDS = ["Software", "software ", "SaaS", "Head of Sales", "head  of", "CTO", "cto", "Co-CTO", "CTOs", "Ärzte", "ärzte",
+         "Straße", "DE", "de", " AT", "it's", 'say "hi"', "back\\slash", "tab\there", "new\nline", "日本", "É", "",
+         "Retail", "re", "a", "%", "_", "'", "ß", "İstanbul"]
+
+
+def random_text(rng: random.Random) -> str:
+    return " ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 3)))
+
+
+def lead_text(rng: random.Random, wanted: list[str]) -> str:
+    """Often one of the profile's own values, as people type it (other case, spaces), else anything."""
+    if wanted and rng.random() < 0.5:
+        value = rng.choice(wanted)
+        return rng.choice([value, value.upper(), f"  {value.lower()} ", f"Senior {value}"])
+    return random_text(rng)
+
+
+def random_profile(rng: random.Random):
+    low = rng.choice([None, 0, 10, 50, 500])
+    high = rng.choice([None, 10, 500, 5000])
+    return CampaignFactory(
+        icp_industries=[random_text(rng) for _ in range(rng.randint(0, 3))],
+        icp_title_keywords=[random_text(rng) for _ in range(rng.randint(0, 3))],
+        icp_countries=[random_text(rng) for _ in range(rng.randint(0, 3))],
+        icp_company_size_min=low, icp_company_size_max=high,
+        weight_industry=rng.choice([0, 1, 7, 30, 100]), weight_title=rng.choice([0, 3, 30, 33]),
+        weight_country=rng.choice([0, 20, 45]), weight_company_size=rng.choice([0, 5, 20]),
+        penalty_free_mail=rng.choice([0, 20, 100]), penalty_role_account=rng.choice([0, 30]))
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_the_database_scores_every_lead_exactly_as_score_lead_does(seed):
+    rng = random.Random(seed)
+    campaign = random_profile(rng)
+    Lead.objects.bulk_create(
+        Lead(campaign=campaign, email=f"lead{n}@example.com", industry=lead_text(rng, campaign.icp_industries)[:100],
+             title=lead_text(rng, campaign.icp_title_keywords)[:200],
+             country=lead_text(rng, campaign.icp_countries)[:100],
+             company_size=rng.choice([None, 0, 9, 10, 11, 120, 499, 500, 501, 5000, 123456]),
+             is_free_mail=rng.random() < 0.3, is_role_account=rng.random() < 0.3,
+             # Some leads carry an old score, some the right one already: only the wrong ones are written.
+             score=rng.choice([None, 0, 50]))
+        for n in range(60))
+
+    counts = leads_score(campaign=campaign, batch_size=rng.choice([7, 60, 1000]))
+
+    leads = list(Lead.objects.filter(campaign=campaign))
+    expected = {lead.pk: score_lead(lead, campaign) for lead in leads}
+    assert {lead.pk: (lead.score, lead.score_breakdown) for lead in leads} == {
+        pk: (score.value, score.breakdown) for pk, score in expected.items()}
+    assert counts["scored"] == 60
+    assert leads_score(campaign=campaign) == {"scored": 60, "changed": 0}
+
+
+def test_a_lead_whose_score_did_not_change_is_not_written():
+    campaign = profile()
+    lead = LeadFactory(campaign=campaign, title="CTO", company_size=50)
+    leads_score(campaign=campaign)
+    first = Lead.objects.get(pk=lead.pk).scored_at
+    Lead.objects.filter(pk=lead.pk).update(title="Head of IT")  # still a match: same points, another reason
+
+    assert leads_score(campaign=campaign) == {"scored": 1, "changed": 1}
+    changed = Lead.objects.get(pk=lead.pk)
+    assert changed.scored_at > first and changed.score_breakdown["title"]["detail"] == (
+        "title 'Head of IT' contains 'head of'")
+    assert leads_score(campaign=campaign) == {"scored": 1, "changed": 0}
+    assert Lead.objects.get(pk=lead.pk).scored_at == changed.scored_at
