@@ -173,10 +173,6 @@ class Campaign(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    @property
-    def is_sending(self) -> bool:
-        return self.status == self.Status.ACTIVE
-
 
 StepT = TypeVar("StepT", bound="SequenceStep")
 
