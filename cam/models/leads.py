@@ -79,6 +79,9 @@ class Lead(models.Model):
         SEND_FAILED = "send_failed", "The provider refused the email"
         SEND_UNKNOWN = "send_unknown", "Unknown whether the email went out"
         CANCELLED = "cancelled", "Email cancelled by staff"
+        MAILBOX_PACE = "mailbox_pace", "Mailbox warm-up or pacing allowance used"
+        MAILBOX_DISCONNECTED = "mailbox_disconnected", "Mailbox must be reconnected"
+        DOMAIN_NOT_AUTHENTICATED = "domain_not_authenticated", "Sending domain fails SPF or DMARC"
 
     campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="leads")
     email = LowercaseEmailField(max_length=254)
