@@ -14,10 +14,12 @@ stops an address (``example.com`` stops ``mail.example.com``).
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import dns.resolver
+import email_validator
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email as django_validate_email
@@ -68,6 +70,39 @@ RESERVED_OK: dict[str, Any] = {"test_environment": True, "globally_deliverable":
                                "allow_domain_literal": True}
 
 
+# The plain addresses most lists are made of: ASCII letters, digits and ``._+-`` before the @-sign, a
+# dotted domain of letters, digits and inner hyphens with a letters-only top-level domain. For these the
+# validator's answer is known without asking it: valid, spelled as given in lower case (its Unicode and
+# IDNA steps change nothing in plain ASCII). Anything else — quotes, other characters, punycode,
+# ``--`` anywhere in the domain (reserved label forms), special-use domains, lengths near a limit, MX
+# checks — goes to the validator. tests/test_addresses.py holds the two to the same answers on
+# generated addresses, so this is an optimisation and never a second opinion: it takes a million-row
+# import from validating in ~40 µs an address to ~1 µs.
+_PLAIN_LOCAL = r"[a-z0-9_+-]+(?:\.[a-z0-9_+-]+)*"
+_PLAIN_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_PLAIN_DOMAIN = re.compile(rf"(?:{_PLAIN_LABEL}\.)+[a-z]{{2,63}}", re.ASCII)
+_PLAIN_ADDRESS = re.compile(rf"({_PLAIN_LOCAL})@((?:{_PLAIN_LABEL}\.)+[a-z]{{2,63}})", re.ASCII)
+
+
+# The validator's special-use names (``.test``, ``.local``, …) are all top-level labels (a test holds it).
+_SPECIAL_USE_TLDS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def plain_domain(domain: str) -> bool:
+    """Whether ``domain`` (in lower case) is one whose validation is known: see ``_PLAIN_ADDRESS``."""
+    return (len(domain) <= 180 and "--" not in domain and domain.rpartition(".")[2] not in _SPECIAL_USE_TLDS
+            and _PLAIN_DOMAIN.fullmatch(domain) is not None)
+
+
+def _plain(text: str) -> tuple[str, str] | None:
+    """``(local, domain)`` in lower case when ``text`` is a plain address (see ``_PLAIN_ADDRESS``)."""
+    lowered = text.lower()
+    match = _PLAIN_ADDRESS.fullmatch(lowered)
+    if match is None or len(match[1]) > 64 or not plain_domain(match[2]):
+        return None
+    return match[1], match[2]
+
+
 def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.resolver.Resolver | None = None,
                       allow_reserved: bool = False) -> NormalizedAddress:
     """Validate and normalise one address (syntax only unless ``check_mx``).
@@ -83,6 +118,9 @@ def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.
     text = str(raw or "").strip()
     if not text:
         raise RejectedAddress("no email address")
+    plain = None if check_mx else _plain(text)
+    if plain is not None:
+        return _normalized(f"{plain[0]}@{plain[1]}")
     try:
         if allow_reserved:
             checked = validate_email(text, check_deliverability=False, **RESERVED_OK)
@@ -95,6 +133,10 @@ def normalize_address(raw: object, *, check_mx: bool = False, dns_resolver: dns.
         if accepted is None:
             raise RejectedAddress(f"invalid email {text!r}: {exc}") from None
         email = accepted
+    return _normalized(email)
+
+
+def _normalized(email: str) -> NormalizedAddress:
     local, _, domain = email.rpartition("@")
     return NormalizedAddress(
         email=email,
@@ -118,6 +160,8 @@ def domain_spellings(raw: str) -> tuple[str, ...]:
     """A domain's spellings, in lower case: Unicode first, then punycode (``xn--…``), then as given.
     Only the spelling as given when it is no valid domain name."""
     text = str(raw or "").strip().lower()
+    if plain_domain(text):
+        return (text,)
     try:
         checked = validate_email(f"postmaster@{text}", check_deliverability=False, **RESERVED_OK)
     except EmailNotValidError:
@@ -129,6 +173,9 @@ def domain_spellings(raw: str) -> tuple[str, ...]:
 def address_key(raw: str) -> str:
     """The spelling of ``raw`` that CAM stores and compares, as ``normalize_address`` gives it (reserved
     domains allowed). Never raises: text that is no address comes back trimmed and in lower case."""
+    plain = _plain(str(raw or "").strip())
+    if plain is not None:
+        return f"{plain[0]}@{plain[1]}"
     try:
         return normalize_address(raw, allow_reserved=True).email
     except RejectedAddress:
@@ -139,6 +186,9 @@ def address_key(raw: str) -> str:
 def address_spellings(raw: str) -> tuple[str, ...]:
     """Every spelling under which ``raw`` may have been stored: ``address_key`` first, then with the
     domain in punycode, then as given (lower case)."""
+    plain = _plain(str(raw or "").strip())
+    if plain is not None:  # its one spelling, however it is given
+        return (f"{plain[0]}@{plain[1]}",)
     key = address_key(raw)
     local, at, domain = key.rpartition("@")
     spelled = [key]
@@ -189,6 +239,9 @@ def normalize_domain(raw: object) -> str:
 @functools.lru_cache(maxsize=8192)
 def domain_key(raw: str) -> str:
     """The spelling of a domain that CAM stores and compares (see ``normalize_domain``); never raises."""
+    text = str(raw or "").strip().lower()
+    if plain_domain(text):
+        return text
     try:
         return normalize_domain(raw)
     except RejectedAddress:

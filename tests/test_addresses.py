@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import email_validator
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from cam.addresses import (
+    RESERVED_OK,
     NormalizedAddress,
     RejectedAddress,
+    _plain,
     address_key,
     address_spellings,
     domain_key,
@@ -107,3 +113,76 @@ def test_it_rejects_what_is_no_domain(raw):
 def test_text_that_is_no_address_still_has_a_key_to_compare():
     assert address_key("  Not An Address ") == "not an address"
     assert address_spellings("  Not An Address ") == ("not an address",)
+
+
+# The fast path for plain addresses (``cam.addresses._plain``) must give the validator's answer. Generated
+# from the shape it accepts, with upper case, reserved names, long labels and the characters around its
+# edges mixed in, so a rule it forgot shows up as a difference.
+_LABEL = st.from_regex(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?", fullmatch=True)
+_TLD = st.sampled_from(["com", "de", "Test", "local", "arpa", "onion", "invalid", "localhost", "example", "c",
+                        "COM", "xn--p1ai", "123", "a1", "museum", "x" * 63, "x" * 64])
+_LOCAL = st.from_regex(r"[a-zA-Z0-9_+.\-]{1,70}", fullmatch=True)
+_ODD = st.sampled_from(["", " ", ".", "..", "-", "--", "xn--", "ä", '"', "@", "\t", "(", "_"])
+
+
+@st.composite
+def _addresses(draw):
+    labels = draw(st.lists(_LABEL, min_size=0, max_size=4))
+    domain = ".".join([*labels, draw(_TLD)])
+    text = f"{draw(_LOCAL)}@{domain}"
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(_ODD) + text[at:]
+    return text
+
+
+def _validator_answer(text, **options):
+    try:
+        return validate_email(text, check_deliverability=False, **options).normalized.lower()
+    except EmailNotValidError:
+        return None
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_addresses())
+@example("Anna.Schmidt@ACME-GmbH.de")
+@example("a@" + "b" * 63 + ".com")
+@example("a@" + ".".join(["b" * 60] * 3) + ".com")
+@example("x" * 64 + "@example.com")
+@example("x" * 64 + "@" + ".".join(["b" * 62] * 3) + ".com")  # 257 characters: too long as a whole
+@example("anna@ab--cd.com")
+@example("anna@mail.test")
+@example("anna@xn--exmple-cua.com")
+def test_the_fast_path_for_plain_addresses_agrees_with_the_validator(text):
+    plain = _plain(text)
+    if plain is None:
+        return
+    email = f"{plain[0]}@{plain[1]}"
+    assert _validator_answer(text) == email
+    assert _validator_answer(text, **RESERVED_OK) == email
+    assert domain_spellings(plain[1]) == (plain[1],)
+    assert validate_email(f"postmaster@{plain[1]}", check_deliverability=False).ascii_domain == plain[1]
+
+
+def test_the_fast_path_takes_the_addresses_lists_are_made_of():
+    assert _plain("Anna.Schmidt+eu@Mail.ACME-GmbH.de") == ("anna.schmidt+eu", "mail.acme-gmbh.de")
+    assert [_plain(text) for text in ("anna@exämple.com", "anna@xn--exmple-cua.com", '"a b"@acme.de', "anna@acme.test",
+                                      "anna@[192.0.2.1]", "anna@ab--cd.com", "anna@acme.de ")] == [None] * 7
+
+
+def test_the_validators_special_use_names_are_top_level_labels():
+    # The fast path looks only at the top-level label; a dotted name here would need the whole suffix.
+    assert all("." not in name for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_addresses())
+@example(" Anna@ACME-GmbH.de ")
+def test_the_keys_and_spellings_of_a_plain_address_are_the_validators(text):
+    if _plain(text.strip()) is None:
+        return
+    key = normalize_address(text, allow_reserved=True).email
+    domain = key.rpartition("@")[2]
+    assert address_key(text) == key
+    assert address_spellings(text) == (key,)
+    assert domain_key(domain) == normalize_domain(domain) == domain

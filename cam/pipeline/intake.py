@@ -22,8 +22,10 @@ Duplicates and suppressed records are reported to the caller by line, with the r
 a daily harvest would otherwise store every unchanged lead every day.
 
 Records are handled in batches of ``BATCH_SIZE``, each in its own transaction, at the same few queries
-whatever its size: the suppressions, the existing leads, one bulk insert, one bulk update, one insert
-of the rejections, and one read of the batch's created and updated leads when the caller keeps them.
+whatever its size: the suppressions, the existing leads, one insert (streamed by COPY on PostgreSQL:
+``cam.pipeline.lead_insert``), one bulk update, one insert of the rejections, and one read of the
+batch's created and updated leads when the caller keeps them. Addresses are validated once each, most
+of them by ``cam.addresses``' fast path for plain addresses.
 Nothing but the current batch, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
 """
@@ -36,13 +38,14 @@ from itertools import islice
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import transaction
+from django.db import reset_queries, transaction
 from django.utils import timezone
 
 from cam.addresses import address_key, address_spellings, mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.first_seen import FirstSeen
+from cam.pipeline.lead_insert import leads_insert, statistics_refresh
 from cam.pipeline.records import (
     CleanRecord,
     RejectedRecord,
@@ -56,6 +59,8 @@ from cam.sources.base import LEAD_FIELDS, SourceRecord
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
+# Statistics of the leads table are refreshed when the leads created reach this, then each time they double.
+REFRESH_STATISTICS_FROM = 5000
 OUTCOMES = ("created", "updated", "duplicate", "suppressed", "rejected")
 PROBLEM_OUTCOMES = ("duplicate", "suppressed", "rejected")
 PROFILE_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country", "company_size",
@@ -160,12 +165,20 @@ def leads_intake(
     iterator = iter(records)
     # One resolver for the whole run: it caches answers, so each domain is looked up once.
     run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
+    refresh_at = REFRESH_STATISTICS_FROM
     while max_leads is None or counts["created"] < max_leads:
         batch = list(islice(iterator, BATCH_SIZE))
         if not batch:
             break
         room = None if max_leads is None else max_leads - counts["created"]
         _intake_batch(run, batch, room=room)
+        if settings.DEBUG:
+            # Django keeps the text of the last 9,000 queries with DEBUG on (``make run``), and a batch's
+            # lookups name a thousand addresses each: a long import would hold hundreds of megabytes of SQL.
+            reset_queries()
+        if counts["created"] >= refresh_at:
+            statistics_refresh()
+            refresh_at *= 2
         if on_batch:
             on_batch(dict(counts))
     return run.report
@@ -216,7 +229,7 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         campaign=campaign, email__in={spelling for email in emails for spelling in address_spellings(email)})
         .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
 
-    to_create: dict[int | None, Lead] = {}
+    to_create: dict[int | None, dict[str, Any]] = {}
     to_update: dict[int | None, Lead] = {}
     for record, cleaned in clean:
         address = cleaned.address
@@ -228,10 +241,9 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
             if room is not None and len(to_create) >= room:
                 counts["read"] -= 1  # past the cap: left for a later intake, so not read this time
                 continue
-            to_create[record.line] = Lead(
-                campaign=campaign, email=address.email, is_role_account=address.is_role_account,
-                is_free_mail=address.is_free_mail, source=run.source, harvested_at=now,
-                raw_data=_jsonable(record.data), **cleaned.fields)
+            to_create[record.line] = {
+                "email": address.email, "is_role_account": address.is_role_account,
+                "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
             continue
         changes = {name: value for name, value in cleaned.fields.items()
                    if value not in (None, "") and getattr(lead, name) != value}
@@ -244,8 +256,8 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         lead.source, lead.harvested_at, lead.raw_data, lead.updated_at = run.source, now, _jsonable(record.data), now
         to_update[record.line] = lead
 
-    # A lead added meanwhile by another intake is left to it (ignore_conflicts) rather than failing the batch.
-    Lead.objects.bulk_create(list(to_create.values()), ignore_conflicts=True)
+    # A lead added meanwhile by another intake is left to it rather than failing the batch.
+    leads_insert(campaign=campaign, source=run.source, now=now, rows=list(to_create.values()))
     bulk_update_values(list(to_update.values()), [*PROFILE_FIELDS, "source", "harvested_at", "raw_data",
                                                   "updated_at"])
     HarvestRejection.objects.bulk_create(rejections)
@@ -255,12 +267,12 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
     _keep_leads(run, to_create, to_update)
 
 
-def _keep_leads(run: _Intake, created: dict[int | None, Lead], updated: dict[int | None, Lead]) -> None:
+def _keep_leads(run: _Intake, created: dict[int | None, dict[str, Any]], updated: dict[int | None, Lead]) -> None:
     """Put the batch's leads the caller keeps on the report, read back whole in one query (an insert that
     ignores conflicts gives no ids back, and the updated ones were read with their profile fields only)."""
     leads = run.report.leads
     room = None if run.leads_kept is None else max(run.leads_kept - len(leads), 0)
-    wanted = [(line, "created", lead.email) for line, lead in created.items()]
+    wanted = [(line, "created", row["email"]) for line, row in created.items()]
     wanted += [(line, "updated", lead.email) for line, lead in updated.items()]
     wanted = sorted(wanted, key=lambda item: item[0] or 0)[:room]
     if not wanted:

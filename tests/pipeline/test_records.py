@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from cam.models import Lead
-from cam.pipeline.records import MAX_COMPANY_SIZE, RejectedRecord, clean_record, parse_company_size
+from cam.pipeline.records import (
+    MAX_COMPANY_SIZE,
+    RejectedRecord,
+    _plain_url,
+    _validate_url,
+    clean_record,
+    parse_company_size,
+)
 
 
 def test_it_cleans_a_full_record_into_lead_fields():
@@ -128,3 +137,40 @@ def test_it_collapses_inner_whitespace_in_text():
     record = clean_record({"email": "anna@acme-gmbh.de", "title": "  Head\tof\n\nSales  "})
 
     assert record.fields["title"] == "Head of Sales"
+
+
+# The fast path for plain web addresses (``records._plain_url``) must give the validator's answer.
+_HOST_LABEL = st.from_regex(r"[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,62}[a-zA-Z0-9])?", fullmatch=True)
+_URL_ODD = st.sampled_from(["", " ", "\u2003", "\u00a0", "\t", "\n", ".", "..", "-", "--", "ä", "ſ", "\u212a", "@",
+                            ":", ":8080", "%20", "/", "?q=1", "#top", "xn--", "[::1]", "\\", "\x00"])
+
+
+@st.composite
+def _urls(draw):
+    host = ".".join([*draw(st.lists(_HOST_LABEL, min_size=0, max_size=3)),
+                     draw(st.sampled_from(["com", "DE", "test", "local", "c", "123", "xn--p1ai", "museum"]))])
+    url = draw(st.sampled_from(["https://", "http://", "HTTPS://", "ftp://", "https:/", ""])) + host
+    url += draw(st.sampled_from(["", "/", "/about-us", "/a b", "?x=1&y=ä", "#top", "/path/\u2003x"]))
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(url)))
+        url = url[:at] + draw(_URL_ODD) + url[at:]
+    return url
+
+
+@settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_urls())
+@example("https://acme-gmbh.de/Über-uns")
+@example("https://xn--exmple-cua.com")
+@example("https://a" + ".b" * 130 + ".com")
+@example("httpſ://acme.de")
+@example("https://acme.de/a\u2003b")
+def test_the_fast_path_for_plain_web_addresses_agrees_with_the_validator(url):
+    if not _plain_url(url):
+        return
+    _validate_url(url)  # raises if the validator disagrees
+
+
+def test_the_fast_path_takes_the_web_addresses_lists_are_made_of():
+    assert [_plain_url(url) for url in ("https://acme-gmbh.de", "http://www.ACME.de/about?x=1#team")] == [True, True]
+    assert [_plain_url(url) for url in ("https://exämple.com", "https://acme.de:8080", "https://acme.test",
+                                        "https://acme.de/a b", "ftp://acme.de")] == [False] * 5

@@ -1,0 +1,132 @@
+"""A large CSV import, whole command, against PostgreSQL's own COPY of the same file.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/imports.py --rows 1000000
+
+PostgreSQL only. Writes a CSV of ``--rows`` leads (realistic columns: name, company, title, industry,
+country, a head count in the forms lists use, a website; one row in 500 a duplicate of an earlier one,
+one in 1,000 a bad address) to a temporary folder, creates ``test_<name>`` on the server, and then:
+
+- **baseline**: ``COPY`` of the file into an unindexed table of text columns (the database's own limit
+  for reading those bytes);
+- **CAM**: ``manage.py cam_import_leads`` into an empty campaign, as a process of its own, once with
+  ``DEBUG`` off and once on (the ``make run`` default), each into a fresh campaign; its wall time and
+  peak RSS (``wait4``).
+
+Prints rows/s, the ratio to the baseline and the peak RSS. Targets (issue "fast at the size real users
+reach"): ≥ 30,000 rows/s for 1,000,000 rows and peak RSS ≤ 300 MB either way. The database is dropped
+at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicmo_site.settings")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+
+INDUSTRIES = ["Software", "Logistics", "Retail", "Manufacturing", "Finance", "Healthcare", "Energy"]
+TITLES = ["Head of Sales", "CTO", "Founder", "VP Marketing", "Operations Manager", "Engineer"]
+SIZES = ["10", "51-200", "1,200", "500+", "11 - 50", ""]
+COUNTRIES = ["DE", "FR", "NL", "US", "GB", "ES"]
+
+
+def write_csv(path: Path, rows: int) -> None:
+    rng = random.Random(7)
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["email", "first_name", "last_name", "company", "title", "industry", "country",
+                         "company_size", "website", "notes"])
+        for n in range(rows):
+            company = n % (rows // 5 + 1)
+            email = f"person.{n}@company{company}.example.com"
+            if n % 500 == 499:
+                email = f"person.{n - 250}@company{(n - 250) % (rows // 5 + 1)}.example.com"  # a duplicate
+            elif n % 1000 == 998:
+                email = f"person {n} at company{company}"  # not an address
+            writer.writerow([email, f"Anna{n}", "Schmidt", f"Company {company} GmbH", rng.choice(TITLES),
+                             rng.choice(INDUSTRIES), rng.choice(COUNTRIES), rng.choice(SIZES),
+                             f"company{company}.example.com", "met at the fair" if n % 3 == 0 else ""])
+
+
+def baseline(path: Path) -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("DROP TABLE IF EXISTS bench_copy")
+        cursor.execute("CREATE UNLOGGED TABLE bench_copy (email text, first_name text, last_name text, company text, "
+                       "title text, industry text, country text, company_size text, website text, notes text)")
+        started = time.perf_counter()
+        with path.open("rb") as file, cursor.cursor.copy("COPY bench_copy FROM STDIN (FORMAT csv, HEADER)") as copy:
+            while block := file.read(1 << 20):
+                copy.write(block)
+        elapsed = time.perf_counter() - started
+        cursor.execute("DROP TABLE bench_copy")
+    return elapsed
+
+
+def cam_import(path: Path, database: str, *, debug: bool) -> tuple[float, int, str]:
+    from cam.models import Campaign
+
+    campaign = Campaign.objects.create(name=f"bench import (DEBUG {'on' if debug else 'off'})")
+    env = {**os.environ, "DATABASE_URL": database, "DJANGO_DEBUG": "true" if debug else "false",
+           "AICMO_CAM_IMPORT_DIRS": str(path.parent)}
+    started = time.perf_counter()
+    process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "cam_import_leads", str(path),
+                                "--campaign", str(campaign.pk), "--no-progress", "--show-rejected", "0"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = process.stdout.read() if process.stdout else ""
+    _, status, usage = os.wait4(process.pid, 0)
+    elapsed = time.perf_counter() - started
+    if status:
+        raise SystemExit(f"cam_import_leads failed:\n{out}")
+    return elapsed, usage.ru_maxrss // 1024, out.strip().splitlines()[-1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--keep", action="store_true", help="Keep the database test_<name> afterwards.")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        raise SystemExit("bench/imports.py needs PostgreSQL: set DATABASE_URL=postgres://…")
+    old_name = connection.creation.create_test_db(verbosity=0, keepdb=args.keep)
+    settings = connection.settings_dict
+    database = (f"postgres://{settings['USER']}@{settings['HOST']}:{settings['PORT']}/{settings['NAME']}")
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "leads.csv"
+            started = time.perf_counter()
+            write_csv(path, args.rows)
+            print(f"{args.rows:,} rows, {path.stat().st_size / 1e6:.0f} MB written in "
+                  f"{time.perf_counter() - started:.0f} s; load average {os.getloadavg()[0]:.1f}")
+            copy_seconds = baseline(path)
+            print(f"baseline  COPY into an unindexed table: {copy_seconds:6.1f} s  "
+                  f"{args.rows / copy_seconds:9,.0f} rows/s")
+            for debug in (False, True):
+                seconds, rss, summary = cam_import(path, database, debug=debug)
+                print(f"CAM, DEBUG {'on ' if debug else 'off'}: {seconds:6.1f} s  {args.rows / seconds:9,.0f} rows/s  "
+                      f"({copy_seconds / seconds:5.1%} of COPY, target 30,000 rows/s)  peak RSS {rss} MB "
+                      f"(target 300)\n  {summary}")
+            print(f"load average {os.getloadavg()[0]:.1f}")
+    finally:
+        connection.close()
+        if not args.keep:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()

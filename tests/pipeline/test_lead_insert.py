@@ -1,0 +1,57 @@
+"""Writing new leads by COPY (PostgreSQL) gives the leads Django's own insert gives."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.forms.models import model_to_dict
+
+from cam.models import Lead
+from cam.pipeline.lead_insert import leads_insert
+from tests.factories import CampaignFactory, LeadFactory, LeadSourceFactory
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 12, 4, 9, 30, tzinfo=UTC)
+ROWS = [
+    {"email": "anna@acme-gmbh.de", "is_role_account": False, "is_free_mail": False, "first_name": "Anna",
+     "company": "ACME GmbH", "company_size": 250, "website": "https://acme-gmbh.de", "timezone": "Europe/Berlin",
+     "raw_data": {"email": "anna@acme-gmbh.de", "Notes": "Met at the fair\ttab, \\ backslash, \"quotes\"\nand a line",
+                  "nested": {"list": [1, 2.5, None, True]}, "ünïcödé": "日本語"}},
+    {"email": "info@gmail.com", "is_role_account": True, "is_free_mail": True, "raw_data": {}},
+    {"email": "bob@beta.example.com", "is_role_account": False, "is_free_mail": False, "company_size": None,
+     "title": "", "raw_data": {"email": "bob@beta.example.com", "empty": ""}},
+]
+
+
+def _stored(campaign) -> list[dict]:
+    leads = Lead.objects.filter(campaign=campaign).order_by("email")
+    return [{**model_to_dict(lead, exclude=["id", "campaign"]), "created_at": lead.created_at,
+             "updated_at": lead.updated_at, "email_domain": lead.email_domain} for lead in leads]
+
+
+def test_copy_gives_the_leads_django_gives():
+    source = LeadSourceFactory()
+    copied, built = CampaignFactory(), CampaignFactory()
+
+    leads_insert(campaign=copied, source=source, now=NOW, rows=ROWS)
+    Lead.objects.bulk_create([Lead(campaign=built, source=source, harvested_at=NOW, **row) for row in ROWS])
+    Lead.objects.filter(campaign=built).update(created_at=NOW, updated_at=NOW)
+    if connection.vendor != "postgresql":  # Django's insert stamps the time it runs
+        Lead.objects.filter(campaign=copied).update(created_at=NOW, updated_at=NOW)
+
+    assert _stored(copied) == _stored(built)
+    assert _stored(copied)[0]["raw_data"]["Notes"] == ROWS[0]["raw_data"]["Notes"]
+
+
+def test_an_address_already_a_lead_is_left_as_it_is_and_the_rest_land():
+    campaign = CampaignFactory()
+    LeadFactory(campaign=campaign, email="anna@acme-gmbh.de", first_name="Annette")
+
+    leads_insert(campaign=campaign, source=None, now=NOW, rows=ROWS)
+    leads_insert(campaign=campaign, source=None, now=NOW, rows=ROWS[1:])  # the staging table starts empty again
+
+    assert sorted(Lead.objects.filter(campaign=campaign).values_list("email", "first_name")) == [
+        ("anna@acme-gmbh.de", "Annette"), ("bob@beta.example.com", ""), ("info@gmail.com", "")]
