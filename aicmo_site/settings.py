@@ -388,6 +388,18 @@ AICMO_CAM_RESEND_TIMEOUT_SECONDS = env.int("AICMO_CAM_RESEND_TIMEOUT_SECONDS", 3
 AICMO_CAM_RESEND_DEADLINE_SECONDS = env.int("AICMO_CAM_RESEND_DEADLINE_SECONDS", 2 * AICMO_CAM_RESEND_TIMEOUT_SECONDS,
                                             minimum=1, maximum=3600)
 AICMO_CAM_RESEND_RATE_PER_SECOND = env.int("AICMO_CAM_RESEND_RATE_PER_SECOND", 2, minimum=1, maximum=1000)
+# The keys that encrypt the secrets CAM has to store itself (OAuth2 refresh tokens; cam.crypto), newest
+# first: the first encrypts, every one decrypts, so a new key is rotated in before the old one is dropped
+# (manage.py cam_reencrypt). A malformed key stops start-up here; the message never repeats a key. While
+# DEBUG is on and none is set, a key derived from SECRET_KEY stands in; with DEBUG off, check --deploy
+# refuses to pass without one.
+AICMO_CAM_ENCRYPTION_KEYS = env.fernet_keys("AICMO_CAM_ENCRYPTION_KEYS")
+if not AICMO_CAM_ENCRYPTION_KEYS and DEBUG:
+    import base64
+    import hashlib
+
+    AICMO_CAM_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(
+        hashlib.sha256(f"cam-development-encryption:{SECRET_KEY}".encode()).digest()).decode("ascii")]
 # Resend's webhook signing secret ("whsec_" and base64). The svix signature it checks is the
 # webhook's only proof of origin (no basic auth): without the secret, cam.views refuses every
 # webhook request. An unreadable value stops start-up here instead of failing each request;

@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Value, When
 
-from cam.models.fields import LowercaseEmailField
+from cam.models.fields import EncryptedTextField, LowercaseEmailField
 from cam.return_path import return_path_problem
 from cam.secrets import validate_secret_name
 
@@ -79,6 +79,9 @@ class Mailbox(models.Model):
         blank=True, help_text="Why the last batch could not send (the server unreachable, the login or API key "
                               "refused); cleared by the next email that goes out.")
     last_send_error_at = models.DateTimeField(null=True, blank=True)
+
+    # OAuth2: the refresh token the provider handed over when a person connected the mailbox, encrypted.
+    oauth_refresh_token = EncryptedTextField("OAuth2 refresh token")
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
