@@ -400,6 +400,22 @@ if not AICMO_CAM_ENCRYPTION_KEYS and DEBUG:
 
     AICMO_CAM_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(
         hashlib.sha256(f"cam-development-encryption:{SECRET_KEY}".encode()).digest()).decode("ascii")]
+# OAuth2 mailboxes (cam.mail_oauth): the app CAM is registered as with each provider (docs/mailboxes-oauth.md).
+# The redirect URI to register is <AICMO_CAM_PUBLIC_URL>/admin/cam/mailbox/oauth/callback/.
+AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_ID = env.str("AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_ID")
+AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_SECRET")
+# "organizations" lets any work account sign in; a tenant id or domain keeps it to one organisation.
+AICMO_CAM_OAUTH_MICROSOFT365_TENANT = env.str("AICMO_CAM_OAUTH_MICROSOFT365_TENANT", "organizations")
+AICMO_CAM_OAUTH_GOOGLE_CLIENT_ID = env.str("AICMO_CAM_OAUTH_GOOGLE_CLIENT_ID")
+AICMO_CAM_OAUTH_GOOGLE_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_GOOGLE_CLIENT_SECRET")
+# Any other provider that speaks XOAUTH2: its endpoints and the scopes (space-separated) to ask for.
+AICMO_CAM_OAUTH_GENERIC_CLIENT_ID = env.str("AICMO_CAM_OAUTH_GENERIC_CLIENT_ID")
+AICMO_CAM_OAUTH_GENERIC_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_GENERIC_CLIENT_SECRET")
+AICMO_CAM_OAUTH_GENERIC_AUTHORIZE_URL = env.str("AICMO_CAM_OAUTH_GENERIC_AUTHORIZE_URL")
+AICMO_CAM_OAUTH_GENERIC_TOKEN_URL = env.str("AICMO_CAM_OAUTH_GENERIC_TOKEN_URL")
+AICMO_CAM_OAUTH_GENERIC_SCOPES = env.str("AICMO_CAM_OAUTH_GENERIC_SCOPES")
+# How long one request to a provider's token endpoint may take.
+AICMO_CAM_OAUTH_TIMEOUT_SECONDS = env.int("AICMO_CAM_OAUTH_TIMEOUT_SECONDS", 20, minimum=1, maximum=120)
 # Resend's webhook signing secret ("whsec_" and base64). The svix signature it checks is the
 # webhook's only proof of origin (no basic auth): without the secret, cam.views refuses every
 # webhook request. An unreadable value stops start-up here instead of failing each request;

@@ -113,5 +113,10 @@ class Sealed:
         return (Sealed, (self.ciphertext,))  # pickled (the cache, q2) as ciphertext only
 
 
+def reveal(value: Sealed | str) -> str:
+    """The secret in a model's encrypted attribute: a ``Sealed`` loaded from the table, or a ``str`` just set."""
+    return value.reveal() if isinstance(value, Sealed) else str(value or "")
+
+
 def new_key() -> str:
     return Fernet.generate_key().decode("ascii")
