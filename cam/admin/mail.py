@@ -53,10 +53,11 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
             return "Logs in with a password (choose OAuth2 above and save to connect it instead)."
         state = ("⚠ Must be reconnected: the provider no longer accepts its grant." if mailbox.needs_reconnect
                  else f"Connected as {mailbox.oauth_account}" if mailbox.oauth_refresh_token else "Not connected yet.")
-        refreshed = f" · token last refreshed {when(mailbox.oauth_refreshed_at)}" if mailbox.oauth_refreshed_at else ""
+        refreshed = (format_html(" · token last refreshed {}", when(mailbox.oauth_refreshed_at))
+                     if mailbox.oauth_refreshed_at else "")
         button = "Reconnect" if mailbox.oauth_refresh_token else "Connect"
-        return format_html('<span data-oauth-state>{}{}</span> <a class="button" data-oauth-connect href="{}" '
-                           'style="margin-left: 1em">{}</a>', state, refreshed,
+        return format_html('<span data-oauth-state>{}{}</span> · <a data-oauth-connect href="{}">{} →</a>',
+                           state, refreshed,
                            reverse("admin:cam_mailbox_oauth_connect", args=[mailbox.pk]), button)
 
     def get_urls(self):
