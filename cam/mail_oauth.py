@@ -163,7 +163,9 @@ def authorization_finish(*, session: Any, state: str, code: str, error: str = ""
     if flow is None:
         raise OAuthProblem("This sign-in was not started from this browser session (or was already used): "
                            "press Connect on the mailbox again.")
-    mailbox = Mailbox.objects.get(pk=flow["mailbox"])
+    mailbox = Mailbox.objects.filter(pk=flow["mailbox"]).first()
+    if mailbox is None:
+        raise OAuthProblem("The mailbox this sign-in was for has been deleted meanwhile.")
     if error:
         raise OAuthProblem(f"The provider did not connect mailbox {mailbox.name!r}: {error}"
                            f"{f' ({error_description})' if error_description else ''}.")

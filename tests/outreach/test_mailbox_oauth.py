@@ -14,7 +14,7 @@ from django.db import connection
 from django.utils import timezone
 
 from cam.inbox.polling import inbox_poll
-from cam.mail_oauth import access_token
+from cam.mail_oauth import access_token, authorization_start
 from cam.models import HumanAlertLog, InboundEmail, Lead, Mailbox, OutboundEmail
 from cam.outreach.planning import outreach_plan
 from cam.outreach.sending import outreach_send
@@ -252,3 +252,53 @@ def test_imap_refreshes_a_refused_token_once_and_a_revoked_grant_stops_polling(o
 
     inbox_poll(mailbox=Mailbox.objects.get(pk=mailbox.pk))  # never loops on the dead grant
     assert oauth_server.refreshes == refreshes and len(mailbox_alerts()) == 1
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("provider", "host", "scope", "extra"), [
+    (Mailbox.OAuthProvider.MICROSOFT365, "login.microsoftonline.com",
+     "https://outlook.office.com/SMTP.Send https://outlook.office.com/IMAP.AccessAsUser.All "
+     "offline_access openid email",
+     {"prompt": ["select_account"]}),
+    (Mailbox.OAuthProvider.GOOGLE, "accounts.google.com", "https://mail.google.com/ openid email",
+     {"access_type": ["offline"], "prompt": ["consent"]}),
+])
+def test_the_presets_ask_each_provider_for_its_scopes_with_pkce(settings, provider, host, scope, extra):
+    prefix = f"AICMO_CAM_OAUTH_{provider.upper()}"
+    setattr(settings, f"{prefix}_CLIENT_ID", "client-id")
+    setattr(settings, f"{prefix}_CLIENT_SECRET", "client-secret")
+    session: dict = {}
+
+    url = authorization_start(oauth_mailbox(oauth_provider=provider), session)
+
+    parts = urlsplit(url)
+    asked = parse_qs(parts.query)
+    assert parts.scheme == "https" and parts.netloc == host
+    assert asked["scope"] == [scope] and asked["client_id"] == ["client-id"]
+    assert asked["code_challenge_method"] == ["S256"] and asked["response_type"] == ["code"]
+    assert all(asked[name] == value for name, value in extra.items())
+    [flow] = session["cam_mailbox_oauth"].values()
+    assert flow["verifier"] and flow["verifier"] not in url
+
+
+@pytest.mark.django_db
+def test_connect_without_the_apps_client_id_says_which_variables_to_set(admin_client):
+    mailbox = oauth_mailbox(oauth_provider=Mailbox.OAuthProvider.GOOGLE)
+
+    page = admin_client.get(f"/admin/cam/mailbox/{mailbox.pk}/oauth/connect/", follow=True).content.decode()
+
+    assert "set AICMO_CAM_OAUTH_GOOGLE_CLIENT_ID and AICMO_CAM_OAUTH_GOOGLE_CLIENT_SECRET" in page
+
+
+@pytest.mark.django_db
+def test_a_person_who_declines_at_the_provider_is_told_so(admin_client, oauth_server):
+    mailbox = oauth_mailbox()
+    start = admin_client.get(f"/admin/cam/mailbox/{mailbox.pk}/oauth/connect/")
+    state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+
+    page = admin_client.get(f"/admin/cam/mailbox/oauth/callback/?state={state}&error=access_denied"
+                            f"&error_description=The+user+declined", follow=True).content.decode()
+
+    assert "did not connect mailbox" in page and "access_denied (The user declined)." in page
+    mailbox.refresh_from_db()
+    assert not mailbox.oauth_refresh_token
