@@ -190,6 +190,26 @@ class StrictEnv:
                                        f"the webhook (whsec_ followed by base64).")
         return raw
 
+    def fernet_keys(self, name: builtins.str) -> builtins.list[builtins.str]:
+        """Fernet keys (32 bytes in URL-safe base64), comma-separated, newest first. The error names the
+        position of a bad key, never the key."""
+        if name not in self.raw or not self.raw[name].strip():
+            return []
+        keys = [part.strip() for part in self.raw[name].split(",") if part.strip()]
+        for position, key in enumerate(keys, start=1):
+            try:
+                valid = len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32 and len(key) == 44
+            except (ValueError, UnicodeError):
+                valid = False
+            if not valid:
+                raise ImproperlyConfigured(
+                    f"{name} is not valid: key {position} of {len(keys)} is not a Fernet key (32 random bytes in "
+                    f"URL-safe base64, 44 characters). Generate one with `python manage.py cam_reencrypt "
+                    f"--new-key`.")
+        if len(set(keys)) != len(keys):
+            raise ImproperlyConfigured(f"{name} is not valid: the same key is listed twice.")
+        return keys
+
     def origins(self, name: builtins.str) -> builtins.list[builtins.str]:
         def one(value: builtins.str) -> builtins.str:
             parts = urlsplit(value)

@@ -388,6 +388,34 @@ AICMO_CAM_RESEND_TIMEOUT_SECONDS = env.int("AICMO_CAM_RESEND_TIMEOUT_SECONDS", 3
 AICMO_CAM_RESEND_DEADLINE_SECONDS = env.int("AICMO_CAM_RESEND_DEADLINE_SECONDS", 2 * AICMO_CAM_RESEND_TIMEOUT_SECONDS,
                                             minimum=1, maximum=3600)
 AICMO_CAM_RESEND_RATE_PER_SECOND = env.int("AICMO_CAM_RESEND_RATE_PER_SECOND", 2, minimum=1, maximum=1000)
+# The keys that encrypt the secrets CAM has to store itself (OAuth2 refresh tokens; cam.crypto), newest
+# first: the first encrypts, every one decrypts, so a new key is rotated in before the old one is dropped
+# (manage.py cam_reencrypt). A malformed key stops start-up here; the message never repeats a key. While
+# DEBUG is on and none is set, a key derived from SECRET_KEY stands in; with DEBUG off, check --deploy
+# refuses to pass without one.
+AICMO_CAM_ENCRYPTION_KEYS = env.fernet_keys("AICMO_CAM_ENCRYPTION_KEYS")
+if not AICMO_CAM_ENCRYPTION_KEYS and DEBUG:
+    import base64
+    import hashlib
+
+    AICMO_CAM_ENCRYPTION_KEYS = [base64.urlsafe_b64encode(
+        hashlib.sha256(f"cam-development-encryption:{SECRET_KEY}".encode()).digest()).decode("ascii")]
+# OAuth2 mailboxes (cam.mail_oauth): the app CAM is registered as with each provider (docs/mailboxes-oauth.md).
+# The redirect URI to register is <AICMO_CAM_PUBLIC_URL>/admin/cam/mailbox/oauth/callback/.
+AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_ID = env.str("AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_ID")
+AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_MICROSOFT365_CLIENT_SECRET")
+# "organizations" lets any work account sign in; a tenant id or domain keeps it to one organisation.
+AICMO_CAM_OAUTH_MICROSOFT365_TENANT = env.str("AICMO_CAM_OAUTH_MICROSOFT365_TENANT", "organizations")
+AICMO_CAM_OAUTH_GOOGLE_CLIENT_ID = env.str("AICMO_CAM_OAUTH_GOOGLE_CLIENT_ID")
+AICMO_CAM_OAUTH_GOOGLE_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_GOOGLE_CLIENT_SECRET")
+# Any other provider that speaks XOAUTH2: its endpoints and the scopes (space-separated) to ask for.
+AICMO_CAM_OAUTH_GENERIC_CLIENT_ID = env.str("AICMO_CAM_OAUTH_GENERIC_CLIENT_ID")
+AICMO_CAM_OAUTH_GENERIC_CLIENT_SECRET = env.str("AICMO_CAM_OAUTH_GENERIC_CLIENT_SECRET")
+AICMO_CAM_OAUTH_GENERIC_AUTHORIZE_URL = env.str("AICMO_CAM_OAUTH_GENERIC_AUTHORIZE_URL")
+AICMO_CAM_OAUTH_GENERIC_TOKEN_URL = env.str("AICMO_CAM_OAUTH_GENERIC_TOKEN_URL")
+AICMO_CAM_OAUTH_GENERIC_SCOPES = env.str("AICMO_CAM_OAUTH_GENERIC_SCOPES")
+# How long one request to a provider's token endpoint may take.
+AICMO_CAM_OAUTH_TIMEOUT_SECONDS = env.int("AICMO_CAM_OAUTH_TIMEOUT_SECONDS", 20, minimum=1, maximum=120)
 # Resend's webhook signing secret ("whsec_" and base64). The svix signature it checks is the
 # webhook's only proof of origin (no basic auth): without the secret, cam.views refuses every
 # webhook request. An unreadable value stops start-up here instead of failing each request;

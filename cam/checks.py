@@ -13,8 +13,11 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core import checks
+from django.db import DatabaseError
 
+from cam import crypto
 from cam.egress import address_kind
+from cam.encryption import encrypted_fields
 
 RENAMED_SECRETS = {"AICMO_RESEND_API_KEY": "CAM_SECRET_RESEND_API_KEY"}
 # Names that always mean this machine (RFC 6761) or a network no recipient can reach.
@@ -99,3 +102,43 @@ def trusted_proxies(app_configs, **kwargs) -> list[checks.CheckMessage]:
         hint="Set AICMO_CAM_TRUSTED_PROXY_COUNT to the number of proxies that append to X-Forwarded-For "
              "(1 for one nginx, Caddy or load balancer).",
         id="cam.W002")]
+
+
+@checks.register(checks.Tags.security, deploy=True)
+def encryption_keys(app_configs, **kwargs) -> list[checks.CheckMessage]:
+    """Refresh tokens are encrypted with ``AICMO_CAM_ENCRYPTION_KEYS``; in development a key derived from
+    ``SECRET_KEY`` stands in, which production must not rely on (a new SECRET_KEY would lose every token)."""
+    if settings.DEBUG or settings.AICMO_CAM_ENCRYPTION_KEYS:
+        return []
+    return [checks.Error(
+        f"{crypto.KEYS_SETTING} is not set: CAM could not store the secrets it must keep (the refresh tokens of "
+        "mailboxes connected with OAuth2), and cannot read those already stored.",
+        hint=f"Generate a key with `python manage.py cam_reencrypt --new-key` and set {crypto.KEYS_SETTING} to "
+             "it (newest first when there are several).",
+        id="cam.E004")]
+
+
+@checks.register(checks.Tags.database)
+def encryption_keys_open_stored_secrets(app_configs, databases=None, **kwargs) -> list[checks.CheckMessage]:
+    """A key replaced instead of rotated (or a list with a typo that is still a valid key) leaves every stored
+    secret unreadable: say so when the database is checked (``migrate`` does, and the container runs it at
+    start), before mailboxes fail one by one. One stored value of each field is tried."""
+    if not databases:
+        return []
+    errors: list[checks.CheckMessage] = []
+    for model, field in encrypted_fields():
+        try:
+            sealed = (model._default_manager.exclude(**{field.name: ""}).order_by("-pk")
+                      .values_list(field.name, flat=True).first())
+        except DatabaseError:  # the table or column is not there yet: migrate is about to create it
+            return []
+        if not sealed:
+            continue
+        try:
+            sealed.reveal()
+        except crypto.EncryptionKeyError as exc:
+            errors.append(checks.Error(str(exc), hint=(
+                f"Rotate keys by putting the new key first and keeping the old ones after it in "
+                f"{crypto.KEYS_SETTING}; run `manage.py cam_reencrypt`, and only then drop an old key."),
+                obj=model, id="cam.E005"))
+    return errors

@@ -277,6 +277,16 @@ def _mailbox_gap(state: _State, lead: Lead) -> tuple[str, int | None]:
     return "; ".join(parts) + "." + advice, None
 
 
+def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
+    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
+    mailboxes = [own] if own is not None else state.active_mailboxes
+    gone = [mailbox.from_email for mailbox in mailboxes if mailbox.needs_reconnect]
+    if not gone:
+        return f"Its mailbox is connected again: {NEXT_CYCLE}.", None
+    return (f"{', '.join(gone)} must be connected to its provider again (its OAuth2 grant was revoked or expired): "
+            f"press Connect on the mailbox under Mailboxes."), None
+
+
 def _campaign_cap(state: _State, lead: Lead) -> tuple[str, int | None]:
     limit = state.campaign_cap
     cap = limit.cap
@@ -392,6 +402,7 @@ ADVICE: dict[str, Advice] = {
     Blocked.OUTSIDE_WINDOW: _outside_window,
     Blocked.MAILBOX_CAP: _mailbox_cap,
     Blocked.MAILBOX_GAP: _mailbox_gap,
+    Blocked.MAILBOX_DISCONNECTED: _mailbox_disconnected,
     Blocked.CAMPAIGN_CAP: _campaign_cap,
     Blocked.SUPPRESSED: _suppressed,
     Blocked.CAMPAIGN_PAUSED: _campaign_paused,

@@ -1,10 +1,11 @@
 """Who may say which variable holds a secret and where that secret is sent, and the record of each change.
 
 A secret leaves CAM towards a place a record names: a mailbox logs in to its SMTP and IMAP hosts
-with the passwords it names, a lead source sends its token to its URL, an alert channel signs
-with its secret. Whoever may change the name *or* the place may send the secret anywhere, so both
-need the permission ``cam.change_secret_settings`` (superusers have it; grant it to few). Changing
-a place is free while the record names no secret to send there.
+with the passwords it names (or, connected with OAuth2, with an access token for its account), a
+lead source sends its token to its URL, an alert channel signs with its secret. Whoever may change
+the name *or* the place may send the secret anywhere, so both need the permission
+``cam.change_secret_settings`` (superusers have it; grant it to few). Changing a place is free
+while the record names no secret to send there.
 
 Every change to a guarded value is recorded as a ``SecretSettingChange`` (who, when, old and new
 value: names and addresses, never a secret), through ``secret_changes_record`` whatever the door.
@@ -40,6 +41,11 @@ GUARDED: dict[type[models.Model], tuple[Secret, ...]] = {
         Secret("smtp_password_env", ("smtp_host", "smtp_port", "smtp_security", "smtp_username")),
         Secret("imap_password_env", ("imap_host", "imap_port", "imap_security", "imap_username")),
         Secret("resend_api_key_env"),  # sent to the operator's Resend API URL only
+        # An OAuth2 mailbox sends its access token (got with the stored refresh token) to its SMTP and IMAP
+        # hosts as it logs in: choosing the provider, or moving a host while one is chosen, decides where
+        # a bearer token for the account goes.
+        Secret("oauth_provider", ("smtp_host", "smtp_port", "smtp_security", "smtp_username",
+                                  "imap_host", "imap_port", "imap_security", "imap_username")),
     ),
     AlertChannel: (Secret("url_env"), Secret("secret_env")),
     LeadSource: (Secret("config.auth_env", ("config.url",)),),
@@ -99,9 +105,12 @@ def secret_changes(model: type[models.Model], *, before: Callable[[str], Any] | 
             old, new = read_before(field), read_after(field)
             if old == new:
                 continue
-            change = Change(field, old, new, _label(model, field))
-            changes.append(change)
-            if field == secret.name_field or names_secret:
+            # A host is the destination of more than one secret (a password, an OAuth2 token): one change.
+            change = next((c for c in changes if c.field == field), None)
+            if change is None:
+                change = Change(field, old, new, _label(model, field))
+                changes.append(change)
+            if (field == secret.name_field or names_secret) and change not in guarded:
                 guarded.append(change)
     return changes, guarded
 

@@ -82,3 +82,13 @@ def test_the_deploy_checks_stay_out_of_an_ordinary_check(production):
     production.AICMO_CAM_POSTAL_ADDRESS = ""
 
     assert [m.id for m in run_checks() if m.id.startswith("cam.")] == []
+
+
+def test_production_without_an_encryption_key_is_an_error(production):
+    production.AICMO_CAM_ENCRYPTION_KEYS = []
+
+    messages = [m for m in run_checks(include_deployment_checks=True) if m.id == "cam.E004"]
+
+    assert len(messages) == 1
+    assert "AICMO_CAM_ENCRYPTION_KEYS is not set" in messages[0].msg
+    assert "cam_reencrypt --new-key" in messages[0].hint

@@ -253,3 +253,18 @@ def test_start_up_warns_about_the_resend_key_under_its_old_name(monkeypatch):
 
     assert len(messages) == 1 and "CAM_SECRET_RESEND_API_KEY" in messages[0].hint
     assert "re_live_123" not in str(messages[0])
+
+
+def test_the_hosts_an_oauth2_token_goes_to_cannot_change_without_the_permission(client):
+    mailbox = MailboxFactory(provider="smtp", smtp_host="smtp.office365.com", imap_host="outlook.office365.com",
+                             auth=Mailbox.Auth.OAUTH2, oauth_provider=Mailbox.OAuthProvider.MICROSOFT365)
+    staff = staff_with(client, "view_mailbox", "change_mailbox")
+    url = f"/admin/cam/mailbox/{mailbox.pk}/change/"
+
+    response = staff.post(url, {**form_data(staff, url), "imap_host": "imap.attacker.example"})
+
+    assert response.status_code == 200
+    assert "decides where a secret goes" in response.content.decode()
+    mailbox.refresh_from_db()
+    assert mailbox.imap_host == "outlook.office365.com"
+    assert not SecretSettingChange.objects.exists()

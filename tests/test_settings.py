@@ -18,6 +18,7 @@ PRODUCTION = {
     "CSRF_TRUSTED_ORIGINS": "https://cam.example.com",
     "AICMO_CAM_PUBLIC_URL": "https://cam.example.com",
     "AICMO_CAM_POSTAL_ADDRESS": "Example Ltd, 1 High Street, London N1 1AA, UK",
+    "AICMO_CAM_ENCRYPTION_KEYS": "uQm4yV7o0hN5Kx2cW9bR1tE6sA3dF8gJ0lZ4pC7vB2M=",
 }
 
 
@@ -78,11 +79,11 @@ def test_it_passes_the_deploy_checks_with_the_documented_production_variables():
 
 def test_the_deploy_checks_refuse_development_values_left_in_production():
     # What a first deployment that sets only the core variables gets: links in real email pointing at this
-    # machine, and a footer without a postal address.
+    # machine, a footer without a postal address, and no key for the secrets CAM stores.
     core = {k: v for k, v in PRODUCTION.items() if not k.startswith("AICMO_CAM_")}
     result = run_manage("check", "--deploy", **core)
     assert result.returncode != 0
-    for check_id in ("cam.E001", "cam.E002", "cam.E003"):
+    for check_id in ("cam.E001", "cam.E002", "cam.E003", "cam.E004"):
         assert check_id in result.stderr, result.stderr
 
 

@@ -20,6 +20,7 @@ from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
+from cam.mail_oauth import OAuthProblem, authorization_finish, authorization_start
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
 from cam.models.mail import TRIAGE_ORDER
 from cam.outreach.outbound import outbound_cancel, outbound_resend
@@ -40,8 +41,56 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
     list_filter = ["provider", "is_active"]
     search_fields = ["name", "from_email", "from_name"]
     readonly_fields = ["last_sent_at", "last_send_error", "last_send_error_at", "last_polled_at", "last_poll_error",
-                       "created_at", "updated_at"]
+                       "created_at", "updated_at", "oauth_connection"]
     inlines = [MailboxFolderInline]
+
+    @admin.display(description="Connection")
+    def oauth_connection(self, mailbox: Mailbox) -> str:
+        """The connected account, when its token was last refreshed, and the Connect button (never a token)."""
+        if mailbox.pk is None:
+            return "Save the mailbox with the OAuth2 login and its provider, then connect it here."
+        if mailbox.auth != Mailbox.Auth.OAUTH2:
+            return "Logs in with a password (choose OAuth2 above and save to connect it instead)."
+        state = ("⚠ Must be reconnected: the provider no longer accepts its grant." if mailbox.needs_reconnect
+                 else f"Connected as {mailbox.oauth_account}" if mailbox.oauth_refresh_token else "Not connected yet.")
+        refreshed = (format_html(" · token last refreshed {}", when(mailbox.oauth_refreshed_at))
+                     if mailbox.oauth_refreshed_at else "")
+        button = "Reconnect" if mailbox.oauth_refresh_token else "Connect"
+        return format_html('<span data-oauth-state>{}{}</span> · <a data-oauth-connect href="{}">{} →</a>',
+                           state, refreshed,
+                           reverse("admin:cam_mailbox_oauth_connect", args=[mailbox.pk]), button)
+
+    def get_urls(self):
+        return [path("<int:mailbox_id>/oauth/connect/", self.admin_site.admin_view(self.oauth_connect_view),
+                     name="cam_mailbox_oauth_connect"),
+                path("oauth/callback/", self.admin_site.admin_view(self.oauth_callback_view),
+                     name="cam_mailbox_oauth_callback"),
+                *super().get_urls()]
+
+    def oauth_connect_view(self, request, mailbox_id: int):
+        """Send the browser to the mailbox's provider (authorization code with PKCE)."""
+        mailbox = get_object_or_404(Mailbox, pk=mailbox_id)
+        if not self.has_change_permission(request, mailbox):
+            raise PermissionDenied
+        try:
+            return redirect(authorization_start(mailbox, request.session))
+        except OAuthProblem as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:cam_mailbox_change", mailbox.pk)
+
+    def oauth_callback_view(self, request):
+        """Where the provider sends the browser back: the state must be one this session started."""
+        if not self.has_change_permission(request):
+            raise PermissionDenied
+        try:
+            mailbox = authorization_finish(
+                session=request.session, state=request.GET.get("state", ""), code=request.GET.get("code", ""),
+                error=request.GET.get("error", ""), error_description=request.GET.get("error_description", ""))
+        except OAuthProblem as exc:
+            messages.error(request, str(exc))
+            return redirect("admin:cam_mailbox_changelist")
+        messages.success(request, f"Mailbox {mailbox.name} is connected as {mailbox.oauth_account}.")
+        return redirect("admin:cam_mailbox_change", mailbox.pk)
 
     @admin.display(description="Problems")
     def problems(self, mailbox: Mailbox) -> str:
@@ -57,6 +106,7 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
         (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active",
                            ("daily_cap", "min_gap_seconds"), "last_sent_at",
                            ("last_send_error", "last_send_error_at")]}),
+        ("Login", {"fields": ["auth", "oauth_provider", "oauth_connection"]}),
         ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env",
                              "verp_return_path"]}),
         ("Resend", {"fields": ["resend_api_key_env"]}),

@@ -32,6 +32,7 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginEr
 
 from cam import deadlines
 from cam.deadlines import CancelScope, Deadline, DeadlineExceeded
+from cam.mail_oauth import OAuthProblem, login_user, oauth_login
 from cam.models import Mailbox
 from cam.models.mail import Security
 
@@ -118,6 +119,20 @@ class _WatchedIMAPClient(IMAPClient):  # type: ignore[misc]
         return _WatchedPlainIMAP4(self.host, self.port, connect_timeout)
 
 
+def imap_login_xoauth2(client: IMAPClient, user: str, token: str) -> None:
+    """Log in on an open IMAP connection with SASL XOAUTH2 (Microsoft 365, Google). Raises imapclient's
+    ``LoginError`` when the server refuses the token (``AUTHENTICATIONFAILED``)."""
+    client.oauth2_login(user, token)
+
+
+def imap_login_mailbox(client: IMAPClient, mailbox: Mailbox) -> None:
+    """Log ``mailbox`` in over XOAUTH2 with its access token, refreshed first when it is about to expire, and
+    once more when the server refuses a cached one. Raises ``OAuthProblem`` (``ReconnectNeeded``) when no
+    token can be had, ``LoginError`` when the server refuses a fresh one."""
+    user = login_user(mailbox, protocol="imap")
+    oauth_login(mailbox, lambda token: imap_login_xoauth2(client, user, token), refused=(LoginError,))
+
+
 class ImapInbox:
     """One read-only IMAP session on a mailbox: ``with ImapInbox(mailbox, password=…) as inbox: …``.
 
@@ -146,6 +161,8 @@ class ImapInbox:
 
     @property
     def username(self) -> str:
+        if self.mailbox.auth == Mailbox.Auth.OAUTH2:
+            return login_user(self.mailbox, protocol="imap")
         return self.mailbox.imap_username or self.mailbox.from_email
 
     # --- the session ----------------------------------------------------------------------------
@@ -171,7 +188,10 @@ class ImapInbox:
                     if security == Security.STARTTLS:
                         self.client.starttls(ssl.create_default_context())
                 with self._errors("logging in", deadline):
-                    self.client.login(self.username, self.password)
+                    if self.mailbox.auth == Mailbox.Auth.OAUTH2:
+                        imap_login_mailbox(self.client, self.mailbox)
+                    else:
+                        self.client.login(self.username, self.password)
         except ImapError:
             self.close()
             raise
@@ -286,7 +306,13 @@ class ImapInbox:
             if exc.cancelled:
                 raise ImapError(f"Gave up on the IMAP server {self.server} while {doing}: {exc.cancelled}.") from exc
             raise ImapError(f"The IMAP server {self.server} did not finish {doing} within {exc.seconds:g} s.") from exc
+        except OAuthProblem as exc:  # no access token to log in with: the mailbox's grant, or its provider
+            raise ImapError(str(exc)) from None
         except LoginError as exc:
+            if self.mailbox.auth == Mailbox.Auth.OAUTH2:
+                raise ImapError(f"The IMAP server {self.server} refused the OAuth2 login (XOAUTH2) as "
+                                f"{self.username!r} with a fresh access token: {_text(exc)} (did the app get the "
+                                f"IMAP scope?).") from exc
             variable = self.mailbox.imap_password_env or "its variable"
             raise ImapError(f"The IMAP server {self.server} refused the login as {self.username!r}: {_text(exc)} "
                             f"(check the password in {variable}).") from exc

@@ -93,7 +93,8 @@ def inboxes_poll(*, budget_seconds: float | None = None, stop: threading.Event |
     budget = settings.AICMO_CAM_IMAP_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
     # The least recently polled first: mailboxes a budget cut off last time are not starved by the
     # same slow ones ahead of them every time.
-    mailboxes = list(Mailbox.objects.filter(is_active=True).exclude(imap_host="")
+    # One whose OAuth2 grant is gone waits for someone to connect it again (cam.mail_oauth).
+    mailboxes = list(Mailbox.objects.filter(is_active=True, needs_reconnect=False).exclude(imap_host="")
                      .order_by(F("last_polled_at").asc(nulls_first=True), "pk"))
     with CancelScope(interruptible=True) as scope:
         scope.cancel_after(budget, f"the poll step ran out of its {budget:g} s budget")
@@ -230,8 +231,8 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str], s
         return [f"Mailbox {mailbox.name!r} has no IMAP host."]
     errors: list[str] = []
     try:
-        password = secret_from_env(mailbox.imap_password_env,
-                                   purpose=f"the IMAP password of mailbox {mailbox.name!r}")
+        password = "" if mailbox.auth == Mailbox.Auth.OAUTH2 else secret_from_env(
+            mailbox.imap_password_env, purpose=f"the IMAP password of mailbox {mailbox.name!r}")
         with ImapInbox(mailbox, password=password, timeout=settings.AICMO_CAM_IMAP_TIMEOUT_SECONDS,
                        max_bytes=settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES,
                        deadline_seconds=settings.AICMO_CAM_IMAP_DEADLINE_SECONDS, scope=scope) as inbox:

@@ -9,6 +9,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 
+from cam.crypto import Sealed, encrypt, looks_encrypted
+
 
 class LowercaseEmailField(models.EmailField):
     """An address stored and looked up in lower case.
@@ -90,3 +92,46 @@ def max_length(model: type[models.Model], name: str) -> int:
     if not isinstance(field, models.Field) or field.max_length is None:
         raise TypeError(f"{model.__name__}.{name} is not a field with a max_length")
     return field.max_length
+
+
+class EncryptedTextField(models.TextField):
+    """A secret CAM must store itself (an OAuth2 refresh token), encrypted at rest (``cam.crypto``).
+
+    The column holds the Fernet token; the attribute is a ``Sealed`` (redacted in ``str``/``repr``, opened
+    by ``reveal()``), or a plain ``str`` just assigned, encrypted when saved. Empty means no secret. Not
+    editable: no admin form or serializer built from the model shows it; dumps carry the ciphertext.
+    """
+
+    # What mypy's Django plugin reads as the attribute's types: set with a secret or a Sealed, read as a Sealed.
+    _pyi_private_set_type: Sealed | str  # type: ignore[assignment]
+    _pyi_private_get_type: Sealed  # type: ignore[assignment]
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("editable", False)
+        kwargs.setdefault("blank", True)
+        kwargs.setdefault("default", "")
+        super().__init__(*args, **kwargs)
+
+    def _what(self) -> str:
+        return f"{self.model._meta.verbose_name}'s {self.verbose_name}" if hasattr(self, "model") else "a secret"
+
+    def from_db_value(self, value, expression, connection):
+        return Sealed(value or "", what=self._what())
+
+    def to_python(self, value):
+        if value is None or isinstance(value, Sealed):
+            return value
+        # A dump being loaded carries ciphertext; anything else is a secret just given.
+        return Sealed(value, what=self._what()) if looks_encrypted(value) else value
+
+    def get_prep_value(self, value):
+        if value is None:
+            return None
+        if isinstance(value, Sealed):
+            return value.ciphertext
+        value = str(value)
+        return encrypt(value) if value else ""
+
+    def value_to_string(self, obj):
+        value = self.value_from_object(obj)
+        return self.get_prep_value(value) or ""

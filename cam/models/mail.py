@@ -8,7 +8,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Case, F, IntegerField, Q, Value, When
 
-from cam.models.fields import LowercaseEmailField
+from cam.models.fields import EncryptedTextField, LowercaseEmailField
 from cam.return_path import return_path_problem
 from cam.secrets import validate_secret_name
 
@@ -30,6 +30,15 @@ class Mailbox(models.Model):
         CONSOLE = "console", "Console (nothing leaves the machine)"
         SMTP = "smtp", "SMTP"
         RESEND = "resend", "Resend"
+
+    class Auth(models.TextChoices):
+        PASSWORD = "password", "Password (named variable)"
+        OAUTH2 = "oauth2", "OAuth2 (Connect to Microsoft 365, Google, …)"
+
+    class OAuthProvider(models.TextChoices):
+        MICROSOFT365 = "microsoft365", "Microsoft 365"
+        GOOGLE = "google", "Google Workspace / Gmail"
+        GENERIC = "generic", "Other (AICMO_CAM_OAUTH_GENERIC_* URLs)"
 
     name = models.CharField(max_length=200, unique=True)
     from_email = LowercaseEmailField(max_length=254, unique=True)
@@ -80,6 +89,24 @@ class Mailbox(models.Model):
                               "refused); cleared by the next email that goes out.")
     last_send_error_at = models.DateTimeField(null=True, blank=True)
 
+    auth = models.CharField(
+        "login", max_length=16, choices=Auth.choices, default=Auth.PASSWORD,
+        help_text="SMTP and IMAP only. OAuth2 logs in with SASL XOAUTH2 after someone presses Connect: needed for "
+                  "Microsoft 365, and for Google Workspace without app passwords.")
+    oauth_provider = models.CharField("OAuth2 provider", max_length=16, choices=OAuthProvider.choices, blank=True)
+    # OAuth2: the refresh token the provider handed over when a person connected the mailbox, and the
+    # access token last got with it (cached until shortly before it expires), both encrypted.
+    oauth_refresh_token = EncryptedTextField("OAuth2 refresh token")
+    oauth_access_token = EncryptedTextField("OAuth2 access token")
+    oauth_access_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    oauth_account = models.CharField("connected account", max_length=254, blank=True, editable=False)
+    oauth_connected_at = models.DateTimeField("connected", null=True, blank=True, editable=False)
+    oauth_refreshed_at = models.DateTimeField("token last refreshed", null=True, blank=True, editable=False)
+    needs_reconnect = models.BooleanField(
+        default=False, editable=False,
+        help_text="The provider no longer accepts the OAuth2 grant (revoked, expired): nothing is sent or read "
+                  "until someone presses Connect again; the mailbox's leads are held meanwhile.")
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -101,6 +128,8 @@ class Mailbox(models.Model):
 
     def clean(self) -> None:
         super().clean()
+        if self.auth == self.Auth.OAUTH2 and not self.oauth_provider:
+            raise ValidationError({"oauth_provider": "Choose the provider to connect to for an OAuth2 login."})
         problem = return_path_problem(self.from_email) if self.verp_return_path else ""
         if problem:
             raise ValidationError({"verp_return_path": problem})

@@ -154,6 +154,7 @@ class HumanAlertLog(models.Model):
         CAMPAIGN_DEGRADED = "CAMPAIGN_DEGRADED", "Campaign degraded"
         WORKER_STALE = "WORKER_STALE", "Worker stale"
         JOB_FAILED = "JOB_FAILED", "Job failed"
+        MAILBOX_DISCONNECTED = "MAILBOX_DISCONNECTED", "Mailbox must be reconnected"
 
     alert_type = models.CharField(max_length=32, choices=AlertType.choices)
     title = models.CharField(max_length=300)

@@ -112,7 +112,9 @@ def gap_ends_at(mailbox: Mailbox) -> datetime | None:
 
 def mailbox_wait(mailbox: Mailbox, *, used: int, now: datetime, planned_now: int = 0) -> str:
     """"" when ``mailbox``, with ``used`` emails counted against its cap and ``planned_now`` planned in
-    this plan, can take one more email now; else the blocked reason (cap first, then gap)."""
+    this plan, can take one more email now; else the blocked reason (disconnected, cap, then gap)."""
+    if mailbox.needs_reconnect:  # its OAuth2 grant is gone: nothing can leave it until it is connected again
+        return Blocked.MAILBOX_DISCONNECTED
     if used >= mailbox.daily_cap:
         return Blocked.MAILBOX_CAP
     # One email per gap: the next may only be planned once this one has gone out.
@@ -161,7 +163,9 @@ def _choose_mailbox(lead: Lead, campaign: Campaign, room: _Room, now: datetime) 
         reasons[mailbox.pk] = room.mailbox_state(mailbox, now)
     open_ones = [m for m in mailboxes.values() if not reasons[m.pk]]
     if not open_ones:
-        return None, Blocked.MAILBOX_GAP if Blocked.MAILBOX_GAP in reasons.values() else Blocked.MAILBOX_CAP
+        # The reason that clears soonest: a gap, then a cap; disconnected only when every mailbox is.
+        return None, next(reason for reason in (Blocked.MAILBOX_GAP, Blocked.MAILBOX_CAP, Blocked.MAILBOX_DISCONNECTED)
+                          if reason in reasons.values())
     # New leads go to the least used mailbox relative to its cap, so each fills at the same pace.
     return min(open_ones, key=lambda m: (room.mailbox_used[m.pk] / m.daily_cap,
                                          -(m.daily_cap - room.mailbox_used[m.pk]), m.pk)), ""

@@ -129,6 +129,8 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     mailbox = Mailbox.objects.filter(pk=mailbox_id, is_active=True).first()
     if mailbox is None:
         return {}
+    if mailbox.needs_reconnect:  # its OAuth2 grant is gone: its emails wait, untouched, until it is connected again
+        return {"disconnected": 1}
     gap = timedelta(seconds=mailbox.min_gap_seconds)
     if gap and mailbox.last_sent_at and mailbox.last_sent_at + gap > now:
         return {"waiting_gap": 1}

@@ -65,7 +65,10 @@ class DovecotServer:
     host = "127.0.0.1"
     password = "secret"
 
-    def __init__(self) -> None:
+    def __init__(self, *, introspection_url: str = "") -> None:
+        # With an introspection URL, XOAUTH2 and OAUTHBEARER logins are let in when that endpoint (RFC 7662,
+        # tests.servers.oauth) says the token is active for the user; passwords still work beside them.
+        self.introspection_url = introspection_url
         self.port = free_port()
         self.root: Path | None = None
         self._users = itertools.count(1)
@@ -92,6 +95,10 @@ class DovecotServer:
             # Mail is stored as nobody: Dovecot refuses uid 0 for mail.
             os.chown(self.root / "mail", pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid)
         self.config.write_text(self._configuration())
+        if self.introspection_url:
+            (self.root / "dovecot-oauth2.conf.ext").write_text(
+                f"introspection_url = {self.introspection_url}\nintrospection_mode = post\n"
+                f"username_attribute = username\n")
         # The master daemonizes and keeps the descriptors it was given: a file, not a pipe to wait on.
         output = self.root / "log" / "start.log"
         with output.open("wb") as sink:
@@ -163,7 +170,7 @@ state_dir = {root}/state
 log_path = {root}/log/dovecot.log
 ssl = no
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.introspection_url else ""}
 # Refused logins answer in about half a second instead of after 2 s, and (with anvil's penalty off
 # below) not later and later for each failure from the same address: tests of a wrong password stay quick.
 auth_failure_delay = 0
@@ -171,8 +178,9 @@ mail_location = maildir:{root}/mail/%u/Maildir
 {users}passdb {{
   driver = static
   args = password={self.password}
+  mechanisms = plain login
 }}
-userdb {{
+{self._oauth_passdb()}userdb {{
   driver = static
   args = {mail_owner} home={root}/mail/%u
 }}
@@ -191,6 +199,12 @@ service imap-login {{
   }}
 }}
 """
+
+    def _oauth_passdb(self) -> str:
+        if not self.introspection_url:
+            return ""
+        return (f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {self.root}/dovecot-oauth2.conf.ext\n}}\n")
 
     # --- mailboxes ------------------------------------------------------------------------------
 

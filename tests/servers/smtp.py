@@ -18,6 +18,7 @@ after the message arrived), ``Stall(seconds)`` (answer ``250 OK`` that much late
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import socket
 import threading
@@ -28,7 +29,7 @@ from email.policy import default as default_policy
 from functools import cached_property
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult
+from aiosmtpd.smtp import MISSING, AuthResult
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,11 @@ class SmtpTestServer:
 
     host = "127.0.0.1"
 
-    def __init__(self, *, auth: tuple[str, str] | None = None, idle_timeout: float = 300) -> None:
+    def __init__(self, *, auth: tuple[str, str] | None = None, idle_timeout: float = 300,
+                 xoauth2: Callable[[str, str], bool] | None = None) -> None:
         self.port = free_port()
+        # SASL XOAUTH2: the only mechanism offered when set; ``xoauth2(user, token)`` says whether to let it in.
+        self._xoauth2 = xoauth2
         self.received: list[ReceivedMessage] = []
         self.sessions: list[tuple[str, int]] = []
         self.logins: list[str] = []
@@ -138,8 +142,11 @@ class SmtpTestServer:
         if self._auth is not None:
             # A login is checked when the client offers one (over plain text: loopback only).
             options |= {"authenticator": self._authenticate, "auth_require_tls": False}
-        self._controller = Controller(_Handler(self), hostname=self.host, port=self.port, ready_timeout=5,
-                                      **options)
+        handler = _Handler(self)
+        if self._xoauth2 is not None:
+            handler = _XOAuth2Handler(self)
+            options |= {"auth_require_tls": False, "auth_exclude_mechanism": ["LOGIN", "PLAIN"]}
+        self._controller = Controller(handler, hostname=self.host, port=self.port, ready_timeout=5, **options)
         self._controller.start()
         return self
 
@@ -227,3 +234,25 @@ class _Handler:
             return reply.then
         self.server._record(envelope, session.peer, reply)
         return reply
+
+
+class _XOAuth2Handler(_Handler):
+    """aiosmtpd offers every ``auth_<MECHANISM>`` coroutine of the handler, and calls it with the AUTH line."""
+
+    async def auth_XOAUTH2(self, smtp, args):
+        if len(args) == 2:  # AUTH XOAUTH2 <initial response>
+            try:
+                blob = base64.b64decode(args[1])
+            except ValueError:
+                return AuthResult(success=False, handled=False)
+        else:
+            blob = await smtp.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        fields = dict(part.split("=", 1) for part in blob.decode().split("\x01") if "=" in part)
+        bearer, user = fields.get("auth", ""), fields.get("user", "")
+        if bearer.startswith("Bearer ") and self.server._xoauth2(user, bearer.removeprefix("Bearer ")):
+            with self.server._lock:
+                self.server.logins.append(user)
+            return AuthResult(success=True, auth_data=user)
+        return AuthResult(success=False, handled=False)  # 535 5.7.8

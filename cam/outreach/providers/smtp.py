@@ -33,6 +33,7 @@ from __future__ import annotations
 import smtplib
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -41,6 +42,7 @@ from django.core.mail.backends.smtp import EmailBackend as DjangoSmtpBackend
 
 from cam import deadlines
 from cam.deadlines import Deadline
+from cam.mail_oauth import OAuthProblem, login_user, oauth_login, xoauth2_string
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
 from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
@@ -113,15 +115,43 @@ class _SMTP_SSL(_DataPhaseTracking, smtplib.SMTP_SSL, _WatchedSocket):
     pass
 
 
+def smtp_login_xoauth2(connection: smtplib.SMTP, user: str, token: str) -> None:
+    """Log in on an open SMTP connection with SASL XOAUTH2 (Microsoft 365, Google). Raises
+    ``smtplib.SMTPAuthenticationError`` when the server refuses the token."""
+    connection.ehlo_or_helo_if_needed()  # auth(), unlike login(), does not say EHLO itself
+    # On a refusal the server may first send a 334 with its reason: the empty answer ends the exchange (535).
+    connection.auth("XOAUTH2", lambda challenge=None: "" if challenge is not None else xoauth2_string(user, token))
+
+
+def smtp_login_mailbox(connection: smtplib.SMTP, mailbox: Mailbox) -> None:
+    """Log ``mailbox`` in over XOAUTH2 with its access token, refreshed first when it is about to expire, and
+    once more when the server refuses a cached one. Raises ``OAuthProblem`` (``ReconnectNeeded``) when no
+    token can be had, ``SMTPAuthenticationError`` when the server refuses a fresh one."""
+    user = login_user(mailbox, protocol="smtp")
+    oauth_login(mailbox, lambda token: smtp_login_xoauth2(connection, user, token),
+                refused=(smtplib.SMTPAuthenticationError,))
+
+
 class SmtpBackend(DjangoSmtpBackend):
-    """Django's SMTP backend on connections that track the DATA phase."""
+    """Django's SMTP backend on connections that track the DATA phase; ``login`` logs a new connection in
+    when the mailbox does not use a password (XOAUTH2)."""
 
     connection: _SMTP | _SMTP_SSL | None
     _partial_connection: _SMTP | _SMTP_SSL | None  # Django's, left out of its stubs
 
+    def __init__(self, *args: Any, login: Callable[[smtplib.SMTP], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.login = login
+
     @property
     def connection_class(self) -> type[_SMTP_SSL | _SMTP]:
         return _SMTP_SSL if self.use_ssl else _SMTP
+
+    def open(self) -> bool | None:
+        opened = super().open()
+        if opened and self.login is not None and self.connection is not None:
+            self.login(self.connection)
+        return opened
 
 
 def _use_return_path(message: EmailMessage) -> None:
@@ -171,7 +201,14 @@ class SmtpProvider(MailProvider):
             self.batch_error = f"Mailbox {mailbox.name!r} has no SMTP host."
             return
         password = ""
-        if mailbox.smtp_password_env:
+        login = None
+        if mailbox.auth == Mailbox.Auth.OAUTH2:
+            if mailbox.needs_reconnect:
+                self.batch_error = (f"Mailbox {mailbox.name!r} must be connected to its OAuth2 provider again: press "
+                                    f"Connect on its page in the admin.")
+                return
+            login = lambda connection: smtp_login_mailbox(connection, mailbox)  # noqa: E731
+        elif mailbox.smtp_password_env:
             try:
                 password = secret_from_env(mailbox.smtp_password_env,
                                            purpose=f"the SMTP password of mailbox {mailbox.name!r}")
@@ -181,8 +218,9 @@ class SmtpProvider(MailProvider):
         self.backend = SmtpBackend(
             host=mailbox.smtp_host,
             port=self.port,
-            username=mailbox.smtp_username,
+            username=mailbox.smtp_username if login is None else "",
             password=password,
+            login=login,
             use_tls=mailbox.smtp_security == Security.STARTTLS,
             use_ssl=mailbox.smtp_security == Security.SSL,
             timeout=settings.EMAIL_TIMEOUT,
@@ -222,10 +260,18 @@ class SmtpProvider(MailProvider):
                 # a connection opened as the time ran out is no connection.
                 deadline.check()
             return True
+        except OAuthProblem as exc:  # no access token to log in with: the mailbox's grant, or its provider
+            self.batch_error = str(exc)
         except smtplib.SMTPAuthenticationError as exc:
-            self.batch_error = (f"The SMTP server {self.server} refused the login as "
-                                f"{self.mailbox.smtp_username!r}: {exc.smtp_code} {_text(exc.smtp_error)} "
-                                f"(check the password in {self.mailbox.smtp_password_env or 'its variable'}).")
+            if self.mailbox.auth == Mailbox.Auth.OAUTH2:
+                self.batch_error = (f"The SMTP server {self.server} refused the OAuth2 login (XOAUTH2) as "
+                                    f"{login_user(self.mailbox, protocol='smtp')!r} with a fresh access token: "
+                                    f"{exc.smtp_code} {_text(exc.smtp_error)} (does the account have SMTP AUTH "
+                                    f"turned on, and did the app get the SMTP scope?).")
+            else:
+                self.batch_error = (f"The SMTP server {self.server} refused the login as "
+                                    f"{self.mailbox.smtp_username!r}: {exc.smtp_code} {_text(exc.smtp_error)} "
+                                    f"(check the password in {self.mailbox.smtp_password_env or 'its variable'}).")
         except smtplib.SMTPNotSupportedError as exc:
             self.batch_error = (f"The SMTP server {self.server} does not support what the mailbox asks: "
                                 f"{str(exc).rstrip('.')}.")
