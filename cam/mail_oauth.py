@@ -221,8 +221,9 @@ def _account(token: dict[str, Any]) -> str:
         claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     except ValueError:
         return ""
-    account = claims.get("email") or claims.get("preferred_username") or "" if isinstance(claims, dict) else ""
-    return str(account)[:254]
+    if not isinstance(claims, dict):
+        return ""
+    return str(claims.get("email") or claims.get("preferred_username") or "")[:254]
 
 
 # --- access tokens ------------------------------------------------------------------------------

@@ -95,7 +95,10 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
     @admin.display(description="Problems")
     def problems(self, mailbox: Mailbox) -> str:
         """What stops this mailbox, in a word each; the whole error on hover and on its page."""
-        found = [(label, error) for label, error in (("Cannot send", mailbox.last_send_error),
+        reconnect = ("Its OAuth2 provider no longer accepts its grant: press Connect on its page."
+                     if mailbox.needs_reconnect else "")
+        found = [(label, error) for label, error in (("Must be reconnected", reconnect),
+                                                      ("Cannot send", mailbox.last_send_error),
                                                       ("Cannot read replies", mailbox.last_poll_error)) if error]
         if not found:
             return "—"

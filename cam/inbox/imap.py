@@ -10,6 +10,9 @@ per-read ``timeout``: connecting, the greeting, STARTTLS and the login together,
 A server that drips its answers a byte at a time is cut off when the deadline runs out, and so is
 every conversation of the session's ``scope`` when it is cancelled (see ``cam.deadlines``).
 
+A mailbox with the OAuth2 login logs in with SASL XOAUTH2 (``imap_login_mailbox``, imapclient's
+``oauth2_login``) with the access token ``cam.mail_oauth`` gives it, refreshed once if refused.
+
 Every failure comes out as ``ImapError`` with a message meant for the operator. ``ImapFolderError``
 is the kind that leaves the connection usable (the server refused one folder), so the caller can go
 on with the next folder; after any other ``ImapError`` the connection is gone.

@@ -210,6 +210,17 @@ def test_a_revoked_grant_marks_the_mailbox_holds_its_leads_and_alerts_once(oauth
 
 
 @pytest.mark.django_db
+def test_the_mailbox_list_and_page_say_a_disconnected_mailbox_must_be_reconnected(admin_client):
+    mailbox = oauth_mailbox(refresh_token="refresh-x", needs_reconnect=True)
+
+    listing = admin_client.get("/admin/cam/mailbox/").content.decode()
+    page = admin_client.get(f"/admin/cam/mailbox/{mailbox.pk}/change/").content.decode()
+
+    assert "Must be reconnected" in listing
+    assert "Must be reconnected: the provider no longer accepts its grant." in page and "Reconnect →" in page
+
+
+@pytest.mark.django_db
 def test_it_reads_a_reply_over_imap_with_xoauth2(oauth_server, oauth_imap):
     user = oauth_imap.new_user("oauth")
     oauth_server_user = oauth_server.grant(user)

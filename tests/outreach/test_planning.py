@@ -237,6 +237,29 @@ def test_it_waits_when_the_leads_own_mailbox_is_full_rather_than_switching():
     assert reason(lead) == "mailbox_cap"
 
 
+def test_new_leads_go_to_the_connected_mailbox_and_a_disconnected_ones_threads_wait():
+    gone = MailboxFactory(daily_cap=50, min_gap_seconds=0, needs_reconnect=True)
+    connected = MailboxFactory(daily_cap=50, min_gap_seconds=0)
+    owner = campaign(mailboxes=[gone, connected])
+    OutboundEmailFactory(lead=LeadFactory(campaign=owner), campaign=owner, mailbox=gone, status="SENT",
+                         step=owner.steps.get(position=1))
+    (threaded,) = due(owner, mailbox=gone, current_step=1)
+    new = due(owner, 3)
+
+    counts = outreach_plan(now=NOW)
+
+    assert (counts["planned"], counts["mailbox_disconnected"]) == (3, 1)
+    assert reason(threaded) == "mailbox_disconnected"
+    assert {email.mailbox for email in OutboundEmail.objects.filter(lead__in=new)} == {connected}
+
+
+def test_leads_wait_as_disconnected_when_every_mailbox_must_be_reconnected():
+    leads = due(campaign(mailboxes=[MailboxFactory(min_gap_seconds=0, needs_reconnect=True)]), 2)
+
+    assert outreach_plan(now=NOW)["mailbox_disconnected"] == 2
+    assert {reason(lead) for lead in leads} == {"mailbox_disconnected"}
+
+
 def test_it_says_when_a_campaign_has_no_active_mailbox():
     (lead,) = due(campaign(mailboxes=[MailboxFactory(is_active=False)]))
     assert outreach_plan(now=NOW)["no_mailbox"] == 1

@@ -24,6 +24,10 @@ shut down and the message is judged like any broken connection, by the rule abov
 not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut off after "354", a
 message's outcome would be unknown, so a worker told to stop stops between messages instead.
 
+A mailbox with the OAuth2 login (``auth=oauth2``) logs each new connection in with SASL XOAUTH2
+(``smtp_login_mailbox``; the token comes from ``cam.mail_oauth``) instead of a password; a mailbox that
+must be reconnected sends nothing and asks nobody.
+
 A mailbox with ``verp_return_path`` sends each message with its signed return path as the envelope
 sender (``cam.return_path``): its bounces then prove which email they are about.
 """
@@ -201,13 +205,14 @@ class SmtpProvider(MailProvider):
             self.batch_error = f"Mailbox {mailbox.name!r} has no SMTP host."
             return
         password = ""
-        login = None
+        login: Callable[[smtplib.SMTP], None] | None = None
         if mailbox.auth == Mailbox.Auth.OAUTH2:
             if mailbox.needs_reconnect:
                 self.batch_error = (f"Mailbox {mailbox.name!r} must be connected to its OAuth2 provider again: press "
                                     f"Connect on its page in the admin.")
                 return
-            login = lambda connection: smtp_login_mailbox(connection, mailbox)  # noqa: E731
+            def login(connection: smtplib.SMTP) -> None:
+                smtp_login_mailbox(connection, mailbox)
         elif mailbox.smtp_password_env:
             try:
                 password = secret_from_env(mailbox.smtp_password_env,
