@@ -334,6 +334,8 @@ ANYMAIL: dict[str, object] = {}
 AICMO_CAM_WORKER_ENABLED = env.bool("AICMO_CAM_WORKER_ENABLED", True)
 # cam_worker keeps this to the second; the cluster's schedule runs in whole minutes, so it rounds this up
 # to the next minute and the watchdog counts that period (cam.jobs.slots.worker_interval_seconds).
+# Days of the worker cycle's and the watchdog's runs kept as they are; older ones become one row a day.
+AICMO_CAM_JOB_RUN_RETENTION_DAYS = env.int("AICMO_CAM_JOB_RUN_RETENTION_DAYS", 14, minimum=1, maximum=3650)
 AICMO_CAM_WORKER_INTERVAL_SECONDS = env.int("AICMO_CAM_WORKER_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)

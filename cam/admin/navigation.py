@@ -69,6 +69,7 @@ GROUPS: list[tuple[str, bool, list[Link]]] = [
     ]),
     ("Operations", False, [
         Link("Job executions", "manufacturing", "cam.JobExecution"),
+        Link("Job run days", "calendar_month", "cam.JobRunDay"),
         Link("Schedules", "schedule", "django_q.Schedule"),
         Link("Worker", "monitor_heart", "cam.WorkerHeartbeat"),
         Link("Alerts sent", "campaign", "cam.HumanAlertLog"),

@@ -19,7 +19,7 @@ from cam.admin.secret_settings import SecretSettingsAdminMixin, SecretSettingsFo
 from cam.egress import EgressRefused, check_url
 from cam.jobs.registry import job_names
 from cam.jobs.summary import counts_text, duration_text
-from cam.models import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
+from cam.models import AlertChannel, HumanAlertLog, JobExecution, JobRunDay, Lease, SecretSettingChange, WorkerHeartbeat
 from cam.secrets import secret_name_problem
 
 
@@ -87,6 +87,21 @@ class JobExecutionAdmin(LongListMixin, AuditAdmin):
 
     params_raw = raw_field("params", "Parameters")
     counts_raw = raw_field("counts", "Counts")
+
+
+@admin.register(JobRunDay)
+class JobRunDayAdmin(AuditAdmin):
+    """The worker cycle's and the watchdog's runs past their retention, one row per job, day and status
+    (``cam.jobs.retention``)."""
+
+    list_display = ["day", "job", "status_label", "runs", "average_seconds", "seconds_max"]
+    list_filter = ["job", "status"]
+    date_hierarchy = "day"
+    status_label = label_column("status", labels.JOB)
+
+    @admin.display(description="Average seconds")
+    def average_seconds(self, obj: JobRunDay) -> str:
+        return f"{obj.seconds_total / obj.runs:.2f}" if obj.runs else "—"
 
 
 @admin.register(Lease)

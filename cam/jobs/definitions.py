@@ -12,6 +12,7 @@ from cam.inbox.processing import replies_process
 from cam.jobs.cycle import cycle_job
 from cam.jobs.recovery import watchdog_run
 from cam.jobs.registry import JobContext, job
+from cam.jobs.retention import job_runs_prune
 from cam.models import Campaign, JobExecution
 from cam.outreach.planning import outreach_plan
 from cam.outreach.sending import outbound_recover_stuck, outreach_send
@@ -108,3 +109,10 @@ def worker_cycle(context: JobContext) -> dict[str, Any]:
      inline_allowed=True)
 def watchdog(context: JobContext) -> dict[str, Any]:
     return watchdog_run()
+
+
+@job("job_runs_prune", description="Fold the worker cycle's and the watchdog's runs older than "
+                                   "AICMO_CAM_JOB_RUN_RETENTION_DAYS into one row per day, and delete them.",
+     inline_allowed=True)
+def job_runs_prune_job(context: JobContext) -> dict[str, Any]:
+    return job_runs_prune()

@@ -61,6 +61,25 @@ class JobExecution(models.Model):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class JobRunDay(models.Model):
+    """A day of a frequent job's runs, rolled up once the runs themselves are pruned
+    (``cam.jobs.retention``): how many ended in each status and how long they took."""
+
+    job = models.CharField(max_length=64)
+    day = models.DateField()
+    status = models.CharField(max_length=16, choices=JobExecution.Status.choices)
+    runs = models.PositiveIntegerField(default=0)
+    seconds_total = models.FloatField(default=0, help_text="The finished runs' durations added up.")
+    seconds_max = models.FloatField(default=0)
+
+    class Meta:
+        ordering = ["-day", "job", "status"]
+        constraints = [models.UniqueConstraint(fields=["job", "day", "status"], name="job_run_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job} on {self.day}: {self.runs} {self.status.lower()}"
+
+
 class Lease(models.Model):
     """A named lock with a time to live: whatever must not overlap takes one first."""
 
