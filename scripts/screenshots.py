@@ -48,6 +48,7 @@ def seed_history() -> dict[str, int]:
     from django.utils import timezone
 
     from cam.demo import DEMO_CAMPAIGN_NAME
+    from cam.jobs.retention import job_runs_prune
     from cam.models import Campaign, InboundEmail, JobExecution, Lead, OutboundEmail
     from tests import factories
 
@@ -128,6 +129,16 @@ def seed_history() -> dict[str, int]:
             finished_at=started + timedelta(milliseconds=420 + 37 * minutes), trigger=JobExecution.Trigger.WORKER,
             counts={"steps": {"send": {"planned": 3, "sent": 3}, "poll": {"fetched": 1, "mailboxes": 2},
                               "alerts": {"sent": 1 if minutes == 4 else 0}}})
+    # A month of cycles older than the retention, folded into days as the daily prune would.
+    for day in range(15, 45):
+        for hour in range(0, 24, 3):
+            started = now - timedelta(days=day, hours=hour)
+            factories.JobExecutionFactory(
+                job="worker_cycle", execution_id=f"worker_cycle:old-{day}-{hour}", started_at=started,
+                status="FAILED" if (day, hour) in {(17, 6), (31, 3)} else "COMPLETED",
+                finished_at=started + timedelta(milliseconds=380 + rng.randrange(400)),
+                trigger=JobExecution.Trigger.WORKER)
+    job_runs_prune(now=now)
     # The history is backdated: an email was planned when it went out and a reply read when it arrived, as
     # the dashboard counts them (a reply by when it was read, a mailbox's cap by when its emails were planned).
     OutboundEmail.objects.filter(sent_at__isnull=False).update(created_at=F("sent_at"))
@@ -157,6 +168,7 @@ PAGES = [
     ("reply-thread", "/admin/cam/reply/{reply}/thread/", None),
     ("lead-import", "/admin/cam/lead/import/", None),
     ("job-executions", "/admin/cam/jobexecution/", None),
+    ("job-run-days", "/admin/cam/jobrunday/", None),
 ]
 
 

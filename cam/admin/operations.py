@@ -94,14 +94,18 @@ class JobRunDayAdmin(AuditAdmin):
     """The worker cycle's and the watchdog's runs past their retention, one row per job, day and status
     (``cam.jobs.retention``)."""
 
-    list_display = ["day", "job", "status_label", "runs", "average_seconds", "seconds_max"]
+    list_display = ["day", "job", "status_label", "runs", "average_seconds", "longest_seconds"]
     list_filter = ["job", "status"]
     date_hierarchy = "day"
     status_label = label_column("status", labels.JOB)
 
-    @admin.display(description="Average seconds")
+    @admin.display(description="Average (s)")
     def average_seconds(self, obj: JobRunDay) -> str:
         return f"{obj.seconds_total / obj.runs:.2f}" if obj.runs else "—"
+
+    @admin.display(description="Longest (s)", ordering="seconds_max")
+    def longest_seconds(self, obj: JobRunDay) -> str:
+        return f"{obj.seconds_max:.2f}"
 
 
 @admin.register(Lease)
