@@ -10,6 +10,7 @@ import logging
 from datetime import datetime
 from typing import Any
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
@@ -84,28 +85,29 @@ def mailbox_domain_check_on_commit(mailbox: Mailbox) -> None:
     transaction.on_commit(check)
 
 
-def _record(row: SendingDomain, *, action: str, by: Any, reason: str, now: datetime) -> None:
-    row.history = [*row.history, {"at": now.isoformat(), "by": getattr(by, "get_username", lambda: "")() or "",
-                                  "action": action, "reason": reason}]
+def _record(row: SendingDomain, *, action: str, actor: str, reason: str, now: datetime) -> None:
+    row.history = [*row.history, {"at": now.isoformat(), "by": actor, "action": action, "reason": reason}]
 
 
 @transaction.atomic
-def domain_override(domain: SendingDomain, *, reason: str, by: Any = None,
+def domain_override(domain: SendingDomain, *, reason: str, actor: str, user: AbstractBaseUser | None = None,
                     now: datetime | None = None) -> SendingDomain:
-    """Let ``domain``'s mailboxes send although SPF or DMARC fails; ``reason`` is required and recorded."""
+    """Let ``domain``'s mailboxes send although SPF or DMARC fails; ``reason`` is required and recorded with
+    ``actor`` (``staff:<name>``, ``api-key:<name>``) and the staff ``user`` when a person did it."""
     reason = (reason or "").strip()
     if not reason:
         raise DomainProblem("Say why this domain may send although it fails SPF or DMARC: the reason is recorded.")
     now = now or timezone.now()
     row = SendingDomain.objects.select_for_update().get(pk=domain.pk)
-    row.override_reason, row.override_by, row.override_at = reason, by if getattr(by, "pk", None) else None, now
-    _record(row, action="override", by=by, reason=reason, now=now)
+    row.override_reason, row.override_at = reason, now
+    row.override_by_id = user.pk if user is not None else None
+    _record(row, action="override", actor=actor, reason=reason, now=now)
     row.save(update_fields=["override_reason", "override_by", "override_at", "history", "updated_at"])
     return row
 
 
 @transaction.atomic
-def domain_hold_again(domain: SendingDomain, *, by: Any = None, reason: str = "",
+def domain_hold_again(domain: SendingDomain, *, actor: str, reason: str = "",
                       now: datetime | None = None) -> SendingDomain:
     """Withdraw an override: while SPF or DMARC fails, the domain's mailboxes hold their leads again."""
     now = now or timezone.now()
@@ -113,7 +115,7 @@ def domain_hold_again(domain: SendingDomain, *, by: Any = None, reason: str = ""
     if not row.is_overridden:
         raise DomainProblem(f"{row.domain} is not overridden, so there is nothing to withdraw.")
     row.override_reason, row.override_by, row.override_at = "", None, None
-    _record(row, action="hold", by=by, reason=(reason or "").strip(), now=now)
+    _record(row, action="hold", actor=actor, reason=(reason or "").strip(), now=now)
     row.save(update_fields=["override_reason", "override_by", "override_at", "history", "updated_at"])
     return row
 

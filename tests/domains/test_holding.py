@@ -35,21 +35,22 @@ def test_a_failing_domain_holds_its_leads_until_overridden_with_a_reason_and_hol
     assert lead.blocked_reason == Lead.BlockedReason.DOMAIN_NOT_AUTHENTICATED
 
     with pytest.raises(DomainProblem, match="Say why"):
-        domain_override(domain, reason="  ", by=staff)
-    domain = domain_override(domain, reason="DMARC record goes live on Monday; warm contacts only", by=staff,
+        domain_override(domain, reason="  ", actor="staff:mira", user=staff)
+    domain = domain_override(domain, reason="DMARC record goes live on Monday; warm contacts only",
+                             actor="staff:mira", user=staff,
                              now=NOW)
     assert (domain.override_by, domain.override_at, domain.holds_leads) == (staff, NOW, False)
     assert outreach_plan(now=NOW)["planned"] == 1
     # Checking again keeps the override: it is staff's decision, not DNS's.
     assert domain_check("nodmarc.example").holds_leads is False
 
-    domain = domain_hold_again(domain, by=staff, reason="Monday came and went", now=NOW)
+    domain = domain_hold_again(domain, actor="staff:mira", reason="Monday came and went", now=NOW)
     assert (domain.override_reason, domain.override_at, domain.holds_leads) == ("", None, True)
     assert [(entry["action"], entry["by"], entry["reason"]) for entry in domain.history] == [
-        ("override", "mira", "DMARC record goes live on Monday; warm contacts only"),
-        ("hold", "mira", "Monday came and went")]
+        ("override", "staff:mira", "DMARC record goes live on Monday; warm contacts only"),
+        ("hold", "staff:mira", "Monday came and went")]
     with pytest.raises(DomainProblem, match="not overridden"):
-        domain_hold_again(domain, by=staff)
+        domain_hold_again(domain, actor="staff:mira")
 
     second = LeadFactory(campaign=lead.campaign, status=Lead.Status.IN_SEQUENCE,
                          next_send_at=NOW - timedelta(minutes=5))
