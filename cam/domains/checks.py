@@ -83,9 +83,9 @@ def _walk_spf(name: str, dns: Resolver, walk: _SpfWalk, *, depth: int = 0, top: 
         raise _SpfProblem(f"the SPF record of {name} includes itself in a loop")
     records = spf_record(name, dns)
     if not records:
-        raise _SpfProblem(f"{name}, which the SPF record includes, has no SPF record")
+        raise _SpfProblem(f"the included {name} has no SPF record")
     if len(records) > 1:
-        raise _SpfProblem(f"{name} has {len(records)} SPF records; it must have exactly one")
+        raise _SpfProblem(f"the included {name} has {len(records)} SPF records; it must have exactly one")
     redirect = ""
     for term in records[0].split()[1:]:
         qualifier = term[0] if term[0] in "+-~?" else ""
@@ -123,11 +123,11 @@ def check_spf(domain: str, profiles: Iterable[ProviderProfile], dns: Resolver) -
             needs = sorted({p.spf_include for p in profiles if p.spf_include and p.spf_name(domain) == name})
             example = " ".join(["v=spf1"] + [f"include:{include}" for include in needs] + ["~all"])
             if not records:
-                problems.append((f"{name} has no SPF record",
+                problems.append((f"there is no SPF record at {name}",
                                  f"add a TXT record at {name}: `{example}`"))
                 continue
             if len(records) > 1:
-                problems.append((f"{name} has {len(records)} SPF records, so receivers treat SPF as broken",
+                problems.append((f"there are {len(records)} SPF records at {name}, so receivers treat SPF as broken",
                                  f"merge them into one TXT record at {name}"))
                 continue
             walk = _SpfWalk()

@@ -7,6 +7,8 @@ into a warning rather than a failure: a slow DNS server must never hold a mailbo
 
 from __future__ import annotations
 
+import time
+
 import dns.exception
 import dns.resolver
 from django.conf import settings
@@ -17,10 +19,12 @@ class LookupFailed(Exception):
 
 
 class Resolver:
-    """Asks each (name, type) once per check run, within ``timeout`` seconds per lookup."""
+    """Asks each (name, type) once per check run, within ``timeout`` seconds per lookup and, with a
+    ``budget``, within that many seconds for all of them together (a lookup past it fails at once)."""
 
-    def __init__(self, *, timeout: float | None = None) -> None:
+    def __init__(self, *, timeout: float | None = None, budget: float | None = None) -> None:
         self.timeout = float(timeout or settings.AICMO_CAM_DNS_TIMEOUT_SECONDS)
+        self.deadline = time.monotonic() + budget if budget is not None else None
         if settings.AICMO_CAM_DNS_NAMESERVERS:
             self._resolver = dns.resolver.Resolver(configure=False)
             self._resolver.nameservers = [host for host, _ in settings.AICMO_CAM_DNS_NAMESERVERS]
@@ -39,12 +43,17 @@ class Resolver:
         return self._answers[key]
 
     def _ask(self, name: str, rdtype: str) -> list[str]:
+        lifetime = self.timeout
+        if self.deadline is not None:
+            lifetime = min(lifetime, self.deadline - time.monotonic())
+            if lifetime <= 0:
+                raise LookupFailed(f"The check ran out of time before asking DNS for {rdtype} {name}")
         try:
-            answer = self._resolver.resolve(name, rdtype, lifetime=self.timeout)
+            answer = self._resolver.resolve(name, rdtype, lifetime=lifetime)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             return []
         except dns.exception.Timeout:
-            raise LookupFailed(f"DNS did not answer for {rdtype} {name} within {self.timeout:g} s") from None
+            raise LookupFailed(f"DNS did not answer for {rdtype} {name} within {lifetime:g} s") from None
         except (dns.resolver.NoNameservers, dns.resolver.YXDOMAIN, dns.exception.DNSException) as exc:
             raise LookupFailed(f"DNS could not look up {rdtype} {name}: {exc}") from None
         if rdtype == "TXT":

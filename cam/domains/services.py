@@ -20,9 +20,9 @@ from cam.domains.providers import provider_profile
 from cam.models import Mailbox, SendingDomain
 
 logger = logging.getLogger(__name__)
-# A check started by saving a mailbox waits at most this long per lookup, so a slow DNS server cannot
-# hold up the person saving.
-ON_SAVE_TIMEOUT_SECONDS = 2.0
+# A check started by saving a mailbox waits at most this long in all, so a slow DNS server cannot hold
+# up the person saving; what it could not ask only warns, and the daily check asks again.
+ON_SAVE_BUDGET_SECONDS = 3.0
 
 
 class DomainProblem(ValueError):
@@ -38,7 +38,7 @@ def domain_mailboxes(domain: str) -> list[Mailbox]:
 
 
 def domain_check(domain: str | SendingDomain, *, now: datetime | None = None, resolver: Resolver | None = None,
-                 timeout: float | None = None) -> SendingDomain:
+                 budget: float | None = None) -> SendingDomain:
     """Ask DNS about ``domain`` (created when new) and store each check's verdict; returns the domain."""
     now = now or timezone.now()
     if isinstance(domain, SendingDomain):
@@ -47,7 +47,7 @@ def domain_check(domain: str | SendingDomain, *, now: datetime | None = None, re
         row, _ = SendingDomain.objects.get_or_create(domain=domain_of("@" + domain))
     profiles = [provider_profile(mailbox) for mailbox in domain_mailboxes(row.domain)]
     checks = domain_checks(row.domain, profiles=profiles, selectors=row.selector_list(),
-                           dns=resolver or Resolver(timeout=timeout))
+                           dns=resolver or Resolver(budget=budget))
     row.checks = [check.as_dict() for check in checks]
     row.verdict = worst(check.verdict for check in checks)
     row.holds_mail = holds_mail(checks)
@@ -78,7 +78,7 @@ def mailbox_domain_check_on_commit(mailbox: Mailbox) -> None:
 
     def check() -> None:
         try:
-            domain_check(domain, timeout=ON_SAVE_TIMEOUT_SECONDS)
+            domain_check(domain, budget=ON_SAVE_BUDGET_SECONDS)
         except Exception:  # the save has happened; the daily check tries again
             logger.exception("Checking the sending domain %s after a mailbox save failed", domain)
 

@@ -32,7 +32,7 @@ def test_a_domain_set_up_right_passes_every_check(zones):
 def test_a_missing_spf_record_fails_and_says_which_record_to_add(zones):
     row, checks = checked("nospf.example")
     assert checks["spf"]["verdict"] == "fail"
-    assert checks["spf"]["summary"] == "Nospf.example has no SPF record."
+    assert checks["spf"]["summary"] == "There is no SPF record at nospf.example."
     assert checks["spf"]["fix"] == ("Add a TXT record at nospf.example: "
                                     "`v=spf1 include:spf.protection.outlook.com ~all`.")
     assert (row.verdict, row.holds_mail) == ("fail", True)
