@@ -126,3 +126,11 @@ def held_domains(domains: set[str]) -> set[str]:
         return set()
     return set(SendingDomain.objects.filter(domain__in=domains, holds_mail=True, override_at__isnull=True)
                .values_list("domain", flat=True))
+
+
+def domains_needing_attention(*, limit: int = 5) -> list[SendingDomain]:
+    """The domains that warn or fail, those holding leads first, at most ``limit`` + 1 (the one more says
+    there are more). One query."""
+    return list(SendingDomain.objects.filter(verdict__in=[SendingDomain.Verdict.WARN, SendingDomain.Verdict.FAIL])
+                .order_by("-holds_mail", "override_at", "-verdict", "domain")
+                .only("pk", "domain", "verdict", "holds_mail", "override_at", "checks")[:limit + 1])

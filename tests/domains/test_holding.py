@@ -7,6 +7,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
+from cam.diagnose import campaign_diagnosis
 from cam.domains.services import DomainProblem, domain_check, domain_hold_again, domain_override, domains_check_all
 from cam.models import Lead, OutboundEmail, SendingDomain
 from cam.outreach.planning import outreach_plan
@@ -95,3 +96,14 @@ def test_the_command_prints_each_check_and_what_to_fix_and_exits_1_for_a_held_do
     out = capsys.readouterr().out
     assert "otherinclude.example: FAIL (held)" in out
     assert "       fix: Add `include:spf.protection.outlook.com` to your SPF record." in out
+
+
+def test_diagnose_says_which_domain_holds_the_leads_and_where_to_fix_it(zones):
+    _, lead = sending_from("nodmarc.example")
+    domain_check("nodmarc.example")
+    outreach_plan(now=NOW)
+    diagnosis = campaign_diagnosis(lead.campaign, now=NOW)
+    [held] = diagnosis.held_back
+    assert held.reason == Lead.BlockedReason.DOMAIN_NOT_AUTHENTICATED
+    assert held.advice.startswith("The sending domain nodmarc.example fails SPF or DMARC")
+    assert "Setup › Sending domains" in held.advice
