@@ -2,7 +2,7 @@
 
 import pytest
 
-from cam.domains.services import domain_check
+from cam.domains.services import domain_check, mailbox_domain_check_on_commit
 from cam.models import SendingDomain
 from tests.domains.conftest import m365_mailbox
 
@@ -102,3 +102,23 @@ def test_an_unsubscribe_host_recipients_cannot_reach_fails_without_holding(zones
     row, checks = checked("pass.example")
     assert checks["tracking"]["verdict"] == verdict and words in checks["tracking"]["summary"]
     assert not row.holds_mail
+
+
+def test_a_check_out_of_time_asks_nothing_more_and_only_warns(zones):
+    m365_mailbox("nospf.example")
+    row = domain_check("nospf.example", budget=0)
+    assert {check["verdict"] for check in row.checks if check["name"] != "tracking"} == {"warn"}
+    assert "ran out of time" in row.checks[0]["summary"]
+    assert not row.holds_mail
+    assert not any("nospf.example" in query for query in zones.queries)
+
+
+def test_saving_a_mailbox_checks_its_domain_once_the_save_commits(zones, django_capture_on_commit_callbacks):
+    mailbox = m365_mailbox("nospf.example")
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        mailbox_domain_check_on_commit(mailbox)
+    assert not SendingDomain.objects.exists()  # nothing asked before the commit
+    [check] = callbacks
+    check()
+    assert SendingDomain.objects.get(domain="nospf.example").holds_mail
+
