@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import expect
 
-from cam.models import Lead, SendingDomain
+from cam.models import SendingDomain
 from tests.browser.test_admin_browser import PASSWORD, log_in
 from tests.domains.conftest import m365_mailbox, zones  # noqa: F401  # the zones fixture
 from tests.factories import SuperuserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 
 
 @pytest.mark.usefixtures("zones")
@@ -53,5 +54,13 @@ def test_a_mailbox_page_shows_its_domains_health_and_staff_override_the_hold(pag
     assert (domain.override_reason, domain.holds_leads) == ("DMARC record goes live on Monday", False)
     assert domain.history[0]["by"] == "staff:domains-admin"
     expect(page.locator("a[href$='/hold/']")).to_be_visible()
-    assert Lead.BlockedReason.DOMAIN_NOT_AUTHENTICATED.label == "Sending domain fails SPF or DMARC"
+
+    # The dashboard lists it among the domains to fix, no longer holding leads.
+    page.goto(f"{live_server.url}/admin/")
+    listed = page.locator("#cam-sending-domains [data-domain='nodmarc.example']")
+    expect(listed).to_contain_text("nodmarc.example Fail DMARC")
+    expect(listed).not_to_contain_text("leads held")
+    listed.scroll_into_view_if_needed()
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "dashboard-sending-domains.png"))
     assert page.csp_violations == []
