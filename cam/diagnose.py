@@ -398,6 +398,16 @@ def _cancelled(state: _State, lead: Lead) -> tuple[str, int | None]:
                           todo="Resend it under Outbound emails to go on with the sequence, or stop the lead.")
 
 
+def _domain_not_authenticated(state: _State, lead: Lead) -> tuple[str, int | None]:
+    # Read from the mailboxes already loaded: the domain's own checks are one click away, on its page.
+    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
+    mailboxes = [own] if own is not None else state.active_mailboxes
+    domains = ", ".join(sorted({mailbox.sending_domain for mailbox in mailboxes})) or "the mailbox's domain"
+    return (f"The sending domain {domains} fails SPF or DMARC, so Gmail and Microsoft would reject the email. "
+            f"Setup › Sending domains says which record to add; press Check now once it is published, or override "
+            f"the hold there with a reason."), None
+
+
 ADVICE: dict[str, Advice] = {
     Blocked.OUTSIDE_WINDOW: _outside_window,
     Blocked.MAILBOX_CAP: _mailbox_cap,
@@ -407,6 +417,7 @@ ADVICE: dict[str, Advice] = {
     Blocked.SUPPRESSED: _suppressed,
     Blocked.CAMPAIGN_PAUSED: _campaign_paused,
     Blocked.NO_MAILBOX: _no_mailbox,
+    Blocked.DOMAIN_NOT_AUTHENTICATED: _domain_not_authenticated,
     Blocked.NO_STEP: _no_step,
     Blocked.TEMPLATE_ERROR: _template_error,
     Blocked.SEND_FAILED: _send_failed,

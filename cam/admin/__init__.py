@@ -5,6 +5,7 @@ from cam.admin import (  # noqa: F401
     campaigns,
     decisions,
     desk,
+    domains,
     leads,
     mail,
     operations,

@@ -19,7 +19,9 @@ from django.utils.http import urlencode
 
 from cam import reporting
 from cam.admin import labels
+from cam.admin.domains import CHECK_TITLES
 from cam.dashboard import get_dashboard
+from cam.domains.services import domains_needing_attention
 from cam.models import Campaign, JobExecution, WorkerHeartbeat
 
 DEFAULT_PERIOD = "7d"
@@ -167,6 +169,19 @@ def _in_words(dashboard: dict[str, Any]) -> None:
         run["status_label"] = labels.label(run["status"], JobExecution.Status(run["status"]).label, labels.JOB)
 
 
+DOMAINS_SHOWN = 5
+
+
+def _sending_domains() -> dict[str, Any]:
+    """The domains that warn or fail, each with the checks that do: one query."""
+    rows = domains_needing_attention(limit=DOMAINS_SHOWN)
+    return {"sending_domains": [
+        {"domain": row, "label": labels.label(row.verdict, row.get_verdict_display(), labels.DOMAIN),
+         "problems": ", ".join(CHECK_TITLES.get(check["name"], check["name"]) for check in row.checks
+                               if check["verdict"] != "pass")}
+        for row in rows[:DOMAINS_SHOWN]], "sending_domains_more": len(rows) > DOMAINS_SHOWN}
+
+
 def dashboard_context(request) -> dict[str, Any]:
     """Everything the dashboard's template shows, for the period the request picks (``?period=``)."""
     period = _period(request)
@@ -197,6 +212,7 @@ def dashboard_context(request) -> dict[str, Any]:
         # Every degraded campaign, named above the funnels even when its own funnel is not among those shown.
         "degraded_campaigns": [row for row in dashboard["campaigns"] if row["status"] == Campaign.Status.DEGRADED],
         "mailboxes": _mailboxes(reporting.mailbox_sends_today(), dashboard["mailboxes"]),
+        **_sending_domains(),
         "health_label": labels.label(dashboard["health_status"], dashboard["health_status"].capitalize(),
                                      labels.HEALTH),
     }

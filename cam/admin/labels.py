@@ -32,6 +32,7 @@ OUTBOUND = {
     OutboundEmail.Status.SENT: GREEN, OutboundEmail.Status.RETRY: AMBER, OutboundEmail.Status.FAILED: RED,
     OutboundEmail.Status.UNKNOWN: ORANGE, OutboundEmail.Status.CANCELLED: GREY,
 }
+DOMAIN = {"pass": GREEN, "warn": AMBER, "fail": RED, "unchecked": GREY}
 REPLY = {
     InboundEmail.Category.POSITIVE: GREEN, InboundEmail.Category.QUESTION: BLUE,
     InboundEmail.Category.REFERRAL: VIOLET, InboundEmail.Category.NEUTRAL: GREY,

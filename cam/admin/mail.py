@@ -8,16 +8,18 @@ from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import ChoicesDropdownFilter, RelatedDropdownFilter
 
 from cam.admin import labels
 from cam.admin.base import AuditAdmin, LongListMixin
 from cam.admin.columns import one_line, status_column, text_column, when, when_column
+from cam.admin.domains import domain_panel, mailbox_domain
 from cam.admin.filters import MomentRangeFilter
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
+from cam.domains.services import mailbox_domain_check_on_commit
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
 from cam.mail_oauth import OAuthProblem, authorization_finish, authorization_start
@@ -41,7 +43,7 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
     list_filter = ["provider", "is_active"]
     search_fields = ["name", "from_email", "from_name"]
     readonly_fields = ["last_sent_at", "last_send_error", "last_send_error_at", "last_polled_at", "last_poll_error",
-                       "created_at", "updated_at", "oauth_connection"]
+                       "created_at", "updated_at", "oauth_connection", "domain_health"]
     inlines = [MailboxFolderInline]
 
     @admin.display(description="Connection")
@@ -92,6 +94,17 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
         messages.success(request, f"Mailbox {mailbox.name} is connected as {mailbox.oauth_account}.")
         return redirect("admin:cam_mailbox_change", mailbox.pk)
 
+    @admin.display(description="Sending domain")
+    def domain_health(self, mailbox: Mailbox) -> SafeString | str:
+        if not mailbox.pk:
+            return "Checked once the mailbox is saved."
+        return domain_panel(mailbox_domain(mailbox.sending_domain), link=True)
+
+    def save_model(self, request, obj, form, change) -> None:
+        super().save_model(request, obj, form, change)
+        # After the save commits, with a short timeout: a slow DNS server never holds up the save.
+        mailbox_domain_check_on_commit(obj)
+
     @admin.display(description="Problems")
     def problems(self, mailbox: Mailbox) -> str:
         """What stops this mailbox, in a word each; the whole error on hover and on its page."""
@@ -113,6 +126,7 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
         ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env",
                              "verp_return_path"]}),
         ("Resend", {"fields": ["resend_api_key_env"]}),
+        ("Sending domain (SPF, DKIM, DMARC)", {"fields": ["domain_health"]}),
         ("IMAP (replies)", {"fields": [("imap_host", "imap_port", "imap_security"), "imap_username",
                                        "imap_password_env", ("last_polled_at", "last_poll_error")]}),
         ("Record", {"fields": [("created_at", "updated_at")], "classes": ["collapse"]}),

@@ -57,6 +57,7 @@ GROUPS: list[tuple[str, bool, list[Link]]] = [
     ]),
     ("Setup", False, [
         Link("Mailboxes", "inbox", "cam.Mailbox"),
+        Link("Sending domains", "verified_user", "cam.SendingDomain"),
         Link("Mailbox folders", "folder_open", "cam.MailboxFolder"),
         Link("Lead sources", "input", "cam.LeadSource"),
         Link("Sequence steps", "format_list_numbered", "cam.SequenceStep"),

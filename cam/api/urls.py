@@ -2,7 +2,7 @@
 
 from django.urls import include, path
 
-from cam.api import campaigns, jobs, leads, monitoring, replies, schema, suppressions
+from cam.api import campaigns, domains, jobs, leads, monitoring, replies, schema, suppressions
 
 app_name = "cam-api"
 __all__ = ["schema"]  # imported for its schema extensions
@@ -14,4 +14,5 @@ urlpatterns = [
     path("", include(replies.urlpatterns)),
     path("", include(suppressions.urlpatterns)),
     path("", include(jobs.urlpatterns)),
+    path("", include(domains.urlpatterns)),  # sending domains, check/override/hold
 ]

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cam.alerts.service import alerts_dispatch
+from cam.domains.services import domains_check_all
 from cam.followup import leads_no_reply_timeout, leads_resume_paused
 from cam.inbox.polling import inboxes_poll
 from cam.inbox.processing import replies_process
@@ -93,6 +94,12 @@ def inbox(context: JobContext) -> dict[str, Any]:
      inline_allowed=True)
 def no_reply_timeouts(context: JobContext) -> dict[str, Any]:
     return leads_no_reply_timeout()
+
+
+@job("domain_check", description="Check the SPF, DKIM, DMARC and MX of every active mailbox's sending domain; "
+                                 "hold the mailboxes of a domain failing SPF or DMARC.", inline_allowed=True)
+def domain_check(context: JobContext) -> dict[str, Any]:
+    return domains_check_all()
 
 
 @job("worker_cycle", description="The autonomous worker's cycle: send, poll, replies, no-reply timeouts, alerts; "

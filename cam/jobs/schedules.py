@@ -43,6 +43,8 @@ def declared_schedules() -> list[ScheduleSpec]:
         ScheduleSpec(name="harvest", job="harvest", every_seconds=DAY, offset_seconds=2 * 3600),
         ScheduleSpec(name="score", job="score", every_seconds=DAY, offset_seconds=3 * 3600),
         ScheduleSpec(name="qualify", job="qualify", every_seconds=DAY, offset_seconds=3 * 3600 + 30 * 60),
+        # DNS records change rarely, and a fix is checked at once by the Check button.
+        ScheduleSpec(name="domain check", job="domain_check", every_seconds=DAY, offset_seconds=1 * 3600),
         ScheduleSpec(name="job runs prune", job="job_runs_prune", every_seconds=DAY, offset_seconds=4 * 3600),
     ]
     if settings.AICMO_CAM_WORKER_ENABLED:

@@ -3,6 +3,7 @@
 from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
 from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
+from cam.models.domains import SendingDomain
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import (
     AnswerSnippet,
@@ -48,6 +49,7 @@ __all__ = [
     "RuleDecision",
     "SecretSettingChange",
     "Security",
+    "SendingDomain",
     "SequenceStep",
     "Suppression",
     "WorkerHeartbeat",

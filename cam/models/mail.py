@@ -126,6 +126,11 @@ class Mailbox(models.Model):
     def __str__(self) -> str:
         return f"{self.name} <{self.from_email}>"
 
+    @property
+    def sending_domain(self) -> str:
+        """The domain its from-address sends from; its ``SendingDomain`` row has the same ``domain``."""
+        return self.from_email.rpartition("@")[2].lower()
+
     def clean(self) -> None:
         super().clean()
         if self.auth == self.Auth.OAUTH2 and not self.oauth_provider:

@@ -4,8 +4,9 @@ A lead is due when it is ``IN_SEQUENCE`` and its ``next_send_at`` has passed. It
 ``OutboundEmail`` row, rendered, ready to claim — when its campaign is sending, its address and domain
 are not suppressed, the send window is open (in the lead's time zone when known, else the
 campaign's), the campaign and a mailbox have room under their caps for the last 24 hours (a degraded
-campaign at half its caps: ``campaign_daily_cap``), and the mailbox's minimum gap has passed. A due lead
-that is held back gets a ``blocked_reason``. Disabled steps are passed over (``step_after``).
+campaign at half its caps: ``campaign_daily_cap``), the mailbox's minimum gap has passed, and the mailbox's
+sending domain does not fail SPF or DMARC (unless staff overrode that: ``cam.domains``). A due lead that
+is held back gets a ``blocked_reason``. Disabled steps are passed over (``step_after``).
 
 The whole plan costs a fixed number of queries, however many leads are due.
 """
@@ -22,6 +23,7 @@ from django.db.models import Count, Min, Prefetch
 from django.utils import timezone
 
 from cam.bulk import bulk_update_values
+from cam.domains.services import held_domains
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, SequenceStep
 from cam.models.campaigns import step_after
 from cam.outreach.messages import new_message_id
@@ -132,12 +134,15 @@ class _Room:
     mailbox_used: Counter[int] = field(default_factory=Counter)
     planned_now: Counter[int] = field(default_factory=Counter)
     campaign_caps: dict[int, int] = field(default_factory=dict)  # each campaign's cap, by campaign_daily_cap
+    held_domains: set[str] = field(default_factory=set)  # sending domains failing SPF or DMARC, not overridden
 
     def campaign_left(self, campaign: Campaign) -> int:
         return self.campaign_caps[campaign.pk] - self.campaign_used[campaign.pk]
 
     def mailbox_state(self, mailbox: Mailbox, now: datetime) -> str:
         """"" when the mailbox can take one more email now, else the blocked reason."""
+        if mailbox.sending_domain in self.held_domains:
+            return Blocked.DOMAIN_NOT_AUTHENTICATED
         return mailbox_wait(mailbox, used=self.mailbox_used[mailbox.pk], now=now,
                             planned_now=self.planned_now[mailbox.pk])
 
@@ -163,9 +168,10 @@ def _choose_mailbox(lead: Lead, campaign: Campaign, room: _Room, now: datetime) 
         reasons[mailbox.pk] = room.mailbox_state(mailbox, now)
     open_ones = [m for m in mailboxes.values() if not reasons[m.pk]]
     if not open_ones:
-        # The reason that clears soonest: a gap, then a cap; disconnected only when every mailbox is.
-        return None, next(reason for reason in (Blocked.MAILBOX_GAP, Blocked.MAILBOX_CAP, Blocked.MAILBOX_DISCONNECTED)
-                          if reason in reasons.values())
+        # The reason that clears soonest: a gap within minutes, a cap within a day; a disconnected mailbox
+        # or a failing domain only when a person puts it right.
+        return None, next(reason for reason in (Blocked.MAILBOX_GAP, Blocked.MAILBOX_CAP, Blocked.MAILBOX_DISCONNECTED,
+                                                Blocked.DOMAIN_NOT_AUTHENTICATED) if reason in reasons.values())
     # New leads go to the least used mailbox relative to its cap, so each fills at the same pace.
     return min(open_ones, key=lambda m: (room.mailbox_used[m.pk] / m.daily_cap,
                                          -(m.daily_cap - room.mailbox_used[m.pk]), m.pk)), ""
@@ -200,6 +206,8 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         lead.mailbox_id for lead in leads if lead.mailbox_id}
     for mailbox_id, use in cap_use("mailbox_id", mailbox_ids, now=now).items():
         room.mailbox_used[mailbox_id] = use.used
+    room.held_domains = held_domains({m.sending_domain for c in campaigns.values() for m in c.mailboxes.all()} | {
+        lead.mailbox.sending_domain for lead in leads if lead.mailbox})
     history: dict[int, list[tuple[str, str]]] = defaultdict(list)  # lead → [(message_id, subject)] in order
     for lead_id, message_id, subject in (OutboundEmail.objects.filter(
             lead_id__in=[lead.pk for lead in leads if lead.current_step], status=OutboundEmail.Status.SENT)

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from cam.decisions import metrics_compute
 from cam.jobs.schedules import schedules_install
-from cam.models import Campaign, InboundEmail, Lead
+from cam.models import Campaign, InboundEmail, Lead, SendingDomain
 from tests.decisions.helpers import answer, provider_event, sends
 from tests.factories import (
     CampaignFactory,
@@ -217,8 +217,8 @@ def test_it_is_for_staff_only(client, django_user_model):
 
 # What GET /admin/ costs: the session and user (2), the sidebar's count of positive replies nobody has handled (1),
 # get_dashboard() (7; 8 on SQLite, which has no percentile aggregate), the cards, chart and categories read
-# together by reporting.overview (5), funnels (2), mailboxes (2).
-PAGE_QUERIES = 19 if connection.vendor == "postgresql" else 20
+# together by reporting.overview (5), funnels (2), mailboxes (2), the sending domains that warn or fail (1).
+PAGE_QUERIES = 20 if connection.vendor == "postgresql" else 21
 
 
 def busy_world(size: int) -> None:
@@ -236,6 +236,8 @@ def busy_world(size: int) -> None:
         JobExecutionFactory(job=["harvest", "worker_cycle"][n % 2], status=["COMPLETED", "FAILED"][n % 2],
                             finished_at=timezone.now())
         WorkerHeartbeatFactory()
+        SendingDomain.objects.create(domain=f"domain{n}.test", verdict=["warn", "fail"][n % 2], holds_mail=bool(n % 2),
+                                     checks=[{"name": "dmarc", "verdict": "warn", "summary": "", "fix": ""}])
     metrics_compute()
 
 
@@ -247,6 +249,8 @@ def test_get_admin_costs_the_same_queries_for_one_or_a_hundred_campaigns_and_ema
         html = page(admin_client)
     assert html.count('cam-stage-won"') == min(size, 12)  # the first dozen funnels; the rest a link away
     assert ("88 more campaigns" in html) == (size == 100)
+    assert html.count('<li data-domain="') == min(size, 5)  # the first five; the rest a link away
+    assert ("More sending domains" in html) == (size == 100)
 
 
 def staff_with(client, *codenames):

@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from cam.models import SendingDomain
 from tests.api.test_schema import generated_schema
 from tests.factories import CampaignFactory, InboundEmailFactory, LeadFactory, SequenceStepFactory
 
@@ -63,7 +64,8 @@ def path_values() -> dict[str, object]:
     step = SequenceStepFactory(campaign=campaign)
     lead = LeadFactory(campaign=campaign)
     reply = InboundEmailFactory(lead=lead)
-    return {"campaign": campaign, "step": step, "lead": lead, "reply": reply}
+    domain = SendingDomain.objects.create(domain="outreach.test")
+    return {"campaign": campaign, "step": step, "lead": lead, "reply": reply, "domain": domain}
 
 
 def concrete(path: str, objects: dict[str, object]) -> str:
@@ -77,6 +79,8 @@ def concrete(path: str, objects: dict[str, object]) -> str:
         path = path.replace("{id}", str(objects["reply"].pk))
     elif path.startswith("/api/cam/jobs/"):
         path = path.replace("{name}", "score")
+    elif path.startswith("/api/cam/sending-domains/"):
+        path = path.replace("{id}", str(objects["domain"].pk))
     assert not re.search(r"{\w+}", path), f"no value for the parameters of {path}"
     return path
 

@@ -12,10 +12,11 @@ from django.contrib.auth.models import Group, Permission
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 from rest_framework.test import APIClient
 
 from cam.api.auth import Public
-from cam.models import Campaign, JobExecution
+from cam.models import Campaign, JobExecution, SendingDomain
 from tests import factories
 from tests.api.conftest import client_with_key
 
@@ -50,7 +51,10 @@ def world() -> dict:
     return {"active": active, "paused": paused, "draft": draft, "step": step, "lead": lead, "reply": reply,
             "held": held,
             "suppression": factories.SuppressionFactory(), "execution": factories.JobExecutionFactory(),
-            "worker": factories.WorkerHeartbeatFactory(), "alert": factories.HumanAlertLogFactory()}
+            "worker": factories.WorkerHeartbeatFactory(), "alert": factories.HumanAlertLogFactory(),
+            "domain": SendingDomain.objects.create(domain="held.test", holds_mail=True),
+            "overridden": SendingDomain.objects.create(domain="overridden.test", holds_mail=True,
+                                                       override_reason="Fixed tomorrow", override_at=timezone.now())}
 
 
 NEW_CAMPAIGN = {"name": "Logistics leaders", "icp_industries": ["logistics"], "send_days": [1, 2, 3],
@@ -117,6 +121,14 @@ CASES = [
     # jobs
     Case("job run", "post", lambda w: f"{API}/jobs/score/run/", "cam.add_jobexecution", 200,
          lambda w: {"wait": True}),
+    # sending domains (check asks DNS: tests/domains/test_api.py)
+    Case("sending domain list", "get", lambda w: f"{API}/sending-domains/", "cam.view_sendingdomain", 200),
+    Case("sending domain read", "get", lambda w: f"{API}/sending-domains/{w['domain'].pk}/",
+         "cam.view_sendingdomain", 200),
+    Case("sending domain override", "post", lambda w: f"{API}/sending-domains/{w['domain'].pk}/override/",
+         "cam.change_sendingdomain", 200, lambda w: {"reason": "DMARC goes live on Monday"}),
+    Case("sending domain hold", "post", lambda w: f"{API}/sending-domains/{w['overridden'].pk}/hold/",
+         "cam.change_sendingdomain", 200, lambda w: {}),
     Case("execution list", "get", lambda w: f"{API}/jobs/executions/", "cam.view_jobexecution", 200),
     Case("execution read", "get", lambda w: f"{API}/jobs/executions/{w['execution'].execution_id}/",
          "cam.view_jobexecution", 200),

@@ -34,8 +34,8 @@ def test_it_computes_minute_slots():
 def test_it_installs_the_schedules_once_and_updates_them_by_name():
     first = schedules_install(now=datetime(2026, 11, 22, 1, 0, tzinfo=UTC))
     names = [spec.schedule_name for spec in declared_schedules()]
-    assert names[:4] == ["cam: harvest", "cam: score", "cam: qualify", "cam: job runs prune"]
-    assert names[4:] == ["cam: worker cycle", "cam: watchdog"]
+    assert names[:5] == ["cam: harvest", "cam: score", "cam: qualify", "cam: domain check", "cam: job runs prune"]
+    assert names[5:] == ["cam: worker cycle", "cam: watchdog"]
     assert first["created"] == names
     harvest = Schedule.objects.get(name="cam: harvest")
     assert harvest.next_run == datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
