@@ -47,7 +47,8 @@ def test_it_exits_zero_on_a_skipped_slot_and_one_on_a_failure():
 
 
 def test_it_refuses_unknown_jobs_campaigns_slots_and_limits_clearly():
-    with pytest.raises(CommandError, match="Unknown job 'nope'; known jobs: domain_check, harvest, inbox, no_reply_timeouts, "):
+    with pytest.raises(CommandError,
+                       match="Unknown job 'nope'; known jobs: domain_check, harvest, inbox, no_reply_timeouts, "):
         run("cam_run_job", "nope")
     with pytest.raises(CommandError, match="No campaign with id 999999"):
         run("cam_run_job", "score", "--campaign", "999999")
