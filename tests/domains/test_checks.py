@@ -5,6 +5,7 @@ import pytest
 from cam.domains.services import domain_check, mailbox_domain_check_on_commit
 from cam.models import SendingDomain
 from tests.domains.conftest import m365_mailbox
+from tests.factories import MailboxFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +28,15 @@ def test_a_domain_set_up_right_passes_every_check(zones):
     assert checks["dkim"]["summary"] == "DKIM keys found for selector selector1."
     assert all(check["fix"] == "" for check in checks.values())
     assert row.checked_at is not None
+
+
+def test_a_resend_domain_is_checked_on_its_send_subdomain_with_resends_selector(zones):
+    MailboxFactory(from_email="alex@resend.example", provider="resend")
+    row = domain_check("resend.example")
+    checks = {check["name"]: check for check in row.checks}
+    assert verdicts(checks) == {"mx": "pass", "spf": "pass", "dkim": "pass", "dmarc": "pass", "tracking": "pass"}
+    assert checks["spf"]["summary"].startswith("send.resend.example: v=spf1 include:amazonses.com ~all")
+    assert checks["dkim"]["summary"] == "DKIM keys found for selector resend."
 
 
 def test_a_missing_spf_record_fails_and_says_which_record_to_add(zones):
