@@ -2,6 +2,7 @@
 
 import pytest
 
+from cam.domains.providers import provider_profile
 from cam.domains.services import domain_check, mailbox_domain_check_on_commit
 from cam.models import SendingDomain
 from tests.domains.conftest import m365_mailbox
@@ -132,3 +133,14 @@ def test_saving_a_mailbox_checks_its_domain_once_the_save_commits(zones, django_
     check()
     assert SendingDomain.objects.get(domain="nospf.example").holds_mail
 
+
+
+@pytest.mark.parametrize(("fields", "profile"), [
+    ({"provider": "smtp", "smtp_host": "smtp.office365.com"}, "microsoft365"),
+    ({"provider": "smtp", "smtp_host": "SMTP.Gmail.com."}, "google"),
+    ({"provider": "resend"}, "resend"),
+    ({"provider": "smtp", "smtp_host": "mail.example-hosting.net"}, "generic"),
+    ({"provider": "smtp", "smtp_host": "notoffice365.com"}, "generic"),
+])
+def test_the_provider_is_guessed_from_how_the_mailbox_sends(fields, profile):
+    assert provider_profile(MailboxFactory.build(**fields)).name == profile
