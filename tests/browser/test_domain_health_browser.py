@@ -1,7 +1,8 @@
 """Sending-domain health in a real browser: saving a mailbox checks its domain against the suite's DNS server,
 its page shows pass / warn / fail per check with what to fix, and staff override the hold in a dialog.
 
-The mailbox panel is photographed at 1440 x 900 into docs/img/domain-health.png for the docs."""
+The mailbox panel is photographed at 1440 x 900 into test-results/screenshots/domain-health.png (docs/img/ keeps
+a copy for docs/sending-domains.md), the dashboard's list into dashboard-sending-domains.png."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from tests.domains.conftest import m365_mailbox, zones  # noqa: F401  # the zone
 from tests.factories import SuperuserFactory
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-results" / "screenshots"
 
 
@@ -39,8 +39,8 @@ def test_a_mailbox_page_shows_its_domains_health_and_staff_override_the_hold(pag
     expect(dmarc.locator("code")).to_have_text("v=DMARC1; p=none; rua=mailto:dmarc@nodmarc.example")
     panel.scroll_into_view_if_needed()
     page.evaluate("window.scrollBy(0, -120)")
-    DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / "domain-health.png"))
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "domain-health.png"))
 
     panel.locator("a", has_text="nodmarc.example").click()
     page.locator("a[href$='/override/']").click()
@@ -61,6 +61,5 @@ def test_a_mailbox_page_shows_its_domains_health_and_staff_override_the_hold(pag
     expect(listed).to_contain_text("nodmarc.example Fail DMARC")
     expect(listed).not_to_contain_text("leads held")
     listed.scroll_into_view_if_needed()
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "dashboard-sending-domains.png"))
     assert page.csp_violations == []

@@ -46,6 +46,13 @@ ZONES: dict[str, list[tuple[str, str]]] = {
     **zone("nodkim.example", dkim=False),
     **zone("otherinclude.example", spf='"v=spf1 include:_spf.google.com -all"'),
     "_spf.google.com": [("TXT", '"v=spf1 ip4:35.190.247.0/24 ~all"')],
+    # Resend sends through Amazon SES from the send. subdomain, which carries the SPF record.
+    "resend.example": [("MX", "10 inbound.resend.example."), ("TXT", '"google-site-verification=abc"')],
+    "send.resend.example": [("MX", "10 feedback-smtp.eu-west-1.amazonses.com."),
+                            ("TXT", '"v=spf1 include:amazonses.com ~all"')],
+    "amazonses.com": [("TXT", '"v=spf1 ip4:199.255.192.0/22 ip4:199.127.232.0/22 -all"')],
+    "resend._domainkey.resend.example": [("TXT", DKIM_KEY)],
+    "_dmarc.resend.example": [("TXT", '"v=DMARC1; p=quarantine"')],
 }
 
 

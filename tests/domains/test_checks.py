@@ -2,9 +2,11 @@
 
 import pytest
 
+from cam.domains.providers import provider_profile
 from cam.domains.services import domain_check, mailbox_domain_check_on_commit
 from cam.models import SendingDomain
 from tests.domains.conftest import m365_mailbox
+from tests.factories import MailboxFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,6 +29,15 @@ def test_a_domain_set_up_right_passes_every_check(zones):
     assert checks["dkim"]["summary"] == "DKIM keys found for selector selector1."
     assert all(check["fix"] == "" for check in checks.values())
     assert row.checked_at is not None
+
+
+def test_a_resend_domain_is_checked_on_its_send_subdomain_with_resends_selector(zones):
+    MailboxFactory(from_email="alex@resend.example", provider="resend")
+    row = domain_check("resend.example")
+    checks = {check["name"]: check for check in row.checks}
+    assert verdicts(checks) == {"mx": "pass", "spf": "pass", "dkim": "pass", "dmarc": "pass", "tracking": "pass"}
+    assert checks["spf"]["summary"].startswith("send.resend.example: v=spf1 include:amazonses.com ~all")
+    assert checks["dkim"]["summary"] == "DKIM keys found for selector resend."
 
 
 def test_a_missing_spf_record_fails_and_says_which_record_to_add(zones):
@@ -122,3 +133,14 @@ def test_saving_a_mailbox_checks_its_domain_once_the_save_commits(zones, django_
     check()
     assert SendingDomain.objects.get(domain="nospf.example").holds_mail
 
+
+
+@pytest.mark.parametrize(("fields", "profile"), [
+    ({"provider": "smtp", "smtp_host": "smtp.office365.com"}, "microsoft365"),
+    ({"provider": "smtp", "smtp_host": "SMTP.Gmail.com."}, "google"),
+    ({"provider": "resend"}, "resend"),
+    ({"provider": "smtp", "smtp_host": "mail.example-hosting.net"}, "generic"),
+    ({"provider": "smtp", "smtp_host": "notoffice365.com"}, "generic"),
+])
+def test_the_provider_is_guessed_from_how_the_mailbox_sends(fields, profile):
+    assert provider_profile(MailboxFactory.build(**fields)).name == profile
