@@ -96,10 +96,10 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
 
     fieldsets = [
         (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active", "connection_test",
-                           ("daily_cap", "min_gap_seconds"), "last_sent_at",
+                           ("daily_cap", "min_gap_seconds"), "allowance_today", "last_sent_at",
                            ("last_send_error", "last_send_error_at")]}),
         ("Warm-up and pace", {
-            "fields": ["allowance_today", "warmup_enabled", ("warmup_start", "warmup_increment"), "warmup_started_on"],
+            "fields": ["warmup_enabled", ("warmup_start", "warmup_increment"), "warmup_started_on"],
             "description": "Each day's allowance leaves spread over the send window's hours left, and the gap "
                            "between two sends varies a little either way, so the mailbox does not send like a "
                            "script."}),
