@@ -341,6 +341,8 @@ AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)
 # Emails one mailbox sends per batch (a mailbox with a minimum gap sends one at a time).
 AICMO_CAM_SEND_BATCH_SIZE = env.int("AICMO_CAM_SEND_BATCH_SIZE", 50, minimum=1, maximum=1000)
+# How far each mailbox's minimum gap varies, up or down, from one send to the next (cam.outreach.pacing).
+AICMO_CAM_SEND_GAP_JITTER_PERCENT = env.int("AICMO_CAM_SEND_GAP_JITTER_PERCENT", 30, minimum=0, maximum=90)
 # The wait before an email the provider could not take is tried again; it doubles with each attempt
 # that reached the provider, up to 6 hours (a provider's Retry-After wins).
 AICMO_CAM_SEND_RETRY_SECONDS = env.int("AICMO_CAM_SEND_RETRY_SECONDS", 60, minimum=1, maximum=3600)

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from cam.models import Campaign, CampaignRule, Mailbox
+from cam.outreach.pacing import mailboxes_ramp_step_back
 
 Status = Campaign.Status
 
@@ -63,7 +64,12 @@ def campaign_apply_rule(*, campaign_id: int, action: str, reason: str) -> bool:
     active one degraded, and ``CLEAR`` (the degrade rule no longer holds) sets a degraded one active
     again. Returns whether the status changed; raises ``ValueError`` for another action."""
     if action == "PAUSE":
-        return bool(campaigns_pause(campaign_ids=[campaign_id], reason=reason))
+        paused = bool(campaigns_pause(campaign_ids=[campaign_id], reason=reason))
+        if paused:
+            # Its mailboxes' mail did badly: they start again lower on their ramp.
+            mailboxes_ramp_step_back(mailbox_ids=Mailbox.objects.filter(campaigns=campaign_id)
+                                     .values_list("pk", flat=True))
+        return paused
     if action == "DEGRADE":
         return bool(_campaigns_set_status(campaign_ids=[campaign_id], from_statuses=DEGRADABLE,
                                           to_status=Status.DEGRADED, reason=reason))

@@ -156,7 +156,9 @@ def demo_seed(*, smtp: DemoSmtp | None = None, imap: DemoImap | None = None) -> 
     mailbox, _ = Mailbox.objects.get_or_create(
         from_email=DEMO_MAILBOX_EMAIL,
         defaults={"name": "Demo mailbox", "from_name": "Alex from CAM", "provider": Mailbox.Provider.CONSOLE,
-                  "daily_cap": 100, "min_gap_seconds": 0},
+                  # Already warm, and 100 an hour: the demo's emails leave at once, whatever the hour, rather
+                  # than spread over the day as a real mailbox's are (cam.outreach.pacing).
+                  "daily_cap": 2400, "min_gap_seconds": 0, "warmup_enabled": False},
     )
     before = copy.copy(mailbox)  # as read: the updates below refresh ``mailbox``
     if smtp is not None:

@@ -34,6 +34,7 @@ from cam.jobs.heartbeat import stale_after
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, RuleDecision, SequenceStep, WorkerHeartbeat
 from cam.models.campaigns import first_step, step_after
 from cam.models.decisions import percent_text
+from cam.outreach.pacing import gap_ends_at, warmup_words
 from cam.outreach.planning import (
     CAP_WINDOW,
     SENDING_CAMPAIGNS,
@@ -41,7 +42,6 @@ from cam.outreach.planning import (
     CapUse,
     campaign_daily_cap,
     cap_use,
-    gap_ends_at,
     mailbox_wait,
 )
 from cam.outreach.rendering import TemplateProblem, render_step, template_context
@@ -54,7 +54,8 @@ Status = Campaign.Status
 
 # Reasons that clear themselves (time passes, the window opens, a cap has room again): leads held back
 # by them still count for "when does the next email go out". The others wait for a person.
-WAITING_FOR_TIME = (Blocked.OUTSIDE_WINDOW, Blocked.MAILBOX_CAP, Blocked.MAILBOX_GAP, Blocked.CAMPAIGN_CAP)
+WAITING_FOR_TIME = (Blocked.OUTSIDE_WINDOW, Blocked.MAILBOX_CAP, Blocked.MAILBOX_GAP, Blocked.MAILBOX_PACE,
+                    Blocked.CAMPAIGN_CAP)
 # Emails planned and not yet handed to the provider for good.
 QUEUED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY, OutboundEmail.Status.CLAIMED,
           OutboundEmail.Status.SENDING)
@@ -287,6 +288,16 @@ def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
             f"press Connect on the mailbox under Mailboxes."), None
 
 
+def _mailbox_pace(state: _State, lead: Lead) -> tuple[str, int | None]:
+    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
+    mailboxes = [own] if own is not None else state.active_mailboxes
+    today = state.now.astimezone(state.zone).date()
+    parts = [f"{mailbox.from_email}: {warmup_words(mailbox, today=today)}" for mailbox in mailboxes]
+    return ("; ".join(parts) + (". " if parts else "") + "A mailbox sends today's allowance spread over the send "
+            "window's hours left, so the rest follow later today or tomorrow. Add mailboxes under Settings to "
+            "send more; the warm-up is set under Mailboxes."), None
+
+
 def _campaign_cap(state: _State, lead: Lead) -> tuple[str, int | None]:
     limit = state.campaign_cap
     cap = limit.cap
@@ -413,6 +424,7 @@ ADVICE: dict[str, Advice] = {
     Blocked.MAILBOX_CAP: _mailbox_cap,
     Blocked.MAILBOX_GAP: _mailbox_gap,
     Blocked.MAILBOX_DISCONNECTED: _mailbox_disconnected,
+    Blocked.MAILBOX_PACE: _mailbox_pace,
     Blocked.CAMPAIGN_CAP: _campaign_cap,
     Blocked.SUPPRESSED: _suppressed,
     Blocked.CAMPAIGN_PAUSED: _campaign_paused,

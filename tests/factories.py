@@ -34,6 +34,8 @@ class MailboxFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Mailbox {n}")
     from_email = factory.Sequence(lambda n: f"sender{n}@outreach.test")
     from_name = "Alex Sender"
+    # A mailbox in a test sends like one that is already warm unless the test turns its warm-up on.
+    warmup_enabled = False
 
 
 class MailboxFolderFactory(factory.django.DjangoModelFactory):

@@ -7,6 +7,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin, TabularInline
@@ -23,9 +24,11 @@ from cam.domains.services import mailbox_domain_check_on_commit
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
 from cam.mail_oauth import OAuthProblem, authorization_finish, authorization_start
+from cam.mailboxes.connection_test import mailbox_connection_test
 from cam.models import InboundEmail, Mailbox, MailboxFolder, OutboundEmail, ProviderEvent
 from cam.models.mail import TRIAGE_ORDER
 from cam.outreach.outbound import outbound_cancel, outbound_resend
+from cam.outreach.pacing import warmup_words
 
 
 class MailboxFolderInline(TabularInline):
@@ -43,7 +46,8 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
     list_filter = ["provider", "is_active"]
     search_fields = ["name", "from_email", "from_name"]
     readonly_fields = ["last_sent_at", "last_send_error", "last_send_error_at", "last_polled_at", "last_poll_error",
-                       "created_at", "updated_at", "oauth_connection", "domain_health"]
+                       "created_at", "updated_at", "oauth_connection", "domain_health", "allowance_today",
+                       "connection_test"]
     inlines = [MailboxFolderInline]
 
     @admin.display(description="Connection")
@@ -67,6 +71,8 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
                      name="cam_mailbox_oauth_connect"),
                 path("oauth/callback/", self.admin_site.admin_view(self.oauth_callback_view),
                      name="cam_mailbox_oauth_callback"),
+                path("<int:mailbox_id>/test-connection/", self.admin_site.admin_view(self.test_connection_view),
+                     name="cam_mailbox_test_connection"),
                 *super().get_urls()]
 
     def oauth_connect_view(self, request, mailbox_id: int):
@@ -105,6 +111,41 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
         # After the save commits, with a short timeout: a slow DNS server never holds up the save.
         mailbox_domain_check_on_commit(obj)
 
+
+    def test_connection_view(self, request, mailbox_id: int):
+        """Log in to the mailbox's servers (POST only: it opens connections) and show each step on its page."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        mailbox = get_object_or_404(Mailbox, pk=mailbox_id)
+        if not self.has_change_permission(request, mailbox):
+            raise PermissionDenied
+        report = mailbox_connection_test(mailbox)
+        level = messages.SUCCESS if report.ok else messages.ERROR
+        title = "Connection test passed." if report.ok else "Connection test failed."
+        self.message_user(request, format_html("{}<br>{}", title, format_html_join(
+            mark_safe("<br>"), "{}", ((line,) for line in report.lines()))), level)
+        return redirect(reverse("admin:cam_mailbox_change", args=[mailbox.pk]))
+
+    @admin.display(description="Connection")
+    def connection_test(self, mailbox: Mailbox) -> str:
+        """The button that tests the saved settings; the change form's own CSRF token goes with it."""
+        if mailbox.pk is None:
+            return "Save the mailbox to test its connection."
+        return format_html(
+            '<button type="submit" formaction="{}" formmethod="post" formnovalidate class="{}">Test connection'
+            '</button> <span class="text-font-subtle-light">Logs in to SMTP and IMAP with the saved settings and '
+            'lists the folders; sends nothing.</span>',
+            reverse("admin:cam_mailbox_test_connection", args=[mailbox.pk]),
+            "border font-medium px-3 py-2 rounded-default bg-white dark:bg-base-900 border-base-200 "
+            "dark:border-base-700 text-font-important-light dark:text-font-important-dark")
+
+    @admin.display(description="Today's allowance")
+    def allowance_today(self, mailbox: Mailbox) -> str:
+        """What the planner lets it send today, and the day its warm-up reaches the daily cap."""
+        if mailbox.pk is None:
+            return "Set once the mailbox is saved."
+        return warmup_words(mailbox, today=timezone.localdate())
+
     @admin.display(description="Problems")
     def problems(self, mailbox: Mailbox) -> str:
         """What stops this mailbox, in a word each; the whole error on hover and on its page."""
@@ -119,10 +160,15 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
                                 ((error, label) for label, error in found))
 
     fieldsets = [
-        (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active",
-                           ("daily_cap", "min_gap_seconds"), "last_sent_at",
+        (None, {"fields": ["name", ("from_email", "from_name"), "reply_to", "provider", "is_active", "connection_test",
+                           ("daily_cap", "min_gap_seconds"), "allowance_today", "last_sent_at",
                            ("last_send_error", "last_send_error_at")]}),
         ("Login", {"fields": ["auth", "oauth_provider", "oauth_connection"]}),
+        ("Warm-up and pace", {
+            "fields": ["warmup_enabled", ("warmup_start", "warmup_increment"), "warmup_started_on"],
+            "description": "Each day's allowance leaves spread over the send window's hours left, and the gap "
+                           "between two sends varies a little either way, so the mailbox does not send like a "
+                           "script."}),
         ("SMTP", {"fields": [("smtp_host", "smtp_port", "smtp_security"), "smtp_username", "smtp_password_env",
                              "verp_return_path"]}),
         ("Resend", {"fields": ["resend_api_key_env"]}),

@@ -331,3 +331,7 @@ class ImapInbox:
         except IMAPClientError as exc:  # the server answered NO or BAD
             error = ImapFolderError if folder is not None else ImapError
             raise error(f"The IMAP server {self.server} refused {doing}: {_text(exc)}.") from exc
+
+
+# For other IMAP conversations (cam.mailboxes.connection_test): the same deadline-watched socket.
+WatchedIMAPClient = _WatchedIMAPClient

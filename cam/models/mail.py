@@ -50,6 +50,18 @@ class Mailbox(models.Model):
                                             help_text="Most emails this mailbox sends in one day.")
     min_gap_seconds = models.PositiveIntegerField(default=120, help_text="Least time between two sends.")
     last_sent_at = models.DateTimeField(null=True, blank=True)
+    # The warm-up plan (cam.outreach.pacing): a new mailbox sends warmup_start emails on its first day, then
+    # warmup_increment more each day, up to daily_cap.
+    warmup_enabled = models.BooleanField(
+        "warm up", default=True,
+        help_text="Start low and add a few emails each day up to the daily cap, so a new mailbox does not burn its "
+                  "domain. Turn it off for a mailbox that already sends every day.")
+    warmup_start = models.PositiveIntegerField("first day's emails", default=10, validators=[MinValueValidator(1)])
+    warmup_increment = models.PositiveIntegerField("more each day", default=5, validators=[MinValueValidator(1)])
+    warmup_started_on = models.DateField(
+        "warm-up day one", null=True, blank=True,
+        help_text="Set by the first send; a campaign rule that pauses a campaign moves it so the ramp restarts "
+                  "from half of where it was.")
 
     smtp_host = models.CharField("SMTP host", max_length=255, blank=True)
     smtp_port = models.PositiveIntegerField("SMTP port", null=True, blank=True,

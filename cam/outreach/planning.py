@@ -4,9 +4,11 @@ A lead is due when it is ``IN_SEQUENCE`` and its ``next_send_at`` has passed. It
 ``OutboundEmail`` row, rendered, ready to claim — when its campaign is sending, its address and domain
 are not suppressed, the send window is open (in the lead's time zone when known, else the
 campaign's), the campaign and a mailbox have room under their caps for the last 24 hours (a degraded
-campaign at half its caps: ``campaign_daily_cap``), the mailbox's minimum gap has passed, and the mailbox's
-sending domain does not fail SPF or DMARC (unless staff overrode that: ``cam.domains``). A due lead that
-is held back gets a ``blocked_reason``. Disabled steps are passed over (``step_after``).
+campaign at half its caps: ``campaign_daily_cap``), the mailbox's pace allows one more today and this hour
+(its warm-up allowance spread over the window's hours left: ``cam.outreach.pacing``), the mailbox's
+minimum gap (with its jitter) has passed, and the mailbox's sending domain does not fail SPF or DMARC
+(unless staff overrode that: ``cam.domains``). A due lead that is held back gets a ``blocked_reason``.
+Disabled steps are passed over (``step_after``).
 
 The whole plan costs a fixed number of queries, however many leads are due.
 """
@@ -27,9 +29,10 @@ from cam.domains.services import held_domains
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, SequenceStep
 from cam.models.campaigns import step_after
 from cam.outreach.messages import new_message_id
+from cam.outreach.pacing import gap_ends_at, hour_share, warmup_allowance
 from cam.outreach.rendering import TemplateProblem, render_step, template_context
 from cam.outreach.unsubscribe import unsubscribe_url
-from cam.outreach.windows import next_window_opening, window_is_open
+from cam.outreach.windows import local_time, next_window_opening, window_is_open
 from cam.suppressions import suppressed_addresses
 
 Blocked = Lead.BlockedReason
@@ -105,11 +108,33 @@ def campaign_daily_cap(campaign: Campaign, *, mailbox_caps: Iterable[int]) -> Ca
     return CampaignCap(cap=max(1, usual // 2), usual=usual, halved=True)
 
 
-def gap_ends_at(mailbox: Mailbox) -> datetime | None:
-    """When ``mailbox``'s minimum gap since its last send has passed (None: it has no gap, or never sent)."""
-    if not mailbox.min_gap_seconds or mailbox.last_sent_at is None:
-        return None
-    return mailbox.last_sent_at + timedelta(seconds=mailbox.min_gap_seconds)
+def mailbox_sent_times(ids: Iterable[int], *, now: datetime) -> dict[int, list[datetime]]:
+    """Per mailbox among ``ids``, when each email counted against its daily cap at ``now`` was planned
+    (what ``cap_use`` counts, one by one: the pace also needs today's and this hour's). One query."""
+    times: dict[int, list[datetime]] = defaultdict(list)
+    for mailbox_id, created_at in (OutboundEmail.objects.filter(
+            mailbox_id__in=list(ids), created_at__gte=now - CAP_WINDOW, status__in=COUNTED,
+            kind=OutboundEmail.Kind.SEQUENCE).order_by().values_list("mailbox_id", "created_at")):
+        times[mailbox_id].append(created_at)
+    return times
+
+
+def mailbox_pace_wait(mailbox: Mailbox, campaign: Campaign, *, sent: list[datetime], now: datetime) -> str:
+    """"" when ``mailbox``'s pace lets it take one more email for ``campaign`` now (``sent``: when its
+    emails of the last 24 hours were planned), else ``MAILBOX_PACE``. Its day and hours are those of the
+    campaign's send window, in the campaign's time zone: today's warm-up allowance, spread over the
+    window's hours left."""
+    local = local_time(campaign, now)
+    day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    hour_start = local.replace(minute=0, second=0, microsecond=0)
+    today = sum(1 for at in sent if at >= day_start)
+    this_hour = sum(1 for at in sent if at >= hour_start)
+    allowance = warmup_allowance(mailbox, local.date())
+    if today >= allowance:
+        return Blocked.MAILBOX_PACE
+    share = hour_share(allowance=allowance, used_before_this_hour=today - this_hour,
+                       hours_left=campaign.send_end_hour - local.hour)
+    return Blocked.MAILBOX_PACE if this_hour >= share else ""
 
 
 def mailbox_wait(mailbox: Mailbox, *, used: int, now: datetime, planned_now: int = 0) -> str:
@@ -132,6 +157,7 @@ class _Room:
 
     campaign_used: Counter[int] = field(default_factory=Counter)
     mailbox_used: Counter[int] = field(default_factory=Counter)
+    mailbox_sent: defaultdict[int, list[datetime]] = field(default_factory=lambda: defaultdict(list))
     planned_now: Counter[int] = field(default_factory=Counter)
     campaign_caps: dict[int, int] = field(default_factory=dict)  # each campaign's cap, by campaign_daily_cap
     held_domains: set[str] = field(default_factory=set)  # sending domains failing SPF or DMARC, not overridden
@@ -139,16 +165,21 @@ class _Room:
     def campaign_left(self, campaign: Campaign) -> int:
         return self.campaign_caps[campaign.pk] - self.campaign_used[campaign.pk]
 
-    def mailbox_state(self, mailbox: Mailbox, now: datetime) -> str:
-        """"" when the mailbox can take one more email now, else the blocked reason."""
+    def mailbox_state(self, mailbox: Mailbox, campaign: Campaign, now: datetime) -> str:
+        """"" when the mailbox can take one more email for ``campaign`` now, else the blocked reason
+        (its domain, disconnected, cap, then pace, then gap)."""
         if mailbox.sending_domain in self.held_domains:
             return Blocked.DOMAIN_NOT_AUTHENTICATED
-        return mailbox_wait(mailbox, used=self.mailbox_used[mailbox.pk], now=now,
-                            planned_now=self.planned_now[mailbox.pk])
+        reason = mailbox_wait(mailbox, used=self.mailbox_used[mailbox.pk], now=now,
+                              planned_now=self.planned_now[mailbox.pk])
+        if reason in (Blocked.MAILBOX_CAP, Blocked.MAILBOX_DISCONNECTED):
+            return reason
+        return mailbox_pace_wait(mailbox, campaign, sent=self.mailbox_sent[mailbox.pk], now=now) or reason
 
-    def take(self, campaign: Campaign, mailbox: Mailbox) -> None:
+    def take(self, campaign: Campaign, mailbox: Mailbox, now: datetime) -> None:
         self.campaign_used[campaign.pk] += 1
         self.mailbox_used[mailbox.pk] += 1
+        self.mailbox_sent[mailbox.pk].append(now)
         self.planned_now[mailbox.pk] += 1
 
 
@@ -159,19 +190,20 @@ def _choose_mailbox(lead: Lead, campaign: Campaign, room: _Room, now: datetime) 
         sticky = mailboxes.get(lead.mailbox_id) or (lead.mailbox if lead.mailbox and lead.mailbox.is_active else None)
         if sticky is None:
             return None, Blocked.NO_MAILBOX
-        reason = room.mailbox_state(sticky, now)
+        reason = room.mailbox_state(sticky, campaign, now)
         return (None, reason) if reason else (sticky, "")
     if not mailboxes:
         return None, Blocked.NO_MAILBOX
     reasons = {}
     for mailbox in mailboxes.values():
-        reasons[mailbox.pk] = room.mailbox_state(mailbox, now)
+        reasons[mailbox.pk] = room.mailbox_state(mailbox, campaign, now)
     open_ones = [m for m in mailboxes.values() if not reasons[m.pk]]
     if not open_ones:
-        # The reason that clears soonest: a gap within minutes, a cap within a day; a disconnected mailbox
-        # or a failing domain only when a person puts it right.
-        return None, next(reason for reason in (Blocked.MAILBOX_GAP, Blocked.MAILBOX_CAP, Blocked.MAILBOX_DISCONNECTED,
-                                                Blocked.DOMAIN_NOT_AUTHENTICATED) if reason in reasons.values())
+        # The reason that clears soonest: a gap within minutes, the pace within the hour, a cap within a
+        # day; a disconnected mailbox or a failing domain only when a person puts it right.
+        return None, next(reason for reason in (Blocked.MAILBOX_GAP, Blocked.MAILBOX_PACE, Blocked.MAILBOX_CAP,
+                                                Blocked.MAILBOX_DISCONNECTED, Blocked.DOMAIN_NOT_AUTHENTICATED)
+                          if reason in reasons.values())
     # New leads go to the least used mailbox relative to its cap, so each fills at the same pace.
     return min(open_ones, key=lambda m: (room.mailbox_used[m.pk] / m.daily_cap,
                                          -(m.daily_cap - room.mailbox_used[m.pk]), m.pk)), ""
@@ -204,8 +236,9 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
         room.campaign_used[campaign_id] = use.used
     mailbox_ids = {m.pk for c in campaigns.values() for m in c.mailboxes.all()} | {
         lead.mailbox_id for lead in leads if lead.mailbox_id}
-    for mailbox_id, use in cap_use("mailbox_id", mailbox_ids, now=now).items():
-        room.mailbox_used[mailbox_id] = use.used
+    for mailbox_id, times in mailbox_sent_times(mailbox_ids, now=now).items():
+        room.mailbox_used[mailbox_id] = len(times)
+        room.mailbox_sent[mailbox_id] = times
     room.held_domains = held_domains({m.sending_domain for c in campaigns.values() for m in c.mailboxes.all()} | {
         lead.mailbox.sending_domain for lead in leads if lead.mailbox})
     history: dict[int, list[tuple[str, str]]] = defaultdict(list)  # lead → [(message_id, subject)] in order
@@ -250,7 +283,7 @@ def outreach_plan(*, now: datetime | None = None, campaign: Campaign | None = No
             changed.append(lead)
             continue
         assert mailbox is not None  # chosen, as nothing blocks the lead
-        room.take(owner, mailbox)
+        room.take(owner, mailbox, now)
         planned.append(OutboundEmail(
             lead=lead, step=step, campaign=owner, mailbox=mailbox, to_email=lead.email,
             from_email=mailbox.from_email, subject=rendered.subject, body_text=rendered.body_text,

@@ -36,6 +36,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -46,6 +47,7 @@ from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
+from cam.outreach.pacing import gap_ends_at
 from cam.outreach.planning import SENDING_CAMPAIGNS, campaign_steps
 from cam.outreach.providers import MailProvider, SendResult, get_provider
 from cam.suppressions import suppressed_addresses
@@ -132,7 +134,8 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     if mailbox.needs_reconnect:  # its OAuth2 grant is gone: its emails wait, untouched, until it is connected again
         return {"disconnected": 1}
     gap = timedelta(seconds=mailbox.min_gap_seconds)
-    if gap and mailbox.last_sent_at and mailbox.last_sent_at + gap > now:
+    gap_end = gap_ends_at(mailbox)  # the gap with its jitter, as the planner sees it
+    if gap_end is not None and gap_end > now:
         return {"waiting_gap": 1}
     lease, holder = f"send:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
@@ -279,8 +282,10 @@ def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next
             provider_events_link(outbound_emails=[row])
         if last and sent:
             # Once per batch: when it last sent (the minimum gap; a gap mailbox sends one email a batch).
-            Mailbox.objects.filter(pk=batch.mailbox.pk).update(last_sent_at=now, last_send_error="",
-                                                                last_send_error_at=None)
+            # The first send is day one of the mailbox's warm-up.
+            Mailbox.objects.filter(pk=batch.mailbox.pk).update(
+                last_sent_at=now, last_send_error="", last_send_error_at=None,
+                warmup_started_on=Coalesce("warmup_started_on", Value(timezone.localdate(now))))
     if outcome is not None:
         batch.count(outcome.status.lower() if written else "lost")
     return ours

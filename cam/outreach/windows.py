@@ -18,6 +18,11 @@ def _zone(campaign: Campaign, tz_name: str = "") -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo("UTC")
 
 
+def local_time(campaign: Campaign, at: datetime, *, tz_name: str = "") -> datetime:
+    """``at`` in the campaign's time zone (or ``tz_name`` when given and valid)."""
+    return at.astimezone(_zone(campaign, tz_name))
+
+
 def window_is_open(campaign: Campaign, at: datetime, *, tz_name: str = "") -> bool:
     """Whether ``at`` falls inside the campaign's send window (in ``tz_name`` when given and valid)."""
     local = at.astimezone(_zone(campaign, tz_name))

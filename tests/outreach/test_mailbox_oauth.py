@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from cam.inbox.polling import inbox_poll
 from cam.mail_oauth import access_token, authorization_start
+from cam.mailboxes.connection_test import mailbox_connection_test
 from cam.models import HumanAlertLog, InboundEmail, Lead, Mailbox, OutboundEmail
 from cam.outreach.planning import outreach_plan
 from cam.outreach.sending import outreach_send
@@ -313,3 +314,28 @@ def test_a_person_who_declines_at_the_provider_is_told_so(admin_client, oauth_se
     assert "did not connect mailbox" in page and "access_denied (The user declined)." in page
     mailbox.refresh_from_db()
     assert not mailbox.oauth_refresh_token
+
+
+@pytest.mark.django_db
+def test_the_connection_test_logs_an_oauth2_mailbox_in_to_smtp_and_imap_and_says_what_a_revoked_grant_needs(
+        oauth_server, oauth_imap, xoauth2_smtp):
+    user = oauth_imap.new_user("tested")
+    refresh = oauth_server.grant(user)
+    mailbox = oauth_mailbox(smtp=xoauth2_smtp, imap=oauth_imap, refresh_token=refresh, imap_username=user,
+                            smtp_username=user, from_email=f"{user}@example.com")
+
+    report = mailbox_connection_test(mailbox)
+
+    assert report.ok, report.lines()
+    assert sum("with OAuth2 (XOAUTH2)" in line for line in report.lines()) == 2
+    assert any("INBOX" in line for line in report.lines())
+
+    oauth_server.revoke(refresh)
+    mailbox = Mailbox.objects.get(pk=mailbox.pk)
+    mailbox.oauth_access_token, mailbox.oauth_access_expires_at = "", None  # nothing cached to fall back on
+    mailbox.save()
+    report = mailbox_connection_test(mailbox)
+
+    assert not report.ok
+    assert any("OAuth2 login failed" in line and "Reconnect" in line for line in report.lines())
+    assert all(refresh not in line for line in report.lines())

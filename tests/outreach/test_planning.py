@@ -24,6 +24,11 @@ pytestmark = pytest.mark.django_db
 NOW = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
 
 
+# The caps' tests plan in the window's last hour (11:00 to 12:00 in Berlin), where a mailbox's hour's share
+# is all that is left of its day (cam.outreach.pacing.hour_share).
+LAST_HOUR = {"send_end_hour": 12}
+
+
 def campaign(**fields) -> Campaign:
     values = {"send_days": [1, 2, 3, 4, 5], "send_start_hour": 9, "send_end_hour": 17, "timezone": "Europe/Berlin",
               "daily_cap": 100, **fields}
@@ -133,7 +138,7 @@ def test_a_degraded_campaign_plans_at_most_half_its_daily_cap_until_resumed():
 
 
 def test_a_degraded_campaign_halves_what_its_mailboxes_allow_when_they_are_the_tighter_cap():
-    owner = campaign(daily_cap=100, status=Campaign.Status.DEGRADED,
+    owner = campaign(daily_cap=100, status=Campaign.Status.DEGRADED, **LAST_HOUR,
                      mailboxes=[MailboxFactory(daily_cap=6, min_gap_seconds=0),
                                 MailboxFactory(daily_cap=3, min_gap_seconds=0),
                                 MailboxFactory(daily_cap=50, min_gap_seconds=0, is_active=False)])
@@ -145,8 +150,8 @@ def test_a_degraded_campaign_halves_what_its_mailboxes_allow_when_they_are_the_t
 
 def test_a_degraded_campaign_leaves_its_mailboxes_caps_to_the_other_campaigns():
     shared = MailboxFactory(daily_cap=20, min_gap_seconds=0)
-    slowed = campaign(daily_cap=100, status=Campaign.Status.DEGRADED, mailboxes=[shared])
-    other = campaign(daily_cap=100, mailboxes=[shared])
+    slowed = campaign(daily_cap=100, status=Campaign.Status.DEGRADED, mailboxes=[shared], **LAST_HOUR)
+    other = campaign(daily_cap=100, mailboxes=[shared], **LAST_HOUR)
     due(slowed, 12)
     due(other, 12)
 
@@ -182,7 +187,7 @@ def test_the_effective_daily_cap_is_halved_only_while_degraded(status, daily_cap
 
 def test_it_stops_at_the_mailboxs_daily_cap_counting_other_campaigns_too():
     mailbox = MailboxFactory(daily_cap=2, min_gap_seconds=0)
-    owner, other = campaign(mailboxes=[mailbox]), campaign(mailboxes=[mailbox])
+    owner, other = campaign(mailboxes=[mailbox], **LAST_HOUR), campaign(mailboxes=[mailbox], **LAST_HOUR)
     OutboundEmailFactory(lead=LeadFactory(campaign=other), campaign=other, mailbox=mailbox, status="SENT",
                          step=other.steps.get(position=1))
     due(owner, 3)
@@ -208,7 +213,7 @@ def test_it_waits_when_the_gap_since_the_last_send_has_not_passed():
 def test_it_spreads_new_leads_over_the_mailboxes_with_room_left():
     roomy = MailboxFactory(daily_cap=10, min_gap_seconds=0)
     tight = MailboxFactory(daily_cap=2, min_gap_seconds=0)
-    due(campaign(mailboxes=[roomy, tight]), 6)
+    due(campaign(mailboxes=[roomy, tight], **LAST_HOUR), 6)
     outreach_plan(now=NOW)
     per_mailbox = {m: OutboundEmail.objects.filter(mailbox=m).count() for m in (roomy, tight)}
     assert per_mailbox == {roomy: 5, tight: 1}  # each filled at the same pace relative to its cap

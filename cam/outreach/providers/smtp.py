@@ -387,3 +387,7 @@ class SmtpProvider(MailProvider):
             return SendResult(Status.FAILED, error=f"The message could not be built: {what}", attempted=False)
         return SendResult(Status.RETRY, error=f"The connection to the SMTP server {self.server} broke before "
                                               f"the message was sent ({what}).")
+
+
+# For other conversations with an SMTP server (cam.mailboxes.connection_test): the same deadline-watched sockets.
+WatchedSMTP, WatchedSMTPSSL = _SMTP, _SMTP_SSL
