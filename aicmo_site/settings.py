@@ -143,6 +143,9 @@ else:
         "keepalives": 1, "keepalives_idle": max(1, _database_timeout // 3),
         "keepalives_interval": max(1, _database_timeout // 9), "keepalives_count": 3,
         "tcp_user_timeout": _database_timeout * 1000,
+        # No JIT: CAM's grouped counts are short but wide (many FILTERed aggregates), which PostgreSQL's
+        # cost model takes for big work and compiles for seconds to run milliseconds (docs/benchmarks.md).
+        "options": "-c jit=off",
     }.items():
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
 
@@ -337,6 +340,9 @@ AICMO_CAM_WORKER_ENABLED = env.bool("AICMO_CAM_WORKER_ENABLED", True)
 AICMO_CAM_WORKER_INTERVAL_SECONDS = env.int("AICMO_CAM_WORKER_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)
+# Days of worker-cycle runs kept one row each; older ones are summed per day (cam.jobs.retention). At least
+# the dashboard's week.
+AICMO_CAM_JOB_RUN_RETENTION_DAYS = env.int("AICMO_CAM_JOB_RUN_RETENTION_DAYS", 14, minimum=7, maximum=3650)
 # Emails one mailbox sends per batch (a mailbox with a minimum gap sends one at a time).
 AICMO_CAM_SEND_BATCH_SIZE = env.int("AICMO_CAM_SEND_BATCH_SIZE", 50, minimum=1, maximum=1000)
 # The wait before an email the provider could not take is tried again; it doubles with each attempt

@@ -49,6 +49,7 @@ from cam.jobs.heartbeat import (
     heartbeat_step,
 )
 from cam.jobs.registry import JobContext
+from cam.jobs.retention import job_runs_prune
 from cam.jobs.runner import (
     ExecutionUnrecorded,
     JobResult,
@@ -113,6 +114,8 @@ STEPS: dict[str, Callable[[StepOptions], dict[str, Any]]] = {
     "metrics": lambda options: metrics_step(),
     "rules": lambda options: rules_evaluate(),
     "alerts": lambda options: alerts_dispatch(),
+    # Last: old cycle runs summed per day, a bounded batch a cycle (cam.jobs.retention).
+    "retention": lambda options: job_runs_prune(),
 }
 
 # Set by ``cam_worker`` while it runs a cycle: when the event is set (SIGTERM, Ctrl-C) the cycle

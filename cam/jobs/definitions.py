@@ -94,7 +94,8 @@ def no_reply_timeouts(context: JobContext) -> dict[str, Any]:
     return leads_no_reply_timeout()
 
 
-@job("worker_cycle", description="The autonomous worker's cycle: send, poll, replies, no-reply timeouts, alerts; "
+@job("worker_cycle", description="The autonomous worker's cycle: send, poll, replies, no-reply timeouts, metrics, "
+                                 "rules, alerts, run retention; "
                                  "each step isolated, the heartbeat updated.",
      # Run in a web process, the cycle would write its heartbeat under that process's worker id, and the
      # health checks would report a live worker where no cluster runs.

@@ -14,7 +14,15 @@ from cam.models.mail import (
     Reply,
     Security,
 )
-from cam.models.operations import AlertChannel, HumanAlertLog, JobExecution, Lease, SecretSettingChange, WorkerHeartbeat
+from cam.models.operations import (
+    AlertChannel,
+    HumanAlertLog,
+    JobExecution,
+    JobRunDay,
+    Lease,
+    SecretSettingChange,
+    WorkerHeartbeat,
+)
 
 __all__ = [
     "AlertChannel",
@@ -26,6 +34,7 @@ __all__ = [
     "HumanAlertLog",
     "InboundEmail",
     "JobExecution",
+    "JobRunDay",
     "Lead",
     "LeadEvent",
     "LeadSource",

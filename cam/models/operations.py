@@ -61,6 +61,26 @@ class JobExecution(models.Model):
         return (self.finished_at - self.started_at).total_seconds()
 
 
+class JobRunDay(models.Model):
+    """Worker-cycle runs older than ``AICMO_CAM_JOB_RUN_RETENTION_DAYS``, summed per day and status once
+    their rows are deleted (``cam.jobs.retention``): the table of runs stays a few weeks long while how
+    many cycles ran, and for how long, is still known for every day."""
+
+    job = models.CharField(max_length=64)
+    day = models.DateField(help_text="The UTC day the runs started on.")
+    status = models.CharField(max_length=16, choices=JobExecution.Status.choices)
+    runs = models.PositiveIntegerField(default=0)
+    timed = models.PositiveIntegerField(default=0, help_text="Runs that finished, whose time is in seconds.")
+    seconds = models.FloatField(default=0, help_text="The finished runs' time, added up.")
+
+    class Meta:
+        ordering = ["-day", "job", "status"]
+        constraints = [models.UniqueConstraint(fields=["job", "day", "status"], name="job_run_day_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job} {self.day} {self.status}: {self.runs}"
+
+
 class Lease(models.Model):
     """A named lock with a time to live: whatever must not overlap takes one first."""
 

@@ -34,7 +34,7 @@ def test_it_runs_every_step_in_order_with_counts():
     result = worker_cycle_run(worker_id="w1")
 
     assert (result.status, result.errors) == ("completed", {})
-    assert list(result.steps) == ["send", "poll", "replies", "no_reply", "metrics", "rules", "alerts"]
+    assert list(result.steps) == ["send", "poll", "replies", "no_reply", "metrics", "rules", "alerts", "retention"]
     assert result.steps["send"]["sent"] == 1
     assert result.steps["poll"]["mailboxes"] == 0
     assert OutboundEmail.objects.get(lead=lead).status == OutboundEmail.Status.SENT
@@ -55,7 +55,7 @@ def test_it_records_a_failing_step_and_still_runs_the_others(monkeypatch):
 
     assert result.status == "completed"
     assert result.errors == {"poll": "RuntimeError: IMAP is on fire"}
-    assert list(result.steps) == ["send", "replies", "no_reply", "metrics", "rules", "alerts"]
+    assert list(result.steps) == ["send", "replies", "no_reply", "metrics", "rules", "alerts", "retention"]
     assert result.steps["send"]["sent"] == 1
     heartbeat = WorkerHeartbeat.objects.get(worker_id="w1")
     assert (heartbeat.status, heartbeat.last_error) == ("ERROR", "poll: RuntimeError: IMAP is on fire")

@@ -30,7 +30,7 @@ def test_a_mailbox_that_cannot_send_is_named_in_the_cycles_errors(smtp_server):
     due_lead(open_campaign(smtp_mailbox(smtp_server, name="Sales 3", smtp_port=free_port())))
     result = worker_cycle_run(worker_id="w-send")
     assert result.errors["send"].startswith("mailbox Sales 3: Could not connect to the SMTP server")
-    assert list(result.steps) == ["send", "poll", "replies", "no_reply", "metrics", "rules", "alerts"]
+    assert list(result.steps) == ["send", "poll", "replies", "no_reply", "metrics", "rules", "alerts", "retention"]
 
 
 @pytest.mark.django_db
@@ -46,7 +46,7 @@ def test_the_send_step_hands_what_it_had_no_time_for_to_the_next_cycle(smtp_serv
     send = result.steps["send"]
     assert (send["sent"], send["stopped"]) == (2, "out of time")
     assert send["handed_back"] == 2
-    assert list(result.steps)[-1] == "alerts"  # the later steps still ran
+    assert list(result.steps)[-1] == "retention"  # the later steps still ran
     assert OutboundEmail.objects.filter(status=OutboundEmail.Status.PENDING).count() == 2
 
 
@@ -68,7 +68,7 @@ def test_a_send_step_longer_than_the_lease_keeps_the_cycle_to_itself(smtp_server
     first = worker_cycle_run(worker_id="w-first")
 
     assert (first.status, first.errors, first.steps["send"]["sent"]) == ("completed", {}, 5)
-    assert list(first.steps)[-1] == "alerts"
+    assert list(first.steps)[-1] == "retention"
     (refused,) = second
     assert refused.status == "skipped" and refused.reason.startswith("Already running")
     assert len(smtp_server.messages) == 5
