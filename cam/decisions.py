@@ -283,7 +283,7 @@ def _grouped(since: datetime) -> dict[tuple[str, int], dict[str, dict[str, int]]
             periods(key)["win"][name] += counts[name]
     failed = (OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED, kind=OutboundEmail.Kind.SEQUENCE)
               .annotate(_at=Coalesce("sent_at", "updated_at")).order_by().values("campaign_id", "mailbox_id")
-              .annotate(all_failed=Count("pk"), win_failed=Count("pk", filter=Q(_at__gte=since))))
+              .annotate(all_failed=Count("updated_at"), win_failed=Count("updated_at", filter=Q(_at__gte=since))))
     for key, failures in _by_subject(failed, ("all_failed", "win_failed")).items():
         periods(key)["all"]["failed"] += failures["all_failed"]
         periods(key)["win"]["failed"] += failures["win_failed"]
