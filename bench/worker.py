@@ -75,8 +75,8 @@ def more_data() -> None:
     from cam.campaigns import campaign_rules_ensure_defaults
     from cam.models import Campaign
 
-    for campaign in Campaign.objects.bulk_create([Campaign(name=f"More {n} {time.time()}", status=Campaign.Status.ACTIVE)
-                                                  for n in range(2)]):
+    more = [Campaign(name=f"More {n} {time.time()}", status=Campaign.Status.ACTIVE) for n in range(2)]
+    for campaign in Campaign.objects.bulk_create(more):
         campaign_rules_ensure_defaults(campaign)
     with connection.cursor() as cursor:
         # Cancelled emails sent after all: 50,000 more sent in the last week, without new leads.
