@@ -31,7 +31,7 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots bench-dashboard clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots bench-dashboard bench-worker clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
@@ -42,6 +42,7 @@ help:
 	@echo "make typecheck  mypy alone (the types, with the Django and DRF plugins; the services strictly)"
 	@echo "make screenshots  photograph the back office over the demo data (1440 x 900) into docs/img/"
 	@echo "make bench-dashboard  time the dashboard and the admin's lists on 2,000,000 emails (PostgreSQL, see docs/benchmarks.md)"
+	@echo "make bench-worker     time the worker's cycle, metrics step and get_dashboard() on 2,000,000 emails (PostgreSQL)"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -159,6 +160,9 @@ BENCH_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/bench
 BENCH_ARGS ?=
 bench-dashboard: $(STAMP) postgres-started
 	DATABASE_URL=$(BENCH_POSTGRES_URL) $(PY) bench/dashboard.py $(BENCH_ARGS)
+
+bench-worker: $(STAMP) postgres-started
+	DATABASE_URL=$(BENCH_POSTGRES_URL) $(PY) bench/worker.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal staticfiles $(TEST_RESULTS)

@@ -143,6 +143,9 @@ else:
         "keepalives": 1, "keepalives_idle": max(1, _database_timeout // 3),
         "keepalives_interval": max(1, _database_timeout // 9), "keepalives_count": 3,
         "tcp_user_timeout": _database_timeout * 1000,
+        # No JIT: CAM's grouped counts are short but wide (many FILTERed aggregates), which PostgreSQL's
+        # cost model takes for big work and compiles for seconds to run milliseconds (docs/benchmarks.md).
+        "options": "-c jit=off",
     }.items():
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
 
@@ -334,8 +337,9 @@ ANYMAIL: dict[str, object] = {}
 AICMO_CAM_WORKER_ENABLED = env.bool("AICMO_CAM_WORKER_ENABLED", True)
 # cam_worker keeps this to the second; the cluster's schedule runs in whole minutes, so it rounds this up
 # to the next minute and the watchdog counts that period (cam.jobs.slots.worker_interval_seconds).
-# Days of the worker cycle's and the watchdog's runs kept as they are; older ones become one row a day.
-AICMO_CAM_JOB_RUN_RETENTION_DAYS = env.int("AICMO_CAM_JOB_RUN_RETENTION_DAYS", 14, minimum=1, maximum=3650)
+# Days of the worker cycle's and the watchdog's runs kept as they are; older ones become one row a day. At
+# least the dashboard's week.
+AICMO_CAM_JOB_RUN_RETENTION_DAYS = env.int("AICMO_CAM_JOB_RUN_RETENTION_DAYS", 14, minimum=7, maximum=3650)
 AICMO_CAM_WORKER_INTERVAL_SECONDS = env.int("AICMO_CAM_WORKER_INTERVAL_SECONDS", 60, minimum=5, maximum=86_400)
 AICMO_CAM_WORKER_ID = env.str("AICMO_CAM_WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
 AICMO_CAM_LOCK_TTL_SECONDS = env.int("AICMO_CAM_LOCK_TTL_SECONDS", 300, minimum=10)

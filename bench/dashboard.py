@@ -147,7 +147,8 @@ STATEMENTS = [
     ("outbound emails", f"""
         INSERT INTO outbound_emails (id, lead_id, step_id, campaign_id, mailbox_id, to_email, from_email, subject,
             body_text, body_html, message_id, in_reply_to, "references", status, attempts, soft_bounces,
-            last_error, claimed_by, provider, provider_message_id, sent_at, created_at, updated_at)
+            last_error, claimed_by, provider, provider_message_id, sent_at, created_at, updated_at, kind,
+            idempotency_key)
         SELECT j + 1, lead + 1,
                (%(steps)s::bigint[])[1 + (lead %% %(n_campaigns)s) * %(n_steps)s + j / %(leads)s],
                (%(campaigns)s::bigint[])[1 + lead %% %(n_campaigns)s],
@@ -156,7 +157,7 @@ STATEMENTS = [
                'Company ' || (lead %% 60000) || ' and fewer hand-offs', %(body)s, '',
                '<cam.' || j || '@outreach.example.com>', '', '', s.status, 1, 0, '', '', 'smtp', '',
                CASE WHEN s.status = 'SENT' THEN {EMAIL_TIME} END,
-               {EMAIL_TIME} - interval '2 minutes', {EMAIL_TIME}
+               {EMAIL_TIME} - interval '2 minutes', {EMAIL_TIME}, 'sequence', ''
         FROM generate_series(0::bigint, %(emails)s - 1) AS j
         CROSS JOIN LATERAL (SELECT j %% %(leads)s AS lead) AS l
         CROSS JOIN LATERAL (SELECT CASE

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = {
@@ -150,13 +151,23 @@ def test_a_postgresql_connection_gives_up_on_a_silent_database_instead_of_hangin
     defaults = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam")
     assert defaults.stdout.strip().splitlines()[-1] == str(sorted({
         "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
-        "keepalives_count": 3, "tcp_user_timeout": 30_000}.items()))
+        "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c jit=off"}.items()))
     tuned = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                        DATABASE_TIMEOUT_SECONDS="90", DATABASE_CONNECT_TIMEOUT_SECONDS="3")
     assert "('connect_timeout', 3)" in tuned.stdout and "('tcp_user_timeout', 90000)" in tuned.stdout
     refused = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                          DATABASE_TIMEOUT_SECONDS="1")
     assert refused.returncode != 0 and "DATABASE_TIMEOUT_SECONDS" in refused.stderr
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_cams_postgresql_connections_never_compile_queries_with_jit():
+    # The grouped counts of the metrics step and the dashboard took seconds of JIT compiling for
+    # milliseconds of work; the connection turns it off whatever the server's default.
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW jit")
+        assert cursor.fetchone()[0] == "off"
 
 
 # Documented beside the settings, though settings.py does not read them; each with why.

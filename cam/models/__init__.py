@@ -2,7 +2,7 @@
 
 from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
-from cam.models.decisions import CampaignRule, MetricSnapshot, RuleDecision
+from cam.models.decisions import CampaignRule, MetricCursor, MetricDay, MetricSnapshot, RuleDecision
 from cam.models.domains import SendingDomain
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import (
@@ -42,6 +42,8 @@ __all__ = [
     "Lease",
     "Mailbox",
     "MailboxFolder",
+    "MetricCursor",
+    "MetricDay",
     "MetricSnapshot",
     "OutboundEmail",
     "ProviderEvent",

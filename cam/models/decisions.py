@@ -53,6 +53,48 @@ class MetricSnapshot(models.Model):
         return f"Metrics of {self.key}"
 
 
+class MetricDay(models.Model):
+    """One UTC day of one campaign's or mailbox's sent sequence emails, counted by what became of each
+    (``cam.decisions``): the days the metrics step adds up instead of counting two million emails a cycle.
+
+    Rewritten whole, for every subject, when something that changes a count happens to an email sent that
+    day (a send, a reply read or reclassified, a bounce confirmed, a provider's event, an unsubscribe by
+    link); ``MetricCursor`` remembers up to when those were looked for. No foreign key: a subject's days
+    go unread once it is gone, and deleting a campaign does not wait on them.
+    """
+
+    scope = models.CharField(max_length=16, choices=Scope.choices)
+    subject_id = models.BigIntegerField()
+    day = models.DateField()
+    sent = models.PositiveIntegerField(default=0)
+    bounced_hard = models.PositiveIntegerField(default=0)
+    bounced_soft = models.PositiveIntegerField(default=0)
+    complaints = models.PositiveIntegerField(default=0)
+    replies = models.PositiveIntegerField(default=0)
+    positive = models.PositiveIntegerField(default=0)
+    negative = models.PositiveIntegerField(default=0)
+    unsubscribes = models.PositiveIntegerField(default=0)
+    out_of_office = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["scope", "subject_id", "day"]
+        constraints = [models.UniqueConstraint(fields=["scope", "subject_id", "day"], name="metric_day_unique")]
+        indexes = [models.Index(fields=["day"], name="metric_day_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}:{self.subject_id} {self.day}"
+
+
+class MetricCursor(models.Model):
+    """Up to when the metrics step has looked for changes to sent emails (one row, ``name`` "days")."""
+
+    name = models.CharField(max_length=32, unique=True)
+    scanned_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.scanned_at}"
+
+
 class CampaignRule(models.Model):
     """A guard rail as data: when ``metric`` over the last ``window`` sends is above (or below)
     ``threshold`` percent, with at least ``min_sample`` sends measured, ``action`` is applied. With

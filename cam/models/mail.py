@@ -277,6 +277,9 @@ class OutboundEmail(models.Model):
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
             # The dashboard counts sends by when they went out (cam.reporting): the day's, the week's, per day.
             models.Index(fields=["sent_at"], condition=Q(status="SENT", kind="sequence"), name="outbound_sent_idx"),
+            # The metrics step's look for emails unsubscribed from by link since it last counted.
+            models.Index(fields=["unsubscribed_at"], condition=Q(unsubscribed_at__isnull=False),
+                         name="outbound_unsubscribed_idx"),
             models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
@@ -411,6 +414,11 @@ class InboundEmail(models.Model):
             models.Index(*DESK_ORDER, condition=DESK_WAITING, name="inbound_desk_idx"),
             # The dashboard counts what arrived in a period, every category at once (cam.reporting).
             models.Index(fields=["created_at"], name="inbound_created_idx"),
+            # The metrics step's look for replies classified, reclassified, confirmed or dismissed since it
+            # last counted.
+            models.Index(fields=["classified_at"], name="inbound_classified_idx"),
+            models.Index(fields=["confirmation_at"], condition=Q(confirmation_at__isnull=False),
+                         name="inbound_confirmation_idx"),
         ]
 
     def __str__(self) -> str:

@@ -59,9 +59,9 @@ def test_a_day_folded_in_several_batches_or_prunes_adds_up(monkeypatch, django_a
 
 
 def test_it_runs_as_a_job_with_the_configured_retention(settings):
-    settings.AICMO_CAM_JOB_RUN_RETENTION_DAYS = 3
-    old = run("watchdog", days_ago=4)
-    old.started_at = datetime.now(UTC) - timedelta(days=4)
+    settings.AICMO_CAM_JOB_RUN_RETENTION_DAYS = 7
+    old = run("watchdog", days_ago=8)
+    old.started_at = datetime.now(UTC) - timedelta(days=8)
     old.save()
 
     result = run_job("job_runs_prune")

@@ -1,0 +1,148 @@
+"""The worker at scale: the idle cycle, the metrics step, a cycle that sends five emails, and
+``get_dashboard()``, over 200 campaigns and 2,000,000 outbound emails.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/bench .venv/bin/python bench/worker.py [--keep] [--repeat 7]
+
+PostgreSQL only. The data is ``bench/dashboard.py``'s (built with ``INSERT … SELECT generate_series`` into
+``test_<name>``, reused with ``--keep``), with every lead's next send moved a year ahead so that a cycle
+has nothing to send unless this script makes it so. Each figure is the median of ``--repeat`` runs after
+one to warm up, printed with the target and the ratio to it, the load average at the time (the
+development machine is shared) and the queries of one run. Then the same works run again after another
+50,000 emails, two campaigns and a week of cycle runs are added: a query count that grew with the data
+fails the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dashboard  # the data builder; sets Django up
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+TARGETS_MS = {"idle cycle": 500, "metrics step": 200, "cycle with 5 sends": 250, "get_dashboard()": 50}
+
+
+def timed(work: Callable[[], Any], repeat: int, prepare: Callable[[], Any] | None = None) -> tuple[float, int]:
+    """The median of ``repeat`` runs (after one to warm up) in ms, and the queries of the last run."""
+    times = []
+    queries = 0
+    for attempt in range(repeat + 1):
+        if prepare is not None:
+            prepare()
+        connection.queries_log.clear()  # a full log (9,000 entries) would count no new query
+        with CaptureQueriesContext(connection) as captured:
+            began = time.perf_counter()
+            work()
+            took = (time.perf_counter() - began) * 1000
+        queries = len(captured)
+        if attempt:
+            times.append(took)
+    return statistics.median(times), queries
+
+
+def measure(repeat: int) -> dict[str, tuple[float, int]]:
+    from django.utils import timezone
+
+    from cam.dashboard import get_dashboard
+    from cam.decisions import metrics_step
+    from cam.jobs.cycle import worker_cycle_run
+    from cam.models import Lead
+
+    def cycle() -> None:
+        result = worker_cycle_run(worker_id="bench-worker")
+        assert result.status == "completed" and not result.errors, result.summary()
+
+    def five_due() -> None:
+        due = Lead.objects.filter(status=Lead.Status.IN_SEQUENCE, campaign__status="ACTIVE",
+                                  current_step__lt=dashboard.STEPS).order_by("pk").values("pk")[:5]
+        Lead.objects.filter(pk__in=due).update(next_send_at=timezone.now() - timezone.timedelta(minutes=1))
+
+    results = {"metrics step": timed(metrics_step, repeat), "idle cycle": timed(cycle, repeat),
+               "cycle with 5 sends": timed(cycle, repeat, prepare=five_due),
+               "get_dashboard()": timed(get_dashboard, repeat)}
+    return results
+
+
+def more_data() -> None:
+    """50,000 emails more (sent in the last week), two campaigns with their rules, a week of cycle runs."""
+    from cam.campaigns import campaign_rules_ensure_defaults
+    from cam.models import Campaign
+
+    more = [Campaign(name=f"More {n} {time.time()}", status=Campaign.Status.ACTIVE) for n in range(2)]
+    for campaign in Campaign.objects.bulk_create(more):
+        campaign_rules_ensure_defaults(campaign)
+    with connection.cursor() as cursor:
+        # Cancelled emails sent after all: 50,000 more sent in the last week, without new leads.
+        cursor.execute("""
+            UPDATE outbound_emails SET status = 'SENT', sent_at = now() - (random() * 7) * interval '1 day',
+                   updated_at = now()
+            WHERE id IN (SELECT id FROM outbound_emails WHERE status = 'CANCELLED' ORDER BY id LIMIT 50000)""")
+        cursor.execute("""
+            INSERT INTO cam_jobexecution (execution_id, job, status, trigger, reason, params, counts, error,
+                traceback, worker_id, holder, started_at, finished_at)
+            SELECT 'more-' || r, 'worker_cycle', 'COMPLETED', 'worker', '', '{}', '{}', '', '', 'host-1', '',
+                   now() - r * interval '1 minute', now() - r * interval '1 minute' + interval '2 seconds'
+            FROM generate_series(1, 10080) AS r""")
+        cursor.execute("ANALYZE")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--keep", action="store_true", help="keep the database, and reuse it when it is there")
+    args = parser.parse_args()
+    if connection.vendor != "postgresql":
+        sys.exit("bench/worker.py runs on PostgreSQL: set DATABASE_URL=postgres://…")
+    from django.conf import settings
+
+    settings.DEBUG = False
+    # Not serialized: that would read every row into memory, for test cases this script does not run.
+    old_name = connection.creation.create_test_db(verbosity=0, keepdb=args.keep, serialize=False)
+    try:
+        from cam.decisions import metric_days_refresh
+        from cam.models import Lead, OutboundEmail
+
+        if Lead.objects.count() != dashboard.LEADS or OutboundEmail.objects.count() < dashboard.EMAILS:
+            print(f"Building {dashboard.CAMPAIGNS} campaigns, {dashboard.EMAILS:,} emails (bench/dashboard.py's data)")
+            dashboard.build()
+        with connection.cursor() as cursor:
+            # Nothing due: a cycle sends only what this script makes due.
+            cursor.execute("UPDATE cam_lead SET next_send_at = now() + interval '1 year' "
+                           "WHERE next_send_at IS NULL OR next_send_at < now() + interval '1 day'")
+            cursor.execute("SHOW jit")
+            jit = cursor.fetchone()[0]
+        print(f"{OutboundEmail.objects.count():,} emails; {os.cpu_count()} CPUs; jit {jit}")
+        began = time.perf_counter()
+        metric_days_refresh(full=True)
+        print(f"  counting every day once (the first step after the upgrade): {time.perf_counter() - began:.1f} s")
+
+        print(f"\nmedian of {args.repeat}, load average {os.getloadavg()[0]:.1f}")
+        before = measure(args.repeat)
+        for label, (took, queries) in before.items():
+            target = TARGETS_MS[label]
+            print(f"  {label:<20} {took:8.1f} ms  target {target} ms  ratio {took / target:5.2f} {queries:>5} queries"
+                  f"{'' if took <= target else '  OVER TARGET'}")
+        more_data()
+        after = measure(max(1, args.repeat // 3))
+        print(f"\nafter 50,000 emails, 2 campaigns and a week of runs more (load average {os.getloadavg()[0]:.1f})")
+        grew = []
+        for label, (took, queries) in after.items():
+            print(f"  {label:<20} {took:8.1f} ms {queries:>5} queries (before: {before[label][1]})")
+            if queries > before[label][1]:
+                grew.append(f"{label}: {before[label][1]} → {queries} queries")
+        if grew:
+            sys.exit("QUERY COUNT GREW WITH THE DATA: " + "; ".join(grew))
+    finally:
+        if not args.keep:
+            connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
