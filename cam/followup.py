@@ -249,6 +249,8 @@ FOLLOW_UPS: dict[str, Callable[[Reply], None]] = {
     Category.BOUNCE_SOFT: _bounce_soft,
     Category.OUT_OF_OFFICE: _out_of_office,
     Category.AUTO_REPLY: _automatic,
+    # About the sending domain's SPF, DKIM or DMARC, not about the lead: counted per domain, changes no lead.
+    Category.AUTH_FAILURE: _automatic,
 }
 
 

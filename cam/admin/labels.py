@@ -39,7 +39,7 @@ REPLY = {
     InboundEmail.Category.NEGATIVE: GREY, InboundEmail.Category.UNSUBSCRIBE: RED,
     InboundEmail.Category.OUT_OF_OFFICE: AMBER, InboundEmail.Category.AUTO_REPLY: GREY,
     InboundEmail.Category.BOUNCE_HARD: RED, InboundEmail.Category.BOUNCE_SOFT: ORANGE,
-    InboundEmail.Category.COMPLAINT: RED,
+    InboundEmail.Category.COMPLAINT: RED, InboundEmail.Category.AUTH_FAILURE: AMBER,
 }
 JOB = {
     JobExecution.Status.RUNNING: BLUE, JobExecution.Status.COMPLETED: GREEN, JobExecution.Status.FAILED: RED,

@@ -37,23 +37,20 @@ import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from email import policy
 from email.message import Message
-from email.parser import HeaderParser
 
 import flufl.bounce
 
-from cam.inbox.text import (
-    ADDRESS,
-    fold,
-    header,
-    header_addresses,
-    html_to_text,
-    is_text,
-    leaf_parts,
-    part_text,
-    sender_address,
+from cam.inbox.reports import (
+    header_blocks,
+    is_feedback_report,
+    original_addresses,
+    original_headers,
+    parts_of_type,
+    report_text,
+    report_type,
 )
+from cam.inbox.text import ADDRESS, fold, header, header_addresses, sender_address
 
 logger = logging.getLogger(__name__)
 
@@ -84,15 +81,27 @@ _BOUNCE_SUBJECT = re.compile(
     r"non remis|non distribuable|echec de (?:la )?(?:remise|distribution)|message non delivre|"
     r"no se (?:puede|pudo) entregar|no entregado|imposible entregar|error de entrega)")
 _EMPTY_RETURN_PATH = re.compile(r"^\s*<\s*>\s*$")
+# A forward's or a reply's subject prefix, in the usual languages. A person's forward may quote an old
+# bounce and is none; so is a reply, unless a mail system sent it (some answer "Re: <subject>").
+_FORWARD_SUBJECT = re.compile(r"^\s*(?:fwd?|fw|wg|tr|rv|enc|doorst|i)\s*(?:\[\d+\])?\s*:")
+_REPLY_SUBJECT = re.compile(r"^\s*(?:re|aw|sv|vs|antw|odp|res|r)\s*(?:\[\d+\])?\s*:")
 
-_ORIGINAL_MARKER = re.compile(
-    r"^.*(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers|details|below)|"
-    r"-{2,} ?original message ?-{2,}|below (?:this line )?is a copy of the message|"
-    r"returned (?:mail|message) (?:follows|below)|-{2,} ?returned (?:mail|message) ?-{2,}|start of returned message|"
-    r"(?:original )?message headers? follows?|included is a copy of the message header|the text you sent follows|"
-    r"unsent message (?:below|follows)|your message reads|original message headers:|header of the original message|"
-    r"kopie der (?:ursprunglichen )?nachricht|kopie ihrer nachricht|-{2,} ?ursprungliche nachricht|"
-    r"copie du message|-{2,} ?message d'origine|copia del mensaje|-{2,} ?mensaje original).*$", re.M)
+SUCCESS_ACTIONS = ("delivered", "relayed", "expanded", "deliverable")
+_SUCCESS_STATUS = re.compile(r"2\.\d{1,3}\.\d{1,3}\b")
+# A report of success, in the words of the usual servers (Postfix's "successfully delivered", Exchange's
+# "Delivery to these recipients or groups is complete", Gmail's relay notice) in several languages.
+_SUCCESS_TEXT = re.compile(
+    r"successfully delivered|success(?:ful)? (?:mail )?delivery|delivery (?:to [^\n]{0,80})?(?:was|is|has been) "
+    r"(?:successful|complete)|delivery to (?:these|the following) recipients?(?: or groups)? (?:is complete|was "
+    r"successful|succeeded)|(?:was|has been|have been) (?:successfully )?(?:delivered|relayed) to|relayed to non-dsn|"
+    r"delivered to (?:the )?(?:mailbox|recipient)|erfolgreich (?:zugestellt|ubermittelt)|wurde zugestellt|"
+    r"(?:a ete|ont ete) (?:remis|distribues?|livres?)|remis avec succes|entregado correctamente|fue entregado|"
+    r"consegnat[oa] (?:con successo|correttamente)|succesvol afgeleverd|entregue com sucesso|dostarczon[aoy]|"
+    r"har levererats")
+# What a success notice never says.
+_FAILED_TEXT = re.compile(r"could not be delivered|couldn't be delivered|undeliverable|delivery (?:has )?failed|"
+                          r"failed permanently|permanent(?:ly)? fail|not (?:been )?delivered|unable to deliver|"
+                          r"fehlgeschlagen|nicht zugestellt|n'a pas pu|no se (?:ha podido|pudo)")
 
 # Lines that start with the failed address: Postfix, qmail, Yahoo ("<a@b>: …"), Sendmail ("<a@b>... User unknown").
 _ANGLE_LINE = re.compile(rf"^[ \t]*<(?P<addr>{A})>(?:[ \t]*\(expanded from:?[ \t]*<?(?P<orig>{A})>?\))?"
@@ -192,140 +201,12 @@ class Bounce:
     reasons: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class Complaint:
-    recipients: list[str]
-    feedback_type: str
-    confidence: float
-    reasons: list[str] = field(default_factory=list)
-
-
 @dataclass
 class _Failure:
     address: str
     action: str = ""
     status: str = ""
     diagnostic: str = ""
-
-
-# --- the structure of a report ----------------------------------------------------------------
-
-
-def _report_type(message: Message) -> str:
-    if message.get_content_type() != "multipart/report":
-        return ""
-    try:
-        value = message.get_param("report-type")
-        return value.lower() if isinstance(value, str) else ""
-    except Exception:
-        return ""
-
-
-def _top_parts(message: Message) -> list[Message]:
-    payload = message.get_payload() if message.is_multipart() else None
-    return [part for part in payload if isinstance(part, Message)] if isinstance(payload, list) else []
-
-
-def _parts_of_type(message: Message, *types: str) -> list[Message]:
-    """The parts of ``message`` of the given types, not looking inside attached messages."""
-    found: list[Message] = []
-
-    def visit(part: Message) -> None:
-        if part.get_content_type() in types:
-            found.append(part)
-            return
-        if part.get_content_maintype() == "multipart":
-            for child in _top_parts(part):
-                visit(child)
-
-    visit(message)
-    return found
-
-
-def _parse_blocks(text: str) -> list[Message]:
-    parser = HeaderParser(policy=policy.compat32)
-    return [parser.parsestr(block.strip() + "\n") for block in re.split(r"\n\s*\n", text.replace("\r\n", "\n"))
-            if block.strip()]
-
-
-def _header_blocks(part: Message) -> list[Message]:
-    """The header blocks of a ``message/delivery-status`` or ``message/feedback-report`` part.
-
-    The parser splits ``message/delivery-status`` into its blocks, but reads other types
-    (``message/global-delivery-status``, a report sent as text) as one block followed by a body
-    that holds the rest: those are split here.
-    """
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        blocks: list[Message] = []
-        for block in payload:
-            if isinstance(block, Message):
-                blocks.append(block)
-                rest = block.get_payload()
-                if isinstance(rest, str) and rest.strip():
-                    blocks.extend(_parse_blocks(rest))
-        return blocks
-    raw = part.get_payload(decode=True)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else payload if isinstance(payload, str) else ""
-    return _parse_blocks(text)
-
-
-def is_feedback_report(message: Message) -> bool:
-    return _report_type(message) == "feedback-report" or bool(_parts_of_type(message, "message/feedback-report"))
-
-
-def original_headers(message: Message) -> Message | None:
-    """The headers of the original message a bounce or feedback report carries, or ``None``.
-
-    Read from an attached ``message/rfc822`` (or ``message/global``), a ``text/rfc822-headers``
-    part, or the copy an MTA pasted below its text (“------ This is a copy of the message …”).
-    """
-    for part in _parts_of_type(message, "message/rfc822", "message/global"):
-        inner = part.get_payload()
-        if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-            return inner[0]
-    parser = HeaderParser(policy=policy.compat32)
-    for part in _parts_of_type(message, "text/rfc822-headers", "message/rfc822-headers", "text/rfc822-header"):
-        text = part_text(part) if not part.is_multipart() else ""
-        if text.strip():
-            return parser.parsestr(text.lstrip())
-    for part in leaf_parts(message):
-        if part.get_content_type() != "text/plain":
-            continue
-        text = part_text(part)
-        marker = _ORIGINAL_MARKER.search(fold(text))
-        if marker is None:
-            continue
-        # fold() keeps the line structure, so the marker's line number finds the same place in the original.
-        line_number = fold(text)[:marker.end()].count("\n") + 1
-        rest = "\n".join(text.split("\n")[line_number:]).lstrip("\n")
-        start = re.search(r"^[A-Za-z][\w-]*:[ \t]", rest, re.M)
-        if start is not None:
-            headers = parser.parsestr(rest[start.start():])
-            if headers.get("To") or headers.get("From") or headers.get("Message-ID"):
-                return headers
-    return None
-
-
-def _original_addresses(original: Message | None, name: str) -> list[str]:
-    return header_addresses(original, name) if original is not None else []
-
-
-def report_text(message: Message) -> str:
-    """The report's own text (folded): its text parts, without any copy of the original message."""
-    texts: list[str] = []
-    for part in leaf_parts(message):
-        if not is_text(part) or part.get_content_type() == "text/rfc822-headers":
-            continue
-        text = part_text(part)
-        if part.get_content_subtype() == "html":
-            text = html_to_text(text)
-        folded = fold(text)
-        marker = _ORIGINAL_MARKER.search(folded)
-        texts.append(folded[:marker.start()] if marker else folded)
-        if len(texts) >= 2:  # the plain and HTML forms of the same report, at most
-            break
-    return "\n\n".join(texts)
 
 
 # --- who failed -------------------------------------------------------------------------------
@@ -342,9 +223,9 @@ def _dsn_failures(message: Message) -> tuple[list[_Failure], bool]:
     """The failed or delayed recipients of the RFC 3464 blocks, and whether there were any blocks."""
     failures: list[_Failure] = []
     seen_blocks = False
-    for part in _parts_of_type(message, "message/delivery-status", "message/global-delivery-status",
+    for part in parts_of_type(message, "message/delivery-status", "message/global-delivery-status",
                                "text/delivery-status"):
-        for block in _header_blocks(part):
+        for block in header_blocks(part):
             recipient = next((address for address in (_address_in(str(block.get(name, ""))) for name in
                               ("Original-Recipient", "Final-Recipient", "X-Actual-Recipient")) if address), "")
             if not recipient:
@@ -353,7 +234,8 @@ def _dsn_failures(message: Message) -> tuple[list[_Failure], bool]:
             action = " ".join(str(block.get("Action", "")).split()).lower()
             status = _ENHANCED.search(str(block.get("Status", "")))
             diagnostic = " ".join(str(block.get("Diagnostic-Code", "")).split())
-            if action.startswith(("delivered", "relayed", "expanded")):
+            # Successes (RFC 3464, 2.3.3), and "deliverable", which some servers write for a success.
+            if action.startswith(SUCCESS_ACTIONS) or _SUCCESS_STATUS.match(str(block.get("Status", "")).strip()):
                 continue
             if not action and not (status and status.group(1)[0] in "45"):
                 continue
@@ -494,9 +376,9 @@ def _evidence(message: Message, subject: str) -> tuple[list[str], list[str]]:
     """Reasons that make ``message`` a mail system's report: (decisive ones, supporting ones)."""
     decisive: list[str] = []
     supporting: list[str] = []
-    if _report_type(message) in ("delivery-status", "global-delivery-status"):
-        decisive.append(f"a delivery status report (multipart/report; report-type={_report_type(message)})")
-    elif _parts_of_type(message, "message/delivery-status", "message/global-delivery-status"):
+    if report_type(message) in ("delivery-status", "global-delivery-status"):
+        decisive.append(f"a delivery status report (multipart/report; report-type={report_type(message)})")
+    elif parts_of_type(message, "message/delivery-status", "message/global-delivery-status"):
         decisive.append("carries a message/delivery-status part")
     if header(message, "X-Failed-Recipients"):
         decisive.append(f"X-Failed-Recipients: {header(message, 'X-Failed-Recipients')}")
@@ -515,22 +397,68 @@ def _evidence(message: Message, subject: str) -> tuple[list[str], list[str]]:
     return decisive, supporting
 
 
+def _structural(message: Message) -> bool:
+    """Does the message's own structure (not its words) make it a mail system's failure report?"""
+    return bool(report_type(message) in ("delivery-status", "global-delivery-status")
+                or parts_of_type(message, "message/delivery-status", "message/global-delivery-status")
+                or header(message, "X-Failed-Recipients") or header(message, "X-MS-Exchange-Message-Is-Ndr")
+                or header(message, "X-MS-Exchange-Organization-Is-Ndr"))
+
+
+def _from_a_person(message: Message, subject: str) -> bool:
+    """Is ``message`` a person's forward or reply (by its subject), not a mail system's report?"""
+    if _structural(message):
+        return False
+    folded = fold(subject)
+    if _FORWARD_SUBJECT.match(folded):
+        return True
+    sender = sender_address(message)
+    return bool(_REPLY_SUBJECT.match(folded)) and not (
+        (sender and _DAEMONS.match(sender.partition("@")[0])) or _DAEMON_NAMES.search(header(message, "From")))
+
+
+def success_report(message: Message, *, subject: str) -> str:
+    """Why ``message`` is a mail system's notice of successful delivery, relay or expansion; ``""`` when
+    it is not one. Such a notice names the recipient as a failure does, and is no bounce."""
+    if is_feedback_report(message) or _from_a_person(message, subject):
+        return ""
+    blocks = [block for part in parts_of_type(message, "message/delivery-status", "message/global-delivery-status",
+                                              "text/delivery-status") for block in header_blocks(part)]
+    actions = [" ".join(str(block.get("Action", "")).split()).lower() or "no Action"
+               for block in blocks if block.get("Final-Recipient") or block.get("Original-Recipient")]
+    if actions:
+        failed, _ = _dsn_failures(message)
+        return "" if failed else f"a delivery status report of success (Action: {', '.join(dict.fromkeys(actions))})"
+    decisive, supporting = _evidence(message, subject)
+    if not decisive and not supporting:
+        return ""
+    text = report_text(message)
+    said = _SUCCESS_TEXT.search(text)
+    if said is None or _FAILED_TEXT.search(text) or _ADDRESS_GONE.search(text) or _codes(text) != ("", ""):
+        return ""
+    return f"a notice of successful delivery: {said.group(0)!r}"
+
+
 def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
     """The bounce ``message`` is, or ``None`` when it is not a failed-delivery report."""
-    if is_feedback_report(message) or _report_type(message) == "disposition-notification":
+    if is_feedback_report(message) or report_type(message) == "disposition-notification":
         return None
+    if _from_a_person(message, subject):
+        return None  # a person's forward or reply, which may quote an old bounce
     decisive, supporting = _evidence(message, subject)
     if not decisive and not supporting:
         return None
     text = report_text(message)
     original = original_headers(message)
-    original_to = _original_addresses(original, "To") + _original_addresses(original, "Cc")
+    original_to = original_addresses(original, "To") + original_addresses(original, "Cc")
     # The report's sender and its addressee (our own mailbox), and the original's sender (us again).
-    excluded = {sender_address(message), *header_addresses(message, "To"), *_original_addresses(original, "From")}
+    excluded = {sender_address(message), *header_addresses(message, "To"), *original_addresses(original, "From")}
 
     dsn, had_blocks = _dsn_failures(message)
     if had_blocks and not dsn:
         return None  # a report of successful delivery, relay or expansion
+    if not had_blocks and success_report(message, subject=subject):
+        return None
     text_found = [failure for failure in _text_failures(text) if not _is_excluded(failure.address, excluded)]
     if not decisive and not (
             (text_found or _codes(text) != ("", "")) and _FAILURE_WORDS.search(f"{text} {fold(subject)}")):
@@ -596,29 +524,3 @@ def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
         confidence -= 0.05
     return Bounce(hard=hard_any, failed_recipients=[failure.address for failure in failures],
                   status_code=status_code, confidence=round(confidence, 2), reasons=reasons)
-
-
-def detect_complaint(message: Message) -> Complaint | None:
-    """The RFC 5965 feedback report (abuse complaint) ``message`` is, or ``None``."""
-    if not is_feedback_report(message):
-        return None
-    fields: dict[str, str] = {}
-    for part in _parts_of_type(message, "message/feedback-report"):
-        for block in _header_blocks(part):
-            for name, value in block.items():
-                fields.setdefault(name.lower(), " ".join(str(value).split()))
-    feedback_type = fields.get("feedback-type", "abuse") or "abuse"
-    reasons = [f"a feedback report (Feedback-Type: {feedback_type})"]
-    if fields.get("user-agent"):
-        reasons.append(f"from {fields['user-agent']}")
-    recipients = [address.lower() for address in ADDRESS.findall(fields.get("original-rcpt-to", ""))]
-    if recipients:
-        reasons.append(f"complaining recipient {', '.join(recipients)} (Original-Rcpt-To)")
-    else:
-        recipients = _original_addresses(original_headers(message), "To")
-        if recipients:
-            reasons.append(f"complaining recipient {', '.join(recipients)} (the original message's To)")
-        else:
-            reasons.append("the complaining recipient is not named (redacted or missing)")
-    return Complaint(recipients=recipients, feedback_type=feedback_type, confidence=0.99 if recipients else 0.9,
-                     reasons=reasons)

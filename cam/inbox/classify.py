@@ -35,8 +35,10 @@ from functools import cached_property
 from typing import Any, cast
 
 from cam.inbox.autoreplies import detect_auto_reply
-from cam.inbox.bounces import detect_bounce, detect_complaint
+from cam.inbox.bounces import detect_bounce, success_report
+from cam.inbox.complaints import detect_complaint
 from cam.inbox.parsing import message_from_raw, unread_parts
+from cam.inbox.ses import ses_notification
 from cam.inbox.text import ADDRESS, body_text, fold, header, header_addresses, new_text, sender_address
 from cam.models.mail import InboundEmail
 
@@ -55,18 +57,32 @@ class Classification:
     return_date: datetime.date | None = None
     referral_email: str = ""
     new_text: str = ""  # the sender's own words, quotes and signature removed
+    reported_domain: str = ""  # for AUTH_FAILURE: the domain whose authentication failed
 
 
 class UnreadableMessage(ValueError):
     """The bytes are not an email message (empty, binary, or no header at all)."""
 
 
+# Bytes that no text has: C0 controls other than tab, line feed, form feed and carriage return, and DEL.
+# NUL is not counted: stray NULs are dropped on reading (``message_from_raw``).
+_BINARY = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
+# Past this share of such bytes in the first 4 KiB, the bytes are data (an image, an archive: about one byte in
+# ten of random data is one), not mail; a stray one or two in a bounce are far below it.
+BINARY_SHARE = 0.05
+
+
 def read_message(raw: bytes) -> EmailMessage:
     """``raw`` parsed as an email message, within the inbox's nesting and part limits
-    (``cam.inbox.parsing.message_from_raw``); raises ``UnreadableMessage`` when it is not one."""
-    if not raw.strip():
+    (``cam.inbox.parsing.message_from_raw``); raises ``UnreadableMessage`` when it is not one.
+
+    A stray NUL or control byte does not make a message unreadable (mail servers leave them, at the
+    end of a bounce above all): only bytes that are mostly not text, or that have no header field at
+    all, are refused."""
+    head = raw[:4096].replace(b"\x00", b"")
+    if not head.strip():
         raise UnreadableMessage("empty")
-    if b"\x00" in raw[:4096]:
+    if len(_BINARY.findall(head)) > BINARY_SHARE * len(head):
         raise UnreadableMessage("binary data, not a message")
     message = message_from_raw(raw)
     if not message.keys():
@@ -113,12 +129,43 @@ class Classifier:
         raise NotImplementedError
 
 
+class SesClassifier(Classifier):
+    """Amazon SES notifications (JSON sent by email, ``cam.inbox.ses``): a bounce, a complaint, or a
+    delivery, which is an automatic notice and never a bounce."""
+
+    name = "amazon ses"
+
+    def classify(self, message: IncomingMessage) -> Classification | None:
+        found = ses_notification(message.message)
+        if found is None:
+            return None
+        if found.kind == "Bounce":
+            category = Category.BOUNCE_HARD if found.hard else Category.BOUNCE_SOFT
+            reasons = [*found.reasons, *(f"{address} failed, found in the notification" for address in
+                                         found.recipients), ("hard: " if found.hard else "soft: ") + "the bounceType"]
+            return Classification(category=category, confidence=0.98 if found.recipients else 0.85, reasons=reasons,
+                                  failed_recipients=found.recipients, status_code=found.status)
+        if found.kind == "Complaint" and found.feedback_type != "not-spam":
+            return Classification(category=Category.COMPLAINT, confidence=0.99 if found.recipients else 0.9,
+                                  reasons=[*found.reasons, f"complaining recipient {', '.join(found.recipients)}"
+                                           if found.recipients else "the complaining recipient is not named"],
+                                  failed_recipients=found.recipients)
+        return Classification(category=Category.AUTO_REPLY, confidence=0.97,
+                              reasons=[*found.reasons, "a notice, not a failure"])
+
+
 class BounceClassifier(Classifier):
+    """Failed-delivery reports (``cam.inbox.bounces``); a report of success is an automatic notice."""
+
     name = "bounce"
 
     def classify(self, message: IncomingMessage) -> Classification | None:
         bounce = detect_bounce(message.message, subject=message.subject)
         if bounce is None:
+            success = success_report(message.message, subject=message.subject)
+            if success:
+                return Classification(category=Category.AUTO_REPLY, confidence=0.96,
+                                      reasons=[success, "a success notice is no bounce"])
             return None
         return Classification(category=Category.BOUNCE_HARD if bounce.hard else Category.BOUNCE_SOFT,
                               confidence=bounce.confidence, reasons=bounce.reasons,
@@ -126,12 +173,18 @@ class BounceClassifier(Classifier):
 
 
 class ComplaintClassifier(Classifier):
+    """Feedback reports (``cam.inbox.complaints``): a complaint, or an authentication-failure report
+    (``AUTH_FAILURE``), which is about the sending domain, not a person."""
+
     name = "complaint"
 
     def classify(self, message: IncomingMessage) -> Classification | None:
         complaint = detect_complaint(message.message)
         if complaint is None:
             return None
+        if complaint.auth_failure:
+            return Classification(category=Category.AUTH_FAILURE, confidence=complaint.confidence,
+                                  reasons=complaint.reasons, reported_domain=complaint.reported_domain)
         return Classification(category=Category.COMPLAINT, confidence=complaint.confidence,
                               reasons=complaint.reasons, failed_recipients=complaint.recipients)
 
@@ -479,7 +532,7 @@ class ReplyIntentClassifier(Classifier):
         return ""
 
 
-CLASSIFIERS: list[Classifier] = [BounceClassifier(), ComplaintClassifier(), AutoReplyClassifier(),
+CLASSIFIERS: list[Classifier] = [SesClassifier(), BounceClassifier(), ComplaintClassifier(), AutoReplyClassifier(),
                                  ReplyIntentClassifier()]
 
 

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
 from cam.addresses import address_spellings
-from cam.inbox.bounces import original_headers
+from cam.inbox.reports import original_headers
+from cam.inbox.ses import ses_notification
 from cam.inbox.text import header
 from cam.models import Lead, OutboundEmail
 from cam.outreach.unsubscribe import InvalidUnsubscribeToken, lead_from_token
@@ -59,9 +60,12 @@ def _ids(*values: str) -> list[str]:
 
 def embedded_message_ids(message: EmailMessage) -> list[str]:
     """Message-IDs of the original message a bounce or feedback report carries (attached, or pasted
-    below the MTA's text)."""
+    below the MTA's text, or among the headers an Amazon SES notification kept)."""
     original = original_headers(message)
-    return _ids(str(original.get("Message-ID", ""))) if original is not None else []
+    found = _ids(str(original.get("Message-ID", ""))) if original is not None else []
+    notification = ses_notification(message)
+    return [*found, *(found_id for found_id in notification.message_ids if found_id not in found)] if notification \
+        else found
 
 
 def _raw_values(message: Message, names: tuple[str, ...]) -> list[str]:

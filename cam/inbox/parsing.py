@@ -119,9 +119,13 @@ class _BoundedMessage(EmailMessage):
 def message_from_raw(raw: bytes) -> EmailMessage:
     """``raw`` parsed as ``email.message_from_bytes(raw, policy=policy.default)`` does, within
     ``MAX_MIME_DEPTH`` and ``MAX_MIME_PARTS`` (see the module's docstring); never raises
-    ``RecursionError``, whatever the nesting."""
+    ``RecursionError``, whatever the nesting.
+
+    NUL bytes are dropped first: RFC 5322 allows none anywhere in a message, yet some mail servers
+    leave one at the end of a bounce, and PostgreSQL cannot store one in text. Nothing that is mail
+    is carried by them, so what is read (and stored from it) is the message without them."""
     factory = partial(_BoundedMessage, limits=_Limits())
-    return BytesParser(factory, policy=policy.default).parsebytes(raw)
+    return BytesParser(factory, policy=policy.default).parsebytes(raw.replace(b"\x00", b""))
 
 
 def unread_parts(message: Message) -> list[str]:

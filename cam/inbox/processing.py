@@ -19,8 +19,8 @@ from django.utils import timezone
 
 from cam.followup import reply_follow_up
 from cam.inbox.classify import classify_message
-from cam.inbox.matching import match_message, unproven
-from cam.inbox.parsing import message_from_raw
+from cam.inbox.matching import PROOFS, Match, match_message, unproven
+from cam.inbox.parsing import clean_text, message_from_raw
 from cam.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -39,32 +39,55 @@ def reply_process(*, inbound: InboundEmail) -> str:
     match = match_message(message=message, mailbox_id=inbound.mailbox_id, sender=inbound.from_email,
                           in_reply_to=inbound.in_reply_to, references=inbound.references,
                           failed_recipients=list(result.failed_recipients))
+    failed, how = report_recipients(result.category, list(result.failed_recipients), match)
     held = ""
     if result.category in NEEDS_PROOF and match.lead is not None:
-        held = unproven(match, failed_recipients=list(result.failed_recipients))
+        held = unproven(match, failed_recipients=failed)
     now = timezone.now()
     with transaction.atomic():
         # Re-read under the transaction: another worker may have processed it meanwhile.
         if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(processed_at=now):
             return inbound.category
         inbound.category, inbound.confidence = result.category, result.confidence
-        inbound.classification_reasons = [*result.reasons, *([f"matched by {match.how}"] if match.how else []),
-                                          *([f"held for a person to confirm or dismiss — {held}"] if held else [])]
+        # Text from the message is cleaned where it is stored: PostgreSQL takes no NUL in text or JSON.
+        inbound.classification_reasons = [clean_text(reason) for reason in (
+            *result.reasons, *([how] if how else []), *([f"matched by {match.how}"] if match.how else []),
+            *([f"held for a person to confirm or dismiss — {held}"] if held else []))]
         inbound.confirmation = Confirmation.NEEDED if held else ""
-        inbound.failed_recipients = list(result.failed_recipients)
-        inbound.bounce_status_code = result.status_code[:16]
+        inbound.failed_recipients = [clean_text(address) for address in failed]
+        inbound.bounce_status_code = clean_text(result.status_code)[:16]
         inbound.return_date = result.return_date
-        inbound.referral_email = (result.referral_email or "")[:254]
-        inbound.new_text = result.new_text or inbound.new_text
+        inbound.referral_email = clean_text(result.referral_email or "")[:254]
+        inbound.reported_domain = clean_text(result.reported_domain)[:253]
+        inbound.new_text = clean_text(result.new_text) or inbound.new_text
         inbound.outbound_email, inbound.lead = match.outbound, match.lead
         inbound.classified_at, inbound.classified_by, inbound.processed_at = now, CLASSIFIER, now
         inbound.save(update_fields=[
             "category", "confidence", "classification_reasons", "failed_recipients", "bounce_status_code",
-            "return_date", "referral_email", "new_text", "outbound_email", "lead", "classified_at",
+            "return_date", "referral_email", "reported_domain", "new_text", "outbound_email", "lead", "classified_at",
             "classified_by", "processed_at", "confirmation"])
         if not held:
             reply_follow_up(inbound=inbound, actor=CLASSIFIER)
     return inbound.category
+
+
+def report_recipients(category: str, failed: list[str], match: Match) -> tuple[list[str], str]:
+    """The failed (or complaining) recipients of a bounce or complaint, and how they were completed.
+
+    In order of trust: what the report says (its DSN, the mail server's text, the headers of the
+    original it carries — ``cam.inbox.bounces``); then our own record of the email it proves it is
+    about. A signed return path (VERP) names exactly one email of ours, so when the report names its
+    address among others, that address alone is the failure; when a report names nobody (a feedback
+    loop that redacts the recipient), the address our email went to is. A report naming only someone
+    else is left as it is: ``unproven`` holds it for a person."""
+    if category not in NEEDS_PROOF or match.outbound is None or match.how not in PROOFS:
+        return failed, ""
+    ours = match.outbound.to_email.lower()
+    if not failed:
+        return [ours], f"the recipient is the address our email went to ({ours}, by {match.how})"
+    if match.how == "return path" and len(failed) > 1 and ours in failed:
+        return [ours], f"the signed return path names our email to {ours}: the others are not ours"
+    return failed, ""
 
 
 def replies_process(*, limit: int = 200) -> dict[str, int]:

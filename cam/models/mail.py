@@ -308,7 +308,7 @@ TRIAGE_ORDER = [TRIAGE_RANK.asc(), F("created_at").desc(), F("id").desc()]
 # the maybe's, then the requests to stop, then what could not be read yet (not processed, or unreadable).
 # Machines: out-of-office notices, automatic replies, bounces and complaints, on their own tab.
 PEOPLE_CATEGORIES = ("POSITIVE", "QUESTION", "REFERRAL", "NEGATIVE", "NEUTRAL", "UNSUBSCRIBE", "")
-AUTOMATIC_CATEGORIES = ("OUT_OF_OFFICE", "AUTO_REPLY", "BOUNCE_HARD", "BOUNCE_SOFT", "COMPLAINT")
+AUTOMATIC_CATEGORIES = ("OUT_OF_OFFICE", "AUTO_REPLY", "BOUNCE_HARD", "BOUNCE_SOFT", "COMPLAINT", "AUTH_FAILURE")
 DESK_RANK = Case(
     When(category="POSITIVE", then=Value(0)),
     When(category="QUESTION", then=Value(1)),
@@ -334,6 +334,9 @@ class InboundEmail(models.Model):
         BOUNCE_HARD = "BOUNCE_HARD", "Hard bounce"
         BOUNCE_SOFT = "BOUNCE_SOFT", "Soft bounce"
         COMPLAINT = "COMPLAINT", "Complaint"
+        # An RFC 6591 report that a message claiming our domain failed SPF, DKIM or DMARC: about the
+        # domain's set-up, not a person's answer; it changes no lead.
+        AUTH_FAILURE = "AUTH_FAILURE", "Authentication failure report"
         REFERRAL = "REFERRAL", "Referral"
         QUESTION = "QUESTION", "Question"
         NEUTRAL = "NEUTRAL", "Neutral"
@@ -373,6 +376,9 @@ class InboundEmail(models.Model):
     bounce_status_code = models.CharField(max_length=16, blank=True)
     return_date = models.DateField(null=True, blank=True, help_text="When an out-of-office sender is back.")
     referral_email = LowercaseEmailField(max_length=254, blank=True)
+    reported_domain = models.CharField(
+        max_length=253, blank=True,
+        help_text="For an authentication failure report: the domain whose SPF, DKIM or DMARC failed.")
     # A bounce or complaint changes a lead only when it proves it is about an email we sent (our
     # Message-ID, or our signed return path): anyone can write "MAILER-DAEMON" and name an address.
     confirmation = models.CharField(
