@@ -189,6 +189,9 @@ class ComplaintClassifier(Classifier):
                               reasons=complaint.reasons, failed_recipients=complaint.recipients)
 
 
+_UNSUBSCRIBE_SUBJECT = re.compile(r"^\s*(?:(?:re|aw|fw|fwd|wg)\s*:\s*)*unsubscribe\b")
+
+
 class AutoReplyClassifier(Classifier):
     """Automatic answers. A weak sign alone (``Precedence: bulk``, ``X-Auto-Response-Suppress``, which
     some mail systems put on everything) does not hide a person's clear answer: that reply is left to
@@ -204,6 +207,12 @@ class AutoReplyClassifier(Classifier):
             return None
         weak = found.confidence < 0.9 and not found.out_of_office
         if weak and ReplyIntentClassifier().classify(message).category in self.CLEAR_ANSWERS:
+            return None
+        # A mail client's one-click unsubscribe (Apple Mail's marks itself) is sent for the person, automatically:
+        # it is their request to stop.
+        asks_to_stop = header(message.message, "X-Apple-Unsubscribe").strip().lower() in ("true", "yes", "1") or \
+            _UNSUBSCRIBE_SUBJECT.match(fold(message.subject))
+        if asks_to_stop and ReplyIntentClassifier().classify(message).category == Category.UNSUBSCRIBE:
             return None
         return Classification(category=Category.OUT_OF_OFFICE if found.out_of_office else Category.AUTO_REPLY,
                               confidence=found.confidence, reasons=found.reasons, return_date=found.return_date,
@@ -245,7 +254,7 @@ PHRASES: list[Phrase] = [
         r"\bstop (?:e-?mailing|contacting|sending|messaging|writing to|spamming|bothering|pestering) (?:me|us)\b",
         r"\bstop (?:sending|spamming)\b",
         r"\b(?:do not|don't|dont|never) (?:e-?mail|contact|write to|message|spam) (?:me|us)\b",
-        r"\bno (?:more|further) (?:e-?mails|mails|messages|contact)\b", r"\bopt(?:-| )?out\b",
+        r"\bno (?:more|further) (?:e-?mails|mails|messages|contact)\b", r"\bopt(?:-| )?out\b", r"\bopt (?:me|us) out\b",
         r"\bdelete (?:my|our) (?:data|e-?mail|address|contact|details)\b", r"\bleave (?:me|us) alone\b",
         # German
         r"\babmelden\b", r"\babmeldung\b", r"\babbestellen\b", r"\baustragen\b", r"\btragen sie (?:mich|uns) aus\b",
@@ -271,6 +280,91 @@ PHRASES: list[Phrase] = [
         r"contactes|moleste|molesten) mas\b",
         r"\bno (?:quiero|queremos) recibir (?:mas|ningun|ninguna)\b", r"\bdejen? de (?:enviar|escribir|mandar)",
         r"\bno (?:vuelva|vuelvan) a (?:escribir|contactar)",
+        # English, more of each family: stop, no more, do not contact, delete, opt out, and their idioms
+        r"\A\W*(?:stop|unsubscribe|remove|unsub)\W*\Z", r"\bunsub\b",
+        r"\bstop (?:all |these |the |your |any )?(?:e-?mails|mails|messages|emailing|contact|spam)\b",
+        r"\b(?:please|pls|just) stop\W*$",
+        r"\b(?:don't|do not|dont) (?:want|wish) (?:to (?:receive|get|hear)|any (?:more|further)|(?:any )?more) "
+        r"(?:of )?(?:these |your |this |such )?(?:e-?mails|mails|messages|emails|contact|from you)",
+        r"\b(?:no longer|not) (?:wish|want) to (?:receive|be contacted|hear from|get)\b",
+        r"\bnever (?:contact|e-?mail|write to|message) (?:me|us) again\b", r"\bcease (?:and desist|all contact)\b",
+        r"\bdelete me\b", r"\b(?:remove|delete|erase) (?:me|us|my (?:e-?mail|address|data|details)) from\b",
+        r"\b(?:lose|forget) (?:my|our) (?:e-?mail|address|number|details)\b",
+        r"\b(?:take|get) (?:me|us) out of\b", r"\bnot (?:to )?(?:be )?contacted again\b",
+        # German
+        r"\b(?:loschen|streichen|entfernen|nehmen) sie mich\b",
+        r"\bmich (?:bitte )?(?:loschen|streichen|entfernen|austragen)\b",
+        r"\b(?:aus|von) (?:dem|der|ihrem|ihrer) (?:verteiler|liste) (?:nehmen|entfernen|streichen|loschen)\b",
+        r"\b(?:will|mochte|mochten|wollen) (?:keine|keinerlei) (?:e-?mails|mails|nachrichten|post|werbung|"
+        r"zuschriften|anschreiben)\b",
+        r"\b(?:kontaktieren|schreiben|mailen) sie (?:mich|uns|mir) (?:bitte )?nicht (?:mehr|wieder)\b",
+        r"\bschreiben sie mir nicht mehr\b", r"\bhoren sie auf,? (?:mir|mich|uns)\b", r"\bunterlassen sie\b",
+        # French
+        r"\bje ne (?:souhaite|veux|desire) plus (?:recevoir|etre (?:contacte|sollicite))",
+        r"\b(?:supprimez|retirez|enlevez|effacez|rayez)[- ](?:moi|nous|mon adresse|mon e-?mail) (?:de|des)\b",
+        r"\bmerci de (?:me |nous )?(?:retirer|supprimer|desinscrire|ne plus m'|ne plus me )",
+        r"\bcessez de (?:m'|me |nous )", r"\bne m'ecrivez plus\b", r"\bne plus (?:m'|me )(?:ecrire|envoyer|contacter)",
+        # Spanish
+        r"\b(?:eliminen|borren|quiten|saquen|elimine|borre|quite|saque|eliminad|borrad|quitad|sacad|elimina|borra|"
+        r"quita|saca)(?:me|nos)\b", r"\b(?:me|nos) (?:doy|damos|quiero dar|queremos dar) de baja\b",
+        r"\bno (?:deseo|deseamos|quiero|queremos) (?:seguir )?recibir\b",
+        r"\bno (?:deseo|quiero) que me (?:escriban|contacten|envien|manden)\b", r"\bdejar de recibir\b",
+        r"\bdejen? de (?:contactar|molestar|escribir|enviar|mandar)(?:me|nos)?\b",
+        # Italian
+        r"\bdisiscriv\w*", r"\bdisiscrizione\b", r"\bcancella(?:temi|mi|rmi|re la mia iscrizione)\b",
+        r"\b(?:rimuove|togliete|toglie|elimina|cancella)(?:temi|mi|rmi)\b", r"\brimuovimi\b",
+        r"\b(?:cancellate|rimuovete|eliminate|togliete|cancellare|rimuovere|eliminare) (?:il mio|la mia|i miei|"
+        r"il nostro|la nostra) (?:indirizzo|email|e-mail|mail|contatto|dati|nominativo)",
+        r"\b(?:rimuov|cancell|togli|elimin|levat)\w*\b[^.!?\n]{0,30}\b(?:dalla|dalle|dal) (?:vostra |sua |tua )?"
+        r"(?:lista|mailing list|newsletter|database|elenco|liste)\b",
+        r"\bnon (?:voglio|vogliamo|desidero|desideriamo) (?:piu )?ricevere\b",
+        r"\bnon (?:mi|ci) (?:scrivete|contattate|inviate|mandate|scriva|contatti|invii|mandi) piu\b",
+        r"\bnon (?:contattatemi|scrivetemi|contattateci|scriveteci) piu\b",
+        r"\bsmettete(?:la)? di (?:scriver|inviar|contattar|mandar)(?:mi|ci)\b",
+        r"\bbasta (?:email|e-mail|mail|messaggi)\b", r"\bannull\w* (?:la mia |l')?iscrizione\b",
+        # Dutch
+        r"\buitschrijven\b", r"\bschrijf (?:me|mij|ons) uit\b", r"\bmeld (?:me|mij|ons) af\b", r"\bafmelden\b",
+        r"\bverwijder (?:me|mij|ons|mijn (?:e-?mailadres|adres|gegevens|naam))\b",
+        r"\bhaal (?:me|mij|ons) (?:van|uit) (?:de|uw|jullie|je)\b",
+        r"\b(?:haal|verwijder|schrap|schrijf)\w*\b[^.!?\n]{0,30}\b(?:van|uit) (?:uw|jullie|je|de) "
+        r"(?:mailinglijst|verzendlijst|mailinglist|bestand|database|lijst)\b",
+        r"\bgeen (?:e-?mails|mails|berichten|mailtjes|nieuwsbrieven|post|reclame) meer\b",
+        r"\bwil (?:graag )?geen (?:e-?mails|mails|berichten|mailtjes)\b",
+        r"\bniet (?:meer|langer) (?:mailen|e-?mailen|benaderen|contacteren|sturen|ontvangen)\b",
+        r"\bneem geen contact (?:meer )?op\b", r"\bstop met (?:mailen|e-?mailen|sturen|berichten)\b",
+        # Portuguese
+        r"\bdescadastr\w*", r"\bcancelar (?:a )?(?:minha )?(?:inscricao|subscricao|assinatura)\b",
+        r"\b(?:remov|retir|exclu|apag|tir)\w*[- ]me\b",
+        r"\bme (?:remova|removam|retire|retirem|tire|tirem|exclua|excluam|descadastre|descadastrem)\b",
+        r"\b(?:remova|removam|remover|retirar|excluir|apagar|exclua|excluam) (?:o )?(?:meu|o meu) (?:e-?mail|"
+        r"endereco|contato|contacto|nome|dados)",
+        r"\b(?:remov|retir|exclu|apag|tir)\w*\b[^.!?\n]{0,30}\bda (?:sua |vossa |tua )?(?:lista|base de dados|"
+        r"mailing)\b",
+        r"\bnao (?:quero|queremos|desejo|desejamos) (?:mais )?receber\b",
+        r"\bnao (?:me |nos )?(?:envie|enviem|mande|mandem|contacte|contactem|contate|contatem|escreva|escrevam) mais\b",
+        r"\bparem de (?:me |nos )?(?:enviar|mandar|contactar|contatar|escrever)\b", r"\bdeixar de receber\b",
+        # Polish
+        r"\bwypisz(?:cie)? (?:mnie|nas)\b", r"\bwypisac\b", r"\bwypisanie\b",
+        r"\bprosze (?:o )?(?:wypisanie|usuniecie)\b",
+        r"\busun(?:cie)? (?:mnie|nas|moj (?:adres|e-?mail)|moje dane)\b",
+        r"\busuniecie (?:mnie|mojego adresu|z listy|z bazy)\b",
+        r"\b(?:usun|wypisz|wykresl|skresl)\w*\b[^.!?\n]{0,30}\bz (?:waszej |pana |panstwa |tej )?(?:listy|"
+        r"bazy(?: danych)?|listy mailingowej|mailingu)\b",
+        r"\bnie (?:chce|chcemy|zycze sobie|zyczymy sobie) (?:wiecej |juz )?(?:otrzymywac|dostawac)\b",
+        r"\bnie (?:wysylajcie|wysylaj|piszcie|pisz) (?:mi |do mnie |nam |do nas )?(?:wiecej|juz)\b",
+        r"\bprosze (?:juz )?nie (?:pisac|wysylac|kontaktowac)\b",
+        r"\brezygnuj\w* (?:z )?(?:subskrypcji|newslettera|otrzymywania)",
+        # Swedish
+        r"\bavregistrera\b", r"\bavprenumerera\b", r"\bavanmal\w*",
+        r"\bavsluta (?:min |mitt )?(?:prenumeration|prenumerationen|nyhetsbrev|utskick)\b",
+        r"\bta bort (?:mig|oss|min (?:e-?post|adress|e-?postadress|mejladress)|mina uppgifter)\b",
+        r"\bstryk (?:mig|oss)\b",
+        r"\b(?:ta bort|stryk|radera|avregistrera)\b[^.!?\n]{0,30}\b(?:fran|ur) (?:er |din |eran |ert )?(?:lista|listan|"
+        r"register|registret|utskickslistan|sandlistan|e-?postlistan|databas|databasen)\b",
+        r"\bvill inte (?:ha|fa|ta emot) (?:fler|nagra fler|mer|flera) (?:mejl|mail|e-?post|meddelanden|utskick)\b",
+        r"\binga (?:fler|mer) (?:mejl|mail|e-?post|meddelanden|utskick)\b",
+        r"\bsluta (?:skicka|maila|mejla|kontakta|skriva)\b", r"\bkontakta (?:mig|oss) inte (?:igen|mer)\b",
+        r"\b(?:maila|mejla|skriv) inte (?:till mig |till oss )?(?:mer|igen)\b",
     ),
     *_phrases(
         Category.REFERRAL, 0.85,
@@ -352,6 +446,13 @@ PHRASES: list[Phrase] = [
         r"\b(?:por ahora|de momento|ahora mismo|por el momento),? no\b",
         r"\bno (?:por ahora|de momento|por el momento)\b",
         r"\bsin interes\b", r"\bningun interes\b",
+        # Italian, Dutch, Portuguese, Polish, Swedish
+        r"\bnon (?:sono|siamo) interessat[oaie]\b", r"\bnon (?:mi|ci) interessa\b", r"\bno,? grazie\b",
+        r"\bgeen interesse\b", r"\bniet geinteresseerd\b", r"\bnee,? (?:dank je|dank u|bedankt)\b",
+        r"\bnao (?:tenho|temos) interesse\b", r"\bnao (?:estou|estamos) interessad[oa]s?\b",
+        r"\bnao,? obrigad[oa]\b",
+        r"\bnie (?:jestem|jestesmy) zainteresowan\w*", r"\bnie interesuje (?:mnie|nas)\b", r"\bnie,? dziekuj\w*",
+        r"\binte intresserad\w*", r"\binget intresse\b", r"\bnej,? tack\b",
     ),
     *_phrases(
         Category.POSITIVE, 0.85,
@@ -412,6 +513,23 @@ PHRASES: list[Phrase] = [
         r"reunion|cita|videollamada|demo)\b",
         r"\bhablemos\b", r"\bllam(?:ame|eme|enme)\b", r"\bcuando (?:le|te) (?:viene|va) bien\b",
         r"\bme gustaria (?:saber|conocer|hablar|ver|recibir)\b",
+        # English: yes, and a call or a time asked for (a positive reply that asks something stays positive)
+        r"\A\W*(?:yes|yep|yeah|sure|absolutely|definitely|of course|sounds good)\b",
+        r"\bopen to (?:a |an |it|that|this|talking|chatting|meeting|exploring|hearing|learning|"
+        r"(?:a )?(?:quick |short )?(?:call|chat|conversation|meeting|demo))\b",
+        r"\b(?:calendar|booking|meeting|scheduling|calendly|zoom|teams) (?:link|invite|invitation)\b",
+        r"\bsend (?:me |us |over )?(?:a |an |your )?(?:calendar |meeting |zoom |teams )?(?:invite|invitation)\b",
+        r"\bbook (?:something|a time|a slot|some time|time|a meeting|a call|us in|me in)\b",
+        r"\b(?:can|could|shall|should) we (?:talk|chat|meet|speak|set up|schedule|book|do|jump|hop|find a time)\b",
+        r"\b(?:are|would) you (?:be )?(?:free|available) (?:on|at|for|next|tomorrow|this|monday|tuesday|wednesday|"
+        r"thursday|friday)\b",
+        r"\bwhat (?:times?|days?|slots?|dates?) (?:work|suit|would work|are good|are you)\b",
+        # Italian, Dutch, Portuguese, Polish, Swedish
+        r"\binteressat[oaie]\b", r"\b(?:mi|ci) interessa\b", r"\bvolentieri\b", r"\bsentiamoci\b",
+        r"\b(?:mi )?chiam(?:ami|atemi)\b", r"\bgeinteresseerd\b", r"\blijkt (?:me|ons) (?:goed|interessant|leuk)\b",
+        r"\bbel (?:me|mij)\b", r"\binteressad[oa]s?\b", r"\btenho interesse\b", r"\bvamos conversar\b",
+        r"\bzainteresowan\w*", r"\bchetnie\b", r"\bzadzwon\w*", r"\bintresserad\w*", r"\blater (?:bra|intressant)\b",
+        r"\bring mig\b",
         negatable=True,
     ),
 ]
@@ -419,7 +537,8 @@ PHRASES: list[Phrase] = [
 INTENT_ORDER = [Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Category.POSITIVE]
 
 _NEGATORS = {"not", "no", "never", "nicht", "kein", "keine", "keinen", "keinem", "keiner", "nie", "niemals", "kaum",
-             "pas", "plus", "jamais", "ne", "n'", "nunca", "tampoco", "ni", "sin", "without", "ohne", "sans", "hardly"}
+             "pas", "plus", "jamais", "ne", "n'", "nunca", "tampoco", "ni", "sin", "without", "ohne", "sans", "hardly",
+             "non", "mai", "niet", "geen", "nooit", "nao", "inte", "ej", "aldrig"}
 _TRAILING_NEGATORS = {"nicht", "pas", "plus", "jamais"}
 _CLAUSE = re.compile(r"[.,;:!?()\n]|\bbut\b|\baber\b|\bmais\b|\bpero\b|\bsondern\b|\bsino\b")
 _DOUBLE_NEGATIVE = re.compile(r"(?:don't|do not|dont) hesitate|n'hesitez pas|zogern sie nicht|no dude|no dudes")
@@ -444,6 +563,79 @@ def _negated(folded: str, start: int, end: int) -> bool:
         return True
     after = _CLAUSE.split(folded[end:end + 40])[0]
     return any(word in _TRAILING_NEGATORS for word in _words(after)[:3])
+
+
+# Words of the unsubscribe families that people misspell. A word one letter off (two for a long word: a letter
+# missing, added, changed, or two swapped), with the same first letter, is read as the word, for the
+# unsubscribe phrases only: missing a request to stop costs more than reading one into a typo.
+TYPO_WORDS = (
+    "unsubscribe", "unsubscribed", "unsubscribing", "subscription", "remove", "abmelden", "austragen", "abbestellen",
+    "entfernen", "verteiler", "desabonner", "desabonnez", "desinscrire", "desinscrivez", "retirez", "supprimez",
+    "eliminenme", "borrenme", "quitenme", "sacarme", "eliminarme", "disiscrivere", "disiscrivermi", "cancellatemi",
+    "cancellarmi", "rimuovetemi", "rimuovermi", "uitschrijven", "afmelden", "verwijder", "verwijderen", "mailinglijst",
+    "descadastrar", "descadastre", "descadastrem", "remova", "removam", "wypisac", "wypisanie", "usuniecie",
+    "avregistrera", "avprenumerera", "prenumeration", "avsluta",
+)
+_NEVER_CORRECTED = {"remote", "remotely", "removed", "removes", "removal", "avsluta", "retires", "supprime"}
+_TYPO_BY_FIRST: dict[str, tuple[str, ...]] = {}
+for _word in TYPO_WORDS:
+    _TYPO_BY_FIRST[_word[0]] = (*_TYPO_BY_FIRST.get(_word[0], ()), _word)
+_WORD = re.compile(r"[a-z]{5,}")
+
+# Replies that lean towards "stop" without saying it: nothing else in them decides, and reading them as
+# neutral would put the person into nurture, so they are read as a request to stop (with less confidence),
+# which a person can correct.
+DOUBTS = [re.compile(pattern) for pattern in (
+    r"\b(?:how|where) did you get (?:hold of )?my (?:e-?mail|address|contact|details|number|name)\b",
+    r"\bwho gave you my\b", r"\bi (?:never|did not|didn't) (?:sign(?:ed)? up|subscribe|opt(?:ed)? in|ask(?:ed)? for)\b",
+    r"\bwhy (?:do|are) you (?:keep )?(?:e-?mailing|writing|contacting|sending)\b", r"\bthis is spam\b",
+    r"\bwoher haben sie (?:meine|unsere) (?:adresse|e-?mail|daten|kontaktdaten)\b", r"\bnie angemeldet\b",
+    r"\bou avez-vous (?:eu|obtenu|trouve|recupere) (?:mon|mes|notre)\b", r"\bje ne (?:me suis jamais|suis pas) inscrit",
+    r"\bde donde (?:sacaron|obtuvieron|tienen|saco|obtuvo|tiene) (?:mi|mis|nuestro)\b",
+    r"\bnunca me (?:suscribi|registre)\b",
+    r"\bdove avete (?:preso|trovato|avuto) (?:il mio|la mia|i miei)\b", r"\bnon mi sono (?:mai )?iscritt",
+    r"\b(?:waar|hoe) (?:hebt|heeft|heb|komt) (?:u|je|jullie) (?:mijn|aan mijn)\b",
+    r"\bonde (?:conseguiram|obtiveram|arranjaram|conseguiu|obteve) (?:o )?meu\b",
+    r"\bskad (?:macie|ma pan|ma pani|masz|panstwo maja) (?:moj|moje|nasz)\b",
+    r"\bvar har (?:ni|du) fatt (?:min|mina|tag pa min)\b",
+)]
+
+
+def _distance(word: str, target: str, limit: int) -> int:
+    """Optimal-string-alignment distance between ``word`` and ``target``, or ``limit + 1`` once past ``limit``."""
+    if abs(len(word) - len(target)) > limit:
+        return limit + 1
+    previous2: list[int] = []
+    previous = list(range(len(target) + 1))
+    for i, char in enumerate(word, 1):
+        current = [i] + [0] * len(target)
+        for j, other in enumerate(target, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (char != other))
+            if i > 1 and j > 1 and char == target[j - 2] and word[i - 2] == other:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        if min(current) > limit:
+            return limit + 1
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def corrected(folded: str) -> tuple[str, list[str]]:
+    """``folded`` with misspelt unsubscribe words read as meant (see ``TYPO_WORDS``), and what was read so."""
+    changes: list[str] = []
+
+    def fix(match: re.Match[str]) -> str:
+        word = match.group(0)
+        if word in _NEVER_CORRECTED:
+            return word
+        for target in _TYPO_BY_FIRST.get(word[0], ()):
+            if word == target:
+                return word
+            if _distance(word, target, 1 if len(target) < 9 else 2) <= (1 if len(target) < 9 else 2):
+                changes.append(f"{word!r} as {target!r}")
+                return target
+        return word
+
+    return _WORD.sub(fix, folded), changes
 
 
 class ReplyIntentClassifier(Classifier):
@@ -473,14 +665,21 @@ class ReplyIntentClassifier(Classifier):
                     if phrase.category == Category.REFERRAL and not where:
                         referred.append((match.start(), match.end() + 120))
                     break
+        if Category.UNSUBSCRIBE not in hits:
+            self._typos(folded, subject, hits)
         base: dict[str, Any] = dict(new_text=text)
         category = next((category for category in INTENT_ORDER if category in hits), None)
         if category is None:
+            doubt = next((found for pattern in DOUBTS if (found := pattern.search(folded))), None)
+            if doubt is not None:
+                return Classification(category=Category.UNSUBSCRIBE, confidence=0.6, reasons=[
+                    f"in doubt between neutral and unsubscribe: {doubt.group(0)!r}; stopping is the safe reading",
+                    "a person can correct it"], **base)
             return self._without_intent(text, folded, negated, base)
 
         found = hits[category]
         confidence = max(value for _, value in found) + 0.03 * (len(found) - 1)
-        reasons = [f"{Category(category).label}: {', '.join(label for label, _ in found)}"]
+        reasons = [f"{Category(category).label}: {', '.join(dict.fromkeys(label for label, _ in found))}"]
         for other in INTENT_ORDER:
             if other != category and other in hits:
                 confidence -= 0.1
@@ -488,6 +687,9 @@ class ReplyIntentClassifier(Classifier):
                                f"{', '.join(label for label, _ in hits[other])} (outranked)")
         if negated:
             reasons.append(f"negated, so not positive: {', '.join(repr(word) for word in negated)}")
+        if category == Category.POSITIVE and "?" in folded:
+            asked = next((line.strip() for line in text.splitlines() if "?" in line), "")
+            reasons.append(f"and asks: {asked[:120]!r}")
         referral = ""
         if category == Category.REFERRAL:
             referral = self._referral_address(message, folded, referred)
@@ -496,6 +698,22 @@ class ReplyIntentClassifier(Classifier):
                 reasons.append(f"referred to {referral}")
         return Classification(category=category, confidence=round(min(0.97, max(0.5, confidence)), 2),
                               reasons=reasons, referral_email=referral, **base)
+
+    @staticmethod
+    def _typos(folded: str, subject: str, hits: dict[str, list[tuple[str, float]]]) -> None:
+        """Adds an unsubscribe request found once misspelt words are read as meant (``corrected``)."""
+        for where, searched in (("", folded), ("subject ", subject)):
+            fixed, changes = corrected(searched)
+            if not changes:
+                continue
+            for phrase in PHRASES:
+                if phrase.category != Category.UNSUBSCRIBE:
+                    continue
+                found = phrase.pattern.search(fixed)
+                if found:
+                    hits[Category.UNSUBSCRIBE] = [(f"{where}{found.group(0).strip()!r}, reading "
+                                                   f"{', '.join(changes)}", 0.85)]
+                    return
 
     @staticmethod
     def _without_intent(text: str, folded: str, negated: list[str], base: dict[str, Any]) -> Classification:

@@ -275,8 +275,11 @@ def new_text(body: str) -> str:
 
 # --- matching form -----------------------------------------------------------------------------
 
+# Typographic quotes made plain, and the letters Unicode does not decompose into a base letter and an accent
+# (Polish ł, Danish and Norwegian ø, æ, French œ).
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“": '"', "”": '"', "„": '"', "«": '"',
-                              "»": '"', "\xa0": " "})
+                              "»": '"', "\xa0": " ", "ł": "l", "Ł": "l", "ø": "o", "Ø": "o", "æ": "ae", "Æ": "ae",
+                              "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d"})
 
 
 def fold(text: str) -> str:
