@@ -11,11 +11,23 @@ abwesend”, “je suis absent”, “estoy fuera de la oficina”).
 It is an out-of-office reply (rather than some other automatic answer, such as a ticket
 acknowledgement) when the subject or the text speaks of an absence, or gives a return date.
 
-The return date is read from phrases such as “back on 12 March”, “returning March 12th”, “zurück am
-3.4.”, “ab dem 15. März wieder”, “de retour le 12 mars” or “de vuelta el 3 de abril”: the date
-itself. After “until …” (“bis …”, “jusqu'au …”, “hasta el …”, or the end of a range) the sender is
-taken to be away through that day, so the return date is the day after. A date written without a
-year is the first such day after ``today``; numeric dates are day first (3.4. is the 3rd of April).
+The return date is read in every language the classifier reads (English, German, French, Spanish,
+Italian, Dutch, Portuguese, Polish, Swedish), by one rule:
+
+- a date named as the day the sender is back (“back on 12 March”, “returning March 12th”, “zurück am
+  3.4.”, “ab dem 15. März wieder”, “de retour le 12 mars”, “de vuelta el 3 de abril”, “rientro il 12
+  marzo”, “terug op 12 maart”, “de volta a 12 de março”, “wracam 12 marca”, “tillbaka den 12 mars”) is
+  the return date itself;
+- a date named as the end of the absence (“until 16 March”, “bis 16. März”, “jusqu'au 16 mars”, “hasta
+  el 16 de marzo”, “fino al 16 marzo”, “tot en met 16 maart”, “até 16 de março”, “do 16 marca”, “till
+  och med 16 mars”, or the end of a range “2–16 March”) is the last day away: the return date is the
+  day after, the 17th. Read literally, “until 16 March” could mean back on the 16th; the day after is
+  the later of the two, so a follow-up never lands while the person is still away;
+- a date after “from” (“ab”, “à partir du”, “desde”, “dal”, “vanaf”, “a partir de”, “od”, “från”)
+  is the first day away, not a return date.
+
+A date written without a year is the first such day after ``today``; numeric dates are day first (3.4.
+is the 3rd of April).
 """
 
 from __future__ import annotations
@@ -27,30 +39,42 @@ from email.message import Message
 
 from cam.inbox.text import ADDRESS, fold, header
 
+# English, German, French, Spanish, Italian, Dutch, Portuguese, Polish (the genitive a date takes, and the
+# nominative) and Swedish, folded (no accents, ł as l). Portuguese "out" (outubro) is left out: it is an English word.
 MONTHS = {
-    1: ("january", "jan", "januar", "janner", "janvier", "enero", "ene"),
-    2: ("february", "feb", "februar", "fevrier", "fev", "febrero"),
-    3: ("march", "mar", "marz", "maerz", "mars", "marzo"),
-    4: ("april", "apr", "avril", "avr", "abril", "abr"),
-    5: ("may", "mai", "mayo"),
-    6: ("june", "jun", "juni", "juin", "junio"),
-    7: ("july", "jul", "juli", "juillet", "juil", "julio"),
-    8: ("august", "aug", "aout", "agosto", "ago"),
-    9: ("september", "sep", "sept", "septembre", "septiembre", "setiembre"),
-    10: ("october", "oct", "oktober", "okt", "octobre", "octubre"),
-    11: ("november", "nov", "novembre", "noviembre"),
-    12: ("december", "dec", "dezember", "dez", "decembre", "diciembre", "dic"),
+    1: ("january", "jan", "januar", "janner", "janvier", "enero", "ene", "gennaio", "gen", "januari", "janeiro",
+        "stycznia", "styczen", "sty"),
+    2: ("february", "feb", "februar", "fevrier", "fev", "febrero", "febbraio", "februari", "fevereiro", "lutego",
+        "luty", "lut"),
+    3: ("march", "mar", "marz", "maerz", "mars", "marzo", "maart", "mrt", "marco", "marca", "marzec"),
+    4: ("april", "apr", "avril", "avr", "abril", "abr", "aprile", "kwietnia", "kwiecien", "kwi"),
+    5: ("may", "mai", "mayo", "maggio", "mag", "mei", "maio", "maja", "maj"),
+    6: ("june", "jun", "juni", "juin", "junio", "giugno", "giu", "junho", "czerwca", "czerwiec", "cze"),
+    7: ("july", "jul", "juli", "juillet", "juil", "julio", "luglio", "lug", "julho", "lipca", "lipiec", "lip"),
+    8: ("august", "aug", "aout", "agosto", "ago", "augustus", "augusti", "sierpnia", "sierpien"),
+    9: ("september", "sep", "sept", "septembre", "septiembre", "setiembre", "settembre", "setembro", "wrzesnia",
+        "wrzesien", "wrz"),
+    10: ("october", "oct", "oktober", "okt", "octobre", "octubre", "ottobre", "ott", "outubro", "pazdziernika",
+         "pazdziernik", "paz"),
+    11: ("november", "nov", "novembre", "noviembre", "novembro", "listopada", "listopad", "lis"),
+    12: ("december", "dec", "dezember", "dez", "decembre", "diciembre", "dic", "dicembre", "dezembro", "grudnia",
+         "grudzien", "gru"),
 }
 _MONTH_NUMBER = {name: number for number, names in MONTHS.items() for name in names}
 _MONTH = "|".join(sorted(_MONTH_NUMBER, key=len, reverse=True))
 WEEKDAYS = {
-    0: ("monday", "montag", "lundi", "lunes"),
-    1: ("tuesday", "dienstag", "mardi", "martes"),
-    2: ("wednesday", "mittwoch", "mercredi", "miercoles"),
-    3: ("thursday", "donnerstag", "jeudi", "jueves"),
-    4: ("friday", "freitag", "vendredi", "viernes"),
-    5: ("saturday", "samstag", "samedi", "sabado"),
-    6: ("sunday", "sonntag", "dimanche", "domingo"),
+    0: ("monday", "montag", "lundi", "lunes", "lunedi", "maandag", "segunda-feira", "segunda", "poniedzialek",
+        "poniedzialku", "mandag"),
+    1: ("tuesday", "dienstag", "mardi", "martes", "martedi", "dinsdag", "terca-feira", "terca", "wtorek", "wtorku",
+        "tisdag"),
+    2: ("wednesday", "mittwoch", "mercredi", "miercoles", "mercoledi", "woensdag", "quarta-feira", "quarta", "sroda",
+        "srode", "sredy", "onsdag"),
+    3: ("thursday", "donnerstag", "jeudi", "jueves", "giovedi", "donderdag", "quinta-feira", "quinta", "czwartek",
+        "czwartku", "torsdag"),
+    4: ("friday", "freitag", "vendredi", "viernes", "venerdi", "vrijdag", "sexta-feira", "sexta", "piatek", "piatku",
+        "fredag"),
+    5: ("saturday", "samstag", "samedi", "sabado", "sabato", "zaterdag", "sobota", "sobote", "lordag"),
+    6: ("sunday", "sonntag", "dimanche", "domingo", "domenica", "zondag", "niedziela", "niedziele", "sondag"),
 }
 _WEEKDAY_NUMBER = {name: number for number, names in WEEKDAYS.items() for name in names}
 _WEEKDAY = "|".join(sorted(_WEEKDAY_NUMBER, key=len, reverse=True))
@@ -69,20 +93,33 @@ _DATE_PATTERNS = [
     re.compile(r"(?<![\d.:/])(?P<day>\d{1,2})/(?P<month>\d{1,2})(?:/(?P<year>(?:20)?\d\d))?(?![\d:/])"),
     # back on Monday, ab Montag wieder
     re.compile(rf"\b(?P<weekday>{_WEEKDAY})\b"),
-    re.compile(r"\b(?P<tomorrow>tomorrow|morgen|demain|manana)\b"),
+    re.compile(r"\b(?P<tomorrow>tomorrow|morgen|demain|manana|domani|amanha|jutro|imorgon)\b"),
 ]
 
-# Words that make a date the return date, the last day away, or the first day away.
+# Words that make a date the return date, the last day away, or the first day away, in every language the
+# classifier reads (see docs/classification.md, "Return dates").
 _RETURN_WORDS = re.compile(
     r"\bback\b|\breturn(?:ing|s)?\b|\bin the office\b|\bavailable\b|\breachable\b|"
-    r"\bzuruck|\bwieder\b|\bretour\b|\bvuelta\b|\bregres\w*|\bvuelvo\b|\bvolvere\b|\bdisponible\b")
+    r"\bzuruck|\bwieder\b|\bretour\b|\bvuelta\b|\bregres\w*|\bvuelvo\b|\bvolvere\b|\bdisponible\b|"
+    r"\brientr\w*|\britorn\w*|\btorner\w*|\bdi nuovo\b|\bin ufficio\b|\bdisponibil\w*|"
+    r"\bterug\b|\bweer (?:aanwezig|bereikbaar|beschikbaar|op kantoor)\b|\baanwezig\b|\bbeschikbaar\b|"
+    r"\bvolt\w*|\bde volta\b|\bretorno\b|\bretorn\w*|\bregress\w*|\bdisponivel\b|"
+    r"\bwracam\b|\bwroc\w*|\bpowrot\w*|\bz powrotem\b|\bdostepn\w*|\bw biurze\b|"
+    r"\btillbaka\b|\bater\b|\bantraffbar\b|\bpa plats\b|\bi tjanst\b|\bpa kontoret\b")
 _UNTIL_WORDS = re.compile(
     r"\buntil\b|\btill\b|\bthrough\b|\bthru\b|\bbis\b|\bjusqu'(?:au|a)\b|\bhasta\b|[-–]\s*$|"
-    r"\d[^\d]{0,12}\b(?:to|au|al|a)\s+(?:the\s+|le\s+|el\s+)?$")  # the end of a range: 2 to 12 March
-_START_BEFORE = re.compile(r"(?:\bfrom|\bstarting|\bvom|\bab|\bdu|\ba partir du|\bdesde|\bdel|\ba partir del)"
-                           r"\s*(?:the\s+|dem\s+|le\s+|el\s+)?$")
-_RETURN_AFTER = re.compile(r"^[^.!?\n]{0,20}\b(?:wieder|zuruck|de retour|back|de vuelta)\b")
-_WEAK_CONTEXT = re.compile(r"\b(?:on|am|le|el|until|till|bis|au|al|back|zuruck|retour|vuelta)\s+(?:the\s+|dem\s+)?$")
+    r"\bfino (?:al|a|all')|\bsino al\b|\btot en met\b|\bt/m\b|\btot\s+(?:de\s+|en met\s+)?$|\bate\b|"
+    r"\b(?:az )?do\s+(?:dnia\s+)?$|\btill och med\b|\btom\s+$|"
+    r"\d[^\d]{0,12}\b(?:to|au|al|a|tot|do|till)\s+(?:the\s+|le\s+|el\s+)?$")  # the end of a range: 2 to 12 March
+_START_BEFORE = re.compile(r"(?:\bfrom|\bstarting|\bvom|\bab|\bdu|\ba partir du|\bdesde|\bdel|\ba partir del|"
+                           r"\bdal|\ba partire dal|\bvanaf|\bvan|\ba partir de|\bde|\bod|\bfran|\bfrom)"
+                           r"\s*(?:the\s+|dem\s+|le\s+|el\s+|dnia\s+|o dia\s+)?$")
+_RETURN_AFTER = re.compile(r"^[^.!?\n]{0,20}\b(?:wieder|zuruck|de retour|back|de vuelta|di nuovo|terug|weer|"
+                           r"aanwezig|de volta|z powrotem|dostepn\w*|tillbaka|ater)\b")
+# Swedish abbreviations whose dots would end the clause before the date: "t.o.m." (through), "fr.o.m." (from).
+_DOTTED = re.compile(r"\b(t|fr)\.o\.m\.?")
+_WEAK_CONTEXT = re.compile(r"\b(?:on|am|le|el|until|till|bis|au|al|back|zuruck|retour|vuelta|il|dal|op|tot|em|ate|"
+                           r"dnia|do|den|terug|tillbaka)\s+(?:the\s+|dem\s+)?$")
 _CLAUSE_END = re.compile(r"[!?\n;]|\.\s")
 
 _OUT_OF_OFFICE = re.compile(
@@ -92,7 +129,12 @@ _OUT_OF_OFFICE = re.compile(
     r"abwesen|nicht im (?:buro|bureau|haus|office)|\burlaub\b|\bim urlaub\b|ausser haus|ausserhalb des buros|"
     r"\bdienstreise\b|\belternzeit\b|"
     r"\bconge\b|\bconges\b|\bvacances\b|hors du bureau|en deplacement|"
-    r"fuera de (?:la )?oficina|\bausente\b|\bausencia\b|de vacaciones|\bvacaciones\b|de viaje")
+    r"fuera de (?:la )?oficina|\bausente\b|\bausencia\b|de vacaciones|\bvacaciones\b|de viaje|"
+    r"fuori (?:ufficio|sede)|\bassente\b|\bassenza\b|\bin ferie\b|\bferie\b|"
+    r"\bafwezig\b|\bafwezigheid\b|niet (?:op kantoor|aanwezig)|\bop vakantie\b|\bvakantie\b|met verlof|"
+    r"fora do escritorio|\bde ferias\b|\bferias\b|\bausencia\b|"
+    r"\bnieobecn\w*|poza biurem|\burlop\w*|"
+    r"\bfranvar\w*|\bsemester\b|\bledig\b|inte pa kontoret|\btjanstledig\b")
 
 _AUTO_SUBJECT = re.compile(
     r"^(?:(?:re|aw|wg|fw|fwd|tr|rv|sv)\s*:\s*)*(?:"
@@ -102,7 +144,9 @@ _AUTO_SUBJECT = re.compile(
     r"nicht im buro|urlaub|"
     r"reponse automatique|reponse auto|absence|absent|message d'absence|en conge|"
     r"respuesta automatica|respuesta automatica de ausencia|fuera de (?:la )?oficina|ausente|ausencia|"
-    r"de vacaciones)\b")
+    r"de vacaciones|risposta automatica|fuori ufficio|fuori sede|assente|automatisch antwoord|afwezig|"
+    r"afwezigheidsmelding|resposta automatica|fora do escritorio|odpowiedz automatyczna|automatyczna odpowiedz|"
+    r"nieobecnosc|poza biurem|autosvar|automatiskt svar|franvaro|franvarande)\b")
 
 # The first lines of a message that says the sender is away, when nothing else says it is automatic.
 _AWAY_OPENING = re.compile(
@@ -110,7 +154,12 @@ _AWAY_OPENING = re.compile(
     r"on (?:vacation|holiday|leave)|out of town)\b|"
     r"\bich bin (?:derzeit |zurzeit |aktuell |momentan |bis \S+ )?(?:nicht im buro|abwesend|im urlaub|ausser haus)|"
     r"\bje suis (?:actuellement )?(?:absente?|en conge|en vacances|hors du bureau)|"
-    r"\bestoy (?:actualmente )?(?:fuera de (?:la )?oficina|ausente|de vacaciones)")
+    r"\bestoy (?:actualmente )?(?:fuera de (?:la )?oficina|ausente|de vacaciones)|"
+    r"\bsono (?:attualmente )?(?:fuori (?:ufficio|sede)|assente|in ferie)|"
+    r"\bik ben (?:momenteel |tot \S+ )?(?:afwezig|niet op kantoor|op vakantie|met verlof)|"
+    r"\bestou (?:atualmente |actualmente )?(?:fora do escritorio|ausente|de ferias)|"
+    r"\bjestem (?:obecnie |aktualnie )?(?:poza biurem|nieobecn\w*|na urlopie)|"
+    r"\bjag (?:ar|kommer att vara) (?:for narvarande |just nu )?(?:inte pa kontoret|franvarande|ledig|pa semester)")
 
 _NO_LONGER = re.compile(
     r"no longer (?:with|at|employed|working|works)|has left (?:the company|us)|left the company|"
@@ -253,6 +302,7 @@ def return_date(folded: str, *, today: datetime.date) -> tuple[datetime.date | N
 
     The second value is 2 when a word such as “back” or “until” places the date, 1 for a lone date.
     """
+    folded = _DOTTED.sub(lambda found: f"{found.group(1)}om", folded)
     candidates: list[tuple[int, int, datetime.date]] = []  # (certainty, is an exact date, date)
     for start, end, value, kind in _dates(folded, today):
         before = folded[max(0, start - 60):start]

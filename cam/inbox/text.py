@@ -184,23 +184,28 @@ def html_to_text(html: str) -> str:
 # --- new text ----------------------------------------------------------------------------------
 
 # "… wrote:", and German's "Am … schrieb Anna <anna@…>:", where the name comes after the verb.
-_WROTE = re.compile(r"(?:\bwrote|\bschrieb|\ba [ée]crit|\bescribi[óo]|\bha escrit[oa])"
+_WROTE = re.compile(r"(?:\bwrote|\bschrieb|\ba [ée]crit|\bescribi[óo]|\bha escrit[oa]|\bha scritto|\bschreef|"
+                    r"\bescreveu|\bnapisa[łl](?:a|\(a\))?|\bskrev)"
                     r"(?:\s*:?\s*-*|\b[^:\n]{0,150}:)\s*$", re.I)
-_WROTE_START = re.compile(r"^(?:-+\s*)?(?:on|am|le|el)\b", re.I)
+_WROTE_START = re.compile(r"^(?:-+\s*)?(?:on|am|le|el|il giorno|il|op|em|w dniu|dnia|den)\b", re.I)
 _SEPARATOR = re.compile(
     r"^\s*[-=_*]{2,}\s*(?:original message|ursprüngliche nachricht|urspr\S*ngliche nachricht|original-nachricht|"
     r"message d'origine|message original|mensaje original|forwarded message|weitergeleitete nachricht|"
-    r"message transf[ée]r[ée]|mensaje reenviado)\s*[-=_*]{2,}\s*$", re.I)
+    r"message transf[ée]r[ée]|mensaje reenviado|messaggio originale|messaggio inoltrato|oorspronkelijk bericht|"
+    r"origineel bericht|doorgestuurd bericht|mensagem original|mensagem encaminhada|wiadomo\S* oryginalna|"
+    r"przekazana wiadomo\S*|ursprungligt meddelande|vidarebefordrat meddelande)\s*[-=_*]{2,}\s*$", re.I)
 _FORWARDED = re.compile(r"^\s*(?:begin forwarded message|anfang der weitergeleiteten nachricht|"
                         r"d[ée]but du message r[ée]exp[ée]di[ée]|inicio del mensaje reenviado)\s*:\s*$", re.I)
 _UNDERSCORES = re.compile(r"^\s*_{10,}\s*$")
-_FROM_FIELD = re.compile(r"^\s*\*?(?:from|von|de|da)\s*\*?\s*:", re.I)
+_FROM_FIELD = re.compile(r"^\s*\*?(?:from|von|de|da|van|od|fr[åa]n)\s*\*?\s*:", re.I)
 _OTHER_FIELD = re.compile(r"^\s*\*?(?:sent|date|to|subject|cc|gesendet|datum|an|betreff|envoy[ée]|[àa]|objet|"
-                          r"enviado|fecha|para|asunto)\s*\*?\s*:", re.I)
+                          r"enviado|fecha|para|asunto|inviato|data|oggetto|verzonden|aan|onderwerp|enviada|assunto|"
+                          r"wys[łl]ano|wys[łl]ane|do|temat|skickat|till|[äa]mne)\s*\*?\s*:", re.I)
 _SIGNATURE_DASHES = re.compile(r"^\s*--\s*$")
 _MOBILE = re.compile(r"^\s*(?:sent from my|sent from mail for|sent from outlook|get outlook for|sent via|"
                      r"von meinem \S.*gesendet|gesendet von meinem|von meinem iphone|envoy[ée] de mon|"
-                     r"envoy[ée] depuis|enviado desde)\b", re.I)
+                     r"envoy[ée] depuis|enviado desde|inviato da|verzonden (?:vanaf|met)|enviado do meu|"
+                     r"wys[łl]ane z|skickat fr[åa]n)\b", re.I)
 _CLOSING = re.compile(
     r"^\s*(?:"
     r"(?:best|kind|warm|warmest|many|with kind|with best)?\s*regards|best(?: wishes)?|cheers|"
@@ -211,7 +216,12 @@ _CLOSING = re.compile(
     r"danke(?: und gr[üu](?:ß|ss)e)?|vielen dank|"
     r"(?:bien )?cordialement|bien [àa] (?:vous|toi)|(?:meilleures |sinc[èe]res )?salutations(?: distingu[ée]es)?|"
     r"merci(?: beaucoup| bien)?|bonne journ[ée]e|belle journ[ée]e|[àa] bient[ôo]t|amicalement|"
-    r"(?:un )?saludos?(?: cordiales)?|un (?:cordial )?saludo|atentamente|(?:muchas )?gracias|un abrazo|cordialmente"
+    r"(?:un )?saludos?(?: cordiales)?|un (?:cordial )?saludo|atentamente|(?:muchas )?gracias|un abrazo|cordialmente|"
+    r"(?:cordiali |distinti |cari )?saluti|un (?:caro )?saluto|buona giornata|grazie(?: mille)?|"
+    r"(?:met )?vriendelijke groet(?:en)?|(?:hartelijke )?groet(?:en|jes)?|mvg|bedankt|dank je(?: wel)?|"
+    r"atenciosamente|cumprimentos|abra[çc]os?|obrigad[oa]|"
+    r"pozdrawiam|z powa[żz]aniem|dzi[ęe]kuj[ęe]|"
+    r"(?:med )?(?:v[äa]nliga )?h[äa]lsningar|mvh|tack(?: s[åa] mycket)?"
     r")\s*[,.!]*\s*$", re.I)
 
 
@@ -238,7 +248,8 @@ def _is_reply_header(lines: list[str], index: int) -> bool:
 
 
 # Closings that also open a message ("Thanks!\n\nWe'd love to …"): a signature only when little follows.
-_THANKS = re.compile(r"^\s*(?:thanks|thank you|many thanks|merci|danke|vielen dank|gracias|muchas gracias)\b", re.I)
+_THANKS = re.compile(r"^\s*(?:thanks|thank you|many thanks|merci|danke|vielen dank|gracias|muchas gracias|grazie|"
+                     r"bedankt|dank je|obrigad[oa]|dzi[ęe]kuj[ęe]|tack)\b", re.I)
 
 
 def _ends(lines: list[str], index: int) -> bool:
