@@ -76,8 +76,9 @@ def test_it_reads_each_corpus_message_as_expected(name):
         "status_code": result.status_code,
         "return_date": result.return_date.isoformat() if result.return_date else None,
         "referral_email": result.referral_email,
+        "reported_domain": result.reported_domain,
     }
-    assert found == {"referral_email": "", **expected}, result.reasons
+    assert found == {"referral_email": "", "reported_domain": "", **expected}, result.reasons
     assert 0 < result.confidence <= 1
     assert result.reasons
 

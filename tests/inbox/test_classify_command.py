@@ -80,8 +80,9 @@ def test_it_reports_unreadable_files_as_json_too(tmp_path):
 
 
 def test_it_exits_zero_when_every_file_was_read():
-    out = run(*(str(path) for path in sorted(CORPUS.glob("complaint_*.eml"))))
-    assert out.count("category:          COMPLAINT") == 3
+    complaints = sorted(CORPUS.glob("complaint_*.eml"))
+    out = run(*(str(path) for path in complaints))
+    assert out.count("category:          COMPLAINT") == len(complaints) >= 3
 
 
 def test_it_refuses_a_today_that_is_not_a_date():
