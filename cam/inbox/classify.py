@@ -581,6 +581,7 @@ _TYPO_BY_FIRST: dict[str, tuple[str, ...]] = {}
 for _word in TYPO_WORDS:
     _TYPO_BY_FIRST[_word[0]] = (*_TYPO_BY_FIRST.get(_word[0], ()), _word)
 _WORD = re.compile(r"[a-z]{5,}")
+_UMLAUT_DIGRAPH = re.compile(r"(?<=[a-z])([aou])e(?=[a-z])")
 
 # Replies that lean towards "stop" without saying it: nothing else in them decides, and reading them as
 # neutral would put the person into nurture, so they are read as a request to stop (with less confidence),
@@ -701,9 +702,13 @@ class ReplyIntentClassifier(Classifier):
 
     @staticmethod
     def _typos(folded: str, subject: str, hits: dict[str, list[tuple[str, float]]]) -> None:
-        """Adds an unsubscribe request found once misspelt words are read as meant (``corrected``)."""
+        """Adds an unsubscribe request found once misspelt words are read as meant (``corrected``), and
+        German written without umlauts ("loeschen", "Gruesse") read as with them."""
         for where, searched in (("", folded), ("subject ", subject)):
-            fixed, changes = corrected(searched)
+            spelt = _UMLAUT_DIGRAPH.sub(r"\1", searched)
+            fixed, changes = corrected(spelt)
+            if spelt != searched:
+                changes = ["ae, oe, ue as a, o, u", *changes]
             if not changes:
                 continue
             for phrase in PHRASES:
