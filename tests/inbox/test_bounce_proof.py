@@ -370,6 +370,58 @@ def test_bounces_read_from_the_mailbox_are_applied_only_on_proof(imap_server, ve
     assert Lead.objects.get(pk=ben.lead_id).status == Status.BOUNCED
 
 
+def text_bounce(*, to: str, failed: list[str]) -> bytes:
+    """A mail server's bounce in words only (no report part), listing ``failed``."""
+    lines = ["From: Mail Delivery System <MAILER-DAEMON@mx.brightlane.example.com>", f"To: {to}",
+             "Subject: Mail delivery failed: returning message to sender", "Message-ID: <text.1@mx.example>", "",
+             "A message that you sent could not be delivered to one or more of its recipients.",
+             "This is a permanent error. The following address(es) failed:", "",
+             *(f"  {address}" for address in failed), "    550 5.1.1 user unknown" if failed else "", "",
+             "" if failed else "Your message could not be delivered: 550 5.1.1 user unknown.", ""]
+    return "\r\n".join(lines).encode()
+
+
+def test_a_signed_return_path_names_the_failed_recipient_exactly(verp):
+    anna, ben = verp
+    raw = text_bounce(to=signed_return_path(ben), failed=["ops@brightlane.example.com", "ben@brightlane.example.com"])
+    inbound = processed(stored(anna.mailbox, raw))
+    assert (inbound.outbound_email_id, inbound.failed_recipients) == (ben.pk, ["ben@brightlane.example.com"])
+    assert any("the others are not ours" in reason for reason in inbound.classification_reasons)
+    assert Lead.objects.get(pk=ben.lead_id).status == Status.BOUNCED
+
+
+def test_a_report_naming_nobody_fails_the_address_our_email_went_to(verp):
+    anna, ben = verp
+    inbound = processed(stored(anna.mailbox, text_bounce(to=signed_return_path(ben), failed=[])))
+    assert (inbound.category, inbound.failed_recipients) == (Category.BOUNCE_HARD, ["ben@brightlane.example.com"])
+    assert any("the address our email went to" in reason for reason in inbound.classification_reasons)
+
+
+def test_a_report_naming_someone_else_is_held_even_on_our_return_path(verp):
+    anna, ben = verp
+    raw = text_bounce(to=signed_return_path(ben), failed=["forwarded@elsewhere.example"])
+    inbound = processed(stored(anna.mailbox, raw))
+    assert (inbound.failed_recipients, inbound.confirmation) == (["forwarded@elsewhere.example"], NEEDED)
+    assert Lead.objects.get(pk=ben.lead_id).status == Status.IN_SEQUENCE
+
+
+# --- stray NUL and control bytes: still a message, stored without them ---------------------------------
+
+
+def test_a_bounce_with_nul_bytes_is_read_stored_and_applied(sent):
+    """PostgreSQL refuses NUL in text and JSON: nothing read from the message keeps one."""
+    raw = dsn(failed="anna@brightlane.example.com", message_id=sent.message_id)
+    raw = raw.replace(b"Subject: Undelivered Mail", b"Subject: Undelivered\x00 Mail").replace(
+        b"550 5.1.1 User unknown", b"550 5.1.1 User\x00 unknown\x01") + b"\x00\x00"
+    inbound = processed(stored(sent.mailbox, raw))
+    assert (inbound.category, inbound.confirmation, inbound.failed_recipients) == (
+        Category.BOUNCE_HARD, "", ["anna@brightlane.example.com"])
+    assert bytes(inbound.raw_message) == raw  # the bytes as they came, in a binary column
+    stored_text = json.dumps([inbound.subject, inbound.new_text, inbound.classification_reasons])
+    assert "\\u0000" not in stored_text and "Undelivered Mail" in inbound.subject
+    assert Lead.objects.get(pk=sent.lead_id).status == Status.BOUNCED
+
+
 # --- the corpus: real reports of our mail prove it; the same reports about mail we never sent do not ---
 
 
