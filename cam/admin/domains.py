@@ -20,7 +20,14 @@ from unfold.forms import BaseDialogForm
 from unfold.widgets import UnfoldAdminTextareaWidget
 
 from cam.admin import labels
-from cam.domains.services import DomainProblem, domain_check, domain_hold_again, domain_override
+from cam.domains.services import (
+    AUTH_FAILURE_DAYS,
+    DomainProblem,
+    auth_failure_reports,
+    domain_check,
+    domain_hold_again,
+    domain_override,
+)
 from cam.leads import staff_actor
 from cam.models import SendingDomain
 
@@ -40,8 +47,11 @@ def domain_panel(domain: SendingDomain | None, *, link: bool = False) -> SafeStr
     checks = [{**check, "title": CHECK_TITLES.get(check["name"], check["name"]), "fix_html": _code(check["fix"]),
                "label": labels.label(check["verdict"], check["verdict"].capitalize(), labels.DOMAIN)}
               for check in domain.checks]
+    reports = auth_failure_reports([domain.domain]).get(domain.domain, 0)
     return render_to_string("admin/cam/sendingdomain/checks.html", {
-        "domain": domain, "checks": checks,
+        "domain": domain, "checks": checks, "auth_failures": reports, "auth_failure_days": AUTH_FAILURE_DAYS,
+        "auth_failures_link": (f"{reverse('admin:cam_inboundemail_changelist')}?category__exact=AUTH_FAILURE"
+                               if reports else ""),
         "verdict": labels.label(domain.verdict, domain.get_verdict_display(), labels.DOMAIN),
         "link": reverse("admin:cam_sendingdomain_change", args=[domain.pk]) if link else ""})
 

@@ -671,7 +671,7 @@ class ReplyIntentClassifier(Classifier):
         base: dict[str, Any] = dict(new_text=text)
         category = next((category for category in INTENT_ORDER if category in hits), None)
         if category is None:
-            doubt = next((found for pattern in DOUBTS if (found := pattern.search(folded))), None)
+            doubt = next((said for pattern in DOUBTS if (said := pattern.search(folded))), None)
             if doubt is not None:
                 return Classification(category=Category.UNSUBSCRIBE, confidence=0.6, reasons=[
                     f"in doubt between neutral and unsubscribe: {doubt.group(0)!r}; stopping is the safe reading",
