@@ -75,8 +75,9 @@ class ReplySerializer(serializers.ModelSerializer):
         fields = ["id", "mailbox", "campaign", "lead", "outbound_email", "from_email", "from_name", "subject",
                   "message_id", "received_at", "new_text", "category", "confidence", "classification_reasons",
                   "classified_at", "classified_by", "return_date", "referral_email", "bounce_status_code",
-                  "failed_recipients", "reported_domain", "confirmation", "needs_confirmation", "confirmation_by", "confirmation_at",
-                  "processed_at", "alert_sent", "handled_at", "handled_by", "assigned_to", "created_at"]
+                  "failed_recipients", "reported_domain", "confirmation", "needs_confirmation", "confirmation_by",
+                  "confirmation_at", "processed_at", "alert_sent", "handled_at", "handled_by", "assigned_to",
+                  "created_at"]
         read_only_fields = fields
 
 

@@ -201,6 +201,13 @@ class Bounce:
     reasons: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Delivered:
+    """A mail system's notice that a message was delivered, relayed or expanded: no bounce."""
+
+    reasons: list[str] = field(default_factory=list)
+
+
 @dataclass
 class _Failure:
     address: str
@@ -417,37 +424,31 @@ def _from_a_person(message: Message, subject: str) -> bool:
         (sender and _DAEMONS.match(sender.partition("@")[0])) or _DAEMON_NAMES.search(header(message, "From")))
 
 
-def success_report(message: Message, *, subject: str) -> str:
-    """Why ``message`` is a mail system's notice of successful delivery, relay or expansion; ``""`` when
-    it is not one. Such a notice names the recipient as a failure does, and is no bounce."""
-    if is_feedback_report(message) or _from_a_person(message, subject):
-        return ""
+def _success(message: Message, text: str) -> str:
+    """Why a mail system's report (``text``: its words) is a notice of successful delivery, relay or
+    expansion; ``""`` when it is not one. Such a notice names the recipient as a failure does, and is no bounce."""
     blocks = [block for part in parts_of_type(message, "message/delivery-status", "message/global-delivery-status",
                                               "text/delivery-status") for block in header_blocks(part)]
     actions = [" ".join(str(block.get("Action", "")).split()).lower() or "no Action"
                for block in blocks if block.get("Final-Recipient") or block.get("Original-Recipient")]
     if actions:
-        failed, _ = _dsn_failures(message)
-        return "" if failed else f"a delivery status report of success (Action: {', '.join(dict.fromkeys(actions))})"
-    decisive, supporting = _evidence(message, subject)
-    if not decisive and not supporting:
-        return ""
-    text = report_text(message)
+        return f"a delivery status report of success (Action: {', '.join(dict.fromkeys(actions))})"
     said = _SUCCESS_TEXT.search(text)
     if said is None or _FAILED_TEXT.search(text) or _ADDRESS_GONE.search(text) or _codes(text) != ("", ""):
         return ""
     return f"a notice of successful delivery: {said.group(0)!r}"
 
 
-def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
-    """The bounce ``message`` is, or ``None`` when it is not a failed-delivery report."""
+def detect_bounce(message: Message, *, subject: str) -> Bounce | Delivered | None:
+    """The bounce ``message`` is; ``Delivered`` when it is a mail system's notice of success; ``None``
+    when it is neither."""
     if is_feedback_report(message) or report_type(message) == "disposition-notification":
         return None
-    if _from_a_person(message, subject):
-        return None  # a person's forward or reply, which may quote an old bounce
     decisive, supporting = _evidence(message, subject)
     if not decisive and not supporting:
         return None
+    if _from_a_person(message, subject):
+        return None  # a person's forward or reply, which may quote an old bounce
     text = report_text(message)
     original = original_headers(message)
     original_to = original_addresses(original, "To") + original_addresses(original, "Cc")
@@ -455,10 +456,10 @@ def detect_bounce(message: Message, *, subject: str) -> Bounce | None:
     excluded = {sender_address(message), *header_addresses(message, "To"), *original_addresses(original, "From")}
 
     dsn, had_blocks = _dsn_failures(message)
-    if had_blocks and not dsn:
-        return None  # a report of successful delivery, relay or expansion
-    if not had_blocks and success_report(message, subject=subject):
-        return None
+    if not dsn:  # every recipient of its report delivered, relayed or expanded; or no report and words of success
+        success = _success(message, text) if had_blocks or not _structural(message) else ""
+        if success:
+            return Delivered(reasons=[success, "a success notice is no bounce"])
     text_found = [failure for failure in _text_failures(text) if not _is_excluded(failure.address, excluded)]
     if not decisive and not (
             (text_found or _codes(text) != ("", "")) and _FAILURE_WORDS.search(f"{text} {fold(subject)}")):

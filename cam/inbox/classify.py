@@ -27,6 +27,7 @@ reasons say which rule fired and on what text. docs/classification.md is the sta
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -35,7 +36,7 @@ from functools import cached_property
 from typing import Any, cast
 
 from cam.inbox.autoreplies import detect_auto_reply
-from cam.inbox.bounces import detect_bounce, success_report
+from cam.inbox.bounces import Delivered, detect_bounce
 from cam.inbox.complaints import detect_complaint
 from cam.inbox.parsing import message_from_raw, unread_parts
 from cam.inbox.ses import ses_notification
@@ -162,11 +163,9 @@ class BounceClassifier(Classifier):
     def classify(self, message: IncomingMessage) -> Classification | None:
         bounce = detect_bounce(message.message, subject=message.subject)
         if bounce is None:
-            success = success_report(message.message, subject=message.subject)
-            if success:
-                return Classification(category=Category.AUTO_REPLY, confidence=0.96,
-                                      reasons=[success, "a success notice is no bounce"])
             return None
+        if isinstance(bounce, Delivered):
+            return Classification(category=Category.AUTO_REPLY, confidence=0.96, reasons=bounce.reasons)
         return Classification(category=Category.BOUNCE_HARD if bounce.hard else Category.BOUNCE_SOFT,
                               confidence=bounce.confidence, reasons=bounce.reasons,
                               failed_recipients=bounce.failed_recipients, status_code=bounce.status_code)
@@ -620,21 +619,30 @@ def _distance(word: str, target: str, limit: int) -> int:
     return previous[-1]
 
 
+@functools.lru_cache(maxsize=4096)
+def _meant(word: str) -> str:
+    """The unsubscribe word ``word`` is a misspelling of, or ``word`` itself."""
+    if word in _NEVER_CORRECTED:
+        return word
+    for target in _TYPO_BY_FIRST.get(word[0], ()):
+        if word == target:
+            return word
+        limit = 1 if len(target) < 9 else 2
+        if abs(len(word) - len(target)) <= limit and _distance(word, target, limit) <= limit:
+            return target
+    return word
+
+
 def corrected(folded: str) -> tuple[str, list[str]]:
     """``folded`` with misspelt unsubscribe words read as meant (see ``TYPO_WORDS``), and what was read so."""
     changes: list[str] = []
 
     def fix(match: re.Match[str]) -> str:
         word = match.group(0)
-        if word in _NEVER_CORRECTED:
-            return word
-        for target in _TYPO_BY_FIRST.get(word[0], ()):
-            if word == target:
-                return word
-            if _distance(word, target, 1 if len(target) < 9 else 2) <= (1 if len(target) < 9 else 2):
-                changes.append(f"{word!r} as {target!r}")
-                return target
-        return word
+        meant = _meant(word)
+        if meant != word:
+            changes.append(f"{word!r} as {meant!r}")
+        return meant
 
     return _WORD.sub(fix, folded), changes
 

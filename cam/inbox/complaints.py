@@ -105,7 +105,7 @@ def _visible(addresses: list[str]) -> tuple[list[str], list[str]]:
 
 def _without_arf(message: Message, original: Message | None) -> str:
     """Why ``message`` is a feedback loop's complaint that carries no ARF report part; ``""`` when it is not."""
-    if original is None or not parts_of_type(message, "message/rfc822", "message/global"):
+    if original is None:
         return ""
     if header(original, "X-HmXmrOriginalRecipient"):
         return "a Microsoft JMRP / Outlook.com feedback-loop report (X-HmXmrOriginalRecipient)"
@@ -120,6 +120,9 @@ def detect_complaint(message: Message) -> Complaint | None:
     """The complaint or authentication-failure report ``message`` is, or ``None``."""
     is_report = report_type(message) == "feedback-report" or bool(parts_of_type(message, "message/feedback-report"))
     fields = _arf_fields(message) if is_report or _FBL_SENDER.match(sender_address(message)) else {}
+    attached = bool(parts_of_type(message, "message/rfc822", "message/global"))
+    if not (is_report or fields.get("feedback-type") or attached):
+        return None  # a report carries the fields or the original: most messages have neither
     original = original_headers(message)
     if is_report or fields.get("feedback-type"):
         feedback_type = (fields.get("feedback-type") or ["abuse"])[0].lower() or "abuse"
