@@ -63,3 +63,33 @@ def test_a_mailbox_page_shows_its_domains_health_and_staff_override_the_hold(pag
     listed.scroll_into_view_if_needed()
     page.screenshot(path=str(SCREENSHOTS / "dashboard-sending-domains.png"))
     assert page.csp_violations == []
+
+
+def test_a_domains_page_counts_its_authentication_failure_reports_and_opens_them(page, live_server):
+    """Photographed into test-results/screenshots/domain-auth-failures.png (docs/img/ keeps a copy for
+    docs/classification.md)."""
+    from cam.models import InboundEmail
+    from tests.factories import InboundEmailFactory
+
+    domain = SendingDomain.objects.create(domain="brightloop.example", verdict="pass", checks=[
+        {"name": "spf", "verdict": "pass", "summary": "SPF allows the mailbox's provider.", "fix": ""},
+        {"name": "dmarc", "verdict": "pass", "summary": "DMARC is published: p=quarantine.", "fix": ""}])
+    for number in range(2):
+        InboundEmailFactory(category=InboundEmail.Category.AUTH_FAILURE, reported_domain="brightloop.example",
+                            from_email="opendmarc@receiver.example", subject=f"DMARC failure report {number + 1}",
+                            classification_reasons=["an authentication-failure report (Auth-Failure: dmarc), "
+                                                    "not a person's complaint", "reported domain brightloop.example"])
+    SuperuserFactory(username="dmarc-admin", password=PASSWORD)
+    log_in(page, live_server, "dmarc-admin")
+
+    page.set_viewport_size({"width": 1440, "height": 900})
+    page.goto(f"{live_server.url}/admin/cam/sendingdomain/{domain.pk}/change/")
+    reports = page.locator(".cam-domain-auth-failures")
+    expect(reports).to_contain_text("2 authentication-failure reports in the last 30 days")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SCREENSHOTS / "domain-auth-failures.png"))
+
+    reports.locator("a", has_text="Read them").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    expect(page.locator("#result_list")).to_contain_text("Authentication failure report")
+    assert page.csp_violations == []

@@ -93,6 +93,31 @@ def test_the_complaint_samples_cover_jmrp_ses_yahoo_other_loops_and_hidden_recip
     assert "our Message-ID" in " ".join(classify_file(hidden[0]).reasons)
 
 
+def test_a_feedback_report_written_as_plain_text_is_a_complaint():
+    raw = (b"From: Feedback Loop <fbl@isp.example>\r\nTo: lena@brightloop.example\r\nSubject: Spam report\r\n"
+           b"Content-Type: text/plain\r\n\r\nA user of ours reported your message as spam.\r\n\r\n"
+           b"Feedback-Type: abuse\r\nUser-Agent: SomeFBL/2.1\r\nVersion: 1\r\n"
+           b"Original-Rcpt-To: <tom@reilly-haulage.example>\r\nSource-IP: 192.0.2.7\r\n")
+    result = classify_message(raw)
+    assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["tom@reilly-haulage.example"])
+
+
+def test_a_feedback_loops_abuse_report_without_arf_is_a_complaint_and_a_persons_forward_is_not():
+    original = (b"From: Lena <lena@brightloop.example>\r\nTo: tom@reilly-haulage.example\r\n"
+                b"Message-ID: <x.1@brightloop.example>\r\nSubject: Fewer hand-offs\r\n\r\nHi Tom\r\n")
+
+    def attached(sender: str, subject: str) -> bytes:
+        return (f"From: {sender}\r\nTo: lena@brightloop.example\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n"
+                "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n"
+                "This message was reported as spam.\r\n--b\r\nContent-Type: message/rfc822\r\n\r\n").encode() + \
+            original + b"\r\n--b--\r\n"
+
+    report = classify_message(attached("feedbackloop@fbl.isp.example", "Abuse Report"))
+    assert (report.category, report.failed_recipients) == (Category.COMPLAINT, ["tom@reilly-haulage.example"])
+    forward = classify_message(attached("Tom Reilly <tom@reilly-haulage.example>", "Fwd: Fewer hand-offs"))
+    assert forward.category != Category.COMPLAINT
+
+
 @pytest.mark.parametrize("address", ["db0555c94208f7bc605b02cf12c0535a@hotmail.com", "hashed@example.com",
                                      "xxxxxx@yahoo.com", "redacted@example.net", "undisclosed-recipients@x.example"])
 def test_a_feedback_loops_stand_in_for_the_recipient_names_nobody(address):
