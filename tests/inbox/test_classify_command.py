@@ -88,3 +88,10 @@ def test_it_exits_zero_when_every_file_was_read():
 def test_it_refuses_a_today_that_is_not_a_date():
     with pytest.raises(CommandError, match="--today 'tomorrow' is not a date"):
         run(str(CORPUS / "reply_de_question.eml"), "--today", "tomorrow")
+
+
+def test_it_names_the_domain_of_an_authentication_failure_report():
+    out = run(str(CORPUS / "authfailure_dmarc_opendmarc.eml"), "--json")
+    row = json.loads(out)
+    assert (row["category"], row["reported_domain"]) == ("AUTH_FAILURE", "example.net")
+    assert "reported domain:   example.net" in run(str(CORPUS / "authfailure_dmarc_opendmarc.eml"))

@@ -62,6 +62,7 @@ class Command(BaseCommand):
             "status_code": result.status_code,
             "return_date": result.return_date.isoformat() if result.return_date else None,
             "referral_email": result.referral_email,
+            "reported_domain": result.reported_domain,
         }
 
     def _as_text(self, path: Path, result: Classification) -> None:
@@ -76,6 +77,8 @@ class Command(BaseCommand):
             self.stdout.write(f"  return date:       {result.return_date.isoformat()}")
         if result.referral_email:
             self.stdout.write(f"  referred to:       {result.referral_email}")
+        if result.reported_domain:
+            self.stdout.write(f"  reported domain:   {result.reported_domain}")
 
     def _unreadable(self, path: Path, reason: str, *, as_json: bool) -> None:
         if as_json:
