@@ -107,11 +107,14 @@ def _without_arf(message: Message, original: Message | None) -> str:
     """Why ``message`` is a feedback loop's complaint that carries no ARF report part; ``""`` when it is not."""
     if original is None:
         return ""
-    if header(original, "X-HmXmrOriginalRecipient"):
-        return "a Microsoft JMRP / Outlook.com feedback-loop report (X-HmXmrOriginalRecipient)"
     sender = sender_address(message)
     subject = fold(header(message, "Subject"))
-    if _FBL_SENDER.match(sender) and _COMPLAINT_SUBJECT.search(subject):
+    from_a_loop = bool(_FBL_SENDER.match(sender))
+    # Microsoft's loop sends from staff@hotmail.com under "complaint about message from <IP>"; a person
+    # forwarding mail as an attachment sends neither.
+    if header(original, "X-HmXmrOriginalRecipient") and (from_a_loop or _COMPLAINT_SUBJECT.search(subject)):
+        return "a Microsoft JMRP / Outlook.com feedback-loop report (X-HmXmrOriginalRecipient)"
+    if from_a_loop and _COMPLAINT_SUBJECT.search(subject):
         return f"a feedback-loop report from {sender} ({header(message, 'Subject').strip()!r})"
     return ""
 

@@ -93,6 +93,16 @@ def test_the_complaint_samples_cover_jmrp_ses_yahoo_other_loops_and_hidden_recip
     assert "our Message-ID" in " ".join(classify_file(hidden[0]).reasons)
 
 
+def test_a_feedback_report_without_its_machine_part_names_the_recipient_from_the_original():
+    raw = (CORPUS / "complaint_arf_returnpath_terra.eml").read_bytes()
+    start = raw.index(b"--_----------=_12340000000000022023\nContent-Disposition: inline\nContent-Transfer-Encoding: "
+                      b"7bit\nContent-Type: message/feedback-report")
+    end = raw.index(b"--_----------=_12340000000000022023", start + 10)
+    result = classify_message(raw[:start] + raw[end:])
+    assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["kijitora@example.org"])
+    assert "the original message's To" in " ".join(result.reasons)
+
+
 def test_a_feedback_report_written_as_plain_text_is_a_complaint():
     raw = (b"From: Feedback Loop <fbl@isp.example>\r\nTo: lena@brightloop.example\r\nSubject: Spam report\r\n"
            b"Content-Type: text/plain\r\n\r\nA user of ours reported your message as spam.\r\n\r\n"
