@@ -5,7 +5,12 @@ delivery status report (``multipart/report; report-type=delivery-status``), an
 ``X-Failed-Recipients`` header, or a sender such as ``MAILER-DAEMON@…`` or ``postmaster@…`` says so
 on its own; a subject such as “Undeliverable:” or “Mail delivery failed”, or an empty return path,
 only together with a failed recipient or a diagnostic in the text. A person's reply has none of
-these, which is what keeps a reply that talks *about* a bounce from being taken for one.
+these, which is what keeps a reply that talks *about* a bounce from being taken for one; a forward
+("Fwd:", "WG:", …) or a reply ("Re:", "AW:", … not from a mail system) that is not itself a report
+is a person's message even when it quotes an old bounce.
+
+Not every report is a failure: one whose recipients were all delivered, relayed or expanded (or
+"deliverable", or a 2.x.x status), or a notice whose words say so and name no error, is ``Delivered``.
 
 Then, who failed and why, from the most to the least reliable source, the first that names anyone:
 

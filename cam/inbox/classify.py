@@ -3,15 +3,23 @@
 ``classify_message`` is the one entry point. It runs the classifiers of ``CLASSIFIERS`` in order, and
 the first one that recognises the message decides; their order is the precedence of the categories:
 
+0. ``SesClassifier``: an Amazon SES notification (JSON by email, ``cam.inbox.ses``) → a bounce, a
+   complaint, or ``AUTO_REPLY`` for a delivery;
 1. ``BounceClassifier``: a failed-delivery report → ``BOUNCE_HARD`` or ``BOUNCE_SOFT``, with the
-   failed recipients and the status code (``cam.inbox.bounces``);
-2. ``ComplaintClassifier``: an RFC 5965 feedback report → ``COMPLAINT``, with the complaining
-   recipient in ``failed_recipients``;
+   failed recipients and the status code (``cam.inbox.bounces``); a notice of successful delivery,
+   relay or expansion → ``AUTO_REPLY``;
+2. ``ComplaintClassifier``: a feedback loop's report (ARF, JMRP, … ``cam.inbox.complaints``) →
+   ``COMPLAINT``, with the complaining recipient in ``failed_recipients``; an RFC 6591
+   authentication-failure report → ``AUTH_FAILURE``, with the ``reported_domain``;
 3. ``AutoReplyClassifier``: an automatic answer → ``OUT_OF_OFFICE`` (with the return date when the
    text gives one) or ``AUTO_REPLY`` (``cam.inbox.autoreplies``);
 4. ``ReplyIntentClassifier``: a person's reply, read on its new text only (``cam.inbox.text``),
-   against ``PHRASES``: ``UNSUBSCRIBE`` > ``REFERRAL`` > ``NEGATIVE`` > ``POSITIVE`` > ``QUESTION``
-   > ``NEUTRAL``.
+   against ``PHRASES`` (English, German, French, Spanish, Italian, Dutch, Portuguese, Polish,
+   Swedish): ``UNSUBSCRIBE`` > ``REFERRAL`` > ``NEGATIVE`` > ``POSITIVE`` > ``QUESTION`` > ``NEUTRAL``.
+   The unsubscribe phrases are also tried with misspelt words read as meant (``corrected``); a reply
+   that only leans towards stopping (``DOUBTS``) and says nothing else is ``UNSUBSCRIBE`` with low
+   confidence rather than ``NEUTRAL``, whose follow-up is nurture. A positive reply that asks
+   something stays ``POSITIVE``, the question among its reasons.
 
 A referral outranks a refusal because “not interested, but talk to anna@…” is worth a person's look,
 and both stop the lead; an unsubscribe request outranks everything a person writes because it is the
