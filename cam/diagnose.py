@@ -216,6 +216,15 @@ class _State:
     def active_mailboxes(self) -> list[Mailbox]:
         return [mailbox for mailbox in self.mailboxes if mailbox.is_active]
 
+    def own_mailbox(self, lead: Lead) -> Mailbox | None:
+        """The active mailbox ``lead``'s thread keeps (that of its first email), or None."""
+        return lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
+
+    def mailboxes_for(self, lead: Lead) -> list[Mailbox]:
+        """The mailboxes that could send ``lead``'s next email: its thread's own, else every active one."""
+        own = self.own_mailbox(lead)
+        return [own] if own is not None else self.active_mailboxes
+
     def when(self, at: datetime) -> str:
         return when_text(at, zone=self.zone, now=self.now)
 
@@ -248,8 +257,8 @@ def _outside_window(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 
 def _mailbox_cap(state: _State, lead: Lead) -> tuple[str, int | None]:
-    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
-    mailboxes = [own] if own is not None else state.active_mailboxes
+    own = state.own_mailbox(lead)
+    mailboxes = state.mailboxes_for(lead)
     full = [mailbox for mailbox in mailboxes
             if mailbox_wait(mailbox, used=state.used(mailbox), now=state.now) == Blocked.MAILBOX_CAP]
     if not full:
@@ -265,8 +274,7 @@ def _mailbox_cap(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 
 def _mailbox_gap(state: _State, lead: Lead) -> tuple[str, int | None]:
-    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
-    mailboxes = [own] if own is not None else state.active_mailboxes
+    mailboxes = state.mailboxes_for(lead)
     waiting = [(mailbox, gap_end) for mailbox in mailboxes
                if (gap_end := gap_ends_at(mailbox)) is not None and gap_end > state.now]
     advice = (" A mailbox sends one email per gap: shorten the gap under Mailboxes, or add mailboxes under Settings "
@@ -279,8 +287,7 @@ def _mailbox_gap(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 
 def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
-    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
-    mailboxes = [own] if own is not None else state.active_mailboxes
+    mailboxes = state.mailboxes_for(lead)
     gone = [mailbox.from_email for mailbox in mailboxes if mailbox.needs_reconnect]
     if not gone:
         return f"Its mailbox is connected again: {NEXT_CYCLE}.", None
@@ -289,8 +296,7 @@ def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 
 def _mailbox_pace(state: _State, lead: Lead) -> tuple[str, int | None]:
-    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
-    mailboxes = [own] if own is not None else state.active_mailboxes
+    mailboxes = state.mailboxes_for(lead)
     today = state.now.astimezone(state.zone).date()
     parts = [f"{mailbox.from_email}: {warmup_words(mailbox, today=today)}" for mailbox in mailboxes]
     return ("; ".join(parts) + (". " if parts else "") + "A mailbox sends today's allowance spread over the send "
@@ -411,8 +417,7 @@ def _cancelled(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 def _domain_not_authenticated(state: _State, lead: Lead) -> tuple[str, int | None]:
     # Read from the mailboxes already loaded: the domain's own checks are one click away, on its page.
-    own = lead.mailbox if lead.mailbox is not None and lead.mailbox.is_active else None
-    mailboxes = [own] if own is not None else state.active_mailboxes
+    mailboxes = state.mailboxes_for(lead)
     domains = ", ".join(sorted({mailbox.sending_domain for mailbox in mailboxes})) or "the mailbox's domain"
     return (f"The sending domain {domains} fails SPF or DMARC, so Gmail and Microsoft would reject the email. "
             f"Setup › Sending domains says which record to add; press Check now once it is published, or override "
