@@ -162,6 +162,28 @@ def test_a_transient_ses_bounce_is_soft():
     assert (result.category, result.status_code) == (Category.BOUNCE_SOFT, "4.2.2")
 
 
+def test_a_delivery_given_up_after_its_retry_time_is_soft_though_the_server_calls_it_permanent():
+    # Found on the blind check: Exim's "retry timeout exceeded" was read as hard from "This is a
+    # permanent error", but it only says the recipient's host did not answer for days, not that the
+    # address is gone. Sent again later, it still ends the lead at the soft-bounce limit.
+    result = classify_file("bounce_exim_retry_timeout.eml")
+    assert (result.category, result.failed_recipients) == (Category.BOUNCE_SOFT, ["hello@oakleaf-studio.example"])
+    raw = (CORPUS / "bounce_postfix_dsn_user_unknown.eml").read_bytes().replace(
+        b"Status: 5.1.1\n", b"Status: 5.4.7\n").replace(
+        b"Diagnostic-Code: smtp; 550 5.1.1 <anna.berger@berger-logistik.example>:\n"
+        b"    Recipient address rejected: User unknown in virtual mailbox table\n",
+        b"Diagnostic-Code: X-Postfix; delivery time expired\n")
+    assert classify_message(raw).category == Category.BOUNCE_SOFT
+
+
+@pytest.mark.parametrize(("name", "original"), [
+    ("bounce_postfix_expanded_alias.eml", "vertrieb@holzwerk-mayer.example"),
+    ("bounce_postfix_smtputf8_global_dsn.eml", "info@mueller-muehlenbau.example")])
+def test_a_bounce_from_an_expanded_alias_names_the_address_we_wrote_to(name, original):
+    # The DSN's Final-Recipient is the alias's member; CAM's lead is the Original-Recipient.
+    assert classify_file(name).failed_recipients == [original]
+
+
 # --- 3. the right failed recipient ----------------------------------------------------------------
 
 
