@@ -87,7 +87,11 @@ def test_complaints_are_read_in_every_feedback_loop_shape(name):
 def test_the_complaint_samples_cover_jmrp_ses_yahoo_other_loops_and_hidden_recipients():
     names = named("complaint_")
     assert {"complaint_jmrp_outlook_com.eml", "complaint_arf_microsoft_jmrp.eml", "complaint_ses_json.eml",
-            "complaint_arf_yahoo.eml", "complaint_arf_abusix_two_recipients.eml"} <= set(names)
+            "complaint_arf_yahoo.eml", "complaint_arf_abusix_two_recipients.eml",
+            # real reports added on the blind check: AOL's, Yahoo's and Hotmail's loops, RFC 5965's example
+            "complaint_arf_aol_scomp_redacted.eml", "complaint_arf_yahoo_2013_apparently_to.eml",
+            "complaint_jmrp_hotmail_verp_return_path.eml", "complaint_arf_rfc5965_complete_example.eml"} <= set(names)
+    assert len(names) >= 20
     hidden = [name for name in names if not MESSAGES[name]["failed_recipients"]]
     assert len(hidden) >= 4
     assert "our Message-ID" in " ".join(classify_file(hidden[0]).reasons)
@@ -101,6 +105,15 @@ def test_a_feedback_report_without_its_machine_part_names_the_recipient_from_the
     result = classify_message(raw[:start] + raw[end:])
     assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["kijitora@example.org"])
     assert "the original message's To" in " ".join(result.reasons)
+
+
+def test_a_feedback_report_that_only_asks_to_remove_a_recipient_names_it():
+    # RFC 5965's complete example without its Original-Rcpt-To: Removal-Recipient is the address to stop.
+    raw = (CORPUS / "complaint_arf_rfc5965_complete_example.eml").read_bytes().replace(
+        b"Original-Rcpt-To: <user@example.com>\n", b"")
+    result = classify_message(raw)
+    assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["user@example.com"])
+    assert "(Removal-Recipient)" in " ".join(result.reasons)
 
 
 def test_a_feedback_report_written_as_plain_text_is_a_complaint():
