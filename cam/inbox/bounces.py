@@ -175,6 +175,9 @@ _SOFT = re.compile(
     r"storage (?:space )?(?:full|exceeded)|"
     r"gr[ae]ylist|try again later|please try again|temporar(?:y|ily)|delayed|deferred|will (?:be )?retr(?:y|ied)|"
     r"still trying|not yet been delivered|could not send message for past|will keep trying|"
+    # The server gave up after days of trying to reach the recipient's host: that says nothing about the address
+    # (Exim's "retry timeout exceeded", RFC 3463's 4.4.7 / 5.4.7 "delivery time expired").
+    r"retry timeout exceeded|delivery time expired|message expired|"
     r"postfach (?:ist )?voll|speicherplatz|kontingent|boite (?:aux lettres |de reception )?(?:est )?pleine|"
     r"quota (?:depasse|atteint)|buzon (?:esta )?lleno|cuota (?:excedida|superada)")
 # Refusals that are about the message or the sender, not the address: the address may well work.

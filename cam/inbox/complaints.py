@@ -15,8 +15,9 @@ loop. It is read in the shapes the providers send:
   address (``feedbackloop@…``, ``fbl@…``, ``scomp@…``);
 - Amazon SES complaint notifications (JSON in the body): ``cam.inbox.ses``.
 
-The complaining recipient comes, in order of trust, from ``Original-Rcpt-To``, the original's
-``X-HmXmrOriginalRecipient``, or the original's ``To``. Feedback loops often hide it: a hashed local
+The complaining recipient comes, in order of trust, from ``Original-Rcpt-To``, ``Removal-Recipient``
+(RFC 5965's "take this address off the list"), the original's ``X-HmXmrOriginalRecipient``, or the
+original's ``To``. Feedback loops often hide it: a hashed local
 part (``5e9e489a…@example.com``), ``redacted``, ``undisclosed recipients``, or the whole original
 replaced by ``REDACTED``. A hidden address names nobody and is dropped; the report then names no
 recipient here, and processing takes it from our Message-ID in the included original (our
@@ -142,10 +143,9 @@ def detect_complaint(message: Message) -> Complaint | None:
     if feedback_type == AUTH_FAILURE:
         return _auth_failure(fields, original, reasons)
 
-    named: list[str] = []
-    for value in fields.get("original-rcpt-to", []):
-        named += [address.lower() for address in ADDRESS.findall(value) if address.lower() not in named]
-    sources = [("Original-Rcpt-To", named),
+    sources = [("Original-Rcpt-To", _field_addresses(fields, "original-rcpt-to")),
+               # RFC 5965, 3.3: the recipient the reporter asks to be taken off the list.
+               ("Removal-Recipient", _field_addresses(fields, "removal-recipient")),
                ("the original's X-HmXmrOriginalRecipient",
                 header_addresses(original, "X-HmXmrOriginalRecipient") if original is not None else []),
                ("the original message's To", original_addresses(original, "To"))]
@@ -162,6 +162,14 @@ def detect_complaint(message: Message) -> Complaint | None:
                        "original names the email, and so its address")
     return Complaint(recipients=recipients, feedback_type=feedback_type, confidence=0.99 if recipients else 0.9,
                      reasons=reasons)
+
+
+def _field_addresses(fields: dict[str, list[str]], name: str) -> list[str]:
+    """The addresses a report field names, lower-cased, each once, in order."""
+    named: list[str] = []
+    for value in fields.get(name, []):
+        named += [address.lower() for address in ADDRESS.findall(value) if address.lower() not in named]
+    return named
 
 
 def _auth_failure(fields: dict[str, list[str]], original: Message | None, reasons: list[str]) -> Complaint:

@@ -87,7 +87,11 @@ def test_complaints_are_read_in_every_feedback_loop_shape(name):
 def test_the_complaint_samples_cover_jmrp_ses_yahoo_other_loops_and_hidden_recipients():
     names = named("complaint_")
     assert {"complaint_jmrp_outlook_com.eml", "complaint_arf_microsoft_jmrp.eml", "complaint_ses_json.eml",
-            "complaint_arf_yahoo.eml", "complaint_arf_abusix_two_recipients.eml"} <= set(names)
+            "complaint_arf_yahoo.eml", "complaint_arf_abusix_two_recipients.eml",
+            # real reports added on the blind check: AOL's, Yahoo's and Hotmail's loops, RFC 5965's example
+            "complaint_arf_aol_scomp_redacted.eml", "complaint_arf_yahoo_2013_apparently_to.eml",
+            "complaint_jmrp_hotmail_verp_return_path.eml", "complaint_arf_rfc5965_complete_example.eml"} <= set(names)
+    assert len(names) >= 20
     hidden = [name for name in names if not MESSAGES[name]["failed_recipients"]]
     assert len(hidden) >= 4
     assert "our Message-ID" in " ".join(classify_file(hidden[0]).reasons)
@@ -101,6 +105,15 @@ def test_a_feedback_report_without_its_machine_part_names_the_recipient_from_the
     result = classify_message(raw[:start] + raw[end:])
     assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["kijitora@example.org"])
     assert "the original message's To" in " ".join(result.reasons)
+
+
+def test_a_feedback_report_that_only_asks_to_remove_a_recipient_names_it():
+    # RFC 5965's complete example without its Original-Rcpt-To: Removal-Recipient is the address to stop.
+    raw = (CORPUS / "complaint_arf_rfc5965_complete_example.eml").read_bytes().replace(
+        b"Original-Rcpt-To: <user@example.com>\n", b"")
+    result = classify_message(raw)
+    assert (result.category, result.failed_recipients) == (Category.COMPLAINT, ["user@example.com"])
+    assert "(Removal-Recipient)" in " ".join(result.reasons)
 
 
 def test_a_feedback_report_written_as_plain_text_is_a_complaint():
@@ -160,6 +173,28 @@ def test_a_transient_ses_bounce_is_soft():
               b'"status":"4.2.2","diagnosticCode":"smtp; 452 4.2.2 mailbox full"')
     result = classify_message(raw)
     assert (result.category, result.status_code) == (Category.BOUNCE_SOFT, "4.2.2")
+
+
+def test_a_delivery_given_up_after_its_retry_time_is_soft_though_the_server_calls_it_permanent():
+    # Found on the blind check: Exim's "retry timeout exceeded" was read as hard from "This is a
+    # permanent error", but it only says the recipient's host did not answer for days, not that the
+    # address is gone. Sent again later, it still ends the lead at the soft-bounce limit.
+    result = classify_file("bounce_exim_retry_timeout.eml")
+    assert (result.category, result.failed_recipients) == (Category.BOUNCE_SOFT, ["hello@oakleaf-studio.example"])
+    raw = (CORPUS / "bounce_postfix_dsn_user_unknown.eml").read_bytes().replace(
+        b"Status: 5.1.1\n", b"Status: 5.4.7\n").replace(
+        b"Diagnostic-Code: smtp; 550 5.1.1 <anna.berger@berger-logistik.example>:\n"
+        b"    Recipient address rejected: User unknown in virtual mailbox table\n",
+        b"Diagnostic-Code: X-Postfix; delivery time expired\n")
+    assert classify_message(raw).category == Category.BOUNCE_SOFT
+
+
+@pytest.mark.parametrize(("name", "original"), [
+    ("bounce_postfix_expanded_alias.eml", "vertrieb@holzwerk-mayer.example"),
+    ("bounce_postfix_smtputf8_global_dsn.eml", "info@mueller-muehlenbau.example")])
+def test_a_bounce_from_an_expanded_alias_names_the_address_we_wrote_to(name, original):
+    # The DSN's Final-Recipient is the alias's member; CAM's lead is the Original-Recipient.
+    assert classify_file(name).failed_recipients == [original]
 
 
 # --- 3. the right failed recipient ----------------------------------------------------------------
