@@ -12,7 +12,9 @@
   progress are committed together, with the next email marked ``SENDING``. That write is also the
   batch's check, before each send, that the database still answers and that the claim is still its
   own; the batch stops at the first failure. A crash therefore leaves at most the one email in
-  flight in ``SENDING``; the rows it had claimed but not tried are still ``CLAIMED``.
+  flight in ``SENDING``; the rows it had claimed but not tried are still ``CLAIMED``. The provider
+  asks for that commit (``send_when``'s ``ready``) before anything that could deliver the email, and
+  may meanwhile do what delivers nothing (SMTP: the envelope), so the two waits overlap.
 - An attempt counts only when the request reached the provider (``SendResult.attempted``). When the
   provider halts the batch (the server cannot be reached, the key is refused, a 429), the untried
   rows are handed back uncounted, after the provider's ``retry-after`` when it gave one.
@@ -183,14 +185,16 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
             if batch.stopped:
                 break
             batch.untried.discard(row.pk)
-            # One transaction: the previous email's outcome, and this one marked SENDING.
-            ours = _commit(batch, done=done, next_row=row)
+            row.mailbox = mailbox
+            # One transaction: the previous email's outcome, and this one marked SENDING — committed
+            # before this one can go, while the provider does what delivers nothing yet.
+            ready = _Ready(batch, done=done, next_row=row)
             done = None
-            if not ours:
+            result = _send_one(provider, row, ready)
+            ready.raise_failure()  # the database went away: the batch stops here
+            if result is None:
                 batch.count("lost")  # cancelled or recovered meanwhile: no longer this batch's to send
                 continue
-            row.mailbox = mailbox
-            result = _send_one(provider, row)
             done = (row, result)
             if result.halt_batch:
                 batch.stopped, batch.halted, batch.retry_after = f"halted: {result.error}", True, result.retry_after
@@ -201,19 +205,51 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         _note_mailbox_problem(batch, done[1])
 
 
-def _send_one(provider: MailProvider, row: OutboundEmail) -> SendResult:
-    """The provider's answer for one email; never raises, so every outcome is recorded."""
+class _Ready:
+    """What the provider asks before an email may go: ``_commit`` of the email before it, with this one
+    marked SENDING. A database error is kept (the provider is told no) and raised by the batch after the
+    provider returned, so that it stops where it stands."""
+
+    def __init__(self, batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None,
+                 next_row: OutboundEmail) -> None:
+        self.batch, self.done, self.next_row = batch, done, next_row
+        self.answer: bool | None = None  # None: not asked yet
+        self.failure: BaseException | None = None
+
+    def __call__(self) -> bool:
+        assert self.answer is None, "a provider asks once per email"
+        try:
+            self.answer = _commit(self.batch, done=self.done, next_row=self.next_row)
+        except DATABASE_GONE as exc:
+            self.failure, self.answer = exc, False
+        return self.answer
+
+    def raise_failure(self) -> None:
+        if self.answer is None:  # a provider that never asked (a bug): the email before is recorded all the same
+            self()
+        if self.failure is not None:
+            raise self.failure
+
+
+def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready) -> SendResult | None:
+    """The provider's answer for one email, None when ``ready`` said no; never raises, so every outcome
+    is recorded."""
     try:
         message = build_message(row)
-    except Exception as exc:  # nothing was handed over: no server would ever take it as it is
+    except Exception as exc:  # nothing can be handed over: no server would ever take it as it is
         logger.exception("Outbound %s could not be built", row.pk)
+        if not ready():
+            return None
         return SendResult(status=Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
                           attempted=False)
     assert row.mailbox is not None  # build_message needed it
     try:
-        return provider.send(message, idempotency_key=f"cam-outbound-{row.pk}")
+        return provider.send_when(message, idempotency_key=f"cam-outbound-{row.pk}", ready=ready)
     except Exception as exc:  # a provider bug: the message may have gone out
         logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
+        # Raised before it asked, it may have sent all the same: the email is marked SENDING first.
+        if not (ready.answer if ready.answer is not None else ready()):
+            return None
         return SendResult(status=Status.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
 
 

@@ -59,15 +59,15 @@ def assert_every_lead_has_a_plan_or_a_reason() -> None:
 def test_a_crash_mid_batch_leaves_only_the_email_in_flight_unknown(smtp_server, monkeypatch):
     mailbox = smtp_mailbox(smtp_server)
     plan(open_campaign(mailbox), 5)
-    real_send, calls = SmtpProvider.send, itertools.count(1)
+    real_send, calls = SmtpProvider.send_when, itertools.count(1)
 
-    def send_then_die_on_the_third(self, message, *, idempotency_key):
-        result = real_send(self, message, idempotency_key=idempotency_key)
+    def send_then_die_on_the_third(self, message, *, idempotency_key, ready):
+        result = real_send(self, message, idempotency_key=idempotency_key, ready=ready)
         if next(calls) == 3:
             raise Killed  # the server said 250; the sender never got to write it down
         return result
 
-    monkeypatch.setattr(SmtpProvider, "send", send_then_die_on_the_third)
+    monkeypatch.setattr(SmtpProvider, "send_when", send_then_die_on_the_third)
     with pytest.raises(Killed):
         outbound_send_batch(mailbox_id=mailbox.pk)
 
@@ -78,7 +78,7 @@ def test_a_crash_mid_batch_leaves_only_the_email_in_flight_unknown(smtp_server, 
     assert statuses() == [Status.SENT, Status.SENT, Status.UNKNOWN, Status.PENDING, Status.PENDING]
     assert list(OutboundEmail.objects.order_by("lead_id").values_list("attempts", flat=True)) == [1, 1, 1, 0, 0]
 
-    monkeypatch.setattr(SmtpProvider, "send", real_send)
+    monkeypatch.setattr(SmtpProvider, "send_when", real_send)
     assert outreach_send()["sent"] == 2
     recipients = [message.rcpt_tos[0] for message in smtp_server.messages]
     assert sorted(recipients) == sorted(f"lead{n}@company{n}.example.com" for n in range(5))  # each once
@@ -270,6 +270,26 @@ def test_a_sender_that_lost_its_lease_stops_at_once(smtp_server):
     assert counts["stopped"].startswith(f"lease send:mailbox:{mailbox.pk} lost")
     assert len(smtp_server.messages) == 2
     assert Lease.objects.get().holder == "other-worker:1"  # not released by the one that lost it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_emails_data_reaches_the_server_only_after_its_sending_mark_and_the_outcome_before_it_are_committed(
+        smtp_server):
+    mailbox = smtp_mailbox(smtp_server)
+    plan(open_campaign(mailbox), 3)
+    seen = []
+
+    def look():  # as the server reads each message's data, from a connection of its own: what is committed
+        seen.append(list(OutboundEmail.objects.order_by("lead_id").values_list("status", flat=True)))
+        connection.close()  # this runs in the SMTP server's thread
+
+    smtp_server.answer_data(Call(look))
+    assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 3
+
+    assert seen == [[Status.SENDING, Status.CLAIMED, Status.CLAIMED],
+                    [Status.SENT, Status.SENDING, Status.CLAIMED],
+                    [Status.SENT, Status.SENT, Status.SENDING]]
+    assert statuses() == [Status.SENT] * 3
 
 
 @pytest.fixture

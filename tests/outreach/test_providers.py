@@ -321,6 +321,127 @@ def test_it_builds_djangos_smtp_backend_from_the_mailbox(settings, monkeypatch, 
     assert backend.connection is None  # nothing is opened before the first send
 
 
+# --- SMTP: sending once the sender is ready ---------------------------------------------------------
+
+
+class Asked:
+    """A sender's ``ready``: says ``answer`` (or raises it), and records what the server had by then."""
+
+    def __init__(self, server: SmtpTestServer, answer: bool | Exception = True, *, wait_for_rcpt: str = "") -> None:
+        self.server, self.answer, self.wait_for_rcpt = server, answer, wait_for_rcpt
+        self.calls = 0
+        self.received_then: list | None = None
+
+    def __call__(self) -> bool:
+        self.calls += 1
+        deadline = time.monotonic() + 5
+        while self.wait_for_rcpt and self.wait_for_rcpt not in self.server.rcpts and time.monotonic() < deadline:
+            time.sleep(0.01)  # the envelope goes out meanwhile, in the provider's thread
+        self.received_then = list(self.server.received)
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer
+
+
+def test_send_when_ready_asks_while_the_server_holds_the_envelope_and_sends_the_data_after(smtp_server):
+    ready = Asked(smtp_server, wait_for_rcpt="anna@company.test")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+
+    assert result is not None and result.status == Status.SENT
+    assert ready.calls == 1
+    assert "anna@company.test" in smtp_server.rcpts  # the envelope had gone out while the sender made ready …
+    assert ready.received_then == []  # … and nothing had been delivered
+    assert [message.rcpt_tos for message in smtp_server.messages] == [["anna@company.test"]]
+
+
+def test_send_when_told_no_delivers_nothing_and_the_next_message_goes_on_a_new_connection(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        told_no = Asked(smtp_server, False, wait_for_rcpt="anna@company.test")
+        refused = provider.send_when(outreach_message("anna@company.test", message_id="<1@outreach.test>"),
+                                     idempotency_key="1", ready=told_no)
+        following = provider.send_when(outreach_message("ben@company.test", message_id="<2@outreach.test>"),
+                                       idempotency_key="2", ready=Asked(smtp_server))
+
+    assert refused is None
+    assert following is not None and following.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]  # never Anna's
+    assert len(smtp_server.sessions) == 2  # the connection was dropped in the middle of Anna's envelope
+
+
+def test_send_when_ready_raises_delivers_nothing_and_the_error_goes_to_the_sender(smtp_server):
+    class DatabaseGone(Exception):
+        pass
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        with pytest.raises(DatabaseGone):
+            provider.send_when(outreach_message("anna@company.test"), idempotency_key="1",
+                               ready=Asked(smtp_server, DatabaseGone(), wait_for_rcpt="anna@company.test"))
+        following = provider.send_when(outreach_message("ben@company.test"), idempotency_key="2",
+                                       ready=Asked(smtp_server))
+
+    assert following is not None and following.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]
+
+
+@pytest.mark.parametrize(("script", "status", "words"), [
+    (lambda server: server.answer_rcpt("anna@company.test", "550 5.1.1 No such user"), Status.FAILED, "550 5.1.1"),
+    (lambda server: server.answer_rcpt("anna@company.test", "451 4.7.1 Greylisted"), Status.RETRY, "451 4.7.1"),
+    (lambda server: server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours"), Status.FAILED, "553 5.7.1"),
+    (lambda server: server.answer_data("554 5.7.1 Spam"), Status.FAILED, "554 5.7.1"),
+    (lambda server: server.answer_data("451 4.3.0 Try again"), Status.RETRY, "451 4.3.0"),
+    (lambda server: server.answer_data(DROP), Status.UNKNOWN, "may have been delivered"),
+], ids=["recipient refused", "recipient greylisted", "sender refused", "data refused", "data deferred", "dropped"])
+def test_send_when_reads_the_servers_answers_as_send_does(smtp_server, script, status, words):
+    script(smtp_server)
+    ready = Asked(smtp_server)
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+        after = provider.send(outreach_message("ben@company.test"), idempotency_key="2")
+
+    assert result is not None and (result.status, ready.calls) == (status, 1)
+    assert words in result.error
+    assert after.status != Status.UNKNOWN or status == Status.UNKNOWN  # the next message is not harmed
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_send_when_asks_once_even_when_nothing_reaches_the_server(smtp_server, answer):
+    unreachable_mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="127.0.0.1",
+                                               smtp_port=free_port(), smtp_security=Security.NONE)
+    asked = []
+
+    with SmtpProvider(unreachable_mailbox) as provider:
+        unreachable = provider.send_when(outreach_message(), idempotency_key="1",
+                                         ready=lambda: asked.append(1) or answer)
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        unbuildable = provider.send_when(outreach_message("anna@company@test"), idempotency_key="2",
+                                         ready=lambda: asked.append(2) or answer)
+
+    assert asked == [1, 2]
+    if answer:
+        assert unreachable is not None and (unreachable.status, unreachable.attempted) == (Status.RETRY, False)
+        assert unbuildable is not None and (unbuildable.status, unbuildable.attempted) == (Status.FAILED, False)
+    else:
+        assert unreachable is None and unbuildable is None
+    assert smtp_server.received == []
+
+
+def test_send_when_on_a_provider_without_preliminaries_asks_first():
+    stream, order = io.StringIO(), []
+
+    with ConsoleProvider(MailboxFactory.build(), stream=stream) as provider:
+        told_no = provider.send_when(outreach_message(message_id="<1@outreach.test>"), idempotency_key="1",
+                                     ready=lambda: order.append("no") or False)
+        told_yes = provider.send_when(outreach_message(message_id="<2@outreach.test>"), idempotency_key="2",
+                                      ready=lambda: order.append("yes") or True)
+
+    assert told_no is None and told_yes is not None and told_yes.status == Status.SENT
+    assert order == ["no", "yes"]
+    assert "<1@outreach.test>" not in stream.getvalue() and "<2@outreach.test>" in stream.getvalue()
+
+
 # --- Resend -----------------------------------------------------------------------------------------
 
 

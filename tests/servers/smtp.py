@@ -105,6 +105,7 @@ class SmtpTestServer:
         self.received: list[ReceivedMessage] = []
         self.sessions: list[tuple[str, int]] = []
         self.logins: list[str] = []
+        self.rcpts: list[str] = []  # every RCPT TO the server was asked, accepted or not, in order
         self._auth = auth
         self._idle_timeout = idle_timeout
         self._script = _Script()
@@ -211,6 +212,7 @@ class _Handler:
 
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
         with self.server._lock:
+            self.server.rcpts.append(address)
             reply = self.server._script.rcpt.get(address.lower())
         if reply:
             return reply

@@ -7,6 +7,7 @@ refused or failed send, so the caller records every outcome.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, cast
 
@@ -73,6 +74,19 @@ class MailProvider:
     def send(self, message: EmailMultiAlternatives, *, idempotency_key: str) -> SendResult:
         """Send one message; ``idempotency_key`` is stable across retries of the same email."""
         raise NotImplementedError
+
+    def send_when(self, message: EmailMultiAlternatives, *, idempotency_key: str,
+                  ready: Callable[[], bool]) -> SendResult | None:
+        """Send one message once ``ready()`` allows it; None (nothing handed over) when it does not.
+
+        ``ready`` is called exactly once, before anything that could deliver the message: the sender
+        commits there what must be durable before it goes (``cam.outreach.sending``). Here it is simply
+        called first; a provider with preliminaries that deliver nothing runs them meanwhile (SMTP: the
+        envelope, up to the server's 354).
+        """
+        if not ready():
+            return None
+        return self.send(message, idempotency_key=idempotency_key)
 
 
 def message_id_of(message: EmailMessage) -> str:

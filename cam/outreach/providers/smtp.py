@@ -24,6 +24,12 @@ shut down and the message is judged like any broken connection, by the rule abov
 not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut off after "354", a
 message's outcome would be unknown, so a worker told to stop stops between messages instead.
 
+When the sender has something to commit before a message may go (``send_when``), the envelope —
+``MAIL``, ``RCPT``, ``DATA`` up to the server's 354, which delivers nothing — runs in a thread of the
+provider's own while the sender commits, and the message data follows only once the commit said yes.
+Told no, the provider drops the connection before any data: a server never delivers a message whose
+data did not end. The database's wait and the server's then overlap instead of adding up.
+
 A mailbox with the OAuth2 login (``auth=oauth2``) logs each new connection in with SASL XOAUTH2
 (``smtp_login_mailbox``; the token comes from ``cam.mail_oauth``) instead of a password; a mailbox that
 must be reconnected sends nothing and asks nobody.
@@ -34,10 +40,13 @@ sender (``cam.return_path``): its bounces then prove which email they are about.
 
 from __future__ import annotations
 
+import contextvars
+import re
 import smtplib
 import socket
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -56,6 +65,52 @@ from cam.secrets import MissingSecret, secret_from_env
 Status = OutboundEmail.Status
 # A connection on which the server accepted a message this recently is reused without a NOOP first.
 TRUSTED_FOR_SECONDS = 0.25
+_LEADING_PERIOD = re.compile(rb"(?m)^\.")
+
+
+def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], size: int) -> None:
+    """``sendmail()``'s conversation up to the server's 354 to DATA, raising what it raises.
+
+    Nothing is delivered yet: a message counts only once its data ends with ``<CRLF>.<CRLF>``.
+    """
+    connection.ehlo_or_helo_if_needed()
+    options = [f"size={size}"] if connection.does_esmtp and connection.has_extn("size") else []
+    code, reply = connection.mail(sender, options)
+    if code != 250:
+        if code == 421:
+            connection.close()
+        else:
+            connection._rset()  # type: ignore[attr-defined]  # smtplib's own, as sendmail() uses it
+        raise smtplib.SMTPSenderRefused(code, reply, sender)
+    refused: dict[str, tuple[int, bytes]] = {}
+    for recipient in recipients:
+        code, reply = connection.rcpt(recipient)
+        if code not in (250, 251):
+            refused[recipient] = (code, reply)
+        if code == 421:
+            connection.close()
+            raise smtplib.SMTPRecipientsRefused(refused)
+    if len(refused) == len(recipients):
+        connection._rset()  # type: ignore[attr-defined]
+        raise smtplib.SMTPRecipientsRefused(refused)
+    connection.putcmd("data")
+    code, reply = connection.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes) -> None:
+    """The message data and its end, after ``_open_data``; raises ``SMTPDataError`` on a refusal."""
+    connection.data_started = True  # from here on the server may accept it
+    body = _LEADING_PERIOD.sub(b"..", data)
+    connection.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    code, reply = connection.getreply()
+    if code != 250:
+        if code == 421:
+            connection.close()
+        else:
+            connection._rset()  # type: ignore[union-attr]
+        raise smtplib.SMTPDataError(code, reply)
 DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
 
 
@@ -185,6 +240,7 @@ class SmtpProvider(MailProvider):
         # Why nothing in this batch can be sent (a missing password, a server that cannot be reached):
         # every further send answers RETRY with it at once instead of waiting for a timeout again.
         self.batch_error = ""
+        self._envelopes: ThreadPoolExecutor | None = None  # send_when()'s, started by its first message
 
     @property
     def port(self) -> int:
@@ -240,6 +296,9 @@ class SmtpProvider(MailProvider):
                     deadline.watch(self.backend.connection.sock)
                 self._disconnect()
             self.backend = None
+        if self._envelopes is not None:
+            self._envelopes.shutdown()  # idle: every envelope was waited for
+            self._envelopes = None
 
     def _disconnect(self) -> None:
         self._accepted_at = None
@@ -305,16 +364,23 @@ class SmtpProvider(MailProvider):
     # --- sending ----------------------------------------------------------------------------------
 
     def send(self, message: EmailMessage, *, idempotency_key: str) -> SendResult:
+        result = self.send_when(message, idempotency_key=idempotency_key, ready=None)
+        assert result is not None  # only a ready() that says no gives none
+        return result
+
+    def send_when(self, message: EmailMessage, *, idempotency_key: str,
+                  ready: Callable[[], bool] | None) -> SendResult | None:
         self.open()
         message_id = message_id_of(message)
         _use_return_path(message)
         if self.batch_error:
-            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+            return _once_ready(ready, SendResult(Status.RETRY, error=self.batch_error, attempted=False,
+                                                 halt_batch=True))
         assert self.backend is not None  # open() built it, as there is no batch_error
         with Deadline(settings.AICMO_CAM_SMTP_DEADLINE_SECONDS, "talking to the SMTP server") as deadline:
             if self.backend.connection is not None:  # a connection opened for an earlier message
                 deadline.watch(self.backend.connection.sock)
-            return self._send(message, message_id, deadline)
+            return self._send(message, message_id, deadline, ready)
 
     def _envelope(self, message: EmailMessage) -> tuple[str, list[str], bytes]:
         """The envelope sender, the recipients and the bytes of ``message``, as Django's backend would
@@ -327,23 +393,31 @@ class SmtpProvider(MailProvider):
         recipients = [envelope_address(address, encoding) for address in message.recipients()]
         return sender, recipients, message_bytes(message)
 
-    def _send(self, message: EmailMessage, message_id: str, deadline: Deadline) -> SendResult:
+    def _send(self, message: EmailMessage, message_id: str, deadline: Deadline,
+              ready: Callable[[], bool] | None) -> SendResult | None:
         if not message.recipients():
-            return SendResult(Status.FAILED, error="The message has no recipients.", attempted=False)
+            return _once_ready(ready, SendResult(Status.FAILED, error="The message has no recipients.",
+                                                 attempted=False))
         try:
             sender, recipients, data = self._envelope(message)
         except Exception as exc:  # no server would ever take it as it is
-            return SendResult(Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
-                              attempted=False)
+            return _once_ready(ready, SendResult(
+                Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}", attempted=False))
         if not self._connect(deadline):
-            return SendResult(Status.RETRY, error=self.batch_error, attempted=False, halt_batch=True)
+            return _once_ready(ready, SendResult(Status.RETRY, error=self.batch_error, attempted=False,
+                                                 halt_batch=True))
         assert self.backend is not None  # _connect() succeeded
         try:
             # The batch's connection, directly: Django's send_messages() would take a lock, check the
             # connection and sanitise the sender again for every message.
             connection = self.backend.connection
             assert connection is not None  # _connect() opened it
-            connection.sendmail(sender, recipients, data)
+            if ready is None:
+                connection.sendmail(sender, recipients, data)
+            elif not self._send_when_ready(connection, sender, recipients, data, ready):
+                return None
+        except _ReadyRaised as raised:
+            raise raised.error from None
         except smtplib.SMTPRecipientsRefused as exc:
             refusals = "; ".join(f"{address}: {code} {_text(reply)}" for address, (code, reply)
                                  in exc.recipients.items())
@@ -359,6 +433,35 @@ class SmtpProvider(MailProvider):
             return self._broken(deadline.explain(exc), message_id)
         self._accepted_at = time.monotonic()
         return SendResult(Status.SENT, provider_message_id=message_id)
+
+    def _send_when_ready(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
+                         ready: Callable[[], bool]) -> bool:
+        """``sendmail()`` with ``ready()`` called, here, while the envelope goes out in the provider's
+        thread; the data follows only when it said yes. False: told no, nothing was handed over."""
+        connection.data_started = False
+        if self._envelopes is None:
+            self._envelopes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-smtp-envelope")
+        # In the caller's context, so that a deadline it entered watches any socket the thread opens.
+        envelope = self._envelopes.submit(contextvars.copy_context().run, _open_data, connection, sender,
+                                          recipients, len(data))
+        try:
+            go = ready()
+        except Exception as exc:
+            self._abandon(envelope)
+            raise _ReadyRaised(exc) from exc  # through _send's handlers, which judge the server's part only
+        if not go:
+            self._abandon(envelope)
+            return False
+        envelope.result()  # what the server said to the envelope, raised as sendmail() raises it
+        _finish_data(connection, data)
+        return True
+
+    def _abandon(self, envelope: Future[None]) -> None:
+        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
+        if envelope.exception() is None and self.backend is not None and self.backend.connection is not None:
+            self.backend.connection.close()  # no QUIT: in the data phase it would be read as the message
+            self.backend.connection = None
+            self._accepted_at = None
 
     def _answered(self, code: int, error: str) -> SendResult:
         """The server answered with a code: it did not accept the message."""
@@ -387,6 +490,20 @@ class SmtpProvider(MailProvider):
             return SendResult(Status.FAILED, error=f"The message could not be built: {what}", attempted=False)
         return SendResult(Status.RETRY, error=f"The connection to the SMTP server {self.server} broke before "
                                               f"the message was sent ({what}).")
+
+
+class _ReadyRaised(Exception):
+    """What the sender's ``ready()`` raised, on its way back to the sender."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(error)
+        self.error = error
+
+
+def _once_ready(ready: Callable[[], bool] | None, result: SendResult) -> SendResult | None:
+    """``result`` of a message that never reached the server, once ``ready`` (if any) was asked, as
+    ``send_when`` promises it is: None when it said no."""
+    return result if ready is None or ready() else None
 
 
 # For other conversations with an SMTP server (cam.mailboxes.connection_test): the same deadline-watched sockets.
