@@ -146,6 +146,11 @@ else:
         # No JIT: CAM's grouped counts are short but wide (many FILTERed aggregates), which PostgreSQL's
         # cost model takes for big work and compiles for seconds to run milliseconds (docs/benchmarks.md).
         "options": "-c jit=off",
+        # Prepared statements for the few statements CAM binds on the server (each email's outcome,
+        # cam.outreach.outcomes): parsed and planned once per connection instead of once per email.
+        # Django's own queries bind on the client and are never prepared. Off behind a pooler in
+        # transaction mode that cannot keep them (PgBouncer before 1.21, or max_prepared_statements=0).
+        "prepare_threshold": 5 if env.bool("DATABASE_PREPARED_STATEMENTS", True) else None,
     }.items():
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
 

@@ -151,10 +151,13 @@ def test_a_postgresql_connection_gives_up_on_a_silent_database_instead_of_hangin
     defaults = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam")
     assert defaults.stdout.strip().splitlines()[-1] == str(sorted({
         "connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 3,
-        "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c jit=off"}.items()))
+        "keepalives_count": 3, "tcp_user_timeout": 30_000, "options": "-c jit=off", "prepare_threshold": 5}.items()))
     tuned = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                        DATABASE_TIMEOUT_SECONDS="90", DATABASE_CONNECT_TIMEOUT_SECONDS="3")
     assert "('connect_timeout', 3)" in tuned.stdout and "('tcp_user_timeout', 90000)" in tuned.stdout
+    behind_a_pooler = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
+                                 DATABASE_PREPARED_STATEMENTS="false")
+    assert "('prepare_threshold', None)" in behind_a_pooler.stdout
     refused = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                          DATABASE_TIMEOUT_SECONDS="1")
     assert refused.returncode != 0 and "DATABASE_TIMEOUT_SECONDS" in refused.stderr

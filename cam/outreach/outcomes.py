@@ -153,10 +153,22 @@ def _one_statement(*, holder: str, row: OutboundEmail | None, outcome: Outcome |
         queries.append("mark AS (SELECT NULL::bigint AS id WHERE false)")
     # Data-modifying WITH queries run to completion whether or not the SELECT reads them.
     sql = f"WITH {', '.join(queries)} SELECT (SELECT count(*) FROM outcome), (SELECT count(*) FROM mark)"
-    with connection.cursor() as cursor:
+    with _server_binding_cursor() as cursor:
         cursor.execute(sql, params)
         written, marked = cursor.fetchone()
     return bool(written), bool(marked)
+
+
+def _server_binding_cursor() -> Any:
+    """A cursor whose parameters are bound by the server rather than written into the SQL: the same
+    few statements come back for every email, and psycopg prepares such a statement once per
+    connection (after ``prepare_threshold`` runs), so the server no longer parses and plans it each
+    time — about a fifth of its work per email. Wrapped as Django wraps its own, so query logs and
+    counts see it."""
+    from django.db.backends.postgresql.base import ServerBindingCursor  # only on PostgreSQL
+
+    connection.ensure_connection()
+    return connection._prepare_cursor(ServerBindingCursor(connection.connection))  # type: ignore[attr-defined,call-arg]
 
 
 # Fields whose plain str or int value the database takes as it is (Django's preparation gives it back).

@@ -292,6 +292,21 @@ def test_each_emails_data_reaches_the_server_only_after_its_sending_mark_and_the
     assert statuses() == [Status.SENT] * 3
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_on_postgresql_the_outcome_statement_is_prepared_once_per_connection(smtp_server):
+    mailbox = smtp_mailbox(smtp_server)
+    plan(open_campaign(mailbox), 8)
+
+    assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 8
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'WITH outcome AS%%'")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert prepared, "the outcome statement runs for every email: it should be parsed and planned once"
+    assert statuses() == [Status.SENT] * 8
+
+
 @pytest.fixture
 def database_through_proxy(settings):
     """The test's database connection, routed through a proxy the test can cut (PostgreSQL)."""
