@@ -199,7 +199,7 @@ def _bounce_soft(reply: Reply) -> None:
         return
     soft = outbound.soft_bounces + 1
     if soft >= campaign.soft_bounce_limit:
-        OutboundEmail.objects.filter(pk=outbound.pk).update(soft_bounces=soft)
+        OutboundEmail.objects.filter(pk=outbound.pk).update(soft_bounces=soft, updated_at=timezone.now())
         lead_mark_bounced(lead=reply.lead, actor=reply.actor, inbound_email=reply.inbound,
                           source=f"{soft} soft bounces of one email, {reply.source}")
         return

@@ -235,10 +235,13 @@ def test_a_soft_bounce_retries_the_same_step_then_counts_as_bounced_at_the_limit
     lead.refresh_from_db()
     assert (lead.status, lead.current_step) == (Status.IN_SEQUENCE, 0)
 
-    OutboundEmail.objects.filter(pk=sent.pk).update(status="SENT")
+    OutboundEmail.objects.filter(pk=sent.pk).update(status="SENT", updated_at=timezone.now() - timedelta(hours=1))
     bounce(sent, status="4.2.2", diagnostic="452 4.2.2 Mailbox full")
     replies_process()
     assert state(lead)[0] == Status.BOUNCED
+    sent.refresh_from_db()
+    assert sent.soft_bounces == 2
+    assert sent.updated_at > timezone.now() - timedelta(minutes=1)  # the change shows when it happened
 
 
 def test_mail_that_matches_nothing_is_kept_and_shown(sent):
