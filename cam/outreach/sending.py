@@ -44,6 +44,7 @@ from django.utils import timezone
 from django_q.tasks import async_task
 
 from cam.budget import Budget
+from cam.domains.services import held_domains
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
@@ -135,6 +136,13 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
         return {}
     if mailbox.needs_reconnect:  # its OAuth2 grant is gone: its emails wait, untouched, until it is connected again
         return {"disconnected": 1}
+    if held_domains({mailbox.sending_domain}):
+        # Its domain began failing SPF or DMARC after these emails were planned: they wait, as the planner
+        # holds the rest, and their leads say why, until the domain passes or staff override it.
+        held = _ready(now).filter(mailbox=mailbox).values("lead_id")
+        Lead.objects.filter(pk__in=held, blocked_reason="").update(blocked_reason=Blocked.DOMAIN_NOT_AUTHENTICATED,
+                                                                   updated_at=now)
+        return {"domain_held": 1}
     gap = timedelta(seconds=mailbox.min_gap_seconds)
     gap_end = gap_ends_at(mailbox)  # the gap with its jitter, as the planner sees it
     if gap_end is not None and gap_end > now:

@@ -11,6 +11,7 @@ from cam.diagnose import campaign_diagnosis
 from cam.domains.services import DomainProblem, domain_check, domain_hold_again, domain_override, domains_check_all
 from cam.models import Lead, OutboundEmail, SendingDomain
 from cam.outreach.planning import outreach_plan
+from cam.outreach.sending import outbound_send_batch
 from tests.domains.conftest import m365_mailbox
 from tests.factories import CampaignFactory, LeadFactory, SequenceStepFactory
 
@@ -58,6 +59,26 @@ def test_a_failing_domain_holds_its_leads_until_overridden_with_a_reason_and_hol
     assert outreach_plan(now=NOW)["domain_not_authenticated"] == 1
     second.refresh_from_db()
     assert second.blocked_reason == Lead.BlockedReason.DOMAIN_NOT_AUTHENTICATED
+
+
+def test_emails_planned_before_their_domain_began_failing_wait_too_and_their_leads_say_why(zones):
+    staff = get_user_model().objects.create_user("mira", password="x", is_staff=True)
+    mailbox, lead = sending_from("nodmarc.example")
+    assert outreach_plan(now=NOW)["planned"] == 1  # the domain was not checked yet
+    domain = domain_check("nodmarc.example")
+    mailbox.provider = "console"  # what matters here is whether it is handed over at all
+    mailbox.save()
+
+    assert outbound_send_batch(mailbox_id=mailbox.pk, now=NOW) == {"domain_held": 1}
+    email = OutboundEmail.objects.get()
+    lead.refresh_from_db()
+    assert (email.status, email.attempts) == (OutboundEmail.Status.PENDING, 0)
+    assert lead.blocked_reason == Lead.BlockedReason.DOMAIN_NOT_AUTHENTICATED
+
+    domain_override(domain, reason="DMARC goes live today", actor="staff:mira", user=staff, now=NOW)
+    assert outbound_send_batch(mailbox_id=mailbox.pk, now=NOW)["sent"] == 1
+    lead.refresh_from_db()
+    assert lead.blocked_reason == ""
 
 
 @pytest.mark.parametrize("domain", ["pnone.example", "nodkim.example", "slow.example"])
