@@ -20,7 +20,7 @@ from cam.admin.domains import domain_panel, mailbox_domain
 from cam.admin.filters import MomentRangeFilter
 from cam.admin.readable import raw_field
 from cam.admin.secret_settings import SecretSettingsAdminMixin
-from cam.domains.services import mailbox_domain_check_on_commit
+from cam.domains.services import mailbox_domain_check_on_commit, with_domain_held
 from cam.inbox.processing import NotHeld, bounce_confirm, bounce_dismiss, reply_reclassify
 from cam.leads import staff_actor
 from cam.mail_oauth import OAuthProblem, authorization_finish, authorization_start
@@ -146,12 +146,17 @@ class MailboxAdmin(SecretSettingsAdminMixin, ModelAdmin):
             return "Set once the mailbox is saved."
         return warmup_words(mailbox, today=timezone.localdate())
 
+    def get_queryset(self, request):
+        return with_domain_held(super().get_queryset(request))
+
     @admin.display(description="Problems")
     def problems(self, mailbox: Mailbox) -> str:
         """What stops this mailbox, in a word each; the whole error on hover and on its page."""
         reconnect = ("Its OAuth2 provider no longer accepts its grant: press Connect on its page."
                      if mailbox.needs_reconnect else "")
-        found = [(label, error) for label, error in (("Must be reconnected", reconnect),
+        held = (f"{mailbox.sending_domain} fails SPF or DMARC: its leads are held until the domain passes or staff "
+                f"override it (Setup › Sending domains)." if getattr(mailbox, "domain_held", False) else "")
+        found = [(label, error) for label, error in (("Must be reconnected", reconnect), ("Domain held", held),
                                                       ("Cannot send", mailbox.last_send_error),
                                                       ("Cannot read replies", mailbox.last_poll_error)) if error]
         if not found:

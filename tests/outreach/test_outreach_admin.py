@@ -2,8 +2,9 @@
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
-from cam.models import Lead, OutboundEmail, SequenceStep
+from cam.models import Lead, OutboundEmail, SendingDomain, SequenceStep
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, OutboundEmailFactory, SequenceStepFactory
 
 pytestmark = pytest.mark.django_db
@@ -93,3 +94,15 @@ def test_the_mailbox_list_says_which_mailbox_cannot_send_or_read_replies(admin_c
     assert '<span title="Could not connect to the SMTP server smtp.example.com:587.">⚠ Cannot send</span>' in page
     assert '<span title="The IMAP server imap.example.com:993 did not answer.">⚠ Cannot read replies</span>' in page
     assert page.count("⚠") == 2
+
+
+def test_the_mailbox_list_says_which_mailbox_has_its_leads_held_by_its_domain(admin_client):
+    MailboxFactory(name="Held", from_email="alex@Failing.example")
+    MailboxFactory(name="Overridden", from_email="ben@overridden.example")
+    MailboxFactory(name="Fine", from_email="cleo@fine.example")
+    SendingDomain.objects.create(domain="failing.example", verdict=SendingDomain.Verdict.FAIL, holds_mail=True)
+    SendingDomain.objects.create(domain="overridden.example", verdict=SendingDomain.Verdict.FAIL, holds_mail=True,
+                                 override_reason="Fixed on Monday", override_at=timezone.now())
+    page = admin_client.get(reverse("admin:cam_mailbox_changelist")).content.decode()
+    assert '<span title="failing.example fails SPF or DMARC: its leads are held' in page
+    assert page.count("⚠ Domain held") == 1
