@@ -37,11 +37,12 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Window
-from django.db.models.functions import Coalesce, RowNumber, TruncDate
+from django.db import connection, transaction
+from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from cam.alerts.service import alert_queue
 from cam.campaigns import campaign_apply_rule
@@ -356,18 +357,138 @@ def metrics_step() -> dict[str, int]:
 
 # -- rules -------------------------------------------------------------------------------------
 
-def _sends_after(rule: CampaignRule, after: datetime | None, now: datetime) -> QuerySet[OutboundEmail]:
-    """The campaign's sent emails the rule may measure: sent after ``after`` (when given) and, for a rule
-    with ``min_age_days``, at least that many days before ``now``."""
-    recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
-                                          kind=OutboundEmail.Kind.SEQUENCE, sent_at__isnull=False)
-    if rule.min_age_days:
-        recent = recent.filter(sent_at__lte=now - timedelta(days=rule.min_age_days))
-    return recent.filter(sent_at__gt=after) if after is not None else recent
+# A rule's measurement per mailbox (None: the campaign's, all mailboxes together): sample, hits, newest send.
+Measured = dict[int | None, tuple[int, int, datetime]]
+
+# Bounds standing in for "no lower bound" and "no age cutoff", so that every rule's range is an index range.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
-def _hits(rule: CampaignRule) -> Q:
-    return Q(**{FLAG_COUNTS[METRIC_COUNTS[rule.metric]]: True})
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _hits_sql(metric: str) -> list[tuple[str, list[Any]]]:
+    """The picked emails ``p`` that count for ``metric`` (the outcomes of ``_with_flags``'s flags), as
+    conditions whose matches never overlap: each a plain ``p.id IN (…)`` or column test, which the database
+    runs as a semi-join (a hash of the few emails with that outcome, say) rather than as a probe per email."""
+    unproven = list(UNPROVEN)
+
+    def outcome(*categories: str, event_type: str = "") -> tuple[str, list[Any]]:
+        sql = (f"p.id IN (SELECT outbound_email_id FROM {_table(InboundEmail)} WHERE outbound_email_id IS NOT NULL"
+               f" AND category IN ({', '.join(['%s'] * len(categories))})"
+               f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
+        params: list[Any] = [*categories, *unproven]
+        if event_type:
+            sql += (f" UNION ALL SELECT outbound_email_id FROM {_table(ProviderEvent)}"
+                    " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
+            params.append(event_type)
+        return sql + ")", params
+
+    hits: dict[str, list[tuple[str, list[Any]]]] = {
+        Metric.HARD_BOUNCE_RATE: [outcome(Category.BOUNCE_HARD, event_type="bounced")],
+        Metric.COMPLAINT_RATE: [outcome(Category.COMPLAINT, event_type="complained")],
+        Metric.POSITIVE_REPLY_RATE: [outcome(Category.POSITIVE)],
+        Metric.REPLY_RATE: [outcome(*REPLY_CATEGORIES)],
+        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        Metric.UNSUBSCRIBE_RATE: [("p.unsubscribed_at IS NOT NULL", []),
+                                  ("p.unsubscribed_at IS NULL AND " + outcome(Category.UNSUBSCRIBE)[0],
+                                   outcome(Category.UNSUBSCRIBE)[1])],
+    }
+    return hits[metric]
+
+
+def _picked_sql(scope: str, rows: int) -> str:
+    """The emails each rule of ``rules`` (a VALUES table of ``rows`` rows) measures: its campaign's last ``win``
+    sends in ``(after, cutoff]``, per mailbox for a mailbox rule, as ``picked(rule_id, metric, id, mailbox_id,
+    sent_at, unsubscribed_at)``.
+
+    On PostgreSQL a campaign rule reads its last sends with a LATERAL ``LIMIT`` down the index on
+    (campaign, sent_at): as many rows as its window, however many the campaign has sent. Elsewhere, and for
+    mailbox rules (one window per mailbox), each rule's range is ranked."""
+    emails = _table(OutboundEmail)
+    sendable = (f"o.status = '{OutboundEmail.Status.SENT}' AND o.kind = '{OutboundEmail.Kind.SEQUENCE}'"
+                " AND o.sent_at IS NOT NULL AND o.sent_at > r.after AND o.sent_at <= r.cutoff")
+    postgres = connection.vendor == "postgresql"
+    cast = (lambda kind: f"::{kind}") if postgres else (lambda kind: "")
+    row = (f"(%s{cast('bigint')}, %s{cast('bigint')}, %s{cast('text')}, %s{cast('timestamptz')}, "
+           f"%s{cast('timestamptz')}, %s{cast('integer')})")
+    rules = f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS (VALUES {', '.join([row] * rows)})"
+    columns = "o.id, o.mailbox_id, o.sent_at, o.unsubscribed_at"
+    if postgres and scope == Scope.CAMPAIGN:
+        return (f"WITH {rules}, picked AS (SELECT r.rule_id, r.metric, o.* FROM rules r CROSS JOIN LATERAL ("
+                f"SELECT {columns} FROM {emails} o WHERE o.campaign_id = r.campaign_id AND {sendable}"
+                " ORDER BY o.sent_at DESC, o.id DESC LIMIT r.win) o)")
+    partition = "r.rule_id, o.mailbox_id" if scope == Scope.MAILBOX else "r.rule_id"
+    mailbox = " AND o.mailbox_id IS NOT NULL" if scope == Scope.MAILBOX else ""
+    return (f"WITH {rules}, ranked AS (SELECT r.rule_id, r.metric, r.win, {columns}, ROW_NUMBER() OVER ("
+            f"PARTITION BY {partition} ORDER BY o.sent_at DESC, o.id DESC) AS place FROM rules r"
+            f" JOIN {emails} o ON o.campaign_id = r.campaign_id AND {sendable}{mailbox}),"
+            " picked AS (SELECT * FROM ranked WHERE place <= win)")
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A ``MAX(sent_at)`` as the database returns it (SQLite: the stored text, UTC) as an aware datetime."""
+    if isinstance(value, str):
+        parsed = parse_datetime(value)
+        assert parsed is not None, value
+        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return value
+
+
+# Rules measured per query: each is six parameters, well under every database's limit.
+RULES_PER_QUERY = 1_000
+
+
+def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime], now: datetime) -> dict[int, Measured]:
+    """``rules_measure`` for rules measured as ``scope`` says: one query per ``RULES_PER_QUERY`` rules."""
+    measured: dict[int, Measured] = {rule.pk: {} for rule in rules}
+    adapt = connection.ops.adapt_datetimefield_value
+    for start in range(0, len(rules), RULES_PER_QUERY):
+        batch = rules[start:start + RULES_PER_QUERY]
+        params: list[Any] = []
+        for rule in batch:
+            after = floors.get(rule.pk) or _EARLIEST
+            cutoff = now - timedelta(days=rule.min_age_days) if rule.min_age_days else _LATEST
+            params += [rule.pk, rule.campaign_id, rule.metric, adapt(after), adapt(cutoff), rule.window]
+        # Per rule (and mailbox), the sends picked and the newest; then the hits, one part per metric.
+        group = "p.rule_id, p.mailbox_id" if scope == Scope.MAILBOX else "p.rule_id"
+        subject = group if scope == Scope.MAILBOX else "p.rule_id, NULL"
+        parts = [f"SELECT {subject}, COUNT(*), MAX(p.sent_at), 0 FROM picked p GROUP BY {group}"]
+        for metric in sorted({rule.metric for rule in batch}):
+            for condition, condition_params in _hits_sql(metric):
+                parts.append(f"SELECT {subject}, 0, NULL, COUNT(*) FROM picked p WHERE p.metric = %s AND {condition}"
+                             f" GROUP BY {group}")
+                params += [metric, *condition_params]
+        with connection.cursor() as cursor:
+            cursor.execute(f"{_picked_sql(scope, len(batch))} {' UNION ALL '.join(parts)}", params)
+            rows = cursor.fetchall()
+        for rule_id, mailbox_id, sample, newest, _ in rows:
+            if sample:
+                measured[rule_id][mailbox_id] = (sample, 0, _as_datetime(newest))
+        for rule_id, mailbox_id, _, _, hits in rows:
+            if hits:
+                sample, counted, newest = measured[rule_id][mailbox_id]
+                measured[rule_id][mailbox_id] = (sample, counted + hits, newest)
+    return measured
+
+
+def rules_measure(rules: list[CampaignRule], *, floors: dict[int, datetime],
+                  now: datetime | None = None) -> dict[int, Measured]:
+    """Every rule's measurement at once: over its campaign's last ``rule.window`` sent emails (sent after
+    ``floors[rule.pk]`` when there is one, and old enough at ``now`` for a rule with ``min_age_days``; for a
+    mailbox rule, each mailbox's last ``window`` sends for the campaign), how many were sent, how many count
+    for the rule's metric, and when the newest was sent, keyed by mailbox (None for a campaign rule; a rule
+    with nothing to measure has no key). One query per scope among ``rules`` (per ``RULES_PER_QUERY``),
+    however many campaigns, mailboxes or emails."""
+    now = now or timezone.now()
+    measured: dict[int, Measured] = {}
+    for scope in (Scope.CAMPAIGN, Scope.MAILBOX):
+        scoped = [rule for rule in rules if rule.scope == scope]
+        if scoped:
+            measured |= _measure(scope, scoped, floors, now)
+    return measured
 
 
 def rule_measure(rule: CampaignRule, *, after: datetime | None,
@@ -375,10 +496,8 @@ def rule_measure(rule: CampaignRule, *, after: datetime | None,
     """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given, and old
     enough at ``now`` for a rule with ``min_age_days``): how many were sent, how many count for the
     rule's metric, and when the newest was sent."""
-    last_ids = _sends_after(rule, after, now or timezone.now()).order_by("-sent_at", "-pk").values("pk")[: rule.window]
-    row = _with_flags(OutboundEmail.objects.filter(pk__in=last_ids)).aggregate(
-        sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at"))
-    return row["sample"], row["hits"], row["newest"]
+    floors = {rule.pk: after} if after is not None else {}
+    return _measure(Scope.CAMPAIGN, [rule], floors, now or timezone.now())[rule.pk].get(None, (0, 0, None))
 
 
 def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
@@ -386,12 +505,9 @@ def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
     """For a mailbox rule, in one query: per mailbox that sent for the campaign (after ``after``; old
     enough as for ``rule_measure``), over that mailbox's last ``rule.window`` sends of the campaign, the
     sample, the hits and when the newest was sent."""
-    ranked = _sends_after(rule, after, now or timezone.now()).filter(mailbox__isnull=False).annotate(
-        _rank=Window(RowNumber(), partition_by=[F("mailbox_id")], order_by=[F("sent_at").desc(), F("pk").desc()]))
-    rows = (_with_flags(OutboundEmail.objects.filter(pk__in=ranked.filter(_rank__lte=rule.window).values("pk")))
-            .order_by().values("mailbox_id")
-            .annotate(sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at")))
-    return {row["mailbox_id"]: (row["sample"], row["hits"], row["newest"]) for row in rows}
+    floors = {rule.pk: after} if after is not None else {}
+    measured = _measure(Scope.MAILBOX, [rule], floors, now or timezone.now())[rule.pk]
+    return {mailbox_id: value for mailbox_id, value in measured.items() if mailbox_id is not None}
 
 
 def _fires(rule: CampaignRule, value: Decimal) -> bool:
@@ -430,21 +546,21 @@ def _value(hits: int, sample: int) -> Decimal:
     return Decimal(100 * hits) / Decimal(sample)
 
 
-def _finding(rule: CampaignRule, after: datetime | None, now: datetime) -> Finding | None:
-    """The measurement a rule is judged on, or None while below its minimum sample.
+def _finding(rule: CampaignRule, measured: Measured) -> Finding | None:
+    """The measurement a rule is judged on (from ``rules_measure``), or None while below its minimum sample.
 
     A campaign rule has one. A mailbox rule measures each mailbox and is judged on the worst one that
     has its minimum sample (the highest value for an "above" rule, the lowest for "below"); its
     evidence runs to the newest send of any mailbox measured, since all of them were judged.
     """
     if rule.scope == Scope.CAMPAIGN:
-        sample, hits, newest = rule_measure(rule, after=after, now=now)
+        sample, hits, newest = measured.get(None, (0, 0, None))
         if sample < rule.min_sample or newest is None:
             return None
         return Finding(sample=sample, value=_value(hits, sample), evidence_until=newest)
-    measured = rule_measure_mailboxes(rule, after=after, now=now)
     judged = [Finding(sample=sample, value=_value(hits, sample), evidence_until=newest, mailbox_id=mailbox_id)
-              for mailbox_id, (sample, hits, newest) in sorted(measured.items()) if sample >= rule.min_sample]
+              for mailbox_id, (sample, hits, newest) in sorted(measured.items())
+              if mailbox_id is not None and sample >= rule.min_sample]
     if not judged:
         return None
     pick = max if rule.comparison == CampaignRule.Comparison.ABOVE else min
@@ -492,25 +608,28 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
                   .order_by().values("rule_id").annotate(until=Max("evidence_until"))
                   .values_list("rule_id", "until"))
     degraded_by = _degraded_by(rules)
+    # The rule that degraded its campaign is measured there to see whether it clears.
+    clearing = {rule.pk for rule in rules
+                if degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE}
+    judged = [rule for rule in rules if rule.pk in clearing or rule.campaign.status in EVALUATED_IN[rule.action]]
+    # Every rule measured up front, in one query per scope: a rule after one that changed its campaign's
+    # status is measured but not judged.
+    measured = rules_measure(judged, floors=floors, now=now)
     changed: set[int] = set()
-    for rule in rules:
+    for rule in judged:
         if rule.campaign_id in changed:
             continue
-        # The rule that degraded its campaign: measured to see whether it clears.
-        clearing = degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE
-        if not clearing and rule.campaign.status not in EVALUATED_IN[rule.action]:
-            continue
         counts["evaluated"] += 1
-        finding = _finding(rule, floors.get(rule.pk), now)
+        finding = _finding(rule, measured[rule.pk])
         if finding is None:
             counts["below_sample"] += 1
             continue
-        fires = _fires(rule, finding.value)
-        if (clearing and fires) or (not clearing and not fires):
+        fires, clears = _fires(rule, finding.value), rule.pk in clearing
+        if (clears and fires) or (not clears and not fires):
             continue  # still holds on the campaign it degraded, or does not fire on this one
-        if _rule_apply(rule, finding, action=RuleDecision.Action.CLEAR if clearing else rule.action):
+        if _rule_apply(rule, finding, action=RuleDecision.Action.CLEAR if clears else rule.action):
             changed.add(rule.campaign_id)
-            if clearing:
+            if clears:
                 counts["cleared"] += 1
             else:
                 counts["fired"] += 1
