@@ -360,6 +360,9 @@ def metrics_step() -> dict[str, int]:
 # A rule's measurement per mailbox (None: the campaign's, all mailboxes together): sample, hits, newest send.
 Measured = dict[int | None, tuple[int, int, datetime]]
 
+# Each metric as a number in the measuring query: cheaper to hash and join on than its name.
+METRIC_CODES: dict[str, int] = {metric: code for code, metric in enumerate(METRIC_COUNTS, start=1)}
+
 # Bounds standing in for "no lower bound" and "no age cutoff", so that every rule's range is an index range.
 _EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
 _LATEST = datetime(9999, 12, 30, tzinfo=UTC)
@@ -369,53 +372,64 @@ def _table(model: Any) -> str:
     return connection.ops.quote_name(model._meta.db_table)
 
 
-def _hits_sql(metric: str) -> list[tuple[str, list[Any]]]:
-    """The picked emails ``p`` that count for ``metric`` (the outcomes of ``_with_flags``'s flags), as
-    conditions whose matches never overlap: each a plain ``p.id IN (…)`` or column test, which the database
-    runs as a semi-join (a hash of the few emails with that outcome, say) rather than as a probe per email."""
+def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
+    """``outcomes(id, metric)``: the sent emails that count for one of ``metrics`` (the outcomes of
+    ``_with_flags``'s flags; ``metric`` as its ``METRIC_CODES`` number), an email as often as it has such an
+    outcome (counted once by the caller). Few next to the emails sent, read through the indexes on the
+    replies' category, the provider events' outcome and the emails unsubscribed from, and joined to the
+    picked sends in one pass rather than probed for each send."""
     unproven = list(UNPROVEN)
+    parts: list[str] = []
+    params: list[Any] = []
 
-    def outcome(*categories: str, event_type: str = "") -> tuple[str, list[Any]]:
-        sql = (f"p.id IN (SELECT outbound_email_id FROM {_table(InboundEmail)} WHERE outbound_email_id IS NOT NULL"
-               f" AND category IN ({', '.join(['%s'] * len(categories))})"
-               f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
-        params: list[Any] = [*categories, *unproven]
-        if event_type:
-            sql += (f" UNION ALL SELECT outbound_email_id FROM {_table(ProviderEvent)}"
-                    " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
-            params.append(event_type)
-        return sql + ")", params
+    def replied(metric: str, *categories: str) -> None:
+        parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(InboundEmail)}"
+                     f" WHERE outbound_email_id IS NOT NULL AND category IN ({', '.join(['%s'] * len(categories))})"
+                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
+        params.extend([METRIC_CODES[metric], *categories, *unproven])
 
-    hits: dict[str, list[tuple[str, list[Any]]]] = {
-        Metric.HARD_BOUNCE_RATE: [outcome(Category.BOUNCE_HARD, event_type="bounced")],
-        Metric.COMPLAINT_RATE: [outcome(Category.COMPLAINT, event_type="complained")],
-        Metric.POSITIVE_REPLY_RATE: [outcome(Category.POSITIVE)],
-        Metric.REPLY_RATE: [outcome(*REPLY_CATEGORIES)],
-        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
-        Metric.UNSUBSCRIBE_RATE: [("p.unsubscribed_at IS NOT NULL", []),
-                                  ("p.unsubscribed_at IS NULL AND " + outcome(Category.UNSUBSCRIBE)[0],
-                                   outcome(Category.UNSUBSCRIBE)[1])],
-    }
-    return hits[metric]
+    def reported(metric: str, event_type: str) -> None:
+        parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(ProviderEvent)}"
+                     " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
+        params.extend([METRIC_CODES[metric], event_type])
+
+    if Metric.HARD_BOUNCE_RATE in metrics:
+        replied(Metric.HARD_BOUNCE_RATE, Category.BOUNCE_HARD)
+        reported(Metric.HARD_BOUNCE_RATE, "bounced")
+    if Metric.COMPLAINT_RATE in metrics:
+        replied(Metric.COMPLAINT_RATE, Category.COMPLAINT)
+        reported(Metric.COMPLAINT_RATE, "complained")
+    if Metric.POSITIVE_REPLY_RATE in metrics:
+        replied(Metric.POSITIVE_REPLY_RATE, Category.POSITIVE)
+    if Metric.REPLY_RATE in metrics:
+        replied(Metric.REPLY_RATE, *REPLY_CATEGORIES)
+    if Metric.UNSUBSCRIBE_RATE in metrics:
+        replied(Metric.UNSUBSCRIBE_RATE, Category.UNSUBSCRIBE)
+        # Through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL")
+        params.append(METRIC_CODES[Metric.UNSUBSCRIBE_RATE])
+    return f"outcomes(id, metric) AS ({' UNION ALL '.join(parts)})", params
 
 
 def _picked_sql(scope: str, rows: int) -> str:
     """The emails each rule of ``rules`` (a VALUES table of ``rows`` rows) measures: its campaign's last ``win``
-    sends in ``(after, cutoff]``, per mailbox for a mailbox rule, as ``picked(rule_id, metric, id, mailbox_id,
-    sent_at, unsubscribed_at)``.
+    sends in ``(after, cutoff]``, per mailbox for a mailbox rule, as ``picked(rule_id, metric, id, sent_at)``
+    (and ``mailbox_id`` for mailbox rules).
 
-    On PostgreSQL a campaign rule reads its last sends with a LATERAL ``LIMIT`` down the index on
-    (campaign, sent_at): as many rows as its window, however many the campaign has sent. Elsewhere, and for
-    mailbox rules (one window per mailbox), each rule's range is ranked."""
+    On PostgreSQL a campaign rule reads its last sends with a LATERAL ``LIMIT`` backwards down the index of
+    the campaign's sends (``outbound_campaign_sends_idx``: campaign, sent_at, id): as many index entries as
+    its window, however many the campaign has sent. Elsewhere, and for mailbox rules (one window per
+    mailbox), each rule's range is ranked."""
     emails = _table(OutboundEmail)
     sendable = (f"o.status = '{OutboundEmail.Status.SENT}' AND o.kind = '{OutboundEmail.Kind.SEQUENCE}'"
                 " AND o.sent_at IS NOT NULL AND o.sent_at > r.after AND o.sent_at <= r.cutoff")
     postgres = connection.vendor == "postgresql"
-    cast = (lambda kind: f"::{kind}") if postgres else (lambda kind: "")
-    row = (f"(%s{cast('bigint')}, %s{cast('bigint')}, %s{cast('text')}, %s{cast('timestamptz')}, "
-           f"%s{cast('timestamptz')}, %s{cast('integer')})")
+    # PostgreSQL types a VALUES column from its rows: say what each parameter is.
+    kinds = ("bigint", "bigint", "integer", "timestamptz", "timestamptz", "integer")
+    row = "(" + ", ".join(f"%s::{kind}" if postgres else "%s" for kind in kinds) + ")"
     rules = f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS (VALUES {', '.join([row] * rows)})"
-    columns = "o.id, o.mailbox_id, o.sent_at, o.unsubscribed_at"
+    # Only what the index on the campaign's sends holds, for a campaign rule: read without a visit to the table.
+    columns = "o.id, o.sent_at" + (", o.mailbox_id" if scope == Scope.MAILBOX else "")
     if postgres and scope == Scope.CAMPAIGN:
         return (f"WITH {rules}, picked AS (SELECT r.rule_id, r.metric, o.* FROM rules r CROSS JOIN LATERAL ("
                 f"SELECT {columns} FROM {emails} o WHERE o.campaign_id = r.campaign_id AND {sendable}"
@@ -430,11 +444,11 @@ def _picked_sql(scope: str, rows: int) -> str:
 
 def _as_datetime(value: Any) -> datetime:
     """A ``MAX(sent_at)`` as the database returns it (SQLite: the stored text, UTC) as an aware datetime."""
-    if isinstance(value, str):
-        parsed = parse_datetime(value)
-        assert parsed is not None, value
-        value = parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return value
+    if isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    assert parsed is not None, value
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 # Rules measured per query: each is six parameters, well under every database's limit.
@@ -451,26 +465,26 @@ def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime],
         for rule in batch:
             after = floors.get(rule.pk) or _EARLIEST
             cutoff = now - timedelta(days=rule.min_age_days) if rule.min_age_days else _LATEST
-            params += [rule.pk, rule.campaign_id, rule.metric, adapt(after), adapt(cutoff), rule.window]
-        # Per rule (and mailbox), the sends picked and the newest; then the hits, one part per metric.
+            params += [rule.pk, rule.campaign_id, METRIC_CODES[rule.metric], adapt(after), adapt(cutoff), rule.window]
+        outcomes, outcome_params = _outcomes_sql({rule.metric for rule in batch})
         group = "p.rule_id, p.mailbox_id" if scope == Scope.MAILBOX else "p.rule_id"
         subject = group if scope == Scope.MAILBOX else "p.rule_id, NULL"
-        parts = [f"SELECT {subject}, COUNT(*), MAX(p.sent_at), 0 FROM picked p GROUP BY {group}"]
-        for metric in sorted({rule.metric for rule in batch}):
-            for condition, condition_params in _hits_sql(metric):
-                parts.append(f"SELECT {subject}, 0, NULL, COUNT(*) FROM picked p WHERE p.metric = %s AND {condition}"
-                             f" GROUP BY {group}")
-                params += [metric, *condition_params]
+        # The sample and its newest send per rule (and mailbox); then its hits, which only the few picked sends
+        # with an outcome reach.
+        sql = (f"{_picked_sql(scope, len(batch))}, {outcomes}"
+               f" SELECT {subject}, COUNT(*), MAX(p.sent_at), 0 FROM picked p GROUP BY {group}"
+               f" UNION ALL SELECT {subject}, 0, NULL, COUNT(DISTINCT p.id) FROM picked p"
+               f" JOIN outcomes h ON h.id = p.id AND h.metric = p.metric GROUP BY {group}")
         with connection.cursor() as cursor:
-            cursor.execute(f"{_picked_sql(scope, len(batch))} {' UNION ALL '.join(parts)}", params)
+            cursor.execute(sql, params + outcome_params)
             rows = cursor.fetchall()
         for rule_id, mailbox_id, sample, newest, _ in rows:
             if sample:
                 measured[rule_id][mailbox_id] = (sample, 0, _as_datetime(newest))
         for rule_id, mailbox_id, _, _, hits in rows:
             if hits:
-                sample, counted, newest = measured[rule_id][mailbox_id]
-                measured[rule_id][mailbox_id] = (sample, counted + hits, newest)
+                sample, _, newest = measured[rule_id][mailbox_id]
+                measured[rule_id][mailbox_id] = (sample, hits, newest)
     return measured
 
 
