@@ -38,7 +38,22 @@ from decimal import Decimal
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, Exists, Max, OuterRef, Q, QuerySet, Sum
+from django.db.models import (
+    Case,
+    Count,
+    DateField,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
@@ -149,8 +164,70 @@ def _empty() -> dict[str, int]:
     return {"sent": 0, "failed": 0, **{name: 0 for name in FLAG_COUNTS}}
 
 
-def _flag_counts() -> dict[str, Count]:
-    return {name: Count("pk", filter=Q(**{flag: True})) for name, flag in FLAG_COUNTS.items()}
+# Each inbound category an outcome is read from, as one bit of a number per email; the provider's events too.
+CATEGORY_BITS: dict[str, int] = {category: 1 << position for position, category in enumerate(
+    (Category.BOUNCE_HARD, Category.BOUNCE_SOFT, Category.COMPLAINT, Category.OUT_OF_OFFICE, *REPLY_CATEGORIES))}
+EVENT_BITS: dict[str, int] = {"bounced": 1, "complained": 2}
+
+
+def _bits(model: Any, field: str, bits: dict[str, int]) -> Coalesce:
+    """The bits of ``bits`` set by the email's rows of ``model`` (a reply's category, an event's type), ORed
+    together as a sum of distinct bits: one probe of ``model``'s index on the email, not one per outcome."""
+    bit = Case(*[When(**{field: key}, then=Value(value)) for key, value in bits.items()], default=Value(0))
+    rows = model.objects.filter(outbound_email=OuterRef("pk"), **{f"{field}__in": list(bits)})
+    if model is InboundEmail:
+        rows = rows.exclude(confirmation__in=UNPROVEN)
+    summed = rows.order_by().values("outbound_email").annotate(bits=Sum(bit, distinct=True)).values("bits")
+    return Coalesce(Subquery(summed, output_field=IntegerField()), Value(0))
+
+
+def _outcome_conditions() -> dict[str, str]:
+    """Per count of ``FLAG_COUNTS``, its condition on a row of ``_count_emails``'s counted emails: the same
+    outcomes as ``_with_flags``'s flags."""
+    def replied(*categories: str) -> str:
+        return f"(replied & {sum(CATEGORY_BITS[category] for category in categories)}) <> 0"
+
+    def reported(event_type: str) -> str:
+        return f"(reported & {EVENT_BITS[event_type]}) <> 0"
+
+    conditions = {
+        "bounced_hard": f"{replied(Category.BOUNCE_HARD)} OR {reported('bounced')}",
+        "bounced_soft": f"soft_bounces > 0 OR {replied(Category.BOUNCE_SOFT)}",
+        "complaints": f"{replied(Category.COMPLAINT)} OR {reported('complained')}",
+        "replies": replied(*REPLY_CATEGORIES),
+        "positive": replied(Category.POSITIVE),
+        "negative": replied(Category.NEGATIVE),
+        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        "unsubscribes": f"unsubscribed IS NOT NULL OR {replied(Category.UNSUBSCRIBE)}",
+        "out_of_office": replied(Category.OUT_OF_OFFICE),
+    }
+    assert conditions.keys() == FLAG_COUNTS.keys()
+    return conditions
+
+
+def _count_emails(emails: QuerySet[OutboundEmail], *, by_day: bool) -> list[dict[str, Any]]:
+    """``sent`` and every count of ``FLAG_COUNTS`` over ``emails`` per campaign and mailbox (and UTC day of
+    sending when ``by_day``), in one query: each email's replies and events read once, as two numbers of bits
+    (``_bits``), in a materialized CTE that the counts then read; the same outcomes as ``_with_flags``'s ten
+    probes per email."""
+    day = _sent_day() if by_day else Value(None, output_field=DateField())
+    columns = {"campaign": F("campaign_id"), "mailbox": F("mailbox_id"), "day": day,
+               "soft_bounces": F("soft_bounces"), "unsubscribed": F("unsubscribed_at"),
+               "replied": _bits(InboundEmail, "category", CATEGORY_BITS),
+               "reported": _bits(ProviderEvent, "event_type", EVENT_BITS)}
+    counted = emails.order_by().annotate(**{f"_{name}": value for name, value in columns.items()})
+    sql, params = counted.values(*(f"_{name}" for name in columns)).query.sql_with_params()
+    counts = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in _outcome_conditions().values())
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH counted({', '.join(columns)}) AS MATERIALIZED ({sql}) SELECT campaign, mailbox, day,"
+                       f" COUNT(*), {counts} FROM counted GROUP BY campaign, mailbox, day", params)
+        rows = cursor.fetchall()
+    names = ("campaign_id", "mailbox_id", "_day", *DAY_COUNTS)
+    result = [dict(zip(names, row, strict=True)) for row in rows]
+    for row in result:
+        if isinstance(row["_day"], str):  # SQLite's date, as stored
+            row["_day"] = date.fromisoformat(row["_day"])
+    return result
 
 
 def _sent_emails() -> QuerySet[OutboundEmail]:
@@ -221,8 +298,7 @@ def _count_days(days: set[date] | None) -> list[MetricDay]:
         for day in days:
             spans |= Q(sent_at__gte=_utc_start(day), sent_at__lt=_utc_start(day + timedelta(days=1)))
         emails = emails.filter(spans)
-    rows = (_with_flags(emails).annotate(_day=_sent_day()).order_by()
-            .values("campaign_id", "mailbox_id", "_day").annotate(sent=Count("pk"), **_flag_counts()))
+    rows = _count_emails(emails, by_day=True)
     per_day: dict[date, list[Any]] = {}
     for row in rows:
         per_day.setdefault(row["_day"], []).append(row)
@@ -277,8 +353,7 @@ def _grouped(since: datetime) -> dict[tuple[str, int], dict[str, dict[str, int]]
             stored_periods["all"][name] += row[f"all__{name}"]
             stored_periods["win"][name] += row[f"win__{name}"]
     rest_of_day = _sent_emails().filter(sent_at__gte=since, sent_at__lt=_utc_start(boundary + timedelta(days=1)))
-    partial = (_with_flags(rest_of_day).order_by().values("campaign_id", "mailbox_id")
-               .annotate(sent=Count("pk"), **_flag_counts()))
+    partial = _count_emails(rest_of_day, by_day=False)
     for key, counts in _by_subject(partial, DAY_COUNTS).items():
         for name in DAY_COUNTS:
             periods(key)["win"][name] += counts[name]
