@@ -544,12 +544,13 @@ def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime],
         outcomes, outcome_params = _outcomes_sql({rule.metric for rule in batch})
         group = "p.rule_id, p.mailbox_id" if scope == Scope.MAILBOX else "p.rule_id"
         subject = group if scope == Scope.MAILBOX else "p.rule_id, NULL"
-        # The sample and its newest send per rule (and mailbox); then its hits, which only the few picked sends
-        # with an outcome reach.
+        # The sample and its newest send per rule (and mailbox); then its hits: the picked sends with an outcome
+        # for the rule's metric, as a semi-join (each send once, however many outcomes; PostgreSQL hashes the
+        # outcomes and runs the picked sends past them, whatever it guesses of how many sends a LIMIT picks).
         sql = (f"{_picked_sql(scope, len(batch))}, {outcomes}"
                f" SELECT {subject}, COUNT(*), MAX(p.sent_at), 0 FROM picked p GROUP BY {group}"
-               f" UNION ALL SELECT {subject}, 0, NULL, COUNT(DISTINCT p.id) FROM picked p"
-               f" JOIN outcomes h ON h.id = p.id AND h.metric = p.metric GROUP BY {group}")
+               f" UNION ALL SELECT {subject}, 0, NULL, COUNT(*) FROM picked p"
+               f" WHERE EXISTS (SELECT 1 FROM outcomes h WHERE h.id = p.id AND h.metric = p.metric) GROUP BY {group}")
         with connection.cursor() as cursor:
             cursor.execute(sql, params + outcome_params)
             rows = cursor.fetchall()
