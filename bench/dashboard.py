@@ -168,13 +168,14 @@ STATEMENTS = [
         INSERT INTO cam_inboundemail (id, mailbox_id, folder, uidvalidity, uid, message_id, in_reply_to, "references",
             from_email, from_name, subject, received_at, new_text, raw_message, raw_truncated, outbound_email_id,
             lead_id, category, confidence, classification_reasons, classified_at, classified_by, failed_recipients,
-            bounce_status_code, referral_email, confirmation, confirmation_by, processed_at, alert_sent, created_at)
+            bounce_status_code, referral_email, reported_domain, confirmation, confirmation_by, processed_at,
+            alert_sent, created_at)
         SELECT k + 1, (%(mailboxes)s::bigint[])[1 + j %% %(n_mailboxes)s], 'INBOX', 1, k + 1,
                '<reply.' || k || '@company.example.com>', '<cam.' || j || '@outreach.example.com>', '',
                'person' || (j %% %(leads)s) || '@company.example.com', 'Anna Schmidt', 'Re: a quick question',
                at, 'Thanks, this sounds interesting. Could we talk on Tuesday?',
                convert_to(repeat('Received: from mx.company.example.com by mail.outreach.example.com; ', 30), 'UTF8'),
-               false, j + 1, (j %% %(leads)s) + 1, c.category, 0.9, '[]', at, 'classifier', '[]', '', '',
+               false, j + 1, (j %% %(leads)s) + 1, c.category, 0.9, '[]', at, 'classifier', '[]', '', '', '',
                CASE WHEN c.category IN ('BOUNCE_HARD', 'COMPLAINT') AND k %% 10 = 0 THEN 'NEEDED' ELSE '' END, '',
                at, false, at
         FROM generate_series(0::bigint, %(replies)s - 1) AS k

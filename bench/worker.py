@@ -87,7 +87,8 @@ def more_data() -> None:
         cursor.execute("""
             INSERT INTO cam_jobexecution (execution_id, job, status, trigger, reason, params, counts, error,
                 traceback, worker_id, holder, started_at, finished_at)
-            SELECT 'more-' || r, 'worker_cycle', 'COMPLETED', 'worker', '', '{}', '{}', '', '', 'host-1', '',
+            SELECT 'more-' || extract(epoch FROM now())::bigint || '-' || r, 'worker_cycle', 'COMPLETED', 'worker',
+                   '', '{}', '{}', '', '', 'host-1', '',
                    now() - r * interval '1 minute', now() - r * interval '1 minute' + interval '2 seconds'
             FROM generate_series(1, 10080) AS r""")
         cursor.execute("ANALYZE")

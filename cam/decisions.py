@@ -37,11 +37,27 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db import transaction
-from django.db.models import Count, Exists, F, Max, OuterRef, Q, QuerySet, Sum, Window
-from django.db.models.functions import Coalesce, RowNumber, TruncDate
+from django.db import connection, transaction
+from django.db.models import (
+    Case,
+    Count,
+    DateField,
+    Exists,
+    F,
+    IntegerField,
+    Max,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce, TruncDate
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from cam.alerts.service import alert_queue
 from cam.campaigns import campaign_apply_rule
@@ -148,8 +164,70 @@ def _empty() -> dict[str, int]:
     return {"sent": 0, "failed": 0, **{name: 0 for name in FLAG_COUNTS}}
 
 
-def _flag_counts() -> dict[str, Count]:
-    return {name: Count("pk", filter=Q(**{flag: True})) for name, flag in FLAG_COUNTS.items()}
+# Each inbound category an outcome is read from, as one bit of a number per email; the provider's events too.
+CATEGORY_BITS: dict[str, int] = {category: 1 << position for position, category in enumerate(
+    (Category.BOUNCE_HARD, Category.BOUNCE_SOFT, Category.COMPLAINT, Category.OUT_OF_OFFICE, *REPLY_CATEGORIES))}
+EVENT_BITS: dict[str, int] = {"bounced": 1, "complained": 2}
+
+
+def _bits(model: Any, field: str, bits: dict[str, int]) -> Coalesce:
+    """The bits of ``bits`` set by the email's rows of ``model`` (a reply's category, an event's type), ORed
+    together as a sum of distinct bits: one probe of ``model``'s index on the email, not one per outcome."""
+    bit = Case(*[When(**{field: key}, then=Value(value)) for key, value in bits.items()], default=Value(0))
+    rows = model.objects.filter(outbound_email=OuterRef("pk"), **{f"{field}__in": list(bits)})
+    if model is InboundEmail:
+        rows = rows.exclude(confirmation__in=UNPROVEN)
+    summed = rows.order_by().values("outbound_email").annotate(bits=Sum(bit, distinct=True)).values("bits")
+    return Coalesce(Subquery(summed, output_field=IntegerField()), Value(0))
+
+
+def _outcome_conditions() -> dict[str, str]:
+    """Per count of ``FLAG_COUNTS``, its condition on a row of ``_count_emails``'s counted emails: the same
+    outcomes as ``_with_flags``'s flags."""
+    def replied(*categories: str) -> str:
+        return f"(replied & {sum(CATEGORY_BITS[category] for category in categories)}) <> 0"
+
+    def reported(event_type: str) -> str:
+        return f"(reported & {EVENT_BITS[event_type]}) <> 0"
+
+    conditions = {
+        "bounced_hard": f"{replied(Category.BOUNCE_HARD)} OR {reported('bounced')}",
+        "bounced_soft": f"soft_bounces > 0 OR {replied(Category.BOUNCE_SOFT)}",
+        "complaints": f"{replied(Category.COMPLAINT)} OR {reported('complained')}",
+        "replies": replied(*REPLY_CATEGORIES),
+        "positive": replied(Category.POSITIVE),
+        "negative": replied(Category.NEGATIVE),
+        # By reply, or through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        "unsubscribes": f"unsubscribed IS NOT NULL OR {replied(Category.UNSUBSCRIBE)}",
+        "out_of_office": replied(Category.OUT_OF_OFFICE),
+    }
+    assert conditions.keys() == FLAG_COUNTS.keys()
+    return conditions
+
+
+def _count_emails(emails: QuerySet[OutboundEmail], *, by_day: bool) -> list[dict[str, Any]]:
+    """``sent`` and every count of ``FLAG_COUNTS`` over ``emails`` per campaign and mailbox (and UTC day of
+    sending when ``by_day``), in one query: each email's replies and events read once, as two numbers of bits
+    (``_bits``), in a materialized CTE that the counts then read; the same outcomes as ``_with_flags``'s ten
+    probes per email."""
+    day = _sent_day() if by_day else Value(None, output_field=DateField())
+    columns = {"campaign": F("campaign_id"), "mailbox": F("mailbox_id"), "day": day,
+               "soft_bounces": F("soft_bounces"), "unsubscribed": F("unsubscribed_at"),
+               "replied": _bits(InboundEmail, "category", CATEGORY_BITS),
+               "reported": _bits(ProviderEvent, "event_type", EVENT_BITS)}
+    counted = emails.order_by().annotate(**{f"_{name}": value for name, value in columns.items()})
+    sql, params = counted.values(*(f"_{name}" for name in columns)).query.sql_with_params()
+    counts = ", ".join(f"SUM(CASE WHEN {condition} THEN 1 ELSE 0 END)" for condition in _outcome_conditions().values())
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH counted({', '.join(columns)}) AS MATERIALIZED ({sql}) SELECT campaign, mailbox, day,"
+                       f" COUNT(*), {counts} FROM counted GROUP BY campaign, mailbox, day", params)
+        rows = cursor.fetchall()
+    names = ("campaign_id", "mailbox_id", "_day", *DAY_COUNTS)
+    result = [dict(zip(names, row, strict=True)) for row in rows]
+    for row in result:
+        if isinstance(row["_day"], str):  # SQLite's date, as stored
+            row["_day"] = date.fromisoformat(row["_day"])
+    return result
 
 
 def _sent_emails() -> QuerySet[OutboundEmail]:
@@ -220,8 +298,7 @@ def _count_days(days: set[date] | None) -> list[MetricDay]:
         for day in days:
             spans |= Q(sent_at__gte=_utc_start(day), sent_at__lt=_utc_start(day + timedelta(days=1)))
         emails = emails.filter(spans)
-    rows = (_with_flags(emails).annotate(_day=_sent_day()).order_by()
-            .values("campaign_id", "mailbox_id", "_day").annotate(sent=Count("pk"), **_flag_counts()))
+    rows = _count_emails(emails, by_day=True)
     per_day: dict[date, list[Any]] = {}
     for row in rows:
         per_day.setdefault(row["_day"], []).append(row)
@@ -276,8 +353,7 @@ def _grouped(since: datetime) -> dict[tuple[str, int], dict[str, dict[str, int]]
             stored_periods["all"][name] += row[f"all__{name}"]
             stored_periods["win"][name] += row[f"win__{name}"]
     rest_of_day = _sent_emails().filter(sent_at__gte=since, sent_at__lt=_utc_start(boundary + timedelta(days=1)))
-    partial = (_with_flags(rest_of_day).order_by().values("campaign_id", "mailbox_id")
-               .annotate(sent=Count("pk"), **_flag_counts()))
+    partial = _count_emails(rest_of_day, by_day=False)
     for key, counts in _by_subject(partial, DAY_COUNTS).items():
         for name in DAY_COUNTS:
             periods(key)["win"][name] += counts[name]
@@ -356,18 +432,153 @@ def metrics_step() -> dict[str, int]:
 
 # -- rules -------------------------------------------------------------------------------------
 
-def _sends_after(rule: CampaignRule, after: datetime | None, now: datetime) -> QuerySet[OutboundEmail]:
-    """The campaign's sent emails the rule may measure: sent after ``after`` (when given) and, for a rule
-    with ``min_age_days``, at least that many days before ``now``."""
-    recent = OutboundEmail.objects.filter(campaign_id=rule.campaign_id, status=OutboundEmail.Status.SENT,
-                                          kind=OutboundEmail.Kind.SEQUENCE, sent_at__isnull=False)
-    if rule.min_age_days:
-        recent = recent.filter(sent_at__lte=now - timedelta(days=rule.min_age_days))
-    return recent.filter(sent_at__gt=after) if after is not None else recent
+# A rule's measurement per mailbox (None: the campaign's, all mailboxes together): sample, hits, newest send.
+Measured = dict[int | None, tuple[int, int, datetime]]
+
+# Each metric as a number in the measuring query: cheaper to hash and join on than its name.
+METRIC_CODES: dict[str, int] = {metric: code for code, metric in enumerate(METRIC_COUNTS, start=1)}
+
+# Bounds standing in for "no lower bound" and "no age cutoff", so that every rule's range is an index range.
+_EARLIEST = datetime(1, 1, 2, tzinfo=UTC)
+_LATEST = datetime(9999, 12, 30, tzinfo=UTC)
 
 
-def _hits(rule: CampaignRule) -> Q:
-    return Q(**{FLAG_COUNTS[METRIC_COUNTS[rule.metric]]: True})
+def _table(model: Any) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
+    """``outcomes(id, metric)``: the sent emails that count for one of ``metrics`` (the outcomes of
+    ``_with_flags``'s flags; ``metric`` as its ``METRIC_CODES`` number), an email as often as it has such an
+    outcome (counted once by the caller). Few next to the emails sent, read through the indexes on the
+    replies' category, the provider events' outcome and the emails unsubscribed from, and joined to the
+    picked sends in one pass rather than probed for each send."""
+    unproven = list(UNPROVEN)
+    parts: list[str] = []
+    params: list[Any] = []
+
+    def replied(metric: str, *categories: str) -> None:
+        parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(InboundEmail)}"
+                     f" WHERE outbound_email_id IS NOT NULL AND category IN ({', '.join(['%s'] * len(categories))})"
+                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
+        params.extend([METRIC_CODES[metric], *categories, *unproven])
+
+    def reported(metric: str, event_type: str) -> None:
+        parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(ProviderEvent)}"
+                     " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
+        params.extend([METRIC_CODES[metric], event_type])
+
+    if Metric.HARD_BOUNCE_RATE in metrics:
+        replied(Metric.HARD_BOUNCE_RATE, Category.BOUNCE_HARD)
+        reported(Metric.HARD_BOUNCE_RATE, "bounced")
+    if Metric.COMPLAINT_RATE in metrics:
+        replied(Metric.COMPLAINT_RATE, Category.COMPLAINT)
+        reported(Metric.COMPLAINT_RATE, "complained")
+    if Metric.POSITIVE_REPLY_RATE in metrics:
+        replied(Metric.POSITIVE_REPLY_RATE, Category.POSITIVE)
+    if Metric.REPLY_RATE in metrics:
+        replied(Metric.REPLY_RATE, *REPLY_CATEGORIES)
+    if Metric.UNSUBSCRIBE_RATE in metrics:
+        replied(Metric.UNSUBSCRIBE_RATE, Category.UNSUBSCRIBE)
+        # Through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
+        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL")
+        params.append(METRIC_CODES[Metric.UNSUBSCRIBE_RATE])
+    return f"outcomes(id, metric) AS ({' UNION ALL '.join(parts)})", params
+
+
+def _picked_sql(scope: str, rows: int) -> str:
+    """The emails each rule of ``rules`` (a VALUES table of ``rows`` rows) measures: its campaign's last ``win``
+    sends in ``(after, cutoff]``, per mailbox for a mailbox rule, as ``picked(rule_id, metric, id, sent_at)``
+    (and ``mailbox_id`` for mailbox rules).
+
+    On PostgreSQL a campaign rule reads its last sends with a LATERAL ``LIMIT`` backwards down the index of
+    the campaign's sends (``outbound_campaign_sends_idx``: campaign, sent_at, id): as many index entries as
+    its window, however many the campaign has sent. Elsewhere, and for mailbox rules (one window per
+    mailbox), each rule's range is ranked."""
+    emails = _table(OutboundEmail)
+    sendable = (f"o.status = '{OutboundEmail.Status.SENT}' AND o.kind = '{OutboundEmail.Kind.SEQUENCE}'"
+                " AND o.sent_at IS NOT NULL AND o.sent_at > r.after AND o.sent_at <= r.cutoff")
+    postgres = connection.vendor == "postgresql"
+    # PostgreSQL types a VALUES column from its rows: say what each parameter is.
+    kinds = ("bigint", "bigint", "integer", "timestamptz", "timestamptz", "integer")
+    row = "(" + ", ".join(f"%s::{kind}" if postgres else "%s" for kind in kinds) + ")"
+    rules = f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS (VALUES {', '.join([row] * rows)})"
+    # Only what the index on the campaign's sends holds, for a campaign rule: read without a visit to the table.
+    columns = "o.id, o.sent_at" + (", o.mailbox_id" if scope == Scope.MAILBOX else "")
+    if postgres and scope == Scope.CAMPAIGN:
+        return (f"WITH {rules}, picked AS (SELECT r.rule_id, r.metric, o.* FROM rules r CROSS JOIN LATERAL ("
+                f"SELECT {columns} FROM {emails} o WHERE o.campaign_id = r.campaign_id AND {sendable}"
+                " ORDER BY o.sent_at DESC, o.id DESC LIMIT r.win) o)")
+    partition = "r.rule_id, o.mailbox_id" if scope == Scope.MAILBOX else "r.rule_id"
+    mailbox = " AND o.mailbox_id IS NOT NULL" if scope == Scope.MAILBOX else ""
+    return (f"WITH {rules}, ranked AS (SELECT r.rule_id, r.metric, r.win, {columns}, ROW_NUMBER() OVER ("
+            f"PARTITION BY {partition} ORDER BY o.sent_at DESC, o.id DESC) AS place FROM rules r"
+            f" JOIN {emails} o ON o.campaign_id = r.campaign_id AND {sendable}{mailbox}),"
+            " picked AS (SELECT * FROM ranked WHERE place <= win)")
+
+
+def _as_datetime(value: Any) -> datetime:
+    """A ``MAX(sent_at)`` as the database returns it (SQLite: the stored text, UTC) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value
+    parsed = parse_datetime(str(value))
+    assert parsed is not None, value
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+# Rules measured per query: each is six parameters, well under every database's limit.
+RULES_PER_QUERY = 1_000
+
+
+def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime], now: datetime) -> dict[int, Measured]:
+    """``rules_measure`` for rules measured as ``scope`` says: one query per ``RULES_PER_QUERY`` rules."""
+    measured: dict[int, Measured] = {rule.pk: {} for rule in rules}
+    adapt = connection.ops.adapt_datetimefield_value
+    for start in range(0, len(rules), RULES_PER_QUERY):
+        batch = rules[start:start + RULES_PER_QUERY]
+        params: list[Any] = []
+        for rule in batch:
+            after = floors.get(rule.pk) or _EARLIEST
+            cutoff = now - timedelta(days=rule.min_age_days) if rule.min_age_days else _LATEST
+            params += [rule.pk, rule.campaign_id, METRIC_CODES[rule.metric], adapt(after), adapt(cutoff), rule.window]
+        outcomes, outcome_params = _outcomes_sql({rule.metric for rule in batch})
+        group = "p.rule_id, p.mailbox_id" if scope == Scope.MAILBOX else "p.rule_id"
+        subject = group if scope == Scope.MAILBOX else "p.rule_id, NULL"
+        # The sample and its newest send per rule (and mailbox); then its hits: the picked sends with an outcome
+        # for the rule's metric, as a semi-join (each send once, however many outcomes; PostgreSQL hashes the
+        # outcomes and runs the picked sends past them, whatever it guesses of how many sends a LIMIT picks).
+        sql = (f"{_picked_sql(scope, len(batch))}, {outcomes}"
+               f" SELECT {subject}, COUNT(*), MAX(p.sent_at), 0 FROM picked p GROUP BY {group}"
+               f" UNION ALL SELECT {subject}, 0, NULL, COUNT(*) FROM picked p"
+               f" WHERE EXISTS (SELECT 1 FROM outcomes h WHERE h.id = p.id AND h.metric = p.metric) GROUP BY {group}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params + outcome_params)
+            rows = cursor.fetchall()
+        for rule_id, mailbox_id, sample, newest, _ in rows:
+            if sample:
+                measured[rule_id][mailbox_id] = (sample, 0, _as_datetime(newest))
+        for rule_id, mailbox_id, _, _, hits in rows:
+            if hits:
+                sample, _, newest = measured[rule_id][mailbox_id]
+                measured[rule_id][mailbox_id] = (sample, hits, newest)
+    return measured
+
+
+def rules_measure(rules: list[CampaignRule], *, floors: dict[int, datetime],
+                  now: datetime | None = None) -> dict[int, Measured]:
+    """Every rule's measurement at once: over its campaign's last ``rule.window`` sent emails (sent after
+    ``floors[rule.pk]`` when there is one, and old enough at ``now`` for a rule with ``min_age_days``; for a
+    mailbox rule, each mailbox's last ``window`` sends for the campaign), how many were sent, how many count
+    for the rule's metric, and when the newest was sent, keyed by mailbox (None for a campaign rule; a rule
+    with nothing to measure has no key). One query per scope among ``rules`` (per ``RULES_PER_QUERY``),
+    however many campaigns, mailboxes or emails."""
+    now = now or timezone.now()
+    measured: dict[int, Measured] = {}
+    for scope in (Scope.CAMPAIGN, Scope.MAILBOX):
+        scoped = [rule for rule in rules if rule.scope == scope]
+        if scoped:
+            measured |= _measure(scope, scoped, floors, now)
+    return measured
 
 
 def rule_measure(rule: CampaignRule, *, after: datetime | None,
@@ -375,10 +586,8 @@ def rule_measure(rule: CampaignRule, *, after: datetime | None,
     """Over the campaign's last ``rule.window`` sent emails (sent after ``after``, when given, and old
     enough at ``now`` for a rule with ``min_age_days``): how many were sent, how many count for the
     rule's metric, and when the newest was sent."""
-    last_ids = _sends_after(rule, after, now or timezone.now()).order_by("-sent_at", "-pk").values("pk")[: rule.window]
-    row = _with_flags(OutboundEmail.objects.filter(pk__in=last_ids)).aggregate(
-        sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at"))
-    return row["sample"], row["hits"], row["newest"]
+    floors = {rule.pk: after} if after is not None else {}
+    return _measure(Scope.CAMPAIGN, [rule], floors, now or timezone.now())[rule.pk].get(None, (0, 0, None))
 
 
 def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
@@ -386,12 +595,9 @@ def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
     """For a mailbox rule, in one query: per mailbox that sent for the campaign (after ``after``; old
     enough as for ``rule_measure``), over that mailbox's last ``rule.window`` sends of the campaign, the
     sample, the hits and when the newest was sent."""
-    ranked = _sends_after(rule, after, now or timezone.now()).filter(mailbox__isnull=False).annotate(
-        _rank=Window(RowNumber(), partition_by=[F("mailbox_id")], order_by=[F("sent_at").desc(), F("pk").desc()]))
-    rows = (_with_flags(OutboundEmail.objects.filter(pk__in=ranked.filter(_rank__lte=rule.window).values("pk")))
-            .order_by().values("mailbox_id")
-            .annotate(sample=Count("pk"), hits=Count("pk", filter=_hits(rule)), newest=Max("sent_at")))
-    return {row["mailbox_id"]: (row["sample"], row["hits"], row["newest"]) for row in rows}
+    floors = {rule.pk: after} if after is not None else {}
+    measured = _measure(Scope.MAILBOX, [rule], floors, now or timezone.now())[rule.pk]
+    return {mailbox_id: value for mailbox_id, value in measured.items() if mailbox_id is not None}
 
 
 def _fires(rule: CampaignRule, value: Decimal) -> bool:
@@ -430,21 +636,21 @@ def _value(hits: int, sample: int) -> Decimal:
     return Decimal(100 * hits) / Decimal(sample)
 
 
-def _finding(rule: CampaignRule, after: datetime | None, now: datetime) -> Finding | None:
-    """The measurement a rule is judged on, or None while below its minimum sample.
+def _finding(rule: CampaignRule, measured: Measured) -> Finding | None:
+    """The measurement a rule is judged on (from ``rules_measure``), or None while below its minimum sample.
 
     A campaign rule has one. A mailbox rule measures each mailbox and is judged on the worst one that
     has its minimum sample (the highest value for an "above" rule, the lowest for "below"); its
     evidence runs to the newest send of any mailbox measured, since all of them were judged.
     """
     if rule.scope == Scope.CAMPAIGN:
-        sample, hits, newest = rule_measure(rule, after=after, now=now)
+        sample, hits, newest = measured.get(None, (0, 0, None))
         if sample < rule.min_sample or newest is None:
             return None
         return Finding(sample=sample, value=_value(hits, sample), evidence_until=newest)
-    measured = rule_measure_mailboxes(rule, after=after, now=now)
     judged = [Finding(sample=sample, value=_value(hits, sample), evidence_until=newest, mailbox_id=mailbox_id)
-              for mailbox_id, (sample, hits, newest) in sorted(measured.items()) if sample >= rule.min_sample]
+              for mailbox_id, (sample, hits, newest) in sorted(measured.items())
+              if mailbox_id is not None and sample >= rule.min_sample]
     if not judged:
         return None
     pick = max if rule.comparison == CampaignRule.Comparison.ABOVE else min
@@ -492,25 +698,28 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
                   .order_by().values("rule_id").annotate(until=Max("evidence_until"))
                   .values_list("rule_id", "until"))
     degraded_by = _degraded_by(rules)
+    # The rule that degraded its campaign is measured there to see whether it clears.
+    clearing = {rule.pk for rule in rules
+                if degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE}
+    judged = [rule for rule in rules if rule.pk in clearing or rule.campaign.status in EVALUATED_IN[rule.action]]
+    # Every rule measured up front, in one query per scope: a rule after one that changed its campaign's
+    # status is measured but not judged.
+    measured = rules_measure(judged, floors=floors, now=now)
     changed: set[int] = set()
-    for rule in rules:
+    for rule in judged:
         if rule.campaign_id in changed:
             continue
-        # The rule that degraded its campaign: measured to see whether it clears.
-        clearing = degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE
-        if not clearing and rule.campaign.status not in EVALUATED_IN[rule.action]:
-            continue
         counts["evaluated"] += 1
-        finding = _finding(rule, floors.get(rule.pk), now)
+        finding = _finding(rule, measured[rule.pk])
         if finding is None:
             counts["below_sample"] += 1
             continue
-        fires = _fires(rule, finding.value)
-        if (clearing and fires) or (not clearing and not fires):
+        fires, clears = _fires(rule, finding.value), rule.pk in clearing
+        if (clears and fires) or (not clears and not fires):
             continue  # still holds on the campaign it degraded, or does not fire on this one
-        if _rule_apply(rule, finding, action=RuleDecision.Action.CLEAR if clearing else rule.action):
+        if _rule_apply(rule, finding, action=RuleDecision.Action.CLEAR if clears else rule.action):
             changed.add(rule.campaign_id)
-            if clearing:
+            if clears:
                 counts["cleared"] += 1
             else:
                 counts["fired"] += 1

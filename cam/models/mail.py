@@ -275,6 +275,12 @@ class OutboundEmail(models.Model):
             models.Index(fields=["mailbox", "created_at"], name="outbound_mailbox_created_idx"),
             models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
             models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
+            # The rules step reads each campaign's last sends from this alone, newest first (cam.decisions).
+            models.Index(fields=["campaign", "sent_at", "id"], condition=Q(status="SENT", kind="sequence"),
+                         name="outbound_campaign_sends_idx"),
+            # The metrics step counts failed emails per campaign and mailbox from this alone (cam.decisions).
+            models.Index(fields=["campaign", "mailbox"], include=["sent_at", "updated_at"],
+                         condition=Q(status="FAILED", kind="sequence"), name="outbound_failed_idx"),
             # The dashboard counts sends by when they went out (cam.reporting): the day's, the week's, per day.
             models.Index(fields=["sent_at"], condition=Q(status="SENT", kind="sequence"), name="outbound_sent_idx"),
             # The metrics step's look for emails unsubscribed from by link since it last counted.
