@@ -7,7 +7,8 @@ door applies the same rules, with the same words:
   follow-ups go out as “Re: <first subject>”.
 - A step that emails were sent or queued from is never deleted: its emails, and the threads they
   started, point at it. It can be disabled instead (``is_enabled``): the planner passes over it, and
-  its leads go on to the next enabled step.
+  its leads go on to the next enabled step. Its emails still waiting to go out are cancelled then, and
+  their leads get the next enabled step in their place.
 - Deleting an unused step moves every later step up one place, so positions 1..n stay 1..n-1, and
   moves the leads' ``current_step`` with them, so each lead still gets the step after the one it had.
 """
@@ -92,12 +93,28 @@ def sequence_step_save(*, step: SequenceStep, fields: dict[str, Any]) -> Sequenc
     that would be the campaign's first without a subject, and ``FirstStepWithoutSubject`` when moving or
     disabling it would make another step without one the first."""
     _lock_steps(step.campaign_id)
+    was_enabled = step.pk is not None and SequenceStep.objects.filter(pk=step.pk, is_enabled=True).exists()
     for name, value in fields.items():
         setattr(step, name, value)
     step.full_clean()
     sequence_step_check(step)
     step.save()
+    if was_enabled and not step.is_enabled:
+        sequence_step_cancel_queued(step)
     return step
+
+
+def sequence_step_cancel_queued(step: SequenceStep) -> int:
+    """A step just disabled: its emails waiting to go out (not those a sender holds) are cancelled, and
+    their leads are due again at once, so the planner gives them the next enabled step instead."""
+    now = timezone.now()
+    queued = OutboundEmail.objects.filter(step=step, status__in=[OutboundEmail.Status.PENDING,
+                                                                 OutboundEmail.Status.RETRY])
+    lead_ids = list(queued.values_list("lead_id", flat=True))
+    cancelled = queued.update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
+                              last_error=f"Step {step.position} was disabled before this email went out.")
+    Lead.objects.filter(pk__in=lead_ids, status=Lead.Status.IN_SEQUENCE).update(next_send_at=now, updated_at=now)
+    return cancelled
 
 
 def _email_counts(steps: Iterable[SequenceStep]) -> dict[int, int]:

@@ -130,6 +130,38 @@ def test_the_planner_passes_over_a_disabled_step_to_the_next_enabled_one():
     assert planned == {had_first.pk: third.pk, new.pk: first.pk}
 
 
+def queued_for_step_two(first: SequenceStep, second: SequenceStep) -> tuple[Lead, OutboundEmail, OutboundEmail]:
+    """A lead that had step 1 and has step 2 planned, and one whose step 2 is in a sender's hands."""
+    waiting = LeadFactory(campaign=first.campaign, status=Lead.Status.IN_SEQUENCE, current_step=1,
+                          next_send_at=timezone.now() - timedelta(minutes=1))
+    in_hand = LeadFactory(campaign=first.campaign, status=Lead.Status.IN_SEQUENCE, current_step=1,
+                          next_send_at=timezone.now() - timedelta(minutes=1))
+    assert outreach_plan()["planned"] == 2
+    queued, held = (OutboundEmail.objects.get(lead=lead, step=second) for lead in (waiting, in_hand))
+    OutboundEmail.objects.filter(pk=held.pk).update(status=OutboundEmail.Status.CLAIMED, claimed_by="worker-1:abc")
+    return waiting, queued, held
+
+
+def assert_step_two_cancelled_and_its_lead_gets_step_three(waiting: Lead, queued: OutboundEmail, held: OutboundEmail,
+                                                           third: SequenceStep) -> None:
+    queued.refresh_from_db()
+    held.refresh_from_db()
+    assert (queued.status, queued.last_error) == (OutboundEmail.Status.CANCELLED,
+                                                  "Step 2 was disabled before this email went out.")
+    assert held.status == OutboundEmail.Status.CLAIMED  # a sender has it: its outcome is the sender's to write
+    assert outreach_plan()["planned"] == 1
+    assert OutboundEmail.objects.filter(lead=waiting, status=OutboundEmail.Status.PENDING).get().step == third
+
+
+def test_disabling_a_step_cancels_its_emails_still_waiting_and_their_leads_get_the_next_step():
+    first, second, third = sequence(3)
+    waiting, queued, held = queued_for_step_two(first, second)
+
+    sequence_step_save(step=second, fields={"is_enabled": False})
+
+    assert_step_two_cancelled_and_its_lead_gets_step_three(waiting, queued, held, third)
+
+
 def test_a_disabled_first_step_makes_the_next_enabled_one_the_first_email(smtp_server):
     mailbox = smtp_mailbox(smtp_server)
     owner = CampaignFactory(send_days=[1, 2, 3, 4, 5, 6, 7], send_start_hour=0, send_end_hour=24, daily_cap=100)
@@ -203,6 +235,15 @@ def test_the_api_keeps_a_step_that_has_emails_and_disables_it_instead():
     assert list(first.campaign.steps.filter(is_enabled=False)) == [second]
 
 
+def test_disabling_a_step_through_the_api_cancels_its_emails_still_waiting():
+    first, second, third = sequence(3)
+    waiting, queued, held = queued_for_step_two(first, second)
+
+    assert client_with_key().patch(step_url(second), {"is_enabled": False}, format="json").status_code == 200
+
+    assert_step_two_cancelled_and_its_lead_gets_step_three(waiting, queued, held, third)
+
+
 def test_the_api_refuses_disabling_the_first_step_when_the_next_has_no_subject():
     first, second = sequence(2)
     SequenceStep.objects.filter(pk=second.pk).update(subject_template="")
@@ -258,6 +299,32 @@ def test_the_campaign_page_disables_a_step_with_its_checkbox(admin_client):
 
     assert response.status_code == 302
     assert list(first.campaign.steps.order_by("position").values_list("is_enabled", flat=True)) == [True, False]
+
+
+def test_disabling_a_step_on_the_campaign_page_cancels_its_emails_still_waiting(admin_client):
+    first, second, third = sequence(3)
+    waiting, queued, held = queued_for_step_two(first, second)
+    data = change_form_data(admin_client, first.campaign)
+    del data[f"{_inline(data, 2)}-is_enabled"]
+
+    assert admin_client.post(reverse("admin:cam_campaign_change", args=[first.campaign_id]), data).status_code == 302
+
+    assert_step_two_cancelled_and_its_lead_gets_step_three(waiting, queued, held, third)
+
+
+def test_disabling_a_step_on_its_own_page_cancels_its_emails_still_waiting(admin_client):
+    first, second, third = sequence(3)
+    waiting, queued, held = queued_for_step_two(first, second)
+    url = reverse("admin:cam_sequencestep_change", args=[second.pk])
+    page = admin_client.get(url)
+    data = {name: value for name, value in page.context["adminform"].form.initial.items() if value is not None}
+    data.update(campaign=second.campaign_id, is_enabled="")
+    data.pop("is_enabled")
+
+    response = admin_client.post(url, data)
+
+    assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
+    assert_step_two_cancelled_and_its_lead_gets_step_three(waiting, queued, held, third)
 
 
 # -- the steps' own pages ------------------------------------------------------------------------------------

@@ -82,6 +82,7 @@ from cam.outreach.rendering import TemplateProblem, check_templates
 from cam.sequences import (
     FirstStepWithoutSubject,
     sequence_check_first_step,
+    sequence_step_cancel_queued,
     sequence_step_check,
     sequence_step_delete,
     sequence_steps_delete,
@@ -212,6 +213,9 @@ class SequenceStepFormSet(forms.BaseInlineFormSet):
     def save(self, commit=True):
         self._to_delete: list[SequenceStep] = []
         saved = super().save(commit)
+        for form in self.forms:  # a step the page disabled: its emails still waiting are cancelled
+            if "is_enabled" in form.changed_data and form.instance.pk and not form.instance.is_enabled:
+                sequence_step_cancel_queued(form.instance)
         # After the changed and new steps are saved: deleting first would move the later steps up a place, and
         # saving one of them next would write back the position it had on the page.
         sequence_steps_delete(steps=self._to_delete)
@@ -631,6 +635,11 @@ class SequenceStepAdmin(ModelAdmin):
     def get_form(self, request, obj=None, change=False, **kwargs):
         kwargs["fields"] = ["campaign", *SequenceStepForm.Meta.fields]
         return super().get_form(request, obj, change=change, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        if change and "is_enabled" in form.changed_data and not obj.is_enabled:
+            sequence_step_cancel_queued(obj)  # its emails still waiting, as on the campaign page
 
     def get_queryset(self, request):
         return _sent_counts(super().get_queryset(request))
