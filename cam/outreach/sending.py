@@ -71,6 +71,7 @@ OUTCOME_WRITE_PATIENCE = 30.0
 HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
 
 DATABASE_GONE = (InterfaceError, OperationalError)
+
 OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fields)
 
 
@@ -109,6 +110,8 @@ class _Batch:
     steps: dict[int, list[SequenceStep]] = field(default_factory=dict)  # each campaign's, for the next one
     counts: dict[str, Any] = field(default_factory=dict)
     untried: set[int] = field(default_factory=set)
+    size: int = 0  # at most this many emails
+    claimed: int = 0
     stopped: str = ""
     halted: bool = False  # by the provider (``SendResult.halt_batch``), after ``retry_after`` seconds if given
     retry_after: float | None = None
@@ -129,33 +132,41 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     stopped at once, and its untried rows go back to the queue through ``outbound_recover_stuck``
     once its lease lapses.
     """
+    return _send_batch(mailbox_id=mailbox_id, limit=limit, now=now, budget=budget)[0]
+
+
+def _send_batch(*, mailbox_id: int, limit: int | None, now: datetime | None,
+                budget: Budget | None) -> tuple[dict[str, Any], bool]:
+    """``outbound_send_batch``'s counts, and whether the batch took as many emails as it could (more may be
+    due)."""
     now = now or timezone.now()
     budget = budget or Budget.unlimited()
     mailbox = Mailbox.objects.filter(pk=mailbox_id, is_active=True).first()
     if mailbox is None:
-        return {}
+        return {}, False
     if mailbox.needs_reconnect:  # its OAuth2 grant is gone: its emails wait, untouched, until it is connected again
-        return {"disconnected": 1}
+        return {"disconnected": 1}, False
     if held_domains({mailbox.sending_domain}):
         # Its domain began failing SPF or DMARC after these emails were planned: they wait, as the planner
         # holds the rest, and their leads say why, until the domain passes or staff override it.
         held = _ready(now).filter(mailbox=mailbox).values("lead_id")
         Lead.objects.filter(pk__in=held, blocked_reason="").update(blocked_reason=Blocked.DOMAIN_NOT_AUTHENTICATED,
                                                                    updated_at=now)
-        return {"domain_held": 1}
+        return {"domain_held": 1}, False
     gap = timedelta(seconds=mailbox.min_gap_seconds)
     gap_end = gap_ends_at(mailbox)  # the gap with its jitter, as the planner sees it
     if gap_end is not None and gap_end > now:
-        return {"waiting_gap": 1}
+        return {"waiting_gap": 1}, False
     lease, holder = f"send:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
-        return {"busy": 1}
+        return {"busy": 1}, False
     ttl = settings.AICMO_CAM_LOCK_TTL_SECONDS
     batch = _Batch(mailbox=mailbox, holder=holder, budget=budget.keeping(
         lease, lambda: lease_renew(name=lease, holder=holder)))
     batch.budget.renew_every = min(batch.budget.renew_every, ttl / 4)
     try:
-        _send(batch, limit=1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE), now=now)
+        batch.size = 1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE)
+        _send(batch, limit=batch.size, now=now)
         _hand_back(batch)
         if batch.stopped and not batch.halted:
             batch.counts["stopped"] = batch.stopped
@@ -164,12 +175,13 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
             lease_release(name=lease, holder=holder)
         except DATABASE_GONE:  # the error on its way up says why; the lease lapses on its own
             logger.warning("Could not release the lease %s: the database is away", lease)
-    return batch.counts
+    return batch.counts, batch.claimed == batch.size > 1 and not batch.stopped
 
 
 def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
     mailbox = batch.mailbox
     ids = outbound_claim(mailbox=mailbox, limit=limit, now=now, holder=batch.holder)
+    batch.claimed = len(ids)
     if not ids:
         return
     # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
@@ -390,33 +402,57 @@ def outbound_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
     return {"recovered_requeued": requeued, "recovered_retry": retried, "recovered_unknown": unknown}
 
 
-def outreach_send(*, now: datetime | None = None, inline: bool = True, budget: Budget | None = None) -> dict[str, Any]:
-    """Send every mailbox's ready emails: here and now, or as one queued task per mailbox.
+def mailbox_send_due(*, mailbox_id: int, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
+    """Everything due for one mailbox, batch after batch, until none is left, the mailbox must wait (its
+    gap), a batch stops, or ``budget`` runs out; the planner has already kept it within its caps. Each
+    batch takes the mailbox's lease afresh and renews it as it goes. Counts are summed over the batches."""
+    now = now or timezone.now()
+    budget = budget or Budget.unlimited()
+    totals: dict[str, Any] = {}
+    while True:
+        counts, more = _send_batch(mailbox_id=mailbox_id, limit=None, now=now, budget=budget)
+        _add_counts(totals, counts)
+        stopped = budget.exhausted() if more else ""
+        if stopped:
+            totals["stopped"] = stopped
+        if not more or stopped:
+            return totals
 
-    Inline, the mailboxes are sent one after another within ``budget``: once it is exhausted the
-    remaining mailboxes wait for the next run (their emails stay ready), and ``stopped`` says why.
+
+def _add_counts(totals: dict[str, Any], counts: dict[str, Any]) -> None:
+    for key, value in counts.items():
+        if isinstance(value, list):
+            totals.setdefault(key, []).extend(value)
+        elif isinstance(value, str):  # why a batch stopped early
+            totals[key] = value
+        else:
+            totals[key] = totals.get(key, 0) + value
+
+
+def outreach_send(*, now: datetime | None = None, inline: bool = True, budget: Budget | None = None) -> dict[str, Any]:
+    """Send every mailbox's due emails: here and now, or as one queued task per mailbox.
+
+    Inline, the mailboxes are sent one after another within ``budget``, each everything it has due
+    (``mailbox_send_due``): once the budget is exhausted the remaining emails wait for the next run (they
+    stay ready), and ``stopped`` says why. Queued, each task has what is left of ``budget``'s time.
     Counts are summed over the mailboxes; ``problems`` lists the mailboxes that could not send.
     """
     now = now or timezone.now()
     budget = budget or Budget.unlimited()
     mailbox_ids = sorted(set(_ready(now).values_list("mailbox_id", flat=True)))
     totals: dict[str, Any] = {"mailboxes": len(mailbox_ids)}
+    seconds = None if budget.deadline is None else max(0.0, budget.deadline - budget.clock())
     for mailbox_id in mailbox_ids:
         if inline:
             stopped = budget.exhausted()
             if stopped:
                 totals["stopped"] = stopped
                 break
-            for key, value in outbound_send_batch(mailbox_id=mailbox_id, now=now, budget=budget).items():
-                if isinstance(value, list):
-                    totals.setdefault(key, []).extend(value)
-                elif isinstance(value, str):  # why a batch stopped early
-                    totals[key] = value
-                else:
-                    totals[key] = totals.get(key, 0) + value
+            _add_counts(totals, mailbox_send_due(mailbox_id=mailbox_id, now=now, budget=budget))
         else:
             # mypy cannot type a lambda's default argument.
             transaction.on_commit(lambda mailbox_id=mailbox_id: async_task(  # type: ignore[misc]
-                "cam.outreach.tasks.send_batch_task", mailbox_id=mailbox_id, q_options={"group": "cam: send"}))
+                "cam.outreach.tasks.send_batch_task", mailbox_id=mailbox_id, seconds=seconds,
+                q_options={"group": "cam: send"}))
             totals["queued"] = totals.get("queued", 0) + 1
     return totals

@@ -239,7 +239,7 @@ def test_it_writes_each_email_with_the_same_few_statements_however_big_the_batch
     per_email = (two_hundred - ten) / 190
     # PostgreSQL: one statement. SQLite: a savepoint (in a test), outcome, lead, mark, release.
     assert per_email == (1 if connection.vendor == "postgresql" else 5)
-    assert ten - 10 * per_email <= 20  # claim, lease, suppressions, steps, the mailbox: once a batch
+    assert ten - 10 * per_email <= 21  # claim, lease, suppressions, steps, the mailbox, its domain: once a batch
 
 
 @pytest.mark.django_db(transaction=True)
@@ -262,6 +262,39 @@ def test_two_senders_over_the_same_500_due_leads_deliver_each_email_exactly_once
     assert len(set(recipients)) == 500
     assert OutboundEmail.objects.filter(status=Status.SENT).count() == 500
     assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
+
+
+@pytest.mark.django_db
+def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(smtp_server, settings):
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 3
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    for n in range(8):
+        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+
+    counts = send_now()
+
+    assert counts["sent"] == 8 and "stopped" not in counts
+    assert len(smtp_server.messages) == 8
+    assert not OutboundEmail.objects.exclude(status=OutboundEmail.Status.SENT).exists()
+
+
+@pytest.mark.django_db
+def test_a_run_out_of_time_leaves_the_rest_due_for_the_next(smtp_server, settings):
+    from cam.budget import Budget
+
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 3
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    for n in range(8):
+        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+    outreach_plan()
+    ticks = iter(range(1_000))
+    budget = Budget(deadline=4, clock=lambda: next(ticks))  # a few checks' worth of time: the first batch's
+
+    counts = outreach_send(inline=True, budget=budget)
+
+    assert 0 < counts["sent"] < 8 and counts["stopped"] == "out of time"
+    assert OutboundEmail.objects.filter(status=OutboundEmail.Status.PENDING).count() == 8 - counts["sent"]
+    assert outreach_send(inline=True)["sent"] == 8 - counts["sent"]  # the next run takes the rest
 
 
 @pytest.mark.django_db
