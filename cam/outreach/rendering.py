@@ -7,11 +7,12 @@ fallback. Plain text is rendered without HTML escaping; HTML with it.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.template import Context, Engine, TemplateSyntaxError
+from django.template import Context, Engine, Template, TemplateSyntaxError
 from django.utils.html import escape
 
 from cam.models import Campaign, Lead, Mailbox, SequenceStep
@@ -47,11 +48,18 @@ def template_context(*, lead: Lead, campaign: Campaign, mailbox: Mailbox | None,
     return context
 
 
+@functools.lru_cache(maxsize=512)
+def _compiled(engine: Engine, source: str) -> Template:
+    """``source`` compiled once, however many leads a step is rendered for (compiling costs more than
+    rendering); a template that does not compile raises each time, as it is never kept."""
+    return engine.from_string(source)
+
+
 def _render(engine: Engine, source: str, context: dict[str, Any], what: str) -> str:
     try:
         # The Context must carry the engine's escaping: a Context escapes by default, whatever the
         # engine says, and plain text would go out as "O&#x27;Brien" and "&amp;".
-        rendered = engine.from_string(source).render(Context(context, autoescape=engine.autoescape))
+        rendered = _compiled(engine, source).render(Context(context, autoescape=engine.autoescape))
     except TemplateSyntaxError as exc:
         raise TemplateProblem(f"The {what} template does not compile: {exc}") from None
     except Exception as exc:  # a filter that fails on a value, a bad tag argument …

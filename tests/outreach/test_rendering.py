@@ -3,6 +3,7 @@
 import pytest
 
 from cam.models import Campaign, Lead, SequenceStep
+from cam.outreach import rendering
 from cam.outreach.rendering import TemplateProblem, check_templates, render_step, template_context
 
 
@@ -21,6 +22,18 @@ def test_it_personalises_with_the_leads_fields_and_falls_back_when_one_is_missin
     assert rendered.body_text.startswith("Hi Anna, friend\n")
     anonymous = render(step, Lead(email="info@brightlane.example.com"))
     assert anonymous.body_text.startswith("Hi there, friend\n")
+
+
+def test_a_step_is_compiled_once_however_many_leads_it_is_rendered_for():
+    step = SequenceStep(position=1, subject_template="Compiled once for {{ company }}",
+                        body_template="Hi {{ first_name }}, compiled once", html_template="<p>{{ first_name }}</p>")
+    rendering._compiled.cache_clear()
+
+    names = [render(step, Lead(email=f"p{n}@example.com", first_name=f"Ann{n}", company=f"Co{n}")).body_text
+             for n in range(20)]
+
+    assert [name.split(",")[0] for name in names] == [f"Hi Ann{n}" for n in range(20)]  # each its own lead's
+    assert rendering._compiled.cache_info().misses <= 5  # subject, text, HTML, the footers: each once
 
 
 def test_it_adds_the_postal_address_and_unsubscribe_link_to_every_body(settings):
