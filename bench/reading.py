@@ -183,6 +183,7 @@ def raw_fetch(server, user: str, chunk: int) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--sync-only", action="store_true", help="stop after the first sync")
     parser.add_argument("--profile", choices=("sync", "process"), help="print cProfile's top functions of one step")
     args = parser.parse_args()
 
@@ -225,6 +226,8 @@ def main() -> None:
                   f"{raw / sync:.0%} of raw; {statements.count} statements, {statements.count / chunks:.1f} per chunk "
                   f"of {chunk}")
 
+            if args.sync_only:
+                return
             statements = StatementCounter()
             profiler = _profiler(args.profile == "process")
             batches, processed = 0, 0
