@@ -80,6 +80,18 @@ def _shut(client: IMAPClient) -> None:
         client.shutdown()
 
 
+def imap_sessions_expire() -> int:
+    """End the kept sessions unused for more than ``KEEP_IDLE_SECONDS`` (a mailbox deactivated, deleted or no
+    longer polled by this worker would otherwise keep its connection); returns how many."""
+    now = time.monotonic()
+    with _kept_lock:
+        stale = [pk for pk, session in _kept.items() if now - session.since > KEEP_IDLE_SECONDS]
+        ended = [_kept.pop(pk) for pk in stale]
+    for session in ended:
+        _shut(session.client)
+    return len(ended)
+
+
 def imap_sessions_close() -> int:
     """Log out every session kept between polls (a goodbye of one read's wait each at most); returns how many."""
     with _kept_lock:

@@ -47,7 +47,14 @@ from django.db.models import BinaryField, Case, F, Q, Value, When
 from django.utils import timezone
 
 from cam.deadlines import CancelScope
-from cam.inbox.imap import FetchedMessage, FolderStatus, ImapError, ImapFolderError, ImapInbox
+from cam.inbox.imap import (
+    FetchedMessage,
+    FolderStatus,
+    ImapError,
+    ImapFolderError,
+    ImapInbox,
+    imap_sessions_expire,
+)
 from cam.inbox.parsing import parse_message
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import InboundEmail, Mailbox, MailboxFolder
@@ -94,6 +101,7 @@ def inboxes_poll(*, budget_seconds: float | None = None, stop: threading.Event |
     Raises only when the database itself fails.
     """
     budget = settings.AICMO_CAM_IMAP_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    imap_sessions_expire()  # those of mailboxes no longer polled here
     # The least recently polled first: mailboxes a budget cut off last time are not starved by the
     # same slow ones ahead of them every time.
     # One whose OAuth2 grant is gone waits for someone to connect it again (cam.mail_oauth).

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cam.inbox import imap
-from cam.inbox.polling import inbox_poll
+from cam.inbox.polling import inbox_poll, inboxes_poll
 from cam.models import InboundEmail
 from tests.inbox.test_polling import PASSWORD_ENV, imap_password, mailbox_on, message  # noqa: F401
 
@@ -72,3 +72,15 @@ def test_a_changed_password_or_an_old_session_logs_in_again(imap_server, monkeyp
     mailbox.refresh_from_db()
     assert "refused the login" in mailbox.last_poll_error
     assert imap.imap_sessions_close() == 0  # a failed session is not kept
+
+
+def test_a_session_no_poll_takes_is_ended_by_a_later_poll_step(imap_server, monkeypatch):
+    user = imap_server.new_user()
+    mailbox = mailbox_on(imap_server, user)
+    inbox_poll(mailbox=mailbox)
+    mailbox.is_active = False  # no longer polled: its session is not taken again
+    mailbox.save(update_fields=["is_active"])
+    monkeypatch.setattr(imap, "KEEP_IDLE_SECONDS", 0.0)
+
+    assert inboxes_poll()["mailboxes"] == 0
+    assert imap.imap_sessions_close() == 0
