@@ -31,7 +31,7 @@ TEST_RESULTS := test-results
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots bench-dashboard bench-worker bench-classify clean
+.PHONY: help run test test-sqlite test-postgres chaos schemathesis lint typecheck venv system-packages postgres-started redis-started constraints screenshots bench-dashboard bench-worker bench-classify bench-reading clean
 
 help:
 	@echo "make run    set up a development database with demo data and serve http://127.0.0.1:8000 plus the task cluster"
@@ -44,6 +44,7 @@ help:
 	@echo "make bench-dashboard  time the dashboard and the admin's lists on 2,000,000 emails (PostgreSQL, see docs/benchmarks.md)"
 	@echo "make bench-worker     time the worker's cycle, metrics step and get_dashboard() on 2,000,000 emails (PostgreSQL)"
 	@echo "make bench-classify   classification speed: messages per second over the corpus of tests/inbox (no database)"
+	@echo "make bench-reading    first IMAP sync of 5,000 replies from Dovecot and their processing (PostgreSQL)"
 	@echo "make constraints  rewrite constraints.txt from the installed packages"
 	@echo "make clean  remove .venv, the SQLite database and collected static files"
 
@@ -167,6 +168,10 @@ bench-worker: $(STAMP) postgres-started
 
 bench-classify: $(STAMP)
 	$(PY) bench/classify.py $(BENCH_ARGS)
+
+# bench/reading.py starts its own Dovecot (dovecot-imapd, as the tests do) and uses test_<name> of this server.
+bench-reading: $(STAMP) postgres-started
+	DATABASE_URL=$(BENCH_POSTGRES_URL) $(PY) bench/reading.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) db.sqlite3 db.sqlite3-shm db.sqlite3-wal staticfiles $(TEST_RESULTS)

@@ -99,6 +99,16 @@ def imap_server():
     server.stop()
 
 
+@pytest.fixture(autouse=True)
+def kept_imap_sessions():
+    """Polls keep their IMAP sessions for the next poll (``cam.inbox.imap``): none outlives its test, so that
+    no test finds another's session, and the session's Dovecot is not left with hundreds of them."""
+    yield
+    from cam.inbox.imap import imap_sessions_close
+
+    imap_sessions_close()
+
+
 @pytest.fixture
 def smtp_settings(settings, smtp_server):
     """Django's own mail (alerts) goes to the test SMTP server."""

@@ -13,6 +13,14 @@ every conversation of the session's ``scope`` when it is cancelled (see ``cam.de
 A mailbox with the OAuth2 login logs in with SASL XOAUTH2 (``imap_login_mailbox``, imapclient's
 ``oauth2_login``) with the access token ``cam.mail_oauth`` gives it, refreshed once if refused.
 
+A session opened with ``reuse=True`` (the poller's) is not logged out when done but kept, logged in,
+for the next poll of the same mailbox in this process: that poll sends a NOOP (within one read's
+deadline) instead of connecting and logging in again, and connects afresh when the NOOP fails, when
+the session was kept longer than ``KEEP_IDLE_SECONDS``, or when the mailbox's server, user or password
+changed meanwhile. A session that failed in any way but a refused folder is never kept. OAuth2
+mailboxes log in every time, so that a revoked grant or an expired token is seen at once.
+``imap_sessions_close`` logs out every kept session.
+
 Every failure comes out as ``ImapError`` with a message meant for the operator. ``ImapFolderError``
 is the kind that leaves the connection usable (the server refused one folder), so the caller can go
 on with the next folder; after any other ``ImapError`` the connection is gone.
@@ -20,10 +28,13 @@ on with the next folder; after any other ``ImapError`` the connection is gone.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -46,6 +57,53 @@ DEFAULT_PORTS: dict[str, int] = {Security.NONE: 143, Security.STARTTLS: 143, Sec
 # A fetch may take longer than other commands: its deadline grows by the time the most it can bring
 # (every message at max_bytes) takes at this rate. A server slower than that is treated as stuck.
 SLOWEST_FETCH_BYTES_PER_SECOND = 1_000_000
+# How long a logged-in session is kept unused for the next poll. RFC 3501 lets a server log out a
+# session idle for 30 minutes; some cut sooner. Far below both, and well above a worker's interval.
+KEEP_IDLE_SECONDS = 300.0
+
+
+@dataclass
+class _Kept:
+    opened_with: tuple[str, ...]  # the mailbox's server, user and password (hashed) when it logged in
+    client: IMAPClient
+    since: float  # time.monotonic() when it was put aside
+
+
+# Logged-in sessions between polls, by mailbox id; a poll takes its mailbox's out while it uses it.
+_kept: dict[int, _Kept] = {}
+_kept_lock = threading.Lock()
+
+
+def _shut(client: IMAPClient) -> None:
+    """End a session without a word to the server (which may not answer)."""
+    with suppress(Exception):
+        client.shutdown()
+
+
+def imap_sessions_expire() -> int:
+    """End the kept sessions unused for more than ``KEEP_IDLE_SECONDS`` (a mailbox deactivated, deleted or no
+    longer polled by this worker would otherwise keep its connection); returns how many."""
+    now = time.monotonic()
+    with _kept_lock:
+        stale = [pk for pk, session in _kept.items() if now - session.since > KEEP_IDLE_SECONDS]
+        ended = [_kept.pop(pk) for pk in stale]
+    for session in ended:
+        _shut(session.client)
+    return len(ended)
+
+
+def imap_sessions_close() -> int:
+    """Log out every session kept between polls (a goodbye of one read's wait each at most); returns how many."""
+    with _kept_lock:
+        kept = list(_kept.values())
+        _kept.clear()
+    for session in kept:
+        with suppress(Exception):
+            sock = session.client.socket()
+            sock.settimeout(min(sock.gettimeout() or 5.0, 5.0))
+            session.client.logout()
+        _shut(session.client)
+    return len(kept)
 
 
 class ImapError(Exception):
@@ -144,15 +202,19 @@ class ImapInbox:
     """
 
     def __init__(self, mailbox: Mailbox, *, password: str, timeout: float, max_bytes: int,
-                 deadline_seconds: float, scope: CancelScope | None = None) -> None:
+                 deadline_seconds: float, scope: CancelScope | None = None, reuse: bool = False) -> None:
         self.mailbox = mailbox
         self.password = password
         self.timeout = timeout
         self.max_bytes = max_bytes
         self.deadline_seconds = deadline_seconds
         self.scope = scope
+        # Keep the session for the next poll of this mailbox (see the module's docstring); never an OAuth2 one.
+        self.reuse = reuse and mailbox.auth != Mailbox.Auth.OAUTH2
+        self.reused = False  # a kept session taken by open(), until its first command proves it
         self.client: IMAPClient | None = None
         self.folder = ""
+        self._broken = False  # something failed mid-conversation: not to be kept
 
     @property
     def port(self) -> int:
@@ -178,7 +240,14 @@ class ImapInbox:
         self.close()
 
     def open(self) -> None:
-        """Connect (SSL, STARTTLS or plain, as the mailbox says) and log in, all within one deadline."""
+        """Connect (SSL, STARTTLS or plain, as the mailbox says) and log in, all within one deadline; or, with
+        ``reuse``, take the session kept from this mailbox's last poll when it still answers."""
+        self._broken = False
+        if self.reuse and self._take_kept():
+            return
+        self._connect()
+
+    def _connect(self) -> None:
         security = self.mailbox.imap_security
         try:
             with self._deadline() as deadline:
@@ -202,6 +271,9 @@ class ImapInbox:
     def close(self) -> None:
         if self.client is None:
             return
+        if self.reuse and not self._broken and not (self.scope is not None and self.scope.cancelled):
+            self._keep()
+            return
         try:
             # Saying goodbye is worth one read's wait at most; a cut-off session skips it.
             with self._deadline(min(self.timeout, self.deadline_seconds)) as deadline:
@@ -212,10 +284,68 @@ class ImapInbox:
                 self.client.shutdown()
         self.client = None
 
+    # --- sessions kept between polls ---------------------------------------------------------------
+
+    @property
+    def _opened_with(self) -> tuple[str, ...]:
+        secret = hashlib.sha256(self.password.encode()).hexdigest()
+        return (self.mailbox.imap_host, str(self.port), self.mailbox.imap_security, self.username, secret)
+
+    def _keep(self) -> None:
+        assert self.client is not None
+        with _kept_lock:
+            previous = _kept.pop(self.mailbox.pk, None)
+            _kept[self.mailbox.pk] = _Kept(self._opened_with, self.client, time.monotonic())
+        if previous is not None and previous.client is not self.client:
+            _shut(previous.client)
+        self.client = None
+
+    def _take_kept(self) -> bool:
+        """Take this mailbox's kept session if it was opened the same way, is fresh and answers a NOOP."""
+        with _kept_lock:
+            kept = _kept.pop(self.mailbox.pk, None)
+        if kept is None:
+            return False
+        if kept.opened_with != self._opened_with or time.monotonic() - kept.since > KEEP_IDLE_SECONDS:
+            _shut(kept.client)
+            return False
+        self.client = kept.client
+        try:
+            with (self._deadline(min(self.timeout, self.deadline_seconds)) as deadline,
+                  self._errors("checking the session kept from the last poll", deadline)):
+                self.client.noop()
+        except ImapError as exc:
+            logger.info("The kept IMAP session of mailbox %s is gone (%s); logging in again.", self.mailbox.name, exc)
+            _shut(kept.client)
+            self.client = None
+            self._broken = False
+            return False
+        self.reused = True
+        return True
+
     # --- reading --------------------------------------------------------------------------------
 
     def select(self, folder: str) -> FolderStatus:
-        """Open ``folder`` read-only; returns its UIDVALIDITY and UIDNEXT."""
+        """Open ``folder`` read-only; returns its UIDVALIDITY and UIDNEXT.
+
+        A kept session that fails here, at its first real command, is replaced by a fresh login once: the
+        server may have changed under it (a folder rebuilt or restored) in ways its NOOP did not tell."""
+        kept = self.reused
+        try:
+            return self._select(folder)
+        except ImapError:
+            if not kept:
+                raise
+        logger.info("The kept IMAP session of mailbox %s failed to open %r; logging in again.", self.mailbox.name,
+                    folder)
+        assert self.client is not None
+        _shut(self.client)
+        self.client, self._broken = None, False
+        self._connect()
+        return self._select(folder)
+
+    def _select(self, folder: str) -> FolderStatus:
+        self.reused = False  # from the first command on, the session is this poll's own
         with self._deadline() as deadline, self._errors(f"opening folder {folder!r}", deadline, folder=folder):
             assert self.client is not None  # connected by open()
             status = self.client.select_folder(folder, readonly=True)
@@ -298,8 +428,20 @@ class ImapInbox:
     def _errors(self, doing: str, deadline: Deadline, *, folder: str | None = None) -> Iterator[None]:
         """Turn whatever imapclient, the socket or TLS raise into an ``ImapError`` that says what failed.
 
-        When ``deadline`` fired, that is what failed, whatever broke as a result.
+        When ``deadline`` fired, that is what failed, whatever broke as a result. Any failure but a refused
+        folder leaves the session in doubt: it is not kept for the next poll.
         """
+        try:
+            with self._explained(doing, deadline, folder=folder):
+                yield
+        except ImapFolderError:
+            raise
+        except BaseException:
+            self._broken = True
+            raise
+
+    @contextmanager
+    def _explained(self, doing: str, deadline: Deadline, *, folder: str | None) -> Iterator[None]:
         try:
             deadline.check()  # a cancelled poll starts nothing new
             with deadline.explaining():

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 
+from django.db.models import Q
+
 from cam.addresses import address_spellings
 from cam.inbox.reports import original_headers
 from cam.inbox.ses import ses_notification
@@ -107,12 +109,59 @@ def token_lead(message: EmailMessage) -> Lead | None:
     return None
 
 
+@dataclass
+class Known:
+    """Our emails a batch of messages may be about, read in one query for the whole batch (``known_emails``),
+    so that matching each message asks the database nothing more in the usual cases."""
+
+    by_message_id: dict[str, OutboundEmail]
+    by_pk: dict[int, OutboundEmail]
+
+    def thread(self, ids: list[str]) -> tuple[bool, OutboundEmail | None]:
+        """Whether ``ids`` name at most one email of ours, and that email (None when they name none). When they
+        name several, the query decides which of them (by step)."""
+        found = {self.by_message_id[found_id].pk: self.by_message_id[found_id] for found_id in ids
+                 if found_id in self.by_message_id}
+        if len(found) > 1:
+            return False, None
+        return True, next(iter(found.values()), None)
+
+    def first(self, ids: list[str]) -> OutboundEmail | None:
+        """What ``filter(message_id__in=ids).first()`` gives: the one with the lowest id."""
+        found = [self.by_message_id[found_id] for found_id in ids if found_id in self.by_message_id]
+        return min(found, key=lambda outbound: outbound.pk, default=None)
+
+    def latest(self, pks: list[int]) -> OutboundEmail | None:
+        """What ``filter(pk__in=pks).order_by("-pk").first()`` gives."""
+        found = [self.by_pk[pk] for pk in pks if pk in self.by_pk]
+        return max(found, key=lambda outbound: outbound.pk, default=None)
+
+
+def known_emails(*, message_ids: set[str], pks: set[int]) -> Known:
+    """Our emails with these Message-IDs or ids (and their leads), in one query."""
+    if not message_ids and not pks:
+        return Known({}, {})
+    rows = list(OutboundEmail.objects.select_related("lead").filter(
+        Q(message_id__in=message_ids) | Q(pk__in=pks)))
+    return Known({row.message_id: row for row in rows}, {row.pk: row for row in rows})
+
+
+def thread_ids(in_reply_to: str, references: str) -> list[str]:
+    """The Message-IDs a message's thread headers (as stored) name."""
+    return _ids(in_reply_to, references)
+
+
 def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
-                  failed_recipients: list[str]) -> Match:
-    """Find what ``message`` answers. Costs a few indexed lookups."""
-    signed = signed_outbound_ids(message)
+                  failed_recipients: list[str], known: Known | None = None, signed: list[int] | None = None,
+                  embedded: list[str] | None = None) -> Match:
+    """Find what ``message`` answers. Costs a few indexed lookups; none for what ``known`` holds: our emails
+    named by the message's thread headers, and by ``signed`` and ``embedded`` when given (the message's
+    ``signed_outbound_ids`` and ``embedded_message_ids``, worked out with ``known``)."""
+    signed_known = known if signed is not None else None
+    signed = signed_outbound_ids(message) if signed is None else signed
     if signed:
-        outbound = OutboundEmail.objects.select_related("lead").filter(pk__in=signed).order_by("-pk").first()
+        outbound = signed_known.latest(signed) if signed_known is not None else (
+            OutboundEmail.objects.select_related("lead").filter(pk__in=signed).order_by("-pk").first())
         if outbound:
             return Match(outbound, outbound.lead, "return path")
     lead = token_lead(message)
@@ -124,13 +173,17 @@ def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_rep
         return Match(sent.filter(mailbox_id=mailbox_id).first() or sent.first(), lead, "unsubscribe token")
     thread = _ids(in_reply_to, references)
     if thread:
-        outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)
-                    .order_by("-step__position", "-pk").first())
+        decided, outbound = known.thread(thread) if known is not None else (False, None)
+        if not decided:
+            outbound = (OutboundEmail.objects.select_related("lead").filter(message_id__in=thread)
+                        .order_by("-step__position", "-pk").first())
         if outbound:
             return Match(outbound, outbound.lead, "thread")
-    embedded = embedded_message_ids(message)
+    embedded_known = known if embedded is not None else None
+    embedded = embedded_message_ids(message) if embedded is None else embedded
     if embedded:
-        outbound = OutboundEmail.objects.select_related("lead").filter(message_id__in=embedded).first()
+        outbound = embedded_known.first(embedded) if embedded_known is not None else (
+            OutboundEmail.objects.select_related("lead").filter(message_id__in=embedded).first())
         if outbound:
             return Match(outbound, outbound.lead, "original message")
     for address in failed_recipients:

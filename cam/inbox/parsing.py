@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.header import decode_header, make_header
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
-from email.policy import Policy
+from email.policy import Policy, compat32
 from email.utils import getaddresses, parsedate_to_datetime
 from functools import partial
 from typing import Any
@@ -44,6 +45,10 @@ _BARE_ID = re.compile(r"[^<>\s@]+@[^<>\s@]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _FOLDING = re.compile(r"\s*[\r\n]+\s*")
 _ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_PLAIN = re.compile(r"[ -~]*")  # printable ASCII, one line
+_DOT_ATOM = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+_SIMPLE_FROM = re.compile(rf"(?:(?P<name>[A-Za-z0-9]+(?: [A-Za-z0-9]+)*) )?<(?P<address>{_DOT_ATOM}@{_DOT_ATOM})>"
+                          rf"|(?P<bare>{_DOT_ATOM}@{_DOT_ATOM})")
 
 # Mail clients nest a few levels (mixed > alternative > related), forwards a few more each; a reply
 # nested deeper than this was built to break parsers. Both limits keep every walk over a message —
@@ -75,20 +80,23 @@ class _Limits:
         self.too_deep = False
 
 
-class _BoundedMessage(EmailMessage):
-    """A message read by ``message_from_raw``; the parser attaches each part it creates to its parent
-    before reading the part's headers, which is where the depth and the count are known."""
+class _Bounded:
+    """What a message read by ``message_from_raw`` or ``message_from_raw_compat32`` adds to its class: the
+    parser attaches each part it creates to its parent before reading the part's headers, which is where
+    the depth and the count are known."""
 
-    def __init__(self, policy: Policy | None = None, *, limits: _Limits | None = None) -> None:
-        super().__init__(policy)
+    _cam_limits: _Limits
+    _cam_depth: int
+    _cam_left_out: bool
+
+    def _cam_start(self, limits: _Limits | None) -> None:
         self._cam_limits = limits or _Limits()
         self._cam_depth = 0
         self._cam_left_out = False
-        self._cam_type: tuple[tuple[str | None, str] | None, str] = (None, "")
 
     def attach(self, payload: Message | str) -> None:
         limits = self._cam_limits
-        if isinstance(payload, _BoundedMessage) and payload._cam_limits is limits:  # a part being parsed
+        if isinstance(payload, _Bounded) and payload._cam_limits is limits:  # a part being parsed
             payload._cam_depth = self._cam_depth + 1
             limits.parts += 1
             if limits.parts > MAX_MIME_PARTS:
@@ -97,7 +105,23 @@ class _BoundedMessage(EmailMessage):
                 limits.left_out += 1
                 return
         # typeshed narrows MIMEPart.attach to the part's own class, against its base (it ignores the override).
-        super().attach(payload)  # type: ignore[arg-type]
+        super().attach(payload)  # type: ignore[misc]
+
+    def _cam_bounded_type(self, content_type: str) -> str:
+        if self._cam_depth >= MAX_MIME_DEPTH and content_type.partition("/")[0] in ("multipart", "message"):
+            # The parser asks this before it opens a part: answering "opaque" is what stops it.
+            self._cam_limits.too_deep = True
+            return _OPAQUE
+        return content_type
+
+
+class _BoundedMessage(_Bounded, EmailMessage):
+    """A message read by ``message_from_raw``."""
+
+    def __init__(self, policy: Policy | None = None, *, limits: _Limits | None = None) -> None:
+        super().__init__(policy)
+        self._cam_start(limits)
+        self._cam_type: tuple[tuple[str | None, str] | None, str] = (None, "")
 
     def get_content_type(self) -> str:
         if self._cam_left_out:
@@ -108,12 +132,20 @@ class _BoundedMessage(EmailMessage):
         key = (raw, self.get_default_type())
         if self._cam_type[0] != key:
             self._cam_type = (key, super().get_content_type())
-        content_type = self._cam_type[1]
-        if self._cam_depth >= MAX_MIME_DEPTH and content_type.partition("/")[0] in ("multipart", "message"):
-            # The parser asks this before it opens a part: answering "opaque" is what stops it.
-            self._cam_limits.too_deep = True
+        return self._cam_bounded_type(self._cam_type[1])
+
+
+class _BoundedCompat32Message(_Bounded, Message):
+    """A message read by ``message_from_raw_compat32``: headers kept as plain strings."""
+
+    def __init__(self, policy: Policy = compat32, *, limits: _Limits | None = None) -> None:
+        super().__init__(policy)
+        self._cam_start(limits)
+
+    def get_content_type(self) -> str:
+        if self._cam_left_out:
             return _OPAQUE
-        return content_type
+        return self._cam_bounded_type(super().get_content_type())
 
 
 def message_from_raw(raw: bytes) -> EmailMessage:
@@ -141,14 +173,32 @@ def unread_parts(message: Message) -> list[str]:
     return found
 
 
+def message_from_raw_compat32(raw: bytes) -> Message:
+    """``raw`` read as ``message_from_raw`` reads it, into a ``compat32`` message: the same parts, the same
+    raw headers and the same limits, without building the default policy's header objects on every
+    header lookup (about a tenth of the time). For reading stored fields (``parse_message``), which
+    asks the default policy only about the headers it needs (``_modern``)."""
+    factory = partial(_BoundedCompat32Message, limits=_Limits())
+    return BytesParser(factory, policy=compat32).parsebytes(raw.replace(b"\x00", b""))
+
+
 def parse_message(raw: bytes) -> ParsedMessage:
     """The stored fields of ``raw`` (the message's bytes, possibly cut short); never raises."""
-    problems: list[str] = []
     try:
-        message = message_from_raw(raw or b"")
+        message = message_from_raw_compat32(raw or b"")
     except Exception as exc:  # the parser is lenient; this is a last resort
         return ParsedMessage(problems=(f"not a message: {type(exc).__name__}: {exc}",))
-    problems.extend(unread_parts(message))
+    return parsed_fields(message)
+
+
+def parsed_fields(message: Message, *, fast: bool = True) -> ParsedMessage:
+    """The stored fields of a message read by ``message_from_raw_compat32`` (or ``message_from_raw``: the
+    same fields, which a test holds to).
+
+    ``fast``: plain From, Subject and Date values (printable ASCII on one line, no encoded words, a
+    plain address) are read directly instead of through the default policy's header parser, which
+    reads them the same (a test holds to that too) at several times the cost."""
+    problems: list[str] = list(unread_parts(message))
     headers = _raw_headers(message)
 
     def read(name: str, reader: Callable[[], Any], default: Any) -> Any:
@@ -158,15 +208,15 @@ def parse_message(raw: bytes) -> ParsedMessage:
             problems.append(f"{name}: {type(exc).__name__}: {exc}")
             return default
 
-    from_email, from_name = read("From", lambda: _sender(message, headers), ("", ""))
+    from_email, from_name = read("From", lambda: _sender(headers, fast=fast), ("", ""))
     return ParsedMessage(
         message_id=read("Message-ID", lambda: _first_id(headers.get("message-id", "")), ""),
         in_reply_to=read("In-Reply-To", lambda: _first_id(headers.get("in-reply-to", "")), ""),
         references=read("References", lambda: " ".join(_ids(headers.get("references", ""))), ""),
         from_email=from_email,
         from_name=from_name,
-        subject=read("Subject", lambda: _subject(message, headers), ""),
-        date=read("Date", lambda: _date(message, headers), None),
+        subject=read("Subject", lambda: _subject(headers, fast=fast), ""),
+        date=read("Date", lambda: _date(headers, fast=fast), None),
         text=read("body", lambda: _body_text(message), ""),
         problems=tuple(problems),
     )
@@ -214,12 +264,22 @@ def _decoded(value: str) -> str:
         return _one_line(value)
 
 
-def _sender(message: EmailMessage, headers: dict[str, str]) -> tuple[str, str]:
+def _modern(headers: dict[str, str], name: str) -> Any:
+    """The first ``name`` header as the default policy's header object: what ``message[name]`` of a message
+    read with that policy is (the same function, on the same raw value)."""
+    return policy.default.header_fetch_parse(name, headers[name])
+
+
+def _sender(headers: dict[str, str], *, fast: bool = True) -> tuple[str, str]:
     raw = headers.get("from", "") or headers.get("sender", "")
     if not raw:
         return "", ""
+    name = "from" if "from" in headers else "sender"
+    if fast and (simple := _SIMPLE_FROM.fullmatch(headers[name])):
+        # What the default policy's address parser reads from a plain "Name <address>" or "address".
+        return (simple["address"] or simple["bare"]).lower(), simple["name"] or ""
     try:
-        addresses = message["From"].addresses if "from" in headers else message["Sender"].addresses
+        addresses = _modern(headers, name).addresses
         address = addresses[0]
         email_address, name = address.addr_spec, address.display_name
     except Exception:  # the structured parser gave up: fall back to the forgiving one
@@ -231,22 +291,30 @@ def _sender(message: EmailMessage, headers: dict[str, str]) -> tuple[str, str]:
     return email_address, _one_line(name).strip("\"' ")
 
 
-def _subject(message: EmailMessage, headers: dict[str, str]) -> str:
+def _subject(headers: dict[str, str], *, fast: bool = True) -> str:
     if "subject" not in headers:
         return ""
+    if fast and _PLAIN.fullmatch(headers["subject"]) and "=?" not in headers["subject"]:
+        return _one_line(headers["subject"])  # printable ASCII on one line, no encoded word: read as written
     try:
-        return _one_line(str(message["Subject"]))
+        return _one_line(str(_modern(headers, "subject")))
     except Exception:
         return _decoded(headers["subject"])
 
 
-def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
+def _date(headers: dict[str, str], *, fast: bool = True) -> datetime | None:
     if "date" not in headers:
         return None
-    try:
-        value: datetime | None = message["Date"].datetime
-    except Exception:
-        value = None
+    value: datetime | None = None
+    if fast and _PLAIN.fullmatch(headers["date"]):
+        # What the default policy's Date header does with a value on one line, without building the header.
+        with suppress(Exception):
+            value = parsedate_to_datetime(headers["date"])
+    if value is None:
+        try:
+            value = _modern(headers, "date").datetime
+        except Exception:
+            value = None
     if value is None:
         value = parsedate_to_datetime(_one_line(headers["date"]))  # raises on what it cannot read
     # "-0000" means "no time zone known": read it as UTC, as RFC 5322 asks. Converting here also
@@ -256,7 +324,7 @@ def _date(message: EmailMessage, headers: dict[str, str]) -> datetime | None:
     return value.astimezone(UTC)
 
 
-def _body_text(message: EmailMessage) -> str:
+def _body_text(message: Message) -> str:
     # The classifier reads the same body (``cam.inbox.text.body_text``): what staff see stored is what
     # was classified, made safe to store.
     return clean_text(body_text(message)).strip()

@@ -22,6 +22,9 @@
   running are cut off. So is every conversation when the worker is told to stop (a ``stop`` event, or
   ``cam.deadlines.cancel_interruptible``). A poll cut off keeps every chunk it stored.
 - Each chunk costs the same few queries, however many messages it holds.
+- The IMAP session stays logged in between polls of a mailbox in the same process (checked with a NOOP
+  before it is used again; see ``cam.inbox.imap``), so a cycle does not pay a connection and a login
+  per mailbox.
 
 Classification and threading of the stored rows happen later, elsewhere: polling leaves
 ``category``, ``lead``, ``outbound_email`` and ``processed_at`` empty.
@@ -44,7 +47,14 @@ from django.db.models import BinaryField, Case, F, Q, Value, When
 from django.utils import timezone
 
 from cam.deadlines import CancelScope
-from cam.inbox.imap import FetchedMessage, FolderStatus, ImapError, ImapFolderError, ImapInbox
+from cam.inbox.imap import (
+    FetchedMessage,
+    FolderStatus,
+    ImapError,
+    ImapFolderError,
+    ImapInbox,
+    imap_sessions_expire,
+)
 from cam.inbox.parsing import parse_message
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import InboundEmail, Mailbox, MailboxFolder
@@ -91,6 +101,7 @@ def inboxes_poll(*, budget_seconds: float | None = None, stop: threading.Event |
     Raises only when the database itself fails.
     """
     budget = settings.AICMO_CAM_IMAP_POLL_BUDGET_SECONDS if budget_seconds is None else budget_seconds
+    imap_sessions_expire()  # those of mailboxes no longer polled here
     # The least recently polled first: mailboxes a budget cut off last time are not starved by the
     # same slow ones ahead of them every time.
     # One whose OAuth2 grant is gone waits for someone to connect it again (cam.mail_oauth).
@@ -235,7 +246,8 @@ def _poll(*, mailbox: Mailbox, counts: dict[str, int], lease: tuple[str, str], s
             mailbox.imap_password_env, purpose=f"the IMAP password of mailbox {mailbox.name!r}")
         with ImapInbox(mailbox, password=password, timeout=settings.AICMO_CAM_IMAP_TIMEOUT_SECONDS,
                        max_bytes=settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES,
-                       deadline_seconds=settings.AICMO_CAM_IMAP_DEADLINE_SECONDS, scope=scope) as inbox:
+                       deadline_seconds=settings.AICMO_CAM_IMAP_DEADLINE_SECONDS, scope=scope,
+                       reuse=True) as inbox:
             for folder in folders:
                 try:
                     _poll_folder(inbox=inbox, folder=folder, counts=counts, lease=lease)

@@ -1,7 +1,10 @@
 """Reading stored replies: classify, match to what we sent, and apply the follow-up — once each.
 
-A reply is processed in its own transaction and marked ``processed_at`` in it, so a crash never
-applies a follow-up twice, and one unreadable message never holds up the others.
+A reply is marked ``processed_at`` in the same transaction as its follow-up, so a crash never applies a
+follow-up twice. A batch (``replies_process``) is one transaction with a savepoint per reply: one commit
+per batch instead of one per reply, and a reply that fails is rolled back to its savepoint and set
+aside, so one unreadable message never holds up the others. A crash loses the batch's work, which the
+next cycle does again.
 
 A bounce or complaint that does not prove it is about an email we sent (``cam.inbox.matching.unproven``)
 is classified and matched but held: ``confirmation`` is ``NEEDED`` and its lead is left alone, until a
@@ -12,14 +15,26 @@ dismisses it (``bounce_dismiss``: nothing changes). Reclassifying it is a person
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 
 from django.db import transaction
 from django.utils import timezone
 
 from cam.followup import reply_follow_up
-from cam.inbox.classify import classify_message
-from cam.inbox.matching import PROOFS, Match, match_message, unproven
+from cam.inbox.classify import Classification, classify_message
+from cam.inbox.matching import (
+    PROOFS,
+    Known,
+    Match,
+    embedded_message_ids,
+    known_emails,
+    match_message,
+    signed_outbound_ids,
+    thread_ids,
+    unproven,
+)
 from cam.inbox.parsing import clean_text, message_from_raw
 from cam.models import InboundEmail
 
@@ -32,40 +47,65 @@ Confirmation = InboundEmail.Confirmation
 NEEDS_PROOF = (Category.BOUNCE_HARD, Category.BOUNCE_SOFT, Category.COMPLAINT)
 
 
-def reply_process(*, inbound: InboundEmail) -> str:
-    """Classify and match one stored reply, then apply its follow-up. Returns its category."""
+@dataclass(frozen=True)
+class Reading:
+    """What a stored reply says, worked out before anything is written: its message (parsed once, for the
+    classifier and the matching alike), its classification, and the ids of our emails it names."""
+
+    message: EmailMessage
+    result: Classification
+    signed: list[int]  # signed_outbound_ids
+    embedded: list[str] | None  # embedded_message_ids, for a message without thread headers (else looked up later)
+
+
+def reply_read(inbound: InboundEmail) -> Reading:
     message = message_from_raw(bytes(inbound.raw_message or b""))
     result = classify_message(message)
+    embedded = None if thread_ids(inbound.in_reply_to, inbound.references) else embedded_message_ids(message)
+    return Reading(message, result, signed_outbound_ids(message), embedded)
+
+
+def reply_process(*, inbound: InboundEmail, reading: Reading | None = None, known: Known | None = None) -> str:
+    """Classify and match one stored reply, then apply its follow-up. Returns its category.
+
+    ``reading``: the reply read already (``reply_read``); ``known``: our emails its batch names
+    (``cam.inbox.matching.known_emails``), so that matching it asks the database nothing."""
+    if reading is None:
+        reading = reply_read(inbound)
+    message, result = reading.message, reading.result
     match = match_message(message=message, mailbox_id=inbound.mailbox_id, sender=inbound.from_email,
                           in_reply_to=inbound.in_reply_to, references=inbound.references,
-                          failed_recipients=list(result.failed_recipients))
+                          failed_recipients=list(result.failed_recipients), known=known,
+                          signed=reading.signed if known is not None else None,
+                          embedded=reading.embedded if known is not None else None)
     failed, how = report_recipients(result.category, list(result.failed_recipients), match)
     held = ""
     if result.category in NEEDS_PROOF and match.lead is not None:
         held = unproven(match, failed_recipients=failed)
     now = timezone.now()
-    with transaction.atomic():
-        # Re-read under the transaction: another worker may have processed it meanwhile.
-        if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(processed_at=now):
-            return inbound.category
-        inbound.category, inbound.confidence = result.category, result.confidence
-        # Text from the message is cleaned where it is stored: PostgreSQL takes no NUL in text or JSON.
-        inbound.classification_reasons = [clean_text(reason) for reason in (
+    # Text from the message is cleaned where it is stored: PostgreSQL takes no NUL in text or JSON.
+    fields = {
+        "category": result.category, "confidence": result.confidence,
+        "classification_reasons": [clean_text(reason) for reason in (
             *result.reasons, *([how] if how else []), *([f"matched by {match.how}"] if match.how else []),
-            *([f"held for a person to confirm or dismiss — {held}"] if held else []))]
-        inbound.confirmation = Confirmation.NEEDED if held else ""
-        inbound.failed_recipients = [clean_text(address) for address in failed]
-        inbound.bounce_status_code = clean_text(result.status_code)[:16]
-        inbound.return_date = result.return_date
-        inbound.referral_email = clean_text(result.referral_email or "")[:254]
-        inbound.reported_domain = clean_text(result.reported_domain)[:253]
-        inbound.new_text = clean_text(result.new_text) or inbound.new_text
-        inbound.outbound_email, inbound.lead = match.outbound, match.lead
-        inbound.classified_at, inbound.classified_by, inbound.processed_at = now, CLASSIFIER, now
-        inbound.save(update_fields=[
-            "category", "confidence", "classification_reasons", "failed_recipients", "bounce_status_code",
-            "return_date", "referral_email", "reported_domain", "new_text", "outbound_email", "lead", "classified_at",
-            "classified_by", "processed_at", "confirmation"])
+            *([f"held for a person to confirm or dismiss — {held}"] if held else []))],
+        "confirmation": Confirmation.NEEDED if held else "",
+        "failed_recipients": [clean_text(address) for address in failed],
+        "bounce_status_code": clean_text(result.status_code)[:16],
+        "return_date": result.return_date,
+        "referral_email": clean_text(result.referral_email or "")[:254],
+        "reported_domain": clean_text(result.reported_domain)[:253],
+        "new_text": clean_text(result.new_text) or inbound.new_text,
+        "outbound_email": match.outbound, "lead": match.lead,
+        "classified_at": now, "classified_by": CLASSIFIER, "processed_at": now,
+    }
+    # No savepoint of its own: in a batch, the caller's savepoint for this reply undoes all of it.
+    with transaction.atomic(savepoint=False):
+        # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
+        if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
+            return inbound.category
+        for name, value in fields.items():
+            setattr(inbound, name, value)
         if not held:
             reply_follow_up(inbound=inbound, actor=CLASSIFIER)
     return inbound.category
@@ -94,22 +134,44 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
     """Process stored replies not processed yet, oldest first. Returns counts per category, and
     ``held``: bounces and complaints waiting for a person to confirm them."""
     counts: dict[str, int] = {"processed": 0, "errors": 0}
-    for inbound in InboundEmail.objects.filter(processed_at__isnull=True).order_by("created_at", "pk")[:limit]:
+    batch = list(InboundEmail.objects.filter(processed_at__isnull=True).order_by("created_at", "pk")[:limit])
+    # Read every reply first (no database), then our emails they name in one query, then write.
+    readings: list[Reading | Exception] = []
+    for inbound in batch:
         try:
-            category = reply_process(inbound=inbound)
-        except Exception:
-            # Recorded, and set aside so the next cycle does not trip over it again; staff can
-            # reclassify it by hand.
-            logger.exception("Reply %s could not be processed", inbound.pk)
-            InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(
-                processed_at=timezone.now(), classification_reasons=["could not be processed: see the log"])
-            counts["errors"] += 1
-            continue
-        counts["processed"] += 1
-        counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
-        if inbound.needs_confirmation:
-            counts["held"] = counts.get("held", 0) + 1
+            readings.append(reply_read(inbound))
+        except Exception as exc:  # recorded with the others' failures below
+            readings.append(exc)
+    read = [reading for reading in readings if isinstance(reading, Reading)]
+    known = known_emails(
+        message_ids={found for inbound in batch for found in thread_ids(inbound.in_reply_to, inbound.references)}
+        | {found for reading in read for found in reading.embedded or ()},
+        pks={found for reading in read for found in reading.signed})
+    with transaction.atomic():
+        for inbound, reading in zip(batch, readings, strict=True):
+            _process_one(inbound, reading, known, counts)
     return counts
+
+
+def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int]) -> None:
+    """``reply_process`` in a savepoint of the batch's transaction, counted; a failure is recorded."""
+    try:
+        if isinstance(reading, Exception):
+            raise reading
+        with transaction.atomic():
+            category = reply_process(inbound=inbound, reading=reading, known=known)
+    except Exception:
+        # Recorded, and set aside so the next cycle does not trip over it again; staff can
+        # reclassify it by hand.
+        logger.exception("Reply %s could not be processed", inbound.pk)
+        InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(
+            processed_at=timezone.now(), classification_reasons=["could not be processed: see the log"])
+        counts["errors"] += 1
+        return
+    counts["processed"] += 1
+    counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
+    if inbound.needs_confirmation:
+        counts["held"] = counts.get("held", 0) + 1
 
 
 @transaction.atomic
