@@ -39,13 +39,22 @@ from typing import Any, Literal
 
 from django.conf import settings
 from django.db import reset_queries, transaction
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from cam.addresses import address_key, address_spellings, mx_resolver
+from cam.addresses import address_key, address_spellings, domain_and_parents, domain_key, domain_spellings, mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.first_seen import FirstSeen
-from cam.pipeline.lead_insert import leads_insert, statistics_refresh
+from cam.pipeline.lead_insert import (
+    STAGED_ADDRESSES,
+    STAGED_DOMAINS,
+    leads_insert,
+    leads_move,
+    leads_stage,
+    staging_supported,
+    statistics_refresh,
+)
 from cam.pipeline.records import (
     CleanRecord,
     RejectedRecord,
@@ -222,29 +231,41 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         clean.append((record, cleaned))
 
     emails = [c.address.email for _, c in clean]
-    suppressed = suppressed_addresses(emails)
-    # By the one spelling the records' addresses are in, found under any spelling a lead may have been
-    # stored in before addresses were normalised.
+    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
+    staged = staging_supported() and bool(clean)
+    if staged:
+        # The batch's good records are staged first, and the suppressions and existing leads are found by
+        # joining them in the database rather than by sending thousands of spellings along.
+        leads_stage(campaign=campaign, source=run.source, now=now, rows=new_leads,
+                    spellings=[_other_spellings(email) for email in emails])
+        suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
+        candidates: Any = RawSQL(STAGED_ADDRESSES, ())
+    else:
+        suppressed = suppressed_addresses(emails)
+        # By every spelling a lead may have been stored in before addresses were normalised.
+        candidates = {spelling for email in emails for spelling in address_spellings(email)}
+    # By the one spelling the records' addresses are in.
     existing = {address_key(lead.email): lead for lead in Lead.objects.filter(
-        campaign=campaign, email__in={spelling for email in emails for spelling in address_spellings(email)})
-        .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
+        campaign=campaign, email__in=candidates).only("pk", "email", *PROFILE_FIELDS)} if emails else {}
 
-    to_create: dict[int | None, dict[str, Any]] = {}
+    to_create: dict[int | None, str] = {}
     to_update: dict[int | None, Lead] = {}
-    for record, cleaned in clean:
+    skipped: list[int] = []
+    for index, (record, cleaned) in enumerate(clean):
         address = cleaned.address
         if address.email in suppressed:
             run.problem(record.line, "suppressed", suppressed[address.email], "email")
+            skipped.append(index)
             continue
         lead = existing.get(address.email)
         if lead is None:
             if room is not None and len(to_create) >= room:
                 counts["read"] -= 1  # past the cap: left for a later intake, so not read this time
+                skipped.append(index)
                 continue
-            to_create[record.line] = {
-                "email": address.email, "is_role_account": address.is_role_account,
-                "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+            to_create[record.line] = address.email
             continue
+        skipped.append(index)
         changes = {name: value for name, value in cleaned.fields.items()
                    if value not in (None, "") and getattr(lead, name) != value}
         if not changes:
@@ -257,7 +278,12 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         to_update[record.line] = lead
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
-    leads_insert(campaign=campaign, source=run.source, now=now, rows=list(to_create.values()))
+    if staged:
+        leads_move(skip=skipped)
+    else:
+        skipping = set(skipped)
+        leads_insert(campaign=campaign, source=run.source, now=now,
+                     rows=[row for index, row in enumerate(new_leads) if index not in skipping])
     bulk_update_values(list(to_update.values()), [*PROFILE_FIELDS, "source", "harvested_at", "raw_data",
                                                   "updated_at"])
     HarvestRejection.objects.bulk_create(rejections)
@@ -267,12 +293,28 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
     _keep_leads(run, to_create, to_update)
 
 
-def _keep_leads(run: _Intake, created: dict[int | None, dict[str, Any]], updated: dict[int | None, Lead]) -> None:
+def _new_lead(record: SourceRecord, cleaned: CleanRecord) -> dict[str, Any]:
+    address = cleaned.address
+    return {"email": address.email, "is_role_account": address.is_role_account,
+            "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+
+
+def _other_spellings(email: str) -> list[str] | None:
+    """Every spelling, other than ``email`` itself and its domains as ``lead_insert.STAGED_DOMAINS`` splits
+    them, under which the address or a domain above it may have been stored: ``None`` for an address
+    in ASCII without punycode (or an address literal), which has no other (``cam.addresses``)."""
+    if email.isascii() and "xn--" not in email and "[" not in email:
+        return None
+    domains = domain_and_parents(domain_key(email.rpartition("@")[2]))
+    return [*address_spellings(email), *(spelling for domain in domains for spelling in domain_spellings(domain))]
+
+
+def _keep_leads(run: _Intake, created: dict[int | None, str], updated: dict[int | None, Lead]) -> None:
     """Put the batch's leads the caller keeps on the report, read back whole in one query (an insert that
     ignores conflicts gives no ids back, and the updated ones were read with their profile fields only)."""
     leads = run.report.leads
     room = None if run.leads_kept is None else max(run.leads_kept - len(leads), 0)
-    wanted = [(line, "created", row["email"]) for line, row in created.items()]
+    wanted = [(line, "created", email) for line, email in created.items()]
     wanted += [(line, "updated", lead.email) for line, lead in updated.items()]
     wanted = sorted(wanted, key=lambda item: item[0] or 0)[:room]
     if not wanted:
@@ -284,6 +326,8 @@ def _keep_leads(run: _Intake, created: dict[int | None, dict[str, Any]], updated
             leads[line or 0] = (outcome, stored[email])
 
 
-def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+def _jsonable(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    if type(data) is dict and set(map(type, data.values())) <= {str} and set(map(type, data)) <= {str}:  # a CSV row
+        return data
     return {str(key): value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)
             for key, value in data.items()}

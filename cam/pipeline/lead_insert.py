@@ -13,8 +13,7 @@ Both ways give the same leads (tests/pipeline/test_lead_insert.py holds them to 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +22,28 @@ from django.db import connection, models
 
 from cam.models import Campaign, Lead, LeadSource
 
-STAGING_TABLE = "cam_lead_staging"
+STAGING_TABLE = "cam_lead_intake"
+# The staged addresses, and every other spelling of those not in plain ASCII (see ``leads_stage``): what a
+# lookup of suppressions or existing leads reads as ``… IN (STAGED_ADDRESSES)``.
+STAGED_ADDRESSES = (f"SELECT email FROM {STAGING_TABLE} "
+                    f"UNION ALL SELECT unnest(intake_spellings) FROM {STAGING_TABLE}")
+# Each staged address's domain and every domain above it that still has a dot (as
+# ``cam.addresses.domain_and_parents``), and the other spellings staged with it.
+STAGED_DOMAINS = (f"SELECT array_to_string(labels[i:], '.') FROM (SELECT string_to_array("
+                  f"substring(email from '[^@]*$'), '.') AS labels FROM {STAGING_TABLE}) AS staged, "
+                  f"generate_series(1, greatest(cardinality(labels) - 1, 1)) AS i "
+                  f"UNION ALL SELECT unnest(intake_spellings) FROM {STAGING_TABLE}")
+_ENCODER = DjangoJSONEncoder()
 
 
 def _columns() -> list[models.Field[Any, Any]]:
     return [field for field in Lead._meta.concrete_fields
             if not field.primary_key and not getattr(field, "generated", False)]
+
+
+def staging_supported() -> bool:
+    """Whether new leads are staged (``leads_stage``, ``leads_move``): on PostgreSQL."""
+    return connection.vendor == "postgresql"
 
 
 def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime,
@@ -38,30 +53,56 @@ def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime
     address is already a lead of the campaign are skipped."""
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    if not staging_supported():
         Lead.objects.bulk_create([Lead(campaign=campaign, source=source, harvested_at=now, **row) for row in rows],
                                  ignore_conflicts=True)
         return
+    leads_stage(campaign=campaign, source=source, now=now, rows=rows)
+    leads_move(skip=())
+
+
+def leads_stage(*, campaign: Campaign, source: LeadSource | None, now: datetime,
+                rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
+    """Stream ``rows`` (as for ``leads_insert``) into the staging table by COPY (PostgreSQL only), each
+    numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives, by position, the other
+    spellings of a row's address and of the domains it sits under (``None`` for a plain ASCII address,
+    whose only spellings are itself and its domains as the database splits them), so that
+    ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or lead may have been
+    stored under."""
     columns = _columns()
     template = _template(columns, campaign=campaign, source=source, now=now)
     position = {field.name: index for index, field in enumerate(columns)}
     json_columns = {field.name for field in columns if isinstance(field, models.JSONField)}
-    names = ", ".join(connection.ops.quote_name(str(field.column)) for field in columns)
+    names = _names(columns)
     with connection.cursor() as cursor:
-        # Shaped by the table itself, so a new column needs no change here; kept for the connection.
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} AS "
-                       f"SELECT {names} FROM {Lead._meta.db_table} WITH NO DATA")
-        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                values = list(template)
+        # Shaped by the table itself, so a new column needs no change here; kept for the connection,
+        # and emptied by every commit (so it never grows by the rows a long import moved through it).
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS "
+                       f"SELECT {names}, 0::integer AS intake_row, NULL::text[] AS intake_spellings "
+                       f"FROM {Lead._meta.db_table} WITH NO DATA")
+        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({names}, intake_row, intake_spellings) FROM STDIN") as copy:
+            for index, row in enumerate(rows):
+                values = [*template, index, spellings[index] if spellings else None]
                 for name, value in row.items():
                     values[position[name]] = _json(value) if name in json_columns else value
                 copy.write_row(values)
+
+
+def leads_move(*, skip: Collection[int]) -> None:
+    """Insert the staged rows as leads, but those at the positions in ``skip``, and empty the staging table.
+    A lead another intake added meanwhile is left to it (``ON CONFLICT DO NOTHING``), as
+    ``ignore_conflicts`` does."""
+    names = _names(_columns())
+    with connection.cursor() as cursor:
         # Emptied by the same statement that moves its rows, so a batch inside a longer transaction
         # never sees the previous batch's rows.
-        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING {names}) "
+        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING {names}, intake_row) "
                        f"INSERT INTO {Lead._meta.db_table} ({names}) SELECT {names} FROM staged "
-                       f"ON CONFLICT DO NOTHING")
+                       f"WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING", [sorted(skip)])
+
+
+def _names(columns: list[models.Field[Any, Any]]) -> str:
+    return ", ".join(connection.ops.quote_name(str(field.column)) for field in columns)
 
 
 def _template(columns: list[models.Field[Any, Any]], *, campaign: Campaign, source: LeadSource | None,
@@ -81,7 +122,7 @@ def _template(columns: list[models.Field[Any, Any]], *, campaign: Campaign, sour
 
 def _json(value: Any) -> str | None:
     # None is SQL NULL, as Django stores it, not the JSON null.
-    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def statistics_refresh() -> None:
