@@ -21,11 +21,13 @@ create (``cam.api.leads``) all call ``leads_intake``, so one record ends the sam
 Duplicates and suppressed records are reported to the caller by line, with the reason, but not stored:
 a daily harvest would otherwise store every unchanged lead every day.
 
-Records are handled in batches of ``BATCH_SIZE``, each in its own transaction, at the same few queries
-whatever its size: the suppressions, the existing leads, one insert (streamed by COPY on PostgreSQL:
-``cam.pipeline.lead_insert``), one bulk update, one insert of the rejections, and one read of the
-batch's created and updated leads when the caller keeps them. Addresses are validated once each, most
-of them by ``cam.addresses``' fast path for plain addresses.
+Records are handled in batches of ``BATCH_SIZE`` (growing to ``BATCH_GROWTH`` times that over a long
+input), each in its own transaction, at the same few queries whatever its size: the suppressions, the
+existing leads, one insert, one bulk update, one insert of the rejections, and one read of the batch's
+created and updated leads when the caller keeps them. On PostgreSQL the batch's good records are first
+streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions and existing
+leads are found by joining it, and the new leads move across from it in one statement. Addresses are
+validated once each, most of them by ``cam.addresses``' fast path for plain addresses.
 Nothing but the current batch, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
 """
@@ -68,6 +70,9 @@ from cam.sources.base import LEAD_FIELDS, SourceRecord
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
+# A long input's batches double up to this many times BATCH_SIZE: each batch is one transaction with its
+# own lookups, so bigger ones cost fewer commits and queries a row, at a few megabytes each.
+BATCH_GROWTH = 8
 # Statistics of the leads table are refreshed when the leads created reach this, then each time they double.
 REFRESH_STATISTICS_FROM = 5000
 OUTCOMES = ("created", "updated", "duplicate", "suppressed", "rejected")
@@ -175,8 +180,11 @@ def leads_intake(
     # One resolver for the whole run: it caches answers, so each domain is looked up once.
     run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
     refresh_at = REFRESH_STATISTICS_FROM
+    size = BATCH_SIZE
     while max_leads is None or counts["created"] < max_leads:
-        batch = list(islice(iterator, BATCH_SIZE))
+        batch = list(islice(iterator, size))
+        if max_leads is None:  # a capped intake keeps its batches small, to read little past the cap
+            size = min(2 * size, BATCH_GROWTH * BATCH_SIZE)
         if not batch:
             break
         room = None if max_leads is None else max_leads - counts["created"]
