@@ -34,13 +34,15 @@ Nothing but the current batch, what the caller asks to keep and the compact firs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import reset_queries, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, reset_queries, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
@@ -162,6 +164,7 @@ def leads_intake(
     numbering: Numbering = "line",
     problems_kept: int | None = 0,
     leads_kept: int | None = 0,
+    overlap: bool = False,
 ) -> IntakeReport:
     """Turn ``records`` into leads of ``campaign`` (see the module's docstring for the outcomes).
 
@@ -170,8 +173,10 @@ def leads_intake(
     rejections. ``max_leads`` caps the leads created (the rest of the input is not read). ``on_batch``
     is called with the running counts after each batch (progress bars). ``problems_kept`` and
     ``leads_kept`` bound what the report holds (``None``: all of it; the API keeps all of a request,
-    which its item limit bounds). Raises what reading ``records`` raises (``SourceError``); the
-    batches written before stay written.
+    which its item limit bounds). ``overlap`` lets the next batch be judged while the database writes
+    this one (``_intake_overlapped``; on PostgreSQL, without ``max_leads``), for a long file whose
+    records are read without the database. Raises what reading ``records`` raises (``SourceError``);
+    the batches written before stay written.
     """
     run = _Intake(campaign=campaign, map_record=map_record, source=source, execution=execution,
                   numbering=numbering, problems_kept=problems_kept, leads_kept=leads_kept, report=IntakeReport())
@@ -180,15 +185,9 @@ def leads_intake(
     # One resolver for the whole run: it caches answers, so each domain is looked up once.
     run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
     refresh_at = REFRESH_STATISTICS_FROM
-    size = BATCH_SIZE
-    while max_leads is None or counts["created"] < max_leads:
-        batch = list(islice(iterator, size))
-        if max_leads is None:  # a capped intake keeps its batches small, to read little past the cap
-            size = min(2 * size, BATCH_GROWTH * BATCH_SIZE)
-        if not batch:
-            break
-        room = None if max_leads is None else max_leads - counts["created"]
-        _intake_batch(run, batch, room=room)
+
+    def written() -> None:
+        nonlocal refresh_at
         if settings.DEBUG:
             # Django keeps the text of the last 9,000 queries with DEBUG on (``make run``), and a batch's
             # lookups name a thousand addresses each: a long import would hold hundreds of megabytes of SQL.
@@ -198,7 +197,66 @@ def leads_intake(
             refresh_at *= 2
         if on_batch:
             on_batch(dict(counts))
+
+    if max_leads is not None and max_leads <= 0:
+        return run.report
+    batches = _batches(iterator, grow=max_leads is None)
+    if overlap and max_leads is None and staging_supported():
+        _intake_overlapped(run, batches, written)
+        return run.report
+    for batch in batches:
+        room = None if max_leads is None else max_leads - counts["created"]
+        _write_batch(run, _judge_batch(run, batch), room=room)
+        written()
+        if max_leads is not None and counts["created"] >= max_leads:
+            break
     return run.report
+
+
+def _batches(records: Iterator[SourceRecord], *, grow: bool) -> Iterator[list[SourceRecord]]:
+    size = BATCH_SIZE
+    while batch := list(islice(records, size)):
+        yield batch
+        if grow:  # a capped intake keeps its batches small, to read little past the cap
+            size = min(2 * size, BATCH_GROWTH * BATCH_SIZE)
+
+
+def _intake_overlapped(run: _Intake, batches: Iterator[list[SourceRecord]], written: Callable[[], None]) -> None:
+    """Judge each batch while the database writes the one before, on this thread's connection lent to a
+    second thread. Reading and cleaning records is Python; writing them is mostly waiting for the
+    database, which lets go of the interpreter meanwhile — so the two take about the time of the longer
+    rather than of both. Only one thread uses the connection at any time: the writer between its start
+    and the wait for it, this one otherwise, so the batches keep their order and their transactions
+    (also inside an outer one, as in the admin's preview)."""
+    shared = connections[DEFAULT_DB_ALIAS]
+    shared.inc_thread_sharing()
+    writing: Future[None] | None = None
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-intake") as writer:
+            try:
+                for batch in batches:
+                    judged = _judge_batch(run, batch)
+                    if writing is not None:
+                        writing.result()
+                        writing = None
+                        written()
+                    writing = writer.submit(_write_lent, shared, run, judged)
+            finally:
+                # The batches judged before a failure of the records (a file that cannot be read on) stay
+                # written, as without the second thread.
+                if writing is not None:
+                    writing.result()
+                    written()
+    finally:
+        shared.dec_thread_sharing()
+
+
+def _write_lent(shared: BaseDatabaseWrapper, run: _Intake, judged: _Judged) -> None:
+    connections[DEFAULT_DB_ALIAS] = shared
+    try:
+        _write_batch(run, judged, room=None)
+    finally:
+        del connections[DEFAULT_DB_ALIAS]
 
 
 def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> CleanRecord:
@@ -213,11 +271,24 @@ def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> Cle
     return clean_record(mapped, check_mx=run.dns_resolver is not None, dns_resolver=run.dns_resolver)
 
 
-@transaction.atomic
-def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) -> None:
-    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+@dataclass
+class _Judged:
+    """A batch judged record by record, before the database is asked: its rejections, its good records
+    (with each one's new lead and other spellings, see ``_other_spellings``) and its problems so far."""
+
+    rejections: list[HarvestRejection]
+    clean: list[tuple[SourceRecord, CleanRecord]]
+    new_leads: list[dict[str, Any]]
+    spellings: list[list[str] | None]
+    problems: list[IntakeProblem]
+
+
+def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
+    """Clean each record and find the repeats within the input; no query."""
+    campaign, counts = run.campaign, run.report.counts
     rejections: list[HarvestRejection] = []
     clean: list[tuple[SourceRecord, CleanRecord]] = []
+    problems: list[IntakeProblem] = []
     for record in batch:
         counts["read"] += 1
         mapped = run.map_record(record.data)
@@ -229,23 +300,31 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
             rejections.append(HarvestRejection(
                 campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
                 reason=reason, email=storable_text(str(email or ""))[:320], raw_data=storable_data(record.data)))
-            run.problem(record.line, "rejected", reason, exc.field)
+            problems.append(IntakeProblem(record.line, "rejected", reason, exc.field))
             continue
         email = cleaned.address.email
         first = run.first_seen.first_line(email, record.line or 0)
         if first is not None:
-            run.problem(record.line, "duplicate", f"duplicate: {email} is already {run.earlier(first)}", "email")
+            problems.append(IntakeProblem(record.line, "duplicate",
+                                          f"duplicate: {email} is already {run.earlier(first)}", "email"))
             continue
         clean.append((record, cleaned))
+    return _Judged(rejections=rejections, clean=clean,
+                   new_leads=[_new_lead(record, cleaned) for record, cleaned in clean],
+                   spellings=[_other_spellings(cleaned.address.email) for _, cleaned in clean], problems=problems)
 
+
+@transaction.atomic
+def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
+    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+    clean, new_leads, rejections = judged.clean, judged.new_leads, judged.rejections
+    run.pending.extend(judged.problems)
     emails = [c.address.email for _, c in clean]
-    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
     staged = staging_supported() and bool(clean)
     if staged:
         # The batch's good records are staged first, and the suppressions and existing leads are found by
         # joining them in the database rather than by sending thousands of spellings along.
-        leads_stage(campaign=campaign, source=run.source, now=now, rows=new_leads,
-                    spellings=[_other_spellings(email) for email in emails])
+        leads_stage(rows=new_leads, spellings=judged.spellings)
         suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
         candidates: Any = RawSQL(STAGED_ADDRESSES, ())
     else:
@@ -287,7 +366,7 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
     if staged:
-        leads_move(skip=skipped)
+        leads_move(campaign=campaign, source=run.source, now=now, skip=skipped)
     else:
         skipping = set(skipped)
         leads_insert(campaign=campaign, source=run.source, now=now,

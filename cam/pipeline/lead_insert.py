@@ -3,10 +3,11 @@
 A million-row import spends most of its time writing if each batch goes through ``bulk_create``:
 Django builds every value through the field's preparation, psycopg quotes them into one statement of
 megabytes and the server parses it again. On PostgreSQL a batch is instead streamed with ``COPY``
-into a temporary staging table shaped like ``cam_lead`` and moved across by one set-based
-``INSERT … SELECT … ON CONFLICT DO NOTHING`` (a lead another intake added meanwhile is left to it, as
-``ignore_conflicts`` does). Each row is a tuple built from one prepared template of the model's
-defaults, so no model instance is made per lead.
+into a temporary staging table holding what the records bring (``STAGED_FIELDS``), where the intake
+looks up suppressions and existing leads by joining it, and moved across by one set-based ``INSERT …
+SELECT … ON CONFLICT DO NOTHING`` that fills in the columns all the batch's leads share from one
+prepared template of the model's defaults (a lead another intake added meanwhile is left to it, as
+``ignore_conflicts`` does). No model instance is made per lead.
 
 Both ways give the same leads (tests/pipeline/test_lead_insert.py holds them to it).
 """
@@ -33,6 +34,9 @@ STAGED_DOMAINS = (f"SELECT array_to_string(labels[i:], '.') FROM (SELECT string_
                   f"substring(email from '[^@]*$'), '.') AS labels FROM {STAGING_TABLE}) AS staged, "
                   f"generate_series(1, greatest(cardinality(labels) - 1, 1)) AS i "
                   f"UNION ALL SELECT unnest(intake_spellings) FROM {STAGING_TABLE}")
+# What a record brings to a new lead, staged row by row; every other column is the same for a whole batch.
+STAGED_FIELDS = ("email", "is_role_account", "is_free_mail", "raw_data", "first_name", "last_name", "company",
+                 "title", "industry", "country", "company_size", "website", "timezone")
 _ENCODER = DjangoJSONEncoder()
 
 
@@ -57,51 +61,71 @@ def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime
         Lead.objects.bulk_create([Lead(campaign=campaign, source=source, harvested_at=now, **row) for row in rows],
                                  ignore_conflicts=True)
         return
-    leads_stage(campaign=campaign, source=source, now=now, rows=rows)
-    leads_move(skip=())
+    unknown = {name for row in rows for name in row} - set(STAGED_FIELDS)
+    if unknown:
+        raise ValueError(f"leads_insert sets only {', '.join(STAGED_FIELDS)}, not {', '.join(sorted(unknown))}")
+    leads_stage(rows=rows)
+    leads_move(campaign=campaign, source=source, now=now, skip=())
 
 
-def leads_stage(*, campaign: Campaign, source: LeadSource | None, now: datetime,
-                rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
-    """Stream ``rows`` (as for ``leads_insert``) into the staging table by COPY (PostgreSQL only), each
-    numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives, by position, the other
-    spellings of a row's address and of the domains it sits under (``None`` for a plain ASCII address,
-    whose only spellings are itself and its domains as the database splits them), so that
-    ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or lead may have been
-    stored under."""
-    columns = _columns()
-    template = _template(columns, campaign=campaign, source=source, now=now)
-    position = {field.name: index for index, field in enumerate(columns)}
-    json_columns = {field.name for field in columns if isinstance(field, models.JSONField)}
-    names = _names(columns)
+def leads_stage(*, rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
+    """Stream ``rows`` (as for ``leads_insert``, with only ``STAGED_FIELDS``) into the staging table by COPY
+    (PostgreSQL only), each numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives,
+    by position, the other spellings of a row's address and of the domains it sits under (``None`` for
+    a plain ASCII address, whose only spellings are itself and its domains as the database splits
+    them), so that ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or
+    lead may have been stored under.
+
+    Only the fields a record brings are staged; the columns every new lead of the batch shares (its
+    campaign, source, status, times, …) are filled in by ``leads_move``, so COPY writes a dozen values
+    a row rather than every column."""
+    fields = [field for name in STAGED_FIELDS if isinstance(field := Lead._meta.get_field(name), models.Field)]
+    json_positions = [index for index, field in enumerate(fields) if isinstance(field, models.JSONField)]
     with connection.cursor() as cursor:
-        # Shaped by the table itself, so a new column needs no change here; kept for the connection,
-        # and emptied by every commit (so it never grows by the rows a long import moved through it).
+        # Shaped by the table itself; kept for the connection, and emptied by every commit (so it never
+        # grows by the rows a long import moved through it).
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS "
-                       f"SELECT {names}, 0::integer AS intake_row, NULL::text[] AS intake_spellings "
+                       f"SELECT {_names(fields)}, 0::integer AS intake_row, NULL::text[] AS intake_spellings "
                        f"FROM {Lead._meta.db_table} WITH NO DATA")
-        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({names}, intake_row, intake_spellings) FROM STDIN") as copy:
+        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_names(fields)}, intake_row, intake_spellings) "
+                                f"FROM STDIN") as copy:
             for index, row in enumerate(rows):
-                values = [*template, index, spellings[index] if spellings else None]
-                for name, value in row.items():
-                    values[position[name]] = _json(value) if name in json_columns else value
+                values = [row.get(name) for name in STAGED_FIELDS]
+                for position in json_positions:
+                    values[position] = _json(values[position])
+                values.append(index)
+                values.append(spellings[index] if spellings else None)
                 copy.write_row(values)
 
 
-def leads_move(*, skip: Collection[int]) -> None:
-    """Insert the staged rows as leads, but those at the positions in ``skip``, and empty the staging table.
-    A lead another intake added meanwhile is left to it (``ON CONFLICT DO NOTHING``), as
-    ``ignore_conflicts`` does."""
-    names = _names(_columns())
+def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int]) -> None:
+    """Insert the staged rows as ``NEW`` leads of ``campaign``, but those at the positions in ``skip``, and
+    empty the staging table. A staged field left empty (a record without it) takes the field's default,
+    as does every column not staged. A lead another intake added meanwhile is left to it (``ON CONFLICT
+    DO NOTHING``), as ``ignore_conflicts`` does."""
+    columns = _columns()
+    template = _template(columns, campaign=campaign, source=source, now=now)
+    select, params = [], []
+    for field, value in zip(columns, template, strict=True):
+        column = connection.ops.quote_name(str(field.column))
+        if field.name in STAGED_FIELDS and value is None:
+            select.append(f"staged.{column}")
+        elif field.name in STAGED_FIELDS:
+            select.append(f"COALESCE(staged.{column}, %s::{field.db_type(connection)})")
+            params.append(value)
+        else:
+            select.append(f"%s::{field.db_type(connection)}")
+            params.append(value)
     with connection.cursor() as cursor:
         # Emptied by the same statement that moves its rows, so a batch inside a longer transaction
         # never sees the previous batch's rows.
-        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING {names}, intake_row) "
-                       f"INSERT INTO {Lead._meta.db_table} ({names}) SELECT {names} FROM staged "
-                       f"WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING", [sorted(skip)])
+        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
+                       f"INSERT INTO {Lead._meta.db_table} ({_names(columns)}) SELECT {', '.join(select)} "
+                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING",
+                       [*params, sorted(skip)])
 
 
-def _names(columns: list[models.Field[Any, Any]]) -> str:
+def _names(columns: Sequence[models.Field[Any, Any]]) -> str:
     return ", ".join(connection.ops.quote_name(str(field.column)) for field in columns)
 
 
