@@ -333,7 +333,7 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
         candidates = {spelling for email in emails for spelling in address_spellings(email)}
     # By the one spelling the records' addresses are in.
     existing = {address_key(lead.email): lead for lead in Lead.objects.filter(
-        campaign=campaign, email__in=candidates).only("pk", "email", *PROFILE_FIELDS)} if emails else {}
+        campaign=campaign, email__in=candidates).only("pk", "email", *PROFILE_FIELDS).order_by()} if emails else {}
 
     to_create: dict[int | None, str] = {}
     to_update: dict[int | None, Lead] = {}

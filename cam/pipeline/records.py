@@ -69,6 +69,8 @@ def parse_company_size(value: Any) -> int | None:
         size = value
     elif isinstance(value, float) and value.is_integer():
         size = int(value)  # JSON APIs often send 250.0
+    elif isinstance(value, str) and value.isascii() and value.isdigit():  # the common case, without the patterns
+        size = int(value)
     else:
         text = str(value).strip()
         single, span = _SIZE.match(text), _SIZE_RANGE.match(text)
