@@ -56,6 +56,7 @@ from cam.pipeline.lead_insert import (
     leads_insert,
     leads_move,
     leads_stage,
+    staged_row,
     staging_supported,
     statistics_refresh,
 )
@@ -279,6 +280,7 @@ class _Judged:
     rejections: list[HarvestRejection]
     clean: list[tuple[SourceRecord, CleanRecord]]
     new_leads: list[dict[str, Any]]
+    staged: list[list[Any]]  # the new leads as ``lead_insert.staged_row`` gives them, when staging
     spellings: list[list[str] | None]
     problems: list[IntakeProblem]
 
@@ -309,8 +311,9 @@ def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
                                           f"duplicate: {email} is already {run.earlier(first)}", "email"))
             continue
         clean.append((record, cleaned))
-    return _Judged(rejections=rejections, clean=clean,
-                   new_leads=[_new_lead(record, cleaned) for record, cleaned in clean],
+    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
+    return _Judged(rejections=rejections, clean=clean, new_leads=new_leads,
+                   staged=[staged_row(row) for row in new_leads] if staging_supported() else [],
                    spellings=[_other_spellings(cleaned.address.email) for _, cleaned in clean], problems=problems)
 
 
@@ -324,7 +327,7 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     if staged:
         # The batch's good records are staged first, and the suppressions and existing leads are found by
         # joining them in the database rather than by sending thousands of spellings along.
-        leads_stage(rows=new_leads, spellings=judged.spellings)
+        leads_stage(rows=judged.staged, spellings=judged.spellings)
         suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
         candidates: Any = RawSQL(STAGED_ADDRESSES, ())
     else:
@@ -401,6 +404,8 @@ def _keep_leads(run: _Intake, created: dict[int | None, str], updated: dict[int 
     ignores conflicts gives no ids back, and the updated ones were read with their profile fields only)."""
     leads = run.report.leads
     room = None if run.leads_kept is None else max(run.leads_kept - len(leads), 0)
+    if room == 0:  # the command keeps none: not even a sorted list of the batch
+        return
     wanted = [(line, "created", email) for line, email in created.items()]
     wanted += [(line, "updated", lead.email) for line, lead in updated.items()]
     wanted = sorted(wanted, key=lambda item: item[0] or 0)[:room]

@@ -37,6 +37,8 @@ STAGED_DOMAINS = (f"SELECT array_to_string(labels[i:], '.') FROM (SELECT string_
 # What a record brings to a new lead, staged row by row; every other column is the same for a whole batch.
 STAGED_FIELDS = ("email", "is_role_account", "is_free_mail", "raw_data", "first_name", "last_name", "company",
                  "title", "industry", "country", "company_size", "website", "timezone")
+# The only JSON field among them, which ``staged_row`` encodes.
+_RAW_DATA = STAGED_FIELDS.index("raw_data")
 _ENCODER = DjangoJSONEncoder()
 
 
@@ -64,23 +66,31 @@ def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime
     unknown = {name for row in rows for name in row} - set(STAGED_FIELDS)
     if unknown:
         raise ValueError(f"leads_insert sets only {', '.join(STAGED_FIELDS)}, not {', '.join(sorted(unknown))}")
-    leads_stage(rows=rows)
+    leads_stage(rows=[staged_row(row) for row in rows])
     leads_move(campaign=campaign, source=source, now=now, skip=())
 
 
-def leads_stage(*, rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
-    """Stream ``rows`` (as for ``leads_insert``, with only ``STAGED_FIELDS``) into the staging table by COPY
-    (PostgreSQL only), each numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives,
-    by position, the other spellings of a row's address and of the domains it sits under (``None`` for
-    a plain ASCII address, whose only spellings are itself and its domains as the database splits
-    them), so that ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or
-    lead may have been stored under.
+def staged_row(row: Mapping[str, Any]) -> list[Any]:
+    """``row`` (field name → value, only ``STAGED_FIELDS``) as ``leads_stage`` writes it: the values in
+    ``STAGED_FIELDS`` order, JSON already encoded. Made apart from the COPY so that a caller may prepare
+    a batch while the database is busy with the one before."""
+    values = [row.get(name) for name in STAGED_FIELDS]
+    values[_RAW_DATA] = _json(values[_RAW_DATA])
+    return values
+
+
+def leads_stage(*, rows: Sequence[list[Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
+    """Stream ``rows`` (each from ``staged_row``) into the staging table by COPY (PostgreSQL only), each
+    numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives, by position, the other
+    spellings of a row's address and of the domains it sits under (``None`` for a plain ASCII address,
+    whose only spellings are itself and its domains as the database splits them), so that
+    ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or lead may have been
+    stored under.
 
     Only the fields a record brings are staged; the columns every new lead of the batch shares (its
     campaign, source, status, times, …) are filled in by ``leads_move``, so COPY writes a dozen values
     a row rather than every column."""
     fields = [field for name in STAGED_FIELDS if isinstance(field := Lead._meta.get_field(name), models.Field)]
-    json_positions = [index for index, field in enumerate(fields) if isinstance(field, models.JSONField)]
     with connection.cursor() as cursor:
         # Shaped by the table itself; kept for the connection, and emptied by every commit (so it never
         # grows by the rows a long import moved through it).
@@ -89,13 +99,8 @@ def leads_stage(*, rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequen
                        f"FROM {Lead._meta.db_table} WITH NO DATA")
         with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_names(fields)}, intake_row, intake_spellings) "
                                 f"FROM STDIN") as copy:
-            for index, row in enumerate(rows):
-                values = [row.get(name) for name in STAGED_FIELDS]
-                for position in json_positions:
-                    values[position] = _json(values[position])
-                values.append(index)
-                values.append(spellings[index] if spellings else None)
-                copy.write_row(values)
+            for index, values in enumerate(rows):
+                copy.write_row((*values, index, spellings[index] if spellings else None))
 
 
 def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int]) -> None:
