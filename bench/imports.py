@@ -123,7 +123,9 @@ def cam_import(path: Path, database: str, *, debug: bool) -> tuple[float, int, s
     from cam.models import Campaign
 
     campaign = Campaign.objects.create(name=f"bench import (DEBUG {'on' if debug else 'off'})")
-    env = {**os.environ, "DATABASE_URL": database, "DJANGO_DEBUG": "true" if debug else "false",
+    # The settings read DEBUG (not DJANGO_DEBUG), and refuse to start with it off and no SECRET_KEY.
+    env = {**os.environ, "DATABASE_URL": database, "DEBUG": "true" if debug else "false",
+           "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-imports-" + "x" * 50,
            "AICMO_CAM_IMPORT_DIRS": str(path.parent)}
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "cam_import_leads", str(path),

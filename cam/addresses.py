@@ -88,6 +88,7 @@ _PLAIN_ADDRESS = re.compile(rf"({_PLAIN_LOCAL})@((?:{_PLAIN_LABEL}\.)+[a-z]{{2,6
 _SPECIAL_USE_TLDS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
+@functools.lru_cache(maxsize=4096)  # a lead's website is mostly at its address's domain
 def plain_domain(domain: str) -> bool:
     """Whether ``domain`` (in lower case) is one whose validation is known: see ``_PLAIN_ADDRESS``."""
     return (len(domain) <= 180 and "--" not in domain and domain.rpartition(".")[2] not in _SPECIAL_USE_TLDS

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet
+from django.db.models.expressions import RawSQL
 
 from cam.addresses import (
     RejectedAddress,
@@ -38,35 +39,48 @@ EMAIL_MAX_LENGTH = max_length(Suppression, "email")
 DOMAIN_MAX_LENGTH = max_length(Suppression, "domain")
 
 
-def suppressed_addresses(emails: Iterable[str]) -> dict[str, str]:
+def suppressed_addresses(emails: Iterable[str], *, among: tuple[str, str] | None = None) -> dict[str, str]:
     """The given addresses that are suppressed, each (as given) with the reason for staff.
 
     An address is suppressed by a row for itself, for its domain or for any domain above it, in any
     spelling. One query for the whole set, whatever its size: every spelling of every address and of
-    every domain they sit under, looked up together."""
+    every domain they sit under, looked up together. ``among`` is for addresses already in the database
+    (a batch of leads staged by ``cam.pipeline.lead_insert``): two subqueries naming every spelling of
+    the addresses and of the domains above them, which the query then reads instead of taking the
+    spellings as parameters — two joins on the list's unique indexes."""
     emails = list(dict.fromkeys(emails))
     if not emails:
         return {}
-    keys = {email: address_key(email) for email in emails}
-    covering = {email: domain_and_parents(domain_key(key.rpartition("@")[2])) for email, key in keys.items()}
-    spelled_emails = {spelling for email in emails for spelling in address_spellings(email)}
-    spelled_domains = {spelling for domains in set(covering.values()) for domain in domains
-                       for spelling in domain_spellings(domain)}
+    if among is not None:
+        # Each half restricted as its unique index is, so the planner may probe it.
+        by_address = Suppression.objects.filter(email__in=RawSQL(among[0], ())).exclude(email="")
+        by_domain = Suppression.objects.filter(domain__in=RawSQL(among[1], ())).exclude(domain="")
+        rows = by_address.values_list("email", "domain").union(by_domain.values_list("email", "domain"), all=True)
+    else:
+        spelled_emails = {spelling for email in emails for spelling in address_spellings(email)}
+        spelled_domains = {spelling for email in emails
+                           for domain in domain_and_parents(domain_key(address_key(email).rpartition("@")[2]))
+                           for spelling in domain_spellings(domain)}
+        rows = Suppression.objects.filter(
+            Q(email__in=spelled_emails) | Q(domain__in=spelled_domains)).values_list("email", "domain")
     blocked_emails, blocked_domains = set(), set()
-    for email, domain in Suppression.objects.filter(
-            Q(email__in=spelled_emails) | Q(domain__in=spelled_domains)).values_list("email", "domain"):
+    for email, domain in rows:
         if email:
             blocked_emails.add(address_key(email))
         else:
             blocked_domains.add(domain_key(domain))
-    found = {}
+    found: dict[str, str] = {}
+    if not blocked_emails and not blocked_domains:
+        return found
     for email in emails:
-        if keys[email] in blocked_emails:
-            found[email] = f"{keys[email]} is on the suppression list"
+        key = address_key(email)
+        if key in blocked_emails:
+            found[email] = f"{key} is on the suppression list"
             continue
-        listed = next((domain for domain in covering[email] if domain in blocked_domains), None)
+        covering = domain_and_parents(domain_key(key.rpartition("@")[2]))
+        listed = next((domain for domain in covering if domain in blocked_domains), None)
         if listed is not None:
-            under = "" if listed == covering[email][0] else f", which covers {covering[email][0]}"
+            under = "" if listed == covering[0] else f", which covers {covering[0]}"
             found[email] = f"the domain {listed} is on the suppression list{under}"
     return found
 

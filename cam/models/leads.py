@@ -83,7 +83,9 @@ class Lead(models.Model):
         MAILBOX_DISCONNECTED = "mailbox_disconnected", "Mailbox must be reconnected"
         DOMAIN_NOT_AUTHENTICATED = "domain_not_authenticated", "Sending domain fails SPF or DMARC"
 
-    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="leads")
+    # No index of its own: the unique (campaign, email) index starts with it, and one index fewer is
+    # faster to keep up for each lead an import writes.
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="leads", db_index=False)
     email = LowercaseEmailField(max_length=254)
     # Derived by the database so no write path can forget it: domain suppression and grouping use it.
     email_domain = models.GeneratedField(

@@ -116,7 +116,7 @@ def _import(*, campaign: Campaign, stream: BinaryIO, name: str, config: dict[str
     try:
         report = leads_intake(
             campaign=campaign, records=backend.records(), map_record=backend.map_record, source=source,
-            max_leads=max_leads, problems_kept=problems_kept, leads_kept=leads_kept,
+            max_leads=max_leads, problems_kept=problems_kept, leads_kept=leads_kept, overlap=True,
             on_batch=(lambda c: on_progress(c, counting.bytes_read, total)) if on_progress else None)
     except SourceError as exc:
         LeadSource.objects.filter(pk=source.pk).update(last_harvest_at=timezone.now(), last_error=str(exc))

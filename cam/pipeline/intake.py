@@ -21,31 +21,45 @@ create (``cam.api.leads``) all call ``leads_intake``, so one record ends the sam
 Duplicates and suppressed records are reported to the caller by line, with the reason, but not stored:
 a daily harvest would otherwise store every unchanged lead every day.
 
-Records are handled in batches of ``BATCH_SIZE``, each in its own transaction, at the same few queries
-whatever its size: the suppressions, the existing leads, one insert (streamed by COPY on PostgreSQL:
-``cam.pipeline.lead_insert``), one bulk update, one insert of the rejections, and one read of the
-batch's created and updated leads when the caller keeps them. Addresses are validated once each, most
-of them by ``cam.addresses``' fast path for plain addresses.
+Records are handled in batches of ``BATCH_SIZE`` (growing to ``BATCH_GROWTH`` times that over a long
+input), each in its own transaction, at the same few queries whatever its size: the suppressions, the
+existing leads, one insert, one bulk update, one insert of the rejections, and one read of the batch's
+created and updated leads when the caller keeps them. On PostgreSQL the batch's good records are first
+streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions and existing
+leads are found by joining it, and the new leads move across from it in one statement. Addresses are
+validated once each, most of them by ``cam.addresses``' fast path for plain addresses.
 Nothing but the current batch, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Literal
 
 from django.conf import settings
-from django.db import reset_queries, transaction
+from django.db import DEFAULT_DB_ALIAS, connections, reset_queries, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from cam.addresses import address_key, address_spellings, mx_resolver
+from cam.addresses import address_key, address_spellings, domain_and_parents, domain_key, domain_spellings, mx_resolver
 from cam.bulk import bulk_update_values
 from cam.models import Campaign, HarvestRejection, JobExecution, Lead, LeadSource
 from cam.pipeline.first_seen import FirstSeen
-from cam.pipeline.lead_insert import leads_insert, statistics_refresh
+from cam.pipeline.lead_insert import (
+    STAGED_ADDRESSES,
+    STAGED_DOMAINS,
+    leads_insert,
+    leads_move,
+    leads_stage,
+    staged_row,
+    staging_supported,
+    statistics_refresh,
+)
 from cam.pipeline.records import (
     CleanRecord,
     RejectedRecord,
@@ -59,6 +73,9 @@ from cam.sources.base import LEAD_FIELDS, SourceRecord
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
+# A long input's batches double up to this many times BATCH_SIZE: each batch is one transaction with its
+# own lookups, so bigger ones cost fewer commits and queries a row, at a few megabytes each.
+BATCH_GROWTH = 8
 # Statistics of the leads table are refreshed when the leads created reach this, then each time they double.
 REFRESH_STATISTICS_FROM = 5000
 OUTCOMES = ("created", "updated", "duplicate", "suppressed", "rejected")
@@ -148,6 +165,7 @@ def leads_intake(
     numbering: Numbering = "line",
     problems_kept: int | None = 0,
     leads_kept: int | None = 0,
+    overlap: bool = False,
 ) -> IntakeReport:
     """Turn ``records`` into leads of ``campaign`` (see the module's docstring for the outcomes).
 
@@ -156,8 +174,10 @@ def leads_intake(
     rejections. ``max_leads`` caps the leads created (the rest of the input is not read). ``on_batch``
     is called with the running counts after each batch (progress bars). ``problems_kept`` and
     ``leads_kept`` bound what the report holds (``None``: all of it; the API keeps all of a request,
-    which its item limit bounds). Raises what reading ``records`` raises (``SourceError``); the
-    batches written before stay written.
+    which its item limit bounds). ``overlap`` lets the next batch be judged while the database writes
+    this one (``_intake_overlapped``; on PostgreSQL, without ``max_leads``), for a long file whose
+    records are read without the database. Raises what reading ``records`` raises (``SourceError``);
+    the batches written before stay written.
     """
     run = _Intake(campaign=campaign, map_record=map_record, source=source, execution=execution,
                   numbering=numbering, problems_kept=problems_kept, leads_kept=leads_kept, report=IntakeReport())
@@ -166,12 +186,9 @@ def leads_intake(
     # One resolver for the whole run: it caches answers, so each domain is looked up once.
     run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
     refresh_at = REFRESH_STATISTICS_FROM
-    while max_leads is None or counts["created"] < max_leads:
-        batch = list(islice(iterator, BATCH_SIZE))
-        if not batch:
-            break
-        room = None if max_leads is None else max_leads - counts["created"]
-        _intake_batch(run, batch, room=room)
+
+    def written() -> None:
+        nonlocal refresh_at
         if settings.DEBUG:
             # Django keeps the text of the last 9,000 queries with DEBUG on (``make run``), and a batch's
             # lookups name a thousand addresses each: a long import would hold hundreds of megabytes of SQL.
@@ -181,7 +198,66 @@ def leads_intake(
             refresh_at *= 2
         if on_batch:
             on_batch(dict(counts))
+
+    if max_leads is not None and max_leads <= 0:
+        return run.report
+    batches = _batches(iterator, grow=max_leads is None)
+    if overlap and max_leads is None and staging_supported():
+        _intake_overlapped(run, batches, written)
+        return run.report
+    for batch in batches:
+        room = None if max_leads is None else max_leads - counts["created"]
+        _write_batch(run, _judge_batch(run, batch), room=room)
+        written()
+        if max_leads is not None and counts["created"] >= max_leads:
+            break
     return run.report
+
+
+def _batches(records: Iterator[SourceRecord], *, grow: bool) -> Iterator[list[SourceRecord]]:
+    size = BATCH_SIZE
+    while batch := list(islice(records, size)):
+        yield batch
+        if grow:  # a capped intake keeps its batches small, to read little past the cap
+            size = min(2 * size, BATCH_GROWTH * BATCH_SIZE)
+
+
+def _intake_overlapped(run: _Intake, batches: Iterator[list[SourceRecord]], written: Callable[[], None]) -> None:
+    """Judge each batch while the database writes the one before, on this thread's connection lent to a
+    second thread. Reading and cleaning records is Python; writing them is mostly waiting for the
+    database, which lets go of the interpreter meanwhile — so the two take about the time of the longer
+    rather than of both. Only one thread uses the connection at any time: the writer between its start
+    and the wait for it, this one otherwise, so the batches keep their order and their transactions
+    (also inside an outer one, as in the admin's preview)."""
+    shared = connections[DEFAULT_DB_ALIAS]
+    shared.inc_thread_sharing()
+    writing: Future[None] | None = None
+    try:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-intake") as writer:
+            try:
+                for batch in batches:
+                    judged = _judge_batch(run, batch)
+                    if writing is not None:
+                        writing.result()
+                        writing = None
+                        written()
+                    writing = writer.submit(_write_lent, shared, run, judged)
+            finally:
+                # The batches judged before a failure of the records (a file that cannot be read on) stay
+                # written, as without the second thread.
+                if writing is not None:
+                    writing.result()
+                    written()
+    finally:
+        shared.dec_thread_sharing()
+
+
+def _write_lent(shared: BaseDatabaseWrapper, run: _Intake, judged: _Judged) -> None:
+    connections[DEFAULT_DB_ALIAS] = shared
+    try:
+        _write_batch(run, judged, room=None)
+    finally:
+        del connections[DEFAULT_DB_ALIAS]
 
 
 def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> CleanRecord:
@@ -196,11 +272,25 @@ def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> Cle
     return clean_record(mapped, check_mx=run.dns_resolver is not None, dns_resolver=run.dns_resolver)
 
 
-@transaction.atomic
-def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) -> None:
-    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+@dataclass
+class _Judged:
+    """A batch judged record by record, before the database is asked: its rejections, its good records
+    (with each one's new lead and other spellings, see ``_other_spellings``) and its problems so far."""
+
+    rejections: list[HarvestRejection]
+    clean: list[tuple[SourceRecord, CleanRecord]]
+    new_leads: list[dict[str, Any]]
+    staged: list[list[Any]]  # the new leads as ``lead_insert.staged_row`` gives them, when staging
+    spellings: list[list[str] | None]
+    problems: list[IntakeProblem]
+
+
+def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
+    """Clean each record and find the repeats within the input; no query."""
+    campaign, counts = run.campaign, run.report.counts
     rejections: list[HarvestRejection] = []
     clean: list[tuple[SourceRecord, CleanRecord]] = []
+    problems: list[IntakeProblem] = []
     for record in batch:
         counts["read"] += 1
         mapped = run.map_record(record.data)
@@ -212,39 +302,60 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
             rejections.append(HarvestRejection(
                 campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
                 reason=reason, email=storable_text(str(email or ""))[:320], raw_data=storable_data(record.data)))
-            run.problem(record.line, "rejected", reason, exc.field)
+            problems.append(IntakeProblem(record.line, "rejected", reason, exc.field))
             continue
         email = cleaned.address.email
         first = run.first_seen.first_line(email, record.line or 0)
         if first is not None:
-            run.problem(record.line, "duplicate", f"duplicate: {email} is already {run.earlier(first)}", "email")
+            problems.append(IntakeProblem(record.line, "duplicate",
+                                          f"duplicate: {email} is already {run.earlier(first)}", "email"))
             continue
         clean.append((record, cleaned))
+    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
+    return _Judged(rejections=rejections, clean=clean, new_leads=new_leads,
+                   staged=[staged_row(row) for row in new_leads] if staging_supported() else [],
+                   spellings=[_other_spellings(cleaned.address.email) for _, cleaned in clean], problems=problems)
 
+
+@transaction.atomic
+def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
+    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+    clean, new_leads, rejections = judged.clean, judged.new_leads, judged.rejections
+    run.pending.extend(judged.problems)
     emails = [c.address.email for _, c in clean]
-    suppressed = suppressed_addresses(emails)
-    # By the one spelling the records' addresses are in, found under any spelling a lead may have been
-    # stored in before addresses were normalised.
+    staged = staging_supported() and bool(clean)
+    if staged:
+        # The batch's good records are staged first, and the suppressions and existing leads are found by
+        # joining them in the database rather than by sending thousands of spellings along.
+        leads_stage(rows=judged.staged, spellings=judged.spellings)
+        suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
+        candidates: Any = RawSQL(STAGED_ADDRESSES, ())
+    else:
+        suppressed = suppressed_addresses(emails)
+        # By every spelling a lead may have been stored in before addresses were normalised.
+        candidates = {spelling for email in emails for spelling in address_spellings(email)}
+    # By the one spelling the records' addresses are in.
     existing = {address_key(lead.email): lead for lead in Lead.objects.filter(
-        campaign=campaign, email__in={spelling for email in emails for spelling in address_spellings(email)})
-        .only("pk", "email", *PROFILE_FIELDS)} if emails else {}
+        campaign=campaign, email__in=candidates).only("pk", "email", *PROFILE_FIELDS).order_by()} if emails else {}
 
-    to_create: dict[int | None, dict[str, Any]] = {}
+    to_create: dict[int | None, str] = {}
     to_update: dict[int | None, Lead] = {}
-    for record, cleaned in clean:
+    skipped: list[int] = []
+    for index, (record, cleaned) in enumerate(clean):
         address = cleaned.address
         if address.email in suppressed:
             run.problem(record.line, "suppressed", suppressed[address.email], "email")
+            skipped.append(index)
             continue
         lead = existing.get(address.email)
         if lead is None:
             if room is not None and len(to_create) >= room:
                 counts["read"] -= 1  # past the cap: left for a later intake, so not read this time
+                skipped.append(index)
                 continue
-            to_create[record.line] = {
-                "email": address.email, "is_role_account": address.is_role_account,
-                "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+            to_create[record.line] = address.email
             continue
+        skipped.append(index)
         changes = {name: value for name, value in cleaned.fields.items()
                    if value not in (None, "") and getattr(lead, name) != value}
         if not changes:
@@ -257,7 +368,12 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
         to_update[record.line] = lead
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
-    leads_insert(campaign=campaign, source=run.source, now=now, rows=list(to_create.values()))
+    if staged:
+        leads_move(campaign=campaign, source=run.source, now=now, skip=skipped)
+    else:
+        skipping = set(skipped)
+        leads_insert(campaign=campaign, source=run.source, now=now,
+                     rows=[row for index, row in enumerate(new_leads) if index not in skipping])
     bulk_update_values(list(to_update.values()), [*PROFILE_FIELDS, "source", "harvested_at", "raw_data",
                                                   "updated_at"])
     HarvestRejection.objects.bulk_create(rejections)
@@ -267,12 +383,30 @@ def _intake_batch(run: _Intake, batch: list[SourceRecord], *, room: int | None) 
     _keep_leads(run, to_create, to_update)
 
 
-def _keep_leads(run: _Intake, created: dict[int | None, dict[str, Any]], updated: dict[int | None, Lead]) -> None:
+def _new_lead(record: SourceRecord, cleaned: CleanRecord) -> dict[str, Any]:
+    address = cleaned.address
+    return {"email": address.email, "is_role_account": address.is_role_account,
+            "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+
+
+def _other_spellings(email: str) -> list[str] | None:
+    """Every spelling, other than ``email`` itself and its domains as ``lead_insert.STAGED_DOMAINS`` splits
+    them, under which the address or a domain above it may have been stored: ``None`` for an address
+    in ASCII without punycode (or an address literal), which has no other (``cam.addresses``)."""
+    if email.isascii() and "xn--" not in email and "[" not in email:
+        return None
+    domains = domain_and_parents(domain_key(email.rpartition("@")[2]))
+    return [*address_spellings(email), *(spelling for domain in domains for spelling in domain_spellings(domain))]
+
+
+def _keep_leads(run: _Intake, created: dict[int | None, str], updated: dict[int | None, Lead]) -> None:
     """Put the batch's leads the caller keeps on the report, read back whole in one query (an insert that
     ignores conflicts gives no ids back, and the updated ones were read with their profile fields only)."""
     leads = run.report.leads
     room = None if run.leads_kept is None else max(run.leads_kept - len(leads), 0)
-    wanted = [(line, "created", row["email"]) for line, row in created.items()]
+    if room == 0:  # the command keeps none: not even a sorted list of the batch
+        return
+    wanted = [(line, "created", email) for line, email in created.items()]
     wanted += [(line, "updated", lead.email) for line, lead in updated.items()]
     wanted = sorted(wanted, key=lambda item: item[0] or 0)[:room]
     if not wanted:
@@ -284,6 +418,8 @@ def _keep_leads(run: _Intake, created: dict[int | None, dict[str, Any]], updated
             leads[line or 0] = (outcome, stored[email])
 
 
-def _jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+def _jsonable(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    if type(data) is dict and set(map(type, data.values())) <= {str} and set(map(type, data)) <= {str}:  # a CSV row
+        return data
     return {str(key): value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)
             for key, value in data.items()}

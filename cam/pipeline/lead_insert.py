@@ -3,18 +3,18 @@
 A million-row import spends most of its time writing if each batch goes through ``bulk_create``:
 Django builds every value through the field's preparation, psycopg quotes them into one statement of
 megabytes and the server parses it again. On PostgreSQL a batch is instead streamed with ``COPY``
-into a temporary staging table shaped like ``cam_lead`` and moved across by one set-based
-``INSERT … SELECT … ON CONFLICT DO NOTHING`` (a lead another intake added meanwhile is left to it, as
-``ignore_conflicts`` does). Each row is a tuple built from one prepared template of the model's
-defaults, so no model instance is made per lead.
+into a temporary staging table holding what the records bring (``STAGED_FIELDS``), where the intake
+looks up suppressions and existing leads by joining it, and moved across by one set-based ``INSERT …
+SELECT … ON CONFLICT DO NOTHING`` that fills in the columns all the batch's leads share from one
+prepared template of the model's defaults (a lead another intake added meanwhile is left to it, as
+``ignore_conflicts`` does). No model instance is made per lead.
 
 Both ways give the same leads (tests/pipeline/test_lead_insert.py holds them to it).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,12 +23,33 @@ from django.db import connection, models
 
 from cam.models import Campaign, Lead, LeadSource
 
-STAGING_TABLE = "cam_lead_staging"
+STAGING_TABLE = "cam_lead_intake"
+# The staged addresses, and every other spelling of those not in plain ASCII (see ``leads_stage``): what a
+# lookup of suppressions or existing leads reads as ``… IN (STAGED_ADDRESSES)``.
+STAGED_ADDRESSES = (f"SELECT email FROM {STAGING_TABLE} "
+                    f"UNION ALL SELECT unnest(intake_spellings) FROM {STAGING_TABLE}")
+# Each staged address's domain and every domain above it that still has a dot (as
+# ``cam.addresses.domain_and_parents``), and the other spellings staged with it.
+STAGED_DOMAINS = (f"SELECT array_to_string(labels[i:], '.') FROM (SELECT string_to_array("
+                  f"substring(email from '[^@]*$'), '.') AS labels FROM {STAGING_TABLE}) AS staged, "
+                  f"generate_series(1, greatest(cardinality(labels) - 1, 1)) AS i "
+                  f"UNION ALL SELECT unnest(intake_spellings) FROM {STAGING_TABLE}")
+# What a record brings to a new lead, staged row by row; every other column is the same for a whole batch.
+STAGED_FIELDS = ("email", "is_role_account", "is_free_mail", "raw_data", "first_name", "last_name", "company",
+                 "title", "industry", "country", "company_size", "website", "timezone")
+# The only JSON field among them, which ``staged_row`` encodes.
+_RAW_DATA = STAGED_FIELDS.index("raw_data")
+_ENCODER = DjangoJSONEncoder()
 
 
 def _columns() -> list[models.Field[Any, Any]]:
     return [field for field in Lead._meta.concrete_fields
             if not field.primary_key and not getattr(field, "generated", False)]
+
+
+def staging_supported() -> bool:
+    """Whether new leads are staged (``leads_stage``, ``leads_move``): on PostgreSQL."""
+    return connection.vendor == "postgresql"
 
 
 def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime,
@@ -38,30 +59,79 @@ def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime
     address is already a lead of the campaign are skipped."""
     if not rows:
         return
-    if connection.vendor != "postgresql":
+    if not staging_supported():
         Lead.objects.bulk_create([Lead(campaign=campaign, source=source, harvested_at=now, **row) for row in rows],
                                  ignore_conflicts=True)
         return
+    unknown = {name for row in rows for name in row} - set(STAGED_FIELDS)
+    if unknown:
+        raise ValueError(f"leads_insert sets only {', '.join(STAGED_FIELDS)}, not {', '.join(sorted(unknown))}")
+    leads_stage(rows=[staged_row(row) for row in rows])
+    leads_move(campaign=campaign, source=source, now=now, skip=())
+
+
+def staged_row(row: Mapping[str, Any]) -> list[Any]:
+    """``row`` (field name → value, only ``STAGED_FIELDS``) as ``leads_stage`` writes it: the values in
+    ``STAGED_FIELDS`` order, JSON already encoded. Made apart from the COPY so that a caller may prepare
+    a batch while the database is busy with the one before."""
+    values = [row.get(name) for name in STAGED_FIELDS]
+    values[_RAW_DATA] = _json(values[_RAW_DATA])
+    return values
+
+
+def leads_stage(*, rows: Sequence[list[Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
+    """Stream ``rows`` (each from ``staged_row``) into the staging table by COPY (PostgreSQL only), each
+    numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives, by position, the other
+    spellings of a row's address and of the domains it sits under (``None`` for a plain ASCII address,
+    whose only spellings are itself and its domains as the database splits them), so that
+    ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or lead may have been
+    stored under.
+
+    Only the fields a record brings are staged; the columns every new lead of the batch shares (its
+    campaign, source, status, times, …) are filled in by ``leads_move``, so COPY writes a dozen values
+    a row rather than every column."""
+    fields = [field for name in STAGED_FIELDS if isinstance(field := Lead._meta.get_field(name), models.Field)]
+    with connection.cursor() as cursor:
+        # Shaped by the table itself; kept for the connection, and emptied by every commit (so it never
+        # grows by the rows a long import moved through it).
+        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS "
+                       f"SELECT {_names(fields)}, 0::integer AS intake_row, NULL::text[] AS intake_spellings "
+                       f"FROM {Lead._meta.db_table} WITH NO DATA")
+        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_names(fields)}, intake_row, intake_spellings) "
+                                f"FROM STDIN") as copy:
+            for index, values in enumerate(rows):
+                copy.write_row((*values, index, spellings[index] if spellings else None))
+
+
+def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int]) -> None:
+    """Insert the staged rows as ``NEW`` leads of ``campaign``, but those at the positions in ``skip``, and
+    empty the staging table. A staged field left empty (a record without it) takes the field's default,
+    as does every column not staged. A lead another intake added meanwhile is left to it (``ON CONFLICT
+    DO NOTHING``), as ``ignore_conflicts`` does."""
     columns = _columns()
     template = _template(columns, campaign=campaign, source=source, now=now)
-    position = {field.name: index for index, field in enumerate(columns)}
-    json_columns = {field.name for field in columns if isinstance(field, models.JSONField)}
-    names = ", ".join(connection.ops.quote_name(str(field.column)) for field in columns)
+    select, params = [], []
+    for field, value in zip(columns, template, strict=True):
+        column = connection.ops.quote_name(str(field.column))
+        if field.name in STAGED_FIELDS and value is None:
+            select.append(f"staged.{column}")
+        elif field.name in STAGED_FIELDS:
+            select.append(f"COALESCE(staged.{column}, %s::{field.db_type(connection)})")
+            params.append(value)
+        else:
+            select.append(f"%s::{field.db_type(connection)}")
+            params.append(value)
     with connection.cursor() as cursor:
-        # Shaped by the table itself, so a new column needs no change here; kept for the connection.
-        cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} AS "
-                       f"SELECT {names} FROM {Lead._meta.db_table} WITH NO DATA")
-        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                values = list(template)
-                for name, value in row.items():
-                    values[position[name]] = _json(value) if name in json_columns else value
-                copy.write_row(values)
         # Emptied by the same statement that moves its rows, so a batch inside a longer transaction
         # never sees the previous batch's rows.
-        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING {names}) "
-                       f"INSERT INTO {Lead._meta.db_table} ({names}) SELECT {names} FROM staged "
-                       f"ON CONFLICT DO NOTHING")
+        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
+                       f"INSERT INTO {Lead._meta.db_table} ({_names(columns)}) SELECT {', '.join(select)} "
+                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING",
+                       [*params, sorted(skip)])
+
+
+def _names(columns: Sequence[models.Field[Any, Any]]) -> str:
+    return ", ".join(connection.ops.quote_name(str(field.column)) for field in columns)
 
 
 def _template(columns: list[models.Field[Any, Any]], *, campaign: Campaign, source: LeadSource | None,
@@ -81,7 +151,7 @@ def _template(columns: list[models.Field[Any, Any]], *, campaign: Campaign, sour
 
 def _json(value: Any) -> str | None:
     # None is SQL NULL, as Django stores it, not the JSON null.
-    return None if value is None else json.dumps(value, cls=DjangoJSONEncoder)
+    return None if value is None else _ENCODER.encode(value)
 
 
 def statistics_refresh() -> None:

@@ -57,8 +57,11 @@ class CleanRecord:
     fields: dict[str, Any]
 
 
+_SEPARATORS = str.maketrans("", "", ".,' _")  # as in _WHOLE
+
+
 def _whole_number(text: str) -> int:
-    return int(re.sub(r"[.,' _]", "", text))
+    return int(text.translate(_SEPARATORS))
 
 
 def parse_company_size(value: Any) -> int | None:
@@ -69,6 +72,8 @@ def parse_company_size(value: Any) -> int | None:
         size = value
     elif isinstance(value, float) and value.is_integer():
         size = int(value)  # JSON APIs often send 250.0
+    elif isinstance(value, str) and value.isascii() and value.isdigit():  # the common case, without the patterns
+        size = int(value)
     else:
         text = str(value).strip()
         single, span = _SIZE.match(text), _SIZE_RANGE.match(text)

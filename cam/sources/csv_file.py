@@ -40,6 +40,7 @@ class CsvFileSource(LeadSourceBackend):
         super().__init__(config)
         self.stream = stream
         self.encoding = ""
+        self._pairs: list[tuple[str, str]] | None = None
 
     @classmethod
     def clean_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -92,5 +93,8 @@ class CsvFileSource(LeadSourceBackend):
                 stream.close()
 
     def map_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        columns = self.config["columns"]
-        return {field: data[columns.get(field, field)] for field in LEAD_FIELDS if columns.get(field, field) in data}
+        pairs = self._pairs
+        if pairs is None:  # each lead field with the column it is read from, worked out once
+            columns = self.config["columns"]
+            pairs = self._pairs = [(field, columns.get(field, field)) for field in LEAD_FIELDS]
+        return {field: data[column] for field, column in pairs if column in data}

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from cam.models import HarvestRejection, Lead, LeadSource
+from cam.pipeline import intake
 from cam.pipeline.harvest import harvest_campaign
 from tests.factories import CampaignFactory, LeadFactory, SuppressionFactory
 
@@ -180,3 +181,26 @@ def test_it_draws_a_progress_bar_when_asked(tmp_path):
     out = io.StringIO()
     call_command("cam_import_leads", str(path), "--campaign", str(campaign.pk), "--progress", stdout=out)
     assert "\r[##############################] 100%  30 rows  30 created  0 rejected" in out.getvalue()
+
+
+def test_a_file_read_in_many_batches_ends_as_one_read_in_one(tmp_path, monkeypatch):
+    # The command checks each batch while the one before is written: suppressions, existing leads and
+    # repeats are still judged against everything before them, in file order.
+    rows = ["email,title"]
+    for n in range(40):
+        rows.append(f"lead{n}@acme-gmbh.de,CTO" if n % 7 else f"lead{n // 2}@acme-gmbh.de,CTO")
+    rows += ["known@acme-gmbh.de,CTO", "x@blocked-gmbh.de,", "bad,", "known@acme-gmbh.de,CEO"]
+    path = write(tmp_path, "\n".join(rows) + "\n")
+    SuppressionFactory(email="", domain="blocked-gmbh.de")
+    outcomes = []
+    for batch_size in (1000, 3):
+        monkeypatch.setattr(intake, "BATCH_SIZE", batch_size)
+        campaign = CampaignFactory()
+        LeadFactory(campaign=campaign, email="known@acme-gmbh.de", title="Developer")
+        lines = import_leads(str(path), "--campaign", str(campaign.pk))
+        stored = sorted(Lead.objects.filter(campaign=campaign).values_list("email", "title"))
+        rejected = list(HarvestRejection.objects.filter(campaign=campaign).values_list("line", "reason"))
+        outcomes.append((lines[0].partition("”: ")[2], stored, rejected))
+
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == "37 created, 1 updated, 4 duplicate, 1 suppressed, 1 rejected."

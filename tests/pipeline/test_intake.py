@@ -120,3 +120,20 @@ def test_a_suppressed_domain_keeps_out_the_addresses_under_it():
     assert (report.counts["suppressed"], report.counts["created"]) == (1, 1)
     assert report.problems[0].reason == ("the domain exämple.com is on the suppression list, which covers "
                                          "mail.exämple.com")
+
+
+@pytest.mark.parametrize("listed", [{"email": "üser@exämple.com"}, {"email": "üser@xn--exmple-cua.com"},
+                                    {"email": "", "domain": "exämple.com"},
+                                    {"email": "", "domain": "xn--exmple-cua.com"}])
+def test_a_suppression_in_any_spelling_keeps_out_an_address_in_any_spelling(listed):
+    # On PostgreSQL the lookup joins the staged batch: the other spellings are staged with the address.
+    campaign = CampaignFactory()
+    SuppressionFactory(**listed)
+
+    report = leads_intake(campaign=campaign, records=records({"email": "Üser@EXÄMPLE.com"},
+                                                             {"email": "üser@mail.xn--exmple-cua.com"},
+                                                             {"email": "other@example.com"}), problems_kept=None)
+
+    suppressed = [problem.line for problem in report.problems if problem.outcome == "suppressed"]
+    assert suppressed == ([2] if listed["email"] else [2, 3])
+    assert Lead.objects.filter(campaign=campaign).count() == 3 - len(suppressed)
