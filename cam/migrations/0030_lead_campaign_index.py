@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cam', '0028_inbound_auth_failure'),
+        ('cam', '0029_outbound_rules_metrics_idx'),
     ]
 
     operations = [
