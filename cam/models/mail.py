@@ -208,13 +208,16 @@ class OutboundEmail(models.Model):
         UNKNOWN = "UNKNOWN", "Unknown (check before resending)"
         CANCELLED = "CANCELLED", "Cancelled"
 
-    lead = models.ForeignKey("cam.Lead", on_delete=models.CASCADE, related_name="outbound_emails")
+    # Every sent email's commit rewrites this row and each of its table's indexes, so no index is kept that
+    # another already serves: lead, campaign and mailbox are each the first column of an index below.
+    lead = models.ForeignKey("cam.Lead", on_delete=models.CASCADE, related_name="outbound_emails", db_index=False)
     kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.SEQUENCE)
     step = models.ForeignKey("cam.SequenceStep", on_delete=models.PROTECT, related_name="outbound_emails",
                              null=True, blank=True, help_text="Empty for an answer written by a person.")
-    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="outbound_emails")
+    campaign = models.ForeignKey("cam.Campaign", on_delete=models.CASCADE, related_name="outbound_emails",
+                                 db_index=False)
     mailbox = models.ForeignKey(Mailbox, on_delete=models.PROTECT, null=True, blank=True,
-                                related_name="outbound_emails")
+                                related_name="outbound_emails", db_index=False)
     to_email = LowercaseEmailField(max_length=254)
     from_email = models.CharField(max_length=320, blank=True)
     subject = models.CharField(max_length=998, blank=True)
@@ -244,9 +247,9 @@ class OutboundEmail(models.Model):
 
     # A person's answer: who wrote it, the reply it answers, and its form's key.
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True,
-                               related_name="answers_sent")
+                               related_name="answers_sent", db_index=False)
     answers = models.ForeignKey("cam.InboundEmail", on_delete=models.SET_NULL, null=True, blank=True,
-                                related_name="answers")
+                                related_name="answers", db_index=False)
     idempotency_key = models.CharField(max_length=64, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -291,6 +294,9 @@ class OutboundEmail(models.Model):
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
             # The outbound list: newest first, without sorting millions of emails.
             models.Index(fields=["-created_at", "-id"], name="outbound_created_idx"),
+            # A person's answers only: the sequence's emails (nearly all) have neither, and stay out of these.
+            models.Index(fields=["author"], condition=Q(author__isnull=False), name="outbound_author_idx"),
+            models.Index(fields=["answers"], condition=Q(answers__isnull=False), name="outbound_answers_idx"),
         ]
 
     def __str__(self) -> str:

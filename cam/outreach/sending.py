@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
 from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
@@ -199,18 +200,20 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
             row.step = steps_by_id[row.step_id]
     batch.untried = {row.pk for row in rows}
     done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
+    for row in rows:
+        row.mailbox = mailbox
+    built = _Built()
     with get_provider(mailbox) as provider:
-        for row in rows:
+        for index, row in enumerate(rows):
             batch.stopped = batch.budget.exhausted()
             if batch.stopped:
                 break
             batch.untried.discard(row.pk)
-            row.mailbox = mailbox
             # One transaction: the previous email's outcome, and this one marked SENDING — committed
             # before this one can go, while the provider does what delivers nothing yet.
             ready = _Ready(batch, done=done, next_row=row)
             done = None
-            result = _send_one(provider, row, ready)
+            result = _send_one(provider, row, ready, built, upcoming=rows[index + 1] if index + 1 < len(rows) else None)
             ready.raise_failure()  # the database went away: the batch stops here
             if result is None:
                 batch.count("lost")  # cancelled or recovered meanwhile: no longer this batch's to send
@@ -251,20 +254,48 @@ class _Ready:
             raise self.failure
 
 
-def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready) -> SendResult | None:
+class _Built:
+    """Messages built ahead: the next email's is built while the server takes the current one in (the
+    provider's ``meanwhile``), so building costs the batch no time of its own. A message that cannot be
+    built is kept as its error, for its turn."""
+
+    def __init__(self) -> None:
+        self._ahead: dict[int, EmailMultiAlternatives | Exception] = {}
+
+    def ahead(self, row: OutboundEmail) -> None:
+        self._ahead[row.pk] = self._build(row)
+
+    def take(self, row: OutboundEmail) -> EmailMultiAlternatives:
+        """``row``'s message, built ahead or now; raises what building it raised."""
+        message = self._ahead.pop(row.pk, None) or self._build(row)
+        if isinstance(message, Exception):
+            raise message
+        return message
+
+    @staticmethod
+    def _build(row: OutboundEmail) -> EmailMultiAlternatives | Exception:
+        try:
+            return build_message(row)
+        except Exception as exc:
+            return exc
+
+
+def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: _Built, *,
+              upcoming: OutboundEmail | None) -> SendResult | None:
     """The provider's answer for one email, None when ``ready`` said no; never raises, so every outcome
-    is recorded."""
+    is recorded. ``upcoming`` (the batch's next email) is built while the server takes this one in."""
     try:
-        message = build_message(row)
+        message = built.take(row)
     except Exception as exc:  # nothing can be handed over: no server would ever take it as it is
-        logger.exception("Outbound %s could not be built", row.pk)
+        logger.error("Outbound %s could not be built: %s: %s", row.pk, type(exc).__name__, exc, exc_info=exc)
         if not ready():
             return None
         return SendResult(status=Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}",
                           attempted=False)
     assert row.mailbox is not None  # build_message needed it
     try:
-        return provider.send_when(message, idempotency_key=f"cam-outbound-{row.pk}", ready=ready)
+        return provider.send_when(message, idempotency_key=f"cam-outbound-{row.pk}", ready=ready,
+                                  meanwhile=(lambda: built.ahead(upcoming)) if upcoming is not None else None)
     except Exception as exc:  # a provider bug: the message may have gone out
         logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
         # Raised before it asked, it may have sent all the same: the email is marked SENDING first.

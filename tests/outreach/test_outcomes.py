@@ -61,8 +61,8 @@ def test_a_crash_mid_batch_leaves_only_the_email_in_flight_unknown(smtp_server, 
     plan(open_campaign(mailbox), 5)
     real_send, calls = SmtpProvider.send_when, itertools.count(1)
 
-    def send_then_die_on_the_third(self, message, *, idempotency_key, ready):
-        result = real_send(self, message, idempotency_key=idempotency_key, ready=ready)
+    def send_then_die_on_the_third(self, message, *, idempotency_key, ready, meanwhile=None):
+        result = real_send(self, message, idempotency_key=idempotency_key, ready=ready, meanwhile=meanwhile)
         if next(calls) == 3:
             raise Killed  # the server said 250; the sender never got to write it down
         return result

@@ -406,6 +406,27 @@ def test_send_when_reads_the_servers_answers_as_send_does(smtp_server, script, s
     assert after.status != Status.UNKNOWN or status == Status.UNKNOWN  # the next message is not harmed
 
 
+@pytest.mark.parametrize("work", ["fine", "raises"])
+def test_send_when_does_the_senders_work_while_the_server_takes_the_message_in(smtp_server, work):
+    calls = []
+
+    def meanwhile():
+        calls.append(len(smtp_server.rcpts))
+        if work == "raises":
+            raise RuntimeError("building the next message failed")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        told_no = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1",
+                                     ready=Asked(smtp_server, False), meanwhile=meanwhile)
+        result = provider.send_when(outreach_message("ben@company.test"), idempotency_key="2",
+                                    ready=Asked(smtp_server), meanwhile=meanwhile)
+
+    assert told_no is None
+    assert result is not None and result.status == Status.SENT  # whatever the work did
+    assert calls == [2]  # once, for the message that went, after its envelope
+    assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]
+
+
 @pytest.mark.parametrize("answer", [True, False])
 def test_send_when_asks_once_even_when_nothing_reaches_the_server(smtp_server, answer):
     unreachable_mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="127.0.0.1",

@@ -75,14 +75,16 @@ class MailProvider:
         """Send one message; ``idempotency_key`` is stable across retries of the same email."""
         raise NotImplementedError
 
-    def send_when(self, message: EmailMultiAlternatives, *, idempotency_key: str,
-                  ready: Callable[[], bool]) -> SendResult | None:
+    def send_when(self, message: EmailMultiAlternatives, *, idempotency_key: str, ready: Callable[[], bool],
+                  meanwhile: Callable[[], object] | None = None) -> SendResult | None:
         """Send one message once ``ready()`` allows it; None (nothing handed over) when it does not.
 
         ``ready`` is called exactly once, before anything that could deliver the message: the sender
         commits there what must be durable before it goes (``cam.outreach.sending``). Here it is simply
         called first; a provider with preliminaries that deliver nothing runs them meanwhile (SMTP: the
-        envelope, up to the server's 354).
+        envelope, up to the server's 354). ``meanwhile``, if the provider has a moment of waiting to
+        offer (SMTP: while the server takes the message in), is called then, at most once; nothing
+        depends on it.
         """
         if not ready():
             return None

@@ -41,6 +41,7 @@ sender (``cam.return_path``): its bounces then prove which email they are about.
 from __future__ import annotations
 
 import contextvars
+import logging
 import re
 import smtplib
 import socket
@@ -63,6 +64,7 @@ from cam.outreach.providers.smtp_wire import envelope_address, message_bytes
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
+logger = logging.getLogger(__name__)
 # A connection on which the server accepted a message this recently is reused without a NOOP first.
 TRUSTED_FOR_SECONDS = 0.25
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
@@ -99,11 +101,20 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
         raise smtplib.SMTPDataError(code, reply)
 
 
-def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes) -> None:
-    """The message data and its end, after ``_open_data``; raises ``SMTPDataError`` on a refusal."""
+def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes, meanwhile: Callable[[], object] | None) -> None:
+    """The message data and its end, after ``_open_data``; raises ``SMTPDataError`` on a refusal.
+
+    ``meanwhile`` runs while the server takes the message in, before its answer is read: the sender's own
+    work for the next message, which then costs no time of its own. Whatever it raises is its own business.
+    """
     connection.data_started = True  # from here on the server may accept it
     body = _LEADING_PERIOD.sub(b"..", data)
     connection.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    if meanwhile is not None:
+        try:
+            meanwhile()
+        except Exception:
+            logger.exception("The work done while the SMTP server took a message in failed")
     code, reply = connection.getreply()
     if code != 250:
         if code == 421:
@@ -111,6 +122,8 @@ def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes) -> None:
         else:
             connection._rset()  # type: ignore[union-attr]
         raise smtplib.SMTPDataError(code, reply)
+
+
 DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
 
 
@@ -368,8 +381,8 @@ class SmtpProvider(MailProvider):
         assert result is not None  # only a ready() that says no gives none
         return result
 
-    def send_when(self, message: EmailMessage, *, idempotency_key: str,
-                  ready: Callable[[], bool] | None) -> SendResult | None:
+    def send_when(self, message: EmailMessage, *, idempotency_key: str, ready: Callable[[], bool] | None,
+                  meanwhile: Callable[[], object] | None = None) -> SendResult | None:
         self.open()
         message_id = message_id_of(message)
         _use_return_path(message)
@@ -380,7 +393,7 @@ class SmtpProvider(MailProvider):
         with Deadline(settings.AICMO_CAM_SMTP_DEADLINE_SECONDS, "talking to the SMTP server") as deadline:
             if self.backend.connection is not None:  # a connection opened for an earlier message
                 deadline.watch(self.backend.connection.sock)
-            return self._send(message, message_id, deadline, ready)
+            return self._send(message, message_id, deadline, ready, meanwhile)
 
     def _envelope(self, message: EmailMessage) -> tuple[str, list[str], bytes]:
         """The envelope sender, the recipients and the bytes of ``message``, as Django's backend would
@@ -393,8 +406,8 @@ class SmtpProvider(MailProvider):
         recipients = [envelope_address(address, encoding) for address in message.recipients()]
         return sender, recipients, message_bytes(message)
 
-    def _send(self, message: EmailMessage, message_id: str, deadline: Deadline,
-              ready: Callable[[], bool] | None) -> SendResult | None:
+    def _send(self, message: EmailMessage, message_id: str, deadline: Deadline, ready: Callable[[], bool] | None,
+              meanwhile: Callable[[], object] | None = None) -> SendResult | None:
         if not message.recipients():
             return _once_ready(ready, SendResult(Status.FAILED, error="The message has no recipients.",
                                                  attempted=False))
@@ -414,7 +427,7 @@ class SmtpProvider(MailProvider):
             assert connection is not None  # _connect() opened it
             if ready is None:
                 connection.sendmail(sender, recipients, data)
-            elif not self._send_when_ready(connection, sender, recipients, data, ready):
+            elif not self._send_when_ready(connection, sender, recipients, data, ready, meanwhile):
                 return None
         except _ReadyRaised as raised:
             raise raised.error from None
@@ -435,7 +448,7 @@ class SmtpProvider(MailProvider):
         return SendResult(Status.SENT, provider_message_id=message_id)
 
     def _send_when_ready(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
-                         ready: Callable[[], bool]) -> bool:
+                         ready: Callable[[], bool], meanwhile: Callable[[], object] | None) -> bool:
         """``sendmail()`` with ``ready()`` called, here, while the envelope goes out in the provider's
         thread; the data follows only when it said yes. False: told no, nothing was handed over."""
         connection.data_started = False
@@ -453,7 +466,7 @@ class SmtpProvider(MailProvider):
             self._abandon(envelope)
             return False
         envelope.result()  # what the server said to the envelope, raised as sendmail() raises it
-        _finish_data(connection, data)
+        _finish_data(connection, data, meanwhile)
         return True
 
     def _abandon(self, envelope: Future[None]) -> None:
