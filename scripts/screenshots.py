@@ -49,7 +49,7 @@ def seed_history() -> dict[str, int]:
 
     from cam.demo import DEMO_CAMPAIGN_NAME
     from cam.jobs.retention import job_runs_prune
-    from cam.models import Campaign, InboundEmail, JobExecution, Lead, OutboundEmail
+    from cam.models import Campaign, InboundEmail, JobExecution, Lead, OutboundEmail, SendingDomain
     from tests import factories
 
     rng = random.Random(7)
@@ -64,6 +64,9 @@ def seed_history() -> dict[str, int]:
     nordic = factories.CampaignFactory(name="Nordic CFOs — finance automation", status=Campaign.Status.ACTIVE,
                                        daily_cap=60)
     nordic.mailboxes.add(second_mailbox)
+    # Its domain lost its DMARC record: the mailbox list says its leads are held.
+    SendingDomain.objects.create(domain="nordics.example.com", verdict=SendingDomain.Verdict.FAIL, holds_mail=True,
+                                 checked_at=timezone.now())
     paused = factories.CampaignFactory(name="UK retail — store ops", status=Campaign.Status.PAUSED,
                                        status_reason="Paused by rule hard-bounce rate: 6.2 % over 210 sends")
     paused.mailboxes.add(mailbox)
@@ -163,6 +166,7 @@ PAGES = [
     ("campaign-diagnose", "/admin/cam/campaign/{demo}/change/", "Diagnose"),
     ("campaign-performance", "/admin/cam/campaign/{demo}/change/", "Performance"),
     ("leads", "/admin/cam/lead/", None),
+    ("mailboxes", "/admin/cam/mailbox/", None),
     ("outbound-emails", "/admin/cam/outboundemail/", None),
     ("replies", "/admin/cam/reply/", None),
     ("reply-thread", "/admin/cam/reply/{reply}/thread/", None),
