@@ -153,6 +153,11 @@ else:
         "prepare_threshold": 5 if env.bool("DATABASE_PREPARED_STATEMENTS", True) else None,
     }.items():
         DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_option, _value)
+    # Server settings a DATABASE_URL brings (``?options=-c statement_timeout=…``) keep JIT off too, unless they
+    # say what JIT should be themselves.
+    _server_options = DATABASES["default"]["OPTIONS"]["options"]
+    if "jit" not in _server_options:
+        DATABASES["default"]["OPTIONS"]["options"] = f"{_server_options} -c jit=off".strip()
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -158,6 +158,12 @@ def test_a_postgresql_connection_gives_up_on_a_silent_database_instead_of_hangin
     behind_a_pooler = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                                  DATABASE_PREPARED_STATEMENTS="false")
     assert "('prepare_threshold', None)" in behind_a_pooler.stdout
+    own_options = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam"
+                             "?options=-c%20statement_timeout%3D5000")
+    assert "('options', '-c statement_timeout=5000 -c jit=off')" in own_options.stdout
+    jit_chosen = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam"
+                            "?options=-c%20jit%3Don")
+    assert "('options', '-c jit=on')" in jit_chosen.stdout
     refused = run_manage("shell", "-c", probe, DATABASE_URL="postgres://cam@db.example.com:5432/cam",
                          DATABASE_TIMEOUT_SECONDS="1")
     assert refused.returncode != 0 and "DATABASE_TIMEOUT_SECONDS" in refused.stderr
