@@ -92,16 +92,18 @@ def imap_sessions_expire() -> int:
     return len(ended)
 
 
-def imap_sessions_close() -> int:
-    """Log out every session kept between polls (a goodbye of one read's wait each at most); returns how many."""
+def imap_sessions_close(*, logout: bool = True) -> int:
+    """End every session kept between polls, logging each out first (a goodbye of one read's wait each at
+    most) unless ``logout`` is false — a worker told to stop leaves at once; returns how many."""
     with _kept_lock:
         kept = list(_kept.values())
         _kept.clear()
     for session in kept:
-        with suppress(Exception):
-            sock = session.client.socket()
-            sock.settimeout(min(sock.gettimeout() or 5.0, 5.0))
-            session.client.logout()
+        if logout:
+            with suppress(Exception):
+                sock = session.client.socket()
+                sock.settimeout(min(sock.gettimeout() or 5.0, 5.0))
+                session.client.logout()
         _shut(session.client)
     return len(kept)
 

@@ -84,3 +84,23 @@ def test_a_session_no_poll_takes_is_ended_by_a_later_poll_step(imap_server, monk
 
     assert inboxes_poll()["mailboxes"] == 0
     assert imap.imap_sessions_close() == 0
+
+
+def test_a_worker_run_once_logs_its_kept_sessions_out_when_it_ends(imap_server, settings):
+    from django.core.management import call_command
+
+    settings.AICMO_CAM_WORKER_ID = "worker-imap-sessions"
+    user = imap_server.new_user()
+    imap_server.append(user, message(1))
+    mailbox_on(imap_server, user)
+
+    def logouts() -> int:
+        time.sleep(0.2)  # Dovecot writes its log a moment after
+        return len(re.findall(rf"imap\({re.escape(user)}\).*Logged out", imap_server.log))
+
+    before = logouts()
+    call_command("cam_worker", "--once")
+
+    assert InboundEmail.objects.filter(mailbox__imap_username=user).count() == 1  # it polled
+    assert imap.imap_sessions_close() == 0  # and kept nothing past its end
+    assert logouts() == before + 1  # its one session said goodbye

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db.utils import InterfaceError, OperationalError
 
+from cam.inbox.imap import imap_sessions_close
 from cam.jobs.cycle import FAILED, worker_cycle_run
 from cam.jobs.heartbeat import heartbeat_stopped
 from cam.jobs.recovery import watchdog_run
@@ -55,6 +56,9 @@ class Command(BaseCommand):
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            # The IMAP sessions kept for the next poll: logged out when the worker ends on its own, only
+            # closed when it was told to stop (a server slow to say goodbye must not hold it).
+            imap_sessions_close(logout=not stop.is_set())
             try:
                 heartbeat_stopped(worker_id=worker_id)
             except (InterfaceError, OperationalError):
