@@ -297,7 +297,7 @@ def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
 
 def _mailbox_pace(state: _State, lead: Lead) -> tuple[str, int | None]:
     mailboxes = state.mailboxes_for(lead)
-    today = state.now.astimezone(state.zone).date()
+    today = timezone.localdate(state.now)  # the ramp's days are the server's, as its day one is (planning)
     parts = [f"{mailbox.from_email}: {warmup_words(mailbox, today=today)}" for mailbox in mailboxes]
     return ("; ".join(parts) + (". " if parts else "") + "A mailbox sends today's allowance spread over the send "
             "window's hours left, so the rest follow later today or tomorrow. Add mailboxes under Settings to "

@@ -123,13 +123,14 @@ def mailbox_pace_wait(mailbox: Mailbox, campaign: Campaign, *, sent: list[dateti
     """"" when ``mailbox``'s pace lets it take one more email for ``campaign`` now (``sent``: when its
     emails of the last 24 hours were planned), else ``MAILBOX_PACE``. Its day and hours are those of the
     campaign's send window, in the campaign's time zone: today's warm-up allowance, spread over the
-    window's hours left."""
+    window's hours left. The ramp's days are counted as its day one was set (the server's date at the
+    first send), so a campaign ahead of the server's clock never starts a mailbox on its second day."""
     local = local_time(campaign, now)
     day_start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     hour_start = local.replace(minute=0, second=0, microsecond=0)
     today = sum(1 for at in sent if at >= day_start)
     this_hour = sum(1 for at in sent if at >= hour_start)
-    allowance = warmup_allowance(mailbox, local.date())
+    allowance = warmup_allowance(mailbox, timezone.localdate(now))
     if today >= allowance:
         return Blocked.MAILBOX_PACE
     share = hour_share(allowance=allowance, used_before_this_hour=today - this_hour,

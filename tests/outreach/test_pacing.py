@@ -19,7 +19,7 @@ from cam.outreach.pacing import (
     warmup_full_on,
     warmup_words,
 )
-from cam.outreach.planning import outreach_plan
+from cam.outreach.planning import mailbox_pace_wait, outreach_plan
 from cam.outreach.sending import outbound_send_batch
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory
 
@@ -200,3 +200,16 @@ def test_the_migration_leaves_existing_mailboxes_warm_and_new_ones_warming_up():
     assert warmup_allowance(old, DAY_ONE) == 50
     new = Mailbox.objects.create(name="New", from_email="new@outreach.test")
     assert (new.warmup_enabled, new.warmup_start, new.warmup_increment) == (True, 10, 5)
+
+
+@pytest.mark.django_db
+def test_a_campaign_ahead_of_the_servers_clock_does_not_start_a_mailbox_on_its_second_day(settings):
+    settings.TIME_ZONE = "UTC"
+    mailbox = warming(warmup_started_on=DAY_ONE)  # its first send: 2 March, by the server's (UTC) date
+    campaign = CampaignFactory(timezone="Australia/Sydney", send_days=[1, 2, 3, 4, 5, 6, 7], send_start_hour=0,
+                               send_end_hour=24)
+    now = datetime(2026, 3, 2, 23, 30, tzinfo=UTC)  # still 2 March for the server; 3 March, 10:30 in Sydney
+    sent = [datetime(2026, 3, 2, 21, minute, tzinfo=UTC) for minute in range(10)]  # 08:xx in Sydney
+
+    assert mailbox_pace_wait(mailbox, campaign, sent=sent, now=now) == Lead.BlockedReason.MAILBOX_PACE  # 10 of 10
+    assert mailbox_pace_wait(mailbox, campaign, sent=sent[:9], now=now) == ""
