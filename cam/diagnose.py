@@ -34,7 +34,7 @@ from cam.jobs.heartbeat import stale_after
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail, RuleDecision, SequenceStep, WorkerHeartbeat
 from cam.models.campaigns import first_step, step_after
 from cam.models.decisions import percent_text
-from cam.outreach.pacing import gap_ends_at, warmup_words
+from cam.outreach.pacing import gap_ends_at, warmup_allowance, warmup_words
 from cam.outreach.planning import (
     CAP_WINDOW,
     SENDING_CAMPAIGNS,
@@ -95,6 +95,7 @@ class Capacity:
     room_words: str = ""  # room_at for people, in the campaign's time zone
     gap_words: str = ""  # gap_until for people
     note: str = ""  # why the cap is what it is, when that is not simply the setting (a degraded campaign)
+    pace_words: str = ""  # a warming-up mailbox's allowance today, below its cap ("18 today of 50; …")
 
     @property
     def percent_used(self) -> int:
@@ -293,6 +294,14 @@ def _mailbox_disconnected(state: _State, lead: Lead) -> tuple[str, int | None]:
         return f"Its mailbox is connected again: {NEXT_CYCLE}.", None
     return (f"{', '.join(gone)} must be connected to its provider again (its OAuth2 grant was revoked or expired): "
             f"press Connect on the mailbox under Mailboxes."), None
+
+
+def _warming_words(mailbox: Mailbox, now: datetime) -> str:
+    """The ramp of a mailbox still warming up, for the capacity table; "" once it may send its full cap."""
+    today = timezone.localdate(now)  # the ramp's days are the server's, as its day one is (planning)
+    if not mailbox.warmup_enabled or warmup_allowance(mailbox, today) >= mailbox.daily_cap:
+        return ""
+    return f"Warming up: {warmup_words(mailbox, today=today)}."
 
 
 def _mailbox_pace(state: _State, lead: Lead) -> tuple[str, int | None]:
@@ -600,7 +609,8 @@ def campaign_diagnosis(campaign: Campaign, now: datetime | None = None) -> Diagn
             name=f"{mailbox.name} <{mailbox.from_email}>", mailbox_id=mailbox.pk, active=mailbox.is_active,
             used=state.used(mailbox), cap=mailbox.daily_cap, room_at=room, room_words=words(room),
             gap_until=gap_until, gap_words=words(gap_until),
-            problem=_short(mailbox.last_send_error) if mailbox.last_send_error.strip() else ""))
+            problem=_short(mailbox.last_send_error) if mailbox.last_send_error.strip() else "",
+            pace_words=_warming_words(mailbox, now)))
     next_at, next_words, next_why = _next_send(
         state, earliest_by_zone=earliest_by_zone, queued=queued["n"], queued_at=queued["at"], capacity=capacity,
         held_back=sum(row.count for row in held_back))

@@ -64,6 +64,10 @@ def seed_history() -> dict[str, int]:
     nordic = factories.CampaignFactory(name="Nordic CFOs — finance automation", status=Campaign.Status.ACTIVE,
                                        daily_cap=60)
     nordic.mailboxes.add(second_mailbox)
+    # A mailbox added last week, still warming up: Diagnose shows its allowance under the caps.
+    demo.mailboxes.add(factories.MailboxFactory(name="Fresh desk", from_email="leo@outreach.example.com", daily_cap=50,
+                                                warmup_enabled=True, warmup_started_on=timezone.localdate()
+                                                - timedelta(days=4)))
     # Its domain lost its DMARC record: the mailbox list says its leads are held.
     SendingDomain.objects.create(domain="nordics.example.com", verdict=SendingDomain.Verdict.FAIL, holds_mail=True,
                                  checked_at=timezone.now())

@@ -124,6 +124,21 @@ def test_a_full_mailbox_says_how_many_it_sent_and_when_it_has_room_again():
         2, 2, True, NOW + timedelta(hours=9))
 
 
+def test_the_capacity_table_shows_a_warming_mailboxs_allowance_today(admin_client, settings):
+    settings.TIME_ZONE = "UTC"
+    warming = MailboxFactory(daily_cap=50, min_gap_seconds=0, warmup_enabled=True, warmup_start=10,
+                             warmup_increment=5, warmup_started_on=NOW.date() - timedelta(days=2),
+                             from_email="new@outreach.test")
+    warmed = MailboxFactory(daily_cap=50, min_gap_seconds=0, warmup_enabled=False, from_email="old@outreach.test")
+    owner = campaign(mailbox=warming)
+    owner.mailboxes.add(warmed)
+
+    rows = {row.mailbox_id: row for row in campaign_diagnosis(owner, now=NOW).capacity}
+
+    assert rows[warming.pk].pace_words == "Warming up: 20 today of 50; the full 50 from 10 March 2026."
+    assert rows[warmed.pk].pace_words == ""
+
+
 def test_a_mailbox_gap_says_when_the_next_email_may_go():
     mailbox = MailboxFactory(min_gap_seconds=120, last_sent_at=NOW - timedelta(seconds=30),
                              from_email="gap@outreach.test")

@@ -318,3 +318,14 @@ def test_the_performance_tab_shows_the_campaigns_own_cards_and_chart(admin_clien
     figures = html[html.index('id="cam-campaign-figures"'):]
     assert '<div class="cam-kpi-value" data-kpi="sent">3</div>' in figures  # its own sends, not the other's
     assert 'data-sent="3"' in figures and "<canvas" in figures
+
+
+def test_diagnose_shows_a_warming_mailboxs_allowance_in_the_capacity_table(admin_client):
+    campaign = demo_campaign()
+    warming = factories.MailboxFactory(name="Fresh desk", daily_cap=50, warmup_enabled=True, warmup_start=10,
+                                       warmup_increment=5, warmup_started_on=timezone.localdate())
+    campaign.mailboxes.add(warming)
+
+    html = admin_client.get(page_url(campaign)).content.decode()
+
+    assert '<span class="cam-pace-note">Warming up: 10 today of 50; the full 50 from ' in html
