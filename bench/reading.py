@@ -46,6 +46,7 @@ django.setup()
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
+from sending import StatementCounter  # noqa: E402  # bench/sending.py's, as bench/worker.py takes dashboard's
 
 PASSWORD_ENV = "CAM_SECRET_BENCH_IMAP_PASSWORD"
 DOMAIN = "outreach.example.com"
@@ -57,17 +58,6 @@ HUMAN_REPLIES = (
     "Sounds good, let's set up a call next week.",
     "I'm not the right person for this, please contact jane.doe@company{n}.example.com instead.",
 )
-
-
-class StatementCounter:
-    """Counts the statements sent to the database (Django's query log would slow them down)."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def __call__(self, execute, sql, params, many, context):
-        self.count += 1
-        return execute(sql, params, many, context)
 
 
 def our_id(n: int) -> str:

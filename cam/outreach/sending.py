@@ -72,7 +72,6 @@ OUTCOME_WRITE_PATIENCE = 30.0
 HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
 
 DATABASE_GONE = (InterfaceError, OperationalError)
-
 OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fields)
 
 

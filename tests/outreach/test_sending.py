@@ -264,12 +264,16 @@ def test_two_senders_over_the_same_500_due_leads_deliver_each_email_exactly_once
     assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
 
 
-@pytest.mark.django_db
-def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(smtp_server, settings):
+def eight_due_in_batches_of_three(smtp_server, settings) -> None:
     settings.AICMO_CAM_SEND_BATCH_SIZE = 3
     owner = open_campaign(smtp_mailbox(smtp_server))
     for n in range(8):
         due_lead(owner, email=f"lead{n}@company{n}.example.com")
+
+
+@pytest.mark.django_db
+def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(smtp_server, settings):
+    eight_due_in_batches_of_three(smtp_server, settings)
 
     counts = send_now()
 
@@ -282,10 +286,7 @@ def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(
 def test_a_run_out_of_time_leaves_the_rest_due_for_the_next(smtp_server, settings):
     from cam.budget import Budget
 
-    settings.AICMO_CAM_SEND_BATCH_SIZE = 3
-    owner = open_campaign(smtp_mailbox(smtp_server))
-    for n in range(8):
-        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+    eight_due_in_batches_of_three(smtp_server, settings)
     outreach_plan()
     ticks = iter(range(1_000))
     budget = Budget(deadline=4, clock=lambda: next(ticks))  # a few checks' worth of time: the first batch's
