@@ -261,8 +261,10 @@ class _Built:
     def __init__(self) -> None:
         self._ahead: dict[int, EmailMultiAlternatives | Exception] = {}
 
-    def ahead(self, row: OutboundEmail) -> None:
-        self._ahead[row.pk] = self._build(row)
+    def ahead(self, row: OutboundEmail, provider: MailProvider) -> None:
+        message = self._ahead[row.pk] = self._build(row)
+        if not isinstance(message, Exception):
+            provider.prepare(message)
 
     def take(self, row: OutboundEmail) -> EmailMultiAlternatives:
         """``row``'s message, built ahead or now; raises what building it raised."""
@@ -294,7 +296,7 @@ def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: 
     assert row.mailbox is not None  # build_message needed it
     try:
         return provider.send_when(message, idempotency_key=f"cam-outbound-{row.pk}", ready=ready,
-                                  meanwhile=(lambda: built.ahead(upcoming)) if upcoming is not None else None)
+                                  meanwhile=(lambda: built.ahead(upcoming, provider)) if upcoming is not None else None)
     except Exception as exc:  # a provider bug: the message may have gone out
         logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
         # Raised before it asked, it may have sent all the same: the email is marked SENDING first.

@@ -427,6 +427,34 @@ def test_send_when_does_the_senders_work_while_the_server_takes_the_message_in(s
     assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]
 
 
+def test_a_message_prepared_ahead_goes_out_as_prepared_and_only_that_message(smtp_server, monkeypatch):
+    from cam.outreach.providers import smtp as smtp_module
+
+    made = []
+    real_message_bytes = smtp_module.message_bytes
+    monkeypatch.setattr(smtp_module, "message_bytes",
+                        lambda message: made.append(message) or real_message_bytes(message))
+    anna, ben = outreach_message("anna@company.test"), outreach_message("ben@company.test", message_id="<2@x.test>")
+    del anna.extra_headers["Message-ID"]  # prepare() gives it its id, as send_when() would
+    unbuildable = outreach_message("anna@company@test", message_id="<3@x.test>")
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        provider.prepare(anna)
+        first = provider.send_when(anna, idempotency_key="1", ready=Asked(smtp_server))
+        provider.prepare(anna)  # prepared for a message that is not the one sent next: not used for it
+        second = provider.send_when(ben, idempotency_key="2", ready=Asked(smtp_server))
+        provider.prepare(unbuildable)  # never raises: the error is the send's
+        third = provider.send_when(unbuildable, idempotency_key="3", ready=Asked(smtp_server))
+
+    assert made.count(anna) == 2 and made.count(ben) == 1  # Anna's bytes were made once for her send
+    assert first is not None and first.status == Status.SENT
+    assert second is not None and second.status == Status.SENT
+    assert third is not None and third.status == Status.FAILED and "could not be built" in third.error
+    anna_data, ben_data = (message.data for message in smtp_server.messages)
+    assert f"Message-ID: {first.provider_message_id}".encode() in anna_data
+    assert b"To: anna@company.test" in anna_data and b"To: ben@company.test" in ben_data
+
+
 @pytest.mark.parametrize("answer", [True, False])
 def test_send_when_asks_once_even_when_nothing_reaches_the_server(smtp_server, answer):
     unreachable_mailbox = MailboxFactory.build(provider=Mailbox.Provider.SMTP, smtp_host="127.0.0.1",

@@ -71,6 +71,11 @@ class MailProvider:
     def close(self) -> None:
         """Close it; never raises."""
 
+    def prepare(self, message: EmailMultiAlternatives) -> None:
+        """Do ahead, while waiting on something else, what sending this very message object will need
+        and that depends on nothing but the message (SMTP: its envelope and bytes). Never raises: what
+        cannot be done is done again, and raises, when the message is sent."""
+
     def send(self, message: EmailMultiAlternatives, *, idempotency_key: str) -> SendResult:
         """Send one message; ``idempotency_key`` is stable across retries of the same email."""
         raise NotImplementedError

@@ -254,6 +254,8 @@ class SmtpProvider(MailProvider):
         # every further send answers RETRY with it at once instead of waiting for a timeout again.
         self.batch_error = ""
         self._envelopes: ThreadPoolExecutor | None = None  # send_when()'s, started by its first message
+        # The next message's envelope and bytes, made by prepare() while the server took the one before.
+        self._prepared: tuple[EmailMessage, tuple[str, list[str], bytes]] | None = None
 
     @property
     def port(self) -> int:
@@ -395,6 +397,15 @@ class SmtpProvider(MailProvider):
                 deadline.watch(self.backend.connection.sock)
             return self._send(message, message_id, deadline, ready, meanwhile)
 
+    def prepare(self, message: EmailMessage) -> None:
+        self._prepared = None
+        try:
+            message_id_of(message)  # what send_when() does first, so the bytes are the ones it would make
+            _use_return_path(message)
+            self._prepared = (message, self._envelope(message))
+        except Exception:  # made again at its turn, where the error is reported
+            pass
+
     def _envelope(self, message: EmailMessage) -> tuple[str, list[str], bytes]:
         """The envelope sender, the recipients and the bytes of ``message``, as Django's backend would
         send them (``sanitize_address``, CRLF line ends). Raises what a message that cannot be sent
@@ -411,8 +422,10 @@ class SmtpProvider(MailProvider):
         if not message.recipients():
             return _once_ready(ready, SendResult(Status.FAILED, error="The message has no recipients.",
                                                  attempted=False))
+        prepared, self._prepared = self._prepared, None
         try:
-            sender, recipients, data = self._envelope(message)
+            sender, recipients, data = (prepared[1] if prepared is not None and prepared[0] is message
+                                        else self._envelope(message))
         except Exception as exc:  # no server would ever take it as it is
             return _once_ready(ready, SendResult(
                 Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}", attempted=False))

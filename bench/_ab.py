@@ -1,0 +1,186 @@
+"""Sending to a loopback SMTP sink: raw smtplib over one connection, and CAM's send batch.
+
+    .venv/bin/python bench/sending.py --emails 2000            # SQLite in a temporary file
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/sending.py
+
+CAM writes each email's outcome and its lead's progress in a transaction of their own right after
+the server's answer (so a crash loses at most the one email in flight), and marks the email SENDING
+before handing it over. The target: CAM sends at 50 % or more of raw smtplib's rate over one
+connection. Both send the same messages (as CAM built them) to the same sink, aiosmtpd's in a process of its
+own, taking turns in rounds (each a CAM batch) so that both see the same load on a shared machine; the
+database is created in a scratch schema/file and dropped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "aicmo_site.settings")
+os.environ.setdefault("DATABASE_URL", f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django
+
+django.setup()
+
+from django.db import connection  # noqa: E402
+from django.test.utils import setup_test_environment  # noqa: E402
+from django.utils import timezone  # noqa: E402
+
+
+def setup(server, emails: int):
+    from cam.models import Campaign, Lead, Mailbox, SequenceStep
+    from cam.outreach.planning import outreach_plan
+
+    mailbox = Mailbox.objects.create(name="bench", from_email="bench@outreach.example.com", provider="smtp",
+                                     smtp_host=server.host, smtp_port=server.port, smtp_security="none",
+                                     # Warm-up off and a cap whose hourly share (cam.outreach.pacing) takes every
+                                     # email now: the benchmark measures sending, not pacing.
+                                     daily_cap=emails * 48, min_gap_seconds=0, warmup_enabled=False)
+    campaign = Campaign.objects.create(name="bench", status=Campaign.Status.ACTIVE, send_days=[1, 2, 3, 4, 5, 6, 7],
+                                       send_start_hour=0, send_end_hour=24, daily_cap=emails * 48)
+    campaign.mailboxes.set([mailbox])
+    SequenceStep.objects.create(campaign=campaign, position=1, subject_template="{{ company }} and hand-offs",
+                                body_template="Hi {{ first_name }}, a quick question about {{ company }}.")
+    SequenceStep.objects.create(campaign=campaign, position=2, body_template="Bumping this.", delay_days=2)
+    due = timezone.now() - timedelta(minutes=1)
+    Lead.objects.bulk_create([
+        Lead(campaign=campaign, email=f"person{n}@company{n}.example.com", first_name=f"Anna{n}",
+             company=f"Company {n}", status=Lead.Status.IN_SEQUENCE, next_send_at=due) for n in range(emails)])
+    outreach_plan()
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:  # fresh statistics, as autovacuum keeps them on a live table
+            cursor.execute("ANALYZE")
+    return mailbox
+
+
+class SinkProcess:
+    """aiosmtpd's Sink handler in a process of its own (as a real mail server is): it accepts and discards."""
+
+    host = "127.0.0.1"
+
+    def __init__(self) -> None:
+        from tests.servers.smtp import free_port
+
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> SinkProcess:
+        self.process = subprocess.Popen([sys.executable, "-m", "aiosmtpd", "-n", "-l", f"{self.host}:{self.port}",
+                                         "-c", "aiosmtpd.handlers.Sink"], stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+class StatementCounter:
+    """Counts the statements sent to the database (Django's query log would slow them down)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, execute, sql, params, many, context):
+        self.count += 1
+        return execute(sql, params, many, context)
+
+
+T, N = {}, {}
+import importlib
+VARIANTS = importlib.import_module(os.environ["AB_MODULE"]).VARIANTS
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--emails", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=10,
+                        help="raw smtplib and CAM take turns, each sending emails/rounds emails a round, so "
+                             "both see the same load on a shared machine")
+    args = parser.parse_args()
+    per_round = -(-args.emails // args.rounds)
+
+
+    from django.conf import settings
+
+    # As in production (DEBUG off): no query log, whose bookkeeping would cost more than some statements.
+    setup_test_environment(debug=False)
+    old_name = connection.creation.create_test_db(verbosity=0)
+    try:
+        from cam.models import OutboundEmail
+        from cam.outreach.messages import build_message
+        from cam.outreach.sending import outbound_send_batch
+
+        settings.AICMO_CAM_SEND_BATCH_SIZE = per_round
+        with SinkProcess() as server:
+            mailbox = setup(server, args.emails)
+            rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")
+            messages = [(row.from_email, row.to_email, build_message(row).message().as_bytes()) for row in rows]
+            print(f"{args.emails} emails to a loopback aiosmtpd sink in {args.rounds} rounds, "
+                  f"database {connection.vendor}")
+
+            raw = cam = 0.0
+            import resource
+            def _cpu(pid):
+                f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+                return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+            with connection.cursor() as c:
+                c.execute("select pg_backend_pid()"); backend = c.fetchone()[0]
+            cpu = {"cam": 0.0, "pg": 0.0, "sink": 0.0, "rawself": 0.0, "rawsink": 0.0}
+            sent, statements, ratios = 0, StatementCounter(), []
+            with smtplib.SMTP(server.host, server.port, timeout=30) as client:
+                client.ehlo()
+                for first in range(0, args.emails, per_round):
+                    c0, s0 = time.process_time(), _cpu(server.process.pid)
+                    started = time.perf_counter()
+                    for sender, recipient, data in messages[first:first + per_round]:
+                        client.sendmail(sender, [recipient], data)
+                    raw_round = time.perf_counter() - started
+                    cpu["rawself"] += time.process_time() - c0; cpu["rawsink"] += _cpu(server.process.pid) - s0
+
+                    for variant in VARIANTS:
+                      VARIANTS[variant](True)
+                      with connection.execute_wrapper(statements):
+                        settings.AICMO_CAM_SEND_BATCH_SIZE = per_round // 2
+                        c0, s0, p0 = time.process_time(), _cpu(server.process.pid), _cpu(backend)
+                        started = time.perf_counter()
+                        counts = outbound_send_batch(mailbox_id=mailbox.pk)
+                        cam_round = time.perf_counter() - started
+                      VARIANTS[variant](False)
+                      T[variant] = T.get(variant, 0.0) + cam_round
+                      N[variant] = N.get(variant, 0) + counts.get("sent", 0)
+                    sent += per_round
+                    raw = raw + raw_round
+            for v in VARIANTS:
+                print(f"  variant {v}: {N[v] / T[v]:8.0f} emails/s = {N[v] / T[v] / (sent / raw):.0%} of raw")
+            return
+            print(f"  raw smtplib, one connection {raw:8.2f} s  {sent / raw:8.0f} emails/s")
+            print(f"  CAM send batches            {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
+                  f"{statements.count / sent:.1f} statements per email")
+            print("  CPU ms/email:", {k: round(v / sent * 1000, 3) for k, v in cpu.items()})
+            ratios.sort()
+            print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (rounds: {ratios[0]:.0%} to {ratios[-1]:.0%}, "
+                  f"median {ratios[len(ratios) // 2]:.0%}; target: 50 % or more)")
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
