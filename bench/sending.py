@@ -93,6 +93,38 @@ class SinkProcess:
         self.process.wait(timeout=10)
 
 
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user and system) process ``pid`` has used, from ``/proc`` (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """CPU time per email of this process, the database server's process for its connection
+    (PostgreSQL) and the sink: what each costs whatever the machine's load, which the rates are not."""
+
+    def __init__(self, sink_pid: int) -> None:
+        self.pids = {"sink": sink_pid}
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self.pids["database"] = cursor.fetchone()[0]
+        self.used = {name: 0.0 for name in ("self", *self.pids)}
+
+    def __enter__(self) -> CpuMeter:
+        self._started = {"self": time.process_time(), **{name: process_cpu(pid) for name, pid in self.pids.items()}}
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        ended = {"self": time.process_time(), **{name: process_cpu(pid) for name, pid in self.pids.items()}}
+        for name in self.used:
+            self.used[name] += ended[name] - self._started[name]
+
+    def per_email(self, emails: int) -> str:
+        parts = [f"{name} {seconds / emails * 1000:.2f}" for name, seconds in self.used.items()]
+        return f"CPU ms per email: {', '.join(parts)} (all {sum(self.used.values()) / emails * 1000:.2f})"
+
+
 class StatementCounter:
     """Counts the statements sent to the database (Django's query log would slow them down)."""
 
@@ -133,15 +165,17 @@ def main() -> None:
 
             raw = cam = 0.0
             sent, statements, ratios = 0, StatementCounter(), []
+            raw_cpu, cam_cpu = CpuMeter(server.process.pid), CpuMeter(server.process.pid)
             with smtplib.SMTP(server.host, server.port, timeout=30) as client:
                 client.ehlo()
                 for first in range(0, args.emails, per_round):
-                    started = time.perf_counter()
-                    for sender, recipient, data in messages[first:first + per_round]:
-                        client.sendmail(sender, [recipient], data)
-                    raw_round = time.perf_counter() - started
+                    with raw_cpu:
+                        started = time.perf_counter()
+                        for sender, recipient, data in messages[first:first + per_round]:
+                            client.sendmail(sender, [recipient], data)
+                        raw_round = time.perf_counter() - started
 
-                    with connection.execute_wrapper(statements):
+                    with connection.execute_wrapper(statements), cam_cpu:
                         started = time.perf_counter()
                         counts = outbound_send_batch(mailbox_id=mailbox.pk)
                         cam_round = time.perf_counter() - started
@@ -150,9 +184,11 @@ def main() -> None:
                     sent += counts["sent"]
                     raw, cam = raw + raw_round, cam + cam_round
                     ratios.append(raw_round / cam_round)
-            print(f"  raw smtplib, one connection {raw:8.2f} s  {sent / raw:8.0f} emails/s")
+            print(f"  raw smtplib, one connection {raw:8.2f} s  {sent / raw:8.0f} emails/s  "
+                  f"{raw_cpu.per_email(sent)}")
             print(f"  CAM send batches            {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
-                  f"{statements.count / sent:.1f} statements per email")
+                  f"{statements.count / sent:.1f} statements per email  {cam_cpu.per_email(sent)}")
+            print(f"  load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}")
             ratios.sort()
             print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (rounds: {ratios[0]:.0%} to {ratios[-1]:.0%}, "
                   f"median {ratios[len(ratios) // 2]:.0%}; target: 50 % or more)")
