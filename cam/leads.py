@@ -84,23 +84,58 @@ def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_sta
     ``to_status``, when given): an event from and to the same status, so the lead's history shows
     the reply or request and why nothing changed. ``why`` explains it; by default, that ``status``
     is final or closed."""
+    LeadEvent.objects.create(
+        lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
+        reason=kept_reason(status=status, reason=reason, to_status=to_status, why=why))
+
+
+def kept_reason(*, status: str, reason: str, to_status: str = "", why: str = "") -> str:
+    """The reason of a ``lead_status_kept`` event (``cam.lead_changes`` writes the same)."""
     if not why:
         why = ("a final status, which nothing moves a lead out of" if status in FINAL_STATUSES
                else "a closed status, which a reply does not reopen or change")
     instead = f" (it would otherwise have become {to_status})" if to_status else ""
-    LeadEvent.objects.create(
-        lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
-        reason=f"{reason} — the lead stays {status}: {why}{instead}.")
+    return f"{reason} — the lead stays {status}: {why}{instead}."
 
 
-def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
-                  suppression_reason: str, source: str, actor: str = "system",
+@dataclass(frozen=True)
+class AddressStop:
+    """What one kind of news about an address does: the status its leads take, the statuses a lead keeps
+    instead (a won lead; an earlier, weightier stop), "The address …" in the reasons staff read, and the
+    suppression's reason. ``cam.lead_changes`` applies the same kinds to a batch of replies."""
+
+    to_status: str
+    keep_statuses: tuple[str, ...]
+    what_happened: str
+    suppression_reason: str
+
+    def own_reason(self, source: str) -> str:
+        return f"The address {self.what_happened} ({source})."
+
+    def other_reason(self, source: str, campaign: object) -> str:
+        return f"The address {self.what_happened} (campaign “{campaign}”, {source})."
+
+    def cancel_reason(self, source: str) -> str:
+        return f"Cancelled before sending: the address {self.what_happened} ({source})."
+
+
+UNSUBSCRIBED = AddressStop(Status.UNSUBSCRIBED, (Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS), "unsubscribed",
+                           Suppression.Reason.UNSUBSCRIBED)
+COMPLAINED = AddressStop(Status.UNSUBSCRIBED, (Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
+                         "marked our email as spam", Suppression.Reason.COMPLAINT)
+# A lead that had already unsubscribed keeps that status: the person's own request is the more important fact.
+HARD_BOUNCED = AddressStop(Status.BOUNCED, (Status.BOUNCED, Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
+                           "hard-bounced", Suppression.Reason.HARD_BOUNCE)
+# The fields an address stop, a company stop or a status change that stops the sequence clear.
+STOPPED = {"next_send_at": None, "blocked_reason": "", "paused_until": None}
+
+
+def _address_stop(*, lead: Lead, kind: AddressStop, source: str, actor: str = "system",
                   inbound_email: InboundEmail | None = None) -> bool:
-    """Stop every email to ``lead.email``; returns whether any row changed.
-
-    ``what_happened`` completes "The address …" in the reasons staff read. Every status change is
+    """Stop every email to ``lead.email``; returns whether any row changed. Every status change is
     recorded as a ``LeadEvent``.
     """
+    to_status, keep_statuses = kind.to_status, kind.keep_statuses
     now = timezone.now()
     # The address as stored and compared (``cam.addresses``), and the other spellings a lead,
     # an email or a suppression of it may have been stored under.
@@ -108,16 +143,14 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     suppressed = False
     if not Suppression.objects.filter(email__in=spellings).exists():
         _, suppressed = Suppression.objects.get_or_create(
-            email=spellings[0], defaults={"reason": suppression_reason, "source": source[:200]})
+            email=spellings[0], defaults={"reason": kind.suppression_reason, "source": source[:200]})
 
-    stop = {"status": to_status, "status_changed_at": now, "updated_at": now, "next_send_at": None,
-            "blocked_reason": "", "paused_until": None}
+    stop = {"status": to_status, "status_changed_at": now, "updated_at": now, **STOPPED}
     kept = Lead.objects.filter(pk=lead.pk, status__in=keep_statuses).exclude(status=to_status).values_list(
         "status", flat=True).first()
     own_rows = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses)
     other_rows = Lead.objects.filter(email__in=spellings, status__in=OPEN_STATUSES).exclude(pk=lead.pk)
-    own_reason = f"The address {what_happened} ({source})."
-    other_reason = f"The address {what_happened} (campaign “{lead.campaign}”, {source})."
+    own_reason, other_reason = kind.own_reason(source), kind.other_reason(source, lead.campaign)
     lead_events_record(list(own_rows.values_list("pk", "status")), to_status=to_status, actor=actor, reason=own_reason,
                    inbound_email=inbound_email)
     lead_events_record(list(other_rows.values_list("pk", "status")), to_status=to_status, actor=actor,
@@ -133,7 +166,7 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     cancelled = (OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings),
                                               status__in=CANCELLABLE_EMAIL_STATUSES)
                  .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-                         last_error=f"Cancelled before sending: the address {what_happened} ({source})."))
+                         last_error=kind.cancel_reason(source)))
 
     lead.refresh_from_db(fields=["status", "status_reason", "status_changed_at", "next_send_at",
                                  "blocked_reason", "paused_until", "updated_at"])
@@ -151,10 +184,7 @@ def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system",
     again changes nothing.
     Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
-                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="unsubscribed", suppression_reason=Suppression.Reason.UNSUBSCRIBED,
-                         source=source, actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=UNSUBSCRIBED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
@@ -164,10 +194,7 @@ def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system",
 
     Same effects and return value as ``lead_unsubscribe``.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
-                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="marked our email as spam", suppression_reason=Suppression.Reason.COMPLAINT,
-                         source=source, actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=COMPLAINED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
@@ -180,17 +207,19 @@ def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system",
     unsubscribed keeps that status (the person's own request is the more important fact), and a won
     lead stays ``WON``. Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.BOUNCED,
-                         keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source,
-                         actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=HARD_BOUNCED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 # Emails still to go out for a lead whose sequence stops.
 def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
     return OutboundEmail.objects.filter(lead_id__in=lead_ids, status__in=CANCELLABLE_EMAIL_STATUSES).update(
         status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-        last_error=f"Cancelled before sending: {why}")
+        last_error=cancel_reason(why))
+
+
+def cancel_reason(why: str) -> str:
+    """The ``last_error`` of an email cancelled because its lead's sequence stopped ``why``."""
+    return f"Cancelled before sending: {why}"
 
 
 @transaction.atomic

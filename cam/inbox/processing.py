@@ -1,10 +1,13 @@
 """Reading stored replies: classify, match to what we sent, and apply the follow-up — once each.
 
 A reply is marked ``processed_at`` in the same transaction as its follow-up, so a crash never applies a
-follow-up twice. A batch (``replies_process``) is one transaction with a savepoint per reply: one commit
-per batch instead of one per reply, and a reply that fails is rolled back to its savepoint and set
-aside, so one unreadable message never holds up the others. A crash loses the batch's work, which the
-next cycle does again.
+follow-up twice. A batch (``replies_process``) is one transaction: one commit per batch instead of one
+per reply. Each reply is recorded in a savepoint of its own, and a reply that fails is rolled back to
+it and set aside, so one unreadable message never holds up the others; then the follow-ups of the
+batch are applied together (``cam.followup.replies_follow_up``), in a few statements. Should they
+fail, the batch is rolled back to before the first reply and done again one reply at a time, each
+reply with its follow-up in its own savepoint, so a reply whose follow-up fails is set aside alone. A
+crash loses the batch's work, which the next cycle does again.
 
 A bounce or complaint that does not prove it is about an email we sent (``cam.inbox.matching.unproven``)
 is classified and matched but held: ``confirmation`` is ``NEEDED`` and its lead is left alone, until a
@@ -22,7 +25,7 @@ from email.message import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
-from cam.followup import reply_follow_up
+from cam.followup import replies_follow_up, reply_follow_up
 from cam.inbox.classify import Classification, classify_message
 from cam.inbox.matching import (
     PROOFS,
@@ -68,6 +71,18 @@ def reply_read(inbound: InboundEmail) -> Reading:
 def reply_process(*, inbound: InboundEmail, reading: Reading | None = None, known: Known | None = None) -> str:
     """Classify and match one stored reply, then apply its follow-up. Returns its category.
 
+    ``reading``, ``known``: as for ``reply_record``."""
+    # No savepoint of its own: in a batch, the caller's savepoint for this reply undoes all of it.
+    with transaction.atomic(savepoint=False):
+        if reply_record(inbound=inbound, reading=reading, known=known):
+            reply_follow_up(inbound=inbound, actor=CLASSIFIER)
+    return inbound.category
+
+
+def reply_record(*, inbound: InboundEmail, reading: Reading | None = None, known: Known | None = None) -> bool:
+    """Classify and match one stored reply and record what it is, marked processed. Returns whether its
+    follow-up is due: False when another worker recorded it meanwhile, or when it is held for a person.
+
     ``reading``: the reply read already (``reply_read``); ``known``: our emails its batch names
     (``cam.inbox.matching.known_emails``), so that matching it asks the database nothing."""
     if reading is None:
@@ -99,16 +114,12 @@ def reply_process(*, inbound: InboundEmail, reading: Reading | None = None, know
         "outbound_email": match.outbound, "lead": match.lead,
         "classified_at": now, "classified_by": CLASSIFIER, "processed_at": now,
     }
-    # No savepoint of its own: in a batch, the caller's savepoint for this reply undoes all of it.
-    with transaction.atomic(savepoint=False):
-        # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
-        if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
-            return inbound.category
-        for name, value in fields.items():
-            setattr(inbound, name, value)
-        if not held:
-            reply_follow_up(inbound=inbound, actor=CLASSIFIER)
-    return inbound.category
+    # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
+    if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(inbound, name, value)
+    return not held
 
 
 def report_recipients(category: str, failed: list[str], match: Match) -> tuple[list[str], str]:
@@ -147,19 +158,37 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         message_ids={found for inbound in batch for found in thread_ids(inbound.in_reply_to, inbound.references)}
         | {found for reading in read for found in reading.embedded or ()},
         pks={found for reading in read for found in reading.signed})
+    together: dict[str, int] = {"processed": 0, "errors": 0}
+    due: list[InboundEmail] = []
     with transaction.atomic():
-        for inbound, reading in zip(batch, readings, strict=True):
-            _process_one(inbound, reading, known, counts)
+        try:
+            with transaction.atomic():
+                for inbound, reading in zip(batch, readings, strict=True):
+                    _process_one(inbound, reading, known, together, due)
+                replies_follow_up(inbounds=due, actor=CLASSIFIER)
+        except Exception:
+            logger.exception("The follow-up of %s replies together failed: they are processed one by one", len(due))
+            for inbound, reading in zip(batch, readings, strict=True):
+                _process_one(inbound, reading, known, counts)
+        else:
+            counts = together
     return counts
 
 
-def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int]) -> None:
-    """``reply_process`` in a savepoint of the batch's transaction, counted; a failure is recorded."""
+def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int],
+                 due: list[InboundEmail] | None = None) -> None:
+    """``reply_process`` in a savepoint of the batch's transaction, counted; a failure is recorded. With
+    ``due``, the reply is only recorded (``reply_record``), and added to ``due`` when its follow-up is
+    to be applied, by the caller with the batch's."""
     try:
         if isinstance(reading, Exception):
             raise reading
         with transaction.atomic():
-            category = reply_process(inbound=inbound, reading=reading, known=known)
+            if due is None:
+                reply_process(inbound=inbound, reading=reading, known=known)
+            elif reply_record(inbound=inbound, reading=reading, known=known):
+                due.append(inbound)
+        category = inbound.category
     except Exception:
         # Recorded, and set aside so the next cycle does not trip over it again; staff can
         # reclassify it by hand.
