@@ -5,7 +5,8 @@ with the rules of ``cam.leads`` — a status change and its event, a status kept
 company stop — against leads it locked and read in one query. ``LeadChanges`` records them and
 ``apply`` writes them in a fixed number of statements whatever the number of replies: the leads the
 stops reach beyond the batch (read and locked in one query), the suppressions (one read, one insert),
-the lead events (one insert), the leads (one ``UPDATE``), the emails cancelled (one ``UPDATE``).
+the lead events (one insert), the leads (one ``UPDATE``), the emails cancelled (found and locked in
+one query, cancelled in one ``UPDATE``).
 
 The caller makes sure the replies of one ``LeadChanges`` do not reach each other's leads or addresses
 (``cam.followup`` groups them so), so that writing them together does what writing them one after
@@ -14,13 +15,13 @@ the other would.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from django.db.models import Case, F, Q, Subquery, TextField, Value, When
+from django.db.models import Q
 
 from cam.addresses import address_spellings
+from cam.bulk import bulk_update_values
 from cam.leads import (
     CANCELLABLE_EMAIL_STATUSES,
     FINAL_STATUSES,
@@ -143,8 +144,7 @@ class LeadChanges:
         self._suppress()
         if self.events:
             LeadEvent.objects.bulk_create(self.events)
-        if self.changed:
-            Lead.objects.bulk_update(list(self.changed.values()), WRITTEN)
+        bulk_update_values(list(self.changed.values()), WRITTEN)
         self._cancel()
 
     def _stop_others(self) -> None:
@@ -196,23 +196,23 @@ class LeadChanges:
         Suppression.objects.bulk_create(list(new.values()), ignore_conflicts=True)
 
     def _cancel(self) -> None:
-        """Every email to cancel in one UPDATE: each gets the reason of the first change that cancels it.
-        An address's emails are those to it and those of its leads, whichever address they went to."""
+        """The emails to cancel, still waiting, found and locked in one query, and cancelled in one
+        ``UPDATE``: each with the reason of the first change that cancels it. An address's emails are
+        those to it and those of its leads, whichever address they went to."""
         if not self.cancels:
             return
-        lead_ids = [which for which, _ in self.cancels if isinstance(which, int)]
+        lead_ids = {which for which, _ in self.cancels if isinstance(which, int)}
         spellings = {spelling for which, _ in self.cancels if isinstance(which, tuple) for spelling in which}
-        # Subqueries rather than a join: an UPDATE's conditions stay on its own table.
         reached = Q(lead_id__in=lead_ids)
         if spellings:
-            reached |= Q(to_email__in=spellings) | Q(lead_id__in=_leads_at(spellings))
-        whens = [When(Q(lead_id=which) if isinstance(which, int)
-                      else Q(to_email__in=which) | Q(lead_id__in=_leads_at(which)), then=Value(why))
-                 for which, why in self.cancels]
-        OutboundEmail.objects.filter(reached, status__in=CANCELLABLE_EMAIL_STATUSES).update(
-            status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=self.now,
-            last_error=Case(*whens, default=F("last_error"), output_field=TextField()))
-
-
-def _leads_at(spellings: Iterable[str]) -> Subquery:
-    return Subquery(Lead.objects.filter(email__in=list(spellings)).values("pk"))
+            reached |= Q(to_email__in=spellings) | Q(lead__email__in=spellings)
+        waiting = list(OutboundEmail.objects.select_for_update(of=("self",)).filter(
+            reached, status__in=CANCELLABLE_EMAIL_STATUSES).order_by("pk").values_list(
+            "pk", "lead_id", "to_email", "lead__email"))
+        cancelled = []
+        for pk, lead_id, to_email, lead_email in waiting:
+            why = next(why for which, why in self.cancels if (
+                which == lead_id if isinstance(which, int) else to_email in which or lead_email in which))
+            cancelled.append(OutboundEmail(pk=pk, status=OutboundEmail.Status.CANCELLED, next_attempt_at=None,
+                                           updated_at=self.now, last_error=why))
+        bulk_update_values(cancelled, ["status", "next_attempt_at", "updated_at", "last_error"])

@@ -72,9 +72,9 @@ def test_the_follow_ups_of_a_batch_cost_the_same_statements_however_many_replies
 
     # Reading, matching and recording as above (2 + 4 + 3 per reply); then the follow-ups' savepoint and
     # release, the leads locked, our emails they answer, the address's other leads, the suppressions
-    # listed and the new ones, the lead events, the leads, the emails cancelled, and the alerts (the
-    # channels, the rows queued already, the new rows, the replies marked alerted).
-    with django_assert_num_queries(2 + 4 + 3 * count + 2 + 2 + 3 + 3 + 4):
+    # listed and the new ones, the lead events, the leads, the emails to cancel found and cancelled, and
+    # the alerts (the channels, the rows queued already, the new rows, the replies marked alerted).
+    with django_assert_num_queries(2 + 4 + 3 * count + 2 + 2 + 3 + 2 + 2 + 4):
         counts = replies_process()
     assert (counts["processed"], counts["errors"]) == (count, 0)
     assert Lead.objects.filter(status="UNSUBSCRIBED").count() == count // 3
