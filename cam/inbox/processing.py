@@ -2,12 +2,13 @@
 
 A reply is marked ``processed_at`` in the same transaction as its follow-up, so a crash never applies a
 follow-up twice. A batch (``replies_process``) is one transaction: one commit per batch instead of one
-per reply. Each reply is recorded in a savepoint of its own, and a reply that fails is rolled back to
-it and set aside, so one unreadable message never holds up the others; then the follow-ups of the
-batch are applied together (``cam.followup.replies_follow_up``), in a few statements. Should they
+per reply. Its replies are read and classified first, then recorded together (the ones still
+unprocessed locked in one query, recorded in one ``UPDATE``; one that cannot be read or matched is set
+aside, so one unreadable message never holds up the others), and their follow-ups applied together
+(``cam.followup.replies_follow_up``): a few statements per batch, whatever its size. Should any of it
 fail, the batch is rolled back to before the first reply and done again one reply at a time, each
-reply with its follow-up in its own savepoint, so a reply whose follow-up fails is set aside alone. A
-crash loses the batch's work, which the next cycle does again.
+reply with its follow-up in a savepoint of its own, so the reply that fails is set aside alone. A crash
+loses the batch's work, which the next cycle does again.
 
 A bounce or complaint that does not prove it is about an email we sent (``cam.inbox.matching.unproven``)
 is classified and matched but held: ``confirmation`` is ``NEEDED`` and its lead is left alone, until a
@@ -21,10 +22,12 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
+from cam.bulk import bulk_update_values
 from cam.followup import replies_follow_up, reply_follow_up
 from cam.inbox.classify import Classification, classify_message
 from cam.inbox.matching import (
@@ -85,6 +88,18 @@ def reply_record(*, inbound: InboundEmail, reading: Reading | None = None, known
 
     ``reading``: the reply read already (``reply_read``); ``known``: our emails its batch names
     (``cam.inbox.matching.known_emails``), so that matching it asks the database nothing."""
+    fields, held = _recording(inbound, reading, known)
+    # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
+    if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(inbound, name, value)
+    return not held
+
+
+def _recording(inbound: InboundEmail, reading: Reading | None, known: Known | None) -> tuple[dict[str, Any], bool]:
+    """What recording ``inbound`` writes (its classification and match, marked processed), and whether
+    it is held for a person."""
     if reading is None:
         reading = reply_read(inbound)
     message, result = reading.message, reading.result
@@ -114,12 +129,7 @@ def reply_record(*, inbound: InboundEmail, reading: Reading | None = None, known
         "outbound_email": match.outbound, "lead": match.lead,
         "classified_at": now, "classified_by": CLASSIFIER, "processed_at": now,
     }
-    # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
-    if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
-        return False
-    for name, value in fields.items():
-        setattr(inbound, name, value)
-    return not held
+    return fields, bool(held)
 
 
 def report_recipients(category: str, failed: list[str], match: Match) -> tuple[list[str], str]:
@@ -159,15 +169,13 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         | {found for reading in read for found in reading.embedded or ()},
         pks={found for reading in read for found in reading.signed})
     together: dict[str, int] = {"processed": 0, "errors": 0}
-    due: list[InboundEmail] = []
     with transaction.atomic():
         try:
             with transaction.atomic():
-                for inbound, reading in zip(batch, readings, strict=True):
-                    _process_one(inbound, reading, known, together, due)
-                replies_follow_up(inbounds=due, actor=CLASSIFIER)
+                replies_follow_up(inbounds=_record_together(batch, readings, known, together), actor=CLASSIFIER)
         except Exception:
-            logger.exception("The follow-up of %s replies together failed: they are processed one by one", len(due))
+            logger.exception("%s replies could not be recorded and followed up together: they are processed "
+                             "one by one", len(batch))
             for inbound, reading in zip(batch, readings, strict=True):
                 _process_one(inbound, reading, known, counts)
         else:
@@ -175,28 +183,72 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
     return counts
 
 
-def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int],
-                 due: list[InboundEmail] | None = None) -> None:
-    """``reply_process`` in a savepoint of the batch's transaction, counted; a failure is recorded. With
-    ``due``, the reply is only recorded (``reply_record``), and added to ``due`` when its follow-up is
-    to be applied, by the caller with the batch's."""
+# What recording a reply writes (``_recording``).
+RECORDED = ["category", "confidence", "classification_reasons", "confirmation", "failed_recipients",
+            "bounce_status_code", "return_date", "referral_email", "reported_domain", "new_text", "outbound_email",
+            "lead", "classified_at", "classified_by", "processed_at"]
+SET_ASIDE = ["could not be processed: see the log"]
+
+
+def _record_together(batch: list[InboundEmail], readings: list[Reading | Exception], known: Known,
+                     counts: dict[str, int]) -> list[InboundEmail]:
+    """Record a batch's replies as ``reply_record`` does each, in a few statements: the replies still
+    unprocessed are locked in one query (another worker may have processed some meanwhile: those are
+    left as they are), and recorded in one ``UPDATE``. A reply that cannot be read or matched is set
+    aside. Returns the replies whose follow-up is due, in order."""
+    unprocessed = set(InboundEmail.objects.select_for_update(of=("self",)).filter(
+        pk__in=[inbound.pk for inbound in batch], processed_at__isnull=True).values_list("pk", flat=True))
+    recorded: list[InboundEmail] = []
+    due: list[InboundEmail] = []
+    failed: list[int] = []
+    for inbound, reading in zip(batch, readings, strict=True):
+        try:
+            if isinstance(reading, Exception):
+                raise reading
+            # Read and matched only while still unprocessed: another worker may have processed it meanwhile.
+            recording = _recording(inbound, reading, known) if inbound.pk in unprocessed else None
+        except Exception:
+            logger.exception("Reply %s could not be processed", inbound.pk)
+            failed.append(inbound.pk)
+            counts["errors"] += 1
+            continue
+        if recording is not None:
+            fields, held = recording
+            for name, value in fields.items():
+                setattr(inbound, name, value)
+            recorded.append(inbound)
+            if not held:
+                due.append(inbound)
+        _count(inbound, counts)
+    bulk_update_values(recorded, RECORDED)
+    if failed:
+        _set_aside(failed)
+    return due
+
+
+def _set_aside(pks: list[int]) -> None:
+    # Recorded, and set aside so the next cycle does not trip over it again; staff can reclassify it by hand.
+    InboundEmail.objects.filter(pk__in=pks, processed_at__isnull=True).update(
+        processed_at=timezone.now(), classification_reasons=SET_ASIDE)
+
+
+def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int]) -> None:
+    """``reply_process`` in a savepoint of the batch's transaction, counted; a failure is recorded."""
     try:
         if isinstance(reading, Exception):
             raise reading
         with transaction.atomic():
-            if due is None:
-                reply_process(inbound=inbound, reading=reading, known=known)
-            elif reply_record(inbound=inbound, reading=reading, known=known):
-                due.append(inbound)
-        category = inbound.category
+            reply_process(inbound=inbound, reading=reading, known=known)
     except Exception:
-        # Recorded, and set aside so the next cycle does not trip over it again; staff can
-        # reclassify it by hand.
         logger.exception("Reply %s could not be processed", inbound.pk)
-        InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(
-            processed_at=timezone.now(), classification_reasons=["could not be processed: see the log"])
+        _set_aside([inbound.pk])
         counts["errors"] += 1
         return
+    _count(inbound, counts)
+
+
+def _count(inbound: InboundEmail, counts: dict[str, int]) -> None:
+    category = inbound.category
     counts["processed"] += 1
     counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
     if inbound.needs_confirmation:

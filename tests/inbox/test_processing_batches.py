@@ -30,13 +30,13 @@ def answers(sent, count: int) -> None:  # noqa: F811
 
 
 @pytest.mark.parametrize("count", [3, 30])
-def test_matching_a_batch_asks_one_query_however_many_replies(sent, count, monkeypatch,  # noqa: F811
-                                                               django_assert_num_queries):
+def test_reading_matching_and_recording_a_batch_cost_the_same_statements_however_many_replies(
+        sent, count, monkeypatch, django_assert_num_queries):  # noqa: F811
     answers(sent, count)
     monkeypatch.setattr(processing, "replies_follow_up", lambda **kwargs: None)  # the lead's side is counted below
-    # The batch, our emails it names; the transaction's savepoint and the one its follow-ups may be undone to
-    # (with their releases); then per reply its savepoint and release around the one UPDATE that records it.
-    with django_assert_num_queries(2 + 4 + 3 * count):
+    # The batch, our emails it names; the transaction's savepoint and the one the batch may be undone to
+    # (with their releases); the replies still unprocessed, locked, and the one UPDATE that records them.
+    with django_assert_num_queries(2 + 4 + 2):
         assert replies_process()["positive"] == count
     matched = InboundEmail.objects.filter(outbound_email__isnull=False, lead__isnull=False)
     assert matched.count() == count
@@ -70,11 +70,11 @@ def test_the_follow_ups_of_a_batch_cost_the_same_statements_however_many_replies
         OutboundEmailFactory(lead=lead, campaign=sent.campaign, step=sent.step, mailbox=sent.mailbox, status="PENDING")
         reply(email, TEXTS[n % 3])
 
-    # Reading, matching and recording as above (2 + 4 + 3 per reply); then the follow-ups' savepoint and
+    # Reading, matching and recording as above (2 + 4 + 2); then the follow-ups' savepoint and
     # release, the leads locked, our emails they answer, the address's other leads, the suppressions
     # listed and the new ones, the lead events, the leads, the emails to cancel found and cancelled, and
     # the alerts (the channels, the rows queued already, the new rows, the replies marked alerted).
-    with django_assert_num_queries(2 + 4 + 3 * count + 2 + 2 + 3 + 2 + 2 + 4):
+    with django_assert_num_queries(2 + 4 + 2 + 2 + 2 + 3 + 2 + 2 + 4):
         counts = replies_process()
     assert (counts["processed"], counts["errors"]) == (count, 0)
     assert Lead.objects.filter(status="UNSUBSCRIBED").count() == count // 3
