@@ -157,7 +157,8 @@ class LeadChanges:
             reach |= Q(email__in=address.spellings)
         for company in self.company_stops:
             reach |= Q(campaign_id=company.lead.campaign_id, email_domain=company.lead.email_domain)
-        own = {stop.lead.pk for stop in (*self.address_stops, *self.company_stops)} | set(self.changed)
+        own = ({address.lead.pk for address in self.address_stops} | {company.lead.pk for company in self.company_stops}
+               | set(self.changed))
         others = (Lead.objects.select_for_update(of=("self",)).filter(reach, status__in=OPEN_STATUSES)
                   .exclude(pk__in=own).order_by("pk"))
         for other in others:
