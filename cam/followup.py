@@ -1,8 +1,9 @@
 """What a classified reply, or a silence, does to a lead.
 
-One handler per category (a table, not a chain of ifs). Every change goes through ``cam.leads`` so
-it is recorded as a ``LeadEvent`` with who or what made it and why; a lead whose sequence stops has
-its waiting emails cancelled. Warm replies queue an alert to a person, once per reply.
+One handler per category (a table, not a chain of ifs). Every change follows the rules of ``cam.leads``
+(recorded by ``cam.lead_changes``, which writes a batch's changes together), so it is recorded as a
+``LeadEvent`` with who or what made it and why; a lead whose sequence stops has its waiting emails
+cancelled. Warm replies queue an alert to a person, once per reply.
 
 Each handler respects the status the reply found the lead in. A lead in its sequence or not yet in
 one (``cam.leads.OPEN_STATUSES``) gets the whole follow-up. A closed lead (``CLOSED_STATUSES``) is not
