@@ -84,14 +84,18 @@ class LeadChanges:
 
     def status_kept(self, *, lead: Lead, status: str, actor: str, reason: str, to_status: str = "",
                     inbound_email: InboundEmail | None = None, why: str = "") -> None:
-        """``cam.leads.lead_status_kept``."""
+        """``lead`` stays in ``status`` although ``reason`` would have moved it: ``cam.leads.lead_status_kept``."""
         self._event(lead.pk, status, status, actor=actor, inbound_email=inbound_email,
                     reason=kept_reason(status=status, reason=reason, to_status=to_status, why=why))
 
     def set_status(self, *, lead: Lead, to_status: str, actor: str, reason: str,
                    inbound_email: InboundEmail | None = None, stop_sequence: bool = True,
                    paused_until: datetime | None = None, next_send_at: datetime | None = None) -> bool:
-        """``cam.leads.lead_set_status`` on a lead locked and read by the caller."""
+        """Move ``lead`` (locked and read by the caller) to ``to_status`` with the reason, recorded as a
+        ``LeadEvent``. With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is
+        cleared and its emails still waiting are cancelled. A lead in a final status is not moved: the
+        event records the reason and that it stayed. Unsubscribing and bouncing are address stops
+        (``address_stop``), which also suppress the address. Returns whether the status changed."""
         if to_status in FINAL_STATUSES:
             raise ValueError(f"{to_status} is set by lead_unsubscribe / lead_mark_bounced, which suppress the address.")
         previous = lead.status
@@ -129,7 +133,9 @@ class LeadChanges:
         self.cancels.append((spellings, kind.cancel_reason(source)))
 
     def stop_company(self, *, lead: Lead, actor: str, reason: str, inbound_email: InboundEmail | None = None) -> None:
-        """``cam.leads.leads_stop_company``: the company's other leads are found and moved in ``apply``."""
+        """Every other open lead of ``lead``'s campaign at the same company domain goes to ``NURTURE`` (the
+        campaign's "stop the company on a reply" setting: the conversation is now with their colleague);
+        they are found and moved in ``apply``, their waiting emails cancelled."""
         self.company_stops.append(_CompanyStopped(lead, actor, reason, inbound_email))
 
     def _stop(self, lead: Lead, status: str, reason: str) -> None:

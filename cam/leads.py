@@ -1,5 +1,6 @@
 """A lead's status and the changes to it: those that stop mail to an address (unsubscribe, hard bounce,
-complaint), those the follow-up engine makes for a reply or a silence, and those a person makes.
+complaint), those a person makes, and the rules and wording of those the follow-up engine makes for a
+reply (``cam.lead_changes`` applies them to a batch of replies) or a silence.
 
 The unsubscribe page, the provider webhook and the reply classifier all call the address stops, so
 an address is stopped the same way whichever door the news came through: the lead's status changes
@@ -220,55 +221,6 @@ def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
 def cancel_reason(why: str) -> str:
     """The ``last_error`` of an email cancelled because its lead's sequence stopped ``why``."""
     return f"Cancelled before sending: {why}"
-
-
-@transaction.atomic
-def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbound_email: InboundEmail | None = None,
-                    stop_sequence: bool = True, paused_until: datetime | None = None,
-                    next_send_at: datetime | None = None) -> bool:
-    """Move one lead to ``to_status`` with the reason, recorded as a ``LeadEvent``.
-
-    With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
-    emails still waiting are cancelled. A lead in a final status (``FINAL_STATUSES``) is not moved:
-    the event records the reason and that it stayed (a person moves one out of it through
-    ``lead_change_status``). Unsubscribing and bouncing go through ``lead_unsubscribe`` /
-    ``lead_mark_bounced``, which also suppress the address. Returns whether the lead's status changed.
-    """
-    if to_status in FINAL_STATUSES:
-        raise ValueError(f"{to_status} is set by lead_unsubscribe / lead_mark_bounced, which suppress the address.")
-    now = timezone.now()
-    previous = Lead.objects.select_for_update().only("status").get(pk=lead.pk).status
-    if previous in FINAL_STATUSES:
-        lead.refresh_from_db()
-        lead_status_kept(lead=lead, status=previous, to_status=to_status, actor=actor, reason=reason,
-                         inbound_email=inbound_email)
-        return False
-    lead.status, lead.status_reason, lead.status_changed_at, lead.updated_at = to_status, reason, now, now
-    lead.paused_until = paused_until
-    lead.blocked_reason = ""
-    lead.next_send_at = None if stop_sequence else next_send_at
-    lead.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at", "paused_until",
-                             "blocked_reason", "next_send_at"])
-    lead_events_record([(lead.pk, previous)], to_status=to_status, actor=actor, reason=reason,
-                   inbound_email=inbound_email)
-    if stop_sequence:
-        _cancel_pending(lead_ids=[lead.pk], why=reason, now=now)
-    return previous != to_status
-
-
-@transaction.atomic
-def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email: InboundEmail | None = None) -> int:
-    """Move every other lead of ``lead``'s campaign at the same company domain to ``NURTURE`` (the
-    campaign's "stop the company on a reply" setting): the conversation is now with their colleague."""
-    now = timezone.now()
-    rows = Lead.objects.filter(campaign_id=lead.campaign_id, email_domain=lead.email_domain,
-                               status__in=OPEN_STATUSES).exclude(pk=lead.pk)
-    found = list(rows.values_list("pk", "status"))
-    lead_events_record(found, to_status=Status.NURTURE, actor=actor, reason=reason, inbound_email=inbound_email)
-    rows.update(status=Status.NURTURE, status_reason=reason, status_changed_at=now, updated_at=now,
-                next_send_at=None, blocked_reason="", paused_until=None)
-    _cancel_pending(lead_ids=[pk for pk, _ in found], why=reason, now=now)
-    return len(found)
 
 
 # -- changes made by a person (staff or an API client) --------------------------------------------
