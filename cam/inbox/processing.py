@@ -196,8 +196,10 @@ def _record_together(batch: list[InboundEmail], readings: list[Reading | Excepti
     unprocessed are locked in one query (another worker may have processed some meanwhile: those are
     left as they are), and recorded in one ``UPDATE``. A reply that cannot be read or matched is set
     aside. Returns the replies whose follow-up is due, in order."""
-    unprocessed = set(InboundEmail.objects.select_for_update(of=("self",)).filter(
-        pk__in=[inbound.pk for inbound in batch], processed_at__isnull=True).values_list("pk", flat=True))
+    # In id order, as the leads are, so two workers with overlapping batches wait rather than deadlock.
+    unprocessed = set(InboundEmail.objects.select_for_update().filter(
+        pk__in=[inbound.pk for inbound in batch], processed_at__isnull=True).order_by("pk").values_list(
+        "pk", flat=True))
     recorded: list[InboundEmail] = []
     due: list[InboundEmail] = []
     failed: list[int] = []

@@ -199,3 +199,21 @@ def test_a_batch_whose_follow_ups_fail_is_done_again_one_reply_at_a_time(sent, m
     assert sorted(Lead.objects.filter(email__startswith="person").values_list("status", flat=True)) == [
         "INTERESTED", "INTERESTED", "NEW"]
     assert HumanAlertLog.objects.count() == 2
+
+
+def test_a_reply_another_worker_recorded_meanwhile_is_left_as_it_is(sent, monkeypatch):  # noqa: F811
+    answers(sent, 3)
+    taken = InboundEmail.objects.order_by("pk")[1]
+    lookup = processing.known_emails
+
+    def meanwhile(**kwargs):  # after the batch is read, before it is recorded
+        InboundEmail.objects.filter(pk=taken.pk).update(processed_at=timezone.now(), category="NEGATIVE")
+        return lookup(**kwargs)
+
+    monkeypatch.setattr(processing, "known_emails", meanwhile)
+    replies_process()
+
+    taken.refresh_from_db()
+    assert (taken.category, taken.lead_id, taken.alert_sent) == ("NEGATIVE", None, False)
+    assert HumanAlertLog.objects.count() == 2
+    assert LeadEvent.objects.filter(lead__email__startswith="person").count() == 2
