@@ -1,8 +1,9 @@
 """What a classified reply, or a silence, does to a lead.
 
-One handler per category (a table, not a chain of ifs). Every change goes through ``cam.leads`` so
-it is recorded as a ``LeadEvent`` with who or what made it and why; a lead whose sequence stops has
-its waiting emails cancelled. Warm replies queue an alert to a person, once per reply.
+One handler per category (a table, not a chain of ifs). Every change follows the rules of ``cam.leads``
+(recorded by ``cam.lead_changes``, which writes a batch's changes together), so it is recorded as a
+``LeadEvent`` with who or what made it and why; a lead whose sequence stops has its waiting emails
+cancelled. Warm replies queue an alert to a person, once per reply.
 
 Each handler respects the status the reply found the lead in. A lead in its sequence or not yet in
 one (``cam.leads.OPEN_STATUSES``) gets the whole follow-up. A closed lead (``CLOSED_STATUSES``) is not
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -39,17 +40,16 @@ from django.db.models import F, Max, OuterRef, Q, Subquery
 from django.urls import reverse
 from django.utils import timezone
 
-from cam.alerts.service import alert_queue
+from cam.addresses import address_spellings
+from cam.alerts.service import AlertRequest, alerts_queue
+from cam.lead_changes import LeadChanges
 from cam.leads import (
+    COMPLAINED,
     FINAL_STATUSES,
+    HARD_BOUNCED,
     OPEN_STATUSES,
+    UNSUBSCRIBED,
     lead_events_record,
-    lead_mark_bounced,
-    lead_mark_complained,
-    lead_set_status,
-    lead_status_kept,
-    lead_unsubscribe,
-    leads_stop_company,
 )
 from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail, SequenceStep
 
@@ -80,6 +80,9 @@ class Reply:
     # The lead's status when the reply came: its status now, unless this same reply's earlier
     # follow-up (before a reclassification) set it.
     found: str
+    # Where its changes and alerts are recorded, written with those of its group (``replies_follow_up``).
+    changes: LeadChanges
+    alerts: list[AlertRequest] = field(default_factory=list)
 
     @property
     def quote(self) -> str:
@@ -101,19 +104,20 @@ def _admin_link(inbound: InboundEmail) -> str:
 
 
 def _alert(reply: Reply, alert_type: str, title: str) -> None:
-    """Queue the alert (sent by the alert step of the same cycle) and mark the reply as alerted."""
+    """Queue the alert (sent by the alert step of the same cycle) and mark the reply as alerted, with
+    the reply's group."""
     lead = reply.lead
     body = (f"{lead.full_name or lead.email} <{lead.email}> at {lead.company or '—'} ({lead.campaign}) wrote:\n\n"
             f"{reply.inbound.new_text.strip()}\n\nOpen it: {_admin_link(reply.inbound)}")
-    alert_queue(alert_type=alert_type, title=title, body=body, idempotency_key=f"reply:{reply.inbound.pk}",
-                campaign=reply.lead.campaign, lead=reply.lead, inbound_email=reply.inbound)
-    InboundEmail.objects.filter(pk=reply.inbound.pk).update(alert_sent=True)
+    reply.alerts.append(AlertRequest(alert_type=alert_type, title=title, body=body,
+                                     idempotency_key=f"reply:{reply.inbound.pk}", campaign=reply.lead.campaign,
+                                     lead=reply.lead, inbound_email=reply.inbound))
     reply.inbound.alert_sent = True
 
 
 def _set(reply: Reply, status: str, reason: str, **options: Any) -> None:
-    lead_set_status(lead=reply.lead, to_status=status, actor=reply.actor, reason=reason,
-                    inbound_email=reply.inbound, **options)
+    reply.changes.set_status(lead=reply.lead, to_status=status, actor=reply.actor, reason=reason,
+                             inbound_email=reply.inbound, **options)
 
 
 def _reopened_by_this_reply(reply: Reply) -> bool:
@@ -132,8 +136,8 @@ def _stay(reply: Reply, *, reason: str, to_status: str = "", why: str = "") -> N
         _set(reply, found, f"{reason} — back to {found}, the closed status the lead had when this reply came, "
                            f"which a reply does not reopen or change")
         return
-    lead_status_kept(lead=lead, status=lead.status, to_status="" if to_status == lead.status else to_status,
-                     actor=reply.actor, reason=reason, inbound_email=reply.inbound, why=why)
+    reply.changes.status_kept(lead=lead, status=lead.status, to_status="" if to_status == lead.status else to_status,
+                              actor=reply.actor, reason=reason, inbound_email=reply.inbound, why=why)
 
 
 def _move(reply: Reply, status: str, reason: str, *, allowed: tuple[str, ...], **options: Any) -> None:
@@ -170,19 +174,20 @@ def _referral(reply: Reply) -> None:
                                       f"{f' to {to}' if to else ''}")
 
 
+# The address stops of ``cam.leads`` (``lead_unsubscribe``, ``lead_mark_complained``, ``lead_mark_bounced``).
 def _unsubscribe(reply: Reply) -> None:
-    lead_unsubscribe(lead=reply.lead, source=f"asked by email, {reply.source}", actor=reply.actor,
-                     inbound_email=reply.inbound)
+    reply.changes.address_stop(lead=reply.lead, kind=UNSUBSCRIBED, source=f"asked by email, {reply.source}",
+                               actor=reply.actor, inbound_email=reply.inbound)
 
 
 def _complaint(reply: Reply) -> None:
-    lead_mark_complained(lead=reply.lead, source=f"feedback report, {reply.source}", actor=reply.actor,
-                         inbound_email=reply.inbound)
+    reply.changes.address_stop(lead=reply.lead, kind=COMPLAINED, source=f"feedback report, {reply.source}",
+                               actor=reply.actor, inbound_email=reply.inbound)
 
 
 def _bounce_hard(reply: Reply) -> None:
-    lead_mark_bounced(lead=reply.lead, source=f"bounce {reply.inbound.bounce_status_code or ''}, {reply.source}",
-                      actor=reply.actor, inbound_email=reply.inbound)
+    reply.changes.address_stop(lead=reply.lead, kind=HARD_BOUNCED, actor=reply.actor, inbound_email=reply.inbound,
+                               source=f"bounce {reply.inbound.bounce_status_code or ''}, {reply.source}")
 
 
 def _bounce_soft(reply: Reply) -> None:
@@ -197,11 +202,12 @@ def _bounce_soft(reply: Reply) -> None:
               why="" if reply.lead.status in FINAL_STATUSES or reply.found not in OPEN_STATUSES
               else "not in a sequence, so nothing is sent to it again")
         return
+    # The email's row is written now (one statement: soft bounces are few); the lead's with its group.
     soft = outbound.soft_bounces + 1
     if soft >= campaign.soft_bounce_limit:
         OutboundEmail.objects.filter(pk=outbound.pk).update(soft_bounces=soft, updated_at=timezone.now())
-        lead_mark_bounced(lead=reply.lead, actor=reply.actor, inbound_email=reply.inbound,
-                          source=f"{soft} soft bounces of one email, {reply.source}")
+        reply.changes.address_stop(lead=reply.lead, kind=HARD_BOUNCED, actor=reply.actor, inbound_email=reply.inbound,
+                                   source=f"{soft} soft bounces of one email, {reply.source}")
         return
     # The same step goes out again later, as the same email (same Message-ID, same content).
     now = timezone.now()
@@ -209,8 +215,10 @@ def _bounce_soft(reply: Reply) -> None:
         soft_bounces=soft, status=OutboundEmail.Status.RETRY, next_attempt_at=now + SOFT_BOUNCE_RETRY,
         updated_at=now, last_error=f"Soft bounce {soft} of {campaign.soft_bounce_limit} "
                                    f"({reply.inbound.bounce_status_code or 'no code'}); retried later.")
-    Lead.objects.filter(pk=reply.lead.pk, current_step=outbound.step.position).update(
-        current_step=outbound.step.position - 1, next_send_at=None, updated_at=now)
+    lead = reply.lead
+    if lead.current_step == outbound.step.position:
+        lead.current_step, lead.next_send_at, lead.updated_at = outbound.step.position - 1, None, now
+        reply.changes.touch(lead)
 
 
 def _out_of_office(reply: Reply) -> None:
@@ -254,27 +262,113 @@ FOLLOW_UPS: dict[str, Callable[[Reply], None]] = {
 }
 
 
-@transaction.atomic
+# Replies that may stop their address (a soft bounce at its limit does), reaching the address's leads
+# in other campaigns and its emails.
+ADDRESS_STOPS = (Category.UNSUBSCRIBE, Category.COMPLAINT, Category.BOUNCE_HARD, Category.BOUNCE_SOFT)
+
+
 def reply_follow_up(*, inbound: InboundEmail, actor: str, reclassified: bool = False) -> None:
-    """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead).
+    """Apply what ``inbound``'s category means to its lead (nothing when it matched no lead):
+    ``replies_follow_up`` for one reply.
 
     ``reclassified``: the reply was followed up before under another category, whose changes to the
     lead the new category replaces (see ``_status_found``); a first follow-up has none to look past."""
-    if inbound.lead_id is None or not inbound.category:
+    replies_follow_up(inbounds=[inbound], actor=actor, reclassified=reclassified)
+
+
+@transaction.atomic
+def replies_follow_up(*, inbounds: list[InboundEmail], actor: str, reclassified: bool = False) -> None:
+    """Apply each reply's follow-up, in their order, as ``reply_follow_up`` would one after the other,
+    in a few statements per group of replies rather than a dozen per reply.
+
+    The replies' leads are locked in one query (in id order, so two batches do not wait on each other
+    crosswise), each reply's changes are decided in memory (``cam.lead_changes``), and a group's are
+    written together. A group ends where a reply could see or undo what an earlier one of the group
+    did (``_independent``: the same lead, or an address or company one of them stops); the next group
+    reads its leads again after the first is written. Raises what any reply's follow-up raises: the
+    caller decides what to undo (``cam.inbox.processing`` then follows them up one by one)."""
+    due = [inbound for inbound in inbounds if inbound.lead_id is not None and inbound.category]
+    if not due:
         return
+    leads = _locked({inbound.lead_id for inbound in due if inbound.lead_id is not None})
+    for number, group in enumerate(_independent(due, leads)):
+        if number:  # an earlier group may have changed them: read and lock them again
+            leads.update(_locked({inbound.lead_id for inbound in group if inbound.lead_id is not None}))
+        _follow_up_group(group, leads, actor=actor, reclassified=reclassified)
+
+
+def _locked(lead_ids: set[int]) -> dict[int, Lead]:
     # Locked, so the status decided on is the one changed (a person or another reply waits).
-    lead = Lead.objects.select_for_update(of=("self",)).select_related("campaign").get(pk=inbound.lead_id)
-    outbound = (OutboundEmail.objects.select_related("step").filter(pk=inbound.outbound_email_id).first()
-                if inbound.outbound_email_id else None)
-    found = _status_found(lead, inbound) if reclassified else lead.status
-    reply = Reply(inbound=inbound, lead=lead, outbound=outbound, actor=actor, found=found)
-    if inbound.category in HUMAN:
-        Lead.objects.filter(pk=lead.pk, replied_at__isnull=True).update(replied_at=inbound.received_at
-                                                                         or timezone.now())
-        if lead.campaign.stop_company_on_reply:
-            leads_stop_company(lead=lead, actor=actor, inbound_email=inbound,
-                               reason=f"{lead.email} at the same company replied ({reply.source}).")
-    FOLLOW_UPS[inbound.category](reply)
+    return {lead.pk: lead for lead in Lead.objects.select_for_update(of=("self",)).select_related("campaign")
+            .filter(pk__in=lead_ids).order_by("pk")}
+
+
+def _lead_of(inbound: InboundEmail, leads: dict[int, Lead]) -> Lead:
+    lead = leads.get(inbound.lead_id or 0)
+    if lead is None:
+        raise Lead.DoesNotExist(f"Reply #{inbound.pk}'s lead #{inbound.lead_id} does not exist.")
+    return lead
+
+
+def _independent(due: list[InboundEmail], leads: dict[int, Lead]) -> list[list[InboundEmail]]:
+    """``due`` cut, in order, into groups whose replies do not reach one another's leads: within a group no
+    two replies are about the same lead, and none stops an address or a company (``_reach``) another one's
+    lead has, so writing a group's changes together does what writing them in order would."""
+    groups: list[list[InboundEmail]] = []
+    exclusive: set[tuple[str, object]] = set()
+    shared: set[tuple[str, object]] = set()
+    for inbound in due:
+        alone, along = _reach(inbound, _lead_of(inbound, leads))
+        if groups and not (alone & (exclusive | shared) or along & exclusive):
+            groups[-1].append(inbound)
+        else:
+            groups.append([inbound])
+            exclusive, shared = set(), set()
+        exclusive |= alone
+        shared |= along
+    return groups
+
+
+def _reach(inbound: InboundEmail, lead: Lead) -> tuple[set[tuple[str, object]], set[tuple[str, object]]]:
+    """What a reply's follow-up may change beyond what it reads: its lead, always; its lead's address (every
+    spelling) when it may stop it; its lead's company when it may stop it. The second set is what it only
+    reads or changes of its own lead: the address and the company its lead has, which another reply's
+    stop would change under it."""
+    spellings = address_spellings(lead.email)
+    addresses: set[tuple[str, object]] = {("address", spelling) for spelling in spellings}
+    domains: set[tuple[str, object]] = {("domain", spelling.rpartition("@")[2]) for spelling in spellings}
+    domains.add(("domain", lead.email_domain))
+    alone: set[tuple[str, object]] = {("lead", lead.pk)}
+    along: set[tuple[str, object]] = set()
+    (alone if inbound.category in ADDRESS_STOPS else along).update(addresses)
+    (alone if inbound.category in HUMAN and lead.campaign.stop_company_on_reply else along).update(domains)
+    return alone, along
+
+
+def _follow_up_group(group: list[InboundEmail], leads: dict[int, Lead], *, actor: str, reclassified: bool) -> None:
+    changes = LeadChanges(now=timezone.now())
+    alerts: list[AlertRequest] = []
+    outbound_ids = [inbound.outbound_email_id for inbound in group if inbound.outbound_email_id]
+    outbounds = ({outbound.pk: outbound for outbound in
+                  OutboundEmail.objects.select_related("step").filter(pk__in=outbound_ids)} if outbound_ids else {})
+    for inbound in group:
+        lead = _lead_of(inbound, leads)
+        found = _status_found(lead, inbound) if reclassified else lead.status
+        reply = Reply(inbound=inbound, lead=lead, outbound=outbounds.get(inbound.outbound_email_id or 0), actor=actor,
+                      found=found, changes=changes, alerts=alerts)
+        if inbound.category in HUMAN:
+            if lead.replied_at is None:
+                lead.replied_at = inbound.received_at or timezone.now()
+                changes.touch(lead)
+            if lead.campaign.stop_company_on_reply:
+                changes.stop_company(lead=lead, actor=actor, inbound_email=inbound,
+                                     reason=f"{lead.email} at the same company replied ({reply.source}).")
+        FOLLOW_UPS[inbound.category](reply)
+    changes.apply()
+    if alerts:
+        alerts_queue(alerts)
+        InboundEmail.objects.filter(pk__in=[alert.inbound_email.pk for alert in alerts
+                                            if alert.inbound_email is not None]).update(alert_sent=True)
 
 
 def _status_found(lead: Lead, inbound: InboundEmail) -> str:

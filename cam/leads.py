@@ -1,5 +1,6 @@
 """A lead's status and the changes to it: those that stop mail to an address (unsubscribe, hard bounce,
-complaint), those the follow-up engine makes for a reply or a silence, and those a person makes.
+complaint), those a person makes, and the rules and wording of those the follow-up engine makes for a
+reply (``cam.lead_changes`` applies them to a batch of replies) or a silence.
 
 The unsubscribe page, the provider webhook and the reply classifier all call the address stops, so
 an address is stopped the same way whichever door the news came through: the lead's status changes
@@ -84,23 +85,58 @@ def lead_status_kept(*, lead: Lead, status: str, actor: str, reason: str, to_sta
     ``to_status``, when given): an event from and to the same status, so the lead's history shows
     the reply or request and why nothing changed. ``why`` explains it; by default, that ``status``
     is final or closed."""
+    LeadEvent.objects.create(
+        lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
+        reason=kept_reason(status=status, reason=reason, to_status=to_status, why=why))
+
+
+def kept_reason(*, status: str, reason: str, to_status: str = "", why: str = "") -> str:
+    """The reason of a ``lead_status_kept`` event (``cam.lead_changes`` writes the same)."""
     if not why:
         why = ("a final status, which nothing moves a lead out of" if status in FINAL_STATUSES
                else "a closed status, which a reply does not reopen or change")
     instead = f" (it would otherwise have become {to_status})" if to_status else ""
-    LeadEvent.objects.create(
-        lead_id=lead.pk, from_status=status, to_status=status, actor=actor[:200], inbound_email=inbound_email,
-        reason=f"{reason} — the lead stays {status}: {why}{instead}.")
+    return f"{reason} — the lead stays {status}: {why}{instead}."
 
 
-def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...], what_happened: str,
-                  suppression_reason: str, source: str, actor: str = "system",
+@dataclass(frozen=True)
+class AddressStop:
+    """What one kind of news about an address does: the status its leads take, the statuses a lead keeps
+    instead (a won lead; an earlier, weightier stop), "The address …" in the reasons staff read, and the
+    suppression's reason. ``cam.lead_changes`` applies the same kinds to a batch of replies."""
+
+    to_status: str
+    keep_statuses: tuple[str, ...]
+    what_happened: str
+    suppression_reason: str
+
+    def own_reason(self, source: str) -> str:
+        return f"The address {self.what_happened} ({source})."
+
+    def other_reason(self, source: str, campaign: object) -> str:
+        return f"The address {self.what_happened} (campaign “{campaign}”, {source})."
+
+    def cancel_reason(self, source: str) -> str:
+        return f"Cancelled before sending: the address {self.what_happened} ({source})."
+
+
+UNSUBSCRIBED = AddressStop(Status.UNSUBSCRIBED, (Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS), "unsubscribed",
+                           Suppression.Reason.UNSUBSCRIBED)
+COMPLAINED = AddressStop(Status.UNSUBSCRIBED, (Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
+                         "marked our email as spam", Suppression.Reason.COMPLAINT)
+# A lead that had already unsubscribed keeps that status: the person's own request is the more important fact.
+HARD_BOUNCED = AddressStop(Status.BOUNCED, (Status.BOUNCED, Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
+                           "hard-bounced", Suppression.Reason.HARD_BOUNCE)
+# The fields an address stop, a company stop or a status change that stops the sequence clear.
+STOPPED = {"next_send_at": None, "blocked_reason": "", "paused_until": None}
+
+
+def _address_stop(*, lead: Lead, kind: AddressStop, source: str, actor: str = "system",
                   inbound_email: InboundEmail | None = None) -> bool:
-    """Stop every email to ``lead.email``; returns whether any row changed.
-
-    ``what_happened`` completes "The address …" in the reasons staff read. Every status change is
+    """Stop every email to ``lead.email``; returns whether any row changed. Every status change is
     recorded as a ``LeadEvent``.
     """
+    to_status, keep_statuses = kind.to_status, kind.keep_statuses
     now = timezone.now()
     # The address as stored and compared (``cam.addresses``), and the other spellings a lead,
     # an email or a suppression of it may have been stored under.
@@ -108,16 +144,14 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     suppressed = False
     if not Suppression.objects.filter(email__in=spellings).exists():
         _, suppressed = Suppression.objects.get_or_create(
-            email=spellings[0], defaults={"reason": suppression_reason, "source": source[:200]})
+            email=spellings[0], defaults={"reason": kind.suppression_reason, "source": source[:200]})
 
-    stop = {"status": to_status, "status_changed_at": now, "updated_at": now, "next_send_at": None,
-            "blocked_reason": "", "paused_until": None}
+    stop = {"status": to_status, "status_changed_at": now, "updated_at": now, **STOPPED}
     kept = Lead.objects.filter(pk=lead.pk, status__in=keep_statuses).exclude(status=to_status).values_list(
         "status", flat=True).first()
     own_rows = Lead.objects.filter(pk=lead.pk).exclude(status__in=keep_statuses)
     other_rows = Lead.objects.filter(email__in=spellings, status__in=OPEN_STATUSES).exclude(pk=lead.pk)
-    own_reason = f"The address {what_happened} ({source})."
-    other_reason = f"The address {what_happened} (campaign “{lead.campaign}”, {source})."
+    own_reason, other_reason = kind.own_reason(source), kind.other_reason(source, lead.campaign)
     lead_events_record(list(own_rows.values_list("pk", "status")), to_status=to_status, actor=actor, reason=own_reason,
                    inbound_email=inbound_email)
     lead_events_record(list(other_rows.values_list("pk", "status")), to_status=to_status, actor=actor,
@@ -133,7 +167,7 @@ def _address_stop(*, lead: Lead, to_status: str, keep_statuses: tuple[str, ...],
     cancelled = (OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings),
                                               status__in=CANCELLABLE_EMAIL_STATUSES)
                  .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-                         last_error=f"Cancelled before sending: the address {what_happened} ({source})."))
+                         last_error=kind.cancel_reason(source)))
 
     lead.refresh_from_db(fields=["status", "status_reason", "status_changed_at", "next_send_at",
                                  "blocked_reason", "paused_until", "updated_at"])
@@ -151,10 +185,7 @@ def lead_unsubscribe(*, lead: Lead, source: str, actor: str = "system",
     again changes nothing.
     Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
-                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="unsubscribed", suppression_reason=Suppression.Reason.UNSUBSCRIBED,
-                         source=source, actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=UNSUBSCRIBED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
@@ -164,10 +195,7 @@ def lead_mark_complained(*, lead: Lead, source: str, actor: str = "system",
 
     Same effects and return value as ``lead_unsubscribe``.
     """
-    return _address_stop(lead=lead, to_status=Status.UNSUBSCRIBED,
-                         keep_statuses=(Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="marked our email as spam", suppression_reason=Suppression.Reason.COMPLAINT,
-                         source=source, actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=COMPLAINED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 @transaction.atomic
@@ -180,66 +208,19 @@ def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system",
     unsubscribed keeps that status (the person's own request is the more important fact), and a won
     lead stays ``WON``. Returns whether anything changed.
     """
-    return _address_stop(lead=lead, to_status=Status.BOUNCED,
-                         keep_statuses=(Status.BOUNCED, Status.UNSUBSCRIBED, *KEPT_THROUGH_ADDRESS_STOPS),
-                         what_happened="hard-bounced", suppression_reason=Suppression.Reason.HARD_BOUNCE, source=source,
-                         actor=actor, inbound_email=inbound_email)
+    return _address_stop(lead=lead, kind=HARD_BOUNCED, source=source, actor=actor, inbound_email=inbound_email)
 
 
 # Emails still to go out for a lead whose sequence stops.
 def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
     return OutboundEmail.objects.filter(lead_id__in=lead_ids, status__in=CANCELLABLE_EMAIL_STATUSES).update(
         status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-        last_error=f"Cancelled before sending: {why}")
+        last_error=cancel_reason(why))
 
 
-@transaction.atomic
-def lead_set_status(*, lead: Lead, to_status: str, actor: str, reason: str, inbound_email: InboundEmail | None = None,
-                    stop_sequence: bool = True, paused_until: datetime | None = None,
-                    next_send_at: datetime | None = None) -> bool:
-    """Move one lead to ``to_status`` with the reason, recorded as a ``LeadEvent``.
-
-    With ``stop_sequence`` the lead gets no further email: its ``next_send_at`` is cleared and its
-    emails still waiting are cancelled. A lead in a final status (``FINAL_STATUSES``) is not moved:
-    the event records the reason and that it stayed (a person moves one out of it through
-    ``lead_change_status``). Unsubscribing and bouncing go through ``lead_unsubscribe`` /
-    ``lead_mark_bounced``, which also suppress the address. Returns whether the lead's status changed.
-    """
-    if to_status in FINAL_STATUSES:
-        raise ValueError(f"{to_status} is set by lead_unsubscribe / lead_mark_bounced, which suppress the address.")
-    now = timezone.now()
-    previous = Lead.objects.select_for_update().only("status").get(pk=lead.pk).status
-    if previous in FINAL_STATUSES:
-        lead.refresh_from_db()
-        lead_status_kept(lead=lead, status=previous, to_status=to_status, actor=actor, reason=reason,
-                         inbound_email=inbound_email)
-        return False
-    lead.status, lead.status_reason, lead.status_changed_at, lead.updated_at = to_status, reason, now, now
-    lead.paused_until = paused_until
-    lead.blocked_reason = ""
-    lead.next_send_at = None if stop_sequence else next_send_at
-    lead.save(update_fields=["status", "status_reason", "status_changed_at", "updated_at", "paused_until",
-                             "blocked_reason", "next_send_at"])
-    lead_events_record([(lead.pk, previous)], to_status=to_status, actor=actor, reason=reason,
-                   inbound_email=inbound_email)
-    if stop_sequence:
-        _cancel_pending(lead_ids=[lead.pk], why=reason, now=now)
-    return previous != to_status
-
-
-@transaction.atomic
-def leads_stop_company(*, lead: Lead, actor: str, reason: str, inbound_email: InboundEmail | None = None) -> int:
-    """Move every other lead of ``lead``'s campaign at the same company domain to ``NURTURE`` (the
-    campaign's "stop the company on a reply" setting): the conversation is now with their colleague."""
-    now = timezone.now()
-    rows = Lead.objects.filter(campaign_id=lead.campaign_id, email_domain=lead.email_domain,
-                               status__in=OPEN_STATUSES).exclude(pk=lead.pk)
-    found = list(rows.values_list("pk", "status"))
-    lead_events_record(found, to_status=Status.NURTURE, actor=actor, reason=reason, inbound_email=inbound_email)
-    rows.update(status=Status.NURTURE, status_reason=reason, status_changed_at=now, updated_at=now,
-                next_send_at=None, blocked_reason="", paused_until=None)
-    _cancel_pending(lead_ids=[pk for pk, _ in found], why=reason, now=now)
-    return len(found)
+def cancel_reason(why: str) -> str:
+    """The ``last_error`` of an email cancelled because its lead's sequence stopped ``why``."""
+    return f"Cancelled before sending: {why}"
 
 
 # -- changes made by a person (staff or an API client) --------------------------------------------

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -74,6 +75,19 @@ def alerts_failed() -> QuerySet[HumanAlertLog]:
     return HumanAlertLog.objects.filter(sent_successfully=False, failed_at__isnull=False)
 
 
+@dataclass(frozen=True)
+class AlertRequest:
+    """One alert to queue (``alerts_queue``): ``alert_queue``'s arguments."""
+
+    alert_type: str
+    title: str
+    body: str
+    idempotency_key: str
+    campaign: Campaign | None = None
+    lead: Lead | None = None
+    inbound_email: InboundEmail | None = None
+
+
 def alert_queue(*, alert_type: str, title: str, body: str, idempotency_key: str, campaign: Campaign | None = None,
                 lead: Lead | None = None, inbound_email: InboundEmail | None = None) -> list[HumanAlertLog]:
     """Record an alert for every target; returns the rows (new or already there), sending nothing.
@@ -88,39 +102,58 @@ def alert_queue(*, alert_type: str, title: str, body: str, idempotency_key: str,
     and an email row is sent to the recipients it was queued with.
     Safe inside a caller's transaction. Raises ``ValueError`` for an unknown type or an empty key.
     """
-    if alert_type not in HumanAlertLog.AlertType.values:
-        raise ValueError(f"Unknown alert type {alert_type!r}.")
-    if not idempotency_key:
-        raise ValueError("An alert needs an idempotency key.")
-    channels = [channel for channel in AlertChannel.objects.filter(enabled=True).order_by("pk")
-                if channel_takes(channel, alert_type)]
-    targets: list[Target] = [
-        (channel, alert_target_key(idempotency_key, f"channel:{channel.pk}"), _recipients_of(channel))
-        for channel in channels]
-    if settings.AICMO_CAM_ALERT_EMAILS or not channels:
-        targets.append((None, alert_target_key(idempotency_key, FALLBACK_TARGET),
-                        ", ".join(settings.AICMO_CAM_ALERT_EMAILS)))
-    targets = _email_recipients(targets)
-    if len(title) > TITLE_MAX_LENGTH:
-        title = title[: TITLE_MAX_LENGTH - 1] + "…"
-    HumanAlertLog.objects.bulk_create([
-        HumanAlertLog(alert_type=alert_type, title=title, body=body, channel=channel, recipients=recipients,
-                      idempotency_key=key, campaign=campaign, lead=lead, inbound_email=inbound_email)
-        for channel, key, recipients in targets], ignore_conflicts=True)
-    return list(HumanAlertLog.objects.filter(idempotency_key__in=[key for _, key, _ in targets])
-                .select_related("channel").order_by("pk"))
+    keys = alerts_queue([AlertRequest(alert_type=alert_type, title=title, body=body, idempotency_key=idempotency_key,
+                                      campaign=campaign, lead=lead, inbound_email=inbound_email)])
+    return list(HumanAlertLog.objects.filter(idempotency_key__in=keys).select_related("channel").order_by("pk"))
 
 
-def _email_recipients(targets: list[Target]) -> list[Target]:
+def alerts_queue(alerts: list[AlertRequest]) -> list[str]:
+    """``alert_queue`` for many alerts at once, in three queries however many (the channels, the rows
+    already queued under their keys, the insert); returns the rows' keys. Raises ``ValueError`` before
+    writing anything when one of them has an unknown type or an empty key."""
+    for alert in alerts:
+        if alert.alert_type not in HumanAlertLog.AlertType.values:
+            raise ValueError(f"Unknown alert type {alert.alert_type!r}.")
+        if not alert.idempotency_key:
+            raise ValueError("An alert needs an idempotency key.")
+    if not alerts:
+        return []
+    enabled = list(AlertChannel.objects.filter(enabled=True).order_by("pk"))
+    targeted: list[tuple[AlertRequest, list[Target]]] = []
+    for alert in alerts:
+        channels = [channel for channel in enabled if channel_takes(channel, alert.alert_type)]
+        targets: list[Target] = [
+            (channel, alert_target_key(alert.idempotency_key, f"channel:{channel.pk}"), _recipients_of(channel))
+            for channel in channels]
+        if settings.AICMO_CAM_ALERT_EMAILS or not channels:
+            targets.append((None, alert_target_key(alert.idempotency_key, FALLBACK_TARGET),
+                            ", ".join(settings.AICMO_CAM_ALERT_EMAILS)))
+        targeted.append((alert, targets))
+    existing = dict(HumanAlertLog.objects.filter(
+        idempotency_key__in=[key for _, targets in targeted for _, key, _ in targets]).values_list(
+        "idempotency_key", "recipients"))
+    rows: list[HumanAlertLog] = []
+    for alert, targets in targeted:
+        title = alert.title
+        if len(title) > TITLE_MAX_LENGTH:
+            title = title[: TITLE_MAX_LENGTH - 1] + "…"
+        rows += [HumanAlertLog(alert_type=alert.alert_type, title=title, body=alert.body, channel=channel,
+                               recipients=recipients, idempotency_key=key, campaign=alert.campaign, lead=alert.lead,
+                               inbound_email=alert.inbound_email)
+                 for channel, key, recipients in _email_recipients(targets, existing)]
+    HumanAlertLog.objects.bulk_create(rows, ignore_conflicts=True)
+    return [key for _, targets in targeted for _, key, _ in targets]
+
+
+def _email_recipients(targets: list[Target], queued: dict[str, str]) -> list[Target]:
     """The targets with each address kept by one email target only, so a person listed twice gets one email.
 
     The ``AICMO_CAM_ALERT_EMAILS`` copy keeps its addresses: it is the one that still goes out when a
     channel is misconfigured and disabled. Email channels then keep, in the order they were made, the
-    addresses no target before them has; rows already queued under this key (an alert queued again)
-    count first. A channel left with nobody of its own gets no row. Recipients that do not read as
-    addresses are kept as written, for the transport to report. One query."""
-    existing = dict(HumanAlertLog.objects.filter(idempotency_key__in=[key for _, key, _ in targets])
-                    .values_list("idempotency_key", "recipients"))
+    addresses no target before them has; rows already queued under this key (an alert queued again,
+    ``queued``: recipients by row key) count first. A channel left with nobody of its own gets no row.
+    Recipients that do not read as addresses are kept as written, for the transport to report."""
+    existing = {key: queued[key] for _, key, _ in targets if key in queued}
     taken = {address_key(address) for recipients in existing.values() for address in _addresses(recipients)}
     fallback_first = sorted(targets, key=lambda target: target[0] is not None)
     kept: dict[str, str] = {}

@@ -1,10 +1,14 @@
 """Reading stored replies: classify, match to what we sent, and apply the follow-up — once each.
 
 A reply is marked ``processed_at`` in the same transaction as its follow-up, so a crash never applies a
-follow-up twice. A batch (``replies_process``) is one transaction with a savepoint per reply: one commit
-per batch instead of one per reply, and a reply that fails is rolled back to its savepoint and set
-aside, so one unreadable message never holds up the others. A crash loses the batch's work, which the
-next cycle does again.
+follow-up twice. A batch (``replies_process``) is one transaction: one commit per batch instead of one
+per reply. Its replies are read and classified first, then recorded together (the ones still
+unprocessed locked in one query, recorded in one ``UPDATE``; one that cannot be read or matched is set
+aside, so one unreadable message never holds up the others), and their follow-ups applied together
+(``cam.followup.replies_follow_up``): a few statements per batch, whatever its size. Should any of it
+fail, the batch is rolled back to before the first reply and done again one reply at a time, each
+reply with its follow-up in a savepoint of its own, so the reply that fails is set aside alone. A crash
+loses the batch's work, which the next cycle does again.
 
 A bounce or complaint that does not prove it is about an email we sent (``cam.inbox.matching.unproven``)
 is classified and matched but held: ``confirmation`` is ``NEEDED`` and its lead is left alone, until a
@@ -18,11 +22,13 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
+from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
 
-from cam.followup import reply_follow_up
+from cam.bulk import bulk_update_values
+from cam.followup import replies_follow_up, reply_follow_up
 from cam.inbox.classify import Classification, classify_message
 from cam.inbox.matching import (
     PROOFS,
@@ -68,8 +74,32 @@ def reply_read(inbound: InboundEmail) -> Reading:
 def reply_process(*, inbound: InboundEmail, reading: Reading | None = None, known: Known | None = None) -> str:
     """Classify and match one stored reply, then apply its follow-up. Returns its category.
 
+    ``reading``, ``known``: as for ``reply_record``."""
+    # No savepoint of its own: in a batch, the caller's savepoint for this reply undoes all of it.
+    with transaction.atomic(savepoint=False):
+        if reply_record(inbound=inbound, reading=reading, known=known):
+            reply_follow_up(inbound=inbound, actor=CLASSIFIER)
+    return inbound.category
+
+
+def reply_record(*, inbound: InboundEmail, reading: Reading | None = None, known: Known | None = None) -> bool:
+    """Classify and match one stored reply and record what it is, marked processed. Returns whether its
+    follow-up is due: False when another worker recorded it meanwhile, or when it is held for a person.
+
     ``reading``: the reply read already (``reply_read``); ``known``: our emails its batch names
     (``cam.inbox.matching.known_emails``), so that matching it asks the database nothing."""
+    fields, held = _recording(inbound, reading, known)
+    # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
+    if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
+        return False
+    for name, value in fields.items():
+        setattr(inbound, name, value)
+    return not held
+
+
+def _recording(inbound: InboundEmail, reading: Reading | None, known: Known | None) -> tuple[dict[str, Any], bool]:
+    """What recording ``inbound`` writes (its classification and match, marked processed), and whether
+    it is held for a person."""
     if reading is None:
         reading = reply_read(inbound)
     message, result = reading.message, reading.result
@@ -99,16 +129,7 @@ def reply_process(*, inbound: InboundEmail, reading: Reading | None = None, know
         "outbound_email": match.outbound, "lead": match.lead,
         "classified_at": now, "classified_by": CLASSIFIER, "processed_at": now,
     }
-    # No savepoint of its own: in a batch, the caller's savepoint for this reply undoes all of it.
-    with transaction.atomic(savepoint=False):
-        # Written only if still unprocessed, in one statement: another worker may have processed it meanwhile.
-        if not InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(**fields):
-            return inbound.category
-        for name, value in fields.items():
-            setattr(inbound, name, value)
-        if not held:
-            reply_follow_up(inbound=inbound, actor=CLASSIFIER)
-    return inbound.category
+    return fields, bool(held)
 
 
 def report_recipients(category: str, failed: list[str], match: Match) -> tuple[list[str], str]:
@@ -147,10 +168,70 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         message_ids={found for inbound in batch for found in thread_ids(inbound.in_reply_to, inbound.references)}
         | {found for reading in read for found in reading.embedded or ()},
         pks={found for reading in read for found in reading.signed})
+    together: dict[str, int] = {"processed": 0, "errors": 0}
     with transaction.atomic():
-        for inbound, reading in zip(batch, readings, strict=True):
-            _process_one(inbound, reading, known, counts)
+        try:
+            with transaction.atomic():
+                replies_follow_up(inbounds=_record_together(batch, readings, known, together), actor=CLASSIFIER)
+        except Exception:
+            logger.exception("%s replies could not be recorded and followed up together: they are processed "
+                             "one by one", len(batch))
+            for inbound, reading in zip(batch, readings, strict=True):
+                _process_one(inbound, reading, known, counts)
+        else:
+            counts = together
     return counts
+
+
+# What recording a reply writes (``_recording``).
+RECORDED = ["category", "confidence", "classification_reasons", "confirmation", "failed_recipients",
+            "bounce_status_code", "return_date", "referral_email", "reported_domain", "new_text", "outbound_email",
+            "lead", "classified_at", "classified_by", "processed_at"]
+SET_ASIDE = ["could not be processed: see the log"]
+
+
+def _record_together(batch: list[InboundEmail], readings: list[Reading | Exception], known: Known,
+                     counts: dict[str, int]) -> list[InboundEmail]:
+    """Record a batch's replies as ``reply_record`` does each, in a few statements: the replies still
+    unprocessed are locked in one query (another worker may have processed some meanwhile: those are
+    left as they are), and recorded in one ``UPDATE``. A reply that cannot be read or matched is set
+    aside. Returns the replies whose follow-up is due, in order."""
+    # In id order, as the leads are, so two workers with overlapping batches wait rather than deadlock.
+    unprocessed = set(InboundEmail.objects.select_for_update().filter(
+        pk__in=[inbound.pk for inbound in batch], processed_at__isnull=True).order_by("pk").values_list(
+        "pk", flat=True))
+    recorded: list[InboundEmail] = []
+    due: list[InboundEmail] = []
+    failed: list[int] = []
+    for inbound, reading in zip(batch, readings, strict=True):
+        try:
+            if isinstance(reading, Exception):
+                raise reading
+            # Read and matched only while still unprocessed: another worker may have processed it meanwhile.
+            recording = _recording(inbound, reading, known) if inbound.pk in unprocessed else None
+        except Exception:
+            logger.exception("Reply %s could not be processed", inbound.pk)
+            failed.append(inbound.pk)
+            counts["errors"] += 1
+            continue
+        if recording is not None:
+            fields, held = recording
+            for name, value in fields.items():
+                setattr(inbound, name, value)
+            recorded.append(inbound)
+            if not held:
+                due.append(inbound)
+        _count(inbound, counts)
+    bulk_update_values(recorded, RECORDED)
+    if failed:
+        _set_aside(failed)
+    return due
+
+
+def _set_aside(pks: list[int]) -> None:
+    # Recorded, and set aside so the next cycle does not trip over it again; staff can reclassify it by hand.
+    InboundEmail.objects.filter(pk__in=pks, processed_at__isnull=True).update(
+        processed_at=timezone.now(), classification_reasons=SET_ASIDE)
 
 
 def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Known, counts: dict[str, int]) -> None:
@@ -159,15 +240,17 @@ def _process_one(inbound: InboundEmail, reading: Reading | Exception, known: Kno
         if isinstance(reading, Exception):
             raise reading
         with transaction.atomic():
-            category = reply_process(inbound=inbound, reading=reading, known=known)
+            reply_process(inbound=inbound, reading=reading, known=known)
     except Exception:
-        # Recorded, and set aside so the next cycle does not trip over it again; staff can
-        # reclassify it by hand.
         logger.exception("Reply %s could not be processed", inbound.pk)
-        InboundEmail.objects.filter(pk=inbound.pk, processed_at__isnull=True).update(
-            processed_at=timezone.now(), classification_reasons=["could not be processed: see the log"])
+        _set_aside([inbound.pk])
         counts["errors"] += 1
         return
+    _count(inbound, counts)
+
+
+def _count(inbound: InboundEmail, counts: dict[str, int]) -> None:
+    category = inbound.category
     counts["processed"] += 1
     counts[category.lower() or "unmatched"] = counts.get(category.lower() or "unmatched", 0) + 1
     if inbound.needs_confirmation:

@@ -394,8 +394,10 @@ def test_by_hand_a_final_status_leads_only_to_an_unsubscribe_or_a_conversations_
 
 @pytest.mark.parametrize("final", [Status.UNSUBSCRIBED, Status.BOUNCED])
 def test_a_final_status_is_not_set_without_suppressing_the_address(sent, final):
-    from cam.leads import lead_set_status
+    from cam.lead_changes import LeadChanges
 
+    changes = LeadChanges(now=timezone.now())
     with pytest.raises(ValueError, match="suppress the address"):
-        lead_set_status(lead=sent.lead, to_status=final, actor="staff:alex", reason="by hand")
+        changes.set_status(lead=sent.lead, to_status=final, actor="staff:alex", reason="by hand")
+    changes.apply()
     assert state(sent.lead)[0] == Status.IN_SEQUENCE
