@@ -167,6 +167,21 @@ class CampaignRule(models.Model):
                 f"→ {self.get_action_display().lower()}")
 
 
+class RuleMeasurement(models.Model):
+    """What one rule last measured (``cam.decisions.rules_measure``): kept so that a cycle measures again only
+    the rules of campaigns whose sends or outcomes changed since, or whose window or age cutoff moved past a
+    send. ``basis`` names what the measurement was of (the rule's metric, scope, window, age and the floor of
+    its last decision): a measurement of anything else is not used. ``measured``: per mailbox (None for a
+    campaign rule) ``[mailbox_id, sample, hits, newest sent_at]``."""
+
+    rule = models.OneToOneField(CampaignRule, on_delete=models.CASCADE, primary_key=True, related_name="measurement")
+    basis = models.CharField(max_length=200)
+    measured = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"Measurement of rule {self.rule_id}"
+
+
 class RuleDecision(models.Model):
     """A rule that fired, or a degrade rule that cleared: what it measured, on which sends, and what it did.
 
