@@ -889,6 +889,14 @@ def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
     return found
 
 
+def running_rules() -> list[CampaignRule]:
+    """The enabled rules of active and degraded campaigns, with their campaigns and kept measurements, in the
+    order they are judged: per campaign, pause rules first (descending action: PAUSE before DEGRADE). One query."""
+    return list(CampaignRule.objects.filter(
+        enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
+    ).select_related("campaign", "measurement").order_by("campaign_id", "-action", "pk"))
+
+
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire, and
     clear the degrade rules that no longer hold.
@@ -907,9 +915,7 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     """
     now = now or timezone.now()
     counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0, "cleared": 0}
-    rules = list(CampaignRule.objects.filter(
-        enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
-    ).select_related("campaign", "measurement").order_by("campaign_id", "-action", "pk"))  # PAUSE before DEGRADE
+    rules = running_rules()
     if not rules:
         return counts
     floors = dict(RuleDecision.objects.filter(rule_id__in=[rule.pk for rule in rules])
