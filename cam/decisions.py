@@ -473,9 +473,13 @@ def _slid(since: datetime, before: datetime) -> set[Subject]:
 
 def _snapshot_counts(period: Any) -> dict[str, int] | None:
     """A stored period's counts (rates are made from them), or None when it holds other counts."""
-    if not isinstance(period, dict) or not all(isinstance(period.get(name), int) for name in _empty()):
+    if not isinstance(period, dict):
         return None
-    return {name: period[name] for name in _empty()}
+    counts = {name: period.get(name) for name in COUNTED}
+    return counts if all(isinstance(count, int) for count in counts.values()) else None  # type: ignore[return-value]
+
+
+COUNTED = tuple(_empty())
 
 
 def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_WINDOW_DAYS,
@@ -507,33 +511,34 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
         recount: set[Subject] | None = None
         if touched is not None and before is not None:
             recount = touched | _slid(since, before)
-        stored: dict[Subject, tuple[int | None, Any, Any]] = {}
+        # Per subject: its snapshot's window, the snapshot, and its counts (None: none of this window to start from).
+        stored: dict[Subject, tuple[int | None, Any, Any, tuple[dict[str, int], dict[str, int]] | None]] = {}
         subjects: list[tuple[str, str, Any]] = [("campaigns", Scope.CAMPAIGN, Campaign.objects),
                                                 ("mailboxes", Scope.MAILBOX, Mailbox.objects)]
         for _, scope, manager in subjects:
             for pk, days, window, all_time in manager.order_by("pk").values_list(
                     "pk", "metric_snapshots__window_days", "metric_snapshots__window", "metric_snapshots__all_time"):
-                stored[(scope, pk)] = (days, window, all_time)
                 window_counts, all_counts = _snapshot_counts(window), _snapshot_counts(all_time)
-                if recount is not None and (days != window_days or window_counts is None or all_counts is None):
-                    recount.add((scope, pk))  # no snapshot of this window to start from
+                counts = (window_counts, all_counts) if window_counts and all_counts and days == window_days else None
+                stored[(scope, pk)] = (days, window, all_time, counts)
+                if recount is not None and counts is None:
+                    recount.add((scope, pk))
         grouped = _grouped(since, recount)
         failed = _failed(since)
         result: dict[str, Any] = {"campaigns": {}, "mailboxes": {}}
         snapshots: list[MetricSnapshot] = []
         for name, scope, _ in subjects:
             field = "campaign" if scope == Scope.CAMPAIGN else "mailbox"
-            for (kind, subject_id), (days, stored_window, stored_all) in stored.items():
+            for (kind, subject_id), (days, stored_window, stored_all, counts) in stored.items():
                 if kind != scope:
                     continue
                 key = (scope, subject_id)
-                if recount is None or key in recount:
+                if recount is None or key in recount or counts is None:
                     periods = grouped.get(key, {})
                     window_counts = {**_empty(), **periods.get("win", {})}
                     all_counts = {**_empty(), **periods.get("all", {})}
                 else:
-                    window_counts = _snapshot_counts(stored_window) or _empty()
-                    all_counts = _snapshot_counts(stored_all) or _empty()
+                    window_counts, all_counts = counts
                 failures = failed.get(key, {"all": 0, "win": 0})
                 window = _with_rates({**window_counts, "failed": failures["win"]})
                 all_time = _with_rates({**all_counts, "failed": failures["all"]})
@@ -578,20 +583,24 @@ def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
     ``_with_flags``'s flags; ``metric`` as its ``METRIC_CODES`` number), an email as often as it has such an
     outcome (counted once by the caller). Few next to the emails sent, read through the indexes on the
     replies' category, the provider events' outcome and the emails unsubscribed from, and joined to the
-    picked sends in one pass rather than probed for each send."""
+    picked sends in one pass rather than probed for each send. Only the outcomes of emails from the oldest
+    picked one on (by id) are read: ids grow with time, so a few measured campaigns, or windows that reach back
+    weeks rather than years, read the outcomes of those weeks (through the index on the email), not all."""
     unproven = list(UNPROVEN)
+    recent = "(SELECT MIN(id) FROM picked)"
     parts: list[str] = []
     params: list[Any] = []
 
     def replied(metric: str, *categories: str) -> None:
         parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(InboundEmail)}"
                      f" WHERE outbound_email_id IS NOT NULL AND category IN ({', '.join(['%s'] * len(categories))})"
-                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
+                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})"
+                     f" AND outbound_email_id >= {recent}")
         params.extend([METRIC_CODES[metric], *categories, *unproven])
 
     def reported(metric: str, event_type: str) -> None:
         parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(ProviderEvent)}"
-                     " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
+                     f" WHERE outbound_email_id IS NOT NULL AND event_type = %s AND outbound_email_id >= {recent}")
         params.extend([METRIC_CODES[metric], event_type])
 
     if Metric.HARD_BOUNCE_RATE in metrics:
@@ -607,7 +616,8 @@ def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
     if Metric.UNSUBSCRIBE_RATE in metrics:
         replied(Metric.UNSUBSCRIBE_RATE, Category.UNSUBSCRIBE)
         # Through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
-        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL")
+        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL"
+                     f" AND id >= {recent}")
         params.append(METRIC_CODES[Metric.UNSUBSCRIBE_RATE])
     return f"outcomes(id, metric) AS ({' UNION ALL '.join(parts)})", params
 
@@ -759,8 +769,8 @@ def _changed_campaigns(since: datetime, *, ages: set[int], clock: datetime, now:
     ``age`` days (each of ``ages``), a send that has grown that old since. One query."""
     parts = [emails.order_by().values_list("campaign_id") for emails in _changed_emails(since)]
     for age in sorted(ages):
-        grown = _sent_emails().filter(sent_at__gt=min(clock, since) - timedelta(days=age),
-                                      sent_at__lte=now - timedelta(days=age))
+        # No look back here: a send that grows this old was committed days ago.
+        grown = _sent_emails().filter(sent_at__gt=clock - timedelta(days=age), sent_at__lte=now - timedelta(days=age))
         parts.append(grown.order_by().values_list("campaign_id"))
     return {campaign_id for (campaign_id,) in parts[0].union(*parts[1:])}
 
@@ -778,8 +788,8 @@ def _still_right(rules: list[CampaignRule], judged: list[CampaignRule], bases: d
         return None
     ages = {rule.min_age_days for rule in rules if rule.min_age_days}
     changed = _changed_campaigns(scanned - LOOK_BACK, ages=ages, clock=clock, now=now)
-    RuleMeasurement.objects.filter(Q(rule__campaign_id__in=changed)
-                                   | ~Q(rule_id__in=[rule.pk for rule in rules])).delete()
+    not_running = ~Q(**{f"rule__{name}": value for name, value in RUNNING.items()})
+    RuleMeasurement.objects.filter(Q(rule__campaign_id__in=changed) | not_running).delete()
     kept: dict[int, Measured] = {}
     for rule in judged:
         measurement = None if rule.campaign_id in changed else _kept_measurement(rule, bases[rule.pk])
@@ -889,12 +899,17 @@ def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
     return found
 
 
+RUNNING: dict[str, Any] = {"enabled": True, "campaign__status__in": [Campaign.Status.ACTIVE, Campaign.Status.DEGRADED]}
+
+
 def running_rules() -> list[CampaignRule]:
     """The enabled rules of active and degraded campaigns, with their campaigns and kept measurements, in the
     order they are judged: per campaign, pause rules first (descending action: PAUSE before DEGRADE). One query."""
-    return list(CampaignRule.objects.filter(
-        enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
-    ).select_related("campaign", "measurement").order_by("campaign_id", "-action", "pk"))
+    # Of the campaign, what judging reads (the rest, for the rare rule that fires, is read when it does).
+    return list(CampaignRule.objects.filter(**RUNNING).select_related("campaign", "measurement")
+                .only(*(f.name for f in CampaignRule._meta.concrete_fields), "campaign__name", "campaign__status",
+                      "measurement__basis", "measurement__measured")
+                .order_by("campaign_id", "-action", "pk"))
 
 
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
