@@ -9,15 +9,19 @@ complaint held for a person to confirm, or dismissed by one, does not count). Ra
 of the emails sent. A reply, bounce or complaint counts in the period its email was sent in, so a
 rate compares like with like.
 
-- ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
-  grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
+- ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time and stores
+  one ``MetricSnapshot`` per subject: from counted days (``MetricDay``), of which a cycle recounts only the
+  days and subjects whose emails changed, and adds up again only the subjects whose counts can have changed.
 - ``rules_evaluate`` measures each enabled rule of an active or degraded campaign over the
   campaign's last ``window`` sends (a mailbox rule: over each mailbox's last ``window`` sends for the
   campaign, judged on the worst mailbox) and applies the rule's action when it fires, through
   ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction. A
   degraded campaign sends at half its caps (``cam.outreach.planning.campaign_daily_cap``) until a
   person resumes it or the rule that degraded it clears: measured on the sends made since, it no
-  longer fires, and the campaign is active again (a ``RuleDecision`` with the action ``CLEAR``).
+  longer fires, and the campaign is active again (a ``RuleDecision`` with the action ``CLEAR``). Each rule's
+  measurement is kept (``RuleMeasurement``) and measured again only when its campaign's sends or their
+  outcomes changed, a send grew past its age cutoff, or the rule or its floor changed; every rule is judged
+  every cycle, on measurements that are always what measuring afresh would give.
 
 Old enough: a rule with ``min_age_days`` (the positive-reply rule: 5) measures only sends at least that
 old, the last ``window`` of them, since a send from this morning has had no time to be answered.
