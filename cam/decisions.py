@@ -267,6 +267,7 @@ def _by_subject(rows: Any, names: tuple[str, ...]) -> Subjects:
 
 DAY_COUNTS = ("sent", *FLAG_COUNTS)
 DAYS_CURSOR = "days"
+WINDOW_CURSOR = "window"  # where the last metrics step's window started
 # Each look for changed emails starts this long before the last one began: a change is stamped when it is
 # made but seen once its transaction commits, and no step holds a transaction nearly this long.
 LOOK_BACK = timedelta(minutes=15)
@@ -385,7 +386,8 @@ def metric_days_refresh(*, full: bool = False) -> set[Subject] | None:
     """Bring ``MetricDay`` up to date: recount the days of the emails that changed since the last look, for the
     campaigns and mailboxes they belong to (every day on the first look, when ``full``, or when the clock went
     back), in one transaction. Returns the subjects recounted (None: all). A fixed number of queries however
-    many emails or days.
+    many emails or days. The next ``metrics_compute`` adds up every subject again: the changes seen here are
+    no longer there for it to see.
 
     Not seen: an email deleted, or whose status or subject changed after it was sent — rebuilt by
     ``full`` (``manage.py cam_run_job worker_cycle`` does not; ``metrics_compute(full=True)`` does).
@@ -395,6 +397,7 @@ def metric_days_refresh(*, full: bool = False) -> set[Subject] | None:
     with transaction.atomic():
         touched = _days_refresh(cursor.scanned_at if cursor else None, started=started, full=full)
         _cursors_save(**{DAYS_CURSOR: started})
+        MetricCursor.objects.filter(name=WINDOW_CURSOR).delete()
     return touched
 
 
@@ -461,9 +464,6 @@ def metrics_count_emails(group_field: str, since: datetime) -> dict[int, dict[st
                 periods[period][name] = value
         result[row[group_field]] = periods
     return result
-
-
-WINDOW_CURSOR = "window"
 
 
 def _slid(since: datetime, before: datetime) -> set[Subject]:

@@ -13,6 +13,7 @@ from django.utils import timezone
 from cam.decisions import (
     METRICS_WINDOW_DAYS,
     _rules_measured,
+    metric_days_refresh,
     metrics_compute,
     rules_evaluate,
     rules_measure,
@@ -182,6 +183,20 @@ def test_a_paused_campaign_resumed_is_measured_on_what_happened_while_it_was_pau
     clock.advance(days=1)
     CampaignRule.objects.filter(campaign=campaigns[1]).update(enabled=True)
     assert_both(clock.at)
+
+
+def test_days_brought_up_to_date_on_their_own_leave_the_snapshots_right(clock):
+    campaign = CampaignFactory()
+    emails = sends(campaign, 20, at=clock.at - timedelta(days=3))
+    assert_metrics_as_if_counted_afresh(clock.at)
+    clock.advance(minutes=1)
+    for email in emails[:5]:
+        answer(email, Category.BOUNCE_HARD)
+    metric_days_refresh()  # sees the bounces, and a quarter of an hour on the next metrics step will not
+    clock.advance(minutes=20)
+    metric_days_refresh()
+    clock.advance(minutes=1)
+    assert_metrics_as_if_counted_afresh(clock.at)
 
 
 def test_a_clock_gone_back_measures_everything_again(clock):
