@@ -475,15 +475,20 @@ def _slid(since: datetime, before: datetime) -> set[Subject]:
     return set(_by_subject(({**row, "one": 1} for row in rows), ("one",)))
 
 
+COUNTED = tuple(_empty())
+
+
 def _snapshot_counts(period: Any) -> dict[str, int] | None:
     """A stored period's counts (rates are made from them), or None when it holds other counts."""
     if not isinstance(period, dict):
         return None
-    counts = {name: period.get(name) for name in COUNTED}
-    return counts if all(isinstance(count, int) for count in counts.values()) else None  # type: ignore[return-value]
-
-
-COUNTED = tuple(_empty())
+    counts: dict[str, int] = {}
+    for name in COUNTED:
+        value = period.get(name)
+        if not isinstance(value, int):
+            return None
+        counts[name] = value
+    return counts
 
 
 def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_WINDOW_DAYS,

@@ -86,7 +86,10 @@ class MetricDay(models.Model):
 
 
 class MetricCursor(models.Model):
-    """Up to when the metrics step has looked for changes to sent emails (one row, ``name`` "days")."""
+    """A point in time the worker's metrics and rules steps keep between cycles (``cam.decisions``): up to when
+    the metrics step looked for changed emails ("days") and where its window started ("window"); when the
+    rules step began ("rules"), the time it measured at ("rules_clock") and when it last measured every rule
+    afresh ("rules_full")."""
 
     name = models.CharField(max_length=32, unique=True)
     scanned_at = models.DateTimeField()
