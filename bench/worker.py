@@ -7,9 +7,9 @@ PostgreSQL only. The data is ``bench/dashboard.py``'s (built with ``INSERT … S
 ``test_<name>``, reused with ``--keep``), with every lead's next send moved a year ahead so that a cycle
 has nothing to send unless this script makes it so. Each figure is the median of ``--repeat`` runs after
 one to warm up, printed with the target and the ratio to it, the load average at the time (the
-development machine is shared) and the queries of one run. Then the same works run again after another
-50,000 emails, two campaigns and a week of cycle runs are added: a query count that grew with the data
-fails the script.
+development machine is shared) and the fewest and most queries of a run. Then the same works run again
+(at least three times) after another 50,000 emails, two campaigns and a week of cycle runs are added: a
+fewest query count that grew with the data fails the script.
 """
 
 from __future__ import annotations
@@ -29,10 +29,13 @@ from django.test.utils import CaptureQueriesContext
 TARGETS_MS = {"idle cycle": 500, "metrics step": 200, "cycle with 5 sends": 250, "get_dashboard()": 50}
 
 
-def timed(work: Callable[[], Any], repeat: int, prepare: Callable[[], Any] | None = None) -> tuple[float, int]:
-    """The median of ``repeat`` runs (after one to warm up) in ms, and the queries of the last run."""
-    times = []
-    queries = 0
+def timed(work: Callable[[], Any], repeat: int, prepare: Callable[[], Any] | None = None) -> tuple[float, int, int]:
+    """The median of ``repeat`` runs (after one to warm up) in ms, and the fewest and most queries of a run.
+
+    A run's queries depend on what changed since the last (a send grown five days old re-measures its
+    campaign's rules, an email leaving the metrics window recounts its campaign), never on how much data
+    there is: the fewest is the run with nothing of the kind, the one compared after the data grew."""
+    times, queries = [], []
     for attempt in range(repeat + 1):
         if prepare is not None:
             prepare()
@@ -41,13 +44,27 @@ def timed(work: Callable[[], Any], repeat: int, prepare: Callable[[], Any] | Non
             began = time.perf_counter()
             work()
             took = (time.perf_counter() - began) * 1000
-        queries = len(captured)
         if attempt:
             times.append(took)
-    return statistics.median(times), queries
+            queries.append(len(captured))
+    return statistics.median(times), min(queries), max(queries)
 
 
-def measure(repeat: int) -> dict[str, tuple[float, int]]:
+def shown(fewest: int, most: int) -> str:
+    return f"{fewest}" if fewest == most else f"{fewest}–{most}"
+
+
+def nothing_due() -> None:
+    """Every lead's next send a year ahead: a cycle sends only what this script makes due (and an idle cycle
+    does not plan again the leads a cycle with sends left due but held back by a cap)."""
+    with connection.cursor() as cursor:
+        cursor.execute("UPDATE cam_lead SET next_send_at = now() + interval '1 year' "
+                       "WHERE next_send_at IS NULL OR next_send_at < now() + interval '1 day'")
+        # As autovacuum would have it: the cycle's lead queries do not wade through the rows just rewritten.
+        cursor.execute("VACUUM ANALYZE cam_lead")
+
+
+def measure(repeat: int) -> dict[str, tuple[float, int, int]]:
     from django.utils import timezone
 
     from cam.dashboard import get_dashboard
@@ -64,6 +81,7 @@ def measure(repeat: int) -> dict[str, tuple[float, int]]:
                                   current_step__lt=dashboard.STEPS).order_by("pk").values("pk")[:5]
         Lead.objects.filter(pk__in=due).update(next_send_at=timezone.now() - timezone.timedelta(minutes=1))
 
+    nothing_due()
     results = {"metrics step": timed(metrics_step, repeat), "idle cycle": timed(cycle, repeat),
                "cycle with 5 sends": timed(cycle, repeat, prepare=five_due),
                "get_dashboard()": timed(get_dashboard, repeat)}
@@ -79,10 +97,12 @@ def more_data() -> None:
     for campaign in Campaign.objects.bulk_create(more):
         campaign_rules_ensure_defaults(campaign)
     with connection.cursor() as cursor:
-        # Cancelled emails sent after all: 50,000 more sent in the last week, without new leads.
+        # Cancelled emails sent after all: 50,000 more sent in the last week, without new leads. Sent an hour ago
+        # or more: a send made now is a change the next cycle counts (the cycle with sends measures that), and
+        # these are the data growing, not a cycle's work.
         cursor.execute("""
-            UPDATE outbound_emails SET status = 'SENT', sent_at = now() - (random() * 7) * interval '1 day',
-                   updated_at = now()
+            UPDATE outbound_emails SET status = 'SENT',
+                   sent_at = now() - interval '1 hour' - (random() * 7) * interval '1 day', updated_at = now()
             WHERE id IN (SELECT id FROM outbound_emails WHERE status = 'CANCELLED' ORDER BY id LIMIT 50000)""")
         cursor.execute("""
             INSERT INTO cam_jobexecution (execution_id, job, status, trigger, reason, params, counts, error,
@@ -114,9 +134,6 @@ def main() -> None:
             print(f"Building {dashboard.CAMPAIGNS} campaigns, {dashboard.EMAILS:,} emails (bench/dashboard.py's data)")
             dashboard.build()
         with connection.cursor() as cursor:
-            # Nothing due: a cycle sends only what this script makes due.
-            cursor.execute("UPDATE cam_lead SET next_send_at = now() + interval '1 year' "
-                           "WHERE next_send_at IS NULL OR next_send_at < now() + interval '1 day'")
             cursor.execute("SHOW jit")
             jit = cursor.fetchone()[0]
         print(f"{OutboundEmail.objects.count():,} emails; {os.cpu_count()} CPUs; jit {jit}")
@@ -126,18 +143,19 @@ def main() -> None:
 
         print(f"\nmedian of {args.repeat}, load average {os.getloadavg()[0]:.1f}")
         before = measure(args.repeat)
-        for label, (took, queries) in before.items():
+        for label, (took, fewest, most) in before.items():
             target = TARGETS_MS[label]
-            print(f"  {label:<20} {took:8.1f} ms  target {target} ms  ratio {took / target:5.2f} {queries:>5} queries"
-                  f"{'' if took <= target else '  OVER TARGET'}")
+            print(f"  {label:<20} {took:8.1f} ms  target {target} ms  ratio {took / target:5.2f} "
+                  f"{shown(fewest, most):>7} queries{'' if took <= target else '  OVER TARGET'}")
         more_data()
-        after = measure(max(1, args.repeat // 3))
+        after = measure(max(3, args.repeat // 3))
         print(f"\nafter 50,000 emails, 2 campaigns and a week of runs more (load average {os.getloadavg()[0]:.1f})")
         grew = []
-        for label, (took, queries) in after.items():
-            print(f"  {label:<20} {took:8.1f} ms {queries:>5} queries (before: {before[label][1]})")
-            if queries > before[label][1]:
-                grew.append(f"{label}: {before[label][1]} → {queries} queries")
+        for label, (took, fewest, most) in after.items():
+            print(f"  {label:<20} {took:8.1f} ms {shown(fewest, most):>7} queries "
+                  f"(before: {shown(*before[label][1:])})")
+            if fewest > before[label][1]:
+                grew.append(f"{label}: {before[label][1]} → {fewest} queries")
         if grew:
             sys.exit("QUERY COUNT GREW WITH THE DATA: " + "; ".join(grew))
     finally:

@@ -9,15 +9,19 @@ complaint held for a person to confirm, or dismissed by one, does not count). Ra
 of the emails sent. A reply, bounce or complaint counts in the period its email was sent in, so a
 rate compares like with like.
 
-- ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time in two
-  grouped queries (one per subject kind) and stores one ``MetricSnapshot`` per subject.
+- ``metrics_compute`` counts every campaign and mailbox over the rolling window and all time and stores
+  one ``MetricSnapshot`` per subject: from counted days (``MetricDay``), of which a cycle recounts only the
+  days and subjects whose emails changed, and adds up again only the subjects whose counts can have changed.
 - ``rules_evaluate`` measures each enabled rule of an active or degraded campaign over the
   campaign's last ``window`` sends (a mailbox rule: over each mailbox's last ``window`` sends for the
   campaign, judged on the worst mailbox) and applies the rule's action when it fires, through
   ``cam.campaigns``, recording a ``RuleDecision`` and queuing an alert in the same transaction. A
   degraded campaign sends at half its caps (``cam.outreach.planning.campaign_daily_cap``) until a
   person resumes it or the rule that degraded it clears: measured on the sends made since, it no
-  longer fires, and the campaign is active again (a ``RuleDecision`` with the action ``CLEAR``).
+  longer fires, and the campaign is active again (a ``RuleDecision`` with the action ``CLEAR``). Each rule's
+  measurement is kept (``RuleMeasurement``) and measured again only when its campaign's sends or their
+  outcomes changed, a send grew past its age cutoff, or the rule or its floor changed; every rule is judged
+  every cycle, on measurements that are always what measuring afresh would give.
 
 Old enough: a rule with ``min_age_days`` (the positive-reply rule: 5) measures only sends at least that
 old, the last ``window`` of them, since a send from this morning has had no time to be answered.
@@ -73,6 +77,7 @@ from cam.models import (
     OutboundEmail,
     ProviderEvent,
     RuleDecision,
+    RuleMeasurement,
 )
 from cam.models.decisions import Scope, percent_text
 
@@ -262,6 +267,7 @@ def _by_subject(rows: Any, names: tuple[str, ...]) -> Subjects:
 
 DAY_COUNTS = ("sent", *FLAG_COUNTS)
 DAYS_CURSOR = "days"
+WINDOW_CURSOR = "window"  # where the last metrics step's window started
 # Each look for changed emails starts this long before the last one began: a change is stamped when it is
 # made but seen once its transaction commits, and no step holds a transaction nearly this long.
 LOOK_BACK = timedelta(minutes=15)
@@ -271,99 +277,168 @@ def _sent_day() -> TruncDate:
     return TruncDate("sent_at", tzinfo=UTC)
 
 
-def _changed_days(since: datetime) -> set[date]:
-    """The UTC days of the sent emails whose counts may have changed since ``since``: sent then, answered by
-    a reply read or reclassified then, a held bounce or complaint confirmed or dismissed then, a provider's
-    event received then, unsubscribed from by link then. One query, a UNION whose every part reads its own
-    index."""
-    def days_of(emails: QuerySet[OutboundEmail]) -> QuerySet[OutboundEmail, Any]:
-        return emails.annotate(_day=_sent_day()).order_by().values_list("_day")
-
+def _changed_emails(since: datetime) -> list[QuerySet[OutboundEmail]]:
+    """The sent emails whose outcomes may have changed since ``since``, as parts of a UNION whose every part
+    reads its own index: sent then, answered by a reply read or reclassified then, a held bounce or complaint
+    confirmed or dismissed then, a provider's event received then, unsubscribed from by link then."""
     about = {"outbound_email__isnull": False}
     sent = _sent_emails()
     classified = InboundEmail.objects.filter(classified_at__gte=since, **about).values("outbound_email")
     decided = InboundEmail.objects.filter(confirmation_at__gte=since, **about).values("outbound_email")
     reported = ProviderEvent.objects.filter(received_at__gte=since, **about).values("outbound_email")
-    parts = [days_of(sent.filter(sent_at__gte=since)), days_of(sent.filter(unsubscribed_at__gte=since)),
-             days_of(sent.filter(pk__in=classified)), days_of(sent.filter(pk__in=decided)),
-             days_of(sent.filter(pk__in=reported))]
-    return {day for (day,) in parts[0].union(*parts[1:])}
+    return [sent.filter(sent_at__gte=since), sent.filter(unsubscribed_at__gte=since), sent.filter(pk__in=classified),
+            sent.filter(pk__in=decided), sent.filter(pk__in=reported)]
 
 
-def _count_days(days: set[date] | None) -> list[MetricDay]:
-    """Every subject's counts on ``days`` (every day when None), from the emails: one grouped query."""
+Changed = set[tuple[date, int, int | None]]
+
+
+def _changed_days(since: datetime) -> Changed:
+    """The (UTC day, campaign, mailbox) of every sent email whose counts may have changed since ``since``
+    (``_changed_emails``), in one query."""
+    parts = [emails.annotate(_day=_sent_day()).order_by().values_list("_day", "campaign_id", "mailbox_id")
+             for emails in _changed_emails(since)]
+    changed: Changed = set()
+    for day, campaign_id, mailbox_id in parts[0].union(*parts[1:]):
+        changed.add((date.fromisoformat(day) if isinstance(day, str) else day, campaign_id, mailbox_id))
+    return changed
+
+
+Subject = tuple[str, int]
+
+
+def _subjects_of(changed: Changed) -> set[Subject]:
+    return {(Scope.CAMPAIGN, campaign_id) for _, campaign_id, _ in changed} | {
+        (Scope.MAILBOX, mailbox_id) for _, _, mailbox_id in changed if mailbox_id is not None}
+
+
+def _ids(subjects: set[Subject], scope: str) -> list[int]:
+    return sorted(subject_id for kind, subject_id in subjects if kind == scope)
+
+
+def _about(subjects: set[Subject], *, campaign: str, mailbox: str) -> Q:
+    """Rows of ``subjects``: a campaign's by its ``campaign`` field, a mailbox's by its ``mailbox`` field."""
+    return (Q(**{f"{campaign}__in": _ids(subjects, Scope.CAMPAIGN)})
+            | Q(**{f"{mailbox}__in": _ids(subjects, Scope.MAILBOX)}))
+
+
+def _stored_days(subjects: set[Subject] | None) -> QuerySet[MetricDay]:
+    days = MetricDay.objects.all()
+    if subjects is None:
+        return days
+    campaigns, mailboxes = _ids(subjects, Scope.CAMPAIGN), _ids(subjects, Scope.MAILBOX)
+    return days.filter(Q(scope=Scope.CAMPAIGN, subject_id__in=campaigns) | Q(scope=Scope.MAILBOX,
+                                                                           subject_id__in=mailboxes))
+
+
+def _emails_of(emails: QuerySet[OutboundEmail], subjects: set[Subject] | None) -> QuerySet[OutboundEmail]:
+    """``emails`` of ``subjects`` (all when None): a campaign's counts from them are whole, and so are a
+    mailbox's; the other subjects' counts from them are not (``_kept`` drops them)."""
+    return emails if subjects is None else emails.filter(_about(subjects, campaign="campaign_id",
+                                                                mailbox="mailbox_id"))
+
+
+def _kept(counted: Subjects, subjects: set[Subject] | None) -> Subjects:
+    return counted if subjects is None else {key: counts for key, counts in counted.items() if key in subjects}
+
+
+def _count_days(days: set[date] | None, subjects: set[Subject] | None = None) -> list[MetricDay]:
+    """The counts of ``subjects`` (every subject when None) on ``days`` (every day when None), from the emails:
+    one grouped query."""
     emails = _sent_emails()
     if days is not None:
         spans = Q()
         for day in days:
             spans |= Q(sent_at__gte=_utc_start(day), sent_at__lt=_utc_start(day + timedelta(days=1)))
         emails = emails.filter(spans)
-    rows = _count_emails(emails, by_day=True)
+    rows = _count_emails(_emails_of(emails, subjects), by_day=True)
     per_day: dict[date, list[Any]] = {}
     for row in rows:
         per_day.setdefault(row["_day"], []).append(row)
     return [MetricDay(scope=scope, subject_id=subject_id, day=day, **counts)
             for day, day_rows in per_day.items()
-            for (scope, subject_id), counts in _by_subject(day_rows, DAY_COUNTS).items()]
+            for (scope, subject_id), counts in _kept(_by_subject(day_rows, DAY_COUNTS), subjects).items()]
 
 
-def metric_days_refresh(*, full: bool = False) -> int:
-    """Bring ``MetricDay`` up to date: recount the days of the emails that changed since the last look (all
-    days on the first look, when ``full``, or when the clock went back), in one transaction. Returns how
-    many days were recounted (-1 for all). A fixed number of queries however many emails or days.
+def _days_refresh(cursor: datetime | None, *, started: datetime, full: bool) -> set[Subject] | None:
+    """``metric_days_refresh``'s work, in the caller's transaction, from the days cursor ``cursor``: returns the
+    subjects whose days were recounted, or None when every day was."""
+    if full or cursor is None or cursor > started:
+        MetricDay.objects.all().delete()
+        MetricDay.objects.bulk_create(_count_days(None), batch_size=5_000)
+        return None
+    # Only the changed subjects' days: a day's other subjects are as they were.
+    changed = _changed_days(cursor - LOOK_BACK)
+    touched = _subjects_of(changed)
+    if changed:
+        days = {day for day, _, _ in changed}
+        _stored_days(touched).filter(day__in=days).delete()
+        MetricDay.objects.bulk_create(_count_days(days, touched), batch_size=5_000)
+    return touched
+
+
+def _cursors_save(**cursors: datetime) -> None:
+    MetricCursor.objects.bulk_create([MetricCursor(name=name, scanned_at=at) for name, at in cursors.items()],
+                                     update_conflicts=True, unique_fields=["name"], update_fields=["scanned_at"])
+
+
+def metric_days_refresh(*, full: bool = False) -> set[Subject] | None:
+    """Bring ``MetricDay`` up to date: recount the days of the emails that changed since the last look, for the
+    campaigns and mailboxes they belong to (every day on the first look, when ``full``, or when the clock went
+    back), in one transaction. Returns the subjects recounted (None: all). A fixed number of queries however
+    many emails or days. The next ``metrics_compute`` adds up every subject again: the changes seen here are
+    no longer there for it to see.
 
     Not seen: an email deleted, or whose status or subject changed after it was sent — rebuilt by
     ``full`` (``manage.py cam_run_job worker_cycle`` does not; ``metrics_compute(full=True)`` does).
     """
     started = timezone.now()
     cursor = MetricCursor.objects.filter(name=DAYS_CURSOR).first()
-    everything = full or cursor is None or cursor.scanned_at > started
     with transaction.atomic():
-        if everything:
-            MetricDay.objects.all().delete()
-            fresh, recounted = _count_days(None), -1
-        else:
-            assert cursor is not None
-            days = _changed_days(cursor.scanned_at - LOOK_BACK)
-            if days:
-                MetricDay.objects.filter(day__in=days).delete()
-            fresh, recounted = (_count_days(days) if days else []), len(days)
-        MetricDay.objects.bulk_create(fresh, batch_size=5_000)
-        MetricCursor.objects.bulk_create([MetricCursor(name=DAYS_CURSOR, scanned_at=started)], update_conflicts=True,
-                                         unique_fields=["name"], update_fields=["scanned_at"])
-    return recounted
+        touched = _days_refresh(cursor.scanned_at if cursor else None, started=started, full=full)
+        _cursors_save(**{DAYS_CURSOR: started})
+        MetricCursor.objects.filter(name=WINDOW_CURSOR).delete()
+    return touched
 
 
-def _grouped(since: datetime) -> dict[tuple[str, int], dict[str, dict[str, int]]]:
-    """Per subject, the counts all time and since ``since``: the stored days (the window's from the day after
-    ``since``'s), the part of ``since``'s own day after it counted from its emails, the failed emails
-    counted as they are. Three queries."""
+Periods = dict[str, dict[str, int]]
+
+
+def _grouped(since: datetime, subjects: set[Subject] | None = None) -> dict[Subject, Periods]:
+    """Per subject (of ``subjects``; all when None), the counts all time and since ``since``: the stored days
+    (the window's from the day after ``since``'s), the part of ``since``'s own day after it counted from its
+    emails. Two queries (none for no subject)."""
+    if subjects is not None and not subjects:
+        return {}
     boundary = since.astimezone(UTC).date()
     stored = {f"all__{name}": Sum(name, default=0) for name in DAY_COUNTS}
     stored |= {f"win__{name}": Sum(name, filter=Q(day__gt=boundary), default=0) for name in DAY_COUNTS}
-    result: dict[tuple[str, int], dict[str, dict[str, int]]] = {}
+    result: dict[Subject, Periods] = {}
 
-    def periods(key: tuple[str, int]) -> dict[str, dict[str, int]]:
+    def periods(key: Subject) -> Periods:
         return result.setdefault(key, {"all": {**_empty()}, "win": {**_empty()}})
 
     row: Any
-    for row in MetricDay.objects.order_by().values("scope", "subject_id").annotate(**stored):
+    for row in _stored_days(subjects).order_by().values("scope", "subject_id").annotate(**stored):
         stored_periods = periods((row["scope"], row["subject_id"]))
         for name in DAY_COUNTS:
             stored_periods["all"][name] += row[f"all__{name}"]
             stored_periods["win"][name] += row[f"win__{name}"]
     rest_of_day = _sent_emails().filter(sent_at__gte=since, sent_at__lt=_utc_start(boundary + timedelta(days=1)))
-    partial = _count_emails(rest_of_day, by_day=False)
-    for key, counts in _by_subject(partial, DAY_COUNTS).items():
+    partial = _count_emails(_emails_of(rest_of_day, subjects), by_day=False)
+    for key, counts in _kept(_by_subject(partial, DAY_COUNTS), subjects).items():
         for name in DAY_COUNTS:
             periods(key)["win"][name] += counts[name]
+    return result
+
+
+def _failed(since: datetime) -> dict[Subject, dict[str, int]]:
+    """Every subject's failed emails, all time (``all``) and since ``since`` (``win``), counted as they are
+    from a covering index: one query."""
     failed = (OutboundEmail.objects.filter(status=OutboundEmail.Status.FAILED, kind=OutboundEmail.Kind.SEQUENCE)
               .annotate(_at=Coalesce("sent_at", "updated_at")).order_by().values("campaign_id", "mailbox_id")
-              .annotate(all_failed=Count("updated_at"), win_failed=Count("updated_at", filter=Q(_at__gte=since))))
-    for key, failures in _by_subject(failed, ("all_failed", "win_failed")).items():
-        periods(key)["all"]["failed"] += failures["all_failed"]
-        periods(key)["win"]["failed"] += failures["win_failed"]
-    return result
+              .annotate(all=Count("updated_at"), win=Count("updated_at", filter=Q(_at__gte=since))))
+    return _by_subject(failed, ("all", "win"))
 
 
 def metrics_count_emails(group_field: str, since: datetime) -> dict[int, dict[str, dict[str, int]]]:
@@ -391,6 +466,31 @@ def metrics_count_emails(group_field: str, since: datetime) -> dict[int, dict[st
     return result
 
 
+def _slid(since: datetime, before: datetime) -> set[Subject]:
+    """The subjects with an email sent between ``before`` and ``since`` (either way round): those whose
+    window gained or lost it when its start moved from one to the other. One query, a range of an index."""
+    low, high = min(since, before), max(since, before)
+    rows = (_sent_emails().filter(sent_at__gte=low, sent_at__lt=high).order_by()
+            .values("campaign_id", "mailbox_id").distinct())
+    return set(_by_subject(({**row, "one": 1} for row in rows), ("one",)))
+
+
+COUNTED = tuple(_empty())
+
+
+def _snapshot_counts(period: Any) -> dict[str, int] | None:
+    """A stored period's counts (rates are made from them), or None when it holds other counts."""
+    if not isinstance(period, dict):
+        return None
+    counts: dict[str, int] = {}
+    for name in COUNTED:
+        value = period.get(name)
+        if not isinstance(value, int):
+            return None
+        counts[name] = value
+    return counts
+
+
 def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_WINDOW_DAYS,
                     full: bool = False) -> dict[str, Any]:
     """Count every campaign's and mailbox's emails over the last ``window_days`` and all time, store
@@ -401,27 +501,67 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
     negative, unsubscribes, out_of_office and a ``<count>_rate`` (percent of sent, None before the
     first send) for each outcome. The sent emails' counts are added up from ``MetricDay`` after the days
     that changed are recounted (``metric_days_refresh``; every day when ``full``), so a cycle reads a
-    day's emails, not every email ever sent. A fixed number of queries, however many campaigns or emails exist.
+    day's emails, not every email ever sent. Only the subjects whose counts can have changed since the last
+    computation are added up again: those whose days were recounted, those with an email sent where the
+    window's start moved (from the last computation's to this one's), those without a snapshot of this
+    window; every other subject's stored counts stand, with its failed emails counted afresh. A snapshot
+    whose counts did not change is not rewritten (only its ``computed_at``). All of it in one transaction,
+    so the stored counts and the cursors that say up to when they are right move together. A fixed number
+    of queries, however many campaigns or emails exist.
     """
-    now = now or timezone.now()
+    started = timezone.now()
+    now = now or started
     since = now - timedelta(days=window_days)
-    metric_days_refresh(full=full)
-    grouped = _grouped(since)
-    result: dict[str, Any] = {"campaigns": {}, "mailboxes": {}}
-    snapshots: list[MetricSnapshot] = []
-    subjects = [("campaigns", Scope.CAMPAIGN, "campaign", Campaign.objects.values_list("pk", flat=True)),
-                ("mailboxes", Scope.MAILBOX, "mailbox", Mailbox.objects.values_list("pk", flat=True))]
-    for name, scope, field, ids in subjects:
-        for subject_id in ids:
-            periods = grouped.get((scope, subject_id), {})
-            window = _with_rates({**_empty(), **periods.get("win", {})})
-            all_time = _with_rates({**_empty(), **periods.get("all", {})})
-            result[name][subject_id] = {"window": window, "all_time": all_time}
-            snapshots.append(MetricSnapshot(key=f"{scope}:{subject_id}", scope=scope, window_days=window_days,
-                                            window=window, all_time=all_time, computed_at=now,
-                                            **{f"{field}_id": subject_id}))
-    MetricSnapshot.objects.bulk_create(snapshots, update_conflicts=True, unique_fields=["key"],
-                                       update_fields=["window_days", "window", "all_time", "computed_at"])
+    cursors = dict(MetricCursor.objects.filter(name__in=[DAYS_CURSOR, WINDOW_CURSOR]).values_list("name",
+                                                                                                   "scanned_at"))
+    with transaction.atomic():
+        touched = _days_refresh(cursors.get(DAYS_CURSOR), started=started, full=full)
+        before = cursors.get(WINDOW_CURSOR)
+        recount: set[Subject] | None = None
+        if touched is not None and before is not None:
+            recount = touched | _slid(since, before)
+        # Per subject: its snapshot's window, the snapshot, and its counts (None: none of this window to start from).
+        stored: dict[Subject, tuple[int | None, Any, Any, tuple[dict[str, int], dict[str, int]] | None]] = {}
+        subjects: list[tuple[str, str, Any]] = [("campaigns", Scope.CAMPAIGN, Campaign.objects),
+                                                ("mailboxes", Scope.MAILBOX, Mailbox.objects)]
+        for _, scope, manager in subjects:
+            for pk, days, window, all_time in manager.order_by("pk").values_list(
+                    "pk", "metric_snapshots__window_days", "metric_snapshots__window", "metric_snapshots__all_time"):
+                window_counts, all_counts = _snapshot_counts(window), _snapshot_counts(all_time)
+                counts = (window_counts, all_counts) if window_counts and all_counts and days == window_days else None
+                stored[(scope, pk)] = (days, window, all_time, counts)
+                if recount is not None and counts is None:
+                    recount.add((scope, pk))
+        grouped = _grouped(since, recount)
+        failed = _failed(since)
+        result: dict[str, Any] = {"campaigns": {}, "mailboxes": {}}
+        snapshots: list[MetricSnapshot] = []
+        for name, scope, _ in subjects:
+            field = "campaign" if scope == Scope.CAMPAIGN else "mailbox"
+            for (kind, subject_id), (days, stored_window, stored_all, counts) in stored.items():
+                if kind != scope:
+                    continue
+                key = (scope, subject_id)
+                if recount is None or key in recount or counts is None:
+                    periods = grouped.get(key, {})
+                    window_counts = {**_empty(), **periods.get("win", {})}
+                    all_counts = {**_empty(), **periods.get("all", {})}
+                else:
+                    window_counts, all_counts = counts
+                failures = failed.get(key, {"all": 0, "win": 0})
+                window = _with_rates({**window_counts, "failed": failures["win"]})
+                all_time = _with_rates({**all_counts, "failed": failures["all"]})
+                result[name][subject_id] = {"window": window, "all_time": all_time}
+                if days == window_days and stored_window == window and stored_all == all_time:
+                    continue  # the same counts: only its computed_at moves
+                snapshots.append(MetricSnapshot(key=f"{scope}:{subject_id}", scope=scope, window_days=window_days,
+                                                window=window, all_time=all_time, computed_at=now,
+                                                **{f"{field}_id": subject_id}))
+        if snapshots:
+            MetricSnapshot.objects.bulk_create(snapshots, update_conflicts=True, unique_fields=["key"],
+                                               update_fields=["window_days", "window", "all_time", "computed_at"])
+        MetricSnapshot.objects.exclude(computed_at=now).update(computed_at=now)
+        _cursors_save(**{DAYS_CURSOR: started, WINDOW_CURSOR: since})
     return result
 
 
@@ -452,20 +592,24 @@ def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
     ``_with_flags``'s flags; ``metric`` as its ``METRIC_CODES`` number), an email as often as it has such an
     outcome (counted once by the caller). Few next to the emails sent, read through the indexes on the
     replies' category, the provider events' outcome and the emails unsubscribed from, and joined to the
-    picked sends in one pass rather than probed for each send."""
+    picked sends in one pass rather than probed for each send. Only the outcomes of emails from the oldest
+    picked one on (by id) are read: ids grow with time, so a few measured campaigns, or windows that reach back
+    weeks rather than years, read the outcomes of those weeks (through the index on the email), not all."""
     unproven = list(UNPROVEN)
+    recent = "(SELECT MIN(id) FROM picked)"
     parts: list[str] = []
     params: list[Any] = []
 
     def replied(metric: str, *categories: str) -> None:
         parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(InboundEmail)}"
                      f" WHERE outbound_email_id IS NOT NULL AND category IN ({', '.join(['%s'] * len(categories))})"
-                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})")
+                     f" AND confirmation NOT IN ({', '.join(['%s'] * len(unproven))})"
+                     f" AND outbound_email_id >= {recent}")
         params.extend([METRIC_CODES[metric], *categories, *unproven])
 
     def reported(metric: str, event_type: str) -> None:
         parts.append(f"SELECT outbound_email_id, CAST(%s AS integer) FROM {_table(ProviderEvent)}"
-                     " WHERE outbound_email_id IS NOT NULL AND event_type = %s")
+                     f" WHERE outbound_email_id IS NOT NULL AND event_type = %s AND outbound_email_id >= {recent}")
         params.extend([METRIC_CODES[metric], event_type])
 
     if Metric.HARD_BOUNCE_RATE in metrics:
@@ -481,7 +625,8 @@ def _outcomes_sql(metrics: set[str]) -> tuple[str, list[Any]]:
     if Metric.UNSUBSCRIBE_RATE in metrics:
         replied(Metric.UNSUBSCRIBE_RATE, Category.UNSUBSCRIBE)
         # Through the footer's link (cam.outreach.unsubscribe.unsubscribe_by_link).
-        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL")
+        parts.append(f"SELECT id, CAST(%s AS integer) FROM {_table(OutboundEmail)} WHERE unsubscribed_at IS NOT NULL"
+                     f" AND id >= {recent}")
         params.append(METRIC_CODES[Metric.UNSUBSCRIBE_RATE])
     return f"outcomes(id, metric) AS ({' UNION ALL '.join(parts)})", params
 
@@ -600,6 +745,98 @@ def rule_measure_mailboxes(rule: CampaignRule, *, after: datetime | None,
     return {mailbox_id: value for mailbox_id, value in measured.items() if mailbox_id is not None}
 
 
+# -- measurements kept between cycles -----------------------------------------------------------------
+
+RULES_CURSOR = "rules"  # when the last evaluation began (the server's clock): changes are looked for from there
+RULES_CLOCK = "rules_clock"  # the ``now`` it measured at: where the age cutoffs stood
+RULES_FULL = "rules_full"  # when every rule was last measured afresh
+# Every rule is measured afresh at least this often: what the kept measurements cannot see (a sent email
+# deleted with its lead) is seen within it.
+REMEASURE_EVERY = timedelta(hours=1)
+
+
+def _basis(rule: CampaignRule, floor: datetime | None) -> str:
+    """What a measurement is of: a kept one with another basis (the rule was edited, or it decided since) is not
+    used."""
+    after = floor.astimezone(UTC).isoformat() if floor else ""
+    return f"{rule.campaign_id}|{rule.scope}|{rule.metric}|{rule.window}|{rule.min_age_days}|{after}"
+
+
+def _kept_measurement(rule: CampaignRule, basis: str) -> Measured | None:
+    try:
+        kept = rule.measurement
+    except RuleMeasurement.DoesNotExist:
+        return None
+    if kept.basis != basis:
+        return None
+    return {mailbox_id: (sample, hits, _as_datetime(newest)) for mailbox_id, sample, hits, newest in kept.measured}
+
+
+def _changed_campaigns(since: datetime, *, ages: set[int], clock: datetime, now: datetime) -> set[int]:
+    """The campaigns whose rules may measure something else than at ``clock`` (looking for changes from
+    ``since``): a send or an outcome since (``_changed_emails``), or for a rule measuring sends older than
+    ``age`` days (each of ``ages``), a send that has grown that old since. One query."""
+    parts = [emails.order_by().values_list("campaign_id") for emails in _changed_emails(since)]
+    for age in sorted(ages):
+        # No look back here: a send that grows this old was committed days ago.
+        grown = _sent_emails().filter(sent_at__gt=clock - timedelta(days=age), sent_at__lte=now - timedelta(days=age))
+        parts.append(grown.order_by().values_list("campaign_id"))
+    return {campaign_id for (campaign_id,) in parts[0].union(*parts[1:])}
+
+
+def _still_right(rules: list[CampaignRule], judged: list[CampaignRule], bases: dict[int, str], now: datetime, *,
+                 started: datetime, cursors: dict[str, datetime]) -> dict[int, Measured] | None:
+    """The kept measurements of ``judged`` that are still right (None: none can be trusted), after dropping
+    every kept measurement that may not be: of a campaign changed since the last evaluation
+    (``_changed_campaigns``), or of a rule not among the loaded ``rules`` (disabled, or its campaign not
+    running: what changes meanwhile goes unseen). Two queries."""
+    scanned, clock, full_at = cursors.get(RULES_CURSOR), cursors.get(RULES_CLOCK), cursors.get(RULES_FULL)
+    if scanned is None or clock is None or full_at is None or scanned > started or clock > now \
+            or started - full_at >= REMEASURE_EVERY:
+        RuleMeasurement.objects.all().delete()
+        return None
+    ages = {rule.min_age_days for rule in rules if rule.min_age_days}
+    changed = _changed_campaigns(scanned - LOOK_BACK, ages=ages, clock=clock, now=now)
+    not_running = ~Q(**{f"rule__{name}": value for name, value in RUNNING.items()})
+    RuleMeasurement.objects.filter(Q(rule__campaign_id__in=changed) | not_running).delete()
+    kept: dict[int, Measured] = {}
+    for rule in judged:
+        measurement = None if rule.campaign_id in changed else _kept_measurement(rule, bases[rule.pk])
+        if measurement is not None:
+            kept[rule.pk] = measurement
+    return kept
+
+
+def _rules_measured(rules: list[CampaignRule], judged: list[CampaignRule], floors: dict[int, datetime],
+                    now: datetime) -> dict[int, Measured]:
+    """``rules_measure`` of ``judged`` (of the loaded ``rules``, with their kept measurements), measuring only
+    the rules whose kept measurement may be out of date: none kept, kept of something else, or its campaign
+    changed since the last evaluation (``_still_right``). A kept measurement is always right as of the last
+    evaluation. Every rule is measured afresh every ``REMEASURE_EVERY``, when there is no cursor yet, or when
+    a clock went back. The measurements kept and the cursors move together, in one transaction."""
+    started = timezone.now()
+    cursors = dict(MetricCursor.objects.filter(name__in=[RULES_CURSOR, RULES_CLOCK, RULES_FULL])
+                   .values_list("name", "scanned_at"))
+    bases = {rule.pk: _basis(rule, floors.get(rule.pk)) for rule in judged}
+    with transaction.atomic():
+        kept = _still_right(rules, judged, bases, now, started=started, cursors=cursors)
+        measured = kept or {}
+        missing = [rule for rule in judged if rule.pk not in measured]
+        if missing:
+            fresh = rules_measure(missing, floors=floors, now=now)
+            measured |= fresh
+            RuleMeasurement.objects.bulk_create(
+                [RuleMeasurement(rule=rule, basis=bases[rule.pk], measured=[
+                    [mailbox_id, sample, hits, newest.isoformat()]
+                    for mailbox_id, (sample, hits, newest) in sorted(fresh[rule.pk].items(),
+                                                                     key=lambda item: item[0] or 0)])
+                 for rule in missing],
+                update_conflicts=True, unique_fields=["rule"], update_fields=["basis", "measured"])
+        full_at = started if kept is None else cursors[RULES_FULL]
+        _cursors_save(**{RULES_CURSOR: started, RULES_CLOCK: now, RULES_FULL: full_at})
+    return measured
+
+
 def _fires(rule: CampaignRule, value: Decimal) -> bool:
     if rule.comparison == CampaignRule.Comparison.ABOVE:
         return value > rule.threshold
@@ -671,6 +908,19 @@ def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
     return found
 
 
+RUNNING: dict[str, Any] = {"enabled": True, "campaign__status__in": [Campaign.Status.ACTIVE, Campaign.Status.DEGRADED]}
+
+
+def running_rules() -> list[CampaignRule]:
+    """The enabled rules of active and degraded campaigns, with their campaigns and kept measurements, in the
+    order they are judged: per campaign, pause rules first (descending action: PAUSE before DEGRADE). One query."""
+    # Of the campaign, what judging reads (the rest, for the rare rule that fires, is read when it does).
+    return list(CampaignRule.objects.filter(**RUNNING).select_related("campaign", "measurement")
+                .only(*(f.name for f in CampaignRule._meta.concrete_fields), "campaign__name", "campaign__status",
+                      "measurement__basis", "measurement__measured")
+                .order_by("campaign_id", "-action", "pk"))
+
+
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     """Evaluate every enabled rule of every active or degraded campaign; apply the ones that fire, and
     clear the degrade rules that no longer hold.
@@ -689,9 +939,7 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     """
     now = now or timezone.now()
     counts = {"evaluated": 0, "below_sample": 0, "fired": 0, "paused": 0, "degraded": 0, "cleared": 0}
-    rules = list(CampaignRule.objects.filter(
-        enabled=True, campaign__status__in=[Campaign.Status.ACTIVE, Campaign.Status.DEGRADED],
-    ).select_related("campaign").order_by("campaign_id", "-action", "pk"))  # descending action: PAUSE before DEGRADE
+    rules = running_rules()
     if not rules:
         return counts
     floors = dict(RuleDecision.objects.filter(rule_id__in=[rule.pk for rule in rules])
@@ -702,9 +950,9 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     clearing = {rule.pk for rule in rules
                 if degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE}
     judged = [rule for rule in rules if rule.pk in clearing or rule.campaign.status in EVALUATED_IN[rule.action]]
-    # Every rule measured up front, in one query per scope: a rule after one that changed its campaign's
-    # status is measured but not judged.
-    measured = rules_measure(judged, floors=floors, now=now)
+    # Every rule measured up front, in one query per scope, unless its kept measurement is still right: a rule
+    # after one that changed its campaign's status is measured but not judged.
+    measured = _rules_measured(rules, judged, floors, now)
     changed: set[int] = set()
     for rule in judged:
         if rule.campaign_id in changed:

@@ -2,7 +2,14 @@
 
 from cam.models.api_keys import CamAPIKey
 from cam.models.campaigns import Campaign, SequenceStep
-from cam.models.decisions import CampaignRule, MetricCursor, MetricDay, MetricSnapshot, RuleDecision
+from cam.models.decisions import (
+    CampaignRule,
+    MetricCursor,
+    MetricDay,
+    MetricSnapshot,
+    RuleDecision,
+    RuleMeasurement,
+)
 from cam.models.domains import SendingDomain
 from cam.models.leads import HarvestRejection, Lead, LeadEvent, LeadSource, Suppression
 from cam.models.mail import (
@@ -49,6 +56,7 @@ __all__ = [
     "ProviderEvent",
     "Reply",
     "RuleDecision",
+    "RuleMeasurement",
     "SecretSettingChange",
     "Security",
     "SendingDomain",

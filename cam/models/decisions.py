@@ -86,7 +86,10 @@ class MetricDay(models.Model):
 
 
 class MetricCursor(models.Model):
-    """Up to when the metrics step has looked for changes to sent emails (one row, ``name`` "days")."""
+    """A point in time the worker's metrics and rules steps keep between cycles (``cam.decisions``): up to when
+    the metrics step looked for changed emails ("days") and where its window started ("window"); when the
+    rules step began ("rules"), the time it measured at ("rules_clock") and when it last measured every rule
+    afresh ("rules_full")."""
 
     name = models.CharField(max_length=32, unique=True)
     scanned_at = models.DateTimeField()
@@ -165,6 +168,21 @@ class CampaignRule(models.Model):
         return (f"{self.campaign}: {self.get_metric_display()}{per_mailbox} {self.get_comparison_display()} "
                 f"{percent_text(self.threshold)} % "
                 f"→ {self.get_action_display().lower()}")
+
+
+class RuleMeasurement(models.Model):
+    """What one rule last measured (``cam.decisions.rules_measure``): kept so that a cycle measures again only
+    the rules of campaigns whose sends or outcomes changed since, or whose window or age cutoff moved past a
+    send. ``basis`` names what the measurement was of (the rule's metric, scope, window, age and the floor of
+    its last decision): a measurement of anything else is not used. ``measured``: per mailbox (None for a
+    campaign rule) ``[mailbox_id, sample, hits, newest sent_at]``."""
+
+    rule = models.OneToOneField(CampaignRule, on_delete=models.CASCADE, primary_key=True, related_name="measurement")
+    basis = models.CharField(max_length=200)
+    measured = models.JSONField(default=list, blank=True)
+
+    def __str__(self) -> str:
+        return f"Measurement of rule {self.rule_id}"
 
 
 class RuleDecision(models.Model):

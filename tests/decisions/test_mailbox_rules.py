@@ -139,6 +139,7 @@ def test_a_mailbox_rule_costs_the_same_queries_however_many_mailboxes_sent():
         Campaign.objects.filter(pk=campaign.pk).update(status=Status.DRAFT)
         return len(captured)
 
+    queries_with(1)  # the first evaluation has nothing kept: it measures every rule without looking for changes
     assert queries_with(1) == queries_with(6)
 
 

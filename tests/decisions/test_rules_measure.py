@@ -112,11 +112,20 @@ def test_rules_cost_the_same_queries_for_one_campaign_as_for_five(django_assert_
             for mailbox in mailboxes:
                 sends(campaign, 25, mailbox=mailbox)
 
-    # The rules with their campaigns, their last decisions' evidence, one measurement per scope (no campaign
-    # is degraded: nothing to ask about the rule that degraded it).
+    # The rules with their campaigns and kept measurements, their last decisions' evidence (no campaign is
+    # degraded: nothing to ask about the rule that degraded it), the cursors, then in a transaction (here a
+    # savepoint): the campaigns changed since (not looked for on the first evaluation, which has nothing kept),
+    # the kept measurements that may be out of date dropped, one measurement per scope, the measurements kept,
+    # the cursors again.
     campaigns(1)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(10):
         assert rules_evaluate()["evaluated"] == 5
     campaigns(5)
-    with django_assert_num_queries(4):
+    with django_assert_num_queries(11):
+        assert rules_evaluate()["evaluated"] == 25
+    # Nothing changed: nothing measured, nothing kept.
+    with django_assert_num_queries(8):
+        assert rules_evaluate()["evaluated"] == 25
+    sends(Campaign.objects.filter(status=Campaign.Status.ACTIVE).first(), 5, at=timezone.now())
+    with django_assert_num_queries(11):
         assert rules_evaluate()["evaluated"] == 25
