@@ -300,4 +300,5 @@ def test_a_lead_edited_between_a_batchs_two_statements_waits_for_the_next_run(mo
     monkeypatch.setattr(_Plan, "update", update)
     assert leads_score(campaign=campaign) == {"scored": 2, "changed": 1}
     anna.refresh_from_db()
-    assert (anna.score, anna.score_breakdown) == (score_lead(anna, campaign).value, score_lead(anna, campaign).breakdown)
+    expected = score_lead(anna, campaign)
+    assert (anna.score, anna.score_breakdown) == (expected.value, expected.breakdown)
