@@ -255,7 +255,8 @@ class _Plan:
             answers = self._answers(name, weight, field, values[self.text_fields.index(field)])
             if postgres:
                 # Looked up in two JSON objects keyed by value: which values matched, and every value's entry. No
-                # join, so no sort or hash of the leads, and they stay in the order of their ids.
+                # join, so no sort of the leads by text (nor its spill past work_mem), and they reach the UPDATE in
+                # the table's own order.
                 flags.append(f"%s::jsonb ? l.{field}")
                 entries.append(f"%s::jsonb ->> l.{field}")
                 flag_params.append(json.dumps({value: 1 for value, matched, _ in answers if matched}))
