@@ -23,6 +23,9 @@ from cam.models import Campaign, Lead
 # Leads per batch: two statements each. Big enough that the statements' own cost vanishes, small enough that a
 # batch's row locks are short and its distinct values few.
 BATCH_SIZE = 20_000
+# Answers kept per text criterion from batch to batch: values repeat across a list's batches, but a list of all
+# distinct values must not grow without bound.
+ANSWERS_KEPT = 100_000
 
 
 @dataclass(frozen=True)
@@ -113,42 +116,43 @@ def leads_score(*, campaign: Campaign, only_unscored: bool = False, batch_size: 
     """Score the campaign's leads that have not been contacted yet, in batches; returns the counts.
 
     The score is ``score_lead``'s, to the character, but the database does the per-lead work: each text criterion
-    (industry, title, country) is decided in Python once per *distinct value* in the batch, with the same
-    functions ``score_lead`` uses, and one UPDATE joins those answers to the leads, computes the company-size
-    check, the score and the breakdown, and writes only the leads whose score or breakdown changed. Each batch
-    costs two statements, whatever its size: its leads' ids and text values, then the UPDATE.
+    (industry, title, country) is decided in Python once per *distinct value*, with the same functions
+    ``score_lead`` uses, and one UPDATE looks those answers up for each lead, computes the company-size check, the
+    score and the breakdown, and writes only the leads whose score or breakdown changed. Each batch costs two
+    statements, whatever its size: its last id and distinct text values, then the UPDATE.
     """
-    leads = Lead.objects.filter(campaign=campaign, status__in=SCORABLE_STATUSES, current_step=0)
-    if only_unscored:
-        leads = leads.filter(score__isnull=True)
     plan = _Plan(campaign)
     connection = connections[router.db_for_write(Lead)]
     counts = {"scored": 0, "changed": 0}
     now = timezone.now()
     last_pk = 0
     while True:
-        rows = list(leads.filter(pk__gt=last_pk).order_by("pk").values_list("pk", *plan.text_fields)[:batch_size])
-        if not rows:
+        sql, params = plan.batch(connection, after=last_pk, size=batch_size, only_unscored=only_unscored)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            size, last, *values = cursor.fetchone()
+        if not size:
             return counts
-        sql, params = plan.update(connection, rows, first=last_pk, last=rows[-1][0], now=now,
-                                  only_unscored=only_unscored)
+        if connection.vendor != "postgresql":
+            values = [json.loads(texts) for texts in values]
+        sql, params = plan.update(connection, values, first=last_pk, last=last, now=now, only_unscored=only_unscored)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             counts["changed"] += cursor.rowcount
-        counts["scored"] += len(rows)
-        last_pk = rows[-1][0]
-        if len(rows) < batch_size:
+        counts["scored"] += size
+        last_pk = last
+        if size < batch_size:
             return counts
 
 
 class _Plan:
     """One campaign's profile turned into SQL: what ``score_lead`` computes, per lead, in one UPDATE.
 
-    Python decides each text criterion once per distinct value (``score_lead``'s own functions) and writes that
-    criterion's part of the breakdown as JSON text; the database joins those answers to the leads by value,
-    checks the company size, looks up the base for the lead's combination of matches, takes off the penalties,
-    and puts the breakdown together as text, parsed once. Building it from text is what keeps the database's
-    work per lead near that of rewriting the row.
+    Python decides each text criterion once per distinct value (``score_lead``'s own functions), remembered from
+    batch to batch, and writes that criterion's part of the breakdown as JSON text; the database looks those
+    answers up by the lead's value, checks the company size, looks up the base for the lead's combination of
+    matches, takes off the penalties, and puts the breakdown together as text, parsed once. Building it from text
+    is what keeps the database's work per lead near that of rewriting the row.
     """
 
     def __init__(self, campaign: Campaign) -> None:
@@ -159,27 +163,59 @@ class _Plan:
                          if configured(campaign) and getattr(campaign, weight_field) != 0]
         self.text_fields = [field for _, _, field in self.criteria if field]
         self.matchers = {name: matcher for name, _, _, matcher in CRITERIA}
+        # Each text criterion's answers so far, by value: (matched, breakdown entry).
+        self.answers: dict[str, dict[str, tuple[bool, str]]] = {field: {} for field in self.text_fields}
         possible = sum(weight for _, weight, _ in self.criteria)
         # score_lead's base for each combination of matched criteria (bit i: criterion i matched), its rounding too.
         self.bases = {mask: round(100 * sum(weight for i, (_, weight, _) in enumerate(self.criteria) if mask >> i & 1)
                                   / possible) if possible else 100
                       for mask in range(1 << len(self.criteria))}
 
+    def _where(self, only_unscored: bool) -> tuple[str, list[Any]]:
+        """The leads ``leads_score`` scores, as a condition on ``l``."""
+        where = ["l.campaign_id = %s", "l.current_step = 0",
+                 f"l.status IN ({', '.join(['%s'] * len(SCORABLE_STATUSES))})"]
+        if only_unscored:
+            where.append("l.score IS NULL")
+        return " AND ".join(where), [self.campaign.pk, *SCORABLE_STATUSES]
+
+    def batch(self, connection: BaseDatabaseWrapper, *, after: int, size: int,
+              only_unscored: bool) -> tuple[str, list[Any]]:
+        """The next batch's size, last id and each text field's distinct values (an array, JSON text on SQLite):
+        only the values travel, not the leads."""
+        table = connection.ops.quote_name(Lead._meta.db_table)
+        where, params = self._where(only_unscored)
+        # Distinct byte for byte, as the lookups by value compare them; sorting bytes is also the cheapest.
+        distinct = ('array_agg(DISTINCT {} COLLATE "C")' if connection.vendor == "postgresql"
+                    else "json_group_array(DISTINCT {})")
+        columns = "".join(f", {distinct.format(field)}" for field in self.text_fields)
+        fields = "".join(f", l.{field}" for field in self.text_fields)
+        sql = (f"SELECT count(*), max(id){columns} FROM (SELECT l.id{fields} FROM {table} AS l "
+               f"WHERE l.id > %s AND {where} ORDER BY l.id LIMIT %s) AS batch")
+        return sql, [after, *params, size]
+
     @staticmethod
     def _part(name: str, weight: int, matched: bool, detail: str) -> str:
-        """A criterion's entry of the breakdown as JSON text, followed by the comma before the next."""
+        """A criterion's entry of the breakdown as JSON text, followed by the comma before the next; without
+        spaces, which the database would only skip when it parses the breakdown."""
         entry = {"matched": matched, "points": weight if matched else 0, "weight": weight, "detail": detail}
-        return f"{json.dumps(name)}: {json.dumps(entry)}, "
+        return f"{json.dumps(name)}:{json.dumps(entry, separators=_COMPACT)},"
 
-    def _answers(self, name: str, weight: int, field: str, values: set[str]) -> list[tuple[str, bool, str]]:
-        """Each value's (value, matched, breakdown entry) for one text criterion."""
+    def _answers(self, name: str, weight: int, field: str, values: list[str]) -> list[tuple[str, bool, str]]:
+        """Each value's (value, matched, breakdown entry) for one text criterion; a value seen in an earlier batch
+        is not decided again."""
         matcher = self.matchers[name]
+        known = self.answers[field]
+        if len(known) > ANSWERS_KEPT:
+            known.clear()
         probe = Lead()
         answers = []
         for value in values:
-            setattr(probe, field, value)
-            matched, detail = matcher(probe, self.campaign)
-            answers.append((value, matched, self._part(name, weight, matched, detail)))
+            if value not in known:
+                setattr(probe, field, value)
+                matched, detail = matcher(probe, self.campaign)
+                known[value] = (matched, self._part(name, weight, matched, detail))
+            answers.append((value, *known[value]))
         return answers
 
     def _size(self, name: str, weight: int) -> tuple[str, str, list[str]]:
@@ -199,11 +235,13 @@ class _Plan:
                  f"ELSE %s || {text} || %s END")
         return fits, entry, [unknown, *within, *outside]
 
-    def update(self, connection: BaseDatabaseWrapper, rows: list[tuple[Any, ...]], *, first: int, last: int,
+    def update(self, connection: BaseDatabaseWrapper, values: list[list[str]], *, first: int, last: int,
                now: Any, only_unscored: bool) -> tuple[str, list[Any]]:
+        """The UPDATE scoring the leads with ids in (first, last], given each text field's distinct values there."""
         postgres = connection.vendor == "postgresql"
         table = connection.ops.quote_name(Lead._meta.db_table)
-        # Placeholders in the order the statement has them: the entries' (in the columns), then the answers' (FROM).
+        # Placeholders in the order the statement has them: the flags', the entries', the answers' (SQLite's FROM).
+        flag_params: list[Any] = []
         entry_params: list[Any] = []
         answer_params: list[Any] = []
         sources, joins, flags, entries = [], [], [], []
@@ -214,16 +252,20 @@ class _Plan:
                 entries.append(entry)
                 entry_params.extend(params)
                 continue
-            position = self.text_fields.index(field) + 1
-            answers = self._answers(name, weight, field, {row[position] for row in rows})
-            alias = f"m{index}"
+            answers = self._answers(name, weight, field, values[self.text_fields.index(field)])
             if postgres:
-                sources.append(f"unnest(%s::text[], %s::boolean[], %s::text[]) AS {alias}(value, matched, entry)")
-                answer_params.extend([[a[0] for a in answers], [a[1] for a in answers], [a[2] for a in answers]])
-            else:
-                sources.append(f"(SELECT value ->> 0 AS value, value ->> 1 AS matched, value ->> 2 AS entry "
-                               f"FROM json_each(%s)) AS {alias}")
-                answer_params.append(json.dumps(answers))
+                # Looked up in two JSON objects keyed by value: which values matched, and every value's entry. No
+                # join, so no sort of the leads by text (nor its spill past work_mem), and they reach the UPDATE in
+                # the table's own order.
+                flags.append(f"%s::jsonb ? l.{field}")
+                entries.append(f"%s::jsonb ->> l.{field}")
+                flag_params.append(json.dumps({value: 1 for value, matched, _ in answers if matched}))
+                entry_params.append(json.dumps({value: entry for value, _, entry in answers}))
+                continue
+            alias = f"m{index}"
+            sources.append(f"(SELECT value ->> 0 AS value, value ->> 1 AS matched, value ->> 2 AS entry "
+                           f"FROM json_each(%s)) AS {alias}")
+            answer_params.append(json.dumps(answers))
             joins.append(f"l.{field} = {alias}.value")
             flags.append(f"{alias}.matched")
             entries.append(f"{alias}.entry")
@@ -234,24 +276,23 @@ class _Plan:
         base = "CASE mask " + " ".join(f"WHEN {m} THEN {b}" for m, b in self.bases.items()) + " END"
         extras = []
         if free:
-            extras.append(f"CASE WHEN free THEN '\"free_mail\": {{\"points\": {-int(free)}, \"detail\": "
-                          f"\"free-mail address\"}}, ' ELSE '' END")
+            extras.append(f"CASE WHEN free THEN '\"free_mail\":{{\"points\":{-int(free)},\"detail\":"
+                          f"\"free-mail address\"}},' ELSE '' END")
         if role:
-            extras.append(f"CASE WHEN role THEN '\"role_account\": {{\"points\": {-int(role)}, \"detail\": "
-                          f"\"role account\"}}, ' ELSE '' END")
+            extras.append(f"CASE WHEN role THEN '\"role_account\":{{\"points\":{-int(role)},\"detail\":"
+                          f"\"role account\"}},' ELSE '' END")
         text = " || ".join(["'{'", *(f"e{i}" for i in range(len(entries))), *extras,
-                            "'\"total\": {\"base\": '", "base", "', \"penalties\": '", "penalties",
-                            "', \"score\": '", "value", "'}}'"])
+                            "'\"total\":{\"base\":'", "base", "',\"penalties\":'", "penalties",
+                            "',\"score\":'", "value", "'}}'"])
         breakdown = f"CAST({text} AS jsonb)" if postgres else f"json({text})"
-        where = ["l.id > %s", "l.id <= %s", "l.campaign_id = %s", "l.current_step = 0",
-                 f"l.status IN ({', '.join(['%s'] * len(SCORABLE_STATUSES))})", *joins]
-        if only_unscored:
-            where.append("l.score IS NULL")
-        columns = "".join([*(f", {flag} AS f{i}" for i, flag in enumerate(flags)),
-                           *(f", {entry} AS e{i}" for i, entry in enumerate(entries))])
+        lead_where, lead_params = self._where(only_unscored)
+        where = ["l.id > %s", "l.id <= %s", lead_where, *joins]
+        columns = "".join(f", {entry} AS e{i}" for i, entry in enumerate(entries))
         # Each level computes its columns once per lead (on PostgreSQL ``OFFSET 0`` keeps the planner from folding
         # the levels together and repeating their expressions): matches and entries, the base, the score, the
-        # breakdown; only the leads where either changed reach the UPDATE, which is bounded to the batch's ids.
+        # breakdown; only the leads where either changed reach the UPDATE, which is bounded to the batch's ids. A
+        # lead whose value changed since the batch's values were read has no entry, and no breakdown: it waits
+        # for the next run.
         fence = " OFFSET 0" if postgres else ""
         greatest, least = ("GREATEST", "LEAST") if postgres else ("max", "min")
         matched = (f"SELECT l.id, l.score AS old_score, l.score_breakdown AS old_breakdown, l.is_free_mail AS free, "
@@ -264,11 +305,12 @@ class _Plan:
         changed = ("old_score IS DISTINCT FROM value OR old_breakdown IS DISTINCT FROM breakdown" if postgres
                    else "old_score IS NOT value OR json(old_breakdown) IS NOT breakdown")
         sql = (f"UPDATE {table} SET score = n.value, score_breakdown = n.breakdown, scored_at = %s "
-               f"FROM (SELECT id, value, breakdown FROM ({computed}) AS d WHERE {changed}) AS n "
+               f"FROM (SELECT id, value, breakdown FROM ({computed}) AS d "
+               f"WHERE breakdown IS NOT NULL AND ({changed})) AS n "
                f"WHERE {table}.id = n.id AND {table}.id > %s AND {table}.id <= %s")
-        return sql, [now, *entry_params, *answer_params, first, last, self.campaign.pk, *SCORABLE_STATUSES,
-                     first, last]
+        return sql, [now, *flag_params, *entry_params, *answer_params, first, last, *lead_params, first, last]
 
 
 # Where a lead's own company size goes in its breakdown entry, split there for the database to fill in.
 _SIZE = "@@size@@"
+_COMPACT = (",", ":")

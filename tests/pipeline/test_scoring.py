@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cam.models import Lead
-from cam.pipeline.scoring import leads_score, score_lead
+from cam.pipeline.scoring import _Plan, leads_score, score_lead
 from tests.factories import CampaignFactory, LeadFactory
 
 pytestmark = pytest.mark.django_db
@@ -281,3 +281,24 @@ def test_a_lead_whose_score_did_not_change_is_not_written():
         "title 'Head of IT' contains 'head of'")
     assert leads_score(campaign=campaign) == {"scored": 1, "changed": 0}
     assert Lead.objects.get(pk=lead.pk).scored_at == changed.scored_at
+
+
+def test_a_lead_edited_between_a_batchs_two_statements_waits_for_the_next_run(monkeypatch):
+    campaign = profile()
+    anna = LeadFactory(campaign=campaign, title="CTO", company_size=50)
+    ben = LeadFactory(campaign=campaign, title="CTO", company_size=50)
+    update = _Plan.update
+
+    def edited_meanwhile(self, *args, **kwargs):
+        Lead.objects.filter(pk=anna.pk).update(title="Head of IT")  # a value the batch's answers do not have
+        return update(self, *args, **kwargs)
+
+    monkeypatch.setattr(_Plan, "update", edited_meanwhile)
+    assert leads_score(campaign=campaign) == {"scored": 2, "changed": 1}
+    assert dict(Lead.objects.values_list("pk", "score")) == {anna.pk: None, ben.pk: 100}
+
+    monkeypatch.setattr(_Plan, "update", update)
+    assert leads_score(campaign=campaign) == {"scored": 2, "changed": 1}
+    anna.refresh_from_db()
+    expected = score_lead(anna, campaign)
+    assert (anna.score, anna.score_breakdown) == (expected.value, expected.breakdown)
