@@ -103,11 +103,13 @@ def leads_stage(*, rows: Sequence[list[Any]], spellings: Sequence[Sequence[str] 
                 copy.write_row((*values, index, spellings[index] if spellings else None))
 
 
-def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int]) -> None:
+def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int],
+               created: bool = False) -> set[str] | None:
     """Insert the staged rows as ``NEW`` leads of ``campaign``, but those at the positions in ``skip``, and
     empty the staging table. A staged field left empty (a record without it) takes the field's default,
-    as does every column not staged. A lead another intake added meanwhile is left to it (``ON CONFLICT
-    DO NOTHING``), as ``ignore_conflicts`` does."""
+    as does every column not staged. A row whose address is already a lead of the campaign is left out
+    (``ON CONFLICT DO NOTHING``, as ``ignore_conflicts`` does), so a lead another intake added meanwhile is
+    left to it. With ``created``, returns the addresses of the leads inserted, else ``None``."""
     columns = _columns()
     template = _template(columns, campaign=campaign, source=source, now=now)
     select, params = [], []
@@ -126,8 +128,10 @@ def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, 
         # never sees the previous batch's rows.
         cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
                        f"INSERT INTO {Lead._meta.db_table} ({_names(columns)}) SELECT {', '.join(select)} "
-                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING",
+                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING"
+                       f"{' RETURNING email' if created else ''}",
                        [*params, sorted(skip)])
+        return {email for email, in cursor.fetchall()} if created else None
 
 
 def _names(columns: Sequence[models.Field[Any, Any]]) -> str:
@@ -157,10 +161,10 @@ def _json(value: Any) -> str | None:
 def statistics_refresh() -> None:
     """Refresh PostgreSQL's statistics of the leads table (a no-op elsewhere).
 
-    A large import grows the table faster than autovacuum's statistics follow: with a campaign thought
-    to hold a few hundred leads, the planner answers each batch's "which of these addresses are leads
-    already" by reading every lead of the campaign instead of probing the index, and the import turns
-    quadratic. The intake calls this each time the leads it created double."""
+    A large import grows the table faster than autovacuum's statistics follow, and a query planned for a
+    campaign thought to hold a few hundred leads reads every lead of it instead of probing an index. The
+    intake's own lookups name their addresses (or are the insert itself), so they do not depend on it;
+    the intake calls this once at its end, for what runs next."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Lead._meta.db_table}")
