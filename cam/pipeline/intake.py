@@ -53,10 +53,11 @@ from cam.pipeline.first_seen import FirstSeen
 from cam.pipeline.lead_insert import (
     STAGED_ADDRESSES,
     STAGED_DOMAINS,
+    StagedRows,
     leads_insert,
     leads_move,
     leads_stage,
-    staged_row,
+    staged_rows,
     staging_supported,
     statistics_refresh,
 )
@@ -70,6 +71,7 @@ from cam.pipeline.records import (
     unstorable_reason,
 )
 from cam.sources.base import LEAD_FIELDS, SourceRecord
+from cam.sources.row_values import RowValues
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
@@ -280,7 +282,7 @@ class _Judged:
     rejections: list[HarvestRejection]
     clean: list[tuple[SourceRecord, CleanRecord]]
     new_leads: list[dict[str, Any]]
-    staged: list[list[Any]]  # the new leads as ``lead_insert.staged_row`` gives them, when staging
+    staged: StagedRows | None  # the new leads as ``lead_insert.staged_rows`` gives them, when staging
     spellings: list[list[str] | None]
     problems: list[IntakeProblem]
 
@@ -311,10 +313,12 @@ def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
                                           f"duplicate: {email} is already {run.earlier(first)}", "email"))
             continue
         clean.append((record, cleaned))
-    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
+    staging = staging_supported()
+    new_leads = [_new_lead(record, cleaned, staging=staging) for record, cleaned in clean]
+    spellings = [_other_spellings(cleaned.address.email) for _, cleaned in clean]
     return _Judged(rejections=rejections, clean=clean, new_leads=new_leads,
-                   staged=[staged_row(row) for row in new_leads] if staging_supported() else [],
-                   spellings=[_other_spellings(cleaned.address.email) for _, cleaned in clean], problems=problems)
+                   staged=staged_rows(new_leads, spellings) if staging else None, spellings=spellings,
+                   problems=problems)
 
 
 @transaction.atomic
@@ -330,7 +334,8 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     if staged:
         # The batch's good records are staged first, and the suppressions are found by joining them in the
         # database rather than by sending thousands of spellings along.
-        leads_stage(rows=judged.staged, spellings=judged.spellings)
+        assert judged.staged is not None
+        leads_stage(judged.staged)
         suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
     else:
         suppressed = suppressed_addresses(emails)
@@ -368,7 +373,9 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
     if staged:
-        created = leads_move(campaign=campaign, source=run.source, now=now, skip=skipped, created=move_first)
+        assert judged.staged is not None
+        created = leads_move(campaign=campaign, source=run.source, now=now, skip=skipped,
+                             raw_names=judged.staged.raw_names, created=move_first)
         if move_first and created is not None and len(created) < len(to_create):
             # The records whose address the move found already a lead: judged against that lead as above.
             found = _leads_by_address(campaign, {email for email in to_create.values() if email not in created})
@@ -415,10 +422,12 @@ def _judge_existing(run: _Intake, record: SourceRecord, cleaned: CleanRecord, le
     to_update[record.line] = lead
 
 
-def _new_lead(record: SourceRecord, cleaned: CleanRecord) -> dict[str, Any]:
+def _new_lead(record: SourceRecord, cleaned: CleanRecord, *, staging: bool) -> dict[str, Any]:
     address = cleaned.address
+    # A CSV row is staged as its values (``lead_insert.staged_rows``), not made a dictionary first.
+    raw = record.data if staging and isinstance(record.data, RowValues) else _jsonable(record.data)
     return {"email": address.email, "is_role_account": address.is_role_account,
-            "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+            "is_free_mail": address.is_free_mail, "raw_data": raw, **cleaned.fields}
 
 
 def _other_spellings(email: str) -> list[str] | None:
@@ -451,6 +460,8 @@ def _keep_leads(run: _Intake, created: dict[int | None, str], updated: dict[int 
 
 
 def _jsonable(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(data, RowValues):
+        return dict(zip(data.columns.names, data.cells, strict=True))
     if type(data) is dict and set(map(type, data.values())) <= {str} and set(map(type, data)) <= {str}:  # a CSV row
         return data
     return {str(key): value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)

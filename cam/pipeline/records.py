@@ -16,6 +16,7 @@ from django.core.validators import URLValidator
 from cam.addresses import NormalizedAddress, RejectedAddress, normalize_address, plain_domain
 from cam.models import Lead
 from cam.models.fields import max_length
+from cam.sources.row_values import RowValues
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
 _MAX_LENGTH = {name: max_length(Lead, name)
@@ -100,7 +101,8 @@ def unstorable_reason(data: Mapping[str, Any]) -> str:
     value or a name, a number JSON cannot hold (NaN, infinity), nesting deeper than ``MAX_RECORD_DEPTH``.
     The first problem found is named by its path (``organization.name``). Never recurses."""
     try:  # a flat record of text (a CSV row) is searched in one piece; a find is then located below
-        flat = "\x01".join([*data.keys(), *data.values()])
+        flat = ("\x01".join([*data.columns.names, *data.cells]) if isinstance(data, RowValues)
+                else "\x01".join([*data.keys(), *data.values()]))
     except TypeError:
         flat = None
     if flat is not None and not _UNSTORABLE.search(flat):
