@@ -107,9 +107,9 @@ def staged_rows(rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[
     columns = next((row["raw_data"].columns for row in rows if isinstance(row.get("raw_data"), RowValues)), None)
     lines = []
     for index, row in enumerate(rows):
-        texts = [_NULL if value is None else ("t" if value else "f") if value is True or value is False
-                 else value if isinstance(value, str) else str(value)
-                 for value in [row.get(name) for name in _PLAIN_FIELDS]]
+        texts = [value if value.__class__ is str else _NULL if value is None
+                 else ("t" if value else "f") if value is True or value is False else str(value)
+                 for value in map(row.get, _PLAIN_FIELDS)]
         raw, json, values = row.get("raw_data"), _NULL, _NULL
         if isinstance(raw, RowValues) and raw.columns is columns:
             values = _array(raw.cells)

@@ -27,6 +27,10 @@ _SIZE = re.compile(rf"^({_WHOLE})\+?$")
 _SIZE_RANGE = re.compile(rf"^({_WHOLE})\s*(?:-|–|to|bis)\s*({_WHOLE})$", re.IGNORECASE)
 # Larger than any company, and than the column holds.
 MAX_COMPANY_SIZE = 10_000_000
+# Head counts read through the patterns, by their text (only those in range: a refused one is always
+# refused again, with its reason); at most this many, which a list of ranges ("51-200") never reaches.
+_SIZES_SEEN: dict[str, int] = {}
+_SIZES_KEPT = 4096
 _ZONES_BY_LOWER = {name.lower(): name for name in zoneinfo.available_timezones()}
 _validate_url = URLValidator(schemes=["http", "https"])
 # A web address whose host is a plain domain (``cam.addresses``' fast path) and whose path has no space: one
@@ -75,6 +79,8 @@ def parse_company_size(value: Any) -> int | None:
         size = int(value)  # JSON APIs often send 250.0
     elif isinstance(value, str) and value.isascii() and value.isdigit():  # the common case, without the patterns
         size = int(value)
+    elif isinstance(value, str) and value in _SIZES_SEEN:  # a list spells its sizes in a few ways, over and over
+        return _SIZES_SEEN[value]
     else:
         text = str(value).strip()
         single, span = _SIZE.match(text), _SIZE_RANGE.match(text)
@@ -88,6 +94,8 @@ def parse_company_size(value: Any) -> int | None:
         # Quoted as text whether it came as a number (JSON) or as text (a file): the same reason either way.
         raise RejectedRecord(f"company_size {str(value).strip()!r} is not between 0 and {MAX_COMPANY_SIZE:,}",
                              field="company_size")
+    if isinstance(value, str) and len(_SIZES_SEEN) < _SIZES_KEPT:
+        _SIZES_SEEN[value] = size
     return size
 
 
