@@ -25,8 +25,13 @@ Records are handled in batches of ``BATCH_SIZE`` (growing to ``BATCH_GROWTH`` ti
 input), each in its own transaction, at the same few queries whatever its size: the suppressions, the
 existing leads, one insert, one bulk update, one insert of the rejections, and one read of the batch's
 created and updated leads when the caller keeps them. On PostgreSQL the batch's good records are first
-streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions and existing
-leads are found by joining it, and the new leads move across from it in one statement. Addresses are
+streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions are found by
+joining it, and the new leads move across from it in one statement, which also finds the existing
+leads: a record whose address is already a lead is left out by the unique index, and only those (and
+addresses not in plain ASCII, whose lead may be stored in another spelling) are read, to be judged
+duplicate or updated. A capped intake (``max_leads``) looks its existing leads up first instead, to
+count only new ones against the cap. Every lookup of leads names its addresses, so none depends on the
+table's statistics, which a long import outgrows. Addresses are
 validated once each, most of them by ``cam.addresses``' fast path for plain addresses.
 Nothing but the current batch, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
