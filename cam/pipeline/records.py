@@ -171,6 +171,15 @@ def storable_data(data: Any, *, _depth: int = 0) -> Any:
     return storable_text(str(data))
 
 
+def _single_spaced(text: str) -> str:
+    """``text`` with its runs of white space made one space, and none at either end."""
+    # Printable text holds no white space but the plain space (``str.isprintable`` refuses every other kind
+    # ``str.split`` splits on), so most values are already so and are kept without splitting them.
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
+
+
 def _plain_url(url: str) -> bool:
     match = _PLAIN_URL.fullmatch(url) if len(url) <= 2000 else None
     return match is not None and plain_domain(match[1].lower())
@@ -190,7 +199,7 @@ def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
     for name in TEXT_FIELDS:
         value = data.get(name)
         if value is not None:
-            fields[name] = " ".join(str(value).split())[: _MAX_LENGTH[name]]
+            fields[name] = _single_spaced(value if value.__class__ is str else str(value))[: _MAX_LENGTH[name]]
     if "company_size" in data:
         fields["company_size"] = parse_company_size(data["company_size"])
     website = str(data.get("website") or "").strip()
