@@ -105,7 +105,7 @@ def staged_rows(rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[
     A raw record that is a ``RowValues`` (a CSV row) is staged as its list of values when it has the
     columns of the batch's first such row, and becomes JSON in the move; any other is encoded here."""
     columns = next((row["raw_data"].columns for row in rows if isinstance(row.get("raw_data"), RowValues)), None)
-    lines = []
+    lines, nulls = [], 0
     for index, row in enumerate(rows):
         texts = [value if value.__class__ is str else _NULL if value is None
                  else ("t" if value else "f") if value is True or value is False else str(value)
@@ -116,8 +116,14 @@ def staged_rows(rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[
         elif raw is not None:
             json = _ENCODER.encode(dict(raw) if isinstance(raw, RowValues) else raw)
         other = spellings[index] if spellings else None
-        lines.append(_FIELD.join((*texts, json, str(index), _NULL if other is None else _array(other), values)))
+        texts += (json, str(index), _NULL if other is None else _array(other), values)
+        nulls += texts.count(_NULL)
+        lines.append(_FIELD.join(texts))
     text = _ROW.join(lines)
+    if (text.count(_FIELD) != len(lines) * (len(_PLAIN_FIELDS) + 3) or text.count(_ROW) != max(len(lines) - 1, 0)
+            or text.count(_NULL) != nulls):
+        # Only the marks put here: a value holding one would shift or end its row, or turn part of it NULL.
+        raise ValueError("A staged value holds a NUL character or a lone surrogate, which cannot be stored.")
     # COPY's text format: a backslash, tab, line feed or carriage return in a value is escaped.
     text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
     text = text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_ROW, "\n")
