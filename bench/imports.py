@@ -14,7 +14,10 @@ one in 1,000 a bad address) to a temporary folder, creates ``test_<name>`` on th
   ``DEBUG`` off and once on (the ``make run`` default), each into a fresh campaign; its wall time and
   peak RSS (``wait4``).
 
-Prints rows/s, CAM's share of the floor's rate and the peak RSS. Targets (issue "fast at the size real users
+Prints rows/s, CAM's share of the floor's rate and the peak RSS, and the CPU seconds spent: the floor's
+by its PostgreSQL backend, CAM's by the command's process and by its backends (read from
+``/proc/<pid>/stat``, so with PostgreSQL on this machine; 0 otherwise). On a shared machine the load
+moves the wall time; the CPU seconds move much less. Targets (issue "fast at the size real users
 reach"): ≥ 30,000 rows/s for 1,000,000 rows and peak RSS ≤ 300 MB either way. The database is dropped
 at the end unless ``--keep``.
 """
@@ -119,7 +122,24 @@ def database_floor(path: Path) -> float:
     return elapsed
 
 
-def cam_import(path: Path, database: str, *, debug: bool) -> tuple[float, int, str]:
+def backend_cpu(pid: int) -> float:
+    """CPU seconds a PostgreSQL backend on this machine has used so far (``/proc/<pid>/stat``), or 0."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def own_backend_cpu() -> float:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        return backend_cpu(cursor.fetchone()[0])
+
+
+def cam_import(path: Path, database: str, *, debug: bool) -> tuple[float, int, str, float, float]:
+    """The command's wall time, peak RSS (MB), last line of output, and the CPU seconds of its process
+    and of its PostgreSQL backends (read every half second while it runs)."""
     from cam.models import Campaign
 
     campaign = Campaign.objects.create(name=f"bench import (DEBUG {'on' if debug else 'off'})")
@@ -127,16 +147,29 @@ def cam_import(path: Path, database: str, *, debug: bool) -> tuple[float, int, s
     env = {**os.environ, "DATABASE_URL": database, "DEBUG": "true" if debug else "false",
            "SECRET_KEY": os.environ.get("SECRET_KEY") or "bench-imports-" + "x" * 50,
            "AICMO_CAM_IMPORT_DIRS": str(path.parent)}
-    started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "cam_import_leads", str(path),
-                                "--campaign", str(campaign.pk), "--no-progress", "--show-rejected", "0"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out = process.stdout.read() if process.stdout else ""
-    _, status, usage = os.wait4(process.pid, 0)
-    elapsed = time.perf_counter() - started
+    backends: dict[int, float] = {}
+    with tempfile.TemporaryFile("w+") as output:
+        started = time.perf_counter()
+        process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "cam_import_leads", str(path),
+                                    "--campaign", str(campaign.pk), "--no-progress", "--show-rejected", "0"],
+                                   env=env, stdout=output, stderr=subprocess.STDOUT, text=True)
+        with connection.cursor() as cursor:
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    break
+                cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND pid <> pg_backend_pid()")
+                for (backend,) in cursor.fetchall():
+                    backends[backend] = max(backends.get(backend, 0.0), backend_cpu(backend))
+                time.sleep(0.5)
+        elapsed = time.perf_counter() - started
+        output.seek(0)
+        out = output.read()
     if status:
         raise SystemExit(f"cam_import_leads failed:\n{out}")
-    return elapsed, usage.ru_maxrss // 1024, out.strip().splitlines()[-1]
+    return (elapsed, usage.ru_maxrss // 1024, out.strip().splitlines()[-1], usage.ru_utime + usage.ru_stime,
+            sum(backends.values()))
 
 
 def main() -> None:
@@ -159,14 +192,16 @@ def main() -> None:
             copy_seconds = baseline(path)
             print(f"baseline  COPY into an unindexed table: {copy_seconds:6.1f} s  "
                   f"{args.rows / copy_seconds:9,.0f} rows/s")
+            cpu = own_backend_cpu()
             floor_seconds = database_floor(path)
             print(f"floor     COPY, then INSERT … SELECT into cam_lead: {floor_seconds:6.1f} s  "
-                  f"{args.rows / floor_seconds:9,.0f} rows/s")
+                  f"{args.rows / floor_seconds:9,.0f} rows/s  (CPU: PostgreSQL {own_backend_cpu() - cpu:.1f} s)")
             for debug in (False, True):
-                seconds, rss, summary = cam_import(path, database, debug=debug)
+                seconds, rss, summary, process_cpu, database_cpu = cam_import(path, database, debug=debug)
                 print(f"CAM, DEBUG {'on ' if debug else 'off'}: {seconds:6.1f} s  {args.rows / seconds:9,.0f} rows/s  "
                       f"({floor_seconds / seconds:5.1%} of the floor; target 30,000 rows/s)  peak RSS {rss} MB "
-                      f"(target 300)\n  {summary}")
+                      f"(target 300)\n  CPU: the command {process_cpu:.1f} s, PostgreSQL {database_cpu:.1f} s\n"
+                      f"  {summary}")
             print(f"load average {os.getloadavg()[0]:.1f}")
     finally:
         connection.close()

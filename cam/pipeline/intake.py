@@ -25,8 +25,13 @@ Records are handled in batches of ``BATCH_SIZE`` (growing to ``BATCH_GROWTH`` ti
 input), each in its own transaction, at the same few queries whatever its size: the suppressions, the
 existing leads, one insert, one bulk update, one insert of the rejections, and one read of the batch's
 created and updated leads when the caller keeps them. On PostgreSQL the batch's good records are first
-streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions and existing
-leads are found by joining it, and the new leads move across from it in one statement. Addresses are
+streamed by COPY into a staging table (``cam.pipeline.lead_insert``), the suppressions are found by
+joining it, and the new leads move across from it in one statement, which also finds the existing
+leads: a record whose address is already a lead is left out by the unique index, and only those (and
+addresses not in plain ASCII, whose lead may be stored in another spelling) are read, to be judged
+duplicate or updated. A capped intake (``max_leads``) looks its existing leads up first instead, to
+count only new ones against the cap. Every lookup of leads names its addresses, so none depends on the
+table's statistics, which a long import outgrows. Addresses are
 validated once each, most of them by ``cam.addresses``' fast path for plain addresses.
 Nothing but the current batch, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
@@ -37,13 +42,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from typing import Any, Literal
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
-from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
 from cam.addresses import address_key, address_spellings, domain_and_parents, domain_key, domain_spellings, mx_resolver
@@ -53,10 +58,11 @@ from cam.pipeline.first_seen import FirstSeen
 from cam.pipeline.lead_insert import (
     STAGED_ADDRESSES,
     STAGED_DOMAINS,
+    StagedRows,
     leads_insert,
     leads_move,
     leads_stage,
-    staged_row,
+    staged_rows,
     staging_supported,
     statistics_refresh,
 )
@@ -70,13 +76,14 @@ from cam.pipeline.records import (
     unstorable_reason,
 )
 from cam.sources.base import LEAD_FIELDS, SourceRecord
+from cam.sources.row_values import RowValues
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
 # A long input's batches double up to this many times BATCH_SIZE: each batch is one transaction with its
 # own lookups, so bigger ones cost fewer commits and queries a row, at a few megabytes each.
 BATCH_GROWTH = 8
-# Statistics of the leads table are refreshed when the leads created reach this, then each time they double.
+# Statistics of the leads table are refreshed after an intake that created at least this many leads.
 REFRESH_STATISTICS_FROM = 5000
 OUTCOMES = ("created", "updated", "duplicate", "suppressed", "rejected")
 PROBLEM_OUTCOMES = ("duplicate", "suppressed", "rejected")
@@ -185,17 +192,12 @@ def leads_intake(
     iterator = iter(records)
     # One resolver for the whole run: it caches answers, so each domain is looked up once.
     run.dns_resolver = mx_resolver() if settings.AICMO_CAM_VERIFY_MX else None
-    refresh_at = REFRESH_STATISTICS_FROM
 
     def written() -> None:
-        nonlocal refresh_at
         if settings.DEBUG:
             # Django keeps the text of the last 9,000 queries with DEBUG on (``make run``), and a batch's
             # lookups name a thousand addresses each: a long import would hold hundreds of megabytes of SQL.
             reset_queries()
-        if counts["created"] >= refresh_at:
-            statistics_refresh()
-            refresh_at *= 2
         if on_batch:
             on_batch(dict(counts))
 
@@ -204,13 +206,18 @@ def leads_intake(
     batches = _batches(iterator, grow=max_leads is None)
     if overlap and max_leads is None and staging_supported():
         _intake_overlapped(run, batches, written)
-        return run.report
-    for batch in batches:
-        room = None if max_leads is None else max_leads - counts["created"]
-        _write_batch(run, _judge_batch(run, batch), room=room)
-        written()
-        if max_leads is not None and counts["created"] >= max_leads:
-            break
+    else:
+        for batch in batches:
+            room = None if max_leads is None else max_leads - counts["created"]
+            _write_batch(run, _judge_batch(run, batch), room=room)
+            written()
+            if max_leads is not None and counts["created"] >= max_leads:
+                break
+    if counts["created"] >= REFRESH_STATISTICS_FROM:
+        # No lookup of the intake depends on the table's statistics (each names its addresses, or finds
+        # them by the insert itself), but what runs next over the campaign does, and the table grew
+        # faster than autovacuum follows.
+        statistics_refresh()
     return run.report
 
 
@@ -280,7 +287,7 @@ class _Judged:
     rejections: list[HarvestRejection]
     clean: list[tuple[SourceRecord, CleanRecord]]
     new_leads: list[dict[str, Any]]
-    staged: list[list[Any]]  # the new leads as ``lead_insert.staged_row`` gives them, when staging
+    staged: StagedRows | None  # the new leads as ``lead_insert.staged_rows`` gives them, when staging
     spellings: list[list[str] | None]
     problems: list[IntakeProblem]
 
@@ -311,10 +318,12 @@ def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
                                           f"duplicate: {email} is already {run.earlier(first)}", "email"))
             continue
         clean.append((record, cleaned))
-    new_leads = [_new_lead(record, cleaned) for record, cleaned in clean]
+    staging = staging_supported()
+    new_leads = [_new_lead(record, cleaned, staging=staging) for record, cleaned in clean]
+    spellings = [_other_spellings(cleaned.address.email) for _, cleaned in clean]
     return _Judged(rejections=rejections, clean=clean, new_leads=new_leads,
-                   staged=[staged_row(row) for row in new_leads] if staging_supported() else [],
-                   spellings=[_other_spellings(cleaned.address.email) for _, cleaned in clean], problems=problems)
+                   staged=staged_rows(new_leads, spellings) if staging else None, spellings=spellings,
+                   problems=problems)
 
 
 @transaction.atomic
@@ -324,19 +333,28 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     run.pending.extend(judged.problems)
     emails = [c.address.email for _, c in clean]
     staged = staging_supported() and bool(clean)
+    # Whether new leads are told from existing ones by the move itself (see below): without a cap, when
+    # staging.
+    move_first = staged and room is None
     if staged:
-        # The batch's good records are staged first, and the suppressions and existing leads are found by
-        # joining them in the database rather than by sending thousands of spellings along.
-        leads_stage(rows=judged.staged, spellings=judged.spellings)
+        # The batch's good records are staged first, and the suppressions are found by joining them in the
+        # database rather than by sending thousands of spellings along.
+        assert judged.staged is not None
+        leads_stage(judged.staged)
         suppressed = suppressed_addresses(emails, among=(STAGED_ADDRESSES, STAGED_DOMAINS))
-        candidates: Any = RawSQL(STAGED_ADDRESSES, ())
     else:
         suppressed = suppressed_addresses(emails)
-        # By every spelling a lead may have been stored in before addresses were normalised.
+    if move_first:
+        # A lead stored in the records' own spelling is found by the move, which meets it in the unique
+        # index anyway; only a lead stored under another spelling (an address not in plain ASCII) is
+        # looked up first.
+        candidates = {spelling for (_, cleaned), other in zip(clean, judged.spellings, strict=True) if other
+                      for spelling in address_spellings(cleaned.address.email)}
+    else:
+        # By every spelling a lead may have been stored in before addresses were normalised; named one by
+        # one, so that the lookup probes the unique index whatever the statistics say of the campaign.
         candidates = {spelling for email in emails for spelling in address_spellings(email)}
-    # By the one spelling the records' addresses are in.
-    existing = {address_key(lead.email): lead for lead in Lead.objects.filter(
-        campaign=campaign, email__in=candidates).only("pk", "email", *PROFILE_FIELDS).order_by()} if emails else {}
+    existing = _leads_by_address(campaign, candidates)
 
     to_create: dict[int | None, str] = {}
     to_update: dict[int | None, Lead] = {}
@@ -356,20 +374,21 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
             to_create[record.line] = address.email
             continue
         skipped.append(index)
-        changes = {name: value for name, value in cleaned.fields.items()
-                   if value not in (None, "") and getattr(lead, name) != value}
-        if not changes:
-            run.problem(record.line, "duplicate", f"duplicate: {address.email} is already a lead in this campaign",
-                        "email")
-            continue
-        for name, value in changes.items():
-            setattr(lead, name, value)
-        lead.source, lead.harvested_at, lead.raw_data, lead.updated_at = run.source, now, _jsonable(record.data), now
-        to_update[record.line] = lead
+        _judge_existing(run, record, cleaned, lead, to_update, now)
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
     if staged:
-        leads_move(campaign=campaign, source=run.source, now=now, skip=skipped)
+        assert judged.staged is not None
+        created = leads_move(campaign=campaign, source=run.source, now=now, skip=skipped,
+                             raw_names=judged.staged.raw_names, created=move_first)
+        if move_first and created is not None and len(created) < len(to_create):
+            # The records whose address the move found already a lead: judged against that lead as above.
+            found = _leads_by_address(campaign, {email for email in to_create.values() if email not in created})
+            for record, cleaned in clean:
+                lead = found.get(cleaned.address.email)
+                if lead is not None and record.line in to_create:
+                    del to_create[record.line]
+                    _judge_existing(run, record, cleaned, lead, to_update, now)
     else:
         skipping = set(skipped)
         leads_insert(campaign=campaign, source=run.source, now=now,
@@ -383,10 +402,37 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     _keep_leads(run, to_create, to_update)
 
 
-def _new_lead(record: SourceRecord, cleaned: CleanRecord) -> dict[str, Any]:
+def _leads_by_address(campaign: Campaign, spellings: set[str]) -> dict[str, Lead]:
+    """The campaign's leads stored under any of ``spellings``, by the one spelling of their address, with the
+    fields ``_judge_existing`` compares."""
+    if not spellings:
+        return {}
+    return {address_key(lead.email): lead for lead in Lead.objects.filter(
+        campaign=campaign, email__in=spellings).only("pk", "email", *PROFILE_FIELDS).order_by()}
+
+
+def _judge_existing(run: _Intake, record: SourceRecord, cleaned: CleanRecord, lead: Lead,
+                    to_update: dict[int | None, Lead], now: datetime) -> None:
+    """A record whose address is already ``lead``: a duplicate when it brings nothing new, else the lead takes
+    its non-empty new values (and its provenance) and joins ``to_update``."""
+    changes = {name: value for name, value in cleaned.fields.items()
+               if value not in (None, "") and getattr(lead, name) != value}
+    if not changes:
+        run.problem(record.line, "duplicate", f"duplicate: {cleaned.address.email} is already a lead in this campaign",
+                    "email")
+        return
+    for name, value in changes.items():
+        setattr(lead, name, value)
+    lead.source, lead.harvested_at, lead.raw_data, lead.updated_at = run.source, now, _jsonable(record.data), now
+    to_update[record.line] = lead
+
+
+def _new_lead(record: SourceRecord, cleaned: CleanRecord, *, staging: bool) -> dict[str, Any]:
     address = cleaned.address
+    # A CSV row is staged as its values (``lead_insert.staged_rows``), not made a dictionary first.
+    raw = record.data if staging and isinstance(record.data, RowValues) else _jsonable(record.data)
     return {"email": address.email, "is_role_account": address.is_role_account,
-            "is_free_mail": address.is_free_mail, "raw_data": _jsonable(record.data), **cleaned.fields}
+            "is_free_mail": address.is_free_mail, "raw_data": raw, **cleaned.fields}
 
 
 def _other_spellings(email: str) -> list[str] | None:
@@ -419,6 +465,8 @@ def _keep_leads(run: _Intake, created: dict[int | None, str], updated: dict[int 
 
 
 def _jsonable(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    if isinstance(data, RowValues):
+        return dict(zip(data.columns.names, data.cells, strict=True))
     if type(data) is dict and set(map(type, data.values())) <= {str} and set(map(type, data)) <= {str}:  # a CSV row
         return data
     return {str(key): value if isinstance(value, str | int | float | bool | list | dict | None) else str(value)

@@ -9,12 +9,17 @@ SELECT … ON CONFLICT DO NOTHING`` that fills in the columns all the batch's le
 prepared template of the model's defaults (a lead another intake added meanwhile is left to it, as
 ``ignore_conflicts`` does). No model instance is made per lead.
 
+The COPY's text is made whole by ``staged_rows``, on the thread that judges the records, so that the
+thread writing it only hands it over; and a CSV row's raw record is staged as its values, the names
+once per batch, and made JSON by the database in the move (``jsonb_object``), not encoded in Python.
+
 Both ways give the same leads (tests/pipeline/test_lead_insert.py holds them to it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +27,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, models
 
 from cam.models import Campaign, Lead, LeadSource
+from cam.sources.row_values import RowValues
 
 STAGING_TABLE = "cam_lead_intake"
 # The staged addresses, and every other spelling of those not in plain ASCII (see ``leads_stage``): what a
@@ -37,9 +43,23 @@ STAGED_DOMAINS = (f"SELECT array_to_string(labels[i:], '.') FROM (SELECT string_
 # What a record brings to a new lead, staged row by row; every other column is the same for a whole batch.
 STAGED_FIELDS = ("email", "is_role_account", "is_free_mail", "raw_data", "first_name", "last_name", "company",
                  "title", "industry", "country", "company_size", "website", "timezone")
-# The only JSON field among them, which ``staged_row`` encodes.
-_RAW_DATA = STAGED_FIELDS.index("raw_data")
+# The staged fields but the raw record, which is staged after them, with the intake's own columns.
+_PLAIN_FIELDS = tuple(name for name in STAGED_FIELDS if name != "raw_data")
 _ENCODER = DjangoJSONEncoder()
+# Marks in the COPY text while it is put together, replaced by COPY's own once the values are escaped: no
+# staged text holds them, since the intake refuses a record with a NUL or a lone surrogate anywhere
+# (``records.unstorable_reason``) and the staged values are that record's or made from them.
+_FIELD, _ROW, _NULL = "\x00", "\ud800", "\udc00"
+
+
+@dataclass(frozen=True)
+class StagedRows:
+    """A batch of new leads as ``leads_stage`` writes them: the COPY's text, the number of rows, and the
+    column names of the raw records staged as values (see ``staged_rows``)."""
+
+    text: bytes
+    count: int
+    raw_names: tuple[str, ...] = ()
 
 
 def _columns() -> list[models.Field[Any, Any]]:
@@ -60,60 +80,101 @@ def leads_insert(*, campaign: Campaign, source: LeadSource | None, now: datetime
     if not rows:
         return
     if not staging_supported():
-        Lead.objects.bulk_create([Lead(campaign=campaign, source=source, harvested_at=now, **row) for row in rows],
-                                 ignore_conflicts=True)
+        Lead.objects.bulk_create([Lead(campaign=campaign, source=source, harvested_at=now, **{
+            **row, **({"raw_data": dict(row["raw_data"])} if isinstance(row.get("raw_data"), RowValues) else {})})
+            for row in rows], ignore_conflicts=True)
         return
     unknown = {name for row in rows for name in row} - set(STAGED_FIELDS)
     if unknown:
         raise ValueError(f"leads_insert sets only {', '.join(STAGED_FIELDS)}, not {', '.join(sorted(unknown))}")
-    leads_stage(rows=[staged_row(row) for row in rows])
-    leads_move(campaign=campaign, source=source, now=now, skip=())
+    staged = staged_rows(rows)
+    leads_stage(staged)
+    leads_move(campaign=campaign, source=source, now=now, skip=(), raw_names=staged.raw_names)
 
 
-def staged_row(row: Mapping[str, Any]) -> list[Any]:
-    """``row`` (field name → value, only ``STAGED_FIELDS``) as ``leads_stage`` writes it: the values in
-    ``STAGED_FIELDS`` order, JSON already encoded. Made apart from the COPY so that a caller may prepare
-    a batch while the database is busy with the one before."""
-    values = [row.get(name) for name in STAGED_FIELDS]
-    values[_RAW_DATA] = _json(values[_RAW_DATA])
-    return values
+def staged_rows(rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[str] | None] = ()) -> StagedRows:
+    """``rows`` (field name → value, only ``STAGED_FIELDS``) as ``leads_stage`` writes them, each numbered by
+    its position for ``leads_move``. Made apart from the COPY so that a caller may prepare a batch while
+    the database is busy with the one before.
+
+    ``spellings`` gives, by position, the other spellings of a row's address and of the domains it sits
+    under (``None`` for a plain ASCII address, whose only spellings are itself and its domains as the
+    database splits them), so that ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a
+    suppression or lead may have been stored under.
+
+    A raw record that is a ``RowValues`` (a CSV row) is staged as its list of values when it has the
+    columns of the batch's first such row, and becomes JSON in the move; any other is encoded here."""
+    columns = next((row["raw_data"].columns for row in rows if isinstance(row.get("raw_data"), RowValues)), None)
+    lines, nulls = [], 0
+    for index, row in enumerate(rows):
+        texts = [value if value.__class__ is str else _NULL if value is None
+                 else ("t" if value else "f") if value is True or value is False else str(value)
+                 for value in map(row.get, _PLAIN_FIELDS)]
+        raw, json, values = row.get("raw_data"), _NULL, _NULL
+        if isinstance(raw, RowValues) and raw.columns is columns:
+            values = _array(raw.cells)
+        elif raw is not None:
+            json = _ENCODER.encode(dict(raw) if isinstance(raw, RowValues) else raw)
+        other = spellings[index] if spellings else None
+        texts += (json, str(index), _NULL if other is None else _array(other), values)
+        nulls += texts.count(_NULL)
+        lines.append(_FIELD.join(texts))
+    text = _ROW.join(lines)
+    if (text.count(_FIELD) != len(lines) * (len(_PLAIN_FIELDS) + 3) or text.count(_ROW) != max(len(lines) - 1, 0)
+            or text.count(_NULL) != nulls):
+        # Only the marks put here: a value holding one would shift or end its row, or turn part of it NULL.
+        raise ValueError("A staged value holds a NUL character or a lone surrogate, which cannot be stored.")
+    # COPY's text format: a backslash, tab, line feed or carriage return in a value is escaped.
+    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    text = text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_ROW, "\n")
+    return StagedRows(text=(text + "\n").encode() if lines else b"", count=len(lines),
+                      raw_names=columns.names if columns is not None else ())
 
 
-def leads_stage(*, rows: Sequence[list[Any]], spellings: Sequence[Sequence[str] | None] = ()) -> None:
-    """Stream ``rows`` (each from ``staged_row``) into the staging table by COPY (PostgreSQL only), each
-    numbered by its position in ``rows`` for ``leads_move``. ``spellings`` gives, by position, the other
-    spellings of a row's address and of the domains it sits under (``None`` for a plain ASCII address,
-    whose only spellings are itself and its domains as the database splits them), so that
-    ``STAGED_ADDRESSES`` and ``STAGED_DOMAINS`` cover every spelling a suppression or lead may have been
-    stored under.
+def _array(values: Sequence[str]) -> str:
+    """``values`` as a PostgreSQL array of text: each element quoted, its backslashes and quotes escaped."""
+    if not values:
+        return "{}"
+    joined = _FIELD.join(values).replace("\\", "\\\\").replace('"', '\\"')
+    return '{"' + joined.replace(_FIELD, '","') + '"}'
+
+
+def leads_stage(staged: StagedRows) -> None:
+    """Stream ``staged`` (from ``staged_rows``) into the staging table by COPY (PostgreSQL only).
 
     Only the fields a record brings are staged; the columns every new lead of the batch shares (its
     campaign, source, status, times, …) are filled in by ``leads_move``, so COPY writes a dozen values
     a row rather than every column."""
-    fields = [field for name in STAGED_FIELDS if isinstance(field := Lead._meta.get_field(name), models.Field)]
+    fields = [field for name in (*_PLAIN_FIELDS, "raw_data")
+              if isinstance(field := Lead._meta.get_field(name), models.Field)]
     with connection.cursor() as cursor:
         # Shaped by the table itself; kept for the connection, and emptied by every commit (so it never
         # grows by the rows a long import moved through it).
         cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} ON COMMIT DELETE ROWS AS "
-                       f"SELECT {_names(fields)}, 0::integer AS intake_row, NULL::text[] AS intake_spellings "
-                       f"FROM {Lead._meta.db_table} WITH NO DATA")
-        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_names(fields)}, intake_row, intake_spellings) "
-                                f"FROM STDIN") as copy:
-            for index, values in enumerate(rows):
-                copy.write_row((*values, index, spellings[index] if spellings else None))
+                       f"SELECT {_names(fields)}, 0::integer AS intake_row, NULL::text[] AS intake_spellings, "
+                       f"NULL::text[] AS intake_values FROM {Lead._meta.db_table} WITH NO DATA")
+        with cursor.cursor.copy(f"COPY {STAGING_TABLE} ({_names(fields)}, intake_row, intake_spellings, "
+                                f"intake_values) FROM STDIN") as copy:
+            copy.write(staged.text)
 
 
-def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int]) -> None:
+def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, skip: Collection[int],
+               raw_names: Sequence[str] = (), created: bool = False) -> set[str] | None:
     """Insert the staged rows as ``NEW`` leads of ``campaign``, but those at the positions in ``skip``, and
     empty the staging table. A staged field left empty (a record without it) takes the field's default,
-    as does every column not staged. A lead another intake added meanwhile is left to it (``ON CONFLICT
-    DO NOTHING``), as ``ignore_conflicts`` does."""
+    as does every column not staged; a raw record staged as values (``staged_rows``) is made JSON under
+    ``raw_names``. A row whose address is already a lead of the campaign is left out
+    (``ON CONFLICT DO NOTHING``, as ``ignore_conflicts`` does), so a lead another intake added meanwhile is
+    left to it. With ``created``, returns the addresses of the leads inserted, else ``None``."""
     columns = _columns()
     template = _template(columns, campaign=campaign, source=source, now=now)
     select, params = [], []
     for field, value in zip(columns, template, strict=True):
         column = connection.ops.quote_name(str(field.column))
-        if field.name in STAGED_FIELDS and value is None:
+        if field.name == "raw_data":
+            select.append(f"COALESCE(staged.{column}, jsonb_object(%s::text[], staged.intake_values), %s::jsonb)")
+            params += [list(raw_names), value]
+        elif field.name in STAGED_FIELDS and value is None:
             select.append(f"staged.{column}")
         elif field.name in STAGED_FIELDS:
             select.append(f"COALESCE(staged.{column}, %s::{field.db_type(connection)})")
@@ -126,8 +187,10 @@ def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, 
         # never sees the previous batch's rows.
         cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
                        f"INSERT INTO {Lead._meta.db_table} ({_names(columns)}) SELECT {', '.join(select)} "
-                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING",
+                       f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING"
+                       f"{' RETURNING email' if created else ''}",
                        [*params, sorted(skip)])
+        return {email for email, in cursor.fetchall()} if created else None
 
 
 def _names(columns: Sequence[models.Field[Any, Any]]) -> str:
@@ -157,10 +220,10 @@ def _json(value: Any) -> str | None:
 def statistics_refresh() -> None:
     """Refresh PostgreSQL's statistics of the leads table (a no-op elsewhere).
 
-    A large import grows the table faster than autovacuum's statistics follow: with a campaign thought
-    to hold a few hundred leads, the planner answers each batch's "which of these addresses are leads
-    already" by reading every lead of the campaign instead of probing the index, and the import turns
-    quadratic. The intake calls this each time the leads it created double."""
+    A large import grows the table faster than autovacuum's statistics follow, and a query planned for a
+    campaign thought to hold a few hundred leads reads every lead of it instead of probing an index. The
+    intake's own lookups name their addresses (or are the insert itself), so they do not depend on it;
+    the intake calls this once at its end, for what runs next."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {Lead._meta.db_table}")

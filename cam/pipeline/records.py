@@ -16,6 +16,7 @@ from django.core.validators import URLValidator
 from cam.addresses import NormalizedAddress, RejectedAddress, normalize_address, plain_domain
 from cam.models import Lead
 from cam.models.fields import max_length
+from cam.sources.row_values import RowValues
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
 _MAX_LENGTH = {name: max_length(Lead, name)
@@ -26,6 +27,10 @@ _SIZE = re.compile(rf"^({_WHOLE})\+?$")
 _SIZE_RANGE = re.compile(rf"^({_WHOLE})\s*(?:-|–|to|bis)\s*({_WHOLE})$", re.IGNORECASE)
 # Larger than any company, and than the column holds.
 MAX_COMPANY_SIZE = 10_000_000
+# Head counts read through the patterns, by their text (only those in range: a refused one is always
+# refused again, with its reason); at most this many, which a list of ranges ("51-200") never reaches.
+_SIZES_SEEN: dict[str, int] = {}
+_SIZES_KEPT = 4096
 _ZONES_BY_LOWER = {name.lower(): name for name in zoneinfo.available_timezones()}
 _validate_url = URLValidator(schemes=["http", "https"])
 # A web address whose host is a plain domain (``cam.addresses``' fast path) and whose path has no space: one
@@ -74,6 +79,8 @@ def parse_company_size(value: Any) -> int | None:
         size = int(value)  # JSON APIs often send 250.0
     elif isinstance(value, str) and value.isascii() and value.isdigit():  # the common case, without the patterns
         size = int(value)
+    elif isinstance(value, str) and value in _SIZES_SEEN:  # a list spells its sizes in a few ways, over and over
+        return _SIZES_SEEN[value]
     else:
         text = str(value).strip()
         single, span = _SIZE.match(text), _SIZE_RANGE.match(text)
@@ -87,6 +94,8 @@ def parse_company_size(value: Any) -> int | None:
         # Quoted as text whether it came as a number (JSON) or as text (a file): the same reason either way.
         raise RejectedRecord(f"company_size {str(value).strip()!r} is not between 0 and {MAX_COMPANY_SIZE:,}",
                              field="company_size")
+    if isinstance(value, str) and len(_SIZES_SEEN) < _SIZES_KEPT:
+        _SIZES_SEEN[value] = size
     return size
 
 
@@ -100,7 +109,8 @@ def unstorable_reason(data: Mapping[str, Any]) -> str:
     value or a name, a number JSON cannot hold (NaN, infinity), nesting deeper than ``MAX_RECORD_DEPTH``.
     The first problem found is named by its path (``organization.name``). Never recurses."""
     try:  # a flat record of text (a CSV row) is searched in one piece; a find is then located below
-        flat = "\x01".join([*data.keys(), *data.values()])
+        flat = ("\x01".join([*data.columns.names, *data.cells]) if isinstance(data, RowValues)
+                else "\x01".join([*data.keys(), *data.values()]))
     except TypeError:
         flat = None
     if flat is not None and not _UNSTORABLE.search(flat):
@@ -161,6 +171,15 @@ def storable_data(data: Any, *, _depth: int = 0) -> Any:
     return storable_text(str(data))
 
 
+def _single_spaced(text: str) -> str:
+    """``text`` with its runs of white space made one space, and none at either end."""
+    # Printable text holds no white space but the plain space (``str.isprintable`` refuses every other kind
+    # ``str.split`` splits on), so most values are already so and are kept without splitting them.
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(text.split())
+
+
 def _plain_url(url: str) -> bool:
     match = _PLAIN_URL.fullmatch(url) if len(url) <= 2000 else None
     return match is not None and plain_domain(match[1].lower())
@@ -180,7 +199,7 @@ def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
     for name in TEXT_FIELDS:
         value = data.get(name)
         if value is not None:
-            fields[name] = " ".join(str(value).split())[: _MAX_LENGTH[name]]
+            fields[name] = _single_spaced(value if value.__class__ is str else str(value))[: _MAX_LENGTH[name]]
     if "company_size" in data:
         fields["company_size"] = parse_company_size(data["company_size"])
     website = str(data.get("website") or "").strip()

@@ -19,6 +19,7 @@ from django.core.exceptions import ValidationError
 
 from cam.sources.base import LEAD_FIELDS, LeadSourceBackend, SourceError, SourceRecord
 from cam.sources.csv_rows import CsvFileError, CsvRows, normalise_column_name
+from cam.sources.row_values import Columns, RowValues
 
 
 def import_path_problem(path: str) -> str:
@@ -41,6 +42,8 @@ class CsvFileSource(LeadSourceBackend):
         self.stream = stream
         self.encoding = ""
         self._pairs: list[tuple[str, str]] | None = None
+        # For the rows of one file: each lead field with the position of its column, worked out once.
+        self._positions: tuple[Columns, list[tuple[str, int]]] | None = None
 
     @classmethod
     def clean_config(cls, config: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +96,18 @@ class CsvFileSource(LeadSourceBackend):
                 stream.close()
 
     def map_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        if isinstance(data, RowValues):
+            if self._positions is None or self._positions[0] is not data.columns:
+                self._positions = (data.columns, [
+                    (field, position) for field, column in self._column_pairs()
+                    if (position := data.columns.position(column)) is not None])
+            cells = data.cells
+            return {field: cells[position] for field, position in self._positions[1]}
+        return {field: data[column] for field, column in self._column_pairs() if column in data}
+
+    def _column_pairs(self) -> list[tuple[str, str]]:
         pairs = self._pairs
         if pairs is None:  # each lead field with the column it is read from, worked out once
             columns = self.config["columns"]
             pairs = self._pairs = [(field, columns.get(field, field)) for field in LEAD_FIELDS]
-        return {field: data[column] for field, column in pairs if column in data}
+        return pairs

@@ -36,9 +36,11 @@ from __future__ import annotations
 import csv
 import re
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
+
+from cam.sources.row_values import Columns, RowValues
 
 UTF8 = "utf-8"
 WINDOWS_1252 = "cp1252"
@@ -56,7 +58,9 @@ class CsvFileError(ValueError):
 @dataclass(frozen=True)
 class CsvRow:
     line: int
-    values: dict[str, str]
+    # The row's values by column name: a ``RowValues`` over the header's ``Columns`` (a read-only mapping
+    # equal to the dictionary of the same items), or an empty dictionary for a row that cannot be read.
+    values: Mapping[str, str]
     error: str = ""
 
 
@@ -145,6 +149,8 @@ class CsvRows:
         self._reader = csv.reader(self._feed, strict=True)
         self._names = self._read_header()
         self.header: list[str] = [name for name in self._names if name]
+        # Every row's values are under these names, one mapping object shared by all.
+        self.columns = Columns(self.header)
 
     def _read_header(self) -> list[str]:
         for _line, cells, error, _broken in self._records():
@@ -168,17 +174,21 @@ class CsvRows:
         return names
 
     def __iter__(self) -> Iterator[CsvRow]:
-        width = len(self._names)
+        width, columns = len(self._names), self.columns
+        named = [position for position, name in enumerate(self._names) if name]
+        every_column_named = len(named) == width
         for line, cells, error, broken in self._records():
             if broken:
                 yield CsvRow(line, {}, error)
                 continue
-            if not error and not any(cell.strip() for cell in cells):
+            if not error and not "".join(cells).strip():  # no value but white space
+                continue
+            if len(cells) == width and every_column_named:  # the usual row: its cells are its values
+                yield CsvRow(line, RowValues(columns, cells), error)
                 continue
             if not error and any(cell.strip() for cell in cells[width:]):
                 error = f"has {len(cells)} values but the header has {width} columns (an unquoted comma?)"
-            values = {name: cells[i] if i < len(cells) else "" for i, name in enumerate(self._names) if name}
-            yield CsvRow(line, values, error)
+            yield CsvRow(line, RowValues(columns, [cells[i] if i < len(cells) else "" for i in named]), error)
 
     def _records(self) -> Iterator[tuple[int, list[str], str, bool]]:
         """``(line, cells, error, broken)`` for each record. A broken record has no cells; the lines it

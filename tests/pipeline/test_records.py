@@ -11,6 +11,7 @@ from cam.pipeline.records import (
     MAX_COMPANY_SIZE,
     RejectedRecord,
     _plain_url,
+    _single_spaced,
     _validate_url,
     clean_record,
     parse_company_size,
@@ -174,3 +175,16 @@ def test_the_fast_path_takes_the_web_addresses_lists_are_made_of():
     assert [_plain_url(url) for url in ("https://acme-gmbh.de", "http://www.ACME.de/about?x=1#team")] == [True, True]
     assert [_plain_url(url) for url in ("https://exämple.com", "https://acme.de:8080", "https://acme.test",
                                         "https://acme.de/a b", "ftp://acme.de")] == [False] * 5
+
+
+@pytest.mark.parametrize("text", ["Anna", "", " ", "  Anna  Maria ", "Anna\u00a0Maria", "Anna\u3000", "a\x1fb",
+                                  "a\u2028b", "a\u200ab", "Zoë ‐ Ölçer", "a\tb", "a\x85b", "ẞ  ß", "a b c"])
+def test_plain_text_is_kept_as_it_is_only_when_splitting_would_not_change_it(text):
+    cleaned = clean_record({"email": "anna@acme-gmbh.de", "first_name": text})
+
+    assert cleaned.fields["first_name"] == " ".join(text.split())
+
+
+@given(st.text(st.characters(codec="utf-8"), max_size=20))
+def test_the_shortcut_for_plain_text_agrees_with_splitting_it(text):
+    assert _single_spaced(text) == " ".join(text.split())
