@@ -38,6 +38,7 @@ import django
 
 django.setup()
 
+from cpu import process_cpu  # noqa: E402  # bench/cpu.py
 from django.db import connection  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402
 
@@ -217,9 +218,7 @@ def backend_cpu_seconds() -> float:
     """CPU time the database connection's PostgreSQL backend has used (it runs on this machine)."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
-        pid = cursor.fetchone()[0]
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return process_cpu(cursor.fetchone()[0])
 
 
 def in_turns(works: list[tuple[str, Callable[[], Any]]], repeat: int) -> dict[str, tuple[float, float, float, int]]:

@@ -43,6 +43,7 @@ import django  # noqa: E402
 
 django.setup()
 
+from cpu import process_cpu  # noqa: E402  # bench/cpu.py
 from django.db import connection  # noqa: E402
 
 INDUSTRIES = ["Software", "Logistics", "Retail", "Manufacturing", "Finance", "Healthcare", "Energy"]
@@ -125,10 +126,9 @@ def database_floor(path: Path) -> float:
 def backend_cpu(pid: int) -> float:
     """CPU seconds a PostgreSQL backend on this machine has used so far (``/proc/<pid>/stat``), or 0."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return process_cpu(pid)
     except OSError:
         return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def own_backend_cpu() -> float:

@@ -33,6 +33,7 @@ import django
 
 django.setup()
 
+from cpu import process_cpu  # noqa: E402  # bench/cpu.py
 from django.db import connection  # noqa: E402
 from django.test.utils import setup_test_environment  # noqa: E402
 from django.utils import timezone  # noqa: E402
@@ -91,12 +92,6 @@ class SinkProcess:
     def __exit__(self, *exc_info) -> None:
         self.process.terminate()
         self.process.wait(timeout=10)
-
-
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user and system) process ``pid`` has used, from ``/proc`` (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class CpuMeter:
