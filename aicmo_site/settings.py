@@ -377,11 +377,15 @@ AICMO_CAM_VERIFY_MX = env.bool("AICMO_CAM_VERIFY_MX", False)
 AICMO_CAM_DNS_NAMESERVERS = env.nameservers("AICMO_CAM_DNS_NAMESERVERS")
 AICMO_CAM_DNS_TIMEOUT_SECONDS = env.int("AICMO_CAM_DNS_TIMEOUT_SECONDS", 5, minimum=1, maximum=60)
 # Polling the mailboxes' IMAP folders for replies: the most of one message kept (and read) in bytes,
-# how long one IMAP operation may take, and how many messages are fetched and stored together.
+# how long one IMAP operation may take, and how many messages (and, at most, about how many bytes of
+# them) are fetched and stored together. Each chunk costs a commit and a duplicate check; its bytes
+# are held in memory until it is stored.
 AICMO_CAM_RAW_MESSAGE_MAX_BYTES = env.int("AICMO_CAM_RAW_MESSAGE_MAX_BYTES", 1024 * 1024, minimum=1024,
                                           maximum=100 * 1024 * 1024)
 AICMO_CAM_IMAP_TIMEOUT_SECONDS = env.int("AICMO_CAM_IMAP_TIMEOUT_SECONDS", 30, minimum=1, maximum=600)
-AICMO_CAM_IMAP_FETCH_CHUNK = env.int("AICMO_CAM_IMAP_FETCH_CHUNK", 50, minimum=1, maximum=1000)
+AICMO_CAM_IMAP_FETCH_CHUNK = env.int("AICMO_CAM_IMAP_FETCH_CHUNK", 200, minimum=1, maximum=1000)
+AICMO_CAM_IMAP_FETCH_CHUNK_BYTES = env.int("AICMO_CAM_IMAP_FETCH_CHUNK_BYTES", 16 * 1024 * 1024, minimum=1024,
+                                           maximum=1024 * 1024 * 1024)
 # A server that answers a byte at a time never trips a per-read timeout. So each IMAP step as a whole
 # (connecting and logging in together, then each command; a fetch gets more for its size) has a
 # deadline, and the poll step a budget for all mailboxes, polled side by side this many at a time.

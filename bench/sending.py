@@ -58,7 +58,8 @@ def setup(server, emails: int):
     Lead.objects.bulk_create([
         Lead(campaign=campaign, email=f"person{n}@company{n}.example.com", first_name=f"Anna{n}",
              company=f"Company {n}", status=Lead.Status.IN_SEQUENCE, next_send_at=due) for n in range(emails)])
-    outreach_plan()
+    while outreach_plan().get("planned"):  # a run plans at most PLAN_LIMIT leads
+        pass
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:  # fresh statistics, as autovacuum keeps them on a live table
             cursor.execute("ANALYZE")
@@ -131,9 +132,65 @@ class StatementCounter:
         return execute(sql, params, many, context)
 
 
+def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, serial_cpu: CpuMeter) -> float:
+    """Seconds to send ``messages`` with raw smtplib and commit, after each, CAM's outcome statement for an
+    email of the bench (its outcome and lead's progress, the next email marked SENDING): what recording
+    each outcome durably costs at the least. ``serial``: each commit before the next email, as the
+    guarantee needs at the least (CAM overlaps the commit with the next envelope only). ``overlapped``:
+    each commit runs in a thread of its own during the next email's whole conversation, its data
+    included — an upper bound no sender that keeps the guarantee can reach."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cam.models import OutboundEmail
+    from cam.outreach.outcomes import outcome_of, outcome_write
+    from cam.outreach.planning import campaign_steps
+    from cam.outreach.providers import SendResult
+    from cam.outreach.sending import outbound_claim
+
+    holder = f"floor:{uuid.uuid4().hex[:12]}"
+    ids = outbound_claim(mailbox=mailbox, limit=len(messages), now=timezone.now(), holder=holder)
+    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("step").order_by("pk"))
+    steps = campaign_steps({row.campaign_id for row in rows})
+    outcomes = [outcome_of(row, SendResult("SENT", provider_message_id=row.message_id), now=timezone.now(),
+                           steps=steps) for row in rows]
+    writes = [dict(holder=holder, row=row, outcome=outcome, now=timezone.now(),
+                   next_id=rows[index + 1].pk if index + 1 < len(rows) else None)
+              for index, (row, outcome) in enumerate(zip(rows, outcomes, strict=True))]
+
+    def write(arguments):
+        try:
+            return outcome_write(**arguments)
+        finally:
+            if mode == "overlapped":
+                connection.close_if_unusable_or_obsolete()
+
+    started = time.perf_counter()
+    if mode == "serial":
+        with serial_cpu:
+            for (sender, recipient, data), arguments in zip(messages, writes, strict=True):
+                client.sendmail(sender, [recipient], data)
+                write(arguments)
+    else:
+        with ThreadPoolExecutor(max_workers=1) as pool:  # one connection of its own, kept by the thread
+            pending = None
+            for (sender, recipient, data), arguments in zip(messages, writes, strict=True):
+                client.sendmail(sender, [recipient], data)
+                if pending is not None:
+                    pending.result()
+                pending = pool.submit(write, arguments)
+            pending.result()
+            pool.submit(lambda: connection.close()).result()  # the thread's own connection
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--emails", type=int, default=2000)
+    parser.add_argument("--floor", action="store_true",
+                        help="also time the floor of durable per-email outcomes: raw smtplib with the outcome "
+                             "statement committed after each email, and the same with each commit overlapping the "
+                             "next email's whole conversation (more overlap than any sender may allow itself)")
     parser.add_argument("--rounds", type=int, default=10,
                         help="raw smtplib and CAM take turns, each sending emails/rounds emails a round, so "
                              "both see the same load on a shared machine")
@@ -152,15 +209,18 @@ def main() -> None:
 
         settings.AICMO_CAM_SEND_BATCH_SIZE = per_round
         with SinkProcess() as server:
-            mailbox = setup(server, args.emails)
-            rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")
+            # With --floor, as many emails again for each floor to record outcomes of.
+            mailbox = setup(server, args.emails * (3 if args.floor else 1))
+            rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")[:args.emails]
             messages = [(row.from_email, row.to_email, build_message(row).message().as_bytes()) for row in rows]
             print(f"{args.emails} emails to a loopback aiosmtpd sink in {args.rounds} rounds, "
                   f"database {connection.vendor}")
 
             raw = cam = 0.0
+            floors = {"serial": 0.0, "overlapped": 0.0}
             sent, statements, ratios = 0, StatementCounter(), []
             raw_cpu, cam_cpu = CpuMeter(server.process.pid), CpuMeter(server.process.pid)
+            serial_cpu = CpuMeter(server.process.pid)  # the serial floor's: its statements use this connection
             with smtplib.SMTP(server.host, server.port, timeout=30) as client:
                 client.ehlo()
                 for first in range(0, args.emails, per_round):
@@ -169,6 +229,12 @@ def main() -> None:
                         for sender, recipient, data in messages[first:first + per_round]:
                             client.sendmail(sender, [recipient], data)
                         raw_round = time.perf_counter() - started
+
+                    if args.floor:
+                        # SQLite writes in this process: a thread of its own cannot overlap them.
+                        for mode in floors if connection.vendor == "postgresql" else ("serial",):
+                            floors[mode] += floor_round(client, mailbox, messages[first:first + per_round], mode,
+                                                        serial_cpu)
 
                     with connection.execute_wrapper(statements), cam_cpu:
                         started = time.perf_counter()
@@ -183,6 +249,11 @@ def main() -> None:
                   f"{raw_cpu.per_email(sent)}")
             print(f"  CAM send batches            {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
                   f"{statements.count / sent:.1f} statements per email  {cam_cpu.per_email(sent)}")
+            for mode, seconds in floors.items():
+                if seconds:
+                    print(f"  floor, outcomes {mode:10} {seconds:8.2f} s  {sent / seconds:8.0f} emails/s  "
+                          f"{raw / seconds:.0%} of raw smtplib's rate"
+                          + (f"  {serial_cpu.per_email(sent)}" if mode == "serial" else ""))
             print(f"  load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}")
             ratios.sort()
             print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (rounds: {ratios[0]:.0%} to {ratios[-1]:.0%}, "

@@ -392,12 +392,30 @@ class ImapInbox:
             found = self.client.search(["UID", f"1:{below_uid - 1}", "SINCE", day])
         return sorted(uid for uid in found if uid < below_uid)
 
-    def fetch(self, uids: list[int]) -> list[FetchedMessage]:
-        """The messages with ``uids`` (those still there), at most ``max_bytes`` of each, in UID order."""
+    def sizes(self, uids: list[int]) -> dict[int, int]:
+        """The size in bytes (``RFC822.SIZE``) of each message of ``uids`` still there, by UID: one command,
+        a line per message."""
+        if not uids:
+            return {}
+        # A line of about 40 bytes per message, as the fetch's allowance counts bytes.
+        seconds = self.deadline_seconds + len(uids) * 64 / SLOWEST_FETCH_BYTES_PER_SECOND
+        with (self._deadline(seconds) as deadline,
+              self._errors(f"reading message sizes in folder {self.folder!r}", deadline)):
+            assert self.client is not None
+            response = self.client.fetch(uids, ["RFC822.SIZE"])
+        return {int(uid): int(size) for uid, data in response.items()
+                if isinstance(size := data.get(b"RFC822.SIZE"), int)}
+
+    def fetch(self, uids: list[int], *, most_bytes: int | None = None) -> list[FetchedMessage]:
+        """The messages with ``uids`` (those still there), at most ``max_bytes`` of each, in UID order.
+
+        ``most_bytes``: the most the messages can bring, when the caller knows their sizes (else every one
+        is counted at ``max_bytes``); the fetch's deadline allows for that much."""
         if not uids:
             return []
         items = [f"BODY.PEEK[]<0.{self.max_bytes}>", "INTERNALDATE", "RFC822.SIZE"]
-        seconds = self.deadline_seconds + len(uids) * self.max_bytes / SLOWEST_FETCH_BYTES_PER_SECOND
+        most = len(uids) * self.max_bytes if most_bytes is None else most_bytes
+        seconds = self.deadline_seconds + most / SLOWEST_FETCH_BYTES_PER_SECOND
         with (self._deadline(seconds) as deadline,
               self._errors(f"fetching from folder {self.folder!r}", deadline)):
             assert self.client is not None

@@ -1,9 +1,10 @@
 """Polling the mailboxes' IMAP folders: every new message is stored once, and nothing is lost.
 
 - Each folder keeps a watermark: the folder's UIDVALIDITY and the highest UID already read. A poll
-  asks the server only for UIDs above it, fetches them in chunks of ``AICMO_CAM_IMAP_FETCH_CHUNK``,
-  and stores each chunk's rows *and* the advanced watermark in one transaction: a crash between
-  chunks leaves a watermark that matches exactly what was stored, so nothing is fetched twice or skipped.
+  asks the server only for UIDs above it, fetches them in chunks (``fetch_chunks``: at most
+  ``AICMO_CAM_IMAP_FETCH_CHUNK`` messages and about ``AICMO_CAM_IMAP_FETCH_CHUNK_BYTES``), and stores
+  each chunk's rows *and* the advanced watermark in one transaction: a crash between chunks leaves a
+  watermark that matches exactly what was stored, so nothing is fetched twice or skipped.
 - A folder starts from now: its first poll sets the watermark just below the folder's UIDNEXT, so
   the mail already in it is not read, except what the server received in the folder's last
   ``backfill_days`` days. When the server reports a new UIDVALIDITY for a folder (it was rebuilt or
@@ -285,11 +286,9 @@ def _read_folder(*, inbox: ImapInbox, folder: MailboxFolder, counts: dict[str, i
     if not uids:
         _advance(folder, uidvalidity=uidvalidity, last_uid=folder.last_uid, rows=[])
         return
-    size = settings.AICMO_CAM_IMAP_FETCH_CHUNK
-    for start in range(0, len(uids), size):
-        chunk = uids[start:start + size]
+    for chunk, most_bytes in _chunks(inbox, uids):
         if not _store_chunk(inbox=inbox, folder=folder, uidvalidity=uidvalidity, chunk=chunk, counts=counts,
-                            lease=lease, last_uid=chunk[-1]):
+                            lease=lease, last_uid=chunk[-1], most_bytes=most_bytes):
             return
 
 
@@ -311,14 +310,44 @@ def _start(*, inbox: ImapInbox, folder: MailboxFolder, status: FolderStatus, cou
     if not backlog:
         _advance(folder, uidvalidity=status.uidvalidity, last_uid=start_uid, rows=[])
         return True
-    size = settings.AICMO_CAM_IMAP_FETCH_CHUNK
-    for start in range(0, len(backlog), size):
-        chunk = backlog[start:start + size]
-        done = start + size >= len(backlog)
+    for chunk, most_bytes in _chunks(inbox, backlog):
+        done = chunk[-1] == backlog[-1]
         if not _store_chunk(inbox=inbox, folder=folder, uidvalidity=status.uidvalidity, chunk=chunk, counts=counts,
-                            lease=lease, last_uid=start_uid if done else None):
+                            lease=lease, last_uid=start_uid if done else None, most_bytes=most_bytes):
             return False
     return True
+
+
+def _chunks(inbox: ImapInbox, uids: list[int]) -> list[tuple[list[int], int]]:
+    """``uids`` in the chunks to fetch them in, each with the most bytes it can bring. The messages' sizes
+    are asked for (one command) only when a chunk of the most messages could hold more than the bytes
+    allowed if each were as long as may be read."""
+    count, budget, each = (settings.AICMO_CAM_IMAP_FETCH_CHUNK, settings.AICMO_CAM_IMAP_FETCH_CHUNK_BYTES,
+                           inbox.max_bytes)
+    sizes = inbox.sizes(uids) if min(len(uids), count) * each > budget else None
+    return fetch_chunks(uids, sizes, count=count, budget=budget, each=each)
+
+
+def fetch_chunks(uids: list[int], sizes: dict[int, int] | None, *, count: int, budget: int,
+                 each: int) -> list[tuple[list[int], int]]:
+    """``uids`` cut, in order, into runs of at most ``count`` messages whose bytes (each counted up to ``each``,
+    the most read of one message) stay within ``budget`` — a run always takes at least one message —, each
+    with its bytes. ``sizes``: the messages' sizes by UID; without them (or a size), a message counts as
+    ``each``. Cutting by bytes keeps a chunk of big messages small in memory and one of small replies big,
+    which costs fewer commits and duplicate checks."""
+    chunks: list[tuple[list[int], int]] = []
+    chunk: list[int] = []
+    held = 0
+    for uid in uids:
+        size = min(each, sizes.get(uid, each)) if sizes is not None else each
+        if chunk and (len(chunk) == count or held + size > budget):
+            chunks.append((chunk, held))
+            chunk, held = [], 0
+        chunk.append(uid)
+        held += size
+    if chunk:
+        chunks.append((chunk, held))
+    return chunks
 
 
 def _backlog_since(folder: MailboxFolder) -> date | None:
@@ -336,13 +365,13 @@ def _backlog_since(folder: MailboxFolder) -> date | None:
 
 
 def _store_chunk(*, inbox: ImapInbox, folder: MailboxFolder, uidvalidity: int, chunk: list[int],
-                 counts: dict[str, int], lease: tuple[str, str], last_uid: int | None) -> bool:
+                 counts: dict[str, int], lease: tuple[str, str], last_uid: int | None, most_bytes: int) -> bool:
     """Fetch ``chunk`` and store its new messages, moving the watermark to ``last_uid`` with them (None:
     leave it where it is); False when the poll must stop."""
     if not lease_renew(name=lease[0], holder=lease[1]):
         logger.warning("Lost the polling lease of mailbox %s; stopping.", folder.mailbox.name)
         return False
-    messages = inbox.fetch(chunk)
+    messages = inbox.fetch(chunk, most_bytes=most_bytes)
     rows = _new_rows(folder=folder, uidvalidity=uidvalidity, messages=messages)
     if last_uid is None:
         _advance(folder, uidvalidity=folder.uidvalidity, last_uid=folder.last_uid, rows=rows, polled=False)

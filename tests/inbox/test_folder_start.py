@@ -99,11 +99,11 @@ def test_a_backfill_cut_off_midway_is_read_again_without_storing_twice(imap_serv
     real_fetch = imap.ImapInbox.fetch
     calls = []
 
-    def fetch_then_break(inbox, chunk):
+    def fetch_then_break(inbox, chunk, **options):
         calls.append(chunk)
         if len(calls) == 2:
             raise imap.ImapError("The IMAP server broke off the connection.")
-        return real_fetch(inbox, chunk)
+        return real_fetch(inbox, chunk, **options)
 
     monkeypatch.setattr(imap.ImapInbox, "fetch", fetch_then_break)
     assert inbox_poll(mailbox=mailbox)["failed"] == 1

@@ -10,7 +10,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from cam.inbox import imap
-from cam.inbox.polling import inbox_poll, inboxes_poll
+from cam.inbox.polling import fetch_chunks, inbox_poll, inboxes_poll
 from cam.locks import lease_acquire
 from cam.models import InboundEmail, Mailbox, MailboxFolder
 from tests.factories import MailboxFactory, MailboxFolderFactory
@@ -313,6 +313,40 @@ def test_it_fetches_in_chunks(imap_server, settings):
     assert watermark(mailbox)[1] == uids[-1]
 
 
+def test_chunks_are_cut_by_count_and_by_bytes():
+    uids = [1, 2, 3, 4, 5, 6]
+    sizes = {1: 400, 2: 400, 3: 5_000, 4: 100, 5: 100}  # 6 is gone: counted at the most read of one
+
+    assert fetch_chunks(uids, None, count=4, budget=10_000, each=1_000) == [([1, 2, 3, 4], 4_000), ([5, 6], 2_000)]
+    assert fetch_chunks(uids, sizes, count=4, budget=1_000, each=1_000) == [
+        ([1, 2], 800), ([3], 1_000), ([4, 5], 200), ([6], 1_000)]  # 3 counts up to what is read of it
+    assert fetch_chunks(uids, sizes, count=100, budget=10, each=1_000) == [([uid], min(sizes.get(uid, 1_000), 1_000))
+                                                                          for uid in uids]  # one each, at least
+    assert fetch_chunks([], {}, count=4, budget=10, each=1) == []
+
+
+def test_it_fetches_small_messages_in_big_chunks_and_big_ones_in_small_chunks(imap_server, settings, monkeypatch):
+    settings.AICMO_CAM_RAW_MESSAGE_MAX_BYTES = 20_000
+    settings.AICMO_CAM_IMAP_FETCH_CHUNK = 50
+    settings.AICMO_CAM_IMAP_FETCH_CHUNK_BYTES = 30_000  # a chunk of 50 could bring 50 × 20,000: sizes are read
+    user = imap_server.new_user()
+    small = [imap_server.append(user, message(n)) for n in range(1, 7)]
+    big = [imap_server.append(user, message(n, body="x" * 12_000)) for n in range(7, 10)]
+    mailbox = mailbox_on(imap_server, user)
+    real_fetch, chunks = imap.ImapInbox.fetch, []
+
+    def fetch(inbox, chunk, **options):
+        chunks.append(chunk)
+        return real_fetch(inbox, chunk, **options)
+
+    monkeypatch.setattr(imap.ImapInbox, "fetch", fetch)
+    assert inbox_poll(mailbox=mailbox)["stored"] == 9
+
+    assert chunks == [[*small, big[0], big[1]], [big[2]]]
+    assert [row.uid for row in rows(mailbox)] == small + big
+    assert watermark(mailbox)[1] == big[-1]
+
+
 def test_it_keeps_each_stored_chunk_when_the_connection_breaks(imap_server, settings, monkeypatch):
     settings.AICMO_CAM_IMAP_FETCH_CHUNK = 2
     user = imap_server.new_user()
@@ -322,11 +356,11 @@ def test_it_keeps_each_stored_chunk_when_the_connection_breaks(imap_server, sett
     real_fetch = imap.ImapInbox.fetch
     calls = []
 
-    def fetch_then_break(inbox, chunk):
+    def fetch_then_break(inbox, chunk, **options):
         calls.append(chunk)
         if len(calls) == 2:
             raise imap.ImapError("The IMAP server broke off the connection.")
-        return real_fetch(inbox, chunk)
+        return real_fetch(inbox, chunk, **options)
 
     monkeypatch.setattr(imap.ImapInbox, "fetch", fetch_then_break)
     assert inbox_poll(mailbox=mailbox)["failed"] == 1
@@ -346,10 +380,10 @@ def test_it_leaves_a_folder_to_a_worker_that_advanced_it_meanwhile(imap_server, 
     folder = mailbox.folders.get()
     real_fetch = imap.ImapInbox.fetch
 
-    def fetch_while_another_worker_stores(inbox, chunk):
+    def fetch_while_another_worker_stores(inbox, chunk, **options):
         MailboxFolder.objects.filter(pk=folder.pk).update(uidvalidity=imap_server.uidvalidity(user),
                                                           last_uid=uids[-1])
-        return real_fetch(inbox, chunk)
+        return real_fetch(inbox, chunk, **options)
 
     monkeypatch.setattr(imap.ImapInbox, "fetch", fetch_while_another_worker_stores)
     counts = inbox_poll(mailbox=mailbox)
