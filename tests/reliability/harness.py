@@ -86,7 +86,10 @@ class World:
     def build(cls, *, tmp: Path, mailboxes: list[dict], leads: int, extra_env: dict[str, str] | None = None,
               readers: list[dict] = ()) -> World:
         """``mailboxes`` send the campaign; ``readers`` are mailboxes that are only polled."""
-        boxes = [Mailbox.objects.create(**{"daily_cap": 10_000, "min_gap_seconds": 0, **fields})
+        # No warm-up and a cap far above the leads: every lead's first email is due now, so every kill
+        # lands on a sender with work in hand (a warming mailbox would send ten a day).
+        boxes = [Mailbox.objects.create(**{"daily_cap": 10_000, "min_gap_seconds": 0, "warmup_enabled": False,
+                                           **fields})
                  for fields in mailboxes]
         for fields in readers:
             Mailbox.objects.create(**fields)
@@ -203,6 +206,10 @@ class World:
                    "retry": counts.get(Status.RETRY, 0), "failed": counts.get(Status.FAILED, 0),
                    "duplicates": len(duplicates), "lost": len(stranded) + len(unexplained),
                    "seconds": round(time.monotonic() - self.started, 1)}
+        # A run in which caps or pacing held the leads back would prove nothing: every lead's first email
+        # must have been planned and taken to its end.
+        first_emails = OutboundEmail.objects.filter(step__position=1).values("lead_id").distinct().count()
+        assert first_emails == self.leads, f"only {first_emails} of {self.leads} leads had their first email planned"
         assert not duplicates, f"sent twice: {duplicates}"
         assert not unexplained, f"not sent, and no reason given: {unexplained[:10]}"
         assert not stranded, f"leads in their sequence with nothing planned and no reason: {stranded[:10]}"
