@@ -317,6 +317,7 @@ def main() -> None:
 
         from cam import reporting
         from cam.dashboard import get_dashboard
+        from cam.jobs.run_hours import job_run_hours_roll_up
         from cam.models import Lead, OutboundEmail
 
         if Lead.objects.count() != LEADS:
@@ -326,6 +327,7 @@ def main() -> None:
             cursor.execute("SELECT version()")
             version = cursor.fetchone()[0].split(" on ")[0]
         print(f"{version}; {OutboundEmail.objects.count():,} emails, {os.cpu_count()} CPUs")
+        job_run_hours_roll_up()  # as the watchdog does every minute: get_dashboard()'s week of job runs
 
         client = Client()
         admin = get_user_model().objects.filter(username="bench-admin").first()

@@ -1,8 +1,9 @@
 """The dashboard: how the machinery is doing, in a fixed handful of queries.
 
 ``get_dashboard()`` feeds the admin's dashboard page and the API's metrics endpoint. Its query count
-does not depend on how many job executions, campaigns or mailboxes exist: the week's job runs are
-counted and timed by the database (a percentile aggregate on PostgreSQL), never read one by one.
+does not depend on how many job executions, campaigns or mailboxes exist: the week's job runs come from
+the hours the watchdog rolled up and the runs of the hour or so since (``cam.jobs.run_hours``), never
+counted again from a week of runs.
 Campaign and mailbox rates here come from their stored ``MetricSnapshot`` (written by
 ``cam.decisions.metrics_compute``), as the API has always served them; the admin's dashboard shows the
 live figures of ``cam.reporting`` beside them.
@@ -13,28 +14,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db import connection
-from django.db.models import (
-    Aggregate,
-    Avg,
-    Count,
-    DurationField,
-    ExpressionWrapper,
-    F,
-    IntegerField,
-    OuterRef,
-    Q,
-    QuerySet,
-    Subquery,
-    Sum,
-    Window,
-)
-from django.db.models.functions import RowNumber
+from django.db.models import IntegerField, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 from django_q.models import Schedule
 
 from cam.jobs.heartbeat import STALE_AFTER_INTERVALS, stale_after
 from cam.jobs.registry import job_names
+from cam.jobs.run_hours import week_of_runs
 from cam.jobs.schedules import declared_schedules
 from cam.models import Campaign, JobExecution, Mailbox, WorkerHeartbeat
 from cam.outreach.planning import campaign_daily_cap
@@ -43,7 +29,6 @@ Status = JobExecution.Status
 
 # A schedule whose next run is this far in the past means no cluster is taking it.
 OVERDUE_GRACE = timedelta(minutes=10)
-METRICS_WINDOW = timedelta(days=7)
 RECENT = 10
 WORKERS_SHOWN = 20
 
@@ -84,60 +69,24 @@ def _last_runs(jobs: list[str]) -> dict[str, JobExecution]:
     return {e.job: e for e in JobExecution.objects.filter(latest)}
 
 
-class PercentileDisc(Aggregate):
-    """PostgreSQL's ``PERCENTILE_DISC``: the first value whose share of the values at or below it reaches
-    ``fraction`` — the nearest-rank percentile, an actual duration rather than one interpolated between two."""
-
-    function = "PERCENTILE_DISC"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-    def __init__(self, expression: Any, *, fraction: float, **extra: Any) -> None:
-        super().__init__(expression, fraction=fraction, **extra)
+def _seconds(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
 
 
-TIMED = Q(status__in=[Status.COMPLETED, Status.FAILED], finished_at__isnull=False)
-DURATION = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
-P95 = 0.95
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return None if value is None else round(value.total_seconds(), 3)
-
-
-def _p95_by_rank(runs: QuerySet[JobExecution]) -> dict[str, timedelta]:
-    """The nearest-rank p95 of each job's timed runs where the database has no percentile aggregate
-    (SQLite): one query, one row per job, whatever the number of runs."""
-    ranked = runs.filter(TIMED).annotate(
-        _duration=DURATION,
-        _rank=Window(RowNumber(), partition_by=[F("job")], order_by=[DURATION.asc(), F("pk").asc()]),
-        _timed=Window(Count("pk"), partition_by=[F("job")]),
-    )
-    # Nearest rank: the ceil(0.95 n)-th of n, in whole numbers.
-    target = ExpressionWrapper((F("_timed") * 95 + 99) / 100, output_field=IntegerField())
-    return dict(ranked.filter(_rank=target).values_list("job", "_duration"))
-
-
-def _job_metrics(jobs: list[str], since: datetime) -> dict[str, dict[str, Any]]:
-    """Per job, its runs since ``since`` by status and the mean and p95 time of those that finished
-    (completed or failed): counted by the database in one grouped query (two on SQLite, for the p95),
-    not by reading every run of the week."""
-    runs = JobExecution.objects.filter(started_at__gte=since, job__in=jobs)
-    aggregates: dict[str, Any] = {"runs": Count("pk"), "mean": Avg(DURATION, filter=TIMED)}
-    for status in Status:
-        aggregates[status.lower()] = Count("pk", filter=Q(status=status))
-    postgres = connection.vendor == "postgresql"
-    if postgres:
-        aggregates["p95"] = PercentileDisc(DURATION, fraction=P95, filter=TIMED, output_field=DurationField())
-    grouped = runs.order_by().values("job").annotate(**aggregates)
-    rows: dict[str, dict[str, Any]] = {row["job"]: dict(row) for row in grouped}
-    p95: dict[str, timedelta] = {} if postgres else _p95_by_rank(runs)
+def _job_metrics(jobs: list[str], now: datetime) -> dict[str, dict[str, Any]]:
+    """Per job, its runs of the last week by status and the mean and p95 time of those that finished
+    (completed or failed): from the hours rolled up so far and the few runs since (``week_of_runs``,
+    three queries whatever the number of runs). The p95 is exact while no hour is rolled up, else within
+    the 5 % of a histogram bucket."""
+    weeks = week_of_runs(jobs, now=now)
     metrics: dict[str, dict[str, Any]] = {}
     for job in jobs:
-        row = rows.get(job, {})
-        metrics[job] = {"runs": row.get("runs", 0), "completed": row.get("completed", 0),
-                        "failed": row.get("failed", 0), "skipped": row.get("skipped", 0),
-                        "running": row.get("running", 0), "mean_duration_seconds": _seconds(row.get("mean")),
-                        "p95_duration_seconds": _seconds(row.get("p95") if postgres else p95.get(job))}
+        week = weeks[job]
+        counts = week.counts
+        metrics[job] = {"runs": sum(counts.values()), "completed": counts[Status.COMPLETED],
+                        "failed": counts[Status.FAILED], "skipped": counts[Status.SKIPPED],
+                        "running": counts[Status.RUNNING], "mean_duration_seconds": _seconds(week.mean()),
+                        "p95_duration_seconds": _seconds(week.p95())}
     return metrics
 
 
@@ -280,7 +229,7 @@ def get_dashboard(*, now: datetime | None = None) -> dict[str, Any]:
         "health_status": worst,
         "health_reasons": reasons,
         "scheduler_status": scheduler_status,
-        "job_metrics": _job_metrics(jobs, now - METRICS_WINDOW),
+        "job_metrics": _job_metrics(jobs, now),
         "recent_jobs": [_execution(e) for e in recent],
         "worker": worker,
         "campaigns": _campaigns(),

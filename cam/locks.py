@@ -1,6 +1,6 @@
 """Named locks with a time to live, stored in the database so they hold across processes and hosts.
 
-A lease is taken with one INSERT or one conditional UPDATE, both atomic on PostgreSQL and SQLite:
+A lease is taken with one conditional upsert, atomic on PostgreSQL and SQLite:
 two processes racing for the same name can never both succeed, and a holder that died without
 releasing is replaced once its lease has expired.
 """
@@ -10,8 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import connection
 from django.utils import timezone
 
 from cam.models import Lease
@@ -21,20 +20,20 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: int | None = None) -> 
     """Take the lease ``name`` for ``holder``; True if it is now held by ``holder``.
 
     Succeeds when nobody holds it, when the current lease has expired, or when ``holder`` already
-    holds it (then it is extended).
+    holds it (then it is extended). One statement: an insert that, when the name is taken, updates the
+    row only if its lease expired or is the holder's own (PostgreSQL and SQLite both lock the row for it).
     """
     now = timezone.now()
     expires_at = now + timedelta(seconds=ttl_seconds or settings.AICMO_CAM_LOCK_TTL_SECONDS)
-    taken = Lease.objects.filter(Q(expires_at__lte=now) | Q(holder=holder), name=name).update(
-        holder=holder, acquired_at=now, expires_at=expires_at)
-    if taken:
-        return True
-    try:
-        with transaction.atomic():
-            Lease.objects.create(name=name, holder=holder, acquired_at=now, expires_at=expires_at)
-    except IntegrityError:
-        return False  # someone else holds it and it has not expired
-    return True
+    table = connection.ops.quote_name(Lease._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"""
+            INSERT INTO {table} (name, holder, acquired_at, expires_at) VALUES (%s, %s, %s, %s)
+            ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
+                                             expires_at = excluded.expires_at
+            WHERE {table}.expires_at <= excluded.acquired_at OR {table}.holder = excluded.holder
+            RETURNING 1""", [name, holder, now, expires_at])
+        return cursor.fetchone() is not None
 
 
 def lease_renew(*, name: str, holder: str, ttl_seconds: int | None = None) -> bool:

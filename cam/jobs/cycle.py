@@ -46,7 +46,7 @@ from cam.jobs.heartbeat import (
     heartbeat_cycle_started,
     heartbeat_cycles_failed,
     heartbeat_seen,
-    heartbeat_step,
+    heartbeat_step_renewing,
 )
 from cam.jobs.registry import JobContext
 from cam.jobs.runner import (
@@ -178,20 +178,21 @@ def cycle_job(context: JobContext) -> dict[str, Any]:
     budget = Budget(stop=stop, keep_alive=((CYCLE_LEASE, context.renew_lease),),
                     renew_every=settings.AICMO_CAM_LOCK_TTL_SECONDS / 4)
     options = StepOptions(inline_send=bool(inline), budget=budget)
-    heartbeat_cycle_started(worker_id=worker_id)
+    # The first step is named by the cycle's start, under the lease just taken: one write, not three.
+    heartbeat_cycle_started(worker_id=worker_id, step=next(iter(STEPS)))
     steps: dict[str, dict[str, Any]] = {}
     errors: dict[str, str] = {}
     tracebacks: list[str] = []
     ended_early = ""
     for position, (name, step) in enumerate(STEPS.items()):
-        if position and not context.renew_lease():
-            ended_early = f"lease {CYCLE_LEASE} lost before {name}: another worker took it over"
-            errors["lease"] = ended_early
-            break
         if stop is not None and stop.is_set():
             ended_early = f"stopped before {name}"
             break
-        heartbeat_step(worker_id=worker_id, step=name)
+        if position and not heartbeat_step_renewing(worker_id=worker_id, step=name, lease=CYCLE_LEASE,
+                                                    holder=context.execution.holder):
+            ended_early = f"lease {CYCLE_LEASE} lost before {name}: another worker took it over"
+            errors["lease"] = ended_early
+            break
         try:
             steps[name] = counts = dict(step(options) or {})
         except Exception as exc:

@@ -1,7 +1,8 @@
 """What each worker says about itself (``WorkerHeartbeat``), and the watchdog that notices silence.
 
-A worker writes its row a few times per cycle, each write one statement: at the start of a cycle,
-before each step, at the end, and when it stops. The watchdog reads only the newest ``last_seen_at``
+A worker writes its row a few times per cycle, each write one statement: at the start of a cycle (naming
+its first step), before each later step (with the cycle's lease renewed in the same statement on
+PostgreSQL), at the end, and when it stops. The watchdog reads only the newest ``last_seen_at``
 across all workers: the cycle is one job shared by every worker, so one live worker is enough.
 """
 
@@ -11,12 +12,15 @@ import os
 import socket
 from datetime import datetime, timedelta
 
+from django.conf import settings
+from django.db import connection
 from django.db.models import F, Max
 from django.utils import timezone
 
 from cam.alerts.service import alert_queue
 from cam.jobs.slots import worker_interval_seconds
-from cam.models import HumanAlertLog, WorkerHeartbeat
+from cam.locks import lease_renew
+from cam.models import HumanAlertLog, Lease, WorkerHeartbeat
 
 Status = WorkerHeartbeat.Status
 
@@ -29,20 +33,45 @@ def stale_after() -> timedelta:
     return timedelta(seconds=STALE_AFTER_INTERVALS * worker_interval_seconds())
 
 
-def heartbeat_cycle_started(*, worker_id: str, now: datetime | None = None) -> None:
-    """The worker begins a cycle: RUNNING, with where it runs."""
+def heartbeat_cycle_started(*, worker_id: str, step: str = "", now: datetime | None = None) -> None:
+    """The worker begins a cycle with ``step``: RUNNING, with where it runs. One statement once the row
+    exists (a worker's first cycle creates it)."""
     now = now or timezone.now()
-    WorkerHeartbeat.objects.update_or_create(
-        worker_id=worker_id,
-        defaults={"status": Status.RUNNING, "current_step": "", "last_cycle_started_at": now, "last_seen_at": now,
-                  "hostname": socket.gethostname()[:255], "pid": os.getpid()},
-        create_defaults={"status": Status.RUNNING, "current_step": "", "last_cycle_started_at": now,
-                         "last_seen_at": now, "started_at": now, "hostname": socket.gethostname()[:255],
-                         "pid": os.getpid()})
+    fields = {"status": Status.RUNNING, "current_step": step, "last_cycle_started_at": now, "last_seen_at": now,
+              "hostname": socket.gethostname()[:255], "pid": os.getpid()}
+    if not WorkerHeartbeat.objects.filter(worker_id=worker_id).update(**fields):
+        WorkerHeartbeat.objects.update_or_create(worker_id=worker_id, defaults=fields,
+                                                 create_defaults={**fields, "started_at": now})
 
 
 def heartbeat_step(*, worker_id: str, step: str) -> None:
     WorkerHeartbeat.objects.filter(worker_id=worker_id).update(current_step=step, last_seen_at=timezone.now())
+
+
+def heartbeat_step_renewing(*, worker_id: str, step: str, lease: str, holder: str) -> bool:
+    """The worker enters ``step`` still holding ``lease``: the lease is renewed (``lease_renew``) and the
+    heartbeat names the step, in one statement on PostgreSQL (one commit, not two). False, with the
+    heartbeat left as it was, when the lease was lost."""
+    if connection.vendor != "postgresql":
+        if not lease_renew(name=lease, holder=holder):
+            return False
+        heartbeat_step(worker_id=worker_id, step=step)
+        return True
+    now = timezone.now()
+    expires_at = now + timedelta(seconds=settings.AICMO_CAM_LOCK_TTL_SECONDS)
+    with connection.cursor() as cursor:
+        # Data-modifying CTEs all run, whether the outer query reads them or not; the heartbeat's waits for
+        # the renewal through EXISTS, as lease_renew-then-heartbeat_step would.
+        cursor.execute(f"""
+            WITH renewed AS (
+                UPDATE {Lease._meta.db_table} SET expires_at = %s WHERE name = %s AND holder = %s RETURNING 1
+            ), beat AS (
+                UPDATE {WorkerHeartbeat._meta.db_table} SET current_step = %s, last_seen_at = %s
+                WHERE worker_id = %s AND EXISTS (SELECT FROM renewed)
+            )
+            SELECT count(*) FROM renewed""", [expires_at, lease, holder, step, now, worker_id])
+        (renewed,) = cursor.fetchone()
+    return bool(renewed)
 
 
 def heartbeat_cycle_finished(*, worker_id: str, errors: dict[str, str]) -> None:

@@ -11,6 +11,8 @@ lease past its expiry means its holder is gone. From that the watchdog (the clus
 - expired leases are deleted (a holder that comes back to renew one finds it gone and stops);
 - emails claimed by a dead sender go back to the queue, the one in flight to ``UNKNOWN``/``RETRY``
   (``outbound_recover_stuck``).
+
+It also rolls up each closed hour of job runs for the dashboard (``cam.jobs.run_hours``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cam.jobs.heartbeat import stale_after, watchdog_check
+from cam.jobs.run_hours import job_run_hours_roll_up
 from cam.jobs.runner import WORKER_DIED
 from cam.models import JobExecution, Lease, WorkerHeartbeat
 from cam.outreach.sending import outbound_recover_stuck
@@ -52,6 +55,7 @@ def workers_reconcile(*, now: datetime | None = None) -> dict[str, int]:
 
 def watchdog_run(*, now: datetime | None = None) -> dict[str, Any]:
     """The watchdog: reconcile what dead workers left, then alert once per outage when no worker at
-    all has been seen for three intervals (``watchdog_check``)."""
+    all has been seen for three intervals (``watchdog_check``), and roll up the job runs of any hour that
+    closed since (``job_run_hours_roll_up``: the dashboard's week)."""
     now = now or timezone.now()
-    return {**workers_reconcile(now=now), **watchdog_check(now=now)}
+    return {**workers_reconcile(now=now), **watchdog_check(now=now), **job_run_hours_roll_up(now=now)}

@@ -22,6 +22,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from cam.jobs.registry import JobContext, get_job
+from cam.jobs.run_hours import job_run_hours_refresh
 from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Campaign, JobExecution, Lease
 
@@ -232,6 +233,8 @@ def job_execution_record_late(*, execution: JobExecution) -> bool:
     if execution.holder:
         lease_release(name=lease_name_for(job=execution.job, campaign_id=execution.campaign_id),
                       holder=execution.holder)
+    if updated:  # the watchdog may have failed it, and its hour been rolled up, meanwhile
+        job_run_hours_refresh(execution.started_at)
     return bool(updated)
 
 
@@ -245,6 +248,7 @@ def job_record_unrun(name: str, *, error: str, started_at: datetime, finished_at
     execution = JobExecution.objects.create(
         execution_id=f"{slot_id}:unrun-{uuid.uuid4().hex[:12]}", status=Status.FAILED, error=error[:2000],
         started_at=started_at, finished_at=finished_at, **record)
+    job_run_hours_refresh(started_at)  # recorded in an hour that may be rolled up already
     return JobResult.from_execution(execution)
 
 

@@ -89,7 +89,8 @@ class MetricCursor(models.Model):
     """A point in time the worker's metrics and rules steps keep between cycles (``cam.decisions``): up to when
     the metrics step looked for changed emails ("days") and where its window started ("window"); when the
     rules step began ("rules"), the time it measured at ("rules_clock") and when it last measured every rule
-    afresh ("rules_full")."""
+    afresh ("rules_full"); and up to which hour the job runs are rolled up into ``JobRunHour`` ("job_run_hours",
+    ``cam.jobs.run_hours``)."""
 
     name = models.CharField(max_length=32, unique=True)
     scanned_at = models.DateTimeField()

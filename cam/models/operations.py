@@ -80,6 +80,28 @@ class JobRunDay(models.Model):
         return f"{self.job} on {self.day}: {self.runs} {self.status.lower()}"
 
 
+class JobRunHour(models.Model):
+    """An hour of a job's finished runs, kept while the hour is within the dashboard's week
+    (``cam.jobs.run_hours``): how many ended in each status and how long the timed ones took, as a
+    histogram of fixed buckets from which a percentile is read."""
+
+    job = models.CharField(max_length=64)
+    hour = models.DateTimeField(help_text="The hour's start (UTC) the runs started in.")
+    completed = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    seconds_total = models.FloatField(default=0, help_text="The timed runs' durations added up.")
+    buckets = models.JSONField(default=dict, blank=True,
+                               help_text="Per duration bucket: how many timed runs fell in it and the longest.")
+
+    class Meta:
+        ordering = ["-hour", "job"]
+        constraints = [models.UniqueConstraint(fields=["job", "hour"], name="job_run_hour_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.job} at {self.hour:%Y-%m-%d %H}:00"
+
+
 class Lease(models.Model):
     """A named lock with a time to live: whatever must not overlap takes one first."""
 

@@ -225,3 +225,37 @@ def test_the_worker_docs_list_every_step_of_the_cycle_in_order():
     table = (Path(settings.BASE_DIR) / "docs" / "worker.md").read_text(encoding="utf-8")
     documented = re.findall(r"^\| `([a-z_]+)` \|", table, flags=re.MULTILINE)
     assert documented == list(STEPS)
+
+
+def test_it_says_where_it_is_and_keeps_its_lease_in_one_write_per_step(monkeypatch):
+    """The heartbeat's writes and the lease's renewals of a cycle whose steps do nothing: one write at the
+    start (naming the first step), one per later step (renewing the lease with it: one statement on
+    PostgreSQL, two on SQLite), one at the end."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for name in STEPS:
+        monkeypatch.setitem(cycle.STEPS, name, lambda options: {})
+    worker_cycle_run(worker_id="w9")  # the heartbeat's row exists from now on
+    with CaptureQueriesContext(connection) as captured:
+        assert worker_cycle_run(worker_id="w9").status == "completed"
+    writes = [query["sql"] for query in captured.captured_queries
+              if "cam_worker_heartbeats" in query["sql"] or ("cam_lease" in query["sql"] and "expires_at\" =" in
+                                                            query["sql"] and "acquired_at" not in query["sql"])]
+    later_steps = len(STEPS) - 1
+    assert len(writes) == 1 + later_steps * (1 if connection.vendor == "postgresql" else 2) + 1
+
+
+def test_it_ends_the_cycle_when_its_lease_was_taken_over(monkeypatch):
+    def taken_over(options):
+        Lease.objects.filter(name=CYCLE_LEASE).update(holder="intruder")
+        return {}
+
+    ran = []
+    monkeypatch.setitem(cycle.STEPS, "poll", taken_over)
+    monkeypatch.setitem(cycle.STEPS, "replies", lambda options: ran.append("replies") or {})
+    result = worker_cycle_run(worker_id="w10")
+
+    assert list(result.steps) == ["send", "poll"] and ran == []
+    assert result.errors == {"lease": f"lease {CYCLE_LEASE} lost before replies: another worker took it over"}
+    assert Lease.objects.get(name=CYCLE_LEASE).holder == "intruder"  # not released by the one that lost it
