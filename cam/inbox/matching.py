@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from email.message import Message
 
 from django.db.models import Q
 
@@ -60,7 +60,7 @@ def _ids(*values: str) -> list[str]:
     return found
 
 
-def embedded_message_ids(message: EmailMessage) -> list[str]:
+def embedded_message_ids(message: Message) -> list[str]:
     """Message-IDs of the original message a bounce or feedback report carries (attached, or pasted
     below the MTA's text, or among the headers an Amazon SES notification kept)."""
     original = original_headers(message)
@@ -76,7 +76,7 @@ def _raw_values(message: Message, names: tuple[str, ...]) -> list[str]:
             if name.lower() in names]
 
 
-def signed_outbound_ids(message: EmailMessage) -> list[int]:
+def signed_outbound_ids(message: Message) -> list[int]:
     """The OutboundEmail ids named by a valid signed return path the message was delivered to, or by
     the ``Return-Path`` of the original it carries. Signatures that do not verify name nothing."""
     values = _raw_values(message, DELIVERY_HEADERS)
@@ -98,7 +98,7 @@ def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
     return sent.filter(mailbox_id=mailbox_id).first() or sent.first()
 
 
-def token_lead(message: EmailMessage) -> Lead | None:
+def token_lead(message: Message) -> Lead | None:
     """The lead whose unsubscribe token the subject carries (``unsubscribe <token>``, as our mailto
     asks for, also after a "Re:" or a forward), or None."""
     for candidate in _TOKEN.findall(header(message, "Subject"))[:MAX_TOKENS_TRIED]:
@@ -151,7 +151,7 @@ def thread_ids(in_reply_to: str, references: str) -> list[str]:
     return _ids(in_reply_to, references)
 
 
-def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
+def match_message(*, message: Message, mailbox_id: int, sender: str, in_reply_to: str, references: str,
                   failed_recipients: list[str], known: Known | None = None, signed: list[int] | None = None,
                   embedded: list[str] | None = None) -> Match:
     """Find what ``message`` answers. Costs a few indexed lookups; none for what ``known`` holds: our emails

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 from django.db import transaction
@@ -41,7 +41,7 @@ from cam.inbox.matching import (
     thread_ids,
     unproven,
 )
-from cam.inbox.parsing import clean_text, message_from_raw
+from cam.inbox.parsing import clean_text, message_from_raw_for_reading
 from cam.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -58,14 +58,14 @@ class Reading:
     """What a stored reply says, worked out before anything is written: its message (parsed once, for the
     classifier and the matching alike), its classification, and the ids of our emails it names."""
 
-    message: EmailMessage
+    message: Message
     result: Classification
     signed: list[int]  # signed_outbound_ids
     embedded: list[str] | None  # embedded_message_ids, for a message without thread headers (else looked up later)
 
 
 def reply_read(inbound: InboundEmail) -> Reading:
-    message = message_from_raw(bytes(inbound.raw_message or b""))
+    message = message_from_raw_for_reading(bytes(inbound.raw_message or b""))
     result = classify_message(message)
     embedded = None if thread_ids(inbound.in_reply_to, inbound.references) else embedded_message_ids(message)
     return Reading(message, result, signed_outbound_ids(message), embedded)

@@ -17,22 +17,42 @@ replacement characters, a header that cannot be parsed reads as its raw text.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import Any, TypeVar, cast
 
 ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-=']*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
+T = TypeVar("T")
 
 # --- headers -----------------------------------------------------------------------------------
 
 
+def memoized(message: Message, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, worked out once per message for a message read by
+    ``cam.inbox.parsing.message_from_raw_for_reading`` (which keeps a memo: nothing changes such a message
+    once read, and the classifiers and the matching ask it the same questions several times); afresh for
+    any other message. ``key`` names the question; what is kept is shared, so it must not be changed."""
+    memo: dict[Hashable, Any] | None = getattr(message, "_cam_memo", None)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return cast(T, memo[key])
+
+
 def header(message: Message, name: str) -> str:
     """The first ``name`` header as one line of decoded text; ``""`` when absent or unreadable."""
+    return memoized(message, ("header", name.lower()), lambda: _header(message, name))
+
+
+def _header(message: Message, name: str) -> str:
     raw = None
     for key, value in message.raw_items():
         if key.lower() == name.lower():
@@ -50,6 +70,11 @@ def header(message: Message, name: str) -> str:
 
 def header_addresses(message: Message, *names: str) -> list[str]:
     """Every address in the named headers, lower case, in order, without repeats."""
+    return list(memoized(message, ("addresses", *(name.lower() for name in names)),
+                         lambda: tuple(_header_addresses(message, names))))
+
+
+def _header_addresses(message: Message, names: tuple[str, ...]) -> list[str]:
     values = [header(message, name) for name in names]
     found: list[str] = []
     for _name, address in getaddresses([value for value in values if value]):
@@ -293,8 +318,12 @@ _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“"
                               "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d"})
 
 
+@functools.lru_cache(maxsize=256)
 def fold(text: str) -> str:
-    """``text`` for phrase matching: lower case, accents and ß folded (é→e, ü→u, ß→ss), spaces collapsed."""
+    """``text`` for phrase matching: lower case, accents and ß folded (é→e, ü→u, ß→ss), spaces collapsed.
+
+    Remembered for the last few texts: the readers of one message fold its subject and body several times."""
     text = text.translate(_APOSTROPHES).lower().replace("ß", "ss")
-    text = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+    if not text.isascii():  # ASCII has no accents to take off
+        text = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))
