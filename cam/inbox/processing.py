@@ -35,6 +35,7 @@ from cam.inbox.matching import (
     Known,
     Match,
     embedded_message_ids,
+    known_addresses,
     known_emails,
     match_message,
     signed_outbound_ids,
@@ -168,6 +169,12 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         message_ids={found for inbound in batch for found in thread_ids(inbound.in_reply_to, inbound.references)}
         | {found for reading in read for found in reading.embedded or ()},
         pks={found for reading in read for found in reading.signed})
+    # The replies none of those match (strangers, reports without our headers) are matched by address: their
+    # senders and failed recipients are looked up for the whole batch at once.
+    known_addresses(known, {
+        address for inbound, reading in zip(batch, readings, strict=True)
+        if isinstance(reading, Reading) and not _matched_by_ids(inbound, reading, known)
+        for address in (inbound.from_email, *reading.result.failed_recipients) if address})
     together: dict[str, int] = {"processed": 0, "errors": 0}
     with transaction.atomic():
         try:
@@ -181,6 +188,14 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         else:
             counts = together
     return counts
+
+
+def _matched_by_ids(inbound: InboundEmail, reading: Reading, known: Known) -> bool:
+    """Whether ``known`` holds an email of ours that ``inbound``'s signed return path, thread headers or
+    carried original names, so that matching it looks no address up. (Only a shortcut: an address not looked
+    up for the batch is looked up when the reply is matched.)"""
+    return bool(known.latest(reading.signed) or known.first(thread_ids(inbound.in_reply_to, inbound.references))
+                or known.first(reading.embedded or []))
 
 
 # What recording a reply writes (``_recording``).
