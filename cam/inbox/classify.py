@@ -676,7 +676,10 @@ class ReplyIntentClassifier(Classifier):
         present = {(category, where) for category, pattern in ANY_PHRASE.items()
                    for where, searched in (("", folded), ("subject ", subject))
                    if (where == "" or category == Category.UNSUBSCRIBE) and pattern.search(searched)}
+        wanted = {category for category, _ in present}
         for phrase in PHRASES:
+            if phrase.category not in wanted:
+                continue
             sources = [("", folded)]
             if phrase.category == Category.UNSUBSCRIBE:
                 sources.append(("subject ", subject))
@@ -735,7 +738,7 @@ class ReplyIntentClassifier(Classifier):
             fixed, changes = corrected(spelt)
             if spelt != searched:
                 changes = ["ae, oe, ue as a, o, u", *changes]
-            if not changes:
+            if not changes or not ANY_PHRASE[Category.UNSUBSCRIBE].search(fixed):
                 continue
             for phrase in PHRASES:
                 if phrase.category != Category.UNSUBSCRIBE:

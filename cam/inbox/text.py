@@ -53,19 +53,25 @@ def header(message: Message, name: str) -> str:
 
 
 def _header(message: Message, name: str) -> str:
-    raw = None
-    for key, value in message.raw_items():
-        if key.lower() == name.lower():
-            raw = value if isinstance(value, str) else str(value)
-            break
+    raw = memoized(message, "raw headers", lambda: _first_raw_values(message)).get(name.lower())
     if raw is None:
         return ""
     # Raw 8-bit bytes in a header come through as surrogates: read them as UTF-8.
     raw = " ".join(raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace").split())
+    if "=?" not in raw:  # no encoded word: decoding gives the text back as it is
+        return raw
     try:
         return str(make_header(decode_header(raw)))
     except Exception:  # an unknown charset or a broken encoded word: keep the words as written
         return raw
+
+
+def _first_raw_values(message: Message) -> dict[str, str]:
+    """Each header's first raw value, by lower-case name."""
+    values: dict[str, str] = {}
+    for key, value in message.raw_items():
+        values.setdefault(key.lower(), value if isinstance(value, str) else str(value))
+    return values
 
 
 def header_addresses(message: Message, *names: str) -> list[str]:
