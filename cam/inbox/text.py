@@ -324,11 +324,23 @@ _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“"
                               "œ": "oe", "Œ": "oe", "đ": "d", "Đ": "d"})
 
 
-@functools.lru_cache(maxsize=256)
 def fold(text: str) -> str:
     """``text`` for phrase matching: lower case, accents and ß folded (é→e, ü→u, ß→ss), spaces collapsed.
 
-    Remembered for the last few texts: the readers of one message fold its subject and body several times."""
+    Remembered for the last few texts up to ``FOLD_REMEMBERED`` characters: the readers of one message fold
+    its subject and body several times."""
+    return _fold_remembered(text) if len(text) <= FOLD_REMEMBERED else _fold(text)
+
+
+FOLD_REMEMBERED = 64 * 1024
+
+
+@functools.lru_cache(maxsize=32)
+def _fold_remembered(text: str) -> str:
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
     text = text.translate(_APOSTROPHES).lower().replace("ß", "ss")
     if not text.isascii():  # ASCII has no accents to take off
         text = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
