@@ -13,8 +13,7 @@ import pytest
 from cam.inbox.classify import classify_message
 from cam.inbox.matching import embedded_message_ids, signed_outbound_ids
 from cam.inbox.parsing import message_from_raw, message_from_raw_for_reading
-
-from .test_parsing import TRICKY, crlf
+from tests.inbox.test_parsing import TRICKY, crlf
 
 CORPUS = Path(__file__).parent / "corpus"
 TODAY = datetime.date(2026, 12, 4)
