@@ -39,14 +39,14 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from email.message import EmailMessage, Message
+from email.message import Message
 from functools import cached_property
 from typing import Any, cast
 
 from cam.inbox.autoreplies import detect_auto_reply
 from cam.inbox.bounces import Delivered, detect_bounce
 from cam.inbox.complaints import detect_complaint
-from cam.inbox.parsing import message_from_raw, unread_parts
+from cam.inbox.parsing import message_from_raw_for_reading, unread_parts
 from cam.inbox.ses import ses_notification
 from cam.inbox.text import ADDRESS, body_text, fold, header, header_addresses, new_text, sender_address
 from cam.models.mail import InboundEmail
@@ -74,16 +74,16 @@ class UnreadableMessage(ValueError):
 
 
 # Bytes that no text has: C0 controls other than tab, line feed, form feed and carriage return, and DEL.
-# NUL is not counted: stray NULs are dropped on reading (``message_from_raw``).
+# NUL is not counted: stray NULs are dropped on reading (``message_from_raw_for_reading``).
 _BINARY = re.compile(rb"[\x01-\x08\x0e-\x1f\x7f]")
 # Past this share of such bytes in the first 4 KiB, the bytes are data (an image, an archive: about one byte in
 # ten of random data is one), not mail; a stray one or two in a bounce are far below it.
 BINARY_SHARE = 0.05
 
 
-def read_message(raw: bytes) -> EmailMessage:
+def read_message(raw: bytes) -> Message:
     """``raw`` parsed as an email message, within the inbox's nesting and part limits
-    (``cam.inbox.parsing.message_from_raw``); raises ``UnreadableMessage`` when it is not one.
+    (``cam.inbox.parsing.message_from_raw_for_reading``); raises ``UnreadableMessage`` when it is not one.
 
     A stray NUL or control byte does not make a message unreadable (mail servers leave them, at the
     end of a bounce above all): only bytes that are mostly not text, or that have no header field at
@@ -93,7 +93,7 @@ def read_message(raw: bytes) -> EmailMessage:
         raise UnreadableMessage("empty")
     if len(_BINARY.findall(head)) > BINARY_SHARE * len(head):
         raise UnreadableMessage("binary data, not a message")
-    message = message_from_raw(raw)
+    message = message_from_raw_for_reading(raw)
     if not message.keys():
         raise UnreadableMessage("no header fields, not a message")
     return message
@@ -542,6 +542,10 @@ PHRASES: list[Phrase] = [
 ]
 
 INTENT_ORDER = [Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Category.POSITIVE]
+# Each category's phrases as one pattern, which finds something where, and only where, one of them does.
+ANY_PHRASE: dict[str, re.Pattern[str]] = {
+    category: re.compile("|".join(f"(?:{phrase.pattern.pattern})" for phrase in PHRASES if phrase.category == category))
+    for category in dict.fromkeys(phrase.category for phrase in PHRASES)}
 
 _NEGATORS = {"not", "no", "never", "nicht", "kein", "keine", "keinen", "keinem", "keiner", "nie", "niemals", "kaum",
              "pas", "plus", "jamais", "ne", "n'", "nunca", "tampoco", "ni", "sin", "without", "ohne", "sans", "hardly",
@@ -668,11 +672,20 @@ class ReplyIntentClassifier(Classifier):
         negated: list[str] = []
         referred: list[tuple[int, int]] = []  # where the referral phrases are: the address is near one
 
+        # Most texts hold no phrase of most categories: one search per category says which to try phrase by phrase.
+        present = {(category, where) for category, pattern in ANY_PHRASE.items()
+                   for where, searched in (("", folded), ("subject ", subject))
+                   if (where == "" or category == Category.UNSUBSCRIBE) and pattern.search(searched)}
+        wanted = {category for category, _ in present}
         for phrase in PHRASES:
+            if phrase.category not in wanted:
+                continue
             sources = [("", folded)]
             if phrase.category == Category.UNSUBSCRIBE:
                 sources.append(("subject ", subject))
             for where, searched in sources:
+                if (phrase.category, where) not in present:
+                    continue
                 for match in phrase.pattern.finditer(searched):
                     if phrase.negatable and _negated(searched, match.start(), match.end()):
                         negated.append(match.group(0).strip())
@@ -725,7 +738,7 @@ class ReplyIntentClassifier(Classifier):
             fixed, changes = corrected(spelt)
             if spelt != searched:
                 changes = ["ae, oe, ue as a, o, u", *changes]
-            if not changes:
+            if not changes or not ANY_PHRASE[Category.UNSUBSCRIBE].search(fixed):
                 continue
             for phrase in PHRASES:
                 if phrase.category != Category.UNSUBSCRIBE:

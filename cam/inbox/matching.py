@@ -19,8 +19,8 @@ nothing until a person confirms it (``unproven``).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from email.message import EmailMessage, Message
+from dataclasses import dataclass, field
+from email.message import Message
 
 from django.db.models import Q
 
@@ -60,7 +60,7 @@ def _ids(*values: str) -> list[str]:
     return found
 
 
-def embedded_message_ids(message: EmailMessage) -> list[str]:
+def embedded_message_ids(message: Message) -> list[str]:
     """Message-IDs of the original message a bounce or feedback report carries (attached, or pasted
     below the MTA's text, or among the headers an Amazon SES notification kept)."""
     original = original_headers(message)
@@ -76,7 +76,7 @@ def _raw_values(message: Message, names: tuple[str, ...]) -> list[str]:
             if name.lower() in names]
 
 
-def signed_outbound_ids(message: EmailMessage) -> list[int]:
+def signed_outbound_ids(message: Message) -> list[int]:
     """The OutboundEmail ids named by a valid signed return path the message was delivered to, or by
     the ``Return-Path`` of the original it carries. Signatures that do not verify name nothing."""
     values = _raw_values(message, DELIVERY_HEADERS)
@@ -92,13 +92,24 @@ def signed_outbound_ids(message: EmailMessage) -> list[int]:
     return found
 
 
-def _latest_to(address: str, mailbox_id: int) -> OutboundEmail | None:
+def _latest_to(address: str, mailbox_id: int, known: Known | None = None) -> OutboundEmail | None:
+    """Our latest email to ``address`` that reached someone, from ``mailbox_id`` if any, else from any mailbox."""
+    looked_up, outbound = known.latest_to(address, mailbox_id) if known is not None else (False, None)
+    if looked_up:
+        return outbound
     sent = (OutboundEmail.objects.select_related("lead").filter(to_email=address, status__in=CONTACTED)
             .order_by("-sent_at", "-pk"))
     return sent.filter(mailbox_id=mailbox_id).first() or sent.first()
 
 
-def token_lead(message: EmailMessage) -> Lead | None:
+def _sender_lead(address: str, known: Known | None = None) -> Lead | None:
+    looked_up, lead = known.sender_lead(address) if known is not None else (False, None)
+    if looked_up:
+        return lead
+    return Lead.objects.filter(email=address).order_by("-last_contacted_at", "-pk").first()
+
+
+def token_lead(message: Message) -> Lead | None:
     """The lead whose unsubscribe token the subject carries (``unsubscribe <token>``, as our mailto
     asks for, also after a "Re:" or a forward), or None."""
     for candidate in _TOKEN.findall(header(message, "Subject"))[:MAX_TOKENS_TRIED]:
@@ -112,10 +123,29 @@ def token_lead(message: EmailMessage) -> Lead | None:
 @dataclass
 class Known:
     """Our emails a batch of messages may be about, read in one query for the whole batch (``known_emails``),
-    so that matching each message asks the database nothing more in the usual cases."""
+    so that matching each message asks the database nothing more in the usual cases; and, for the messages
+    those do not match, our emails to their senders and failed recipients and the leads with their
+    senders' addresses (``known_addresses``: two queries for the batch)."""
 
     by_message_id: dict[str, OutboundEmail]
     by_pk: dict[int, OutboundEmail]
+    # Per address looked up (as the field stores it): our emails to it that reached someone, in the order
+    # ``_latest_to``'s query gives them; and the leads with that address, in ``_sender_lead``'s order.
+    to_address: dict[str, list[OutboundEmail]] = field(default_factory=dict)
+    leads: dict[str, list[Lead]] = field(default_factory=dict)
+
+    def latest_to(self, address: str, mailbox_id: int) -> tuple[bool, OutboundEmail | None]:
+        """Whether ``address`` was looked up, and what ``_latest_to`` gives for it."""
+        sent = self.to_address.get(_stored(address))
+        if sent is None:
+            return False, None
+        return True, next((outbound for outbound in sent if outbound.mailbox_id == mailbox_id), None) or \
+            next(iter(sent), None)
+
+    def sender_lead(self, address: str) -> tuple[bool, Lead | None]:
+        """Whether ``address`` was looked up, and what ``_sender_lead`` gives for it."""
+        leads = self.leads.get(_stored(address))
+        return (False, None) if leads is None else (True, next(iter(leads), None))
 
     def thread(self, ids: list[str]) -> tuple[bool, OutboundEmail | None]:
         """Whether ``ids`` name at most one email of ours, and that email (None when they name none). When they
@@ -146,12 +176,32 @@ def known_emails(*, message_ids: set[str], pks: set[int]) -> Known:
     return Known({row.message_id: row for row in rows}, {row.pk: row for row in rows})
 
 
+def known_addresses(known: Known, addresses: set[str]) -> None:
+    """Adds to ``known`` our emails to ``addresses`` that reached someone and the leads with those addresses:
+    two queries, in the orders of ``_latest_to`` and ``_sender_lead`` (the database's, NULLs included)."""
+    stored = {_stored(address) for address in addresses} - set(known.to_address)
+    if not stored:
+        return
+    for address in stored:
+        known.to_address[address], known.leads[address] = [], []
+    for outbound in (OutboundEmail.objects.select_related("lead").filter(to_email__in=stored, status__in=CONTACTED)
+                     .order_by("-sent_at", "-pk")):
+        known.to_address[outbound.to_email].append(outbound)
+    for lead in Lead.objects.filter(email__in=stored).order_by("-last_contacted_at", "-pk"):
+        known.leads[lead.email].append(lead)
+
+
+def _stored(address: str) -> str:
+    # What the address fields store and compare (``LowercaseEmailField``).
+    return address.strip().lower()
+
+
 def thread_ids(in_reply_to: str, references: str) -> list[str]:
     """The Message-IDs a message's thread headers (as stored) name."""
     return _ids(in_reply_to, references)
 
 
-def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_reply_to: str, references: str,
+def match_message(*, message: Message, mailbox_id: int, sender: str, in_reply_to: str, references: str,
                   failed_recipients: list[str], known: Known | None = None, signed: list[int] | None = None,
                   embedded: list[str] | None = None) -> Match:
     """Find what ``message`` answers. Costs a few indexed lookups; none for what ``known`` holds: our emails
@@ -187,14 +237,14 @@ def match_message(*, message: EmailMessage, mailbox_id: int, sender: str, in_rep
         if outbound:
             return Match(outbound, outbound.lead, "original message")
     for address in failed_recipients:
-        outbound = _latest_to(address.lower(), mailbox_id)
+        outbound = _latest_to(address.lower(), mailbox_id, known)
         if outbound:
             return Match(outbound, outbound.lead, "failed recipient")
     if sender:
-        outbound = _latest_to(sender.lower(), mailbox_id)
+        outbound = _latest_to(sender.lower(), mailbox_id, known)
         if outbound:
             return Match(outbound, outbound.lead, "sender")
-        lead = Lead.objects.filter(email=sender.lower()).order_by("-last_contacted_at", "-pk").first()
+        lead = _sender_lead(sender.lower(), known)
         if lead:
             return Match(None, lead, "sender")
     return Match(None, None, "")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import Message
 from typing import Any
 
 from django.db import transaction
@@ -35,13 +35,14 @@ from cam.inbox.matching import (
     Known,
     Match,
     embedded_message_ids,
+    known_addresses,
     known_emails,
     match_message,
     signed_outbound_ids,
     thread_ids,
     unproven,
 )
-from cam.inbox.parsing import clean_text, message_from_raw
+from cam.inbox.parsing import clean_text, message_from_raw_for_reading
 from cam.models import InboundEmail
 
 logger = logging.getLogger(__name__)
@@ -58,14 +59,14 @@ class Reading:
     """What a stored reply says, worked out before anything is written: its message (parsed once, for the
     classifier and the matching alike), its classification, and the ids of our emails it names."""
 
-    message: EmailMessage
+    message: Message
     result: Classification
     signed: list[int]  # signed_outbound_ids
     embedded: list[str] | None  # embedded_message_ids, for a message without thread headers (else looked up later)
 
 
 def reply_read(inbound: InboundEmail) -> Reading:
-    message = message_from_raw(bytes(inbound.raw_message or b""))
+    message = message_from_raw_for_reading(bytes(inbound.raw_message or b""))
     result = classify_message(message)
     embedded = None if thread_ids(inbound.in_reply_to, inbound.references) else embedded_message_ids(message)
     return Reading(message, result, signed_outbound_ids(message), embedded)
@@ -168,6 +169,12 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         message_ids={found for inbound in batch for found in thread_ids(inbound.in_reply_to, inbound.references)}
         | {found for reading in read for found in reading.embedded or ()},
         pks={found for reading in read for found in reading.signed})
+    # The replies none of those match (strangers, reports without our headers) are matched by address: their
+    # senders and failed recipients are looked up for the whole batch at once.
+    known_addresses(known, {
+        address for inbound, reading in zip(batch, readings, strict=True)
+        if isinstance(reading, Reading) and not _matched_by_ids(inbound, reading, known)
+        for address in (inbound.from_email, *reading.result.failed_recipients) if address})
     together: dict[str, int] = {"processed": 0, "errors": 0}
     with transaction.atomic():
         try:
@@ -181,6 +188,14 @@ def replies_process(*, limit: int = 200) -> dict[str, int]:
         else:
             counts = together
     return counts
+
+
+def _matched_by_ids(inbound: InboundEmail, reading: Reading, known: Known) -> bool:
+    """Whether ``known`` holds an email of ours that ``inbound``'s signed return path, thread headers or
+    carried original names, so that matching it looks no address up. (Only a shortcut: an address not looked
+    up for the batch is looked up when the reply is matched.)"""
+    return bool(known.latest(reading.signed) or known.first(thread_ids(inbound.in_reply_to, inbound.references))
+                or known.first(reading.embedded or []))
 
 
 # What recording a reply writes (``_recording``).

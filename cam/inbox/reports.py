@@ -13,7 +13,7 @@ from email import policy
 from email.message import Message
 from email.parser import HeaderParser
 
-from cam.inbox.text import fold, header_addresses, html_to_text, is_text, leaf_parts, part_text
+from cam.inbox.text import fold, header_addresses, html_to_text, is_text, leaf_parts, memoized, part_text
 
 ORIGINAL_MARKER = re.compile(
     r"^.*(?:copy of (?:the|your) (?:original )?message|original message (?:follows|headers|details|below)|"
@@ -27,6 +27,10 @@ ORIGINAL_MARKER = re.compile(
 
 
 def report_type(message: Message) -> str:
+    return memoized(message, "report type", lambda: _report_type(message))
+
+
+def _report_type(message: Message) -> str:
     if message.get_content_type() != "multipart/report":
         return ""
     try:
@@ -43,6 +47,10 @@ def _top_parts(message: Message) -> list[Message]:
 
 def parts_of_type(message: Message, *types: str) -> list[Message]:
     """The parts of ``message`` of the given types, not looking inside attached messages."""
+    return list(memoized(message, ("parts", *types), lambda: tuple(_parts_of_type(message, types))))
+
+
+def _parts_of_type(message: Message, types: tuple[str, ...]) -> list[Message]:
     found: list[Message] = []
 
     def visit(part: Message) -> None:
@@ -95,6 +103,10 @@ def original_headers(message: Message) -> Message | None:
     Read from an attached ``message/rfc822`` (or ``message/global``), a ``text/rfc822-headers``
     part, or the copy an MTA pasted below its text (“------ This is a copy of the message …”).
     """
+    return memoized(message, "original headers", lambda: _original_headers(message))
+
+
+def _original_headers(message: Message) -> Message | None:
     for part in parts_of_type(message, "message/rfc822", "message/global"):
         inner = part.get_payload()
         if isinstance(inner, list) and inner and isinstance(inner[0], Message):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from cam.inbox.text import ADDRESS, header, is_text, leaf_parts, part_text, sender_address
+from cam.inbox.text import ADDRESS, header, is_text, leaf_parts, memoized, part_text, sender_address
 
 SNS_SENDER = "no-reply@sns.amazonaws.com"
 KINDS = ("Bounce", "Complaint", "Delivery")
@@ -98,6 +98,10 @@ def _message_ids(mail: Any) -> list[str]:
 
 def ses_notification(message: Message) -> SesNotification | None:
     """The SES notification ``message`` carries, or ``None`` when it is not one."""
+    return memoized(message, "ses notification", lambda: _ses_notification(message))
+
+
+def _ses_notification(message: Message) -> SesNotification | None:
     if sender_address(message) != SNS_SENDER and not header(message, "x-amz-sns-message-id"):
         return None
     data = _json_body(message)

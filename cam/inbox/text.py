@@ -17,39 +17,70 @@ replacement characters, a header that cannot be parsed reads as its raw text.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from email.header import decode_header, make_header
 from email.message import Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import Any, TypeVar, cast
 
 ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9._%+\-=']*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}")
+T = TypeVar("T")
 
 # --- headers -----------------------------------------------------------------------------------
 
 
+def memoized(message: Message, key: Hashable, compute: Callable[[], T]) -> T:
+    """``compute()``, worked out once per message for a message read by
+    ``cam.inbox.parsing.message_from_raw_for_reading`` (which keeps a memo: nothing changes such a message
+    once read, and the classifiers and the matching ask it the same questions several times); afresh for
+    any other message. ``key`` names the question; what is kept is shared, so it must not be changed."""
+    memo: dict[Hashable, Any] | None = getattr(message, "_cam_memo", None)
+    if memo is None:
+        return compute()
+    if key not in memo:
+        memo[key] = compute()
+    return cast(T, memo[key])
+
+
 def header(message: Message, name: str) -> str:
     """The first ``name`` header as one line of decoded text; ``""`` when absent or unreadable."""
-    raw = None
-    for key, value in message.raw_items():
-        if key.lower() == name.lower():
-            raw = value if isinstance(value, str) else str(value)
-            break
+    return memoized(message, ("header", name.lower()), lambda: _header(message, name))
+
+
+def _header(message: Message, name: str) -> str:
+    raw = memoized(message, "raw headers", lambda: _first_raw_values(message)).get(name.lower())
     if raw is None:
         return ""
     # Raw 8-bit bytes in a header come through as surrogates: read them as UTF-8.
     raw = " ".join(raw.encode("utf-8", "surrogateescape").decode("utf-8", "replace").split())
+    if "=?" not in raw:  # no encoded word: decoding gives the text back as it is
+        return raw
     try:
         return str(make_header(decode_header(raw)))
     except Exception:  # an unknown charset or a broken encoded word: keep the words as written
         return raw
 
 
+def _first_raw_values(message: Message) -> dict[str, str]:
+    """Each header's first raw value, by lower-case name."""
+    values: dict[str, str] = {}
+    for key, value in message.raw_items():
+        values.setdefault(key.lower(), value if isinstance(value, str) else str(value))
+    return values
+
+
 def header_addresses(message: Message, *names: str) -> list[str]:
     """Every address in the named headers, lower case, in order, without repeats."""
+    return list(memoized(message, ("addresses", *(name.lower() for name in names)),
+                         lambda: tuple(_header_addresses(message, names))))
+
+
+def _header_addresses(message: Message, names: tuple[str, ...]) -> list[str]:
     values = [header(message, name) for name in names]
     found: list[str] = []
     for _name, address in getaddresses([value for value in values if value]):
@@ -294,7 +325,23 @@ _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "“"
 
 
 def fold(text: str) -> str:
-    """``text`` for phrase matching: lower case, accents and ß folded (é→e, ü→u, ß→ss), spaces collapsed."""
+    """``text`` for phrase matching: lower case, accents and ß folded (é→e, ü→u, ß→ss), spaces collapsed.
+
+    Remembered for the last few texts up to ``FOLD_REMEMBERED`` characters: the readers of one message fold
+    its subject and body several times."""
+    return _fold_remembered(text) if len(text) <= FOLD_REMEMBERED else _fold(text)
+
+
+FOLD_REMEMBERED = 64 * 1024
+
+
+@functools.lru_cache(maxsize=32)
+def _fold_remembered(text: str) -> str:
+    return _fold(text)
+
+
+def _fold(text: str) -> str:
     text = text.translate(_APOSTROPHES).lower().replace("ß", "ss")
-    text = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
+    if not text.isascii():  # ASCII has no accents to take off
+        text = "".join(char for char in unicodedata.normalize("NFKD", text) if not unicodedata.combining(char))
     return "\n".join(" ".join(line.split()) for line in text.split("\n"))

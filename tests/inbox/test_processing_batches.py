@@ -10,6 +10,8 @@ from django.utils import timezone
 
 from cam import followup
 from cam.inbox import processing
+from cam.inbox.matching import match_message
+from cam.inbox.parsing import message_from_raw
 from cam.inbox.processing import replies_process
 from cam.models import HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
 from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, OutboundEmailFactory, SequenceStepFactory
@@ -217,3 +219,48 @@ def test_a_reply_another_worker_recorded_meanwhile_is_left_as_it_is(sent, monkey
     assert (taken.category, taken.lead_id, taken.alert_sent) == ("NEGATIVE", None, False)
     assert HumanAlertLog.objects.count() == 2
     assert LeadEvent.objects.filter(lead__email__startswith="person").count() == 2
+
+
+def strangers(sent, count: int) -> None:  # noqa: F811
+    """``count`` messages without thread headers, matched only by their sender's address, if at all: a lead we
+    wrote to from two mailboxes, a lead we never wrote to, and someone we do not know, in turn."""
+    other = MailboxFactory(from_email="sam@outreach.example.com")
+    steps = [SequenceStepFactory(campaign=sent.campaign, position=position) for position in (10, 11, 12)]
+    for n in range(count):
+        address = f"someone{n}@stranger{n}.example.com"
+        if n % 3 == 0:
+            lead = LeadFactory(campaign=sent.campaign, email=address)
+            for step, mailbox, days in zip(steps, (other, sent.mailbox, other), (1, 3, 5), strict=True):
+                OutboundEmailFactory(lead=lead, campaign=sent.campaign, step=step, mailbox=mailbox,
+                                     status="SENT", to_email=address, sent_at=timezone.now() - timedelta(days=days),
+                                     message_id=f"<s.{n}.{days}@outreach.example.com>")
+        elif n % 3 == 1:
+            LeadFactory(campaign=sent.campaign, email=address)
+        inbound = reply(sent, "Who are you? What is this about?", sender=address)
+        InboundEmail.objects.filter(pk=inbound.pk).update(from_email=address, in_reply_to="", references="")
+
+
+@pytest.mark.parametrize("count", [3, 30])
+def test_replies_matched_by_address_cost_the_same_statements_however_many(
+        sent, count, monkeypatch, django_assert_num_queries):  # noqa: F811
+    strangers(sent, count)
+    monkeypatch.setattr(processing, "replies_follow_up", lambda **kwargs: None)
+    # As above, but no Message-ID or id of ours to look up; instead the batch's addresses: our emails to them, and
+    # the leads with them (were three statements per reply).
+    with django_assert_num_queries(1 + 2 + 4 + 2):
+        assert replies_process()["processed"] == count
+
+
+def test_replies_matched_by_address_in_a_batch_match_as_each_alone(sent, monkeypatch):  # noqa: F811
+    strangers(sent, 6)
+    monkeypatch.setattr(processing, "replies_follow_up", lambda **kwargs: None)
+    replies_process()
+    for inbound in InboundEmail.objects.order_by("pk"):
+        alone = match_message(message=message_from_raw(bytes(inbound.raw_message)), mailbox_id=inbound.mailbox_id,
+                              sender=inbound.from_email, in_reply_to="", references="", failed_recipients=[])
+        assert (inbound.outbound_email, inbound.lead) == (alone.outbound, alone.lead)
+        assert (f"matched by {alone.how}" in inbound.classification_reasons) == bool(alone.how)
+    by_sender = InboundEmail.objects.filter(outbound_email__isnull=False)
+    # The latest from the reply's own mailbox, not the latest of all.
+    assert {inbound.outbound_email.message_id.split("@")[0] for inbound in by_sender} == {"<s.0.3", "<s.3.3"}
+    assert InboundEmail.objects.filter(outbound_email__isnull=True, lead__isnull=False).count() == 2
