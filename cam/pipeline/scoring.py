@@ -20,8 +20,8 @@ from django.utils import timezone
 
 from cam.models import Campaign, Lead
 
-# Leads per batch: two statements each. Big enough that the statements' own cost vanishes, small enough that a
-# batch's row locks are short and its distinct values few.
+# Leads per batch: one statement each on PostgreSQL, two on SQLite. Big enough that the statements' own cost vanishes,
+# small enough that a batch's row locks are short and its distinct values few.
 BATCH_SIZE = 20_000
 # Answers kept per text criterion from batch to batch: values repeat across a list's batches, but a list of all
 # distinct values must not grow without bound.
@@ -118,31 +118,51 @@ def leads_score(*, campaign: Campaign, only_unscored: bool = False, batch_size: 
     The score is ``score_lead``'s, to the character, but the database does the per-lead work: each text criterion
     (industry, title, country) is decided in Python once per *distinct value*, with the same functions
     ``score_lead`` uses, and one UPDATE looks those answers up for each lead, computes the company-size check, the
-    score and the breakdown, and writes only the leads whose score or breakdown changed. Each batch costs two
-    statements, whatever its size: its last id and distinct text values, then the UPDATE.
+    score and the breakdown, and writes only the leads whose score or breakdown changed. Each batch costs one
+    statement on PostgreSQL, whatever its size: the UPDATE, which also reads the next batch's last id and distinct
+    text values (two on SQLite: those, then the UPDATE), plus one to read the first batch's.
     """
     plan = _Plan(campaign)
     connection = connections[router.db_for_write(Lead)]
+    # On PostgreSQL a batch's UPDATE also reads the next batch's values (SQLite has no UPDATE inside WITH): one
+    # statement per batch, not two.
+    fold = connection.vendor == "postgresql"
     counts = {"scored": 0, "changed": 0}
     now = timezone.now()
     last_pk = 0
-    while True:
-        sql, params = plan.batch(connection, after=last_pk, size=batch_size, only_unscored=only_unscored)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-            size, last, *values = cursor.fetchone()
-        if not size:
-            return counts
+    sql, params = plan.batch(connection, after=last_pk, size=batch_size, only_unscored=only_unscored)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        size, last, *values = cursor.fetchone()
+    while size:
         if connection.vendor != "postgresql":
             values = [json.loads(texts) for texts in values]
         sql, params = plan.update(connection, values, first=last_pk, last=last, now=now, only_unscored=only_unscored)
+        more = size == batch_size
+        if more:
+            sql_next, params_next = plan.batch(connection, after=last, size=batch_size, only_unscored=only_unscored)
+        if more and fold:
+            # The next batch is read in the statement's snapshot, before this batch's writes: past its last id,
+            # nothing it reads is written here.
+            sql = (f"WITH written AS ({sql} RETURNING 1) "
+                   f"SELECT (SELECT count(*) FROM written), next.* FROM ({sql_next}) AS next")
+            params = [*params, *params_next]
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
-            counts["changed"] += cursor.rowcount
+            if more and fold:
+                changed, *following = cursor.fetchone()
+            else:
+                changed = cursor.rowcount
+                if more:
+                    cursor.execute(sql_next, params_next)
+                    following = list(cursor.fetchone())
+        counts["changed"] += changed
         counts["scored"] += size
         last_pk = last
-        if size < batch_size:
+        if not more:
             return counts
+        size, last, *values = following
+    return counts
 
 
 class _Plan:
@@ -286,18 +306,29 @@ class _Plan:
                             "',\"score\":'", "value", "'}}'"])
         breakdown = f"CAST({text} AS jsonb)" if postgres else f"json({text})"
         lead_where, lead_params = self._where(only_unscored)
-        where = ["l.id > %s", "l.id <= %s", lead_where, *joins]
         columns = "".join(f", {entry} AS e{i}" for i, entry in enumerate(entries))
         # Each level computes its columns once per lead (on PostgreSQL ``OFFSET 0`` keeps the planner from folding
         # the levels together and repeating their expressions): matches and entries, the base, the score, the
-        # breakdown; only the leads where either changed reach the UPDATE, which is bounded to the batch's ids. A
-        # lead whose value changed since the batch's values were read has no entry, and no breakdown: it waits
-        # for the next run.
+        # breakdown; only the leads where either changed reach the UPDATE. A lead whose value changed since the
+        # batch's values were read has no entry, and no breakdown: it waits for the next run.
         fence = " OFFSET 0" if postgres else ""
         greatest, least = ("GREATEST", "LEAST") if postgres else ("max", "min")
-        matched = (f"SELECT l.id, l.score AS old_score, l.score_breakdown AS old_breakdown, l.is_free_mail AS free, "
+        if postgres:
+            # The batch is read by its id range alone, behind a fence: with the status or the campaign in reach, the
+            # planner may scan an index of those instead, every batch reading the whole campaign's entries.
+            # Only the columns scoring reads: the others (raw data among them) need not be copied out of the row.
+            needed = ", ".join(f"l.{column}" for column in ("id", "score", "score_breakdown", "is_free_mail",
+                                                             "is_role_account", "company_size", "campaign_id",
+                                                             "current_step", "status", *self.text_fields))
+            leads = f"(SELECT {needed} FROM {table} AS l WHERE l.id > %s AND l.id <= %s{fence}) AS l"
+            where = [lead_where]
+        else:
+            leads = f"{table} AS l"
+            where = ["l.id > %s", "l.id <= %s", lead_where, *joins]
+        matched = (f"SELECT l.id, l.score AS old_score, "
+                   f"l.score_breakdown AS old_breakdown, l.is_free_mail AS free, "
                    f"l.is_role_account AS role, {mask} AS mask, {penalties} AS penalties{columns} "
-                   f"FROM {table} AS l{''.join(f', {source}' for source in sources)} "
+                   f"FROM {leads}{''.join(f', {source}' for source in sources)} "
                    f"WHERE {' AND '.join(where)}{fence}")
         based = f"SELECT a.*, {base} AS base FROM ({matched}) AS a{fence}"
         valued = f"SELECT b.*, {greatest}(0, {least}(100, base - penalties)) AS value FROM ({based}) AS b{fence}"
@@ -308,6 +339,7 @@ class _Plan:
                f"FROM (SELECT id, value, breakdown FROM ({computed}) AS d "
                f"WHERE breakdown IS NOT NULL AND ({changed})) AS n "
                f"WHERE {table}.id = n.id AND {table}.id > %s AND {table}.id <= %s")
+        # SQLite has its answers in the FROM before the id range; PostgreSQL has none there.
         return sql, [now, *flag_params, *entry_params, *answer_params, first, last, *lead_params, first, last]
 
 

@@ -212,6 +212,18 @@ def test_it_scores_in_the_same_number_of_queries_for_10_and_1000_leads():
     assert queries_to_score(10) == queries_to_score(1000)
 
 
+def test_each_batch_costs_one_statement_on_postgresql_and_two_on_sqlite(django_assert_num_queries):
+    campaign = profile()
+    LeadFactory.create_batch(5, campaign=campaign, company_size=50)
+    postgres = connection.vendor == "postgresql"
+    # PostgreSQL: the first batch's values, then one UPDATE per batch that also reads the next one's values.
+    # SQLite: each batch's values, then its UPDATE.
+    with django_assert_num_queries(1 + 3 if postgres else 2 * 3):
+        assert leads_score(campaign=campaign, batch_size=2) == {"scored": 5, "changed": 5}
+    with django_assert_num_queries(1 + 2 if postgres else 2 * 2):
+        assert leads_score(campaign=campaign, batch_size=4) == {"scored": 5, "changed": 0}
+
+
 # --- the database's scoring is score_lead's, to the character ---
 
 WORDS = ["Software", "software ", "SaaS", "Head of Sales", "head  of", "CTO", "cto", "Co-CTO", "CTOs", "Ärzte", "ärzte",
