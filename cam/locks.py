@@ -22,6 +22,8 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: int | None = None) -> 
     Succeeds when nobody holds it, when the current lease has expired, or when ``holder`` already
     holds it (then it is extended). One statement: an insert that, when the name is taken, updates the
     row only if its lease expired or is the holder's own (PostgreSQL and SQLite both lock the row for it).
+    The times are adapted as the ORM adapts them, so that SQLite stores and compares them in the one text
+    form the other queries of the table use.
     """
     now = timezone.now()
     expires_at = now + timedelta(seconds=ttl_seconds or settings.AICMO_CAM_LOCK_TTL_SECONDS)
@@ -32,7 +34,7 @@ def lease_acquire(*, name: str, holder: str, ttl_seconds: int | None = None) -> 
             ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, acquired_at = excluded.acquired_at,
                                              expires_at = excluded.expires_at
             WHERE {table}.expires_at <= excluded.acquired_at OR {table}.holder = excluded.holder
-            RETURNING 1""", [name, holder, now, expires_at])
+            RETURNING 1""", [name, holder, *map(connection.ops.adapt_datetimefield_value, (now, expires_at))])
         return cursor.fetchone() is not None
 
 
