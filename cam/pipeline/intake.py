@@ -39,7 +39,7 @@ Nothing but the current batch, what the caller asks to keep and the compact firs
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,8 +75,9 @@ from cam.pipeline.records import (
     unstorable_field,
     unstorable_reason,
 )
+from cam.pipeline.row_cleaning import RowCleaner
 from cam.sources.base import LEAD_FIELDS, SourceRecord
-from cam.sources.row_values import RowValues
+from cam.sources.row_values import Columns, RowValues
 from cam.suppressions import suppressed_addresses
 
 BATCH_SIZE = 1000
@@ -133,6 +134,7 @@ class _Intake:
 
     campaign: Campaign
     map_record: Callable[[Mapping[str, Any]], dict[str, Any]]
+    field_positions: Callable[[Columns], Sequence[tuple[str, int]]] | None
     source: LeadSource | None
     execution: JobExecution | None
     numbering: Numbering
@@ -142,6 +144,7 @@ class _Intake:
     first_seen: FirstSeen = field(default_factory=FirstSeen)
     dns_resolver: Any = None
     pending: list[IntakeProblem] = field(default_factory=list)  # the current batch's
+    cleaner: RowCleaner | None = None  # for the file's rows, when ``field_positions`` is given
 
     def earlier(self, line: int | None) -> str:
         return f"item {line} of this request" if self.numbering == "item" else f"on line {line}"
@@ -165,6 +168,7 @@ def leads_intake(
     campaign: Campaign,
     records: Iterable[SourceRecord],
     map_record: Callable[[Mapping[str, Any]], dict[str, Any]] = lead_fields_of,
+    field_positions: Callable[[Columns], Sequence[tuple[str, int]]] | None = None,
     source: LeadSource | None = None,
     execution: JobExecution | None = None,
     max_leads: int | None = None,
@@ -177,7 +181,9 @@ def leads_intake(
     """Turn ``records`` into leads of ``campaign`` (see the module's docstring for the outcomes).
 
     ``map_record`` gives a record's lead fields (a source's column mapping); the whole record is kept
-    as the lead's raw data. ``source`` and ``execution`` are the provenance written on leads and
+    as the lead's raw data. ``field_positions``, for records that are a file's rows (``RowValues``), says
+    where ``map_record`` reads each field from, so that they can be cleaned by column
+    (``cam.pipeline.row_cleaning``). ``source`` and ``execution`` are the provenance written on leads and
     rejections. ``max_leads`` caps the leads created (the rest of the input is not read). ``on_batch``
     is called with the running counts after each batch (progress bars). ``problems_kept`` and
     ``leads_kept`` bound what the report holds (``None``: all of it; the API keeps all of a request,
@@ -186,7 +192,8 @@ def leads_intake(
     records are read without the database. Raises what reading ``records`` raises (``SourceError``);
     the batches written before stay written.
     """
-    run = _Intake(campaign=campaign, map_record=map_record, source=source, execution=execution,
+    run = _Intake(campaign=campaign, map_record=map_record, field_positions=field_positions, source=source,
+                  execution=execution,
                   numbering=numbering, problems_kept=problems_kept, leads_kept=leads_kept, report=IntakeReport())
     counts = run.report.counts
     iterator = iter(records)
@@ -279,6 +286,17 @@ def _judge(run: _Intake, record: SourceRecord, mapped: Mapping[str, Any]) -> Cle
     return clean_record(mapped, check_mx=run.dns_resolver is not None, dns_resolver=run.dns_resolver)
 
 
+def _clean_by_column(run: _Intake, batch: list[SourceRecord]) -> list[CleanRecord | None]:
+    """The batch's records cleaned by column (``cam.pipeline.row_cleaning``) where they are a file's rows,
+    ``None`` for each record to be judged alone. Not with MX checks, which ask the DNS per address."""
+    columns = next((record.data.columns for record in batch if isinstance(record.data, RowValues)), None)
+    if run.field_positions is None or run.dns_resolver is not None or columns is None:
+        return [None] * len(batch)
+    if run.cleaner is None or run.cleaner.columns is not columns:
+        run.cleaner = RowCleaner(columns, run.field_positions(columns))
+    return run.cleaner.clean(batch)
+
+
 @dataclass
 class _Judged:
     """A batch judged record by record, before the database is asked: its rejections, its good records
@@ -297,27 +315,33 @@ def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
     campaign, counts = run.campaign, run.report.counts
     rejections: list[HarvestRejection] = []
     clean: list[tuple[SourceRecord, CleanRecord]] = []
+    judged: list[tuple[SourceRecord, CleanRecord]] = []  # cleaned, before the repeats are found
     problems: list[IntakeProblem] = []
-    for record in batch:
+    for record, cleaned_by_column in zip(batch, _clean_by_column(run, batch), strict=True):
         counts["read"] += 1
-        mapped = run.map_record(record.data)
-        try:
-            cleaned = _judge(run, record, mapped)
-        except RejectedRecord as exc:
-            reason, email = storable_text(str(exc)), mapped.get("email")
-            # The rejection keeps what the record held, made storable: a NUL must not fail the batch.
-            rejections.append(HarvestRejection(
-                campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
-                reason=reason, email=storable_text(str(email or ""))[:320], raw_data=storable_data(record.data)))
-            problems.append(IntakeProblem(record.line, "rejected", reason, exc.field))
-            continue
-        email = cleaned.address.email
-        first = run.first_seen.first_line(email, record.line or 0)
-        if first is not None:
-            problems.append(IntakeProblem(record.line, "duplicate",
-                                          f"duplicate: {email} is already {run.earlier(first)}", "email"))
-            continue
-        clean.append((record, cleaned))
+        if cleaned_by_column is not None:
+            cleaned = cleaned_by_column
+        else:
+            mapped = run.map_record(record.data)
+            try:
+                cleaned = _judge(run, record, mapped)
+            except RejectedRecord as exc:
+                reason, email = storable_text(str(exc)), mapped.get("email")
+                # The rejection keeps what the record held, made storable: a NUL must not fail the batch.
+                rejections.append(HarvestRejection(
+                    campaign=campaign, source=run.source, job_execution=run.execution, line=record.line,
+                    reason=reason, email=storable_text(str(email or ""))[:320], raw_data=storable_data(record.data)))
+                problems.append(IntakeProblem(record.line, "rejected", reason, exc.field))
+                continue
+        judged.append((record, cleaned))
+    firsts = run.first_seen.first_lines([cleaned.address.email for _, cleaned in judged],
+                                        [record.line or 0 for record, _ in judged])
+    for (record, cleaned), first in zip(judged, firsts, strict=True):
+        if first is None:
+            clean.append((record, cleaned))
+        else:
+            problems.append(IntakeProblem(record.line, "duplicate", f"duplicate: {cleaned.address.email} is "
+                                          f"already {run.earlier(first)}", "email"))
     staging = staging_supported()
     new_leads = [_new_lead(record, cleaned, staging=staging) for record, cleaned in clean]
     spellings = [_other_spellings(cleaned.address.email) for _, cleaned in clean]
