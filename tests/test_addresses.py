@@ -19,6 +19,7 @@ from cam.addresses import (
     domain_spellings,
     normalize_address,
     normalize_domain,
+    normalize_plain_addresses,
 )
 
 
@@ -186,3 +187,15 @@ def test_the_keys_and_spellings_of_a_plain_address_are_the_validators(text):
     assert address_key(text) == key
     assert address_spellings(text) == (key,)
     assert domain_key(domain) == normalize_domain(domain) == domain
+
+
+@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(_addresses(), _addresses().map(lambda text: f" {text}\t"),
+                          st.sampled_from(["", " ", "ANNA@\u212aacme.de", "anna@acme.de\u2003", "@acme.de"])),
+                max_size=8))
+def test_a_batch_of_plain_addresses_is_normalised_as_one_at_a_time(texts):
+    # ``normalize_plain_addresses`` is the intake's batch form of the fast path: the same address for every
+    # text the fast path takes, and none for every other (which then goes to ``normalize_address``).
+    expected = [None if _plain(text.strip()) is None else normalize_address(text) for text in texts]
+
+    assert normalize_plain_addresses(texts) == expected

@@ -115,7 +115,8 @@ def _import(*, campaign: Campaign, stream: BinaryIO, name: str, config: dict[str
     backend = CsvFileSource(config, stream=cast(BinaryIO, counting))  # which only reads it
     try:
         report = leads_intake(
-            campaign=campaign, records=backend.records(), map_record=backend.map_record, source=source,
+            campaign=campaign, records=backend.records(), map_record=backend.map_record,
+            field_positions=backend.field_positions, source=source,
             max_leads=max_leads, problems_kept=problems_kept, leads_kept=leads_kept, overlap=True,
             on_batch=(lambda c: on_progress(c, counting.bytes_read, total)) if on_progress else None)
     except SourceError as exc:

@@ -18,9 +18,11 @@ Both ways give the same leads (tests/pipeline/test_lead_insert.py holds them to 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import chain, islice
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -46,10 +48,9 @@ STAGED_FIELDS = ("email", "is_role_account", "is_free_mail", "raw_data", "first_
 # The staged fields but the raw record, which is staged after them, with the intake's own columns.
 _PLAIN_FIELDS = tuple(name for name in STAGED_FIELDS if name != "raw_data")
 _ENCODER = DjangoJSONEncoder()
-# Marks in the COPY text while it is put together, replaced by COPY's own once the values are escaped: no
-# staged text holds them, since the intake refuses a record with a NUL or a lone surrogate anywhere
-# (``records.unstorable_reason``) and the staged values are that record's or made from them.
-_FIELD, _ROW, _NULL = "\x00", "\ud800", "\udc00"
+# What no COPY text may hold: a NUL or a lone surrogate (the intake refuses a record holding one anywhere,
+# ``records.unstorable_reason``; ``staged_rows`` checks its text once more).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -105,38 +106,63 @@ def staged_rows(rows: Sequence[Mapping[str, Any]], spellings: Sequence[Sequence[
     A raw record that is a ``RowValues`` (a CSV row) is staged as its list of values when it has the
     columns of the batch's first such row, and becomes JSON in the move; any other is encoded here."""
     columns = next((row["raw_data"].columns for row in rows if isinstance(row.get("raw_data"), RowValues)), None)
-    lines, nulls = [], 0
-    for index, row in enumerate(rows):
-        texts = [value if value.__class__ is str else _NULL if value is None
-                 else ("t" if value else "f") if value is True or value is False else str(value)
-                 for value in map(row.get, _PLAIN_FIELDS)]
-        raw, json, values = row.get("raw_data"), _NULL, _NULL
-        if isinstance(raw, RowValues) and raw.columns is columns:
-            values = _array(raw.cells)
-        elif raw is not None:
-            json = _ENCODER.encode(dict(raw) if isinstance(raw, RowValues) else raw)
-        other = spellings[index] if spellings else None
-        texts += (json, str(index), _NULL if other is None else _array(other), values)
-        nulls += texts.count(_NULL)
-        lines.append(_FIELD.join(texts))
-    text = _ROW.join(lines)
-    if (text.count(_FIELD) != len(lines) * (len(_PLAIN_FIELDS) + 3) or text.count(_ROW) != max(len(lines) - 1, 0)
-            or text.count(_NULL) != nulls):
-        # Only the marks put here: a value holding one would shift or end its row, or turn part of it NULL.
+    if not rows:
+        return StagedRows(text=b"", count=0, raw_names=())
+    # Made a column at a time: each column's values are converted, checked for what COPY escapes and (only
+    # when they hold any) escaped in one piece, then the rows are joined.
+    texts = [_copy_column([row.get(name) for row in rows]) for name in _PLAIN_FIELDS]
+    raws = [row.get("raw_data") for row in rows]
+    staged_values = [raw for raw in raws if isinstance(raw, RowValues) and raw.columns is columns]
+    arrays = iter(_arrays([raw.cells for raw in staged_values]))
+    json = [None if raw is None or (isinstance(raw, RowValues) and raw.columns is columns)
+            else _ENCODER.encode(dict(raw) if isinstance(raw, RowValues) else raw) for raw in raws]
+    values = [next(arrays) if isinstance(raw, RowValues) and raw.columns is columns else None for raw in raws]
+    other = [None if spelled is None else _array(spelled) for spelled in spellings] if spellings else [None] * len(rows)
+    texts += [_copy_column(json), list(map(str, range(len(rows)))), _copy_column(other), _copy_column(values)]
+    text = "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
+    if "\x00" in text or (not text.isascii() and _UNSTORABLE.search(text)):
         raise ValueError("A staged value holds a NUL character or a lone surrogate, which cannot be stored.")
-    # COPY's text format: a backslash, tab, line feed or carriage return in a value is escaped.
-    text = text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
-    text = text.replace(_FIELD, "\t").replace(_NULL, "\\N").replace(_ROW, "\n")
-    return StagedRows(text=(text + "\n").encode() if lines else b"", count=len(lines),
-                      raw_names=columns.names if columns is not None else ())
+    return StagedRows(text=text.encode(), count=len(rows), raw_names=columns.names if columns is not None else ())
+
+
+def _copy_column(values: list[Any]) -> list[str]:
+    """``values`` as COPY's text format writes them: ``\\N`` for None, ``t``/``f``, and text with its
+    backslashes, tabs, line feeds and carriage returns escaped."""
+    texts = [value if value.__class__ is str else "" if value is None
+             else ("t" if value else "f") if value is True or value is False else str(value) for value in values]
+    joined = "\x00".join(texts)
+    if "\\" in joined or "\t" in joined or "\n" in joined or "\r" in joined:
+        escaped = joined.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+        if escaped.count("\x00") != len(texts) - 1:  # a value held a NUL: left to the check of the whole
+            return [_escape(text) for text in texts]
+        texts = escaped.split("\x00")
+    if None in values:
+        texts = ["\\N" if value is None else text for value, text in zip(values, texts, strict=True)]
+    return texts
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _arrays(rows: Sequence[Sequence[str]]) -> list[str]:
+    """``_array`` of each of ``rows``, the values of all escaped in one piece."""
+    if not rows:
+        return []
+    joined = "\x00".join(chain.from_iterable(rows))
+    escaped = joined.replace("\\", "\\\\").replace('"', '\\"')
+    cells = escaped.split("\x00")
+    if len(cells) != sum(map(len, rows)):  # a value held a NUL: escaped one row at a time instead
+        return [_array(values) for values in rows]
+    it = iter(cells)
+    return ['{"' + '","'.join(islice(it, len(values))) + '"}' if values else "{}" for values in rows]
 
 
 def _array(values: Sequence[str]) -> str:
     """``values`` as a PostgreSQL array of text: each element quoted, its backslashes and quotes escaped."""
     if not values:
         return "{}"
-    joined = _FIELD.join(values).replace("\\", "\\\\").replace('"', '\\"')
-    return '{"' + joined.replace(_FIELD, '","') + '"}'
+    return '{"' + '","'.join(value.replace("\\", "\\\\").replace('"', '\\"') for value in values) + '"}'
 
 
 def leads_stage(staged: StagedRows) -> None:

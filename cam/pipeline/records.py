@@ -19,7 +19,7 @@ from cam.models.fields import max_length
 from cam.sources.row_values import RowValues
 
 TEXT_FIELDS = ("first_name", "last_name", "company", "title", "industry", "country")
-_MAX_LENGTH = {name: max_length(Lead, name)
+MAX_LENGTH = {name: max_length(Lead, name)
                for name in (*TEXT_FIELDS, "email", "website", "timezone")}
 # A whole number, optionally with thousands separators: 250, 1200, 1,200, 1.200, 1 200, 1'200.
 _WHOLE = r"\d{1,3}(?:[.,' _]\d{3})+|\d+"
@@ -41,7 +41,7 @@ _validate_url = URLValidator(schemes=["http", "https"])
 _PLAIN_URL = re.compile(r"[hH][tT][tT][pP][sS]?://([A-Za-z0-9.-]+)(?:[/?#]\S*)?")
 # PostgreSQL refuses NUL in text and in JSON; a lone surrogate (what decoding bytes with the wrong codec,
 # or a JSON "\ud800" escape, leaves behind) is no UTF-8 at all, for any database.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 # Deeper than any CRM nests a contact, and far from where encoding the raw data for the database
 # would run out of recursion.
 MAX_RECORD_DEPTH = 100
@@ -113,13 +113,13 @@ def unstorable_reason(data: Mapping[str, Any]) -> str:
                 else "\x01".join([*data.keys(), *data.values()]))
     except TypeError:
         flat = None
-    if flat is not None and not _UNSTORABLE.search(flat):
+    if flat is not None and not UNSTORABLE.search(flat):
         return ""
     pending: list[tuple[str, Any, int]] = [("", data, 0)]
     while pending:
         path, value, depth = pending.pop()
         if isinstance(value, str):
-            found = _UNSTORABLE.search(value)
+            found = UNSTORABLE.search(value)
             if found:
                 return f"the value of {path or 'the record'} holds {_describe(found.group())}, which cannot be stored"
         elif isinstance(value, float) and not math.isfinite(value):
@@ -131,7 +131,7 @@ def unstorable_reason(data: Mapping[str, Any]) -> str:
             children = []
             for key, child in items:
                 name = str(key)
-                found = _UNSTORABLE.search(name)
+                found = UNSTORABLE.search(name)
                 if found:
                     return f"the name {name!r} holds {_describe(found.group())}, which cannot be stored"
                 children.append((f"{path}.{name}" if path else name, child, depth + 1))
@@ -151,7 +151,7 @@ def _number_name(value: float) -> str:
 
 def storable_text(value: str) -> str:
     """``value`` with what a database cannot store (NUL, lone surrogates) replaced by U+FFFD."""
-    return _UNSTORABLE.sub("\ufffd", value)
+    return UNSTORABLE.sub("\ufffd", value)
 
 
 def storable_data(data: Any, *, _depth: int = 0) -> Any:
@@ -192,30 +192,52 @@ def clean_record(data: Mapping[str, Any], *, check_mx: bool = False,
         address = normalize_address(data.get("email"), check_mx=check_mx, dns_resolver=dns_resolver)
     except RejectedAddress as exc:
         raise RejectedRecord(str(exc), field="email") from None
-    if len(address.email) > _MAX_LENGTH["email"]:
+    if len(address.email) > MAX_LENGTH["email"]:
         raise RejectedRecord(f"the address is {len(address.email)} characters long once normalised; at most "
-                             f"{_MAX_LENGTH['email']} fit", field="email")
+                             f"{MAX_LENGTH['email']} fit", field="email")
     fields: dict[str, Any] = {}
     for name in TEXT_FIELDS:
         value = data.get(name)
         if value is not None:
-            fields[name] = _single_spaced(value if value.__class__ is str else str(value))[: _MAX_LENGTH[name]]
+            fields[name] = _single_spaced(value if value.__class__ is str else str(value))[: MAX_LENGTH[name]]
     if "company_size" in data:
         fields["company_size"] = parse_company_size(data["company_size"])
-    website = str(data.get("website") or "").strip()
+    website = clean_website(data.get("website"))
     if website:
-        if "://" not in website:
-            website = f"https://{website}"
-        if not _plain_url(website):
-            try:
-                _validate_url(website)
-            except ValidationError:
-                raise RejectedRecord(f"website {data['website']!r} is not a web address", field="website") from None
-        fields["website"] = website[: _MAX_LENGTH["website"]]
-    tz_name = str(data.get("timezone") or "").strip()
+        fields["website"] = website
+    tz_name = clean_timezone(data.get("timezone"))
     if tz_name:
-        known = _ZONES_BY_LOWER.get(tz_name.lower())
-        if known is None:
-            raise RejectedRecord(f"timezone {tz_name!r} is not a known time zone", field="timezone")
-        fields["timezone"] = known
+        fields["timezone"] = tz_name
     return CleanRecord(address=address, fields=fields)
+
+
+def clean_text(value: str, limit: int) -> str:
+    """A text field as a lead stores it: white space made single, cut to the column's ``limit``."""
+    return _single_spaced(value)[:limit]
+
+
+def clean_website(raw: Any) -> str:
+    """A record's website as a lead stores it (with a scheme, cut to the column), ``""`` when it has none.
+    Raises ``RejectedRecord``."""
+    website = str(raw or "").strip()
+    if not website:
+        return ""
+    if "://" not in website:
+        website = f"https://{website}"
+    if not _plain_url(website):
+        try:
+            _validate_url(website)
+        except ValidationError:
+            raise RejectedRecord(f"website {raw!r} is not a web address", field="website") from None
+    return website[: MAX_LENGTH["website"]]
+
+
+def clean_timezone(raw: Any) -> str:
+    """A record's time zone by its proper name, ``""`` when it has none. Raises ``RejectedRecord``."""
+    tz_name = str(raw or "").strip()
+    if not tz_name:
+        return ""
+    known = _ZONES_BY_LOWER.get(tz_name.lower())
+    if known is None:
+        raise RejectedRecord(f"timezone {tz_name!r} is not a known time zone", field="timezone")
+    return known

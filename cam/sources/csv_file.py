@@ -97,13 +97,17 @@ class CsvFileSource(LeadSourceBackend):
 
     def map_record(self, data: Mapping[str, Any]) -> dict[str, Any]:
         if isinstance(data, RowValues):
-            if self._positions is None or self._positions[0] is not data.columns:
-                self._positions = (data.columns, [
-                    (field, position) for field, column in self._column_pairs()
-                    if (position := data.columns.position(column)) is not None])
             cells = data.cells
-            return {field: cells[position] for field, position in self._positions[1]}
+            return {field: cells[position] for field, position in self.field_positions(data.columns)}
         return {field: data[column] for field, column in self._column_pairs() if column in data}
+
+    def field_positions(self, columns: Columns) -> list[tuple[str, int]]:
+        """Each lead field a row under ``columns`` has, with the position of its column: ``map_record`` of a
+        ``RowValues`` is ``{field: cells[position]}`` for these."""
+        if self._positions is None or self._positions[0] is not columns:
+            self._positions = (columns, [(field, position) for field, column in self._column_pairs()
+                                         if (position := columns.position(column)) is not None])
+        return self._positions[1]
 
     def _column_pairs(self) -> list[tuple[str, str]]:
         pairs = self._pairs

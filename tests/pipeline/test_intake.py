@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from django.db import connection
 
@@ -137,3 +139,12 @@ def test_a_suppression_in_any_spelling_keeps_out_an_address_in_any_spelling(list
     suppressed = [problem.line for problem in report.problems if problem.outcome == "suppressed"]
     assert suppressed == ([2] if listed["email"] else [2, 3])
     assert Lead.objects.filter(campaign=campaign).count() == 3 - len(suppressed)
+
+
+def test_a_long_import_puts_the_collectors_thresholds_back():
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError), intake._fewer_collections():
+        assert gc.get_threshold() == (intake.FEWER_COLLECTIONS_FROM, *before[1:])
+        raise RuntimeError("the file could not be read on")
+
+    assert gc.get_threshold() == before
