@@ -547,24 +547,44 @@ INTENT_ORDER = [Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Cate
 # For each phrase, the literal text it cannot match without (cam.inbox.literals), read once: a text is searched
 # only for the phrases whose literals it contains, a handful of the three hundred for most replies, since a
 # substring test costs a fraction of a search (and of one search for all of a category's phrases at once).
-_PHRASES_BY_LITERAL: dict[str, list[int]] = {}
+# The literals are filed by their first three characters, so that a text looks up its own three-character
+# pieces rather than testing all five hundred literals; the few shorter ones are tested each time.
+_GRAM = 3
+_LITERALS_BY_GRAM: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+_SHORT_LITERALS: list[tuple[str, tuple[int, ...]]] = []
 _ALWAYS_SEARCHED: set[int] = set()  # phrases without a literal they need: none today, but sound if one comes
-for _index, _phrase in enumerate(PHRASES):
-    _literals = required_literals(_phrase.pattern)
-    if _literals is None:
-        _ALWAYS_SEARCHED.add(_index)
-        continue
-    for _literal in _literals:
-        _PHRASES_BY_LITERAL.setdefault(_literal, []).append(_index)
+
+
+def _file_literals() -> None:
+    by_literal: dict[str, list[int]] = {}
+    for index, phrase in enumerate(PHRASES):
+        literals = required_literals(phrase.pattern)
+        if literals is None:
+            _ALWAYS_SEARCHED.add(index)
+            continue
+        for literal in literals:
+            by_literal.setdefault(literal, []).append(index)
+    for literal, indexes in by_literal.items():
+        if len(literal) < _GRAM:
+            _SHORT_LITERALS.append((literal, tuple(indexes)))
+        else:
+            _LITERALS_BY_GRAM.setdefault(literal[:_GRAM], []).append((literal, tuple(indexes)))
+
+
+_file_literals()
 
 
 def candidate_phrases(text: str, category: str | None = None) -> set[int]:
     """Indexes into ``PHRASES`` (of ``category`` only, if given) of the phrases that may match ``text``:
     every other phrase cannot, its literal words being missing."""
     found = set(_ALWAYS_SEARCHED)
-    for literal, indexes in _PHRASES_BY_LITERAL.items():
+    for literal, indexes in _SHORT_LITERALS:
         if literal in text:
             found.update(indexes)
+    for gram in {text[start:start + _GRAM] for start in range(len(text) - _GRAM + 1)}:
+        for literal, indexes in _LITERALS_BY_GRAM.get(gram, ()):
+            if literal in text:
+                found.update(indexes)
     if category is not None:
         found = {index for index in found if PHRASES[index].category == category}
     return found
