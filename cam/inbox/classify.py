@@ -46,6 +46,7 @@ from typing import Any, cast
 from cam.inbox.autoreplies import detect_auto_reply
 from cam.inbox.bounces import Delivered, detect_bounce
 from cam.inbox.complaints import detect_complaint
+from cam.inbox.literals import required_literals
 from cam.inbox.parsing import message_from_raw_for_reading, unread_parts
 from cam.inbox.ses import ses_notification
 from cam.inbox.text import ADDRESS, body_text, fold, header, header_addresses, new_text, sender_address
@@ -542,10 +543,52 @@ PHRASES: list[Phrase] = [
 ]
 
 INTENT_ORDER = [Category.UNSUBSCRIBE, Category.REFERRAL, Category.NEGATIVE, Category.POSITIVE]
-# Each category's phrases as one pattern, which finds something where, and only where, one of them does.
-ANY_PHRASE: dict[str, re.Pattern[str]] = {
-    category: re.compile("|".join(f"(?:{phrase.pattern.pattern})" for phrase in PHRASES if phrase.category == category))
-    for category in dict.fromkeys(phrase.category for phrase in PHRASES)}
+
+# For each phrase, the literal text it cannot match without (cam.inbox.literals), read once: a text is searched
+# only for the phrases whose literals it contains, a handful of the three hundred for most replies, since a
+# substring test costs a fraction of a search (and of one search for all of a category's phrases at once).
+# The literals are filed by their first three characters, so that a text looks up its own three-character
+# pieces rather than testing all five hundred literals; the few shorter ones are tested each time.
+_GRAM = 3
+_LITERALS_BY_GRAM: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+_SHORT_LITERALS: list[tuple[str, tuple[int, ...]]] = []
+_ALWAYS_SEARCHED: set[int] = set()  # phrases without a literal they need: none today, but sound if one comes
+
+
+def _file_literals() -> None:
+    by_literal: dict[str, list[int]] = {}
+    for index, phrase in enumerate(PHRASES):
+        literals = required_literals(phrase.pattern)
+        if literals is None:
+            _ALWAYS_SEARCHED.add(index)
+            continue
+        for literal in literals:
+            by_literal.setdefault(literal, []).append(index)
+    for literal, indexes in by_literal.items():
+        if len(literal) < _GRAM:
+            _SHORT_LITERALS.append((literal, tuple(indexes)))
+        else:
+            _LITERALS_BY_GRAM.setdefault(literal[:_GRAM], []).append((literal, tuple(indexes)))
+
+
+_file_literals()
+
+
+def candidate_phrases(text: str, category: str | None = None) -> set[int]:
+    """Indexes into ``PHRASES`` (of ``category`` only, if given) of the phrases that may match ``text``:
+    every other phrase cannot, its literal words being missing."""
+    found = set(_ALWAYS_SEARCHED)
+    for literal, indexes in _SHORT_LITERALS:
+        if literal in text:
+            found.update(indexes)
+    for gram in {text[start:start + _GRAM] for start in range(len(text) - _GRAM + 1)}:
+        for literal, indexes in _LITERALS_BY_GRAM.get(gram, ()):
+            if literal in text:
+                found.update(indexes)
+    if category is not None:
+        found = {index for index in found if PHRASES[index].category == category}
+    return found
+
 
 _NEGATORS = {"not", "no", "never", "nicht", "kein", "keine", "keinen", "keinem", "keiner", "nie", "niemals", "kaum",
              "pas", "plus", "jamais", "ne", "n'", "nunca", "tampoco", "ni", "sin", "without", "ohne", "sans", "hardly",
@@ -672,19 +715,12 @@ class ReplyIntentClassifier(Classifier):
         negated: list[str] = []
         referred: list[tuple[int, int]] = []  # where the referral phrases are: the address is near one
 
-        # Most texts hold no phrase of most categories: one search per category says which to try phrase by phrase.
-        present = {(category, where) for category, pattern in ANY_PHRASE.items()
-                   for where, searched in (("", folded), ("subject ", subject))
-                   if (where == "" or category == Category.UNSUBSCRIBE) and pattern.search(searched)}
-        wanted = {category for category, _ in present}
-        for phrase in PHRASES:
-            if phrase.category not in wanted:
-                continue
-            sources = [("", folded)]
-            if phrase.category == Category.UNSUBSCRIBE:
-                sources.append(("subject ", subject))
-            for where, searched in sources:
-                if (phrase.category, where) not in present:
+        in_text = candidate_phrases(folded)
+        in_subject = candidate_phrases(subject, Category.UNSUBSCRIBE)  # the subject is read for unsubscribing only
+        for index in sorted(in_text | in_subject):  # in the order of PHRASES, which orders the reasons
+            phrase = PHRASES[index]
+            for where, searched, candidates in (("", folded, in_text), ("subject ", subject, in_subject)):
+                if index not in candidates:
                     continue
                 for match in phrase.pattern.finditer(searched):
                     if phrase.negatable and _negated(searched, match.start(), match.end()):
@@ -738,12 +774,10 @@ class ReplyIntentClassifier(Classifier):
             fixed, changes = corrected(spelt)
             if spelt != searched:
                 changes = ["ae, oe, ue as a, o, u", *changes]
-            if not changes or not ANY_PHRASE[Category.UNSUBSCRIBE].search(fixed):
+            if not changes:
                 continue
-            for phrase in PHRASES:
-                if phrase.category != Category.UNSUBSCRIBE:
-                    continue
-                found = phrase.pattern.search(fixed)
+            for index in sorted(candidate_phrases(fixed, Category.UNSUBSCRIBE)):
+                found = PHRASES[index].pattern.search(fixed)
                 if found:
                     hits[Category.UNSUBSCRIBE] = [(f"{where}{found.group(0).strip()!r}, reading "
                                                    f"{', '.join(changes)}", 0.85)]
