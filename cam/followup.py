@@ -36,7 +36,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Max, OuterRef, Q, Subquery
+from django.db.models import F, Max, Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -51,7 +51,7 @@ from cam.leads import (
     UNSUBSCRIBED,
     lead_events_record,
 )
-from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail, SequenceStep
+from cam.models import Campaign, HumanAlertLog, InboundEmail, Lead, LeadEvent, OutboundEmail
 
 Category = InboundEmail.Category
 Status = Lead.Status
@@ -408,22 +408,23 @@ def leads_resume_paused(*, now: datetime | None = None) -> int:
 def leads_no_reply_timeout(*, now: datetime | None = None) -> dict[str, int]:
     """Leads that got the last step more than the campaign's no-reply days ago, with no reply, move to
     ``NURTURE`` or ``DEAD`` as the campaign says. A few statements whatever the number of campaigns: the
-    campaigns are read once, and their leads are found and moved together for each no-reply wait and
-    outcome the campaigns have."""
+    campaigns are read once, and their leads are found and moved together for each no-reply wait, outcome
+    and last step the campaigns have."""
     now = now or timezone.now()
     counts = {"nurture": 0, "dead": 0}
     # The last enabled step: a lead that had it gets nothing more, whatever disabled steps come after.
     campaigns = (Campaign.objects.annotate(last_step=Max("steps__position", filter=Q(steps__is_enabled=True)))
-                 .filter(last_step__isnull=False).values_list("pk", "no_reply_days", "no_reply_outcome"))
-    groups: dict[tuple[int, str], list[int]] = {}
-    for campaign_id, days, outcome in campaigns:
-        groups.setdefault((days, outcome), []).append(campaign_id)
-    last_step = (SequenceStep.objects.filter(campaign_id=OuterRef("campaign_id"), is_enabled=True).order_by()
-                 .values("campaign_id").annotate(last=Max("position")).values("last"))
-    for (days, outcome), campaign_ids in sorted(groups.items()):
+                 .filter(last_step__isnull=False).values_list("pk", "no_reply_days", "no_reply_outcome", "last_step"))
+    # Grouped by their last step too, so each lead is compared with a constant: asked of every lead as a
+    # subquery, it cost a probe of the steps per in-sequence lead with no next send (280 ms at 99,000 of them).
+    groups: dict[tuple[int, str, int], list[int]] = {}
+    for campaign_id, days, outcome, last_step in campaigns:
+        groups.setdefault((days, outcome, last_step), []).append(campaign_id)
+    for (days, outcome, last_step), campaign_ids in sorted(groups.items()):
         silent = Lead.objects.filter(
-            campaign_id__in=campaign_ids, status=Status.IN_SEQUENCE, current_step__gte=Subquery(last_step),
-            next_send_at__isnull=True, replied_at__isnull=True, last_contacted_at__lte=now - timedelta(days=days))
+            campaign_id__in=campaign_ids, status=Status.IN_SEQUENCE, current_step__gte=last_step,
+            next_send_at__isnull=True, replied_at__isnull=True,
+            last_contacted_at__lte=now - timedelta(days=days)).order_by()
         reason = f"No reply {days} days after the last email."
         with transaction.atomic():
             found = list(silent.values_list("pk", "status"))

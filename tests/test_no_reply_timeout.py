@@ -44,7 +44,7 @@ def test_each_campaign_keeps_its_own_wait_and_outcome():
 
 def test_it_costs_the_same_queries_for_one_campaign_as_for_five(django_assert_num_queries):
     silent_campaign()
-    # The campaigns, then per wait and outcome, in a savepoint here (a transaction in the worker): the silent
+    # The campaigns, then per wait, outcome and last step, in a savepoint here (a transaction in the worker): the silent
     # leads, their events and their move.
     with django_assert_num_queries(6):
         assert leads_no_reply_timeout() == {"nurture": 1, "dead": 0}
@@ -54,3 +54,24 @@ def test_it_costs_the_same_queries_for_one_campaign_as_for_five(django_assert_nu
         assert leads_no_reply_timeout() == {"nurture": 5, "dead": 0}
     with django_assert_num_queries(4):  # nothing silent: the campaigns, the search
         assert leads_no_reply_timeout() == {"nurture": 0, "dead": 0}
+
+
+def test_each_campaign_is_held_to_its_own_last_enabled_step():
+    long_ago = timezone.now() - timedelta(days=10)
+
+    def campaign_with(steps: int, *, disabled_last: bool = False):
+        campaign = CampaignFactory(no_reply_days=3, no_reply_outcome="NURTURE")
+        for position in range(1, steps + 1):
+            SequenceStepFactory(campaign=campaign, position=position,
+                                is_enabled=not (disabled_last and position == steps))
+        return [LeadFactory(campaign=campaign, status=Status.IN_SEQUENCE, current_step=step, next_send_at=None,
+                            last_contacted_at=long_ago) for step in range(1, steps + 1)]
+
+    two = campaign_with(2)  # last step 2
+    three = campaign_with(3)  # last step 3
+    three_with_last_disabled = campaign_with(3, disabled_last=True)  # last enabled step 2
+
+    assert leads_no_reply_timeout() == {"nurture": 4, "dead": 0}
+
+    assert set(Lead.objects.filter(status=Status.NURTURE).values_list("pk", flat=True)) == {
+        two[1].pk, three[2].pk, three_with_last_disabled[1].pk, three_with_last_disabled[2].pk}
