@@ -9,7 +9,6 @@ import datetime
 import json
 import random
 import re
-from email.message import EmailMessage
 from pathlib import Path
 from re import _constants as _c  # type: ignore[attr-defined]
 from re import _parser  # type: ignore[attr-defined]
@@ -20,6 +19,7 @@ from cam.inbox import classify
 from cam.inbox.classify import PHRASES, candidate_phrases, classify_message
 from cam.inbox.literals import required_literals
 from cam.inbox.text import fold
+from tests.inbox.test_corpus_classes import reply
 
 CORPUS = Path(__file__).parent / "corpus"
 TODAY = datetime.date.fromisoformat(json.loads((CORPUS / "expected.json").read_text(encoding="utf-8"))["today"])
@@ -122,18 +122,9 @@ def tricky_replies() -> list[tuple[str, str]]:
     return replies
 
 
-def reply(text: str, subject: str) -> bytes:
-    message = EmailMessage()
-    message["From"] = "Anna Berger <anna@berger.example>"
-    message["To"] = "Lena Fischer <lena@brightloop.example>"
-    message["Subject"] = subject
-    message.set_content(text)
-    return message.as_bytes()
-
-
 def test_the_pre_check_changes_no_classification(monkeypatch):
     messages = [path.read_bytes() for path in sorted(CORPUS.glob("*.eml"))]
-    messages += [reply(text, subject) for text, subject in tricky_replies()]
+    messages += [reply(text, subject=subject) for text, subject in tricky_replies()]
     checked = [classify_message(raw, today=TODAY) for raw in messages]
     monkeypatch.setattr(classify, "candidate_phrases", every_phrase)
     searched = [classify_message(raw, today=TODAY) for raw in messages]
