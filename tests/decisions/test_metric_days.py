@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from cam.decisions import DAY_COUNTS, metrics_compute, metrics_count_emails
+from cam.decisions import DAY_COUNTS, _count_days, metrics_compute, metrics_count_emails
 from cam.models import InboundEmail, MetricDay, OutboundEmail
 from tests.decisions.helpers import answer, provider_event, sends
 from tests.factories import CampaignFactory, MailboxFactory
@@ -88,6 +88,18 @@ def live_changes(rng: random.Random, campaigns, mailboxes, emails) -> None:
         OutboundEmail.objects.filter(pk=email.pk).update(soft_bounces=2)
 
 
+def day_key(day: MetricDay) -> tuple:
+    return day.scope, day.subject_id, day.day
+
+
+def day_counts(day: MetricDay) -> dict[str, int]:
+    return {count: getattr(day, count) for count in DAY_COUNTS}
+
+
+def stored_days() -> dict[tuple, dict[str, int]]:
+    return {day_key(day): day_counts(day) for day in MetricDay.objects.all()}
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_stored_days_add_up_to_counting_every_email_before_and_after_live_changes(seed):
     rng = random.Random(seed)
@@ -100,6 +112,9 @@ def test_the_stored_days_add_up_to_counting_every_email_before_and_after_live_ch
     live_changes(rng, campaigns, mailboxes, emails)
     now = timezone.now()
     assert_equal_to_counting_every_email(metrics_compute(now=now), now=now)
+    # Only the changed days of the changed campaigns and mailboxes were recounted; every stored day is as a
+    # recount of every day has it.
+    assert stored_days() == {day_key(day): day_counts(day) for day in _count_days(None)}
 
     # The window moves on with the clock, the days stay.
     later = now + timedelta(days=2, hours=5)
