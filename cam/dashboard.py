@@ -23,6 +23,7 @@ from cam.jobs.registry import job_names
 from cam.jobs.run_hours import week_of_runs
 from cam.jobs.schedules import declared_schedules
 from cam.models import Campaign, JobExecution, Mailbox, WorkerHeartbeat
+from cam.models.decisions import snapshot_computed_at
 from cam.outreach.planning import campaign_daily_cap
 
 Status = JobExecution.Status
@@ -120,14 +121,19 @@ def _key_rates(period: dict[str, Any]) -> dict[str, Any]:
 
 
 SNAPSHOT_VALUES = ("metric_snapshots__computed_at", "metric_snapshots__window_days", "metric_snapshots__window",
-                   "metric_snapshots__all_time")
+                   "metric_snapshots__all_time", "_computed_at")
+
+
+def _computed_at() -> dict[str, Any]:
+    """When the subject's snapshot was last computed (not only when its counts last changed), as ``_computed_at``."""
+    return {"_computed_at": snapshot_computed_at("metric_snapshots__computed_at")}
 
 
 def _snapshot_fields(row: dict[str, Any]) -> dict[str, Any]:
     """The snapshot part of a subject's row; every value None when it was never computed."""
     has_snapshot = row["metric_snapshots__computed_at"] is not None
     return {
-        "computed_at": row["metric_snapshots__computed_at"],
+        "computed_at": row["_computed_at"],
         "window_days": row["metric_snapshots__window_days"],
         "window": _key_rates(row["metric_snapshots__window"] or {}) if has_snapshot else None,
         "all_time": _key_rates(row["metric_snapshots__all_time"] or {}) if has_snapshot else None,
@@ -138,7 +144,7 @@ def _campaigns() -> list[dict[str, Any]]:
     """Every campaign with its status, its daily cap as the planner applies it (``campaign_daily_cap``: half
     while degraded, said in ``cap_note``) and key rates: one query (a subject has at most one snapshot; its
     active mailboxes' caps are summed in a subquery)."""
-    rows = (Campaign.objects.order_by("name").annotate(_mailbox_caps=_active_mailbox_caps())
+    rows = (Campaign.objects.order_by("name").annotate(_mailbox_caps=_active_mailbox_caps(), **_computed_at())
             .values("id", "name", "status", "status_reason", "daily_cap", "_mailbox_caps", *SNAPSHOT_VALUES))
     campaigns = []
     for row in rows:
@@ -159,8 +165,8 @@ def _active_mailbox_caps() -> Subquery:
 
 def _mailboxes() -> list[dict[str, Any]]:
     """Every mailbox with whether it sends, why its last poll or batch failed, and its key rates: one query."""
-    rows = Mailbox.objects.order_by("name").values("id", "name", "provider", "is_active", "last_poll_error",
-                                                   "last_send_error", *SNAPSHOT_VALUES)
+    rows = Mailbox.objects.order_by("name").annotate(**_computed_at()).values(
+        "id", "name", "provider", "is_active", "last_poll_error", "last_send_error", *SNAPSHOT_VALUES)
     return [{"id": row["id"], "name": row["name"], "provider": row["provider"], "is_active": row["is_active"],
              "poll_error": row["last_poll_error"], "send_error": row["last_send_error"],
              **_snapshot_fields(row)} for row in rows]

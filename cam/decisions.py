@@ -79,7 +79,7 @@ from cam.models import (
     RuleDecision,
     RuleMeasurement,
 )
-from cam.models.decisions import Scope, percent_text
+from cam.models.decisions import METRICS_COMPUTED, Scope, percent_text
 
 logger = logging.getLogger(__name__)
 
@@ -555,7 +555,8 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
     computation are added up again: those whose days were recounted, those with an email sent where the
     window's start moved (from the last computation's to this one's), those without a snapshot of this
     window; every other subject's stored counts stand, with its failed emails counted afresh. A snapshot
-    whose counts did not change is not rewritten (only its ``computed_at``). All of it in one transaction,
+    whose counts did not change is not rewritten: when every snapshot was last computed is kept once
+    (``snapshot_computed_at``). All of it in one transaction,
     so the stored counts and the cursors that say up to when they are right move together. A fixed number
     of queries, however many campaigns or emails exist.
     """
@@ -612,15 +613,16 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
                 all_time = _with_rates({**all_counts, "failed": failures["all"]})
                 result[name][subject_id] = {"window": window, "all_time": all_time}
                 if days == window_days and stored_window == window and stored_all == all_time:
-                    continue  # the same counts: only its computed_at moves
+                    continue  # the same counts: not rewritten (snapshot_computed_at says when they were computed)
                 snapshots.append(MetricSnapshot(key=f"{scope}:{subject_id}", scope=scope, window_days=window_days,
                                                 window=window, all_time=all_time, computed_at=now,
                                                 **{f"{field}_id": subject_id}))
         if snapshots:
             MetricSnapshot.objects.bulk_create(snapshots, update_conflicts=True, unique_fields=["key"],
                                                update_fields=["window_days", "window", "all_time", "computed_at"])
-        MetricSnapshot.objects.exclude(computed_at=now).update(computed_at=now)
-        _cursors_save(**{DAYS_CURSOR: started, WINDOW_CURSOR: since})
+        # The others are as computed now too, which the one time below says for all of them: rewriting each
+        # would cost every snapshot a new row version every cycle.
+        _cursors_save(**{DAYS_CURSOR: started, WINDOW_CURSOR: since, METRICS_COMPUTED: now})
     return result
 
 

@@ -75,7 +75,7 @@ from cam.models import (
     SequenceStep,
 )
 from cam.models.campaigns import first_step
-from cam.models.decisions import Scope, percent_text
+from cam.models.decisions import Scope, percent_text, snapshot_computed_at
 from cam.models.fields import WEEKDAYS
 from cam.outreach.preview import preview_step, preview_steps
 from cam.outreach.rendering import TemplateProblem, check_templates
@@ -104,9 +104,12 @@ def _count_of(model, **filters) -> Coalesce:
 
 
 def _snapshot(field: str, output_field) -> Subquery:
-    """A field of the campaign's metric snapshot, as a subquery (a campaign has at most one)."""
-    stored = MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN).values(field)[:1]
-    return Subquery(stored, output_field=output_field)
+    """A field of the campaign's metric snapshot, as a subquery (a campaign has at most one); ``computed_at``
+    is when it was last computed (``snapshot_computed_at``)."""
+    snapshots = MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN)
+    if field == "computed_at":
+        snapshots, field = snapshots.annotate(_computed_at=snapshot_computed_at("computed_at")), "_computed_at"
+    return Subquery(snapshots.values(field)[:1], output_field=output_field)
 
 
 def _uncounted_last(figure: str) -> Coalesce:

@@ -42,7 +42,7 @@ from cam.campaigns import (
     campaigns_resume,
 )
 from cam.models import Campaign, Mailbox, MetricSnapshot, SequenceStep
-from cam.models.decisions import Scope
+from cam.models.decisions import Scope, snapshot_computed_at
 from cam.outreach.rendering import check_templates
 from cam.sequences import (
     FirstStepWithoutSubject,
@@ -284,11 +284,12 @@ class CampaignViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.C
     @action(detail=True, methods=["get"])
     def metrics(self, request, pk=None):
         campaign = get_object_or_404(Campaign.objects.only("pk"), pk=pk)
-        snapshot = MetricSnapshot.objects.filter(scope=Scope.CAMPAIGN, campaign=campaign).first()
+        snapshot = (MetricSnapshot.objects.filter(scope=Scope.CAMPAIGN, campaign=campaign)
+                    .annotate(_computed_at=snapshot_computed_at("computed_at")).first())
         data: dict[str, Any] = {"campaign": campaign.pk, "computed_at": None, "window_days": None, "window": {},
                                 "all_time": {}}
         if snapshot is not None:
-            data.update(computed_at=snapshot.computed_at, window_days=snapshot.window_days,
+            data.update(computed_at=snapshot._computed_at, window_days=snapshot.window_days,
                         window=snapshot.window or {}, all_time=snapshot.all_time or {})
         # The stored periods are returned as the worker wrote them (CampaignMetricsSerializer documents them).
         return Response(data)

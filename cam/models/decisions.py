@@ -6,7 +6,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import Case, DateTimeField, F, Q, Subquery, Value, When
+from django.db.models.functions import Coalesce, Greatest
 
 
 def percent_text(value) -> str:
@@ -26,7 +27,9 @@ class MetricSnapshot(models.Model):
     """The latest metrics of one campaign or one mailbox, over the rolling window and all time.
 
     One row per subject (``key`` is ``campaign:<id>`` or ``mailbox:<id>``), overwritten by each
-    ``metrics_compute``; the dashboard and the API read it instead of counting emails again.
+    ``metrics_compute`` whose counts for it differ; the dashboard and the API read it instead of counting
+    emails again. ``computed_at`` is when its counts were last written; when they were last computed (the same
+    or later) is ``snapshot_computed_at``.
     """
 
     key = models.CharField(max_length=64, unique=True)
@@ -87,16 +90,31 @@ class MetricDay(models.Model):
 
 class MetricCursor(models.Model):
     """A point in time the worker's metrics and rules steps keep between cycles (``cam.decisions``): up to when
-    the metrics step looked for changed emails ("days") and where its window started ("window"); when the
-    rules step began ("rules"), the time it measured at ("rules_clock") and when it last measured every rule
-    afresh ("rules_full"); and up to which hour the job runs are rolled up into ``JobRunHour`` ("job_run_hours",
-    ``cam.jobs.run_hours``)."""
+    the metrics step looked for changed emails ("days"), where its window started ("window") and when it last
+    computed ("metrics_computed"); when the rules step began ("rules"), the time it measured at ("rules_clock")
+    and when it last measured every rule afresh ("rules_full"); and up to which hour the job runs are rolled up
+    into ``JobRunHour`` ("job_run_hours", ``cam.jobs.run_hours``)."""
 
     name = models.CharField(max_length=32, unique=True)
     scanned_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return f"{self.name}: {self.scanned_at}"
+
+
+# The ``MetricCursor`` with when ``metrics_compute`` last ran (its ``now``): every snapshot was computed then,
+# whether or not its counts changed (an unchanged one is not rewritten).
+METRICS_COMPUTED = "metrics_computed"
+
+
+def snapshot_computed_at(field: str) -> Case:
+    """When the metrics of the snapshot whose ``computed_at`` is at ``field`` (``"computed_at"``, or a path to
+    it such as ``"metric_snapshots__computed_at"``) were last computed: the last computation, or its own
+    ``computed_at`` when that is later (or there is no record of one yet); None without a snapshot. A
+    subquery, not a query of its own."""
+    computed = MetricCursor.objects.filter(name=METRICS_COMPUTED).values("scanned_at")[:1]
+    return Case(When(**{f"{field}__isnull": True}, then=Value(None)),
+                default=Greatest(F(field), Coalesce(Subquery(computed), F(field))), output_field=DateTimeField())
 
 
 class CampaignRule(models.Model):
