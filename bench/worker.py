@@ -79,22 +79,19 @@ def nothing_due() -> None:
         cursor.execute("VACUUM ANALYZE cam_lead")
 
 
-def cycle() -> None:
+def cycle() -> Any:
     from cam.jobs.cycle import worker_cycle_run
 
     result = worker_cycle_run(worker_id="bench-worker")
     assert result.status == "completed" and not result.errors, result.summary()
-    LAST_CYCLE[:] = [result]
-
-
-LAST_CYCLE: list[Any] = []
+    return result
 
 
 def sends_five() -> None:
     """A cycle with sends: it sent the five emails made due, no fewer."""
-    cycle()
-    sent = LAST_CYCLE[0].steps.get("send", {}).get("sent", 0)
-    assert sent == 5, f"the cycle sent {sent} emails, not 5: {LAST_CYCLE[0].summary()}"
+    result = cycle()
+    sent = result.steps.get("send", {}).get("sent", 0)
+    assert sent == 5, f"the cycle sent {sent} emails, not 5: {result.summary()}"
 
 
 def five_due() -> None:

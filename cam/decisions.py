@@ -359,9 +359,7 @@ def _stored_pairs(pairs: dict[date, set[Subject]]) -> Q:
     """The stored days of ``pairs``: each day's row of each of its subjects."""
     stored = Q()
     for day, subjects in pairs.items():
-        for scope in (Scope.CAMPAIGN, Scope.MAILBOX):
-            if ids := _ids(subjects, scope):
-                stored |= Q(day=day, scope=scope, subject_id__in=ids)
+        stored |= Q(day=day) & _of_subjects(subjects)
     return stored
 
 
@@ -465,7 +463,8 @@ def _grouped(since: datetime, subjects: set[Subject] | None = None, *,
 
     days = _stored_days(subjects)
     if whole is not None:
-        days = days.filter(Q(day__gt=boundary) | _of_subjects(whole) if whole else Q(day__gt=boundary))
+        in_window = Q(day__gt=boundary)
+        days = days.filter(in_window | _of_subjects(whole) if whole else in_window)
     row: Any
     for row in days.order_by().values("scope", "subject_id").annotate(**stored):
         key = (row["scope"], row["subject_id"])
@@ -596,7 +595,7 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
                 if kind != scope:
                     continue
                 key = (scope, subject_id)
-                if recount is None or key in whole or counts is None:
+                if recount is None or counts is None:  # added up whole (``whole``, when recounting)
                     periods = grouped.get(key, {})
                     window_counts = {**_empty(), **periods.get("win", {})}
                     all_counts = {**_empty(), **periods.get("all", {})}
@@ -604,7 +603,7 @@ def metrics_compute(*, now: datetime | None = None, window_days: int = METRICS_W
                     # Its window added up again; all time, its stored counts moved by what its recounted days
                     # changed (the stored counts are those days' sums as of the last computation).
                     window_counts = {**_empty(), **grouped.get(key, {}).get("win", {})}
-                    delta = deltas.get(key, {}) if deltas is not None else {}
+                    delta = (deltas or {}).get(key, {})
                     all_counts = {**counts[1], **{name: counts[1][name] + delta.get(name, 0) for name in DAY_COUNTS}}
                 else:
                     window_counts, all_counts = counts
@@ -736,6 +735,7 @@ def _as_datetime(value: Any) -> datetime:
 
 # Rules measured per query: each is six parameters, well under every database's limit.
 RULES_PER_QUERY = 1_000
+
 
 def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime], now: datetime) -> dict[int, Measured]:
     """``rules_measure`` for rules measured as ``scope`` says: one query per ``RULES_PER_QUERY`` rules."""

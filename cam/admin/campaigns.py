@@ -104,12 +104,16 @@ def _count_of(model, **filters) -> Coalesce:
 
 
 def _snapshot(field: str, output_field) -> Subquery:
-    """A field of the campaign's metric snapshot, as a subquery (a campaign has at most one); ``computed_at``
-    is when it was last computed (``snapshot_computed_at``)."""
-    snapshots = MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN)
-    if field == "computed_at":
-        snapshots, field = snapshots.annotate(_computed_at=snapshot_computed_at("computed_at")), "_computed_at"
-    return Subquery(snapshots.values(field)[:1], output_field=output_field)
+    """A field of the campaign's metric snapshot, as a subquery (a campaign has at most one)."""
+    stored = MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN).values(field)[:1]
+    return Subquery(stored, output_field=output_field)
+
+
+def _counted_at() -> Subquery:
+    """When the campaign's metrics were last computed (``snapshot_computed_at``), as a subquery."""
+    stored = (MetricSnapshot.objects.filter(campaign=OuterRef("pk"), scope=Scope.CAMPAIGN)
+              .annotate(at=snapshot_computed_at("computed_at")).values("at")[:1])
+    return Subquery(stored, output_field=DateTimeField())
 
 
 def _uncounted_last(figure: str) -> Coalesce:
@@ -462,7 +466,7 @@ class CampaignAdmin(LongListMixin, ModelAdmin):
             _replies=_all_time("replies", IntegerField()),
             _positive_rate=_all_time("positive_rate", FloatField()),
             _bounce_rate=_all_time("bounced_hard_rate", FloatField()),
-            _counted_at=_snapshot("computed_at", DateTimeField()),
+            _counted_at=_counted_at(),
         )
 
     name_cell = text_column("Name", lambda campaign: campaign.name, width="l", ordering="name")
