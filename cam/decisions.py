@@ -36,6 +36,7 @@ complaint that arrives after a bounce pause, on an old send, still counts for th
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -632,6 +633,30 @@ def metrics_step() -> dict[str, int]:
 
 # -- rules -------------------------------------------------------------------------------------
 
+@dataclass(frozen=True, slots=True)
+class RunningRule:
+    """A running rule as a cycle judges it: its settings, its campaign's status and its kept measurement, read
+    as one row. The rule (with its campaign) is loaded as a model instance only when it fires: building three
+    instances for each of hundreds of rules, every cycle, cost more than judging them."""
+
+    pk: int
+    campaign_id: int
+    campaign_status: str
+    metric: str
+    comparison: str
+    threshold: Decimal
+    window: int
+    min_sample: int
+    min_age_days: int
+    scope: str
+    action: str
+    kept_basis: str | None  # its RuleMeasurement's, None when it has none
+    kept_measured: list[list[Any]] | None
+
+
+
+# A rule as measuring reads it: a loaded one (``running_rules``) or the model's instance (the admin's, tests').
+Rule = CampaignRule | RunningRule
 # A rule's measurement per mailbox (None: the campaign's, all mailboxes together): sample, hits, newest send.
 Measured = dict[int | None, tuple[int, int, datetime]]
 
@@ -737,7 +762,7 @@ def _as_datetime(value: Any) -> datetime:
 RULES_PER_QUERY = 1_000
 
 
-def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime], now: datetime) -> dict[int, Measured]:
+def _measure(scope: str, rules: Sequence[Rule], floors: dict[int, datetime], now: datetime) -> dict[int, Measured]:
     """``rules_measure`` for rules measured as ``scope`` says: one query per ``RULES_PER_QUERY`` rules."""
     measured: dict[int, Measured] = {rule.pk: {} for rule in rules}
     adapt = connection.ops.adapt_datetimefield_value
@@ -769,7 +794,7 @@ def _measure(scope: str, rules: list[CampaignRule], floors: dict[int, datetime],
     return measured
 
 
-def rules_measure(rules: list[CampaignRule], *, floors: dict[int, datetime],
+def rules_measure(rules: Sequence[Rule], *, floors: dict[int, datetime],
                   now: datetime | None = None) -> dict[int, Measured]:
     """Every rule's measurement at once: over its campaign's last ``rule.window`` sent emails (sent after
     ``floors[rule.pk]`` when there is one, and old enough at ``now`` for a rule with ``min_age_days``; for a
@@ -815,21 +840,17 @@ RULES_FULL = "rules_full"  # when every rule was last measured afresh
 REMEASURE_EVERY = timedelta(hours=1)
 
 
-def _basis(rule: CampaignRule, floor: datetime | None) -> str:
+def _basis(rule: Rule, floor: datetime | None) -> str:
     """What a measurement is of: a kept one with another basis (the rule was edited, or it decided since) is not
     used."""
     after = floor.astimezone(UTC).isoformat() if floor else ""
     return f"{rule.campaign_id}|{rule.scope}|{rule.metric}|{rule.window}|{rule.min_age_days}|{after}"
 
 
-def _kept_measurement(rule: CampaignRule, basis: str) -> Measured | None:
-    try:
-        kept = rule.measurement
-    except RuleMeasurement.DoesNotExist:
+def _kept_measurement(rule: RunningRule, basis: str) -> Measured | None:
+    if rule.kept_basis != basis or rule.kept_measured is None:
         return None
-    if kept.basis != basis:
-        return None
-    return {mailbox_id: (sample, hits, _as_datetime(newest)) for mailbox_id, sample, hits, newest in kept.measured}
+    return {mailbox_id: (sample, hits, _as_datetime(newest)) for mailbox_id, sample, hits, newest in rule.kept_measured}
 
 
 def _changed_campaigns(since: datetime, *, ages: set[int], clock: datetime, now: datetime) -> set[int]:
@@ -844,7 +865,7 @@ def _changed_campaigns(since: datetime, *, ages: set[int], clock: datetime, now:
     return {campaign_id for (campaign_id,) in parts[0].union(*parts[1:])}
 
 
-def _still_right(rules: list[CampaignRule], judged: list[CampaignRule], bases: dict[int, str], now: datetime, *,
+def _still_right(rules: list[RunningRule], judged: list[RunningRule], bases: dict[int, str], now: datetime, *,
                  started: datetime, cursors: dict[str, datetime]) -> dict[int, Measured] | None:
     """The kept measurements of ``judged`` that are still right (None: none can be trusted), after dropping
     every kept measurement that may not be: of a campaign changed since the last evaluation
@@ -867,7 +888,7 @@ def _still_right(rules: list[CampaignRule], judged: list[CampaignRule], bases: d
     return kept
 
 
-def _rules_measured(rules: list[CampaignRule], judged: list[CampaignRule], floors: dict[int, datetime],
+def _rules_measured(rules: list[RunningRule], judged: list[RunningRule], floors: dict[int, datetime],
                     now: datetime) -> dict[int, Measured]:
     """``rules_measure`` of ``judged`` (of the loaded ``rules``, with their kept measurements), measuring only
     the rules whose kept measurement may be out of date: none kept, kept of something else, or its campaign
@@ -886,7 +907,7 @@ def _rules_measured(rules: list[CampaignRule], judged: list[CampaignRule], floor
             fresh = rules_measure(missing, floors=floors, now=now)
             measured |= fresh
             RuleMeasurement.objects.bulk_create(
-                [RuleMeasurement(rule=rule, basis=bases[rule.pk], measured=[
+                [RuleMeasurement(rule_id=rule.pk, basis=bases[rule.pk], measured=[
                     [mailbox_id, sample, hits, newest.isoformat()]
                     for mailbox_id, (sample, hits, newest) in sorted(fresh[rule.pk].items(),
                                                                      key=lambda item: item[0] or 0)])
@@ -897,7 +918,7 @@ def _rules_measured(rules: list[CampaignRule], judged: list[CampaignRule], floor
     return measured
 
 
-def _fires(rule: CampaignRule, value: Decimal) -> bool:
+def _fires(rule: Rule, value: Decimal) -> bool:
     if rule.comparison == CampaignRule.Comparison.ABOVE:
         return value > rule.threshold
     return value < rule.threshold
@@ -933,7 +954,7 @@ def _value(hits: int, sample: int) -> Decimal:
     return Decimal(100 * hits) / Decimal(sample)
 
 
-def _finding(rule: CampaignRule, measured: Measured) -> Finding | None:
+def _finding(rule: Rule, measured: Measured) -> Finding | None:
     """The measurement a rule is judged on (from ``rules_measure``), or None while below its minimum sample.
 
     A campaign rule has one. A mailbox rule measures each mailbox and is judged on the worst one that
@@ -956,10 +977,10 @@ def _finding(rule: CampaignRule, measured: Measured) -> Finding | None:
                    evidence_until=max(finding.evidence_until for finding in judged))
 
 
-def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
+def _degraded_by(rules: list[RunningRule]) -> dict[int, int]:
     """For each degraded campaign among ``rules``', the rule that degraded it: the rule of its latest decision
     that set DEGRADED (only a rule sets that status). One query."""
-    degraded = {rule.campaign_id for rule in rules if rule.campaign.status == Campaign.Status.DEGRADED}
+    degraded = {rule.campaign_id for rule in rules if rule.campaign_status == Campaign.Status.DEGRADED}
     found: dict[int, int] = {}
     for campaign_id, rule_id in (RuleDecision.objects.filter(campaign_id__in=degraded,
                                                              status_after=Campaign.Status.DEGRADED)
@@ -971,14 +992,16 @@ def _degraded_by(rules: list[CampaignRule]) -> dict[int, int]:
 RUNNING: dict[str, Any] = {"enabled": True, "campaign__status__in": [Campaign.Status.ACTIVE, Campaign.Status.DEGRADED]}
 
 
-def running_rules() -> list[CampaignRule]:
-    """The enabled rules of active and degraded campaigns, with their campaigns and kept measurements, in the
-    order they are judged: per campaign, pause rules first (descending action: PAUSE before DEGRADE). One query."""
-    # Of the campaign, what judging reads (the rest, for the rare rule that fires, is read when it does).
-    return list(CampaignRule.objects.filter(**RUNNING).select_related("campaign", "measurement")
-                .only(*(f.name for f in CampaignRule._meta.concrete_fields), "campaign__name", "campaign__status",
-                      "measurement__basis", "measurement__measured")
-                .order_by("campaign_id", "-action", "pk"))
+_RUNNING_FIELDS = ("pk", "campaign_id", "campaign__status", "metric", "comparison", "threshold", "window", "min_sample",
+                   "min_age_days", "scope", "action", "measurement__basis", "measurement__measured")
+
+
+def running_rules() -> list[RunningRule]:
+    """The enabled rules of active and degraded campaigns, with their campaigns' status and kept measurements, in
+    the order they are judged: per campaign, pause rules first (descending action: PAUSE before DEGRADE). One
+    query."""
+    return [RunningRule(*row) for row in CampaignRule.objects.filter(**RUNNING).order_by("campaign_id", "-action", "pk")
+            .values_list(*_RUNNING_FIELDS)]
 
 
 def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
@@ -1009,7 +1032,7 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     # The rule that degraded its campaign is measured there to see whether it clears.
     clearing = {rule.pk for rule in rules
                 if degraded_by.get(rule.campaign_id) == rule.pk and rule.action == Action.DEGRADE}
-    judged = [rule for rule in rules if rule.pk in clearing or rule.campaign.status in EVALUATED_IN[rule.action]]
+    judged = [rule for rule in rules if rule.pk in clearing or rule.campaign_status in EVALUATED_IN[rule.action]]
     # Every rule measured up front, in one query per scope, unless its kept measurement is still right: a rule
     # after one that changed its campaign's status is measured but not judged.
     measured = _rules_measured(rules, judged, floors, now)
@@ -1045,7 +1068,8 @@ def rule_clear_reason(rule: CampaignRule, *, value: Decimal, sample: int, mailbo
 
 
 @transaction.atomic
-def _rule_apply(rule: CampaignRule, finding: Finding, *, action: str) -> RuleDecision | None:
+def _rule_apply(running: RunningRule, finding: Finding, *, action: str) -> RuleDecision | None:
+    rule = CampaignRule.objects.select_related("campaign").get(pk=running.pk)
     campaign = rule.campaign
     mailbox = Mailbox.objects.filter(pk=finding.mailbox_id).first() if finding.mailbox_id else None
     words = rule_clear_reason if action == RuleDecision.Action.CLEAR else rule_reason
