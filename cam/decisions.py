@@ -731,10 +731,15 @@ def _picked_sql(scope: str, rows: int) -> str:
     sendable = (f"o.status = '{OutboundEmail.Status.SENT}' AND o.kind = '{OutboundEmail.Kind.SEQUENCE}'"
                 " AND o.sent_at IS NOT NULL AND o.sent_at > r.after AND o.sent_at <= r.cutoff")
     postgres = connection.vendor == "postgresql"
-    # PostgreSQL types a VALUES column from its rows: say what each parameter is.
-    kinds = ("bigint", "bigint", "integer", "timestamptz", "timestamptz", "integer")
-    row = "(" + ", ".join(f"%s::{kind}" if postgres else "%s" for kind in kinds) + ")"
-    rules = f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS (VALUES {', '.join([row] * rows)})"
+    if postgres:
+        # One array per column (built by ``_measure``): the same short text for any number of rules, which the
+        # driver converts once, where a VALUES row per rule cost it milliseconds of parsing every cycle.
+        kinds = ("bigint", "bigint", "integer", "timestamptz", "timestamptz", "integer")
+        rules = (f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS "
+                 f"(SELECT * FROM unnest({', '.join(f'%s::{kind}[]' for kind in kinds)}))")
+    else:
+        row = "(" + ", ".join(["%s"] * 6) + ")"
+        rules = f"rules(rule_id, campaign_id, metric, after, cutoff, win) AS (VALUES {', '.join([row] * rows)})"
     # Only what the index on the campaign's sends holds, for a campaign rule: read without a visit to the table.
     columns = "o.id, o.sent_at" + (", o.mailbox_id" if scope == Scope.MAILBOX else "")
     if postgres and scope == Scope.CAMPAIGN:
@@ -768,11 +773,12 @@ def _measure(scope: str, rules: Sequence[Rule], floors: dict[int, datetime], now
     adapt = connection.ops.adapt_datetimefield_value
     for start in range(0, len(rules), RULES_PER_QUERY):
         batch = rules[start:start + RULES_PER_QUERY]
-        params: list[Any] = []
-        for rule in batch:
-            after = floors.get(rule.pk) or _EARLIEST
-            cutoff = now - timedelta(days=rule.min_age_days) if rule.min_age_days else _LATEST
-            params += [rule.pk, rule.campaign_id, METRIC_CODES[rule.metric], adapt(after), adapt(cutoff), rule.window]
+        rows = [(rule.pk, rule.campaign_id, METRIC_CODES[rule.metric], adapt(floors.get(rule.pk) or _EARLIEST),
+                 adapt(now - timedelta(days=rule.min_age_days) if rule.min_age_days else _LATEST), rule.window)
+                for rule in batch]
+        # PostgreSQL's rules are six arrays, one per column (``_picked_sql``); elsewhere a row of values per rule.
+        params: list[Any] = ([list(column) for column in zip(*rows, strict=True)] if connection.vendor == "postgresql"
+                             else [value for row in rows for value in row])
         group = "p.rule_id, p.mailbox_id" if scope == Scope.MAILBOX else "p.rule_id"
         subject = group if scope == Scope.MAILBOX else "p.rule_id, NULL"
         # The sample and its newest send per rule (and mailbox); then its hits: the picked sends with an outcome
@@ -978,11 +984,15 @@ def _finding(rule: Rule, measured: Measured) -> Finding | None:
 
 
 def _degraded_by(rules: list[RunningRule]) -> dict[int, int]:
-    """For each degraded campaign among ``rules``', the rule that degraded it: the rule of its latest decision
-    that set DEGRADED (only a rule sets that status). One query."""
+    """For each degraded campaign (those of ``rules`` among them), the rule that degraded it: the rule of its
+    latest decision that set DEGRADED (only a rule sets that status). One query, none when no rule's campaign
+    is degraded."""
     degraded = {rule.campaign_id for rule in rules if rule.campaign_status == Campaign.Status.DEGRADED}
+    if not degraded:
+        return {}
     found: dict[int, int] = {}
-    for campaign_id, rule_id in (RuleDecision.objects.filter(campaign_id__in=degraded,
+    # The degraded campaigns by a join (as the rules were loaded), not by a list of ids: see ``rules_evaluate``.
+    for campaign_id, rule_id in (RuleDecision.objects.filter(campaign__status=Campaign.Status.DEGRADED,
                                                              status_after=Campaign.Status.DEGRADED)
                                  .order_by("campaign_id", "-created_at", "-pk").values_list("campaign_id", "rule_id")):
         found.setdefault(campaign_id, rule_id)
@@ -1025,7 +1035,9 @@ def rules_evaluate(*, now: datetime | None = None) -> dict[str, int]:
     rules = running_rules()
     if not rules:
         return counts
-    floors = dict(RuleDecision.objects.filter(rule_id__in=[rule.pk for rule in rules])
+    # The running rules' decisions by a join rather than by a list of their ids, which the driver would parse
+    # into the query's text every cycle.
+    floors = dict(RuleDecision.objects.filter(**{f"rule__{name}": value for name, value in RUNNING.items()})
                   .order_by().values("rule_id").annotate(until=Max("evidence_until"))
                   .values_list("rule_id", "until"))
     degraded_by = _degraded_by(rules)
