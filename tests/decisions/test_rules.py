@@ -4,6 +4,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.db.models.signals import post_init
 from django.urls import reverse
 from django.utils import timezone
 
@@ -271,3 +272,23 @@ def test_the_migration_gives_the_wait_only_to_default_rules_staff_never_saved():
     waits = dict(CampaignRule.objects.filter(metric=positive).values_list("campaign_id", "min_age_days"))
     assert waits == {untouched.pk: 5, saved.pk: 0, edited.pk: 0}
     assert set(CampaignRule.objects.exclude(metric=positive).values_list("min_age_days", flat=True)) == {0}
+
+
+def test_a_cycle_builds_a_rule_instance_only_for_the_rule_that_fires():
+    # Rules are judged as rows: hundreds of model instances every cycle cost more than judging them.
+    quiet, bouncing = campaign_with_defaults(), campaign_with_defaults()
+    sends(quiet, 30)
+    built: list[CampaignRule] = []
+
+    def count(sender, instance, **kwargs):
+        built.append(instance)
+
+    post_init.connect(count, sender=CampaignRule)
+    try:
+        assert rules_evaluate()["fired"] == 0
+        assert built == []
+        bounced(bouncing, 28, 2)
+        assert rules_evaluate()["paused"] == 1
+    finally:
+        post_init.disconnect(count, sender=CampaignRule)
+    assert [(rule.campaign_id, rule.metric) for rule in built] == [(bouncing.pk, CampaignRule.Metric.HARD_BOUNCE_RATE)]
