@@ -12,7 +12,7 @@ from cam import reporting
 from cam.models import InboundEmail, Lead, OutboundEmail, ProviderEvent
 from cam.outreach.planning import outreach_plan
 from cam.outreach.sending import outreach_send
-from tests.decisions.helpers import answer, provider_event, sends
+from tests.decisions.helpers import answer, earlier_today, provider_event, sends
 from tests.factories import (
     CampaignFactory,
     CampaignRuleFactory,
@@ -62,7 +62,7 @@ def test_it_counts_a_send_right_after_it_happens():
 
 def test_it_counts_the_periods_outcomes_each_email_once():
     campaign = CampaignFactory()
-    emails = sends(campaign, 10, at=timezone.now() - timedelta(minutes=30))
+    emails = sends(campaign, 10, at=earlier_today(timedelta(minutes=30)))
     answer(emails[0], Category.POSITIVE)
     answer(emails[1], Category.NEGATIVE)
     answer(emails[2], Category.QUESTION)
@@ -262,7 +262,7 @@ def test_a_mailboxs_cap_is_measured_on_the_last_24_hours_as_the_planner_counts_i
     mailbox = MailboxFactory(name="Sales desk", daily_cap=40)
     quiet = MailboxFactory(name="Another desk", is_active=False)
     campaign = CampaignFactory()
-    sends(campaign, 6, mailbox=mailbox, at=now - timedelta(minutes=5))
+    sends(campaign, 6, mailbox=mailbox, at=earlier_today(timedelta(minutes=5), now=now))
     sends(campaign, 2, mailbox=mailbox, status=OutboundEmail.Status.PENDING)  # planned: counts against the cap
     sends(campaign, 1, mailbox=mailbox, status=OutboundEmail.Status.FAILED)  # refused: does not
     yesterday = sends(campaign, 3, mailbox=mailbox, at=reporting.period_start("today") - timedelta(hours=1))
@@ -371,7 +371,7 @@ def test_past_days_sends_are_read_once_then_only_todays(django_assert_num_querie
     sends(campaign, 4, at=timezone.now() - timedelta(days=2))
     assert reporting.kpis("7d")["sent"] == 4
 
-    sends(campaign, 3)  # today: always read
+    sends(campaign, 3, at=earlier_today(timedelta(hours=1)))  # today: always read
     with CaptureQueriesContext(connection) as queries:
         assert reporting.kpis("7d")["sent"] == 7
     since = str(reporting.period_start("today").astimezone(UTC).replace(tzinfo=None))

@@ -14,7 +14,7 @@ from django.utils import timezone
 from cam.decisions import metrics_compute
 from cam.jobs.schedules import schedules_install
 from cam.models import Campaign, InboundEmail, Lead, SendingDomain
-from tests.decisions.helpers import answer, provider_event, sends
+from tests.decisions.helpers import answer, earlier_today, provider_event, sends
 from tests.factories import (
     CampaignFactory,
     CampaignRuleFactory,
@@ -63,7 +63,7 @@ def chart(html: str, element_id: str) -> tuple[dict, dict]:
 
 def test_staff_see_the_periods_figures_the_moment_emails_go_out(admin_client):
     campaign = CampaignFactory(name="Nordic CFOs")
-    emails = sends(campaign, 27, at=timezone.now() - timedelta(minutes=2))
+    emails = sends(campaign, 27, at=earlier_today(timedelta(minutes=2)))
     answer(emails[0], Category.POSITIVE)
     answer(emails[1], Category.NEGATIVE)
     sends(campaign, 5, at=timezone.now() - timedelta(days=12))
@@ -86,7 +86,7 @@ def test_staff_see_the_periods_figures_the_moment_emails_go_out(admin_client):
 
 def test_the_charts_carry_the_daily_series_and_the_replies_by_category(admin_client):
     campaign = CampaignFactory()
-    emails = sends(campaign, 6, at=timezone.now() - timedelta(minutes=5))
+    emails = sends(campaign, 6, at=earlier_today(timedelta(minutes=5)))
     sends(campaign, 4, at=timezone.now() - timedelta(days=2))
     answer(emails[0], Category.POSITIVE)
     answer(emails[1], Category.POSITIVE)
@@ -131,7 +131,7 @@ def test_each_campaigns_funnel_sits_beside_the_rates_its_rules_judge(admin_clien
     campaign = CampaignFactory(name="Nordic CFOs")
     mailbox = MailboxFactory(name="Sales desk", daily_cap=40)
     campaign.mailboxes.set([mailbox])
-    emails = sends(campaign, 8, mailbox=mailbox, at=timezone.now() - timedelta(minutes=3))
+    emails = sends(campaign, 8, mailbox=mailbox, at=earlier_today(timedelta(minutes=3)))
     answer(emails[0], Category.POSITIVE)
     answer(emails[1], Category.BOUNCE_HARD)
     Lead.objects.filter(pk__in=[e.lead_id for e in emails]).update(last_contacted_at=timezone.now())

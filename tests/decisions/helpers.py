@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from cam.models import Campaign, InboundEmail, Lead, Mailbox, OutboundEmail, ProviderEvent, SequenceStep
+from cam.reporting import period_start
 from tests.factories import InboundEmailFactory, MailboxFactory, ProviderEventFactory, SequenceStepFactory
 
 _numbers = itertools.count(1)
@@ -38,3 +39,11 @@ def answer(email: OutboundEmail, category: str) -> InboundEmail:
 
 def provider_event(email: OutboundEmail, event_type: str) -> ProviderEvent:
     return ProviderEventFactory(outbound_email=email, event_type=event_type)
+
+
+def earlier_today(before: timedelta, *, now: datetime | None = None) -> datetime:
+    """``before`` ago, or halfway through today (local time) when today began less than that ago: a send
+    "earlier today" for a test that runs just after midnight, as CI may."""
+    now = now or timezone.now()
+    start = period_start("today", now=now)
+    return max(now - before, start + (now - start) / 2)
