@@ -654,9 +654,9 @@ class RunningRule:
     kept_measured: list[list[Any]] | None
 
 
-
 # A rule as measuring reads it: a loaded one (``running_rules``) or the model's instance (the admin's, tests').
 Rule = CampaignRule | RunningRule
+
 # A rule's measurement per mailbox (None: the campaign's, all mailboxes together): sample, hits, newest send.
 Measured = dict[int | None, tuple[int, int, datetime]]
 

@@ -12,8 +12,10 @@ only, no line over 998 bytes) are written here directly: the same headers in the
 checked by Django's rule and folded by the same policy, the parts' bodies with their line ends made
 CRLF, and a multipart's boundary chosen as ``email.generator`` chooses it. A printable ASCII header
 value that fits on its line, and a plain ``local@domain`` address, are given back as they are,
-because that is what folding and sanitising make of them; anything else (non-ASCII, a long header to
-fold, a display name, a quoted local part) goes through Django and the ``email`` package. A message
+because that is what folding and sanitising make of them; a longer printable ASCII value (the
+``List-Unsubscribe`` header of every email) is folded by a copy of ``email.header``'s ASCII splitting;
+anything else (non-ASCII, a display name, a quoted local part) goes through Django and the ``email``
+package. A message
 of any other shape (attachments, another charset, a line that needs quoted-printable, a subclass)
 is made by Django as before. tests/outreach/test_smtp_wire.py checks that both ways give the same
 bytes, the boundary apart, and refuse the same messages.
@@ -48,8 +50,9 @@ _PLAIN_ADDRESS = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})*")
 
 
 class _PlainHeadersFirst(Compat32):
-    """The ``compat32`` policy Django's messages use, writing a plain header value that fits on its line
-    without building a ``Header`` to fold it (which would give back the same line)."""
+    """The ``compat32`` policy Django's messages use, writing a plain header value without building a
+    ``Header``: as it is when it fits on its line (``Header`` would give back the same line), else folded
+    as ``Header`` folds ASCII (``_folded_ascii``)."""
 
     def fold_binary(self, name: str, value: str) -> bytes:
         if isinstance(value, str) and self.max_line_length == _LINE and _PLAIN_VALUE.fullmatch(value):
