@@ -118,3 +118,22 @@ def test_an_unsubscribe_keeps_a_suppression_stored_in_another_spelling():
 
     assert list(Suppression.objects.values_list("pk", flat=True)) == [row.pk]
     assert Lead.objects.get(pk=lead.pk).status == Lead.Status.UNSUBSCRIBED
+
+
+@pytest.mark.postgres_only
+def test_a_large_batch_is_looked_up_on_the_lists_indexes_not_by_reading_it_whole():
+    """Their unique indexes leave empty values out: PostgreSQL proves a list of values non-empty only up to 100
+    of them, so the lookup says so itself, or a batch of a few dozen addresses read the whole list."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    SuppressionFactory(email="jane@acme.test", domain="")
+    with CaptureQueriesContext(connection) as captured:
+        found = suppressed_addresses([f"lead{n}@company{n}.example.com" for n in range(300)] + ["Jane@ACME.test"])
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: the question is whether it can
+        cursor.execute(f"EXPLAIN {captured.captured_queries[0]['sql']}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert found == {"Jane@ACME.test": "jane@acme.test is on the suppression list"}
+    assert "suppression_unique_email" in plan and "suppression_unique_domain" in plan

@@ -19,8 +19,12 @@ whose answer was lost with the connection) changes nothing more: every value wri
 from __future__ import annotations
 
 import functools
+import re
+import weakref
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any, cast
 
 from django.conf import settings
@@ -135,6 +139,15 @@ def _mark(email_table: str) -> str:
 
 def _one_statement(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,
                    now: datetime) -> tuple[bool, bool]:
+    sql, params = _statement_and_params(holder=holder, row=row, outcome=outcome, next_id=next_id, now=now)
+    with _server_binding_cursor() as cursor:
+        cursor.execute(sql, params)
+        written, marked = cursor.fetchone()
+    return bool(written), bool(marked)
+
+
+def _statement_and_params(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,
+                          now: datetime) -> tuple[str, list[Any]]:
     params: list[Any] = []
     if row is not None and outcome is not None:
         params += [*_values(OutboundEmail, outcome.email), row.pk, holder]
@@ -145,10 +158,7 @@ def _one_statement(*, holder: str, row: OutboundEmail | None, outcome: Outcome |
     sql = _statement(tuple(outcome.email) if row is not None and outcome is not None else None,
                      tuple(outcome.lead) if row is not None and outcome is not None and outcome.lead else None,
                      next_id is not None)
-    with _server_binding_cursor() as cursor:
-        cursor.execute(sql, params)
-        written, marked = cursor.fetchone()
-    return bool(written), bool(marked)
+    return sql, params
 
 
 @functools.cache
@@ -171,6 +181,130 @@ def _statement(email: tuple[str, ...] | None, lead: tuple[str, ...] | None, mark
         queries.append("mark AS (SELECT NULL::bigint AS id WHERE false)")
     # Data-modifying WITH queries run to completion whether or not the SELECT reads them.
     return f"WITH {', '.join(queries)} SELECT (SELECT count(*) FROM outcome), (SELECT count(*) FROM mark)"
+
+
+def outcome_write_send(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,
+                       now: datetime) -> InFlight | None:
+    """``outcome_write``, sent to PostgreSQL without waiting for its answer, so that the caller can do
+    what delivers nothing (the next email's SMTP envelope) on the same thread while the database
+    commits. ``InFlight.result()`` reads the answer; nothing else may use the connection before it.
+    None where the statement cannot be sent ahead (another database, or inside a transaction, which
+    would not commit it): then call ``outcome_write``."""
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        return None
+    sql, params = _statement_and_params(holder=holder, row=row, outcome=outcome, next_id=next_id, now=now)
+    connection.ensure_connection()
+    sent = _SentAhead(connection.connection)
+    try:
+        # Wrapped as Django wraps its own cursors: query logs and counts see the statement, errors are Django's.
+        connection._prepare_cursor(sent).execute(sql, params)  # type: ignore[attr-defined]
+    except BaseException:
+        sent.drain()  # a statement sent is answered before the connection serves another
+        raise
+    return InFlight(sent)
+
+
+class InFlight:
+    """An outcome statement sent, its answer not read yet (``outcome_write_send``)."""
+
+    def __init__(self, sent: _SentAhead) -> None:
+        self._sent = sent
+
+    def result(self) -> tuple[bool, bool]:
+        """What ``outcome_write`` returns, once the database answered; raises what it would raise."""
+        with connection.wrap_database_errors:
+            written, marked = self._sent.answer()
+        return written, marked
+
+
+@dataclass
+class _Prepared:
+    """What a psycopg connection keeps for ``_SentAhead``: the outcome statements prepared on it, by text
+    (their names), and one transformer for the values, as a psycopg cursor keeps one."""
+
+    names: dict[str, bytes]
+    transformer: Any
+
+
+_prepared: weakref.WeakKeyDictionary[Any, _Prepared] = weakref.WeakKeyDictionary()
+_PLACEHOLDER = re.compile(r"%s")
+_NO_SUCH_STATEMENT = b"26000"  # invalid_sql_statement_name: the prepared statement is not there
+
+
+class _SentAhead:
+    """The psycopg side of ``outcome_write_send``: the statement prepared once per connection (its
+    parameters' types left to the server, which infers them from the columns), then each time sent
+    with its values as text and flushed, and its one row read later. Django's cursor wrapper calls
+    ``execute``; ``close`` is all else it asks of a cursor."""
+
+    def __init__(self, pg: Any) -> None:
+        self._pg = pg
+        self._sent: tuple[str, list[Any]] | None = None
+        self._waiting = False  # sent, its answer not read
+
+    @property
+    def _query(self) -> Any:
+        """The statement with its values, as Django's debug log reads it from a psycopg cursor."""
+        if self._sent is None:
+            return None
+        return SimpleNamespace(query=connection.ops.compose_sql(*self._sent).encode())  # type: ignore[attr-defined]
+
+    def execute(self, sql: str, params: list[Any]) -> None:
+        from psycopg import generators
+        from psycopg.adapt import PyFormat, Transformer
+
+        self._sent = (sql, params)
+        pg, pgconn = self._pg, self._pg.pgconn
+        kept = _prepared.get(pg)
+        if kept is None:
+            kept = _prepared[pg] = _Prepared(names={}, transformer=Transformer(pg))
+        names = kept.names
+        name = names.get(sql)
+        if name is None:
+            counter = iter(range(1, len(params) + 1))
+            numbered = _PLACEHOLDER.sub(lambda _: f"${next(counter)}", sql)
+            name = f"cam_outcome_{len(names) + 1}".encode()
+            pgconn.send_prepare(name, numbered.encode())
+            _check(pg, pg.wait(generators.execute(pgconn)))
+            names[sql] = name
+        values = kept.transformer.dump_sequence(params, [PyFormat.TEXT] * len(params))
+        pgconn.send_query_prepared(name, values)
+        self._waiting = True
+        pg.wait(generators.send(pgconn))
+
+    def answer(self) -> tuple[bool, bool]:
+        from psycopg import generators, pq
+
+        self._waiting = False
+        results = self._pg.wait(generators.fetch_many(self._pg.pgconn))
+        state = pq.DiagnosticField.SQLSTATE
+        if self._sent is not None and any(result.error_field(state) == _NO_SUCH_STATEMENT for result in results):
+            # Dropped meanwhile: psycopg runs DEALLOCATE ALL after a rollback or a DROP while statements of its
+            # own are prepared. Nothing ran: prepared afresh, it runs now.
+            _prepared.pop(self._pg, None)
+            self.execute(*self._sent)
+            self._waiting = False
+            results = self._pg.wait(generators.fetch_many(self._pg.pgconn))
+        _check(self._pg, results)
+        written, marked = results[0].get_value(0, 0), results[0].get_value(0, 1)
+        return written not in (None, b"0"), marked not in (None, b"0")
+
+    def drain(self) -> None:
+        """Read and drop the answer of a statement sent, if any: whatever went wrong is raised by the caller."""
+        if self._waiting:
+            with suppress(Exception):
+                self.answer()
+
+    def close(self) -> None:
+        pass
+
+
+def _check(pg: Any, results: list[Any]) -> None:
+    from psycopg import errors, pq
+
+    for result in results:
+        if result.status == pq.ExecStatus.FATAL_ERROR:
+            raise errors.error_from_result(result, encoding=pg.info.encoding)
 
 
 def _server_binding_cursor() -> Any:

@@ -38,7 +38,8 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
-from django.db.models import Case, F, QuerySet, Value, When
+from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
@@ -50,7 +51,7 @@ from cam.locks import lease_acquire, lease_release, lease_renew
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
-from cam.outreach.outcomes import IN_HAND, outcome_of, outcome_write, retry_base
+from cam.outreach.outcomes import IN_HAND, InFlight, Outcome, outcome_of, outcome_write, outcome_write_send, retry_base
 from cam.outreach.pacing import gap_ends_at
 from cam.outreach.planning import SENDING_CAMPAIGNS, campaign_steps
 from cam.outreach.providers import MailProvider, SendResult, get_provider
@@ -186,7 +187,7 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         return
     # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
     # the campaign cost more than the email itself.
-    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("lead")
+    rows = list(OutboundEmail.objects.filter(_among(ids)).select_related("lead")
                 .only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
@@ -227,6 +228,15 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         _note_mailbox_problem(batch, done[1])
 
 
+def _among(ids: list[int]) -> Q | RawSQL:
+    """The emails ``ids``: on PostgreSQL as one array, which costs the same for a batch of any size, where
+    ``pk__in`` prepares and writes a parameter per id."""
+    if connection.vendor != "postgresql":
+        return Q(pk__in=ids)
+    return RawSQL(f"{connection.ops.quote_name(OutboundEmail._meta.db_table)}.id = ANY(%s::bigint[])", [ids],
+                  output_field=BooleanField())
+
+
 class _Ready:
     """What the provider asks before an email may go: ``_commit`` of the email before it, with this one
     marked SENDING. A database error is kept (the provider is told no) and raised by the batch after the
@@ -237,14 +247,38 @@ class _Ready:
         self.batch, self.done, self.next_row = batch, done, next_row
         self.answer: bool | None = None  # None: not asked yet
         self.failure: BaseException | None = None
+        self._in_flight: tuple[InFlight, Outcome | None] | None = None
+
+    def start(self) -> bool:
+        """Send the commit now and read its answer when called (see ``MailProvider.send_when``), so that
+        the provider can do what delivers nothing on this thread meanwhile; False where it cannot be
+        sent ahead (then calling does it all). A database error here leaves it to the call."""
+        assert self.answer is None and self._in_flight is None, "a provider starts once, before it asks"
+        try:
+            self._in_flight = _write_send(self.batch, done=self.done, next_row=self.next_row)
+        except DATABASE_GONE:
+            return False
+        return self._in_flight is not None
 
     def __call__(self) -> bool:
         assert self.answer is None, "a provider asks once per email"
         try:
-            self.answer = _commit(self.batch, done=self.done, next_row=self.next_row)
+            self.answer = self._answer()
         except DATABASE_GONE as exc:
             self.failure, self.answer = exc, False
         return self.answer
+
+    def _answer(self) -> bool:
+        if self._in_flight is not None:
+            (in_flight, outcome), self._in_flight = self._in_flight, None
+            try:
+                written, ours = in_flight.result()
+            except DATABASE_GONE:
+                pass  # written again the patient way below: writing twice changes nothing more
+            else:
+                _counted(self.batch, outcome, written=written)
+                return ours
+        return _commit(self.batch, done=self.done, next_row=self.next_row)
 
     def raise_failure(self) -> None:
         if self.answer is None:  # a provider that never asked (a bug): the email before is recorded all the same
@@ -348,15 +382,37 @@ def _commit(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, nex
             pause = min(pause * 2, 5.0)
 
 
+def _outcome(batch: _Batch, done: tuple[OutboundEmail, SendResult] | None,
+             now: datetime) -> tuple[OutboundEmail | None, Outcome | None, bool]:
+    """The email just sent and its outcome (if any), and whether its provider's events must be linked to it."""
+    if done is None:
+        return None, None, False
+    row, result = done
+    outcome = outcome_of(row, result, now=now, steps=batch.steps)
+    return row, outcome, outcome.status == Status.SENT and batch.mailbox.provider in PROVIDERS_WITH_EVENTS
+
+
+def _write_send(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None,
+                next_row: OutboundEmail) -> tuple[InFlight, Outcome | None] | None:
+    """``_write`` of an outcome that is one statement alone, sent without waiting for its answer; None
+    when it is more than that, or cannot be sent ahead."""
+    now = timezone.now()
+    row, outcome, link_events = _outcome(batch, done, now)
+    if link_events:
+        return None
+    in_flight = outcome_write_send(holder=batch.holder, row=row, outcome=outcome, next_id=next_row.pk, now=now)
+    return (in_flight, outcome) if in_flight is not None else None
+
+
+def _counted(batch: _Batch, outcome: Outcome | None, *, written: bool) -> None:
+    if outcome is not None:
+        batch.count(outcome.status.lower() if written else "lost")
+
+
 def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next_row: OutboundEmail | None,
            last: bool) -> bool:
     now = timezone.now()
-    row, outcome = None, None
-    if done is not None:
-        row, result = done
-        outcome = outcome_of(row, result, now=now, steps=batch.steps)
-    link_events = (outcome is not None and outcome.status == Status.SENT
-                   and batch.mailbox.provider in PROVIDERS_WITH_EVENTS)
+    row, outcome, link_events = _outcome(batch, done, now)
     sent = batch.counts.get("sent", 0) + (outcome is not None and outcome.status == Status.SENT)
     # Alone, the outcome is one statement; with what this email or the batch's end also needs, the
     # same commit holds it all.
@@ -374,8 +430,7 @@ def _write(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next
             Mailbox.objects.filter(pk=batch.mailbox.pk).update(
                 last_sent_at=now, last_send_error="", last_send_error_at=None,
                 warmup_started_on=Coalesce("warmup_started_on", Value(timezone.localdate(now))))
-    if outcome is not None:
-        batch.count(outcome.status.lower() if written else "lost")
+    _counted(batch, outcome, written=written)
     return ours
 
 

@@ -10,6 +10,8 @@ work. Rotating ``SECRET_KEY`` would break every link already sent unless the old
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from urllib.parse import quote
 
 from django.conf import settings
@@ -17,6 +19,7 @@ from django.core import signing
 from django.db import transaction
 from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
+from django.utils.encoding import force_bytes
 
 from cam.leads import lead_unsubscribe
 from cam.models import Lead, Mailbox, OutboundEmail
@@ -31,8 +34,19 @@ class InvalidUnsubscribeToken(Exception):
 
 
 def unsubscribe_token(lead: Lead) -> str:
-    """A URL-safe token that names ``lead`` and only it."""
-    return signing.Signer(salt=SALT).sign_object(lead.pk)
+    """A URL-safe token that names ``lead`` and only it: ``Signer(salt=SALT).sign_object(lead.pk)``, made
+    here with the signing key derived once rather than for every email sent. ``sign_object`` writes an
+    id as its JSON (its digits) in URL-safe base64, then signs that with an HMAC (SHA-256) whose key is
+    the hash of the salt and ``SECRET_KEY``."""
+    value = signing.b64_encode(str(int(lead.pk)).encode()).decode()
+    digest = hmac.new(_signing_key(settings.SECRET_KEY), value.encode(), hashlib.sha256).digest()
+    return f"{value}:{signing.b64_encode(digest).decode()}"
+
+
+@functools.lru_cache(maxsize=4)
+def _signing_key(secret_key: str) -> bytes:
+    """``salted_hmac``'s key for the unsubscribe salt: the same for every token while ``SECRET_KEY`` is."""
+    return hashlib.sha256(f"{SALT}signer".encode() + force_bytes(secret_key)).digest()
 
 
 def lead_from_token(token: str) -> Lead:

@@ -361,3 +361,45 @@ def test_an_outcome_waits_for_a_database_that_comes_back_rather_than_turn_unknow
     assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 3
     assert set(statuses()) == {Status.SENT}
     assert database_through_proxy.cuts == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_statement_in_flight_while_the_envelope_goes_out_is_written_again_once_the_database_is_back(
+        smtp_server, database_through_proxy):
+    """On PostgreSQL the outcome statement is sent and the envelope goes out before its answer is read:
+    the connection dies under it, and the sender writes it again the patient way before any data."""
+    mailbox = smtp_mailbox(smtp_server)
+    plan(open_campaign(mailbox), 3)
+    seen = []
+
+    def blip():  # while the server holds the second email's RCPT, the statement marking it SENDING in flight
+        database_through_proxy.cut()
+        seen.append(len(smtp_server.messages))
+        threading.Timer(1.0, database_through_proxy.restore).start()
+
+    smtp_server.answer_rcpt("lead1@company1.example.com", Call(blip))
+    assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 3
+
+    assert seen == [1] and database_through_proxy.cuts == 1
+    assert set(statuses()) == {Status.SENT}
+    assert sorted(message.rcpt_tos[0] for message in smtp_server.messages) == [
+        f"lead{n}@company{n}.example.com" for n in range(3)]  # each once
+    assert_every_lead_has_a_plan_or_a_reason()
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_the_outcome_statement_is_prepared_again_when_the_connection_dropped_its_prepared_statements(smtp_server):
+    """psycopg runs DEALLOCATE ALL after a rollback while statements of its own are prepared: the outcome
+    statement sent ahead then finds nothing to run, and is prepared again rather than failing the batch."""
+    mailbox = smtp_mailbox(smtp_server)
+    plan(open_campaign(mailbox), 4)
+    assert outbound_send_batch(mailbox_id=mailbox.pk, limit=2)["sent"] == 2
+
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 2
+
+    assert statuses() == [Status.SENT] * 4
+    assert len(smtp_server.messages) == 4

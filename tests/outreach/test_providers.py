@@ -477,6 +477,96 @@ def test_send_when_asks_once_even_when_nothing_reaches_the_server(smtp_server, a
     assert smtp_server.received == []
 
 
+class Started(Asked):
+    """A sender's ``ready`` whose work can be started first (``start()``): the provider then sends the
+    envelope on its own thread while that work runs, and asks for the answer before any data."""
+
+    def __init__(self, server: SmtpTestServer, answer: bool | Exception = True, *, can_start: bool = True) -> None:
+        super().__init__(server, answer)
+        self.can_start = can_start
+        self.order: list[str] = []
+        self.rcpts_when_started: list[str] | None = None
+
+    def start(self) -> bool:
+        self.order.append("start")
+        self.rcpts_when_started = list(self.server.rcpts)
+        return self.can_start
+
+    def __call__(self) -> bool:
+        self.order.append("ask")
+        return super().__call__()
+
+
+def test_a_started_ready_is_asked_after_the_envelope_on_the_same_thread_and_before_the_data(smtp_server):
+    ready = Started(smtp_server)
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+        threads = provider._envelopes
+
+    assert result is not None and result.status == Status.SENT
+    assert ready.order == ["start", "ask"]
+    assert ready.rcpts_when_started == []  # started before the envelope …
+    assert "anna@company.test" in smtp_server.rcpts  # … asked once it had gone out …
+    assert ready.received_then == []  # … and before anything was delivered
+    assert threads is None  # no thread of the provider's was needed
+    assert [message.rcpt_tos for message in smtp_server.messages] == [["anna@company.test"]]
+
+
+def test_a_started_ready_that_says_no_delivers_nothing(smtp_server):
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        refused = provider.send_when(outreach_message("anna@company.test", message_id="<1@outreach.test>"),
+                                     idempotency_key="1", ready=Started(smtp_server, False))
+        following = provider.send_when(outreach_message("ben@company.test", message_id="<2@outreach.test>"),
+                                       idempotency_key="2", ready=Started(smtp_server))
+
+    assert refused is None
+    assert following is not None and following.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]
+    assert len(smtp_server.sessions) == 2  # dropped after Anna's envelope, before any of her data
+
+
+def test_a_started_ready_that_raises_delivers_nothing_and_the_error_goes_to_the_sender(smtp_server):
+    class DatabaseGone(Exception):
+        pass
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        with pytest.raises(DatabaseGone):
+            provider.send_when(outreach_message("anna@company.test"), idempotency_key="1",
+                               ready=Started(smtp_server, DatabaseGone()))
+        following = provider.send_when(outreach_message("ben@company.test"), idempotency_key="2",
+                                       ready=Started(smtp_server))
+
+    assert following is not None and following.status == Status.SENT
+    assert [message.rcpt_tos for message in smtp_server.received] == [["ben@company.test"]]
+
+
+@pytest.mark.parametrize(("refusal", "status"), [("550 5.1.1 No such user", Status.FAILED),
+                                                 ("451 4.7.1 Greylisted", Status.RETRY)])
+def test_a_started_ready_is_asked_once_when_the_server_refuses_the_envelope(smtp_server, refusal, status):
+    smtp_server.answer_rcpt("anna@company.test", refusal)
+    ready = Started(smtp_server)
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+
+    assert result is not None and result.status == status and refusal.split()[1] in result.error
+    assert ready.order == ["start", "ask"]  # its work was finished all the same
+    assert smtp_server.received == []
+
+
+def test_a_ready_that_cannot_start_is_asked_while_the_envelope_goes_out_in_the_providers_thread(smtp_server):
+    ready = Started(smtp_server, can_start=False)
+
+    with SmtpProvider(smtp_mailbox(smtp_server)) as provider:
+        result = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+        threads = provider._envelopes
+
+    assert result is not None and result.status == Status.SENT
+    assert ready.order == ["start", "ask"] and threads is not None
+    assert [message.rcpt_tos for message in smtp_server.messages] == [["anna@company.test"]]
+
+
 def test_send_when_on_a_provider_without_preliminaries_asks_first():
     stream, order = io.StringIO(), []
 

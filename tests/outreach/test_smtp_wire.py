@@ -1,6 +1,7 @@
 """The bytes and envelope addresses the SMTP provider sends are the ones Django's SMTP backend would send."""
 
 import re
+import smtplib
 from collections.abc import Callable
 from email.policy import compat32
 
@@ -17,6 +18,7 @@ from cam.outreach.providers.smtp_wire import (
     envelope_address,
     message_bytes,
     mime_bytes,
+    smtp_path,
 )
 
 DJANGO_SMTP_POLICY = compat32.clone(linesep="\r\n")
@@ -52,6 +54,14 @@ FOLDABLE_TEXT = st.lists(st.one_of(st.sampled_from("ab<>@.:"), st.sampled_from("
 @example(name="Subject", value=f"{'x' * 20}; {'x' * 20}, {'x' * 30}")  # after the semicolon rather than the comma
 def test_it_writes_a_header_as_the_email_package_does(name, value):
     assert outcome(_SMTP_POLICY.fold_binary, name, value) == outcome(DJANGO_SMTP_POLICY.fold_binary, name, value)
+
+
+@given(address=st.one_of(st.from_regex(_PLAIN_ADDRESS, fullmatch=True),
+                         st.emails().map(str),
+                         st.sampled_from(["Anna <anna@example.com>", "anna@bücher.example", "\"a b\"@example.com",
+                                          "a..b@example.com", f"a@{'x' * 64}.example.com"])))
+def test_it_quotes_an_envelope_address_as_smtplib_does(address):
+    assert smtp_path(address) == smtplib.quoteaddr(address)
 
 
 @given(address=st.one_of(st.from_regex(_PLAIN_ADDRESS, fullmatch=True),

@@ -6,6 +6,8 @@ import pytest
 from django.core import signing
 from django.test import Client
 from django.utils import timezone
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cam.leads import lead_unsubscribe
 from cam.models import Lead, OutboundEmail, Suppression
@@ -30,6 +32,17 @@ ONE_CLICK_BODY = "List-Unsubscribe=One-Click"
 def lead():
     return LeadFactory(email="jane.doe@acme.test", status=Status.IN_SEQUENCE, current_step=1,
                        next_send_at=timezone.now())
+
+
+@given(pk=st.integers(min_value=1, max_value=2**63 - 1),
+       secret_key=st.sampled_from(["django-insecure-test-key", "ünïcode secret with spaces", "x" * 80]))
+def test_the_token_is_what_djangos_signer_makes_of_the_leads_id(pk, secret_key):
+    from django.test import override_settings
+
+    with override_settings(SECRET_KEY=secret_key):
+        token = unsubscribe_token(Lead(pk=pk))
+        assert token == signing.Signer(salt="cam.unsubscribe").sign_object(pk)
+        assert signing.Signer(salt="cam.unsubscribe").unsign_object(token) == pk
 
 
 def path_of(lead) -> str:

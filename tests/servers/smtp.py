@@ -78,7 +78,7 @@ class ReceivedMessage:
 
 @dataclass
 class _Script:
-    rcpt: dict[str, str] = field(default_factory=dict)
+    rcpt: dict[str, str | Call] = field(default_factory=dict)
     mail: dict[str, str] = field(default_factory=dict)
     data: list[DataReply] = field(default_factory=list)
 
@@ -114,8 +114,9 @@ class SmtpTestServer:
 
     # --- scripting and inspection ---------------------------------------------------------------
 
-    def answer_rcpt(self, address: str, reply: str) -> None:
-        """Answer ``RCPT TO:<address>`` with ``reply`` (e.g. ``550 5.1.1 No such user``) every time."""
+    def answer_rcpt(self, address: str, reply: str | Call) -> None:
+        """Answer ``RCPT TO:<address>`` with ``reply`` (e.g. ``550 5.1.1 No such user``) every time, or a
+        ``Call``'s answer once, after its action."""
         with self._lock:
             self._script.rcpt[address.lower()] = reply
 
@@ -214,6 +215,11 @@ class _Handler:
         with self.server._lock:
             self.server.rcpts.append(address)
             reply = self.server._script.rcpt.get(address.lower())
+        if isinstance(reply, Call):  # once: the action runs while the client waits for this answer
+            with self.server._lock:
+                self.server._script.rcpt.pop(address.lower(), None)
+            await asyncio.get_running_loop().run_in_executor(None, reply.action)
+            reply = None if reply.then.startswith("250") else reply.then
         if reply:
             return reply
         envelope.rcpt_tos.append(address)

@@ -60,7 +60,7 @@ from cam.mail_oauth import OAuthProblem, login_user, oauth_login, xoauth2_string
 from cam.models import Mailbox, OutboundEmail
 from cam.models.mail import Security
 from cam.outreach.providers.base import MailProvider, SendResult, message_id_of
-from cam.outreach.providers.smtp_wire import envelope_address, message_bytes
+from cam.outreach.providers.smtp_wire import envelope_address, message_bytes, smtp_path
 from cam.secrets import MissingSecret, secret_from_env
 
 Status = OutboundEmail.Status
@@ -76,8 +76,10 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
     Nothing is delivered yet: a message counts only once its data ends with ``<CRLF>.<CRLF>``.
     """
     connection.ehlo_or_helo_if_needed()
-    options = [f"size={size}"] if connection.does_esmtp and connection.has_extn("size") else []
-    code, reply = connection.mail(sender, options)
+    # smtplib's mail() and rcpt(), with the addresses quoted by ``smtp_path`` (no SMTPUTF8 option to handle).
+    option = f" size={size}" if connection.does_esmtp and connection.has_extn("size") else ""
+    connection.putcmd("mail", f"FROM:{smtp_path(sender)}{option}")
+    code, reply = connection.getreply()
     if code != 250:
         if code == 421:
             connection.close()
@@ -86,7 +88,8 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
         raise smtplib.SMTPSenderRefused(code, reply, sender)
     refused: dict[str, tuple[int, bytes]] = {}
     for recipient in recipients:
-        code, reply = connection.rcpt(recipient)
+        connection.putcmd("rcpt", f"TO:{smtp_path(recipient)}")
+        code, reply = connection.getreply()
         if code not in (250, 251):
             refused[recipient] = (code, reply)
         if code == 421:
@@ -465,6 +468,9 @@ class SmtpProvider(MailProvider):
         """``sendmail()`` with ``ready()`` called, here, while the envelope goes out in the provider's
         thread; the data follows only when it said yes. False: told no, nothing was handed over."""
         connection.data_started = False
+        start = getattr(ready, "start", None)
+        if start is not None and start():
+            return self._send_after_started(connection, sender, recipients, data, ready, meanwhile)
         if self._envelopes is None:
             self._envelopes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-smtp-envelope")
         # In the caller's context, so that a deadline it entered watches any socket the thread opens.
@@ -482,12 +488,41 @@ class SmtpProvider(MailProvider):
         _finish_data(connection, data, meanwhile)
         return True
 
-    def _abandon(self, envelope: Future[None]) -> None:
-        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
-        if envelope.exception() is None and self.backend is not None and self.backend.connection is not None:
+    def _send_after_started(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
+                            ready: Callable[[], bool], meanwhile: Callable[[], object] | None) -> bool:
+        """``_send_when_ready`` for a ``ready`` whose work is under way (its ``start()`` said so): the
+        envelope goes out on this thread, no hand-over to another, then ``ready()`` gives the answer."""
+        refused: BaseException | None = None
+        try:
+            _open_data(connection, sender, recipients, len(data))
+        except BaseException as exc:  # ready() is asked all the same: its work must be finished
+            refused = exc
+        try:
+            go = ready()
+        except Exception as exc:
+            if refused is None:
+                self._drop_before_data()
+            raise _ReadyRaised(exc) from exc
+        if not go:
+            if refused is None:
+                self._drop_before_data()
+            return False
+        if refused is not None:
+            raise refused  # what the server said to the envelope, raised as sendmail() raises it
+        _finish_data(connection, data, meanwhile)
+        return True
+
+    def _drop_before_data(self) -> None:
+        """Leave the message undelivered, its envelope through: drop the connection before any data."""
+        if self.backend is not None and self.backend.connection is not None:
             self.backend.connection.close()  # no QUIT: in the data phase it would be read as the message
             self.backend.connection = None
             self._accepted_at = None
+
+    def _abandon(self, envelope: Future[None]) -> None:
+        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
+        if envelope.exception() is None:
+            self._drop_before_data()
 
     def _answered(self, code: int, error: str) -> SendResult:
         """The server answered with a code: it did not accept the message."""

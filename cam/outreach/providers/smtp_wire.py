@@ -24,6 +24,7 @@ bytes, the boundary apart, and refuse the same messages.
 from __future__ import annotations
 
 import re
+import smtplib
 from email import generator
 from email.message import Message
 from email.policy import Compat32
@@ -130,6 +131,15 @@ def envelope_address(address: str, encoding: str) -> str:
     if _PLAIN_ADDRESS.fullmatch(address):
         return address
     return sanitize_address(address, encoding)
+
+
+def smtp_path(address: str) -> str:
+    """``smtplib.quoteaddr(address)``, the ``<…>`` of ``MAIL FROM`` and ``RCPT TO``, without parsing an
+    address that is plain already (``envelope_address`` gives most of them so): smtplib parses each
+    again for every message."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
 
 
 def message_bytes(message: EmailMessage) -> bytes:
