@@ -87,9 +87,11 @@ class MailProvider:
         ``ready`` is called exactly once, before anything that could deliver the message: the sender
         commits there what must be durable before it goes (``cam.outreach.sending``). Here it is simply
         called first; a provider with preliminaries that deliver nothing runs them meanwhile (SMTP: the
-        envelope, up to the server's 354). ``meanwhile``, if the provider has a moment of waiting to
-        offer (SMTP: while the server takes the message in), is called then, at most once; nothing
-        depends on it.
+        envelope, up to the server's 354). A ``ready`` may also have ``start()``, which begins that work
+        and says whether it did: a provider may call it first, once, do its preliminaries on this
+        thread, and then call ``ready()`` for the answer — always, whatever the preliminaries did.
+        ``meanwhile``, if the provider has a moment of waiting to offer (SMTP: while the server takes the
+        message in), is called then, at most once; nothing depends on it.
         """
         if not ready():
             return None

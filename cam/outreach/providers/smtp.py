@@ -25,10 +25,13 @@ not interruptible (``cam.deadlines.cancel_interruptible`` leaves it alone): cut 
 message's outcome would be unknown, so a worker told to stop stops between messages instead.
 
 When the sender has something to commit before a message may go (``send_when``), the envelope —
-``MAIL``, ``RCPT``, ``DATA`` up to the server's 354, which delivers nothing — runs in a thread of the
-provider's own while the sender commits, and the message data follows only once the commit said yes.
-Told no, the provider drops the connection before any data: a server never delivers a message whose
-data did not end. The database's wait and the server's then overlap instead of adding up.
+``MAIL``, ``RCPT``, ``DATA`` up to the server's 354, which delivers nothing — goes out while the sender
+commits, and the message data follows only once the commit said yes. A sender whose commit is under
+way already (its ``ready`` has a ``start()`` that said so) has it answered after the envelope, which
+then goes out on the caller's thread; otherwise the envelope runs in a thread of the provider's own
+while ``ready()`` commits. Told no, the provider drops the connection before any data: a server never
+delivers a message whose data did not end. The database's wait and the server's then overlap instead
+of adding up.
 
 A mailbox with the OAuth2 login (``auth=oauth2``) logs each new connection in with SASL XOAUTH2
 (``smtp_login_mailbox``; the token comes from ``cam.mail_oauth``) instead of a password; a mailbox that
