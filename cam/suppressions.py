@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
-from django.db.models import BooleanField, Q, QuerySet
+from django.db import transaction
+from django.db.models import Q, QuerySet
 from django.db.models.expressions import RawSQL
 
 from cam.addresses import (
@@ -31,29 +31,13 @@ from cam.addresses import (
     normalize_address,
     normalize_domain,
 )
+from cam.lookups import one_of
 from cam.models import Suppression
 from cam.models.fields import max_length
 
 SOURCE_MAX_LENGTH = max_length(Suppression, "source")
 EMAIL_MAX_LENGTH = max_length(Suppression, "email")
 DOMAIN_MAX_LENGTH = max_length(Suppression, "domain")
-
-
-def _any_of(**values: set[str]) -> Q | RawSQL:
-    """Rows whose column (each keyword) holds one of its values (never empty). Each column is also said to be
-    non-empty, as its unique index is partial: given that, the query probes the index; left to infer it from
-    a list of values, PostgreSQL does so only up to 100 of them and otherwise reads the whole list. On
-    PostgreSQL each set is one array, whatever its size, where ``__in`` prepares and writes a parameter for
-    every spelling."""
-    if connection.vendor != "postgresql":
-        condition = Q()
-        for column, spellings in values.items():
-            condition |= Q(**{f"{column}__in": spellings}) & ~Q(**{column: ""})
-        return condition
-    table = connection.ops.quote_name(Suppression._meta.db_table)
-    columns = [f"{table}.{connection.ops.quote_name(column)}" for column in values]
-    sql = " OR ".join(f"({column} = ANY(%s::text[]) AND {column} <> '')" for column in columns)
-    return RawSQL(sql, [list(spellings) for spellings in values.values()], output_field=BooleanField())
 
 
 def suppressed_addresses(emails: Iterable[str], *, among: tuple[str, str] | None = None) -> dict[str, str]:
@@ -78,8 +62,12 @@ def suppressed_addresses(emails: Iterable[str], *, among: tuple[str, str] | None
         spelled_domains = {spelling for email in emails
                            for domain in domain_and_parents(domain_key(address_key(email).rpartition("@")[2]))
                            for spelling in domain_spellings(domain)}
-        rows = Suppression.objects.filter(_any_of(email=spelled_emails, domain=spelled_domains)).order_by().values_list(
-            "email", "domain")
+        # Each half also says its column is not empty, as its unique index is partial: PostgreSQL infers that
+        # from a list of at most 100 values, and otherwise reads the whole list.
+        rows = Suppression.objects.filter(
+            (one_of(Suppression, "email", spelled_emails, array_type="text") & ~Q(email=""))
+            | (one_of(Suppression, "domain", spelled_domains, array_type="text") & ~Q(domain=""))
+        ).order_by().values_list("email", "domain")
     blocked_emails, blocked_domains = set(), set()
     for email, domain in rows:
         if email:

@@ -38,8 +38,7 @@ from typing import Any
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import connection, transaction
-from django.db.models import BooleanField, Case, F, Q, QuerySet, Value, When
-from django.db.models.expressions import RawSQL
+from django.db.models import Case, F, QuerySet, Value, When
 from django.db.models.functions import Coalesce
 from django.db.utils import InterfaceError, OperationalError
 from django.utils import timezone
@@ -48,6 +47,7 @@ from django_q.tasks import async_task
 from cam.budget import Budget
 from cam.domains.services import held_domains
 from cam.locks import lease_acquire, lease_release, lease_renew
+from cam.lookups import one_of
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
@@ -187,8 +187,8 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         return
     # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
     # the campaign cost more than the email itself.
-    rows = list(OutboundEmail.objects.filter(_among(ids)).select_related("lead")
-                .only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
+    rows = list(OutboundEmail.objects.filter(one_of(OutboundEmail, "id", ids, array_type="bigint"))
+                .select_related("lead").only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
@@ -226,15 +226,6 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
         _commit(batch, done=done, next_row=None, last=True)  # and, once a batch, the mailbox's last send
     if done is not None and batch.halted:
         _note_mailbox_problem(batch, done[1])
-
-
-def _among(ids: list[int]) -> Q | RawSQL:
-    """The emails ``ids``: on PostgreSQL as one array, which costs the same for a batch of any size, where
-    ``pk__in`` prepares and writes a parameter per id."""
-    if connection.vendor != "postgresql":
-        return Q(pk__in=ids)
-    return RawSQL(f"{connection.ops.quote_name(OutboundEmail._meta.db_table)}.id = ANY(%s::bigint[])", [ids],
-                  output_field=BooleanField())
 
 
 class _Ready:

@@ -468,17 +468,24 @@ class SmtpProvider(MailProvider):
 
     def _send_when_ready(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
                          ready: Callable[[], bool], meanwhile: Callable[[], object] | None) -> bool:
-        """``sendmail()`` with ``ready()`` called, here, while the envelope goes out in the provider's
-        thread; the data follows only when it said yes. False: told no, nothing was handed over."""
+        """``sendmail()`` with ``ready()`` called while the envelope goes out: in the provider's thread, or
+        first on this one when ``ready`` has started its work already (its ``start()`` said so); the data
+        follows only when it said yes. False: told no, nothing was handed over."""
         connection.data_started = False
         start = getattr(ready, "start", None)
         if start is not None and start():
-            return self._send_after_started(connection, sender, recipients, data, ready, meanwhile)
-        if self._envelopes is None:
-            self._envelopes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-smtp-envelope")
-        # In the caller's context, so that a deadline it entered watches any socket the thread opens.
-        envelope = self._envelopes.submit(contextvars.copy_context().run, _open_data, connection, sender,
-                                          recipients, len(data))
+            envelope: Future[None] = Future()  # gone out here, with no hand-over to another thread
+            try:
+                _open_data(connection, sender, recipients, len(data))
+                envelope.set_result(None)
+            except BaseException as exc:  # ready() is asked all the same: its work must be finished
+                envelope.set_exception(exc)
+        else:
+            if self._envelopes is None:
+                self._envelopes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cam-smtp-envelope")
+            # In the caller's context, so that a deadline it entered watches any socket the thread opens.
+            envelope = self._envelopes.submit(contextvars.copy_context().run, _open_data, connection, sender,
+                                              recipients, len(data))
         try:
             go = ready()
         except Exception as exc:
@@ -491,41 +498,12 @@ class SmtpProvider(MailProvider):
         _finish_data(connection, data, meanwhile)
         return True
 
-    def _send_after_started(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
-                            ready: Callable[[], bool], meanwhile: Callable[[], object] | None) -> bool:
-        """``_send_when_ready`` for a ``ready`` whose work is under way (its ``start()`` said so): the
-        envelope goes out on this thread, no hand-over to another, then ``ready()`` gives the answer."""
-        refused: BaseException | None = None
-        try:
-            _open_data(connection, sender, recipients, len(data))
-        except BaseException as exc:  # ready() is asked all the same: its work must be finished
-            refused = exc
-        try:
-            go = ready()
-        except Exception as exc:
-            if refused is None:
-                self._drop_before_data()
-            raise _ReadyRaised(exc) from exc
-        if not go:
-            if refused is None:
-                self._drop_before_data()
-            return False
-        if refused is not None:
-            raise refused  # what the server said to the envelope, raised as sendmail() raises it
-        _finish_data(connection, data, meanwhile)
-        return True
-
-    def _drop_before_data(self) -> None:
-        """Leave the message undelivered, its envelope through: drop the connection before any data."""
-        if self.backend is not None and self.backend.connection is not None:
+    def _abandon(self, envelope: Future[None]) -> None:
+        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
+        if envelope.exception() is None and self.backend is not None and self.backend.connection is not None:
             self.backend.connection.close()  # no QUIT: in the data phase it would be read as the message
             self.backend.connection = None
             self._accepted_at = None
-
-    def _abandon(self, envelope: Future[None]) -> None:
-        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
-        if envelope.exception() is None:
-            self._drop_before_data()
 
     def _answered(self, code: int, error: str) -> SendResult:
         """The server answered with a code: it did not accept the message."""
