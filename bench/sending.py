@@ -1,4 +1,4 @@
-"""Sending to a loopback SMTP sink: raw smtplib over one connection, and CAM's send batch.
+"""Sending to a loopback SMTP sink: raw smtplib over one connection, and CAM's send step.
 
     .venv/bin/python bench/sending.py --emails 2000            # SQLite in a temporary file
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/sending.py
@@ -7,7 +7,9 @@ CAM writes each email's outcome and its lead's progress in a transaction of thei
 the server's answer (so a crash loses at most the one email in flight), and marks the email SENDING
 before handing it over. The target: CAM sends at 50 % or more of raw smtplib's rate over one
 connection. Both send the same messages (as CAM built them) to the same sink, aiosmtpd's in a process of its
-own, taking turns in rounds (each a CAM batch) so that both see the same load on a shared machine; the
+own, taking turns in rounds so that both see the same load on a shared machine. CAM's round is the worker's
+send step for the mailbox (``mailbox_send_due``): everything due, in claims of ``--batch`` emails (production's
+``AICMO_CAM_SEND_BATCH_SIZE``, 50 by default), with the later rounds' emails waiting behind. The
 database is created in a scratch schema/file and dropped at the end.
 """
 
@@ -194,6 +196,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10,
                         help="raw smtplib and CAM take turns, each sending emails/rounds emails a round, so "
                              "both see the same load on a shared machine")
+    parser.add_argument("--batch", type=int, default=50,
+                        help="AICMO_CAM_SEND_BATCH_SIZE: the emails of one claim (production's default: 50); "
+                             "a round is the worker's send step for the mailbox, claim after claim")
     args = parser.parse_args()
     per_round = -(-args.emails // args.rounds)
 
@@ -205,16 +210,26 @@ def main() -> None:
     try:
         from cam.models import OutboundEmail
         from cam.outreach.messages import build_message
-        from cam.outreach.sending import outbound_send_batch
+        from cam.outreach.sending import mailbox_send_due
 
-        settings.AICMO_CAM_SEND_BATCH_SIZE = per_round
+        settings.AICMO_CAM_SEND_BATCH_SIZE = args.batch
         with SinkProcess() as server:
             # With --floor, as many emails again for each floor to record outcomes of.
             mailbox = setup(server, args.emails * (3 if args.floor else 1))
             rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")[:args.emails]
             messages = [(row.from_email, row.to_email, build_message(row).message().as_bytes()) for row in rows]
-            print(f"{args.emails} emails to a loopback aiosmtpd sink in {args.rounds} rounds, "
-                  f"database {connection.vendor}")
+            # Each round makes its own emails due, so that CAM's round is the worker's whole send step for
+            # the mailbox (everything due, claim after claim) with a backlog behind it, as in production.
+            queue = list(OutboundEmail.objects.order_by("pk").values_list("pk", flat=True))
+            later = timezone.now() + timedelta(days=1)
+            OutboundEmail.objects.update(next_attempt_at=later)
+            floor_modes = [mode for mode in ("serial", "overlapped")
+                           if args.floor and (mode == "serial" or connection.vendor == "postgresql")]
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("ANALYZE outbound_emails")
+            print(f"{args.emails} emails to a loopback aiosmtpd sink in {args.rounds} rounds, claims of "
+                  f"{args.batch}, database {connection.vendor}")
 
             raw = cam = 0.0
             floors = {"serial": 0.0, "overlapped": 0.0}
@@ -224,6 +239,10 @@ def main() -> None:
             with smtplib.SMTP(server.host, server.port, timeout=30) as client:
                 client.ehlo()
                 for first in range(0, args.emails, per_round):
+                    taken = per_round * (1 + len(floor_modes))
+                    due, queue = queue[:taken], queue[taken:]
+                    just_due = timezone.now() - timedelta(seconds=1)
+                    OutboundEmail.objects.filter(pk__in=due).update(next_attempt_at=just_due)
                     with raw_cpu:
                         started = time.perf_counter()
                         for sender, recipient, data in messages[first:first + per_round]:
@@ -232,13 +251,13 @@ def main() -> None:
 
                     if args.floor:
                         # SQLite writes in this process: a thread of its own cannot overlap them.
-                        for mode in floors if connection.vendor == "postgresql" else ("serial",):
+                        for mode in floor_modes:
                             floors[mode] += floor_round(client, mailbox, messages[first:first + per_round], mode,
                                                         serial_cpu)
 
                     with connection.execute_wrapper(statements), cam_cpu:
                         started = time.perf_counter()
-                        counts = outbound_send_batch(mailbox_id=mailbox.pk)
+                        counts = mailbox_send_due(mailbox_id=mailbox.pk)
                         cam_round = time.perf_counter() - started
                     if counts.get("sent") != len(messages[first:first + per_round]):
                         raise SystemExit(f"CAM stopped sending: {counts}")
@@ -247,7 +266,7 @@ def main() -> None:
                     ratios.append(raw_round / cam_round)
             print(f"  raw smtplib, one connection {raw:8.2f} s  {sent / raw:8.0f} emails/s  "
                   f"{raw_cpu.per_email(sent)}")
-            print(f"  CAM send batches            {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
+            print(f"  CAM send step               {cam:8.2f} s  {sent / cam:8.0f} emails/s  "
                   f"{statements.count / sent:.1f} statements per email  {cam_cpu.per_email(sent)}")
             for mode, seconds in floors.items():
                 if seconds:

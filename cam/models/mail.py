@@ -269,9 +269,10 @@ class OutboundEmail(models.Model):
                 name="outbound_kind_has_step"),
         ]
         indexes = [
-            # The sender's hot filter: rows waiting to be claimed.
-            models.Index(fields=["next_attempt_at"], condition=Q(status__in=["PENDING", "RETRY"]),
-                         name="outbound_pending_idx"),
+            # The sender's hot filter: one mailbox's emails waiting to be claimed, in the order they are claimed,
+            # so a claim reads its batch and stops, however many are due (a plan writes thousands at one time).
+            models.Index(fields=["mailbox", "next_attempt_at", "id"],
+                         condition=Q(status__in=["PENDING", "RETRY"], kind="sequence"), name="outbound_ready_idx"),
             # Also recovery's: the emails in a sender's hands (CLAIMED, SENDING), whose sender may be gone.
             models.Index(fields=["status", "created_at"], name="outbound_status_created_idx"),
             # Daily caps count emails per mailbox and campaign since a time; metrics count sends.

@@ -6,7 +6,8 @@
 - Rows are claimed (``CLAIMED``) inside a transaction with ``SELECT … FOR UPDATE SKIP LOCKED`` on
   PostgreSQL, and with a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)`` where the database
   has no row locks (SQLite): either way two senders never claim the same row. Claiming counts no
-  attempt.
+  attempt. A worker's send step (``mailbox_send_due``) claims again as the last email of a claim goes,
+  under the same lease, until nothing is due or its time is up.
 - Each email costs one commit of its own (``cam.outreach.outcomes``): right after its provider call,
   its outcome (``SENT`` with the provider's id, ``RETRY``, ``FAILED``, ``UNKNOWN``) and its lead's
   progress are committed together, with the next email marked ``SENDING``. That write is also the
@@ -111,8 +112,10 @@ class _Batch:
     steps: dict[int, list[SequenceStep]] = field(default_factory=dict)  # each campaign's, for the next one
     counts: dict[str, Any] = field(default_factory=dict)
     untried: set[int] = field(default_factory=set)
-    size: int = 0  # at most this many emails
+    size: int = 0  # at most this many emails a claim
+    rolling: bool = False  # claim again, as long as each claim is full (``mailbox_send_due``)
     claimed: int = 0
+    full: bool = False  # the last claim took as many as it could: more may be due
     stopped: str = ""
     halted: bool = False  # by the provider (``SendResult.halt_batch``), after ``retry_after`` seconds if given
     retry_after: float | None = None
@@ -133,41 +136,41 @@ def outbound_send_batch(*, mailbox_id: int, limit: int | None = None, now: datet
     stopped at once, and its untried rows go back to the queue through ``outbound_recover_stuck``
     once its lease lapses.
     """
-    return _send_batch(mailbox_id=mailbox_id, limit=limit, now=now, budget=budget)[0]
+    return _send_batch(mailbox_id=mailbox_id, limit=limit, now=now, budget=budget)
 
 
-def _send_batch(*, mailbox_id: int, limit: int | None, now: datetime | None,
-                budget: Budget | None) -> tuple[dict[str, Any], bool]:
-    """``outbound_send_batch``'s counts, and whether the batch took as many emails as it could (more may be
-    due)."""
+def _send_batch(*, mailbox_id: int, limit: int | None, now: datetime | None, budget: Budget | None,
+                rolling: bool = False) -> dict[str, Any]:
+    """``outbound_send_batch``'s counts; ``rolling``, claim after claim (``mailbox_send_due``)."""
     now = now or timezone.now()
     budget = budget or Budget.unlimited()
     mailbox = Mailbox.objects.filter(pk=mailbox_id, is_active=True).first()
     if mailbox is None:
-        return {}, False
+        return {}
     if mailbox.needs_reconnect:  # its OAuth2 grant is gone: its emails wait, untouched, until it is connected again
-        return {"disconnected": 1}, False
+        return {"disconnected": 1}
     if held_domains({mailbox.sending_domain}):
         # Its domain began failing SPF or DMARC after these emails were planned: they wait, as the planner
         # holds the rest, and their leads say why, until the domain passes or staff override it.
         held = _ready(now).filter(mailbox=mailbox).values("lead_id")
         Lead.objects.filter(pk__in=held, blocked_reason="").update(blocked_reason=Blocked.DOMAIN_NOT_AUTHENTICATED,
                                                                    updated_at=now)
-        return {"domain_held": 1}, False
+        return {"domain_held": 1}
     gap = timedelta(seconds=mailbox.min_gap_seconds)
     gap_end = gap_ends_at(mailbox)  # the gap with its jitter, as the planner sees it
     if gap_end is not None and gap_end > now:
-        return {"waiting_gap": 1}, False
+        return {"waiting_gap": 1}
     lease, holder = f"send:mailbox:{mailbox.pk}", f"{settings.AICMO_CAM_WORKER_ID}:{uuid.uuid4().hex[:12]}"
     if not lease_acquire(name=lease, holder=holder):
-        return {"busy": 1}, False
+        return {"busy": 1}
     ttl = settings.AICMO_CAM_LOCK_TTL_SECONDS
     batch = _Batch(mailbox=mailbox, holder=holder, budget=budget.keeping(
         lease, lambda: lease_renew(name=lease, holder=holder)))
     batch.budget.renew_every = min(batch.budget.renew_every, ttl / 4)
     try:
         batch.size = 1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE)
-        _send(batch, limit=batch.size, now=now)
+        batch.rolling = rolling and not gap  # a mailbox with a gap sends one email, then waits
+        _send(batch, now=now)
         _hand_back(batch)
         if batch.stopped and not batch.halted:
             batch.counts["stopped"] = batch.stopped
@@ -176,15 +179,71 @@ def _send_batch(*, mailbox_id: int, limit: int | None, now: datetime | None,
             lease_release(name=lease, holder=holder)
         except DATABASE_GONE:  # the error on its way up says why; the lease lapses on its own
             logger.warning("Could not release the lease %s: the database is away", lease)
-    return batch.counts, batch.claimed == batch.size > 1 and not batch.stopped
+    return batch.counts
 
 
-def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
+def _send(batch: _Batch, *, now: datetime) -> None:
     mailbox = batch.mailbox
-    ids = outbound_claim(mailbox=mailbox, limit=limit, now=now, holder=batch.holder)
-    batch.claimed = len(ids)
-    if not ids:
+    rows = _claim(batch, now=now)
+    if not rows:
         return
+    done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
+    built = _Built()
+    index = 0
+    with get_provider(mailbox) as provider:
+        while index < len(rows):
+            row = rows[index]
+            batch.stopped = batch.budget.exhausted()
+            if batch.stopped:
+                break
+            if index + 1 == len(rows) and batch.rolling and batch.full:
+                # The claim's last email: the next claim now, so that its first email is built while the
+                # server takes this one in, and the stream of outcomes goes on unbroken.
+                rows += _claim(batch, now=now)
+            batch.untried.discard(row.pk)
+            # One transaction: the previous email's outcome, and this one marked SENDING — committed
+            # before this one can go, while the provider does what delivers nothing yet.
+            ready = _Ready(batch, done=done, next_row=row)
+            done = None
+            upcoming = rows[index + 1] if index + 1 < len(rows) else None
+            result = _send_one(provider, row, ready, built, upcoming=upcoming)
+            ready.raise_failure()  # the database went away: the batch stops here
+            index += 1
+            if result is not None:
+                done = (row, result)
+                if result.halt_batch:
+                    batch.stopped, batch.halted, batch.retry_after = f"halted: {result.error}", True, result.retry_after
+                    break
+            else:
+                batch.count("lost")  # cancelled or recovered meanwhile: no longer this batch's to send
+            if index % batch.size == 0 and index < len(rows):
+                # A connection takes at most a batch's worth of emails (AICMO_CAM_SEND_BATCH_SIZE), as when
+                # each batch had one of its own: a server that limits the messages of one connection
+                # is never asked for more than that. The provider opens the next one when it sends.
+                provider.close()
+    if done is not None or batch.counts.get("sent"):
+        _commit(batch, done=done, next_row=None, last=True)  # and, once a batch, the mailbox's last send
+    if done is not None and batch.halted:
+        _note_mailbox_problem(batch, done[1])
+
+
+def _claim(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
+    """Claim up to ``batch.size`` more of the mailbox's due emails and make them ready to send: the
+    suppressed among them cancelled, the rest with their steps. Rolling, a claim whose emails were all
+    suppressed is followed by the next."""
+    while True:
+        rows = _claim_once(batch, now=now)
+        if rows or not (batch.rolling and batch.full):
+            return rows
+
+
+def _claim_once(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
+    mailbox = batch.mailbox
+    ids = outbound_claim(mailbox=mailbox, limit=batch.size, now=now, holder=batch.holder)
+    batch.claimed += len(ids)
+    batch.full = len(ids) == batch.size
+    if not ids:
+        return []
     # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
     # the campaign cost more than the email itself.
     rows = list(OutboundEmail.objects.filter(one_of(OutboundEmail, "id", ids, array_type="bigint"))
@@ -192,40 +251,17 @@ def _send(batch: _Batch, *, limit: int, now: datetime) -> None:
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
-    batch.steps = campaign_steps(row.campaign_id for row in rows)
+    unknown = {row.campaign_id for row in rows} - batch.steps.keys()
+    if unknown:
+        batch.steps.update(campaign_steps(unknown))
     # Each email's step from the steps just read, rather than one query per email.
     steps_by_id = {step.pk: step for steps in batch.steps.values() for step in steps}
     for row in rows:
+        row.mailbox = mailbox
         if row.step_id in steps_by_id:  # always: an email's step is one of its campaign's
             row.step = steps_by_id[row.step_id]
-    batch.untried = {row.pk for row in rows}
-    done: tuple[OutboundEmail, SendResult] | None = None  # the last email sent, its outcome not yet written
-    for row in rows:
-        row.mailbox = mailbox
-    built = _Built()
-    with get_provider(mailbox) as provider:
-        for index, row in enumerate(rows):
-            batch.stopped = batch.budget.exhausted()
-            if batch.stopped:
-                break
-            batch.untried.discard(row.pk)
-            # One transaction: the previous email's outcome, and this one marked SENDING — committed
-            # before this one can go, while the provider does what delivers nothing yet.
-            ready = _Ready(batch, done=done, next_row=row)
-            done = None
-            result = _send_one(provider, row, ready, built, upcoming=rows[index + 1] if index + 1 < len(rows) else None)
-            ready.raise_failure()  # the database went away: the batch stops here
-            if result is None:
-                batch.count("lost")  # cancelled or recovered meanwhile: no longer this batch's to send
-                continue
-            done = (row, result)
-            if result.halt_batch:
-                batch.stopped, batch.halted, batch.retry_after = f"halted: {result.error}", True, result.retry_after
-                break
-    if done is not None or batch.counts.get("sent"):
-        _commit(batch, done=done, next_row=None, last=True)  # and, once a batch, the mailbox's last send
-    if done is not None and batch.halted:
-        _note_mailbox_problem(batch, done[1])
+    batch.untried.update(row.pk for row in rows)
+    return rows
 
 
 class _Ready:
@@ -481,20 +517,11 @@ def outbound_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
 
 
 def mailbox_send_due(*, mailbox_id: int, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
-    """Everything due for one mailbox, batch after batch, until none is left, the mailbox must wait (its
-    gap), a batch stops, or ``budget`` runs out; the planner has already kept it within its caps. Each
-    batch takes the mailbox's lease afresh and renews it as it goes. Counts are summed over the batches."""
-    now = now or timezone.now()
-    budget = budget or Budget.unlimited()
-    totals: dict[str, Any] = {}
-    while True:
-        counts, more = _send_batch(mailbox_id=mailbox_id, limit=None, now=now, budget=budget)
-        _add_counts(totals, counts)
-        stopped = budget.exhausted() if more else ""
-        if stopped:
-            totals["stopped"] = stopped
-        if not more or stopped:
-            return totals
+    """Everything due for one mailbox, claim after claim under one lease, until none is left, the mailbox
+    must wait (its gap), the provider halts, or ``budget`` runs out (``stopped`` says why); the planner has
+    already kept it within its caps. Each claim takes ``AICMO_CAM_SEND_BATCH_SIZE`` emails (what a crash
+    can leave claimed), and the lease is renewed as the emails go."""
+    return _send_batch(mailbox_id=mailbox_id, limit=None, now=now, budget=budget, rolling=True)
 
 
 def _add_counts(totals: dict[str, Any], counts: dict[str, Any]) -> None:

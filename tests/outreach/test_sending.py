@@ -1,9 +1,10 @@
 """The send step against a real SMTP server: what arrives, threading, outcomes, crashes, concurrency."""
 
 from datetime import timedelta
+from unittest import mock
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -280,6 +281,82 @@ def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(
     assert counts["sent"] == 8 and "stopped" not in counts
     assert len(smtp_server.messages) == 8
     assert not OutboundEmail.objects.exclude(status=OutboundEmail.Status.SENT).exists()
+
+
+@pytest.mark.django_db
+def test_a_mailboxs_step_claims_batch_after_batch_under_one_lease_with_a_connection_per_batch(smtp_server, settings):
+    """One lease and one stream of outcomes for the whole step; each claim is a batch (what a crash can leave
+    claimed), and each connection takes at most a batch's worth of emails, as when batches had their own."""
+    from cam.locks import lease_acquire
+    from cam.outreach.sending import mailbox_send_due
+
+    eight_due_in_batches_of_three(smtp_server, settings)
+    outreach_plan()
+    mailbox = Mailbox.objects.get()
+    taken = []
+
+    def counting_acquire(**kwargs):
+        taken.append(kwargs["name"])
+        return lease_acquire(**kwargs)
+
+    with mock.patch("cam.outreach.sending.lease_acquire", counting_acquire):
+        counts = mailbox_send_due(mailbox_id=mailbox.pk)
+
+    assert counts == {"sent": 8}
+    assert taken == [f"send:mailbox:{mailbox.pk}"]
+    assert sorted(message.rcpt_tos[0] for message in smtp_server.messages) == sorted(
+        OutboundEmail.objects.values_list("to_email", flat=True))
+    assert len(smtp_server.sessions) == 3  # 3 + 3 + 2
+    assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
+    assert Lead.objects.filter(current_step=1, next_send_at__isnull=False).count() == 8
+
+
+@pytest.mark.django_db
+def test_a_step_of_claims_costs_the_same_few_statements_per_claim_however_many(smtp_server, settings):
+    from cam.outreach.sending import mailbox_send_due
+
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 5
+
+    def queries_for(count: int) -> int:
+        mailbox = smtp_mailbox(smtp_server, from_email=f"step{count}@outreach.example.com", name=f"Step {count}")
+        owner = open_campaign(mailbox)
+        for _ in range(count):
+            due_lead(owner)
+        outreach_plan(campaign=owner)
+        with CaptureQueriesContext(connection) as captured:
+            assert mailbox_send_due(mailbox_id=mailbox.pk) == {"sent": count}
+        return len(captured)
+
+    per_email = 1 if connection.vendor == "postgresql" else 5  # as in a single batch
+    ten, forty = queries_for(10) - 10 * per_email, queries_for(40) - 40 * per_email
+    # Each further claim of 5: its transaction (a savepoint and its release, in a test), the claim
+    # (PostgreSQL: a select and an update; SQLite: a conditional update between two selects), its rows
+    # and their suppressions. The campaign's steps are read once.
+    per_claim = (forty - ten) / 6
+    assert per_claim == (6 if connection.vendor == "postgresql" else 7)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_a_claim_reads_its_batch_in_order_and_stops_however_many_are_due(smtp_server):
+    """A plan writes thousands of emails with one time: the claim must not sort them all to take its batch."""
+    from cam.outreach.sending import _ready
+
+    mailbox = smtp_mailbox(smtp_server)
+    owner = open_campaign(mailbox)
+    for _ in range(3):
+        due_lead(owner)
+    outreach_plan()
+    ready = _ready(timezone.now()).filter(mailbox=mailbox).order_by("next_attempt_at", "pk")
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: the question is whether it can
+        sql, params = (ready.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:50]
+                       .query.sql_with_params())
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "outbound_ready_idx" in plan
+    assert "Sort" not in plan
 
 
 @pytest.mark.django_db
