@@ -199,7 +199,13 @@ def _send(batch: _Batch, *, now: datetime) -> None:
             if index + 1 == len(rows) and batch.rolling and batch.full:
                 # The claim's last email: the next claim now, so that its first email is built while the
                 # server takes this one in, and the stream of outcomes goes on unbroken.
-                rows += _claim(batch, now=now)
+                try:
+                    rows += _claim(batch, now=now)
+                except DATABASE_GONE:
+                    # The email before still has its outcome to record, patiently (_commit): the step claims
+                    # no more, and this email's own write decides whether the database is back.
+                    logger.warning("Mailbox %s: the next claim failed: the database is away", mailbox.name)
+                    batch.full = False
             batch.untried.discard(row.pk)
             # One transaction: the previous email's outcome, and this one marked SENDING — committed
             # before this one can go, while the provider does what delivers nothing yet.

@@ -17,7 +17,7 @@ from cam.models import Lead, Lease, Mailbox, OutboundEmail
 from cam.outreach import sending
 from cam.outreach.planning import outreach_plan
 from cam.outreach.providers.smtp import SmtpProvider
-from cam.outreach.sending import outbound_recover_stuck, outbound_send_batch, outreach_send
+from cam.outreach.sending import mailbox_send_due, outbound_recover_stuck, outbound_send_batch, outreach_send
 from tests.factories import MailboxFactory
 from tests.outreach.test_sending import due_lead, open_campaign, smtp_mailbox
 from tests.servers.http import Reply
@@ -361,6 +361,31 @@ def test_an_outcome_waits_for_a_database_that_comes_back_rather_than_turn_unknow
     assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 3
     assert set(statuses()) == {Status.SENT}
     assert database_through_proxy.cuts == 1
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_a_step_whose_next_claim_meets_a_database_blip_still_records_the_email_before(
+        smtp_server, database_through_proxy, settings):
+    """The next claim is made as a claim's last email goes, with the email before's outcome still to write:
+    the claim failing must not lose that outcome (it would turn UNKNOWN); the step claims no more."""
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 2
+    mailbox = smtp_mailbox(smtp_server)
+    plan(open_campaign(mailbox), 4)
+
+    def blip():  # the first email has arrived; the step is about to claim the next two
+        database_through_proxy.cut()
+        threading.Timer(1.0, database_through_proxy.restore).start()
+
+    smtp_server.answer_data(Call(blip), "250 OK")
+    assert mailbox_send_due(mailbox_id=mailbox.pk)["sent"] == 2
+
+    assert database_through_proxy.cuts == 1
+    assert statuses() == [Status.SENT, Status.SENT, Status.PENDING, Status.PENDING]
+    assert mailbox_send_due(mailbox_id=mailbox.pk)["sent"] == 2  # the next step takes the rest
+    assert sorted(message.rcpt_tos[0] for message in smtp_server.messages) == [
+        f"lead{n}@company{n}.example.com" for n in range(4)]  # each once
+    assert_every_lead_has_a_plan_or_a_reason()
 
 
 @pytest.mark.postgres_only
