@@ -151,8 +151,8 @@ def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, serial_cpu: 
     from cam.outreach.sending import outbound_claim
 
     holder = f"floor:{uuid.uuid4().hex[:12]}"
-    ids = outbound_claim(mailbox=mailbox, limit=len(messages), now=timezone.now(), holder=holder)
-    rows = list(OutboundEmail.objects.filter(pk__in=ids).select_related("step").order_by("pk"))
+    claimed = outbound_claim(mailbox=mailbox, limit=len(messages), now=timezone.now(), holder=holder)
+    rows = list(OutboundEmail.objects.filter(pk__in=[row.pk for row in claimed]).select_related("step").order_by("pk"))
     steps = campaign_steps({row.campaign_id for row in rows})
     outcomes = [outcome_of(row, SendResult("SENT", provider_message_id=row.message_id), now=timezone.now(),
                            steps=steps) for row in rows]

@@ -110,17 +110,17 @@ def outcome_write(*, holder: str, row: OutboundEmail | None, outcome: Outcome | 
     with transaction.atomic(), connection.cursor() as cursor:
         written = False
         if row is not None and outcome is not None:
-            cursor.execute(f"UPDATE {email_table} SET {_set_clause(OutboundEmail, tuple(outcome.email))} "
+            cursor.execute(f"UPDATE {email_table} SET {set_clause(OutboundEmail, tuple(outcome.email))} "
                            f"WHERE id = %s AND claimed_by = %s",
-                           [*_values(OutboundEmail, outcome.email), row.pk, holder])
+                           [*db_values(OutboundEmail, outcome.email), row.pk, holder])
             written = cursor.rowcount > 0
         if written and row is not None and outcome is not None and outcome.lead:  # (written: both are there)
             cursor.execute(f"UPDATE {connection.ops.quote_name(Lead._meta.db_table)} "
-                           f"SET {_set_clause(Lead, tuple(outcome.lead))} WHERE id = %s",
-                           [*_values(Lead, outcome.lead), row.lead_id])
+                           f"SET {set_clause(Lead, tuple(outcome.lead))} WHERE id = %s",
+                           [*db_values(Lead, outcome.lead), row.lead_id])
         marked = False
         if next_id is not None:
-            cursor.execute(_mark(email_table), [*_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND])
+            cursor.execute(_mark(email_table), [*db_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND])
             marked = cursor.rowcount > 0
     return written, marked
 
@@ -133,7 +133,7 @@ def _marked(now: datetime) -> dict[str, Any]:
 def _mark(email_table: str) -> str:
     """The statement that marks an email SENDING (``_marked``'s values, then its id and the holder), if
     it is still in this batch's hands."""
-    return (f"UPDATE {email_table} SET {_set_clause(OutboundEmail, ('status', 'updated_at'))} "
+    return (f"UPDATE {email_table} SET {set_clause(OutboundEmail, ('status', 'updated_at'))} "
             f"WHERE id = %s AND claimed_by = %s AND status IN (%s, %s)")
 
 
@@ -150,11 +150,11 @@ def _statement_and_params(*, holder: str, row: OutboundEmail | None, outcome: Ou
                           now: datetime) -> tuple[str, list[Any]]:
     params: list[Any] = []
     if row is not None and outcome is not None:
-        params += [*_values(OutboundEmail, outcome.email), row.pk, holder]
+        params += [*db_values(OutboundEmail, outcome.email), row.pk, holder]
         if outcome.lead:
-            params += _values(Lead, outcome.lead)
+            params += db_values(Lead, outcome.lead)
     if next_id is not None:
-        params += [*_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND]
+        params += [*db_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND]
     sql = _statement(tuple(outcome.email) if row is not None and outcome is not None else None,
                      tuple(outcome.lead) if row is not None and outcome is not None and outcome.lead else None,
                      next_id is not None)
@@ -168,11 +168,11 @@ def _statement(email: tuple[str, ...] | None, lead: tuple[str, ...] | None, mark
     email_table = connection.ops.quote_name(OutboundEmail._meta.db_table)
     queries = []
     if email is not None:
-        queries.append(f"outcome AS (UPDATE {email_table} SET {_set_clause(OutboundEmail, email)} "
+        queries.append(f"outcome AS (UPDATE {email_table} SET {set_clause(OutboundEmail, email)} "
                        f"WHERE id = %s AND claimed_by = %s RETURNING lead_id)")
         if lead is not None:
             queries.append(f"progress AS (UPDATE {connection.ops.quote_name(Lead._meta.db_table)} "
-                           f"SET {_set_clause(Lead, lead)} WHERE id IN (SELECT lead_id FROM outcome) RETURNING id)")
+                           f"SET {set_clause(Lead, lead)} WHERE id IN (SELECT lead_id FROM outcome) RETURNING id)")
     else:
         queries.append("outcome AS (SELECT NULL::bigint AS lead_id WHERE false)")
     if mark:
@@ -320,7 +320,7 @@ def _server_binding_cursor() -> Any:
 
 
 @functools.cache
-def _set_clause(model: type[models.Model], names: tuple[str, ...]) -> str:
+def set_clause(model: type[models.Model], names: tuple[str, ...]) -> str:
     """``"col" = %s, …`` for ``names``: the same few come back for every email."""
     return ", ".join(f"{connection.ops.quote_name(_column(_field(model, name)))} = %s" for name in names)
 
@@ -336,7 +336,7 @@ def _column(field: models.Field[Any, Any]) -> str:
     return field.column
 
 
-def _values(model: type[models.Model], values: dict[str, Any]) -> list[Any]:
+def db_values(model: type[models.Model], values: dict[str, Any]) -> list[Any]:
     """The values as the database takes them. Preparing a value through its field costs more than the
     statement's own work on the client (about a tenth of a millisecond an email), so the values that
     need none are passed as they are: plain text and numbers, None, and — on PostgreSQL, which takes

@@ -3,11 +3,11 @@
 - A mailbox's batch runs under its lease (``send:mailbox:<id>``), so its daily cap and minimum gap
   hold however many workers send at once; different mailboxes send in parallel. The lease's holder
   is also the batch's claim token, and the batch renews the lease as it goes.
-- Rows are claimed (``CLAIMED``) inside a transaction with ``SELECT … FOR UPDATE SKIP LOCKED`` on
-  PostgreSQL, and with a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)`` where the database
-  has no row locks (SQLite): either way two senders never claim the same row. Claiming counts no
-  attempt. A worker's send step (``mailbox_send_due``) claims again as the last email of a claim goes,
-  under the same lease, until nothing is due or its time is up.
+- Rows are claimed (``CLAIMED``) on PostgreSQL by one statement, an ``UPDATE`` of the rows a
+  ``SELECT … FOR UPDATE SKIP LOCKED`` picks, returning them whole; where the database has no row locks
+  (SQLite), by a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)``: either way two senders never
+  claim the same row. Claiming counts no attempt. A worker's send step (``mailbox_send_due``) claims
+  again as the last email of a claim goes, under the same lease, until nothing is due or its time is up.
 - Each email costs one commit of its own (``cam.outreach.outcomes``): right after its provider call,
   its outcome (``SENT`` with the provider's id, ``RETRY``, ``FAILED``, ``UNKNOWN``) and its lead's
   progress are committed together, with the next email marked ``SENDING``. That write is also the
@@ -48,11 +48,20 @@ from django_q.tasks import async_task
 from cam.budget import Budget
 from cam.domains.services import held_domains
 from cam.locks import lease_acquire, lease_release, lease_renew
-from cam.lookups import one_of
 from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
-from cam.outreach.outcomes import IN_HAND, InFlight, Outcome, outcome_of, outcome_write, outcome_write_send, retry_base
+from cam.outreach.outcomes import (
+    IN_HAND,
+    InFlight,
+    Outcome,
+    db_values,
+    outcome_of,
+    outcome_write,
+    outcome_write_send,
+    retry_base,
+    set_clause,
+)
 from cam.outreach.pacing import gap_ends_at
 from cam.outreach.planning import SENDING_CAMPAIGNS, campaign_steps
 from cam.outreach.providers import MailProvider, SendResult, get_provider
@@ -75,6 +84,7 @@ HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=
 
 DATABASE_GONE = (InterfaceError, OperationalError)
 OUTBOUND_FIELDS = tuple(field.name for field in OutboundEmail._meta.concrete_fields)
+OUTBOUND_COLUMNS = tuple(field.column or field.attname for field in OutboundEmail._meta.concrete_fields)
 
 
 def _ready(now: datetime) -> QuerySet[OutboundEmail]:
@@ -84,22 +94,48 @@ def _ready(now: datetime) -> QuerySet[OutboundEmail]:
                                         lead__status=Lead.Status.IN_SEQUENCE)
 
 
-def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str) -> list[int]:
+def outbound_claim(*, mailbox: Mailbox, limit: int, now: datetime, holder: str) -> list[OutboundEmail]:
     """Mark up to ``limit`` ready emails of ``mailbox`` as CLAIMED by ``holder`` (the batch's lease
-    holder); returns their ids.
+    holder); returns them in the order they are due, with every field of their own (of the lead, only
+    its id, as a deferred instance: its unsubscribe token).
 
     No attempt is counted: that happens only when a request for the email reaches the provider.
     """
     ready = _ready(now).filter(mailbox=mailbox).order_by("next_attempt_at", "pk")
     claim = {"status": Status.CLAIMED, "claimed_by": holder, "claimed_at": now, "updated_at": now}
-    with transaction.atomic():
-        if connection.features.has_select_for_update_skip_locked:
-            ids = list(ready.select_for_update(skip_locked=True, of=("self",)).values_list("pk", flat=True)[:limit])
-            OutboundEmail.objects.filter(pk__in=ids).update(**claim)
-            return ids
-        candidates = list(ready.values_list("pk", flat=True)[:limit])
-        OutboundEmail.objects.filter(pk__in=candidates, status__in=READY).update(**claim)
-        return list(OutboundEmail.objects.filter(pk__in=candidates, claimed_by=holder).values_list("pk", flat=True))
+    if connection.vendor == "postgresql":
+        rows = _claim_returning(ready, limit=limit, claim=claim)
+    else:
+        with transaction.atomic():
+            candidates = list(ready.values_list("pk", flat=True)[:limit])
+            OutboundEmail.objects.filter(pk__in=candidates, status__in=READY).update(**claim)
+        rows = list(OutboundEmail.objects.filter(pk__in=candidates, claimed_by=holder, status=Status.CLAIMED)
+                    .only(*OUTBOUND_FIELDS))
+    for row in rows:
+        # Of the lead, only its id: loading a whole lead, with its source data, costs more than the email itself.
+        row.lead = Lead.from_db(connection.alias, ["id"], [row.lead_id])
+    rows.sort(key=lambda row: (row.next_attempt_at, row.pk))
+    return rows
+
+
+def _claim_returning(ready: QuerySet[OutboundEmail], *, limit: int, claim: dict[str, Any]) -> list[OutboundEmail]:
+    """PostgreSQL's claim: one statement, atomic on its own — an ``UPDATE`` of the rows a ``SELECT … FOR
+    UPDATE SKIP LOCKED`` picks, ``RETURNING`` them whole — instead of a transaction of a select, an update
+    and a second select reading the rows back: a third of the round trips, and no rows read twice."""
+    return list(OutboundEmail.objects.raw(*claim_statement(ready, limit=limit, claim=claim)))
+
+
+def claim_statement(ready: QuerySet[OutboundEmail], *, limit: int, claim: dict[str, Any]) -> tuple[str, list[Any]]:
+    """PostgreSQL's claim statement and its parameters: ``claim``'s values written to the first ``limit``
+    rows of ``ready`` no other sender has locked, returned whole."""
+    table = connection.ops.quote_name(OutboundEmail._meta.db_table)
+    # FOR UPDATE written here: Django compiles it only inside a transaction, and this statement needs none.
+    picked, picked_params = ready.values("pk")[:limit].query.sql_with_params()
+    lock = connection.ops.for_update_sql(skip_locked=True, of=(table,))
+    columns = ", ".join(connection.ops.quote_name(column) for column in OUTBOUND_COLUMNS)
+    sql = (f"UPDATE {table} SET {set_clause(OutboundEmail, tuple(claim))} WHERE id IN ({picked} {lock}) "
+           f"RETURNING {columns}")
+    return sql, [*db_values(OutboundEmail, claim), *picked_params]
 
 
 @dataclass
@@ -245,15 +281,11 @@ def _claim(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
 
 def _claim_once(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
     mailbox = batch.mailbox
-    ids = outbound_claim(mailbox=mailbox, limit=batch.size, now=now, holder=batch.holder)
-    batch.claimed += len(ids)
-    batch.full = len(ids) == batch.size
-    if not ids:
+    rows = outbound_claim(mailbox=mailbox, limit=batch.size, now=now, holder=batch.holder)
+    batch.claimed += len(rows)
+    batch.full = len(rows) == batch.size
+    if not rows:
         return []
-    # Of the lead, only its id (its unsubscribe token): loading a whole lead, with its source data, and
-    # the campaign cost more than the email itself.
-    rows = list(OutboundEmail.objects.filter(one_of(OutboundEmail, "id", ids, array_type="bigint"))
-                .select_related("lead").only(*OUTBOUND_FIELDS, "lead__id").order_by("next_attempt_at", "pk"))
     suppressed = suppressed_addresses(row.to_email for row in rows)
     _cancel_suppressed(batch, [row for row in rows if row.to_email in suppressed])
     rows = [row for row in rows if row.to_email not in suppressed]
