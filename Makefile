@@ -111,7 +111,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 
-# Lint and both database runs always all run; the target fails at the end if any of them failed.
+# Lint and both database runs always all run; the target fails at the end if any of them failed. The two
+# database runs go side by side: each keeps about one core busy (its tests wait on servers, processes
+# and the database much of the time), so on two cores both end in about the time of the longer one.
 test: $(STAMP) system-packages postgres-started redis-started
 	@rm -rf $(TEST_RESULTS); mkdir -p $(TEST_RESULTS); failed=""; \
 	echo "== ruff check"; $(VENV)/bin/ruff check . || failed="$$failed ruff"; \
@@ -119,12 +121,15 @@ test: $(STAMP) system-packages postgres-started redis-started
 	echo "== mypy"; $(VENV)/bin/mypy || failed="$$failed mypy"; \
 	echo "== makemigrations --check"; \
 	$(PY) manage.py makemigrations --check --dry-run || failed="$$failed migrations"; \
-	echo "== pytest on SQLite"; \
+	echo "== pytest on SQLite and on PostgreSQL, side by side (its output: $(TEST_RESULTS)/pytest-sqlite.log, shown below when both end)"; \
 	$(SQLITE_ENV) $(VENV)/bin/pytest --junitxml=$(TEST_RESULTS)/junit-sqlite.xml $(SQLITE_PYTEST_ARGS) $(PYTEST_ARGS) \
-	  || failed="$$failed sqlite"; \
+	  >$(TEST_RESULTS)/pytest-sqlite.log 2>&1 & sqlite=$$!; \
+	trap 'kill $$sqlite 2>/dev/null; exit 130' INT TERM HUP; \
 	echo "== pytest on PostgreSQL ($(POSTGRES_TEST_URL))"; \
 	DATABASE_URL=$(POSTGRES_TEST_URL) $(VENV)/bin/pytest --junitxml=$(TEST_RESULTS)/junit-postgres.xml $(PYTEST_ARGS) \
 	  || failed="$$failed postgres"; \
+	wait $$sqlite || failed="$$failed sqlite"; \
+	echo "== pytest on SQLite"; cat $(TEST_RESULTS)/pytest-sqlite.log; \
 	if [ -n "$$failed" ]; then echo "make test failed:$$failed" >&2; exit 1; fi
 
 test-sqlite: $(STAMP) system-packages redis-started

@@ -31,6 +31,9 @@ if owner == os.getpgrp():  # in the foreground; a run in the background leaves t
     signal.signal(signal.SIGTTOU, signal.SIG_IGN)  # a background group may still hand the terminal over
     os.tcsetpgrp(0, os.getpgrp())
     os.environ["CAM_RUN_TERMINAL_OWNER"] = str(owner)
+    # Ctrl-C is how this run stops, even when started by a program that ignores it: bash cannot trap
+    # a signal that was ignored when it started.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 # Python ignores these; an ignored signal would stay ignored in the servers.
 for name in ("SIGTTOU", "SIGPIPE", "SIGXFSZ"):
     signal.signal(getattr(signal, name), signal.SIG_DFL)

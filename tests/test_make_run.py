@@ -91,10 +91,13 @@ def read_to_end(fd: int, seen: bytearray, deadline: float) -> None:
             seen += chunk
 
 
-def test_ctrl_c_at_a_terminal_stops_everything_and_exits_0(fake_python, tmp_path):
-    # A terminal of its own, make in its foreground, as a shell would start it.
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["from-a-shell", "sigint-ignored-above"])
+def test_ctrl_c_at_a_terminal_stops_everything_and_exits_0(fake_python, tmp_path, sigint):
+    # A terminal of its own, make in its foreground, as a shell would start it; or started by a program
+    # that ignores SIGINT (a job in the background of a script, a CI runner): Ctrl-C still stops it.
     pid, terminal = pty.fork()
     if pid == 0:  # the child: becomes make
+        signal.signal(signal.SIGINT, sigint)
         os.chdir(ROOT)
         os.execvpe("make", make_run_command(fake_python), environment(tmp_path))
     output = bytearray()
@@ -104,13 +107,27 @@ def test_ctrl_c_at_a_terminal_stops_everything_and_exits_0(fake_python, tmp_path
         os.write(terminal, b"\x03")  # Ctrl-C: the terminal signals its foreground process group
         read_to_end(terminal, output, time.monotonic() + 30)
     finally:
-        _, status = os.waitpid(pid, 0)
+        status = wait_or_kill(pid, time.monotonic() + 30, tmp_path)
         os.close(terminal)
 
     assert os.waitstatus_to_exitcode(status) == 0, bytes(output)
     assert b"Stopping the web server and the task cluster" in output
     assert b"Interrupt" not in output and b"Error" not in output
     assert servers_stopped(tmp_path)
+
+
+def wait_or_kill(pid: int, deadline: float, tmp_path: Path) -> int:
+    """make's wait status once it ends; if it has not by ``deadline``, it and the servers are killed (a
+    run that ignored the Ctrl-C fails the test rather than holding it until its servers end)."""
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        time.sleep(0.05)
+    subprocess.run(["pkill", "-KILL", "-s", str(pid)], check=False)  # make's session: make and the script
+    for server in (tmp_path / "pids").read_text().split() if (tmp_path / "pids").exists() else ():
+        subprocess.run(["kill", "-KILL", server], check=False)
+    return os.waitpid(pid, 0)[1]
 
 
 def start_without_a_terminal(fake_python: Path, tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, bytearray]:

@@ -38,6 +38,8 @@ from typing import Any
 
 from django_q.signals import pre_execute
 
+from cam.jobs.cluster_restart import cluster_restart_install
+
 logger = logging.getLogger(__name__)
 
 # <linux/prctl.h>
@@ -127,4 +129,5 @@ def supervision_install() -> None:
         return
     multiprocessing.util.register_after_fork(_FORK_HOOK_OWNER, _on_fork)
     pre_execute.connect(refuse_task_when_orphaned, dispatch_uid="cam.jobs.refuse_task_when_orphaned")
+    cluster_restart_install()  # and a cluster process that died leaves no queue locked for good
     _installed = True

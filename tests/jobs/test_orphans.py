@@ -1,8 +1,9 @@
 """No q2 process outlives its cluster: ``kill -9`` of qcluster stops them all (cam.jobs.supervision).
 
 Real processes throughout: a ``manage.py qcluster`` on Redis and the test database, and a probe
-(tests/jobs/orphan_probe.py) whose child really is orphaned. Redis database 9 belongs to this module;
-it is flushed before and after each test.
+(tests/jobs/orphan_probe.py) whose child really is orphaned. Redis database 9 belongs to this module
+on PostgreSQL and 8 on SQLite (`make test` runs the two side by side); it is flushed before and after
+each test.
 """
 
 import os
@@ -20,7 +21,7 @@ from django_q.models import Task
 from tests.jobs.test_two_workers import database_url
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/9"
+REDIS_URL = f"redis://127.0.0.1:6379/{9 if os.environ.get('DATABASE_URL', '').startswith('postgres') else 8}"
 QUEUE = "django_q:cam:q"  # q2's Redis list for the cluster named "cam" (settings.Q_CLUSTER)
 WORKERS = 2
 
