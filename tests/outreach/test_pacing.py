@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
 from cam.campaigns import campaign_apply_rule
 from cam.models import Campaign, Lead, Mailbox, OutboundEmail
@@ -19,9 +20,9 @@ from cam.outreach.pacing import (
     warmup_full_on,
     warmup_words,
 )
-from cam.outreach.planning import mailbox_pace_wait, outreach_plan
+from cam.outreach.planning import _Room, mailbox_pace_wait, mailbox_sent_times, outreach_plan
 from cam.outreach.sending import outbound_send_batch
-from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory
+from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, OutboundEmailFactory, SequenceStepFactory
 
 BERLIN = ZoneInfo("Europe/Berlin")
 # Monday 2 March 2026: the window is 09:00 to 17:00 in Berlin (08:00 to 16:00 UTC), every day.
@@ -213,3 +214,25 @@ def test_a_campaign_ahead_of_the_servers_clock_does_not_start_a_mailbox_on_its_s
 
     assert mailbox_pace_wait(mailbox, campaign, sent=sent, now=now) == Lead.BlockedReason.MAILBOX_PACE  # 10 of 10
     assert mailbox_pace_wait(mailbox, campaign, sent=sent[:9], now=now) == ""
+
+
+@pytest.mark.django_db
+def test_each_mailboxs_planned_times_come_in_order_and_the_plan_keeps_them_so():
+    # mailbox_pace_wait counts today's and this hour's emails by bisection: the times must be in order,
+    # whatever order the database returns them in and whatever the plan adds.
+
+    now = timezone.now()
+    mailbox = MailboxFactory()
+    emails = [OutboundEmailFactory(mailbox=mailbox, status=OutboundEmail.Status.SENT) for _ in range(6)]
+    for email, minutes in zip(emails, [30, 5, 50, 1, 20, 10], strict=True):
+        OutboundEmail.objects.filter(pk=email.pk).update(created_at=now - timedelta(minutes=minutes))
+    times = mailbox_sent_times([mailbox.pk], now=now)[mailbox.pk]
+    assert times == sorted(times) and len(times) == 6
+
+    room = _Room()
+    room.mailbox_sent[mailbox.pk] = times
+    campaign = CampaignFactory()
+    for at in (now - timedelta(minutes=15), now):  # a plan's clock earlier than an email already there
+        room.take(campaign, mailbox, at)
+    assert room.mailbox_sent[mailbox.pk] == sorted(room.mailbox_sent[mailbox.pk])
+    assert len(room.mailbox_sent[mailbox.pk]) == 8
