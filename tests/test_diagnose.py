@@ -139,7 +139,9 @@ def test_the_capacity_table_shows_a_warming_mailboxs_allowance_today(admin_clien
     assert rows[warmed.pk].pace_words == ""
 
 
-def test_a_mailbox_gap_says_when_the_next_email_may_go():
+def test_a_mailbox_gap_says_when_the_next_email_may_go(settings):
+    # No jitter: the gap is exactly 2 minutes, whatever the mailbox's id (the jitter's seed).
+    settings.AICMO_CAM_SEND_GAP_JITTER_PERCENT = 0
     mailbox = MailboxFactory(min_gap_seconds=120, last_sent_at=NOW - timedelta(seconds=30),
                              from_email="gap@outreach.test")
     owner = campaign(mailbox=mailbox)
