@@ -4,13 +4,14 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test .venv/bin/python bench/sending.py
 
 CAM writes each email's outcome and its lead's progress in a transaction of their own right after
-the server's answer (so a crash loses at most the one email in flight), and marks the email SENDING
-before handing it over. The target: CAM sends at 50 % or more of raw smtplib's rate over one
-connection. Both send the same messages (as CAM built them) to the same sink, aiosmtpd's in a process of its
-own, taking turns in rounds so that both see the same load on a shared machine. CAM's round is the worker's
-send step for the mailbox (``mailbox_send_due``): everything due, in claims of ``--batch`` emails (production's
-``AICMO_CAM_SEND_BATCH_SIZE``, 50 by default), with the later rounds' emails waiting behind. The
-database is created in a scratch schema/file and dropped at the end.
+the server's answer (so a crash loses at most the one email in flight), and marks the email in flight
+(its batch's row in ``outbound_in_flight``) before handing it over. The target: CAM sends at 50 % or
+more of raw smtplib's rate over one connection. Both send the same messages (as CAM built them) to the
+same sink, aiosmtpd's in a process of its own, taking turns in rounds so that both see the same load on a
+shared machine. CAM's round is the worker's send step for the mailbox (``mailbox_send_due``): everything
+due, in claims starting at ``--batch`` emails (production's ``AICMO_CAM_SEND_BATCH_SIZE``, 50 by default)
+and growing while they come back full, with the later rounds' emails waiting behind. The database is
+created in a scratch schema/file and dropped at the end.
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ class StatementCounter:
 
 def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, serial_cpu: CpuMeter) -> float:
     """Seconds to send ``messages`` with raw smtplib and commit, after each, CAM's outcome statement for an
-    email of the bench (its outcome and lead's progress, the next email marked SENDING): what recording
+    email of the bench (its outcome and lead's progress, the next email marked in flight): what recording
     each outcome durably costs at the least. ``serial``: each commit before the next email, as the
     guarantee needs at the least (CAM overlaps the commit with the next envelope only). ``overlapped``:
     each commit runs in a thread of its own during the next email's whole conversation, its data

@@ -57,8 +57,7 @@ Status = Campaign.Status
 WAITING_FOR_TIME = (Blocked.OUTSIDE_WINDOW, Blocked.MAILBOX_CAP, Blocked.MAILBOX_GAP, Blocked.MAILBOX_PACE,
                     Blocked.CAMPAIGN_CAP)
 # Emails planned and not yet handed to the provider for good.
-QUEUED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY, OutboundEmail.Status.CLAIMED,
-          OutboundEmail.Status.SENDING)
+QUEUED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.RETRY, OutboundEmail.Status.CLAIMED)
 # The emails whose last word explains a send_failed, send_unknown or cancelled lead.
 STOPPED_EMAILS = (OutboundEmail.Status.FAILED, OutboundEmail.Status.UNKNOWN, OutboundEmail.Status.CANCELLED)
 NEXT_CYCLE = "they go out on the next cycle"

@@ -33,7 +33,7 @@ from cam.leads import (
     cancel_reason,
     kept_reason,
 )
-from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
+from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, SendInFlight, Suppression
 
 Status = Lead.Status
 
@@ -215,9 +215,13 @@ class LeadChanges:
             reached |= Q(to_email__in=spellings) | Q(lead__email__in=spellings)
         waiting = list(OutboundEmail.objects.select_for_update(of=("self",)).filter(
             reached, status__in=CANCELLABLE_EMAIL_STATUSES).order_by("pk").values_list(
-            "pk", "lead_id", "to_email", "lead__email"))
+            "pk", "lead_id", "to_email", "lead__email", "claimed_by"))
+        # Read after the lock: the one a sender has in flight is its to record (cam.in_flight).
+        flying = set(SendInFlight.objects.values_list("email_id", "holder")) if any(row[4] for row in waiting) else ()
         cancelled = []
-        for pk, lead_id, to_email, lead_email in waiting:
+        for pk, lead_id, to_email, lead_email, claimed_by in waiting:
+            if (pk, claimed_by) in flying:
+                continue
             why = next(why for which, why in self.cancels if (
                 which == lead_id if isinstance(which, int) else to_email in which or lead_email in which))
             cancelled.append(OutboundEmail(pk=pk, status=OutboundEmail.Status.CANCELLED, next_attempt_at=None,

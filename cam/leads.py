@@ -23,10 +23,11 @@ from datetime import datetime
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from cam.addresses import address_spellings
+from cam.in_flight import IN_FLIGHT, locked_not_in_flight
 from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
 from cam.suppressions import suppressed_addresses
 
@@ -60,8 +61,8 @@ KEPT_THROUGH_ADDRESS_STOPS = (Status.WON,)
 WHY_A_SALE_STAYS = ("a sale, which what later becomes of the address does not undo; the address is suppressed, "
                     "so nothing more is sent to it")
 
-# Emails not yet handed to a provider (a CLAIMED row's sender checks its claim before sending); a
-# SENDING row is in flight and is left to the sender.
+# Emails not yet handed to a provider (a CLAIMED row's sender checks its claim before sending); the one
+# a sender has in flight is left to it (cam.in_flight.locked_not_in_flight).
 CANCELLABLE_EMAIL_STATUSES = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED,
                               OutboundEmail.Status.RETRY)
 
@@ -164,10 +165,8 @@ def _address_stop(*, lead: Lead, kind: AddressStop, source: str, actor: str = "s
                          why=WHY_A_SALE_STAYS if kept in KEPT_THROUGH_ADDRESS_STOPS else "")
     own = own_rows.update(status_reason=own_reason, **stop)
     others = other_rows.update(status_reason=other_reason, **stop)
-    cancelled = (OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings),
-                                              status__in=CANCELLABLE_EMAIL_STATUSES)
-                 .update(status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-                         last_error=kind.cancel_reason(source)))
+    cancelled = emails_cancel(OutboundEmail.objects.filter(Q(lead__email__in=spellings) | Q(to_email__in=spellings)),
+                              why=kind.cancel_reason(source), now=now)
 
     lead.refresh_from_db(fields=["status", "status_reason", "status_changed_at", "next_send_at",
                                  "blocked_reason", "paused_until", "updated_at"])
@@ -213,9 +212,17 @@ def lead_mark_bounced(*, lead: Lead, source: str, actor: str = "system",
 
 # Emails still to go out for a lead whose sequence stops.
 def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
-    return OutboundEmail.objects.filter(lead_id__in=lead_ids, status__in=CANCELLABLE_EMAIL_STATUSES).update(
-        status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now,
-        last_error=cancel_reason(why))
+    return emails_cancel(OutboundEmail.objects.filter(lead_id__in=lead_ids), why=cancel_reason(why), now=now)
+
+
+def emails_cancel(emails: QuerySet[OutboundEmail], *, why: str, now: datetime) -> int:
+    """Cancel those of ``emails`` still waiting to go out (``last_error`` says ``why``), but not one a sender has in
+    flight: it is the sender's to record. Inside a transaction; returns how many were cancelled."""
+    waiting = locked_not_in_flight(emails.filter(status__in=CANCELLABLE_EMAIL_STATUSES))
+    if not waiting:
+        return 0
+    return OutboundEmail.objects.filter(pk__in=waiting).update(
+        status=OutboundEmail.Status.CANCELLED, next_attempt_at=None, updated_at=now, last_error=why)
 
 
 def cancel_reason(why: str) -> str:
@@ -362,7 +369,7 @@ def lead_change_status(*, lead: Lead, to_status: str, actor: str, reason: str = 
 
 # An email to the address went out, or may have (in flight, or its outcome unknown): from then on the
 # address is what the lead's history, replies and suppressions are about, so it is no longer edited.
-EMAIL_FIXED_BY = (OutboundEmail.Status.SENT, OutboundEmail.Status.SENDING, OutboundEmail.Status.UNKNOWN)
+EMAIL_FIXED_BY = Q(status__in=(OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)) | IN_FLIGHT
 
 
 class EmailFixed(ValueError):
@@ -371,7 +378,7 @@ class EmailFixed(ValueError):
 
 def lead_email_fixed(*, lead: Lead) -> bool:
     """Whether anything was sent to ``lead`` (or may have been), so that its address may not change."""
-    return lead.pk is not None and OutboundEmail.objects.filter(lead_id=lead.pk, status__in=EMAIL_FIXED_BY).exists()
+    return lead.pk is not None and OutboundEmail.objects.filter(EMAIL_FIXED_BY, lead_id=lead.pk).exists()
 
 
 EMAIL_FIXED_MESSAGE = ("The address cannot be changed: mail was already sent to it, and the lead's history and "

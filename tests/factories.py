@@ -263,3 +263,22 @@ class CamAPIKeyFactory(factory.django.DjangoModelFactory):
         api_key, key = model_class.objects.create_key(**kwargs)
         api_key.key = key
         return api_key
+
+
+# An email a sender has in the provider's hands: CLAIMED, and named by its holder's SendInFlight row. Tests read
+# it as a state of its own.
+IN_FLIGHT = "IN_FLIGHT"
+
+
+def put_in_flight(email: models.OutboundEmail, *, holder: str) -> None:
+    """``email`` as a sender that died while handing it over left it: claimed by ``holder``, in flight."""
+    models.OutboundEmail.objects.filter(pk=email.pk).update(status=models.OutboundEmail.Status.CLAIMED,
+                                                            claimed_by=holder)
+    models.SendInFlight.objects.update_or_create(holder=holder, defaults={"email_id": email.pk})
+
+
+def email_states(emails) -> list[str]:
+    """Each of ``emails``'s status, or ``IN_FLIGHT`` for the one a sender has in flight."""
+    flying = set(models.SendInFlight.objects.values_list("email_id", "holder"))
+    return [IN_FLIGHT if status == models.OutboundEmail.Status.CLAIMED and (pk, holder) in flying else status
+            for pk, status, holder in emails.values_list("pk", "status", "claimed_by")]

@@ -382,7 +382,7 @@ def held_by_email(owner: Campaign, reason: str, status: str, error: str) -> tupl
     ("send_failed", "FAILED", "The provider refused step 1 to {to} from {sender} (550 5.1.1 no such user). Check the "
                               "mailbox's address, login or API key under Mailboxes, then resend the email under "
                               "Outbound emails."),
-    ("send_unknown", "UNKNOWN", "It is not known whether this went out: step 1 to {to} from {sender} (Found in SENDING "
+    ("send_unknown", "UNKNOWN", "It is not known whether this went out: step 1 to {to} from {sender} (Found in flight "
                                 "after an interrupted send). Look for it in the mailbox's Sent folder, then Resend or "
                                 "Cancel it under Outbound emails."),
     ("cancelled", "CANCELLED", "Staff cancelled step 1 to {to} from {sender} (Cancelled by staff:anna.). Resend it "
@@ -390,7 +390,7 @@ def held_by_email(owner: Campaign, reason: str, status: str, error: str) -> tupl
 ])
 def test_an_email_that_stopped_says_what_happened_to_it_and_links_it(reason, status, said):
     owner = campaign()
-    error = {"send_failed": "550 5.1.1 no such user", "send_unknown": "Found in SENDING after an interrupted send",
+    error = {"send_failed": "550 5.1.1 no such user", "send_unknown": "Found in flight after an interrupted send",
              "cancelled": "Cancelled by staff:anna."}[reason]
     lead, email = held_by_email(owner, reason, status, error)
 

@@ -28,7 +28,7 @@ LEAD = {
     Lead.Status.WON: GREEN, Lead.Status.LOST: GREY,
 }
 OUTBOUND = {
-    OutboundEmail.Status.PENDING: GREY, OutboundEmail.Status.CLAIMED: BLUE, OutboundEmail.Status.SENDING: BLUE,
+    OutboundEmail.Status.PENDING: GREY, OutboundEmail.Status.CLAIMED: BLUE,
     OutboundEmail.Status.SENT: GREEN, OutboundEmail.Status.RETRY: AMBER, OutboundEmail.Status.FAILED: RED,
     OutboundEmail.Status.UNKNOWN: ORANGE, OutboundEmail.Status.CANCELLED: GREY,
 }

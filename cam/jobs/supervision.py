@@ -20,7 +20,7 @@ or in the cluster's in-memory queue never runs, one a worker was running stops h
 is retried or leaves a Task row.
 (With the ORM broker it stays in the queue table and is handed out again after ``retry`` seconds.)
 CAM does not depend on one task: the worker cycle and its send batches are planned afresh every
-cycle (rows a killed batch left in SENDING are recovered by ``outbound_recover_stuck``), a scheduled
+cycle (the email a killed batch left in flight is recovered by ``outbound_recover_stuck``), a scheduled
 job runs at its next slot, and the reservation of a run queued from the admin or the API lapses
 after ``Q_TIMEOUT_SECONDS``, so it can be queued again.
 """

@@ -21,6 +21,7 @@ from cam.models.mail import (
     ProviderEvent,
     Reply,
     Security,
+    SendInFlight,
 )
 from cam.models.operations import (
     AlertChannel,
@@ -61,6 +62,7 @@ __all__ = [
     "RuleMeasurement",
     "SecretSettingChange",
     "Security",
+    "SendInFlight",
     "SendingDomain",
     "SequenceStep",
     "Suppression",

@@ -197,11 +197,11 @@ class OutboundEmail(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "PENDING", "Pending"
-        # Taken by a sender's batch, not handed to the provider yet: goes back to the queue if the
-        # sender stops or dies before trying it.
+        # Taken by a sender's batch: goes back to the queue if the sender stops or dies before trying it.
+        # The one a batch is handing to the provider right now stays CLAIMED, and is named by the batch's
+        # ``SendInFlight`` row (a new version of this wide, many-indexed row for every email would cost
+        # the database more than the rest of the email's record).
         CLAIMED = "CLAIMED", "Claimed for sending"
-        # Handed to the provider right now: the one email of a batch in flight.
-        SENDING = "SENDING", "Sending"
         SENT = "SENT", "Sent"
         RETRY = "RETRY", "Waiting to retry"
         FAILED = "FAILED", "Failed"
@@ -273,12 +273,13 @@ class OutboundEmail(models.Model):
             # so a claim reads its batch and stops, however many are due (a plan writes thousands at one time).
             models.Index(fields=["mailbox", "next_attempt_at", "id"],
                          condition=Q(status__in=["PENDING", "RETRY"], kind="sequence"), name="outbound_ready_idx"),
-            # Also recovery's: the emails in a sender's hands (CLAIMED, SENDING), whose sender may be gone.
+            # Also recovery's: the emails in a sender's hands (CLAIMED), whose sender may be gone.
             models.Index(fields=["status", "created_at"], name="outbound_status_created_idx"),
             # Daily caps count emails per mailbox and campaign since a time; metrics count sends.
             models.Index(fields=["mailbox", "created_at"], name="outbound_mailbox_created_idx"),
             models.Index(fields=["campaign", "created_at"], name="outbound_campaign_created_idx"),
-            models.Index(fields=["campaign", "sent_at"], name="outbound_campaign_sent_idx"),
+            models.Index(fields=["campaign", "sent_at"], condition=Q(sent_at__isnull=False),
+                         name="outbound_campaign_sent_at_idx"),
             # The rules step reads each campaign's last sends from this alone, newest first (cam.decisions).
             models.Index(fields=["campaign", "sent_at", "id"], condition=Q(status="SENT", kind="sequence"),
                          name="outbound_campaign_sends_idx"),
@@ -290,7 +291,10 @@ class OutboundEmail(models.Model):
             # The metrics step's look for emails unsubscribed from by link since it last counted.
             models.Index(fields=["unsubscribed_at"], condition=Q(unsubscribed_at__isnull=False),
                          name="outbound_unsubscribed_idx"),
-            models.Index(fields=["provider_message_id"], name="outbound_provider_msgid_idx"),
+            # Sent emails only: the provider's events and bounces name the email by this. Claimed versions of a row
+            # (one per email, rewritten when it is sent) stay out of it, and out of the one just below.
+            models.Index(fields=["provider_message_id"], condition=~Q(provider_message_id=""),
+                         name="outbound_sent_msgid_idx"),
             # "Already contacted?" is asked by address, across campaigns.
             models.Index(fields=["to_email"], name="outbound_to_email_idx"),
             # The outbound list: newest first, without sorting millions of emails.
@@ -302,6 +306,31 @@ class OutboundEmail(models.Model):
 
     def __str__(self) -> str:
         return f"{self.to_email} · {f'step {self.step.position}' if self.step else 'answer'} · {self.status}"
+
+
+class SendInFlight(models.Model):
+    """The one email a sender (a batch, or a person's answer) has in the provider's hands right now.
+
+    Written in the same commit as the previous email's outcome, before the next email's data goes out:
+    a sender that dies leaves its email here, and ``outbound_recover_stuck`` makes it ``UNKNOWN`` (or
+    ``RETRY`` where the provider is idempotent) while the rest of its claim goes back to the queue. One
+    row per sender, whose email changes with every email sent: the email's own row is wide and in a dozen
+    indexes, so a new version of it per email cost the database as much as recording the outcome; this
+    row is in one index (the holder's), which the change leaves alone, so its update is written in place.
+    Writers that take claimed emails away (cancelling) lock them first and then leave the ones in flight
+    (``cam.in_flight``).
+    """
+
+    holder = models.CharField(max_length=200, primary_key=True, help_text="The sender's claim (``claimed_by``).")
+    # No foreign key constraint: its check would lock the email's row on every change, a write of its own.
+    email = models.ForeignKey(OutboundEmail, on_delete=models.DO_NOTHING, db_constraint=False, db_index=False,
+                              related_name="+")
+
+    class Meta:
+        db_table = "outbound_in_flight"
+
+    def __str__(self) -> str:
+        return f"{self.holder} → {self.email_id}"
 
 
 # Reply triage (the back office's list of replies): warm replies first (positive, referral, question: a person

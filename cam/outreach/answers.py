@@ -8,7 +8,7 @@ claim — so the same guarantees hold:
 
 - **Exactly once.** The answer's form carries a key of its own; the email is stored under it (unique)
   before anything is sent, so a second submit of the same form (a double click, a retry) finds it and
-  sends nothing more. The email is in flight (``SENDING``) under a lease of its own while the provider
+  sends nothing more. The email is in flight (``cam.in_flight``) under a lease of its own while the provider
   is asked; a crash then leaves it for ``cam.outreach.sending.outbound_recover_stuck``, which makes an
   answer ``UNKNOWN`` (never tried again on its own: a person wrote it and decides).
 - **In the thread.** From the mailbox that wrote to the lead, to the address that replied,
@@ -126,7 +126,7 @@ def answer_send(*, inbound: InboundEmail, author: User, body: str, key: str) -> 
     if not lease_acquire(name=lease, holder=holder):  # pragma: no cover - a new key's lease is free
         raise AnswerRefused("This answer is already being sent.")
     try:
-        _, ours = outcome_write(holder=holder, row=None, outcome=None, next_id=email.pk, now=now)  # SENDING
+        _, ours = outcome_write(holder=holder, row=None, outcome=None, next_id=email.pk, now=now)  # in flight
         if ours:
             email.lead, email.mailbox = lead, mailbox
             result = _deliver(email)

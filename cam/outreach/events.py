@@ -68,8 +68,9 @@ def provider_event_record(*, provider: str, event_id: str, event_type: str, prov
     ``BOUNCED`` and suppresses the address; ``complained`` unsubscribes the lead and suppresses the
     address as a complaint (see ``cam.leads``).
     """
+    # Said not empty, as the index of sent emails' ids is (``outbound_sent_msgid_idx``), so it is used.
     outbound = (OutboundEmail.objects.select_related("lead__campaign").filter(provider_message_id=provider_message_id)
-                .order_by("pk").first() if provider_message_id else None)
+                .exclude(provider_message_id="").order_by("pk").first() if provider_message_id else None)
     try:
         with transaction.atomic():  # a savepoint: a duplicate must not spoil the outer transaction
             event = ProviderEvent.objects.create(

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from cam.in_flight import locked_not_in_flight
 from cam.models import Lead, OutboundEmail
 
 Status = OutboundEmail.Status
@@ -18,7 +19,9 @@ RESENDABLE = (Status.UNKNOWN, Status.FAILED, Status.CANCELLED)
 def outbound_cancel(*, outbound_ids: Iterable[int], by: str) -> int:
     """Cancel emails that have not (knowingly) gone out; their leads wait, marked ``cancelled``."""
     now = timezone.now()
-    emails = OutboundEmail.objects.filter(pk__in=list(outbound_ids), status__in=CANCELLABLE)
+    # The one a sender has in flight is left to it: it may be going out right now (cam.in_flight).
+    emails = OutboundEmail.objects.filter(pk__in=locked_not_in_flight(
+        OutboundEmail.objects.filter(pk__in=list(outbound_ids), status__in=CANCELLABLE)))
     lead_ids = list(emails.values_list("lead_id", flat=True))
     changed = emails.update(status=Status.CANCELLED, next_attempt_at=None, updated_at=now,
                             last_error=f"Cancelled by {by}.")

@@ -1,19 +1,27 @@
-"""One email's outcome, written with its lead's progress, together with the next email marked SENDING.
+"""One email's outcome, written with its lead's progress, together with the next email marked in flight.
 
 The sender writes this once per email, right after the provider call, so it is the price of "a
 crash loses at most the one email in flight": kept to one durable commit per email. On PostgreSQL it
-is one statement — three ``UPDATE``s as data-modifying ``WITH`` queries, atomic as any statement, in
-one round trip. Elsewhere (SQLite, in-process) it is the same three ``UPDATE``s in one transaction.
+is one statement — the outcome's and the lead's ``UPDATE``s and the mark as data-modifying ``WITH``
+queries, atomic as any statement, in one round trip. Elsewhere (SQLite, in-process) it is the same
+statements in one transaction.
+
+The next email is marked in flight by its holder's ``SendInFlight`` row (``cam.in_flight``), not by a new
+version of the email's own row: that row is wide and in a dozen indexes, and its three versions per email
+(claimed, in flight, sent) were the largest part of the database's work per email; the in-flight row is in
+one index the change leaves alone, so PostgreSQL rewrites it in place. The mark locks the email's row as
+it checks that the email is still the batch's, so that a cancel either sees the mark or is seen by it.
 
 The commit is durable (``synchronous_commit`` stays on) although the outcome alone would not need it:
-the same commit marks the next email SENDING right before it is handed over, and that mark must
+the same commit marks the next email in flight right before it is handed over, and that mark must
 survive a database crash. Lost with an asynchronous commit, it and every later one would be gone:
-the emails sent since would be CLAIMED again, handed back and sent twice. Splitting the mark (durable)
+the emails sent since would be handed back by recovery and sent twice. Splitting the mark (durable)
 from the outcome (asynchronous) would cost a second round trip for the same one flush per email.
 
 Every statement is conditional on the batch's claim (``claimed_by``), so a sender that lost its lease
 changes nothing another sender has taken over, and writing the same outcome twice (after a commit
 whose answer was lost with the connection) changes nothing more: every value written is absolute.
+A write with no next email (a batch's last) removes the holder's in-flight row instead.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ from typing import Any, cast
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, connection, connections, models, transaction
 
-from cam.models import Lead, OutboundEmail, SequenceStep
+from cam.models import Lead, OutboundEmail, SendInFlight, SequenceStep
 from cam.models.campaigns import step_after
 from cam.outreach.planning import step_delay
 from cam.outreach.providers import SendResult
@@ -39,9 +47,8 @@ Status = OutboundEmail.Status
 Blocked = Lead.BlockedReason
 MAX_ATTEMPTS = 5
 RETRY_CAP = timedelta(hours=6)
-# Emails in a sender's hands. Marking one SENDING finds it CLAIMED, or already SENDING when this very
-# write committed before the connection dropped and is being written again.
-IN_HAND = (Status.CLAIMED, Status.SENDING)
+# Emails in a sender's hands: claimed, one of them in flight (``cam.in_flight``).
+IN_HAND = (Status.CLAIMED,)
 
 
 def retry_base() -> timedelta:
@@ -97,7 +104,8 @@ def outcome_of(row: OutboundEmail, result: SendResult, *, now: datetime,
 
 def outcome_write(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,
                   now: datetime) -> tuple[bool, bool]:
-    """Write ``outcome`` of ``row`` (if any) and mark the email ``next_id`` (if any) SENDING, together.
+    """Write ``outcome`` of ``row`` (if any) and mark the email ``next_id`` in flight, together; with no
+    ``next_id``, the holder has nothing in flight any more.
 
     Returns (the outcome was written, the next email is still this batch's to send). Call it inside
     a transaction to add writes of your own to the same commit (then it does not open one).
@@ -120,21 +128,30 @@ def outcome_write(*, holder: str, row: OutboundEmail | None, outcome: Outcome | 
                            [*db_values(Lead, outcome.lead), row.lead_id])
         marked = False
         if next_id is not None:
-            cursor.execute(_mark(email_table), [*db_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND])
+            # SQLite's transactions here take the write lock as they begin: nothing changes the email between
+            # this check and the commit, so it needs no row lock.
+            cursor.execute(f"INSERT INTO {_in_flight_table()} (holder, email_id) {_target(email_table, lock='')} "
+                           f"ON CONFLICT (holder) DO UPDATE SET email_id = excluded.email_id",
+                           [next_id, holder, Status.CLAIMED])
             marked = cursor.rowcount > 0
+        else:
+            cursor.execute(_clear(), [holder])
     return written, marked
 
 
-def _marked(now: datetime) -> dict[str, Any]:
-    """What marking an email SENDING writes."""
-    return {"status": Status.SENDING, "updated_at": now}
+def _in_flight_table() -> str:
+    return connection.ops.quote_name(SendInFlight._meta.db_table)
 
 
-def _mark(email_table: str) -> str:
-    """The statement that marks an email SENDING (``_marked``'s values, then its id and the holder), if
-    it is still in this batch's hands."""
-    return (f"UPDATE {email_table} SET {set_clause(OutboundEmail, ('status', 'updated_at'))} "
-            f"WHERE id = %s AND claimed_by = %s AND status IN (%s, %s)")
+def _target(email_table: str, *, lock: str) -> str:
+    """The row that marks an email in flight (its holder and id; parameters: the email's id, the holder and
+    ``CLAIMED``), if the email is still in this batch's hands; ``lock`` the row lock that check takes."""
+    return f"SELECT claimed_by, id FROM {email_table} WHERE id = %s AND claimed_by = %s AND status = %s {lock}".rstrip()
+
+
+def _clear() -> str:
+    """The statement that leaves the holder (its one parameter) with nothing in flight."""
+    return f"DELETE FROM {_in_flight_table()} WHERE holder = %s"
 
 
 def _one_statement(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,
@@ -153,8 +170,7 @@ def _statement_and_params(*, holder: str, row: OutboundEmail | None, outcome: Ou
         params += [*db_values(OutboundEmail, outcome.email), row.pk, holder]
         if outcome.lead:
             params += db_values(Lead, outcome.lead)
-    if next_id is not None:
-        params += [*db_values(OutboundEmail, _marked(now)), next_id, holder, *IN_HAND]
+    params += [next_id, holder, Status.CLAIMED] if next_id is not None else [holder]
     sql = _statement(tuple(outcome.email) if row is not None and outcome is not None else None,
                      tuple(outcome.lead) if row is not None and outcome is not None and outcome.lead else None,
                      next_id is not None)
@@ -164,7 +180,8 @@ def _statement_and_params(*, holder: str, row: OutboundEmail | None, outcome: Ou
 @functools.cache
 def _statement(email: tuple[str, ...] | None, lead: tuple[str, ...] | None, mark: bool) -> str:
     """The one statement (PostgreSQL's) writing an outcome with these email and lead fields, if any,
-    and marking the next email SENDING, if ``mark``: the same few come back for every email."""
+    and marking the next email in flight, if ``mark``, else clearing the holder's: the same few come back
+    for every email."""
     email_table = connection.ops.quote_name(OutboundEmail._meta.db_table)
     queries = []
     if email is not None:
@@ -176,11 +193,17 @@ def _statement(email: tuple[str, ...] | None, lead: tuple[str, ...] | None, mark
     else:
         queries.append("outcome AS (SELECT NULL::bigint AS lead_id WHERE false)")
     if mark:
-        queries.append(f"mark AS ({_mark(email_table)} RETURNING id)")
+        # The email's row is locked as it is checked: a cancel that locked it first is waited for, and the
+        # check then reads what the cancel left (cam.in_flight).
+        queries.append(f"mark AS (INSERT INTO {_in_flight_table()} (holder, email_id) "
+                       f"{_target(email_table, lock='FOR NO KEY UPDATE')} "
+                       f"ON CONFLICT (holder) DO UPDATE SET email_id = EXCLUDED.email_id RETURNING email_id)")
+        marked = "(SELECT count(*) FROM mark)"
     else:
-        queries.append("mark AS (SELECT NULL::bigint AS id WHERE false)")
+        queries.append(f"clear AS ({_clear()} RETURNING holder)")
+        marked = "0"
     # Data-modifying WITH queries run to completion whether or not the SELECT reads them.
-    return f"WITH {', '.join(queries)} SELECT (SELECT count(*) FROM outcome), (SELECT count(*) FROM mark)"
+    return f"WITH {', '.join(queries)} SELECT (SELECT count(*) FROM outcome), {marked}"
 
 
 def outcome_write_send(*, holder: str, row: OutboundEmail | None, outcome: Outcome | None, next_id: int | None,

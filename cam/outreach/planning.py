@@ -39,8 +39,8 @@ from cam.suppressions import suppressed_addresses
 Blocked = Lead.BlockedReason
 SENDING_CAMPAIGNS = (Campaign.Status.ACTIVE, Campaign.Status.DEGRADED)
 # Emails that count against today's caps: everything planned that was not refused or cancelled.
-COUNTED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED, OutboundEmail.Status.SENDING,
-           OutboundEmail.Status.SENT, OutboundEmail.Status.RETRY, OutboundEmail.Status.UNKNOWN)
+COUNTED = (OutboundEmail.Status.PENDING, OutboundEmail.Status.CLAIMED, OutboundEmail.Status.SENT,
+           OutboundEmail.Status.RETRY, OutboundEmail.Status.UNKNOWN)
 CAP_WINDOW = timedelta(hours=24)
 # Due leads looked at per plan; the rest are still due next cycle.
 PLAN_LIMIT = 5000

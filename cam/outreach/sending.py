@@ -7,20 +7,21 @@
   ``SELECT … FOR UPDATE SKIP LOCKED`` picks, returning them whole; where the database has no row locks
   (SQLite), by a conditional ``UPDATE … WHERE status IN (PENDING, RETRY)``: either way two senders never
   claim the same row. Claiming counts no attempt. A worker's send step (``mailbox_send_due``) claims
-  again as the last email of a claim goes, under the same lease, until nothing is due or its time is up.
+  again as the last email of a claim goes, under the same lease, until nothing is due or its time is up;
+  while claims come back full, each takes twice as many as the one before (``CLAIM_GROWTH``).
 - Each email costs one commit of its own (``cam.outreach.outcomes``): right after its provider call,
   its outcome (``SENT`` with the provider's id, ``RETRY``, ``FAILED``, ``UNKNOWN``) and its lead's
-  progress are committed together, with the next email marked ``SENDING``. That write is also the
-  batch's check, before each send, that the database still answers and that the claim is still its
-  own; the batch stops at the first failure. A crash therefore leaves at most the one email in
-  flight in ``SENDING``; the rows it had claimed but not tried are still ``CLAIMED``. The provider
+  progress are committed together, with the next email marked in flight (``cam.in_flight``). That write
+  is also the batch's check, before each send, that the database still answers and that the claim is
+  still its own; the batch stops at the first failure. A crash therefore leaves at most the one email
+  in flight; the rows it had claimed but not tried are claimed and not in flight. The provider
   asks for that commit (``send_when``'s ``ready``) before anything that could deliver the email, and
   may meanwhile do what delivers nothing (SMTP: the envelope), so the two waits overlap.
 - An attempt counts only when the request reached the provider (``SendResult.attempted``). When the
   provider halts the batch (the server cannot be reached, the key is refused, a 429), the untried
   rows are handed back uncounted, after the provider's ``retry-after`` when it gave one.
 - ``outbound_recover_stuck`` finds the rows of senders whose lease is gone (they died, or lost the
-  database): ``CLAIMED`` rows go back to the queue; a ``SENDING`` row becomes ``UNKNOWN`` (SMTP and
+  database): claimed rows go back to the queue; the one in flight becomes ``UNKNOWN`` (SMTP and
   console: it may have gone out, and there is no way to ask) or ``RETRY`` (Resend: the same
   idempotency key makes a second request harmless, and Resend answers it with the first request's
   outcome).
@@ -47,8 +48,9 @@ from django_q.tasks import async_task
 
 from cam.budget import Budget
 from cam.domains.services import held_domains
+from cam.in_flight import IN_FLIGHT
 from cam.locks import lease_acquire, lease_release, lease_renew
-from cam.models import Lead, Lease, Mailbox, OutboundEmail, SequenceStep
+from cam.models import Lead, Lease, Mailbox, OutboundEmail, SendInFlight, SequenceStep
 from cam.outreach.events import provider_events_link
 from cam.outreach.messages import build_message
 from cam.outreach.outcomes import (
@@ -72,13 +74,17 @@ logger = logging.getLogger(__name__)
 Status = OutboundEmail.Status
 Blocked = Lead.BlockedReason
 READY = (Status.PENDING, Status.RETRY)
-# Providers whose requests carry an idempotency key: a row left in SENDING may be sent again.
+# Providers whose requests carry an idempotency key: a row left in flight may be sent again.
 IDEMPOTENT_PROVIDERS = (Mailbox.Provider.RESEND,)
 # Providers whose webhooks report events by the provider's message id, which may beat the sender.
 PROVIDERS_WITH_EVENTS = (Mailbox.Provider.RESEND,)
 # How long the sender keeps trying to record an outcome it already has while the database is away,
 # before leaving the row to recovery.
 OUTCOME_WRITE_PATIENCE = 30.0
+# A step's claims double while they come back full, up to this many times AICMO_CAM_SEND_BATCH_SIZE. Claimed emails
+# not yet tried are not at risk (a crash hands them back once the lease lapses; a stop, at once), and one mailbox has
+# one sender at a time, so a larger claim keeps nothing from anyone; each connection still takes a batch's worth.
+CLAIM_GROWTH = 8
 # A row handed back: PENDING if no request for it ever reached a provider, else RETRY.
 HANDED_BACK_STATUS = Case(When(attempts=0, then=Value(Status.PENDING)), default=Value(Status.RETRY))
 
@@ -148,7 +154,8 @@ class _Batch:
     steps: dict[int, list[SequenceStep]] = field(default_factory=dict)  # each campaign's, for the next one
     counts: dict[str, Any] = field(default_factory=dict)
     untried: set[int] = field(default_factory=set)
-    size: int = 0  # at most this many emails a claim
+    size: int = 0  # at most this many emails a connection, and the first claim
+    claim_size: int = 0  # the next claim's: rolling, it grows while claims come back full (CLAIM_GROWTH)
     rolling: bool = False  # claim again, as long as each claim is full (``mailbox_send_due``)
     claimed: int = 0
     full: bool = False  # the last claim took as many as it could: more may be due
@@ -204,7 +211,7 @@ def _send_batch(*, mailbox_id: int, limit: int | None, now: datetime | None, bud
         lease, lambda: lease_renew(name=lease, holder=holder)))
     batch.budget.renew_every = min(batch.budget.renew_every, ttl / 4)
     try:
-        batch.size = 1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE)
+        batch.size = batch.claim_size = 1 if gap else (limit or settings.AICMO_CAM_SEND_BATCH_SIZE)
         batch.rolling = rolling and not gap  # a mailbox with a gap sends one email, then waits
         _send(batch, now=now)
         _hand_back(batch)
@@ -243,7 +250,7 @@ def _send(batch: _Batch, *, now: datetime) -> None:
                     logger.warning("Mailbox %s: the next claim failed: the database is away", mailbox.name)
                     batch.full = False
             batch.untried.discard(row.pk)
-            # One transaction: the previous email's outcome, and this one marked SENDING — committed
+            # One transaction: the previous email's outcome, and this one marked in flight — committed
             # before this one can go, while the provider does what delivers nothing yet.
             ready = _Ready(batch, done=done, next_row=row)
             done = None
@@ -270,7 +277,7 @@ def _send(batch: _Batch, *, now: datetime) -> None:
 
 
 def _claim(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
-    """Claim up to ``batch.size`` more of the mailbox's due emails and make them ready to send: the
+    """Claim up to ``batch.claim_size`` more of the mailbox's due emails and make them ready to send: the
     suppressed among them cancelled, the rest with their steps. Rolling, a claim whose emails were all
     suppressed is followed by the next."""
     while True:
@@ -281,9 +288,12 @@ def _claim(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
 
 def _claim_once(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
     mailbox = batch.mailbox
-    rows = outbound_claim(mailbox=mailbox, limit=batch.size, now=now, holder=batch.holder)
+    rows = outbound_claim(mailbox=mailbox, limit=batch.claim_size, now=now, holder=batch.holder)
     batch.claimed += len(rows)
-    batch.full = len(rows) == batch.size
+    batch.full = len(rows) == batch.claim_size
+    if batch.full and batch.rolling:
+        # A backlog: each claim costs a few statements and a pause in the stream, so the next takes more.
+        batch.claim_size = min(batch.claim_size * 2, batch.size * CLAIM_GROWTH)
     if not rows:
         return []
     suppressed = suppressed_addresses(row.to_email for row in rows)
@@ -304,7 +314,7 @@ def _claim_once(batch: _Batch, *, now: datetime) -> list[OutboundEmail]:
 
 class _Ready:
     """What the provider asks before an email may go: ``_commit`` of the email before it, with this one
-    marked SENDING. A database error is kept (the provider is told no) and raised by the batch after the
+    marked in flight. A database error is kept (the provider is told no) and raised by the batch after the
     provider returned, so that it stops where it stands."""
 
     def __init__(self, batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None,
@@ -398,7 +408,7 @@ def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: 
                                   meanwhile=(lambda: built.ahead(upcoming, provider)) if upcoming is not None else None)
     except Exception as exc:  # a provider bug: the message may have gone out
         logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
-        # Raised before it asked, it may have sent all the same: the email is marked SENDING first.
+        # Raised before it asked, it may have sent all the same: the email is marked in flight first.
         if not (ready.answer if ready.answer is not None else ready()):
             return None
         return SendResult(status=Status.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
@@ -422,13 +432,13 @@ def _cancel_suppressed(batch: _Batch, rows: list[OutboundEmail]) -> None:
 def _commit(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next_row: OutboundEmail | None,
             last: bool = False) -> bool:
     """Commit the outcome of the email just sent (with its lead's progress) and mark the next one
-    SENDING, in one transaction; returns whether the next email is still this batch's to send.
+    in flight, in one transaction; returns whether the next email is still this batch's to send.
 
     This is also the batch's check that the database answers before each send. When it does not
     and an outcome is waiting to be written (it is known only here), the write is tried again on a
     fresh connection for ``OUTCOME_WRITE_PATIENCE`` seconds — never inside a caller's transaction,
     which a reconnect would lose — before the error is raised: the batch then stops, the email
-    stays SENDING for recovery and the untried ones stay claimed until the lease lapses. Writing
+    stays in flight for recovery and the untried ones stay claimed until the lease lapses. Writing
     twice is harmless: every value written is absolute and every statement conditional on the claim.
     """
     started, pause = time.monotonic(), 0.5
@@ -535,30 +545,35 @@ def outbound_recover_stuck(*, now: datetime | None = None) -> dict[str, int]:
     provider is idempotent (its request may have reached the provider: one attempt)."""
     now = now or timezone.now()
     live = Lease.objects.filter(expires_at__gt=now).values("holder")
-    orphaned = OutboundEmail.objects.filter(status__in=IN_HAND).exclude(claimed_by__in=live)
     with transaction.atomic():
-        requeued = orphaned.filter(status=Status.CLAIMED).update(status=HANDED_BACK_STATUS, claimed_by="",
-                                                                 updated_at=now)
-        in_flight = orphaned.filter(status=Status.SENDING)
+        # Locked before it is read which are in flight: a sender still marking one waits, then finds it taken.
+        orphaned = OutboundEmail.objects.filter(pk__in=list(
+            OutboundEmail.objects.filter(status__in=IN_HAND).exclude(claimed_by__in=live)
+            .select_for_update(of=("self",)).values_list("pk", flat=True)))
+        in_flight = orphaned.filter(IN_FLIGHT)
         # A person's answer is never sent again on its own, even where that would be safe: they decide.
         retried = in_flight.filter(mailbox__provider__in=IDEMPOTENT_PROVIDERS,
                                    kind=OutboundEmail.Kind.SEQUENCE).update(
             status=Status.RETRY, next_attempt_at=now, attempts=F("attempts") + 1, claimed_by="", updated_at=now,
-            last_error="Found in SENDING after an interrupted send; retried with the same idempotency key.")
+            last_error="Found in flight after an interrupted send; retried with the same idempotency key.")
         unknown_leads = list(in_flight.filter(kind=OutboundEmail.Kind.SEQUENCE).values_list("lead_id", flat=True))
         unknown = in_flight.update(
             status=Status.UNKNOWN, next_attempt_at=None, attempts=F("attempts") + 1, updated_at=now,
-            last_error="Found in SENDING after an interrupted send: it may have gone out. "
+            last_error="Found in flight after an interrupted send: it may have gone out. "
                        "Check the mailbox, then resend or cancel it in the admin.")
         Lead.objects.filter(pk__in=unknown_leads).update(blocked_reason=Blocked.SEND_UNKNOWN)
+        requeued = orphaned.filter(status=Status.CLAIMED).update(status=HANDED_BACK_STATUS, claimed_by="",
+                                                                 updated_at=now)
+        SendInFlight.objects.exclude(holder__in=live).delete()
     return {"recovered_requeued": requeued, "recovered_retry": retried, "recovered_unknown": unknown}
 
 
 def mailbox_send_due(*, mailbox_id: int, now: datetime | None = None, budget: Budget | None = None) -> dict[str, Any]:
     """Everything due for one mailbox, claim after claim under one lease, until none is left, the mailbox
     must wait (its gap), the provider halts, or ``budget`` runs out (``stopped`` says why); the planner has
-    already kept it within its caps. Each claim takes ``AICMO_CAM_SEND_BATCH_SIZE`` emails (what a crash
-    can leave claimed), and the lease is renewed as the emails go."""
+    already kept it within its caps. The first claim takes ``AICMO_CAM_SEND_BATCH_SIZE`` emails, and each
+    claim after a full one twice as many, up to ``CLAIM_GROWTH`` times that; an SMTP connection takes a batch's
+    worth at most, and the lease is renewed as the emails go."""
     return _send_batch(mailbox_id=mailbox_id, limit=None, now=now, budget=budget, rolling=True)
 
 

@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import CharField, Exists, OuterRef, Value
+from django.db.models import CharField, Exists, OuterRef, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 
+from cam.in_flight import IN_FLIGHT
 from cam.models import Campaign, Lead, OutboundEmail
 from cam.outreach.windows import next_window_opening
 
@@ -21,7 +22,8 @@ Status = Lead.Status
 ACTIVE_SEQUENCE_STATUSES = (Status.IN_SEQUENCE, Status.PAUSED)
 # Leads the qualify step may (re)decide: scored, never contacted, not yet in a sequence.
 UNDECIDED_STATUSES = (Status.NEW, Status.QUALIFIED, Status.DISQUALIFIED)
-CONTACTED_STATUSES = (OutboundEmail.Status.SENT, OutboundEmail.Status.SENDING, OutboundEmail.Status.UNKNOWN)
+# An email to the address went out, or may have: its outcome unknown, or in a sender's hands right now.
+CONTACTED = Q(status__in=(OutboundEmail.Status.SENT, OutboundEmail.Status.UNKNOWN)) | IN_FLIGHT
 
 
 def _score_text(prefix: str, suffix: str) -> Concat:
@@ -48,7 +50,7 @@ def leads_qualify(*, campaign: Campaign, now: datetime | None = None) -> dict[st
     passing = candidates.filter(score__gte=minimum)
     elsewhere = Exists(Lead.objects.filter(email=OuterRef("email"), status__in=ACTIVE_SEQUENCE_STATUSES)
                        .exclude(campaign=campaign))
-    contacted = Exists(OutboundEmail.objects.filter(to_email=OuterRef("email"), status__in=CONTACTED_STATUSES))
+    contacted = Exists(OutboundEmail.objects.filter(CONTACTED, to_email=OuterRef("email")))
     has_steps = campaign.steps.exists()
     held = {
         "in another campaign's active sequence": passing.filter(elsewhere),

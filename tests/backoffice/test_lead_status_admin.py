@@ -103,11 +103,13 @@ def test_a_status_changed_meanwhile_is_not_written_back_by_saving_the_page(admin
 @pytest.mark.parametrize(("sent", "editable"), [
     ([], True), ([OutboundEmail.Status.PENDING, OutboundEmail.Status.FAILED], True),
     ([OutboundEmail.Status.SENT], False), ([OutboundEmail.Status.UNKNOWN], False),
-    ([OutboundEmail.Status.SENDING], False)])
+    ([factories.IN_FLIGHT], False)])
 def test_the_address_is_read_only_once_mail_went_or_may_have_gone_to_it(admin_client, sent, editable):
     lead = factories.LeadFactory(email="anna@brightlane.example.com")
     for status in sent:
-        factories.OutboundEmailFactory(lead=lead, status=status)
+        email = factories.OutboundEmailFactory(lead=lead, status=status)
+        if status == factories.IN_FLIGHT:
+            factories.put_in_flight(email, holder="worker-1:0a1b")
     response = admin_client.get(page_url(lead))
     data = form_data(response)
 

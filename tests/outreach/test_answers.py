@@ -12,7 +12,7 @@ from cam.models import AnswerSnippet, InboundEmail, Lead, OutboundEmail, Suppres
 from cam.outreach.answers import AnswerRefused, answer_key, answer_send, snippets_for
 from cam.outreach.planning import cap_use
 from cam.outreach.sending import outbound_recover_stuck
-from tests.factories import InboundEmailFactory, SuppressionFactory, UserFactory
+from tests.factories import InboundEmailFactory, SuppressionFactory, UserFactory, put_in_flight
 from tests.outreach.test_sending import due_lead, open_campaign, send_now, smtp_mailbox
 
 pytestmark = pytest.mark.django_db
@@ -89,8 +89,9 @@ def test_an_answer_left_in_flight_by_a_crash_becomes_unknown_never_retried(smtp_
     reply = a_warm_reply(smtp_server)
     email = OutboundEmail.objects.create(kind=OutboundEmail.Kind.MANUAL, lead=reply.lead, campaign=reply.lead.campaign,
                                          mailbox=reply.mailbox, to_email="anna@brightlane.test",
-                                         message_id="<answer.crashed@outreach.example.com>", status=Status.SENDING,
-                                         claimed_by="dead-web-process", idempotency_key="k" * 32)
+                                         message_id="<answer.crashed@outreach.example.com>",
+                                         idempotency_key="k" * 32)
+    put_in_flight(email, holder="dead-web-process")
     outbound_recover_stuck()
     email.refresh_from_db()
     assert email.status == Status.UNKNOWN

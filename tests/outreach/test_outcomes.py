@@ -18,7 +18,7 @@ from cam.outreach import sending
 from cam.outreach.planning import outreach_plan
 from cam.outreach.providers.smtp import SmtpProvider
 from cam.outreach.sending import mailbox_send_due, outbound_recover_stuck, outbound_send_batch, outreach_send
-from tests.factories import MailboxFactory
+from tests.factories import IN_FLIGHT, MailboxFactory, email_states, put_in_flight
 from tests.outreach.test_sending import due_lead, open_campaign, smtp_mailbox
 from tests.servers.http import Reply
 from tests.servers.smtp import Call, Stall, free_port
@@ -38,7 +38,7 @@ def plan(owner, count: int) -> list[Lead]:
 
 
 def statuses() -> list[str]:
-    return list(OutboundEmail.objects.order_by("lead_id").values_list("status", flat=True))
+    return email_states(OutboundEmail.objects.order_by("lead_id"))
 
 
 def lease_lapses(mailbox: Mailbox) -> None:
@@ -49,8 +49,7 @@ def assert_every_lead_has_a_plan_or_a_reason() -> None:
     """No lead IN_SEQUENCE with nothing planned, nothing to wait for and no reason."""
     for lead in Lead.objects.filter(status=Lead.Status.IN_SEQUENCE, next_send_at__isnull=True, blocked_reason=""):
         open_email = lead.outbound_emails.filter(step__position=lead.current_step + 1,
-                                                 status__in=[Status.PENDING, Status.CLAIMED, Status.SENDING,
-                                                             Status.RETRY]).exists()
+                                                 status__in=[Status.PENDING, Status.CLAIMED, Status.RETRY]).exists()
         last_step_sent = not lead.campaign.steps.filter(position=lead.current_step + 1).exists()
         assert open_email or last_step_sent, f"{lead.email} has nothing planned and no reason"
 
@@ -71,7 +70,7 @@ def test_a_crash_mid_batch_leaves_only_the_email_in_flight_unknown(smtp_server, 
     with pytest.raises(Killed):
         outbound_send_batch(mailbox_id=mailbox.pk)
 
-    assert statuses() == [Status.SENT, Status.SENT, Status.SENDING, Status.CLAIMED, Status.CLAIMED]
+    assert statuses() == [Status.SENT, Status.SENT, IN_FLIGHT, Status.CLAIMED, Status.CLAIMED]
     assert Lead.objects.filter(current_step=1).count() == 2  # each outcome came with its lead's progress
     lease_lapses(mailbox)
     assert outbound_recover_stuck() == {"recovered_requeued": 2, "recovered_retry": 0, "recovered_unknown": 1}
@@ -171,7 +170,7 @@ def test_a_recovered_resend_email_already_accepted_becomes_sent_from_resends_ans
     resend.reply("/emails", Reply(200, {"id": "re-accepted-before-the-crash"}))
     mailbox = resend_mailbox()
     plan(open_campaign(mailbox), 1)
-    OutboundEmail.objects.update(status=Status.SENDING, claimed_by="killed-worker:1", attempts=0)
+    put_in_flight(OutboundEmail.objects.get(), holder="killed-worker:1")
 
     assert outbound_recover_stuck()["recovered_retry"] == 1
     assert outreach_send()["sent"] == 1
@@ -273,22 +272,22 @@ def test_a_sender_that_lost_its_lease_stops_at_once(smtp_server):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_each_emails_data_reaches_the_server_only_after_its_sending_mark_and_the_outcome_before_it_are_committed(
+def test_each_emails_data_reaches_the_server_only_after_its_in_flight_mark_and_the_outcome_before_it_are_committed(
         smtp_server):
     mailbox = smtp_mailbox(smtp_server)
     plan(open_campaign(mailbox), 3)
     seen = []
 
     def look():  # as the server reads each message's data, from a connection of its own: what is committed
-        seen.append(list(OutboundEmail.objects.order_by("lead_id").values_list("status", flat=True)))
+        seen.append(statuses())
         connection.close()  # this runs in the SMTP server's thread
 
     smtp_server.answer_data(Call(look))
     assert outbound_send_batch(mailbox_id=mailbox.pk)["sent"] == 3
 
-    assert seen == [[Status.SENDING, Status.CLAIMED, Status.CLAIMED],
-                    [Status.SENT, Status.SENDING, Status.CLAIMED],
-                    [Status.SENT, Status.SENT, Status.SENDING]]
+    assert seen == [[IN_FLIGHT, Status.CLAIMED, Status.CLAIMED],
+                    [Status.SENT, IN_FLIGHT, Status.CLAIMED],
+                    [Status.SENT, Status.SENT, IN_FLIGHT]]
     assert statuses() == [Status.SENT] * 3
 
 
@@ -338,7 +337,7 @@ def test_a_batch_stops_at_the_first_send_after_its_database_connection_died(
 
     database_through_proxy.restore()
     connection.close()
-    assert statuses() == [Status.SENT, Status.SENDING, Status.CLAIMED, Status.CLAIMED, Status.CLAIMED]
+    assert statuses() == [Status.SENT, IN_FLIGHT, Status.CLAIMED, Status.CLAIMED, Status.CLAIMED]
     lease_lapses(mailbox)
     assert outbound_recover_stuck() == {"recovered_requeued": 3, "recovered_retry": 0, "recovered_unknown": 1}
     assert outreach_send()["sent"] == 3
@@ -398,7 +397,7 @@ def test_a_statement_in_flight_while_the_envelope_goes_out_is_written_again_once
     plan(open_campaign(mailbox), 3)
     seen = []
 
-    def blip():  # while the server holds the second email's RCPT, the statement marking it SENDING in flight
+    def blip():  # while the server holds the second email's RCPT, before the mark of it in flight is answered
         database_through_proxy.cut()
         seen.append(len(smtp_server.messages))
         threading.Timer(1.0, database_through_proxy.restore).start()

@@ -8,12 +8,20 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from cam.models import Lead, Mailbox, OutboundEmail
+from cam.models import Lead, Mailbox, OutboundEmail, SendInFlight
 from cam.outreach.planning import outreach_plan
-from cam.outreach.sending import outbound_recover_stuck, outbound_send_batch, outreach_send
+from cam.outreach.sending import outbound_claim, outbound_recover_stuck, outbound_send_batch, outreach_send
 from cam.outreach.unsubscribe import unsubscribe_url
 from tests.concurrency import run_at_once
-from tests.factories import CampaignFactory, LeadFactory, MailboxFactory, SequenceStepFactory
+from tests.factories import (
+    IN_FLIGHT,
+    CampaignFactory,
+    LeadFactory,
+    MailboxFactory,
+    SequenceStepFactory,
+    email_states,
+    put_in_flight,
+)
 from tests.servers.smtp import DROP
 
 Status = OutboundEmail.Status
@@ -137,12 +145,13 @@ def test_it_never_resends_an_email_whose_connection_dropped_after_the_data(smtp_
 
 
 @pytest.mark.django_db
-def test_it_turns_an_smtp_email_left_sending_by_a_dead_sender_into_unknown(smtp_server):
+def test_it_turns_an_smtp_email_left_in_flight_by_a_dead_sender_into_unknown(smtp_server):
     owner = open_campaign(smtp_mailbox(smtp_server))
     lead = due_lead(owner)
     outreach_plan()
-    OutboundEmail.objects.update(status=Status.SENDING, claimed_by="dead-worker:0a1b", attempts=0)
+    put_in_flight(OutboundEmail.objects.get(), holder="dead-worker:0a1b")
     assert outbound_recover_stuck() == {"recovered_requeued": 0, "recovered_retry": 0, "recovered_unknown": 1}
+    assert not SendInFlight.objects.exists()  # the dead sender's mark goes with it
     email = OutboundEmail.objects.get()
     assert (email.status, email.attempts) == (Status.UNKNOWN, 1)  # its request may well have gone out
     assert "may have gone out" in email.last_error
@@ -153,11 +162,12 @@ def test_it_turns_an_smtp_email_left_sending_by_a_dead_sender_into_unknown(smtp_
 
 
 @pytest.mark.django_db
-def test_it_retries_a_resend_email_left_sending_by_a_dead_sender():
+def test_it_retries_a_resend_email_left_in_flight_by_a_dead_sender():
     mailbox = MailboxFactory(provider=Mailbox.Provider.RESEND, daily_cap=100, min_gap_seconds=0)
     due_lead(open_campaign(mailbox))
     outreach_plan()
-    OutboundEmail.objects.update(status=Status.SENDING, claimed_by="dead-worker:0a1b", attempts=1)
+    OutboundEmail.objects.update(attempts=1)
+    put_in_flight(OutboundEmail.objects.get(), holder="dead-worker:0a1b")
     assert outbound_recover_stuck() == {"recovered_requeued": 0, "recovered_retry": 1, "recovered_unknown": 0}
     email = OutboundEmail.objects.get()
     assert (email.status, email.attempts, email.claimed_by) == (Status.RETRY, 2, "")
@@ -188,9 +198,9 @@ def test_it_leaves_the_rows_of_a_sender_that_still_holds_its_lease_alone():
     outreach_plan()
     assert lease_acquire(name=f"send:mailbox:{mailbox.pk}", holder="live-worker:1")
     OutboundEmail.objects.update(status=Status.CLAIMED, claimed_by="live-worker:1")
-    OutboundEmail.objects.filter(pk=OutboundEmail.objects.first().pk).update(status=Status.SENDING)
+    put_in_flight(OutboundEmail.objects.first(), holder="live-worker:1")
     assert outbound_recover_stuck() == {"recovered_requeued": 0, "recovered_retry": 0, "recovered_unknown": 0}
-    assert set(OutboundEmail.objects.values_list("status", flat=True)) == {Status.CLAIMED, Status.SENDING}
+    assert sorted(email_states(OutboundEmail.objects.all())) == [Status.CLAIMED, IN_FLIGHT]
 
 
 @pytest.mark.django_db
@@ -222,7 +232,7 @@ def test_it_sends_one_email_per_minimum_gap_per_batch(smtp_server):
 @pytest.mark.django_db
 def test_it_writes_each_email_with_the_same_few_statements_however_big_the_batch(smtp_server, settings):
     """Per email, one commit: the previous email's outcome and its lead's progress, and this email
-    marked SENDING — the price of a crash losing at most the one email in flight. The rest of the
+    marked in flight — the price of a crash losing at most the one email in flight. The rest of the
     batch is a fixed number of statements."""
     settings.AICMO_CAM_SEND_BATCH_SIZE = 500
 
@@ -329,12 +339,36 @@ def test_a_step_of_claims_costs_the_same_few_statements_per_claim_however_many(s
 
     per_email = 1 if connection.vendor == "postgresql" else 5  # as in a single batch
     ten, forty = queries_for(10) - 10 * per_email, queries_for(40) - 40 * per_email
-    # Each further claim of 5: PostgreSQL, one statement (an UPDATE of the rows a SELECT … FOR UPDATE SKIP
-    # LOCKED picks, returning them whole) and their suppressions; SQLite, a transaction (a savepoint and its
-    # release, in a test) of a select and a conditional update, then the rows it took and their suppressions.
-    # The campaign's steps are read once.
-    per_claim = (forty - ten) / 6
+    # Ten: claims of 5 and 10 (five come back). Forty: 5, 10, 20 and 40 (five come back): two claims more. Each
+    # further claim: PostgreSQL, one statement (an UPDATE of the rows a SELECT … FOR UPDATE SKIP LOCKED picks,
+    # returning them whole) and their suppressions; SQLite, a transaction (a savepoint and its release, in a
+    # test) of a select and a conditional update, then the rows it took and their suppressions. The campaign's
+    # steps are read once.
+    per_claim = (forty - ten) / 2
     assert per_claim == (2 if connection.vendor == "postgresql" else 6)
+
+
+@pytest.mark.django_db
+def test_a_steps_claims_double_while_they_come_back_full_up_to_eight_batches(smtp_server, settings):
+    from cam.outreach import sending
+    from cam.outreach.sending import mailbox_send_due
+
+    settings.AICMO_CAM_SEND_BATCH_SIZE = 2
+    owner = open_campaign(smtp_mailbox(smtp_server))
+    for n in range(40):
+        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+    outreach_plan()
+    limits = []
+
+    def claim(**kwargs):
+        limits.append(kwargs["limit"])
+        return outbound_claim(**kwargs)
+
+    with mock.patch.object(sending, "outbound_claim", claim):
+        assert mailbox_send_due(mailbox_id=Mailbox.objects.get().pk) == {"sent": 40}
+
+    assert limits == [2, 4, 8, 16, 16]  # 2 + 4 + 8 + 16, then the last 10 of a claim of 16
+    assert len(smtp_server.sessions) == 20  # a connection still takes a batch's worth: 2 emails
 
 
 @pytest.mark.postgres_only

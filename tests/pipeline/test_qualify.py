@@ -12,11 +12,13 @@ from cam.jobs.runner import run_job
 from cam.models import HarvestRejection, JobExecution, Lead, OutboundEmail
 from cam.pipeline.qualify import leads_qualify
 from tests.factories import (
+    IN_FLIGHT,
     CampaignFactory,
     LeadFactory,
     LeadSourceFactory,
     OutboundEmailFactory,
     SequenceStepFactory,
+    put_in_flight,
 )
 
 pytestmark = pytest.mark.django_db
@@ -105,11 +107,12 @@ def test_it_enrolls_an_address_whose_sequence_elsewhere_has_ended():
     assert state(lead)[0] == Status.IN_SEQUENCE
 
 
-@pytest.mark.parametrize("sent_status", [OutboundEmail.Status.SENT, OutboundEmail.Status.SENDING,
-                                         OutboundEmail.Status.UNKNOWN])
+@pytest.mark.parametrize("sent_status", [OutboundEmail.Status.SENT, IN_FLIGHT, OutboundEmail.Status.UNKNOWN])
 def test_it_holds_back_an_address_we_have_already_mailed(sent_status):
     campaign = campaign_with_steps()
-    OutboundEmailFactory(lead=LeadFactory(email="anna@acme-gmbh.de", status=Status.NURTURE), status=sent_status)
+    sent = OutboundEmailFactory(lead=LeadFactory(email="anna@acme-gmbh.de", status=Status.NURTURE), status=sent_status)
+    if sent_status == IN_FLIGHT:
+        put_in_flight(sent, holder="worker-1:0a1b")
     lead = LeadFactory(campaign=campaign, email="anna@acme-gmbh.de", score=80)
 
     assert leads_qualify(campaign=campaign, now=SATURDAY) == {

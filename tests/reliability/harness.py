@@ -36,7 +36,7 @@ KILLS = int(os.environ.get("CAM_CHAOS_KILLS", "5"))
 TTL = 10  # AICMO_CAM_LOCK_TTL_SECONDS: the smallest the settings allow, so dead holders are replaced soon
 INTERVAL = 5  # AICMO_CAM_WORKER_INTERVAL_SECONDS, likewise
 Status = OutboundEmail.Status
-OPEN = (Status.PENDING, Status.CLAIMED, Status.SENDING, Status.RETRY)
+OPEN = (Status.PENDING, Status.CLAIMED, Status.RETRY)
 # Terminal without being sent: each must say why.
 EXPLAINED = (Status.RETRY, Status.FAILED, Status.UNKNOWN, Status.CANCELLED)
 
