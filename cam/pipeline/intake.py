@@ -33,7 +33,9 @@ duplicate or updated. A capped intake (``max_leads``) looks its existing leads u
 count only new ones against the cap. Every lookup of leads names its addresses, so none depends on the
 table's statistics, which a long import outgrows. Addresses are
 validated once each, most of them by ``cam.addresses``' fast path for plain addresses.
-Nothing but the current batch, what the caller asks to keep and the compact first-seen table
+A long file's import judges the next batch while two threads write the two before it, each on a
+connection of its own (``_intake_two_writers``), so that the database writes on both cores.
+Nothing but the batches in hand, what the caller asks to keep and the compact first-seen table
 (``cam.pipeline.first_seen``) is held in memory, so a file of a million rows streams through.
 """
 
@@ -42,9 +44,10 @@ from __future__ import annotations
 import gc
 import sys
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import islice
@@ -156,9 +159,6 @@ class _Intake:
     def earlier(self, line: int | None) -> str:
         return f"item {line} of this request" if self.numbering == "item" else f"on line {line}"
 
-    def problem(self, line: int | None, outcome: str, reason: str, field_name: str = "") -> None:
-        self.pending.append(IntakeProblem(line, outcome, reason, field_name))
-
     def report_problems(self) -> None:
         """Count the batch's problems and keep the first of each kind. A batch judges its records in two
         passes (the record, then the database), so they are put back in input order first."""
@@ -195,7 +195,9 @@ def leads_intake(
     is called with the running counts after each batch (progress bars). ``problems_kept`` and
     ``leads_kept`` bound what the report holds (``None``: all of it; the API keeps all of a request,
     which its item limit bounds). ``overlap`` lets the next batch be judged while the database writes
-    this one (``_intake_overlapped``; on PostgreSQL, without ``max_leads``), for a long file whose
+    the ones before (on PostgreSQL, without ``max_leads``: two at once on connections of their own,
+    ``_intake_two_writers``, or inside the caller's transaction one on its connection,
+    ``_intake_overlapped``), for a long file whose
     records are read without the database. Raises what reading ``records`` raises (``SourceError``);
     the batches written before stay written.
     """
@@ -220,7 +222,10 @@ def leads_intake(
     batches = _batches(iterator, grow=max_leads is None)
     if overlap and max_leads is None and staging_supported():
         with _fewer_collections():
-            _intake_overlapped(run, batches, written)
+            if connections[DEFAULT_DB_ALIAS].in_atomic_block:  # the caller's transaction holds every batch
+                _intake_overlapped(run, batches, written)
+            else:
+                _intake_two_writers(run, batches, written)
     else:
         for batch in batches:
             room = None if max_leads is None else max_leads - counts["created"]
@@ -318,6 +323,51 @@ def _intake_overlapped(run: _Intake, batches: Iterator[list[SourceRecord]], writ
         shared.dec_thread_sharing()
 
 
+def _intake_two_writers(run: _Intake, batches: Iterator[list[SourceRecord]], written: Callable[[], None]) -> None:
+    """Judge each batch while two threads write the two before it, each on a connection of its own, so that
+    the database works on both cores: with one writer, its backend was busy most of the import while this
+    thread waited for it. Batches are written in their own transactions, as always; what each did is put on
+    the report here, in input order, once it is written (``_record``). Two batches never hold the same
+    address (the first-seen table sends a repeat to the report), so they never wait for each other's rows.
+    Outside a transaction only: inside one (the admin's preview) its batches must stay in it
+    (``_intake_overlapped``)."""
+    writers = [ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"cam-intake-{n}") for n in (1, 2)]
+    writing: deque[Future[_Written]] = deque()
+
+    def record_oldest() -> None:
+        _record(run, writing.popleft().result())
+        written()
+
+    try:
+        with _quick_switches():
+            try:
+                for number, batch in enumerate(batches):
+                    judged = _judge_batch(run, batch)
+                    if len(writing) == len(writers):
+                        record_oldest()  # the writer whose turn it is, done with its batch before
+                    writing.append(writers[number % len(writers)].submit(_write_own, run, judged))
+                while writing:
+                    record_oldest()
+            finally:
+                # After a failure (a file that cannot be read on, a batch the database refused), the batches
+                # written or being written are finished and put on the report, as without the threads.
+                while writing:
+                    with suppress(Exception):
+                        record_oldest()
+    finally:
+        for writer in writers:
+            writer.submit(connections.close_all)  # the thread's own connection
+            writer.shutdown(wait=True)
+
+
+def _write_own(run: _Intake, judged: _Judged) -> _Written:
+    try:
+        return _write(run, judged, room=None)
+    finally:
+        if settings.DEBUG:
+            reset_queries()  # this thread's connection keeps its queries' text as the caller's does (``written``)
+
+
 def _write_lent(shared: BaseDatabaseWrapper, run: _Intake, judged: _Judged) -> None:
     connections[DEFAULT_DB_ALIAS] = shared
     try:
@@ -402,11 +452,39 @@ def _judge_batch(run: _Intake, batch: list[SourceRecord]) -> _Judged:
                    problems=problems)
 
 
-@transaction.atomic
+@dataclass
+class _Written:
+    """What writing a batch did, for ``_record`` to put on the run's report."""
+
+    problems: list[IntakeProblem]
+    created: dict[int | None, str]  # by line
+    updated: dict[int | None, Lead]
+    unread: int = 0  # records past the cap: left for a later intake, so not read this time
+
+
 def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
-    campaign, counts, now = run.campaign, run.report.counts, timezone.now()
+    _record(run, _write(run, judged, room=room))
+
+
+def _record(run: _Intake, written: _Written) -> None:
+    """Put a written batch on the run's report: its counts, its problems, the leads the caller keeps."""
+    counts = run.report.counts
+    counts["read"] -= written.unread
+    counts["created"] += len(written.created)
+    counts["updated"] += len(written.updated)
+    run.pending.extend(written.problems)
+    run.report_problems()
+    _keep_leads(run, written.created, written.updated)
+
+
+@transaction.atomic
+def _write(run: _Intake, judged: _Judged, *, room: int | None) -> _Written:
+    """Write a judged batch in one transaction; it reads ``run``'s settings but changes nothing of it, so
+    that two batches can be written at once (``_intake_two_writers``)."""
+    campaign, now = run.campaign, timezone.now()
     clean, new_leads, rejections = judged.clean, judged.new_leads, judged.rejections
-    run.pending.extend(judged.problems)
+    problems = list(judged.problems)
+    unread = 0
     emails = [c.address.email for _, c in clean]
     staged = staging_supported() and bool(clean)
     # Whether new leads are told from existing ones by the move itself (see below): without a cap, when
@@ -438,19 +516,19 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     for index, (record, cleaned) in enumerate(clean):
         address = cleaned.address
         if address.email in suppressed:
-            run.problem(record.line, "suppressed", suppressed[address.email], "email")
+            problems.append(IntakeProblem(record.line, "suppressed", suppressed[address.email], "email"))
             skipped.append(index)
             continue
         lead = existing.get(address.email)
         if lead is None:
             if room is not None and len(to_create) >= room:
-                counts["read"] -= 1  # past the cap: left for a later intake, so not read this time
+                unread += 1
                 skipped.append(index)
                 continue
             to_create[record.line] = address.email
             continue
         skipped.append(index)
-        _judge_existing(run, record, cleaned, lead, to_update, now)
+        _judge_existing(run, record, cleaned, lead, to_update, now, problems)
 
     # A lead added meanwhile by another intake is left to it rather than failing the batch.
     if staged:
@@ -464,7 +542,7 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
                 lead = found.get(cleaned.address.email)
                 if lead is not None and record.line in to_create:
                     del to_create[record.line]
-                    _judge_existing(run, record, cleaned, lead, to_update, now)
+                    _judge_existing(run, record, cleaned, lead, to_update, now, problems)
     else:
         skipping = set(skipped)
         leads_insert(campaign=campaign, source=run.source, now=now,
@@ -472,10 +550,7 @@ def _write_batch(run: _Intake, judged: _Judged, *, room: int | None) -> None:
     bulk_update_values(list(to_update.values()), [*PROFILE_FIELDS, "source", "harvested_at", "raw_data",
                                                   "updated_at"])
     HarvestRejection.objects.bulk_create(rejections)
-    counts["created"] += len(to_create)
-    counts["updated"] += len(to_update)
-    run.report_problems()
-    _keep_leads(run, to_create, to_update)
+    return _Written(problems=problems, created=to_create, updated=to_update, unread=unread)
 
 
 def _leads_by_address(campaign: Campaign, spellings: set[str]) -> dict[str, Lead]:
@@ -488,14 +563,14 @@ def _leads_by_address(campaign: Campaign, spellings: set[str]) -> dict[str, Lead
 
 
 def _judge_existing(run: _Intake, record: SourceRecord, cleaned: CleanRecord, lead: Lead,
-                    to_update: dict[int | None, Lead], now: datetime) -> None:
+                    to_update: dict[int | None, Lead], now: datetime, problems: list[IntakeProblem]) -> None:
     """A record whose address is already ``lead``: a duplicate when it brings nothing new, else the lead takes
     its non-empty new values (and its provenance) and joins ``to_update``."""
     changes = {name: value for name, value in cleaned.fields.items()
                if value not in (None, "") and getattr(lead, name) != value}
     if not changes:
-        run.problem(record.line, "duplicate", f"duplicate: {cleaned.address.email} is already a lead in this campaign",
-                    "email")
+        reason = f"duplicate: {cleaned.address.email} is already a lead in this campaign"
+        problems.append(IntakeProblem(record.line, "duplicate", reason, "email"))
         return
     for name, value in changes.items():
         setattr(lead, name, value)

@@ -208,10 +208,16 @@ def leads_move(*, campaign: Campaign, source: LeadSource | None, now: datetime, 
         else:
             select.append(f"%s::{field.db_type(connection)}")
             params.append(value)
-    with connection.cursor() as cursor:
+    if len(connection.atomic_blocks) == 1:
+        # The batch's transaction is the outermost: its commit empties the table (ON COMMIT DELETE ROWS),
+        # at less cost than deleting each row.
+        staged = f"WITH staged AS (SELECT * FROM {STAGING_TABLE}) "
+    else:
         # Emptied by the same statement that moves its rows, so a batch inside a longer transaction
         # never sees the previous batch's rows.
-        cursor.execute(f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
+        staged = f"WITH staged AS (DELETE FROM {STAGING_TABLE} RETURNING *) "
+    with connection.cursor() as cursor:
+        cursor.execute(f"{staged}"
                        f"INSERT INTO {Lead._meta.db_table} ({_names(columns)}) SELECT {', '.join(select)} "
                        f"FROM staged WHERE intake_row <> ALL(%s::integer[]) ON CONFLICT DO NOTHING"
                        f"{' RETURNING email' if created else ''}",

@@ -186,6 +186,37 @@ def test_it_draws_a_progress_bar_when_asked(tmp_path):
 def test_a_file_read_in_many_batches_ends_as_one_read_in_one(tmp_path, monkeypatch):
     # The command checks each batch while the one before is written: suppressions, existing leads and
     # repeats are still judged against everything before them, in file order.
+    outcomes = batches_against_one(tmp_path, monkeypatch)
+
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == "37 created, 1 updated, 4 duplicate, 1 suppressed, 1 rejected."
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_two_writers_end_a_file_as_one_batch_does(tmp_path, monkeypatch):
+    """On PostgreSQL, outside a transaction, two threads write the batches on connections of their own while
+    the next is judged: the report, the leads and the rejections are those of one batch all the same."""
+    import threading
+
+    from django.db import connection
+
+    writers = set()
+    real_write_own = intake._write_own
+
+    def write_own(run, judged):
+        writers.add(threading.get_ident())
+        return real_write_own(run, judged)
+
+    monkeypatch.setattr(intake, "_write_own", write_own)
+    outcomes = batches_against_one(tmp_path, monkeypatch)
+
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[0][0] == "37 created, 1 updated, 4 duplicate, 1 suppressed, 1 rejected."
+    assert len(writers) == (2 if connection.vendor == "postgresql" else 0)
+
+
+def batches_against_one(tmp_path, monkeypatch) -> list:
+    """The same file imported in one batch and in batches of three: what each import reported and left."""
     rows = ["email,title"]
     for n in range(40):
         rows.append(f"lead{n}@acme-gmbh.de,CTO" if n % 7 else f"lead{n // 2}@acme-gmbh.de,CTO")
@@ -201,6 +232,4 @@ def test_a_file_read_in_many_batches_ends_as_one_read_in_one(tmp_path, monkeypat
         stored = sorted(Lead.objects.filter(campaign=campaign).values_list("email", "title"))
         rejected = list(HarvestRejection.objects.filter(campaign=campaign).values_list("line", "reason"))
         outcomes.append((lines[0].partition("”: ")[2], stored, rejected))
-
-    assert outcomes[0] == outcomes[1]
-    assert outcomes[0][0] == "37 created, 1 updated, 4 duplicate, 1 suppressed, 1 rejected."
+    return outcomes

@@ -148,3 +148,42 @@ def test_a_long_import_puts_the_collectors_thresholds_back():
         raise RuntimeError("the file could not be read on")
 
     assert gc.get_threshold() == before
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_source_that_fails_midway_leaves_every_batch_before_written_and_reported_with_two_writers(monkeypatch):
+    from cam.sources import SourceError
+
+    monkeypatch.setattr(intake, "BATCH_SIZE", 2)
+    campaign = CampaignFactory()
+    LeadFactory(campaign=campaign, email="known@acme-gmbh.de", title="Developer")
+
+    def failing():
+        # Batches of 2, then 4 (they grow): the source fails as the third is read.
+        yield from records(*({"email": f"lead{n}@acme-gmbh.de"} for n in range(5)),
+                           {"email": "known@acme-gmbh.de", "title": "CTO"})
+        raise SourceError("the file cannot be read past line 7")
+
+    with pytest.raises(SourceError):
+        leads_intake(campaign=campaign, records=failing(), overlap=True, problems_kept=None, leads_kept=None)
+
+    assert sorted(Lead.objects.filter(campaign=campaign).values_list("email", flat=True)) == sorted(
+        ["known@acme-gmbh.de", *(f"lead{n}@acme-gmbh.de" for n in range(5))])
+    assert Lead.objects.get(campaign=campaign, email="known@acme-gmbh.de").title == "CTO"
+    assert not connection.in_atomic_block
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_record_left_out_of_one_batch_is_never_moved_by_the_next_outside_a_transaction(monkeypatch, overlap):
+    """Outside a transaction each batch's commit empties the staging table (on PostgreSQL), instead of the move
+    deleting its rows: what a batch left out (a suppressed address) must be gone before the next batch."""
+    monkeypatch.setattr(intake, "BATCH_SIZE", 2)
+    campaign = CampaignFactory()
+    SuppressionFactory(email="stop@acme-gmbh.de")
+    rows = [{"email": "stop@acme-gmbh.de"}, *({"email": f"lead{n}@acme-gmbh.de"} for n in range(7))]
+
+    report = leads_intake(campaign=campaign, records=records(*rows), overlap=overlap)
+
+    assert (report.counts["created"], report.counts["suppressed"]) == (7, 1)
+    assert not Lead.objects.filter(email="stop@acme-gmbh.de").exists()
