@@ -286,8 +286,20 @@ def _quick_switches() -> Iterator[None]:
 
 
 def _batches(records: Iterator[SourceRecord], *, grow: bool) -> Iterator[list[SourceRecord]]:
+    """``records`` in batches; when the source fails (an API's third page, a file that cannot be read on), the
+    records read before it in the batch are still given, then the failure raised."""
     size = BATCH_SIZE
-    while batch := list(islice(records, size)):
+    while True:
+        batch: list[SourceRecord] = []
+        try:
+            for record in islice(records, size):
+                batch.append(record)
+        except Exception:
+            if batch:
+                yield batch
+            raise
+        if not batch:
+            return
         yield batch
         if grow:  # a capped intake keeps its batches small, to read little past the cap
             size = min(2 * size, BATCH_GROWTH * BATCH_SIZE)

@@ -15,6 +15,7 @@ from cam.models import HarvestRejection, Lead, LeadSource
 from cam.pipeline import intake
 from cam.pipeline.harvest import harvest_source
 from cam.pipeline.records import storable_data, unstorable_reason
+from cam.sources import SourceError
 from cam.sources.csv_rows import MAX_ROW_BYTES
 from tests.factories import CampaignFactory, LeadSourceFactory
 from tests.servers.http import Reply
@@ -152,3 +153,21 @@ def test_it_rejects_a_json_record_nested_too_deeply_to_store():
 def test_it_gives_storable_copies_of_odd_values():
     assert storable_data({"a\x00": ["x\ud800", math.inf, 1, None, True, 2.5], 3: object}) == {
         "a\ufffd": ["x\ufffd", "inf", 1, None, True, 2.5], "3": "<class 'object'>"}
+
+
+def test_a_source_that_fails_on_its_second_page_keeps_the_leads_of_the_first(http_server):
+    campaign = CampaignFactory()
+    first_page = {"data": [{"email": "anna@acme-gmbh.de"}, {"email": "ben@acme-gmbh.de"}]}
+    http_server.reply("/contacts", Reply(200, first_page), Reply(404, {"error": "no such page"}))
+    source = LeadSourceFactory(campaign=campaign, kind=LeadSource.Kind.HTTP_JSON, config={
+        "url": http_server.url("/contacts"), "retries": 0, "records_path": "data",
+        "pagination": {"type": "page", "param": "page", "start": 1}})
+
+    with pytest.raises(SourceError, match="refused the request"):
+        harvest_source(source=source)
+
+    # What was read before the failure landed; the source says what went wrong, for staff to look at.
+    assert sorted(Lead.objects.filter(campaign=campaign).values_list("email", flat=True)) == [
+        "anna@acme-gmbh.de", "ben@acme-gmbh.de"]
+    source.refresh_from_db()
+    assert "HTTP 404" in source.last_error

@@ -151,7 +151,8 @@ def test_a_long_import_puts_the_collectors_thresholds_back():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_source_that_fails_midway_leaves_every_batch_before_written_and_reported_with_two_writers(monkeypatch):
+@pytest.mark.parametrize("overlap", [False, True])
+def test_a_source_that_fails_midway_leaves_every_record_read_before_written(monkeypatch, overlap):
     from cam.sources import SourceError
 
     monkeypatch.setattr(intake, "BATCH_SIZE", 2)
@@ -159,16 +160,16 @@ def test_a_source_that_fails_midway_leaves_every_batch_before_written_and_report
     LeadFactory(campaign=campaign, email="known@acme-gmbh.de", title="Developer")
 
     def failing():
-        # Batches of 2, then 4 (they grow): the source fails as the third is read.
-        yield from records(*({"email": f"lead{n}@acme-gmbh.de"} for n in range(5)),
+        # Batches of 2, 4, then 8 (they grow): the source fails in the middle of the third.
+        yield from records(*({"email": f"lead{n}@acme-gmbh.de"} for n in range(7)),
                            {"email": "known@acme-gmbh.de", "title": "CTO"})
-        raise SourceError("the file cannot be read past line 7")
+        raise SourceError("the file cannot be read past line 9")
 
     with pytest.raises(SourceError):
-        leads_intake(campaign=campaign, records=failing(), overlap=True, problems_kept=None, leads_kept=None)
+        leads_intake(campaign=campaign, records=failing(), overlap=overlap, problems_kept=None, leads_kept=None)
 
     assert sorted(Lead.objects.filter(campaign=campaign).values_list("email", flat=True)) == sorted(
-        ["known@acme-gmbh.de", *(f"lead{n}@acme-gmbh.de" for n in range(5))])
+        ["known@acme-gmbh.de", *(f"lead{n}@acme-gmbh.de" for n in range(7))])
     assert Lead.objects.get(campaign=campaign, email="known@acme-gmbh.de").title == "CTO"
     assert not connection.in_atomic_block
 
