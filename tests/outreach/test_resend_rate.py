@@ -218,14 +218,22 @@ def send_from_four_processes(http_server, *, key_prefix: str, **env: str) -> lis
     return sorted(request.received_at for request in http_server.requests_to("/emails"))
 
 
-def busiest_second(times: list[float]) -> int:
-    """The most requests received within any one second (a window starting at each request)."""
-    return max(sum(1 for later in times[i:] if later - start < 1.0) for i, start in enumerate(times))
+def busiest_second(times: list[float], *, window: float = 1.0) -> int:
+    """The most requests received within any ``window`` seconds (a window starting at each request)."""
+    return max(sum(1 for later in times[i:] if later - start < window) for i, start in enumerate(times))
+
+
+# The limit spaces its turns for RATE per 1.1 s (``resend_rate.SLACK``): 0.22 s apart, so six turns span 1.1 s.
+# What the stand-in sees also carries each process's delay between its turn and its request, which on a loaded
+# machine (both database passes of ``make test`` side by side) exceeded the tenth of a second the slack leaves:
+# six arrivals once fell within one second. Six within 0.9 s would need the turns themselves too close (or a
+# delay of 0.2 s), which is what a limit not shared between the processes gives at once.
+ARRIVAL_WINDOW = 0.9
 
 
 def assert_under_the_limit(times: list[float]) -> None:
     assert len(times) == WORKERS * EACH
-    assert busiest_second(times) <= RATE, times
+    assert busiest_second(times, window=ARRIVAL_WINDOW) <= RATE, times
     # Held to the limit, not far below it: 16 requests evenly spaced at 1.1 s / 5 take about 3.3 s.
     assert times[-1] - times[0] < 6, times
 
