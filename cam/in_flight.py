@@ -12,6 +12,8 @@ seen, or the lock did and the sender, once it gets the row, finds it taken and d
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from cam.models import OutboundEmail, SendInFlight
@@ -21,13 +23,14 @@ IN_FLIGHT = Q(status=OutboundEmail.Status.CLAIMED) & Q(
     Exists(SendInFlight.objects.filter(holder=OuterRef("claimed_by"), email_id=OuterRef("pk"))))
 
 
-def locked_not_in_flight(emails: QuerySet[OutboundEmail]) -> list[int]:
-    """The ids of ``emails``, locked until the caller's transaction ends, less any a sender has in flight.
-    Inside a transaction (on SQLite, whose transactions here take the write lock at once, the lock is that)."""
-    locked = list(emails.select_for_update(of=("self",)).order_by("pk").values_list("pk", "claimed_by"))
-    if not any(claimed_by for _, claimed_by in locked):
-        return [pk for pk, _ in locked]
+def locked_not_in_flight(emails: QuerySet[OutboundEmail], *fields: str) -> list[tuple[Any, ...]]:
+    """``(pk, *fields)`` of each of ``emails``, in id order, locked until the caller's transaction ends, less any
+    a sender has in flight. Inside a transaction (on SQLite, whose transactions here take the write lock at
+    once, the lock is that)."""
+    locked = list(emails.select_for_update(of=("self",)).order_by("pk").values_list("pk", *fields, "claimed_by"))
+    if not any(row[-1] for row in locked):
+        return [row[:-1] for row in locked]
     # A statement of its own, after the lock: it sees every mark committed before the lock was taken. The
     # table holds one row per sender at work, so reading it whole costs less than looking the ids up.
     flying = set(SendInFlight.objects.values_list("email_id", "holder"))
-    return [pk for pk, claimed_by in locked if (pk, claimed_by) not in flying]
+    return [row[:-1] for row in locked if (row[0], row[-1]) not in flying]

@@ -22,6 +22,7 @@ from django.db.models import Q
 
 from cam.addresses import address_spellings
 from cam.bulk import bulk_update_values
+from cam.in_flight import locked_not_in_flight
 from cam.leads import (
     CANCELLABLE_EMAIL_STATUSES,
     FINAL_STATUSES,
@@ -33,7 +34,7 @@ from cam.leads import (
     cancel_reason,
     kept_reason,
 )
-from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, SendInFlight, Suppression
+from cam.models import InboundEmail, Lead, LeadEvent, OutboundEmail, Suppression
 
 Status = Lead.Status
 
@@ -213,15 +214,11 @@ class LeadChanges:
         reached = Q(lead_id__in=lead_ids)
         if spellings:
             reached |= Q(to_email__in=spellings) | Q(lead__email__in=spellings)
-        waiting = list(OutboundEmail.objects.select_for_update(of=("self",)).filter(
-            reached, status__in=CANCELLABLE_EMAIL_STATUSES).order_by("pk").values_list(
-            "pk", "lead_id", "to_email", "lead__email", "claimed_by"))
-        # Read after the lock: the one a sender has in flight is its to record (cam.in_flight).
-        flying = set(SendInFlight.objects.values_list("email_id", "holder")) if any(row[4] for row in waiting) else ()
+        # The one a sender has in flight is its to record (cam.in_flight).
+        waiting = locked_not_in_flight(OutboundEmail.objects.filter(reached, status__in=CANCELLABLE_EMAIL_STATUSES),
+                                       "lead_id", "to_email", "lead__email")
         cancelled = []
-        for pk, lead_id, to_email, lead_email, claimed_by in waiting:
-            if (pk, claimed_by) in flying:
-                continue
+        for pk, lead_id, to_email, lead_email in waiting:
             why = next(why for which, why in self.cancels if (
                 which == lead_id if isinstance(which, int) else to_email in which or lead_email in which))
             cancelled.append(OutboundEmail(pk=pk, status=OutboundEmail.Status.CANCELLED, next_attempt_at=None,

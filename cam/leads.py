@@ -218,7 +218,7 @@ def _cancel_pending(*, lead_ids: list[int], why: str, now: datetime) -> int:
 def emails_cancel(emails: QuerySet[OutboundEmail], *, why: str, now: datetime) -> int:
     """Cancel those of ``emails`` still waiting to go out (``last_error`` says ``why``), but not one a sender has in
     flight: it is the sender's to record. Inside a transaction; returns how many were cancelled."""
-    waiting = locked_not_in_flight(emails.filter(status__in=CANCELLABLE_EMAIL_STATUSES))
+    waiting = [pk for pk, in locked_not_in_flight(emails.filter(status__in=CANCELLABLE_EMAIL_STATUSES))]
     if not waiting:
         return 0
     return OutboundEmail.objects.filter(pk__in=waiting).update(

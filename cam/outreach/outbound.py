@@ -20,8 +20,8 @@ def outbound_cancel(*, outbound_ids: Iterable[int], by: str) -> int:
     """Cancel emails that have not (knowingly) gone out; their leads wait, marked ``cancelled``."""
     now = timezone.now()
     # The one a sender has in flight is left to it: it may be going out right now (cam.in_flight).
-    emails = OutboundEmail.objects.filter(pk__in=locked_not_in_flight(
-        OutboundEmail.objects.filter(pk__in=list(outbound_ids), status__in=CANCELLABLE)))
+    emails = OutboundEmail.objects.filter(pk__in=[pk for pk, in locked_not_in_flight(
+        OutboundEmail.objects.filter(pk__in=list(outbound_ids), status__in=CANCELLABLE))])
     lead_ids = list(emails.values_list("lead_id", flat=True))
     changed = emails.update(status=Status.CANCELLED, next_attempt_at=None, updated_at=now,
                             last_error=f"Cancelled by {by}.")

@@ -153,21 +153,19 @@ class _Intake:
     report: IntakeReport
     first_seen: FirstSeen = field(default_factory=FirstSeen)
     dns_resolver: Any = None
-    pending: list[IntakeProblem] = field(default_factory=list)  # the current batch's
     cleaner: RowCleaner | None = None  # for the file's rows, when ``field_positions`` is given
 
     def earlier(self, line: int | None) -> str:
         return f"item {line} of this request" if self.numbering == "item" else f"on line {line}"
 
-    def report_problems(self) -> None:
-        """Count the batch's problems and keep the first of each kind. A batch judges its records in two
+    def report_problems(self, problems: list[IntakeProblem]) -> None:
+        """Count a batch's problems and keep the first of each kind. A batch judges its records in two
         passes (the record, then the database), so they are put back in input order first."""
         counts = self.report.counts
-        for problem in sorted(self.pending, key=lambda problem: problem.line or 0):
+        for problem in sorted(problems, key=lambda problem: problem.line or 0):
             counts[problem.outcome] += 1
             if self.problems_kept is None or counts[problem.outcome] <= self.problems_kept:
                 self.report.problems.append(problem)
-        self.pending = []
 
 
 def leads_intake(
@@ -484,8 +482,7 @@ def _record(run: _Intake, written: _Written) -> None:
     counts["read"] -= written.unread
     counts["created"] += len(written.created)
     counts["updated"] += len(written.updated)
-    run.pending.extend(written.problems)
-    run.report_problems()
+    run.report_problems(written.problems)
     _keep_leads(run, written.created, written.updated)
 
 
