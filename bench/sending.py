@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import timedelta
 from pathlib import Path
 
@@ -135,20 +136,24 @@ class StatementCounter:
         return execute(sql, params, many, context)
 
 
-def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, serial_cpu: CpuMeter) -> float:
+def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, cpu: CpuMeter | None) -> float:
     """Seconds to send ``messages`` with raw smtplib and commit, after each, CAM's outcome statement for an
     email of the bench (its outcome and lead's progress, the next email marked in flight): what recording
     each outcome durably costs at the least. ``serial``: each commit before the next email, as the
     guarantee needs at the least (CAM overlaps the commit with the next envelope only). ``overlapped``:
     each commit runs in a thread of its own during the next email's whole conversation, its data
-    included — an upper bound no sender that keeps the guarantee can reach."""
+    included — an upper bound no sender that keeps the guarantee can reach. ``in order``: CAM's own order
+    with nothing of CAM around it — the statement recording the email before and marking this one in
+    flight sent ahead, this email's envelope meanwhile, its data once the statement answered: the
+    most any sender keeping the guarantee can do with one statement an email."""
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
     from cam.models import OutboundEmail
-    from cam.outreach.outcomes import outcome_of, outcome_write
+    from cam.outreach.outcomes import outcome_of, outcome_write, outcome_write_send
     from cam.outreach.planning import campaign_steps
     from cam.outreach.providers import SendResult
+    from cam.outreach.providers.smtp import _finish_data, _open_data
     from cam.outreach.sending import outbound_claim
 
     holder = f"floor:{uuid.uuid4().hex[:12]}"
@@ -169,8 +174,20 @@ def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, serial_cpu: 
                 connection.close_if_unusable_or_obsolete()
 
     started = time.perf_counter()
-    if mode == "serial":
-        with serial_cpu:
+    if mode == "in order":
+        with cpu or nullcontext():
+            done = None
+            for (sender, recipient, data), row, outcome in zip(messages, rows, outcomes, strict=True):
+                in_flight = outcome_write_send(holder=holder, row=done and done[0], outcome=done and done[1],
+                                               next_id=row.pk, now=timezone.now())
+                _open_data(client, sender, [recipient], len(data))
+                _, ours = in_flight.result()
+                assert ours, "the email is the floor's to send"
+                _finish_data(client, data, None)
+                done = (row, outcome)
+            outcome_write(holder=holder, row=done[0], outcome=done[1], next_id=None, now=timezone.now())
+    elif mode == "serial":
+        with cpu or nullcontext():
             for (sender, recipient, data), arguments in zip(messages, writes, strict=True):
                 client.sendmail(sender, [recipient], data)
                 write(arguments)
@@ -216,7 +233,7 @@ def main() -> None:
         settings.AICMO_CAM_SEND_BATCH_SIZE = args.batch
         with SinkProcess() as server:
             # With --floor, as many emails again for each floor to record outcomes of.
-            mailbox = setup(server, args.emails * (3 if args.floor else 1))
+            mailbox = setup(server, args.emails * (4 if args.floor else 1))
             rows = OutboundEmail.objects.select_related("lead", "mailbox").order_by("pk")[:args.emails]
             messages = [(row.from_email, row.to_email, build_message(row).message().as_bytes()) for row in rows]
             # Each round makes its own emails due, so that CAM's round is the worker's whole send step for
@@ -224,7 +241,7 @@ def main() -> None:
             queue = list(OutboundEmail.objects.order_by("pk").values_list("pk", flat=True))
             later = timezone.now() + timedelta(days=1)
             OutboundEmail.objects.update(next_attempt_at=later)
-            floor_modes = [mode for mode in ("serial", "overlapped")
+            floor_modes = [mode for mode in ("serial", "in order", "overlapped")
                            if args.floor and (mode == "serial" or connection.vendor == "postgresql")]
             if connection.vendor == "postgresql":
                 with connection.cursor() as cursor:
@@ -233,10 +250,11 @@ def main() -> None:
                   f"{args.batch}, database {connection.vendor}")
 
             raw = cam = 0.0
-            floors = {"serial": 0.0, "overlapped": 0.0}
+            floors = {"serial": 0.0, "in order": 0.0, "overlapped": 0.0}
             sent, statements, ratios = 0, StatementCounter(), []
             raw_cpu, cam_cpu = CpuMeter(server.process.pid), CpuMeter(server.process.pid)
-            serial_cpu = CpuMeter(server.process.pid)  # the serial floor's: its statements use this connection
+            # The floors' own, but the overlapped one's (its statements use a connection of their own).
+            floor_cpu = {mode: CpuMeter(server.process.pid) for mode in ("serial", "in order")}
             with smtplib.SMTP(server.host, server.port, timeout=30) as client:
                 client.ehlo()
                 for first in range(0, args.emails, per_round):
@@ -254,7 +272,7 @@ def main() -> None:
                         # SQLite writes in this process: a thread of its own cannot overlap them.
                         for mode in floor_modes:
                             floors[mode] += floor_round(client, mailbox, messages[first:first + per_round], mode,
-                                                        serial_cpu)
+                                                        floor_cpu.get(mode))
 
                     with connection.execute_wrapper(statements), cam_cpu:
                         started = time.perf_counter()
@@ -273,7 +291,7 @@ def main() -> None:
                 if seconds:
                     print(f"  floor, outcomes {mode:10} {seconds:8.2f} s  {sent / seconds:8.0f} emails/s  "
                           f"{raw / seconds:.0%} of raw smtplib's rate"
-                          + (f"  {serial_cpu.per_email(sent)}" if mode == "serial" else ""))
+                          + (f"  {floor_cpu[mode].per_email(sent)}" if mode in floor_cpu else ""))
             print(f"  load average {' '.join(f'{value:.1f}' for value in os.getloadavg())}")
             ratios.sort()
             print(f"  CAM sends at {raw / cam:.0%} of raw smtplib's rate (rounds: {ratios[0]:.0%} to {ratios[-1]:.0%}, "

@@ -99,15 +99,20 @@ def test_query_strings_keep_reading_text_as_booleans_and_numbers(api):
 
 
 def real_job_names() -> list[str]:
-    # Other tests register jobs of their own (test_...) while the suite runs; the schema lists CAM's.
-    return [name for name in job_names() if not name.startswith("test_")]
+    return cam_only(job_names())
+
+
+def cam_only(names: list[str]) -> list[str]:
+    """CAM's jobs among ``names``: other tests register jobs of their own (``test_…``) as their modules are
+    imported, so what the schema and the errors list depends on which tests ran first."""
+    return [name for name in names if not name.startswith("test_")]
 
 
 def test_the_job_name_in_the_run_path_is_an_enum_of_the_jobs():
     operation = generated_schema()["paths"]["/api/cam/jobs/{name}/run/"]["post"]
     name = next(parameter for parameter in operation["parameters"] if parameter["name"] == "name")
     assert name["in"] == "path"
-    assert name["schema"]["enum"] == real_job_names()
+    assert cam_only(name["schema"]["enum"]) == real_job_names()
     assert {"harvest", "score", "qualify", "outreach", "inbox", "worker_cycle", "no_reply_timeouts",
             "watchdog"} <= set(real_job_names())
 
@@ -115,10 +120,13 @@ def test_the_job_name_in_the_run_path_is_an_enum_of_the_jobs():
 def test_the_executions_job_filter_is_an_enum_of_the_jobs(api):
     operation = generated_schema()["paths"]["/api/cam/jobs/executions/"]["get"]
     job = next(parameter for parameter in operation["parameters"] if parameter["name"] == "job")
-    assert job["schema"]["enum"] == real_job_names()
+    assert cam_only(job["schema"]["enum"]) == real_job_names()
     response = api.get("/api/cam/jobs/executions/?job=nope")
     assert response.status_code == 400
-    assert response.json() == {"job": [f"Unknown job; known jobs: {', '.join(real_job_names())}."]}
+    [error] = response.json()["job"]
+    prefix = "Unknown job; known jobs: "
+    assert error.startswith(prefix) and error.endswith(".")
+    assert cam_only(error.removeprefix(prefix).removesuffix(".").split(", ")) == real_job_names()
 
 
 def test_a_bulk_request_schema_states_its_item_bounds(settings):
