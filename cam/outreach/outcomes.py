@@ -146,8 +146,19 @@ def _in_flight_table() -> str:
 
 def _target(email_table: str, *, lock: str) -> str:
     """The row that marks an email in flight (its holder and id; parameters: the email's id, the holder and
-    ``CLAIMED``), if the email is still in this batch's hands; ``lock`` the row lock that check takes."""
-    return f"SELECT claimed_by, id FROM {email_table} WHERE id = %s AND claimed_by = %s AND status = %s {lock}".rstrip()
+    ``CLAIMED``), if the email is still in this batch's hands; ``lock`` the row lock that check takes.
+
+    The email is found by its id alone, locked, and only then checked. Asked for its id, holder and status
+    together, PostgreSQL may look the row up through the status index instead: statistics taken while few
+    emails were claimed make ``status = 'CLAIMED'`` look rarer than one id, and each email's mark then
+    walked every claimed email of every sender (a claim of 1,000: 0.43 ms of the statement's 0.55).
+    Locked first, the check reads what a cancel that held the lock left, as before (``cam.in_flight``)."""
+    if not lock:  # SQLite: the transaction holds the write lock already
+        return f"SELECT claimed_by, id FROM {email_table} WHERE id = %s AND claimed_by = %s AND status = %s"
+    # OFFSET 0 keeps the outer conditions out of the subquery (PostgreSQL pushes them down otherwise, row
+    # lock or not): its only condition is the id, which only the primary key answers.
+    return (f"SELECT claimed_by, id FROM (SELECT claimed_by, id, status FROM {email_table} WHERE id = %s {lock} "
+            f"OFFSET 0) AS email WHERE claimed_by = %s AND status = %s")
 
 
 def _clear() -> str:

@@ -161,6 +161,32 @@ def test_on_postgresql_a_cancel_that_waited_for_a_mark_leaves_the_email_in_fligh
     assert states([email]) == [IN_FLIGHT]
 
 
+@pytest.mark.postgres_only
+@pytest.mark.django_db
+def test_the_mark_finds_its_email_by_id_however_rare_statistics_make_claimed_emails_look():
+    """Statistics taken while every email was planned make ``status = 'CLAIMED'`` look rarer than one id: the
+    mark must still find its email through the primary key, not walk every claimed email of every sender."""
+    from cam.outreach.outcomes import _statement_and_params
+
+    mailbox = MailboxFactory(daily_cap=1000, min_gap_seconds=0)
+    owner = open_campaign(mailbox)
+    for n in range(40):
+        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+    outreach_plan()
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {OutboundEmail._meta.db_table}")
+    emails = outbound_claim(mailbox=mailbox, limit=40, now=timezone.now(), holder=HOLDER)
+    sql, params = _statement_and_params(holder=HOLDER, row=None, outcome=None, next_id=emails[-1].pk,
+                                        now=timezone.now())
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+
+    assert "outbound_emails_pkey" in plan, plan
+    assert "outbound_status_created_idx" not in plan, plan
+    assert mark(emails[-1])
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_turns_an_email_found_sending_into_one_in_flight_that_recovery_makes_unknown():
     from django.db.migrations.executor import MigrationExecutor
