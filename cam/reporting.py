@@ -71,6 +71,9 @@ NEAR_SHARE = Decimal("0.8")
 Category = InboundEmail.Category
 Status = Lead.Status
 SENT = OutboundEmail.Status.SENT
+# The outcomes the period's figures count by when the lead reached them; ``lead_outcome_changed_idx`` holds
+# these leads only, so a status added here goes into its condition too.
+REPORTED_OUTCOMES = (Status.MEETING_BOOKED, Status.UNSUBSCRIBED, Status.WON)
 Metric = CampaignRule.Metric
 # The provider event that stands for each notice, so an email reported both ways is counted once.
 PROVIDER_EVENTS: dict[str, str] = {Category.BOUNCE_HARD: "bounced", Category.COMPLAINT: "complained"}
@@ -335,8 +338,7 @@ def overview(period: str, *, days: int = 30, campaign: Campaign | None = None,
     positive = sum(day.by_category.get(Category.POSITIVE, 0) for day in in_period)
     hard_bounces = sum(day.hard_bounces for day in in_period)
     complaints = sum(day.complaints for day in in_period)
-    leads = Lead.objects.filter(status__in=[Status.UNSUBSCRIBED, Status.MEETING_BOOKED, Status.WON],
-                                status_changed_at__gte=since)
+    leads = Lead.objects.filter(status__in=REPORTED_OUTCOMES, status_changed_at__gte=since)
     if campaign is not None:
         leads = leads.filter(campaign=campaign)
     # One person unsubscribing stops their leads in every campaign: count the address once.

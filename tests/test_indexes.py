@@ -41,3 +41,35 @@ def test_the_outbound_message_id_has_no_pattern_index_beside_its_unique_one():
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'outbound_emails'")
         definitions = [row[0] for row in cursor.fetchall()]
     assert not [definition for definition in definitions if "pattern_ops" in definition]
+
+
+def plan_of(sql: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")  # a handful of rows: the question is whether it can
+        cursor.execute(f"EXPLAIN {sql}")
+        return "\n".join(row[0] for row in cursor.fetchall())
+
+
+def test_the_dashboards_outcomes_of_a_period_are_read_from_the_index_that_holds_only_those():
+    """``lead_outcome_changed_idx`` leaves every other lead out, so its condition must name every status the
+    figures count, or the count would read the whole table."""
+    from django.test.utils import CaptureQueriesContext
+
+    from cam.models import Lead
+    from cam.reporting import REPORTED_OUTCOMES, overview
+
+    with CaptureQueriesContext(connection) as captured:
+        overview("7d")
+    [sql] = [query["sql"] for query in captured.captured_queries if '"status_changed_at" >=' in query["sql"]]
+
+    assert "lead_outcome_changed_idx" in plan_of(sql)
+    [index] = [index for index in Lead._meta.indexes if index.name == "lead_outcome_changed_idx"]
+    assert sorted(dict(index.condition.children)["status__in"]) == sorted(REPORTED_OUTCOMES)
+
+
+def test_a_mailboxs_leads_are_found_on_the_index_of_leads_that_have_one():
+    from cam.models import Lead
+    from tests.factories import MailboxFactory
+
+    sql = str(Lead.objects.filter(mailbox=MailboxFactory()).only("pk").query)
+    assert "lead_mailbox_idx" in plan_of(sql)

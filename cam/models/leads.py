@@ -124,7 +124,8 @@ class Lead(models.Model):
     next_send_at = models.DateTimeField(null=True, blank=True)
     blocked_reason = models.CharField(max_length=32, choices=BlockedReason.choices, blank=True)
     paused_until = models.DateTimeField(null=True, blank=True, help_text="Out of office until this time.")
-    mailbox = models.ForeignKey("cam.Mailbox", on_delete=models.SET_NULL, null=True, blank=True,
+    # Indexed only where set (``lead_mailbox_idx``): a lead has none until its first email is planned.
+    mailbox = models.ForeignKey("cam.Mailbox", on_delete=models.SET_NULL, null=True, blank=True, db_index=False,
                                 related_name="leads", help_text="The mailbox that sent the first email; "
                                                                 "follow-ups use it too.")
     last_contacted_at = models.DateTimeField(null=True, blank=True)
@@ -147,8 +148,13 @@ class Lead(models.Model):
             # dashboard's funnels (cam.reporting.campaign_funnels) are counted from the index alone.
             models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
             # Leads with a meeting booked, won or unsubscribed in a period, across campaigns (the dashboard,
-            # cam.reporting).
-            models.Index(fields=["status", "status_changed_at"], name="lead_status_changed_idx"),
+            # cam.reporting.REPORTED_OUTCOMES); only those: every other lead's import, qualification and email
+            # sent would write an entry no query reads.
+            models.Index(fields=["status", "status_changed_at"],
+                         condition=Q(status__in=["MEETING_BOOKED", "UNSUBSCRIBED", "WON"]),
+                         name="lead_outcome_changed_idx"),
+            # The mailbox's leads (its deletion, the admin's filter): most leads have none yet.
+            models.Index(fields=["mailbox"], condition=Q(mailbox__isnull=False), name="lead_mailbox_idx"),
             # One active sequence per address across campaigns; suppression by domain.
             models.Index(fields=["email"], name="lead_email_idx"),
             models.Index(fields=["email_domain"], name="lead_email_domain_idx"),
