@@ -57,6 +57,7 @@ from django.utils import timezone
 from cam.campaigns import DEFAULT_RULES
 from cam.decisions import REPLY_CATEGORIES, UNPROVEN
 from cam.models import Campaign, CampaignRule, InboundEmail, Lead, Mailbox, OutboundEmail, ProviderEvent
+from cam.models.leads import REPORTED_OUTCOMES
 from cam.outreach.planning import CAP_WINDOW, COUNTED
 
 Period = Literal["today", "7d", "30d"]
@@ -71,9 +72,6 @@ NEAR_SHARE = Decimal("0.8")
 Category = InboundEmail.Category
 Status = Lead.Status
 SENT = OutboundEmail.Status.SENT
-# The outcomes the period's figures count by when the lead reached them; ``lead_outcome_changed_idx`` holds
-# these leads only, so a status added here goes into its condition too.
-REPORTED_OUTCOMES = (Status.MEETING_BOOKED, Status.UNSUBSCRIBED, Status.WON)
 Metric = CampaignRule.Metric
 # The provider event that stands for each notice, so an email reported both ways is counted once.
 PROVIDER_EVENTS: dict[str, str] = {Category.BOUNCE_HARD: "bounced", Category.COMPLAINT: "complained"}

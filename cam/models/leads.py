@@ -46,6 +46,11 @@ class LeadSource(models.Model):
             config_check(self.kind, self.config)
 
 
+# The outcomes the dashboard counts by when the lead reached them (``cam.reporting``): ``lead_outcome_changed_idx``
+# holds these leads only. Lead.Status's values, written out: the index below is built while the class is.
+REPORTED_OUTCOMES = ("MEETING_BOOKED", "UNSUBSCRIBED", "WON")
+
+
 class Lead(models.Model):
     class Status(models.TextChoices):
         NEW = "NEW", "New"
@@ -148,10 +153,9 @@ class Lead(models.Model):
             # dashboard's funnels (cam.reporting.campaign_funnels) are counted from the index alone.
             models.Index(fields=["campaign", "status"], name="lead_campaign_status_idx"),
             # Leads with a meeting booked, won or unsubscribed in a period, across campaigns (the dashboard,
-            # cam.reporting.REPORTED_OUTCOMES); only those: every other lead's import, qualification and email
-            # sent would write an entry no query reads.
-            models.Index(fields=["status", "status_changed_at"],
-                         condition=Q(status__in=["MEETING_BOOKED", "UNSUBSCRIBED", "WON"]),
+            # cam.reporting); only those: every other lead's import, qualification and email sent would write an
+            # entry no query reads.
+            models.Index(fields=["status", "status_changed_at"], condition=Q(status__in=list(REPORTED_OUTCOMES)),
                          name="lead_outcome_changed_idx"),
             # The mailbox's leads (its deletion, the admin's filter): most leads have none yet.
             models.Index(fields=["mailbox"], condition=Q(mailbox__isnull=False), name="lead_mailbox_idx"),
