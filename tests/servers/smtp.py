@@ -13,6 +13,11 @@ the connections a client opened. Scripted DATA replies are given out in order an
 repeats; besides a reply line, a DATA reply may be ``DROP`` (close the connection without answering,
 after the message arrived), ``Stall(seconds)`` (answer ``250 OK`` that much later) or
 ``Call(action)`` (run ``action`` once the message arrived, then answer ``250 OK``).
+``answer_data_command`` answers the DATA command itself instead of 354.
+
+``pipelining=True`` offers PIPELINING (RFC 2920) in the EHLO answer, as Postfix and most servers do;
+``pipelined`` then lists each ``MAIL``/``RCPT`` that was read with the client's next command already
+there, which a client only does when it does not wait for each answer.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from email.policy import default as default_policy
 from functools import cached_property
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import MISSING, AuthResult
+from aiosmtpd.smtp import MISSING, SMTP, AuthResult
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,7 @@ class _Script:
     rcpt: dict[str, str | Call] = field(default_factory=dict)
     mail: dict[str, str] = field(default_factory=dict)
     data: list[DataReply] = field(default_factory=list)
+    data_command: str = ""
 
 
 def free_port() -> int:
@@ -98,7 +104,7 @@ class SmtpTestServer:
     host = "127.0.0.1"
 
     def __init__(self, *, auth: tuple[str, str] | None = None, idle_timeout: float = 300,
-                 xoauth2: Callable[[str, str], bool] | None = None) -> None:
+                 xoauth2: Callable[[str, str], bool] | None = None, pipelining: bool = False) -> None:
         self.port = free_port()
         # SASL XOAUTH2: the only mechanism offered when set; ``xoauth2(user, token)`` says whether to let it in.
         self._xoauth2 = xoauth2
@@ -106,6 +112,8 @@ class SmtpTestServer:
         self.sessions: list[tuple[str, int]] = []
         self.logins: list[str] = []
         self.rcpts: list[str] = []  # every RCPT TO the server was asked, accepted or not, in order
+        self.pipelining = pipelining
+        self.pipelined: list[str] = []  # "MAIL <address>" / "RCPT <address>" read with more commands waiting
         self._auth = auth
         self._idle_timeout = idle_timeout
         self._script = _Script()
@@ -132,6 +140,12 @@ class SmtpTestServer:
         with self._lock:
             self._script.data = list(replies)
 
+    def answer_data_command(self, reply: str) -> None:
+        """Answer the DATA command with ``reply`` (e.g. ``451 4.3.2 System not accepting messages``) instead
+        of 354, every time; an empty ``reply`` goes back to 354."""
+        with self._lock:
+            self._script.data_command = reply
+
     @property
     def messages(self) -> list[ReceivedMessage]:
         with self._lock:
@@ -148,7 +162,7 @@ class SmtpTestServer:
         if self._xoauth2 is not None:
             handler = _XOAuth2Handler(self)
             options |= {"auth_require_tls": False, "auth_exclude_mechanism": ["LOGIN", "PLAIN"]}
-        self._controller = Controller(handler, hostname=self.host, port=self.port, ready_timeout=5, **options)
+        self._controller = _Controller(handler, hostname=self.host, port=self.port, ready_timeout=5, **options)
         self._controller.start()
         return self
 
@@ -186,14 +200,39 @@ class SmtpTestServer:
                 peer=peer, reply=reply))
 
 
+class _SMTP(SMTP):
+    """aiosmtpd's server, answering the DATA command as scripted (it has no hook before its 354)."""
+
+    async def smtp_DATA(self, arg: str) -> None:
+        server = self.event_handler.server
+        with server._lock:
+            reply = server._script.data_command
+        if reply and self.envelope is not None and self.envelope.mail_from is not None:
+            await self.push(reply)
+            return
+        await super().smtp_DATA(arg)
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        return _SMTP(self.handler, **self.SMTP_kwargs)
+
+
 class _Handler:
     def __init__(self, server: SmtpTestServer) -> None:
         self.server = server
+
+    def _note_pipelined(self, smtp, command: str) -> None:
+        if smtp._reader._buffer:  # the client's next command arrived before this one was answered
+            with self.server._lock:
+                self.server.pipelined.append(command)
 
     async def handle_EHLO(self, smtp, session, envelope, hostname, responses):
         session.host_name = hostname
         with self.server._lock:
             self.server.sessions.append(session.peer)
+        if self.server.pipelining:
+            responses.insert(-1, "250-PIPELINING")
         return responses
 
     async def handle_HELO(self, smtp, session, envelope, hostname):
@@ -203,6 +242,7 @@ class _Handler:
         return f"250 {smtp.hostname}"
 
     async def handle_MAIL(self, smtp, session, envelope, address, mail_options):
+        self._note_pipelined(smtp, f"MAIL {address}")
         with self.server._lock:
             reply = self.server._script.mail.get(address.lower())
         if reply:
@@ -212,6 +252,7 @@ class _Handler:
         return "250 OK"
 
     async def handle_RCPT(self, smtp, session, envelope, address, rcpt_options):
+        self._note_pipelined(smtp, f"RCPT {address}")
         with self.server._lock:
             self.server.rcpts.append(address)
             reply = self.server._script.rcpt.get(address.lower())

@@ -1,0 +1,133 @@
+"""The SMTP envelope with and without PIPELINING (RFC 2920), against a real server that offers it or not.
+
+A server that offers PIPELINING gets ``MAIL``, ``RCPT`` and ``DATA`` in one write; every answer is still
+read and judged as that command's, and a refusal leaves the connection ready for the next message.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from cam.models import OutboundEmail
+from cam.outreach.providers.smtp import SmtpProvider
+from tests.outreach.test_providers import Asked, outreach_message, smtp_mailbox
+from tests.servers.smtp import SmtpTestServer
+
+Status = OutboundEmail.Status
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "one command at a time"])
+def server(request):
+    with SmtpTestServer(pipelining=request.param) as server:
+        yield server
+
+
+def send(provider: SmtpProvider, to: str, n: int):
+    return provider.send(outreach_message(to, message_id=f"<{n}@outreach.test>"), idempotency_key=str(n))
+
+
+def test_a_server_that_offers_pipelining_gets_the_envelope_in_one_write():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        results = [send(provider, f"lead{n}@company.test", n) for n in range(3)]
+
+    assert [result.status for result in results] == [Status.SENT] * 3
+    assert [message.rcpt_tos for message in server.messages] == [[f"lead{n}@company.test"] for n in range(3)]
+    # Each MAIL and RCPT was read with the command after it already there: nothing waited for an answer.
+    assert server.pipelined == [command for n in range(3)
+                                for command in ("MAIL sender@outreach.test", f"RCPT lead{n}@company.test")]
+    assert len(server.sessions) == 1
+
+
+def test_a_server_that_does_not_offer_it_gets_one_command_at_a_time():
+    with SmtpTestServer() as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        results = [send(provider, f"lead{n}@company.test", n) for n in range(2)]
+
+    assert [result.status for result in results] == [Status.SENT] * 2
+    assert server.pipelined == []
+
+
+@pytest.mark.parametrize(("script", "status", "words"), [
+    (lambda server: server.answer_rcpt("anna@company.test", "550 5.1.1 No such user"), Status.FAILED,
+     "refused the recipient: anna@company.test: 550 5.1.1 No such user"),
+    (lambda server: server.answer_rcpt("anna@company.test", "451 4.7.1 Greylisted"), Status.RETRY,
+     "refused the recipient: anna@company.test: 451 4.7.1 Greylisted"),
+    (lambda server: server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours"), Status.FAILED,
+     "refused the sender Alex Sender <sender@outreach.test>: 553 5.7.1 Not yours"),
+    (lambda server: server.answer_data_command("554 5.3.4 Transaction failed"), Status.FAILED,
+     "refused the message: 554 5.3.4 Transaction failed"),
+    (lambda server: server.answer_data_command("452 4.3.1 Insufficient system storage"), Status.RETRY,
+     "refused the message: 452 4.3.1 Insufficient system storage"),
+    (lambda server: server.answer_data("554 5.7.1 Spam"), Status.FAILED, "refused the message: 554 5.7.1 Spam"),
+], ids=["recipient refused", "recipient greylisted", "sender refused", "DATA refused", "DATA deferred",
+        "data refused"])
+def test_each_refusal_is_judged_as_its_commands_and_the_next_message_goes_on_the_same_connection(
+        server, script, status, words):
+    script(server)
+
+    with SmtpProvider(smtp_mailbox(server)) as provider:
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_rcpt("anna@company.test", "250 OK")
+        server.answer_mail("sender@outreach.test", "")
+        server.answer_data_command("")
+        server.answer_data("250 OK")
+        following = send(provider, "ben@company.test", 2)
+
+    assert refused.status == status
+    assert words in refused.error
+    # The refused transaction was reset: the next MAIL was not taken for a second one inside it.
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.messages] == [["ben@company.test"]]
+    assert len(server.sessions) == 1
+
+
+@pytest.mark.parametrize("refusal", [
+    lambda server: server.answer_mail("sender@outreach.test", "421 4.3.2 Shutting down"),
+    lambda server: server.answer_rcpt("anna@company.test", "421 4.3.2 Shutting down"),
+    lambda server: server.answer_data_command("421 4.3.2 Shutting down"),
+], ids=["to MAIL", "to RCPT", "to DATA"])
+def test_a_421_closes_the_connection_and_the_next_message_goes_on_a_new_one(server, refusal):
+    refusal(server)
+
+    with SmtpProvider(smtp_mailbox(server)) as provider:
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_rcpt("anna@company.test", "250 OK")
+        server.answer_mail("sender@outreach.test", "")
+        server.answer_data_command("")
+        following = send(provider, "ben@company.test", 2)
+
+    assert refused.status == Status.RETRY
+    assert "421 4.3.2 Shutting down" in refused.error
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.messages] == [["ben@company.test"]]
+    assert len(server.sessions) == 2
+
+
+def test_a_server_that_takes_data_for_a_refused_recipient_is_given_no_data():
+    """RFC 2920 has the server refuse DATA when no recipient was accepted; one that says 354 anyway gets
+    no message: the connection is dropped before any data, and the next message opens a new one."""
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_rcpt("anna@company.test", "550 5.1.1 No such user")
+        server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_data_command("")
+        following = send(provider, "ben@company.test", 2)
+
+    assert refused.status == Status.FAILED
+    assert "550 5.1.1 No such user" in refused.error
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
+    assert len(server.sessions) == 2
+
+
+def test_the_sender_commits_while_the_pipelined_envelope_goes_out_and_the_data_follows():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        ready = Asked(server, wait_for_rcpt="anna@company.test")
+        sent = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+        told_no = provider.send_when(outreach_message("ben@company.test", message_id="<2@outreach.test>"),
+                                     idempotency_key="2", ready=Asked(server, False, wait_for_rcpt="ben@company.test"))
+
+    assert sent is not None and sent.status == Status.SENT
+    assert ready.calls == 1 and ready.received_then == []  # the envelope went out before anything was delivered
+    assert told_no is None
+    assert [message.rcpt_tos for message in server.received] == [["anna@company.test"]]  # never Ben's
+    assert "RCPT anna@company.test" in server.pipelined
