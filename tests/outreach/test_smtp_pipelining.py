@@ -7,11 +7,12 @@ read and judged as that command's, and a refusal leaves the connection ready for
 from __future__ import annotations
 
 import pytest
+from django.core.mail import EmailMessage
 
 from cam.models import OutboundEmail
-from cam.outreach.providers.smtp import SmtpProvider
+from cam.outreach.providers.smtp import PIPELINING_WINDOW, SmtpProvider
 from tests.outreach.test_providers import Asked, outreach_message, smtp_mailbox
-from tests.servers.smtp import SmtpTestServer
+from tests.servers.smtp import DROP, HangUp, SmtpTestServer
 
 Status = OutboundEmail.Status
 
@@ -131,3 +132,110 @@ def test_the_sender_commits_while_the_pipelined_envelope_goes_out_and_the_data_f
     assert told_no is None
     assert [message.rcpt_tos for message in server.received] == [["anna@company.test"]]  # never Ben's
     assert "RCPT anna@company.test" in server.pipelined
+
+
+@pytest.mark.parametrize("refusal", [
+    lambda server: server.answer_mail("sender@outreach.test", HangUp("550 5.7.1 Go away")),
+    lambda server: server.answer_rcpt("anna@company.test", HangUp("550 5.1.1 No such user")),
+], ids=["sender", "recipient"])
+def test_a_refusal_the_server_hangs_up_after_is_still_the_refusal(server, refusal):
+    """The commands sent after the refused one are never answered: the refusal decides, not the hang-up."""
+    refusal(server)
+
+    with SmtpProvider(smtp_mailbox(server)) as provider:
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_mail("sender@outreach.test", "")
+        server.answer_rcpt("anna@company.test", "250 OK")
+        following = send(provider, "ben@company.test", 2)
+
+    assert refused.status == Status.FAILED  # permanent: never tried again
+    assert "550 5." in refused.error
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
+    assert len(server.sessions) == 2
+
+
+def test_a_server_that_takes_data_for_a_refused_sender_is_given_no_data():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours")
+        server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_mail("sender@outreach.test", "")
+        server.answer_data_command("")
+        following = send(provider, "ben@company.test", 2)
+
+    assert refused.status == Status.FAILED
+    assert "553 5.7.1 Not yours" in refused.error
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
+    assert len(server.sessions) == 2
+
+
+def test_a_message_with_one_recipient_refused_goes_to_the_others(server):
+    server.answer_rcpt("nobody@company.test", "550 5.1.1 No such user")
+    message = EmailMessage("Hello", "Hi both", "sender@outreach.test", ["anna@company.test", "nobody@company.test",
+                                                                       "ben@company.test"])
+
+    with SmtpProvider(smtp_mailbox(server)) as provider:
+        result = provider.send(message, idempotency_key="1")
+
+    assert result.status == Status.SENT
+    assert [message.rcpt_tos for message in server.messages] == [["anna@company.test", "ben@company.test"]]
+
+
+def test_a_421_to_a_recipient_in_the_middle_of_the_group_ends_the_connection():
+    message = EmailMessage("Hello", "Hi all", "sender@outreach.test", ["anna@company.test", "ben@company.test",
+                                                                       "cleo@company.test"])
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_rcpt("ben@company.test", "421 4.3.2 Shutting down")
+        refused = provider.send(message, idempotency_key="1")
+        server.answer_rcpt("ben@company.test", "250 OK")
+        following = send(provider, "dora@company.test", 2)
+
+    assert refused.status == Status.RETRY
+    assert "ben@company.test: 421 4.3.2 Shutting down" in refused.error
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.received] == [["dora@company.test"]]
+    assert len(server.sessions) == 2
+
+
+def test_a_group_larger_than_the_send_window_goes_one_command_at_a_time():
+    """RFC 2920: a client that writes a whole group before reading keeps it within the send window."""
+    recipients = [f"lead{n:04}@company.test" for n in range(PIPELINING_WINDOW // 20)]
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        many = provider.send(EmailMessage("Hello", "Hi", "sender@outreach.test", recipients), idempotency_key="1")
+        one = send(provider, "anna@company.test", 2)
+
+    assert (many.status, one.status) == (Status.SENT, Status.SENT)
+    assert [message.rcpt_tos for message in server.messages] == [recipients, ["anna@company.test"]]
+    assert server.pipelined == ["MAIL sender@outreach.test", "RCPT anna@company.test"]  # only the small group
+
+
+@pytest.mark.parametrize("answer", [True, False])
+def test_a_refused_pipelined_envelope_is_judged_once_the_sender_was_asked(answer):
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_rcpt("anna@company.test", "550 5.1.1 No such user")
+        ready = Asked(server, answer)
+        refused = provider.send_when(outreach_message("anna@company.test"), idempotency_key="1", ready=ready)
+        following = send(provider, "ben@company.test", 2)
+
+    assert ready.calls == 1
+    if answer:
+        assert refused is not None and refused.status == Status.FAILED
+        assert "550 5.1.1 No such user" in refused.error
+    else:
+        assert refused is None  # the sender said no: its outcome is its own to record
+    assert following.status == Status.SENT, following.error
+    assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
+
+
+def test_a_message_dropped_after_its_data_is_unknown_with_pipelining_too():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_data(DROP, "250 OK")
+        dropped = send(provider, "anna@company.test", 1)
+        following = send(provider, "ben@company.test", 2)
+
+    assert dropped.status == Status.UNKNOWN
+    assert "may have been delivered" in dropped.error
+    assert following.status == Status.SENT, following.error
+    assert len(server.sessions) == 2

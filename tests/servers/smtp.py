@@ -54,6 +54,14 @@ class Call:
     then: str = "250 OK"
 
 
+@dataclass(frozen=True)
+class HangUp:
+    """Answer ``reply`` to ``MAIL`` or ``RCPT``, then close the connection, as some servers do after a
+    refusal; commands the client sent ahead are never answered."""
+
+    reply: str
+
+
 class _Drop:
     def __repr__(self) -> str:
         return "DROP"
@@ -83,8 +91,8 @@ class ReceivedMessage:
 
 @dataclass
 class _Script:
-    rcpt: dict[str, str | Call] = field(default_factory=dict)
-    mail: dict[str, str] = field(default_factory=dict)
+    rcpt: dict[str, str | Call | HangUp] = field(default_factory=dict)
+    mail: dict[str, str | HangUp] = field(default_factory=dict)
     data: list[DataReply] = field(default_factory=list)
     data_command: str = ""
 
@@ -122,14 +130,14 @@ class SmtpTestServer:
 
     # --- scripting and inspection ---------------------------------------------------------------
 
-    def answer_rcpt(self, address: str, reply: str | Call) -> None:
-        """Answer ``RCPT TO:<address>`` with ``reply`` (e.g. ``550 5.1.1 No such user``) every time, or a
-        ``Call``'s answer once, after its action."""
+    def answer_rcpt(self, address: str, reply: str | Call | HangUp) -> None:
+        """Answer ``RCPT TO:<address>`` with ``reply`` (e.g. ``550 5.1.1 No such user``, or a ``HangUp``) every
+        time, or a ``Call``'s answer once, after its action."""
         with self._lock:
             self._script.rcpt[address.lower()] = reply
 
-    def answer_mail(self, address: str, reply: str) -> None:
-        """Answer ``MAIL FROM:<address>`` with ``reply`` every time."""
+    def answer_mail(self, address: str, reply: str | HangUp) -> None:
+        """Answer ``MAIL FROM:<address>`` with ``reply`` (or a ``HangUp``) every time."""
         with self._lock:
             self._script.mail[address.lower()] = reply
 
@@ -207,7 +215,7 @@ class _SMTP(SMTP):
         server = self.event_handler.server
         with server._lock:
             reply = server._script.data_command
-        if reply and self.envelope is not None and self.envelope.mail_from is not None:
+        if reply:
             await self.push(reply)
             return
         await super().smtp_DATA(arg)
@@ -245,6 +253,8 @@ class _Handler:
         self._note_pipelined(smtp, f"MAIL {address}")
         with self.server._lock:
             reply = self.server._script.mail.get(address.lower())
+        if isinstance(reply, HangUp):
+            await _hang_up(smtp, reply)
         if reply:
             return reply
         envelope.mail_from = address
@@ -261,6 +271,8 @@ class _Handler:
                 self.server._script.rcpt.pop(address.lower(), None)
             await asyncio.get_running_loop().run_in_executor(None, reply.action)
             reply = None if reply.then.startswith("250") else reply.then
+        if isinstance(reply, HangUp):
+            await _hang_up(smtp, reply)
         if reply:
             return reply
         envelope.rcpt_tos.append(address)
@@ -283,6 +295,13 @@ class _Handler:
             return reply.then
         self.server._record(envelope, session.peer, reply)
         return reply
+
+
+async def _hang_up(smtp, hang_up: HangUp) -> None:
+    """Answer, then close the connection once the answer went out; nothing after it is read."""
+    await smtp.push(hang_up.reply)
+    smtp.transport.close()
+    raise asyncio.CancelledError
 
 
 class _XOAuth2Handler(_Handler):

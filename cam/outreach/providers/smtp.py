@@ -77,6 +77,9 @@ logger = logging.getLogger(__name__)
 # A connection on which the server accepted a message this recently is reused without a NOOP first.
 TRUSTED_FOR_SECONDS = 0.25
 _LEADING_PERIOD = re.compile(rb"(?m)^\.")
+# RFC 2920: a client that writes a group of commands before reading any answer makes sure the group fits
+# in the connection's send window, or both ends may wait on each other; a larger one goes a command at a time.
+PIPELINING_WINDOW = 4000
 
 
 def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], size: int) -> None:
@@ -92,8 +95,9 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
     option = f" size={size}" if connection.does_esmtp and connection.has_extn("size") else ""
     mail = _command("mail", f"FROM:{smtp_path(sender)}{option}")
     rcpts = [_command("rcpt", f"TO:{smtp_path(recipient)}") for recipient in recipients]
-    if connection.does_esmtp and connection.has_extn("pipelining"):
-        _open_data_pipelined(connection, sender, recipients, mail, rcpts)
+    group = mail + "".join(rcpts) + _command("data")
+    if connection.does_esmtp and connection.has_extn("pipelining") and len(group) <= PIPELINING_WINDOW:
+        _open_data_pipelined(connection, sender, recipients, group)
         return
     connection.send(mail)
     code, reply = connection.getreply()
@@ -119,38 +123,44 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
         raise smtplib.SMTPDataError(code, reply)
 
 
-def _open_data_pipelined(connection: smtplib.SMTP, sender: str, recipients: list[str], mail: str,
-                         rcpts: list[str]) -> None:
+def _open_data_pipelined(connection: smtplib.SMTP, sender: str, recipients: list[str], group: str) -> None:
     """``_open_data``'s envelope as one group of commands (RFC 2920), its answers judged as each command's."""
-    connection.send(mail + "".join(rcpts) + _command("data"))
-    # Every answer is read, in order, whatever the ones before said: the next command's answer must not
-    # be taken for one of these. A 421 is the server's last word: it closes the connection after it.
-    code, reply = connection.getreply()
-    if code == 421:
+    connection.send(group)
+    # Every answer is read, in order, whatever the ones before said: the next command's answer must not be
+    # taken for one of these. A 421 is the server's last word, and a server may hang up after a refusal:
+    # either way what it answered so far is judged, and the connection is not used again.
+    expected = len(recipients) + 2
+    replies: list[tuple[int, bytes]] = []
+    hung_up: smtplib.SMTPServerDisconnected | None = None
+    try:
+        while len(replies) < expected and (not replies or replies[-1][0] != 421):
+            replies.append(connection.getreply())
+    except smtplib.SMTPServerDisconnected as exc:
+        hung_up = exc
+    whole = len(replies) == expected
+    if not whole:
         connection.close()
-        raise smtplib.SMTPSenderRefused(code, reply, sender)
-    mail_refused = (code, reply) if code != 250 else None
-    refused: dict[str, tuple[int, bytes]] = {}
-    for recipient in recipients:
-        code, reply = connection.getreply()
-        if code not in (250, 251):
-            refused[recipient] = (code, reply)
-        if code == 421:
-            connection.close()
-            raise smtplib.SMTPRecipientsRefused(refused)
-    code, reply = connection.getreply()
-    if code == 354 and (mail_refused is not None or len(refused) == len(recipients)):
+    elif replies[-1][0] == 354 and (replies[0][0] != 250 or all(
+            code not in (250, 251) for code, _ in replies[1:-1])):
         # DATA taken for a transaction with no sender or no recipient (RFC 2920 says the server must
         # refuse it): no message is handed over, so the connection is dropped before any data.
         connection.close()
-    elif code != 354:
-        _refused(connection, code)
-    if mail_refused is not None:
-        raise smtplib.SMTPSenderRefused(*mail_refused, sender)
-    if len(refused) == len(recipients):
+    elif replies[-1][0] != 354:
+        _refused(connection, replies[-1][0])
+    if not replies:
+        assert hung_up is not None  # nothing read, nothing refused: it hung up
+        raise hung_up
+    if replies[0][0] != 250:
+        raise smtplib.SMTPSenderRefused(*replies[0], sender)
+    refused = {recipient: reply for recipient, reply in zip(recipients, replies[1:1 + len(recipients)], strict=False)
+               if reply[0] not in (250, 251)}
+    if len(refused) == len(recipients) or any(code == 421 for code, _ in refused.values()):
         raise smtplib.SMTPRecipientsRefused(refused)
-    if code != 354:
-        raise smtplib.SMTPDataError(code, reply)
+    if not whole:  # hung up with no refusal of the commands it had answered so far
+        assert hung_up is not None  # cut short by a 421 only with a refusal, judged above
+        raise hung_up
+    if replies[-1][0] != 354:
+        raise smtplib.SMTPDataError(*replies[-1])
 
 
 def _command(name: str, arguments: str = "") -> str:
@@ -195,39 +205,20 @@ DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Secu
 
 
 if TYPE_CHECKING:  # the mixin below is only ever mixed into smtplib's client
-    from _typeshed import ReadableBuffer
-
     _SMTPBase = smtplib.SMTP
 else:
     _SMTPBase = object
 
 
 class _DataPhaseTracking(_SMTPBase):
-    """Remembers whether the message data may have reached the server during the current sendmail().
+    """Remembers whether the current message's data may have reached the server.
 
-    ``data_started`` turns true when the server answers 354 to DATA: from then on the client
-    transmits the message, and a broken connection no longer proves it was not accepted.
+    ``data_started`` turns true as the message data starts to go, after the server's 354 to DATA
+    (``_finish_data``), and the provider clears it before each message: from then on a broken
+    connection no longer proves the message was not accepted.
     """
 
     data_started = False
-    _in_data = False
-
-    def sendmail(self, *args: Any, **kwargs: Any) -> dict[str, tuple[int, bytes]]:
-        self.data_started = False
-        return super().sendmail(*args, **kwargs)
-
-    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
-        self._in_data = True
-        try:
-            return super().data(msg)
-        finally:
-            self._in_data = False
-
-    def getreply(self) -> tuple[int, bytes]:
-        code, text = super().getreply()
-        if self._in_data and code == 354:
-            self.data_started = True
-        return code, text
 
 
 class _WatchedSocket(smtplib.SMTP):
