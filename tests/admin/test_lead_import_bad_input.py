@@ -46,3 +46,27 @@ def test_it_refuses_a_file_whose_header_holds_nul_characters(admin_client):
     assert "The header line holds NUL characters" in text_of(response)
     assert response.context.get("confirm_form") is None
     assert not Lead.objects.exists()
+
+
+def test_it_refuses_a_file_with_a_header_and_no_rows(admin_client):
+    campaign = CampaignFactory()
+
+    response = preview(admin_client, campaign, b"email,first_name\n")
+
+    assert "No valid data to import" in text_of(response)
+    assert response.context.get("confirm_form") is None
+
+
+def test_the_upload_is_streamed_to_the_import_not_held_as_a_table_of_its_cells(admin_client):
+    """A dataset of every cell took several times the file's size in memory (a 41 MB file: 260 MB)."""
+    from cam.admin.lead_import import LeadCsvFormat
+
+    content = b"email,first_name\n" + b"".join(b"lead%d@acme-gmbh.de,Lead\n" % n for n in range(2000))
+    dataset = LeadCsvFormat().create_dataset(content)
+    assert dataset and len(dataset) == 0  # rows to import, none held
+    campaign = CampaignFactory(name="Fair")
+
+    response = import_file(admin_client, campaign, content)
+
+    assert "Imported into “Fair”: 2000 created, 0 updated" in text_of(response)
+    assert len(emails_in(campaign)) == 2000
