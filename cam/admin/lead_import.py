@@ -147,7 +147,6 @@ class LeadImportResource(resources.ModelResource):
                           **kwargs) -> LeadImportResult:
         result = self.get_result_class()()
         result.diff_headers = list(LEAD_COLUMNS)
-        result.total_rows = 0
         result.campaign = self.campaign
         result.encoding = getattr(dataset, "encoding", UTF8)
         try:

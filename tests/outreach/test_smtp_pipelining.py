@@ -67,10 +67,7 @@ def test_each_refusal_is_judged_as_its_commands_and_the_next_message_goes_on_the
 
     with SmtpProvider(smtp_mailbox(server)) as provider:
         refused = send(provider, "anna@company.test", 1)
-        server.answer_rcpt("anna@company.test", "250 OK")
-        server.answer_mail("sender@outreach.test", "")
-        server.answer_data_command("")
-        server.answer_data("250 OK")
+        server.answer_as_usual()
         following = send(provider, "ben@company.test", 2)
 
     assert refused.status == status
@@ -91,9 +88,7 @@ def test_a_421_closes_the_connection_and_the_next_message_goes_on_a_new_one(serv
 
     with SmtpProvider(smtp_mailbox(server)) as provider:
         refused = send(provider, "anna@company.test", 1)
-        server.answer_rcpt("anna@company.test", "250 OK")
-        server.answer_mail("sender@outreach.test", "")
-        server.answer_data_command("")
+        server.answer_as_usual()
         following = send(provider, "ben@company.test", 2)
 
     assert refused.status == Status.RETRY
@@ -110,7 +105,7 @@ def test_a_server_that_takes_data_for_a_refused_recipient_is_given_no_data():
         server.answer_rcpt("anna@company.test", "550 5.1.1 No such user")
         server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
         refused = send(provider, "anna@company.test", 1)
-        server.answer_data_command("")
+        server.answer_as_usual()
         following = send(provider, "ben@company.test", 2)
 
     assert refused.status == Status.FAILED
@@ -144,8 +139,7 @@ def test_a_refusal_the_server_hangs_up_after_is_still_the_refusal(server, refusa
 
     with SmtpProvider(smtp_mailbox(server)) as provider:
         refused = send(provider, "anna@company.test", 1)
-        server.answer_mail("sender@outreach.test", "")
-        server.answer_rcpt("anna@company.test", "250 OK")
+        server.answer_as_usual()
         following = send(provider, "ben@company.test", 2)
 
     assert refused.status == Status.FAILED  # permanent: never tried again
@@ -160,8 +154,7 @@ def test_a_server_that_takes_data_for_a_refused_sender_is_given_no_data():
         server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours")
         server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
         refused = send(provider, "anna@company.test", 1)
-        server.answer_mail("sender@outreach.test", "")
-        server.answer_data_command("")
+        server.answer_as_usual()
         following = send(provider, "ben@company.test", 2)
 
     assert refused.status == Status.FAILED
@@ -189,7 +182,7 @@ def test_a_421_to_a_recipient_in_the_middle_of_the_group_ends_the_connection():
     with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
         server.answer_rcpt("ben@company.test", "421 4.3.2 Shutting down")
         refused = provider.send(message, idempotency_key="1")
-        server.answer_rcpt("ben@company.test", "250 OK")
+        server.answer_as_usual()
         following = send(provider, "dora@company.test", 2)
 
     assert refused.status == Status.RETRY

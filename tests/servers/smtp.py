@@ -154,6 +154,11 @@ class SmtpTestServer:
         with self._lock:
             self._script.data_command = reply
 
+    def answer_as_usual(self) -> None:
+        """Forget every scripted answer: from now on the server accepts every message."""
+        with self._lock:
+            self._script = _Script()
+
     @property
     def messages(self) -> list[ReceivedMessage]:
         with self._lock:

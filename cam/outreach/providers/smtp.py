@@ -57,7 +57,7 @@ import socket
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import EmailMessage
@@ -137,24 +137,25 @@ def _open_data_pipelined(connection: smtplib.SMTP, sender: str, recipients: list
             replies.append(connection.getreply())
     except smtplib.SMTPServerDisconnected as exc:
         hung_up = exc
+    if not replies:
+        assert hung_up is not None  # nothing read, nothing refused: it hung up
+        raise hung_up
     whole = len(replies) == expected
+    sender_refused = replies[0][0] != 250
+    refused = {recipient: reply for recipient, reply in zip(recipients, replies[1:1 + len(recipients)], strict=False)
+               if reply[0] not in (250, 251)}
+    nobody = len(refused) == len(recipients)
     if not whole:
         connection.close()
-    elif replies[-1][0] == 354 and (replies[0][0] != 250 or all(
-            code not in (250, 251) for code, _ in replies[1:-1])):
+    elif replies[-1][0] == 354 and (sender_refused or nobody):
         # DATA taken for a transaction with no sender or no recipient (RFC 2920 says the server must
         # refuse it): no message is handed over, so the connection is dropped before any data.
         connection.close()
     elif replies[-1][0] != 354:
         _refused(connection, replies[-1][0])
-    if not replies:
-        assert hung_up is not None  # nothing read, nothing refused: it hung up
-        raise hung_up
-    if replies[0][0] != 250:
+    if sender_refused:
         raise smtplib.SMTPSenderRefused(*replies[0], sender)
-    refused = {recipient: reply for recipient, reply in zip(recipients, replies[1:1 + len(recipients)], strict=False)
-               if reply[0] not in (250, 251)}
-    if len(refused) == len(recipients) or any(code == 421 for code, _ in refused.values()):
+    if nobody or any(code == 421 for code, _ in refused.values()):
         raise smtplib.SMTPRecipientsRefused(refused)
     if not whole:  # hung up with no refusal of the commands it had answered so far
         assert hung_up is not None  # cut short by a 421 only with a refusal, judged above
@@ -204,13 +205,7 @@ def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes, meanwhile: Callable
 DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
 
 
-if TYPE_CHECKING:  # the mixin below is only ever mixed into smtplib's client
-    _SMTPBase = smtplib.SMTP
-else:
-    _SMTPBase = object
-
-
-class _DataPhaseTracking(_SMTPBase):
+class _DataPhaseTracking:
     """Remembers whether the current message's data may have reached the server.
 
     ``data_started`` turns true as the message data starts to go, after the server's 354 to DATA
