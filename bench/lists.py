@@ -50,24 +50,26 @@ DATA = [
        FROM generate_series(1, %(leads)s) g""",
     """INSERT INTO outbound_emails (to_email, from_email, subject, body_text, body_html, message_id, in_reply_to,
          "references", status, attempts, soft_bounces, last_error, claimed_by, provider, provider_message_id,
-         sent_at, created_at, updated_at, campaign_id, lead_id, mailbox_id, step_id)
+         sent_at, created_at, updated_at, campaign_id, lead_id, mailbox_id, step_id, kind, idempotency_key)
        SELECT l.email, 'sender@outreach.test', 'Quick question ' || l.id, repeat('Hi there, fewer chores? ', 60),
          repeat('<p>Hi there</p>', 60), '<cam.' || l.id || '.' || s.n || '@outreach.test>', '', '',
          CASE WHEN (l.id + s.n) % 20 = 0 THEN 'FAILED' WHEN (l.id + s.n) % 20 = 1 THEN 'PENDING' ELSE 'SENT' END,
          1, 0, '', '', 'smtp', '', l.created_at + interval '1 hour', l.created_at + (s.n || ' hours')::interval,
          now(), l.campaign_id, l.id, (SELECT min(id) FROM cam_mailbox) + l.id % 20,
-         (SELECT st.id FROM cam_sequencestep st WHERE st.campaign_id = l.campaign_id AND st.position = s.n)
+         (SELECT st.id FROM cam_sequencestep st WHERE st.campaign_id = l.campaign_id AND st.position = s.n),
+         'sequence', ''
        FROM cam_lead l CROSS JOIN (VALUES (1), (2)) s(n)""",
     """INSERT INTO cam_inboundemail (folder, uidvalidity, uid, message_id, in_reply_to, "references", from_email,
          from_name, subject, received_at, new_text, raw_message, raw_truncated, category, confidence,
          classification_reasons, classified_by, failed_recipients, bounce_status_code, referral_email,
-         processed_at, alert_sent, created_at, lead_id, mailbox_id, outbound_email_id, confirmation, confirmation_by)
+         processed_at, alert_sent, created_at, lead_id, mailbox_id, outbound_email_id, confirmation, confirmation_by,
+         reported_domain)
        SELECT 'INBOX', 1, o.id, '<r.' || o.id || '@lead.test>', o.message_id, '', o.to_email, '', 'Re: ' || o.subject,
          o.sent_at, 'Sounds interesting, let us talk next week.',
          convert_to(repeat('x', CASE WHEN o.id %% 500 = 0 THEN 1048576 ELSE 3000 END), 'UTF8'), false,
          (ARRAY['POSITIVE','NEGATIVE','NEUTRAL','OUT_OF_OFFICE','BOUNCE_HARD','AUTO_REPLY','QUESTION',
          'UNSUBSCRIBE'])[1 + o.id %% 8], 0.9, '["phrase"]'::jsonb, 'classifier', '[]'::jsonb, '', '', now(), false,
-         o.sent_at + interval '1 day', o.lead_id, o.mailbox_id, o.id, '', ''
+         o.sent_at + interval '1 day', o.lead_id, o.mailbox_id, o.id, '', '', ''
        FROM outbound_emails o WHERE o.status = 'SENT' AND o.id %% 19 = 0""",
     """INSERT INTO cam_leadevent (from_status, to_status, actor, reason, created_at, lead_id)
        SELECT 'NEW', 'QUALIFIED', 'system:qualify', 'score 70', created_at, id FROM cam_lead""",
