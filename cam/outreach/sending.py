@@ -425,8 +425,8 @@ def _cancel_suppressed(batch: _Batch, rows: list[OutboundEmail]) -> None:
         cancelled = mine.update(status=Status.CANCELLED, next_attempt_at=None, updated_at=timezone.now(),
                                 last_error="Address or domain suppressed.")
         Lead.objects.filter(pk__in=lead_ids).update(blocked_reason=Blocked.SUPPRESSED)
-    if cancelled:
-        batch.counts["cancelled"] = cancelled
+    if cancelled:  # added up over the step's claims
+        batch.counts["cancelled"] = batch.counts.get("cancelled", 0) + cancelled
 
 
 def _commit(batch: _Batch, *, done: tuple[OutboundEmail, SendResult] | None, next_row: OutboundEmail | None,

@@ -294,6 +294,23 @@ def test_a_run_sends_everything_due_batch_after_batch_not_one_batch_per_mailbox(
 
 
 @pytest.mark.django_db
+def test_a_step_counts_the_suppressed_emails_of_every_claim_not_only_the_last(smtp_server, settings):
+    from tests.factories import SuppressionFactory
+
+    eight_due_in_batches_of_three(smtp_server, settings)
+    outreach_plan()
+    # Claims of 3, then 6: the first email claimed and the last are in different claims.
+    in_claim_order = list(OutboundEmail.objects.order_by("next_attempt_at", "pk").values_list("to_email", flat=True))
+    SuppressionFactory(email=in_claim_order[0])
+    SuppressionFactory(email=in_claim_order[-1])
+
+    counts = outreach_send(inline=True)
+
+    assert (counts["sent"], counts["cancelled"]) == (6, 2)
+    assert OutboundEmail.objects.filter(status=Status.CANCELLED).count() == 2
+
+
+@pytest.mark.django_db
 def test_a_mailboxs_step_claims_batch_after_batch_under_one_lease_with_a_connection_per_batch(smtp_server, settings):
     """One lease and one stream of outcomes for the whole step; each claim is a batch (what a crash can leave
     claimed), and each connection takes at most a batch's worth of emails, as when batches had their own."""
