@@ -41,7 +41,7 @@ help:
 	@echo "make lint   ruff check, lint-imports (the import layers and no import cycles, see pyproject.toml) and mypy"
 	@echo "make typecheck  mypy alone (the types, with the Django and DRF plugins; the services strictly)"
 	@echo "make screenshots  photograph the back office over the demo data (1440 x 900) into docs/img/"
-	@echo "make bench  every benchmark below in turn, at the sizes of docs/benchmarks.md (about half an hour; PostgreSQL)"
+	@echo "make bench  every benchmark below in turn, at the sizes of docs/benchmarks.md (about 15 minutes; PostgreSQL)"
 	@echo "make bench-imports    cam_import_leads of a 1,000,000-row CSV against PostgreSQL's own INSERT … SELECT of it"
 	@echo "make bench-scoring    scoring and qualifying 200,000 leads against PostgreSQL's own rewrite of the same rows"
 	@echo "make bench-sending    sending 4,000 emails to a loopback SMTP sink against raw smtplib over one connection"
