@@ -196,7 +196,7 @@ bench-classify: $(STAMP)
 	$(PY) bench/classify.py $(BENCH_ARGS)
 
 # bench/reading.py starts its own Dovecot (dovecot-imapd, as the tests do) and uses test_<name> of this server.
-bench-reading: $(STAMP) postgres-started
+bench-reading: $(STAMP) system-packages postgres-started
 	DATABASE_URL=$(BENCH_POSTGRES_URL) $(PY) bench/reading.py $(BENCH_ARGS)
 
 clean:
