@@ -27,6 +27,15 @@ def send(provider: SmtpProvider, to: str, n: int):
     return provider.send(outreach_message(to, message_id=f"<{n}@outreach.test>"), idempotency_key=str(n))
 
 
+def anna_then_ben(server: SmtpTestServer):
+    """Anna's message under the server's script, then Ben's with the server answering as usual, on one
+    provider (so on the same connection unless the first closed it): their results."""
+    with SmtpProvider(smtp_mailbox(server)) as provider:
+        refused = send(provider, "anna@company.test", 1)
+        server.answer_as_usual()
+        return refused, send(provider, "ben@company.test", 2)
+
+
 def test_a_server_that_offers_pipelining_gets_the_envelope_in_one_write():
     with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
         results = [send(provider, f"lead{n}@company.test", n) for n in range(3)]
@@ -65,10 +74,7 @@ def test_each_refusal_is_judged_as_its_commands_and_the_next_message_goes_on_the
         server, script, status, words):
     script(server)
 
-    with SmtpProvider(smtp_mailbox(server)) as provider:
-        refused = send(provider, "anna@company.test", 1)
-        server.answer_as_usual()
-        following = send(provider, "ben@company.test", 2)
+    refused, following = anna_then_ben(server)
 
     assert refused.status == status
     assert words in refused.error
@@ -86,10 +92,7 @@ def test_each_refusal_is_judged_as_its_commands_and_the_next_message_goes_on_the
 def test_a_421_closes_the_connection_and_the_next_message_goes_on_a_new_one(server, refusal):
     refusal(server)
 
-    with SmtpProvider(smtp_mailbox(server)) as provider:
-        refused = send(provider, "anna@company.test", 1)
-        server.answer_as_usual()
-        following = send(provider, "ben@company.test", 2)
+    refused, following = anna_then_ben(server)
 
     assert refused.status == Status.RETRY
     assert "421 4.3.2 Shutting down" in refused.error
@@ -98,18 +101,20 @@ def test_a_421_closes_the_connection_and_the_next_message_goes_on_a_new_one(serv
     assert len(server.sessions) == 2
 
 
-def test_a_server_that_takes_data_for_a_refused_recipient_is_given_no_data():
-    """RFC 2920 has the server refuse DATA when no recipient was accepted; one that says 354 anyway gets
-    no message: the connection is dropped before any data, and the next message opens a new one."""
-    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
-        server.answer_rcpt("anna@company.test", "550 5.1.1 No such user")
+@pytest.mark.parametrize(("refusal", "words"), [
+    (lambda server: server.answer_rcpt("anna@company.test", "550 5.1.1 No such user"), "550 5.1.1 No such user"),
+    (lambda server: server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours"), "553 5.7.1 Not yours"),
+], ids=["recipient refused", "sender refused"])
+def test_a_server_that_takes_data_for_a_refused_transaction_is_given_no_data(refusal, words):
+    """RFC 2920 has the server refuse DATA when no sender or no recipient was accepted; one that says 354
+    anyway gets no message: the connection is dropped before any data, and the next message opens a new one."""
+    with SmtpTestServer(pipelining=True) as server:
+        refusal(server)
         server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
-        refused = send(provider, "anna@company.test", 1)
-        server.answer_as_usual()
-        following = send(provider, "ben@company.test", 2)
+        refused, following = anna_then_ben(server)
 
     assert refused.status == Status.FAILED
-    assert "550 5.1.1 No such user" in refused.error
+    assert words in refused.error
     assert following.status == Status.SENT, following.error
     assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
     assert len(server.sessions) == 2
@@ -137,28 +142,10 @@ def test_a_refusal_the_server_hangs_up_after_is_still_the_refusal(server, refusa
     """The commands sent after the refused one are never answered: the refusal decides, not the hang-up."""
     refusal(server)
 
-    with SmtpProvider(smtp_mailbox(server)) as provider:
-        refused = send(provider, "anna@company.test", 1)
-        server.answer_as_usual()
-        following = send(provider, "ben@company.test", 2)
+    refused, following = anna_then_ben(server)
 
     assert refused.status == Status.FAILED  # permanent: never tried again
     assert "550 5." in refused.error
-    assert following.status == Status.SENT, following.error
-    assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
-    assert len(server.sessions) == 2
-
-
-def test_a_server_that_takes_data_for_a_refused_sender_is_given_no_data():
-    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
-        server.answer_mail("sender@outreach.test", "553 5.7.1 Not yours")
-        server.answer_data_command("354 End data with <CR><LF>.<CR><LF>")
-        refused = send(provider, "anna@company.test", 1)
-        server.answer_as_usual()
-        following = send(provider, "ben@company.test", 2)
-
-    assert refused.status == Status.FAILED
-    assert "553 5.7.1 Not yours" in refused.error
     assert following.status == Status.SENT, following.error
     assert [message.rcpt_tos for message in server.received] == [["ben@company.test"]]
     assert len(server.sessions) == 2
