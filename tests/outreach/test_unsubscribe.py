@@ -1,6 +1,6 @@
 """One-click unsubscribe: the signed link, the RFC 8058 POST, the page behind GET, and what they change."""
 
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 from django.core import signing
@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cam.leads import lead_unsubscribe
-from cam.models import Lead, OutboundEmail, Suppression
+from cam.models import Lead, Mailbox, OutboundEmail, Suppression
 from cam.outreach.unsubscribe import (
     InvalidUnsubscribeToken,
     lead_from_token,
@@ -43,6 +43,9 @@ def test_the_token_is_what_djangos_signer_makes_of_the_leads_id(pk, secret_key):
         token = unsubscribe_token(Lead(pk=pk))
         assert token == signing.Signer(salt="cam.unsubscribe").sign_object(pk)
         assert signing.Signer(salt="cam.unsubscribe").unsign_object(token) == pk
+        # The mailto subject is the token as quoting leaves it (written out, not quoted, when it is made).
+        mailto = unsubscribe_mailto(Lead(pk=pk), Mailbox(from_email="sales@acme.test"))
+        assert mailto == f"mailto:sales@acme.test?subject={quote(f'unsubscribe {token}', safe=':')}"
 
 
 def path_of(lead) -> str:
