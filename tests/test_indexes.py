@@ -73,24 +73,3 @@ def test_a_mailboxs_leads_are_found_on_the_index_of_leads_that_have_one():
 
     sql = str(Lead.objects.filter(mailbox=MailboxFactory()).only("pk").query)
     assert "lead_mailbox_idx" in plan_of(sql)
-
-
-def test_a_sources_leads_are_found_on_the_index_of_leads_that_have_one():
-    """Deleting a source sets its leads' source to none: that update finds them on ``lead_source_idx``, which
-    holds only harvested leads (a lead imported from a file has no source, and no entry in it)."""
-    from django.test.utils import CaptureQueriesContext
-
-    from cam.models import Lead
-    from tests.factories import LeadFactory, LeadSourceFactory
-
-    source = LeadSourceFactory()
-    harvested = LeadFactory(campaign=source.campaign, source=source)
-
-    assert "lead_source_idx" in plan_of(str(Lead.objects.filter(source=source).only("pk").query))
-    with CaptureQueriesContext(connection) as captured:
-        source.delete()
-    [sql] = [query["sql"] for query in captured.captured_queries
-             if query["sql"].startswith('UPDATE "cam_lead" SET "source_id" = NULL')]
-    assert "lead_source_idx" in plan_of(sql)
-    harvested.refresh_from_db()
-    assert harvested.source is None

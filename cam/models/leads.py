@@ -112,9 +112,7 @@ class Lead(models.Model):
     is_free_mail = models.BooleanField(default=False, help_text="gmail.com, outlook.com and the like.")
 
     # Provenance.
-    # Indexed only where set (``lead_source_idx``): a lead imported from a file or typed in has none.
-    source = models.ForeignKey(LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="leads",
-                               db_index=False)
+    source = models.ForeignKey(LeadSource, on_delete=models.SET_NULL, null=True, blank=True, related_name="leads")
     harvested_at = models.DateTimeField(null=True, blank=True)
     raw_data = models.JSONField(default=dict, blank=True, help_text="The record as the source gave it.")
 
@@ -161,8 +159,6 @@ class Lead(models.Model):
                          name="lead_outcome_changed_idx"),
             # The mailbox's leads (its deletion, the admin's filter): most leads have none yet.
             models.Index(fields=["mailbox"], condition=Q(mailbox__isnull=False), name="lead_mailbox_idx"),
-            # A source's leads (its deletion sets theirs to none): only harvested leads have one.
-            models.Index(fields=["source"], condition=Q(source__isnull=False), name="lead_source_idx"),
             # One active sequence per address across campaigns; suppression by domain.
             models.Index(fields=["email"], name="lead_email_idx"),
             models.Index(fields=["email_domain"], name="lead_email_domain_idx"),
