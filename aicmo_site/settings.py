@@ -287,7 +287,7 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 
 # Content-Security-Policy (django-csp), on every answer: the admin, the dashboard, the lead import, the API
-# and its Swagger UI (the unsubscribe page sends a stricter one of its own, cam/views.py). Everything they
+# and its Swagger UI (the unsubscribe page sends a stricter one of its own, cam/views/__init__.py). Everything they
 # load comes from this site, so the policy allows this site only. No page runs an inline script or an
 # inline event handler: scripts are files (cam/static/cam/admin/*.js). A <style> or <script> element
 # written into a template carries the request's nonce (`<style nonce="{{ request.csp_nonce }}">`); the

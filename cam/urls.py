@@ -8,5 +8,5 @@ app_name = "cam"
 
 urlpatterns = [
     path("u/<str:token>/", views.unsubscribe, name="unsubscribe"),
-    path("webhooks/resend/tracking/", views.ResendTrackingWebhookView.as_view(), name="resend_tracking_webhook"),
+    path("webhooks/resend/tracking/", views.resend_tracking_webhook, name="resend_tracking_webhook"),
 ]

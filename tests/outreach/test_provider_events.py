@@ -271,6 +271,19 @@ def test_it_refuses_to_start_with_an_unreadable_signing_secret():
     assert "abcde" not in result.stderr
 
 
+def test_the_signature_checker_is_loaded_by_the_webhooks_first_request_not_by_every_command():
+    # svix, which checks the signatures, took a quarter of the start of every management command.
+    root = Path(__file__).resolve().parents[2]
+    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
+    code = ("import sys, django; django.setup(); from django.core.management import call_command; "
+            "call_command('check'); print('svix loaded:', 'svix' in sys.modules)")
+    env = {**base, "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}", "DJANGO_SETTINGS_MODULE": "aicmo_site.settings"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "svix loaded: False"
+
+
 def test_it_applies_an_event_that_arrived_before_the_send_was_recorded(lead):
     # The webhook beat the sender's bookkeeping: nothing knew the message id yet.
     assert post(resend_event("email.bounced", bounce={"message": BOUNCE_MESSAGE})).status_code == 200
