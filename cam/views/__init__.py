@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Callable
 
 from django.contrib.auth.decorators import login_not_required
@@ -23,8 +22,6 @@ from cam.outreach.unsubscribe import (
     unsubscribe_by_link,
 )
 from cam.suppressions import suppressed_addresses
-
-logger = logging.getLogger(__name__)
 
 # The pages load nothing from anywhere and post only to themselves; their one <style> element carries the
 # request's nonce. Stricter than the site's policy (settings.CONTENT_SECURITY_POLICY), which django-csp
