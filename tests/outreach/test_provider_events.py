@@ -259,12 +259,16 @@ def test_it_ignores_tracking_events_from_other_providers(sent):
     assert not Suppression.objects.exists()
 
 
-def test_it_refuses_to_start_with_an_unreadable_signing_secret():
+def fresh_process(*args: str, **environment: str) -> subprocess.CompletedProcess[str]:
+    """``python *args`` in the project's folder, in a process of its own with a bare environment and ``environment``."""
     root = Path(__file__).resolve().parents[2]
     base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
-    result = subprocess.run(
-        [sys.executable, "manage.py", "check"], cwd=root, capture_output=True, text=True, timeout=120,
-        env={**base, "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}", "AICMO_RESEND_WEBHOOK_SECRET": "whsec_abcde"})
+    return subprocess.run([sys.executable, *args], cwd=root, capture_output=True, text=True, timeout=120,
+                          env={**base, "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}", **environment})
+
+
+def test_it_refuses_to_start_with_an_unreadable_signing_secret():
+    result = fresh_process("manage.py", "check", AICMO_RESEND_WEBHOOK_SECRET="whsec_abcde")
 
     assert result.returncode != 0
     assert "AICMO_RESEND_WEBHOOK_SECRET is not valid" in result.stderr
@@ -273,12 +277,9 @@ def test_it_refuses_to_start_with_an_unreadable_signing_secret():
 
 def test_the_signature_checker_is_loaded_by_the_webhooks_first_request_not_by_every_command():
     # svix, which checks the signatures, took a quarter of the start of every management command.
-    root = Path(__file__).resolve().parents[2]
-    base = {key: os.environ[key] for key in ("PATH", "HOME", "LANG") if key in os.environ}
     code = ("import sys, django; django.setup(); from django.core.management import call_command; "
             "call_command('check'); print('svix loaded:', 'svix' in sys.modules)")
-    env = {**base, "DATABASE_URL": f"sqlite:///{root / 'db.sqlite3'}", "DJANGO_SETTINGS_MODULE": "aicmo_site.settings"}
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    result = fresh_process("-c", code, DJANGO_SETTINGS_MODULE="aicmo_site.settings")
 
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "svix loaded: False"
