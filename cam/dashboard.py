@@ -24,7 +24,7 @@ from cam.jobs.run_hours import week_of_runs
 from cam.jobs.schedules import declared_schedules
 from cam.models import Campaign, JobExecution, Mailbox, WorkerHeartbeat
 from cam.models.decisions import snapshot_computed_at
-from cam.outreach.planning import campaign_daily_cap
+from cam.outreach.planning import daily_cap_of
 
 Status = JobExecution.Status
 
@@ -148,8 +148,7 @@ def _campaigns() -> list[dict[str, Any]]:
             .values("id", "name", "status", "status_reason", "daily_cap", "_mailbox_caps", *SNAPSHOT_VALUES))
     campaigns = []
     for row in rows:
-        limit = campaign_daily_cap(Campaign(status=row["status"], daily_cap=row["daily_cap"]),
-                                   mailbox_caps=[row["_mailbox_caps"] or 0])
+        limit = daily_cap_of(status=row["status"], daily_cap=row["daily_cap"], mailbox_caps=[row["_mailbox_caps"] or 0])
         campaigns.append({"id": row["id"], "name": row["name"], "status": row["status"],
                           "status_reason": row["status_reason"], "daily_cap": row["daily_cap"],
                           "effective_daily_cap": limit.cap, "cap_note": limit.words(), **_snapshot_fields(row)})

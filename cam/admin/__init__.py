@@ -10,5 +10,6 @@ from cam.admin import (  # noqa: F401
     mail,
     operations,
     snippets,
+    theme_lists,
     third_party,
 )

@@ -102,10 +102,16 @@ def campaign_daily_cap(campaign: Campaign, *, mailbox_caps: Iterable[int]) -> Ca
     (``mailbox_caps``): a campaign that sends 50 a day through one mailbox capped at 50 sends 25 once
     degraded, even if its own cap says 200. The mailboxes' own caps stay as they are: they are shared
     with the other campaigns sending from them, which are not slowed down."""
-    if campaign.status != Campaign.Status.DEGRADED:
-        return CampaignCap(cap=campaign.daily_cap, usual=campaign.daily_cap, halved=False)
+    return daily_cap_of(status=campaign.status, daily_cap=campaign.daily_cap, mailbox_caps=mailbox_caps)
+
+
+def daily_cap_of(*, status: str, daily_cap: int, mailbox_caps: Iterable[int]) -> CampaignCap:
+    """``campaign_daily_cap`` of a campaign with this ``status`` and ``daily_cap``, for a caller that has read
+    only those (the dashboard, for every campaign: no model instance made for each)."""
+    if status != Campaign.Status.DEGRADED:
+        return CampaignCap(cap=daily_cap, usual=daily_cap, halved=False)
     together = sum(mailbox_caps)
-    usual = min(campaign.daily_cap, together) if together else campaign.daily_cap
+    usual = min(daily_cap, together) if together else daily_cap
     return CampaignCap(cap=max(1, usual // 2), usual=usual, halved=True)
 
 
