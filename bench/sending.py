@@ -147,8 +147,9 @@ def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, cpu: CpuMete
     each commit runs in a thread of its own during the next email's whole conversation, its data
     included — an upper bound no sender that keeps the guarantee can reach. ``in order``: CAM's own order
     with nothing of CAM around it — the statement recording the email before and marking this one in
-    flight sent ahead, this email's envelope meanwhile, its data once the statement answered: the
-    most any sender keeping the guarantee can do with one statement an email."""
+    flight sent ahead, this email's envelope meanwhile (to a sink that offers PIPELINING, with the data of
+    the email before), its data once the statement answered: the most any sender keeping the guarantee
+    can do with one statement an email."""
     import uuid
     from concurrent.futures import ThreadPoolExecutor
 
@@ -156,7 +157,7 @@ def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, cpu: CpuMete
     from cam.outreach.outcomes import outcome_of, outcome_write, outcome_write_send
     from cam.outreach.planning import campaign_steps
     from cam.outreach.providers import SendResult
-    from cam.outreach.providers.smtp import _finish_data, _open_data
+    from cam.outreach.providers.smtp import _envelope_answers, _envelope_group, _finish_data, _open_data
     from cam.outreach.sending import outbound_claim
 
     holder = f"floor:{uuid.uuid4().hex[:12]}"
@@ -179,15 +180,23 @@ def floor_round(client: smtplib.SMTP, mailbox, messages, mode: str, cpu: CpuMete
     started = time.perf_counter()
     if mode == "in order":
         with cpu or nullcontext():
-            done = None
-            for (sender, recipient, data), row, outcome in zip(messages, rows, outcomes, strict=True):
+            done, ahead = None, False
+            for index, ((sender, recipient, data), row, outcome) in enumerate(zip(messages, rows, outcomes,
+                                                                                  strict=True)):
                 in_flight = outcome_write_send(holder=holder, row=done and done[0], outcome=done and done[1],
                                                next_id=row.pk, now=timezone.now())
-                _open_data(client, sender, [recipient], len(data))
+                if ahead:  # its envelope went with the data before: its answers are left to read
+                    _envelope_answers(client, sender, [recipient])
+                else:
+                    _open_data(client, sender, [recipient], len(data))
                 _, ours = in_flight.result()
                 assert ours, "the email is the floor's to send"
-                _finish_data(client, data, None)
-                done = (row, outcome)
+                following = None
+                if index + 1 < len(messages):
+                    upcoming = messages[index + 1]
+                    following = _envelope_group(client, upcoming[0], [upcoming[1]], len(upcoming[2]))
+                _finish_data(client, data, None, following or b"")
+                done, ahead = (row, outcome), following is not None
             outcome_write(holder=holder, row=done[0], outcome=done[1], next_id=None, now=timezone.now())
     elif mode == "serial":
         with cpu or nullcontext():
@@ -222,7 +231,8 @@ def main() -> None:
                              "a round is the worker's send step for the mailbox, claim after claim")
     parser.add_argument("--pipelining", action="store_true",
                         help="the sink offers PIPELINING (RFC 2920), as Postfix, Exchange and Gmail do: CAM then sends "
-                             "each envelope in one write; raw smtplib never does")
+                             "each envelope in one write, with the data of the email before; raw smtplib never "
+                             "pipelines")
     args = parser.parse_args()
     per_round = -(-args.emails // args.rounds)
 

@@ -255,7 +255,8 @@ def _send(batch: _Batch, *, now: datetime) -> None:
             ready = _Ready(batch, done=done, next_row=row)
             done = None
             upcoming = rows[index + 1] if index + 1 < len(rows) else None
-            result = _send_one(provider, row, ready, built, upcoming=upcoming)
+            # The next email goes on this connection unless this one is the connection's last (below).
+            result = _send_one(provider, row, ready, built, upcoming=upcoming, follows=(index + 1) % batch.size != 0)
             ready.raise_failure()  # the database went away: the batch stops here
             index += 1
             if result is not None:
@@ -370,10 +371,10 @@ class _Built:
     def __init__(self) -> None:
         self._ahead: dict[int, EmailMultiAlternatives | Exception] = {}
 
-    def ahead(self, row: OutboundEmail, provider: MailProvider) -> None:
+    def ahead(self, row: OutboundEmail, provider: MailProvider, *, follows: bool) -> None:
         message = self._ahead[row.pk] = self._build(row)
         if not isinstance(message, Exception):
-            provider.prepare(message)
+            provider.prepare(message, follows=follows)
 
     def take(self, row: OutboundEmail) -> EmailMultiAlternatives:
         """``row``'s message, built ahead or now; raises what building it raised."""
@@ -391,9 +392,10 @@ class _Built:
 
 
 def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: _Built, *,
-              upcoming: OutboundEmail | None) -> SendResult | None:
+              upcoming: OutboundEmail | None, follows: bool) -> SendResult | None:
     """The provider's answer for one email, None when ``ready`` said no; never raises, so every outcome
-    is recorded. ``upcoming`` (the batch's next email) is built while the server takes this one in."""
+    is recorded. ``upcoming`` (the batch's next email) is built while the provider waits, and ``follows``
+    says whether it will go on the same connection."""
     try:
         message = built.take(row)
     except Exception as exc:  # nothing can be handed over: no server would ever take it as it is
@@ -405,7 +407,8 @@ def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: 
     assert row.mailbox is not None  # build_message needed it
     try:
         return provider.send_when(message, idempotency_key=f"cam-outbound-{row.pk}", ready=ready,
-                                  meanwhile=(lambda: built.ahead(upcoming, provider)) if upcoming is not None else None)
+                                  meanwhile=(lambda: built.ahead(upcoming, provider, follows=follows))
+                                  if upcoming is not None else None)
     except Exception as exc:  # a provider bug: the message may have gone out
         logger.exception("Provider %s raised while sending outbound %s", row.mailbox.provider, row.pk)
         # Raised before it asked, it may have sent all the same: the email is marked in flight first.

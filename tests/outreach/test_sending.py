@@ -1,4 +1,5 @@
-"""The send step against a real SMTP server: what arrives, threading, outcomes, crashes, concurrency."""
+"""The send step against a real SMTP server, with PIPELINING and without: what arrives, threading, outcomes,
+crashes, concurrency."""
 
 from datetime import timedelta
 from unittest import mock
@@ -22,9 +23,17 @@ from tests.factories import (
     email_states,
     put_in_flight,
 )
-from tests.servers.smtp import DROP
+from tests.servers.smtp import DROP, SmtpTestServer
 
 Status = OutboundEmail.Status
+
+
+@pytest.fixture(params=[False, True], ids=["one command at a time", "pipelining"])
+def smtp_server(request):
+    """Every test of the send step against a server that takes commands one at a time and one that offers
+    PIPELINING, where each email's envelope goes with the data of the email before it."""
+    with SmtpTestServer(pipelining=request.param) as server:
+        yield server
 
 
 def smtp_mailbox(server, **fields) -> Mailbox:
@@ -336,6 +345,40 @@ def test_a_mailboxs_step_claims_batch_after_batch_under_one_lease_with_a_connect
     assert len(smtp_server.sessions) == 3  # 3 + 3 + 2
     assert not OutboundEmail.objects.exclude(status=Status.SENT).exists()
     assert Lead.objects.filter(current_step=1, next_send_at__isnull=False).count() == 8
+
+
+@pytest.mark.django_db
+def test_with_pipelining_each_email_goes_with_the_data_of_the_one_before_on_its_connection(smtp_server, settings):
+    """Each envelope in the same write as the data before it: one round trip an email. A connection's last
+    email has nothing behind it, as the next goes on a new connection."""
+    eight_due_in_batches_of_three(smtp_server, settings)
+
+    assert send_now()["sent"] == 8
+
+    assert len(smtp_server.sessions) == 3  # 3 + 3 + 2
+    assert len(smtp_server.followed) == (2 + 2 + 1 if smtp_server.pipelining else 0)
+    assert sorted(message.rcpt_tos[0] for message in smtp_server.received) == sorted(
+        OutboundEmail.objects.filter(status=Status.SENT).values_list("to_email", flat=True))
+
+
+@pytest.mark.django_db
+def test_a_step_out_of_time_after_an_email_delivers_nothing_of_the_next_whose_envelope_went_ahead(
+        smtp_server, settings):
+    from cam.budget import Budget
+
+    eight_due_in_batches_of_three(smtp_server, settings)
+    outreach_plan()
+    # The time runs out once the server took the first email.
+    budget = Budget(deadline=1, clock=lambda: float(len(smtp_server.received)))
+
+    counts = outreach_send(inline=True, budget=budget)
+
+    assert (counts["sent"], counts["stopped"]) == (1, "out of time")
+    assert len(smtp_server.received) == 1  # the second's envelope went with the first's data, if pipelining
+    assert smtp_server.followed == ([smtp_server.received[0].rcpt_tos[0]] if smtp_server.pipelining else [])
+    assert OutboundEmail.objects.filter(status=Status.PENDING).count() == 7
+    assert outreach_send(inline=True)["sent"] == 7
+    assert len(smtp_server.messages) == 8
 
 
 @pytest.mark.django_db

@@ -219,3 +219,113 @@ def test_a_message_dropped_after_its_data_is_unknown_with_pipelining_too():
     assert "may have been delivered" in dropped.error
     assert following.status == Status.SENT, following.error
     assert len(server.sessions) == 2
+
+
+# --- each envelope with the data of the message before --------------------------------------------------
+
+def in_a_row(provider: SmtpProvider, server: SmtpTestServer, recipients: list[str], *, follows: bool = True,
+             answers: dict[str, bool] | None = None) -> list:
+    """One message per recipient, as the send step sends them: each asked for with a ``ready``, and the next
+    one prepared while the provider waits, said to follow on the same connection. Their results."""
+    messages = [outreach_message(to, message_id=f"<{n}@outreach.test>") for n, to in enumerate(recipients)]
+    results = []
+    for n, message in enumerate(messages):
+        upcoming = messages[n + 1] if n + 1 < len(messages) else None
+        results.append(provider.send_when(
+            message, idempotency_key=str(n), ready=Asked(server, (answers or {}).get(message.to[0], True)),
+            meanwhile=(lambda upcoming=upcoming: provider.prepare(upcoming, follows=follows)) if upcoming else None))
+    return results
+
+
+def statuses(results: list) -> list:
+    return [result.status if result is not None else None for result in results]
+
+
+ROW = ["anna@company.test", "ben@company.test", "cleo@company.test", "dora@company.test"]
+
+
+@pytest.mark.parametrize("follows", [True, False])
+def test_each_envelope_goes_in_the_same_write_as_the_data_of_the_message_before(follows):
+    """One round trip an email instead of two: the server answers the data, then the next envelope."""
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        results = in_a_row(provider, server, ROW, follows=follows)
+
+    assert statuses(results) == [Status.SENT] * 4
+    assert [message.rcpt_tos for message in server.received] == [[to] for to in ROW]  # each once, in order
+    assert server.followed == (ROW[:3] if follows else [])  # the last had nothing behind it
+    assert len(server.sessions) == 1
+
+
+def test_a_server_without_pipelining_gets_each_envelope_after_the_data_was_answered():
+    with SmtpTestServer() as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        results = in_a_row(provider, server, ROW)
+
+    assert statuses(results) == [Status.SENT] * 4
+    assert server.followed == [] and server.pipelined == []
+    assert [message.rcpt_tos for message in server.messages] == [[to] for to in ROW]
+
+
+@pytest.mark.parametrize(("reply", "status"), [("554 5.7.1 Spam", Status.FAILED),
+                                               ("451 4.3.0 Try again later", Status.RETRY)])
+def test_a_refused_data_ends_its_own_transaction_only_and_the_envelope_behind_it_goes_on(reply, status):
+    """No RSET after the refusal: it would reach a server that is waiting for the next message's data."""
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_data("250 OK", reply, "250 OK")
+        results = in_a_row(provider, server, ROW)
+
+    assert statuses(results) == [Status.SENT, status, Status.SENT, Status.SENT]
+    assert reply in results[1].error
+    assert [message.rcpt_tos[0] for message in server.messages] == [ROW[0], ROW[2], ROW[3]]
+    assert len(server.sessions) == 1
+
+
+@pytest.mark.parametrize(("reply", "status"), [("421 4.3.2 Shutting down", Status.RETRY), (DROP, Status.UNKNOWN)],
+                         ids=["421", "dropped"])
+def test_a_connection_that_ends_after_a_data_takes_the_envelope_behind_it_along(reply, status):
+    """The next message goes again, whole, on a new connection: delivered once."""
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_data("250 OK", reply, "250 OK")
+        results = in_a_row(provider, server, ROW)
+
+    assert statuses(results) == [Status.SENT, status, Status.SENT, Status.SENT]
+    assert [message.rcpt_tos[0] for message in server.messages] == [ROW[0], ROW[2], ROW[3]]
+    assert len(server.sessions) == 2
+
+
+def test_a_refused_recipient_in_an_envelope_sent_ahead_fails_that_message_alone():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_rcpt(ROW[1], "550 5.1.1 No such user")
+        results = in_a_row(provider, server, ROW)
+
+    assert statuses(results) == [Status.SENT, Status.FAILED, Status.SENT, Status.SENT]
+    assert "550 5.1.1 No such user" in results[1].error
+    assert [message.rcpt_tos[0] for message in server.received] == [ROW[0], ROW[2], ROW[3]]
+    assert len(server.sessions) == 1
+
+
+def test_a_message_whose_envelope_went_ahead_is_never_delivered_when_the_sender_says_no():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        results = in_a_row(provider, server, ROW[:3], answers={ROW[1]: False})
+
+    assert statuses(results) == [Status.SENT, None, Status.SENT]
+    assert server.followed == [ROW[0]]  # Ben's envelope went with Anna's data, and his data never
+    assert [message.rcpt_tos[0] for message in server.received] == [ROW[0], ROW[2]]
+    assert len(server.sessions) == 2  # dropped before any data: Cleo's goes on a new one
+
+
+def test_an_envelope_sent_ahead_for_a_message_that_is_not_sent_next_delivers_nothing():
+    """Another message sent first, or the step stopping (out of time): Ben's envelope, waiting for its data,
+    is abandoned with its connection, without a QUIT that the server would take as his text."""
+    anna, ben, cleo, dora = (outreach_message(to, message_id=f"<{n}@outreach.test>") for n, to in enumerate(ROW))
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        provider.send_when(anna, idempotency_key="0", ready=Asked(server),
+                           meanwhile=lambda: provider.prepare(ben, follows=True))
+        other = provider.send_when(cleo, idempotency_key="2", ready=Asked(server))  # not Ben
+        provider.send_when(dora, idempotency_key="3", ready=Asked(server),
+                           meanwhile=lambda: provider.prepare(ben, follows=True))
+        # closed here, with Ben's envelope answered 354 on the second connection
+
+    assert other is not None and other.status == Status.SENT
+    assert server.followed == [ROW[0], ROW[3]]
+    assert [message.rcpt_tos[0] for message in server.received] == [ROW[0], ROW[2], ROW[3]]  # never Ben
+    assert len(server.sessions) == 2

@@ -23,7 +23,7 @@ import pytest
 from cam.models import Mailbox
 from tests.reliability.harness import KILLS, World, database_url, report
 from tests.servers.http import Reply
-from tests.servers.smtp import Stall
+from tests.servers.smtp import SmtpTestServer, Stall
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.django_db(transaction=True)]
 
@@ -49,12 +49,16 @@ def kill_9_storm(world: World) -> None:
     world.kill_randomly(kills=KILLS, restart=successor(world))
 
 
-def test_kill_9_of_two_cam_workers_sending_through_smtp(smtp_server, tmp_path):
-    smtp_server.answer_data(Stall(0.15))  # the 250 comes late: kills land while a message is in flight
-    world = World.build(tmp=tmp_path, mailboxes=smtp_boxes(smtp_server), leads=LEADS)
-    world.endure(lambda: kill_9_storm(world), drain=DRAIN)
-    report("two cam_workers, SMTP (250 delayed)",
-           world.verdict(delivered=[message.rcpt_tos[0] for message in smtp_server.messages]))
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one command at a time", "pipelining"])
+def test_kill_9_of_two_cam_workers_sending_through_smtp(pipelining, tmp_path):
+    """With PIPELINING each email's envelope goes with the data of the one before: a kill then leaves an
+    envelope waiting for data as well as the email in flight, and still only that one in doubt."""
+    with SmtpTestServer(pipelining=pipelining) as smtp_server:
+        smtp_server.answer_data(Stall(0.15))  # the 250 comes late: kills land while a message is in flight
+        world = World.build(tmp=tmp_path, mailboxes=smtp_boxes(smtp_server), leads=LEADS)
+        world.endure(lambda: kill_9_storm(world), drain=DRAIN)
+        report("two cam_workers, SMTP (250 delayed)" + (", PIPELINING" if pipelining else ""),
+               world.verdict(delivered=[message.rcpt_tos[0] for message in smtp_server.messages]))
 
 
 class ResendStandIn:

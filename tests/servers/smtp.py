@@ -17,7 +17,9 @@ after the message arrived), ``Stall(seconds)`` (answer ``250 OK`` that much late
 
 ``pipelining=True`` offers PIPELINING (RFC 2920) in the EHLO answer, as Postfix and most servers do;
 ``pipelined`` then lists each ``MAIL``/``RCPT`` that was read with the client's next command already
-there, which a client only does when it does not wait for each answer.
+there, which a client only does when it does not wait for each answer; ``followed`` lists the first
+recipient of each message whose data arrived with the client's next command behind it (the next
+message's envelope, sent in the same write as this message's data).
 """
 
 from __future__ import annotations
@@ -122,6 +124,7 @@ class SmtpTestServer:
         self.rcpts: list[str] = []  # every RCPT TO the server was asked, accepted or not, in order
         self.pipelining = pipelining
         self.pipelined: list[str] = []  # "MAIL <address>" / "RCPT <address>" read with more commands waiting
+        self.followed: list[str] = []  # messages whose data arrived with more commands behind it
         self._auth = auth
         self._idle_timeout = idle_timeout
         self._script = _Script()
@@ -284,6 +287,9 @@ class _Handler:
         return "250 OK"
 
     async def handle_DATA(self, smtp, session, envelope):
+        if smtp._reader._buffer:  # the next command came with the data, before the data was answered
+            with self.server._lock:
+                self.server.followed.append(envelope.rcpt_tos[0])
         reply = self.server._next_data_reply()
         if reply is DROP:
             # The message arrived, and the client never learns whether it was accepted.

@@ -71,10 +71,15 @@ class MailProvider:
     def close(self) -> None:
         """Close it; never raises."""
 
-    def prepare(self, message: EmailMultiAlternatives) -> None:
+    def prepare(self, message: EmailMultiAlternatives, *, follows: bool = False) -> None:
         """Do ahead, while waiting on something else, what sending this very message object will need
         and that depends on nothing but the message (SMTP: its envelope and bytes). Never raises: what
-        cannot be done is done again, and raises, when the message is sent."""
+        cannot be done is done again, and raises, when the message is sent.
+
+        ``follows``: this message is the next one sent, on the same connection (no ``close()`` between).
+        A provider may then start on it with the message before (SMTP with PIPELINING: its envelope goes
+        in the same write as that message's data); anything else sent next, or ``close()``, abandons that
+        start, which delivers nothing."""
 
     def send(self, message: EmailMultiAlternatives, *, idempotency_key: str) -> SendResult:
         """Send one message; ``idempotency_key`` is stable across retries of the same email."""
@@ -91,7 +96,8 @@ class MailProvider:
         and says whether it did: a provider may call it first, once, do its preliminaries on this
         thread, and then call ``ready()`` for the answer — always, whatever the preliminaries did.
         ``meanwhile``, if the provider has a moment of waiting to offer (SMTP: while the server takes the
-        message in), is called then, at most once; nothing depends on it.
+        message in, or with PIPELINING while ``ready()`` commits, so that the next message is prepared in
+        time to follow this one's data), is called then, at most once; nothing depends on it.
         """
         if not ready():
             return None

@@ -37,7 +37,13 @@ A server that offers PIPELINING (RFC 2920) gets the envelope as one group, ``MAI
 in one write, and answers it in one go: one round trip to the server instead of three, each answer still
 judged as its command's. After any refusal the transaction is reset (``RSET``) before the next message,
 or the connection closed on a 421; a server that answers 354 although it refused the sender or every
-recipient gets no data, its connection dropped.
+recipient gets no data, its connection dropped. When the sender says which message follows on the same
+connection (``prepare(message, follows=True)``, made while it commits), that message's envelope goes in
+the same write as the data before it, as RFC 2920 allows: the server answers the data, then the
+envelope, and each message costs one round trip instead of two. The guarantee is unchanged: the
+envelope delivers nothing, and its data still waits for the sender's commit. An envelope sent ahead for
+a message that is not sent next (the sender said no, stopped, or sent another) is abandoned with its
+connection, without a ``QUIT``, which a server waiting for data would take as the message's text.
 
 A mailbox with the OAuth2 login (``auth=oauth2``) logs each new connection in with SASL XOAUTH2
 (``smtp_login_mailbox``; the token comes from ``cam.mail_oauth``) instead of a password; a mailbox that
@@ -91,14 +97,13 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
     command, which over the internet is most of an email's time.
     """
     connection.ehlo_or_helo_if_needed()
-    # smtplib's mail() and rcpt(), with the addresses quoted by ``smtp_path`` (no SMTPUTF8 option to handle).
-    option = f" size={size}" if connection.does_esmtp and connection.has_extn("size") else ""
-    mail = _command("mail", f"FROM:{smtp_path(sender)}{option}")
-    rcpts = [_command("rcpt", f"TO:{smtp_path(recipient)}") for recipient in recipients]
-    group = mail + "".join(rcpts) + _command("data")
-    if connection.does_esmtp and connection.has_extn("pipelining") and len(group) <= PIPELINING_WINDOW:
-        _open_data_pipelined(connection, sender, recipients, group)
-        return
+    mail, rcpts = _envelope_commands(connection, sender, recipients, size)
+    if _pipelines(connection):
+        group = (mail + "".join(rcpts) + _command("data")).encode(connection.command_encoding)
+        if len(group) <= PIPELINING_WINDOW:
+            connection.send(group)
+            _envelope_answers(connection, sender, recipients)
+            return
     connection.send(mail)
     code, reply = connection.getreply()
     if code != 250:
@@ -123,9 +128,35 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
         raise smtplib.SMTPDataError(code, reply)
 
 
-def _open_data_pipelined(connection: smtplib.SMTP, sender: str, recipients: list[str], group: str) -> None:
-    """``_open_data``'s envelope as one group of commands (RFC 2920), its answers judged as each command's."""
-    connection.send(group)
+def _pipelines(connection: smtplib.SMTP) -> bool:
+    """Whether the server takes commands in groups (PIPELINING, RFC 2920)."""
+    return bool(connection.does_esmtp and connection.has_extn("pipelining"))
+
+
+def _envelope_commands(connection: smtplib.SMTP, sender: str, recipients: list[str],
+                       size: int) -> tuple[str, list[str]]:
+    """The envelope's ``MAIL`` and ``RCPT`` lines: smtplib's mail() and rcpt(), with the addresses quoted by
+    ``smtp_path`` (no SMTPUTF8 option to handle). Raises ``ValueError`` on a line break, as smtplib does."""
+    option = f" size={size}" if connection.does_esmtp and connection.has_extn("size") else ""
+    return (_command("mail", f"FROM:{smtp_path(sender)}{option}"),
+            [_command("rcpt", f"TO:{smtp_path(recipient)}") for recipient in recipients])
+
+
+def _envelope_group(connection: smtplib.SMTP, sender: str, recipients: list[str], size: int) -> bytes | None:
+    """``MAIL``, the ``RCPT``s and ``DATA`` as one group of commands (RFC 2920), or None where the server does
+    not take groups or this one does not fit the window, or cannot be sent as it is."""
+    if not _pipelines(connection):
+        return None
+    try:
+        mail, rcpts = _envelope_commands(connection, sender, recipients, size)
+        group = (mail + "".join(rcpts) + _command("data")).encode(connection.command_encoding)
+    except ValueError:  # a line break, or not ASCII: its own turn raises it, as sendmail() would
+        return None
+    return group if len(group) <= PIPELINING_WINDOW else None
+
+
+def _envelope_answers(connection: smtplib.SMTP, sender: str, recipients: list[str]) -> None:
+    """The answers to an envelope sent as one group (``_envelope_group``), each judged as its command's."""
     # Every answer is read, in order, whatever the ones before said: the next command's answer must not be
     # taken for one of these. A 421 is the server's last word, and a server may hang up after a refusal:
     # either way what it answered so far is judged, and the connection is not used again.
@@ -182,24 +213,35 @@ def _refused(connection: smtplib.SMTP, code: int) -> None:
         connection._rset()  # type: ignore[attr-defined]  # smtplib's own, as sendmail() uses it
 
 
-def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes, meanwhile: Callable[[], object] | None) -> None:
+def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes, meanwhile: Callable[[], object] | None,
+                 following: bytes = b"") -> None:
     """The message data and its end, after ``_open_data``; raises ``SMTPDataError`` on a refusal.
 
     ``meanwhile`` runs while the server takes the message in, before its answer is read: the sender's own
-    work for the next message, which then costs no time of its own. Whatever it raises is its own business.
+    work for the next message, which then costs no time of its own. ``following`` (the next message's
+    envelope, as one group) goes in the same write, right after the data's end: RFC 2920 lets a group
+    start with a message's data, and the server answers the data and then each command of the group.
     """
     connection.data_started = True  # from here on the server may accept it
     body = _LEADING_PERIOD.sub(b"..", data)
-    connection.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+    connection.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n" + following)
+    _run(meanwhile)
+    code, reply = connection.getreply()
+    if code != 250:
+        if not following:
+            _refused(connection, code)
+        elif code == 421 or not 400 <= code < 600:
+            connection.close()  # the server's last word, or no answer at all: the envelope after it is lost
+        # Otherwise the data's answer ended its transaction, and the next one's is under way: no RSET.
+        raise smtplib.SMTPDataError(code, reply)
+
+
+def _run(meanwhile: Callable[[], object] | None) -> None:
     if meanwhile is not None:
         try:
             meanwhile()
         except Exception:
             logger.exception("The work done while the SMTP server took a message in failed")
-    code, reply = connection.getreply()
-    if code != 250:
-        _refused(connection, code)
-        raise smtplib.SMTPDataError(code, reply)
 
 
 DEFAULT_PORTS: dict[str, int] = {Security.NONE: 25, Security.STARTTLS: 587, Security.SSL: 465}
@@ -274,8 +316,11 @@ class SmtpBackend(DjangoSmtpBackend):
 
     def open(self) -> bool | None:
         opened = super().open()
-        if opened and self.login is not None and self.connection is not None:
-            self.login(self.connection)
+        if opened and self.connection is not None:
+            if self.login is not None:
+                self.login(self.connection)
+            # Said once, here: what the server offers (PIPELINING) decides how each message goes.
+            self.connection.ehlo_or_helo_if_needed()
         return opened
 
 
@@ -307,8 +352,13 @@ class SmtpProvider(MailProvider):
         # every further send answers RETRY with it at once instead of waiting for a timeout again.
         self.batch_error = ""
         self._envelopes: ThreadPoolExecutor | None = None  # send_when()'s, started by its first message
-        # The next message's envelope and bytes, made by prepare() while the server took the one before.
+        # The next message's envelope and bytes, made by prepare() while the server took the one before,
+        # and whether it is to follow on the same connection.
         self._prepared: tuple[EmailMessage, tuple[str, list[str], bytes]] | None = None
+        self._follows = False
+        # The message whose envelope went out right after the data of the one before (PIPELINING), on that
+        # connection: the server has answered it, or will, and waits for its data.
+        self._pipelined: tuple[EmailMessage, smtplib.SMTP] | None = None
 
     @property
     def port(self) -> int:
@@ -371,19 +421,22 @@ class SmtpProvider(MailProvider):
     def _disconnect(self) -> None:
         self._accepted_at = None
         assert self.backend is not None  # built by open()
+        if self._pipelined is not None:
+            self._drop_connection()  # no QUIT: a server waiting for a message's data would take it as its text
         try:
             self.backend.close()
         except Exception:  # QUIT on a broken connection; it is closed either way
             self.backend.connection = None
             self.backend._partial_connection = None
 
-    def _connect(self, deadline: Deadline) -> bool:
-        """Have an open connection, reusing the batch's while the server still answers on it.
+    def _connect(self, deadline: Deadline, *, ahead: bool = False) -> bool:
+        """Have an open connection, reusing the batch's while the server still answers on it (``ahead``: it
+        has this message's envelope already, and its answers will say).
 
         False (with ``batch_error`` set) when none could be opened, within ``deadline`` or at all.
         """
         assert self.backend is not None  # built by open()
-        if self.backend.connection is not None and not self._still_open(self.backend.connection):
+        if self.backend.connection is not None and not ahead and not self._still_open(self.backend.connection):
             self._disconnect()  # the server closed it (idle timeout, a 421): open a new one
         try:
             with deadline.explaining():  # when time ran out, that is what went wrong, whatever broke
@@ -450,8 +503,8 @@ class SmtpProvider(MailProvider):
                 deadline.watch(self.backend.connection.sock)
             return self._send(message, message_id, deadline, ready, meanwhile)
 
-    def prepare(self, message: EmailMessage) -> None:
-        self._prepared = None
+    def prepare(self, message: EmailMessage, *, follows: bool = False) -> None:
+        self._prepared, self._follows = None, follows
         try:
             message_id_of(message)  # what send_when() does first, so the bytes are the ones it would make
             _use_return_path(message)
@@ -476,13 +529,14 @@ class SmtpProvider(MailProvider):
             return _once_ready(ready, SendResult(Status.FAILED, error="The message has no recipients.",
                                                  attempted=False))
         prepared, self._prepared = self._prepared, None
+        ahead = self._pipelined_for(message)
         try:
             sender, recipients, data = (prepared[1] if prepared is not None and prepared[0] is message
                                         else self._envelope(message))
         except Exception as exc:  # no server would ever take it as it is
             return _once_ready(ready, SendResult(
                 Status.FAILED, error=f"The message could not be built: {type(exc).__name__}: {exc}", attempted=False))
-        if not self._connect(deadline):
+        if not self._connect(deadline, ahead=ahead):
             return _once_ready(ready, SendResult(Status.RETRY, error=self.batch_error, attempted=False,
                                                  halt_batch=True))
         assert self.backend is not None  # _connect() succeeded
@@ -493,9 +547,12 @@ class SmtpProvider(MailProvider):
             assert connection is not None  # _connect() opened it
             if ready is None:
                 connection.data_started = False
-                _open_data(connection, sender, recipients, len(data))
-                _finish_data(connection, data, meanwhile)
-            elif not self._send_when_ready(connection, sender, recipients, data, ready, meanwhile):
+                if ahead:
+                    _envelope_answers(connection, sender, recipients)
+                else:
+                    _open_data(connection, sender, recipients, len(data))
+                _finish_data(connection, data, meanwhile, self._following(connection))
+            elif not self._send_when_ready(connection, sender, recipients, data, ready, meanwhile, ahead=ahead):
                 return None
         except _ReadyRaised as raised:
             raise raised.error from None
@@ -516,16 +573,20 @@ class SmtpProvider(MailProvider):
         return SendResult(Status.SENT, provider_message_id=message_id)
 
     def _send_when_ready(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], data: bytes,
-                         ready: Callable[[], bool], meanwhile: Callable[[], object] | None) -> bool:
+                         ready: Callable[[], bool], meanwhile: Callable[[], object] | None, *, ahead: bool) -> bool:
         """``sendmail()`` with ``ready()`` called while the envelope goes out: in the provider's thread, or
-        first on this one when ``ready`` has started its work already (its ``start()`` said so); the data
+        first on this one when ``ready`` has started its work already (its ``start()`` said so) or the
+        envelope went with the message before (``ahead``: only its answers are left to read); the data
         follows only when it said yes. False: told no, nothing was handed over."""
         connection.data_started = False
         start = getattr(ready, "start", None)
-        if start is not None and start():
+        if (start is not None and start()) or ahead:
             envelope: Future[None] = Future()  # gone out here, with no hand-over to another thread
             try:
-                _open_data(connection, sender, recipients, len(data))
+                if ahead:
+                    _envelope_answers(connection, sender, recipients)
+                else:
+                    _open_data(connection, sender, recipients, len(data))
                 envelope.set_result(None)
             except BaseException as exc:  # ready() is asked all the same: its work must be finished
                 envelope.set_exception(exc)
@@ -535,6 +596,11 @@ class SmtpProvider(MailProvider):
             # In the caller's context, so that a deadline it entered watches any socket the thread opens.
             envelope = self._envelopes.submit(contextvars.copy_context().run, _open_data, connection, sender,
                                               recipients, len(data))
+        if _pipelines(connection):
+            # The sender's work for the next message now, while the database commits, so that the next
+            # envelope is ready to go with this message's data.
+            _run(meanwhile)
+            meanwhile = None
         try:
             go = ready()
         except Exception as exc:
@@ -544,15 +610,48 @@ class SmtpProvider(MailProvider):
             self._abandon(envelope)
             return False
         envelope.result()  # what the server said to the envelope, raised as sendmail() raises it
-        _finish_data(connection, data, meanwhile)
+        _finish_data(connection, data, meanwhile, self._following(connection))
         return True
 
-    def _abandon(self, envelope: Future[None]) -> None:
-        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
-        if envelope.exception() is None and self.backend is not None and self.backend.connection is not None:
+    def _following(self, connection: smtplib.SMTP) -> bytes:
+        """The prepared message's envelope, to go with the data of the message being sent, when the sender
+        said it follows on this connection and the server takes commands in groups: its answers are read at
+        its own turn (``_pipelined_for``), one round trip to the server saved for every message."""
+        if not self._follows or self._prepared is None:
+            return b""
+        message, (sender, recipients, data) = self._prepared
+        group = _envelope_group(connection, sender, recipients, len(data))
+        if group is None:
+            return b""
+        self._pipelined = (message, connection)
+        return group
+
+    def _pipelined_for(self, message: EmailMessage) -> bool:
+        """Whether ``message``'s envelope went out with the data of the message before, on the connection
+        still open. Another message's envelope waiting for its data is abandoned with its connection."""
+        pipelined, self._pipelined = self._pipelined, None
+        if pipelined is None or self.backend is None:
+            return False
+        connection = self.backend.connection
+        if connection is not pipelined[1]:  # replaced since
+            return False
+        if pipelined[0] is message and connection.sock is not None:
+            return True
+        self._drop_connection()
+        return False
+
+    def _drop_connection(self) -> None:
+        """Close the connection without a word: the server delivers no message whose data did not end."""
+        self._pipelined = None
+        if self.backend is not None and self.backend.connection is not None:
             self.backend.connection.close()  # no QUIT: in the data phase it would be read as the message
             self.backend.connection = None
             self._accepted_at = None
+
+    def _abandon(self, envelope: Future[None]) -> None:
+        """Leave the message undelivered: once the envelope is through, drop the connection before any data."""
+        if envelope.exception() is None:
+            self._drop_connection()
 
     def _answered(self, code: int, error: str) -> SendResult:
         """The server answered with a code: it did not accept the message."""
