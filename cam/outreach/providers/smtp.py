@@ -98,12 +98,11 @@ def _open_data(connection: smtplib.SMTP, sender: str, recipients: list[str], siz
     """
     connection.ehlo_or_helo_if_needed()
     mail, rcpts = _envelope_commands(connection, sender, recipients, size)
-    if _pipelines(connection):
-        group = (mail + "".join(rcpts) + _command("data")).encode(connection.command_encoding)
-        if len(group) <= PIPELINING_WINDOW:
-            connection.send(group)
-            _envelope_answers(connection, sender, recipients)
-            return
+    group = _group(connection, mail, rcpts)
+    if group is not None:
+        connection.send(group)
+        _envelope_answers(connection, sender, recipients)
+        return
     connection.send(mail)
     code, reply = connection.getreply()
     if code != 250:
@@ -145,13 +144,17 @@ def _envelope_commands(connection: smtplib.SMTP, sender: str, recipients: list[s
 def _envelope_group(connection: smtplib.SMTP, sender: str, recipients: list[str], size: int) -> bytes | None:
     """``MAIL``, the ``RCPT``s and ``DATA`` as one group of commands (RFC 2920), or None where the server does
     not take groups or this one does not fit the window, or cannot be sent as it is."""
-    if not _pipelines(connection):
-        return None
     try:
-        mail, rcpts = _envelope_commands(connection, sender, recipients, size)
-        group = (mail + "".join(rcpts) + _command("data")).encode(connection.command_encoding)
+        return _group(connection, *_envelope_commands(connection, sender, recipients, size))
     except ValueError:  # a line break, or not ASCII: its own turn raises it, as sendmail() would
         return None
+
+
+def _group(connection: smtplib.SMTP, mail: str, rcpts: list[str]) -> bytes | None:
+    """The envelope's commands and ``DATA`` as one write, where the server takes groups and it fits the window."""
+    if not _pipelines(connection):
+        return None
+    group = (mail + "".join(rcpts) + _command("data")).encode(connection.command_encoding)
     return group if len(group) <= PIPELINING_WINDOW else None
 
 
