@@ -364,31 +364,27 @@ class _Ready:
 
 
 class _Built:
-    """Messages built ahead: the next email's is built while the server takes the current one in (the
-    provider's ``meanwhile``), so building costs the batch no time of its own. A message that cannot be
-    built is kept as its error, for its turn."""
+    """Messages built ahead: the next email's is built while the provider waits (on the server taking the
+    current one in, or, with PIPELINING, on the database committing), so building costs the batch no time of
+    its own. Building ahead must not use the database, whose connection may then be busy with the commit in
+    flight: a claimed email has all it needs loaded (its fields, its mailbox and step, its lead's id). One that
+    fails ahead is built again at its turn, which reports the error."""
 
     def __init__(self) -> None:
-        self._ahead: dict[int, EmailMultiAlternatives | Exception] = {}
+        self._ahead: dict[int, EmailMultiAlternatives] = {}
 
     def ahead(self, row: OutboundEmail, provider: MailProvider, *, follows: bool) -> None:
-        message = self._ahead[row.pk] = self._build(row)
-        if not isinstance(message, Exception):
-            provider.prepare(message, follows=follows)
+        try:
+            message = build_message(row)
+        except Exception:
+            return
+        self._ahead[row.pk] = message
+        provider.prepare(message, follows=follows)
 
     def take(self, row: OutboundEmail) -> EmailMultiAlternatives:
-        """``row``'s message, built ahead or now; raises what building it raised."""
-        message = self._ahead.pop(row.pk, None) or self._build(row)
-        if isinstance(message, Exception):
-            raise message
-        return message
-
-    @staticmethod
-    def _build(row: OutboundEmail) -> EmailMultiAlternatives | Exception:
-        try:
-            return build_message(row)
-        except Exception as exc:
-            return exc
+        """``row``'s message, built ahead or now; raises what building it raises."""
+        message = self._ahead.pop(row.pk, None)
+        return message if message is not None else build_message(row)
 
 
 def _send_one(provider: MailProvider, row: OutboundEmail, ready: _Ready, built: _Built, *,

@@ -362,6 +362,34 @@ def test_with_pipelining_each_email_goes_with_the_data_of_the_one_before_on_its_
 
 
 @pytest.mark.django_db
+def test_the_next_message_is_built_ahead_without_a_query(smtp_server, monkeypatch):
+    """With PIPELINING the next message is built while the outcome statement is in flight on the database
+    connection, which nothing else may use until its answer is read: building reads only what the claim
+    loaded, a signed return path, an HTML part and an unsubscribe link included."""
+    from cam.outreach import sending
+
+    owner = open_campaign(smtp_mailbox(smtp_server, verp_return_path=True, reply_to="team@outreach.example.com"))
+    for n in range(4):
+        due_lead(owner, email=f"lead{n}@company{n}.example.com")
+    built, queries = [], []
+    build_message = sending.build_message
+
+    def watched(row):
+        with CaptureQueriesContext(connection) as captured:
+            message = build_message(row)
+        built.append(row.pk)
+        queries.extend(captured.captured_queries)
+        return message
+
+    monkeypatch.setattr(sending, "build_message", watched)
+
+    assert send_now()["sent"] == 4
+
+    assert len(built) == 4 and queries == []
+    assert all(message.mail_from.startswith("alex+") for message in smtp_server.messages)  # the signed return path
+
+
+@pytest.mark.django_db
 def test_a_step_out_of_time_after_an_email_delivers_nothing_of_the_next_whose_envelope_went_ahead(
         smtp_server, settings):
     from cam.budget import Budget

@@ -97,7 +97,8 @@ class MailProvider:
         thread, and then call ``ready()`` for the answer — always, whatever the preliminaries did.
         ``meanwhile``, if the provider has a moment of waiting to offer (SMTP: while the server takes the
         message in, or with PIPELINING while ``ready()`` commits, so that the next message is prepared in
-        time to follow this one's data), is called then, at most once; nothing depends on it.
+        time to follow this one's data), is called then, at most once; nothing depends on it. It may run
+        while the commit is in flight on the database connection: it must not use the database.
         """
         if not ready():
             return None
