@@ -267,8 +267,9 @@ def test_a_server_without_pipelining_gets_each_envelope_after_the_data_was_answe
 
 @pytest.mark.parametrize(("reply", "status"), [("554 5.7.1 Spam", Status.FAILED),
                                                ("451 4.3.0 Try again later", Status.RETRY)])
-def test_a_refused_data_ends_its_own_transaction_only_and_the_envelope_behind_it_goes_on(reply, status):
-    """No RSET after the refusal: it would reach a server that is waiting for the next message's data."""
+def test_a_refused_data_with_an_envelope_behind_it_sends_the_next_message_again_on_a_new_connection(reply, status):
+    """No RSET after the refusal (it would reach a server waiting for the next message's data), and no trust in
+    the envelope behind it, which a server that hangs up after refusing never answers: the next goes whole."""
     with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
         server.answer_data("250 OK", reply, "250 OK")
         results = in_a_row(provider, server, ROW)
@@ -276,7 +277,16 @@ def test_a_refused_data_ends_its_own_transaction_only_and_the_envelope_behind_it
     assert statuses(results) == [Status.SENT, status, Status.SENT, Status.SENT]
     assert reply in results[1].error
     assert [message.rcpt_tos[0] for message in server.messages] == [ROW[0], ROW[2], ROW[3]]
-    assert len(server.sessions) == 1
+    assert len(server.sessions) == 2
+
+
+def test_a_server_that_hangs_up_after_refusing_a_data_costs_the_next_message_nothing():
+    with SmtpTestServer(pipelining=True) as server, SmtpProvider(smtp_mailbox(server)) as provider:
+        server.answer_data("250 OK", HangUp("554 5.7.1 Spam"), "250 OK")
+        results = in_a_row(provider, server, ROW)
+
+    assert statuses(results) == [Status.SENT, Status.FAILED, Status.SENT, Status.SENT]
+    assert [message.rcpt_tos[0] for message in server.messages] == [ROW[0], ROW[2], ROW[3]]
 
 
 @pytest.mark.parametrize(("reply", "status"), [("421 4.3.2 Shutting down", Status.RETRY), (DROP, Status.UNKNOWN)],

@@ -58,8 +58,8 @@ class Call:
 
 @dataclass(frozen=True)
 class HangUp:
-    """Answer ``reply`` to ``MAIL`` or ``RCPT``, then close the connection, as some servers do after a
-    refusal; commands the client sent ahead are never answered."""
+    """Answer ``reply`` to ``MAIL``, ``RCPT`` or a message's data, then close the connection, as some servers
+    do after a refusal; commands the client sent ahead are never answered."""
 
     reply: str
 
@@ -70,7 +70,7 @@ class _Drop:
 
 
 DROP = _Drop()
-DataReply = str | Stall | Call | _Drop
+DataReply = str | Stall | Call | HangUp | _Drop
 
 
 @dataclass
@@ -300,6 +300,9 @@ class _Handler:
             self.server._record(envelope, session.peer, reply.then)
             await asyncio.get_running_loop().run_in_executor(None, reply.action)
             return reply.then
+        if isinstance(reply, HangUp):
+            self.server._record(envelope, session.peer, reply.reply)  # refused, then the connection closed
+            await _hang_up(smtp, reply)
         if isinstance(reply, Stall):
             self.server._record(envelope, session.peer, reply.then)  # accepted; the client may not wait
             await asyncio.sleep(reply.seconds)

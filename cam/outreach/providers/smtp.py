@@ -43,7 +43,8 @@ the same write as the data before it, as RFC 2920 allows: the server answers the
 envelope, and each message costs one round trip instead of two. The guarantee is unchanged: the
 envelope delivers nothing, and its data still waits for the sender's commit. An envelope sent ahead for
 a message that is not sent next (the sender said no, stopped, or sent another) is abandoned with its
-connection, without a ``QUIT``, which a server waiting for data would take as the message's text.
+connection, without a ``QUIT``, which a server waiting for data would take as the message's text; so is
+the connection after a refused data with an envelope behind it (a server may hang up after refusing).
 
 A mailbox with the OAuth2 login (``auth=oauth2``) logs each new connection in with SASL XOAUTH2
 (``smtp_login_mailbox``; the token comes from ``cam.mail_oauth``) instead of a password; a mailbox that
@@ -233,9 +234,11 @@ def _finish_data(connection: _SMTP | _SMTP_SSL, data: bytes, meanwhile: Callable
     if code != 250:
         if not following:
             _refused(connection, code)
-        elif code == 421 or not 400 <= code < 600:
-            connection.close()  # the server's last word, or no answer at all: the envelope after it is lost
-        # Otherwise the data's answer ended its transaction, and the next one's is under way: no RSET.
+        else:
+            # No RSET: the server may be waiting for the next message's data. And a server that refuses a
+            # message may hang up after saying so, leaving the envelope behind it unanswered: the next
+            # message goes again, whole, on a new connection.
+            connection.close()
         raise smtplib.SMTPDataError(code, reply)
 
 
