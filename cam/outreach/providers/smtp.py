@@ -553,10 +553,7 @@ class SmtpProvider(MailProvider):
             assert connection is not None  # _connect() opened it
             if ready is None:
                 connection.data_started = False
-                if ahead:
-                    _envelope_answers(connection, sender, recipients)
-                else:
-                    _open_data(connection, sender, recipients, len(data))
+                self._open(connection, sender, recipients, len(data), ahead=ahead)
                 _finish_data(connection, data, meanwhile, self._following(connection))
             elif not self._send_when_ready(connection, sender, recipients, data, ready, meanwhile, ahead=ahead):
                 return None
@@ -589,10 +586,7 @@ class SmtpProvider(MailProvider):
         if (start is not None and start()) or ahead:
             envelope: Future[None] = Future()  # gone out here, with no hand-over to another thread
             try:
-                if ahead:
-                    _envelope_answers(connection, sender, recipients)
-                else:
-                    _open_data(connection, sender, recipients, len(data))
+                self._open(connection, sender, recipients, len(data), ahead=ahead)
                 envelope.set_result(None)
             except BaseException as exc:  # ready() is asked all the same: its work must be finished
                 envelope.set_exception(exc)
@@ -634,17 +628,31 @@ class SmtpProvider(MailProvider):
 
     def _pipelined_for(self, message: EmailMessage) -> bool:
         """Whether ``message``'s envelope went out with the data of the message before, on the connection
-        still open. Another message's envelope waiting for its data is abandoned with its connection."""
-        pipelined, self._pipelined = self._pipelined, None
+        still open: it stays recorded until its answers are read (``_open``), so that whatever breaks
+        meanwhile drops the connection without a word. Another message's envelope waiting for its data is
+        abandoned with its connection."""
+        pipelined = self._pipelined
         if pipelined is None or self.backend is None:
             return False
         connection = self.backend.connection
         if connection is not pipelined[1]:  # replaced since
+            self._pipelined = None
             return False
         if pipelined[0] is message and connection.sock is not None:
             return True
         self._drop_connection()
         return False
+
+    def _open(self, connection: _SMTP | _SMTP_SSL, sender: str, recipients: list[str], size: int, *,
+              ahead: bool) -> None:
+        """``_open_data``, or with ``ahead`` the answers to the envelope that went with the message before."""
+        if not ahead:
+            _open_data(connection, sender, recipients, size)
+            return
+        try:
+            _envelope_answers(connection, sender, recipients)
+        finally:
+            self._pipelined = None  # answered or not, no longer waiting for its data unseen
 
     def _drop_connection(self) -> None:
         """Close the connection without a word: the server delivers no message whose data did not end."""
